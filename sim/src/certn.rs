@@ -1,0 +1,1 @@
+//! Certn simulator (in progress).

@@ -1,0 +1,436 @@
+//! Lever simulator: API, auth, failure injection and webhooks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, eventually, Receiver};
+use serde_json::{json, Value};
+use switchyard_sim::lever::{sign, LeverSim, NewOpportunity};
+
+async fn get(sim: &LeverSim, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{}{path}", sim.api_base()))
+        .basic_auth(sim.api_key(), None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn send(sim: &LeverSim, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let resp = client()
+        .request(method, format!("{}{path}", sim.api_base()))
+        .basic_auth(sim.api_key(), None::<&str>)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn candidate(sim: &LeverSim, posting: Option<String>) -> String {
+    sim.add_opportunity(NewOpportunity {
+        name: "Ada Lovelace".into(),
+        emails: vec!["ada@example.com".into()],
+        phones: vec!["+1 555 0100".into()],
+        tags: vec!["Premium".into()],
+        posting_id: posting,
+    })
+}
+
+#[tokio::test]
+async fn api_requires_basic_auth_with_the_key() {
+    let sim = LeverSim::start().await.unwrap();
+    let url = format!("{}/stages", sim.api_base());
+    let none = client().get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let body: Value = none.json().await.unwrap();
+    assert_eq!(body["code"], "Unauthorized");
+    let wrong = client()
+        .get(&url)
+        .basic_auth("nope", None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let with_password = client()
+        .get(&url)
+        .basic_auth(sim.api_key(), Some("pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_password.status(), 401);
+    let bearer = client()
+        .get(&url)
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401);
+    let (status, body) = get(&sim, "/stages").await;
+    assert_eq!(status, 200);
+    let texts: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, switchyard_sim::lever::DEFAULT_STAGES);
+    assert_eq!(body["hasNext"], false);
+    assert!(sim.api_base().starts_with("http://127.0.0.1:"));
+    assert_eq!(sim.request_log().len(), 5);
+}
+
+#[tokio::test]
+async fn stages_paginate() {
+    let sim = LeverSim::start().await.unwrap();
+    let id = sim.add_stage("Hired");
+    assert_eq!(sim.stage_id("Hired"), Some(id.clone()));
+    assert_eq!(sim.stage_id("Nope"), None);
+    let mut seen = Vec::new();
+    let mut path = "/stages?limit=3".to_string();
+    for _ in 0..10 {
+        let (status, body) = get(&sim, &path).await;
+        assert_eq!(status, 200);
+        for s in body["data"].as_array().unwrap() {
+            seen.push(s["id"].as_str().unwrap().to_string());
+        }
+        if body["hasNext"] == false {
+            break;
+        }
+        path = format!("/stages?limit=3&offset={}", body["next"].as_str().unwrap());
+    }
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen.last(), Some(&id));
+    assert_eq!(get(&sim, "/stages?limit=0").await.0, 400);
+    assert_eq!(get(&sim, "/stages?limit=101").await.0, 400);
+}
+
+#[tokio::test]
+async fn posting_tags_are_inherited_and_applications_expand() {
+    let sim = LeverSim::start().await.unwrap();
+    let posting = sim.add_posting("Engineer", &["Standard", "CERTN"]);
+    let opp = candidate(&sim, Some(posting.clone()));
+    let snap = sim.opportunity(&opp).unwrap();
+    assert_eq!(snap.tags, vec!["Premium", "Standard", "CERTN"]);
+    assert_eq!(snap.stage, sim.stage_id("New applicant").unwrap());
+
+    let (status, body) = get(&sim, &format!("/opportunities/{opp}")).await;
+    assert_eq!(status, 200);
+    let d = &body["data"];
+    assert_eq!(d["id"], opp.as_str());
+    assert_eq!(d["emails"], json!(["ada@example.com"]));
+    assert_eq!(
+        d["phones"],
+        json!([{"type": "mobile", "value": "+1 555 0100"}])
+    );
+    assert_eq!(d["archivedAt"], Value::Null);
+    assert!(d["applications"][0].is_string());
+
+    let (_, body) = get(
+        &sim,
+        &format!("/opportunities/{opp}?expand=applications&perform_as=u1"),
+    )
+    .await;
+    assert_eq!(body["data"]["applications"][0]["posting"], posting.as_str());
+    assert_eq!(body["data"]["applications"][0]["type"], "posting");
+
+    let (status, body) = get(&sim, &format!("/postings/{posting}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["tags"], json!(["Standard", "CERTN"]));
+    assert_eq!(body["data"]["state"], "published");
+
+    let (status, body) = get(&sim, "/opportunities/does-not-exist").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["code"], "ResourceNotFound");
+    assert_eq!(get(&sim, "/postings/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn write_backs_update_the_opportunity() {
+    let sim = LeverSim::start().await.unwrap();
+    let opp = candidate(&sim, None);
+    let post = reqwest::Method::POST;
+    let (s, body) = send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/addTags?perform_as=u1"),
+        json!({"tags": ["CERTN - Pending", "Premium"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["tags"], json!(["Premium", "CERTN - Pending"]));
+    let (s, _) = send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/removeTags"),
+        json!({"tags": ["CERTN - Pending"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, body) = send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/addLinks"),
+        json!({"links": ["http://r/1.pdf"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["links"], json!(["http://r/1.pdf"]));
+    send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/addLinks"),
+        json!({"links": ["http://r/2.pdf"]}),
+    )
+    .await;
+    send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/removeLinks"),
+        json!({"links": ["http://r/1.pdf"]}),
+    )
+    .await;
+    let (s, body) = send(
+        &sim,
+        post.clone(),
+        &format!("/opportunities/{opp}/notes"),
+        json!({"value": "Report: http://r/2.pdf", "secret": true, "notifyFollowers": false}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let note_id = body["data"]["noteId"].as_str().unwrap().to_string();
+    assert_eq!(
+        send(
+            &sim,
+            post.clone(),
+            &format!("/opportunities/{opp}/notes"),
+            json!({"value": "x", "score": 9})
+        )
+        .await
+        .0,
+        400
+    );
+
+    let snap = sim.opportunity(&opp).unwrap();
+    assert_eq!(snap.tags, vec!["Premium"]);
+    assert_eq!(snap.links, vec!["http://r/2.pdf"]);
+    assert_eq!(snap.notes.len(), 1);
+    assert_eq!(snap.notes[0].id, note_id);
+    assert!(snap.notes[0].secret);
+
+    let (s, body) = get(&sim, &format!("/opportunities/{opp}/notes")).await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"][0]["value"], "Report: http://r/2.pdf");
+    assert_eq!(body["hasNext"], false);
+
+    // Malformed JSON and missing fields are 400s; unknown opportunities 404.
+    let resp = client()
+        .post(format!("{}/opportunities/{opp}/addTags", sim.api_base()))
+        .basic_auth(sim.api_key(), None::<&str>)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        send(
+            &sim,
+            post.clone(),
+            &format!("/opportunities/{opp}/addTags"),
+            json!({"tag": []})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        send(
+            &sim,
+            post.clone(),
+            "/opportunities/nope/addTags",
+            json!({"tags": []})
+        )
+        .await
+        .0,
+        404
+    );
+
+    let log = sim.request_log();
+    let add_links = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/addLinks"))
+        .count();
+    assert_eq!(add_links, 2);
+    let notes = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/notes"))
+        .count();
+    assert_eq!(notes, 2);
+    assert_eq!(log[0].body, json!({"tags": ["CERTN - Pending", "Premium"]}));
+    assert_eq!(log[0].status, 200);
+
+    sim.set_emails(&opp, &[]).unwrap();
+    assert!(sim.opportunity(&opp).unwrap().emails.is_empty());
+    assert!(sim.set_emails("nope", &[]).is_err());
+}
+
+#[tokio::test]
+async fn fail_next_and_rate_limit() {
+    let sim = LeverSim::start().await.unwrap();
+    sim.fail_next(2, 503);
+    assert_eq!(get(&sim, "/stages").await.0, 503);
+    let (s, body) = get(&sim, "/stages").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (503, Some("ServiceUnavailable"))
+    );
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+
+    sim.set_rate_limit(Some((1.0, 2)));
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+    let resp = client()
+        .get(format!("{}/stages", sim.api_base()))
+        .basic_auth(sim.api_key(), None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    sim.set_rate_limit(None);
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+    let statuses: Vec<u16> = sim.request_log().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![503, 503, 200, 200, 200, 429, 200]);
+}
+
+#[tokio::test]
+async fn stage_change_webhook_is_signed() {
+    let sim = LeverSim::start().await.unwrap();
+    let rx = Receiver::start().await;
+    let signing = sim.register_webhook("candidateStageChange", &rx.url);
+    assert!(signing.len() >= 32);
+    let opp = candidate(&sim, None);
+    let from = sim.opportunity(&opp).unwrap().stage;
+    let bg = sim.stage_id("Background Check").unwrap();
+    assert_eq!(sim.move_to_stage(&opp, &bg).await.unwrap(), 200);
+    assert_eq!(sim.opportunity(&opp).unwrap().stage, bg);
+
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        hits[0].header("user-agent").as_deref(),
+        Some("Lever-Webhooks")
+    );
+    assert_eq!(
+        hits[0].header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let body = hits[0].json();
+    assert_eq!(body["event"], "candidateStageChange");
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(token.len(), 48);
+    let at = body["triggeredAt"].as_u64().unwrap();
+    assert_eq!(body["signature"], sign(&signing, token, at).as_str());
+    assert_ne!(body["signature"], sign("other", token, at).as_str());
+    assert!(body["id"].is_string());
+    let d = &body["data"];
+    assert_eq!(d["opportunityId"], opp.as_str());
+    assert_eq!(d["candidateId"], opp.as_str());
+    assert_eq!(d["toStageId"], bg.as_str());
+    assert_eq!(d["fromStageId"], from.as_str());
+    assert!(d["contactId"].is_string());
+
+    let deliveries = sim.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].attempts, vec![200]);
+    assert_eq!(deliveries[0].body, hits[0].body);
+
+    // Rerun resends the same body.
+    assert_eq!(sim.rerun_delivery(0).await.unwrap(), 200);
+    assert_eq!(rx.hits()[1].body, hits[0].body);
+
+    // Moving through the API fires the webhook too.
+    let offer = sim.stage_id("Offer").unwrap();
+    let (s, body) = send(
+        &sim,
+        reqwest::Method::PUT,
+        &format!("/opportunities/{opp}/stage"),
+        json!({"stage": offer}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(body["data"]["stage"], offer.as_str());
+    let hits = rx.wait_for(3).await;
+    assert_eq!(hits[2].json()["data"]["toStageId"], offer.as_str());
+    assert_eq!(
+        send(
+            &sim,
+            reqwest::Method::PUT,
+            &format!("/opportunities/{opp}/stage"),
+            json!({"stage": "nope"})
+        )
+        .await
+        .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn failed_webhooks_are_retried_with_the_same_body() {
+    let sim = LeverSim::start().await.unwrap();
+    sim.set_webhook_retry_base(Duration::from_millis(10));
+    let rx = Receiver::start().await;
+    sim.register_webhook("candidateStageChange", &rx.url);
+    let opp = candidate(&sim, None);
+    let bg = sim.stage_id("Background Check").unwrap();
+    rx.respond_with(&[500, 302]);
+    assert_eq!(sim.move_to_stage(&opp, &bg).await.unwrap(), 500);
+    let hits = rx.wait_for(3).await;
+    assert_eq!(hits.len(), 3);
+    assert!(hits.iter().all(|h| h.body == hits[0].body));
+    assert!(eventually(|| sim.deliveries()[0].attempts == vec![500, 302, 200]).await);
+
+    // Always failing: 1 + 5 attempts, then it stops.
+    rx.respond_with(&[500; 10]);
+    sim.move_to_stage(&opp, &bg).await.unwrap();
+    assert!(eventually(|| sim.deliveries()[1].attempts.len() == 6).await);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sim.deliveries()[1].attempts, vec![500; 6]);
+
+    // Connection errors are recorded as 0.
+    let dead = sim.register_webhook("candidateStageChange", "http://127.0.0.1:9/hook");
+    assert!(!dead.is_empty());
+    sim.move_to_stage(&opp, &bg).await.unwrap();
+    assert!(
+        eventually(|| sim
+            .deliveries()
+            .iter()
+            .any(|d| d.url.contains(":9/") && d.attempts.first() == Some(&0)))
+        .await
+    );
+}
+
+#[tokio::test]
+async fn test_ping_is_signed_and_empty() {
+    let sim = LeverSim::start().await.unwrap();
+    let rx = Receiver::start().await;
+    let signing = sim.register_webhook("candidateStageChange", &rx.url);
+    assert_eq!(sim.send_test_ping(&rx.url, &signing).await.unwrap(), 200);
+    let body = rx.hits()[0].json();
+    assert_eq!(body["event"], "candidateHired");
+    assert_eq!(body["data"], json!({}));
+    let at = body["triggeredAt"].as_u64().unwrap();
+    assert_eq!(
+        body["signature"],
+        sign(&signing, body["token"].as_str().unwrap(), at).as_str()
+    );
+    rx.respond_with(&[404]);
+    assert_eq!(sim.send_test_ping(&rx.url, &signing).await.unwrap(), 404);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rx.hits().len(), 2, "pings are not retried");
+}
