@@ -1,0 +1,200 @@
+//! The assembled host: configuration, store, connector registry and integrations, shared by the
+//! HTTP handlers and the workers. `start` wires it all up and returns a handle to stop it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::config::{AtsConfig, Config, IntegrationConfig, LeverConfig};
+use crate::connector::LoadedConnector;
+use crate::flow::FlowError;
+use crate::lever::LeverClient;
+use crate::registry::Registry;
+use crate::runtime::{CallContext, Runtime};
+use crate::store::Store;
+use crate::timeline::Timeline;
+
+/// Lock stripes that serialize ATS writes per opportunity (within this process).
+const STRIPES: usize = 64;
+
+/// An integration and its ATS client.
+pub struct Integration {
+    pub config: IntegrationConfig,
+    pub lever: LeverClient,
+}
+
+impl Integration {
+    fn new(config: IntegrationConfig, http: &reqwest::Client) -> Integration {
+        let lever = match &config.ats {
+            AtsConfig::Lever(l) => LeverClient::new(http.clone(), &l.api_base, l.api_key.clone()),
+        };
+        Integration { config, lever }
+    }
+
+    /// The Lever settings.
+    pub fn lever_config(&self) -> &LeverConfig {
+        match &self.config.ats {
+            AtsConfig::Lever(l) => l,
+        }
+    }
+}
+
+/// Shared state of a running host.
+pub struct App {
+    pub config: Config,
+    pub public_url: String,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub http: reqwest::Client,
+    pub timeline: Timeline,
+    /// Wakes idle workers when an event is queued.
+    pub wake: Notify,
+    integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
+    stages: Mutex<HashMap<String, Vec<(String, String)>>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl App {
+    /// The integration `id`, if configured.
+    pub fn integration(&self, id: &str) -> Option<Arc<Integration>> {
+        self.integrations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// The connector version serving `integration` now.
+    pub fn connector(&self, integration: &Integration) -> Result<Arc<LoadedConnector>, FlowError> {
+        self.registry.get(&integration.config.connector).ok_or_else(|| FlowError {
+            message: format!("connector `{}` is not loaded", integration.config.connector),
+            retryable: true,
+            connector_version: None,
+        })
+    }
+
+    /// The sandbox context for calls to `connector` on behalf of `integration`.
+    pub fn call_context(&self, integration: &Integration, connector: &LoadedConnector) -> Arc<CallContext> {
+        Arc::new(CallContext::for_integration(
+            &integration.config,
+            &connector.manifest.id,
+            &connector.manifest.outbound_hosts,
+            self.callback_url(&integration.config.id),
+            self.store.clone(),
+            self.http.clone(),
+            Duration::from_millis(self.config.runtime.http_timeout_ms),
+            self.timeline.clone(),
+        ))
+    }
+
+    /// Where the ATS sends this integration's webhooks (the seeds' "webhook URL").
+    pub fn lever_webhook_url(&self, integration: &str) -> String {
+        format!("{}/hooks/{integration}/lever", self.public_url)
+    }
+
+    /// Where the vendor sends this integration's status callbacks.
+    pub fn callback_url(&self, integration: &str) -> String {
+        format!("{}/hooks/{integration}/vendor", self.public_url)
+    }
+
+    /// The name of Lever stage `stage_id`, from a per-integration cache refreshed on a miss.
+    pub async fn stage_name(&self, integration: &Integration, stage_id: &str) -> Result<Option<String>, FlowError> {
+        let id = &integration.config.id;
+        let cached = |app: &App| {
+            app.stages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .and_then(|s| s.iter().find(|(sid, _)| sid == stage_id).map(|(_, n)| n.clone()))
+        };
+        if let Some(name) = cached(self) {
+            return Ok(Some(name));
+        }
+        let stages = integration.lever.stages().await?;
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), stages);
+        Ok(cached(self))
+    }
+
+    /// Serializes ATS writes to one opportunity.
+    pub async fn lock_opportunity(&self, integration: &str, opportunity: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (integration, opportunity).hash(&mut h);
+        self.stripes[(h.finish() as usize) % STRIPES].lock().await
+    }
+}
+
+/// A running host: its address and a way to stop it.
+pub struct RunningHost {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningHost {
+    /// Stops accepting requests, lets workers finish their current event, and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.app.wake.notify_waiters();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Opens the store, loads connectors, binds the listener and starts the workers.
+pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    let store = Store::open(&config.storage.path)?;
+    let runtime = Runtime::new(config.runtime.timeout_ms, config.runtime.memory_mb)?;
+    let registry = Arc::new(Registry::new(runtime));
+    if config.runtime.connectors_dir.exists() {
+        registry.load_dir(&config.runtime.connectors_dir).await?;
+    } else {
+        tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
+    }
+    let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
+    let addr = listener.local_addr()?;
+    // No redirects: a redirect could lead a connector's request to an unapproved host.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let integrations = config
+        .integrations
+        .iter()
+        .map(|c| (c.id.clone(), Arc::new(Integration::new(c.clone(), &http))))
+        .collect();
+    let app = Arc::new(App {
+        public_url: config.public_url(addr),
+        config,
+        store,
+        registry,
+        http,
+        timeline: Timeline::default(),
+        wake: Notify::new(),
+        integrations: RwLock::new(integrations),
+        stages: Mutex::new(HashMap::new()),
+        stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+    });
+    for integration in app.integrations.read().unwrap_or_else(|e| e.into_inner()).values() {
+        tracing::info!(integration = %integration.config.id,
+            webhook_url = %app.lever_webhook_url(&integration.config.id),
+            vendor_callback_url = %app.callback_url(&integration.config.id),
+            "integration ready: point the ATS webhook at webhook_url");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = crate::worker::spawn(app.clone(), stopped.clone());
+    tasks.push(crate::server::spawn(app.clone(), listener, stopped));
+    Ok(RunningHost {
+        addr,
+        app,
+        stop,
+        tasks,
+    })
+}

@@ -1,0 +1,360 @@
+//! The configuration file (`switchyard serve --config <file>`), TOML. `switchyard.example.toml` at
+//! the repository root documents every setting.
+//!
+//! Secrets may be written inline or as `env:NAME` to read them from the environment at start-up;
+//! either way they are held in [`Secret`], whose `Debug` never prints the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors found while reading or checking the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("integration `{integration}`: {problem}")]
+    Integration {
+        integration: String,
+        problem: String,
+    },
+    #[error("environment variable `{0}` named by a secret is not set")]
+    MissingEnv(String),
+}
+
+/// A secret value (API key, signing token). Never printed by `Debug`, never serialized in clear.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that needs it (signing, an auth header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Resolves `env:NAME` indirection.
+    fn resolve(&mut self) -> Result<(), ConfigError> {
+        if let Some(name) = self.0.strip_prefix("env:") {
+            let name = name.to_string();
+            self.0 = std::env::var(&name).map_err(|_| ConfigError::MissingEnv(name))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// The URL at which the ATS and vendors reach this server (behind a TLS proxy in production).
+    /// Used to show webhook URLs and to tell connectors their callback URL. Defaults to
+    /// `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Largest accepted request body; larger → 413.
+    pub max_body_bytes: usize,
+    /// Lever webhooks whose `triggeredAt` is further than this from now are rejected (401).
+    pub webhook_max_age_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_bytes: 256 * 1024,
+            webhook_max_age_secs: 15 * 60,
+        }
+    }
+}
+
+/// `[storage]`: the embedded SQLite database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Database file; created with its directory if missing.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("data/switchyard.db"),
+        }
+    }
+}
+
+/// `[runtime]`: how connectors are loaded and sandboxed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Directory whose `*.wasm` files are loaded as connectors at start-up.
+    pub connectors_dir: PathBuf,
+    /// Wall-clock and CPU deadline of one connector invocation.
+    pub timeout_ms: u64,
+    /// Linear-memory cap of one connector instance.
+    pub memory_mb: usize,
+    /// Cap on one outbound HTTP request made by a connector.
+    pub http_timeout_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            connectors_dir: PathBuf::from("plugins/target/wasm32-wasip2/release"),
+            timeout_ms: 30_000,
+            memory_mb: 64,
+            http_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// `[worker]`: background processing of stored events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Events processed at once.
+    pub concurrency: usize,
+    /// Attempts before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Cap on one retry delay.
+    pub retry_max_ms: u64,
+    /// A claimed event whose worker vanished (crash) is retried after this long. Longer than
+    /// the longest step, so a slow step is never run twice at once.
+    pub lease_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 4,
+            max_attempts: 8,
+            retry_base_ms: 2_000,
+            retry_max_ms: 10 * 60 * 1000,
+            lease_secs: 300,
+        }
+    }
+}
+
+/// `[[integrations]]`: one customer's ATS wired to one vendor connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// URL-safe identifier, part of the webhook URLs (`/hooks/<id>/lever`).
+    pub id: String,
+    /// The connector's manifest id, e.g. `certn`.
+    pub connector: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The ATS side.
+    pub ats: AtsConfig,
+    /// Hosts (`name` or `name:port`) the connector may call; defaults to its manifest's list.
+    #[serde(default)]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Non-secret connector settings (`config.get`). Non-string values are passed as JSON.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
+    /// Secret connector settings (`config.secret`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
+    /// The vendor packages; exactly one is the default when any are given.
+    #[serde(default)]
+    pub packages: Vec<PackageConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The ATS an integration serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AtsConfig {
+    /// Lever: stage-change webhooks in, REST API writes out.
+    Lever(LeverConfig),
+}
+
+/// Lever credentials and the trigger stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeverConfig {
+    /// `https://api.lever.co/v1` in production.
+    #[serde(default = "lever_api_base")]
+    pub api_base: String,
+    /// Lever API key (HTTP Basic username).
+    pub api_key: Secret,
+    /// The Candidate Stage Change webhook's signature token.
+    pub signature_token: Secret,
+    /// Name of the stage that starts a screening; defaults to the connector's default trigger.
+    #[serde(default)]
+    pub trigger_stage: Option<String>,
+}
+
+fn lever_api_base() -> String {
+    "https://api.lever.co/v1".into()
+}
+
+/// One vendor package.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageConfig {
+    pub name: String,
+    #[serde(default)]
+    pub default: bool,
+    /// Vendor-specific parameters, e.g. `checks = "criminal_record_check"`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads, parses and checks a config file, resolving `env:` secrets.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.prepare()?;
+        Ok(config)
+    }
+
+    /// Resolves secrets and checks invariants that serde cannot express.
+    pub fn prepare(&mut self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for integration in &mut self.integrations {
+            let problem = |p: String| ConfigError::Integration {
+                integration: integration.id.clone(),
+                problem: p,
+            };
+            if integration.id.is_empty()
+                || !integration
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(problem("id must be non-empty [A-Za-z0-9_-]".into()));
+            }
+            if !seen.insert(integration.id.clone()) {
+                return Err(problem("id is used twice".into()));
+            }
+            let defaults = integration.packages.iter().filter(|p| p.default).count();
+            if !integration.packages.is_empty() && defaults != 1 {
+                return Err(problem(format!(
+                    "exactly one package must be the default, found {defaults}"
+                )));
+            }
+            match &mut integration.ats {
+                AtsConfig::Lever(lever) => {
+                    lever.api_key.resolve()?;
+                    lever.signature_token.resolve()?;
+                }
+            }
+            for secret in integration.secrets.values_mut() {
+                secret.resolve()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL the outside world uses to reach this server.
+    pub fn public_url(&self, bound: std::net::SocketAddr) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+impl IntegrationConfig {
+    /// A setting as the string a connector sees (`config.get`).
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.settings.get(key).map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => serde_json::to_string(other).unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+    }
+
+    #[test]
+    fn example_config_parses_and_needs_exactly_one_default_package() {
+        let text = include_str!("../../switchyard.example.toml");
+        let mut config: Config = toml::from_str(text).expect("example parses");
+        // The example reads secrets from env: provide them.
+        for (k, v) in [
+            ("LEVER_API_KEY", "k"),
+            ("LEVER_SIGNATURE_TOKEN", "t"),
+            ("CERTN_API_KEY", "c"),
+            ("CERTN_WEBHOOK_SECRET", "w"),
+        ] {
+            std::env::set_var(k, v);
+        }
+        config.prepare().expect("example is valid");
+        config.integrations[0].packages[0].default = true;
+        config.integrations[0].packages[1].default = true;
+        assert!(config.prepare().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+pub async fn run(_dir: &std::path::Path) -> anyhow::Result<()> { anyhow::bail!("todo") }

@@ -1,0 +1,228 @@
+//! A small client for the parts of Lever's REST API v1 that the flow needs. API key auth (HTTP
+//! Basic, key as user name). 429 and 5xx are retried a few times with exponential backoff,
+//! honouring `Retry-After`; past that the error is transient and the event is retried later.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// Attempts per API call before giving the failure back to the worker.
+const ATTEMPTS: u32 = 4;
+/// Longest single wait between attempts.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// A Lever API failure. Messages never contain the API key.
+#[derive(Debug, thiserror::Error)]
+pub enum LeverError {
+    /// Rate limited, 5xx, timeout or connection failure: try again later.
+    #[error("Lever unavailable: {0}")]
+    Transient(String),
+    /// 401/403: the API key is wrong or lacks a permission.
+    #[error("Lever refused the API key ({0})")]
+    Unauthorized(u16),
+    /// Any other 4xx.
+    #[error("Lever answered {status}: {message}")]
+    Rejected { status: u16, message: String },
+}
+
+impl LeverError {
+    /// Whether a later retry may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, LeverError::Transient(_))
+    }
+}
+
+/// The fields of an opportunity the flow uses.
+#[derive(Debug, Clone, Default)]
+pub struct Opportunity {
+    pub id: String,
+    pub name: String,
+    pub emails: Vec<String>,
+    pub phones: Vec<String>,
+    pub tags: Vec<String>,
+    pub links: Vec<String>,
+    pub posting_ids: Vec<String>,
+}
+
+/// Lever API client for one integration.
+#[derive(Clone)]
+pub struct LeverClient {
+    http: reqwest::Client,
+    base: String,
+    key: Secret,
+}
+
+impl LeverClient {
+    /// A client for `base` (e.g. `https://api.lever.co/v1`) with `key`.
+    pub fn new(http: reqwest::Client, base: &str, key: Secret) -> LeverClient {
+        LeverClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            key,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, LeverError> {
+        let url = format!("{}{}", self.base, path);
+        let mut wait = Duration::from_millis(250);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .basic_auth(self.key.expose(), Some(""))
+                .timeout(Duration::from_secs(15));
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = resp.text().await.unwrap_or_default();
+                    match status {
+                        200..=299 => {
+                            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+                        }
+                        401 | 403 => return Err(LeverError::Unauthorized(status)),
+                        429 | 500..=599 => {
+                            last = format!("{status} on {method} {path}");
+                            if let Some(ra) = retry_after {
+                                wait = ra.min(MAX_WAIT);
+                            }
+                        }
+                        _ => {
+                            let message = serde_json::from_str::<Value>(&text)
+                                .ok()
+                                .and_then(|v| v["message"].as_str().map(str::to_string))
+                                .unwrap_or(text);
+                            return Err(LeverError::Rejected { status, message });
+                        }
+                    }
+                }
+                Err(e) => last = format!("{method} {path}: {}", e.without_url()),
+            }
+            if attempt < ATTEMPTS {
+                tracing::debug!(%last, attempt, "Lever call failed, backing off");
+                let jitter = rand::random::<f64>() * 0.2 + 0.9;
+                tokio::time::sleep(wait.mul_f64(jitter)).await;
+                wait = (wait * 2).min(MAX_WAIT);
+            }
+        }
+        Err(LeverError::Transient(last))
+    }
+
+    /// `GET /opportunities/:id?expand=applications`.
+    pub async fn opportunity(&self, id: &str) -> Result<Opportunity, LeverError> {
+        let v = self
+            .call(reqwest::Method::GET, &format!("/opportunities/{id}?expand=applications"), None)
+            .await?;
+        let d = &v["data"];
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        Ok(Opportunity {
+            id: d["id"].as_str().unwrap_or(id).to_string(),
+            name: d["name"].as_str().unwrap_or_default().to_string(),
+            emails: strings(&d["emails"]),
+            phones: d["phones"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p["value"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            tags: strings(&d["tags"]),
+            links: strings(&d["links"]),
+            posting_ids: d["applications"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|app| app["posting"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// `GET /postings/:id` → its tags.
+    pub async fn posting_tags(&self, id: &str) -> Result<Vec<String>, LeverError> {
+        let v = self.call(reqwest::Method::GET, &format!("/postings/{id}"), None).await?;
+        Ok(v["data"]["tags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    /// `GET /stages`, every page: (id, name) pairs.
+    pub async fn stages(&self) -> Result<Vec<(String, String)>, LeverError> {
+        let mut out = Vec::new();
+        let mut offset: Option<String> = None;
+        // Bounded: Lever pipelines have tens of stages.
+        for _ in 0..50 {
+            let path = match &offset {
+                Some(o) => format!("/stages?limit=100&offset={o}"),
+                None => "/stages?limit=100".to_string(),
+            };
+            let v = self.call(reqwest::Method::GET, &path, None).await?;
+            for s in v["data"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(text)) = (s["id"].as_str(), s["text"].as_str()) {
+                    out.push((id.to_string(), text.to_string()));
+                }
+            }
+            match (v["hasNext"].as_bool(), v["next"].as_str()) {
+                (Some(true), Some(next)) => offset = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST /opportunities/:id/addTags`.
+    pub async fn add_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
+        self.post(&format!("/opportunities/{id}/addTags"), serde_json::json!({ "tags": tags })).await
+    }
+
+    /// `POST /opportunities/:id/removeTags`.
+    pub async fn remove_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
+        self.post(&format!("/opportunities/{id}/removeTags"), serde_json::json!({ "tags": tags })).await
+    }
+
+    /// `POST /opportunities/:id/addLinks`.
+    pub async fn add_links(&self, id: &str, links: &[String]) -> Result<(), LeverError> {
+        self.post(&format!("/opportunities/{id}/addLinks"), serde_json::json!({ "links": links })).await
+    }
+
+    /// `POST /opportunities/:id/notes`.
+    pub async fn add_note(&self, id: &str, text: &str, secret: bool) -> Result<(), LeverError> {
+        self.post(
+            &format!("/opportunities/{id}/notes"),
+            serde_json::json!({ "value": text, "secret": secret, "notifyFollowers": false }),
+        )
+        .await
+    }
+
+    /// `GET /opportunities/:id/notes` → the text of every note (to avoid writing one twice).
+    pub async fn note_texts(&self, id: &str) -> Result<Vec<String>, LeverError> {
+        let v = self
+            .call(reqwest::Method::GET, &format!("/opportunities/{id}/notes?limit=100"), None)
+            .await?;
+        Ok(v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| {
+                n["value"]
+                    .as_str()
+                    .or_else(|| n["text"].as_str())
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<(), LeverError> {
+        self.call(reqwest::Method::POST, path, Some(&body)).await.map(|_| ())
+    }
+}

@@ -1,0 +1,104 @@
+//! Writes the recorded state of an opportunity's screenings onto the Lever opportunity.
+//!
+//! This is a reconciliation, not a replay: it reads what Lever has now and writes only what is
+//! missing, so running it twice (a retried event, a crash between two writes, a redelivered
+//! callback) never adds the same tag, link or note twice.
+//! - status tag: the newest order's label; every other status label of the connector is removed,
+//!   so exactly one shows;
+//! - links: every order's report URL, once;
+//! - notes: each recorded note once; Lever's notes are read first in case an earlier attempt
+//!   wrote the note but crashed before recording it.
+
+use crate::lever::{LeverClient, LeverError};
+use crate::store::Store;
+use crate::timeline::{Timeline, TimelineEvent};
+
+/// Brings opportunity `opportunity_id` in line with the orders stored for it.
+/// `status_labels` are all labels the connector may use (from its manifest).
+pub async fn reconcile(
+    client: &LeverClient,
+    store: &Store,
+    integration: &str,
+    opportunity_id: &str,
+    status_labels: &[String],
+    timeline: &Timeline,
+) -> Result<(), SyncError> {
+    let orders = store.orders_of(integration, opportunity_id)?;
+    let Some(newest) = orders.last() else {
+        return Ok(());
+    };
+    let opp = client.opportunity(opportunity_id).await?;
+    let write = |action: String| {
+        timeline.emit(TimelineEvent::AtsWrite {
+            integration: integration.to_string(),
+            opportunity: opportunity_id.to_string(),
+            action,
+        })
+    };
+
+    // Labels of older orders count as status labels too, in case a connector version renamed one.
+    let is_status_label = |tag: &String| {
+        status_labels.contains(tag) || orders.iter().any(|o| &o.label == tag)
+    };
+    let stale: Vec<String> = opp
+        .tags
+        .iter()
+        .filter(|t| **t != newest.label && is_status_label(t))
+        .cloned()
+        .collect();
+    if !stale.is_empty() {
+        client.remove_tags(opportunity_id, &stale).await?;
+        write(format!("removeTags {stale:?}"));
+    }
+    if !opp.tags.contains(&newest.label) {
+        client.add_tags(opportunity_id, std::slice::from_ref(&newest.label)).await?;
+        write(format!("addTags [{:?}]", newest.label));
+    }
+
+    let mut links: Vec<String> = Vec::new();
+    for url in orders.iter().filter_map(|o| o.report_url.clone()) {
+        if !opp.links.contains(&url) && !links.contains(&url) {
+            links.push(url);
+        }
+    }
+    if !links.is_empty() {
+        client.add_links(opportunity_id, &links).await?;
+        write(format!("addLinks {links:?}"));
+    }
+
+    let notes = store.unwritten_notes(integration, opportunity_id)?;
+    if !notes.is_empty() {
+        let existing = client.note_texts(opportunity_id).await?;
+        for note in notes {
+            if !existing.contains(&note.text) {
+                client.add_note(opportunity_id, &note.text, note.secret).await?;
+                write(format!(
+                    "add {}note ({} chars)",
+                    if note.secret { "secret " } else { "" },
+                    note.text.len()
+                ));
+            }
+            store.note_written(integration, &note.order_ref, &note.text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a reconciliation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Lever(#[from] LeverError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl SyncError {
+    /// Whether a later retry may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            SyncError::Lever(e) => e.retryable(),
+            SyncError::Store(_) => true,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Rust bindings of the `switchyard:connector` world, generated from `wit/`.
+//!
+//! Imports are async (outbound HTTP awaits the network) and trappable (a host failure such as a
+//! broken database aborts the invocation instead of lying to the guest).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "connector",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});
+
+pub use exports::switchyard::connector::screening;
+pub use switchyard::connector::types;

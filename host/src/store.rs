@@ -1,0 +1,588 @@
+//! Durable state in embedded SQLite (WAL): the event queue, vendor orders, notes to write, and the
+//! connectors' key-value state.
+//!
+//! Invariants:
+//! - an event row is committed before the webhook that carried it is acknowledged;
+//! - `(integration, dedupe_key)` is unique, so a redelivered webhook or callback never queues twice;
+//! - an order's state only moves forward (see [`rank`]), so a late or replayed callback cannot undo
+//!   a newer status;
+//! - a note is recorded once per `(integration, order, text)` and marked written after the ATS
+//!   confirmed it.
+//!
+//! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
+//! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the database directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Lifecycle of an event. Transitions: queued → running → (done | skipped | queued again with a
+/// later `next_attempt_at` | dead). A running event whose lease expired (its worker crashed) is
+/// claimable again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    Queued,
+    Running,
+    Done,
+    Skipped,
+    Dead,
+}
+
+impl EventState {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventState::Queued => "queued",
+            EventState::Running => "running",
+            EventState::Done => "done",
+            EventState::Skipped => "skipped",
+            EventState::Dead => "dead",
+        }
+    }
+    fn parse(s: &str) -> EventState {
+        match s {
+            "running" => EventState::Running,
+            "done" => EventState::Done,
+            "skipped" => EventState::Skipped,
+            "dead" => EventState::Dead,
+            _ => EventState::Queued,
+        }
+    }
+}
+
+/// A stored event, as claimed by a worker or listed for operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub integration: String,
+    pub kind: String,
+    pub payload: String,
+    pub state: EventState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub connector_version: Option<String>,
+}
+
+/// Result of offering a new event to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored under this id.
+    New(i64),
+    /// The same dedupe key was stored before; `same_payload` tells a redelivery from a replay.
+    Duplicate { id: i64, same_payload: bool },
+}
+
+/// A vendor order and the status the ATS should show for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Order {
+    pub integration: String,
+    pub order_ref: String,
+    pub connector: String,
+    pub opportunity_id: String,
+    /// Insertion sequence: the newest order of an opportunity owns its status label.
+    pub seq: i64,
+    pub state: String,
+    pub label: String,
+    pub report_url: Option<String>,
+    pub score: Option<f64>,
+    pub verdict: Option<String>,
+}
+
+/// A note waiting to be written, or written.
+#[derive(Debug, Clone)]
+pub struct PendingNote {
+    pub order_ref: String,
+    pub text: String,
+    pub secret: bool,
+}
+
+/// Forward-only ordering of normalized screening states. Terminal states share the top rank so
+/// that none of them can be replaced by an earlier state.
+pub fn rank(state: &str) -> u8 {
+    match state {
+        "pending" => 1,
+        "analyzing" => 2,
+        "partial" => 3,
+        "complete" | "error" | "cancelled" => 4,
+        _ => 0,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    integration TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    payload_hash TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_error TEXT,
+    connector_version TEXT,
+    received_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (integration, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS orders (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    integration TEXT NOT NULL,
+    order_ref TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    opportunity_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    label TEXT NOT NULL,
+    report_url TEXT,
+    score REAL,
+    verdict TEXT,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (integration, order_ref)
+);
+CREATE INDEX IF NOT EXISTS orders_by_opportunity ON orders (integration, opportunity_id);
+CREATE TABLE IF NOT EXISTS notes (
+    integration TEXT NOT NULL,
+    order_ref TEXT NOT NULL,
+    text TEXT NOT NULL,
+    secret INTEGER NOT NULL,
+    written_at INTEGER,
+    PRIMARY KEY (integration, order_ref, text)
+);
+CREATE TABLE IF NOT EXISTS kv (
+    integration TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (integration, connector, key)
+);
+"#;
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` in WAL mode.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path)?;
+        // WAL + synchronous=FULL: a committed event survives a crash or power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (statements are atomic).
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an event unless its dedupe key was seen before. Committed when this returns.
+    pub fn enqueue(
+        &self,
+        integration: &str,
+        kind: &str,
+        dedupe_key: &str,
+        payload: &str,
+    ) -> Result<Enqueued> {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
+        let conn = self.conn();
+        let now = now_ms();
+        let inserted = conn.execute(
+            "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+                next_attempt_at, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
+             ON CONFLICT (integration, dedupe_key) DO NOTHING",
+            params![integration, kind, dedupe_key, hash, payload, now],
+        )?;
+        if inserted == 1 {
+            return Ok(Enqueued::New(conn.last_insert_rowid()));
+        }
+        let (id, old_hash): (i64, String) = conn.query_row(
+            "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+            params![integration, dedupe_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Enqueued::Duplicate {
+            id,
+            same_payload: old_hash == hash,
+        })
+    }
+
+    /// Claims the next due event: queued and due, or running with an expired lease.
+    pub fn claim(&self, lease_ms: i64) -> Result<Option<Event>> {
+        let conn = self.conn();
+        let now = now_ms();
+        conn.query_row(
+            "UPDATE events SET state = 'running', lease_until = ?1, attempts = attempts + 1
+             WHERE id = (SELECT id FROM events
+                         WHERE (state = 'queued' AND next_attempt_at <= ?2)
+                            OR (state = 'running' AND lease_until < ?2)
+                         ORDER BY next_attempt_at, id LIMIT 1)
+             RETURNING id, integration, kind, payload, state, attempts, last_error,
+                       connector_version",
+            params![now + lease_ms, now],
+            Self::event_row,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+        Ok(Event {
+            id: r.get(0)?,
+            integration: r.get(1)?,
+            kind: r.get(2)?,
+            payload: r.get(3)?,
+            state: EventState::parse(&r.get::<_, String>(4)?),
+            attempts: r.get(5)?,
+            last_error: r.get(6)?,
+            connector_version: r.get(7)?,
+        })
+    }
+
+    /// Milliseconds until the next queued event is due (None when nothing is queued).
+    pub fn next_due_in(&self) -> Result<Option<i64>> {
+        let conn = self.conn();
+        let next: Option<i64> = conn.query_row(
+            "SELECT MIN(CASE state WHEN 'queued' THEN next_attempt_at ELSE lease_until END)
+             FROM events WHERE state IN ('queued', 'running')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(next.map(|t| (t - now_ms()).max(0)))
+    }
+
+    /// Records the outcome of an attempt. `retry_at` re-queues; otherwise the event ends in `state`.
+    pub fn finish(
+        &self,
+        id: i64,
+        state: EventState,
+        error: Option<&str>,
+        connector_version: Option<&str>,
+        retry_at: Option<i64>,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let (state, next, finished) = match retry_at {
+            Some(at) => (EventState::Queued, at, None),
+            None => (state, 0, Some(now_ms())),
+        };
+        conn.execute(
+            "UPDATE events SET state = ?2, last_error = ?3,
+                connector_version = COALESCE(?4, connector_version),
+                next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
+                lease_until = NULL, finished_at = ?6
+             WHERE id = ?1",
+            params![id, state.as_str(), error, connector_version, next, finished],
+        )?;
+        Ok(())
+    }
+
+    /// One event by id.
+    pub fn event(&self, id: i64) -> Result<Option<Event>> {
+        self.conn()
+            .query_row(
+                "SELECT id, integration, kind, payload, state, attempts, last_error,
+                        connector_version FROM events WHERE id = ?1",
+                params![id],
+                Self::event_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Events of an integration, newest first (for operators and tests).
+    pub fn events(&self, integration: &str, limit: u32) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, integration, kind, payload, state, attempts, last_error, connector_version
+             FROM events WHERE integration = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![integration, limit], Self::event_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// Number of events waiting or in progress.
+    pub fn queue_depth(&self) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
+    }
+
+    /// Records a new order, or returns the existing one (a retried start-screening).
+    pub fn upsert_order(&self, order: &Order) -> Result<Order> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
+                report_url, score, verdict, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (integration, order_ref) DO NOTHING",
+            params![
+                order.integration,
+                order.order_ref,
+                order.connector,
+                order.opportunity_id,
+                order.state,
+                order.label,
+                order.report_url,
+                order.score,
+                order.verdict,
+                now_ms()
+            ],
+        )?;
+        drop(conn);
+        self.order(&order.integration, &order.order_ref)
+            .map(|o| o.unwrap_or_else(|| order.clone()))
+    }
+
+    /// An order by reference.
+    pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
+        self.conn()
+            .query_row(
+                "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
+                        report_url, score, verdict
+                 FROM orders WHERE integration = ?1 AND order_ref = ?2",
+                params![integration, order_ref],
+                Self::order_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
+        Ok(Order {
+            integration: r.get(0)?,
+            order_ref: r.get(1)?,
+            connector: r.get(2)?,
+            opportunity_id: r.get(3)?,
+            seq: r.get(4)?,
+            state: r.get(5)?,
+            label: r.get(6)?,
+            report_url: r.get(7)?,
+            score: r.get(8)?,
+            verdict: r.get(9)?,
+        })
+    }
+
+    /// Every order of one opportunity, oldest first.
+    pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
+                    report_url, score, verdict
+             FROM orders WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![integration, opportunity_id], Self::order_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// Applies a status to an order if it does not move it backwards. Returns whether it changed.
+    /// Fields absent from the update (report URL, score, verdict) keep their value.
+    pub fn advance_order(
+        &self,
+        integration: &str,
+        order_ref: &str,
+        state: &str,
+        label: &str,
+        report_url: Option<&str>,
+        score: Option<f64>,
+        verdict: Option<&str>,
+    ) -> Result<bool> {
+        let conn = self.conn();
+        let current: Option<String> = conn
+            .query_row(
+                "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
+                params![integration, order_ref],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match current {
+            Some(cur) if rank(state) >= rank(&cur) => {
+                let n = conn.execute(
+                    "UPDATE orders SET state = ?3, label = ?4,
+                        report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
+                        verdict = COALESCE(?7, verdict), updated_at = ?8
+                     WHERE integration = ?1 AND order_ref = ?2",
+                    params![
+                        integration,
+                        order_ref,
+                        state,
+                        label,
+                        report_url,
+                        score,
+                        verdict,
+                        now_ms()
+                    ],
+                )?;
+                Ok(n == 1)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Records a note to write for an order (idempotent).
+    pub fn add_note(&self, integration: &str, order_ref: &str, text: &str, secret: bool) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![integration, order_ref, text, secret],
+        )?;
+        Ok(())
+    }
+
+    /// Notes of an opportunity's orders not yet confirmed written.
+    pub fn unwritten_notes(&self, integration: &str, opportunity_id: &str) -> Result<Vec<PendingNote>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT n.order_ref, n.text, n.secret FROM notes n
+             JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
+             WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
+             ORDER BY o.seq, n.rowid",
+        )?;
+        let rows = stmt.query_map(params![integration, opportunity_id], |r| {
+            Ok(PendingNote {
+                order_ref: r.get(0)?,
+                text: r.get(1)?,
+                secret: r.get(2)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// Marks a note written.
+    pub fn note_written(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE notes SET written_at = ?4 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
+            params![integration, order_ref, text, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// A connector's state value.
+    pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
+                params![integration, connector, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Sets a connector's state value.
+    pub fn kv_set(&self, integration: &str, connector: &str, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (integration, connector, key) DO UPDATE SET value = excluded.value",
+            params![integration, connector, key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a connector's state value.
+    pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
+            params![integration, connector, key],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("t.db")).expect("open");
+        (store, dir)
+    }
+
+    #[test]
+    fn duplicate_keys_are_not_queued_twice_and_replays_are_told_apart() {
+        let (s, _dir) = temp_store();
+        assert!(matches!(s.enqueue("i", "k", "tok", "{}").unwrap(), Enqueued::New(_)));
+        assert!(matches!(
+            s.enqueue("i", "k", "tok", "{}").unwrap(),
+            Enqueued::Duplicate { same_payload: true, .. }
+        ));
+        assert!(matches!(
+            s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
+            Enqueued::Duplicate { same_payload: false, .. }
+        ));
+        assert_eq!(s.queue_depth().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_expired_lease_makes_a_running_event_claimable_again() {
+        let (s, _dir) = temp_store();
+        s.enqueue("i", "k", "a", "{}").unwrap();
+        let first = s.claim(-1).unwrap().expect("claimed");
+        // Lease already expired (crashed worker): claimable again, attempt counted.
+        let again = s.claim(60_000).unwrap().expect("reclaimed");
+        assert_eq!(first.id, again.id);
+        assert_eq!(again.attempts, 2);
+        assert!(s.claim(60_000).unwrap().is_none());
+    }
+
+    #[test]
+    fn orders_never_move_backwards() {
+        let (s, _dir) = temp_store();
+        let order = Order {
+            integration: "i".into(),
+            order_ref: "o1".into(),
+            connector: "certn".into(),
+            opportunity_id: "opp".into(),
+            seq: 0,
+            state: "pending".into(),
+            label: "P".into(),
+            report_url: None,
+            score: None,
+            verdict: None,
+        };
+        s.upsert_order(&order).unwrap();
+        assert!(s.advance_order("i", "o1", "partial", "Part", Some("u"), None, None).unwrap());
+        assert!(!s.advance_order("i", "o1", "analyzing", "A", None, None, None).unwrap());
+        let o = s.order("i", "o1").unwrap().unwrap();
+        assert_eq!((o.state.as_str(), o.report_url.as_deref()), ("partial", Some("u")));
+    }
+}

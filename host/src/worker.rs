@@ -1,0 +1,108 @@
+//! Workers: claim due events from the store, run them through [`flow`](crate::flow), and record
+//! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
+//! after `max_attempts`. A crash leaves claimed events with a lease that expires, after which any
+//! worker picks them up again, so unfinished work resumes after a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::flow::{self, Outcome};
+use crate::store::{now_ms, Event, EventState};
+use crate::timeline::TimelineEvent;
+
+/// Longest idle sleep: the store is polled at least this often.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Starts `worker.concurrency` workers.
+pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..app.config.worker.concurrency.max(1))
+        .map(|_| tokio::spawn(run(app.clone(), stop.clone())))
+        .collect()
+}
+
+async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let lease_ms = app.config.worker.lease_secs as i64 * 1000;
+    while !*stop.borrow() {
+        match app.store.claim(lease_ms) {
+            Ok(Some(event)) => handle(&app, event).await,
+            Ok(None) => {
+                let wait = match app.store.next_due_in() {
+                    Ok(Some(ms)) => Duration::from_millis(ms as u64).min(IDLE),
+                    _ => IDLE,
+                };
+                tokio::select! {
+                    _ = app.wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim events");
+                tokio::time::sleep(IDLE).await;
+            }
+        }
+    }
+}
+
+async fn handle(app: &Arc<App>, event: Event) {
+    let result = flow::process(app, &event).await;
+    let w = &app.config.worker;
+    let (state, error, version, retry_at, outcome) = match result {
+        Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
+        Ok(Outcome::Skipped(why)) => (EventState::Skipped, Some(why.clone()), None, None, format!("skipped: {why}")),
+        Err(e) if e.retryable && event.attempts < w.max_attempts => {
+            let delay = backoff(event.attempts, w.retry_base_ms, w.retry_max_ms);
+            let text = format!("attempt {} failed, retry in {} ms: {}", event.attempts, delay, e.message);
+            (EventState::Queued, Some(e.message), e.connector_version, Some(now_ms() + delay as i64), text)
+        }
+        Err(e) => {
+            let text = format!("dead-lettered after {} attempt(s): {}", event.attempts, e.message);
+            (EventState::Dead, Some(e.message), e.connector_version, None, text)
+        }
+    };
+    if state == EventState::Dead {
+        tracing::error!(event = event.id, integration = %event.integration, "{outcome}");
+    } else if retry_at.is_some() {
+        tracing::warn!(event = event.id, integration = %event.integration, "{outcome}");
+    } else {
+        tracing::info!(event = event.id, integration = %event.integration, "{outcome}");
+    }
+    app.timeline.emit(TimelineEvent::EventFinished {
+        integration: event.integration.clone(),
+        event_id: event.id,
+        outcome,
+    });
+    if let Err(e) = app
+        .store
+        .finish(event.id, state, error.as_deref(), version.as_deref(), retry_at)
+    {
+        // The lease will expire and the event be retried: nothing is lost.
+        tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event");
+    }
+}
+
+/// Delay before attempt `attempts + 1`: base · 2^(attempts−1), capped, ±20 % jitter.
+pub fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> u64 {
+    let exp = base_ms.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+    let capped = exp.min(max_ms) as f64;
+    (capped * (0.8 + rand::random::<f64>() * 0.4)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        for _ in 0..100 {
+            let first = backoff(1, 1000, 60_000);
+            assert!((800..=1200).contains(&first));
+            let third = backoff(3, 1000, 60_000);
+            assert!((3200..=4800).contains(&third));
+            assert!(backoff(30, 1000, 60_000) <= 72_000);
+        }
+    }
+}
