@@ -39,10 +39,27 @@ impl Drop for ServerHandle {
 
 /// Binds `127.0.0.1:0` (loopback only) and serves `router` on it in a background task.
 pub async fn serve_loopback(router: axum::Router) -> anyhow::Result<ServerHandle> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+    serve(bind_loopback().await?, router)
+}
+
+/// Binds a free port on `127.0.0.1` (loopback only), for servers that need their address before
+/// building their router; then pass the listener to [`serve`].
+pub async fn bind_loopback() -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
-        .context("binding a loopback port")?;
+        .context("binding a loopback port")
+}
+
+/// Serves `router` on `listener` in a background task (must be called inside a tokio runtime).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> anyhow::Result<ServerHandle> {
     let addr = listener.local_addr().context("reading the bound address")?;
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "simulators only listen on loopback, not {addr}"
+    );
     let task = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router).await {
             tracing::debug!(%err, "simulator server stopped");
