@@ -149,8 +149,14 @@ impl RunningHost {
     }
 }
 
-/// Opens the store, loads connectors, binds the listener and starts the workers.
+/// Binds `server.listen`, then [`start_on`].
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
+    start_on(config, listener).await
+}
+
+/// Opens the store, loads connectors and starts the workers and the server on `listener`.
+pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.storage.path)?;
     let runtime = Runtime::new(config.runtime.timeout_ms, config.runtime.memory_mb)?;
     let registry = Arc::new(Registry::new(runtime));
@@ -159,7 +165,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     } else {
         tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
     }
-    let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
     let addr = listener.local_addr()?;
     // No redirects: a redirect could lead a connector's request to an unapproved host.
     let http = reqwest::Client::builder()

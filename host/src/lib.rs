@@ -14,5 +14,5 @@ pub mod store;
 pub mod timeline;
 pub mod worker;
 
-pub use app::{start, RunningHost};
+pub use app::{start, start_on, RunningHost};
 pub use config::Config;

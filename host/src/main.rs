@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         match cli.command {
-            Command::Demo { .. } => "warn".into(),
+            Command::Demo { .. } => "error".into(),
             _ => "info".into(),
         }
     });

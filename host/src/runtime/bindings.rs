@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::switchyard::connector::screening;
-pub use switchyard::connector::types;
+pub use self::exports::switchyard::connector::screening;
+pub use self::switchyard::connector::types;
