@@ -10,4 +10,5 @@
 
 pub mod certn;
 pub mod http_util;
+pub mod justifacts;
 pub mod lever;
