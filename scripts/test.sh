@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: connector unit tests (native), then host, simulator and end-to-end tests.
+# One release build shared by the host, the simulators and the tests (target/); each connector is
+# built once for wasm32-wasip2 (plugins/target/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+cargo test --release --manifest-path plugins/Cargo.toml --target "$host_triple"
+# The crash test runs the switchyard binary as a separate process.
+cargo build --release --workspace --bins
+cargo test --release --workspace
