@@ -30,25 +30,46 @@ async fn a_connector_that_traps_spins_or_eats_memory_fails_that_event_only() {
     // Meanwhile, the Certn integration on the same host keeps serving.
     let ada = s.candidate("Ada", Some("ada@example.com"), &[], None);
     s.move_to(&ada, TRIGGER).await.unwrap();
-    s.wait_for(&ada, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string())).await.unwrap();
+    s.wait_for(&ada, LONG, |o| {
+        o.tags.contains(&"CERTN - Complete".to_string())
+    })
+    .await
+    .unwrap();
 
     let store = &s.host().app.store;
     let dead = eventually("all three bad events dead-lettered", LONG, || {
         let events = store.events("bad", 10).ok()?;
-        let dead: Vec<_> = events.into_iter().filter(|e| e.state == EventState::Dead).collect();
+        let dead: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.state == EventState::Dead)
+            .collect();
         (dead.len() == 3).then_some(dead)
     })
     .await;
-    let reasons: Vec<String> = dead.iter().map(|e| e.last_error.clone().unwrap_or_default()).collect();
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|e| e.last_error.clone().unwrap_or_default())
+        .collect();
     assert!(reasons.iter().any(|r| r.contains("trapped")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("deadline")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("deadline")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("memory")), "{reasons:?}");
-    assert!(dead.iter().all(|e| e.attempts == 2), "retried, then dead-lettered");
+    assert!(
+        dead.iter().all(|e| e.attempts == 2),
+        "retried, then dead-lettered"
+    );
     for opp in &victims {
-        assert!(s.lever.opportunity(opp).unwrap().tags.is_empty(), "nothing written for a failed event");
+        assert!(
+            s.lever.opportunity(opp).unwrap().tags.is_empty(),
+            "nothing written for a failed event"
+        );
     }
     // The host still answers.
-    let health = reqwest::get(format!("http://{}/healthz", s.addr)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/healthz", s.addr))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }
 
@@ -110,8 +131,16 @@ default = true
 /// The `switchyard` binary built beside this test (`cargo build --release --bins`).
 fn binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("switchyard");
-    assert!(bin.exists(), "{} missing: run `cargo build --release --bins` first (scripts/test.sh does)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("switchyard");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --release --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 
@@ -148,9 +177,20 @@ async fn a_host_killed_mid_flow_finishes_the_flow_after_restart() {
     // Lever's API fails, so the accepted webhook sits in the store, mid-flow, retrying.
     stack.lever.fail_next(1_000, 503);
     let opp = stack.candidate("Ada", Some("ada@example.com"), &[], None);
-    assert_eq!(stack.move_to(&opp, TRIGGER).await.unwrap(), 200, "accepted = committed");
+    assert_eq!(
+        stack.move_to(&opp, TRIGGER).await.unwrap(),
+        200,
+        "accepted = committed"
+    );
     eventually("the worker is retrying", LONG, || {
-        (stack.lever.request_log().iter().filter(|r| r.status == 503).count() >= 3).then_some(())
+        (stack
+            .lever
+            .request_log()
+            .iter()
+            .filter(|r| r.status == 503)
+            .count()
+            >= 3)
+            .then_some(())
     })
     .await;
 
@@ -159,13 +199,18 @@ async fn a_host_killed_mid_flow_finishes_the_flow_after_restart() {
     let store = Store::open(&stack.config.storage.path).unwrap();
     let pending = store.events(CERTN, 10).unwrap();
     assert_eq!(pending.len(), 1);
-    assert!(matches!(pending[0].state, EventState::Queued | EventState::Running));
+    assert!(matches!(
+        pending[0].state,
+        EventState::Queued | EventState::Running
+    ));
     drop(store);
 
     stack.lever.fail_next(0, 503);
     let mut host = serve(&config, stack.addr).await;
     stack
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Pending".to_string()))
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Pending".to_string())
+        })
         .await
         .unwrap();
     let app_id = stack.certn.applications()[0].id.clone();
@@ -173,7 +218,9 @@ async fn a_host_killed_mid_flow_finishes_the_flow_after_restart() {
     // Kill again between callbacks; Certn's retries (and ours) carry the flow to the end.
     stack.certn.advance(&app_id).await.unwrap();
     stack
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Analyzing".to_string()))
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Analyzing".to_string())
+        })
         .await
         .unwrap();
     host.kill().unwrap();
@@ -182,13 +229,19 @@ async fn a_host_killed_mid_flow_finishes_the_flow_after_restart() {
     stack.certn.advance(&app_id).await.unwrap();
     stack.certn.advance(&app_id).await.unwrap();
     let done = stack
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty())
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
         .await
         .unwrap();
     host.kill().unwrap();
     let _ = host.wait();
 
-    assert_eq!(stack.certn.applications().len(), 1, "one invitation across restarts");
+    assert_eq!(
+        stack.certn.applications().len(),
+        1,
+        "one invitation across restarts"
+    );
     assert_eq!(certn_tags(&done), vec!["CERTN - Complete"]);
     assert_eq!(done.links.len(), 1);
 }

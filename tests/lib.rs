@@ -8,7 +8,8 @@ use switchyard::demo::{Stack, StackOptions};
 
 /// The directory of the built connector components. Panics with the command to run if missing.
 pub fn plugins_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release");
     assert!(
         dir.join("certn.wasm").exists(),
         "connectors not built: run `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml` (scripts/test.sh does)"
@@ -18,7 +19,11 @@ pub fn plugins_dir() -> PathBuf {
 
 /// A fresh scratch directory.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchyard-test-{name}-{}-{}", std::process::id(), nanos()));
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-test-{name}-{}-{}",
+        std::process::id(),
+        nanos()
+    ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -39,11 +44,17 @@ pub fn options(name: &str, tweak: impl FnOnce(&mut StackOptions)) -> StackOption
 
 /// Starts a stack with test options.
 pub async fn stack(name: &str, tweak: impl FnOnce(&mut StackOptions)) -> Stack {
-    Stack::start(options(name, tweak)).await.expect("stack starts")
+    Stack::start(options(name, tweak))
+        .await
+        .expect("stack starts")
 }
 
 /// Polls `check` every 50 ms until it returns Some, or panics after `within` with `what`.
-pub async fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {
@@ -60,17 +71,25 @@ pub fn lever_writes(stack: &Stack, suffix: &str) -> usize {
         .lever
         .request_log()
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with(suffix) && (200..300).contains(&r.status))
+        .filter(|r| {
+            r.method == "POST" && r.path.ends_with(suffix) && (200..300).contains(&r.status)
+        })
         .count()
 }
 
 /// The CERTN status tags on an opportunity.
 pub fn certn_tags(opp: &switchyard_sim::lever::Opportunity) -> Vec<String> {
-    opp.tags.iter().filter(|t| t.starts_with("CERTN - ")).cloned().collect()
+    opp.tags
+        .iter()
+        .filter(|t| t.starts_with("CERTN - "))
+        .cloned()
+        .collect()
 }
 
 /// The Lever settings of an integration (panics for another ATS).
-pub fn lever_of(integration: &switchyard::config::IntegrationConfig) -> &switchyard::config::LeverConfig {
+pub fn lever_of(
+    integration: &switchyard::config::IntegrationConfig,
+) -> &switchyard::config::LeverConfig {
     #[allow(unreachable_patterns)]
     match &integration.ats {
         switchyard::config::AtsConfig::Lever(l) => l,

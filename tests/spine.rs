@@ -18,7 +18,9 @@ async fn a_candidate_in_the_trigger_stage_goes_to_complete_with_one_tag_and_the_
 
     assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
     let done = s
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty())
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
         .await
         .unwrap();
 
@@ -26,12 +28,24 @@ async fn a_candidate_in_the_trigger_stage_goes_to_complete_with_one_tag_and_the_
     assert_eq!(apps.len(), 1, "exactly one invitation");
     assert_eq!(apps[0].applicant.email, "ada@example.com");
     assert_eq!(apps[0].package, "Basic", "the default package");
-    assert_eq!(certn_tags(&done), vec!["CERTN - Complete"], "exactly one status tag");
-    assert!(done.tags.contains(&"Engineering".to_string()), "other tags untouched");
+    assert_eq!(
+        certn_tags(&done),
+        vec!["CERTN - Complete"],
+        "exactly one status tag"
+    );
+    assert!(
+        done.tags.contains(&"Engineering".to_string()),
+        "other tags untouched"
+    );
     let report = apps[0].report_url.clone().expect("Certn has a report");
     assert_eq!(done.links, vec![report]);
     // Every status was shown on the way (Certn sim steps every 300 ms; each tag was added once).
-    for label in ["CERTN - Pending", "CERTN - Analyzing", "CERTN - Partial", "CERTN - Complete"] {
+    for label in [
+        "CERTN - Pending",
+        "CERTN - Analyzing",
+        "CERTN - Partial",
+        "CERTN - Complete",
+    ] {
         let added = s
             .lever
             .request_log()
@@ -43,9 +57,10 @@ async fn a_candidate_in_the_trigger_stage_goes_to_complete_with_one_tag_and_the_
     // The processed events record the connector version that handled them.
     let events = s.host().app.store.events(CERTN, 50).unwrap();
     assert!(events.iter().all(|e| e.state == EventState::Done));
-    assert!(events
-        .iter()
-        .all(|e| e.connector_version.as_deref().is_some_and(|v| v.starts_with("certn@"))));
+    assert!(events.iter().all(|e| e
+        .connector_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("certn@"))));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,7 +80,10 @@ async fn a_tag_naming_another_package_overrides_the_default_on_the_candidate_or_
             .find(|a| a.applicant.email == email)
             .map(|a| a.package)
     };
-    eventually("three invitations", LONG, || (s.certn.applications().len() == 3).then_some(())).await;
+    eventually("three invitations", LONG, || {
+        (s.certn.applications().len() == 3).then_some(())
+    })
+    .await;
     assert_eq!(package_of("t@example.com").as_deref(), Some("Premium"));
     assert_eq!(package_of("p@example.com").as_deref(), Some("Standard"));
     assert_eq!(package_of("q@example.com").as_deref(), Some("Basic"));
@@ -77,24 +95,39 @@ async fn no_email_shows_the_error_tag_and_moving_again_after_adding_one_starts_t
     let opp = s.candidate("Grace Hopper", None, &[], None);
     s.move_to(&opp, TRIGGER).await.unwrap();
     let errored = s
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - ERROR (No Email)".to_string()))
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - ERROR (No Email)".to_string())
+        })
         .await
         .unwrap();
     assert_eq!(certn_tags(&errored), vec!["CERTN - ERROR (No Email)"]);
-    assert_eq!(s.certn.invite_requests(), 0, "no vendor call without an email");
+    assert_eq!(
+        s.certn.invite_requests(),
+        0,
+        "no vendor call without an email"
+    );
 
     // A stage that is not the trigger does nothing.
     s.lever.set_emails(&opp, &["grace@example.com"]).unwrap();
     s.move_to(&opp, "Phone screen").await.unwrap();
     s.move_to(&opp, TRIGGER).await.unwrap();
     let done = s
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()))
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
         .await
         .unwrap();
-    assert_eq!(certn_tags(&done), vec!["CERTN - Complete"], "the error tag is gone");
+    assert_eq!(
+        certn_tags(&done),
+        vec!["CERTN - Complete"],
+        "the error tag is gone"
+    );
     assert_eq!(s.certn.applications().len(), 1);
     let skipped = s.host().app.store.events(CERTN, 50).unwrap();
-    assert!(skipped.iter().any(|e| e.state == EventState::Skipped), "the phone-screen move was skipped");
+    assert!(
+        skipped.iter().any(|e| e.state == EventState::Skipped),
+        "the phone-screen move was skipped"
+    );
 }
 
 /// Posts a raw body to the host's Lever endpoint of `integration`.
@@ -121,7 +154,10 @@ fn webhook(key: &str, token: &str, triggered_at: u64, opportunity: &str, stage: 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_deliveries_are_refused_with_clear_statuses_and_store_nothing() {
     let s = stack("reject", |_| {}).await;
-    let key = lever_of(&s.config.integrations[0]).signature_token.expose().to_string();
+    let key = lever_of(&s.config.integrations[0])
+        .signature_token
+        .expose()
+        .to_string();
     let opp = s.candidate("Mallory", Some("m@example.com"), &[], None);
     let stage = s.lever.stage_id(TRIGGER).unwrap();
     let now = std::time::SystemTime::now()
@@ -130,30 +166,79 @@ async fn bad_deliveries_are_refused_with_clear_statuses_and_store_nothing() {
         .as_millis() as u64;
     let addr = s.addr;
 
-    assert_eq!(post(addr, CERTN, webhook("wrong-key", "t1", now, &opp, &stage)).await, 401);
-    assert_eq!(post(addr, CERTN, webhook(&key, "t2", now - 3_600_000, &opp, &stage)).await, 401, "stale");
-    assert_eq!(post(addr, CERTN, b"{\"event\": ".to_vec()).await, 400, "malformed");
-    assert_eq!(post(addr, CERTN, vec![b' '; 300 * 1024]).await, 413, "oversized");
-    assert_eq!(post(addr, "nope", webhook(&key, "t3", now, &opp, &stage)).await, 404);
+    assert_eq!(
+        post(addr, CERTN, webhook("wrong-key", "t1", now, &opp, &stage)).await,
+        401
+    );
+    assert_eq!(
+        post(
+            addr,
+            CERTN,
+            webhook(&key, "t2", now - 3_600_000, &opp, &stage)
+        )
+        .await,
+        401,
+        "stale"
+    );
+    assert_eq!(
+        post(addr, CERTN, b"{\"event\": ".to_vec()).await,
+        400,
+        "malformed"
+    );
+    assert_eq!(
+        post(addr, CERTN, vec![b' '; 300 * 1024]).await,
+        413,
+        "oversized"
+    );
+    assert_eq!(
+        post(addr, "nope", webhook(&key, "t3", now, &opp, &stage)).await,
+        404
+    );
     // Lever's "Verify Connection" ping.
     let ping = serde_json::to_vec(&json!({
         "triggeredAt": now, "event": "candidateHired", "token": "p1", "signature": sign(&key, "p1", now), "data": {},
     }))
     .unwrap();
     assert_eq!(post(addr, CERTN, ping).await, 200);
-    assert!(s.host().app.store.events(CERTN, 10).unwrap().is_empty(), "nothing stored so far");
+    assert!(
+        s.host().app.store.events(CERTN, 10).unwrap().is_empty(),
+        "nothing stored so far"
+    );
 
     // A good delivery, its redelivery, and a replay of its token with other data.
     let good = webhook(&key, "t4", now, &opp, &stage);
     assert_eq!(post(addr, CERTN, good.clone()).await, 200);
-    assert_eq!(post(addr, CERTN, good).await, 200, "a redelivery is acknowledged");
+    assert_eq!(
+        post(addr, CERTN, good).await,
+        200,
+        "a redelivery is acknowledged"
+    );
     let other = s.candidate("Victim", Some("v@example.com"), &[], None);
-    assert_eq!(post(addr, CERTN, webhook(&key, "t4", now, &other, &stage)).await, 409, "replayed token");
-    assert_eq!(s.host().app.store.events(CERTN, 10).unwrap().len(), 1, "stored once");
+    assert_eq!(
+        post(addr, CERTN, webhook(&key, "t4", now, &other, &stage)).await,
+        409,
+        "replayed token"
+    );
+    assert_eq!(
+        s.host().app.store.events(CERTN, 10).unwrap().len(),
+        1,
+        "stored once"
+    );
 
-    s.wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string())).await.unwrap();
-    assert_eq!(s.certn.applications().len(), 1, "one invitation for one accepted delivery");
-    assert!(certn_tags(&s.lever.opportunity(&other).unwrap()).is_empty(), "the replay did nothing");
+    s.wait_for(&opp, LONG, |o| {
+        o.tags.contains(&"CERTN - Complete".to_string())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.certn.applications().len(),
+        1,
+        "one invitation for one accepted delivery"
+    );
+    assert!(
+        certn_tags(&s.lever.opportunity(&other).unwrap()).is_empty(),
+        "the replay did nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,9 +246,11 @@ async fn redelivered_webhooks_and_callbacks_write_nothing_twice() {
     let s = stack("dupes", |_| {}).await;
     let opp = s.candidate("Ada", Some("ada@example.com"), &[], None);
     s.move_to(&opp, TRIGGER).await.unwrap();
-    s.wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty())
-        .await
-        .unwrap();
+    s.wait_for(&opp, LONG, |o| {
+        o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+    })
+    .await
+    .unwrap();
     let app_id = s.certn.applications()[0].id.clone();
     let (tags_before, links_before) = (lever_writes(&s, "/addTags"), lever_writes(&s, "/addLinks"));
 
@@ -187,16 +274,24 @@ async fn certn_down_for_a_while_then_up_completes_without_duplicates() {
     s.certn.set_down(true);
     let opp = s.candidate("Ada", Some("ada@example.com"), &[], None);
     s.move_to(&opp, TRIGGER).await.unwrap();
-    eventually("a few refused invitations", LONG, || (s.certn.invite_requests() >= 2).then_some(())).await;
+    eventually("a few refused invitations", LONG, || {
+        (s.certn.invite_requests() >= 2).then_some(())
+    })
+    .await;
     let events = s.host().app.store.events(CERTN, 10).unwrap();
     assert!(
-        events[0].last_error.as_deref().is_some_and(|e| e.contains("transient")),
+        events[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("transient")),
         "the failure is recorded: {events:?}"
     );
     s.certn.set_down(false);
 
     let done = s
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty())
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
         .await
         .unwrap();
     assert_eq!(s.certn.applications().len(), 1, "one invitation");
@@ -212,10 +307,19 @@ async fn lever_rate_limiting_and_errors_are_retried() {
     s.lever.fail_next(6, 429);
     s.move_to(&opp, TRIGGER).await.unwrap();
     let done = s
-        .wait_for(&opp, LONG, |o| o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty())
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
         .await
         .unwrap();
     assert_eq!(certn_tags(&done), vec!["CERTN - Complete"]);
     assert_eq!(s.certn.applications().len(), 1);
-    assert!(s.lever.request_log().iter().filter(|r| r.status == 429).count() >= 6);
+    assert!(
+        s.lever
+            .request_log()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count()
+            >= 6
+    );
 }

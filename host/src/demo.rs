@@ -9,17 +9,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use switchyard_sim::certn::{CertnOptions, CertnSim};
+use switchyard_sim::justifacts::{JustifactsOptions, JustifactsSim};
 use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 
 use crate::config::{
-    AtsConfig, Config, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret, ServerConfig,
-    StorageConfig, WorkerConfig,
+    AtsConfig, Config, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret,
+    ServerConfig, StorageConfig, WorkerConfig,
 };
 use crate::RunningHost;
 
 /// The Certn integration's id in a [`Stack`].
 pub const CERTN: &str = "demo-certn";
-/// The Lever stage that triggers Certn.
+/// The Justifacts integration's id in a [`Stack`] (when enabled).
+pub const JUSTIFACTS: &str = "demo-justifacts";
+/// The Lever stage that triggers Certn (and, by the connector's default, Justifacts).
 pub const TRIGGER: &str = "Background Check";
 
 /// How to build a [`Stack`].
@@ -33,6 +36,8 @@ pub struct StackOptions {
     pub extra: Vec<(String, String, String)>,
     /// Fixed listen address (to restart a host on the same URL); default: any loopback port.
     pub listen: Option<std::net::SocketAddr>,
+    /// Also run a second customer: its own Lever account wired to Justifacts.
+    pub justifacts: Option<JustifactsOptions>,
 }
 
 impl StackOptions {
@@ -56,6 +61,7 @@ impl StackOptions {
             },
             extra: Vec::new(),
             listen: None,
+            justifacts: None,
         }
     }
 }
@@ -64,6 +70,8 @@ impl StackOptions {
 pub struct Stack {
     pub lever: LeverSim,
     pub certn: CertnSim,
+    /// The Justifacts customer, when [`StackOptions::justifacts`] was set.
+    pub justifacts: Option<JustifactsCustomer>,
     pub host: Option<RunningHost>,
     /// The configuration the host runs with (also usable for `switchyard serve` in a subprocess).
     pub config: Config,
@@ -86,42 +94,67 @@ impl Stack {
             None => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
         };
         let base = format!("http://{addr}");
-        let lever_host = host_of(&lever.api_base());
-        let mut integrations = Vec::new();
-        let add = |id: &str, connector: &str, trigger: &str, secrets: BTreeMap<String, Secret>| {
-            let token = lever.register_webhook("candidateStageChange", &format!("{base}/hooks/{id}/lever"));
-            if lever.stage_id(trigger).is_none() {
-                lever.add_stage(trigger);
-            }
-            IntegrationConfig {
-                id: id.into(),
-                connector: connector.into(),
-                enabled: true,
-                ats: AtsConfig::Lever(LeverConfig {
-                    api_base: lever.api_base(),
-                    api_key: Secret::new(lever.api_key()),
-                    signature_token: Secret::new(token),
-                    trigger_stage: Some(trigger.into()),
-                }),
-                allowed_hosts: Some(vec![host_of(&certn.api_base()), lever_host.clone()]),
-                settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(certn.api_base()))]),
-                secrets,
+        let certn_secrets = [
+            ("api-key", certn.api_key()),
+            ("webhook-secret", certn.webhook_secret()),
+        ];
+        let mut integrations = vec![integration(
+            &lever,
+            &base,
+            Wiring {
+                id: CERTN,
+                connector: "certn",
+                trigger: Some(TRIGGER),
+                vendor_base: &certn.api_base(),
+                settings: &[],
+                secrets: &certn_secrets,
                 packages: package_configs(&opts.certn.packages),
-            }
-        };
-        integrations.push(add(
-            CERTN,
-            "certn",
-            TRIGGER,
-            BTreeMap::from([
-                ("api-key".to_string(), Secret::new(certn.api_key())),
-                ("webhook-secret".to_string(), Secret::new(certn.webhook_secret())),
-            ]),
-        ));
+            },
+        )];
         for (id, connector, trigger) in &opts.extra {
-            integrations.push(add(id, connector, trigger, BTreeMap::new()));
+            integrations.push(integration(
+                &lever,
+                &base,
+                Wiring {
+                    id,
+                    connector,
+                    trigger: Some(trigger),
+                    vendor_base: &certn.api_base(),
+                    settings: &[],
+                    secrets: &[],
+                    packages: Vec::new(),
+                },
+            ));
         }
         certn.set_webhook_url(&format!("{base}/hooks/{CERTN}/vendor"));
+        let justifacts = match opts.justifacts.clone() {
+            Some(jf_opts) => {
+                let customer = JustifactsCustomer {
+                    lever: LeverSim::start().await?,
+                    sim: JustifactsSim::start(jf_opts).await?,
+                };
+                let jf = &customer.sim;
+                integrations.push(integration(
+                    &customer.lever,
+                    &base,
+                    Wiring {
+                        id: JUSTIFACTS,
+                        connector: "justifacts",
+                        // None: the connector's default trigger stage ("Background Check").
+                        trigger: None,
+                        vendor_base: &jf.api_base(),
+                        settings: &[("client-code", jf.client_code())],
+                        secrets: &[
+                            ("api-key", jf.api_key()),
+                            ("webhook-secret", jf.webhook_secret()),
+                        ],
+                        packages: Vec::new(),
+                    },
+                ));
+                Some(customer)
+            }
+            None => None,
+        };
         let config = Config {
             server: ServerConfig {
                 listen: addr.to_string(),
@@ -137,6 +170,7 @@ impl Stack {
         Ok(Stack {
             lever,
             certn,
+            justifacts,
             host: None,
             config,
             addr,
@@ -156,7 +190,13 @@ impl Stack {
     }
 
     /// Adds a candidate (optionally on a posting) and returns the opportunity id.
-    pub fn candidate(&self, name: &str, email: Option<&str>, tags: &[&str], posting: Option<&str>) -> String {
+    pub fn candidate(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        tags: &[&str],
+        posting: Option<&str>,
+    ) -> String {
         self.lever.add_opportunity(NewOpportunity {
             name: name.into(),
             emails: email.map(|e| vec![e.to_string()]).unwrap_or_default(),
@@ -179,17 +219,85 @@ impl Stack {
         within: Duration,
         done: impl Fn(&Opportunity) -> bool,
     ) -> anyhow::Result<Opportunity> {
-        let deadline = Instant::now() + within;
-        loop {
-            let opp = self.lever.opportunity(opportunity).context("no such opportunity")?;
-            if done(&opp) {
-                return Ok(opp);
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("timed out; opportunity is now {opp:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        wait_for(&self.lever, opportunity, within, done).await
+    }
+}
+
+/// Waits (bounded) until an opportunity in `lever` satisfies `done`; returns its last snapshot.
+pub async fn wait_for(
+    lever: &LeverSim,
+    opportunity: &str,
+    within: Duration,
+    done: impl Fn(&Opportunity) -> bool,
+) -> anyhow::Result<Opportunity> {
+    let deadline = Instant::now() + within;
+    loop {
+        let opp = lever
+            .opportunity(opportunity)
+            .context("no such opportunity")?;
+        if done(&opp) {
+            return Ok(opp);
         }
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out; opportunity is now {opp:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A second customer: its own Lever account and a Justifacts client account.
+pub struct JustifactsCustomer {
+    pub lever: LeverSim,
+    pub sim: JustifactsSim,
+}
+
+/// How one integration of a [`Stack`] is wired.
+struct Wiring<'a> {
+    id: &'a str,
+    connector: &'a str,
+    trigger: Option<&'a str>,
+    vendor_base: &'a str,
+    settings: &'a [(&'a str, String)],
+    secrets: &'a [(&'a str, String)],
+    packages: Vec<PackageConfig>,
+}
+
+/// Registers the integration's webhook in `lever` (as an operator would paste the URL) and builds
+/// its config.
+fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig {
+    let token = lever.register_webhook(
+        "candidateStageChange",
+        &format!("{base}/hooks/{}/lever", w.id),
+    );
+    let stage = w.trigger.unwrap_or(TRIGGER);
+    if lever.stage_id(stage).is_none() {
+        lever.add_stage(stage);
+    }
+    let mut settings = BTreeMap::from([(
+        "api-base".to_string(),
+        toml::Value::String(w.vendor_base.to_string()),
+    )]);
+    for (k, v) in w.settings {
+        settings.insert(k.to_string(), toml::Value::String(v.clone()));
+    }
+    IntegrationConfig {
+        id: w.id.into(),
+        connector: w.connector.into(),
+        enabled: true,
+        ats: AtsConfig::Lever(LeverConfig {
+            api_base: lever.api_base(),
+            api_key: Secret::new(lever.api_key()),
+            signature_token: Secret::new(token),
+            trigger_stage: w.trigger.map(str::to_string),
+        }),
+        allowed_hosts: Some(vec![host_of(w.vendor_base)]),
+        settings,
+        secrets: w
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(v.clone())))
+            .collect(),
+        packages: w.packages,
     }
 }
 
@@ -200,7 +308,10 @@ fn package_configs(names: &[String]) -> Vec<PackageConfig> {
         .map(|(i, name)| PackageConfig {
             name: name.clone(),
             default: i == 0,
-            params: BTreeMap::from([("checks".to_string(), "criminal_record_check,identity_verification".to_string())]),
+            params: BTreeMap::from([(
+                "checks".to_string(),
+                "criminal_record_check,identity_verification".to_string(),
+            )]),
         })
         .collect()
 }
@@ -213,7 +324,8 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Runs the demo: one candidate through to `CERTN - Complete`, one without an email.
+/// Runs the demo: one candidate through to `CERTN - Complete`, one without an email; then a second
+/// customer's candidates through Justifacts (package from a posting tag, and a missing tag).
 pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     let certn_wasm = connectors.join("certn.wasm");
     anyhow::ensure!(
@@ -224,15 +336,30 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("switchyard-demo-{}", uuid::Uuid::new_v4()));
     let mut opts = StackOptions::new(connectors, &data);
     opts.certn.step_delay = Some(Duration::from_millis(600));
+    opts.justifacts = Some(JustifactsOptions {
+        step_delay: Some(Duration::from_millis(600)),
+        ..JustifactsOptions::default()
+    });
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
-    let connector = app.registry.get("certn").context("the certn connector did not load")?;
+    let connector = app
+        .registry
+        .get("certn")
+        .context("the certn connector did not load")?;
 
     println!("switchyard demo — everything below runs on loopback\n");
     println!("  Lever simulator   {}", stack.lever.api_base());
     println!("  Certn simulator   {}", stack.certn.api_base());
-    println!("  switchyard        http://{}  (store: {})", stack.addr, stack.config.storage.path.display());
-    println!("  connector loaded  {} ({})", connector.version_tag(), connector.manifest.display_name);
+    println!(
+        "  switchyard        http://{}  (store: {})",
+        stack.addr,
+        stack.config.storage.path.display()
+    );
+    println!(
+        "  connector loaded  {} ({})",
+        connector.version_tag(),
+        connector.manifest.display_name
+    );
     println!("  Lever webhook URL {}", app.lever_webhook_url(CERTN));
     println!("  Certn webhook URL {}\n", app.callback_url(CERTN));
 
@@ -244,7 +371,9 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         }
     });
 
-    let posting = stack.lever.add_posting("Senior Rust Engineer", &["Engineering"]);
+    let posting = stack
+        .lever
+        .add_posting("Senior Rust Engineer", &["Engineering"]);
     let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
     println!("▶ Ada Lovelace (ada@example.com) moved to \"{TRIGGER}\"");
     stack.move_to(&ada, TRIGGER).await?;
@@ -263,16 +392,75 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
             o.tags.iter().any(|t| t == "CERTN - ERROR (No Email)")
         })
         .await?;
+
+    // A second customer: Lever wired to Justifacts. The package comes from a posting tag.
+    let jf = stack
+        .justifacts
+        .as_ref()
+        .context("the Justifacts customer")?;
+    println!("\n— Second customer: Lever → Justifacts —");
+    println!("  Justifacts sim    {}", jf.sim.api_base());
+    println!(
+        "  Lever webhook URL {}  (the seed's \"Webhook Link\")",
+        app.lever_webhook_url(JUSTIFACTS)
+    );
+    let tagged = jf.lever.add_posting(
+        "Warehouse Associate",
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
+    );
+    let untagged = jf.lever.add_posting("Forklift Operator", &[]);
+    let katherine = jf.lever.add_opportunity(NewOpportunity {
+        name: "Katherine Johnson".into(),
+        emails: vec!["katherine@example.com".into()],
+        posting_id: Some(tagged),
+        ..NewOpportunity::default()
+    });
+    let dorothy = jf.lever.add_opportunity(NewOpportunity {
+        name: "Dorothy Vaughan".into(),
+        emails: vec!["dorothy@example.com".into()],
+        posting_id: Some(untagged),
+        ..NewOpportunity::default()
+    });
+    let stage = jf
+        .lever
+        .stage_id(TRIGGER)
+        .context("Background Check stage")?;
+    println!("\n▶ Katherine Johnson (posting tagged EmpCod 13558) moved to \"{TRIGGER}\"");
+    jf.lever.move_to_stage(&katherine, &stage).await?;
+    let katherine_final = wait_for(&jf.lever, &katherine, Duration::from_secs(30), |o| {
+        o.tags.iter().any(|t| t == "(Justifacts)Complete") && !o.notes.is_empty()
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("\n▶ Dorothy Vaughan (posting without a package tag) moved to \"{TRIGGER}\"");
+    jf.lever.move_to_stage(&dorothy, &stage).await?;
+    let dorothy_final = wait_for(&jf.lever, &dorothy, Duration::from_secs(15), |o| {
+        o.tags.iter().any(|t| t.starts_with("(Justifacts)ERROR"))
+    })
+    .await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     printer.abort();
 
     println!("\nFinal Lever opportunities:");
-    for opp in [&ada_final, &grace_final] {
+    for opp in [&ada_final, &grace_final, &katherine_final, &dorothy_final] {
         println!("  {} ({})", opp.name, opp.id);
         println!("    tags:  {:?}", opp.tags);
-        println!("    links: {:?}", opp.links);
+        if !opp.links.is_empty() {
+            println!("    links: {:?}", opp.links);
+        }
+        for note in &opp.notes {
+            println!(
+                "    {}note: {}",
+                if note.secret { "secret " } else { "" },
+                note.value
+            );
+        }
     }
-    println!("\nCertn invitations sent: {}", stack.certn.applications().len());
+    println!(
+        "\nInvitations sent: Certn {}, Justifacts {}",
+        stack.certn.applications().len(),
+        jf.sim.orders()
+    );
     if let Some(host) = stack.host {
         host.shutdown().await;
     }

@@ -6,7 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,13 +34,17 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        match cli.command {
-            Command::Demo { .. } => "error".into(),
-            _ => "info".into(),
-        }
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            match cli.command {
+                Command::Demo { .. } => "error".into(),
+                _ => "info".into(),
+            }
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {
@@ -48,7 +56,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = switchyard::Config::load(&path)?;
-    let host = switchyard::start(config).await.context("starting the host")?;
+    let host = switchyard::start(config)
+        .await
+        .context("starting the host")?;
     tracing::info!(addr = %host.addr, "switchyard listening");
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");

@@ -412,41 +412,33 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Applies a status to an order if it does not move it backwards. Returns whether it changed.
-    /// Fields absent from the update (report URL, score, verdict) keep their value.
-    pub fn advance_order(
-        &self,
-        integration: &str,
-        order_ref: &str,
-        state: &str,
-        label: &str,
-        report_url: Option<&str>,
-        score: Option<f64>,
-        verdict: Option<&str>,
-    ) -> Result<bool> {
+    /// Applies `update`'s status (state, label, report URL, score, verdict) to the stored order
+    /// with the same reference, unless that would move it backwards. Returns whether it changed.
+    /// Fields absent from the update keep their value.
+    pub fn advance_order(&self, update: &Order) -> Result<bool> {
         let conn = self.conn();
         let current: Option<String> = conn
             .query_row(
                 "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
-                params![integration, order_ref],
+                params![update.integration, update.order_ref],
                 |r| r.get(0),
             )
             .optional()?;
         match current {
-            Some(cur) if rank(state) >= rank(&cur) => {
+            Some(cur) if rank(&update.state) >= rank(&cur) => {
                 let n = conn.execute(
                     "UPDATE orders SET state = ?3, label = ?4,
                         report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
                         verdict = COALESCE(?7, verdict), updated_at = ?8
                      WHERE integration = ?1 AND order_ref = ?2",
                     params![
-                        integration,
-                        order_ref,
-                        state,
-                        label,
-                        report_url,
-                        score,
-                        verdict,
+                        update.integration,
+                        update.order_ref,
+                        update.state,
+                        update.label,
+                        update.report_url,
+                        update.score,
+                        update.verdict,
                         now_ms()
                     ],
                 )?;
@@ -457,7 +449,13 @@ impl Store {
     }
 
     /// Records a note to write for an order (idempotent).
-    pub fn add_note(&self, integration: &str, order_ref: &str, text: &str, secret: bool) -> Result<()> {
+    pub fn add_note(
+        &self,
+        integration: &str,
+        order_ref: &str,
+        text: &str,
+        secret: bool,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
@@ -467,7 +465,11 @@ impl Store {
     }
 
     /// Notes of an opportunity's orders not yet confirmed written.
-    pub fn unwritten_notes(&self, integration: &str, opportunity_id: &str) -> Result<Vec<PendingNote>> {
+    pub fn unwritten_notes(
+        &self,
+        integration: &str,
+        opportunity_id: &str,
+    ) -> Result<Vec<PendingNote>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT n.order_ref, n.text, n.secret FROM notes n
@@ -540,14 +542,23 @@ mod tests {
     #[test]
     fn duplicate_keys_are_not_queued_twice_and_replays_are_told_apart() {
         let (s, _dir) = temp_store();
-        assert!(matches!(s.enqueue("i", "k", "tok", "{}").unwrap(), Enqueued::New(_)));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{}").unwrap(),
-            Enqueued::Duplicate { same_payload: true, .. }
+            Enqueued::New(_)
+        ));
+        assert!(matches!(
+            s.enqueue("i", "k", "tok", "{}").unwrap(),
+            Enqueued::Duplicate {
+                same_payload: true,
+                ..
+            }
         ));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
-            Enqueued::Duplicate { same_payload: false, .. }
+            Enqueued::Duplicate {
+                same_payload: false,
+                ..
+            }
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
     }
@@ -580,9 +591,23 @@ mod tests {
             verdict: None,
         };
         s.upsert_order(&order).unwrap();
-        assert!(s.advance_order("i", "o1", "partial", "Part", Some("u"), None, None).unwrap());
-        assert!(!s.advance_order("i", "o1", "analyzing", "A", None, None, None).unwrap());
+        let partial = Order {
+            state: "partial".into(),
+            label: "Part".into(),
+            report_url: Some("u".into()),
+            ..order.clone()
+        };
+        assert!(s.advance_order(&partial).unwrap());
+        let analyzing = Order {
+            state: "analyzing".into(),
+            label: "A".into(),
+            ..order
+        };
+        assert!(!s.advance_order(&analyzing).unwrap());
         let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!((o.state.as_str(), o.report_url.as_deref()), ("partial", Some("u")));
+        assert_eq!(
+            (o.state.as_str(), o.report_url.as_deref()),
+            ("partial", Some("u"))
+        );
     }
 }
