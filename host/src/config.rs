@@ -349,6 +349,9 @@ mod tests {
             ("LEVER_SIGNATURE_TOKEN", "t"),
             ("CERTN_API_KEY", "c"),
             ("CERTN_WEBHOOK_SECRET", "w"),
+            ("LEVER_JUSTIFACTS_SIGNATURE_TOKEN", "j"),
+            ("JUSTIFACTS_API_KEY", "a"),
+            ("JUSTIFACTS_WEBHOOK_SECRET", "s"),
         ] {
             std::env::set_var(k, v);
         }
