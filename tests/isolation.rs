@@ -66,6 +66,29 @@ async fn a_connector_that_traps_spins_or_eats_memory_fails_that_event_only() {
             "nothing written for a failed event"
         );
     }
+    // A callback the connector traps on gets a 5xx (the vendor retries) and is recorded as dead.
+    let callback = reqwest::Client::new()
+        .post(format!("http://{}/hooks/bad/vendor", s.addr))
+        .body("trap")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 500);
+    let failed = store.events("bad", 10).unwrap();
+    let failed = failed
+        .iter()
+        .find(|e| e.kind == "vendor.callback")
+        .expect("the failed callback is recorded");
+    assert_eq!(failed.state, EventState::Dead);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("trapped"),
+        "{:?}",
+        failed.last_error
+    );
     // The host still answers.
     let health = reqwest::get(format!("http://{}/healthz", s.addr))
         .await

@@ -24,7 +24,12 @@ async fn jf_stack(name: &str, auto: bool) -> Stack {
 
 /// Adds a candidate on a posting with `posting_tags`, moves them to Background Check, and returns
 /// the opportunity id.
-async fn candidate(s: &Stack, email: Option<&str>, posting_tags: &[&str], own_tags: &[&str]) -> String {
+async fn candidate(
+    s: &Stack,
+    email: Option<&str>,
+    posting_tags: &[&str],
+    own_tags: &[&str],
+) -> String {
     let jf = s.justifacts.as_ref().unwrap();
     let posting = jf.lever.add_posting("Warehouse", posting_tags);
     let opp = jf.lever.add_opportunity(NewOpportunity {
@@ -40,19 +45,34 @@ async fn candidate(s: &Stack, email: Option<&str>, posting_tags: &[&str], own_ta
 }
 
 fn jf_tags(o: &Opportunity) -> Vec<String> {
-    o.tags.iter().filter(|t| t.starts_with("(Justifacts)")).cloned().collect()
+    o.tags
+        .iter()
+        .filter(|t| t.starts_with("(Justifacts)"))
+        .cloned()
+        .collect()
 }
 
 async fn wait(s: &Stack, opp: &str, done: impl Fn(&Opportunity) -> bool) -> Opportunity {
-    wait_for(&s.justifacts.as_ref().unwrap().lever, opp, LONG, done).await.unwrap()
+    wait_for(&s.justifacts.as_ref().unwrap().lever, opp, LONG, done)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url() {
     let s = jf_stack("jf-happy", true).await;
     let jf = s.justifacts.as_ref().unwrap();
-    let opp = candidate(&s, Some("kj@example.com"), &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"], &[]).await;
-    let done = wait(&s, &opp, |o| o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()).await;
+    let opp = candidate(
+        &s,
+        Some("kj@example.com"),
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
+        &[],
+    )
+    .await;
+    let done = wait(&s, &opp, |o| {
+        o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()
+    })
+    .await;
 
     let orders = jf.sim.order_list();
     assert_eq!(orders.len(), 1);
@@ -63,7 +83,11 @@ async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url()
     let note = &done.notes[0];
     let url = orders[0].result_url.clone().unwrap();
     assert!(note.secret, "the result note is secret");
-    assert!(note.value.contains(&url) && note.value.contains("Clear"), "{}", note.value);
+    assert!(
+        note.value.contains(&url) && note.value.contains("Clear"),
+        "{}",
+        note.value
+    );
     // Every documented tag was shown on the way, each added once.
     let log = jf.lever.request_log();
     for label in [PENDING, "(Justifacts)In-Progress: Justifacts", COMPLETE] {
@@ -79,17 +103,38 @@ async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url()
 async fn package_tags_are_read_tolerantly_and_strictly() {
     let s = jf_stack("jf-tags", false).await;
     let jf = s.justifacts.as_ref().unwrap();
-    let loose = candidate(&s, Some("a@example.com"), &["justifacts bgc pkg:EmpCod[ID:777]"], &[]).await;
-    let on_candidate = candidate(&s, Some("b@example.com"), &[], &["JUSTIFACTS BGC PKG : EmpCod [ ID : 42 ]"]).await;
+    let loose = candidate(
+        &s,
+        Some("a@example.com"),
+        &["justifacts bgc pkg:EmpCod[ID:777]"],
+        &[],
+    )
+    .await;
+    let on_candidate = candidate(
+        &s,
+        Some("b@example.com"),
+        &[],
+        &["JUSTIFACTS BGC PKG : EmpCod [ ID : 42 ]"],
+    )
+    .await;
     let none = candidate(&s, Some("c@example.com"), &["Warehouse"], &[]).await;
     let two = candidate(
         &s,
         Some("d@example.com"),
-        &["JUSTIFACTS BGC PKG: EmpCod[ID : 1]", "JUSTIFACTS BGC PKG: EmpCod[ID : 2]"],
+        &[
+            "JUSTIFACTS BGC PKG: EmpCod[ID : 1]",
+            "JUSTIFACTS BGC PKG: EmpCod[ID : 2]",
+        ],
         &[],
     )
     .await;
-    let bad = candidate(&s, Some("e@example.com"), &["JUSTIFACTS BGC PKG: EmpCod[ID : 13a58]"], &[]).await;
+    let bad = candidate(
+        &s,
+        Some("e@example.com"),
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13a58]"],
+        &[],
+    )
+    .await;
 
     for (opp, label) in [
         (&loose, PENDING),
@@ -102,12 +147,25 @@ async fn package_tags_are_read_tolerantly_and_strictly() {
         assert_eq!(jf_tags(&o), vec![label]);
         if label != PENDING {
             assert_eq!(o.notes.len(), 1, "a note tells the recruiter what to fix");
-            assert!(o.notes[0].value.contains("JUSTIFACTS BGC PKG"), "{}", o.notes[0].value);
+            assert!(
+                o.notes[0].value.contains("JUSTIFACTS BGC PKG"),
+                "{}",
+                o.notes[0].value
+            );
         }
     }
-    let mut codes: Vec<String> = jf.sim.order_list().into_iter().map(|o| o.package_code).collect();
+    let mut codes: Vec<String> = jf
+        .sim
+        .order_list()
+        .into_iter()
+        .map(|o| o.package_code)
+        .collect();
     codes.sort();
-    assert_eq!(codes, vec!["42", "777"], "no vendor call for a missing, conflicting or bad tag");
+    assert_eq!(
+        codes,
+        vec!["42", "777"],
+        "no vendor call for a missing, conflicting or bad tag"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,7 +181,13 @@ async fn no_email_is_an_error_status_and_no_order() {
 async fn a_badly_signed_callback_is_refused_and_redelivered_callbacks_add_no_second_note() {
     let s = jf_stack("jf-callbacks", false).await;
     let jf = s.justifacts.as_ref().unwrap();
-    let opp = candidate(&s, Some("kj@example.com"), &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"], &[]).await;
+    let opp = candidate(
+        &s,
+        Some("kj@example.com"),
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
+        &[],
+    )
+    .await;
     wait(&s, &opp, |o| o.tags.contains(&PENDING.to_string())).await;
     let order = jf.sim.order_list()[0].order_id.clone();
 
@@ -141,7 +205,10 @@ async fn a_badly_signed_callback_is_refused_and_redelivered_callbacks_add_no_sec
     let forged = reqwest::Client::new()
         .post(format!("http://{}/hooks/{JUSTIFACTS}/vendor", s.addr))
         .header(TIMESTAMP_HEADER, now.to_string())
-        .header(SIGNATURE_HEADER, justifacts::sign("not-the-secret", now, body.as_bytes()))
+        .header(
+            SIGNATURE_HEADER,
+            justifacts::sign("not-the-secret", now, body.as_bytes()),
+        )
         .body(body)
         .send()
         .await
@@ -154,7 +221,10 @@ async fn a_badly_signed_callback_is_refused_and_redelivered_callbacks_add_no_sec
 
     jf.sim.advance(&order).await.unwrap();
     jf.sim.advance(&order).await.unwrap();
-    wait(&s, &opp, |o| o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()).await;
+    wait(&s, &opp, |o| {
+        o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()
+    })
+    .await;
     assert_eq!(jf.sim.resend_last_callback(&order).await.unwrap(), 200);
     assert_eq!(jf.sim.resend_last_callback(&order).await.unwrap(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -23,6 +23,8 @@ use crate::timeline::TimelineEvent;
 pub const LEVER_STAGE_CHANGE: &str = "lever.stage_change";
 /// Event kind of a status update from a vendor callback.
 pub const VENDOR_STATUS: &str = "vendor.status";
+/// Event kind of a vendor callback the connector failed on (recorded dead; the vendor retries).
+pub const VENDOR_CALLBACK: &str = "vendor.callback";
 
 /// How an event ended.
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::connector::RawHttp;
-use crate::flow::{VendorStatus, LEVER_STAGE_CHANGE, VENDOR_STATUS};
+use crate::flow::{VendorStatus, LEVER_STAGE_CHANGE, VENDOR_CALLBACK, VENDOR_STATUS};
 use crate::lever::webhook::{self, Rejection, Verified};
 use crate::store::{now_ms, Enqueued};
 use crate::timeline::TimelineEvent;
@@ -182,8 +182,22 @@ async fn vendor_hook(
     {
         Ok(r) => r,
         Err(e) => {
-            // The vendor retries on 5xx; the failure is logged with its reason.
+            // The vendor retries on 5xx; the failure is recorded with its reason for operators.
             tracing::error!(integration = %id, connector = %version, error = %e, "callback handling failed");
+            let summary = json!({
+                "method": method.as_str(),
+                "path": uri.path(),
+                "body": String::from_utf8_lossy(&body),
+            });
+            if let Err(store_error) = app.store.record_failure(
+                &id,
+                VENDOR_CALLBACK,
+                &summary.to_string(),
+                &e.to_string(),
+                &version,
+            ) {
+                tracing::error!(error = %store_error, "cannot record the failed callback");
+            }
             app.timeline.emit(TimelineEvent::CallbackHandled {
                 integration: id.clone(),
                 status: 500,

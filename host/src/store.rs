@@ -239,6 +239,35 @@ impl Store {
         })
     }
 
+    /// Records a request that failed before it could be queued (e.g. a connector trapped while
+    /// handling a vendor callback, which the vendor will retry): a dead event, for operators.
+    pub fn record_failure(
+        &self,
+        integration: &str,
+        kind: &str,
+        payload: &str,
+        error: &str,
+        connector_version: &str,
+    ) -> Result<i64> {
+        let conn = self.conn();
+        let now = now_ms();
+        conn.execute(
+            "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+                attempts, next_attempt_at, received_at, finished_at, last_error, connector_version)
+             VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)",
+            params![
+                integration,
+                kind,
+                format!("failure:{}", uuid::Uuid::new_v4()),
+                payload,
+                now,
+                error,
+                connector_version
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
     /// Claims the next due event: queued and due, or running with an expired lease.
     pub fn claim(&self, lease_ms: i64) -> Result<Option<Event>> {
         let conn = self.conn();
