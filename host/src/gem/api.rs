@@ -138,12 +138,12 @@ async fn send(State(app): State<Arc<App>>, Path(id): Path<String>, headers: Head
         .or_else(|| available.iter().find(|(_, default)| *default).map(|(n, _)| n.clone()));
     let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
     match screening::enqueue(&app.store, &id, &request, idempotency_key) {
-        Ok(Queued::New(screening_id)) => {
+        Ok(Queued::New { screening_id, event_id }) => {
             app.wake.notify_one();
             app.timeline.emit(TimelineEvent::WebhookAccepted {
                 integration: id.clone(),
                 source: "gem".into(),
-                event_id: 0,
+                event_id,
                 summary: format!(
                     "send screening {screening_id} for application {} (package {})",
                     request.application_id,

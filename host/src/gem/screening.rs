@@ -57,8 +57,8 @@ pub struct Screening {
 /// What offering a send to the store did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queued {
-    /// Stored: a new screening with this id.
-    New(String),
+    /// Stored: a new screening with this id, started by this event.
+    New { screening_id: String, event_id: i64 },
     /// The same `Idempotency-Key` with the same request: the screening it created before.
     Existing(String),
     /// The same `Idempotency-Key` with a different request.
@@ -94,7 +94,7 @@ pub fn enqueue(
                 params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
             )?;
             tx.commit()?;
-            Ok(Queued::New(screening_id))
+            Ok(Queued::New { screening_id, event_id })
         }
         Enqueued::Duplicate { id, .. } => {
             let stored: String = tx.query_row("SELECT payload FROM events WHERE id = ?1", params![id], |r| r.get(0))?;
