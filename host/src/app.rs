@@ -30,7 +30,11 @@ pub struct Integration {
 impl Integration {
     fn new(config: IntegrationConfig, http: &reqwest::Client) -> Integration {
         let lever = match &config.ats {
-            AtsConfig::Lever(l) => Some(LeverClient::new(http.clone(), &l.api_base, l.api_key.clone())),
+            AtsConfig::Lever(l) => Some(LeverClient::new(
+                http.clone(),
+                &l.api_base,
+                l.api_key.clone(),
+            )),
             AtsConfig::Gem(_) => None,
         };
         Integration { config, lever }
@@ -80,15 +84,21 @@ impl App {
 
     /// The connector version serving `integration` now.
     pub fn connector(&self, integration: &Integration) -> Result<Arc<LoadedConnector>, FlowError> {
-        self.registry.get(&integration.config.connector).ok_or_else(|| FlowError {
-            message: format!("connector `{}` is not loaded", integration.config.connector),
-            retryable: true,
-            connector_version: None,
-        })
+        self.registry
+            .get(&integration.config.connector)
+            .ok_or_else(|| FlowError {
+                message: format!("connector `{}` is not loaded", integration.config.connector),
+                retryable: true,
+                connector_version: None,
+            })
     }
 
     /// The sandbox context for calls to `connector` on behalf of `integration`.
-    pub fn call_context(&self, integration: &Integration, connector: &LoadedConnector) -> Arc<CallContext> {
+    pub fn call_context(
+        &self,
+        integration: &Integration,
+        connector: &LoadedConnector,
+    ) -> Arc<CallContext> {
         Arc::new(CallContext::for_integration(
             &integration.config,
             &connector.manifest.id,
@@ -117,14 +127,22 @@ impl App {
     }
 
     /// The name of Lever stage `stage_id`, from a per-integration cache refreshed on a miss.
-    pub async fn stage_name(&self, integration: &Integration, stage_id: &str) -> Result<Option<String>, FlowError> {
+    pub async fn stage_name(
+        &self,
+        integration: &Integration,
+        stage_id: &str,
+    ) -> Result<Option<String>, FlowError> {
         let id = &integration.config.id;
         let cached = |app: &App| {
             app.stages
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(id)
-                .and_then(|s| s.iter().find(|(sid, _)| sid == stage_id).map(|(_, n)| n.clone()))
+                .and_then(|s| {
+                    s.iter()
+                        .find(|(sid, _)| sid == stage_id)
+                        .map(|(_, n)| n.clone())
+                })
         };
         if let Some(name) = cached(self) {
             return Ok(Some(name));
@@ -141,7 +159,11 @@ impl App {
     }
 
     /// Serializes ATS writes to one opportunity.
-    pub async fn lock_opportunity(&self, integration: &str, opportunity: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    pub async fn lock_opportunity(
+        &self,
+        integration: &str,
+        opportunity: &str,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (integration, opportunity).hash(&mut h);
@@ -175,7 +197,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
 }
 
 /// Opens the store, loads connectors and starts the workers and the server on `listener`.
-pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHost> {
+pub async fn start_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.storage.path)?;
     let runtime = Runtime::new(config.runtime.timeout_ms, config.runtime.memory_mb)?;
     let registry = Arc::new(Registry::new(runtime));
@@ -206,7 +231,12 @@ pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyh
         stages: Mutex::new(HashMap::new()),
         stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
     });
-    for integration in app.integrations.read().unwrap_or_else(|e| e.into_inner()).values() {
+    for integration in app
+        .integrations
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+    {
         let id = &integration.config.id;
         match &integration.config.ats {
             AtsConfig::Lever(_) => tracing::info!(integration = %id,

@@ -255,7 +255,10 @@ impl GemConfig {
     /// while the overlap window lasts.
     pub fn signing_secrets(&self, now_secs: i64) -> Vec<&Secret> {
         let mut secrets = vec![&self.webhook_secret];
-        if let (Some(prev), Some(until)) = (&self.previous_webhook_secret, self.previous_secret_expires_at) {
+        if let (Some(prev), Some(until)) = (
+            &self.previous_webhook_secret,
+            self.previous_secret_expires_at,
+        ) {
             if now_secs < until {
                 secrets.push(prev);
             }
@@ -346,7 +349,9 @@ impl Config {
                     if gem.webhook_secret.expose().is_empty() {
                         return Err(problem("ats.webhook_secret must not be empty".into()));
                     }
-                    if !gem.webhook_url.starts_with("http://") && !gem.webhook_url.starts_with("https://") {
+                    if !gem.webhook_url.starts_with("http://")
+                        && !gem.webhook_url.starts_with("https://")
+                    {
                         return Err(problem("ats.webhook_url must be an http(s) URL".into()));
                     }
                     if let Some(prev) = &mut gem.previous_webhook_secret {
@@ -429,11 +434,18 @@ mod tests {
         "#;
         let gem: GemConfig = toml::from_str(text).expect("parses");
         assert_eq!(gem.previous_secret_expires_at, Some(1_893_456_000));
-        let names = |now| gem.signing_secrets(now).iter().map(|s| s.expose().to_string()).collect::<Vec<_>>();
+        let names = |now| {
+            gem.signing_secrets(now)
+                .iter()
+                .map(|s| s.expose().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(1_893_455_999), ["new", "old"]);
         assert_eq!(names(1_893_456_000), ["new"]);
-        let unix: GemConfig =
-            toml::from_str("webhook_url = \"http://x\"\nwebhook_secret = \"s\"\nprevious_secret_expires_at = 42").expect("parses");
+        let unix: GemConfig = toml::from_str(
+            "webhook_url = \"http://x\"\nwebhook_secret = \"s\"\nprevious_secret_expires_at = 42",
+        )
+        .expect("parses");
         assert_eq!(unix.previous_secret_expires_at, Some(42));
     }
 }

@@ -13,8 +13,8 @@ use switchyard_sim::gem::{GemOptions, GemSim};
 use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 
 use crate::config::{
-    AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret, ServerConfig,
-    StorageConfig, WorkerConfig,
+    AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig,
+    Secret, ServerConfig, StorageConfig, WorkerConfig,
 };
 use crate::RunningHost;
 
@@ -122,7 +122,8 @@ impl Stack {
         let lever_host = host_of(&lever.api_base());
         let mut integrations = Vec::new();
         let add = |id: &str, connector: &str, trigger: &str, secrets: BTreeMap<String, Secret>| {
-            let token = lever.register_webhook("candidateStageChange", &format!("{base}/hooks/{id}/lever"));
+            let token =
+                lever.register_webhook("candidateStageChange", &format!("{base}/hooks/{id}/lever"));
             if lever.stage_id(trigger).is_none() {
                 lever.add_stage(trigger);
             }
@@ -137,7 +138,10 @@ impl Stack {
                     trigger_stage: Some(trigger.into()),
                 }),
                 allowed_hosts: Some(vec![host_of(&certn.api_base()), lever_host.clone()]),
-                settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(certn.api_base()))]),
+                settings: BTreeMap::from([(
+                    "api-base".to_string(),
+                    toml::Value::String(certn.api_base()),
+                )]),
                 secrets,
                 packages: package_configs(&opts.certn.packages),
             }
@@ -148,7 +152,10 @@ impl Stack {
             TRIGGER,
             BTreeMap::from([
                 ("api-key".to_string(), Secret::new(certn.api_key())),
-                ("webhook-secret".to_string(), Secret::new(certn.webhook_secret())),
+                (
+                    "webhook-secret".to_string(),
+                    Secret::new(certn.webhook_secret()),
+                ),
             ]),
         ));
         for (id, connector, trigger) in &opts.extra {
@@ -199,7 +206,9 @@ impl Stack {
 
     /// The Gem side; fails when the stack was started without [`StackOptions::gem`].
     pub fn gem(&self) -> anyhow::Result<&GemSide> {
-        self.gem.as_ref().context("the stack was started without a Gem integration")
+        self.gem
+            .as_ref()
+            .context("the stack was started without a Gem integration")
     }
 
     /// The base URL Gem calls (`http://<host>`; the API is under `/gem/<integration>/`).
@@ -213,7 +222,13 @@ impl Stack {
     }
 
     /// Adds a candidate (optionally on a posting) and returns the opportunity id.
-    pub fn candidate(&self, name: &str, email: Option<&str>, tags: &[&str], posting: Option<&str>) -> String {
+    pub fn candidate(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        tags: &[&str],
+        posting: Option<&str>,
+    ) -> String {
         self.lever.add_opportunity(NewOpportunity {
             name: name.into(),
             emails: email.map(|e| vec![e.to_string()]).unwrap_or_default(),
@@ -238,7 +253,10 @@ impl Stack {
     ) -> anyhow::Result<Opportunity> {
         let deadline = Instant::now() + within;
         loop {
-            let opp = self.lever.opportunity(opportunity).context("no such opportunity")?;
+            let opp = self
+                .lever
+                .opportunity(opportunity)
+                .context("no such opportunity")?;
             if done(&opp) {
                 return Ok(opp);
             }
@@ -251,7 +269,11 @@ impl Stack {
 }
 
 /// Starts the Gem simulator and a second Certn team, and configures the Gem integration.
-async fn gem_integration(setup: &GemSetup, certn: &CertnOptions, base: &str) -> anyhow::Result<(GemSide, IntegrationConfig)> {
+async fn gem_integration(
+    setup: &GemSetup,
+    certn: &CertnOptions,
+    base: &str,
+) -> anyhow::Result<(GemSide, IntegrationConfig)> {
     let sim = GemSim::start(GemOptions {
         secrets: vec![setup.webhook_secret.clone()],
     })
@@ -272,7 +294,10 @@ async fn gem_integration(setup: &GemSetup, certn: &CertnOptions, base: &str) -> 
         settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(team.api_base()))]),
         secrets: BTreeMap::from([
             ("api-key".to_string(), Secret::new(team.api_key())),
-            ("webhook-secret".to_string(), Secret::new(team.webhook_secret())),
+            (
+                "webhook-secret".to_string(),
+                Secret::new(team.webhook_secret()),
+            ),
         ]),
         packages: package_configs(&certn.packages),
     };
@@ -286,7 +311,10 @@ fn package_configs(names: &[String]) -> Vec<PackageConfig> {
         .map(|(i, name)| PackageConfig {
             name: name.clone(),
             default: i == 0,
-            params: BTreeMap::from([("checks".to_string(), "criminal_record_check,identity_verification".to_string())]),
+            params: BTreeMap::from([(
+                "checks".to_string(),
+                "criminal_record_check,identity_verification".to_string(),
+            )]),
         })
         .collect()
 }
@@ -307,9 +335,16 @@ async fn run_gem(stack: &Stack) -> anyhow::Result<()> {
     let key = stack.gem_issue_key()?;
     let host = stack.host_url();
     println!("\n── Gem → Certn: Gem calls switchyard, status goes back as signed webhooks ──\n");
-    println!("  Gem API           {}  (X-API-Key sy_{}_…, issued once)", app.gem_api_url(GEM), key.key_id);
+    println!(
+        "  Gem API           {}  (X-API-Key sy_{}_…, issued once)",
+        app.gem_api_url(GEM),
+        key.key_id
+    );
     println!("  Gem webhook URL   {}", gem.sim.webhook_url());
-    println!("  Certn webhook URL {} (a second Certn team)\n", app.callback_url(GEM));
+    println!(
+        "  Certn webhook URL {} (a second Certn team)\n",
+        app.callback_url(GEM)
+    );
 
     let mut feed = app.timeline.subscribe();
     let started = Instant::now();
@@ -326,12 +361,23 @@ async fn run_gem(stack: &Stack) -> anyhow::Result<()> {
         "package": "Premium",
         "stage": "Offer",
     });
-    let (code, sent) = gem.sim.send_check(&host, GEM, &key.key, &body, None).await?;
+    let (code, sent) = gem
+        .sim
+        .send_check(&host, GEM, &key.key, &body, None)
+        .await?;
     println!("▶ Gem sends a Premium check for Katherine Johnson → {code} {sent}");
     let id = sent["id"].as_str().context("no screening id")?.to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !gem.sim.received().iter().any(|r| r.screening_id.as_deref() == Some(id.as_str()) && r.state == "complete") {
-        anyhow::ensure!(Instant::now() < deadline, "Gem never saw the screening complete");
+    while !gem
+        .sim
+        .received()
+        .iter()
+        .any(|r| r.screening_id.as_deref() == Some(id.as_str()) && r.state == "complete")
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Gem never saw the screening complete"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -342,7 +388,13 @@ async fn run_gem(stack: &Stack) -> anyhow::Result<()> {
 
     println!("\nStatus webhooks Gem received and verified (Standard Webhooks, HMAC-SHA256):");
     for r in gem.sim.received() {
-        println!("  {}  {:<9} {:<18} {}", r.webhook_id, r.state, r.label, r.results_url.as_deref().unwrap_or("-"));
+        println!(
+            "  {}  {:<9} {:<18} {}",
+            r.webhook_id,
+            r.state,
+            r.label,
+            r.results_url.as_deref().unwrap_or("-")
+        );
     }
     let (_, status) = gem.sim.screening(&host, GEM, &key.key, &id).await?;
     println!("\nGET /gem/{GEM}/screenings/{id} → {status}");
@@ -363,13 +415,24 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     opts.gem = Some(GemSetup::default());
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
-    let connector = app.registry.get("certn").context("the certn connector did not load")?;
+    let connector = app
+        .registry
+        .get("certn")
+        .context("the certn connector did not load")?;
 
     println!("switchyard demo — everything below runs on loopback\n");
     println!("  Lever simulator   {}", stack.lever.api_base());
     println!("  Certn simulator   {}", stack.certn.api_base());
-    println!("  switchyard        http://{}  (store: {})", stack.addr, stack.config.storage.path.display());
-    println!("  connector loaded  {} ({})", connector.version_tag(), connector.manifest.display_name);
+    println!(
+        "  switchyard        http://{}  (store: {})",
+        stack.addr,
+        stack.config.storage.path.display()
+    );
+    println!(
+        "  connector loaded  {} ({})",
+        connector.version_tag(),
+        connector.manifest.display_name
+    );
     println!("  Lever webhook URL {}", app.lever_webhook_url(CERTN));
     println!("  Certn webhook URL {}\n", app.callback_url(CERTN));
 
@@ -381,7 +444,9 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         }
     });
 
-    let posting = stack.lever.add_posting("Senior Rust Engineer", &["Engineering"]);
+    let posting = stack
+        .lever
+        .add_posting("Senior Rust Engineer", &["Engineering"]);
     let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
     println!("▶ Ada Lovelace (ada@example.com) moved to \"{TRIGGER}\"");
     stack.move_to(&ada, TRIGGER).await?;
@@ -409,7 +474,10 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         println!("    tags:  {:?}", opp.tags);
         println!("    links: {:?}", opp.links);
     }
-    println!("\nCertn invitations sent: {}", stack.certn.applications().len());
+    println!(
+        "\nCertn invitations sent: {}",
+        stack.certn.applications().len()
+    );
 
     run_gem(&stack).await?;
     if let Some(host) = stack.host {

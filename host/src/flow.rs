@@ -22,9 +22,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
+use crate::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
 use crate::gem::delivery::{self, Delivery, GEM_DELIVER};
 use crate::gem::screening::{self as gem_screening, SendPayload, GEM_SEND};
-use crate::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
 use crate::lever::webhook::{StageChange, Webhook};
 use crate::lever::{self, LeverError};
 use crate::store::{Event, Order, StoreError};
@@ -111,7 +111,10 @@ pub struct VendorStatus {
 /// Processes one claimed event.
 pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError> {
     let Some(integration) = app.integration(&event.integration) else {
-        return Err(FlowError::fatal(format!("integration `{}` no longer exists", event.integration)));
+        return Err(FlowError::fatal(format!(
+            "integration `{}` no longer exists",
+            event.integration
+        )));
     };
     if !integration.config.enabled {
         return Ok(Outcome::Skipped("integration is disabled".into()));
@@ -125,13 +128,19 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
     }
 }
 
-async fn stage_change(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn stage_change(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let hook: Webhook = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored webhook is unreadable: {e}")))?;
     let change: StageChange = serde_json::from_value(hook.data.clone())
         .map_err(|e| FlowError::fatal(format!("stored stage change is unreadable: {e}")))?;
     let Some((lever_config, lever_client)) = integration.lever() else {
-        return Err(FlowError::fatal("a Lever event for an integration that is not a Lever one"));
+        return Err(FlowError::fatal(
+            "a Lever event for an integration that is not a Lever one",
+        ));
     };
     let connector = app.connector(integration)?;
     let version = connector.version_tag();
@@ -185,12 +194,25 @@ async fn stage_change(app: &Arc<App>, integration: &Integration, event: &Event) 
         .order_ref
         .clone()
         .unwrap_or_else(|| format!("local:{}", event.id));
-    record_status(app, integration, &connector, &order_ref, &opp.id, &started.status)?;
-    sync_ats(app, integration, &connector, &order_ref, &opp.id).await.map_err(|e| e.by(&version))?;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        &opp.id,
+        &started.status,
+    )?;
+    sync_ats(app, integration, &connector, &order_ref, &opp.id)
+        .await
+        .map_err(|e| e.by(&version))?;
     Ok(Outcome::Done(Some(version)))
 }
 
-async fn gem_send(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn gem_send(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let send: SendPayload = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored Gem screening is unreadable: {e}")))?;
     let connector = app.connector(integration)?;
@@ -218,18 +240,36 @@ async fn gem_send(app: &Arc<App>, integration: &Integration, event: &Event) -> R
         .unwrap_or_else(|| format!("local:{}", event.id));
     // Linked before the order is recorded: a vendor callback waits for the order, so by the time
     // it produces a webhook, the webhook can name the screening.
-    gem_screening::link_order(&app.store, &integration.config.id, &send.screening_id, &order_ref)?;
+    gem_screening::link_order(
+        &app.store,
+        &integration.config.id,
+        &send.screening_id,
+        &order_ref,
+    )?;
     let application = &send.request.application_id;
-    record_status(app, integration, &connector, &order_ref, application, &started.status)?;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        application,
+        &started.status,
+    )?;
     sync_ats(app, integration, &connector, &order_ref, application)
         .await
         .map_err(|e| e.by(&version))?;
     Ok(Outcome::Done(Some(version)))
 }
 
-async fn gem_deliver(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn gem_deliver(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let Some(gem) = integration.gem_config() else {
-        return Err(FlowError::fatal("a Gem delivery for an integration that is not a Gem one"));
+        return Err(FlowError::fatal(
+            "a Gem delivery for an integration that is not a Gem one",
+        ));
     };
     let delivery: Delivery = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored Gem delivery is unreadable: {e}")))?;
@@ -238,7 +278,10 @@ async fn gem_deliver(app: &Arc<App>, integration: &Integration, event: &Event) -
             app.timeline.emit(TimelineEvent::AtsWrite {
                 integration: integration.config.id.clone(),
                 opportunity: "gem".into(),
-                action: format!("status webhook {} delivered ({status})", delivery.webhook_id),
+                action: format!(
+                    "status webhook {} delivered ({status})",
+                    delivery.webhook_id
+                ),
             });
             Ok(Outcome::Done(None))
         }
@@ -250,20 +293,39 @@ async fn gem_deliver(app: &Arc<App>, integration: &Integration, event: &Event) -
     }
 }
 
-async fn vendor_status(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn vendor_status(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let payload: VendorStatus = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored status update is unreadable: {e}")))?;
     let connector = app.connector(integration)?;
     let update = &payload.update;
     let Some(order) = app.store.order(&integration.config.id, &update.order_ref)? else {
         // The callback can overtake the start event that records the order: wait for it.
-        return Err(FlowError::retry(format!("order {} is not known yet", update.order_ref))
-            .by(&payload.connector_version));
+        return Err(
+            FlowError::retry(format!("order {} is not known yet", update.order_ref))
+                .by(&payload.connector_version),
+        );
     };
-    record_status(app, integration, &connector, &order.order_ref, &order.opportunity_id, &update.status)?;
-    sync_ats(app, integration, &connector, &order.order_ref, &order.opportunity_id)
-        .await
-        .map_err(|e| e.by(&payload.connector_version))?;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order.order_ref,
+        &order.opportunity_id,
+        &update.status,
+    )?;
+    sync_ats(
+        app,
+        integration,
+        &connector,
+        &order.order_ref,
+        &order.opportunity_id,
+    )
+    .await
+    .map_err(|e| e.by(&payload.connector_version))?;
     Ok(Outcome::Done(Some(payload.connector_version)))
 }
 
@@ -323,14 +385,18 @@ async fn sync_ats(
 ) -> Result<(), FlowError> {
     let Some((_, client)) = integration.lever() else {
         let Some(order) = app.store.order(&integration.config.id, order_ref)? else {
-            return Err(FlowError::retry(format!("order {order_ref} is not recorded")));
+            return Err(FlowError::retry(format!(
+                "order {order_ref} is not recorded"
+            )));
         };
         if delivery::enqueue_status(&app.store, &integration.config.id, &order)?.is_some() {
             app.wake.notify_one();
         }
         return Ok(());
     };
-    let _guard = app.lock_opportunity(&integration.config.id, opportunity_id).await;
+    let _guard = app
+        .lock_opportunity(&integration.config.id, opportunity_id)
+        .await;
     lever::sync::reconcile(
         client,
         &app.store,

@@ -6,7 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +29,7 @@ enum Command {
         #[command(subcommand)]
         command: GemCommand,
     },
-    /// Run the Lever → Certn flow end to end against loopback simulators and print its timeline.
+    /// Run Lever → Certn, then Gem → Certn, end to end against loopback simulators, printing the timeline.
     Demo {
         /// Directory holding the built connector components.
         #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
@@ -62,13 +66,17 @@ enum GemCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        match cli.command {
-            Command::Demo { .. } => "error".into(),
-            _ => "info".into(),
-        }
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            match cli.command {
+                Command::Demo { .. } => "error".into(),
+                _ => "info".into(),
+            }
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {
@@ -81,7 +89,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let config = switchyard::Config::load(&path)?;
-    let host = switchyard::start(config).await.context("starting the host")?;
+    let host = switchyard::start(config)
+        .await
+        .context("starting the host")?;
     tracing::info!(addr = %host.addr, "switchyard listening");
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
@@ -90,7 +100,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
 }
 
 /// Opens the store of `config` for Gem integration `integration` (which must exist and be a Gem one).
-fn gem_store(config: &std::path::Path, integration: &str) -> anyhow::Result<switchyard::store::Store> {
+fn gem_store(
+    config: &std::path::Path,
+    integration: &str,
+) -> anyhow::Result<switchyard::store::Store> {
     let config = switchyard::Config::load(config)?;
     let found = config
         .integrations
@@ -107,20 +120,41 @@ fn gem_store(config: &std::path::Path, integration: &str) -> anyhow::Result<swit
 fn gem(command: GemCommand) -> anyhow::Result<()> {
     use switchyard::gem::keys;
     match command {
-        GemCommand::IssueKey { config, integration } => {
+        GemCommand::IssueKey {
+            config,
+            integration,
+        } => {
             let issued = keys::issue(&gem_store(&config, &integration)?, &integration)?;
-            eprintln!("Issued key {} for `{integration}`. It is shown once; store it in Gem now:", issued.key_id);
+            eprintln!(
+                "Issued key {} for `{integration}`. It is shown once; store it in Gem now:",
+                issued.key_id
+            );
             println!("{}", issued.key);
         }
-        GemCommand::RevokeKey { config, integration, key_id } => {
+        GemCommand::RevokeKey {
+            config,
+            integration,
+            key_id,
+        } => {
             keys::revoke(&gem_store(&config, &integration)?, &integration, &key_id)?;
             println!("revoked {key_id}");
         }
-        GemCommand::ListKeys { config, integration } => {
+        GemCommand::ListKeys {
+            config,
+            integration,
+        } => {
             let when = |ms: i64| switchyard::clock::rfc3339(ms / 1000);
             for k in keys::list(&gem_store(&config, &integration)?, &integration)? {
-                let revoked = k.revoked_at_ms.map(|t| format!("revoked {}", when(t))).unwrap_or_else(|| "active".into());
-                println!("{}  {}  created {}  {revoked}", k.key_id, k.prefix, when(k.created_at_ms));
+                let revoked = k
+                    .revoked_at_ms
+                    .map(|t| format!("revoked {}", when(t)))
+                    .unwrap_or_else(|| "active".into());
+                println!(
+                    "{}  {}  created {}  {revoked}",
+                    k.key_id,
+                    k.prefix,
+                    when(k.created_at_ms)
+                );
             }
         }
     }

@@ -79,7 +79,10 @@ impl Registry {
 
     /// Loads every `*.wasm` in `dir`. A file that fails to load is reported and skipped so one
     /// bad connector cannot keep the others from serving.
-    pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    pub async fn load_dir(
+        &self,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
         let mut outcomes = Vec::new();
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| anyhow::anyhow!("cannot read connectors dir {}: {e}", dir.display()))?

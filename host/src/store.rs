@@ -415,6 +415,8 @@ impl Store {
 
     /// Applies a status to an order if it does not move it backwards. Returns whether it changed.
     /// Fields absent from the update (report URL, score, verdict) keep their value.
+    // One argument per column of a status: a struct would only mirror `connector::Status`.
+    #[allow(clippy::too_many_arguments)]
     pub fn advance_order(
         &self,
         integration: &str,
@@ -458,7 +460,13 @@ impl Store {
     }
 
     /// Records a note to write for an order (idempotent).
-    pub fn add_note(&self, integration: &str, order_ref: &str, text: &str, secret: bool) -> Result<()> {
+    pub fn add_note(
+        &self,
+        integration: &str,
+        order_ref: &str,
+        text: &str,
+        secret: bool,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
@@ -468,7 +476,11 @@ impl Store {
     }
 
     /// Notes of an opportunity's orders not yet confirmed written.
-    pub fn unwritten_notes(&self, integration: &str, opportunity_id: &str) -> Result<Vec<PendingNote>> {
+    pub fn unwritten_notes(
+        &self,
+        integration: &str,
+        opportunity_id: &str,
+    ) -> Result<Vec<PendingNote>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT n.order_ref, n.text, n.secret FROM notes n
@@ -540,25 +552,25 @@ pub(crate) fn enqueue_on(
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
     let now = now_ms();
 
-        let inserted = conn.execute(
-            "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+    let inserted = conn.execute(
+        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
                 next_attempt_at, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
              ON CONFLICT (integration, dedupe_key) DO NOTHING",
-            params![integration, kind, dedupe_key, hash, payload, now],
-        )?;
-        if inserted == 1 {
-            return Ok(Enqueued::New(conn.last_insert_rowid()));
-        }
-        let (id, old_hash): (i64, String) = conn.query_row(
-            "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-            params![integration, dedupe_key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Enqueued::Duplicate {
-            id,
-            same_payload: old_hash == hash,
-        })
+        params![integration, kind, dedupe_key, hash, payload, now],
+    )?;
+    if inserted == 1 {
+        return Ok(Enqueued::New(conn.last_insert_rowid()));
+    }
+    let (id, old_hash): (i64, String) = conn.query_row(
+        "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+        params![integration, dedupe_key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Enqueued::Duplicate {
+        id,
+        same_payload: old_hash == hash,
+    })
 }
 
 #[cfg(test)]
@@ -574,14 +586,23 @@ mod tests {
     #[test]
     fn duplicate_keys_are_not_queued_twice_and_replays_are_told_apart() {
         let (s, _dir) = temp_store();
-        assert!(matches!(s.enqueue("i", "k", "tok", "{}").unwrap(), Enqueued::New(_)));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{}").unwrap(),
-            Enqueued::Duplicate { same_payload: true, .. }
+            Enqueued::New(_)
+        ));
+        assert!(matches!(
+            s.enqueue("i", "k", "tok", "{}").unwrap(),
+            Enqueued::Duplicate {
+                same_payload: true,
+                ..
+            }
         ));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
-            Enqueued::Duplicate { same_payload: false, .. }
+            Enqueued::Duplicate {
+                same_payload: false,
+                ..
+            }
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
     }
@@ -614,9 +635,16 @@ mod tests {
             verdict: None,
         };
         s.upsert_order(&order).unwrap();
-        assert!(s.advance_order("i", "o1", "partial", "Part", Some("u"), None, None).unwrap());
-        assert!(!s.advance_order("i", "o1", "analyzing", "A", None, None, None).unwrap());
+        assert!(s
+            .advance_order("i", "o1", "partial", "Part", Some("u"), None, None)
+            .unwrap());
+        assert!(!s
+            .advance_order("i", "o1", "analyzing", "A", None, None, None)
+            .unwrap());
         let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!((o.state.as_str(), o.report_url.as_deref()), ("partial", Some("u")));
+        assert_eq!(
+            (o.state.as_str(), o.report_url.as_deref()),
+            ("partial", Some("u"))
+        );
     }
 }

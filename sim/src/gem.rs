@@ -139,7 +139,12 @@ impl GemSim {
     }
 
     /// `GET {host}/gem/{integration}/packages`.
-    pub async fn list_packages(&self, host: &str, integration: &str, api_key: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub async fn list_packages(
+        &self,
+        host: &str,
+        integration: &str,
+        api_key: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let req = self.http.get(format!("{host}/gem/{integration}/packages"));
         call(req, api_key).await
     }
@@ -153,7 +158,10 @@ impl GemSim {
         body: &serde_json::Value,
         idempotency_key: Option<&str>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let mut req = self.http.post(format!("{host}/gem/{integration}/screenings")).json(body);
+        let mut req = self
+            .http
+            .post(format!("{host}/gem/{integration}/screenings"))
+            .json(body);
         if let Some(key) = idempotency_key {
             req = req.header("idempotency-key", key);
         }
@@ -161,28 +169,51 @@ impl GemSim {
     }
 
     /// `GET {host}/gem/{integration}/screenings/{id}`.
-    pub async fn screening(&self, host: &str, integration: &str, api_key: &str, id: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-        let req = self.http.get(format!("{host}/gem/{integration}/screenings/{id}"));
+    pub async fn screening(
+        &self,
+        host: &str,
+        integration: &str,
+        api_key: &str,
+        id: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let req = self
+            .http
+            .get(format!("{host}/gem/{integration}/screenings/{id}"));
         call(req, api_key).await
     }
 }
 
-async fn call(req: reqwest::RequestBuilder, api_key: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-    let resp = req.header("x-api-key", api_key).send().await.context("calling the Gem API")?;
+async fn call(
+    req: reqwest::RequestBuilder,
+    api_key: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let resp = req
+        .header("x-api-key", api_key)
+        .send()
+        .await
+        .context("calling the Gem API")?;
     let status = resp.status().as_u16();
     let body = resp.bytes().await.context("reading the Gem API response")?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 /// Base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC-SHA256 accepts keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC-SHA256 accepts keys of any length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn handle(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn handle(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let mut g = lock(&inner);
     g.attempts += 1;
     if g.down {
@@ -223,11 +254,22 @@ fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(String, i64, serde_json::Value), (StatusCode, &'static str)> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (Some(id), Some(ts), Some(sigs)) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature")) else {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (Some(id), Some(ts), Some(sigs)) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    ) else {
         return Err((StatusCode::BAD_REQUEST, "missing webhook-* headers"));
     };
-    let ts = ts.parse::<i64>().map_err(|_| (StatusCode::BAD_REQUEST, "bad webhook-timestamp"))?;
+    let ts = ts
+        .parse::<i64>()
+        .map_err(|_| (StatusCode::BAD_REQUEST, "bad webhook-timestamp"))?;
     let now = i64::try_from(http_util::now_secs()).unwrap_or(i64::MAX);
     if (now - ts).abs() > TOLERANCE_SECS {
         return Err((StatusCode::BAD_REQUEST, "stale webhook-timestamp"));
@@ -240,6 +282,7 @@ fn verify(
     if !valid {
         return Err((StatusCode::UNAUTHORIZED, "no valid signature"));
     }
-    let json = serde_json::from_slice(body).map_err(|_| (StatusCode::BAD_REQUEST, "body is not JSON"))?;
+    let json =
+        serde_json::from_slice(body).map_err(|_| (StatusCode::BAD_REQUEST, "body is not JSON"))?;
     Ok((id, ts, json))
 }

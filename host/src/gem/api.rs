@@ -37,74 +37,116 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/gem/{integration}/screenings/{id}", get(status))
 }
 
+/// An error response, boxed: handlers return it as is, helpers pass it up cheaply.
+type Rejection = Box<Response>;
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Rejection {
+    Box::new(error(status, message))
+}
+
 /// The integration, if `headers` carry an active API key for it; otherwise the error response.
-fn authorize(app: &App, id: &str, headers: &HeaderMap) -> Result<Arc<Integration>, Response> {
+fn authorize(app: &App, id: &str, headers: &HeaderMap) -> Result<Arc<Integration>, Rejection> {
     let Some(integration) = app.integration(id).filter(|i| i.gem_config().is_some()) else {
-        return Err(error(StatusCode::NOT_FOUND, "unknown Gem integration"));
+        return Err(reject(StatusCode::NOT_FOUND, "unknown Gem integration"));
     };
-    let presented = headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if presented.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "missing X-API-Key header"));
+        return Err(reject(StatusCode::UNAUTHORIZED, "missing X-API-Key header"));
     }
     match keys::authenticate(&app.store, id, presented) {
         Ok(Some(_key_id)) => {}
         Ok(None) => {
             tracing::warn!(integration = %id, "Gem API call with an invalid or revoked key");
-            return Err(error(StatusCode::UNAUTHORIZED, "invalid or revoked API key"));
+            return Err(reject(
+                StatusCode::UNAUTHORIZED,
+                "invalid or revoked API key",
+            ));
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot check an API key");
-            return Err(error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later"));
+            return Err(reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            ));
         }
     }
     if !integration.config.enabled {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "integration is disabled"));
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "integration is disabled",
+        ));
     }
     Ok(integration)
 }
 
 /// The connector's packages as `(name, default)`.
-async fn list_packages(app: &App, integration: &Integration) -> Result<Vec<(String, bool)>, Response> {
+async fn list_packages(
+    app: &App,
+    integration: &Integration,
+) -> Result<Vec<(String, bool)>, Rejection> {
     let connector = app
         .connector(integration)
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
+        .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
     let ctx = app.call_context(integration, &connector);
     connector
         .list_packages(app.registry.runtime(), ctx)
         .await
         .map_err(|e| {
             tracing::error!(integration = %integration.config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
-            error(StatusCode::BAD_GATEWAY, format!("the connector cannot list packages: {e}"))
+            reject(StatusCode::BAD_GATEWAY, format!("the connector cannot list packages: {e}"))
         })
 }
 
-async fn packages(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn packages(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let integration = match authorize(&app, &id, &headers) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match list_packages(&app, &integration).await {
         Ok(list) => {
-            let packages: Vec<_> = list.into_iter().map(|(name, default)| json!({ "name": name, "default": default })).collect();
+            let packages: Vec<_> = list
+                .into_iter()
+                .map(|(name, default)| json!({ "name": name, "default": default }))
+                .collect();
             Json(json!({ "packages": packages })).into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-async fn send(State(app): State<Arc<App>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn send(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let integration = match authorize(&app, &id, &headers) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut request: SendRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {e}"),
+            )
+        }
     };
     request.application_id = request.application_id.trim().to_string();
     request.candidate.emails.retain(|e| !e.trim().is_empty());
     if request.application_id.is_empty() {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "application_id is required");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "application_id is required",
+        );
     }
     // Rejected up front: the vendor invites the candidate by email, and Gem shows this message
     // to the recruiter in the send dialog right away.
@@ -116,29 +158,48 @@ async fn send(State(app): State<Arc<App>>, Path(id): Path<String>, headers: Head
     }
     let available = match list_packages(&app, &integration).await {
         Ok(list) => list,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let package = match request.package.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-        Some(wanted) => match available.iter().find(|(name, _)| name.eq_ignore_ascii_case(wanted)) {
+    let package = match request
+        .package
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(wanted) => match available
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        {
             Some((name, _)) => Some(name.clone()),
             None => {
                 let names: Vec<&str> = available.iter().map(|(n, _)| n.as_str()).collect();
                 return error(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("unknown package {wanted:?}; available: {}", names.join(", ")),
+                    format!(
+                        "unknown package {wanted:?}; available: {}",
+                        names.join(", ")
+                    ),
                 );
             }
         },
         None => None,
     };
     request.package = package;
-    let shown_package = request
-        .package
-        .clone()
-        .or_else(|| available.iter().find(|(_, default)| *default).map(|(n, _)| n.clone()));
-    let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
+    let shown_package = request.package.clone().or_else(|| {
+        available
+            .iter()
+            .find(|(_, default)| *default)
+            .map(|(n, _)| n.clone())
+    });
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty());
     match screening::enqueue(&app.store, &id, &request, idempotency_key) {
-        Ok(Queued::New { screening_id, event_id }) => {
+        Ok(Queued::New {
+            screening_id,
+            event_id,
+        }) => {
             app.wake.notify_one();
             app.timeline.emit(TimelineEvent::WebhookAccepted {
                 integration: id.clone(),
@@ -150,29 +211,48 @@ async fn send(State(app): State<Arc<App>>, Path(id): Path<String>, headers: Head
                     shown_package.as_deref().unwrap_or("default")
                 ),
             });
-            (StatusCode::ACCEPTED, Json(json!({ "id": screening_id, "status": "queued", "package": shown_package }))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": screening_id, "status": "queued", "package": shown_package })),
+            )
+                .into_response()
         }
-        Ok(Queued::Existing(screening_id)) => {
-            (StatusCode::ACCEPTED, Json(json!({ "id": screening_id, "status": "queued", "package": shown_package }))).into_response()
-        }
-        Ok(Queued::Conflict) => error(StatusCode::CONFLICT, "Idempotency-Key was already used with a different request"),
+        Ok(Queued::Existing(screening_id)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": screening_id, "status": "queued", "package": shown_package })),
+        )
+            .into_response(),
+        Ok(Queued::Conflict) => error(
+            StatusCode::CONFLICT,
+            "Idempotency-Key was already used with a different request",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Gem screening");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
         }
     }
 }
 
-async fn status(State(app): State<Arc<App>>, Path((id, screening_id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn status(
+    State(app): State<Arc<App>>,
+    Path((id, screening_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = authorize(&app, &id, &headers) {
-        return r;
+        return *r;
     }
     let found = match screening::get(&app.store, &id, &screening_id) {
         Ok(Some(s)) => s,
         Ok(None) => return error(StatusCode::NOT_FOUND, "unknown screening"),
         Err(e) => {
             tracing::error!(error = %e, "cannot read a Gem screening");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            );
         }
     };
     let order = match &found.order_ref {

@@ -59,8 +59,18 @@ pub struct StatusBody {
 
 /// Queues the webhook for `order`'s current status, unless that exact status was queued before.
 /// Returns the event id when a new delivery was queued.
-pub fn enqueue_status(store: &Store, integration: &str, order: &Order) -> Result<Option<i64>, StoreError> {
-    let identity = serde_json::json!([integration, order.order_ref, order.state, order.label, order.report_url]);
+pub fn enqueue_status(
+    store: &Store,
+    integration: &str,
+    order: &Order,
+) -> Result<Option<i64>, StoreError> {
+    let identity = serde_json::json!([
+        integration,
+        order.order_ref,
+        order.state,
+        order.label,
+        order.report_url
+    ]);
     let digest = hex::encode(Sha256::digest(identity.to_string().as_bytes()));
     let screening = screening::of_order(store, integration, &order.order_ref)?;
     let body = StatusBody {
@@ -80,7 +90,12 @@ pub fn enqueue_status(store: &Store, integration: &str, order: &Order) -> Result
         body: serde_json::to_string(&body).unwrap_or_default(),
     };
     let payload = serde_json::to_string(&delivery).unwrap_or_default();
-    match store.enqueue(integration, GEM_DELIVER, &format!("gem.deliver:{digest}"), &payload)? {
+    match store.enqueue(
+        integration,
+        GEM_DELIVER,
+        &format!("gem.deliver:{digest}"),
+        &payload,
+    )? {
         Enqueued::New(id) => Ok(Some(id)),
         Enqueued::Duplicate { .. } => Ok(None),
     }
@@ -105,10 +120,23 @@ impl DeliveryError {
 }
 
 /// One attempt: signs `delivery` with the secrets active now and POSTs it to Gem's handler.
-pub async fn send(http: &reqwest::Client, gem: &GemConfig, delivery: &Delivery) -> Result<u16, DeliveryError> {
+pub async fn send(
+    http: &reqwest::Client,
+    gem: &GemConfig,
+    delivery: &Delivery,
+) -> Result<u16, DeliveryError> {
     let now = crate::clock::now_secs();
-    let secrets: Vec<&[u8]> = gem.signing_secrets(now).into_iter().map(|s| s.expose().as_bytes()).collect();
-    let sig = signature::header(&secrets, &delivery.webhook_id, now, delivery.body.as_bytes());
+    let secrets: Vec<&[u8]> = gem
+        .signing_secrets(now)
+        .into_iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    let sig = signature::header(
+        &secrets,
+        &delivery.webhook_id,
+        now,
+        delivery.body.as_bytes(),
+    );
     let response = http
         .post(&gem.webhook_url)
         .timeout(ATTEMPT_TIMEOUT)

@@ -60,7 +60,8 @@ fn hash(key: &str) -> String {
 fn key_id_of(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("sy_")?;
     let (id, secret) = rest.split_once('_')?;
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty()).then_some(id)
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some(id)
 }
 
 /// Issues a new key for `integration` and stores its hash.
@@ -114,7 +115,11 @@ pub fn list(store: &Store, integration: &str) -> Result<Vec<KeyInfo>, KeyError> 
 
 /// The key id if `presented` is an active key of `integration`; `None` for anything else
 /// (malformed, unknown, another integration's, revoked).
-pub fn authenticate(store: &Store, integration: &str, presented: &str) -> Result<Option<String>, KeyError> {
+pub fn authenticate(
+    store: &Store,
+    integration: &str,
+    presented: &str,
+) -> Result<Option<String>, KeyError> {
     let Some(key_id) = key_id_of(presented.trim()) else {
         return Ok(None);
     };
@@ -143,8 +148,14 @@ mod tests {
         let store = Store::open(&dir.join("t.db")).expect("open");
         let a = issue(&store, "gem-a").expect("issue");
         let b = issue(&store, "gem-a").expect("issue");
-        assert_eq!(authenticate(&store, "gem-a", &a.key).unwrap().as_deref(), Some(a.key_id.as_str()));
-        assert!(authenticate(&store, "gem-a", &b.key).unwrap().is_some(), "several keys are active at once");
+        assert_eq!(
+            authenticate(&store, "gem-a", &a.key).unwrap().as_deref(),
+            Some(a.key_id.as_str())
+        );
+        assert!(
+            authenticate(&store, "gem-a", &b.key).unwrap().is_some(),
+            "several keys are active at once"
+        );
         assert!(authenticate(&store, "gem-b", &a.key).unwrap().is_none());
         let mut forged = a.key.clone();
         forged.pop();
@@ -156,8 +167,13 @@ mod tests {
         assert!(authenticate(&store, "gem-a", &b.key).unwrap().is_some());
         let listed = list(&store, "gem-a").unwrap();
         assert_eq!(listed.len(), 2);
-        assert!(listed.iter().all(|k| !format!("{k:?}").contains(&a.key) && !format!("{k:?}").contains(&b.key)));
-        assert!(matches!(revoke(&store, "gem-a", "000000000000"), Err(KeyError::UnknownKey(_))));
+        assert!(listed
+            .iter()
+            .all(|k| !format!("{k:?}").contains(&a.key) && !format!("{k:?}").contains(&b.key)));
+        assert!(matches!(
+            revoke(&store, "gem-a", "000000000000"),
+            Err(KeyError::UnknownKey(_))
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

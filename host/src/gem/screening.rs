@@ -75,7 +75,10 @@ pub fn enqueue(
 ) -> Result<Queued, StoreError> {
     let screening_id = format!("scr_{}", uuid::Uuid::new_v4().simple());
     let dedupe = match idempotency_key {
-        Some(k) => format!("gem:idem:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()))),
+        Some(k) => format!(
+            "gem:idem:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()))
+        ),
         None => format!("gem:{screening_id}"),
     };
     let payload = SendPayload {
@@ -94,10 +97,17 @@ pub fn enqueue(
                 params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
             )?;
             tx.commit()?;
-            Ok(Queued::New { screening_id, event_id })
+            Ok(Queued::New {
+                screening_id,
+                event_id,
+            })
         }
         Enqueued::Duplicate { id, .. } => {
-            let stored: String = tx.query_row("SELECT payload FROM events WHERE id = ?1", params![id], |r| r.get(0))?;
+            let stored: String = tx.query_row(
+                "SELECT payload FROM events WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
             drop(tx);
             match serde_json::from_str::<SendPayload>(&stored) {
                 Ok(first) if first.request == *request => Ok(Queued::Existing(first.screening_id)),
@@ -108,7 +118,12 @@ pub fn enqueue(
 }
 
 /// Links a screening to the vendor order the connector placed (or a local reference).
-pub fn link_order(store: &Store, integration: &str, screening_id: &str, order_ref: &str) -> Result<(), StoreError> {
+pub fn link_order(
+    store: &Store,
+    integration: &str,
+    screening_id: &str,
+    order_ref: &str,
+) -> Result<(), StoreError> {
     store.conn().execute(
         "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2",
         params![integration, screening_id, order_ref],
@@ -142,11 +157,17 @@ pub fn get(store: &Store, integration: &str, id: &str) -> Result<Option<Screenin
 }
 
 /// The screening that placed order `order_ref`, if Gem asked for it.
-pub fn of_order(store: &Store, integration: &str, order_ref: &str) -> Result<Option<Screening>, StoreError> {
+pub fn of_order(
+    store: &Store,
+    integration: &str,
+    order_ref: &str,
+) -> Result<Option<Screening>, StoreError> {
     store
         .conn()
         .query_row(
-            &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"),
+            &format!(
+                "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"
+            ),
             params![integration, order_ref],
             row,
         )
