@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-use crate::config::{AtsConfig, Config, IntegrationConfig, LeverConfig};
+use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig};
 use crate::connector::LoadedConnector;
 use crate::flow::FlowError;
 use crate::lever::LeverClient;
@@ -23,21 +23,36 @@ const STRIPES: usize = 64;
 /// An integration and its ATS client.
 pub struct Integration {
     pub config: IntegrationConfig,
-    pub lever: LeverClient,
+    /// The Lever API client, for a Lever integration (Gem calls us instead; see `gem`).
+    pub lever: Option<LeverClient>,
 }
 
 impl Integration {
     fn new(config: IntegrationConfig, http: &reqwest::Client) -> Integration {
         let lever = match &config.ats {
-            AtsConfig::Lever(l) => LeverClient::new(http.clone(), &l.api_base, l.api_key.clone()),
+            AtsConfig::Lever(l) => Some(LeverClient::new(
+                http.clone(),
+                &l.api_base,
+                l.api_key.clone(),
+            )),
+            AtsConfig::Gem(_) => None,
         };
         Integration { config, lever }
     }
 
-    /// The Lever settings.
-    pub fn lever_config(&self) -> &LeverConfig {
+    /// The Lever settings and client, for a Lever integration.
+    pub fn lever(&self) -> Option<(&LeverConfig, &LeverClient)> {
+        match (&self.config.ats, &self.lever) {
+            (AtsConfig::Lever(l), Some(client)) => Some((l, client)),
+            _ => None,
+        }
+    }
+
+    /// The Gem settings, for a Gem integration.
+    pub fn gem_config(&self) -> Option<&GemConfig> {
         match &self.config.ats {
-            AtsConfig::Lever(l) => l,
+            AtsConfig::Gem(g) => Some(g),
+            AtsConfig::Lever(_) => None,
         }
     }
 }
@@ -101,6 +116,11 @@ impl App {
         format!("{}/hooks/{integration}/lever", self.public_url)
     }
 
+    /// The base of this integration's Gem API (`/packages`, `/screenings`), for a Gem integration.
+    pub fn gem_api_url(&self, integration: &str) -> String {
+        format!("{}/gem/{integration}", self.public_url)
+    }
+
     /// Where the vendor sends this integration's status callbacks.
     pub fn callback_url(&self, integration: &str) -> String {
         format!("{}/hooks/{integration}/vendor", self.public_url)
@@ -127,7 +147,10 @@ impl App {
         if let Some(name) = cached(self) {
             return Ok(Some(name));
         }
-        let stages = integration.lever.stages().await?;
+        let Some((_, client)) = integration.lever() else {
+            return Ok(None);
+        };
+        let stages = client.stages().await?;
         self.stages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -214,10 +237,17 @@ pub async fn start_on(
         .unwrap_or_else(|e| e.into_inner())
         .values()
     {
-        tracing::info!(integration = %integration.config.id,
-            webhook_url = %app.lever_webhook_url(&integration.config.id),
-            vendor_callback_url = %app.callback_url(&integration.config.id),
-            "integration ready: point the ATS webhook at webhook_url");
+        let id = &integration.config.id;
+        match &integration.config.ats {
+            AtsConfig::Lever(_) => tracing::info!(integration = %id,
+                webhook_url = %app.lever_webhook_url(id),
+                vendor_callback_url = %app.callback_url(id),
+                "integration ready: point the ATS webhook at webhook_url"),
+            AtsConfig::Gem(_) => tracing::info!(integration = %id,
+                gem_api_url = %app.gem_api_url(id),
+                vendor_callback_url = %app.callback_url(id),
+                "Gem integration ready: give Gem gem_api_url and a key from `switchyard gem issue-key`"),
+        }
     }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = crate::worker::spawn(app.clone(), stopped.clone());

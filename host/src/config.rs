@@ -165,6 +165,9 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Attempts before an event is dead-lettered.
     pub max_attempts: u32,
+    /// Attempts before an outbound ATS webhook (a Gem status delivery) is dead-lettered. Higher
+    /// than `max_attempts`: the receiver may be down for a while and nothing else can redo it.
+    pub delivery_max_attempts: u32,
     /// First retry delay; doubles per attempt, with jitter.
     pub retry_base_ms: u64,
     /// Cap on one retry delay.
@@ -179,6 +182,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: 4,
             max_attempts: 8,
+            delivery_max_attempts: 20,
             retry_base_ms: 2_000,
             retry_max_ms: 10 * 60 * 1000,
             lease_secs: 300,
@@ -222,6 +226,45 @@ fn yes() -> bool {
 pub enum AtsConfig {
     /// Lever: stage-change webhooks in, REST API writes out.
     Lever(LeverConfig),
+    /// Gem: Gem calls switchyard's Gem API (`/gem/<id>/...`) to list packages and send checks;
+    /// status changes go back to Gem as signed webhooks.
+    Gem(GemConfig),
+}
+
+/// Gem: where its status webhooks go and the secret(s) that sign them. The API keys Gem uses to
+/// call switchyard are issued by `switchyard gem issue-key` and live in the store, not here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GemConfig {
+    /// Gem's webhook handler URL (the "Webhook URL" Gem gives the vendor).
+    pub webhook_url: String,
+    /// Signs status webhooks (Standard Webhooks, HMAC-SHA256). Pasted into Gem.
+    pub webhook_secret: Secret,
+    /// During a rotation: the secret Gem may still be verifying with. Until
+    /// `previous_secret_expires_at`, every webhook carries a signature by each secret.
+    #[serde(default)]
+    pub previous_webhook_secret: Option<Secret>,
+    /// End of the rotation overlap: RFC 3339 text, a TOML datetime, or unix seconds. Required
+    /// with `previous_webhook_secret`.
+    #[serde(default, deserialize_with = "crate::clock::deserialize_opt_unix_secs")]
+    pub previous_secret_expires_at: Option<i64>,
+}
+
+impl GemConfig {
+    /// The secrets that sign a webhook sent at `now_secs`: the current one, plus the previous one
+    /// while the overlap window lasts.
+    pub fn signing_secrets(&self, now_secs: i64) -> Vec<&Secret> {
+        let mut secrets = vec![&self.webhook_secret];
+        if let (Some(prev), Some(until)) = (
+            &self.previous_webhook_secret,
+            self.previous_secret_expires_at,
+        ) {
+            if now_secs < until {
+                secrets.push(prev);
+            }
+        }
+        secrets
+    }
 }
 
 /// Lever credentials and the trigger stage.
@@ -301,6 +344,25 @@ impl Config {
                     lever.api_key.resolve()?;
                     lever.signature_token.resolve()?;
                 }
+                AtsConfig::Gem(gem) => {
+                    gem.webhook_secret.resolve()?;
+                    if gem.webhook_secret.expose().is_empty() {
+                        return Err(problem("ats.webhook_secret must not be empty".into()));
+                    }
+                    if !gem.webhook_url.starts_with("http://")
+                        && !gem.webhook_url.starts_with("https://")
+                    {
+                        return Err(problem("ats.webhook_url must be an http(s) URL".into()));
+                    }
+                    if let Some(prev) = &mut gem.previous_webhook_secret {
+                        prev.resolve()?;
+                        if gem.previous_secret_expires_at.is_none() {
+                            return Err(problem(
+                                "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)".into(),
+                            ));
+                        }
+                    }
+                }
             }
             for secret in integration.secrets.values_mut() {
                 secret.resolve()?;
@@ -352,6 +414,10 @@ mod tests {
             ("LEVER_JUSTIFACTS_SIGNATURE_TOKEN", "j"),
             ("JUSTIFACTS_API_KEY", "a"),
             ("JUSTIFACTS_WEBHOOK_SECRET", "s"),
+            ("GEM_WEBHOOK_SECRET", "g"),
+            ("GEM_PREVIOUS_WEBHOOK_SECRET", "p"),
+            ("CERTN_GEM_API_KEY", "c2"),
+            ("CERTN_GEM_WEBHOOK_SECRET", "w2"),
         ] {
             std::env::set_var(k, v);
         }
@@ -359,5 +425,30 @@ mod tests {
         config.integrations[0].packages[0].default = true;
         config.integrations[0].packages[1].default = true;
         assert!(config.prepare().is_err());
+    }
+
+    #[test]
+    fn gem_previous_secret_signs_only_inside_the_overlap_window() {
+        let text = r#"
+            webhook_url = "https://gem.example/hook"
+            webhook_secret = "new"
+            previous_webhook_secret = "old"
+            previous_secret_expires_at = "2030-01-01T00:00:00Z"
+        "#;
+        let gem: GemConfig = toml::from_str(text).expect("parses");
+        assert_eq!(gem.previous_secret_expires_at, Some(1_893_456_000));
+        let names = |now| {
+            gem.signing_secrets(now)
+                .iter()
+                .map(|s| s.expose().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(1_893_455_999), ["new", "old"]);
+        assert_eq!(names(1_893_456_000), ["new"]);
+        let unix: GemConfig = toml::from_str(
+            "webhook_url = \"http://x\"\nwebhook_secret = \"s\"\nprevious_secret_expires_at = 42",
+        )
+        .expect("parses");
+        assert_eq!(unix.previous_secret_expires_at, Some(42));
     }
 }

@@ -1,7 +1,7 @@
 //! `switchyard demo`, and the [`Stack`] it runs on: the Lever and Certn simulators plus a host, all
 //! on loopback, wired the way an operator would wire them (Lever's stage-change webhook pointed at
 //! the host, Certn's webhook URL pointed at the host's vendor callback URL). The end-to-end tests
-//! use the same `Stack`.
+//! use the same `Stack`. Optional parts: a second customer on Justifacts, a Gem integration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +12,11 @@ use switchyard_sim::certn::{CertnOptions, CertnSim};
 use switchyard_sim::justifacts::{JustifactsOptions, JustifactsSim};
 use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 
+use switchyard_sim::gem::{GemOptions, GemSim};
+
 use crate::config::{
-    AtsConfig, Config, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret,
-    ServerConfig, StorageConfig, WorkerConfig,
+    AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig,
+    Secret, ServerConfig, StorageConfig, WorkerConfig,
 };
 use crate::RunningHost;
 
@@ -23,6 +25,9 @@ pub const CERTN: &str = "demo-certn";
 /// The Justifacts integration's id in a [`Stack`] (when enabled).
 pub const JUSTIFACTS: &str = "demo-justifacts";
 /// The Lever stage that triggers Certn (and, by the connector's default, Justifacts).
+/// The Gem integration's id in a [`Stack`] started with [`StackOptions::gem`].
+pub const GEM: &str = "demo-gem";
+/// The Lever stage that triggers Certn.
 pub const TRIGGER: &str = "Background Check";
 
 /// How to build a [`Stack`].
@@ -38,6 +43,33 @@ pub struct StackOptions {
     pub listen: Option<std::net::SocketAddr>,
     /// Also run a second customer: its own Lever account wired to Justifacts.
     pub justifacts: Option<JustifactsOptions>,
+    /// Also run a Gem integration ([`GEM`]) on the same host, wired to the Gem simulator and to
+    /// a second Certn team (Certn sends all of a team's callbacks to one URL).
+    pub gem: Option<GemSetup>,
+}
+
+/// How the Gem integration of a [`Stack`] signs its webhooks.
+#[derive(Clone, Debug)]
+pub struct GemSetup {
+    /// The integration's current webhook secret; the Gem simulator starts out verifying with it.
+    pub webhook_secret: String,
+    /// A previous secret and the end of its overlap window (unix seconds), to test rotation.
+    pub previous: Option<(String, i64)>,
+}
+
+impl Default for GemSetup {
+    fn default() -> Self {
+        GemSetup {
+            webhook_secret: format!("gemsecret-{}", uuid::Uuid::new_v4().simple()),
+            previous: None,
+        }
+    }
+}
+
+/// The Gem side of a [`Stack`]: the Gem simulator and the Certn team its integration uses.
+pub struct GemSide {
+    pub sim: GemSim,
+    pub certn: CertnSim,
 }
 
 impl StackOptions {
@@ -62,6 +94,7 @@ impl StackOptions {
             extra: Vec::new(),
             listen: None,
             justifacts: None,
+            gem: None,
         }
     }
 }
@@ -76,6 +109,8 @@ pub struct Stack {
     /// The configuration the host runs with (also usable for `switchyard serve` in a subprocess).
     pub config: Config,
     pub addr: std::net::SocketAddr,
+    /// Present when started with [`StackOptions::gem`].
+    pub gem: Option<GemSide>,
 }
 
 impl Stack {
@@ -155,6 +190,14 @@ impl Stack {
             }
             None => None,
         };
+        let gem = match &opts.gem {
+            Some(setup) => {
+                let (side, integration) = gem_integration(setup, &opts.certn, &base).await?;
+                integrations.push(integration);
+                Some(side)
+            }
+            None => None,
+        };
         let config = Config {
             server: ServerConfig {
                 listen: addr.to_string(),
@@ -174,6 +217,7 @@ impl Stack {
             host: None,
             config,
             addr,
+            gem,
         })
     }
 
@@ -187,6 +231,23 @@ impl Stack {
     /// The running host.
     pub fn host(&self) -> &RunningHost {
         self.host.as_ref().expect("the stack's host is running")
+    }
+
+    /// The Gem side; fails when the stack was started without [`StackOptions::gem`].
+    pub fn gem(&self) -> anyhow::Result<&GemSide> {
+        self.gem
+            .as_ref()
+            .context("the stack was started without a Gem integration")
+    }
+
+    /// The base URL Gem calls (`http://<host>`; the API is under `/gem/<integration>/`).
+    pub fn host_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Issues a Gem API key for the [`GEM`] integration, as `switchyard gem issue-key` does.
+    pub fn gem_issue_key(&self) -> anyhow::Result<crate::gem::keys::IssuedKey> {
+        Ok(crate::gem::keys::issue(&self.host().app.store, GEM)?)
     }
 
     /// Adds a candidate (optionally on a posting) and returns the opportunity id.
@@ -301,6 +362,42 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
     }
 }
 
+/// Starts the Gem simulator and a second Certn team, and configures the Gem integration.
+async fn gem_integration(
+    setup: &GemSetup,
+    certn: &CertnOptions,
+    base: &str,
+) -> anyhow::Result<(GemSide, IntegrationConfig)> {
+    let sim = GemSim::start(GemOptions {
+        secrets: vec![setup.webhook_secret.clone()],
+    })
+    .await?;
+    let team = CertnSim::start(certn.clone()).await?;
+    team.set_webhook_url(&format!("{base}/hooks/{GEM}/vendor"));
+    let integration = IntegrationConfig {
+        id: GEM.into(),
+        connector: "certn".into(),
+        enabled: true,
+        ats: AtsConfig::Gem(GemConfig {
+            webhook_url: sim.webhook_url(),
+            webhook_secret: Secret::new(setup.webhook_secret.clone()),
+            previous_webhook_secret: setup.previous.as_ref().map(|(s, _)| Secret::new(s.clone())),
+            previous_secret_expires_at: setup.previous.as_ref().map(|(_, t)| *t),
+        }),
+        allowed_hosts: Some(vec![host_of(&team.api_base())]),
+        settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(team.api_base()))]),
+        secrets: BTreeMap::from([
+            ("api-key".to_string(), Secret::new(team.api_key())),
+            (
+                "webhook-secret".to_string(),
+                Secret::new(team.webhook_secret()),
+            ),
+        ]),
+        packages: package_configs(&certn.packages),
+    };
+    Ok((GemSide { sim, certn: team }, integration))
+}
+
 fn package_configs(names: &[String]) -> Vec<PackageConfig> {
     names
         .iter()
@@ -324,8 +421,83 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Runs the demo: one candidate through to `CERTN - Complete`, one without an email; then a second
-/// customer's candidates through Justifacts (package from a posting tag, and a missing tag).
+/// The Gem part of the demo: the same Certn connector, driven by Gem's API instead of Lever's
+/// webhooks, reporting back through signed status webhooks.
+async fn run_gem(stack: &Stack) -> anyhow::Result<()> {
+    let app = &stack.host().app;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+    println!("\n── Gem → Certn: Gem calls switchyard, status goes back as signed webhooks ──\n");
+    println!(
+        "  Gem API           {}  (X-API-Key sy_{}_…, issued once)",
+        app.gem_api_url(GEM),
+        key.key_id
+    );
+    println!("  Gem webhook URL   {}", gem.sim.webhook_url());
+    println!(
+        "  Certn webhook URL {} (a second Certn team)\n",
+        app.callback_url(GEM)
+    );
+
+    let mut feed = app.timeline.subscribe();
+    let started = Instant::now();
+    let printer = tokio::spawn(async move {
+        while let Ok(event) = feed.recv().await {
+            println!("  {:>6.2}s  {event}", started.elapsed().as_secs_f64());
+        }
+    });
+    let (code, packages) = gem.sim.list_packages(&host, GEM, &key.key).await?;
+    println!("▶ Gem lists packages → {code} {packages}");
+    let body = serde_json::json!({
+        "application_id": "gem-app-42",
+        "candidate": {"name": "Katherine Johnson", "emails": ["katherine@example.com"], "phones": []},
+        "package": "Premium",
+        "stage": "Offer",
+    });
+    let (code, sent) = gem
+        .sim
+        .send_check(&host, GEM, &key.key, &body, None)
+        .await?;
+    println!("▶ Gem sends a Premium check for Katherine Johnson → {code} {sent}");
+    let id = sent["id"].as_str().context("no screening id")?.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gem
+        .sim
+        .received()
+        .iter()
+        .any(|r| r.screening_id.as_deref() == Some(id.as_str()) && r.state == "complete")
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Gem never saw the screening complete"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    printer.abort();
+    let bad = "sy_000000000000_not-a-key";
+    let (denied, _) = gem.sim.list_packages(&host, GEM, bad).await?;
+    println!("\n▶ A call with a wrong key → {denied}");
+
+    println!("\nStatus webhooks Gem received and verified (Standard Webhooks, HMAC-SHA256):");
+    for r in gem.sim.received() {
+        println!(
+            "  {}  {:<9} {:<18} {}",
+            r.webhook_id,
+            r.state,
+            r.label,
+            r.results_url.as_deref().unwrap_or("-")
+        );
+    }
+    let (_, status) = gem.sim.screening(&host, GEM, &key.key, &id).await?;
+    println!("\nGET /gem/{GEM}/screenings/{id} → {status}");
+    Ok(())
+}
+
+/// Runs the demo: one candidate through to `CERTN - Complete`, one without an email; a second
+/// customer's candidates through Justifacts (package from a posting tag, and a missing tag); then
+/// a Gem integration sending a check through the same Certn connector.
 pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     let certn_wasm = connectors.join("certn.wasm");
     anyhow::ensure!(
@@ -340,6 +512,7 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         step_delay: Some(Duration::from_millis(600)),
         ..JustifactsOptions::default()
     });
+    opts.gem = Some(GemSetup::default());
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
     let connector = app
@@ -461,6 +634,8 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         stack.certn.applications().len(),
         jf.sim.orders()
     );
+
+    run_gem(&stack).await?;
     if let Some(host) = stack.host {
         host.shutdown().await;
     }

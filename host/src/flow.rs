@@ -6,7 +6,16 @@
 //! its first status → reconcile the opportunity in Lever.
 //!
 //! `vendor.status`: a status update a connector produced from a verified vendor callback → advance
-//! the order (never backwards) → reconcile the opportunity in Lever.
+//! the order (never backwards) → bring the ATS up to date (below).
+//!
+//! `gem.send`: a screening Gem sent through its API → the *same* connector `start-screening` call
+//! (idempotency key `gem:<screening id>`, Gem's package if one was chosen) → link the screening to
+//! the order → record the order and its first status → bring the ATS up to date.
+//!
+//! `gem.deliver`: one signed status webhook to Gem's handler (see [`gem::delivery`]).
+//!
+//! "Bring the ATS up to date" is the one ATS-specific step: a Lever integration reconciles the
+//! opportunity in Lever; a Gem integration queues a status webhook for the order.
 
 use std::sync::Arc;
 
@@ -14,6 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
 use crate::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
+use crate::gem::delivery::{self, Delivery, GEM_DELIVER};
+use crate::gem::screening::{self as gem_screening, SendPayload, GEM_SEND};
 use crate::lever::webhook::{StageChange, Webhook};
 use crate::lever::{self, LeverError};
 use crate::store::{Event, Order, StoreError};
@@ -113,6 +124,8 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
     match event.kind.as_str() {
         LEVER_STAGE_CHANGE => stage_change(app, &integration, event).await,
         VENDOR_STATUS => vendor_status(app, &integration, event).await,
+        GEM_SEND => gem_send(app, &integration, event).await,
+        GEM_DELIVER => gem_deliver(app, &integration, event).await,
         other => Err(FlowError::fatal(format!("unknown event kind `{other}`"))),
     }
 }
@@ -126,11 +139,15 @@ async fn stage_change(
         .map_err(|e| FlowError::fatal(format!("stored webhook is unreadable: {e}")))?;
     let change: StageChange = serde_json::from_value(hook.data.clone())
         .map_err(|e| FlowError::fatal(format!("stored stage change is unreadable: {e}")))?;
+    let Some((lever_config, lever_client)) = integration.lever() else {
+        return Err(FlowError::fatal(
+            "a Lever event for an integration that is not a Lever one",
+        ));
+    };
     let connector = app.connector(integration)?;
     let version = connector.version_tag();
 
-    let trigger = integration
-        .lever_config()
+    let trigger = lever_config
         .trigger_stage
         .clone()
         .or_else(|| connector.manifest.default_trigger_stage.clone())
@@ -146,13 +163,10 @@ async fn stage_change(
         )));
     }
 
-    let opp = integration
-        .lever
-        .opportunity(&change.opportunity_id)
-        .await?;
+    let opp = lever_client.opportunity(&change.opportunity_id).await?;
     let mut posting_tags = Vec::new();
     for posting in &opp.posting_ids {
-        for tag in integration.lever.posting_tags(posting).await? {
+        for tag in lever_client.posting_tags(posting).await? {
             if !posting_tags.contains(&tag) {
                 posting_tags.push(tag);
             }
@@ -190,10 +204,95 @@ async fn stage_change(
         &opp.id,
         &started.status,
     )?;
-    reconcile(app, integration, &connector, &opp.id)
+    sync_ats(app, integration, &connector, &order_ref, &opp.id)
         .await
         .map_err(|e| e.by(&version))?;
     Ok(Outcome::Done(Some(version)))
+}
+
+async fn gem_send(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
+    let send: SendPayload = serde_json::from_str(&event.payload)
+        .map_err(|e| FlowError::fatal(format!("stored Gem screening is unreadable: {e}")))?;
+    let connector = app.connector(integration)?;
+    let version = connector.version_tag();
+    let request = ScreeningRequest {
+        idempotency_key: format!("gem:{}", send.screening_id),
+        name: send.request.candidate.name.clone(),
+        emails: send.request.candidate.emails.clone(),
+        phones: send.request.candidate.phones.clone(),
+        opportunity_id: send.request.application_id.clone(),
+        opportunity_tags: Vec::new(),
+        posting_id: None,
+        posting_tags: Vec::new(),
+        stage: send.request.stage.clone(),
+        package: send.request.package.clone(),
+    };
+    let ctx = app.call_context(integration, &connector);
+    let started = connector
+        .start_screening(app.registry.runtime(), ctx, &request)
+        .await
+        .map_err(|e| call_failed(e).by(&version))?;
+    let order_ref = started
+        .order_ref
+        .clone()
+        .unwrap_or_else(|| format!("local:{}", event.id));
+    // Linked before the order is recorded: a vendor callback waits for the order, so by the time
+    // it produces a webhook, the webhook can name the screening.
+    gem_screening::link_order(
+        &app.store,
+        &integration.config.id,
+        &send.screening_id,
+        &order_ref,
+    )?;
+    let application = &send.request.application_id;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        application,
+        &started.status,
+    )?;
+    sync_ats(app, integration, &connector, &order_ref, application)
+        .await
+        .map_err(|e| e.by(&version))?;
+    Ok(Outcome::Done(Some(version)))
+}
+
+async fn gem_deliver(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
+    let Some(gem) = integration.gem_config() else {
+        return Err(FlowError::fatal(
+            "a Gem delivery for an integration that is not a Gem one",
+        ));
+    };
+    let delivery: Delivery = serde_json::from_str(&event.payload)
+        .map_err(|e| FlowError::fatal(format!("stored Gem delivery is unreadable: {e}")))?;
+    match delivery::send(&app.http, gem, &delivery).await {
+        Ok(status) => {
+            app.timeline.emit(TimelineEvent::AtsWrite {
+                integration: integration.config.id.clone(),
+                opportunity: "gem".into(),
+                action: format!(
+                    "status webhook {} delivered ({status})",
+                    delivery.webhook_id
+                ),
+            });
+            Ok(Outcome::Done(None))
+        }
+        Err(e) => Err(FlowError {
+            retryable: e.retryable(),
+            message: format!("webhook {}: {e}", delivery.webhook_id),
+            connector_version: None,
+        }),
+    }
 }
 
 async fn vendor_status(
@@ -220,9 +319,15 @@ async fn vendor_status(
         &order.opportunity_id,
         &update.status,
     )?;
-    reconcile(app, integration, &connector, &order.opportunity_id)
-        .await
-        .map_err(|e| e.by(&payload.connector_version))?;
+    sync_ats(
+        app,
+        integration,
+        &connector,
+        &order.order_ref,
+        &order.opportunity_id,
+    )
+    .await
+    .map_err(|e| e.by(&payload.connector_version))?;
     Ok(Outcome::Done(Some(payload.connector_version)))
 }
 
@@ -262,18 +367,32 @@ fn record_status(
     Ok(())
 }
 
-/// Writes the opportunity's recorded state to Lever, one opportunity at a time.
-async fn reconcile(
+/// Brings the ATS up to date with what is recorded. Lever: writes the opportunity's recorded
+/// state, one opportunity at a time. Gem: queues a webhook with the order's current status (once
+/// per distinct status; the worker delivers it).
+async fn sync_ats(
     app: &App,
     integration: &Integration,
     connector: &LoadedConnector,
+    order_ref: &str,
     opportunity_id: &str,
 ) -> Result<(), FlowError> {
+    let Some((_, client)) = integration.lever() else {
+        let Some(order) = app.store.order(&integration.config.id, order_ref)? else {
+            return Err(FlowError::retry(format!(
+                "order {order_ref} is not recorded"
+            )));
+        };
+        if delivery::enqueue_status(&app.store, &integration.config.id, &order)?.is_some() {
+            app.wake.notify_one();
+        }
+        return Ok(());
+    };
     let _guard = app
         .lock_opportunity(&integration.config.id, opportunity_id)
         .await;
     lever::sync::reconcile(
-        &integration.lever,
+        client,
         &app.store,
         &integration.config.id,
         opportunity_id,

@@ -2,10 +2,12 @@
 //! and wires them to applicant tracking systems. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod connector;
 pub mod demo;
 pub mod flow;
+pub mod gem;
 pub mod lever;
 pub mod registry;
 pub mod runtime;

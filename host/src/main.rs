@@ -24,11 +24,43 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Run the Lever → Certn flow end to end against loopback simulators and print its timeline.
+    /// Manage a Gem integration's API keys (the keys Gem uses to call switchyard).
+    Gem {
+        #[command(subcommand)]
+        command: GemCommand,
+    },
+    /// Run Lever → Certn, then Gem → Certn, end to end against loopback simulators, printing the timeline.
     Demo {
         /// Directory holding the built connector components.
         #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
         connectors: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GemCommand {
+    /// Issue a new API key and print it once (only its hash is stored). Paste it into Gem.
+    IssueKey {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        integration: String,
+    },
+    /// Revoke a key by its id (as shown by list-keys); it stops working at once.
+    RevokeKey {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        integration: String,
+        #[arg(long)]
+        key_id: String,
+    },
+    /// List an integration's keys: ids, prefixes, creation and revocation times (never the keys).
+    ListKeys {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        integration: String,
     },
 }
 
@@ -50,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config } => serve(config).await,
             Command::Demo { connectors } => switchyard::demo::run(&connectors).await,
+            Command::Gem { command } => gem(command),
         }
     })
 }
@@ -63,5 +96,67 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");
     host.shutdown().await;
+    Ok(())
+}
+
+/// Opens the store of `config` for Gem integration `integration` (which must exist and be a Gem one).
+fn gem_store(
+    config: &std::path::Path,
+    integration: &str,
+) -> anyhow::Result<switchyard::store::Store> {
+    let config = switchyard::Config::load(config)?;
+    let found = config
+        .integrations
+        .iter()
+        .find(|i| i.id == integration)
+        .with_context(|| format!("no integration `{integration}` in the config"))?;
+    anyhow::ensure!(
+        matches!(found.ats, switchyard::config::AtsConfig::Gem(_)),
+        "integration `{integration}` is not a Gem integration (ats.kind = \"gem\")"
+    );
+    Ok(switchyard::store::Store::open(&config.storage.path)?)
+}
+
+fn gem(command: GemCommand) -> anyhow::Result<()> {
+    use switchyard::gem::keys;
+    match command {
+        GemCommand::IssueKey {
+            config,
+            integration,
+        } => {
+            let issued = keys::issue(&gem_store(&config, &integration)?, &integration)?;
+            eprintln!(
+                "Issued key {} for `{integration}`. It is shown once; store it in Gem now:",
+                issued.key_id
+            );
+            println!("{}", issued.key);
+        }
+        GemCommand::RevokeKey {
+            config,
+            integration,
+            key_id,
+        } => {
+            keys::revoke(&gem_store(&config, &integration)?, &integration, &key_id)?;
+            println!("revoked {key_id}");
+        }
+        GemCommand::ListKeys {
+            config,
+            integration,
+        } => {
+            let when = |ms: i64| switchyard::clock::rfc3339(ms / 1000);
+            for k in keys::list(&gem_store(&config, &integration)?, &integration)? {
+                let revoked = k
+                    .revoked_at_ms
+                    .map(|t| format!("revoked {}", when(t)))
+                    .unwrap_or_else(|| "active".into());
+                println!(
+                    "{}  {}  created {}  {revoked}",
+                    k.key_id,
+                    k.prefix,
+                    when(k.created_at_ms)
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! - `ANY /hooks/{integration}/vendor[/...]`: vendor callbacks, handed raw to the integration's
 //!   connector, which verifies the vendor's signature and chooses the response. Its status updates
 //!   are committed before that response is returned.
+//! - `/gem/{integration}/...`: the Gem-facing API (see [`crate::gem::api`]).
 //! - `GET /healthz`.
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/{integration}/lever", post(lever_hook))
         .route("/hooks/{integration}/vendor", any(vendor_hook))
         .route("/hooks/{integration}/vendor/{*rest}", any(vendor_hook))
+        .merge(crate::gem::api::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -63,7 +65,8 @@ pub fn spawn(
     })
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error response `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -87,7 +90,10 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
             "integration is disabled".into(),
         );
     }
-    let key = integration.lever_config().signature_token.expose();
+    let Some((lever, _)) = integration.lever() else {
+        return error(StatusCode::NOT_FOUND, "not a Lever integration");
+    };
+    let key = lever.signature_token.expose();
     let verified = webhook::verify(&body, key, app.config.server.webhook_max_age_secs, now_ms());
     let (hook, change) = match verified {
         Err(r @ Rejection::Malformed(_)) => return reject(StatusCode::BAD_REQUEST, r.to_string()),

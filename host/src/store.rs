@@ -176,6 +176,27 @@ CREATE TABLE IF NOT EXISTS notes (
     written_at INTEGER,
     PRIMARY KEY (integration, order_ref, text)
 );
+-- API keys Gem uses to call switchyard (gem::keys): only the SHA-256 of a key is stored.
+CREATE TABLE IF NOT EXISTS api_keys (
+    integration TEXT NOT NULL,
+    key_id TEXT NOT NULL PRIMARY KEY,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+-- A screening Gem asked for (gem::screening): its id, the event that starts it, and, once the
+-- connector placed it, the vendor order.
+CREATE TABLE IF NOT EXISTS gem_screenings (
+    integration TEXT NOT NULL,
+    id TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    package TEXT,
+    event_id INTEGER NOT NULL,
+    order_ref TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (integration, id)
+);
+CREATE INDEX IF NOT EXISTS gem_screenings_by_order ON gem_screenings (integration, order_ref);
 CREATE TABLE IF NOT EXISTS kv (
     integration TEXT NOT NULL,
     connector TEXT NOT NULL,
@@ -202,7 +223,8 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The connection, for modules that own their tables (`gem::keys`, `gem::screening`).
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (statements are atomic).
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -215,28 +237,7 @@ impl Store {
         dedupe_key: &str,
         payload: &str,
     ) -> Result<Enqueued> {
-        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
-        let conn = self.conn();
-        let now = now_ms();
-        let inserted = conn.execute(
-            "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
-                next_attempt_at, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
-             ON CONFLICT (integration, dedupe_key) DO NOTHING",
-            params![integration, kind, dedupe_key, hash, payload, now],
-        )?;
-        if inserted == 1 {
-            return Ok(Enqueued::New(conn.last_insert_rowid()));
-        }
-        let (id, old_hash): (i64, String) = conn.query_row(
-            "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-            params![integration, dedupe_key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Enqueued::Duplicate {
-            id,
-            same_payload: old_hash == hash,
-        })
+        enqueue_on(&self.conn(), integration, kind, dedupe_key, payload)
     }
 
     /// Records a request that failed before it could be queued (e.g. a connector trapped while
@@ -556,6 +557,39 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// [`Store::enqueue`] on a connection (or transaction) the caller holds, so that an event can be
+/// committed together with rows that describe it.
+pub(crate) fn enqueue_on(
+    conn: &Connection,
+    integration: &str,
+    kind: &str,
+    dedupe_key: &str,
+    payload: &str,
+) -> Result<Enqueued> {
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
+    let now = now_ms();
+
+    let inserted = conn.execute(
+        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+                next_attempt_at, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
+             ON CONFLICT (integration, dedupe_key) DO NOTHING",
+        params![integration, kind, dedupe_key, hash, payload, now],
+    )?;
+    if inserted == 1 {
+        return Ok(Enqueued::New(conn.last_insert_rowid()));
+    }
+    let (id, old_hash): (i64, String) = conn.query_row(
+        "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+        params![integration, dedupe_key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(Enqueued::Duplicate {
+        id,
+        same_payload: old_hash == hash,
+    })
 }
 
 #[cfg(test)]

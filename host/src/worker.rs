@@ -50,6 +50,12 @@ async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 async fn handle(app: &Arc<App>, event: Event) {
     let result = flow::process(app, &event).await;
     let w = &app.config.worker;
+    // Outbound webhooks get their own, longer, budget: the receiver may be down for a while.
+    let max_attempts = if event.kind == crate::gem::delivery::GEM_DELIVER {
+        w.delivery_max_attempts
+    } else {
+        w.max_attempts
+    };
     let (state, error, version, retry_at, outcome) = match result {
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
@@ -59,7 +65,7 @@ async fn handle(app: &Arc<App>, event: Event) {
             None,
             format!("skipped: {why}"),
         ),
-        Err(e) if e.retryable && event.attempts < w.max_attempts => {
+        Err(e) if e.retryable && event.attempts < max_attempts => {
             let delay = backoff(event.attempts, w.retry_base_ms, w.retry_max_ms);
             let text = format!(
                 "attempt {} failed, retry in {} ms: {}",

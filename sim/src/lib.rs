@@ -6,9 +6,12 @@
 //!
 //! - [`lever`]: Lever's REST API v1 plus Lever-style signed webhooks.
 //! - [`certn`]: Certn's v1 HR API (invite + application status) plus signed status callbacks.
+//! - [`gem`]: Gem as a client of switchyard's Gem API, and its status-webhook handler
+//!   (Standard Webhooks verification, dedupe by `webhook-id`).
 //! - [`http_util`]: small helpers shared by the simulators (server handle, randomness, HMAC, time).
 
 pub mod certn;
+pub mod gem;
 pub mod http_util;
 pub mod justifacts;
 pub mod lever;

@@ -1,0 +1,289 @@
+//! The Gem-facing API, per integration, authenticated by an `X-API-Key` that switchyard issued
+//! (see [`keys`](super::keys)):
+//!
+//! - `GET /gem/{integration}/packages` → `{"packages":[{"name","default"}]}`, from the
+//!   connector's `list-packages`.
+//! - `POST /gem/{integration}/screenings` (optional `Idempotency-Key` header), body
+//!   [`SendRequest`] → 202 `{"id","status":"queued","package"}` once the screening is committed.
+//!   No email → 422; a package the connector does not list → 422; the same `Idempotency-Key` with
+//!   another body → 409.
+//! - `GET /gem/{integration}/screenings/{id}` → its current state, label and results URL.
+//!
+//! Errors are `{"error": "<message>"}`: unknown integration (or not a Gem one) → 404, missing,
+//! unknown or revoked key → 401, disabled integration → 503, connector failure → 502.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::keys;
+use super::screening::{self, Queued, SendRequest};
+use crate::app::{App, Integration};
+use crate::server::error;
+use crate::store::EventState;
+use crate::timeline::TimelineEvent;
+
+/// The routes under `/gem/{integration}/`.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/gem/{integration}/packages", get(packages))
+        .route("/gem/{integration}/screenings", post(send))
+        .route("/gem/{integration}/screenings/{id}", get(status))
+}
+
+/// An error response, boxed: handlers return it as is, helpers pass it up cheaply.
+type Rejection = Box<Response>;
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Rejection {
+    Box::new(error(status, message))
+}
+
+/// The integration, if `headers` carry an active API key for it; otherwise the error response.
+fn authorize(app: &App, id: &str, headers: &HeaderMap) -> Result<Arc<Integration>, Rejection> {
+    let Some(integration) = app.integration(id).filter(|i| i.gem_config().is_some()) else {
+        return Err(reject(StatusCode::NOT_FOUND, "unknown Gem integration"));
+    };
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if presented.is_empty() {
+        return Err(reject(StatusCode::UNAUTHORIZED, "missing X-API-Key header"));
+    }
+    match keys::authenticate(&app.store, id, presented) {
+        Ok(Some(_key_id)) => {}
+        Ok(None) => {
+            tracing::warn!(integration = %id, "Gem API call with an invalid or revoked key");
+            return Err(reject(
+                StatusCode::UNAUTHORIZED,
+                "invalid or revoked API key",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check an API key");
+            return Err(reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            ));
+        }
+    }
+    if !integration.config.enabled {
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "integration is disabled",
+        ));
+    }
+    Ok(integration)
+}
+
+/// The connector's packages as `(name, default)`.
+async fn list_packages(
+    app: &App,
+    integration: &Integration,
+) -> Result<Vec<(String, bool)>, Rejection> {
+    let connector = app
+        .connector(integration)
+        .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
+    let ctx = app.call_context(integration, &connector);
+    connector
+        .list_packages(app.registry.runtime(), ctx)
+        .await
+        .map_err(|e| {
+            tracing::error!(integration = %integration.config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
+            reject(StatusCode::BAD_GATEWAY, format!("the connector cannot list packages: {e}"))
+        })
+}
+
+async fn packages(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let integration = match authorize(&app, &id, &headers) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    match list_packages(&app, &integration).await {
+        Ok(list) => {
+            let packages: Vec<_> = list
+                .into_iter()
+                .map(|(name, default)| json!({ "name": name, "default": default }))
+                .collect();
+            Json(json!({ "packages": packages })).into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn send(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let integration = match authorize(&app, &id, &headers) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let mut request: SendRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {e}"),
+            )
+        }
+    };
+    request.application_id = request.application_id.trim().to_string();
+    request.candidate.emails.retain(|e| !e.trim().is_empty());
+    if request.application_id.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "application_id is required",
+        );
+    }
+    // Rejected up front: the vendor invites the candidate by email, and Gem shows this message
+    // to the recruiter in the send dialog right away.
+    if request.candidate.emails.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the candidate has no email address: the screening invitation is sent by email",
+        );
+    }
+    let available = match list_packages(&app, &integration).await {
+        Ok(list) => list,
+        Err(r) => return *r,
+    };
+    let package = match request
+        .package
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        Some(wanted) => match available
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        {
+            Some((name, _)) => Some(name.clone()),
+            None => {
+                let names: Vec<&str> = available.iter().map(|(n, _)| n.as_str()).collect();
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "unknown package {wanted:?}; available: {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+        },
+        None => None,
+    };
+    request.package = package;
+    let shown_package = request.package.clone().or_else(|| {
+        available
+            .iter()
+            .find(|(_, default)| *default)
+            .map(|(n, _)| n.clone())
+    });
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty());
+    match screening::enqueue(&app.store, &id, &request, idempotency_key) {
+        Ok(Queued::New {
+            screening_id,
+            event_id,
+        }) => {
+            app.wake.notify_one();
+            app.timeline.emit(TimelineEvent::WebhookAccepted {
+                integration: id.clone(),
+                source: "gem".into(),
+                event_id,
+                summary: format!(
+                    "send screening {screening_id} for application {} (package {})",
+                    request.application_id,
+                    shown_package.as_deref().unwrap_or("default")
+                ),
+            });
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": screening_id, "status": "queued", "package": shown_package })),
+            )
+                .into_response()
+        }
+        Ok(Queued::Existing(screening_id)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": screening_id, "status": "queued", "package": shown_package })),
+        )
+            .into_response(),
+        Ok(Queued::Conflict) => error(
+            StatusCode::CONFLICT,
+            "Idempotency-Key was already used with a different request",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store a Gem screening");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
+        }
+    }
+}
+
+async fn status(
+    State(app): State<Arc<App>>,
+    Path((id, screening_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&app, &id, &headers) {
+        return *r;
+    }
+    let found = match screening::get(&app.store, &id, &screening_id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "unknown screening"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a Gem screening");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            );
+        }
+    };
+    let order = match &found.order_ref {
+        Some(r) => app.store.order(&id, r).ok().flatten(),
+        None => None,
+    };
+    let mut out = json!({
+        "id": found.id,
+        "application_id": found.application_id,
+        "package": found.package,
+        "order_ref": found.order_ref,
+    });
+    match order {
+        Some(o) => {
+            out["status"] = json!(o.state);
+            out["label"] = json!(o.label);
+            out["results_url"] = json!(o.report_url);
+            out["score"] = json!(o.score);
+            out["verdict"] = json!(o.verdict);
+        }
+        None => {
+            // Not placed yet: the start event is waiting, retrying, or gave up.
+            let event = app.store.event(found.event_id).ok().flatten();
+            match event {
+                Some(e) if e.state == EventState::Dead => {
+                    out["status"] = json!("failed");
+                    out["error"] = json!(e.last_error);
+                }
+                _ => out["status"] = json!("queued"),
+            }
+        }
+    }
+    Json(out).into_response()
+}

@@ -1,0 +1,179 @@
+//! API keys Gem uses to call switchyard (`X-API-Key`).
+//!
+//! A key is `sy_<key id>_<secret>`: the key id (12 hex) is public and names the key in listings
+//! and logs; the whole key is shown once, when it is issued, and only its SHA-256 is stored. A
+//! presented key is checked by looking its id up and comparing hashes in constant time. Keys are
+//! per integration, several may be active at once (to rotate without downtime), and a revoked key
+//! stays listed (with its revocation time) but never authenticates again. Keys live in the store,
+//! so issuing or revoking one takes effect on a running host at once.
+
+use rand::Rng as _;
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::store::{now_ms, Store, StoreError};
+
+/// A key as listed for operators: never the key itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub integration: String,
+    pub key_id: String,
+    /// What the key starts with, to recognise it (`sy_<key id>_…`).
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A freshly issued key. `key` is shown once and not stored.
+pub struct IssuedKey {
+    pub key_id: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuedKey {{ key_id: {}, key: *** }}", self.key_id)
+    }
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no key `{0}` for this integration")]
+    UnknownKey(String),
+}
+
+impl From<rusqlite::Error> for KeyError {
+    fn from(e: rusqlite::Error) -> Self {
+        KeyError::Store(e.into())
+    }
+}
+
+fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The key id of a well-formed key.
+fn key_id_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("sy_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then_some(id)
+}
+
+/// Issues a new key for `integration` and stores its hash.
+pub fn issue(store: &Store, integration: &str) -> Result<IssuedKey, KeyError> {
+    let mut rng = rand::thread_rng();
+    let key_id = hex::encode(rng.gen::<[u8; 6]>());
+    let secret: String = (&mut rng)
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    let key = format!("sy_{key_id}_{secret}");
+    store.conn().execute(
+        "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![integration, key_id, hash(&key), now_ms()],
+    )?;
+    Ok(IssuedKey { key_id, key })
+}
+
+/// Revokes key `key_id` of `integration` (idempotent: revoking twice keeps the first time).
+pub fn revoke(store: &Store, integration: &str, key_id: &str) -> Result<(), KeyError> {
+    let n = store.conn().execute(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE integration = ?1 AND key_id = ?2",
+        params![integration, key_id, now_ms()],
+    )?;
+    if n == 0 {
+        return Err(KeyError::UnknownKey(key_id.to_string()));
+    }
+    Ok(())
+}
+
+/// Every key of `integration`, oldest first.
+pub fn list(store: &Store, integration: &str) -> Result<Vec<KeyInfo>, KeyError> {
+    let conn = store.conn();
+    let mut stmt = conn.prepare(
+        "SELECT integration, key_id, created_at, revoked_at FROM api_keys
+         WHERE integration = ?1 ORDER BY created_at, key_id",
+    )?;
+    let rows = stmt.query_map(params![integration], |r| {
+        let key_id: String = r.get(1)?;
+        Ok(KeyInfo {
+            integration: r.get(0)?,
+            prefix: format!("sy_{key_id}_…"),
+            key_id,
+            created_at_ms: r.get(2)?,
+            revoked_at_ms: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The key id if `presented` is an active key of `integration`; `None` for anything else
+/// (malformed, unknown, another integration's, revoked).
+pub fn authenticate(
+    store: &Store,
+    integration: &str,
+    presented: &str,
+) -> Result<Option<String>, KeyError> {
+    let Some(key_id) = key_id_of(presented.trim()) else {
+        return Ok(None);
+    };
+    let row: Option<(String, String, Option<i64>)> = store
+        .conn()
+        .query_row(
+            "SELECT integration, hash, revoked_at FROM api_keys WHERE key_id = ?1",
+            params![key_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((owner, stored, revoked)) = row else {
+        return Ok(None);
+    };
+    let matches = bool::from(hash(presented.trim()).as_bytes().ct_eq(stored.as_bytes()));
+    Ok((matches && owner == integration && revoked.is_none()).then(|| key_id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_keys_authenticate_until_revoked_and_only_for_their_integration() {
+        let dir = std::env::temp_dir().join(format!("sy-keys-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("t.db")).expect("open");
+        let a = issue(&store, "gem-a").expect("issue");
+        let b = issue(&store, "gem-a").expect("issue");
+        assert_eq!(
+            authenticate(&store, "gem-a", &a.key).unwrap().as_deref(),
+            Some(a.key_id.as_str())
+        );
+        assert!(
+            authenticate(&store, "gem-a", &b.key).unwrap().is_some(),
+            "several keys are active at once"
+        );
+        assert!(authenticate(&store, "gem-b", &a.key).unwrap().is_none());
+        let mut forged = a.key.clone();
+        forged.pop();
+        forged.push('!');
+        assert!(authenticate(&store, "gem-a", &forged).unwrap().is_none());
+        assert!(authenticate(&store, "gem-a", "nonsense").unwrap().is_none());
+        revoke(&store, "gem-a", &a.key_id).expect("revoke");
+        assert!(authenticate(&store, "gem-a", &a.key).unwrap().is_none());
+        assert!(authenticate(&store, "gem-a", &b.key).unwrap().is_some());
+        let listed = list(&store, "gem-a").unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|k| !format!("{k:?}").contains(&a.key) && !format!("{k:?}").contains(&b.key)));
+        assert!(matches!(
+            revoke(&store, "gem-a", "000000000000"),
+            Err(KeyError::UnknownKey(_))
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

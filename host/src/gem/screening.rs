@@ -1,0 +1,176 @@
+//! A screening Gem asked for: the request as Gem sent it (stored as the `gem.send` event's
+//! payload), and its row in `gem_screenings`, which links Gem's screening id to the event that
+//! starts it and, once placed, to the vendor order.
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{enqueue_on, now_ms, Enqueued, Store, StoreError};
+
+/// Event kind of a screening Gem sent.
+pub const GEM_SEND: &str = "gem.send";
+
+/// The candidate as Gem sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub phones: Vec<String>,
+}
+
+/// The body of `POST /gem/{integration}/screenings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Gem's application id (the candidacy); becomes the order's `opportunity_id`.
+    pub application_id: String,
+    pub candidate: Candidate,
+    /// A package chosen in Gem's send dialog; absent → the connector's default.
+    #[serde(default)]
+    pub package: Option<String>,
+    /// The interview stage the check was sent from, for the connector's information.
+    #[serde(default)]
+    pub stage: Option<String>,
+}
+
+/// Payload of a `gem.send` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendPayload {
+    pub screening_id: String,
+    #[serde(flatten)]
+    pub request: SendRequest,
+}
+
+/// A stored screening.
+#[derive(Debug, Clone, Serialize)]
+pub struct Screening {
+    pub id: String,
+    pub application_id: String,
+    pub package: Option<String>,
+    pub event_id: i64,
+    pub order_ref: Option<String>,
+}
+
+/// What offering a send to the store did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// Stored: a new screening with this id, started by this event.
+    New { screening_id: String, event_id: i64 },
+    /// The same `Idempotency-Key` with the same request: the screening it created before.
+    Existing(String),
+    /// The same `Idempotency-Key` with a different request.
+    Conflict,
+}
+
+/// Commits the screening and its `gem.send` event in one transaction (durable before the 202).
+/// With an idempotency key, a repeat of the same request returns the first screening.
+pub fn enqueue(
+    store: &Store,
+    integration: &str,
+    request: &SendRequest,
+    idempotency_key: Option<&str>,
+) -> Result<Queued, StoreError> {
+    let screening_id = format!("scr_{}", uuid::Uuid::new_v4().simple());
+    let dedupe = match idempotency_key {
+        Some(k) => format!(
+            "gem:idem:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()))
+        ),
+        None => format!("gem:{screening_id}"),
+    };
+    let payload = SendPayload {
+        screening_id: screening_id.clone(),
+        request: request.clone(),
+    };
+    // Serializing plain strings cannot fail.
+    let text = serde_json::to_string(&payload).unwrap_or_default();
+    let conn = store.conn();
+    let tx = conn.unchecked_transaction()?;
+    match enqueue_on(&tx, integration, GEM_SEND, &dedupe, &text)? {
+        Enqueued::New(event_id) => {
+            tx.execute(
+                "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
+            )?;
+            tx.commit()?;
+            Ok(Queued::New {
+                screening_id,
+                event_id,
+            })
+        }
+        Enqueued::Duplicate { id, .. } => {
+            let stored: String = tx.query_row(
+                "SELECT payload FROM events WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            drop(tx);
+            match serde_json::from_str::<SendPayload>(&stored) {
+                Ok(first) if first.request == *request => Ok(Queued::Existing(first.screening_id)),
+                _ => Ok(Queued::Conflict),
+            }
+        }
+    }
+}
+
+/// Links a screening to the vendor order the connector placed (or a local reference).
+pub fn link_order(
+    store: &Store,
+    integration: &str,
+    screening_id: &str,
+    order_ref: &str,
+) -> Result<(), StoreError> {
+    store.conn().execute(
+        "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2",
+        params![integration, screening_id, order_ref],
+    )?;
+    Ok(())
+}
+
+const COLUMNS: &str = "id, application_id, package, event_id, order_ref";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Screening> {
+    Ok(Screening {
+        id: r.get(0)?,
+        application_id: r.get(1)?,
+        package: r.get(2)?,
+        event_id: r.get(3)?,
+        order_ref: r.get(4)?,
+    })
+}
+
+/// A screening by id.
+pub fn get(store: &Store, integration: &str, id: &str) -> Result<Option<Screening>, StoreError> {
+    store
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND id = ?2"),
+            params![integration, id],
+            row,
+        )
+        .optional()
+        .map_err(Into::into)
+}
+
+/// The screening that placed order `order_ref`, if Gem asked for it.
+pub fn of_order(
+    store: &Store,
+    integration: &str,
+    order_ref: &str,
+) -> Result<Option<Screening>, StoreError> {
+    store
+        .conn()
+        .query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"
+            ),
+            params![integration, order_ref],
+            row,
+        )
+        .optional()
+        .map_err(Into::into)
+}

@@ -1,0 +1,485 @@
+//! Gem (seed 002): Gem calls switchyard's Gem API to list packages and send checks through the
+//! same Certn connector the Lever flow uses; statuses come back to the Gem simulator as signed
+//! Standard Webhooks, which it verifies and dedupes. Loopback only, bounded waits.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchyard::demo::{GemSetup, Stack, StackOptions, CERTN, GEM};
+use switchyard::gem::delivery::GEM_DELIVER;
+use switchyard::store::EventState;
+use switchyard_sim::gem::ReceivedStatus;
+
+fn connectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
+}
+
+async fn stack(setup: GemSetup) -> anyhow::Result<Stack> {
+    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let mut opts = StackOptions::new(&connectors(), &data);
+    opts.gem = Some(setup);
+    Stack::start(opts).await
+}
+
+fn uuid_like() -> String {
+    format!("{}-{:?}", std::process::id(), Instant::now())
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+fn check(application: &str, email: Option<&str>, package: Option<&str>) -> Value {
+    let mut body = json!({
+        "application_id": application,
+        "candidate": {"name": "Mary Jackson", "emails": email.map(|e| vec![e]).unwrap_or_default(), "phones": ["+1 555 0101"]},
+        "stage": "Onsite",
+    });
+    if let Some(p) = package {
+        body["package"] = json!(p);
+    }
+    body
+}
+
+/// Waits (bounded) until the Gem simulator has received `state` for screening `id`.
+async fn wait_received(
+    stack: &Stack,
+    id: &str,
+    state: &str,
+    within: Duration,
+) -> anyhow::Result<ReceivedStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        let sim = &stack.gem()?.sim;
+        if let Some(r) = sim
+            .received()
+            .into_iter()
+            .find(|r| r.screening_id.as_deref() == Some(id) && r.state == state)
+        {
+            return Ok(r);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out waiting for {state} of {id}; received {:#?}, rejected {:?}",
+            sim.received(),
+            sim.rejected()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_until(within: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_and_chosen_packages_reach_complete_with_signed_status_webhooks(
+) -> anyhow::Result<()> {
+    let stack = stack(GemSetup::default()).await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+
+    let (code, packages) = gem.sim.list_packages(&host, GEM, &key.key).await?;
+    assert_eq!(code, 200, "{packages}");
+    let names: Vec<(&str, bool)> = packages["packages"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or(""),
+                p["default"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("Basic", true), ("Standard", false), ("Premium", false)]
+    );
+
+    let (code, default) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-1", Some("mary@example.com"), None),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 202, "{default}");
+    assert_eq!(default["status"], "queued");
+    assert_eq!(default["package"], "Basic");
+    let (code, chosen) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-2", Some("dorothy@example.com"), Some("premium")),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 202, "{chosen}");
+    assert_eq!(
+        chosen["package"], "Premium",
+        "the package name is matched case-insensitively"
+    );
+
+    for (sent, application, package) in
+        [(&default, "app-1", "Basic"), (&chosen, "app-2", "Premium")]
+    {
+        let id = sent["id"].as_str().expect("an id");
+        let done = wait_received(&stack, id, "complete", Duration::from_secs(30)).await?;
+        assert_eq!(done.label, "CERTN - Complete");
+        assert_eq!(done.application_id, application);
+        let url = done.results_url.clone().expect("a results URL");
+        assert!(url.starts_with(&gem.certn.api_base()), "{url}");
+        assert_eq!(done.body["type"], "screening.status");
+        assert!(done.body["occurred_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+
+        let (code, status) = gem.sim.screening(&host, GEM, &key.key, id).await?;
+        assert_eq!(code, 200, "{status}");
+        assert_eq!(status["status"], "complete");
+        assert_eq!(status["label"], "CERTN - Complete");
+        assert_eq!(status["results_url"], json!(url));
+        let order_ref = status["order_ref"].as_str().expect("an order");
+        let application = gem
+            .certn
+            .application(order_ref)
+            .expect("Certn has the application");
+        assert_eq!(application.package, package);
+        assert_eq!(
+            application.applicant.email,
+            if package == "Basic" {
+                "mary@example.com"
+            } else {
+                "dorothy@example.com"
+            }
+        );
+    }
+    // One invitation per send (the Lever team's Certn saw nothing), nothing refused by Gem.
+    assert_eq!(gem.certn.applications().len(), 2);
+    assert!(stack.certn.applications().is_empty());
+    assert!(gem.sim.rejected().is_empty(), "{:?}", gem.sim.rejected());
+    let ids: std::collections::HashSet<_> = gem
+        .sim
+        .received()
+        .into_iter()
+        .map(|r| (r.screening_id, r.state))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        gem.sim.received().len(),
+        "one webhook per distinct status"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_revoked_and_missing_keys_and_bad_requests_get_clear_errors() -> anyhow::Result<()> {
+    let stack = stack(GemSetup::default()).await?;
+    let gem = stack.gem()?;
+    let host = stack.host_url();
+    let first = stack.gem_issue_key()?;
+    let second = stack.gem_issue_key()?;
+
+    assert_eq!(gem.sim.list_packages(&host, GEM, &first.key).await?.0, 200);
+    assert_eq!(
+        gem.sim.list_packages(&host, GEM, &second.key).await?.0,
+        200,
+        "several keys are active at once"
+    );
+    let (code, body) = gem
+        .sim
+        .list_packages(&host, GEM, "sy_0123456789ab_wrong")
+        .await?;
+    assert_eq!(code, 401);
+    assert_eq!(body["error"], "invalid or revoked API key");
+    assert_eq!(gem.sim.list_packages(&host, GEM, "").await?.0, 401);
+    let mut tampered = first.key.clone();
+    tampered.push('x');
+    assert_eq!(gem.sim.list_packages(&host, GEM, &tampered).await?.0, 401);
+
+    switchyard::gem::keys::revoke(&stack.host().app.store, GEM, &first.key_id)?;
+    let (code, _) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &first.key,
+            &check("app-r", Some("r@example.com"), None),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 401, "a revoked key stops working at once");
+    assert_eq!(gem.sim.list_packages(&host, GEM, &second.key).await?.0, 200);
+
+    // The key is the Gem integration's: not valid elsewhere; a Lever integration has no Gem API.
+    assert_eq!(
+        gem.sim.list_packages(&host, "nope", &second.key).await?.0,
+        404
+    );
+    assert_eq!(
+        gem.sim.list_packages(&host, CERTN, &second.key).await?.0,
+        404
+    );
+
+    let (code, body) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &second.key,
+            &check("app-x", Some("x@example.com"), Some("Gold")),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown package") && e.contains("Premium")),
+        "{body}"
+    );
+    let (code, body) = gem
+        .sim
+        .send_check(&host, GEM, &second.key, &check("app-x", None, None), None)
+        .await?;
+    assert_eq!(code, 422);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no email")),
+        "{body}"
+    );
+    let (code, _) = gem
+        .sim
+        .send_check(&host, GEM, &second.key, &json!({"candidate": {}}), None)
+        .await?;
+    assert_eq!(code, 400);
+    assert!(
+        gem.certn.applications().is_empty() && gem.certn.invite_requests() == 0,
+        "rejected sends do nothing"
+    );
+    let sends = stack.host().app.store.events(GEM, 100)?;
+    assert!(sends.is_empty(), "rejected sends store nothing: {sends:?}");
+
+    // Idempotency-Key: a repeat returns the first screening; another body with it → 409.
+    let body = check("app-i", Some("i@example.com"), None);
+    let (c1, a) = gem
+        .sim
+        .send_check(&host, GEM, &second.key, &body, Some("k-1"))
+        .await?;
+    let (c2, b) = gem
+        .sim
+        .send_check(&host, GEM, &second.key, &body, Some("k-1"))
+        .await?;
+    assert_eq!((c1, c2), (202, 202));
+    assert_eq!(a["id"], b["id"]);
+    let other = check("app-j", Some("j@example.com"), None);
+    assert_eq!(
+        gem.sim
+            .send_check(&host, GEM, &second.key, &other, Some("k-1"))
+            .await?
+            .0,
+        409
+    );
+    wait_received(
+        &stack,
+        a["id"].as_str().unwrap_or(""),
+        "complete",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(
+        gem.certn.applications().len(),
+        1,
+        "one invitation for the repeated send"
+    );
+    let (code, _) = gem
+        .sim
+        .screening(&host, GEM, &second.key, "scr_unknown")
+        .await?;
+    assert_eq!(code, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_retried_while_gem_is_down_and_each_arrives_once() -> anyhow::Result<()> {
+    let stack = stack(GemSetup::default()).await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+    gem.sim.set_down(true);
+    let (code, sent) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-d", Some("d@example.com"), None),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 202, "{sent}");
+    let id = sent["id"].as_str().expect("an id").to_string();
+
+    // The screening completes on the host while every webhook to Gem fails.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = gem.sim.screening(&host, GEM, &key.key, &id).await?;
+        if status["status"] == "complete" {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "never completed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_until(Duration::from_secs(30), "several failed attempts", || {
+        gem.sim.attempts() >= 8
+    })
+    .await?;
+    assert!(gem.sim.received().is_empty());
+    gem.sim.set_down(false);
+
+    wait_received(&stack, &id, "complete", Duration::from_secs(30)).await?;
+    let store = &stack.host().app.store;
+    let deliveries = || -> anyhow::Result<Vec<_>> {
+        Ok(store
+            .events(GEM, 200)?
+            .into_iter()
+            .filter(|e| e.kind == GEM_DELIVER)
+            .collect())
+    };
+    wait_until(Duration::from_secs(30), "every delivery is done", || {
+        deliveries().is_ok_and(|d| d.iter().all(|e| e.state == EventState::Done))
+    })
+    .await?;
+    let deliveries = deliveries()?;
+    let received = gem.sim.received();
+    // None lost: every queued webhook was delivered; none duplicated: one per id and per status.
+    assert_eq!(received.len(), deliveries.len(), "{received:#?}");
+    let states: std::collections::HashSet<_> = received.iter().map(|r| r.state.clone()).collect();
+    assert_eq!(states.len(), received.len());
+    assert!(
+        states.contains("pending") && states.contains("complete"),
+        "{states:?}"
+    );
+    assert!(
+        deliveries.iter().any(|d| d.attempts > 1),
+        "deliveries were retried"
+    );
+    assert!(gem.sim.attempts() > received.len());
+    assert!(gem.sim.rejected().is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_alongside_the_old_one_until_the_overlap_ends() -> anyhow::Result<()>
+{
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+
+    // Inside the overlap: Gem still verifying with the old secret accepts, and so does Gem
+    // switched to the new one.
+    let stack = stack(GemSetup {
+        webhook_secret: "new-secret".into(),
+        previous: Some(("old-secret".into(), now + 3600)),
+    })
+    .await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+    gem.sim.set_secrets(vec!["old-secret".into()]);
+    let (_, a) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-o", Some("o@example.com"), None),
+            None,
+        )
+        .await?;
+    wait_received(
+        &stack,
+        a["id"].as_str().unwrap_or(""),
+        "complete",
+        Duration::from_secs(30),
+    )
+    .await?;
+    gem.sim.set_secrets(vec!["new-secret".into()]);
+    let (_, b) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-n", Some("n@example.com"), None),
+            None,
+        )
+        .await?;
+    wait_received(
+        &stack,
+        b["id"].as_str().unwrap_or(""),
+        "complete",
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert!(gem.sim.rejected().is_empty(), "{:?}", gem.sim.rejected());
+    drop(stack);
+
+    // After the overlap: only the new secret signs. A Gem still on the old secret refuses (401),
+    // the webhooks are retried, and they arrive once Gem is switched to the new secret.
+    let stack = stack_with_expired_previous(now).await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    gem.sim.set_secrets(vec!["old-secret".into()]);
+    let (_, c) = gem
+        .sim
+        .send_check(
+            &host_of(&stack),
+            GEM,
+            &key.key,
+            &check("app-e", Some("e@example.com"), None),
+            None,
+        )
+        .await?;
+    wait_until(
+        Duration::from_secs(30),
+        "Gem refused a webhook signed only with the new secret",
+        || gem.sim.rejected().iter().any(|r| r.status == 401),
+    )
+    .await?;
+    assert!(gem.sim.received().is_empty());
+    gem.sim.set_secrets(vec!["new-secret".into()]);
+    wait_received(
+        &stack,
+        c["id"].as_str().unwrap_or(""),
+        "complete",
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn stack_with_expired_previous(now: i64) -> anyhow::Result<Stack> {
+    stack(GemSetup {
+        webhook_secret: "new-secret".into(),
+        previous: Some(("old-secret".into(), now - 1)),
+    })
+    .await
+}
+
+fn host_of(stack: &Stack) -> String {
+    stack.host_url()
+}
