@@ -31,13 +31,17 @@ use crate::timeline::TimelineEvent;
 /// The router of a host.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/hooks/{integration}/lever", post(lever_hook))
         .route("/hooks/{integration}/vendor", any(vendor_hook))
         .route("/hooks/{integration}/vendor/{*rest}", any(vendor_hook))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .layer(DefaultBodyLimit::max(limit));
+    // Merged after the hooks' body limit so uploads get the admin limit instead.
+    if let Some(admin) = crate::admin::router(app.clone()) {
+        router = router.merge(admin);
+    }
+    router.with_state(app)
 }
 
 /// Serves `router` on `listener` until `stop` turns true.
