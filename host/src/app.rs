@@ -255,6 +255,9 @@ pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyh
     }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = crate::worker::spawn(app.clone(), stopped.clone());
+    if app.config.runtime.watch {
+        tasks.push(crate::watch::spawn(app.clone(), stopped.clone()));
+    }
     tasks.push(crate::server::spawn(app.clone(), listener, stopped));
     Ok(RunningHost {
         addr,

@@ -155,6 +155,8 @@ pub struct RuntimeConfig {
     /// Outbound hosts an operator approves for *new* connector versions (uploads, `--watch`): a new
     /// version may ask in its manifest only for these and for the hosts of the version it replaces.
     pub approved_hosts: Vec<String>,
+    /// Watch `connectors_dir` and deploy new or changed files (`serve --watch` sets it).
+    pub watch: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -165,6 +167,7 @@ impl Default for RuntimeConfig {
             memory_mb: 64,
             http_timeout_ms: 15_000,
             approved_hosts: Vec::new(),
+            watch: false,
         }
     }
 }

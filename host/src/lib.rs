@@ -9,14 +9,17 @@ pub mod connector;
 pub mod demo;
 pub mod deploy;
 pub mod flow;
+pub mod inspect;
 pub mod integrations;
 pub mod lever;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod store_admin;
 pub mod timeline;
+pub mod watch;
 pub mod worker;
 
 pub use app::{start, start_on, RunningHost};

@@ -24,6 +24,7 @@ pub use imports::CallContext;
 
 use crate::cache::{CodeCache, Origin};
 use crate::connector::Manifest;
+use crate::metrics::Metrics;
 pub use contract::Surface;
 
 /// The epoch tick: the granularity of CPU deadlines.
@@ -95,6 +96,7 @@ pub struct Runtime {
     timeout_ms: u64,
     memory_mb: usize,
     cache: Option<CodeCache>,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
@@ -132,7 +134,13 @@ impl Runtime {
             timeout_ms,
             memory_mb,
             cache,
+            metrics: Arc::new(Metrics::default()),
         }))
+    }
+
+    /// The host's metrics (connector calls are counted where they run).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The engine (for the compiled-code cache).
