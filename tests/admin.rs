@@ -18,17 +18,22 @@ use switchyard::demo::{CERTN, TRIGGER};
 use switchyard::store::EventState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -> anyhow::Result<()> {
+async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -> anyhow::Result<()>
+{
     // No token configured: the whole admin API is absent.
     let data = support_admin::data_dir("off");
     let _ = std::fs::remove_dir_all(&data);
     let dir = support_admin::connectors_dir(&data, &["certn"]);
-    let off = switchyard::demo::Stack::start(switchyard::demo::StackOptions::new(&dir, &data)).await?;
+    let off =
+        switchyard::demo::Stack::start(switchyard::demo::StackOptions::new(&dir, &data)).await?;
     let (status, _) = Admin::new(&off, Some(TOKEN)).get("/admin/connectors").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let on = stack("auth", &["certn"]).await?;
-    for admin in [Admin::new(&on, None), Admin::new(&on, Some("test-admin-token-0123456780"))] {
+    for admin in [
+        Admin::new(&on, None),
+        Admin::new(&on, Some("test-admin-token-0123456780")),
+    ] {
         for (method, path) in [
             (Method::GET, "/admin/connectors"),
             (Method::POST, "/admin/connectors/certn/rollback"),
@@ -41,7 +46,9 @@ async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -
         }
     }
     // Nothing was deleted by the refused requests.
-    let (status, _) = Admin::new(&on, Some(TOKEN)).get("/admin/integrations/demo-certn").await;
+    let (status, _) = Admin::new(&on, Some(TOKEN))
+        .get("/admin/integrations/demo-certn")
+        .await;
     assert_eq!(status, StatusCode::OK);
     Ok(())
 }
@@ -55,22 +62,38 @@ async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> a
 
     // Upload without activating: loaded, inactive, the original still serves.
     let v2 = variant(&plugin("certn"), "v2");
-    let (status, body) = admin.post("/admin/connectors/certn/versions", Some(Body::Bytes(v2.clone()))).await;
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/certn/versions",
+            Some(Body::Bytes(v2.clone())),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let new_hash = body["version"]["hash"].as_str().unwrap_or_default().to_string();
+    let new_hash = body["version"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(body["version"]["status"], "inactive");
     assert_eq!(body["version"]["contract_version"], "0.1.0");
     assert_eq!(body["version"]["manifest"]["id"], "certn");
     assert_eq!(admin.active("certn").await, original);
 
     // The same bytes again: nothing new.
-    let (status, body) = admin.post("/admin/connectors/certn/versions", Some(Body::Bytes(v2))).await;
+    let (status, body) = admin
+        .post("/admin/connectors/certn/versions", Some(Body::Bytes(v2)))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["new"], false);
 
     // Activate by 12-character prefix; the old one becomes `previous`.
     let (status, body) = admin
-        .post(&format!("/admin/connectors/certn/versions/{}/activate", &new_hash[..12]), None)
+        .post(
+            &format!(
+                "/admin/connectors/certn/versions/{}/activate",
+                &new_hash[..12]
+            ),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let swapped = admin.active("certn").await;
@@ -80,29 +103,50 @@ async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> a
         .as_array()
         .into_iter()
         .flatten()
-        .map(|v| (v["tag"].as_str().unwrap_or("").into(), v["status"].as_str().unwrap_or("").into()))
+        .map(|v| {
+            (
+                v["tag"].as_str().unwrap_or("").into(),
+                v["status"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
-    assert_eq!(statuses.get(&original).map(String::as_str), Some("previous"), "{listing}");
+    assert_eq!(
+        statuses.get(&original).map(String::as_str),
+        Some("previous"),
+        "{listing}"
+    );
 
     // A screening now runs on the new version, and its event says so.
     let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
     assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
     stack
-        .wait_for(&ada, Duration::from_secs(30), |o| o.tags.iter().any(|t| t.starts_with("CERTN - ")))
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
         .await?;
     let events = stack.host().app.store.events(CERTN, 10)?;
-    assert!(events.iter().any(|e| e.connector_version.as_deref() == Some(swapped.as_str())));
+    assert!(events
+        .iter()
+        .any(|e| e.connector_version.as_deref() == Some(swapped.as_str())));
 
     // The serving version cannot be removed; rollback, then the unused one can.
     let (status, _) = admin
-        .call(Method::DELETE, &format!("/admin/connectors/certn/versions/{new_hash}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{new_hash}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, body) = admin.post("/admin/connectors/certn/rollback", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(admin.active("certn").await, original);
     let (status, _) = admin
-        .call(Method::DELETE, &format!("/admin/connectors/certn/versions/{new_hash}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{new_hash}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, body) = admin.get("/admin/connectors/certn").await;
@@ -118,35 +162,59 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
     let admin = Admin::new(&stack, Some(TOKEN));
     let serving = admin.active("certn").await;
     let cases: [(&str, Vec<u8>, &str); 6] = [
-        ("not wasm", b"hello, I am not a component".to_vec(), "not a WebAssembly component"),
-        ("core module", b"\0asm\x01\0\0\0".to_vec(), "not a WebAssembly component"),
+        (
+            "not wasm",
+            b"hello, I am not a component".to_vec(),
+            "not a WebAssembly component",
+        ),
+        (
+            "core module",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "not a WebAssembly component",
+        ),
         ("wrong world", fixture("wrongworld"), "wrong world"),
-        ("incompatible version", fixture("contract_v2"), "incompatible contract version"),
+        (
+            "incompatible version",
+            fixture("contract_v2"),
+            "incompatible contract version",
+        ),
         ("unapproved host", fixture("greedy"), "exfil.example.net"),
         ("another connector", plugin("misbehave"), "not `certn`"),
     ];
     for (what, bytes, reason) in cases {
         let (status, body) = admin
-            .post("/admin/connectors/certn/versions?activate=true", Some(Body::Bytes(bytes)))
+            .post(
+                "/admin/connectors/certn/versions?activate=true",
+                Some(Body::Bytes(bytes)),
+            )
             .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
         let error = body["error"].as_str().unwrap_or_default();
         assert!(error.contains(reason), "{what}: {error}");
         assert_eq!(admin.active("certn").await, serving, "{what}");
         let (_, body) = admin.get("/admin/connectors/certn").await;
-        assert_eq!(body["versions"].as_array().map(Vec::len), Some(1), "{what}: {body}");
+        assert_eq!(
+            body["versions"].as_array().map(Vec::len),
+            Some(1),
+            "{what}: {body}"
+        );
     }
     // And it still serves.
     let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
     stack.move_to(&ada, TRIGGER).await?;
     stack
-        .wait_for(&ada, Duration::from_secs(30), |o| o.tags.iter().any(|t| t == "CERTN - Pending" || t.starts_with("CERTN - ")))
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags
+                .iter()
+                .any(|t| t == "CERTN - Pending" || t.starts_with("CERTN - "))
+        })
         .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -> anyhow::Result<()> {
+async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -> anyhow::Result<()>
+{
     const WEBHOOKS: usize = 2000;
     const SWAPS: usize = 20;
     let stack = stack("swap", &["misbehave"]).await?;
@@ -154,20 +222,40 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
     // Point the integration at the misbehave connector: no vendor round trips, so the load is
     // the host's own path (webhook → store → worker → connector → Lever write-back).
     let (status, body) = admin
-        .call(Method::PATCH, "/admin/integrations/demo-certn", Some(Body::Json(json!({"connector": "misbehave"}))))
+        .call(
+            Method::PATCH,
+            "/admin/integrations/demo-certn",
+            Some(Body::Json(json!({"connector": "misbehave"}))),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let a = admin.active("misbehave").await;
     let (status, body) = admin
-        .post("/admin/connectors/misbehave/versions", Some(Body::Bytes(variant(&plugin("misbehave"), "b"))))
+        .post(
+            "/admin/connectors/misbehave/versions",
+            Some(Body::Bytes(variant(&plugin("misbehave"), "b"))),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let b_hash = body["version"]["hash"].as_str().unwrap_or_default().to_string();
-    let b = body["version"]["tag"].as_str().unwrap_or_default().to_string();
+    let b_hash = body["version"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let b = body["version"]["tag"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let a_hash = a.rsplit('#').next().unwrap_or_default().to_string();
 
     let opportunities: Vec<String> = (0..WEBHOOKS)
-        .map(|i| stack.candidate(&format!("Candidate {i}"), Some(&format!("c{i}@example.com")), &[], None))
+        .map(|i| {
+            stack.candidate(
+                &format!("Candidate {i}"),
+                Some(&format!("c{i}@example.com")),
+                &[],
+                None,
+            )
+        })
         .collect();
     let stack = Arc::new(stack);
     let sent = Arc::new(AtomicUsize::new(0));
@@ -182,7 +270,10 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
                 }
                 let target = if swap % 2 == 0 { &b_hash } else { &a_hash };
                 let (status, _) = admin
-                    .post(&format!("/admin/connectors/misbehave/versions/{target}/activate"), None)
+                    .post(
+                        &format!("/admin/connectors/misbehave/versions/{target}/activate"),
+                        None,
+                    )
                     .await;
                 failures += usize::from(status != StatusCode::OK);
             }
@@ -207,14 +298,20 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
         failed_requests += r?;
     }
     assert_eq!(swapper.await?, 0, "every swap succeeded");
-    assert_eq!(failed_requests, 0, "no webhook was refused during the swaps");
+    assert_eq!(
+        failed_requests, 0,
+        "no webhook was refused during the swaps"
+    );
 
     // Every event is processed, once, by one of the two versions.
     let store = &stack.host().app.store;
     let deadline = Instant::now() + Duration::from_secs(180);
     let events = loop {
         let events = store.events(CERTN, (WEBHOOKS * 2) as u32)?;
-        let finished = events.iter().filter(|e| e.state == EventState::Done).count();
+        let finished = events
+            .iter()
+            .filter(|e| e.state == EventState::Done)
+            .count();
         if finished == WEBHOOKS || Instant::now() > deadline {
             break events;
         }
@@ -223,14 +320,29 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
     assert_eq!(events.len(), WEBHOOKS, "one event per webhook");
     let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
     for e in &events {
-        assert_eq!(e.state, EventState::Done, "event {} is {:?}: {:?}", e.id, e.state, e.last_error);
-        assert_eq!(e.attempts, 1, "event {} needed {} attempts: {:?}", e.id, e.attempts, e.last_error);
+        assert_eq!(
+            e.state,
+            EventState::Done,
+            "event {} is {:?}: {:?}",
+            e.id,
+            e.state,
+            e.last_error
+        );
+        assert_eq!(
+            e.attempts, 1,
+            "event {} needed {} attempts: {:?}",
+            e.id, e.attempts, e.last_error
+        );
         let v = e.connector_version.clone().unwrap_or_default();
         assert!(v == a || v == b, "event {} handled by {v}", e.id);
         *by_version.entry(v).or_default() += 1;
     }
     for opp in &opportunities {
-        assert_eq!(store.orders_of(CERTN, opp)?.len(), 1, "exactly one screening for {opp}");
+        assert_eq!(
+            store.orders_of(CERTN, opp)?.len(),
+            1,
+            "exactly one screening for {opp}"
+        );
     }
     println!("events by version: {by_version:?}");
     Ok(())
@@ -242,24 +354,41 @@ async fn a_restart_reuses_the_compiled_code_cache_rebuilds_a_corrupt_entry_and_k
     let stack = stack("cache", &["certn"]).await?;
     let admin = Admin::new(&stack, Some(TOKEN));
     let (status, body) = admin
-        .post("/admin/connectors/certn/versions?activate=true", Some(Body::Bytes(variant(&plugin("certn"), "kept"))))
+        .post(
+            "/admin/connectors/certn/versions?activate=true",
+            Some(Body::Bytes(variant(&plugin("certn"), "kept"))),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let uploaded = admin.active("certn").await;
     assert_eq!(body["version"]["compiled_from"], "compiled");
 
     let origins = |body: &serde_json::Value| -> Vec<String> {
-        body["versions"].as_array().into_iter().flatten()
-            .map(|v| v["compiled_from"].as_str().unwrap_or("").to_string()).collect()
+        body["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["compiled_from"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     let stack = restart(stack).await?;
     let admin = Admin::new(&stack, Some(TOKEN));
     let (_, body) = admin.get("/admin/connectors/certn").await;
     assert_eq!(origins(&body), ["cache", "cache"], "{body}");
-    assert_eq!(admin.active("certn").await, uploaded, "the operator's choice survives a restart");
+    assert_eq!(
+        admin.active("certn").await,
+        uploaded,
+        "the operator's choice survives a restart"
+    );
 
     // Corrupt every cache entry: they are detected, rebuilt, and the host serves as before.
-    let cache = stack.config.storage.path.parent().map(|d| d.join("cache")).unwrap_or_default();
+    let cache = stack
+        .config
+        .storage
+        .path
+        .parent()
+        .map(|d| d.join("cache"))
+        .unwrap_or_default();
     for entry in std::fs::read_dir(&cache)? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "cwasm") {
@@ -277,11 +406,15 @@ async fn a_restart_reuses_the_compiled_code_cache_rebuilds_a_corrupt_entry_and_k
     let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
     stack.move_to(&ada, TRIGGER).await?;
     stack
-        .wait_for(&ada, Duration::from_secs(30), |o| o.tags.iter().any(|t| t.starts_with("CERTN - ")))
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
         .await?;
     // ... and the rebuilt entries are used again next time.
     let stack = restart(stack).await?;
-    let (_, body) = Admin::new(&stack, Some(TOKEN)).get("/admin/connectors/certn").await;
+    let (_, body) = Admin::new(&stack, Some(TOKEN))
+        .get("/admin/connectors/certn")
+        .await;
     assert_eq!(origins(&body), ["cache", "cache"], "{body}");
     Ok(())
 }
@@ -292,7 +425,12 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
     let admin = Admin::new(&stack, Some(TOKEN));
     // The Lever API key is the simulator's real one, so the stored copy can be seen to work.
     let lever_key = stack.lever.api_key();
-    let secrets = [lever_key.as_str(), "lever-sig-SECRET-2", "certn-key-SECRET-3", "certn-hook-SECRET-4"];
+    let secrets = [
+        lever_key.as_str(),
+        "lever-sig-SECRET-2",
+        "certn-key-SECRET-3",
+        "certn-hook-SECRET-4",
+    ];
     let create = json!({
         "id": "acme", "connector": "certn",
         "ats": {"kind": "lever", "api_base": stack.lever.api_base(), "api_key": secrets[0],
@@ -303,7 +441,9 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
                      {"name": "Full", "params": {"checks": "criminal_record_check,employment_verification"}}]
     });
     let mut seen = Vec::new();
-    let (status, body) = admin.post("/admin/integrations", Some(Body::Json(create.clone()))).await;
+    let (status, body) = admin
+        .post("/admin/integrations", Some(Body::Json(create.clone())))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["packages"][0]["default"], true);
     assert_eq!(body["secrets"], json!(["api-key", "webhook-secret"]));
@@ -311,7 +451,9 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
     seen.push(body);
 
     // Refused input changes nothing: a duplicate id, two defaults, a missing required secret.
-    let (status, body) = admin.post("/admin/integrations", Some(Body::Json(create))).await;
+    let (status, body) = admin
+        .post("/admin/integrations", Some(Body::Json(create)))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let patch = |v| Body::Json(v);
     let (status, body) = admin
@@ -320,30 +462,58 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) = admin
-        .call(Method::PATCH, "/admin/integrations/acme", Some(patch(json!({"secrets": {"api-key": null}}))))
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"secrets": {"api-key": null}}))),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("api-key"), "{body}");
-    let (status, _) = admin.call(Method::PATCH, "/admin/integrations/acme", Some(patch(json!({"bogus": 1})))).await;
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("api-key"),
+        "{body}"
+    );
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"bogus": 1}))),
+        )
+        .await;
     assert!(status.is_client_error());
 
     // Update, disable, enable (which answers with the webhook URLs).
     let (status, body) = admin
-        .call(Method::PATCH, "/admin/integrations/acme", Some(patch(json!({"ats": {"trigger_stage": "Screen"}}))))
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"ats": {"trigger_stage": "Screen"}}))),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["ats"]["trigger_stage"], "Screen");
     seen.push(body);
     let (status, body) = admin.post("/admin/integrations/acme/disable", None).await;
-    assert_eq!((status, body["enabled"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (StatusCode::OK, json!(false))
+    );
     seen.push(body);
     let (status, body) = admin.post("/admin/integrations/acme/enable", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["webhook_urls"]["lever"], format!("http://{}/hooks/acme/lever", stack.addr));
-    assert_eq!(body["webhook_urls"]["vendor"], format!("http://{}/hooks/acme/vendor", stack.addr));
+    assert_eq!(
+        body["webhook_urls"]["lever"],
+        format!("http://{}/hooks/acme/lever", stack.addr)
+    );
+    assert_eq!(
+        body["webhook_urls"]["vendor"],
+        format!("http://{}/hooks/acme/vendor", stack.addr)
+    );
     seen.push(body);
     // Delete the config-file integration.
-    let (status, _) = admin.call(Method::DELETE, "/admin/integrations/demo-certn", None).await;
+    let (status, _) = admin
+        .call(Method::DELETE, "/admin/integrations/demo-certn", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let stack = restart(stack).await?;
@@ -355,19 +525,121 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
     assert_eq!(body["enabled"], true);
     seen.push(body);
     let (_, body) = admin.get("/admin/integrations").await;
-    let ids: Vec<&str> = body["integrations"].as_array().into_iter().flatten().filter_map(|i| i["id"].as_str()).collect();
-    assert_eq!(ids, ["acme"], "the deleted config-file integration stays deleted");
+    let ids: Vec<&str> = body["integrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["acme"],
+        "the deleted config-file integration stays deleted"
+    );
     seen.push(body);
     // The stored secrets are the ones given: the integration authenticates to Lever (its API key).
-    let acme = stack.host().app.integration("acme").expect("acme is served");
-    assert_eq!(acme.lever.stages().await.map(|s| !s.is_empty()).ok(), Some(true));
+    let acme = stack
+        .host()
+        .app
+        .integration("acme")
+        .expect("acme is served");
+    assert_eq!(
+        acme.lever.stages().await.map(|s| !s.is_empty()).ok(),
+        Some(true)
+    );
     let text = seen.iter().map(|b| b.to_string()).collect::<String>();
     for secret in secrets {
         assert!(!text.contains(secret), "a response echoed {secret}");
     }
-    let (status, _) = admin.call(Method::DELETE, "/admin/integrations/acme", None).await;
+    let (status, _) = admin
+        .call(Method::DELETE, "/admin/integrations/acme", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = admin.get("/admin/integrations/acme").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_mode_deploys_a_dropped_file_and_ignores_a_rejected_one() -> anyhow::Result<()> {
+    let stack = support_admin::stack_with("watch", &["certn"], |c| c.runtime.watch = true).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let dir = stack.config.runtime.connectors_dir.clone();
+    let original = admin.active("certn").await;
+    // A component asking for an unapproved host is refused, set aside; the original keeps serving.
+    std::fs::write(dir.join("greedy.wasm"), fixture("greedy"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("greedy.wasm.rejected").exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        dir.join("greedy.wasm.rejected").exists(),
+        "the rejected file is set aside"
+    );
+    assert!(!dir.join("greedy.wasm").exists());
+    assert_eq!(admin.active("certn").await, original);
+    // A new certn build dropped in is validated and activated.
+    std::fs::write(
+        dir.join("certn-next.wasm"),
+        variant(&plugin("certn"), "next"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut active = original.clone();
+    while active == original && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        active = admin.active("certn").await;
+    }
+    assert_ne!(active, original, "the dropped file was activated");
+    let (_, body) = admin.get("/admin/connectors/certn").await;
+    let versions = body["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the greedy component was not loaded: {body}"
+    );
+    assert!(
+        versions.iter().all(|v| v["manifest"]["version"] != "9.0.0"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_webhooks_by_outcome_invocations_by_version_and_the_queue(
+) -> anyhow::Result<()> {
+    let stack = stack("metrics", &["certn"]).await?;
+    let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
+        .await?;
+    let http = reqwest::Client::new();
+    let bad = http
+        .post(format!("http://{}/hooks/{CERTN}/lever", stack.addr))
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let text = http
+        .get(format!("http://{}/metrics", stack.addr))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let tag = Admin::new(&stack, Some(TOKEN)).active("certn").await;
+    let version = tag.split_once('@').map(|(_, v)| v).unwrap_or_default();
+    for expected in [
+        "switchyard_webhooks_total{source=\"lever\",outcome=\"accepted\"} 1".to_string(),
+        "switchyard_webhooks_total{source=\"lever\",outcome=\"malformed\"} 1".to_string(),
+        format!("switchyard_invocations_total{{connector=\"certn\",version=\"{version}\",call=\"start-screening\",outcome=\"ok\"}} 1"),
+        format!("switchyard_invocation_seconds_count{{connector=\"certn\",version=\"{version}\"}}"),
+        "switchyard_queue_depth".to_string(),
+        "switchyard_dead_letters_total 0".to_string(),
+        "switchyard_event_retries_total".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
     Ok(())
 }

@@ -17,18 +17,27 @@ pub fn root() -> PathBuf {
 
 /// A built connector, e.g. `certn` (plugins/target/wasm32-wasip2/release/certn.wasm).
 pub fn plugin(name: &str) -> Vec<u8> {
-    read(&root().join("plugins/target/wasm32-wasip2/release").join(format!("{name}.wasm")),
-        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml")
+    read(
+        &root()
+            .join("plugins/target/wasm32-wasip2/release")
+            .join(format!("{name}.wasm")),
+        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml",
+    )
 }
 
 /// A built rejection fixture, e.g. `greedy` (plugins/fixtures/target/...).
 pub fn fixture(name: &str) -> Vec<u8> {
-    read(&root().join("plugins/fixtures/target/wasm32-wasip2/release").join(format!("{name}.wasm")),
-        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml")
+    read(
+        &root()
+            .join("plugins/fixtures/target/wasm32-wasip2/release")
+            .join(format!("{name}.wasm")),
+        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml",
+    )
 }
 
 fn read(path: &Path, build: &str) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}; build it first: {build}", path.display()))
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build it first: {build}", path.display()))
 }
 
 /// The same component with a custom section appended: identical behaviour, a different hash,
@@ -76,11 +85,21 @@ pub fn data_dir(test: &str) -> PathBuf {
 
 /// A stack with the admin API on (token [`TOKEN`]) serving `plugins`.
 pub async fn stack(test: &str, plugins: &[&str]) -> anyhow::Result<Stack> {
+    stack_with(test, plugins, |_| {}).await
+}
+
+/// [`stack`], with the host's config adjusted by `adjust` first.
+pub async fn stack_with(
+    test: &str,
+    plugins: &[&str],
+    adjust: impl FnOnce(&mut switchyard::Config),
+) -> anyhow::Result<Stack> {
     let data = data_dir(test);
     let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, plugins);
     let mut stack = Stack::prepare(StackOptions::new(&dir, &data)).await?;
     stack.config.server.admin_token = Some(switchyard::config::Secret::new(TOKEN));
+    adjust(&mut stack.config);
     stack.run().await
 }
 
@@ -111,7 +130,12 @@ impl Admin {
     }
 
     /// Sends a request; returns the status and the JSON body (Null if none).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Body>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -124,7 +148,10 @@ impl Admin {
         let resp = req.send().await.expect("admin request");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -79,7 +79,10 @@ impl App {
     }
 
     /// Creates or replaces an integration: stored first (so it survives a restart), then served.
-    pub fn put_integration(&self, config: IntegrationConfig) -> Result<Arc<Integration>, crate::integrations::SaveError> {
+    pub fn put_integration(
+        &self,
+        config: IntegrationConfig,
+    ) -> Result<Arc<Integration>, crate::integrations::SaveError> {
         let json = crate::integrations::to_storage(&config)?;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
         self.store.put_integration(&config.id, Some(&json))?;
@@ -106,15 +109,21 @@ impl App {
 
     /// The connector version serving `integration` now.
     pub fn connector(&self, integration: &Integration) -> Result<Arc<LoadedConnector>, FlowError> {
-        self.registry.get(&integration.config.connector).ok_or_else(|| FlowError {
-            message: format!("connector `{}` is not loaded", integration.config.connector),
-            retryable: true,
-            connector_version: None,
-        })
+        self.registry
+            .get(&integration.config.connector)
+            .ok_or_else(|| FlowError {
+                message: format!("connector `{}` is not loaded", integration.config.connector),
+                retryable: true,
+                connector_version: None,
+            })
     }
 
     /// The sandbox context for calls to `connector` on behalf of `integration`.
-    pub fn call_context(&self, integration: &Integration, connector: &LoadedConnector) -> Arc<CallContext> {
+    pub fn call_context(
+        &self,
+        integration: &Integration,
+        connector: &LoadedConnector,
+    ) -> Arc<CallContext> {
         Arc::new(CallContext::for_integration(
             &integration.config,
             &connector.manifest.id,
@@ -138,14 +147,22 @@ impl App {
     }
 
     /// The name of Lever stage `stage_id`, from a per-integration cache refreshed on a miss.
-    pub async fn stage_name(&self, integration: &Integration, stage_id: &str) -> Result<Option<String>, FlowError> {
+    pub async fn stage_name(
+        &self,
+        integration: &Integration,
+        stage_id: &str,
+    ) -> Result<Option<String>, FlowError> {
         let id = &integration.config.id;
         let cached = |app: &App| {
             app.stages
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(id)
-                .and_then(|s| s.iter().find(|(sid, _)| sid == stage_id).map(|(_, n)| n.clone()))
+                .and_then(|s| {
+                    s.iter()
+                        .find(|(sid, _)| sid == stage_id)
+                        .map(|(_, n)| n.clone())
+                })
         };
         if let Some(name) = cached(self) {
             return Ok(Some(name));
@@ -159,7 +176,11 @@ impl App {
     }
 
     /// Serializes ATS writes to one opportunity.
-    pub async fn lock_opportunity(&self, integration: &str, opportunity: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    pub async fn lock_opportunity(
+        &self,
+        integration: &str,
+        opportunity: &str,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (integration, opportunity).hash(&mut h);
@@ -170,8 +191,11 @@ impl App {
 /// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
 /// tombstone removes (see [`crate::integrations`]).
 fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<IntegrationConfig>> {
-    let mut all: BTreeMap<String, IntegrationConfig> =
-        config.integrations.iter().map(|c| (c.id.clone(), c.clone())).collect();
+    let mut all: BTreeMap<String, IntegrationConfig> = config
+        .integrations
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect();
     for (id, json) in store.stored_integrations()? {
         match json {
             None => {
@@ -182,7 +206,9 @@ fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<Int
                     all.insert(id, c);
                 }
                 // Never print the row: it holds secrets.
-                Err(e) => tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped"),
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped")
+                }
             },
         }
     }
@@ -215,10 +241,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
 }
 
 /// Opens the store, loads connectors and starts the workers and the server on `listener`.
-pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyhow::Result<RunningHost> {
+pub async fn start_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.storage.path)?;
     let cache = CodeCache::new(crate::deploy::data_dir(&config).join("cache"));
-    let runtime = Runtime::with_cache(config.runtime.timeout_ms, config.runtime.memory_mb, Some(cache))?;
+    let runtime = Runtime::with_cache(
+        config.runtime.timeout_ms,
+        config.runtime.memory_mb,
+        Some(cache),
+    )?;
     let registry = Arc::new(Registry::new(runtime));
     if config.runtime.connectors_dir.exists() {
         registry.load_dir(&config.runtime.connectors_dir).await?;
@@ -247,7 +280,12 @@ pub async fn start_on(config: Config, listener: tokio::net::TcpListener) -> anyh
         stages: Mutex::new(HashMap::new()),
         stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
     });
-    for integration in app.integrations.read().unwrap_or_else(|e| e.into_inner()).values() {
+    for integration in app
+        .integrations
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+    {
         tracing::info!(integration = %integration.config.id,
             webhook_url = %app.lever_webhook_url(&integration.config.id),
             vendor_callback_url = %app.callback_url(&integration.config.id),

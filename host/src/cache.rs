@@ -37,7 +37,11 @@ impl CodeCache {
 
     /// The cached code for `bytes` if a verified entry exists, else compiles and stores it.
     /// Failing to write the cache only costs the next restart a compile, so it is logged, not fatal.
-    pub fn get_or_compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, Origin)> {
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, Origin)> {
         let path = self.entry(engine, bytes);
         if let Some(component) = self.read(engine, &path) {
             return Ok((component, Origin::Cache));
@@ -61,7 +65,8 @@ impl CodeCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         let component = hex::encode(Sha256::digest(bytes));
-        self.dir.join(format!("{component}-{:016x}.cwasm", h.finish()))
+        self.dir
+            .join(format!("{component}-{:016x}.cwasm", h.finish()))
     }
 
     /// A verified entry, or None (missing, unreadable, digest mismatch, or rejected by wasmtime).

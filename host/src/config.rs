@@ -331,7 +331,10 @@ impl IntegrationConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.id.is_empty()
             || self.id.len() > 64
-            || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Err("id must be 1-64 characters of [A-Za-z0-9_-]".into());
         }
@@ -340,7 +343,9 @@ impl IntegrationConfig {
         }
         let defaults = self.packages.iter().filter(|p| p.default).count();
         if !self.packages.is_empty() && defaults != 1 {
-            return Err(format!("exactly one package must be the default, found {defaults}"));
+            return Err(format!(
+                "exactly one package must be the default, found {defaults}"
+            ));
         }
         Ok(())
     }

@@ -225,7 +225,13 @@ impl LoadedConnector {
     }
 
     /// Counts a finished call in the metrics, labelled with this version.
-    fn observe<T>(&self, runtime: &Runtime, call: &str, started: Instant, result: &Result<T, CallError>) {
+    fn observe<T>(
+        &self,
+        runtime: &Runtime,
+        call: &str,
+        started: Instant,
+        result: &Result<T, CallError>,
+    ) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(CallError::Invoke(InvokeError::Trap(_))) => "trap",
@@ -236,10 +242,18 @@ impl LoadedConnector {
             Err(CallError::Config(_)) => "config",
             Err(CallError::Rejected(_)) => "rejected",
         };
-        let version = format!("{}#{}", self.manifest.version, &self.hash[..12.min(self.hash.len())]);
-        runtime
-            .metrics()
-            .invocation(&self.manifest.id, &version, call, outcome, started.elapsed());
+        let version = format!(
+            "{}#{}",
+            self.manifest.version,
+            &self.hash[..12.min(self.hash.len())]
+        );
+        runtime.metrics().invocation(
+            &self.manifest.id,
+            &version,
+            call,
+            outcome,
+            started.elapsed(),
+        );
     }
 
     /// `id@version#hash12`: recorded on every event this version processed.

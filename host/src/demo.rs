@@ -12,8 +12,8 @@ use switchyard_sim::certn::{CertnOptions, CertnSim};
 use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 
 use crate::config::{
-    AtsConfig, Config, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret, ServerConfig,
-    StorageConfig, WorkerConfig,
+    AtsConfig, Config, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig, Secret,
+    ServerConfig, StorageConfig, WorkerConfig,
 };
 use crate::RunningHost;
 
@@ -89,7 +89,8 @@ impl Stack {
         let lever_host = host_of(&lever.api_base());
         let mut integrations = Vec::new();
         let add = |id: &str, connector: &str, trigger: &str, secrets: BTreeMap<String, Secret>| {
-            let token = lever.register_webhook("candidateStageChange", &format!("{base}/hooks/{id}/lever"));
+            let token =
+                lever.register_webhook("candidateStageChange", &format!("{base}/hooks/{id}/lever"));
             if lever.stage_id(trigger).is_none() {
                 lever.add_stage(trigger);
             }
@@ -104,7 +105,10 @@ impl Stack {
                     trigger_stage: Some(trigger.into()),
                 }),
                 allowed_hosts: Some(vec![host_of(&certn.api_base()), lever_host.clone()]),
-                settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(certn.api_base()))]),
+                settings: BTreeMap::from([(
+                    "api-base".to_string(),
+                    toml::Value::String(certn.api_base()),
+                )]),
                 secrets,
                 packages: package_configs(&opts.certn.packages),
             }
@@ -115,7 +119,10 @@ impl Stack {
             TRIGGER,
             BTreeMap::from([
                 ("api-key".to_string(), Secret::new(certn.api_key())),
-                ("webhook-secret".to_string(), Secret::new(certn.webhook_secret())),
+                (
+                    "webhook-secret".to_string(),
+                    Secret::new(certn.webhook_secret()),
+                ),
             ]),
         ));
         for (id, connector, trigger) in &opts.extra {
@@ -156,7 +163,13 @@ impl Stack {
     }
 
     /// Adds a candidate (optionally on a posting) and returns the opportunity id.
-    pub fn candidate(&self, name: &str, email: Option<&str>, tags: &[&str], posting: Option<&str>) -> String {
+    pub fn candidate(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        tags: &[&str],
+        posting: Option<&str>,
+    ) -> String {
         self.lever.add_opportunity(NewOpportunity {
             name: name.into(),
             emails: email.map(|e| vec![e.to_string()]).unwrap_or_default(),
@@ -181,7 +194,10 @@ impl Stack {
     ) -> anyhow::Result<Opportunity> {
         let deadline = Instant::now() + within;
         loop {
-            let opp = self.lever.opportunity(opportunity).context("no such opportunity")?;
+            let opp = self
+                .lever
+                .opportunity(opportunity)
+                .context("no such opportunity")?;
             if done(&opp) {
                 return Ok(opp);
             }
@@ -200,7 +216,10 @@ fn package_configs(names: &[String]) -> Vec<PackageConfig> {
         .map(|(i, name)| PackageConfig {
             name: name.clone(),
             default: i == 0,
-            params: BTreeMap::from([("checks".to_string(), "criminal_record_check,identity_verification".to_string())]),
+            params: BTreeMap::from([(
+                "checks".to_string(),
+                "criminal_record_check,identity_verification".to_string(),
+            )]),
         })
         .collect()
 }
@@ -226,13 +245,24 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     opts.certn.step_delay = Some(Duration::from_millis(600));
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
-    let connector = app.registry.get("certn").context("the certn connector did not load")?;
+    let connector = app
+        .registry
+        .get("certn")
+        .context("the certn connector did not load")?;
 
     println!("switchyard demo — everything below runs on loopback\n");
     println!("  Lever simulator   {}", stack.lever.api_base());
     println!("  Certn simulator   {}", stack.certn.api_base());
-    println!("  switchyard        http://{}  (store: {})", stack.addr, stack.config.storage.path.display());
-    println!("  connector loaded  {} ({})", connector.version_tag(), connector.manifest.display_name);
+    println!(
+        "  switchyard        http://{}  (store: {})",
+        stack.addr,
+        stack.config.storage.path.display()
+    );
+    println!(
+        "  connector loaded  {} ({})",
+        connector.version_tag(),
+        connector.manifest.display_name
+    );
     println!("  Lever webhook URL {}", app.lever_webhook_url(CERTN));
     println!("  Certn webhook URL {}\n", app.callback_url(CERTN));
 
@@ -244,7 +274,9 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         }
     });
 
-    let posting = stack.lever.add_posting("Senior Rust Engineer", &["Engineering"]);
+    let posting = stack
+        .lever
+        .add_posting("Senior Rust Engineer", &["Engineering"]);
     let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
     println!("▶ Ada Lovelace (ada@example.com) moved to \"{TRIGGER}\"");
     stack.move_to(&ada, TRIGGER).await?;
@@ -272,7 +304,10 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         println!("    tags:  {:?}", opp.tags);
         println!("    links: {:?}", opp.links);
     }
-    println!("\nCertn invitations sent: {}", stack.certn.applications().len());
+    println!(
+        "\nCertn invitations sent: {}",
+        stack.certn.applications().len()
+    );
     if let Some(host) = stack.host {
         host.shutdown().await;
     }

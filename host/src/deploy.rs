@@ -88,7 +88,11 @@ pub async fn upload(
         .filter(|h| !approved.iter().any(|a| a.eq_ignore_ascii_case(h)))
         .collect();
     if !unapproved.is_empty() {
-        let list = unapproved.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ");
+        let list = unapproved
+            .iter()
+            .map(|h| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(DeployError::UnapprovedHosts(list));
     }
     if source.starts_with("upload") {
@@ -113,7 +117,12 @@ pub async fn upload(
 }
 
 /// Makes a loaded version serve, and remembers that.
-pub fn activate(registry: &Registry, store: &Store, id: &str, hash: &str) -> Result<Arc<LoadedConnector>, DeployError> {
+pub fn activate(
+    registry: &Registry,
+    store: &Store,
+    id: &str,
+    hash: &str,
+) -> Result<Arc<LoadedConnector>, DeployError> {
     let (next, old) = registry.activate(id, hash)?;
     remember(registry, store, id, &next)?;
     tracing::info!(connector = %next.version_tag(), replaced = ?old.map(|o| o.version_tag()), "connector version activated");
@@ -121,7 +130,11 @@ pub fn activate(registry: &Registry, store: &Store, id: &str, hash: &str) -> Res
 }
 
 /// Serves the previous version again, and remembers that.
-pub fn rollback(registry: &Registry, store: &Store, id: &str) -> Result<Arc<LoadedConnector>, DeployError> {
+pub fn rollback(
+    registry: &Registry,
+    store: &Store,
+    id: &str,
+) -> Result<Arc<LoadedConnector>, DeployError> {
     let (next, old) = registry.rollback(id)?;
     remember(registry, store, id, &next)?;
     tracing::info!(connector = %next.version_tag(), replaced = ?old.map(|o| o.version_tag()), "connector rolled back");
@@ -129,7 +142,13 @@ pub fn rollback(registry: &Registry, store: &Store, id: &str) -> Result<Arc<Load
 }
 
 /// Forgets a version that is not serving, and deletes its uploaded bytes.
-pub fn remove(registry: &Registry, store: &Store, config: &Config, id: &str, hash: &str) -> Result<Arc<LoadedConnector>, DeployError> {
+pub fn remove(
+    registry: &Registry,
+    store: &Store,
+    config: &Config,
+    id: &str,
+    hash: &str,
+) -> Result<Arc<LoadedConnector>, DeployError> {
     let removed = registry.remove(id, hash)?;
     if let Some(serving) = registry.get(id) {
         remember(registry, store, id, &serving)?;
@@ -142,7 +161,12 @@ pub fn remove(registry: &Registry, store: &Store, config: &Config, id: &str, has
     Ok(removed)
 }
 
-fn remember(registry: &Registry, store: &Store, id: &str, active: &LoadedConnector) -> Result<(), DeployError> {
+fn remember(
+    registry: &Registry,
+    store: &Store,
+    id: &str,
+    active: &LoadedConnector,
+) -> Result<(), DeployError> {
     let previous = registry.versions(id).and_then(|vs| {
         vs.into_iter()
             .find(|v| v.status == crate::registry::VersionStatus::Previous)
@@ -175,8 +199,12 @@ pub async fn restore(registry: &Registry, store: &Store, config: &Config) {
     };
     for d in deployments {
         match registry.activate(&d.connector, &d.active_hash) {
-            Ok((v, _)) => tracing::info!(connector = %v.version_tag(), "restored active connector version"),
-            Err(e) => tracing::warn!(connector = %d.connector, error = %e, "cannot restore the active version"),
+            Ok((v, _)) => {
+                tracing::info!(connector = %v.version_tag(), "restored active connector version")
+            }
+            Err(e) => {
+                tracing::warn!(connector = %d.connector, error = %e, "cannot restore the active version")
+            }
         }
         if let Some(previous) = &d.previous_hash {
             registry.set_previous(&d.connector, previous);
@@ -187,13 +215,18 @@ pub async fn restore(registry: &Registry, store: &Store, config: &Config) {
 async fn load_kept(registry: &Registry, path: &Path) {
     let source = format!("upload:{}", path.display());
     let result = match std::fs::read(path) {
-        Ok(bytes) => registry.load(bytes, &source).await.map_err(|e| e.to_string()),
+        Ok(bytes) => registry
+            .load(bytes, &source)
+            .await
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     match result {
         Ok(loaded) => {
             registry.add(loaded);
         }
-        Err(e) => tracing::error!(file = %path.display(), error = %e, "kept connector upload not loaded"),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "kept connector upload not loaded")
+        }
     }
 }

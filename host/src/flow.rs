@@ -100,7 +100,10 @@ pub struct VendorStatus {
 /// Processes one claimed event.
 pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError> {
     let Some(integration) = app.integration(&event.integration) else {
-        return Err(FlowError::fatal(format!("integration `{}` no longer exists", event.integration)));
+        return Err(FlowError::fatal(format!(
+            "integration `{}` no longer exists",
+            event.integration
+        )));
     };
     if !integration.config.enabled {
         return Ok(Outcome::Skipped("integration is disabled".into()));
@@ -112,7 +115,11 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
     }
 }
 
-async fn stage_change(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn stage_change(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let hook: Webhook = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored webhook is unreadable: {e}")))?;
     let change: StageChange = serde_json::from_value(hook.data.clone())
@@ -137,7 +144,10 @@ async fn stage_change(app: &Arc<App>, integration: &Integration, event: &Event) 
         )));
     }
 
-    let opp = integration.lever.opportunity(&change.opportunity_id).await?;
+    let opp = integration
+        .lever
+        .opportunity(&change.opportunity_id)
+        .await?;
     let mut posting_tags = Vec::new();
     for posting in &opp.posting_ids {
         for tag in integration.lever.posting_tags(posting).await? {
@@ -170,22 +180,44 @@ async fn stage_change(app: &Arc<App>, integration: &Integration, event: &Event) 
         .order_ref
         .clone()
         .unwrap_or_else(|| format!("local:{}", event.id));
-    record_status(app, integration, &connector, &order_ref, &opp.id, &started.status)?;
-    reconcile(app, integration, &connector, &opp.id).await.map_err(|e| e.by(&version))?;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        &opp.id,
+        &started.status,
+    )?;
+    reconcile(app, integration, &connector, &opp.id)
+        .await
+        .map_err(|e| e.by(&version))?;
     Ok(Outcome::Done(Some(version)))
 }
 
-async fn vendor_status(app: &Arc<App>, integration: &Integration, event: &Event) -> Result<Outcome, FlowError> {
+async fn vendor_status(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
     let payload: VendorStatus = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored status update is unreadable: {e}")))?;
     let connector = app.connector(integration)?;
     let update = &payload.update;
     let Some(order) = app.store.order(&integration.config.id, &update.order_ref)? else {
         // The callback can overtake the start event that records the order: wait for it.
-        return Err(FlowError::retry(format!("order {} is not known yet", update.order_ref))
-            .by(&payload.connector_version));
+        return Err(
+            FlowError::retry(format!("order {} is not known yet", update.order_ref))
+                .by(&payload.connector_version),
+        );
     };
-    record_status(app, integration, &connector, &order.order_ref, &order.opportunity_id, &update.status)?;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order.order_ref,
+        &order.opportunity_id,
+        &update.status,
+    )?;
     reconcile(app, integration, &connector, &order.opportunity_id)
         .await
         .map_err(|e| e.by(&payload.connector_version))?;
@@ -243,7 +275,9 @@ async fn reconcile(
     connector: &LoadedConnector,
     opportunity_id: &str,
 ) -> Result<(), FlowError> {
-    let _guard = app.lock_opportunity(&integration.config.id, opportunity_id).await;
+    let _guard = app
+        .lock_opportunity(&integration.config.id, opportunity_id)
+        .await;
     lever::sync::reconcile(
         &integration.lever,
         &app.store,

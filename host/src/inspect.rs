@@ -45,13 +45,15 @@ pub struct Report {
 }
 
 async fn runtime() -> Result<Registry, InspectError> {
-    let runtime: Arc<Runtime> = Runtime::new(10_000, 256).map_err(|e| InspectError::Runtime(e.to_string()))?;
+    let runtime: Arc<Runtime> =
+        Runtime::new(10_000, 256).map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }
 
 /// Describes `path`, whether or not it would be accepted.
 pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
-    let bytes = std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
     let registry = runtime().await?;
     let surface = Component::new(registry.runtime().engine(), &bytes)
         .ok()
@@ -61,8 +63,14 @@ pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
         sha256: hex::encode(Sha256::digest(&bytes)),
         bytes: bytes.len(),
         contract_version: None,
-        imports: surface.as_ref().map(|s| s.imports.clone()).unwrap_or_default(),
-        exports: surface.as_ref().map(|s| s.exports.clone()).unwrap_or_default(),
+        imports: surface
+            .as_ref()
+            .map(|s| s.imports.clone())
+            .unwrap_or_default(),
+        exports: surface
+            .as_ref()
+            .map(|s| s.exports.clone())
+            .unwrap_or_default(),
         manifest: None,
         problem: None,
     };
@@ -79,8 +87,13 @@ pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
 /// Runs the upload checks on `path`: a component of a compatible contract whose manifest works,
 /// naming `connector` when given and asking only for `approved` hosts when any are given.
 /// Returns the version tag (`id@version#hash12`).
-pub async fn validate(path: &Path, connector: Option<&str>, approved: &[String]) -> Result<String, InspectError> {
-    let bytes = std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
+pub async fn validate(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+) -> Result<String, InspectError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
     let registry = runtime().await?;
     let loaded = registry.load(bytes, &path.display().to_string()).await?;
     if let Some(expected) = connector.filter(|c| *c != loaded.manifest.id) {

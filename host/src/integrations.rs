@@ -59,9 +59,15 @@ impl IntegrationInput {
     pub fn create(self) -> Result<IntegrationConfig, InvalidIntegration> {
         let bad = |m: &str| InvalidIntegration(m.to_string());
         let id = self.id.clone().ok_or_else(|| bad("`id` is required"))?;
-        let connector = self.connector.clone().ok_or_else(|| bad("`connector` is required"))?;
+        let connector = self
+            .connector
+            .clone()
+            .ok_or_else(|| bad("`connector` is required"))?;
         let ats = self.ats.as_ref().ok_or_else(|| bad("`ats` is required"))?;
-        let api_key = ats.api_key.clone().ok_or_else(|| bad("`ats.api_key` is required"))?;
+        let api_key = ats
+            .api_key
+            .clone()
+            .ok_or_else(|| bad("`ats.api_key` is required"))?;
         let token = ats
             .signature_token
             .clone()
@@ -85,10 +91,15 @@ impl IntegrationInput {
     }
 
     /// `current` with this update applied. The id cannot change.
-    pub fn apply(self, current: IntegrationConfig) -> Result<IntegrationConfig, InvalidIntegration> {
+    pub fn apply(
+        self,
+        current: IntegrationConfig,
+    ) -> Result<IntegrationConfig, InvalidIntegration> {
         let mut next = current;
         if let Some(id) = self.id.filter(|id| *id != next.id) {
-            return Err(InvalidIntegration(format!("the id cannot change (body says `{id}`)")));
+            return Err(InvalidIntegration(format!(
+                "the id cannot change (body says `{id}`)"
+            )));
         }
         if let Some(c) = self.connector {
             next.connector = c;
@@ -123,7 +134,11 @@ impl IntegrationInput {
                 .map(|(k, v)| {
                     toml::Value::try_from(&v)
                         .map(|t| (k.clone(), t))
-                        .map_err(|_| InvalidIntegration(format!("setting `{k}` must be a string, number, bool or list")))
+                        .map_err(|_| {
+                            InvalidIntegration(format!(
+                                "setting `{k}` must be a string, number, bool or list"
+                            ))
+                        })
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -142,7 +157,10 @@ impl IntegrationInput {
 }
 
 /// Checks an integration against its connector's manifest: every required field present.
-pub fn check_against(config: &IntegrationConfig, manifest: &Manifest) -> Result<(), InvalidIntegration> {
+pub fn check_against(
+    config: &IntegrationConfig,
+    manifest: &Manifest,
+) -> Result<(), InvalidIntegration> {
     let missing: Vec<&str> = manifest
         .config_fields
         .iter()
@@ -270,7 +288,11 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
         },
         allowed_hosts: &c.allowed_hosts,
         settings: &c.settings,
-        secrets: c.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect(),
+        secrets: c
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect(),
         packages: &c.packages,
     })
 }

@@ -6,7 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Runs screening-vendor connectors (WebAssembly components) behind ATS webhooks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,13 +58,17 @@ enum ConnectorCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        match cli.command {
-            Command::Demo { .. } | Command::Connector { .. } => "error".into(),
-            _ => "info".into(),
-        }
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            match cli.command {
+                Command::Demo { .. } | Command::Connector { .. } => "error".into(),
+                _ => "info".into(),
+            }
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {
@@ -78,7 +86,8 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             connector,
             approved_hosts,
         } => {
-            match switchyard::inspect::validate(&file, connector.as_deref(), &approved_hosts).await {
+            match switchyard::inspect::validate(&file, connector.as_deref(), &approved_hosts).await
+            {
                 Ok(tag) => println!("ok: {tag}"),
                 Err(e) => {
                     // The reason is the whole answer: no backtrace, no error chain.
@@ -98,7 +107,9 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
 async fn serve(path: PathBuf, watch: bool) -> anyhow::Result<()> {
     let mut config = switchyard::Config::load(&path)?;
     config.runtime.watch |= watch;
-    let host = switchyard::start(config).await.context("starting the host")?;
+    let host = switchyard::start(config)
+        .await
+        .context("starting the host")?;
     tracing::info!(addr = %host.addr, "switchyard listening");
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutting down");

@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -47,15 +49,34 @@ impl Metrics {
 
     /// A webhook from `source` (`lever`, `vendor`) was accepted, or rejected for `outcome`.
     pub fn webhook(&self, source: &str, outcome: &str) {
-        self.with(|s| *s.webhooks.entry((source.into(), outcome.into())).or_default() += 1);
+        self.with(|s| {
+            *s.webhooks
+                .entry((source.into(), outcome.into()))
+                .or_default() += 1
+        });
     }
 
     /// One connector call finished.
-    pub fn invocation(&self, connector: &str, version: &str, call: &str, outcome: &str, took: Duration) {
+    pub fn invocation(
+        &self,
+        connector: &str,
+        version: &str,
+        call: &str,
+        outcome: &str,
+        took: Duration,
+    ) {
         self.with(|s| {
-            let key = (connector.to_string(), version.to_string(), call.to_string(), outcome.to_string());
+            let key = (
+                connector.to_string(),
+                version.to_string(),
+                call.to_string(),
+                outcome.to_string(),
+            );
             *s.invocations.entry(key).or_default() += 1;
-            let h = s.latency.entry((connector.into(), version.into())).or_default();
+            let h = s
+                .latency
+                .entry((connector.into(), version.into()))
+                .or_default();
             let secs = took.as_secs_f64();
             for (i, bound) in BUCKETS.iter().enumerate() {
                 if secs <= *bound {
@@ -124,7 +145,9 @@ impl Metrics {
 
 /// Escapes a label value.
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -136,10 +159,17 @@ mod tests {
         let m = Metrics::default();
         m.webhook("lever", "accepted");
         m.webhook("lever", "bad_signature");
-        m.invocation("certn", "0.1.0#abc", "start-screening", "ok", Duration::from_millis(3));
+        m.invocation(
+            "certn",
+            "0.1.0#abc",
+            "start-screening",
+            "ok",
+            Duration::from_millis(3),
+        );
         m.retry();
         let text = m.render(Some(2));
-        assert!(text.contains("switchyard_webhooks_total{source=\"lever\",outcome=\"bad_signature\"} 1"));
+        assert!(text
+            .contains("switchyard_webhooks_total{source=\"lever\",outcome=\"bad_signature\"} 1"));
         assert!(text.contains("le=\"0.0025\"} 0"));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("switchyard_event_retries_total 1"));

@@ -25,7 +25,9 @@ use crate::runtime::{LoadError, Runtime};
 pub enum RegistryError {
     #[error("no connector `{0}` is loaded")]
     UnknownConnector(String),
-    #[error("connector `{0}` has no version matching `{1}` (give its hash or a 12+ character prefix)")]
+    #[error(
+        "connector `{0}` has no version matching `{1}` (give its hash or a 12+ character prefix)"
+    )]
     UnknownVersion(String, String),
     #[error("connector `{0}` has no previous version to roll back to")]
     NoPrevious(String),
@@ -181,7 +183,10 @@ impl Registry {
             let family = families
                 .get(id)
                 .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
-            family.previous.clone().ok_or_else(|| RegistryError::NoPrevious(id.into()))?
+            family
+                .previous
+                .clone()
+                .ok_or_else(|| RegistryError::NoPrevious(id.into()))?
         };
         self.activate(id, &previous)
     }
@@ -207,7 +212,9 @@ impl Registry {
     pub fn set_previous(&self, id: &str, hash: &str) {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(family) = families.get_mut(id) {
-            if family.versions.iter().any(|v| v.hash == hash) && family.active.as_deref() != Some(hash) {
+            if family.versions.iter().any(|v| v.hash == hash)
+                && family.active.as_deref() != Some(hash)
+            {
                 family.previous = Some(hash.to_string());
             }
         }
@@ -217,7 +224,9 @@ impl Registry {
     pub fn install(&self, loaded: LoadedConnector) -> Option<Arc<LoadedConnector>> {
         let id = loaded.manifest.id.clone();
         let (added, _) = self.add(loaded);
-        self.activate(&id, &added.hash).ok().and_then(|(_, old)| old)
+        self.activate(&id, &added.hash)
+            .ok()
+            .and_then(|(_, old)| old)
     }
 
     /// The version serving connector `id` right now.
@@ -266,7 +275,10 @@ impl Registry {
 
     /// Loads and activates every `*.wasm` in `dir` (in name order). A file that fails to load is
     /// reported and skipped so one bad connector cannot keep the others from serving.
-    pub async fn load_dir(&self, dir: &Path) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
+    pub async fn load_dir(
+        &self,
+        dir: &Path,
+    ) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
         let mut outcomes = Vec::new();
         for path in wasm_files(dir)? {
             let name = path.display().to_string();

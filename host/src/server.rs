@@ -47,7 +47,11 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Serves `router` on `listener` until `stop` turns true.
-pub fn spawn(app: Arc<App>, listener: tokio::net::TcpListener, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             while !*stop.borrow() {
@@ -68,7 +72,10 @@ pub fn spawn(app: Arc<App>, listener: tokio::net::TcpListener, mut stop: watch::
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let depth = app.store.queue_depth().ok();
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         app.registry.runtime().metrics().render(depth),
     )
         .into_response()
@@ -96,7 +103,10 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
         error(status, reason)
     };
     if !integration.config.enabled {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "integration is disabled".into());
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "integration is disabled".into(),
+        );
     }
     let key = integration.lever_config().signature_token.expose();
     let verified = webhook::verify(&body, key, app.config.server.webhook_max_age_secs, now_ms());
@@ -112,7 +122,10 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
     // The body parsed as JSON, so it is UTF-8.
     let payload = String::from_utf8_lossy(&body);
     let dedupe = format!("lever:{}", hook.token);
-    match app.store.enqueue(&id, LEVER_STAGE_CHANGE, &dedupe, &payload) {
+    match app
+        .store
+        .enqueue(&id, LEVER_STAGE_CHANGE, &dedupe, &payload)
+    {
         Ok(Enqueued::New(event_id)) => {
             metrics.webhook("lever", "accepted");
             app.wake.notify_one();
@@ -120,21 +133,34 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
                 integration: id.clone(),
                 source: "lever".into(),
                 event_id,
-                summary: format!("candidateStageChange opportunity {} → stage {}", change.opportunity_id, change.to_stage_id),
+                summary: format!(
+                    "candidateStageChange opportunity {} → stage {}",
+                    change.opportunity_id, change.to_stage_id
+                ),
             });
             Json(json!({ "status": "accepted", "event": event_id })).into_response()
         }
-        Ok(Enqueued::Duplicate { id: event_id, same_payload: true }) => {
+        Ok(Enqueued::Duplicate {
+            id: event_id,
+            same_payload: true,
+        }) => {
             metrics.webhook("lever", "duplicate");
             Json(json!({ "status": "duplicate", "event": event_id })).into_response()
         }
-        Ok(Enqueued::Duplicate { same_payload: false, .. }) => {
-            reject(StatusCode::CONFLICT, "token already used by another delivery (replay)".into())
-        }
+        Ok(Enqueued::Duplicate {
+            same_payload: false,
+            ..
+        }) => reject(
+            StatusCode::CONFLICT,
+            "token already used by another delivery (replay)".into(),
+        ),
         Err(e) => {
             metrics.webhook("lever", "storage_unavailable");
             tracing::error!(error = %e, "cannot store webhook");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
         }
     }
 }
@@ -181,14 +207,22 @@ async fn vendor_hook(
         query: uri.query().unwrap_or("").to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
         ..RawHttp::default()
     };
     let ctx = app.call_context(&integration, &connector);
     let version = connector.version_tag();
-    let (response, updates) = match connector.handle_callback(app.registry.runtime(), ctx, request).await {
+    let (response, updates) = match connector
+        .handle_callback(app.registry.runtime(), ctx, request)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             // The vendor retries on 5xx; the failure is logged with its reason.
@@ -199,11 +233,18 @@ async fn vendor_hook(
                 updates: 0,
             });
             metrics.webhook("vendor", "connector_failed");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("connector failed: {e}"));
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("connector failed: {e}"),
+            );
         }
     };
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let applied = if status.is_success() { updates.len() } else { 0 };
+    let applied = if status.is_success() {
+        updates.len()
+    } else {
+        0
+    };
     for update in updates.into_iter().take(applied) {
         // Identical updates (a redelivered callback) share a dedupe key and are queued once.
         let payload = VendorStatus {
@@ -213,14 +254,23 @@ async fn vendor_hook(
         let key_source = serde_json::to_string(&payload.update).unwrap_or_default();
         let dedupe = format!(
             "status:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key_source.as_bytes()))
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                key_source.as_bytes()
+            ))
         );
         let stored = serde_json::to_string(&payload)
             .map_err(|e| e.to_string())
-            .and_then(|p| app.store.enqueue(&id, VENDOR_STATUS, &dedupe, &p).map_err(|e| e.to_string()));
+            .and_then(|p| {
+                app.store
+                    .enqueue(&id, VENDOR_STATUS, &dedupe, &p)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = stored {
             tracing::error!(error = %e, "cannot store status update");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            );
         }
     }
     if applied > 0 {
@@ -231,7 +281,11 @@ async fn vendor_hook(
         status: status.as_u16(),
         updates: applied,
     });
-    let outcome = if status.is_success() { "accepted".to_string() } else { format!("connector_{}", status.as_u16()) };
+    let outcome = if status.is_success() {
+        "accepted".to_string()
+    } else {
+        format!("connector_{}", status.as_u16())
+    };
     metrics.webhook("vendor", &outcome);
     let mut out = (status, response.body).into_response();
     for (name, value) in response.headers {

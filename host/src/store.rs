@@ -458,7 +458,13 @@ impl Store {
     }
 
     /// Records a note to write for an order (idempotent).
-    pub fn add_note(&self, integration: &str, order_ref: &str, text: &str, secret: bool) -> Result<()> {
+    pub fn add_note(
+        &self,
+        integration: &str,
+        order_ref: &str,
+        text: &str,
+        secret: bool,
+    ) -> Result<()> {
         self.conn().execute(
             "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT DO NOTHING",
@@ -468,7 +474,11 @@ impl Store {
     }
 
     /// Notes of an opportunity's orders not yet confirmed written.
-    pub fn unwritten_notes(&self, integration: &str, opportunity_id: &str) -> Result<Vec<PendingNote>> {
+    pub fn unwritten_notes(
+        &self,
+        integration: &str,
+        opportunity_id: &str,
+    ) -> Result<Vec<PendingNote>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT n.order_ref, n.text, n.secret FROM notes n
@@ -541,14 +551,23 @@ mod tests {
     #[test]
     fn duplicate_keys_are_not_queued_twice_and_replays_are_told_apart() {
         let (s, _dir) = temp_store();
-        assert!(matches!(s.enqueue("i", "k", "tok", "{}").unwrap(), Enqueued::New(_)));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{}").unwrap(),
-            Enqueued::Duplicate { same_payload: true, .. }
+            Enqueued::New(_)
+        ));
+        assert!(matches!(
+            s.enqueue("i", "k", "tok", "{}").unwrap(),
+            Enqueued::Duplicate {
+                same_payload: true,
+                ..
+            }
         ));
         assert!(matches!(
             s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
-            Enqueued::Duplicate { same_payload: false, .. }
+            Enqueued::Duplicate {
+                same_payload: false,
+                ..
+            }
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
     }
@@ -581,9 +600,16 @@ mod tests {
             verdict: None,
         };
         s.upsert_order(&order).unwrap();
-        assert!(s.advance_order("i", "o1", "partial", "Part", Some("u"), None, None).unwrap());
-        assert!(!s.advance_order("i", "o1", "analyzing", "A", None, None, None).unwrap());
+        assert!(s
+            .advance_order("i", "o1", "partial", "Part", Some("u"), None, None)
+            .unwrap());
+        assert!(!s
+            .advance_order("i", "o1", "analyzing", "A", None, None, None)
+            .unwrap());
         let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!((o.state.as_str(), o.report_url.as_deref()), ("partial", Some("u")));
+        assert_eq!(
+            (o.state.as_str(), o.report_url.as_deref()),
+            ("partial", Some("u"))
+        );
     }
 }

@@ -40,7 +40,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT id, config FROM integrations ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// Stores an integration's storage JSON (None: a tombstone).
@@ -56,7 +57,8 @@ impl Store {
     /// Every remembered deployment.
     pub fn deployments(&self) -> Result<Vec<Deployment>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT connector, active_hash, previous_hash FROM deployments")?;
+        let mut stmt =
+            conn.prepare("SELECT connector, active_hash, previous_hash FROM deployments")?;
         let rows = stmt.query_map([], |r| {
             Ok(Deployment {
                 connector: r.get(0)?,
@@ -64,7 +66,8 @@ impl Store {
                 previous_hash: r.get(2)?,
             })
         })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Into::into)
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
     }
 
     /// Remembers which version of `connector` serves and which one preceded it.

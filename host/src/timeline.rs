@@ -8,40 +8,107 @@ use tokio::sync::broadcast;
 /// One step of the flow.
 #[derive(Debug, Clone)]
 pub enum TimelineEvent {
-    WebhookAccepted { integration: String, source: String, event_id: i64, summary: String },
-    WebhookRejected { integration: String, source: String, status: u16, reason: String },
-    ConnectorInvoked { integration: String, connector: String, call: String },
-    VendorCall { integration: String, request: String, outcome: String },
-    ConnectorLog { integration: String, message: String },
-    CallbackHandled { integration: String, status: u16, updates: usize },
-    StatusRecorded { integration: String, order_ref: String, label: String },
-    AtsWrite { integration: String, opportunity: String, action: String },
-    EventFinished { integration: String, event_id: i64, outcome: String },
+    WebhookAccepted {
+        integration: String,
+        source: String,
+        event_id: i64,
+        summary: String,
+    },
+    WebhookRejected {
+        integration: String,
+        source: String,
+        status: u16,
+        reason: String,
+    },
+    ConnectorInvoked {
+        integration: String,
+        connector: String,
+        call: String,
+    },
+    VendorCall {
+        integration: String,
+        request: String,
+        outcome: String,
+    },
+    ConnectorLog {
+        integration: String,
+        message: String,
+    },
+    CallbackHandled {
+        integration: String,
+        status: u16,
+        updates: usize,
+    },
+    StatusRecorded {
+        integration: String,
+        order_ref: String,
+        label: String,
+    },
+    AtsWrite {
+        integration: String,
+        opportunity: String,
+        action: String,
+    },
+    EventFinished {
+        integration: String,
+        event_id: i64,
+        outcome: String,
+    },
 }
 
 impl fmt::Display for TimelineEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use TimelineEvent::*;
         match self {
-            WebhookAccepted { source, event_id, summary, .. } => {
-                write!(f, "webhook accepted   [{source}] event #{event_id}: {summary}")
+            WebhookAccepted {
+                source,
+                event_id,
+                summary,
+                ..
+            } => {
+                write!(
+                    f,
+                    "webhook accepted   [{source}] event #{event_id}: {summary}"
+                )
             }
-            WebhookRejected { source, status, reason, .. } => {
+            WebhookRejected {
+                source,
+                status,
+                reason,
+                ..
+            } => {
                 write!(f, "webhook rejected   [{source}] {status}: {reason}")
             }
-            ConnectorInvoked { connector, call, .. } => {
+            ConnectorInvoked {
+                connector, call, ..
+            } => {
                 write!(f, "connector invoked  {connector}.{call}")
             }
-            VendorCall { request, outcome, .. } => write!(f, "vendor call        {request} -> {outcome}"),
+            VendorCall {
+                request, outcome, ..
+            } => write!(f, "vendor call        {request} -> {outcome}"),
             ConnectorLog { message, .. } => write!(f, "connector says     {message}"),
-            CallbackHandled { status, updates, .. } => {
-                write!(f, "vendor callback    answered {status}, {updates} status update(s)")
+            CallbackHandled {
+                status, updates, ..
+            } => {
+                write!(
+                    f,
+                    "vendor callback    answered {status}, {updates} status update(s)"
+                )
             }
-            StatusRecorded { order_ref, label, .. } => {
+            StatusRecorded {
+                order_ref, label, ..
+            } => {
                 write!(f, "status recorded    order {order_ref}: {label}")
             }
-            AtsWrite { opportunity, action, .. } => write!(f, "ATS write          {opportunity}: {action}"),
-            EventFinished { event_id, outcome, .. } => write!(f, "event finished     #{event_id}: {outcome}"),
+            AtsWrite {
+                opportunity,
+                action,
+                ..
+            } => write!(f, "ATS write          {opportunity}: {action}"),
+            EventFinished {
+                event_id, outcome, ..
+            } => write!(f, "event finished     #{event_id}: {outcome}"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! changed `*.wasm` through the same validation and activation as an upload
 //! ([`deploy::upload`](crate::deploy::upload)). A file is identified by its modification time and,
 //! when that changes, its hash, so touching a file without changing it does nothing. A rejected
-//! file is logged with the reason and leaves the serving version untouched.
+//! file is logged with the reason, leaves the serving version untouched, and is renamed to
+//! `*.wasm.rejected` (start-up loads the directory as trusted, so it must not stay there).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,7 +37,12 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> tokio::task::Joi
     })
 }
 
-async fn scan(app: &Arc<App>, dir: &std::path::Path, seen: &mut HashMap<PathBuf, (SystemTime, String)>, deploy: bool) {
+async fn scan(
+    app: &Arc<App>,
+    dir: &std::path::Path,
+    seen: &mut HashMap<PathBuf, (SystemTime, String)>,
+    deploy: bool,
+) {
     let Ok(files) = crate::registry::wasm_files(dir) else {
         return;
     };
@@ -57,9 +63,27 @@ async fn scan(app: &Arc<App>, dir: &std::path::Path, seen: &mut HashMap<PathBuf,
             continue;
         }
         let source = format!("watch:{}", path.display());
-        match crate::deploy::upload(&app.registry, &app.store, &app.config, None, bytes, &source, true).await {
-            Ok(up) => tracing::info!(file = %path.display(), connector = %up.version.version_tag(), "watched file activated"),
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "watched file rejected; serving version unchanged"),
+        match crate::deploy::upload(
+            &app.registry,
+            &app.store,
+            &app.config,
+            None,
+            bytes,
+            &source,
+            true,
+        )
+        .await
+        {
+            Ok(up) => {
+                tracing::info!(file = %path.display(), connector = %up.version.version_tag(), "watched file activated")
+            }
+            Err(e) => {
+                // Renamed so the next start-up, which trusts the directory, does not load it.
+                let parked = path.with_extension("wasm.rejected");
+                let renamed = std::fs::rename(&path, &parked).is_ok();
+                tracing::warn!(file = %path.display(), error = %e, renamed_to = %parked.display(), renamed,
+                    "watched file rejected; serving version unchanged");
+            }
         }
     }
 }

@@ -52,15 +52,39 @@ async fn handle(app: &Arc<App>, event: Event) {
     let w = &app.config.worker;
     let (state, error, version, retry_at, outcome) = match result {
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
-        Ok(Outcome::Skipped(why)) => (EventState::Skipped, Some(why.clone()), None, None, format!("skipped: {why}")),
+        Ok(Outcome::Skipped(why)) => (
+            EventState::Skipped,
+            Some(why.clone()),
+            None,
+            None,
+            format!("skipped: {why}"),
+        ),
         Err(e) if e.retryable && event.attempts < w.max_attempts => {
             let delay = backoff(event.attempts, w.retry_base_ms, w.retry_max_ms);
-            let text = format!("attempt {} failed, retry in {} ms: {}", event.attempts, delay, e.message);
-            (EventState::Queued, Some(e.message), e.connector_version, Some(now_ms() + delay as i64), text)
+            let text = format!(
+                "attempt {} failed, retry in {} ms: {}",
+                event.attempts, delay, e.message
+            );
+            (
+                EventState::Queued,
+                Some(e.message),
+                e.connector_version,
+                Some(now_ms() + delay as i64),
+                text,
+            )
         }
         Err(e) => {
-            let text = format!("dead-lettered after {} attempt(s): {}", event.attempts, e.message);
-            (EventState::Dead, Some(e.message), e.connector_version, None, text)
+            let text = format!(
+                "dead-lettered after {} attempt(s): {}",
+                event.attempts, e.message
+            );
+            (
+                EventState::Dead,
+                Some(e.message),
+                e.connector_version,
+                None,
+                text,
+            )
         }
     };
     let metrics = app.registry.runtime().metrics();
@@ -78,10 +102,13 @@ async fn handle(app: &Arc<App>, event: Event) {
         event_id: event.id,
         outcome,
     });
-    if let Err(e) = app
-        .store
-        .finish(event.id, state, error.as_deref(), version.as_deref(), retry_at)
-    {
+    if let Err(e) = app.store.finish(
+        event.id,
+        state,
+        error.as_deref(),
+        version.as_deref(),
+        retry_at,
+    ) {
         // The lease will expire and the event be retried: nothing is lost.
         tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event");
     }

@@ -31,19 +31,22 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/admin/connectors/versions", post(upload_any))
         .route("/admin/connectors/{id}", get(show))
         .route("/admin/connectors/{id}/versions", post(upload))
-        .route("/admin/connectors/{id}/versions/{hash}/activate", post(activate))
+        .route(
+            "/admin/connectors/{id}/versions/{hash}/activate",
+            post(activate),
+        )
         .route("/admin/connectors/{id}/versions/{hash}", delete(remove))
         .route("/admin/connectors/{id}/rollback", post(rollback))
 }
 
 fn failed(e: DeployError) -> Response {
     let status = match &e {
-        DeployError::Invalid(_) | DeployError::WrongConnector { .. } | DeployError::UnapprovedHosts(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        DeployError::Registry(RegistryError::UnknownConnector(_) | RegistryError::UnknownVersion(..)) => {
-            StatusCode::NOT_FOUND
-        }
+        DeployError::Invalid(_)
+        | DeployError::WrongConnector { .. }
+        | DeployError::UnapprovedHosts(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DeployError::Registry(
+            RegistryError::UnknownConnector(_) | RegistryError::UnknownVersion(..),
+        ) => StatusCode::NOT_FOUND,
         DeployError::Registry(_) => StatusCode::CONFLICT,
         DeployError::Store(_) | DeployError::Io(_) => {
             tracing::error!(error = %e, "connector deployment failed");
@@ -71,11 +74,18 @@ async fn list(State(app): State<Arc<App>>) -> Response {
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match connector_json(&app, &id) {
         Some(c) => Json(c).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no connector `{id}` is loaded")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no connector `{id}` is loaded"),
+        ),
     }
 }
 
-async fn upload_any(State(app): State<Arc<App>>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn upload_any(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
     upload_as(app, None, q, body).await
 }
 
@@ -88,7 +98,12 @@ async fn upload(
     upload_as(app, Some(id), q, body).await
 }
 
-async fn upload_as(app: Arc<App>, id: Option<String>, q: HashMap<String, String>, body: Bytes) -> Response {
+async fn upload_as(
+    app: Arc<App>,
+    id: Option<String>,
+    q: HashMap<String, String>,
+    body: Bytes,
+) -> Response {
     let activate = q.get("activate").is_some_and(|v| v == "true" || v == "1");
     let source = format!("upload:{}", chrono_free_now());
     let result = deploy::upload(
@@ -103,13 +118,21 @@ async fn upload_as(app: Arc<App>, id: Option<String>, q: HashMap<String, String>
     .await;
     match result {
         Ok(up) => {
-            let status = if up.new { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if up.new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let hash = up.version.hash.clone();
             let info = app
                 .registry
                 .versions(&up.version.manifest.id)
                 .and_then(|vs| vs.into_iter().find(|v| v.hash == hash));
-            (status, Json(json!({ "version": info, "new": up.new, "activated": up.activated }))).into_response()
+            (
+                status,
+                Json(json!({ "version": info, "new": up.new, "activated": up.activated })),
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::warn!(connector = ?id, error = %e, "connector upload rejected");
@@ -126,7 +149,10 @@ fn chrono_free_now() -> u128 {
         .unwrap_or(0)
 }
 
-async fn activate(State(app): State<Arc<App>>, Path((id, hash)): Path<(String, String)>) -> Response {
+async fn activate(
+    State(app): State<Arc<App>>,
+    Path((id, hash)): Path<(String, String)>,
+) -> Response {
     match deploy::activate(&app.registry, &app.store, &id, &hash) {
         Ok(v) => Json(json!({ "active": v.version_tag(), "hash": v.hash })).into_response(),
         Err(e) => failed(e),

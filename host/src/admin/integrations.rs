@@ -27,7 +27,10 @@ use crate::integrations::{check_against, IntegrationInput, IntegrationView};
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/admin/integrations", get(list).post(create))
-        .route("/admin/integrations/{id}", get(show).patch(update).delete(remove))
+        .route(
+            "/admin/integrations/{id}",
+            get(show).patch(update).delete(remove),
+        )
         .route("/admin/integrations/{id}/enable", post(enable))
         .route("/admin/integrations/{id}/disable", post(disable))
 }
@@ -51,13 +54,20 @@ fn save(app: &App, config: IntegrationConfig, status: StatusCode) -> Response {
         Ok(i) => (status, Json(view(app, &i.config))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot save integration");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "cannot save the integration")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot save the integration",
+            )
         }
     }
 }
 
 async fn list(State(app): State<Arc<App>>) -> Response {
-    let all: Vec<_> = app.integrations().iter().map(|i| view(&app, &i.config)).collect();
+    let all: Vec<_> = app
+        .integrations()
+        .iter()
+        .map(|i| view(&app, &i.config))
+        .collect();
     Json(json!({ "integrations": all })).into_response()
 }
 
@@ -68,7 +78,10 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn create(State(app): State<Arc<App>>, body: Result<Json<IntegrationInput>, JsonRejection>) -> Response {
+async fn create(
+    State(app): State<Arc<App>>,
+    body: Result<Json<IntegrationInput>, JsonRejection>,
+) -> Response {
     let input = match body {
         Ok(Json(input)) => input,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
@@ -78,7 +91,10 @@ async fn create(State(app): State<Arc<App>>, body: Result<Json<IntegrationInput>
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
     if app.integration(&config.id).is_some() {
-        return error(StatusCode::CONFLICT, format!("integration `{}` exists", config.id));
+        return error(
+            StatusCode::CONFLICT,
+            format!("integration `{}` exists", config.id),
+        );
     }
     save(&app, config, StatusCode::CREATED)
 }
@@ -124,7 +140,10 @@ async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         Ok(false) => not_found(&id),
         Err(e) => {
             tracing::error!(error = %e, "cannot delete integration");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "cannot delete the integration")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot delete the integration",
+            )
         }
     }
 }

@@ -64,7 +64,12 @@ impl LeverClient {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, LeverError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, LeverError> {
         let url = format!("{}{}", self.base, path);
         let mut wait = Duration::from_millis(250);
         let mut last = String::new();
@@ -122,12 +127,20 @@ impl LeverClient {
     /// `GET /opportunities/:id?expand=applications`.
     pub async fn opportunity(&self, id: &str) -> Result<Opportunity, LeverError> {
         let v = self
-            .call(reqwest::Method::GET, &format!("/opportunities/{id}?expand=applications"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/opportunities/{id}?expand=applications"),
+                None,
+            )
             .await?;
         let d = &v["data"];
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Opportunity {
@@ -136,23 +149,37 @@ impl LeverClient {
             emails: strings(&d["emails"]),
             phones: d["phones"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|p| p["value"].as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p["value"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
             tags: strings(&d["tags"]),
             links: strings(&d["links"]),
             posting_ids: d["applications"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|app| app["posting"].as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|app| app["posting"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
 
     /// `GET /postings/:id` → its tags.
     pub async fn posting_tags(&self, id: &str) -> Result<Vec<String>, LeverError> {
-        let v = self.call(reqwest::Method::GET, &format!("/postings/{id}"), None).await?;
+        let v = self
+            .call(reqwest::Method::GET, &format!("/postings/{id}"), None)
+            .await?;
         Ok(v["data"]["tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -182,17 +209,29 @@ impl LeverClient {
 
     /// `POST /opportunities/:id/addTags`.
     pub async fn add_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
-        self.post(&format!("/opportunities/{id}/addTags"), serde_json::json!({ "tags": tags })).await
+        self.post(
+            &format!("/opportunities/{id}/addTags"),
+            serde_json::json!({ "tags": tags }),
+        )
+        .await
     }
 
     /// `POST /opportunities/:id/removeTags`.
     pub async fn remove_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
-        self.post(&format!("/opportunities/{id}/removeTags"), serde_json::json!({ "tags": tags })).await
+        self.post(
+            &format!("/opportunities/{id}/removeTags"),
+            serde_json::json!({ "tags": tags }),
+        )
+        .await
     }
 
     /// `POST /opportunities/:id/addLinks`.
     pub async fn add_links(&self, id: &str, links: &[String]) -> Result<(), LeverError> {
-        self.post(&format!("/opportunities/{id}/addLinks"), serde_json::json!({ "links": links })).await
+        self.post(
+            &format!("/opportunities/{id}/addLinks"),
+            serde_json::json!({ "links": links }),
+        )
+        .await
     }
 
     /// `POST /opportunities/:id/notes`.
@@ -207,7 +246,11 @@ impl LeverClient {
     /// `GET /opportunities/:id/notes` → the text of every note (to avoid writing one twice).
     pub async fn note_texts(&self, id: &str) -> Result<Vec<String>, LeverError> {
         let v = self
-            .call(reqwest::Method::GET, &format!("/opportunities/{id}/notes?limit=100"), None)
+            .call(
+                reqwest::Method::GET,
+                &format!("/opportunities/{id}/notes?limit=100"),
+                None,
+            )
             .await?;
         Ok(v["data"]
             .as_array()
@@ -223,6 +266,8 @@ impl LeverClient {
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<(), LeverError> {
-        self.call(reqwest::Method::POST, path, Some(&body)).await.map(|_| ())
+        self.call(reqwest::Method::POST, path, Some(&body))
+            .await
+            .map(|_| ())
     }
 }

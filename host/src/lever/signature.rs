@@ -20,7 +20,8 @@ pub fn verify(key: &str, token: &str, triggered_at: i64, signature: &str) -> boo
 
 /// Lever's signature of `token` and `triggered_at` under `key` (for simulators and tests).
 pub fn sign(key: &str, token: &str, triggered_at: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(token.as_bytes());
     mac.update(triggered_at.to_string().as_bytes());
     hex::encode(mac.finalize().into_bytes())

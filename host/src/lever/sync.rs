@@ -37,9 +37,8 @@ pub async fn reconcile(
     };
 
     // Labels of older orders count as status labels too, in case a connector version renamed one.
-    let is_status_label = |tag: &String| {
-        status_labels.contains(tag) || orders.iter().any(|o| &o.label == tag)
-    };
+    let is_status_label =
+        |tag: &String| status_labels.contains(tag) || orders.iter().any(|o| &o.label == tag);
     let stale: Vec<String> = opp
         .tags
         .iter()
@@ -51,7 +50,9 @@ pub async fn reconcile(
         write(format!("removeTags {stale:?}"));
     }
     if !opp.tags.contains(&newest.label) {
-        client.add_tags(opportunity_id, std::slice::from_ref(&newest.label)).await?;
+        client
+            .add_tags(opportunity_id, std::slice::from_ref(&newest.label))
+            .await?;
         write(format!("addTags [{:?}]", newest.label));
     }
 
@@ -71,7 +72,9 @@ pub async fn reconcile(
         let existing = client.note_texts(opportunity_id).await?;
         for note in notes {
             if !existing.contains(&note.text) {
-                client.add_note(opportunity_id, &note.text, note.secret).await?;
+                client
+                    .add_note(opportunity_id, &note.text, note.secret)
+                    .await?;
                 write(format!(
                     "add {}note ({} chars)",
                     if note.secret { "secret " } else { "" },

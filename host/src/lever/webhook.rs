@@ -53,7 +53,12 @@ pub enum Verified {
 }
 
 /// Parses and verifies a delivery: JSON shape, signature, freshness.
-pub fn verify(body: &[u8], key: &str, max_age_secs: u64, now_ms: i64) -> Result<(Webhook, Verified), Rejection> {
+pub fn verify(
+    body: &[u8],
+    key: &str,
+    max_age_secs: u64,
+    now_ms: i64,
+) -> Result<(Webhook, Verified), Rejection> {
     let hook: Webhook =
         serde_json::from_slice(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
     if !signature::verify(key, &hook.token, hook.triggered_at, &hook.signature) {
@@ -100,7 +105,10 @@ mod tests {
             "k",
         );
         match verify(&change, "k", 60, now).unwrap().1 {
-            Verified::StageChange(c) => assert_eq!((c.opportunity_id.as_str(), c.to_stage_id.as_str()), ("o1", "s2")),
+            Verified::StageChange(c) => assert_eq!(
+                (c.opportunity_id.as_str(), c.to_stage_id.as_str()),
+                ("o1", "s2")
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -110,11 +118,28 @@ mod tests {
         let now = 1_700_000_000_000;
         let data = serde_json::json!({"opportunityId": "o1", "toStageId": "s2"});
         let b = body("candidateStageChange", now, data.clone(), "k");
-        assert_eq!(verify(&b, "wrong", 60, now).unwrap_err(), Rejection::BadSignature);
+        assert_eq!(
+            verify(&b, "wrong", 60, now).unwrap_err(),
+            Rejection::BadSignature
+        );
         let old = body("candidateStageChange", now - 3_600_000, data, "k");
-        assert!(matches!(verify(&old, "k", 900, now), Err(Rejection::Stale(3600))));
-        assert!(matches!(verify(b"{not json", "k", 60, now), Err(Rejection::Malformed(_))));
-        let no_data = body("candidateStageChange", now, serde_json::json!({"x": 1}), "k");
-        assert!(matches!(verify(&no_data, "k", 60, now), Err(Rejection::Malformed(_))));
+        assert!(matches!(
+            verify(&old, "k", 900, now),
+            Err(Rejection::Stale(3600))
+        ));
+        assert!(matches!(
+            verify(b"{not json", "k", 60, now),
+            Err(Rejection::Malformed(_))
+        ));
+        let no_data = body(
+            "candidateStageChange",
+            now,
+            serde_json::json!({"x": 1}),
+            "k",
+        );
+        assert!(matches!(
+            verify(&no_data, "k", 60, now),
+            Err(Rejection::Malformed(_))
+        ));
     }
 }

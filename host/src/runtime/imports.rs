@@ -68,7 +68,11 @@ impl CallContext {
             .map(|p| types::Package {
                 name: p.name.clone(),
                 is_default: p.default,
-                params: p.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                params: p
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             })
             .collect();
         CallContext {
@@ -95,12 +99,14 @@ impl CallContext {
             return false;
         };
         let port = url.port_or_known_default();
-        self.allowed_hosts.iter().any(|entry| match entry.rsplit_once(':') {
-            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
-                h.eq_ignore_ascii_case(host) && p.parse::<u16>().ok() == port
-            }
-            _ => entry.eq_ignore_ascii_case(host),
-        })
+        self.allowed_hosts
+            .iter()
+            .any(|entry| match entry.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
+                    h.eq_ignore_ascii_case(host) && p.parse::<u16>().ok() == port
+                }
+                _ => entry.eq_ignore_ascii_case(host),
+            })
     }
 }
 
@@ -115,7 +121,11 @@ impl outbound_http::Host for Invocation {
         let ctx = &self.ctx;
         let url = match reqwest::Url::parse(&request.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            _ => return Ok(Err(HttpError::Invalid("not an absolute http(s) URL".into()))),
+            _ => {
+                return Ok(Err(HttpError::Invalid(
+                    "not an absolute http(s) URL".into(),
+                )))
+            }
         };
         if !ctx.host_allowed(&url) {
             tracing::warn!(integration = %ctx.integration_id, connector = %ctx.connector_id,
@@ -133,19 +143,31 @@ impl outbound_http::Host for Invocation {
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(ctx.http_timeout)
             .min(ctx.http_timeout);
-        let mut builder = ctx.http.request(method.clone(), url.clone()).timeout(timeout);
+        let mut builder = ctx
+            .http
+            .request(method.clone(), url.clone())
+            .timeout(timeout);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
         // Log the path only: query strings may carry credentials.
-        let shown = format!("{method} {}{}", url.origin().ascii_serialization(), url.path());
+        let shown = format!(
+            "{method} {}{}",
+            url.origin().ascii_serialization(),
+            url.path()
+        );
         let result = match builder.body(request.body).send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let headers = resp
                     .headers()
                     .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into(),
+                        )
+                    })
                     .collect();
                 match resp.bytes().await {
                     Ok(body) => Ok(types::HttpResponse {
@@ -204,7 +226,9 @@ impl state::Host for Invocation {
     async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         let ctx = &self.ctx;
         match &ctx.store {
-            Some(store) => Ok(store.kv_set(&ctx.integration_id, &ctx.connector_id, &key, &value)?),
+            Some(store) => {
+                Ok(store.kv_set(&ctx.integration_id, &ctx.connector_id, &key, &value)?)
+            }
             None => wasmtime::bail!("state is unavailable outside an integration"),
         }
     }

@@ -106,7 +106,11 @@ impl Runtime {
     }
 
     /// Like [`Runtime::new`], keeping compiled code in `cache` across restarts.
-    pub fn with_cache(timeout_ms: u64, memory_mb: usize, cache: Option<CodeCache>) -> anyhow::Result<Arc<Runtime>> {
+    pub fn with_cache(
+        timeout_ms: u64,
+        memory_mb: usize,
+        cache: Option<CodeCache>,
+    ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -192,7 +196,11 @@ impl Runtime {
         let ctx = Arc::new(CallContext::detached());
         let m = self
             .invoke(pre, ctx, |inst, store| {
-                Box::pin(async move { inst.switchyard_connector_screening().call_manifest(store).await })
+                Box::pin(async move {
+                    inst.switchyard_connector_screening()
+                        .call_manifest(store)
+                        .await
+                })
             })
             .await
             .map_err(|e| LoadError::Manifest(e.to_string()))?;
@@ -249,7 +257,12 @@ impl Runtime {
     }
 
     /// Turns a wasmtime error into the reason recorded on the event.
-    fn classify(&self, e: wasmtime::Error, stderr: &MemoryOutputPipe, started: Instant) -> InvokeError {
+    fn classify(
+        &self,
+        e: wasmtime::Error,
+        stderr: &MemoryOutputPipe,
+        started: Instant,
+    ) -> InvokeError {
         let text = format!("{e:#}");
         if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
             if *trap == wasmtime::Trap::Interrupt {
@@ -259,7 +272,9 @@ impl Runtime {
         if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
             return InvokeError::OutOfMemory(self.memory_mb);
         }
-        let guest_said = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+        let guest_said = String::from_utf8_lossy(&stderr.contents())
+            .trim()
+            .to_string();
         let last = guest_said.lines().rev().take(3).collect::<Vec<_>>();
         if last.is_empty() {
             InvokeError::Trap(first_line(&text))
