@@ -380,6 +380,7 @@ mod tests {
             ("LEVER_SIGNATURE_TOKEN", "t"),
             ("CERTN_API_KEY", "c"),
             ("CERTN_WEBHOOK_SECRET", "w"),
+            ("SWITCHYARD_ADMIN_TOKEN", "an-admin-token-of-some-length"),
         ] {
             std::env::set_var(k, v);
         }

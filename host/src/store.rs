@@ -415,6 +415,7 @@ impl Store {
 
     /// Applies a status to an order if it does not move it backwards. Returns whether it changed.
     /// Fields absent from the update (report URL, score, verdict) keep their value.
+    #[allow(clippy::too_many_arguments)] // one column per argument; a struct would only rename them
     pub fn advance_order(
         &self,
         integration: &str,
