@@ -260,12 +260,19 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
     let stack = Arc::new(stack);
     let sent = Arc::new(AtomicUsize::new(0));
     let swapper = {
-        let (sent, admin) = (sent.clone(), Admin::new(&stack, Some(TOKEN)));
+        let (sent, admin, stack) = (sent.clone(), Admin::new(&stack, Some(TOKEN)), stack.clone());
         tokio::spawn(async move {
             let mut failures = 0;
             for swap in 0..SWAPS {
-                // Spread the swaps over the load.
-                while sent.load(Ordering::SeqCst) < (swap + 1) * WEBHOOKS / (SWAPS + 1) {
+                // Spread the swaps over the processing (accepted minus still queued), which is
+                // where connectors run: calls are in flight on the old version at every swap.
+                loop {
+                    let queued = stack.host().app.store.queue_depth().unwrap_or(0) as usize;
+                    if sent.load(Ordering::SeqCst).saturating_sub(queued)
+                        >= (swap + 1) * WEBHOOKS / (SWAPS + 1)
+                    {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 let target = if swap % 2 == 0 { &b_hash } else { &a_hash };
@@ -344,6 +351,7 @@ async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -
             "exactly one screening for {opp}"
         );
     }
+    assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
     println!("events by version: {by_version:?}");
     Ok(())
 }
