@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo test --release --manifest-path plugins/Cargo.toml --target "$host_triple"
+# Components the admin tests upload and expect to be rejected (own workspace, kept out of the
+# connectors directory).
+cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml
 # The crash test runs the switchyard binary as a separate process.
 cargo build --release --workspace --bins
 cargo test --release --workspace

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::cache::CodeCache;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig};
 use crate::connector::LoadedConnector;
 use crate::flow::FlowError;
@@ -80,6 +81,45 @@ impl App {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Every integration, by id.
+    pub fn integrations(&self) -> Vec<Arc<Integration>> {
+        self.integrations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Creates or replaces an integration: stored first (so it survives a restart), then served.
+    pub fn put_integration(
+        &self,
+        config: IntegrationConfig,
+    ) -> Result<Arc<Integration>, crate::integrations::SaveError> {
+        let json = crate::integrations::to_storage(&config)?;
+        let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
+        self.store.put_integration(&config.id, Some(&json))?;
+        let integration = Arc::new(Integration::new(config, &self.http));
+        map.insert(integration.config.id.clone(), integration.clone());
+        // Its Lever account may have changed: forget the cached stage names.
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&integration.config.id);
+        Ok(integration)
+    }
+
+    /// Deletes an integration (a tombstone keeps a config-file entry from coming back).
+    pub fn delete_integration(&self, id: &str) -> Result<bool, crate::store::StoreError> {
+        let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(id) {
+            return Ok(false);
+        }
+        self.store.put_integration(id, None)?;
+        map.remove(id);
+        Ok(true)
     }
 
     /// The connector version serving `integration` now.
@@ -171,6 +211,33 @@ impl App {
     }
 }
 
+/// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
+/// tombstone removes (see [`crate::integrations`]).
+fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<IntegrationConfig>> {
+    let mut all: BTreeMap<String, IntegrationConfig> = config
+        .integrations
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect();
+    for (id, json) in store.stored_integrations()? {
+        match json {
+            None => {
+                all.remove(&id);
+            }
+            Some(json) => match crate::integrations::from_storage(&json) {
+                Ok(c) => {
+                    all.insert(id, c);
+                }
+                // Never print the row: it holds secrets.
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped")
+                }
+            },
+        }
+    }
+    Ok(all.into_values().collect())
+}
+
 /// A running host: its address and a way to stop it.
 pub struct RunningHost {
     pub addr: SocketAddr,
@@ -202,22 +269,27 @@ pub async fn start_on(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.storage.path)?;
-    let runtime = Runtime::new(config.runtime.timeout_ms, config.runtime.memory_mb)?;
+    let cache = CodeCache::new(crate::deploy::data_dir(&config).join("cache"));
+    let runtime = Runtime::with_cache(
+        config.runtime.timeout_ms,
+        config.runtime.memory_mb,
+        Some(cache),
+    )?;
     let registry = Arc::new(Registry::new(runtime));
     if config.runtime.connectors_dir.exists() {
         registry.load_dir(&config.runtime.connectors_dir).await?;
     } else {
         tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
     }
+    crate::deploy::restore(&registry, &store, &config).await;
     let addr = listener.local_addr()?;
     // No redirects: a redirect could lead a connector's request to an unapproved host.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let integrations = config
-        .integrations
-        .iter()
-        .map(|c| (c.id.clone(), Arc::new(Integration::new(c.clone(), &http))))
+    let integrations = merged_integrations(&config, &store)?
+        .into_iter()
+        .map(|c| (c.id.clone(), Arc::new(Integration::new(c, &http))))
         .collect();
     let app = Arc::new(App {
         public_url: config.public_url(addr),
@@ -251,6 +323,9 @@ pub async fn start_on(
     }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = crate::worker::spawn(app.clone(), stopped.clone());
+    if app.config.runtime.watch {
+        tasks.push(crate::watch::spawn(app.clone(), stopped.clone()));
+    }
     tasks.push(crate::server::spawn(app.clone(), listener, stopped));
     Ok(RunningHost {
         addr,

@@ -30,6 +30,8 @@ pub enum ConfigError {
     },
     #[error("environment variable `{0}` named by a secret is not set")]
     MissingEnv(String),
+    #[error("server.admin_token must be at least 16 characters")]
+    AdminToken,
 }
 
 /// A secret value (API key, signing token). Never printed by `Debug`, never serialized in clear.
@@ -46,7 +48,7 @@ impl Secret {
         &self.0
     }
     /// Resolves `env:NAME` indirection.
-    fn resolve(&mut self) -> Result<(), ConfigError> {
+    pub(crate) fn resolve(&mut self) -> Result<(), ConfigError> {
         if let Some(name) = self.0.strip_prefix("env:") {
             let name = name.to_string();
             self.0 = std::env::var(&name).map_err(|_| ConfigError::MissingEnv(name))?;
@@ -103,6 +105,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Lever webhooks whose `triggeredAt` is further than this from now are rejected (401).
     pub webhook_max_age_secs: u64,
+    /// Bearer token of the admin API (`/admin/...`). None: the admin API is off (404).
+    pub admin_token: Option<Secret>,
+    /// Largest connector upload accepted by the admin API.
+    pub admin_max_upload_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +118,8 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 256 * 1024,
             webhook_max_age_secs: 15 * 60,
+            admin_token: None,
+            admin_max_upload_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -144,6 +152,11 @@ pub struct RuntimeConfig {
     pub memory_mb: usize,
     /// Cap on one outbound HTTP request made by a connector.
     pub http_timeout_ms: u64,
+    /// Outbound hosts an operator approves for *new* connector versions (uploads, `--watch`): a new
+    /// version may ask in its manifest only for these and for the hosts of the version it replaces.
+    pub approved_hosts: Vec<String>,
+    /// Watch `connectors_dir` and deploy new or changed files (`serve --watch` sets it).
+    pub watch: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -153,6 +166,8 @@ impl Default for RuntimeConfig {
             timeout_ms: 30_000,
             memory_mb: 64,
             http_timeout_ms: 15_000,
+            approved_hosts: Vec::new(),
+            watch: false,
         }
     }
 }
@@ -229,6 +244,16 @@ pub enum AtsConfig {
     /// Gem: Gem calls switchyard's Gem API (`/gem/<id>/...`) to list packages and send checks;
     /// status changes go back to Gem as signed webhooks.
     Gem(GemConfig),
+}
+
+impl AtsConfig {
+    /// `lever` or `gem`, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AtsConfig::Lever(_) => "lever",
+            AtsConfig::Gem(_) => "gem",
+        }
+    }
 }
 
 /// Gem: where its status webhooks go and the secret(s) that sign them. The API keys Gem uses to
@@ -316,28 +341,21 @@ impl Config {
 
     /// Resolves secrets and checks invariants that serde cannot express.
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
+        if let Some(token) = &mut self.server.admin_token {
+            token.resolve()?;
+            if token.expose().len() < 16 {
+                return Err(ConfigError::AdminToken);
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for integration in &mut self.integrations {
             let problem = |p: String| ConfigError::Integration {
                 integration: integration.id.clone(),
                 problem: p,
             };
-            if integration.id.is_empty()
-                || !integration
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(problem("id must be non-empty [A-Za-z0-9_-]".into()));
-            }
+            integration.check().map_err(problem)?;
             if !seen.insert(integration.id.clone()) {
                 return Err(problem("id is used twice".into()));
-            }
-            let defaults = integration.packages.iter().filter(|p| p.default).count();
-            if !integration.packages.is_empty() && defaults != 1 {
-                return Err(problem(format!(
-                    "exactly one package must be the default, found {defaults}"
-                )));
             }
             match &mut integration.ats {
                 AtsConfig::Lever(lever) => {
@@ -381,6 +399,40 @@ impl Config {
 }
 
 impl IntegrationConfig {
+    /// Checks what serde cannot: the id's alphabet and exactly one default package.
+    pub fn check(&self) -> Result<(), String> {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err("id must be 1-64 characters of [A-Za-z0-9_-]".into());
+        }
+        if self.connector.is_empty() {
+            return Err("connector must be set".into());
+        }
+        if let AtsConfig::Gem(gem) = &self.ats {
+            if !gem.webhook_url.starts_with("http://") && !gem.webhook_url.starts_with("https://") {
+                return Err("ats.webhook_url must be an http(s) URL".into());
+            }
+            if gem.previous_webhook_secret.is_some() && gem.previous_secret_expires_at.is_none() {
+                return Err(
+                    "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)"
+                        .into(),
+                );
+            }
+        }
+        let defaults = self.packages.iter().filter(|p| p.default).count();
+        if !self.packages.is_empty() && defaults != 1 {
+            return Err(format!(
+                "exactly one package must be the default, found {defaults}"
+            ));
+        }
+        Ok(())
+    }
+
     /// A setting as the string a connector sees (`config.get`).
     pub fn setting(&self, key: &str) -> Option<String> {
         self.settings.get(key).map(|v| match v {
@@ -418,6 +470,7 @@ mod tests {
             ("GEM_PREVIOUS_WEBHOOK_SECRET", "p"),
             ("CERTN_GEM_API_KEY", "c2"),
             ("CERTN_GEM_WEBHOOK_SECRET", "w2"),
+            ("SWITCHYARD_ADMIN_TOKEN", "an-admin-token-of-some-length"),
         ] {
             std::env::set_var(k, v);
         }

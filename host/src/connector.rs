@@ -4,6 +4,7 @@
 //! generated bindings), so the rest of the host never touches wasmtime.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +186,76 @@ pub struct LoadedConnector {
 }
 
 impl LoadedConnector {
+    /// Calls `start-screening`.
+    pub async fn start_screening(
+        &self,
+        runtime: &Runtime,
+        ctx: Arc<CallContext>,
+        req: &ScreeningRequest,
+    ) -> Result<Started, CallError> {
+        let started = Instant::now();
+        let result = self.start_screening_inner(runtime, ctx, req).await;
+        self.observe(runtime, "start-screening", started, &result);
+        result
+    }
+
+    /// Calls `handle-callback`.
+    pub async fn handle_callback(
+        &self,
+        runtime: &Runtime,
+        ctx: Arc<CallContext>,
+        req: RawHttp,
+    ) -> Result<(RawHttp, Vec<StatusUpdate>), CallError> {
+        let started = Instant::now();
+        let result = self.handle_callback_inner(runtime, ctx, req).await;
+        self.observe(runtime, "handle-callback", started, &result);
+        result
+    }
+
+    /// Calls `list-packages`.
+    pub async fn list_packages(
+        &self,
+        runtime: &Runtime,
+        ctx: Arc<CallContext>,
+    ) -> Result<Vec<(String, bool)>, CallError> {
+        let started = Instant::now();
+        let result = self.list_packages_inner(runtime, ctx).await;
+        self.observe(runtime, "list-packages", started, &result);
+        result
+    }
+
+    /// Counts a finished call in the metrics, labelled with this version.
+    fn observe<T>(
+        &self,
+        runtime: &Runtime,
+        call: &str,
+        started: Instant,
+        result: &Result<T, CallError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(CallError::Invoke(InvokeError::Trap(_))) => "trap",
+            Err(CallError::Invoke(InvokeError::Timeout(_))) => "timeout",
+            Err(CallError::Invoke(InvokeError::OutOfMemory(_))) => "oom",
+            Err(CallError::Invoke(InvokeError::Instantiate(_))) => "instantiate",
+            Err(CallError::Transient(_)) => "transient",
+            Err(CallError::Config(_)) => "config",
+            Err(CallError::Rejected(_)) => "rejected",
+        };
+        let version = format!(
+            "{}#{}",
+            self.manifest.version,
+            &self.hash[..12.min(self.hash.len())]
+        );
+        runtime.metrics().invocation(
+            &self.manifest.id,
+            &version,
+            call,
+            outcome,
+            started.elapsed(),
+        );
+    }
+
     /// `id@version#hash12`: recorded on every event this version processed.
     pub fn version_tag(&self) -> String {
         format!(
@@ -195,8 +266,7 @@ impl LoadedConnector {
         )
     }
 
-    /// Calls `start-screening`.
-    pub async fn start_screening(
+    async fn start_screening_inner(
         &self,
         runtime: &Runtime,
         ctx: Arc<CallContext>,
@@ -237,8 +307,7 @@ impl LoadedConnector {
         })
     }
 
-    /// Calls `handle-callback`.
-    pub async fn handle_callback(
+    async fn handle_callback_inner(
         &self,
         runtime: &Runtime,
         ctx: Arc<CallContext>,
@@ -283,8 +352,7 @@ impl LoadedConnector {
         Ok((response, updates))
     }
 
-    /// Calls `list-packages`.
-    pub async fn list_packages(
+    async fn list_packages_inner(
         &self,
         runtime: &Runtime,
         ctx: Arc<CallContext>,

@@ -1,22 +1,104 @@
-//! The connector registry: connector id → the version currently serving it.
+//! The connector registry: every loaded version of every connector, and which one serves.
 //!
-//! Each slot is an `ArcSwap`: an invocation takes an `Arc` of the current version when it starts
-//! and keeps it to the end, so replacing a slot (hot swap) never disturbs calls in flight, and every
-//! call that starts afterwards sees the new version.
+//! Each connector has a serving slot, an `ArcSwap`: an invocation takes an `Arc` of the current
+//! version when it starts and keeps it to the end, so replacing a slot (hot swap) never disturbs
+//! calls in flight, and every call that starts afterwards sees the new version. Beside the slot the
+//! registry keeps the connector's other loaded versions: `active` (serving), `previous` (the one
+//! `rollback` returns to) and `inactive` (loaded, validated, not serving).
+//!
+//! Lock order: `families` before `slots`. Neither is held across an `await`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::connector::LoadedConnector;
+use crate::cache::Origin;
+use crate::connector::{LoadedConnector, Manifest};
 use crate::runtime::{LoadError, Runtime};
+
+/// A version operation that cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no connector `{0}` is loaded")]
+    UnknownConnector(String),
+    #[error(
+        "connector `{0}` has no version matching `{1}` (give its hash or a 12+ character prefix)"
+    )]
+    UnknownVersion(String, String),
+    #[error("connector `{0}` has no previous version to roll back to")]
+    NoPrevious(String),
+    #[error("version {0} is serving; activate another version before removing it")]
+    Active(String),
+}
+
+/// Where a version stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionStatus {
+    /// Serving every new invocation.
+    Active,
+    /// Served before the active one; the target of a rollback.
+    Previous,
+    /// Loaded and valid, not serving.
+    Inactive,
+}
+
+/// One version as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// `id@version#hash12`, as recorded on events.
+    pub tag: String,
+    /// SHA-256 of the component bytes.
+    pub hash: String,
+    pub status: VersionStatus,
+    pub contract_version: String,
+    /// Unix milliseconds.
+    pub loaded_at: u64,
+    pub source: String,
+    /// `cache` when the compiled code came from the on-disk cache.
+    pub compiled_from: Origin,
+    pub manifest: Manifest,
+}
+
+#[derive(Default)]
+struct Family {
+    versions: Vec<Arc<LoadedConnector>>,
+    active: Option<String>,
+    previous: Option<String>,
+}
+
+impl Family {
+    fn find(&self, id: &str, wanted: &str) -> Result<Arc<LoadedConnector>, RegistryError> {
+        let matches: Vec<_> = self
+            .versions
+            .iter()
+            .filter(|v| v.hash == wanted || (wanted.len() >= 12 && v.hash.starts_with(wanted)))
+            .collect();
+        match matches[..] {
+            [one] => Ok(one.clone()),
+            _ => Err(RegistryError::UnknownVersion(id.into(), wanted.into())),
+        }
+    }
+
+    fn status(&self, hash: &str) -> VersionStatus {
+        if self.active.as_deref() == Some(hash) {
+            VersionStatus::Active
+        } else if self.previous.as_deref() == Some(hash) {
+            VersionStatus::Previous
+        } else {
+            VersionStatus::Inactive
+        }
+    }
+}
 
 /// Connectors by manifest id.
 pub struct Registry {
     runtime: Arc<Runtime>,
+    families: Mutex<BTreeMap<String, Family>>,
     slots: RwLock<BTreeMap<String, Arc<ArcSwap<LoadedConnector>>>>,
 }
 
@@ -25,6 +107,7 @@ impl Registry {
     pub fn new(runtime: Arc<Runtime>) -> Registry {
         Registry {
             runtime,
+            families: Mutex::new(BTreeMap::new()),
             slots: RwLock::new(BTreeMap::new()),
         }
     }
@@ -51,18 +134,99 @@ impl Registry {
         })
     }
 
-    /// Makes `loaded` the serving version of its connector id; returns the version it replaced.
-    pub fn install(&self, loaded: LoadedConnector) -> Option<Arc<LoadedConnector>> {
-        let id = loaded.manifest.id.clone();
+    /// Adds a version without activating it. A version with the same hash already loaded is kept
+    /// instead; the boolean says whether `loaded` was new.
+    pub fn add(&self, loaded: LoadedConnector) -> (Arc<LoadedConnector>, bool) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families.entry(loaded.manifest.id.clone()).or_default();
+        if let Some(existing) = family.versions.iter().find(|v| v.hash == loaded.hash) {
+            return (existing.clone(), false);
+        }
         let loaded = Arc::new(loaded);
+        family.versions.push(loaded.clone());
+        (loaded, true)
+    }
+
+    /// Makes version `hash` (or a 12+ character prefix) of connector `id` serve; the version it
+    /// replaces becomes `previous`. Returns the new and the replaced version.
+    pub fn activate(
+        &self,
+        id: &str,
+        hash: &str,
+    ) -> Result<(Arc<LoadedConnector>, Option<Arc<LoadedConnector>>), RegistryError> {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families
+            .get_mut(id)
+            .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
+        let next = family.find(id, hash)?;
+        if family.active.as_deref() != Some(next.hash.as_str()) {
+            family.previous = family.active.replace(next.hash.clone());
+        }
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        match slots.get(&id) {
-            Some(slot) => Some(slot.swap(loaded)),
+        let replaced = match slots.get(id) {
+            Some(slot) => Some(slot.swap(next.clone())).filter(|old| old.hash != next.hash),
             None => {
-                slots.insert(id, Arc::new(ArcSwap::new(loaded)));
+                slots.insert(id.to_string(), Arc::new(ArcSwap::new(next.clone())));
                 None
             }
+        };
+        Ok((next, replaced))
+    }
+
+    /// Serves the previous version again (the current one becomes `previous`).
+    pub fn rollback(
+        &self,
+        id: &str,
+    ) -> Result<(Arc<LoadedConnector>, Option<Arc<LoadedConnector>>), RegistryError> {
+        let previous = {
+            let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+            let family = families
+                .get(id)
+                .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
+            family
+                .previous
+                .clone()
+                .ok_or_else(|| RegistryError::NoPrevious(id.into()))?
+        };
+        self.activate(id, &previous)
+    }
+
+    /// Forgets a version that is not serving. Calls still running on it finish (they hold an `Arc`).
+    pub fn remove(&self, id: &str, hash: &str) -> Result<Arc<LoadedConnector>, RegistryError> {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families
+            .get_mut(id)
+            .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
+        let version = family.find(id, hash)?;
+        if family.active.as_deref() == Some(version.hash.as_str()) {
+            return Err(RegistryError::Active(version.version_tag()));
         }
+        if family.previous.as_deref() == Some(version.hash.as_str()) {
+            family.previous = None;
+        }
+        family.versions.retain(|v| v.hash != version.hash);
+        Ok(version)
+    }
+
+    /// Restores a remembered `previous` pointer (after a restart), if that version is loaded.
+    pub fn set_previous(&self, id: &str, hash: &str) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(family) = families.get_mut(id) {
+            if family.versions.iter().any(|v| v.hash == hash)
+                && family.active.as_deref() != Some(hash)
+            {
+                family.previous = Some(hash.to_string());
+            }
+        }
+    }
+
+    /// Adds `loaded` and makes it serve; returns the version it replaced.
+    pub fn install(&self, loaded: LoadedConnector) -> Option<Arc<LoadedConnector>> {
+        let id = loaded.manifest.id.clone();
+        let (added, _) = self.add(loaded);
+        self.activate(&id, &added.hash)
+            .ok()
+            .and_then(|(_, old)| old)
     }
 
     /// The version serving connector `id` right now.
@@ -77,20 +241,46 @@ impl Registry {
         slots.values().map(|slot| slot.load_full()).collect()
     }
 
-    /// Loads every `*.wasm` in `dir`. A file that fails to load is reported and skipped so one
-    /// bad connector cannot keep the others from serving.
+    /// Ids of every connector with at least one loaded version.
+    pub fn connector_ids(&self) -> Vec<String> {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        families.keys().cloned().collect()
+    }
+
+    /// Every loaded version of connector `id`, oldest first.
+    pub fn versions(&self, id: &str) -> Option<Vec<VersionInfo>> {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families.get(id)?;
+        Some(
+            family
+                .versions
+                .iter()
+                .map(|v| VersionInfo {
+                    tag: v.version_tag(),
+                    hash: v.hash.clone(),
+                    status: family.status(&v.hash),
+                    contract_version: v.compiled.contract_version.clone(),
+                    loaded_at: v
+                        .loaded_at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                    source: v.source.clone(),
+                    compiled_from: v.compiled.origin,
+                    manifest: v.manifest.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Loads and activates every `*.wasm` in `dir` (in name order). A file that fails to load is
+    /// reported and skipped so one bad connector cannot keep the others from serving.
     pub async fn load_dir(
         &self,
         dir: &Path,
     ) -> anyhow::Result<Vec<(String, Result<String, String>)>> {
         let mut outcomes = Vec::new();
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read connectors dir {}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        entries.sort();
-        for path in entries {
+        for path in wasm_files(dir)? {
             let name = path.display().to_string();
             let outcome = match std::fs::read(&path) {
                 Ok(bytes) => match self.load(bytes, &name).await {
@@ -111,4 +301,15 @@ impl Registry {
         }
         Ok(outcomes)
     }
+}
+
+/// The `*.wasm` files of `dir`, sorted.
+pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read connectors dir {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    entries.sort();
+    Ok(entries)
 }

@@ -8,7 +8,8 @@
 //!   connector, which verifies the vendor's signature and chooses the response. Its status updates
 //!   are committed before that response is returned.
 //! - `/gem/{integration}/...`: the Gem-facing API (see [`crate::gem::api`]).
-//! - `GET /healthz`.
+//! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//! - `/admin/...` when an admin token is configured (see [`crate::admin`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,14 +33,19 @@ use crate::timeline::TimelineEvent;
 /// The router of a host.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/hooks/{integration}/lever", post(lever_hook))
         .route("/hooks/{integration}/vendor", any(vendor_hook))
         .route("/hooks/{integration}/vendor/{*rest}", any(vendor_hook))
         .merge(crate::gem::api::routes())
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .layer(DefaultBodyLimit::max(limit));
+    // Merged after the hooks' body limit so uploads get the admin limit instead.
+    if let Some(admin) = crate::admin::router(app.clone()) {
+        router = router.merge(admin);
+    }
+    router.with_state(app)
 }
 
 /// Serves `router` on `listener` until `stop` turns true.
@@ -65,16 +71,31 @@ pub fn spawn(
     })
 }
 
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let depth = app.store.queue_depth().ok();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        app.registry.runtime().metrics().render(depth),
+    )
+        .into_response()
+}
+
 /// A JSON error response `{"error": message}`.
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
 async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let metrics = app.registry.runtime().metrics().clone();
     let Some(integration) = app.integration(&id) else {
+        metrics.webhook("lever", "unknown_integration");
         return error(StatusCode::NOT_FOUND, "unknown integration");
     };
     let reject = |status: StatusCode, reason: String| {
+        metrics.webhook("lever", rejection_label(status));
         tracing::warn!(integration = %id, status = status.as_u16(), %reason, "Lever webhook rejected");
         app.timeline.emit(TimelineEvent::WebhookRejected {
             integration: id.clone(),
@@ -112,6 +133,7 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
         .enqueue(&id, LEVER_STAGE_CHANGE, &dedupe, &payload)
     {
         Ok(Enqueued::New(event_id)) => {
+            metrics.webhook("lever", "accepted");
             app.wake.notify_one();
             app.timeline.emit(TimelineEvent::WebhookAccepted {
                 integration: id.clone(),
@@ -127,7 +149,10 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
         Ok(Enqueued::Duplicate {
             id: event_id,
             same_payload: true,
-        }) => Json(json!({ "status": "duplicate", "event": event_id })).into_response(),
+        }) => {
+            metrics.webhook("lever", "duplicate");
+            Json(json!({ "status": "duplicate", "event": event_id })).into_response()
+        }
         Ok(Enqueued::Duplicate {
             same_payload: false,
             ..
@@ -136,12 +161,24 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
             "token already used by another delivery (replay)".into(),
         ),
         Err(e) => {
+            metrics.webhook("lever", "storage_unavailable");
             tracing::error!(error = %e, "cannot store webhook");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
             )
         }
+    }
+}
+
+/// The metrics label of a refused Lever webhook.
+fn rejection_label(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "malformed",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::CONFLICT => "replay",
+        StatusCode::SERVICE_UNAVAILABLE => "disabled",
+        _ => "other",
     }
 }
 
@@ -154,15 +191,21 @@ async fn vendor_hook(
     body: Bytes,
 ) -> Response {
     let id = params.get("integration").cloned().unwrap_or_default();
+    let metrics = app.registry.runtime().metrics().clone();
     let Some(integration) = app.integration(&id) else {
+        metrics.webhook("vendor", "unknown_integration");
         return error(StatusCode::NOT_FOUND, "unknown integration");
     };
     if !integration.config.enabled {
+        metrics.webhook("vendor", "disabled");
         return error(StatusCode::SERVICE_UNAVAILABLE, "integration is disabled");
     }
     let connector = match app.connector(&integration) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.message),
+        Err(e) => {
+            metrics.webhook("vendor", "connector_unavailable");
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.message);
+        }
     };
     let request = RawHttp {
         method: method.to_string(),
@@ -209,6 +252,7 @@ async fn vendor_hook(
                 status: 500,
                 updates: 0,
             });
+            metrics.webhook("vendor", "connector_failed");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("connector failed: {e}"),
@@ -257,6 +301,12 @@ async fn vendor_hook(
         status: status.as_u16(),
         updates: applied,
     });
+    let outcome = if status.is_success() {
+        "accepted".to_string()
+    } else {
+        format!("connector_{}", status.as_u16())
+    };
+    metrics.webhook("vendor", &outcome);
     let mut out = (status, response.body).into_response();
     for (name, value) in response.headers {
         if let (Ok(n), Ok(v)) = (

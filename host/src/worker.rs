@@ -93,9 +93,12 @@ async fn handle(app: &Arc<App>, event: Event) {
             )
         }
     };
+    let metrics = app.registry.runtime().metrics();
     if state == EventState::Dead {
+        metrics.dead_letter();
         tracing::error!(event = event.id, integration = %event.integration, "{outcome}");
     } else if retry_at.is_some() {
+        metrics.retry();
         tracing::warn!(event = event.id, integration = %event.integration, "{outcome}");
     } else {
         tracing::info!(event = event.id, integration = %event.integration, "{outcome}");

@@ -8,6 +8,7 @@
 //! invocation with a [`InvokeError`]; the engine and every other call are unaffected.
 
 pub mod bindings;
+pub mod contract;
 mod imports;
 
 use std::sync::Arc;
@@ -21,7 +22,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use bindings::{Connector, ConnectorPre};
 pub use imports::CallContext;
 
+use crate::cache::{CodeCache, Origin};
 use crate::connector::Manifest;
+use crate::metrics::Metrics;
+pub use contract::Surface;
 
 /// The epoch tick: the granularity of CPU deadlines.
 const TICK: Duration = Duration::from_millis(10);
@@ -35,6 +39,10 @@ pub enum LoadError {
     NotAComponent(String),
     #[error("the component does not fit the switchyard:connector contract: {0}")]
     Contract(String),
+    #[error("wrong world: {0}")]
+    WrongWorld(String),
+    #[error("incompatible contract version: {0}")]
+    Incompatible(String),
     #[error("the component's manifest call failed: {0}")]
     Manifest(String),
 }
@@ -73,6 +81,12 @@ impl WasiView for Invocation {
 pub struct Compiled {
     pub component: Component,
     pub pre: ConnectorPre<Invocation>,
+    /// Its imports and exports.
+    pub surface: Surface,
+    /// The contract version it was built against (e.g. `0.1.0`).
+    pub contract_version: String,
+    /// Whether the machine code came from the on-disk cache.
+    pub origin: Origin,
 }
 
 /// The engine and linker shared by all connectors.
@@ -81,11 +95,22 @@ pub struct Runtime {
     linker: Linker<Invocation>,
     timeout_ms: u64,
     memory_mb: usize,
+    cache: Option<CodeCache>,
+    metrics: Arc<Metrics>,
 }
 
 impl Runtime {
     /// Builds the engine and starts the epoch ticker (a thread that lives as long as the process).
     pub fn new(timeout_ms: u64, memory_mb: usize) -> anyhow::Result<Arc<Runtime>> {
+        Runtime::with_cache(timeout_ms, memory_mb, None)
+    }
+
+    /// Like [`Runtime::new`], keeping compiled code in `cache` across restarts.
+    pub fn with_cache(
+        timeout_ms: u64,
+        memory_mb: usize,
+        cache: Option<CodeCache>,
+    ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -112,7 +137,14 @@ impl Runtime {
             linker,
             timeout_ms,
             memory_mb,
+            cache,
+            metrics: Arc::new(Metrics::default()),
         }))
+    }
+
+    /// The host's metrics (connector calls are counted where they run).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The engine (for the compiled-code cache).
@@ -120,31 +152,43 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles component bytes off the async executor and links them against the contract.
+    /// Compiles component bytes off the async executor (or takes them from the cache), checks the
+    /// contract version and links them against the contract.
     pub async fn compile(self: &Arc<Self>, bytes: Vec<u8>) -> Result<Compiled, LoadError> {
         let this = self.clone();
-        let component = tokio::task::spawn_blocking(move || {
+        let (component, origin) = tokio::task::spawn_blocking(move || {
             if !wasmparser_is_component(&bytes) {
                 return Err(LoadError::NotAComponent(
                     "missing the component-model header (a core module or not wasm at all)".into(),
                 ));
             }
-            Component::new(&this.engine, &bytes)
-                .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+            let compiled = match &this.cache {
+                Some(cache) => cache.get_or_compile(&this.engine, &bytes),
+                None => Component::new(&this.engine, &bytes).map(|c| (c, Origin::Compiled)),
+            };
+            compiled.map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
         })
         .await
         .map_err(|e| LoadError::NotAComponent(e.to_string()))??;
-        self.link(component)
+        self.link(component, origin)
     }
 
-    /// Links an already compiled component.
-    pub fn link(&self, component: Component) -> Result<Compiled, LoadError> {
+    /// Checks the contract of an already compiled component and links it.
+    pub fn link(&self, component: Component, origin: Origin) -> Result<Compiled, LoadError> {
+        let surface = Surface::of(&component, &self.engine);
+        let contract_version = surface.check()?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(ConnectorPre::new)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        Ok(Compiled { component, pre })
+        Ok(Compiled {
+            component,
+            pre,
+            surface,
+            contract_version,
+            origin,
+        })
     }
 
     /// Asks a freshly compiled component to describe itself.

@@ -1,0 +1,118 @@
+//! `switchyard connector validate|inspect <file.wasm>`: the checks an upload goes through, and
+//! what a component declares, offline (no server, no store, no network), for operators and plugin
+//! authors alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::connector::Manifest;
+use crate::registry::Registry;
+use crate::runtime::{LoadError, Runtime, Surface};
+
+/// Why a file cannot be inspected or did not validate.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(String),
+    #[error("rejected: {0}")]
+    Rejected(#[from] LoadError),
+    #[error("rejected: the component is connector `{found}`, not `{expected}`")]
+    WrongConnector { expected: String, found: String },
+    #[error("rejected: outbound hosts not approved: {0}")]
+    UnapprovedHosts(String),
+}
+
+/// What a component is and declares.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: usize,
+    /// `switchyard:connector` version it was built against, when it fits the contract.
+    pub contract_version: Option<String>,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Its self-description, when it loads.
+    pub manifest: Option<Manifest>,
+    /// Why it would be rejected, if it would.
+    pub problem: Option<String>,
+}
+
+async fn runtime() -> Result<Registry, InspectError> {
+    let runtime: Arc<Runtime> =
+        Runtime::new(10_000, 256).map_err(|e| InspectError::Runtime(e.to_string()))?;
+    Ok(Registry::new(runtime))
+}
+
+/// Describes `path`, whether or not it would be accepted.
+pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
+    let registry = runtime().await?;
+    let surface = Component::new(registry.runtime().engine(), &bytes)
+        .ok()
+        .map(|c| Surface::of(&c, registry.runtime().engine()));
+    let mut report = Report {
+        file: path.display().to_string(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        bytes: bytes.len(),
+        contract_version: None,
+        imports: surface
+            .as_ref()
+            .map(|s| s.imports.clone())
+            .unwrap_or_default(),
+        exports: surface
+            .as_ref()
+            .map(|s| s.exports.clone())
+            .unwrap_or_default(),
+        manifest: None,
+        problem: None,
+    };
+    match registry.load(bytes, &report.file).await {
+        Ok(loaded) => {
+            report.contract_version = Some(loaded.compiled.contract_version.clone());
+            report.manifest = Some(loaded.manifest.clone());
+        }
+        Err(e) => report.problem = Some(e.to_string()),
+    }
+    Ok(report)
+}
+
+/// Runs the upload checks on `path`: a component of a compatible contract whose manifest works,
+/// naming `connector` when given and asking only for `approved` hosts when any are given.
+/// Returns the version tag (`id@version#hash12`).
+pub async fn validate(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+) -> Result<String, InspectError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
+    let registry = runtime().await?;
+    let loaded = registry.load(bytes, &path.display().to_string()).await?;
+    if let Some(expected) = connector.filter(|c| *c != loaded.manifest.id) {
+        return Err(InspectError::WrongConnector {
+            expected: expected.into(),
+            found: loaded.manifest.id.clone(),
+        });
+    }
+    if !approved.is_empty() {
+        let unapproved: Vec<&str> = loaded
+            .manifest
+            .outbound_hosts
+            .iter()
+            .filter(|h| !approved.iter().any(|a| a.eq_ignore_ascii_case(h)))
+            .map(String::as_str)
+            .collect();
+        if !unapproved.is_empty() {
+            return Err(InspectError::UnapprovedHosts(unapproved.join(", ")));
+        }
+    }
+    Ok(loaded.version_tag())
+}

@@ -1,0 +1,659 @@
+//! The admin API end to end: connector versions (upload → validate → activate → rollback →
+//! remove), rejected uploads, a hot swap under webhook load, the compiled-code cache across
+//! restarts, and integrations CRUD (persisted, secrets never echoed).
+//!
+//! Needs the built plugins and fixtures (see plugins/README.md).
+
+mod support_admin;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support_admin::{fixture, plugin, restart, stack, variant, Admin, Body, TOKEN};
+use switchyard::demo::{CERTN, TRIGGER};
+use switchyard::store::EventState;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -> anyhow::Result<()>
+{
+    // No token configured: the whole admin API is absent.
+    let data = support_admin::data_dir("off");
+    let _ = std::fs::remove_dir_all(&data);
+    let dir = support_admin::connectors_dir(&data, &["certn"]);
+    let off =
+        switchyard::demo::Stack::start(switchyard::demo::StackOptions::new(&dir, &data)).await?;
+    let (status, _) = Admin::new(&off, Some(TOKEN)).get("/admin/connectors").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let on = stack("auth", &["certn"]).await?;
+    for admin in [
+        Admin::new(&on, None),
+        Admin::new(&on, Some("test-admin-token-0123456780")),
+    ] {
+        for (method, path) in [
+            (Method::GET, "/admin/connectors"),
+            (Method::POST, "/admin/connectors/certn/rollback"),
+            (Method::GET, "/admin/integrations"),
+            (Method::DELETE, "/admin/integrations/demo-certn"),
+        ] {
+            let (status, body) = admin.call(method, path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            assert!(body["error"].is_string());
+        }
+    }
+    // Nothing was deleted by the refused requests.
+    let (status, _) = Admin::new(&on, Some(TOKEN))
+        .get("/admin/integrations/demo-certn")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> anyhow::Result<()> {
+    let stack = stack("lifecycle", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let original = admin.active("certn").await;
+    assert!(original.starts_with("certn@"), "{original}");
+
+    // Upload without activating: loaded, inactive, the original still serves.
+    let v2 = variant(&plugin("certn"), "v2");
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/certn/versions",
+            Some(Body::Bytes(v2.clone())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let new_hash = body["version"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(body["version"]["status"], "inactive");
+    assert_eq!(body["version"]["contract_version"], "0.1.0");
+    assert_eq!(body["version"]["manifest"]["id"], "certn");
+    assert_eq!(admin.active("certn").await, original);
+
+    // The same bytes again: nothing new.
+    let (status, body) = admin
+        .post("/admin/connectors/certn/versions", Some(Body::Bytes(v2)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["new"], false);
+
+    // Activate by 12-character prefix; the old one becomes `previous`.
+    let (status, body) = admin
+        .post(
+            &format!(
+                "/admin/connectors/certn/versions/{}/activate",
+                &new_hash[..12]
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let swapped = admin.active("certn").await;
+    assert!(swapped.ends_with(&new_hash[..12]), "{swapped}");
+    let (_, listing) = admin.get("/admin/connectors").await;
+    let statuses: BTreeMap<String, String> = listing["connectors"][0]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["tag"].as_str().unwrap_or("").into(),
+                v["status"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses.get(&original).map(String::as_str),
+        Some("previous"),
+        "{listing}"
+    );
+
+    // A screening now runs on the new version, and its event says so.
+    let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
+        .await?;
+    let events = stack.host().app.store.events(CERTN, 10)?;
+    assert!(events
+        .iter()
+        .any(|e| e.connector_version.as_deref() == Some(swapped.as_str())));
+
+    // The serving version cannot be removed; rollback, then the unused one can.
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{new_hash}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = admin.post("/admin/connectors/certn/rollback", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(admin.active("certn").await, original);
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{new_hash}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = admin.get("/admin/connectors/certn").await;
+    assert_eq!(body["versions"].as_array().map(Vec::len), Some(1), "{body}");
+    let (status, _) = admin.post("/admin/connectors/nope/rollback", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> anyhow::Result<()> {
+    let stack = stack("rejects", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let serving = admin.active("certn").await;
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        (
+            "not wasm",
+            b"hello, I am not a component".to_vec(),
+            "not a WebAssembly component",
+        ),
+        (
+            "core module",
+            b"\0asm\x01\0\0\0".to_vec(),
+            "not a WebAssembly component",
+        ),
+        ("wrong world", fixture("wrongworld"), "wrong world"),
+        (
+            "incompatible version",
+            fixture("contract_v2"),
+            "incompatible contract version",
+        ),
+        ("unapproved host", fixture("greedy"), "exfil.example.net"),
+        ("another connector", plugin("misbehave"), "not `certn`"),
+    ];
+    for (what, bytes, reason) in cases {
+        let (status, body) = admin
+            .post(
+                "/admin/connectors/certn/versions?activate=true",
+                Some(Body::Bytes(bytes)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{what}: {error}");
+        assert_eq!(admin.active("certn").await, serving, "{what}");
+        let (_, body) = admin.get("/admin/connectors/certn").await;
+        assert_eq!(
+            body["versions"].as_array().map(Vec::len),
+            Some(1),
+            "{what}: {body}"
+        );
+    }
+    // And it still serves.
+    let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    stack.move_to(&ada, TRIGGER).await?;
+    stack
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags
+                .iter()
+                .any(|t| t == "CERTN - Pending" || t.starts_with("CERTN - "))
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_swaps_under_two_thousand_webhooks_lose_and_duplicate_nothing() -> anyhow::Result<()>
+{
+    const WEBHOOKS: usize = 2000;
+    const SWAPS: usize = 20;
+    let stack = stack("swap", &["misbehave"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    // Point the integration at the misbehave connector: no vendor round trips, so the load is
+    // the host's own path (webhook → store → worker → connector → Lever write-back).
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            "/admin/integrations/demo-certn",
+            Some(Body::Json(json!({"connector": "misbehave"}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let a = admin.active("misbehave").await;
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/misbehave/versions",
+            Some(Body::Bytes(variant(&plugin("misbehave"), "b"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let b_hash = body["version"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let b = body["version"]["tag"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let a_hash = a.rsplit('#').next().unwrap_or_default().to_string();
+
+    let opportunities: Vec<String> = (0..WEBHOOKS)
+        .map(|i| {
+            stack.candidate(
+                &format!("Candidate {i}"),
+                Some(&format!("c{i}@example.com")),
+                &[],
+                None,
+            )
+        })
+        .collect();
+    let stack = Arc::new(stack);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let swapper = {
+        let (sent, admin, stack) = (sent.clone(), Admin::new(&stack, Some(TOKEN)), stack.clone());
+        tokio::spawn(async move {
+            let mut failures = 0;
+            for swap in 0..SWAPS {
+                // Spread the swaps over the processing (accepted minus still queued), which is
+                // where connectors run: calls are in flight on the old version at every swap.
+                loop {
+                    let queued = stack.host().app.store.queue_depth().unwrap_or(0) as usize;
+                    if sent.load(Ordering::SeqCst).saturating_sub(queued)
+                        >= (swap + 1) * WEBHOOKS / (SWAPS + 1)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let target = if swap % 2 == 0 { &b_hash } else { &a_hash };
+                let (status, _) = admin
+                    .post(
+                        &format!("/admin/connectors/misbehave/versions/{target}/activate"),
+                        None,
+                    )
+                    .await;
+                failures += usize::from(status != StatusCode::OK);
+            }
+            failures
+        })
+    };
+    let mut senders = tokio::task::JoinSet::new();
+    for chunk in opportunities.chunks(WEBHOOKS / 8) {
+        let (chunk, stack, sent) = (chunk.to_vec(), stack.clone(), sent.clone());
+        senders.spawn(async move {
+            let mut failed = 0;
+            for opp in chunk {
+                let status = stack.move_to(&opp, TRIGGER).await.unwrap_or(0);
+                failed += usize::from(status != 200);
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+            failed
+        });
+    }
+    let mut failed_requests = 0;
+    while let Some(r) = senders.join_next().await {
+        failed_requests += r?;
+    }
+    assert_eq!(swapper.await?, 0, "every swap succeeded");
+    assert_eq!(
+        failed_requests, 0,
+        "no webhook was refused during the swaps"
+    );
+
+    // Every event is processed, once, by one of the two versions.
+    let store = &stack.host().app.store;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let events = loop {
+        let events = store.events(CERTN, (WEBHOOKS * 2) as u32)?;
+        let finished = events
+            .iter()
+            .filter(|e| e.state == EventState::Done)
+            .count();
+        if finished == WEBHOOKS || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(events.len(), WEBHOOKS, "one event per webhook");
+    let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &events {
+        assert_eq!(
+            e.state,
+            EventState::Done,
+            "event {} is {:?}: {:?}",
+            e.id,
+            e.state,
+            e.last_error
+        );
+        assert_eq!(
+            e.attempts, 1,
+            "event {} needed {} attempts: {:?}",
+            e.id, e.attempts, e.last_error
+        );
+        let v = e.connector_version.clone().unwrap_or_default();
+        assert!(v == a || v == b, "event {} handled by {v}", e.id);
+        *by_version.entry(v).or_default() += 1;
+    }
+    for opp in &opportunities {
+        assert_eq!(
+            store.orders_of(CERTN, opp)?.len(),
+            1,
+            "exactly one screening for {opp}"
+        );
+    }
+    assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
+    println!("events by version: {by_version:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_reuses_the_compiled_code_cache_rebuilds_a_corrupt_entry_and_keeps_the_active_version(
+) -> anyhow::Result<()> {
+    let stack = stack("cache", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/certn/versions?activate=true",
+            Some(Body::Bytes(variant(&plugin("certn"), "kept"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let uploaded = admin.active("certn").await;
+    assert_eq!(body["version"]["compiled_from"], "compiled");
+
+    let origins = |body: &serde_json::Value| -> Vec<String> {
+        body["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["compiled_from"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let stack = restart(stack).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let (_, body) = admin.get("/admin/connectors/certn").await;
+    assert_eq!(origins(&body), ["cache", "cache"], "{body}");
+    assert_eq!(
+        admin.active("certn").await,
+        uploaded,
+        "the operator's choice survives a restart"
+    );
+
+    // Corrupt every cache entry: they are detected, rebuilt, and the host serves as before.
+    let cache = stack
+        .config
+        .storage
+        .path
+        .parent()
+        .map(|d| d.join("cache"))
+        .unwrap_or_default();
+    for entry in std::fs::read_dir(&cache)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&path)?;
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::write(&path, bytes)?;
+        }
+    }
+    let stack = restart(stack).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let (_, body) = admin.get("/admin/connectors/certn").await;
+    assert_eq!(origins(&body), ["compiled", "compiled"], "{body}");
+    assert_eq!(admin.active("certn").await, uploaded);
+    let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    stack.move_to(&ada, TRIGGER).await?;
+    stack
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
+        .await?;
+    // ... and the rebuilt entries are used again next time.
+    let stack = restart(stack).await?;
+    let (_, body) = Admin::new(&stack, Some(TOKEN))
+        .get("/admin/connectors/certn")
+        .await;
+    assert_eq!(origins(&body), ["cache", "cache"], "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyhow::Result<()> {
+    let stack = stack("crud", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    // The Lever API key is the simulator's real one, so the stored copy can be seen to work.
+    let lever_key = stack.lever.api_key();
+    let secrets = [
+        lever_key.as_str(),
+        "lever-sig-SECRET-2",
+        "certn-key-SECRET-3",
+        "certn-hook-SECRET-4",
+    ];
+    let create = json!({
+        "id": "acme", "connector": "certn",
+        "ats": {"kind": "lever", "api_base": stack.lever.api_base(), "api_key": secrets[0],
+                "signature_token": secrets[1], "trigger_stage": "Background Check"},
+        "settings": {"api-base": stack.certn.api_base()},
+        "secrets": {"api-key": secrets[2], "webhook-secret": secrets[3]},
+        "packages": [{"name": "Standard", "default": true, "params": {"checks": "criminal_record_check"}},
+                     {"name": "Full", "params": {"checks": "criminal_record_check,employment_verification"}}]
+    });
+    let mut seen = Vec::new();
+    let (status, body) = admin
+        .post("/admin/integrations", Some(Body::Json(create.clone())))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["packages"][0]["default"], true);
+    assert_eq!(body["secrets"], json!(["api-key", "webhook-secret"]));
+    assert_eq!(body["ats"]["api_key_set"], true);
+    seen.push(body);
+
+    // Refused input changes nothing: a duplicate id, two defaults, a missing required secret.
+    let (status, body) = admin
+        .post("/admin/integrations", Some(Body::Json(create)))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let patch = |v| Body::Json(v);
+    let (status, body) = admin
+        .call(Method::PATCH, "/admin/integrations/acme",
+            Some(patch(json!({"packages": [{"name": "A", "default": true}, {"name": "B", "default": true}]}))))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"secrets": {"api-key": null}}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("api-key"),
+        "{body}"
+    );
+    let (status, _) = admin
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"bogus": 1}))),
+        )
+        .await;
+    assert!(status.is_client_error());
+
+    // Update, disable, enable (which answers with the webhook URLs).
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            "/admin/integrations/acme",
+            Some(patch(json!({"ats": {"trigger_stage": "Screen"}}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ats"]["trigger_stage"], "Screen");
+    seen.push(body);
+    let (status, body) = admin.post("/admin/integrations/acme/disable", None).await;
+    assert_eq!(
+        (status, body["enabled"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    seen.push(body);
+    let (status, body) = admin.post("/admin/integrations/acme/enable", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["webhook_urls"]["lever"],
+        format!("http://{}/hooks/acme/lever", stack.addr)
+    );
+    assert_eq!(
+        body["webhook_urls"]["vendor"],
+        format!("http://{}/hooks/acme/vendor", stack.addr)
+    );
+    seen.push(body);
+    // Delete the config-file integration.
+    let (status, _) = admin
+        .call(Method::DELETE, "/admin/integrations/demo-certn", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let stack = restart(stack).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    assert_eq!(stack.lever.api_key(), lever_key);
+    let (status, body) = admin.get("/admin/integrations/acme").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["ats"]["trigger_stage"], "Screen");
+    assert_eq!(body["enabled"], true);
+    seen.push(body);
+    let (_, body) = admin.get("/admin/integrations").await;
+    let ids: Vec<&str> = body["integrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["acme"],
+        "the deleted config-file integration stays deleted"
+    );
+    seen.push(body);
+    // The stored secrets are the ones given: the integration authenticates to Lever (its API key).
+    let acme = stack
+        .host()
+        .app
+        .integration("acme")
+        .expect("acme is served");
+    assert_eq!(
+        acme.lever()
+            .expect("a Lever integration")
+            .1
+            .stages()
+            .await
+            .map(|s| !s.is_empty())
+            .ok(),
+        Some(true)
+    );
+    let text = seen.iter().map(|b| b.to_string()).collect::<String>();
+    for secret in secrets {
+        assert!(!text.contains(secret), "a response echoed {secret}");
+    }
+    let (status, _) = admin
+        .call(Method::DELETE, "/admin/integrations/acme", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin.get("/admin/integrations/acme").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_mode_deploys_a_dropped_file_and_ignores_a_rejected_one() -> anyhow::Result<()> {
+    let stack = support_admin::stack_with("watch", &["certn"], |c| c.runtime.watch = true).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let dir = stack.config.runtime.connectors_dir.clone();
+    let original = admin.active("certn").await;
+    // A component asking for an unapproved host is refused, set aside; the original keeps serving.
+    std::fs::write(dir.join("greedy.wasm"), fixture("greedy"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("greedy.wasm.rejected").exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        dir.join("greedy.wasm.rejected").exists(),
+        "the rejected file is set aside"
+    );
+    assert!(!dir.join("greedy.wasm").exists());
+    assert_eq!(admin.active("certn").await, original);
+    // A new certn build dropped in is validated and activated.
+    std::fs::write(
+        dir.join("certn-next.wasm"),
+        variant(&plugin("certn"), "next"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut active = original.clone();
+    while active == original && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        active = admin.active("certn").await;
+    }
+    assert_ne!(active, original, "the dropped file was activated");
+    let (_, body) = admin.get("/admin/connectors/certn").await;
+    let versions = body["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the greedy component was not loaded: {body}"
+    );
+    assert!(
+        versions.iter().all(|v| v["manifest"]["version"] != "9.0.0"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_webhooks_by_outcome_invocations_by_version_and_the_queue(
+) -> anyhow::Result<()> {
+    let stack = stack("metrics", &["certn"]).await?;
+    let ada = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, Duration::from_secs(30), |o| {
+            o.tags.iter().any(|t| t.starts_with("CERTN - "))
+        })
+        .await?;
+    let http = reqwest::Client::new();
+    let bad = http
+        .post(format!("http://{}/hooks/{CERTN}/lever", stack.addr))
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let text = http
+        .get(format!("http://{}/metrics", stack.addr))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let tag = Admin::new(&stack, Some(TOKEN)).active("certn").await;
+    let version = tag.split_once('@').map(|(_, v)| v).unwrap_or_default();
+    for expected in [
+        "switchyard_webhooks_total{source=\"lever\",outcome=\"accepted\"} 1".to_string(),
+        "switchyard_webhooks_total{source=\"lever\",outcome=\"malformed\"} 1".to_string(),
+        format!("switchyard_invocations_total{{connector=\"certn\",version=\"{version}\",call=\"start-screening\",outcome=\"ok\"}} 1"),
+        format!("switchyard_invocation_seconds_count{{connector=\"certn\",version=\"{version}\"}}"),
+        "switchyard_queue_depth".to_string(),
+        "switchyard_dead_letters_total 0".to_string(),
+        "switchyard_event_retries_total".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in\n{text}");
+    }
+    Ok(())
+}
