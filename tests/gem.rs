@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use switchyard::config::Secret;
 use switchyard::demo::{GemSetup, Stack, StackOptions, CERTN, GEM};
 use switchyard::gem::delivery::GEM_DELIVER;
 use switchyard::store::EventState;
 use switchyard_sim::gem::ReceivedStatus;
+use switchyard_sim::justifacts::JustifactsOptions;
 
 fn connectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
@@ -482,4 +484,102 @@ async fn stack_with_expired_previous(now: i64) -> anyhow::Result<Stack> {
 
 fn host_of(stack: &Stack) -> String {
     stack.host_url()
+}
+
+/// Issue 4's "the same connector components serve Lever and Gem": the Justifacts component that
+/// runs the Lever flow serves a Gem integration unchanged. The integration is created through the
+/// admin API on the running host, as an operator would; Gem's package choice (or the default)
+/// becomes the Justifacts package code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_admin_api(
+) -> anyhow::Result<()> {
+    const TOKEN: &str = "gem-test-admin-token-0123456789";
+    let setup = GemSetup::default();
+    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let mut opts = StackOptions::new(&connectors(), &data);
+    opts.gem = Some(setup.clone());
+    opts.justifacts = Some(JustifactsOptions {
+        step_delay: Some(Duration::from_millis(150)),
+        ..JustifactsOptions::default()
+    });
+    let mut stack = Stack::prepare(opts).await?;
+    stack.config.server.admin_token = Some(Secret::new(TOKEN));
+    let stack = stack.run().await?;
+    let host = stack.host_url();
+    let gem = stack.gem()?;
+    let jf = &stack
+        .justifacts
+        .as_ref()
+        .expect("a Justifacts simulator")
+        .sim;
+    let jf_url = reqwest::Url::parse(&jf.api_base())?;
+    let jf_host = format!(
+        "{}:{}",
+        jf_url.host_str().unwrap_or_default(),
+        jf_url.port().unwrap_or(80)
+    );
+
+    let created = reqwest::Client::new()
+        .post(format!("{host}/admin/integrations"))
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "id": "gem-jf", "connector": "justifacts",
+            "ats": {"kind": "gem", "webhook_url": gem.sim.webhook_url(),
+                    "webhook_secret": setup.webhook_secret},
+            "allowed_hosts": [jf_host],
+            "settings": {"api-base": jf.api_base(), "client-code": jf.client_code()},
+            "secrets": {"api-key": jf.api_key(), "webhook-secret": jf.webhook_secret()},
+            "packages": [{"name": "Standard BGC", "default": true, "params": {"package-code": "13558"}},
+                         {"name": "Drug Screen", "params": {"package-code": "777"}}],
+        }))
+        .send()
+        .await?;
+    assert_eq!(created.status(), 201);
+    let view: Value = created.json().await?;
+    assert_eq!(
+        view["webhook_urls"]["gem_api"],
+        json!(format!("{host}/gem/gem-jf"))
+    );
+    assert_eq!(view["ats"]["kind"], "gem");
+    assert!(!view.to_string().contains(&setup.webhook_secret));
+
+    let key = switchyard::gem::keys::issue(&stack.host().app.store, "gem-jf")?;
+    let (code, packages) = gem.sim.list_packages(&host, "gem-jf", &key.key).await?;
+    assert_eq!(code, 200, "{packages}");
+    assert_eq!(packages["packages"][0]["name"], "Standard BGC");
+    assert_eq!(packages["packages"][0]["default"], true);
+
+    let mut sent = Vec::new();
+    for (application, package, code) in [
+        ("app-jf-1", None, "13558"),
+        ("app-jf-2", Some("Drug Screen"), "777"),
+    ] {
+        let (status, body) = gem
+            .sim
+            .send_check(
+                &host,
+                "gem-jf",
+                &key.key,
+                &check(application, Some("kj@example.com"), package),
+                None,
+            )
+            .await?;
+        assert_eq!(status, 202, "{body}");
+        sent.push((body["id"].as_str().expect("an id").to_string(), code));
+    }
+    for (id, code) in &sent {
+        let done = wait_received(&stack, id, "complete", Duration::from_secs(30)).await?;
+        assert_eq!(done.label, "(Justifacts)Complete");
+        let url = done.results_url.clone().expect("a results URL");
+        assert!(url.starts_with(&jf.api_base()), "{url}");
+        assert_eq!(done.body["verdict"], "Clear");
+        let (_, status) = gem.sim.screening(&host, "gem-jf", &key.key, id).await?;
+        let order = jf
+            .order(status["order_ref"].as_str().expect("an order"))
+            .expect("Justifacts has the order");
+        assert_eq!(&order.package_code, code);
+    }
+    assert_eq!(jf.orders(), 2, "one order per send");
+    assert!(gem.sim.rejected().is_empty(), "{:?}", gem.sim.rejected());
+    Ok(())
 }

@@ -184,13 +184,15 @@ async fn send(
         },
         None => None,
     };
-    request.package = package;
-    let shown_package = request.package.clone().or_else(|| {
+    // Absent → the connector's default, named explicitly: Gem has no tags for a connector to
+    // pick a package from (Justifacts, for one, reads its package from posting tags otherwise).
+    request.package = package.or_else(|| {
         available
             .iter()
             .find(|(_, default)| *default)
             .map(|(n, _)| n.clone())
     });
+    let shown_package = request.package.clone();
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
