@@ -583,3 +583,55 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
     assert!(gem.sim.rejected().is_empty(), "{:?}", gem.sim.rejected());
     Ok(())
 }
+
+/// Gem answering 503 with `Retry-After` is not retried sooner than it asked, although the
+/// configured backoff alone would retry within a fraction of a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_from_gem_is_honoured() -> anyhow::Result<()> {
+    let stack = stack(GemSetup::default()).await?;
+    assert!(
+        stack.config.worker.retry_base_ms <= 500,
+        "the test needs a first backoff well under the Retry-After"
+    );
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    gem.sim.set_retry_after(Some(2));
+    gem.sim.set_down(true);
+    let (code, sent) = gem
+        .sim
+        .send_check(
+            &stack.host_url(),
+            GEM,
+            &key.key,
+            &check("app-r", Some("r@example.com"), None),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 202, "{sent}");
+    let retried = |log: &[(String, Instant)]| {
+        log.first()
+            .and_then(|(id, _)| log.iter().filter(|(other, _)| other == id).nth(1))
+            .is_some()
+    };
+    wait_until(Duration::from_secs(30), "a webhook was retried", || {
+        retried(&gem.sim.attempt_log())
+    })
+    .await?;
+    let log = gem.sim.attempt_log();
+    let (first_id, first_at) = log[0].clone();
+    let (_, second_at) = log
+        .iter()
+        .filter(|(id, _)| *id == first_id)
+        .nth(1)
+        .expect("a second attempt")
+        .clone();
+    assert!(
+        second_at - first_at >= Duration::from_millis(1_950),
+        "retried after {:?}",
+        second_at - first_at
+    );
+    gem.sim.set_down(false);
+    let id = sent["id"].as_str().expect("an id");
+    wait_received(&stack, id, "complete", Duration::from_secs(60)).await?;
+    Ok(())
+}

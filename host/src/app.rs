@@ -126,10 +126,11 @@ impl App {
     pub fn connector(&self, integration: &Integration) -> Result<Arc<LoadedConnector>, FlowError> {
         self.registry
             .get(&integration.config.connector)
-            .ok_or_else(|| FlowError {
-                message: format!("connector `{}` is not loaded", integration.config.connector),
-                retryable: true,
-                connector_version: None,
+            .ok_or_else(|| {
+                FlowError::retry(format!(
+                    "connector `{}` is not loaded",
+                    integration.config.connector
+                ))
             })
     }
 

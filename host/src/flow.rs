@@ -18,12 +18,13 @@
 //! opportunity in Lever; a Gem integration queues a status webhook for the order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
 use crate::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
-use crate::gem::delivery::{self, Delivery, GEM_DELIVER};
+use crate::gem::delivery::{self, Delivery, DeliveryError, GEM_DELIVER};
 use crate::gem::screening::{self as gem_screening, SendPayload, GEM_SEND};
 use crate::lever::webhook::{StageChange, Webhook};
 use crate::lever::{self, LeverError};
@@ -53,22 +54,24 @@ pub struct FlowError {
     pub message: String,
     pub retryable: bool,
     pub connector_version: Option<String>,
+    /// The least wait before the next attempt that the other side asked for (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl FlowError {
-    fn retry(message: impl Into<String>) -> FlowError {
+    pub(crate) fn new(message: impl Into<String>, retryable: bool) -> FlowError {
         FlowError {
             message: message.into(),
-            retryable: true,
+            retryable,
             connector_version: None,
+            retry_after: None,
         }
     }
+    pub(crate) fn retry(message: impl Into<String>) -> FlowError {
+        FlowError::new(message, true)
+    }
     fn fatal(message: impl Into<String>) -> FlowError {
-        FlowError {
-            message: message.into(),
-            retryable: false,
-            connector_version: None,
-        }
+        FlowError::new(message, false)
     }
     fn by(mut self, version: &str) -> FlowError {
         self.connector_version = Some(version.to_string());
@@ -78,11 +81,7 @@ impl FlowError {
 
 impl From<LeverError> for FlowError {
     fn from(e: LeverError) -> Self {
-        FlowError {
-            retryable: e.retryable(),
-            message: e.to_string(),
-            connector_version: None,
-        }
+        FlowError::new(e.to_string(), e.retryable())
     }
 }
 
@@ -94,11 +93,7 @@ impl From<StoreError> for FlowError {
 
 impl From<lever::sync::SyncError> for FlowError {
     fn from(e: lever::sync::SyncError) -> Self {
-        FlowError {
-            retryable: e.retryable(),
-            message: e.to_string(),
-            connector_version: None,
-        }
+        FlowError::new(e.to_string(), e.retryable())
     }
 }
 
@@ -288,9 +283,14 @@ async fn gem_deliver(
             Ok(Outcome::Done(None))
         }
         Err(e) => Err(FlowError {
-            retryable: e.retryable(),
-            message: format!("webhook {}: {e}", delivery.webhook_id),
-            connector_version: None,
+            retry_after: match &e {
+                DeliveryError::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            },
+            ..FlowError::new(
+                format!("webhook {}: {e}", delivery.webhook_id),
+                e.retryable(),
+            )
         }),
     }
 }
@@ -404,9 +404,5 @@ async fn sync_ats(
 }
 
 fn call_failed(e: CallError) -> FlowError {
-    FlowError {
-        retryable: e.retryable(),
-        message: e.to_string(),
-        connector_version: None,
-    }
+    FlowError::new(e.to_string(), e.retryable())
 }

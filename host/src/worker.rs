@@ -15,6 +15,8 @@ use crate::timeline::TimelineEvent;
 
 /// Longest idle sleep: the store is polled at least this often.
 const IDLE: Duration = Duration::from_secs(1);
+/// The longest `Retry-After` honoured, so a bogus answer cannot park an event for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Starts `worker.concurrency` workers.
 pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -66,7 +68,11 @@ async fn handle(app: &Arc<App>, event: Event) {
             format!("skipped: {why}"),
         ),
         Err(e) if e.retryable && event.attempts < max_attempts => {
-            let delay = backoff(event.attempts, w.retry_base_ms, w.retry_max_ms);
+            // Never sooner than the receiver asked (Retry-After), up to an hour.
+            let asked = e
+                .retry_after
+                .map_or(0, |d| d.min(MAX_RETRY_AFTER).as_millis() as u64);
+            let delay = backoff(event.attempts, w.retry_base_ms, w.retry_max_ms).max(asked);
             let text = format!(
                 "attempt {} failed, retry in {} ms: {}",
                 event.attempts, delay, e.message

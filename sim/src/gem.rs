@@ -16,12 +16,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -65,7 +67,9 @@ pub struct Rejected {
 struct Inner {
     secrets: Vec<String>,
     down: bool,
+    retry_after: Option<u64>,
     attempts: usize,
+    attempt_log: Vec<(String, Instant)>,
     received: Vec<ReceivedStatus>,
     seen: HashSet<String>,
     duplicates: usize,
@@ -116,6 +120,16 @@ impl GemSim {
     /// While down, every delivery gets 503 (and counts as an attempt).
     pub fn set_down(&self, down: bool) {
         lock(&self.inner).down = down;
+    }
+
+    /// While down, the 503s carry `Retry-After: <secs>` (`None`: no header).
+    pub fn set_retry_after(&self, secs: Option<u64>) {
+        lock(&self.inner).retry_after = secs;
+    }
+
+    /// Every attempt's `webhook-id` (empty if absent) and arrival time, in arrival order.
+    pub fn attempt_log(&self) -> Vec<(String, Instant)> {
+        lock(&self.inner).attempt_log.clone()
     }
 
     /// Accepted webhooks, one per `webhook-id`, in arrival order.
@@ -209,15 +223,23 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-async fn handle(
-    State(inner): State<Shared>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
+async fn handle(State(inner): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let mut g = lock(&inner);
     g.attempts += 1;
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    g.attempt_log.push((id, Instant::now()));
     if g.down {
-        return (StatusCode::SERVICE_UNAVAILABLE, "down".into());
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+        if let Some(secs) = g.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return response;
     }
     let (id, ts, json) = match verify(&g.secrets, &headers, &body) {
         Ok(v) => v,
@@ -226,12 +248,12 @@ async fn handle(
                 status: status.as_u16(),
                 reason: reason.into(),
             });
-            return (status, reason.into());
+            return (status, reason).into_response();
         }
     };
     if !g.seen.insert(id.clone()) {
         g.duplicates += 1;
-        return (StatusCode::OK, "duplicate".into());
+        return (StatusCode::OK, "duplicate").into_response();
     }
     let text = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let status = ReceivedStatus {
@@ -245,7 +267,7 @@ async fn handle(
         body: json,
     };
     g.received.push(status);
-    (StatusCode::OK, "ok".into())
+    (StatusCode::OK, "ok").into_response()
 }
 
 /// Checks headers, freshness and signature; returns the id, timestamp and parsed body.

@@ -104,8 +104,12 @@ pub fn enqueue_status(
 /// Why an attempt did not deliver. Never contains the URL or a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("Gem answered {0}")]
-    Status(u16),
+    /// A non-2xx answer, with the wait its `Retry-After` asked for (seconds or an HTTP date).
+    #[error("Gem answered {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     #[error("Gem answered 410 Gone: stop sending")]
     Gone,
     #[error("cannot reach Gem: {0}")]
@@ -153,6 +157,43 @@ pub async fn send(
     match status {
         200..=299 => Ok(status),
         410 => Err(DeliveryError::Gone),
-        other => Err(DeliveryError::Status(other)),
+        other => Err(DeliveryError::Status {
+            status: other,
+            retry_after: response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after),
+        }),
+    }
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(90));
+        let wait = retry_after(&later).expect("an HTTP date");
+        assert!(wait > Duration::from_secs(80) && wait <= Duration::from_secs(90));
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(90));
+        assert_eq!(retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon"), None);
     }
 }
