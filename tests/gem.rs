@@ -635,3 +635,53 @@ async fn a_retry_after_from_gem_is_honoured() -> anyhow::Result<()> {
     wait_received(&stack, id, "complete", Duration::from_secs(60)).await?;
     Ok(())
 }
+
+/// A send that cannot be started (Certn down past the retry budget) is dead-lettered and reported
+/// to Gem as an `error` status, so the recruiter is not left looking at "queued".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_cannot_start_reaches_gem_as_an_error() -> anyhow::Result<()> {
+    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let mut opts = StackOptions::new(&connectors(), &data);
+    opts.gem = Some(GemSetup::default());
+    opts.worker.max_attempts = 2;
+    let stack = Stack::start(opts).await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+    gem.certn.set_down(true);
+    let (code, sent) = gem
+        .sim
+        .send_check(
+            &host,
+            GEM,
+            &key.key,
+            &check("app-x", Some("x@example.com"), None),
+            None,
+        )
+        .await?;
+    assert_eq!(code, 202, "{sent}");
+    let id = sent["id"].as_str().expect("an id");
+    let failed = wait_received(&stack, id, "error", Duration::from_secs(30)).await?;
+    assert!(
+        failed.label.starts_with("ERROR (could not start: "),
+        "{}",
+        failed.label
+    );
+    assert!(failed.label.contains("503"), "{}", failed.label);
+    let (_, status) = gem.sim.screening(&host, GEM, &key.key, id).await?;
+    assert_eq!(status["status"], "error");
+    assert!(
+        status["error"].as_str().is_some_and(|e| e.contains("503")),
+        "{status}"
+    );
+    assert!(gem.certn.applications().is_empty());
+    let store = &stack.host().app.store;
+    let dead: Vec<_> = store
+        .events(GEM, 50)?
+        .into_iter()
+        .filter(|e| e.state == EventState::Dead)
+        .collect();
+    assert_eq!(dead.len(), 1, "the send itself is dead-lettered: {dead:?}");
+    assert_eq!(dead[0].attempts, 2);
+    Ok(())
+}

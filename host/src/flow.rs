@@ -125,6 +125,44 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
     }
 }
 
+/// After an event is dead-lettered: a Gem send that could not be started is reported to Gem as
+/// an `error` status (the recruiter would otherwise see "queued" forever). Idempotent.
+pub fn gave_up(app: &App, event: &Event, reason: &str) -> Result<(), FlowError> {
+    if event.kind != GEM_SEND {
+        return Ok(());
+    }
+    let send: SendPayload = serde_json::from_str(&event.payload)
+        .map_err(|e| FlowError::fatal(format!("stored Gem screening is unreadable: {e}")))?;
+    let order_ref = format!("failed:{}", send.screening_id);
+    gem_screening::link_order(
+        &app.store,
+        &event.integration,
+        &send.screening_id,
+        &order_ref,
+    )?;
+    let mut why: String = reason.chars().take(160).collect();
+    if why.len() < reason.len() {
+        why.push('…');
+    }
+    let order = Order {
+        integration: event.integration.clone(),
+        order_ref,
+        connector: String::new(),
+        opportunity_id: send.request.application_id.clone(),
+        seq: 0,
+        state: "error".into(),
+        label: format!("ERROR (could not start: {why})"),
+        report_url: None,
+        score: None,
+        verdict: None,
+    };
+    app.store.upsert_order(&order)?;
+    if delivery::enqueue_status(&app.store, &event.integration, &order)?.is_some() {
+        app.wake.notify_one();
+    }
+    Ok(())
+}
+
 async fn stage_change(
     app: &Arc<App>,
     integration: &Integration,

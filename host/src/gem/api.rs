@@ -275,16 +275,14 @@ async fn status(
             out["score"] = json!(o.score);
             out["verdict"] = json!(o.verdict);
         }
-        None => {
-            // Not placed yet: the start event is waiting, retrying, or gave up.
-            let event = app.store.event(found.event_id).ok().flatten();
-            match event {
-                Some(e) if e.state == EventState::Dead => {
-                    out["status"] = json!("failed");
-                    out["error"] = json!(e.last_error);
-                }
-                _ => out["status"] = json!("queued"),
-            }
+        // Not placed yet: the start event is waiting or retrying.
+        None => out["status"] = json!("queued"),
+    }
+    // Starting it was given up: say why (the status is `error`, as in the webhook Gem got).
+    if let Some(e) = app.store.event(found.event_id).ok().flatten() {
+        if e.state == EventState::Dead {
+            out["status"] = json!("error");
+            out["error"] = json!(e.last_error);
         }
     }
     Json(out).into_response()
