@@ -657,3 +657,46 @@ async fn metrics_count_webhooks_by_outcome_invocations_by_version_and_the_queue(
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lever_integration_runs_on_an_oauth_access_token_set_through_the_admin_api(
+) -> anyhow::Result<()> {
+    let stack = stack("oauth", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let token = stack.lever.oauth_token();
+    let path = format!("/admin/integrations/{CERTN}");
+    // Both credentials at once are refused, and change nothing.
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            &path,
+            Some(Body::Json(
+                json!({"ats": {"api_key": "k", "oauth_access_token": token}}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Setting the token replaces the API key.
+    let (status, body) = admin
+        .call(
+            Method::PATCH,
+            &path,
+            Some(Body::Json(json!({"ats": {"oauth_access_token": token}}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ats"]["oauth_access_token_set"], true);
+    assert_eq!(body["ats"]["api_key_set"], false);
+    assert!(!body.to_string().contains(&token), "{body}");
+
+    // The whole flow now reads and writes Lever with the Bearer token (the key is gone).
+    let opp = stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    stack.move_to(&opp, TRIGGER).await?;
+    let done = stack
+        .wait_for(&opp, Duration::from_secs(40), |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await?;
+    assert_eq!(done.links.len(), 1, "{done:?}");
+    Ok(())
+}

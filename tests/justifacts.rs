@@ -143,7 +143,11 @@ async fn package_tags_are_read_tolerantly_and_strictly() {
         (&two, "(Justifacts)ERROR (Conflicting Package Tags)"),
         (&bad, "(Justifacts)ERROR (Invalid Package Tag)"),
     ] {
-        let o = wait(&s, opp, |o| !jf_tags(o).is_empty()).await;
+        // The error's note is written right after its tag: wait for both.
+        let o = wait(&s, opp, |o| {
+            !jf_tags(o).is_empty() && (label == PENDING || !o.notes.is_empty())
+        })
+        .await;
         assert_eq!(jf_tags(&o), vec![label]);
         if label != PENDING {
             assert_eq!(o.notes.len(), 1, "a note tells the recruiter what to fix");

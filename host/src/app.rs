@@ -31,11 +31,10 @@ pub struct Integration {
 impl Integration {
     fn new(config: IntegrationConfig, http: &reqwest::Client) -> Integration {
         let lever = match &config.ats {
-            AtsConfig::Lever(l) => Some(LeverClient::new(
-                http.clone(),
-                &l.api_base,
-                l.api_key.clone(),
-            )),
+            // `IntegrationConfig::check` guarantees a credential.
+            AtsConfig::Lever(l) => l
+                .auth()
+                .map(|auth| LeverClient::new(http.clone(), &l.api_base, auth)),
             AtsConfig::Gem(_) => None,
         };
         Integration { config, lever }

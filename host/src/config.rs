@@ -299,13 +299,40 @@ pub struct LeverConfig {
     /// `https://api.lever.co/v1` in production.
     #[serde(default = "lever_api_base")]
     pub api_base: String,
-    /// Lever API key (HTTP Basic username).
-    pub api_key: Secret,
+    /// Lever API key (HTTP Basic username). Give this or `oauth_access_token`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// An access token of a Lever OAuth app, sent as `Authorization: Bearer`, instead of an API
+    /// key. switchyard does not refresh it: update it (admin API or config) before it expires.
+    #[serde(default)]
+    pub oauth_access_token: Option<Secret>,
     /// The Candidate Stage Change webhook's signature token.
     pub signature_token: Secret,
     /// Name of the stage that starts a screening; defaults to the connector's default trigger.
     #[serde(default)]
     pub trigger_stage: Option<String>,
+}
+
+impl LeverConfig {
+    /// How to authenticate to Lever: the API key or the OAuth access token, whichever of the two
+    /// is set (`None` if neither or both are).
+    pub fn auth(&self) -> Option<LeverAuth> {
+        let set = |s: &Option<Secret>| s.clone().filter(|s| !s.expose().is_empty());
+        match (set(&self.api_key), set(&self.oauth_access_token)) {
+            (Some(key), None) => Some(LeverAuth::ApiKey(key)),
+            (None, Some(token)) => Some(LeverAuth::Bearer(token)),
+            _ => None,
+        }
+    }
+}
+
+/// A Lever credential.
+#[derive(Debug, Clone)]
+pub enum LeverAuth {
+    /// An API key: HTTP Basic, the key as user name, empty password.
+    ApiKey(Secret),
+    /// An OAuth access token: `Authorization: Bearer`.
+    Bearer(Secret),
 }
 
 fn lever_api_base() -> String {
@@ -359,7 +386,12 @@ impl Config {
             }
             match &mut integration.ats {
                 AtsConfig::Lever(lever) => {
-                    lever.api_key.resolve()?;
+                    for secret in [&mut lever.api_key, &mut lever.oauth_access_token]
+                        .into_iter()
+                        .flatten()
+                    {
+                        secret.resolve()?;
+                    }
                     lever.signature_token.resolve()?;
                 }
                 AtsConfig::Gem(gem) => {
@@ -412,6 +444,13 @@ impl IntegrationConfig {
         }
         if self.connector.is_empty() {
             return Err("connector must be set".into());
+        }
+        if let AtsConfig::Lever(lever) = &self.ats {
+            if lever.auth().is_none() {
+                return Err(
+                    "ats needs exactly one of api_key and oauth_access_token (non-empty)".into(),
+                );
+            }
         }
         if let AtsConfig::Gem(gem) = &self.ats {
             if !gem.webhook_url.starts_with("http://") && !gem.webhook_url.starts_with("https://") {

@@ -347,7 +347,8 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
         enabled: true,
         ats: AtsConfig::Lever(LeverConfig {
             api_base: lever.api_base(),
-            api_key: Secret::new(lever.api_key()),
+            api_key: Some(Secret::new(lever.api_key())),
+            oauth_access_token: None,
             signature_token: Secret::new(token),
             trigger_stage: w.trigger.map(str::to_string),
         }),

@@ -174,7 +174,7 @@ async fn stage_change(
         .map_err(|e| FlowError::fatal(format!("stored stage change is unreadable: {e}")))?;
     let Some((lever_config, lever_client)) = integration.lever() else {
         return Err(FlowError::fatal(
-            "a Lever event for an integration that is not a Lever one",
+            "a Lever event for an integration without a Lever client (not Lever, or no credential)",
         ));
     };
     let connector = app.connector(integration)?;

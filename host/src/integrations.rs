@@ -48,9 +48,10 @@ pub struct IntegrationInput {
 #[serde(deny_unknown_fields)]
 pub struct AtsInput {
     pub kind: Option<String>,
-    // Lever.
+    // Lever: `api_key` or `oauth_access_token` (setting one replaces the other).
     pub api_base: Option<String>,
     pub api_key: Option<String>,
+    pub oauth_access_token: Option<String>,
     pub signature_token: Option<String>,
     pub trigger_stage: Option<String>,
     // Gem.
@@ -76,6 +77,7 @@ impl AtsInput {
         let lever = [
             ("api_base", self.api_base.is_some()),
             ("api_key", self.api_key.is_some()),
+            ("oauth_access_token", self.oauth_access_token.is_some()),
             ("signature_token", self.signature_token.is_some()),
             ("trigger_stage", self.trigger_stage.is_some()),
         ];
@@ -91,7 +93,7 @@ impl AtsInput {
                 self.previous_secret_expires_at.is_some(),
             ),
         ];
-        let other = if kind == "gem" { lever } else { gem };
+        let other: &[(&str, bool)] = if kind == "gem" { &lever } else { &gem };
         other
             .iter()
             .filter(|(_, set)| *set)
@@ -113,11 +115,8 @@ impl IntegrationInput {
         let ats = match ats.kind.as_deref().unwrap_or("lever") {
             "lever" => AtsConfig::Lever(LeverConfig {
                 api_base: "https://api.lever.co/v1".into(),
-                api_key: Secret::new(
-                    ats.api_key
-                        .clone()
-                        .ok_or_else(|| bad("`ats.api_key` is required"))?,
-                ),
+                api_key: ats.api_key.clone().map(Secret::new),
+                oauth_access_token: ats.oauth_access_token.clone().map(Secret::new),
                 signature_token: Secret::new(
                     ats.signature_token
                         .clone()
@@ -193,8 +192,9 @@ impl IntegrationInput {
                     if let Some(v) = ats.api_base {
                         lever.api_base = v;
                     }
-                    if let Some(v) = ats.api_key {
-                        lever.api_key = Secret::new(v);
+                    if ats.api_key.is_some() || ats.oauth_access_token.is_some() {
+                        lever.api_key = ats.api_key.map(Secret::new);
+                        lever.oauth_access_token = ats.oauth_access_token.map(Secret::new);
                     }
                     if let Some(v) = ats.signature_token {
                         lever.signature_token = Secret::new(v);
@@ -306,6 +306,7 @@ pub enum AtsView {
     Lever {
         api_base: String,
         api_key_set: bool,
+        oauth_access_token_set: bool,
         signature_token_set: bool,
         trigger_stage: Option<String>,
     },
@@ -337,7 +338,8 @@ impl IntegrationView {
             AtsConfig::Lever(l) => (
                 AtsView::Lever {
                     api_base: l.api_base.clone(),
-                    api_key_set: !l.api_key.expose().is_empty(),
+                    api_key_set: l.api_key.is_some(),
+                    oauth_access_token_set: l.oauth_access_token.is_some(),
                     signature_token_set: !l.signature_token.expose().is_empty(),
                     trigger_stage: l.trigger_stage.clone(),
                 },
@@ -392,7 +394,8 @@ struct Stored<'a> {
 enum StoredAts<'a> {
     Lever {
         api_base: &'a str,
-        api_key: &'a str,
+        api_key: Option<&'a str>,
+        oauth_access_token: Option<&'a str>,
         signature_token: &'a str,
         trigger_stage: &'a Option<String>,
     },
@@ -409,7 +412,8 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
     let ats = match &c.ats {
         AtsConfig::Lever(l) => StoredAts::Lever {
             api_base: &l.api_base,
-            api_key: l.api_key.expose(),
+            api_key: l.api_key.as_ref().map(Secret::expose),
+            oauth_access_token: l.oauth_access_token.as_ref().map(Secret::expose),
             signature_token: l.signature_token.expose(),
             trigger_stage: &l.trigger_stage,
         },

@@ -1,7 +1,9 @@
 //! A simulator of Lever (the ATS): REST API v1 under `{base}/v1` and Lever-style signed webhooks.
 //!
 //! # API (`http://127.0.0.1:PORT/v1`)
-//! Every request needs HTTP Basic auth with the API key as username and an empty password; anything
+//! Every request needs HTTP Basic auth with the API key as username and an empty password, or
+//! `Authorization: Bearer <token>` with the account's OAuth access token ([`LeverSim::oauth_token`]);
+//! anything
 //! else gets `401 {"code":"Unauthorized","message":"..."}`. Errors use Lever's shape
 //! `{"code":"ResourceNotFound","message":"..."}`; malformed JSON gets 400 `BadRequest`. A
 //! `perform_as` query parameter is accepted and ignored.
@@ -150,6 +152,7 @@ pub struct Delivery {
 /// State shared by the public handle, the API handlers and the webhook sender.
 pub(crate) struct Shared {
     api_key: String,
+    oauth_token: String,
     client: reqwest::Client,
     state: Mutex<State>,
 }
@@ -273,6 +276,7 @@ impl LeverSim {
             .collect();
         let shared = Arc::new(Shared {
             api_key: http_util::random_alnum(40),
+            oauth_token: http_util::random_alnum(48),
             client: http_util::http_client(DELIVERY_TIMEOUT)?,
             state: Mutex::new(State {
                 stages,
@@ -302,6 +306,12 @@ impl LeverSim {
     /// The API key (HTTP Basic username, empty password).
     pub fn api_key(&self) -> String {
         self.shared.api_key.clone()
+    }
+
+    /// An OAuth access token of this account (sent as `Authorization: Bearer`), as a Lever OAuth
+    /// app obtains one. It does not expire in the simulator.
+    pub fn oauth_token(&self) -> String {
+        self.shared.oauth_token.clone()
     }
 
     /// Adds a stage at the end of the pipeline and returns its id.

@@ -1,12 +1,12 @@
 //! A small client for the parts of Lever's REST API v1 that the flow needs. API key auth (HTTP
-//! Basic, key as user name). 429 and 5xx are retried a few times with exponential backoff,
+//! Basic, key as user name) or an OAuth access token (Bearer). 429 and 5xx are retried a few times with exponential backoff,
 //! honouring `Retry-After`; past that the error is transient and the event is retried later.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::config::LeverAuth;
 
 /// Attempts per API call before giving the failure back to the worker.
 const ATTEMPTS: u32 = 4;
@@ -51,16 +51,16 @@ pub struct Opportunity {
 pub struct LeverClient {
     http: reqwest::Client,
     base: String,
-    key: Secret,
+    auth: LeverAuth,
 }
 
 impl LeverClient {
-    /// A client for `base` (e.g. `https://api.lever.co/v1`) with `key`.
-    pub fn new(http: reqwest::Client, base: &str, key: Secret) -> LeverClient {
+    /// A client for `base` (e.g. `https://api.lever.co/v1`) authenticating with `auth`.
+    pub fn new(http: reqwest::Client, base: &str, auth: LeverAuth) -> LeverClient {
         LeverClient {
             http,
             base: base.trim_end_matches('/').to_string(),
-            key,
+            auth,
         }
     }
 
@@ -74,11 +74,12 @@ impl LeverClient {
         let mut wait = Duration::from_millis(250);
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
-            let mut req = self
-                .http
-                .request(method.clone(), &url)
-                .basic_auth(self.key.expose(), Some(""))
-                .timeout(Duration::from_secs(15));
+            let req = self.http.request(method.clone(), &url);
+            let mut req = match &self.auth {
+                LeverAuth::ApiKey(key) => req.basic_auth(key.expose(), Some("")),
+                LeverAuth::Bearer(token) => req.bearer_auth(token.expose()),
+            }
+            .timeout(Duration::from_secs(15));
             if let Some(body) = body {
                 req = req.json(body);
             }

@@ -111,10 +111,11 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
             StatusCode::from_u16(st.fail_next.1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Some(error(status, "Injected failure"));
     }
-    if !authorized(&shared.api_key, headers) {
+    if !authorized(&shared.api_key, &shared.oauth_token, headers) {
         return Some(error(
             StatusCode::UNAUTHORIZED,
-            "Invalid API key: use HTTP Basic auth with the key as username and an empty password",
+            "Invalid credentials: use HTTP Basic auth with the API key as username and an empty \
+             password, or an OAuth access token as Bearer",
         ));
     }
     if let Some(bucket) = st.rate.as_mut() {
@@ -125,7 +126,7 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-fn authorized(api_key: &str, headers: &HeaderMap) -> bool {
+fn authorized(api_key: &str, oauth_token: &str, headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -135,6 +136,9 @@ fn authorized(api_key: &str, headers: &HeaderMap) -> bool {
     let Some((scheme, encoded)) = value.trim().split_once(' ') else {
         return false;
     };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return encoded.trim() == oauth_token;
+    }
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
     }
