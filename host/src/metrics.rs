@@ -1,8 +1,5 @@
-//! Prometheus metrics, served as text at `GET /metrics`.
-//!
-//! Hand-written text exposition over a few counters behind one mutex: the host has a handful of
-//! series, updated at most a few thousand times a second, so a metrics crate (and its proc-macro
-//! dependencies) would buy nothing here.
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format (which Prometheus
+//! scrapes natively), through the `prometheus-client` crate.
 //!
 //! - `switchyard_webhooks_total{source,outcome}` — `accepted`, `duplicate`, or the rejection reason.
 //! - `switchyard_invocations_total{connector,version,call,outcome}` — connector calls by outcome.
@@ -10,50 +7,112 @@
 //! - `switchyard_event_retries_total`, `switchyard_dead_letters_total`.
 //! - `switchyard_queue_depth` — events queued or running (read from the store when scraped).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    source: String,
+    outcome: String,
 }
 
-#[derive(Default)]
-struct Series {
-    webhooks: BTreeMap<(String, String), u64>,
-    invocations: BTreeMap<(String, String, String, String), u64>,
-    latency: BTreeMap<(String, String), Histogram>,
-    retries: u64,
-    dead_letters: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvocationLabels {
+    connector: String,
+    version: String,
+    call: String,
+    outcome: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    connector: String,
+    version: String,
+}
+
+type LatencyFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
 
 /// The host's metrics.
-#[derive(Default)]
 pub struct Metrics {
-    series: Mutex<Series>,
+    registry: Registry,
+    webhooks: Family<WebhookLabels, Counter>,
+    invocations: Family<InvocationLabels, Counter>,
+    latency: LatencyFamily,
+    retries: Counter,
+    dead_letters: Counter,
+    queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        let invocations = Family::<InvocationLabels, Counter>::default();
+        let latency = LatencyFamily::new_with_constructor(|| Histogram::new(BUCKETS));
+        let (retries, dead_letters, queue_depth) =
+            (Counter::default(), Counter::default(), Gauge::default());
+        registry.register(
+            "webhooks",
+            "Inbound webhooks by source and outcome",
+            webhooks.clone(),
+        );
+        registry.register(
+            "invocations",
+            "Connector calls by connector, version, call and outcome",
+            invocations.clone(),
+        );
+        registry.register(
+            "invocation_seconds",
+            "Connector call latency",
+            latency.clone(),
+        );
+        registry.register(
+            "event_retries",
+            "Event attempts scheduled again after a failure",
+            retries.clone(),
+        );
+        registry.register("dead_letters", "Events dead-lettered", dead_letters.clone());
+        registry.register(
+            "queue_depth",
+            "Events queued or running",
+            queue_depth.clone(),
+        );
+        Metrics {
+            registry,
+            webhooks,
+            invocations,
+            latency,
+            retries,
+            dead_letters,
+            queue_depth,
+        }
+    }
 }
 
 impl Metrics {
-    fn with<R>(&self, f: impl FnOnce(&mut Series) -> R) -> R {
-        f(&mut self.series.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// A webhook from `source` (`lever`, `vendor`) was accepted, or rejected for `outcome`.
     pub fn webhook(&self, source: &str, outcome: &str) {
-        self.with(|s| {
-            *s.webhooks
-                .entry((source.into(), outcome.into()))
-                .or_default() += 1
-        });
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                source: source.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// One connector call finished.
@@ -65,89 +124,44 @@ impl Metrics {
         outcome: &str,
         took: Duration,
     ) {
-        self.with(|s| {
-            let key = (
-                connector.to_string(),
-                version.to_string(),
-                call.to_string(),
-                outcome.to_string(),
-            );
-            *s.invocations.entry(key).or_default() += 1;
-            let h = s
-                .latency
-                .entry((connector.into(), version.into()))
-                .or_default();
-            let secs = took.as_secs_f64();
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    h.counts[i] += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += secs;
-        });
+        self.invocations
+            .get_or_create(&InvocationLabels {
+                connector: connector.into(),
+                version: version.into(),
+                call: call.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&VersionLabels {
+                connector: connector.into(),
+                version: version.into(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// An event attempt failed and was scheduled again.
     pub fn retry(&self) {
-        self.with(|s| s.retries += 1);
+        self.retries.inc();
     }
 
     /// An event was dead-lettered.
     pub fn dead_letter(&self) {
-        self.with(|s| s.dead_letters += 1);
+        self.dead_letters.inc();
     }
 
-    /// The text exposition format; `queue_depth` is read by the caller.
+    /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store
+    /// could not be read, the last value stands).
     pub fn render(&self, queue_depth: Option<i64>) -> String {
-        let mut out = String::new();
-        self.with(|s| {
-            out.push_str("# HELP switchyard_webhooks_total Inbound webhooks by source and outcome.\n");
-            out.push_str("# TYPE switchyard_webhooks_total counter\n");
-            for ((source, outcome), n) in &s.webhooks {
-                let _ = writeln!(out, "switchyard_webhooks_total{{source=\"{}\",outcome=\"{}\"}} {n}", esc(source), esc(outcome));
-            }
-            out.push_str("# HELP switchyard_invocations_total Connector calls by connector, version, call and outcome.\n");
-            out.push_str("# TYPE switchyard_invocations_total counter\n");
-            for ((c, v, call, outcome), n) in &s.invocations {
-                let _ = writeln!(
-                    out,
-                    "switchyard_invocations_total{{connector=\"{}\",version=\"{}\",call=\"{}\",outcome=\"{}\"}} {n}",
-                    esc(c), esc(v), esc(call), esc(outcome)
-                );
-            }
-            out.push_str("# HELP switchyard_invocation_seconds Connector call latency.\n");
-            out.push_str("# TYPE switchyard_invocation_seconds histogram\n");
-            for ((c, v), h) in &s.latency {
-                let labels = format!("connector=\"{}\",version=\"{}\"", esc(c), esc(v));
-                for (bound, n) in BUCKETS.iter().zip(h.counts.iter()) {
-                    let _ = writeln!(out, "switchyard_invocation_seconds_bucket{{{labels},le=\"{bound}\"}} {n}");
-                }
-                let _ = writeln!(out, "switchyard_invocation_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "switchyard_invocation_seconds_sum{{{labels}}} {}", h.sum);
-                let _ = writeln!(out, "switchyard_invocation_seconds_count{{{labels}}} {}", h.count);
-            }
-            out.push_str("# HELP switchyard_event_retries_total Event attempts scheduled again after a failure.\n");
-            out.push_str("# TYPE switchyard_event_retries_total counter\n");
-            let _ = writeln!(out, "switchyard_event_retries_total {}", s.retries);
-            out.push_str("# HELP switchyard_dead_letters_total Events dead-lettered.\n");
-            out.push_str("# TYPE switchyard_dead_letters_total counter\n");
-            let _ = writeln!(out, "switchyard_dead_letters_total {}", s.dead_letters);
-        });
         if let Some(depth) = queue_depth {
-            out.push_str("# HELP switchyard_queue_depth Events queued or running.\n");
-            out.push_str("# TYPE switchyard_queue_depth gauge\n");
-            let _ = writeln!(out, "switchyard_queue_depth {depth}");
+            self.queue_depth.set(depth);
+        }
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
         }
         out
     }
-}
-
-/// Escapes a label value.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -168,11 +182,21 @@ mod tests {
         );
         m.retry();
         let text = m.render(Some(2));
-        assert!(text
-            .contains("switchyard_webhooks_total{source=\"lever\",outcome=\"bad_signature\"} 1"));
-        assert!(text.contains("le=\"0.0025\"} 0"));
-        assert!(text.contains("le=\"0.005\"} 1"));
-        assert!(text.contains("switchyard_event_retries_total 1"));
-        assert!(text.contains("switchyard_queue_depth 2"));
+        assert!(
+            text.contains(
+                "switchyard_webhooks_total{source=\"lever\",outcome=\"bad_signature\"} 1"
+            ),
+            "{text}"
+        );
+        // Cumulative: 3 ms is above the 2.5 ms bucket and within the 5 ms one.
+        let bucket = |le: &str| {
+            format!("switchyard_invocation_seconds_bucket{{le=\"{le}\",connector=\"certn\",version=\"0.1.0#abc\"}}")
+        };
+        assert!(text.contains(&format!("{} 0", bucket("0.0025"))), "{text}");
+        assert!(text.contains(&format!("{} 1", bucket("0.005"))), "{text}");
+        assert!(text.contains(&format!("{} 1", bucket("+Inf"))), "{text}");
+        assert!(text.contains("switchyard_event_retries_total 1"), "{text}");
+        assert!(text.contains("switchyard_queue_depth 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -76,7 +76,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
         app.registry.runtime().metrics().render(depth),
     )
