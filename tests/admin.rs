@@ -158,9 +158,22 @@ async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> anyhow::Result<()> {
-    let stack = stack("rejects", &["certn"]).await?;
+    let stack = support_admin::stack_with("rejects", &["certn"], |c| {
+        c.server.admin_max_upload_bytes = 4 << 20
+    })
+    .await?;
     let admin = Admin::new(&stack, Some(TOKEN));
     let serving = admin.active("certn").await;
+    // Too large: 413 with a JSON reason, before any validation.
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/certn/versions?activate=true",
+            Some(Body::Bytes(vec![0; 5 << 20])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    assert_eq!(admin.active("certn").await, serving);
     let cases: [(&str, Vec<u8>, &str); 6] = [
         (
             "not wasm",

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -84,7 +85,7 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
 async fn upload_any(
     State(app): State<Arc<App>>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     upload_as(app, None, q, body).await
 }
@@ -93,7 +94,7 @@ async fn upload(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     upload_as(app, Some(id), q, body).await
 }
@@ -102,10 +103,15 @@ async fn upload_as(
     app: Arc<App>,
     id: Option<String>,
     q: HashMap<String, String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Over `server.admin_max_upload_bytes` → 413, as JSON like every other admin error.
+    let body = match body {
+        Ok(body) => body,
+        Err(r) => return error(r.status(), r.body_text()),
+    };
     let activate = q.get("activate").is_some_and(|v| v == "true" || v == "1");
-    let source = format!("upload:{}", chrono_free_now());
+    let source = format!("upload:{}", crate::store::now_ms());
     let result = deploy::upload(
         &app.registry,
         &app.store,
@@ -142,13 +148,6 @@ async fn upload_as(
 }
 
 /// Unix milliseconds, to tell uploads apart in `source`.
-fn chrono_free_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
 async fn activate(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
