@@ -543,8 +543,31 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
     assert_eq!(view["ats"]["kind"], "gem");
     assert!(!view.to_string().contains(&setup.webhook_secret));
 
-    let key = switchyard::gem::keys::issue(&stack.host().app.store, "gem-jf")?;
-    let (code, packages) = gem.sim.list_packages(&host, "gem-jf", &key.key).await?;
+    // The key Gem will use, issued through the admin API too (shown once, then only its prefix).
+    let admin = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{host}/admin/integrations/{path}"))
+            .bearer_auth(TOKEN)
+    };
+    let issued = admin(reqwest::Method::POST, "gem-jf/gem-keys")
+        .send()
+        .await?;
+    assert_eq!(issued.status(), 201);
+    let issued: Value = issued.json().await?;
+    let key = issued["key"].as_str().expect("the key, once").to_string();
+    assert_eq!(issued["gem_api"], json!(format!("{host}/gem/gem-jf")));
+    let listed: Value = admin(reqwest::Method::GET, "gem-jf/gem-keys")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["keys"][0]["key_id"], issued["key_id"]);
+    assert!(!listed.to_string().contains(&key), "{listed}");
+    let not_gem = admin(reqwest::Method::POST, &format!("{CERTN}/gem-keys"))
+        .send()
+        .await?;
+    assert_eq!(not_gem.status(), 409, "a Lever integration has no Gem keys");
+    let (code, packages) = gem.sim.list_packages(&host, "gem-jf", &key).await?;
     assert_eq!(code, 200, "{packages}");
     assert_eq!(packages["packages"][0]["name"], "Standard BGC");
     assert_eq!(packages["packages"][0]["default"], true);
@@ -559,7 +582,7 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
             .send_check(
                 &host,
                 "gem-jf",
-                &key.key,
+                &key,
                 &check(application, Some("kj@example.com"), package),
                 None,
             )
@@ -573,13 +596,24 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
         let url = done.results_url.clone().expect("a results URL");
         assert!(url.starts_with(&jf.api_base()), "{url}");
         assert_eq!(done.body["verdict"], "Clear");
-        let (_, status) = gem.sim.screening(&host, "gem-jf", &key.key, id).await?;
+        let (_, status) = gem.sim.screening(&host, "gem-jf", &key, id).await?;
         let order = jf
             .order(status["order_ref"].as_str().expect("an order"))
             .expect("Justifacts has the order");
         assert_eq!(&order.package_code, code);
     }
     assert_eq!(jf.orders(), 2, "one order per send");
+    // Revoked through the admin API: refused at once.
+    let key_id = issued["key_id"].as_str().expect("a key id");
+    let revoked = admin(
+        reqwest::Method::DELETE,
+        &format!("gem-jf/gem-keys/{key_id}"),
+    )
+    .send()
+    .await?;
+    assert_eq!(revoked.status(), 200);
+    let (code, _) = gem.sim.list_packages(&host, "gem-jf", &key).await?;
+    assert_eq!(code, 401);
     assert!(gem.sim.rejected().is_empty(), "{:?}", gem.sim.rejected());
     Ok(())
 }

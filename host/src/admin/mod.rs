@@ -1,9 +1,10 @@
-//! The admin API under `/admin`: connector versions ([`connectors`]) and integrations
-//! ([`integrations`]). Mounted only when `server.admin_token` is set; every route requires
+//! The admin API under `/admin`: connector versions ([`connectors`]), integrations
+//! ([`integrations`]) and the API keys of Gem integrations ([`gem_keys`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! `{"error": "..."}` with a 4xx for bad input, and a rejected request changes nothing.
 
 mod connectors;
+mod gem_keys;
 mod integrations;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
         Router::new()
             .merge(connectors::routes())
             .merge(integrations::routes())
+            .merge(gem_keys::routes())
             .layer(DefaultBodyLimit::max(limit))
             .layer(middleware::from_fn_with_state(app, authorize)),
     )
