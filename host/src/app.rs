@@ -70,6 +70,8 @@ pub struct App {
     integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
     stages: Mutex<HashMap<String, Vec<(String, String)>>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Serializes the admin API's read-modify-write of integrations (no lost updates).
+    pub integration_edits: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -110,13 +112,15 @@ impl App {
         Ok(integration)
     }
 
-    /// Deletes an integration (a tombstone keeps a config-file entry from coming back).
+    /// Deletes an integration (a tombstone keeps a config-file entry from coming back) and
+    /// revokes its Gem API keys, so a later integration with the same id does not inherit them.
     pub fn delete_integration(&self, id: &str) -> Result<bool, crate::store::StoreError> {
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
         if !map.contains_key(id) {
             return Ok(false);
         }
         self.store.put_integration(id, None)?;
+        crate::gem::keys::revoke_all(&self.store, id)?;
         map.remove(id);
         Ok(true)
     }
@@ -302,6 +306,7 @@ pub async fn start_on(
         integrations: RwLock::new(integrations),
         stages: Mutex::new(HashMap::new()),
         stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        integration_edits: tokio::sync::Mutex::new(()),
     });
     for integration in app
         .integrations

@@ -380,42 +380,28 @@ impl Config {
                 integration: integration.id.clone(),
                 problem: p,
             };
+            // Resolved first, so the checks see the real values (an `env:` variable may be empty).
+            let ats_secrets: Vec<&mut Secret> = match &mut integration.ats {
+                AtsConfig::Lever(l) => [&mut l.api_key, &mut l.oauth_access_token]
+                    .into_iter()
+                    .flatten()
+                    .chain([&mut l.signature_token])
+                    .collect(),
+                AtsConfig::Gem(g) => [&mut g.previous_webhook_secret]
+                    .into_iter()
+                    .flatten()
+                    .chain([&mut g.webhook_secret])
+                    .collect(),
+            };
+            for secret in ats_secrets
+                .into_iter()
+                .chain(integration.secrets.values_mut())
+            {
+                secret.resolve()?;
+            }
             integration.check().map_err(problem)?;
             if !seen.insert(integration.id.clone()) {
                 return Err(problem("id is used twice".into()));
-            }
-            match &mut integration.ats {
-                AtsConfig::Lever(lever) => {
-                    for secret in [&mut lever.api_key, &mut lever.oauth_access_token]
-                        .into_iter()
-                        .flatten()
-                    {
-                        secret.resolve()?;
-                    }
-                    lever.signature_token.resolve()?;
-                }
-                AtsConfig::Gem(gem) => {
-                    gem.webhook_secret.resolve()?;
-                    if gem.webhook_secret.expose().is_empty() {
-                        return Err(problem("ats.webhook_secret must not be empty".into()));
-                    }
-                    if !gem.webhook_url.starts_with("http://")
-                        && !gem.webhook_url.starts_with("https://")
-                    {
-                        return Err(problem("ats.webhook_url must be an http(s) URL".into()));
-                    }
-                    if let Some(prev) = &mut gem.previous_webhook_secret {
-                        prev.resolve()?;
-                        if gem.previous_secret_expires_at.is_none() {
-                            return Err(problem(
-                                "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)".into(),
-                            ));
-                        }
-                    }
-                }
-            }
-            for secret in integration.secrets.values_mut() {
-                secret.resolve()?;
             }
         }
         Ok(())
@@ -445,22 +431,41 @@ impl IntegrationConfig {
         if self.connector.is_empty() {
             return Err("connector must be set".into());
         }
-        if let AtsConfig::Lever(lever) = &self.ats {
-            if lever.auth().is_none() {
-                return Err(
-                    "ats needs exactly one of api_key and oauth_access_token (non-empty)".into(),
-                );
+        // An HMAC keyed with an empty secret is no authentication at all.
+        let empty = |s: &Secret| s.expose().trim().is_empty();
+        match &self.ats {
+            AtsConfig::Lever(lever) => {
+                if lever.auth().is_none() {
+                    return Err(
+                        "ats needs exactly one of api_key and oauth_access_token (non-empty)"
+                            .into(),
+                    );
+                }
+                if empty(&lever.signature_token) {
+                    return Err("ats.signature_token must not be empty".into());
+                }
             }
-        }
-        if let AtsConfig::Gem(gem) = &self.ats {
-            if !gem.webhook_url.starts_with("http://") && !gem.webhook_url.starts_with("https://") {
-                return Err("ats.webhook_url must be an http(s) URL".into());
-            }
-            if gem.previous_webhook_secret.is_some() && gem.previous_secret_expires_at.is_none() {
-                return Err(
-                    "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)"
-                        .into(),
-                );
+            AtsConfig::Gem(gem) => {
+                if !gem.webhook_url.starts_with("http://")
+                    && !gem.webhook_url.starts_with("https://")
+                {
+                    return Err("ats.webhook_url must be an http(s) URL".into());
+                }
+                if empty(&gem.webhook_secret)
+                    || gem.previous_webhook_secret.as_ref().is_some_and(empty)
+                {
+                    return Err(
+                        "ats.webhook_secret and ats.previous_webhook_secret must not be empty"
+                            .into(),
+                    );
+                }
+                if gem.previous_webhook_secret.is_some() && gem.previous_secret_expires_at.is_none()
+                {
+                    return Err(
+                        "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)"
+                            .into(),
+                    );
+                }
             }
         }
         let defaults = self.packages.iter().filter(|p| p.default).count();
@@ -517,6 +522,26 @@ mod tests {
         config.integrations[0].packages[0].default = true;
         config.integrations[0].packages[1].default = true;
         assert!(config.prepare().is_err());
+    }
+
+    #[test]
+    fn an_empty_signing_secret_is_refused_even_through_an_env_variable() {
+        let text = r#"
+            [[integrations]]
+            id = "acme"
+            connector = "certn"
+            [integrations.ats]
+            kind = "lever"
+            api_key = "k"
+            signature_token = "env:SWITCHYARD_TEST_EMPTY_TOKEN"
+        "#;
+        std::env::set_var("SWITCHYARD_TEST_EMPTY_TOKEN", "");
+        let mut config: Config = toml::from_str(text).expect("parses");
+        let error = config.prepare().expect_err("an empty token is refused");
+        assert!(error.to_string().contains("signature_token"), "{error}");
+        std::env::set_var("SWITCHYARD_TEST_EMPTY_TOKEN", "a-token");
+        let mut config: Config = toml::from_str(text).expect("parses");
+        config.prepare().expect("a real token is fine");
     }
 
     #[test]

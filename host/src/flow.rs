@@ -113,7 +113,14 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
             event.integration
         )));
     };
-    if !integration.config.enabled {
+    // Disabling stops new work; what already happened is still reported: a status webhook
+    // queued for Gem is delivered, and a Gem send not started yet ends as an error Gem sees.
+    if !integration.config.enabled && event.kind != GEM_DELIVER {
+        if event.kind == GEM_SEND {
+            return Err(FlowError::fatal(
+                "the integration was disabled before the send started",
+            ));
+        }
         return Ok(Outcome::Skipped("integration is disabled".into()));
     }
     match event.kind.as_str() {
@@ -125,24 +132,30 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
     }
 }
 
-/// After an event is dead-lettered: a Gem send that could not be started is reported to Gem as
-/// an `error` status (the recruiter would otherwise see "queued" forever). Idempotent.
-pub fn gave_up(app: &App, event: &Event, reason: &str) -> Result<(), FlowError> {
+/// After an event is dead-lettered: a Gem send that never got a vendor order is reported to Gem
+/// as an `error` status (the recruiter would otherwise see "queued" forever). The reason stays in
+/// the event and the logs: Gem gets a fixed label, not internal error text. Idempotent; a send
+/// whose order was placed before it failed keeps that order.
+pub fn gave_up(app: &App, event: &Event) -> Result<(), FlowError> {
     if event.kind != GEM_SEND {
         return Ok(());
     }
     let send: SendPayload = serde_json::from_str(&event.payload)
         .map_err(|e| FlowError::fatal(format!("stored Gem screening is unreadable: {e}")))?;
-    let order_ref = format!("failed:{}", send.screening_id);
-    gem_screening::link_order(
+    let order_ref = gem_screening::failed_order_ref(&send.screening_id);
+    let unlinked = gem_screening::link_order_if_unlinked(
         &app.store,
         &event.integration,
         &send.screening_id,
         &order_ref,
     )?;
-    let mut why: String = reason.chars().take(160).collect();
-    if why.len() < reason.len() {
-        why.push('…');
+    // Linked before (to a real order: keep it; to ours: an earlier run of this step was cut short).
+    let ours = unlinked
+        || gem_screening::get(&app.store, &event.integration, &send.screening_id)?
+            .and_then(|s| s.order_ref)
+            .is_some_and(|r| r == order_ref);
+    if !ours {
+        return Ok(());
     }
     let order = Order {
         integration: event.integration.clone(),
@@ -151,7 +164,7 @@ pub fn gave_up(app: &App, event: &Event, reason: &str) -> Result<(), FlowError> 
         opportunity_id: send.request.application_id.clone(),
         seq: 0,
         state: "error".into(),
-        label: format!("ERROR (could not start: {why})"),
+        label: "ERROR (could not start)".into(),
         report_url: None,
         score: None,
         verdict: None,

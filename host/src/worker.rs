@@ -103,7 +103,7 @@ async fn handle(app: &Arc<App>, event: Event) {
     if state == EventState::Dead {
         metrics.dead_letter();
         tracing::error!(event = event.id, integration = %event.integration, "{outcome}");
-        if let Err(e) = flow::gave_up(app, &event, error.as_deref().unwrap_or("")) {
+        if let Err(e) = flow::gave_up(app, &event) {
             tracing::error!(event = event.id, error = %e, "cannot report the dead-lettered event");
         }
     } else if retry_at.is_some() {

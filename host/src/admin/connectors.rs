@@ -147,7 +147,6 @@ async fn upload_as(
     }
 }
 
-/// Unix milliseconds, to tell uploads apart in `source`.
 async fn activate(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,

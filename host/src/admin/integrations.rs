@@ -90,6 +90,7 @@ async fn create(
         Ok(c) => c,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
+    let _edit = app.integration_edits.lock().await;
     if app.integration(&config.id).is_some() {
         return error(
             StatusCode::CONFLICT,
@@ -108,6 +109,7 @@ async fn update(
         Ok(Json(input)) => input,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
+    let _edit = app.integration_edits.lock().await;
     let Some(current) = app.integration(&id) else {
         return not_found(&id);
     };
@@ -118,6 +120,7 @@ async fn update(
 }
 
 async fn set_enabled(app: Arc<App>, id: String, enabled: bool) -> Response {
+    let _edit = app.integration_edits.lock().await;
     let Some(current) = app.integration(&id) else {
         return not_found(&id);
     };
@@ -135,6 +138,7 @@ async fn disable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 }
 
 async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let _edit = app.integration_edits.lock().await;
     match app.delete_integration(&id) {
         Ok(true) => Json(json!({ "deleted": id })).into_response(),
         Ok(false) => not_found(&id),

@@ -156,6 +156,25 @@ async fn send(
             "the candidate has no email address: the screening invitation is sent by email",
         );
     }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
+    let sent = request.clone();
+    if let Some(key) = &idempotency_key {
+        match screening::prior(&app.store, &id, key, &sent) {
+            Ok(None) => {}
+            Ok(Some(repeat)) => return answer_repeat(&app, &id, repeat),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a Gem screening");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage unavailable, retry later",
+                );
+            }
+        }
+    }
     let available = match list_packages(&app, &integration).await {
         Ok(list) => list,
         Err(r) => return *r,
@@ -193,11 +212,7 @@ async fn send(
             .map(|(n, _)| n.clone())
     });
     let shown_package = request.package.clone();
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty());
-    match screening::enqueue(&app.store, &id, &request, idempotency_key) {
+    match screening::enqueue(&app.store, &id, &sent, &request, idempotency_key.as_deref()) {
         Ok(Queued::New {
             screening_id,
             event_id,
@@ -219,15 +234,7 @@ async fn send(
             )
                 .into_response()
         }
-        Ok(Queued::Existing(screening_id)) => (
-            StatusCode::ACCEPTED,
-            Json(json!({ "id": screening_id, "status": "queued", "package": shown_package })),
-        )
-            .into_response(),
-        Ok(Queued::Conflict) => error(
-            StatusCode::CONFLICT,
-            "Idempotency-Key was already used with a different request",
-        ),
+        Ok(repeat) => answer_repeat(&app, &id, repeat),
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Gem screening");
             error(
@@ -235,6 +242,27 @@ async fn send(
                 "storage unavailable, retry later",
             )
         }
+    }
+}
+
+/// The answer to a repeated `Idempotency-Key`: the first screening, or 409 for another body.
+fn answer_repeat(app: &App, integration: &str, repeat: Queued) -> Response {
+    match repeat {
+        Queued::Existing(screening_id) | Queued::New { screening_id, .. } => {
+            let package = screening::get(&app.store, integration, &screening_id)
+                .ok()
+                .flatten()
+                .and_then(|s| s.package);
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": screening_id, "status": "queued", "package": package })),
+            )
+                .into_response()
+        }
+        Queued::Conflict => error(
+            StatusCode::CONFLICT,
+            "Idempotency-Key was already used with a different request",
+        ),
     }
 }
 
@@ -278,11 +306,21 @@ async fn status(
         // Not placed yet: the start event is waiting or retrying.
         None => out["status"] = json!("queued"),
     }
-    // Starting it was given up: say why (the status is `error`, as in the webhook Gem got).
-    if let Some(e) = app.store.event(found.event_id).ok().flatten() {
-        if e.state == EventState::Dead {
-            out["status"] = json!("error");
-            out["error"] = json!(e.last_error);
+    // Starting it was given up before any vendor order existed: `error`, as in the webhook Gem
+    // got. The detail is the operator's (logs, events); Gem gets where to look.
+    let placed = found
+        .order_ref
+        .as_deref()
+        .is_some_and(|r| r != screening::failed_order_ref(&found.id));
+    if !placed {
+        if let Some(e) = app.store.event(found.event_id).ok().flatten() {
+            if e.state == EventState::Dead {
+                out["status"] = json!("error");
+                out["error"] = json!(format!(
+                    "the screening could not be started; the operator can see why in event {}",
+                    e.id
+                ));
+            }
         }
     }
     Json(out).into_response()

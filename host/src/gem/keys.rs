@@ -93,6 +93,15 @@ pub fn revoke(store: &Store, integration: &str, key_id: &str) -> Result<(), KeyE
     Ok(())
 }
 
+/// Revokes every key of `integration` (when it is deleted).
+pub fn revoke_all(store: &Store, integration: &str) -> Result<(), StoreError> {
+    store.conn().execute(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
+        params![integration, now_ms()],
+    )?;
+    Ok(())
+}
+
 /// Every key of `integration`, oldest first.
 pub fn list(store: &Store, integration: &str) -> Result<Vec<KeyInfo>, KeyError> {
     let conn = store.conn();

@@ -40,6 +40,10 @@ pub struct SendRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendPayload {
     pub screening_id: String,
+    /// SHA-256 of the request as Gem sent it (before the default package was filled in): what an
+    /// `Idempotency-Key` repeat is compared with.
+    #[serde(default)]
+    pub sent_digest: Option<String>,
     #[serde(flatten)]
     pub request: SendRequest,
 }
@@ -65,24 +69,66 @@ pub enum Queued {
     Conflict,
 }
 
+fn sha256(text: &str) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
+}
+
+fn idempotency_dedupe(key: &str) -> String {
+    format!("gem:idem:{}", sha256(key))
+}
+
+/// The digest of a request as sent (serializing plain strings cannot fail).
+fn digest(sent: &SendRequest) -> String {
+    sha256(&serde_json::to_string(sent).unwrap_or_default())
+}
+
+/// What a repeat with the same key is, given the first one's stored payload.
+fn repeat_of(stored: &str, sent: &SendRequest) -> Queued {
+    match serde_json::from_str::<SendPayload>(stored) {
+        Ok(first) if first.sent_digest.as_deref() == Some(digest(sent).as_str()) => {
+            Queued::Existing(first.screening_id)
+        }
+        _ => Queued::Conflict,
+    }
+}
+
+/// An earlier send with this `Idempotency-Key`, if any: checked before anything else (the
+/// connector's packages may have changed, or be unreachable, since the first one).
+pub fn prior(
+    store: &Store,
+    integration: &str,
+    idempotency_key: &str,
+    sent: &SendRequest,
+) -> Result<Option<Queued>, StoreError> {
+    let stored: Option<String> = store
+        .conn()
+        .query_row(
+            "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+            params![integration, idempotency_dedupe(idempotency_key)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(stored.map(|s| repeat_of(&s, sent)))
+}
+
 /// Commits the screening and its `gem.send` event in one transaction (durable before the 202).
+/// `sent` is the request as Gem sent it, `request` the one to run (default package filled in).
 /// With an idempotency key, a repeat of the same request returns the first screening.
 pub fn enqueue(
     store: &Store,
     integration: &str,
+    sent: &SendRequest,
     request: &SendRequest,
     idempotency_key: Option<&str>,
 ) -> Result<Queued, StoreError> {
     let screening_id = format!("scr_{}", uuid::Uuid::new_v4().simple());
     let dedupe = match idempotency_key {
-        Some(k) => format!(
-            "gem:idem:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(k.as_bytes()))
-        ),
+        Some(k) => idempotency_dedupe(k),
         None => format!("gem:{screening_id}"),
     };
     let payload = SendPayload {
         screening_id: screening_id.clone(),
+        sent_digest: Some(digest(sent)),
         request: request.clone(),
     };
     // Serializing plain strings cannot fail.
@@ -109,10 +155,7 @@ pub fn enqueue(
                 |r| r.get(0),
             )?;
             drop(tx);
-            match serde_json::from_str::<SendPayload>(&stored) {
-                Ok(first) if first.request == *request => Ok(Queued::Existing(first.screening_id)),
-                _ => Ok(Queued::Conflict),
-            }
+            Ok(repeat_of(&stored, sent))
         }
     }
 }
@@ -129,6 +172,26 @@ pub fn link_order(
         params![integration, screening_id, order_ref],
     )?;
     Ok(())
+}
+
+/// Links a screening that has no order yet to `order_ref`; returns whether it was unlinked.
+pub fn link_order_if_unlinked(
+    store: &Store,
+    integration: &str,
+    screening_id: &str,
+    order_ref: &str,
+) -> Result<bool, StoreError> {
+    let n = store.conn().execute(
+        "UPDATE gem_screenings SET order_ref = ?3
+         WHERE integration = ?1 AND id = ?2 AND order_ref IS NULL",
+        params![integration, screening_id, order_ref],
+    )?;
+    Ok(n == 1)
+}
+
+/// The order reference [`crate::flow::gave_up`] gives a screening that never got a vendor order.
+pub fn failed_order_ref(screening_id: &str) -> String {
+    format!("failed:{screening_id}")
 }
 
 const COLUMNS: &str = "id, application_id, package, event_id, order_ref";
