@@ -766,3 +766,64 @@ async fn a_send_that_cannot_start_reaches_gem_as_an_error() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// Disabling a Gem integration stops new sends, but what already happened still reaches Gem:
+/// queued status webhooks are delivered, and a send not started yet ends as an `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_gem_integration_still_delivers_what_happened_before() -> anyhow::Result<()> {
+    let stack = stack(GemSetup::default()).await?;
+    let gem = stack.gem()?;
+    let key = stack.gem_issue_key()?;
+    let host = stack.host_url();
+    gem.sim.set_down(true);
+    let send = |application: &'static str| {
+        let (gem, host, key) = (&gem.sim, host.clone(), key.key.clone());
+        async move {
+            let body = check(application, Some("a@example.com"), None);
+            gem.send_check(&host, GEM, &key, &body, None).await
+        }
+    };
+    let (code, done) = send("app-done").await?;
+    assert_eq!(code, 202, "{done}");
+    let done = done["id"].as_str().expect("an id").to_string();
+    wait_until(Duration::from_secs(30), "the first check completes", || {
+        let app = &stack.host().app;
+        app.store
+            .events(GEM, 100)
+            .map(|events| events.iter().filter(|e| e.kind == GEM_DELIVER).count() >= 4)
+            .unwrap_or(false)
+    })
+    .await?;
+    // A second send that cannot start yet (Certn down), then the integration is disabled.
+    gem.certn.set_down(true);
+    let (code, pending) = send("app-pending").await?;
+    assert_eq!(code, 202, "{pending}");
+    let pending = pending["id"].as_str().expect("an id").to_string();
+    wait_until(
+        Duration::from_secs(30),
+        "the second send failed once",
+        || {
+            stack.host().app.store.events(GEM, 100).is_ok_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e.kind == "gem.send" && e.attempts >= 1 && e.last_error.is_some())
+            })
+        },
+    )
+    .await?;
+    let app = &stack.host().app;
+    let mut disabled = app
+        .integration(GEM)
+        .expect("the integration")
+        .config
+        .clone();
+    disabled.enabled = false;
+    app.put_integration(disabled)?;
+    gem.sim.set_down(false);
+
+    wait_received(&stack, &done, "complete", Duration::from_secs(30)).await?;
+    let failed = wait_received(&stack, &pending, "error", Duration::from_secs(30)).await?;
+    assert_eq!(failed.label, "ERROR (could not start)");
+    assert_eq!(send("app-new").await?.0, 503, "no new sends while disabled");
+    Ok(())
+}

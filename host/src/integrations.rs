@@ -523,4 +523,19 @@ mod tests {
             serde_json::from_value(serde_json::json!({"ats": {"kind": "lever"}})).unwrap();
         assert!(switch.apply(back).is_err());
     }
+
+    #[test]
+    fn empty_signing_secrets_are_refused() {
+        for ats in [
+            serde_json::json!({"kind": "lever", "api_key": "k", "signature_token": " "}),
+            serde_json::json!({"kind": "gem", "webhook_url": "https://g.example/h", "webhook_secret": ""}),
+        ] {
+            let input: IntegrationInput = serde_json::from_value(
+                serde_json::json!({"id": "acme", "connector": "certn", "ats": ats}),
+            )
+            .unwrap();
+            let error = input.create().expect_err("refused").to_string();
+            assert!(error.contains("must not be empty"), "{error}");
+        }
+    }
 }
