@@ -124,7 +124,12 @@ impl Admin {
     pub fn new(stack: &Stack, token: Option<&str>) -> Admin {
         Admin {
             base: format!("http://{}", stack.addr),
-            http: reqwest::Client::new(),
+            // No pooled connections: a request the server answers without reading its body
+            // (a 413) leaves the connection unusable, and the next request must not inherit it.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("an HTTP client"),
             token: token.map(str::to_string),
         }
     }
