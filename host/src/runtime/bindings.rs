@@ -4,7 +4,7 @@
 //! broken database aborts the invocation instead of lying to the guest).
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/0.1.0",
     world: "connector",
     imports: { default: async | trappable },
     exports: { default: async },

@@ -9,7 +9,7 @@ pub mod callback;
 pub mod package;
 pub mod signature;
 
-wit_bindgen::generate!({ path: "../../wit", world: "connector" });
+wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "connector" });
 
 use exports::switchyard::connector::screening::Guest;
 use switchyard::connector::log::{self as hostlog, Level};

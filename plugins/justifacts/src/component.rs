@@ -1,7 +1,7 @@
 //! The WIT glue: implements `screening` with the host's imports, delegating every decision to the
 //! plain modules.
 
-wit_bindgen::generate!({ path: "../../wit", world: "connector" });
+wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "connector" });
 
 use self::exports::switchyard::connector::screening::Guest;
 use self::switchyard::connector::outbound_http::{self, HttpError, OutgoingRequest};

@@ -12,7 +12,7 @@
 //!
 //! `handle-callback` panics when the body is `trap` and otherwise answers 200 with no updates.
 
-wit_bindgen::generate!({ path: "../../wit", world: "connector" });
+wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "connector" });
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
