@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use switchyard::ats::gem::delivery::GEM_DELIVER;
 use switchyard::config::Secret;
 use switchyard::demo::{GemSetup, Stack, StackOptions, CERTN, GEM};
-use switchyard::gem::delivery::GEM_DELIVER;
 use switchyard::store::EventState;
 use switchyard_sim::gem::ReceivedStatus;
 use switchyard_sim::justifacts::JustifactsOptions;
@@ -211,7 +211,7 @@ async fn bad_revoked_and_missing_keys_and_bad_requests_get_clear_errors() -> any
     tampered.push('x');
     assert_eq!(gem.sim.list_packages(&host, GEM, &tampered).await?.0, 401);
 
-    switchyard::gem::keys::revoke(&stack.host().app.store, GEM, &first.key_id)?;
+    switchyard::ats::gem::keys::revoke(&stack.host().app.store, GEM, &first.key_id)?;
     let (code, _) = gem
         .sim
         .send_check(

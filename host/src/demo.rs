@@ -246,8 +246,8 @@ impl Stack {
     }
 
     /// Issues a Gem API key for the [`GEM`] integration, as `switchyard gem issue-key` does.
-    pub fn gem_issue_key(&self) -> anyhow::Result<crate::gem::keys::IssuedKey> {
-        Ok(crate::gem::keys::issue(&self.host().app.store, GEM)?)
+    pub fn gem_issue_key(&self) -> anyhow::Result<crate::ats::gem::keys::IssuedKey> {
+        Ok(crate::ats::gem::keys::issue(&self.host().app.store, GEM)?)
     }
 
     /// Adds a candidate (optionally on a posting) and returns the opportunity id.

@@ -1,28 +1,27 @@
 //! switchyard: a host that runs screening-vendor connectors as sandboxed WebAssembly components
 //! and wires them to applicant tracking systems. See ARCHITECTURE.md for the map.
+//!
+//! The folders follow the architecture:
+//! - [`wasm`]: the WebAssembly side — engine and sandbox, contract check, connector registry,
+//!   deploy/validate, compiled-code cache, inspect, watch.
+//! - [`store`]: durable queue and state (events, orders, notes, kv, operator tables).
+//! - [`ats`]: one module per applicant tracking system behind one seam ([`ats::Ats`]).
+//! - [`flow`]: what happens to a stored event, and the workers that run it.
+//! - [`http`]: the HTTP surface — intake routes, Gem's API, admin.
+//! - [`run`]: composes the server, workers and watcher around the shared [`app::App`].
 
-pub mod admin;
 pub mod app;
-pub mod cache;
+pub mod ats;
 pub mod clock;
 pub mod config;
-pub mod connector;
 pub mod demo;
-pub mod deploy;
 pub mod flow;
-pub mod gem;
-pub mod inspect;
-pub mod integrations;
-pub mod lever;
+pub mod http;
 pub mod metrics;
-pub mod registry;
-pub mod runtime;
-pub mod server;
+pub mod run;
 pub mod store;
-pub mod store_admin;
 pub mod timeline;
-pub mod watch;
-pub mod worker;
+pub mod wasm;
 
-pub use app::{start, start_on, RunningHost};
 pub use config::Config;
+pub use run::{start, start_on, RunningHost};

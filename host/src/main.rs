@@ -119,7 +119,8 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             connector,
             approved_hosts,
         } => {
-            match switchyard::inspect::validate(&file, connector.as_deref(), &approved_hosts).await
+            match switchyard::wasm::inspect::validate(&file, connector.as_deref(), &approved_hosts)
+                .await
             {
                 Ok(tag) => println!("ok: {tag}"),
                 Err(e) => {
@@ -130,7 +131,7 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             }
         }
         ConnectorCommand::Inspect { file } => {
-            let report = switchyard::inspect::inspect(&file).await?;
+            let report = switchyard::wasm::inspect::inspect(&file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
@@ -169,7 +170,7 @@ fn gem_store(
 }
 
 fn gem(command: GemCommand) -> anyhow::Result<()> {
-    use switchyard::gem::keys;
+    use switchyard::ats::gem::keys;
     match command {
         GemCommand::IssueKey {
             config,

@@ -1,109 +1,71 @@
-//! The HTTP surface: webhook intake from the ATS and vendor callbacks.
+//! Intake: webhooks from the ATS and callbacks from vendors. Every accepted request is committed
+//! to the store *before* its 2xx; a refused one stores nothing.
 //!
-//! - `POST /hooks/{integration}/lever`: Lever webhooks. Verified (signature, freshness, one-time
-//!   token), then committed to the store *before* the 200. Wrong signature or stale → 401,
-//!   malformed → 400, too large → 413, unknown integration → 404, a token reused with a different
-//!   body → 409; none of these stores anything. A redelivery of an accepted webhook → 200, stored once.
+//! - `POST /hooks/{integration}/{source}`: an ATS webhook (`source` is the ATS's kind, e.g.
+//!   `lever`), checked by the integration's adapter ([`Ats::verify_webhook`]): wrong signature or
+//!   stale → 401, malformed → 400, too large → 413, unknown integration or a source the
+//!   integration's ATS does not send → 404, disabled → 503, a dedupe key reused with a different
+//!   body → 409. A redelivery of an accepted webhook → 200 `duplicate`, stored once. A test ping
+//!   → 200, nothing stored.
 //! - `ANY /hooks/{integration}/vendor[/...]`: vendor callbacks, handed raw to the integration's
 //!   connector, which verifies the vendor's signature and chooses the response. Its status updates
 //!   are committed before that response is returned.
-//! - `/gem/{integration}/...`: the Gem-facing API (see [`crate::gem::api`]).
-//! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
-//! - `/admin/...` when an admin token is configured (see [`crate::admin`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
-use tokio::sync::watch;
 
+use super::error;
 use crate::app::App;
-use crate::connector::RawHttp;
-use crate::flow::{VendorStatus, LEVER_STAGE_CHANGE, VENDOR_CALLBACK, VENDOR_STATUS};
-use crate::lever::webhook::{self, Rejection, Verified};
+use crate::ats::{Ats, Intake, Rejection};
+use crate::flow::{VendorStatus, VENDOR_CALLBACK, VENDOR_STATUS};
 use crate::store::{now_ms, Enqueued};
 use crate::timeline::TimelineEvent;
+use crate::wasm::connector::RawHttp;
 
-/// The router of a host.
-pub fn router(app: Arc<App>) -> Router {
-    let limit = app.config.server.max_body_bytes;
-    let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/hooks/{integration}/lever", post(lever_hook))
-        .route("/hooks/{integration}/vendor", any(vendor_hook))
-        .route("/hooks/{integration}/vendor/{*rest}", any(vendor_hook))
-        .merge(crate::gem::api::routes())
-        .layer(DefaultBodyLimit::max(limit));
-    // Merged after the hooks' body limit so uploads get the admin limit instead.
-    if let Some(admin) = crate::admin::router(app.clone()) {
-        router = router.merge(admin);
-    }
-    router.with_state(app)
-}
-
-/// Serves `router` on `listener` until `stop` turns true.
-pub fn spawn(
-    app: Arc<App>,
-    listener: tokio::net::TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        if let Err(e) = axum::serve(listener, router(app))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    })
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let depth = app.store.queue_depth().ok();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            crate::metrics::CONTENT_TYPE,
-        )],
-        app.registry.runtime().metrics().render(depth),
-    )
-        .into_response()
-}
-
-/// A JSON error response `{"error": message}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+/// `POST /hooks/{integration}/{source}`: an ATS webhook.
+pub async fn ats(
+    State(app): State<Arc<App>>,
+    Path((id, path_source)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let metrics = app.registry.runtime().metrics().clone();
     let Some(integration) = app.integration(&id) else {
-        metrics.webhook("lever", "unknown_integration");
+        // Not the path's text: metric labels must not grow with what strangers send.
+        metrics.webhook("ats", "unknown_integration");
         return error(StatusCode::NOT_FOUND, "unknown integration");
     };
+    let ats: &dyn Ats = integration.ats.as_ref();
+    let source = ats.kind();
     let reject = |status: StatusCode, reason: String| {
-        metrics.webhook("lever", rejection_label(status));
-        tracing::warn!(integration = %id, status = status.as_u16(), %reason, "Lever webhook rejected");
+        metrics.webhook(source, rejection_label(status));
+        tracing::warn!(integration = %id, status = status.as_u16(), %reason, "{source} webhook rejected");
         app.timeline.emit(TimelineEvent::WebhookRejected {
             integration: id.clone(),
-            source: "lever".into(),
+            source: source.into(),
             status: status.as_u16(),
             reason: reason.clone(),
         });
         error(status, reason)
+    };
+    let verified = ats.verify_webhook(
+        // The path's source, not the ATS kind: a Lever route on a Gem integration is a 404.
+        &path_source,
+        &body,
+        now_ms(),
+        app.config.server.webhook_max_age_secs,
+    );
+    let Some(verified) = verified else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("not a {source} webhook route"),
+        );
     };
     if !integration.config.enabled {
         return reject(
@@ -111,38 +73,31 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
             "integration is disabled".into(),
         );
     }
-    let Some((lever, _)) = integration.lever() else {
-        return error(StatusCode::NOT_FOUND, "not a Lever integration");
-    };
-    let key = lever.signature_token.expose();
-    let verified = webhook::verify(&body, key, app.config.server.webhook_max_age_secs, now_ms());
-    let (hook, change) = match verified {
+    let (kind, dedupe, payload, summary) = match verified {
         Err(r @ Rejection::Malformed(_)) => return reject(StatusCode::BAD_REQUEST, r.to_string()),
-        Err(r) => return reject(StatusCode::UNAUTHORIZED, r.to_string()),
-        Ok((_, Verified::Ping)) => return Json(json!({ "status": "ok" })).into_response(),
-        Ok((_, Verified::Ignored(event))) => {
+        Err(r @ Rejection::Unauthorized(_)) => {
+            return reject(StatusCode::UNAUTHORIZED, r.to_string())
+        }
+        Ok(Intake::Ping) => return Json(json!({ "status": "ok" })).into_response(),
+        Ok(Intake::Ignored(event)) => {
             return Json(json!({ "status": "ignored", "event": event })).into_response()
         }
-        Ok((hook, Verified::StageChange(change))) => (hook, change),
+        Ok(Intake::Event {
+            kind,
+            dedupe_key,
+            payload,
+            summary,
+        }) => (kind, dedupe_key, payload, summary),
     };
-    // The body parsed as JSON, so it is UTF-8.
-    let payload = String::from_utf8_lossy(&body);
-    let dedupe = format!("lever:{}", hook.token);
-    match app
-        .store
-        .enqueue(&id, LEVER_STAGE_CHANGE, &dedupe, &payload)
-    {
+    match app.store.enqueue(&id, kind, &dedupe, &payload) {
         Ok(Enqueued::New(event_id)) => {
-            metrics.webhook("lever", "accepted");
+            metrics.webhook(source, "accepted");
             app.wake.notify_one();
             app.timeline.emit(TimelineEvent::WebhookAccepted {
                 integration: id.clone(),
-                source: "lever".into(),
+                source: source.into(),
                 event_id,
-                summary: format!(
-                    "candidateStageChange opportunity {} → stage {}",
-                    change.opportunity_id, change.to_stage_id
-                ),
+                summary,
             });
             Json(json!({ "status": "accepted", "event": event_id })).into_response()
         }
@@ -150,7 +105,7 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
             id: event_id,
             same_payload: true,
         }) => {
-            metrics.webhook("lever", "duplicate");
+            metrics.webhook(source, "duplicate");
             Json(json!({ "status": "duplicate", "event": event_id })).into_response()
         }
         Ok(Enqueued::Duplicate {
@@ -161,7 +116,7 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
             "token already used by another delivery (replay)".into(),
         ),
         Err(e) => {
-            metrics.webhook("lever", "storage_unavailable");
+            metrics.webhook(source, "storage_unavailable");
             tracing::error!(error = %e, "cannot store webhook");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -171,7 +126,7 @@ async fn lever_hook(State(app): State<Arc<App>>, Path(id): Path<String>, body: B
     }
 }
 
-/// The metrics label of a refused Lever webhook.
+/// The metrics label of a refused ATS webhook.
 fn rejection_label(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "malformed",
@@ -182,7 +137,8 @@ fn rejection_label(status: StatusCode) -> &'static str {
     }
 }
 
-async fn vendor_hook(
+/// `ANY /hooks/{integration}/vendor[/...]`: a vendor callback.
+pub async fn vendor(
     State(app): State<Arc<App>>,
     Path(params): Path<HashMap<String, String>>,
     method: Method,
@@ -204,7 +160,7 @@ async fn vendor_hook(
         Ok(c) => c,
         Err(e) => {
             metrics.webhook("vendor", "connector_unavailable");
-            return error(StatusCode::SERVICE_UNAVAILABLE, e.message);
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
         }
     };
     let request = RawHttp {

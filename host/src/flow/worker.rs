@@ -1,4 +1,4 @@
-//! Workers: claim due events from the store, run them through [`flow`](crate::flow), and record
+//! Workers: claim due events from the store, run them through [`flow`](super), and record
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
 //! after `max_attempts`. A crash leaves claimed events with a lease that expires, after which any
 //! worker picks them up again, so unfinished work resumes after a restart.
@@ -53,7 +53,7 @@ async fn handle(app: &Arc<App>, event: Event) {
     let result = flow::process(app, &event).await;
     let w = &app.config.worker;
     // Outbound webhooks get their own, longer, budget: the receiver may be down for a while.
-    let max_attempts = if event.kind == crate::gem::delivery::GEM_DELIVER {
+    let max_attempts = if flow::role(app, &event) == Some(crate::ats::Role::Delivery) {
         w.delivery_max_attempts
     } else {
         w.max_attempts

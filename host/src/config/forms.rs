@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AtsConfig, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, Secret};
-use crate::connector::Manifest;
+use crate::wasm::connector::Manifest;
 
 /// Why an integration could not be saved.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! Deploying connector versions on a live host: validate, keep, activate, roll back, remove.
 //!
 //! Validation before activation: the bytes must be a component of a compatible contract version
-//! (checked by [`Runtime::compile`](crate::runtime::Runtime::compile)), its `manifest` call must
+//! (checked by [`Runtime::compile`](crate::wasm::runtime::Runtime::compile)), its `manifest` call must
 //! work and name the connector it replaces, and it may ask only for outbound hosts the operator
 //! approved (`runtime.approved_hosts`, plus the hosts of the version serving now). Compilation
 //! runs on a blocking thread, never on the request path of webhooks. A rejected version changes
@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::connector::LoadedConnector;
-use crate::registry::{Registry, RegistryError};
-use crate::runtime::LoadError;
+use crate::store::admin::Deployment;
 use crate::store::{Store, StoreError};
-use crate::store_admin::Deployment;
+use crate::wasm::connector::LoadedConnector;
+use crate::wasm::registry::{Registry, RegistryError};
+use crate::wasm::runtime::LoadError;
 
 /// Why a deployment step was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +169,7 @@ fn remember(
 ) -> Result<(), DeployError> {
     let previous = registry.versions(id).and_then(|vs| {
         vs.into_iter()
-            .find(|v| v.status == crate::registry::VersionStatus::Previous)
+            .find(|v| v.status == crate::wasm::registry::VersionStatus::Previous)
             .map(|v| v.hash)
     });
     store.put_deployment(&Deployment {
@@ -186,7 +186,7 @@ fn remember(
 pub async fn restore(registry: &Registry, store: &Store, config: &Config) {
     let dir = uploads_dir(config);
     if dir.exists() {
-        for path in crate::registry::wasm_files(&dir).unwrap_or_default() {
+        for path in crate::wasm::registry::wasm_files(&dir).unwrap_or_default() {
             load_kept(registry, &path).await;
         }
     }

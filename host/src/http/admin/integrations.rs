@@ -21,8 +21,8 @@ use serde_json::json;
 
 use super::error;
 use crate::app::App;
+use crate::config::forms::{check_against, IntegrationInput, IntegrationView};
 use crate::config::IntegrationConfig;
-use crate::integrations::{check_against, IntegrationInput, IntegrationView};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()

@@ -189,7 +189,7 @@ pub fn link_order_if_unlinked(
     Ok(n == 1)
 }
 
-/// The order reference [`crate::flow::gave_up`] gives a screening that never got a vendor order.
+/// The order reference [`GemAts::gave_up`](super::GemAts) gives a screening that never got a vendor order.
 pub fn failed_order_ref(screening_id: &str) -> String {
     format!("failed:{screening_id}")
 }

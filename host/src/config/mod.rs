@@ -4,6 +4,8 @@
 //! Secrets may be written inline or as `env:NAME` to read them from the environment at start-up;
 //! either way they are held in [`Secret`], whose `Debug` never prints the value.
 
+pub mod forms;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -499,7 +501,7 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_needs_exactly_one_default_package() {
-        let text = include_str!("../../switchyard.example.toml");
+        let text = include_str!("../../../switchyard.example.toml");
         let mut config: Config = toml::from_str(text).expect("example parses");
         // The example reads secrets from env: provide them.
         for (k, v) in [

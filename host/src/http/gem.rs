@@ -1,5 +1,5 @@
 //! The Gem-facing API, per integration, authenticated by an `X-API-Key` that switchyard issued
-//! (see [`keys`](super::keys)):
+//! (see [`keys`](crate::ats::gem::keys)):
 //!
 //! - `GET /gem/{integration}/packages` → `{"packages":[{"name","default"}]}`, from the
 //!   connector's `list-packages`.
@@ -22,10 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::keys;
-use super::screening::{self, Queued, SendRequest};
 use crate::app::{App, Integration};
-use crate::server::error;
+use crate::ats::gem::keys;
+use crate::ats::gem::screening::{self, Queued, SendRequest};
+use crate::http::error;
 use crate::store::EventState;
 use crate::timeline::TimelineEvent;
 
@@ -89,7 +89,7 @@ async fn list_packages(
 ) -> Result<Vec<(String, bool)>, Rejection> {
     let connector = app
         .connector(integration)
-        .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, e.message))?;
+        .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let ctx = app.call_context(integration, &connector);
     connector
         .list_packages(app.registry.runtime(), ctx)

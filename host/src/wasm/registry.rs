@@ -16,9 +16,9 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cache::Origin;
-use crate::connector::{LoadedConnector, Manifest};
-use crate::runtime::{LoadError, Runtime};
+use crate::wasm::cache::Origin;
+use crate::wasm::connector::{LoadedConnector, Manifest};
+use crate::wasm::runtime::{LoadError, Runtime};
 
 /// A version operation that cannot be done.
 #[derive(Debug, thiserror::Error)]

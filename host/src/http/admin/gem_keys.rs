@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::error;
 use crate::app::App;
+use crate::ats::gem::keys::{self, KeyError};
 use crate::config::AtsConfig;
-use crate::gem::keys::{self, KeyError};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()

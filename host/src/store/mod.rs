@@ -12,6 +12,8 @@
 //! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
 
+pub mod admin;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -218,7 +220,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(crate::store_admin::SCHEMA)?;
+        conn.execute_batch(crate::store::admin::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -23,8 +23,8 @@ use serde_json::json;
 
 use super::error;
 use crate::app::App;
-use crate::deploy::{self, DeployError};
-use crate::registry::RegistryError;
+use crate::wasm::deploy::{self, DeployError};
+use crate::wasm::registry::RegistryError;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()

@@ -9,7 +9,7 @@
 //! - notes: each recorded note once; Lever's notes are read first in case an earlier attempt
 //!   wrote the note but crashed before recording it.
 
-use crate::lever::{LeverClient, LeverError};
+use crate::ats::lever::{LeverClient, LeverError};
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::bindings::types;
-use crate::runtime::{CallContext, Compiled, InvokeError, Runtime};
 use crate::timeline::TimelineEvent;
+use crate::wasm::runtime::bindings::types;
+use crate::wasm::runtime::{CallContext, Compiled, InvokeError, Runtime};
 
 /// A connector's self-description (WIT `manifest`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

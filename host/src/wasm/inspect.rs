@@ -9,9 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::connector::Manifest;
-use crate::registry::Registry;
-use crate::runtime::{LoadError, Runtime, Surface};
+use crate::wasm::connector::Manifest;
+use crate::wasm::registry::Registry;
+use crate::wasm::runtime::{LoadError, Runtime, Surface};
 
 /// Why a file cannot be inspected or did not validate.
 #[derive(Debug, thiserror::Error)]

@@ -22,9 +22,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use bindings::{Connector, ConnectorPre};
 pub use imports::CallContext;
 
-use crate::cache::{CodeCache, Origin};
-use crate::connector::Manifest;
 use crate::metrics::Metrics;
+use crate::wasm::cache::{CodeCache, Origin};
+use crate::wasm::connector::Manifest;
 pub use contract::Surface;
 
 /// The epoch tick: the granularity of CPU deadlines.

@@ -1,6 +1,6 @@
 //! `switchyard serve --watch`: polls the connectors directory every second and sends every new or
 //! changed `*.wasm` through the same validation and activation as an upload
-//! ([`deploy::upload`](crate::deploy::upload)). A file is identified by its modification time and,
+//! ([`deploy::upload`](crate::wasm::deploy::upload)). A file is identified by its modification time and,
 //! when that changes, its hash, so touching a file without changing it does nothing. A rejected
 //! file is logged with the reason, leaves the serving version untouched, and is renamed to
 //! `*.wasm.rejected` (start-up loads the directory as trusted, so it must not stay there).
@@ -43,7 +43,7 @@ async fn scan(
     seen: &mut HashMap<PathBuf, (SystemTime, String)>,
     deploy: bool,
 ) {
-    let Ok(files) = crate::registry::wasm_files(dir) else {
+    let Ok(files) = crate::wasm::registry::wasm_files(dir) else {
         return;
     };
     for path in files {
@@ -63,7 +63,7 @@ async fn scan(
             continue;
         }
         let source = format!("watch:{}", path.display());
-        match crate::deploy::upload(
+        match crate::wasm::deploy::upload(
             &app.registry,
             &app.store,
             &app.config,

@@ -1,0 +1,231 @@
+//! Lever: stage-change webhooks in, REST API writes out.
+//!
+//! - [`webhook`]: the webhook body and the checks every delivery passes (signature, freshness).
+//! - [`signature`]: Lever's HMAC over `token + triggeredAt`.
+//! - [`client`]: the REST API (429/5xx backoff).
+//! - [`sync`]: writes an opportunity's recorded state back to Lever, idempotently.
+//!
+//! [`LeverAts`] is the adapter the flow and the intake route use (see [`crate::ats::Ats`]).
+
+pub mod client;
+pub mod signature;
+pub mod sync;
+pub mod webhook;
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+pub use client::{LeverClient, LeverError, Opportunity};
+
+use super::{Ats, AtsCx, AtsError, Intake, Rejection, Role, Trigger};
+use crate::config::LeverConfig;
+use crate::store::Event;
+use crate::wasm::connector::ScreeningRequest;
+use webhook::{StageChange, Verified, Webhook};
+
+/// Event kind of a Lever stage change.
+pub const LEVER_STAGE_CHANGE: &str = "lever.stage_change";
+
+/// Lock stripes that serialize writes per opportunity (within this process).
+const STRIPES: usize = 64;
+
+/// A Lever integration's adapter: its settings, API client, stage-name cache and write locks.
+pub struct LeverAts {
+    config: LeverConfig,
+    /// `None` when the integration has no usable credential (refused at config time).
+    client: Option<LeverClient>,
+    /// `(stage id, name)` of the account, refreshed on a miss.
+    stages: Mutex<Vec<(String, String)>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl LeverAts {
+    pub fn new(config: LeverConfig, http: reqwest::Client) -> LeverAts {
+        let client = config
+            .auth()
+            .map(|auth| LeverClient::new(http, &config.api_base, auth));
+        LeverAts {
+            config,
+            client,
+            stages: Mutex::new(Vec::new()),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    fn client(&self) -> Result<&LeverClient, AtsError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| AtsError::fatal("the Lever integration has no usable credential"))
+    }
+
+    /// The name of stage `stage_id`, from the cache refreshed on a miss.
+    async fn stage_name(&self, stage_id: &str) -> Result<Option<String>, AtsError> {
+        let cached = || {
+            self.stages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(id, _)| id == stage_id)
+                .map(|(_, name)| name.clone())
+        };
+        if let Some(name) = cached() {
+            return Ok(Some(name));
+        }
+        let stages = self.client()?.stages().await?;
+        *self.stages.lock().unwrap_or_else(|e| e.into_inner()) = stages;
+        Ok(cached())
+    }
+
+    /// Serializes writes to one opportunity.
+    async fn lock_opportunity(&self, opportunity: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        opportunity.hash(&mut h);
+        self.stripes[(h.finish() as usize) % STRIPES].lock().await
+    }
+}
+
+fn stored(event: &Event) -> Result<(Webhook, StageChange), AtsError> {
+    let hook: Webhook = serde_json::from_str(&event.payload)
+        .map_err(|e| AtsError::fatal(format!("stored webhook is unreadable: {e}")))?;
+    let change: StageChange = serde_json::from_value(hook.data.clone())
+        .map_err(|e| AtsError::fatal(format!("stored stage change is unreadable: {e}")))?;
+    Ok((hook, change))
+}
+
+impl From<LeverError> for AtsError {
+    fn from(e: LeverError) -> Self {
+        AtsError::new(e.to_string(), e.retryable())
+    }
+}
+
+impl From<sync::SyncError> for AtsError {
+    fn from(e: sync::SyncError) -> Self {
+        AtsError::new(e.to_string(), e.retryable())
+    }
+}
+
+#[async_trait]
+impl Ats for LeverAts {
+    fn kind(&self) -> &'static str {
+        "lever"
+    }
+
+    fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)> {
+        vec![(
+            "webhook_url",
+            format!("{public_url}/hooks/{integration}/lever"),
+        )]
+    }
+
+    async fn check_connection(&self) -> Result<(), AtsError> {
+        self.client()?.stages().await?;
+        Ok(())
+    }
+
+    fn role(&self, kind: &str) -> Option<Role> {
+        (kind == LEVER_STAGE_CHANGE).then_some(Role::Trigger)
+    }
+
+    fn verify_webhook(
+        &self,
+        source: &str,
+        body: &[u8],
+        now_ms: i64,
+        max_age_secs: u64,
+    ) -> Option<Result<Intake, Rejection>> {
+        if source != "lever" {
+            return None;
+        }
+        let key = self.config.signature_token.expose();
+        Some(match webhook::verify(body, key, max_age_secs, now_ms) {
+            Err(r @ webhook::Rejection::Malformed(_)) => Err(Rejection::Malformed(r.to_string())),
+            Err(r) => Err(Rejection::Unauthorized(r.to_string())),
+            Ok((_, Verified::Ping)) => Ok(Intake::Ping),
+            Ok((_, Verified::Ignored(event))) => Ok(Intake::Ignored(event)),
+            Ok((hook, Verified::StageChange(change))) => Ok(Intake::Event {
+                kind: LEVER_STAGE_CHANGE,
+                dedupe_key: format!("lever:{}", hook.token),
+                // The body parsed as JSON, so it is UTF-8.
+                payload: String::from_utf8_lossy(body).into_owned(),
+                summary: format!(
+                    "candidateStageChange opportunity {} → stage {}",
+                    change.opportunity_id, change.to_stage_id
+                ),
+            }),
+        })
+    }
+
+    async fn trigger(
+        &self,
+        cx: &AtsCx<'_>,
+        event: &Event,
+        _default_stage: Option<&str>,
+    ) -> Result<Trigger, AtsError> {
+        if !cx.enabled {
+            return Ok(Trigger::Skip("integration is disabled".into()));
+        }
+        let (_, change) = stored(event)?;
+        Ok(match self.stage_name(&change.to_stage_id).await? {
+            Some(name) => Trigger::StageReached(name),
+            None => Trigger::Skip(format!("stage {:?} is unknown", change.to_stage_id)),
+        })
+    }
+
+    fn trigger_stage(&self) -> Option<&str> {
+        self.config.trigger_stage.as_deref()
+    }
+
+    async fn screening_request(
+        &self,
+        _cx: &AtsCx<'_>,
+        event: &Event,
+        stage: &str,
+    ) -> Result<ScreeningRequest, AtsError> {
+        let (hook, change) = stored(event)?;
+        let client = self.client()?;
+        let opp = client.opportunity(&change.opportunity_id).await?;
+        let mut posting_tags = Vec::new();
+        for posting in &opp.posting_ids {
+            for tag in client.posting_tags(posting).await? {
+                if !posting_tags.contains(&tag) {
+                    posting_tags.push(tag);
+                }
+            }
+        }
+        Ok(ScreeningRequest {
+            idempotency_key: format!("lever:{}", hook.token),
+            name: opp.name.clone(),
+            emails: opp.emails.clone(),
+            phones: opp.phones.clone(),
+            opportunity_id: opp.id.clone(),
+            opportunity_tags: opp.tags.clone(),
+            posting_id: opp.posting_ids.first().cloned(),
+            posting_tags,
+            stage: Some(stage.to_string()),
+            package: None,
+        })
+    }
+
+    async fn sync(
+        &self,
+        cx: &AtsCx<'_>,
+        _order_ref: &str,
+        opportunity_id: &str,
+        status_labels: &[String],
+    ) -> Result<(), AtsError> {
+        let client = self.client()?;
+        let _guard = self.lock_opportunity(opportunity_id).await;
+        sync::reconcile(
+            client,
+            cx.store,
+            cx.integration,
+            opportunity_id,
+            status_labels,
+            cx.timeline,
+        )
+        .await
+        .map_err(Into::into)
+    }
+}

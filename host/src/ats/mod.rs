@@ -1,0 +1,216 @@
+//! The ATS side: one module per applicant tracking system, behind one seam, [`Ats`].
+//!
+//! The flow and the intake routes know an ATS only through this trait: the intake route
+//! `POST /hooks/{integration}/{source}` asks [`Ats::verify_webhook`] to check and parse a webhook,
+//! the flow asks [`Ats::trigger`] what a stored event means and [`Ats::screening_request`] for the
+//! candidate's context, and [`Ats::sync`] to bring the ATS up to date with what is recorded.
+//! Connectors never see an ATS: they get the neutral [`ScreeningRequest`].
+//!
+//! **Adding an ATS** (Greenhouse, Ashby, Workable, …) is one module here implementing [`Ats`],
+//! one variant of [`AtsConfig`](crate::config::AtsConfig), and one arm in [`build`]. An ATS that
+//! calls an API of ours instead of sending webhooks (Gem) also mounts its routes in
+//! [`crate::http`].
+
+pub mod gem;
+pub mod lever;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::config::{AtsConfig, IntegrationConfig};
+use crate::store::{Event, Store, StoreError};
+use crate::timeline::Timeline;
+use crate::wasm::connector::ScreeningRequest;
+
+/// Builds the ATS adapter of an integration: the one place that matches on the ATS kind.
+pub fn build(config: &IntegrationConfig, http: &reqwest::Client) -> Arc<dyn Ats> {
+    match &config.ats {
+        AtsConfig::Lever(lever) => Arc::new(lever::LeverAts::new(lever.clone(), http.clone())),
+        AtsConfig::Gem(gem) => Arc::new(gem::GemAts::new(gem.clone(), http.clone())),
+    }
+}
+
+/// What an adapter's calls may use of the host. Plain references: an adapter holds no host state.
+pub struct AtsCx<'a> {
+    pub integration: &'a str,
+    pub enabled: bool,
+    pub store: &'a Store,
+    pub timeline: &'a Timeline,
+    /// Wakes the workers when an adapter queues an event (Gem's status webhooks).
+    pub wake: &'a Notify,
+}
+
+/// A verified webhook, as the intake route should treat it.
+#[derive(Debug)]
+pub enum Intake {
+    /// A test ping ("Verify Connection"): answer 2xx, store nothing.
+    Ping,
+    /// An event of no interest: answer 2xx with its name, store nothing.
+    Ignored(String),
+    /// Store this event (deduplicated on `dedupe_key`) before answering.
+    Event {
+        kind: &'static str,
+        dedupe_key: String,
+        payload: String,
+        /// One line for the timeline.
+        summary: String,
+    },
+}
+
+/// Why a webhook is refused; nothing is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// 400.
+    #[error("{0}")]
+    Malformed(String),
+    /// 401 (bad signature, stale).
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+/// What a stored ATS event asks the flow to do.
+#[derive(Debug)]
+pub enum Trigger {
+    /// Nothing to do; why.
+    Skip(String),
+    /// A candidate reached the named stage: the flow decides, by the integration's trigger
+    /// stage, whether a screening starts, then asks [`Ats::screening_request`].
+    StageReached(String),
+    /// The ATS asked for this screening explicitly (Gem's send): start it as is.
+    Explicit(Box<ScreeningRequest>),
+}
+
+/// The role of an event kind an adapter queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Asks for a screening ([`Ats::trigger`]).
+    Trigger,
+    /// An outbound delivery to the ATS ([`Ats::deliver`]): processed even while the integration
+    /// is disabled (it reports what already happened), with the delivery retry budget.
+    Delivery,
+}
+
+/// Why an adapter's step failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct AtsError {
+    pub message: String,
+    pub retryable: bool,
+    /// The least wait the ATS asked for (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl AtsError {
+    pub fn new(message: impl Into<String>, retryable: bool) -> AtsError {
+        AtsError {
+            message: message.into(),
+            retryable,
+            retry_after: None,
+        }
+    }
+    pub fn fatal(message: impl Into<String>) -> AtsError {
+        AtsError::new(message, false)
+    }
+}
+
+impl From<StoreError> for AtsError {
+    fn from(e: StoreError) -> Self {
+        AtsError::new(e.to_string(), true)
+    }
+}
+
+/// One applicant tracking system, as the flow and the intake routes see it.
+#[async_trait]
+pub trait Ats: Send + Sync {
+    /// `lever`, `gem`: the config's `ats.kind`.
+    fn kind(&self) -> &'static str;
+
+    /// What the operator gives the ATS (webhook URL, API base), for the start-up log and the
+    /// admin API: `(name, url)` pairs below `public_url`.
+    fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)>;
+
+    /// Checks that the integration's credential works against the ATS (a cheap authenticated
+    /// read). An ATS that calls us has nothing to check.
+    async fn check_connection(&self) -> Result<(), AtsError> {
+        Ok(())
+    }
+
+    /// The role of an event kind this ATS queues, or `None` when it is not one of its kinds.
+    fn role(&self, kind: &str) -> Option<Role>;
+
+    /// Checks and parses a webhook this ATS sent to `/hooks/{integration}/{source}`. `None`:
+    /// this ATS sends no webhooks there (404).
+    fn verify_webhook(
+        &self,
+        _source: &str,
+        _body: &[u8],
+        _now_ms: i64,
+        _max_age_secs: u64,
+    ) -> Option<Result<Intake, Rejection>> {
+        None
+    }
+
+    /// What a stored [`Role::Trigger`] event asks for. `default_stage` is the connector's default
+    /// trigger stage, used when the integration configures none.
+    async fn trigger(
+        &self,
+        cx: &AtsCx<'_>,
+        event: &Event,
+        default_stage: Option<&str>,
+    ) -> Result<Trigger, AtsError>;
+
+    /// The integration's trigger stage, if the ATS has stages and one is configured.
+    fn trigger_stage(&self) -> Option<&str> {
+        None
+    }
+
+    /// The candidate's context for a [`Trigger::StageReached`] event the flow decided to start:
+    /// reads the candidacy and its posting from the ATS. `stage` is the stage's name.
+    async fn screening_request(
+        &self,
+        _cx: &AtsCx<'_>,
+        event: &Event,
+        _stage: &str,
+    ) -> Result<ScreeningRequest, AtsError> {
+        Err(AtsError::fatal(format!(
+            "{} events of kind `{}` do not start screenings by stage",
+            self.kind(),
+            event.kind
+        )))
+    }
+
+    /// Called once the connector started the screening of `event` as vendor order `order_ref`,
+    /// before the order is recorded (Gem links its screening to the order here).
+    fn started(&self, _cx: &AtsCx<'_>, _event: &Event, _order_ref: &str) -> Result<(), AtsError> {
+        Ok(())
+    }
+
+    /// Brings the ATS up to date with what is recorded for `order_ref` on `opportunity_id`.
+    /// Must be idempotent: it runs again after every crash and retry. `status_labels` and
+    /// `verdict_labels` are every label the connector may use (from its manifest).
+    async fn sync(
+        &self,
+        cx: &AtsCx<'_>,
+        order_ref: &str,
+        opportunity_id: &str,
+        status_labels: &[String],
+    ) -> Result<(), AtsError>;
+
+    /// Sends a [`Role::Delivery`] event. Returns what was done, for the timeline.
+    async fn deliver(&self, _cx: &AtsCx<'_>, event: &Event) -> Result<String, AtsError> {
+        Err(AtsError::fatal(format!(
+            "{} has no deliveries (event kind `{}`)",
+            self.kind(),
+            event.kind
+        )))
+    }
+
+    /// After a [`Role::Trigger`] event was dead-lettered: tell the ATS if it waits for an answer
+    /// (Gem shows "error" instead of "queued" forever). Idempotent.
+    fn gave_up(&self, _cx: &AtsCx<'_>, _event: &Event) -> Result<(), AtsError> {
+        Ok(())
+    }
+}

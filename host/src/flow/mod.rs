@@ -1,0 +1,307 @@
+//! What happens to one stored event, read top-down. The flow is ATS-neutral: it knows an ATS
+//! only through [`Ats`](crate::ats::Ats) (the integration's adapter) and a vendor only through the
+//! integration's connector.
+//!
+//! A trigger event (Lever's stage change, Gem's send): ask the adapter what it means
+//! ([`Ats::trigger`](crate::ats::Ats::trigger)) → for a stage reached, start only at the
+//! integration's trigger stage, reading the candidate's context from the ATS → ask the connector
+//! to start a screening (the idempotency key is stable across retries, so a retry never invites
+//! twice) → record the order and its first status → bring the ATS up to date.
+//!
+//! `vendor.status`: a status update a connector produced from a verified vendor callback → advance
+//! the order (never backwards) → bring the ATS up to date.
+//!
+//! A delivery event (Gem's status webhook): the adapter sends it.
+//!
+//! "Bring the ATS up to date" is [`Ats::sync`](crate::ats::Ats::sync): Lever reconciles the
+//! opportunity, Gem queues a status webhook for the order.
+
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::{App, Integration};
+use crate::ats::{AtsError, Role, Trigger};
+use crate::store::{Event, Order, StoreError};
+use crate::timeline::TimelineEvent;
+use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
+
+/// Event kind of a status update from a vendor callback.
+pub const VENDOR_STATUS: &str = "vendor.status";
+/// Event kind of a vendor callback the connector failed on (recorded dead; the vendor retries).
+pub const VENDOR_CALLBACK: &str = "vendor.callback";
+
+/// How an event ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Processed; the connector version that handled it, if any.
+    Done(Option<String>),
+    /// Nothing to do (not the trigger stage, integration disabled); says why.
+    Skipped(String),
+}
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FlowError {
+    pub message: String,
+    pub retryable: bool,
+    pub connector_version: Option<String>,
+    /// The least wait before the next attempt that the other side asked for (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl FlowError {
+    pub(crate) fn new(message: impl Into<String>, retryable: bool) -> FlowError {
+        FlowError {
+            message: message.into(),
+            retryable,
+            connector_version: None,
+            retry_after: None,
+        }
+    }
+    pub(crate) fn retry(message: impl Into<String>) -> FlowError {
+        FlowError::new(message, true)
+    }
+    fn fatal(message: impl Into<String>) -> FlowError {
+        FlowError::new(message, false)
+    }
+    fn by(mut self, version: &str) -> FlowError {
+        self.connector_version = Some(version.to_string());
+        self
+    }
+}
+
+impl From<AtsError> for FlowError {
+    fn from(e: AtsError) -> Self {
+        FlowError {
+            retry_after: e.retry_after,
+            ..FlowError::new(e.message, e.retryable)
+        }
+    }
+}
+
+impl From<crate::app::NotLoaded> for FlowError {
+    fn from(e: crate::app::NotLoaded) -> Self {
+        FlowError::retry(e.to_string())
+    }
+}
+
+impl From<StoreError> for FlowError {
+    fn from(e: StoreError) -> Self {
+        FlowError::retry(e.to_string())
+    }
+}
+
+/// Payload of a `vendor.status` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VendorStatus {
+    /// The connector version that produced the update from the callback.
+    pub connector_version: String,
+    pub update: StatusUpdate,
+}
+
+/// The role of an event kind: ATS trigger or delivery, or `None` for the flow's own kinds.
+pub fn role(app: &App, event: &Event) -> Option<Role> {
+    app.integration(&event.integration)
+        .and_then(|i| i.ats.role(&event.kind))
+}
+
+/// Processes one claimed event.
+pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError> {
+    let Some(integration) = app.integration(&event.integration) else {
+        return Err(FlowError::fatal(format!(
+            "integration `{}` no longer exists",
+            event.integration
+        )));
+    };
+    let cx = app.ats_cx(&integration);
+    if event.kind == VENDOR_STATUS {
+        if !integration.config.enabled {
+            return Ok(Outcome::Skipped("integration is disabled".into()));
+        }
+        return vendor_status(app, &integration, event).await;
+    }
+    match integration.ats.role(&event.kind) {
+        // Deliveries go out even while disabled: they report what already happened.
+        Some(Role::Delivery) => {
+            integration.ats.deliver(&cx, event).await?;
+            Ok(Outcome::Done(None))
+        }
+        Some(Role::Trigger) => start(app, &integration, event).await,
+        None => Err(FlowError::fatal(format!(
+            "unknown event kind `{}` for a {} integration",
+            event.kind,
+            integration.ats.kind()
+        ))),
+    }
+}
+
+/// After an event is dead-lettered: the adapter tells the ATS if it waits for an answer.
+pub fn gave_up(app: &App, event: &Event) -> Result<(), FlowError> {
+    let Some(integration) = app.integration(&event.integration) else {
+        return Ok(());
+    };
+    if integration.ats.role(&event.kind) != Some(Role::Trigger) {
+        return Ok(());
+    }
+    integration
+        .ats
+        .gave_up(&app.ats_cx(&integration), event)
+        .map_err(Into::into)
+}
+
+/// A trigger event: decide, start the screening, record it, bring the ATS up to date.
+async fn start(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
+    let cx = app.ats_cx(integration);
+    let connector = app.connector(integration)?;
+    let version = connector.version_tag();
+    let default_stage = connector.manifest.default_trigger_stage.as_deref();
+    let request = match integration.ats.trigger(&cx, event, default_stage).await? {
+        Trigger::Skip(why) => return Ok(Outcome::Skipped(why)),
+        Trigger::Explicit(request) => *request,
+        Trigger::StageReached(stage) => {
+            let trigger = integration
+                .ats
+                .trigger_stage()
+                .or(default_stage)
+                .ok_or_else(|| FlowError::fatal("no trigger stage configured").by(&version))?;
+            if !stage.trim().eq_ignore_ascii_case(trigger.trim()) {
+                return Ok(Outcome::Skipped(format!(
+                    "stage {stage:?} is not the trigger stage {trigger:?}"
+                )));
+            }
+            integration
+                .ats
+                .screening_request(&cx, event, &stage)
+                .await?
+        }
+    };
+    let started = start_screening(app, integration, &connector, &request)
+        .await
+        .map_err(|e| e.by(&version))?;
+    // No vendor order (e.g. no email): the status still belongs on the candidacy, under a local
+    // reference unique to this event.
+    let order_ref = started
+        .order_ref
+        .clone()
+        .unwrap_or_else(|| format!("local:{}", event.id));
+    integration.ats.started(&cx, event, &order_ref)?;
+    let opportunity = &request.opportunity_id;
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        opportunity,
+        &started.status,
+    )?;
+    integration
+        .ats
+        .sync(
+            &cx,
+            &order_ref,
+            opportunity,
+            &connector.manifest.status_labels,
+        )
+        .await
+        .map_err(|e| FlowError::from(e).by(&version))?;
+    Ok(Outcome::Done(Some(version)))
+}
+
+async fn start_screening(
+    app: &App,
+    integration: &Integration,
+    connector: &LoadedConnector,
+    request: &ScreeningRequest,
+) -> Result<crate::wasm::connector::Started, FlowError> {
+    let ctx = app.call_context(integration, connector);
+    connector
+        .start_screening(app.registry.runtime(), ctx, request)
+        .await
+        .map_err(call_failed)
+}
+
+async fn vendor_status(
+    app: &Arc<App>,
+    integration: &Integration,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
+    let payload: VendorStatus = serde_json::from_str(&event.payload)
+        .map_err(|e| FlowError::fatal(format!("stored status update is unreadable: {e}")))?;
+    let connector = app.connector(integration)?;
+    let update = &payload.update;
+    let Some(order) = app.store.order(&integration.config.id, &update.order_ref)? else {
+        // The callback can overtake the start event that records the order: wait for it.
+        return Err(
+            FlowError::retry(format!("order {} is not known yet", update.order_ref))
+                .by(&payload.connector_version),
+        );
+    };
+    record_status(
+        app,
+        integration,
+        &connector,
+        &order.order_ref,
+        &order.opportunity_id,
+        &update.status,
+    )?;
+    integration
+        .ats
+        .sync(
+            &app.ats_cx(integration),
+            &order.order_ref,
+            &order.opportunity_id,
+            &connector.manifest.status_labels,
+        )
+        .await
+        .map_err(|e| FlowError::from(e).by(&payload.connector_version))?;
+    Ok(Outcome::Done(Some(payload.connector_version)))
+}
+
+/// Stores an order's status (forward only) and its note, if any.
+fn record_status(
+    app: &App,
+    integration: &Integration,
+    connector: &LoadedConnector,
+    order_ref: &str,
+    opportunity_id: &str,
+    status: &Status,
+) -> Result<(), FlowError> {
+    let id = &integration.config.id;
+    let order = Order {
+        integration: id.clone(),
+        order_ref: order_ref.to_string(),
+        connector: connector.manifest.id.clone(),
+        opportunity_id: opportunity_id.to_string(),
+        seq: 0,
+        state: status.state.clone(),
+        label: status.label.clone(),
+        report_url: status.report_url.clone(),
+        score: status.score,
+        verdict: status.verdict.clone(),
+    };
+    // New order: inserted. Known order (a retry, a callback): moved forward, never back.
+    app.store.upsert_order(&order)?;
+    app.store.advance_order(&order)?;
+    if let Some(note) = &status.note {
+        app.store.add_note(id, order_ref, &note.text, note.secret)?;
+    }
+    app.timeline.emit(TimelineEvent::StatusRecorded {
+        integration: id.clone(),
+        order_ref: order_ref.to_string(),
+        label: status.label.clone(),
+    });
+    Ok(())
+}
+
+fn call_failed(e: CallError) -> FlowError {
+    FlowError::new(e.to_string(), e.retryable())
+}

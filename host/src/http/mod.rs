@@ -1,0 +1,85 @@
+//! The HTTP surface.
+//!
+//! - [`hooks`]: intake — `POST /hooks/{integration}/{source}` (ATS webhooks, e.g. `lever`,
+//!   verified by the integration's [`Ats`](crate::ats::Ats) adapter) and
+//!   `ANY /hooks/{integration}/vendor[/...]` (vendor callbacks, answered through the connector).
+//!   Both commit to the store *before* they answer 2xx.
+//! - [`gem`]: the Gem-facing API under `/gem/{integration}/...` (Gem calls us).
+//! - [`admin`]: `/admin/...` when an admin token is configured.
+//! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//!
+//! A web console, when it comes, mounts here beside `admin`.
+
+pub mod admin;
+pub mod gem;
+pub mod hooks;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::app::App;
+
+/// The router of a host.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.server.max_body_bytes;
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/hooks/{integration}/vendor", any(hooks::vendor))
+        .route("/hooks/{integration}/vendor/{*rest}", any(hooks::vendor))
+        .route("/hooks/{integration}/{source}", post(hooks::ats))
+        .merge(crate::http::gem::routes())
+        .layer(DefaultBodyLimit::max(limit));
+    // Merged after the hooks' body limit so uploads get the admin limit instead.
+    if let Some(admin) = crate::http::admin::router(app.clone()) {
+        router = router.merge(admin);
+    }
+    router.with_state(app)
+}
+
+/// Serves `router` on `listener` until `stop` turns true.
+pub fn spawn(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, router(app))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    })
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let depth = app.store.queue_depth().ok();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        app.registry.runtime().metrics().render(depth),
+    )
+        .into_response()
+}
+
+/// A JSON error response `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}

@@ -1,0 +1,135 @@
+//! Composition: opens the store, loads connectors, builds the shared [`App`] and runs the HTTP
+//! server, the workers and (with `--watch`) the connectors-directory watcher as tasks around it.
+//! Nothing else starts tasks of the host; nothing imports this module but the binary and tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{watch, Notify};
+
+use crate::app::{App, Integration};
+use crate::config::{Config, IntegrationConfig};
+use crate::store::Store;
+use crate::timeline::Timeline;
+use crate::wasm::cache::CodeCache;
+use crate::wasm::registry::Registry;
+use crate::wasm::runtime::Runtime;
+
+/// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
+/// tombstone removes (see [`crate::config::forms`]).
+fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<IntegrationConfig>> {
+    let mut all: BTreeMap<String, IntegrationConfig> = config
+        .integrations
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect();
+    for (id, json) in store.stored_integrations()? {
+        match json {
+            None => {
+                all.remove(&id);
+            }
+            Some(json) => match crate::config::forms::from_storage(&json) {
+                Ok(c) => {
+                    all.insert(id, c);
+                }
+                // Never print the row: it holds secrets.
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped")
+                }
+            },
+        }
+    }
+    Ok(all.into_values().collect())
+}
+
+/// A running host: its address and a way to stop it.
+pub struct RunningHost {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningHost {
+    /// Stops accepting requests, lets workers finish their current event, and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.app.wake.notify_waiters();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds `server.listen`, then [`start_on`].
+pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
+    start_on(config, listener).await
+}
+
+/// Opens the store, loads connectors and starts the workers and the server on `listener`.
+pub async fn start_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<RunningHost> {
+    let store = Store::open(&config.storage.path)?;
+    let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
+    let runtime = Runtime::with_cache(
+        config.runtime.timeout_ms,
+        config.runtime.memory_mb,
+        Some(cache),
+    )?;
+    let registry = Arc::new(Registry::new(runtime));
+    if config.runtime.connectors_dir.exists() {
+        registry.load_dir(&config.runtime.connectors_dir).await?;
+    } else {
+        tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
+    }
+    crate::wasm::deploy::restore(&registry, &store, &config).await;
+    let addr = listener.local_addr()?;
+    // No redirects: a redirect could lead a connector's request to an unapproved host.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let integrations = merged_integrations(&config, &store)?
+        .into_iter()
+        .map(|c| (c.id.clone(), Arc::new(Integration::new(c, &http))))
+        .collect();
+    let app = Arc::new(App {
+        public_url: config.public_url(addr),
+        config,
+        store,
+        registry,
+        http,
+        timeline: Timeline::default(),
+        wake: Notify::new(),
+        integrations: RwLock::new(integrations),
+        integration_edits: tokio::sync::Mutex::new(()),
+    });
+    for integration in app
+        .integrations
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+    {
+        let id = &integration.config.id;
+        let endpoints = integration.ats.endpoints(&app.public_url, id);
+        tracing::info!(integration = %id, ats = integration.ats.kind(),
+            endpoints = ?endpoints,
+            vendor_callback_url = %app.callback_url(id),
+            "integration ready: give the ATS its endpoint, the vendor its callback URL");
+    }
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = crate::flow::worker::spawn(app.clone(), stopped.clone());
+    if app.config.runtime.watch {
+        tasks.push(crate::wasm::watch::spawn(app.clone(), stopped.clone()));
+    }
+    tasks.push(crate::http::spawn(app.clone(), listener, stopped));
+    Ok(RunningHost {
+        addr,
+        app,
+        stop,
+        tasks,
+    })
+}

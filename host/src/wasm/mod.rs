@@ -1,0 +1,18 @@
+//! The WebAssembly side: everything that loads, checks, sandboxes and calls connector components.
+//!
+//! - [`runtime`]: the wasmtime engine, per-call sandbox (CPU deadline, memory cap), host imports,
+//!   the contract-version check and the generated bindings.
+//! - [`connector`]: the host's typed view of a loaded connector and its calls.
+//! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap.
+//! - [`deploy`]: validate, keep, activate, roll back and remove connector versions.
+//! - [`cache`]: the on-disk compiled-code cache.
+//! - [`inspect`]: `switchyard connector validate|inspect`, offline.
+//! - [`watch`]: `serve --watch`, deploys files dropped into the connectors directory.
+
+pub mod cache;
+pub mod connector;
+pub mod deploy;
+pub mod inspect;
+pub mod registry;
+pub mod runtime;
+pub mod watch;
