@@ -1,10 +1,12 @@
-//! A simulator of Lever (the ATS): REST API v1 under `{base}/v1` and Lever-style signed webhooks.
+//! A simulator of Lever (the ATS): REST API v1 under `{base}/v1`, Lever's OAuth authorization
+//! server under `{base}/oauth`, and Lever-style signed webhooks.
 //!
 //! # API (`http://127.0.0.1:PORT/v1`)
 //! Every request needs HTTP Basic auth with the API key as username and an empty password, or
-//! `Authorization: Bearer <token>` with the account's OAuth access token ([`LeverSim::oauth_token`]);
-//! anything
-//! else gets `401 {"code":"Unauthorized","message":"..."}`. Errors use Lever's shape
+//! `Authorization: Bearer <token>` with an access token from the OAuth flow below that has not
+//! expired and whose grant is not revoked (or the fixed [`LeverSim::oauth_token`]); anything
+//! else gets `401 {"code":"Unauthorized","message":"..."}` (counted by
+//! [`LeverSim::unauthorized_api_calls`]). Scopes are recorded but not enforced. Errors use Lever's shape
 //! `{"code":"ResourceNotFound","message":"..."}`; malformed JSON gets 400 `BadRequest`. A
 //! `perform_as` query parameter is accepted and ignored.
 //!
@@ -23,6 +25,54 @@
 //! [`LeverSim::set_rate_limit`] (token bucket per key; over it → 429 with `Retry-After: 1`).
 //! Every API request is recorded in [`LeverSim::request_log`], failed ones included.
 //!
+//! # OAuth (authorization-code flow, as Lever's partner apps use it)
+//! Lever's real endpoints are `https://auth.lever.co/authorize` and
+//! `POST https://auth.lever.co/oauth/token` (an Auth0 tenant); the simulator serves them at
+//! [`LeverSim::oauth_authorize_url`] (`{base}/oauth/authorize`), [`LeverSim::oauth_token_url`]
+//! (`{base}/oauth/token`) and [`LeverSim::oauth_revoke_url`] (`{base}/oauth/revoke`). A client
+//! (app) is registered with [`LeverSim::register_oauth_client`]`(redirect_uri)` →
+//! `(client_id, client_secret)`.
+//!
+//! - `GET /oauth/authorize?client_id&redirect_uri&response_type=code&state&scope&audience`:
+//!   unknown or missing `client_id`, or a `redirect_uri` not exactly the registered one → `400`
+//!   HTML page, no redirect. Otherwise the simulated user logs in and decides at once, and the
+//!   answer is `302` to `redirect_uri` with, added to its query:
+//!   `code=<one-time code>&state=<state>` (accepted), or
+//!   `error=access_denied&error_description=...&state=...` (the user clicked Deny, see
+//!   [`LeverSim::set_oauth_user_denies`]), or `error=unsupported_response_type&...` when
+//!   `response_type` is not `code`. `state` is echoed only when given. `scope` is space-separated
+//!   and recorded ([`LeverSim::authorize_requests`]); `audience` is recorded, not checked.
+//! - `POST /oauth/token`, body `application/x-www-form-urlencoded` or JSON (`Content-Type:
+//!   application/json`); client credentials as HTTP Basic (`client_id:client_secret`, each
+//!   form-urlencoded, RFC 6749 §2.3.1; preferred when present) or `client_id` + `client_secret` in
+//!   the body.
+//!   - `grant_type=authorization_code&code&redirect_uri`: the code is single-use, bound to the
+//!     client and the redirect URI, and expires 60 s after it was issued
+//!     ([`LeverSim::set_auth_code_ttl`]).
+//!   - `grant_type=refresh_token&refresh_token`: issues a new access token **and a new refresh
+//!     token**; the refresh token presented stops working (rotation; there is no grace period
+//!     and no reuse detection: tokens issued before stay valid). Two concurrent refreshes with
+//!     the same token: one wins, the other gets `invalid_grant`.
+//!
+//!   Success → `200 {"access_token","token_type":"Bearer","expires_in" (whole seconds),
+//!   "scope" (as requested),"refresh_token" (only if the scope held `offline_access`)}` with
+//!   `Cache-Control: no-store`. Access tokens live 3600 s ([`LeverSim::set_access_token_ttl`],
+//!   [`LeverSim::force_expire_access_tokens`]). Errors are RFC 6749 §5.2
+//!   `{"error","error_description"}`: `401 invalid_client` (missing, unknown or wrong client
+//!   credentials); `400 invalid_grant` (unknown, used, expired or foreign code, mismatched
+//!   `redirect_uri`; unknown, rotated-away, revoked or foreign refresh token); `400
+//!   invalid_request` (missing parameter, bad body); `400 unsupported_grant_type`. Counted by
+//!   [`LeverSim::token_requests`].
+//! - `POST /oauth/revoke` (RFC 7009), body `token` (an access or refresh token) plus client
+//!   credentials as above → `200` (also for an unknown token); revokes the whole grant the token
+//!   belongs to: its access and refresh tokens. `401 invalid_client`; a token of another client →
+//!   `400 unauthorized_client`.
+//!
+//! A grant is one successful code exchange; every token issued from it (refreshes included)
+//! belongs to it. [`LeverSim::revoke_app`]`(client_id)` is the user clicking "Revoke Access" in
+//! Lever's Authorized Apps: every grant of that client is revoked at once (API → 401, refresh →
+//! `invalid_grant`); authorizing again starts a new grant. Nothing here touches the API key.
+//!
 //! # Webhooks
 //! [`LeverSim::register_webhook`] returns the webhook's own signing token. A delivery is a POST
 //! with `Content-Type: application/json`, `User-Agent: Lever-Webhooks` and the body
@@ -33,6 +83,7 @@
 //! 16×base (base 250 ms by default, see [`LeverSim::set_webhook_retry_base`]).
 
 mod api;
+mod oauth;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -43,6 +94,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http_util::{self, ServerHandle};
 
+pub use oauth::{AuthorizeRequest, TokenRequests, OFFLINE_ACCESS};
 pub use webhooks::sign;
 
 /// The stages a fresh simulator starts with, in pipeline order.
@@ -238,6 +290,9 @@ struct State {
     rate: Option<TokenBucket>,
     deliveries: Vec<Delivery>,
     retry_base: Duration,
+    oauth: oauth::OAuth,
+    /// API requests answered 401.
+    unauthorized: usize,
 }
 
 impl State {
@@ -288,6 +343,8 @@ impl LeverSim {
                 rate: None,
                 deliveries: Vec::new(),
                 retry_base: Duration::from_millis(250),
+                oauth: oauth::OAuth::default(),
+                unauthorized: 0,
             }),
         });
         let server = http_util::serve_loopback(api::router(shared.clone())).await?;
@@ -308,10 +365,77 @@ impl LeverSim {
         self.shared.api_key.clone()
     }
 
-    /// An OAuth access token of this account (sent as `Authorization: Bearer`), as a Lever OAuth
-    /// app obtains one. It does not expire in the simulator.
+    /// A fixed OAuth access token of this account (sent as `Authorization: Bearer`), for tests
+    /// that need a Bearer token without running the OAuth flow. It belongs to no OAuth client:
+    /// it never expires, and neither [`LeverSim::revoke_app`] nor `/oauth/revoke` affects it.
     pub fn oauth_token(&self) -> String {
         self.shared.oauth_token.clone()
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/authorize`, standing for `https://auth.lever.co/authorize`.
+    pub fn oauth_authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.server.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/token`, standing for `https://auth.lever.co/oauth/token`.
+    pub fn oauth_token_url(&self) -> String {
+        format!("{}/oauth/token", self.server.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/revoke` (RFC 7009 token revocation).
+    pub fn oauth_revoke_url(&self) -> String {
+        format!("{}/oauth/revoke", self.server.base_url())
+    }
+
+    /// Registers an OAuth client (a partner app) whose only redirect URI is `redirect_uri` (matched
+    /// exactly) and returns its `(client_id, client_secret)`.
+    pub fn register_oauth_client(&self, redirect_uri: &str) -> (String, String) {
+        self.shared.lock().oauth.register(redirect_uri)
+    }
+
+    /// When true, the simulated user clicks "Deny" on the consent screen: a valid authorize
+    /// request is redirected with `error=access_denied` instead of a code. Default false.
+    pub fn set_oauth_user_denies(&self, deny: bool) {
+        self.shared.lock().oauth.user_denies = deny;
+    }
+
+    /// Lifetime of access tokens issued from now on (default 3600 s, as Lever's).
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.shared.lock().oauth.access_ttl = ttl;
+    }
+
+    /// Lifetime of authorization codes issued from now on (default 60 s).
+    pub fn set_auth_code_ttl(&self, ttl: Duration) {
+        self.shared.lock().oauth.code_ttl = ttl;
+    }
+
+    /// Makes every access token issued so far expire now; refresh tokens keep working.
+    pub fn force_expire_access_tokens(&self) {
+        self.shared.lock().oauth.expire_access_tokens();
+    }
+
+    /// The user clicks "Revoke Access" on this app in Lever's Authorized Apps: every access and
+    /// refresh token ever issued to `client_id` stops working at once. Returns how many grants
+    /// (user authorizations) were still active. The app can be authorized again afterwards.
+    pub fn revoke_app(&self, client_id: &str) -> usize {
+        self.shared.lock().oauth.revoke_client(client_id)
+    }
+
+    /// Requests to the token endpoint so far, by grant type.
+    pub fn token_requests(&self) -> TokenRequests {
+        self.shared.lock().oauth.token_requests
+    }
+
+    /// Every authorize request with a valid client and redirect URI so far, oldest first, with
+    /// the scopes asked for.
+    pub fn authorize_requests(&self) -> Vec<AuthorizeRequest> {
+        self.shared.lock().oauth.authorize_log.clone()
+    }
+
+    /// How many API requests (`/v1/...`) were answered 401 so far (bad, expired or revoked
+    /// credentials, and injected 401s).
+    pub fn unauthorized_api_calls(&self) -> usize {
+        self.shared.lock().unauthorized
     }
 
     /// Adds a stage at the end of the pipeline and returns its id.

@@ -4,9 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, eventually, Receiver};
+use common::{client, eventually, no_redirect_client, Receiver};
 use serde_json::{json, Value};
-use switchyard_sim::lever::{sign, LeverSim, NewOpportunity};
+use switchyard_sim::lever::{sign, LeverSim, NewOpportunity, TokenRequests};
 
 async fn get(sim: &LeverSim, path: &str) -> (u16, Value) {
     let resp = client()
@@ -433,4 +433,455 @@ async fn test_ping_is_signed_and_empty() {
     assert_eq!(sim.send_test_ping(&rx.url, &signing).await.unwrap(), 404);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(rx.hits().len(), 2, "pings are not retried");
+}
+
+// ---- OAuth (authorization-code flow) ----
+
+const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
+const SCOPES: &str = "opportunities:write:admin stages:read:admin offline_access";
+
+/// What `/oauth/authorize` answered: the status and the query of its `Location`, if any.
+struct Authorized {
+    status: u16,
+    location: Option<reqwest::Url>,
+}
+
+impl Authorized {
+    fn param(&self, key: &str) -> Option<String> {
+        self.location.as_ref().and_then(|url| {
+            url.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        })
+    }
+}
+
+async fn authorize(sim: &LeverSim, client_id: &str, redirect_uri: &str, scope: &str) -> Authorized {
+    let resp = no_redirect_client()
+        .get(sim.oauth_authorize_url())
+        .query(&[
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+            ("response_type", "code"),
+            ("state", "st-42"),
+            ("scope", scope),
+            ("audience", "https://api.lever.co/v1/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| reqwest::Url::parse(v).unwrap());
+    Authorized {
+        status: resp.status().as_u16(),
+        location,
+    }
+}
+
+/// A token request, form-encoded with the client credentials as HTTP Basic (what oauth2 crates
+/// send by default).
+async fn token(sim: &LeverSim, creds: (&str, &str), form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = client()
+        .post(sim.oauth_token_url())
+        .basic_auth(creds.0, Some(creds.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn exchange(sim: &LeverSim, client: (&str, &str), code: &str) -> (u16, Value) {
+    token(
+        sim,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await
+}
+
+async fn refresh(sim: &LeverSim, client: (&str, &str), refresh_token: &str) -> (u16, Value) {
+    token(
+        sim,
+        client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// `GET /v1/stages` with a Bearer token; returns the status and Lever's error code, if any.
+async fn api_with_bearer(sim: &LeverSim, access_token: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{}/stages", sim.api_base()))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    (status, body["code"].clone())
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_string()
+}
+
+/// Registers a client and runs authorize + code exchange; returns the client and the tokens.
+async fn connect(sim: &LeverSim, scope: &str) -> ((String, String), Value) {
+    let (id, secret) = sim.register_oauth_client(REDIRECT);
+    let auth = authorize(sim, &id, REDIRECT, scope).await;
+    assert_eq!(auth.status, 302);
+    let code = auth.param("code").expect("a code in the redirect");
+    let (status, tokens) = exchange(sim, (&id, &secret), &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    ((id, secret), tokens)
+}
+
+#[tokio::test]
+async fn oauth_code_flow_then_bearer_api_calls_and_refresh_rotation() {
+    let sim = LeverSim::start().await.unwrap();
+    assert!(sim.oauth_token_url().starts_with("http://127.0.0.1:"));
+    let (id, secret) = sim.register_oauth_client(REDIRECT);
+    let client = (id.as_str(), secret.as_str());
+
+    let auth = authorize(&sim, &id, REDIRECT, SCOPES).await;
+    assert_eq!(auth.status, 302);
+    let location = auth.location.clone().unwrap();
+    assert_eq!(
+        location.as_str().split('?').next(),
+        Some(REDIRECT),
+        "redirects to the registered URI"
+    );
+    assert_eq!(auth.param("state").as_deref(), Some("st-42"));
+    let code = auth.param("code").unwrap();
+    let recorded = sim.authorize_requests();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        recorded[0].scopes,
+        vec![
+            "opportunities:write:admin",
+            "stages:read:admin",
+            "offline_access"
+        ]
+    );
+    assert_eq!(
+        recorded[0].audience.as_deref(),
+        Some("https://api.lever.co/v1/")
+    );
+
+    let (status, tokens) = exchange(&sim, client, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 3600);
+    assert_eq!(tokens["scope"], SCOPES);
+    let access = text(&tokens, "access_token");
+    let refresh1 = text(&tokens, "refresh_token");
+    assert!(!access.is_empty() && !refresh1.is_empty());
+    assert_eq!(api_with_bearer(&sim, &access).await.0, 200);
+
+    // The code is single-use.
+    let (status, err) = exchange(&sim, client, &code).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Refresh rotates: new access and refresh tokens, the old refresh token is dead.
+    let (status, rotated) = refresh(&sim, client, &refresh1).await;
+    assert_eq!(status, 200, "{rotated}");
+    let access2 = text(&rotated, "access_token");
+    let refresh2 = text(&rotated, "refresh_token");
+    assert!(!refresh2.is_empty());
+    assert_ne!(refresh2, refresh1);
+    assert_ne!(access2, access);
+    assert_eq!(api_with_bearer(&sim, &access2).await.0, 200);
+    let (status, err) = refresh(&sim, client, &refresh1).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(err["error_description"].is_string());
+
+    // The newest refresh token works, also with the credentials in a JSON body.
+    let resp = common::client()
+        .post(sim.oauth_token_url())
+        .json(&json!({
+            "grant_type": "refresh_token",
+            "refresh_token": refresh2,
+            "client_id": id,
+            "client_secret": secret,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Wrong client secret: 401 invalid_client.
+    let (status, err) = refresh(&sim, (&id, "wrong"), &refresh2).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    assert_eq!(
+        sim.token_requests(),
+        TokenRequests {
+            authorization_code: 2,
+            refresh_token: 4,
+            other: 0,
+            refused: 3,
+        }
+    );
+    // The API key keeps working next to OAuth.
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+}
+
+#[tokio::test]
+async fn oauth_codes_are_bound_to_client_redirect_and_time() {
+    let sim = LeverSim::start().await.unwrap();
+    let (a_id, a_secret) = sim.register_oauth_client(REDIRECT);
+    let (b_id, b_secret) = sim.register_oauth_client(REDIRECT);
+
+    // Another client cannot redeem A's code; nor can A with another redirect_uri.
+    let code = authorize(&sim, &a_id, REDIRECT, SCOPES)
+        .await
+        .param("code")
+        .unwrap();
+    let (status, err) = exchange(&sim, (&b_id, &b_secret), &code).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, err) = token(
+        &sim,
+        (&a_id, &a_secret),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // An expired code is refused.
+    sim.set_auth_code_ttl(Duration::ZERO);
+    let stale = authorize(&sim, &a_id, REDIRECT, SCOPES)
+        .await
+        .param("code")
+        .unwrap();
+    let (status, err) = exchange(&sim, (&a_id, &a_secret), &stale).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Unknown grant type and a made-up code.
+    let (status, err) = token(&sim, (&a_id, &a_secret), &[("grant_type", "password")]).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, err) = exchange(&sim, (&a_id, &a_secret), "made-up").await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // Without offline_access there is no refresh token.
+    sim.set_auth_code_ttl(Duration::from_secs(60));
+    let (_, tokens) = connect(&sim, "stages:read:admin").await;
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    assert_eq!(tokens["scope"], "stages:read:admin");
+}
+
+#[tokio::test]
+async fn oauth_authorize_refuses_unknown_clients_and_foreign_redirects_without_redirecting() {
+    let sim = LeverSim::start().await.unwrap();
+    let (id, _) = sim.register_oauth_client(REDIRECT);
+    let unknown = authorize(&sim, "nope", REDIRECT, SCOPES).await;
+    assert_eq!((unknown.status, unknown.location.is_none()), (400, true));
+    let foreign = authorize(&sim, &id, "http://127.0.0.1:9/evil", SCOPES).await;
+    assert_eq!((foreign.status, foreign.location.is_none()), (400, true));
+    // Prefix tricks are no exact match either.
+    let longer = authorize(&sim, &id, &format!("{REDIRECT}/x"), SCOPES).await;
+    assert_eq!(longer.status, 400);
+    assert!(sim.authorize_requests().is_empty());
+
+    // response_type other than code: an error redirect.
+    let resp = no_redirect_client()
+        .get(sim.oauth_authorize_url())
+        .query(&[
+            ("client_id", id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "token"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("error=unsupported_response_type"),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn oauth_user_deny_redirects_with_access_denied() {
+    let sim = LeverSim::start().await.unwrap();
+    let (id, _) = sim.register_oauth_client(REDIRECT);
+    sim.set_oauth_user_denies(true);
+    let auth = authorize(&sim, &id, REDIRECT, SCOPES).await;
+    assert_eq!(auth.status, 302);
+    assert_eq!(auth.param("error").as_deref(), Some("access_denied"));
+    assert_eq!(auth.param("state").as_deref(), Some("st-42"));
+    assert_eq!(auth.param("code"), None);
+    assert_eq!(sim.authorize_requests()[0].outcome, "access_denied");
+    // The user changes their mind.
+    sim.set_oauth_user_denies(false);
+    assert!(authorize(&sim, &id, REDIRECT, SCOPES)
+        .await
+        .param("code")
+        .is_some());
+}
+
+#[tokio::test]
+async fn expired_access_tokens_get_401_until_refreshed() {
+    let sim = LeverSim::start().await.unwrap();
+    let ((id, secret), tokens) = connect(&sim, SCOPES).await;
+    let access = text(&tokens, "access_token");
+    assert_eq!(api_with_bearer(&sim, &access).await.0, 200);
+    assert_eq!(sim.unauthorized_api_calls(), 0);
+
+    sim.force_expire_access_tokens();
+    assert_eq!(
+        api_with_bearer(&sim, &access).await,
+        (401, json!("Unauthorized"))
+    );
+    assert_eq!(sim.unauthorized_api_calls(), 1);
+    let (status, fresh) = refresh(&sim, (&id, &secret), &text(&tokens, "refresh_token")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api_with_bearer(&sim, &text(&fresh, "access_token")).await.0,
+        200
+    );
+
+    // A zero lifetime: the token is dead on arrival, and says so.
+    sim.set_access_token_ttl(Duration::ZERO);
+    let (status, short) = refresh(&sim, (&id, &secret), &text(&fresh, "refresh_token")).await;
+    assert_eq!(status, 200);
+    assert_eq!(short["expires_in"], 0);
+    assert_eq!(
+        api_with_bearer(&sim, &text(&short, "access_token")).await.0,
+        401
+    );
+    assert_eq!(api_with_bearer(&sim, "not-a-token").await.0, 401);
+    assert_eq!(sim.unauthorized_api_calls(), 3);
+}
+
+#[tokio::test]
+async fn revoking_the_app_kills_every_token_of_that_client() {
+    let sim = LeverSim::start().await.unwrap();
+    let ((id, secret), first) = connect(&sim, SCOPES).await;
+    let (status, second) = refresh(&sim, (&id, &secret), &text(&first, "refresh_token")).await;
+    assert_eq!(status, 200);
+    // Another app of the same account is not affected.
+    let ((other_id, other_secret), other) = connect(&sim, SCOPES).await;
+
+    assert_eq!(sim.revoke_app(&id), 1);
+    for t in [&first, &second] {
+        assert_eq!(api_with_bearer(&sim, &text(t, "access_token")).await.0, 401);
+    }
+    let (status, err) = refresh(&sim, (&id, &secret), &text(&second, "refresh_token")).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        api_with_bearer(&sim, &text(&other, "access_token")).await.0,
+        200
+    );
+    let (status, _) = refresh(
+        &sim,
+        (&other_id, &other_secret),
+        &text(&other, "refresh_token"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The API key and the fixed token are untouched; the app can be authorized again.
+    assert_eq!(get(&sim, "/stages").await.0, 200);
+    assert_eq!(api_with_bearer(&sim, &sim.oauth_token()).await.0, 200);
+    let code = authorize(&sim, &id, REDIRECT, SCOPES)
+        .await
+        .param("code")
+        .unwrap();
+    let (status, again) = exchange(&sim, (&id, &secret), &code).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api_with_bearer(&sim, &text(&again, "access_token")).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn revocation_endpoint_revokes_the_grant_of_a_token() {
+    let sim = LeverSim::start().await.unwrap();
+    let ((id, secret), tokens) = connect(&sim, SCOPES).await;
+    let revoke = |token: String, secret: String| {
+        let url = sim.oauth_revoke_url();
+        let id = id.clone();
+        async move {
+            client()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[
+                    ("token", token.as_str()),
+                    ("token_type_hint", "refresh_token"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        revoke(text(&tokens, "refresh_token"), "wrong".into()).await,
+        401
+    );
+    assert_eq!(
+        api_with_bearer(&sim, &text(&tokens, "access_token"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(revoke("unknown".into(), secret.clone()).await, 200);
+    assert_eq!(
+        revoke(text(&tokens, "refresh_token"), secret.clone()).await,
+        200
+    );
+    assert_eq!(
+        api_with_bearer(&sim, &text(&tokens, "access_token"))
+            .await
+            .0,
+        401
+    );
+    let (status, err) = refresh(&sim, (&id, &secret), &text(&tokens, "refresh_token")).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    push_unique, webhooks, LoggedRequest, Note, OppRecord, Shared, StageError, State as SimState,
+    oauth, push_unique, webhooks, LoggedRequest, Note, OppRecord, Shared, StageError,
+    State as SimState,
 };
 use crate::http_util;
 
@@ -39,6 +40,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/stages", get(list_stages))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        // Added after the layer, so the gate (API auth, log, failure injection) does not apply.
+        .merge(oauth::routes())
         .with_state(shared)
 }
 
@@ -97,9 +100,14 @@ async fn gate(State(shared): Shr, req: Request, next: Next) -> Response {
                 .await
         }
     };
-    if let Some(entry) = shared.lock().log.get_mut(index) {
+    let mut st = shared.lock();
+    if let Some(entry) = st.log.get_mut(index) {
         entry.status = resp.status().as_u16();
     }
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        st.unauthorized += 1;
+    }
+    drop(st);
     resp
 }
 
@@ -111,11 +119,11 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
             StatusCode::from_u16(st.fail_next.1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Some(error(status, "Injected failure"));
     }
-    if !authorized(&shared.api_key, &shared.oauth_token, headers) {
+    if !authorized(shared, &st.oauth, headers) {
         return Some(error(
             StatusCode::UNAUTHORIZED,
             "Invalid credentials: use HTTP Basic auth with the API key as username and an empty \
-             password, or an OAuth access token as Bearer",
+             password, or a valid (unexpired, unrevoked) OAuth access token as Bearer",
         ));
     }
     if let Some(bucket) = st.rate.as_mut() {
@@ -126,7 +134,7 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-fn authorized(api_key: &str, oauth_token: &str, headers: &HeaderMap) -> bool {
+fn authorized(shared: &Shared, oauth: &oauth::OAuth, headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -137,7 +145,8 @@ fn authorized(api_key: &str, oauth_token: &str, headers: &HeaderMap) -> bool {
         return false;
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        return encoded.trim() == oauth_token;
+        let token = encoded.trim();
+        return token == shared.oauth_token || oauth.access_token_valid(token);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
@@ -148,7 +157,7 @@ fn authorized(api_key: &str, oauth_token: &str, headers: &HeaderMap) -> bool {
     let Ok(text) = String::from_utf8(decoded) else {
         return false;
     };
-    matches!(text.split_once(':'), Some((user, "")) if user == api_key)
+    matches!(text.split_once(':'), Some((user, "")) if user == shared.api_key)
 }
 
 async fn not_found() -> Response {

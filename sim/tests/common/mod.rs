@@ -119,3 +119,13 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A client that does not follow redirects (to read an OAuth redirect's `Location`).
+pub fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
