@@ -10,6 +10,7 @@
 //!   (Standard Webhooks verification, dedupe by `webhook-id`).
 //! - [`http_util`]: small helpers shared by the simulators (server handle, randomness, HMAC, time).
 
+pub mod canditech;
 pub mod certn;
 pub mod gem;
 pub mod http_util;
