@@ -13,12 +13,21 @@
 //!   `{"email" (required, else 400 {"email":["This field is required."]}),
 //!     "phone_number"?, "package" (one of the team's packages, else 400
 //!     {"detail":"unknown package '<name>'"}), "information":{"first_name"?,"last_name"?}?,
-//!     "tag"?, "owner_id"?, "request_<service>": bool ...}`. Malformed JSON → 400
-//!   `{"detail":"JSON parse error - ..."}`; a non-bool `request_*` → 400.
+//!     "tag"?, "owner_id"?, "reference"? (the caller's own reference, a string; stored and
+//!     returned as is), "request_<service>": bool ...}`. Malformed JSON → 400
+//!   `{"detail":"JSON parse error - ..."}`; a non-bool `request_*` → 400; a non-string
+//!   `reference` → 400 `{"reference":["Not a valid string."]}`.
 //!   An `Idempotency-Key` header that was already used for a created application returns that
 //!   application (current state) with 200 and creates nothing: no new application, no new
-//!   progression, no callback. (The repeated body is not compared.) A new invite → 201 with the
-//!   application JSON.
+//!   progression, no callback. (The repeated body is not compared.) With
+//!   [`CertnOptions::ignore_idempotency_keys`] (or [`CertnSim::set_ignore_idempotency_keys`]) the
+//!   header is ignored and every invite creates a new application, as a vendor without
+//!   idempotency support would. A new invite → 201 with the application JSON.
+//!   [`CertnSim::set_latency`] delays the answer after the application is created.
+//! - `GET /api/v1/hr/applications/?reference=<urlencoded>` → `200 {"count": N, "next": null,
+//!   "previous": null, "results": [<application JSON, as GET .../:id/ returns it>]}`, oldest
+//!   first, exact match on `reference`; no `reference` parameter lists every application. This is
+//!   how a client finds what an invite it never got the answer to created.
 //! - `GET /api/v1/hr/applications/:id/` → 200 application JSON, or 404 `{"detail":"Not found."}`.
 //! - `GET /api/v1/hr/packages/` → `{"count","next":null,"previous":null,"results":[{"id","name"}]}`.
 //! - `GET /reports/:id.pdf` (no auth) → a small fake PDF once the report exists (status PARTIAL or
@@ -27,7 +36,7 @@
 //! # The application JSON
 //! `{"id","created","modified" (RFC 3339),"status","status_label","report_status","result",
 //!   "result_label","certn_score","certn_score_label","is_submitted","report_url","package","tag",
-//!   "owner_id","applicant":{"id","status","first_name","last_name","email","phone_number"},
+//!   "owner_id","reference","applicant":{"id","status","first_name","last_name","email","phone_number"},
 //!   "request_<service>": bool ...}`.
 //!
 //! | step | `status` / `status_label` | `report_status` | `is_submitted` | `report_url` | `result`, `certn_score` |
@@ -54,6 +63,10 @@
 //! [`CertnSim::hang_next`] (wait 30 s, then answer 503 without doing anything),
 //! [`CertnSim::set_down`] (503 while down), [`CertnSim::fail_next`] (503), checked in that order
 //! before auth. Failed requests do nothing, but still count in [`CertnSim::invite_requests`].
+//!
+//! # Counting helpers (for "nobody invited twice" assertions)
+//! [`CertnSim::invitations_for_reference`], [`CertnSim::invitations_for_email`],
+//! [`CertnSim::emails_invited_more_than_once`].
 
 mod api;
 mod callbacks;
@@ -84,15 +97,21 @@ pub struct CertnOptions {
     pub step_delay: Option<Duration>,
     /// Base delay of callback retries (attempt k waits base × k).
     pub callback_retry_base: Duration,
+    /// `true`: the `Idempotency-Key` header is ignored, so a repeated invite creates a new
+    /// application (as a vendor without idempotency support would). Can be changed on the
+    /// running simulator with [`CertnSim::set_ignore_idempotency_keys`].
+    pub ignore_idempotency_keys: bool,
 }
 
 impl Default for CertnOptions {
-    /// Packages `Basic`, `Standard`, `Premium`; a step every 300 ms; retry base 200 ms.
+    /// Packages `Basic`, `Standard`, `Premium`; a step every 300 ms; retry base 200 ms;
+    /// idempotency keys honoured.
     fn default() -> Self {
         CertnOptions {
             packages: vec!["Basic".into(), "Standard".into(), "Premium".into()],
             step_delay: Some(Duration::from_millis(300)),
             callback_retry_base: Duration::from_millis(200),
+            ignore_idempotency_keys: false,
         }
     }
 }
@@ -130,6 +149,10 @@ pub struct Application {
     pub tag: Option<String>,
     /// The `owner_id` given with the invite, if any.
     pub owner_id: Option<String>,
+    /// The caller's own `reference` given with the invite, if any (lookup:
+    /// `GET /api/v1/hr/applications/?reference=`).
+    #[serde(default)]
+    pub reference: Option<String>,
     /// The person checked.
     pub applicant: Applicant,
     /// The `request_*` flags given with the invite (serialized flat, like the invite body).
@@ -202,6 +225,9 @@ struct State {
     fail_next: u32,
     hang_next: u32,
     down: bool,
+    ignore_idempotency_keys: bool,
+    /// Added before every invite answer (after the work is done).
+    latency: Duration,
 }
 
 impl State {
@@ -257,9 +283,12 @@ impl CertnSim {
                 .iter()
                 .map(|p| (http_util::new_id(), p.clone()))
                 .collect(),
-            opts,
             client: http_util::http_client(CALLBACK_TIMEOUT)?,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                ignore_idempotency_keys: opts.ignore_idempotency_keys,
+                ..State::default()
+            }),
+            opts,
         });
         let server = http_util::serve(listener, api::router(shared.clone()))?;
         tracing::debug!(addr = %server.addr(), "certn sim started");
@@ -359,5 +388,51 @@ impl CertnSim {
     /// While down, every API request answers 503.
     pub fn set_down(&self, down: bool) {
         self.shared.lock().down = down;
+    }
+
+    /// `true`: from now on the `Idempotency-Key` header is ignored and every invite creates a new
+    /// application (see [`CertnOptions::ignore_idempotency_keys`]).
+    pub fn set_ignore_idempotency_keys(&self, ignore: bool) {
+        self.shared.lock().ignore_idempotency_keys = ignore;
+    }
+
+    /// Delays every invite answer by `latency` after the application is created (zero = off), so
+    /// a test can kill the client between the request and the answer. Automatic progression's
+    /// first callback waits for it too.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// How many applications were created with this `reference`.
+    pub fn invitations_for_reference(&self, reference: &str) -> usize {
+        self.shared
+            .lock()
+            .apps
+            .iter()
+            .filter(|a| a.reference.as_deref() == Some(reference))
+            .count()
+    }
+
+    /// How many applications were created for this applicant email (case-insensitive).
+    pub fn invitations_for_email(&self, email: &str) -> usize {
+        let email = email.trim();
+        self.shared
+            .lock()
+            .apps
+            .iter()
+            .filter(|a| a.applicant.email.eq_ignore_ascii_case(email))
+            .count()
+    }
+
+    /// Every applicant email (lower-cased) invited more than once, with its number of
+    /// applications, sorted by email: empty when no candidate was invited twice.
+    pub fn emails_invited_more_than_once(&self) -> Vec<(String, usize)> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for app in &self.shared.lock().apps {
+            *counts
+                .entry(app.applicant.email.to_ascii_lowercase())
+                .or_default() += 1;
+        }
+        counts.into_iter().filter(|(_, n)| *n > 1).collect()
     }
 }

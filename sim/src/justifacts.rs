@@ -15,19 +15,29 @@
 //!   {"client_code": "JW-…",        // the JWeb client account; unknown → 401 {"error":"unknown client code"}
 //!    "package_code": "13558",      // EmpCod ID: one or more ASCII digits, else 400
 //!    "reference": "<opportunity id>",   // optional, echoed in callbacks
+//!    "client_order_ref": "…",       // optional: the caller's own unique reference for this order,
+//!                                   // stored and returned as is (lookup below); not a string → 400
 //!    "callback_url": "http://127.0.0.1:…/…",  // required http(s) URL, else 400
 //!    "applicant": {"name": "…", "email": "…" /* required, must contain @, else 400 */,
 //!                  "phone": "…" | null}}
 //!   ```
 //!   Malformed JSON → 400. A new order → `201` with the order JSON (status `Initiated`). A
 //!   repeated `Idempotency-Key` (per client code) → `200` with the existing order in its current
-//!   state; nothing new is created or sent (the repeated body is not compared).
+//!   state; nothing new is created or sent (the repeated body is not compared). With
+//!   [`JustifactsOptions::ignore_idempotency_keys`] (or
+//!   [`JustifactsSim::set_ignore_idempotency_keys`]) the header is ignored and every request
+//!   creates a new order, as a vendor without idempotency support would.
+//!   [`JustifactsSim::set_latency`] delays the answer after the order is created.
+//! - `GET /v1/orders?client_order_ref=<urlencoded>` → `200 {"orders": [<order JSON, as
+//!   GET /v1/orders/{id} returns it>]}`, oldest first, exact match; without the parameter, every
+//!   order. This is how a client finds what an order it never got the answer to created.
 //! - `GET /v1/orders/{id}` → `200` order JSON, or `404 {"error":"order not found"}`.
 //! - `GET /results/{id}` (no auth: it stands for JWeb's logged-in result page) → a small HTML
 //!   report once the order is `Complete`, else 404.
 //!
 //! # The order JSON
-//! `{"order_id":"JF-…","status","client_code","package_code","reference","callback_url",
+//! `{"order_id":"JF-…","status","client_code","package_code","reference","client_order_ref"
+//!   (null when not given),"callback_url",
 //!   "applicant":{"name","email","phone"},"result","result_url","created","updated"}`
 //! (times RFC 3339). `status` goes `Initiated` → `In Process` → `Complete`, or to `Cancelled`
 //! through [`JustifactsSim::cancel`]. On `Complete`, `result_url` = `{api_base}/results/{id}` and
@@ -57,15 +67,19 @@
 //! # Failure injection
 //! [`JustifactsSim::fail_next`]: the next `n` requests under `/v1/` get `503` before auth and do
 //! nothing (POSTs still count in [`JustifactsSim::order_requests`]).
+//!
+//! # Counting helpers (for "nobody invited twice" assertions)
+//! [`JustifactsSim::orders_for_client_order_ref`], [`JustifactsSim::orders_for_reference`],
+//! [`JustifactsSim::orders_for_email`], [`JustifactsSim::emails_ordered_more_than_once`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::body::Bytes;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -102,16 +116,22 @@ pub struct JustifactsOptions {
     pub client_code: Option<String>,
     /// Base delay of callback retries (attempt k waits base × k).
     pub callback_retry_base: Duration,
+    /// `true`: the `Idempotency-Key` header is ignored, so a repeated order creates a new one (as
+    /// a vendor without idempotency support would). Can be changed on the running simulator with
+    /// [`JustifactsSim::set_ignore_idempotency_keys`].
+    pub ignore_idempotency_keys: bool,
 }
 
 impl Default for JustifactsOptions {
-    /// A step every 300 ms, result `Clear`, a generated client code, retry base 200 ms.
+    /// A step every 300 ms, result `Clear`, a generated client code, retry base 200 ms,
+    /// idempotency keys honoured.
     fn default() -> Self {
         JustifactsOptions {
             step_delay: Some(Duration::from_millis(300)),
             result: Some("Clear".into()),
             client_code: None,
             callback_retry_base: Duration::from_millis(200),
+            ignore_idempotency_keys: false,
         }
     }
 }
@@ -143,6 +163,10 @@ pub struct Order {
     pub package_code: String,
     /// The caller's reference (an opportunity id), echoed in callbacks.
     pub reference: String,
+    /// The caller's own reference for this order, if given (lookup:
+    /// `GET /v1/orders?client_order_ref=`).
+    #[serde(default)]
+    pub client_order_ref: Option<String>,
     /// Where callbacks go.
     pub callback_url: String,
     /// Who is screened.
@@ -207,6 +231,9 @@ struct State {
     order_requests: usize,
     fail_next: u32,
     callbacks: Vec<CallbackDelivery>,
+    ignore_idempotency_keys: bool,
+    /// Added before every order answer (after the work is done).
+    latency: Duration,
 }
 
 impl State {
@@ -398,11 +425,12 @@ async fn advance_order(shared: Arc<Shared>, order_id: &str) -> anyhow::Result<u1
     Ok(send(shared, out, true).await)
 }
 
-/// Automatic progression: `Initiated` callback, then one step every `delay`. Bounded by the
-/// number of statuses; stops early if the order is cancelled or the simulator is dropped.
-fn spawn_progression(weak: Weak<Shared>, order_id: String, delay: Duration) {
+/// Automatic progression: `Initiated` callback shortly after the order's answer (which `latency`
+/// delays), then one step every `delay`. Bounded by the number of statuses; stops early if the
+/// order is cancelled or the simulator is dropped.
+fn spawn_progression(weak: Weak<Shared>, order_id: String, latency: Duration, delay: Duration) {
     tokio::spawn(async move {
-        tokio::time::sleep(INITIATED_DELAY).await;
+        tokio::time::sleep(latency + INITIATED_DELAY).await;
         let Some(shared) = weak.upgrade() else {
             return;
         };
@@ -439,9 +467,12 @@ impl JustifactsSim {
             client_code,
             webhook_secret: format!("whsec_{}", http_util::random_alnum(32)),
             base,
-            opts,
             client: http_util::http_client(CALLBACK_TIMEOUT)?,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                ignore_idempotency_keys: opts.ignore_idempotency_keys,
+                ..State::default()
+            }),
+            opts,
         });
         let server = http_util::serve(listener, router(shared.clone()))?;
         tracing::debug!(addr = %server.addr(), "justifacts sim started");
@@ -560,11 +591,56 @@ impl JustifactsSim {
     pub fn fail_next(&self, n: u32) {
         self.shared.lock().fail_next = n;
     }
+
+    /// `true`: from now on the `Idempotency-Key` header is ignored and every order request
+    /// creates a new order (see [`JustifactsOptions::ignore_idempotency_keys`]).
+    pub fn set_ignore_idempotency_keys(&self, ignore: bool) {
+        self.shared.lock().ignore_idempotency_keys = ignore;
+    }
+
+    /// Delays every `POST /v1/orders` answer by `latency` after the order is created (zero =
+    /// off), so a test can kill the client between the request and the answer. Automatic
+    /// progression's first callback waits for it too.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// How many orders carry this `client_order_ref`.
+    pub fn orders_for_client_order_ref(&self, client_order_ref: &str) -> usize {
+        self.count(|o| o.client_order_ref.as_deref() == Some(client_order_ref))
+    }
+
+    /// How many orders carry this `reference` (opportunity id).
+    pub fn orders_for_reference(&self, reference: &str) -> usize {
+        self.count(|o| o.reference == reference)
+    }
+
+    /// How many orders were placed for this applicant email (case-insensitive).
+    pub fn orders_for_email(&self, email: &str) -> usize {
+        let email = email.trim();
+        self.count(|o| o.applicant.email.eq_ignore_ascii_case(email))
+    }
+
+    /// Every applicant email (lower-cased) with more than one order, with its number of orders,
+    /// sorted by email: empty when no candidate was invited twice.
+    pub fn emails_ordered_more_than_once(&self) -> Vec<(String, usize)> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for o in &self.shared.lock().orders {
+            *counts
+                .entry(o.applicant.email.to_ascii_lowercase())
+                .or_default() += 1;
+        }
+        counts.into_iter().filter(|(_, n)| *n > 1).collect()
+    }
+
+    fn count(&self, pred: impl Fn(&Order) -> bool) -> usize {
+        self.shared.lock().orders.iter().filter(|o| pred(o)).count()
+    }
 }
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v1/orders", post(create_order))
+        .route("/v1/orders", post(create_order).get(find_orders))
         .route("/v1/orders/{id}", get(get_order))
         .route("/results/{id}", get(result_page))
         .with_state(shared)
@@ -606,21 +682,34 @@ struct NewOrder {
     #[serde(default)]
     reference: String,
     #[serde(default)]
+    client_order_ref: Option<String>,
+    #[serde(default)]
     callback_url: String,
     #[serde(default)]
     applicant: Option<Applicant>,
 }
 
+/// `POST /v1/orders`: does the work, then waits the injected latency before answering (the order
+/// exists even if the caller is gone by then).
 async fn create_order(
     AxState(shared): AxState<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let resp = place_order(&shared, &headers, &body);
+    let latency = shared.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    resp
+}
+
+fn place_order(shared: &Arc<Shared>, headers: &HeaderMap, body: &Bytes) -> Response {
     shared.lock().order_requests += 1;
-    if let Some(resp) = gate(&shared, &headers) {
+    if let Some(resp) = gate(shared, headers) {
         return resp;
     }
-    let req: NewOrder = match serde_json::from_slice(&body) {
+    let req: NewOrder = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")),
     };
@@ -661,8 +750,9 @@ async fn create_order(
         .map(|k| (shared.client_code.clone(), k.to_string()));
 
     // Check-and-insert under one lock so concurrent repeats cannot create two orders.
-    let order = {
+    let (order, latency) = {
         let mut st = shared.lock();
+        let idempotency_key = idempotency_key.filter(|_| !st.ignore_idempotency_keys);
         if let Some(key) = &idempotency_key {
             let existing = st
                 .idempotency
@@ -680,6 +770,7 @@ async fn create_order(
             client_code: shared.client_code.clone(),
             package_code: package_code.to_string(),
             reference: req.reference.trim().to_string(),
+            client_order_ref: req.client_order_ref,
             callback_url: callback_url.to_string(),
             applicant,
             result: None,
@@ -691,12 +782,44 @@ async fn create_order(
             st.idempotency.insert(key, order.order_id.clone());
         }
         st.orders.push(order.clone());
-        order
+        (order, st.latency)
     };
     if let Some(delay) = shared.opts.step_delay {
-        spawn_progression(Arc::downgrade(&shared), order.order_id.clone(), delay);
+        spawn_progression(
+            Arc::downgrade(shared),
+            order.order_id.clone(),
+            latency,
+            delay,
+        );
     }
     (StatusCode::CREATED, Json(order)).into_response()
+}
+
+/// `GET /v1/orders[?client_order_ref=]`: this client's orders, filtered by exact reference.
+async fn find_orders(
+    AxState(shared): AxState<Arc<Shared>>,
+    Query(q): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(resp) = gate(&shared, &headers) {
+        return resp;
+    }
+    let wanted = q
+        .iter()
+        .find(|(k, _)| k == "client_order_ref")
+        .map(|(_, v)| v.as_str());
+    let orders: Vec<Order> = shared
+        .lock()
+        .orders
+        .iter()
+        .filter(|o| wanted.is_none() || o.client_order_ref.as_deref() == wanted)
+        .cloned()
+        .collect();
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "orders": orders })),
+    )
+        .into_response()
 }
 
 async fn get_order(

@@ -328,3 +328,141 @@ async fn failure_injection() {
     assert_eq!(invite(&sim, &invite_body(), None).await.0, 201);
     assert_eq!(sim.applications().len(), 2);
 }
+
+/// `GET /api/v1/hr/applications/?reference=<reference>` with the team's key.
+async fn lookup(sim: &CertnSim, reference: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{}/api/v1/hr/applications/", sim.api_base()))
+        .query(&[("reference", reference)])
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn with_reference(reference: &str) -> Value {
+    let mut body = invite_body();
+    body["reference"] = json!(reference);
+    body
+}
+
+#[tokio::test]
+async fn applications_can_be_found_by_reference() {
+    let sim = CertnSim::start(manual()).await.unwrap();
+    // Characters that need URL encoding survive the round trip.
+    let reference = "switchyard:lever/opp 1&stage=bg?#";
+    let (status, created) = invite(&sim, &with_reference(reference), None).await;
+    assert_eq!(status, 201);
+    assert_eq!(created["reference"], reference);
+    invite(&sim, &with_reference("other"), None).await;
+    let (_, plain) = invite(&sim, &invite_body(), None).await;
+    assert_eq!(plain["reference"], Value::Null);
+
+    let (status, page) = lookup(&sim, reference).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["count"], 1);
+    let id = created["id"].as_str().unwrap();
+    let by_id: Value = client()
+        .get(format!("{}/api/v1/hr/applications/{id}/", sim.api_base()))
+        .bearer_auth(sim.api_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["results"], json!([by_id]));
+
+    let (status, none) = lookup(&sim, "nobody").await;
+    assert_eq!(
+        (status, none["count"].clone(), none["results"].clone()),
+        (200, json!(0), json!([]))
+    );
+    let (status, _) = lookup(&sim, "switchyard:lever/opp 1").await;
+    assert_eq!(status, 200, "a prefix is no match");
+    assert_eq!(lookup(&sim, "switchyard:lever/opp 1").await.1["count"], 0);
+
+    let unauthenticated = client()
+        .get(format!(
+            "{}/api/v1/hr/applications/?reference=other",
+            sim.api_base()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let mut bad = invite_body();
+    bad["reference"] = json!(42);
+    let (status, err) = invite(&sim, &bad, None).await;
+    assert_eq!(
+        (status, err["reference"].clone()),
+        (400, json!(["Not a valid string."]))
+    );
+    assert_eq!(sim.invitations_for_reference(reference), 1);
+}
+
+#[tokio::test]
+async fn ignoring_idempotency_keys_creates_a_new_application_per_request() {
+    let sim = CertnSim::start(CertnOptions {
+        ignore_idempotency_keys: true,
+        ..manual()
+    })
+    .await
+    .unwrap();
+    let body = with_reference("ref-1");
+    let (s1, a1) = invite(&sim, &body, Some("key-1")).await;
+    let (s2, a2) = invite(&sim, &body, Some("key-1")).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_ne!(a1["id"], a2["id"]);
+    assert_eq!(sim.invitations_for_reference("ref-1"), 2);
+    assert_eq!(sim.invitations_for_email("ADA@example.com"), 2);
+    assert_eq!(
+        sim.emails_invited_more_than_once(),
+        vec![("ada@example.com".to_string(), 2)]
+    );
+    assert_eq!(lookup(&sim, "ref-1").await.1["count"], 2);
+
+    // Switched back on, keys are honoured again.
+    sim.set_ignore_idempotency_keys(false);
+    let (s3, a3) = invite(&sim, &with_reference("ref-2"), Some("key-2")).await;
+    let (s4, a4) = invite(&sim, &with_reference("ref-2"), Some("key-2")).await;
+    assert_eq!((s3, s4), (201, 200));
+    assert_eq!(a3["id"], a4["id"]);
+    assert_eq!(sim.invitations_for_reference("ref-2"), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_honoured_by_default() {
+    let sim = CertnSim::start(manual()).await.unwrap();
+    let body = with_reference("ref-1");
+    invite(&sim, &body, Some("key-1")).await;
+    invite(&sim, &body, Some("key-1")).await;
+    assert_eq!(sim.invitations_for_reference("ref-1"), 1);
+    assert_eq!(sim.invitations_for_email("ada@example.com"), 1);
+    assert!(sim.emails_invited_more_than_once().is_empty());
+}
+
+#[tokio::test]
+async fn with_latency_the_application_exists_even_if_the_caller_gave_up() {
+    let sim = CertnSim::start(manual()).await.unwrap();
+    sim.set_latency(Duration::from_secs(3));
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(format!("{}/api/v1/hr/applications/invite/", sim.api_base()))
+        .bearer_auth(sim.api_key())
+        .json(&with_reference("crash-1"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(eventually(|| sim.invitations_for_reference("crash-1") == 1).await);
+    sim.set_latency(Duration::ZERO);
+    let (status, page) = lookup(&sim, "crash-1").await;
+    assert_eq!((status, page["count"].clone()), (200, json!(1)));
+}

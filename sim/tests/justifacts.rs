@@ -367,3 +367,149 @@ async fn cancel_and_refused_non_loopback_callbacks() -> anyhow::Result<()> {
     assert_eq!(sim.advance(&order_id(&order)).await?, 0);
     Ok(())
 }
+
+fn with_ref(sim: &JustifactsSim, client_order_ref: &str) -> Value {
+    let mut body = order_body(sim, "http://127.0.0.1:9/cb");
+    body["client_order_ref"] = json!(client_order_ref);
+    body
+}
+
+/// `GET /v1/orders?client_order_ref=<r>` with the sim's key.
+async fn find(sim: &JustifactsSim, client_order_ref: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = http_util::http_client(Duration::from_secs(5))?
+        .get(format!("{}/v1/orders", sim.api_base()))
+        .query(&[("client_order_ref", client_order_ref)])
+        .bearer_auth(sim.api_key())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn orders_can_be_found_by_client_order_ref() -> anyhow::Result<()> {
+    let sim = JustifactsSim::start(manual()).await?;
+    let r = "switchyard:opp 1/bg&x=y#";
+    let (status, created) = post_order(&sim, None, &sim.api_key(), &with_ref(&sim, r)).await?;
+    assert_eq!(status, 201);
+    assert_eq!(created["client_order_ref"], r);
+    assert_eq!(created["reference"], "opp-1", "reference is kept as it was");
+    post_order(&sim, None, &sim.api_key(), &with_ref(&sim, "other")).await?;
+    let (_, plain) = post_order(
+        &sim,
+        None,
+        &sim.api_key(),
+        &order_body(&sim, "http://127.0.0.1:9/cb"),
+    )
+    .await?;
+    assert_eq!(plain["client_order_ref"], Value::Null);
+
+    let (status, found) = find(&sim, r).await?;
+    assert_eq!(status, 200);
+    let by_id: Value = http_util::http_client(Duration::from_secs(5))?
+        .get(format!(
+            "{}/v1/orders/{}",
+            sim.api_base(),
+            order_id(&created)
+        ))
+        .bearer_auth(sim.api_key())
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(found, json!({ "orders": [by_id] }));
+    assert_eq!(find(&sim, "nobody").await?, (200, json!({ "orders": [] })));
+    assert_eq!(find(&sim, "switchyard:opp 1").await?.1["orders"], json!([]));
+
+    let unauthenticated = http_util::http_client(Duration::from_secs(5))?
+        .get(format!(
+            "{}/v1/orders?client_order_ref=other",
+            sim.api_base()
+        ))
+        .send()
+        .await?;
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(sim.orders_for_client_order_ref(r), 1);
+    assert_eq!(sim.orders_for_reference("opp-1"), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn ignoring_idempotency_keys_creates_two_orders() -> anyhow::Result<()> {
+    let sim = JustifactsSim::start(JustifactsOptions {
+        ignore_idempotency_keys: true,
+        ..manual()
+    })
+    .await?;
+    let body = with_ref(&sim, "ref-1");
+    let (s1, o1) = post_order(&sim, Some("key-1"), &sim.api_key(), &body).await?;
+    let (s2, o2) = post_order(&sim, Some("key-1"), &sim.api_key(), &body).await?;
+    assert_eq!((s1, s2), (201, 201));
+    assert_ne!(order_id(&o1), order_id(&o2));
+    assert_eq!(sim.orders_for_client_order_ref("ref-1"), 2);
+    assert_eq!(sim.orders_for_email("Ada@Example.com"), 2);
+    assert_eq!(
+        sim.emails_ordered_more_than_once(),
+        vec![("ada@example.com".to_string(), 2)]
+    );
+    assert_eq!(
+        find(&sim, "ref-1").await?.1["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    sim.set_ignore_idempotency_keys(false);
+    let body = with_ref(&sim, "ref-2");
+    let (s3, o3) = post_order(&sim, Some("key-2"), &sim.api_key(), &body).await?;
+    let (s4, o4) = post_order(&sim, Some("key-2"), &sim.api_key(), &body).await?;
+    assert_eq!((s3, s4), (201, 200));
+    assert_eq!(order_id(&o3), order_id(&o4));
+    assert_eq!(sim.orders_for_client_order_ref("ref-2"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn idempotency_keys_are_honoured_by_default() -> anyhow::Result<()> {
+    let sim = JustifactsSim::start(manual()).await?;
+    let body = with_ref(&sim, "ref-1");
+    post_order(&sim, Some("key-1"), &sim.api_key(), &body).await?;
+    post_order(&sim, Some("key-1"), &sim.api_key(), &body).await?;
+    assert_eq!(sim.orders_for_client_order_ref("ref-1"), 1);
+    assert_eq!(sim.orders_for_email("ada@example.com"), 1);
+    assert!(sim.emails_ordered_more_than_once().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_latency_the_order_exists_even_if_the_caller_gave_up() -> anyhow::Result<()> {
+    let sim = JustifactsSim::start(manual()).await?;
+    sim.set_latency(Duration::from_secs(3));
+    let impatient = http_util::http_client(Duration::from_millis(300))?;
+    let err = impatient
+        .post(format!("{}/v1/orders", sim.api_base()))
+        .bearer_auth(sim.api_key())
+        .json(&with_ref(&sim, "crash-1"))
+        .send()
+        .await
+        .err()
+        .map(|e| e.is_timeout());
+    assert_eq!(err, Some(true));
+    let mut found = false;
+    for _ in 0..100 {
+        if sim.orders_for_client_order_ref("crash-1") == 1 {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(found, "the order was created before the answer");
+    sim.set_latency(Duration::ZERO);
+    assert_eq!(
+        find(&sim, "crash-1").await?.1["orders"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ const HANG: Duration = Duration::from_secs(30);
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route(INVITE_PATH, post(invite))
+        .route("/api/v1/hr/applications/", get(list_applications))
         .route("/api/v1/hr/applications/{id}/", get(get_application))
         .route("/api/v1/hr/packages/", get(list_packages))
         .layer(middleware::from_fn_with_state(shared.clone(), gate));
@@ -119,8 +120,19 @@ fn opt_str(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
+/// The invite endpoint: does the work, then waits the injected latency before answering (the
+/// application exists even if the caller is gone by then).
 async fn invite(State(shared): Shr, headers: HeaderMap, body: Bytes) -> Response {
-    let value: Value = match serde_json::from_slice(&body) {
+    let resp = create_or_replay(&shared, &headers, &body);
+    let latency = shared.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    resp
+}
+
+fn create_or_replay(shared: &Arc<Shared>, headers: &HeaderMap, body: &Bytes) -> Response {
+    let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {e}")),
     };
@@ -134,16 +146,16 @@ async fn invite(State(shared): Shr, headers: HeaderMap, body: Bytes) -> Response
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|k| !k.is_empty())
+        .filter(|k| !k.is_empty() && !shared.lock().ignore_idempotency_keys)
         .map(str::to_string);
-    if let Some(existing) = idempotent_replay(&shared, idempotency_key.as_deref()) {
+    if let Some(existing) = idempotent_replay(shared, idempotency_key.as_deref()) {
         return (StatusCode::OK, Json(existing)).into_response();
     }
-    let app = match new_application(&shared, obj) {
+    let app = match new_application(shared, obj) {
         Ok(app) => app,
         Err(resp) => return *resp,
     };
-    {
+    let latency = {
         let mut st = shared.lock();
         // A concurrent request with the same key may have won the race.
         if let Some(key) = &idempotency_key {
@@ -155,10 +167,12 @@ async fn invite(State(shared): Shr, headers: HeaderMap, body: Bytes) -> Response
             st.idempotency.insert(key.clone(), app.id.clone());
         }
         st.apps.push(app.clone());
-    }
-    tracing::debug!(id = %app.id, email = %app.applicant.email, "certn sim: invite sent");
+        st.latency
+    };
+    tracing::debug!(id = %app.id, "certn sim: invite sent");
     if let Some(delay) = shared.opts.step_delay {
-        callbacks::spawn_progression(shared.clone(), app.id.clone(), delay);
+        // The first callback waits for the (delayed) answer, as it does without latency.
+        callbacks::spawn_progression(shared.clone(), app.id.clone(), latency, delay);
     }
     (StatusCode::CREATED, Json(app)).into_response()
 }
@@ -208,6 +222,11 @@ fn new_application(
         }
         request_flags.insert(key.clone(), value.clone());
     }
+    let reference = match obj.get("reference") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.clone()),
+        Some(_) => return Err(Box::new(field_error("reference", "Not a valid string."))),
+    };
     let info = obj.get("information").and_then(Value::as_object);
     let now = http_util::now_rfc3339();
     Ok(Application {
@@ -226,6 +245,7 @@ fn new_application(
         package,
         tag: opt_str(obj, "tag"),
         owner_id: opt_str(obj, "owner_id"),
+        reference,
         applicant: Applicant {
             id: http_util::new_id(),
             status: "PENDING".into(),
@@ -244,6 +264,28 @@ async fn get_application(State(shared): Shr, Path(id): Path<String>) -> Response
         Some(app) => Json(app.clone()).into_response(),
         None => detail(StatusCode::NOT_FOUND, "Not found."),
     }
+}
+
+/// `GET /api/v1/hr/applications/[?reference=]`: a DRF-style page holding every match.
+async fn list_applications(State(shared): Shr, Query(q): Query<Vec<(String, String)>>) -> Response {
+    let reference = q
+        .iter()
+        .find(|(k, _)| k == "reference")
+        .map(|(_, v)| v.as_str());
+    let results: Vec<Application> = shared
+        .lock()
+        .apps
+        .iter()
+        .filter(|a| reference.is_none() || a.reference.as_deref() == reference)
+        .cloned()
+        .collect();
+    Json(json!({
+        "count": results.len(),
+        "next": null,
+        "previous": null,
+        "results": results,
+    }))
+    .into_response()
 }
 
 async fn list_packages(State(shared): Shr) -> Response {

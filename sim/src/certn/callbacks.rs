@@ -102,11 +102,17 @@ async fn attempt(shared: &Arc<Shared>, index: usize, url: &str, body: &str) -> u
     status
 }
 
-/// Automatic mode: the PENDING callback shortly after the invite, then one step (and callback)
-/// every `delay` until COMPLETE. Bounded by the number of statuses.
-pub(super) fn spawn_progression(shared: Arc<Shared>, app_id: String, delay: Duration) {
+/// Automatic mode: the PENDING callback shortly after the invite's answer (which `latency`
+/// delays), then one step (and callback) every `delay` until COMPLETE. Bounded by the number of
+/// statuses.
+pub(super) fn spawn_progression(
+    shared: Arc<Shared>,
+    app_id: String,
+    latency: Duration,
+    delay: Duration,
+) {
     tokio::spawn(async move {
-        tokio::time::sleep(FIRST_CALLBACK_DELAY).await;
+        tokio::time::sleep(latency + FIRST_CALLBACK_DELAY).await;
         spawn_send(&shared, &app_id);
         for _ in 1..super::STATUSES.len() {
             tokio::time::sleep(delay).await;

@@ -348,8 +348,24 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     resp
 }
 
-fn invalid_grant(description: &str) -> Response {
-    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+/// A refused grant, before it becomes an [`oauth_error`] answer.
+struct Refusal {
+    error: &'static str,
+    description: &'static str,
+}
+
+fn invalid_grant(description: &'static str) -> Refusal {
+    Refusal {
+        error: "invalid_grant",
+        description,
+    }
+}
+
+fn invalid_request(description: &'static str) -> Refusal {
+    Refusal {
+        error: "invalid_request",
+        description,
+    }
 }
 
 /// The parameters of a token or revoke request: a JSON object when the content type says JSON,
@@ -473,16 +489,11 @@ fn token_answer(
     let answer = match grant_type {
         Some("authorization_code") => exchange_code(oauth, &client_id, params),
         Some("refresh_token") => refresh(oauth, &client_id, params),
-        Some(_) => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be authorization_code or refresh_token.",
-        )),
-        None => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Missing grant_type.",
-        )),
+        Some(_) => Err(Refusal {
+            error: "unsupported_grant_type",
+            description: "grant_type must be authorization_code or refresh_token.",
+        }),
+        None => Err(invalid_request("Missing grant_type.")),
     };
     match answer {
         Ok(body) => {
@@ -492,7 +503,7 @@ fn token_answer(
             h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             resp
         }
-        Err(resp) => resp,
+        Err(r) => oauth_error(StatusCode::BAD_REQUEST, r.error, r.description),
     }
 }
 
@@ -500,13 +511,9 @@ fn exchange_code(
     oauth: &mut OAuth,
     client_id: &str,
     params: &HashMap<String, String>,
-) -> Result<Value, Response> {
+) -> Result<Value, Refusal> {
     let Some(code) = params.get("code") else {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Missing code.",
-        ));
+        return Err(invalid_request("Missing code."));
     };
     let Some(entry) = oauth.codes.get_mut(code) else {
         return Err(invalid_grant("Invalid authorization code."));
@@ -547,13 +554,9 @@ fn refresh(
     oauth: &mut OAuth,
     client_id: &str,
     params: &HashMap<String, String>,
-) -> Result<Value, Response> {
+) -> Result<Value, Refusal> {
     let Some(token) = params.get("refresh_token") else {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Missing refresh_token.",
-        ));
+        return Err(invalid_request("Missing refresh_token."));
     };
     let Some(entry) = oauth.refresh.get(token) else {
         return Err(invalid_grant("Unknown or invalid refresh token."));
