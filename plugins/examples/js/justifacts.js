@@ -351,12 +351,13 @@ function parseJson(body) {
 function lookup(host, apiBase, apiKey, key) {
   const url = `${apiBase}/v1/orders?client_order_ref=${urlencode(key)}`;
   const response = send(host, 'GET', url, apiKey);
-  if (response.status < 200 || response.status > 299) {
-    throw new Failed(failureFor(response.status, response.body), true);
-  }
+  const status = response.status;
+  if (status === 401 || status === 403) throw new Failed(configError(`Justifacts rejected the credentials (${status})`), true);
+  if ([408, 429].includes(status) || (status >= 500 && status <= 599)) throw new Failed(transient(`Justifacts answered ${status}`), true);
+  if (status < 200 || status > 299) throw new Failed(rejected(`Justifacts answered ${status}`), true);
   const orders = parseJson(response.body)?.orders;
   if (!Array.isArray(orders)) {
-    throw new Failed(transient(`Justifacts answered ${response.status} without an orders list`), true);
+    throw new Failed(rejected(`Justifacts answered ${status} with an unexpected body: no \`orders\` list`), true);
   }
   // An order carrying a reference must carry ours: never mistake someone else's for it.
   return orders.find(
