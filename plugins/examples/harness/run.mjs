@@ -468,10 +468,62 @@ async function runStep(component, scenario, world, step, index, manifest) {
   return { name, problems, memory: component.memoryBytes() };
 }
 
+// Unknown keys are an error (SCENARIO.md), so a typo cannot silently test nothing.
+const KEYS = {
+  scenario: ['description', 'now', 'config', 'state', 'manifest', 'steps'],
+  config: ['integration-id', 'callback-url', 'settings', 'secrets', 'packages'],
+  package: ['name', 'default', 'params'],
+  step: ['name', 'call', 'now', 'given-state', 'request', 'http', 'expect'],
+  screening: ['idempotency-key', 'candidate', 'opportunity-id', 'opportunity-tags', 'posting-id', 'posting-tags', 'stage', 'package'],
+  candidate: ['name', 'emails', 'phones'],
+  callback: ['method', 'path', 'query', 'headers', 'body', 'body-base64', 'sign'],
+  sign: ['secret', 'secret-value', 'timestamp-offset', 'message', 'headers'],
+  exchange: ['method', 'url', 'headers', 'body', 'body-contains', 'body-json', 'response', 'error'],
+  response: ['status', 'headers', 'body', 'body-base64'],
+  expect: ['ok', 'error', 'trap', 'state', 'logs'],
+};
+
+function checkKeys(value, kind, where) {
+  if (value === undefined) return;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Usage(`${where}: expected an object`);
+  for (const key of Object.keys(value)) {
+    if (!KEYS[kind].includes(key)) throw new Usage(`${where}: unknown key ${JSON.stringify(key)}`);
+  }
+}
+
+function validate(scenario) {
+  checkKeys(scenario, 'scenario', 'scenario');
+  checkKeys(scenario.config, 'config', 'config');
+  (scenario.config?.packages ?? []).forEach((p, i) => checkKeys(p, 'package', `config.packages[${i}]`));
+  (scenario.steps ?? []).forEach((step, i) => {
+    const where = `steps[${i}]`;
+    checkKeys(step, 'step', where);
+    if (step.call === 'start-screening') {
+      checkKeys(step.request, 'screening', `${where}.request`);
+      checkKeys(step.request?.candidate, 'candidate', `${where}.request.candidate`);
+    }
+    if (step.call === 'handle-callback') {
+      checkKeys(step.request, 'callback', `${where}.request`);
+      checkKeys(step.request?.sign, 'sign', `${where}.request.sign`);
+    }
+    (step.http ?? []).forEach((x, j) => {
+      checkKeys(x, 'exchange', `${where}.http[${j}]`);
+      checkKeys(x.response, 'response', `${where}.http[${j}].response`);
+    });
+    checkKeys(step.expect, 'expect', `${where}.expect`);
+  });
+}
+
 async function main() {
   const [wasmPath, scenarioPath] = process.argv.slice(2);
   if (!wasmPath || !scenarioPath) throw new Usage('usage: run.mjs <file.wasm> <scenario.json>');
-  const scenario = JSON.parse(await readFile(scenarioPath, 'utf8'));
+  let scenario;
+  try {
+    scenario = JSON.parse(await readFile(scenarioPath, 'utf8'));
+  } catch (e) {
+    throw new Usage(`${scenarioPath}: ${e.message}`);
+  }
+  validate(scenario);
   const component = await load(wasmPath);
   try {
     const world = makeWorld(scenario);
