@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# The Python and JavaScript component toolchains for switchyard connectors, installed into the
+# repository only (.tools/, gitignored), and the builds of the example connectors and templates.
+#
+#   scripts/toolchains.sh [install]   componentize-py (pip, .tools/py venv) and componentize-js +
+#                                     jco (npm ci, .tools/node); skipped when already installed
+#   scripts/toolchains.sh build       install, then build into plugins/examples/target/:
+#                                       certn_py.wasm        plugins/examples/python (Python, Certn)
+#                                       justifacts_js.wasm   plugins/examples/js     (JS, Justifacts)
+#                                       template_{rust,python,js}.wasm  templates/<lang>, instantiated
+#                                         as `example-vendor` (rust only when the SDK crate exists)
+#   scripts/toolchains.sh test        build, then the unit tests (Python unittest, node --test) and
+#                                     every scenario through the offline harness prototype
+#                                     (plugins/examples/harness, node + jco transpile)
+#   scripts/toolchains.sh inspect     build, then print size, core instances and imports of each
+#
+# Needs python3 (3.11+, with venv and pip) and node 20+ with npm; cargo + the wasm32-wasip2 target
+# for the Rust template. Reaches only PyPI and the npm registry. Versions are pinned in
+# plugins/examples/toolchain/{requirements.txt,package.json,package-lock.json}.
+# Environment: FORCE=1 rebuilds components that look up to date; SWITCHYARD_SDK=<dir> points at
+# the Rust SDK crate (default plugins/sdk); JS_DISABLE overrides the componentize-js features
+# disabled (default `http fetch-event`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TOOLS=$ROOT/.tools
+TOOLCHAIN=$ROOT/plugins/examples/toolchain
+OUT=$ROOT/plugins/examples/target
+PY=$TOOLS/py
+NODE_DIR=$TOOLS/node
+NM=$NODE_DIR/node_modules
+COMPONENTIZE_PY=$PY/bin/componentize-py
+COMPONENTIZE_JS=$NM/@bytecodealliance/componentize-js/src/cli.js
+JCO=$NM/@bytecodealliance/jco/dist/jco.js
+SDK=${SWITCHYARD_SDK:-$ROOT/plugins/sdk}
+# componentize-js features to disable. Adding `stdio` drops the wasi:filesystem, stdin/stdout and
+# terminal imports too, but then an uncaught exception's message no longer reaches stderr.
+JS_DISABLE=${JS_DISABLE:-http fetch-event}
+
+say() { printf '%s\n' "toolchains: $*" >&2; }
+# Seconds since the epoch with millisecond precision, for the timings we print.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+
+install_python() {
+  local want have
+  want=$(sed -n 's/^componentize-py==//p' "$TOOLCHAIN/requirements.txt")
+  have=$("$COMPONENTIZE_PY" --version 2>/dev/null | awk '{print $2}' || true)
+  if [[ "$have" == "$want" ]]; then
+    return
+  fi
+  local t0
+  t0=$(now)
+  say "installing componentize-py $want into .tools/py"
+  rm -rf "$PY"
+  python3 -m venv "$PY"
+  "$PY/bin/pip" install --quiet --disable-pip-version-check -r "$TOOLCHAIN/requirements.txt"
+  say "componentize-py installed in $(elapsed "$t0")"
+}
+
+install_node() {
+  local want have
+  want=$(sha256sum "$TOOLCHAIN/package-lock.json" "$TOOLCHAIN/package.json" | sha256sum | cut -c1-64)
+  have=$(cat "$NODE_DIR/.installed" 2>/dev/null || true)
+  if [[ "$have" == "$want" && -f "$COMPONENTIZE_JS" && -f "$JCO" ]]; then
+    return
+  fi
+  local t0
+  t0=$(now)
+  say "installing componentize-js and jco into .tools/node (npm ci)"
+  mkdir -p "$NODE_DIR"
+  cp "$TOOLCHAIN/package.json" "$TOOLCHAIN/package-lock.json" "$NODE_DIR/"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$NODE_DIR/.installed"
+  say "componentize-js and jco installed in $(elapsed "$t0")"
+}
+
+install() {
+  install_python
+  install_node
+}
+
+# True when $1 exists and is newer than every file under the other arguments.
+up_to_date() {
+  local out=$1
+  shift
+  [[ "${FORCE:-0}" != 1 && -f "$out" ]] || return 1
+  [[ -z "$(find "$@" -type f -newer "$out" -not -path '*/__pycache__/*' -not -path '*/target/*' -print -quit)" ]]
+}
+
+build_python() { # <source dir> <out.wasm> [<wit dir>]
+  local src=$1 out=$2 wit=${3:-$ROOT/wit}
+  if up_to_date "$out" "$src" "$wit/connector.wit"; then
+    say "$(basename "$out") is up to date"
+    return
+  fi
+  local t0
+  t0=$(now)
+  # `app` is the module that defines `class Screening`; -p puts its directory on the path.
+  "$COMPONENTIZE_PY" -d "$wit" -w connector componentize -p "$src" app -o "$out.tmp" >/dev/null
+  mv "$out.tmp" "$out"
+  say "built $(realpath --relative-to="$ROOT" "$out") in $(elapsed "$t0")"
+}
+
+build_js() { # <entry.js> <out.wasm> [<wit dir>]
+  local entry=$1 out=$2 wit=${3:-$ROOT/wit}
+  if up_to_date "$out" "$(dirname "$entry")" "$wit/connector.wit"; then
+    say "$(basename "$out") is up to date"
+    return
+  fi
+  local t0
+  t0=$(now)
+  # The host provides no wasi:http (connectors call out through the contract's outbound-http), so
+  # fetch() and the fetch event are disabled: the component then imports no wasi:http interface
+  # (disabling only one of the two still imports wasi:http/types). See plugins/examples/README.md.
+  # shellcheck disable=SC2086
+  node "$COMPONENTIZE_JS" "$entry" --wit "$wit" --world-name connector \
+    --disable $JS_DISABLE --out "$out.tmp" >/dev/null
+  mv "$out.tmp" "$out"
+  say "built $(realpath --relative-to="$ROOT" "$out") in $(elapsed "$t0")"
+}
+
+# Copies templates/<lang> to $OUT/templates/<lang>, filling the placeholders and copying the
+# contract to <project>/wit/, as `switchyard connector new` does.
+instantiate_template() { # <lang>
+  local lang=$1 dest=$OUT/templates/$1
+  mkdir -p "$dest/wit"
+  cmp -s "$ROOT/wit/connector.wit" "$dest/wit/connector.wit" || cp "$ROOT/wit/connector.wit" "$dest/wit/"
+  (cd "$ROOT/templates/$lang" && find . -type f -not -path './target/*') | while read -r f; do
+    mkdir -p "$dest/$(dirname "$f")"
+    sed -e 's/{{name}}/example-vendor/g' -e 's/{{Name}}/Example Vendor/g' \
+      -e "s#{{sdk_path}}#$SDK#g" "$ROOT/templates/$lang/$f" >"$dest/$f.new"
+    # Keep the old file (and its mtime) when nothing changed, so up_to_date stays meaningful.
+    if cmp -s "$dest/$f.new" "$dest/$f"; then rm "$dest/$f.new"; else mv "$dest/$f.new" "$dest/$f"; fi
+  done
+}
+
+build_templates() {
+  instantiate_template python
+  build_python "$OUT/templates/python" "$OUT/template_python.wasm" "$OUT/templates/python/wit"
+  instantiate_template js
+  build_js "$OUT/templates/js/connector.js" "$OUT/template_js.wasm" "$OUT/templates/js/wit"
+  if [[ ! -f "$SDK/Cargo.toml" ]]; then
+    say "skipping the Rust template: no SDK crate at $SDK (set SWITCHYARD_SDK)"
+    return
+  fi
+  instantiate_template rust
+  local t0
+  t0=$(now)
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+  fi
+  cargo build --quiet --release --target wasm32-wasip2 \
+    --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo"
+  cp "$OUT/cargo/wasm32-wasip2/release/example_vendor.wasm" "$OUT/template_rust.wasm"
+  say "built plugins/examples/target/template_rust.wasm in $(elapsed "$t0")"
+}
+
+build() {
+  install
+  mkdir -p "$OUT"
+  build_python "$ROOT/plugins/examples/python" "$OUT/certn_py.wasm"
+  build_js "$ROOT/plugins/examples/js/connector.js" "$OUT/justifacts_js.wasm"
+  build_templates
+}
+
+components() {
+  local f
+  for f in certn_py justifacts_js template_python template_js template_rust; do
+    [[ -f "$OUT/$f.wasm" ]] && echo "$OUT/$f.wasm"
+  done
+  return 0
+}
+
+inspect() {
+  local f
+  for f in $(components); do
+    local size instances
+    size=$(stat -c %s "$f")
+    # Core module instantiations (what a per-store `instances` limit counts), not export bags.
+    instances=$(node "$JCO" print "$f" | grep -c '^ *(core instance .*(instantiate ' || true)
+    printf '%s: %s bytes, %s core instances\n' "$(realpath --relative-to="$ROOT" "$f")" "$size" "$instances"
+    node "$JCO" wit "$f" | sed -n 's/^ *import \(.*\);$/  import \1/p'
+  done
+}
+
+run_tests() {
+  local t0
+  t0=$(now)
+  local bindings=$OUT/py-bindings
+  if ! up_to_date "$bindings/wit_world/__init__.py" "$ROOT/wit/connector.wit"; then
+    rm -rf "$bindings"
+    "$COMPONENTIZE_PY" -d "$ROOT/wit" -w connector bindings "$bindings" >/dev/null
+  fi
+  say "Python unit tests"
+  PYTHONPATH="$ROOT/plugins/examples/python:$bindings" PYTHONDONTWRITEBYTECODE=1 \
+    python3 -m unittest discover -s "$ROOT/plugins/examples/python/tests" -t "$ROOT/plugins/examples/python"
+  PYTHONPATH="$OUT/templates/python:$bindings" PYTHONDONTWRITEBYTECODE=1 \
+    python3 -m unittest discover -s "$OUT/templates/python/tests" -t "$OUT/templates/python"
+  say "JavaScript unit tests"
+  node --test "$ROOT"/plugins/examples/js/test/*.test.mjs "$OUT"/templates/js/test/*.test.mjs
+  if [[ -f "$OUT/templates/rust/Cargo.toml" ]]; then
+    say "Rust template unit tests"
+    cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
+      --target "$(rustc -vV | sed -n 's/^host: //p')"
+  fi
+  say "scenarios through the harness prototype"
+  # componentize-py's core modules use extended constant expressions, still behind a flag in node 20.
+  local harness=(node --experimental-wasm-extended-const "$ROOT/plugins/examples/harness/run.mjs")
+  "${harness[@]}" "$OUT/certn_py.wasm" "$ROOT/plugins/examples/scenarios/certn-py.json"
+  "${harness[@]}" "$OUT/justifacts_js.wasm" "$ROOT/plugins/examples/scenarios/justifacts-js.json"
+  "${harness[@]}" "$OUT/template_python.wasm" "$OUT/templates/python/scenario.json"
+  "${harness[@]}" "$OUT/template_js.wasm" "$OUT/templates/js/scenario.json"
+  if [[ -f "$OUT/template_rust.wasm" ]]; then
+    "${harness[@]}" "$OUT/template_rust.wasm" "$OUT/templates/rust/scenario.json"
+  fi
+  say "tests done in $(elapsed "$t0")"
+}
+
+case "${1:-install}" in
+  install) install ;;
+  build) build ;;
+  test) build && run_tests ;;
+  inspect) build && inspect ;;
+  *)
+    echo "usage: scripts/toolchains.sh [install|build|test|inspect]" >&2
+    exit 2
+    ;;
+esac
