@@ -15,8 +15,8 @@ use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 use switchyard_sim::gem::{GemOptions, GemSim};
 
 use crate::config::{
-    AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuntimeConfig,
-    Secret, ServerConfig, StorageConfig, WorkerConfig,
+    AtsConfig, Config, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuleConfig,
+    RuntimeConfig, Secret, ServerConfig, StorageConfig, WorkerConfig,
 };
 use crate::RunningHost;
 
@@ -144,6 +144,7 @@ impl Stack {
                 settings: &[],
                 secrets: &certn_secrets,
                 packages: package_configs(&opts.certn.packages),
+                rules: Vec::new(),
             },
         )];
         for (id, connector, trigger) in &opts.extra {
@@ -158,6 +159,7 @@ impl Stack {
                     settings: &[],
                     secrets: &[],
                     packages: Vec::new(),
+                    rules: Vec::new(),
                 },
             ));
         }
@@ -184,6 +186,7 @@ impl Stack {
                             ("webhook-secret", jf.webhook_secret()),
                         ],
                         packages: Vec::new(),
+                        rules: Vec::new(),
                     },
                 ));
                 Some(customer)
@@ -321,6 +324,7 @@ struct Wiring<'a> {
     settings: &'a [(&'a str, String)],
     secrets: &'a [(&'a str, String)],
     packages: Vec<PackageConfig>,
+    rules: Vec<RuleConfig>,
 }
 
 /// Registers the integration's webhook in `lever` (as an operator would paste the URL) and builds
@@ -360,6 +364,7 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
             .map(|(k, v)| (k.to_string(), Secret::new(v.clone())))
             .collect(),
         packages: w.packages,
+        rules: w.rules,
     }
 }
 
@@ -395,6 +400,7 @@ async fn gem_integration(
             ),
         ]),
         packages: package_configs(&certn.packages),
+        rules: Vec::new(),
     };
     Ok((GemSide { sim, certn: team }, integration))
 }

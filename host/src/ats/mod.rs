@@ -190,13 +190,15 @@ pub trait Ats: Send + Sync {
 
     /// Brings the ATS up to date with what is recorded for `order_ref` on `opportunity_id`.
     /// Must be idempotent: it runs again after every crash and retry. `status_labels` and
-    /// `verdict_labels` are every label the connector may use (from its manifest).
+    /// `verdict_labels` are every label the connector may use (from its manifest): one status
+    /// tag and at most one verdict tag are shown, each replacing the connector's others.
     async fn sync(
         &self,
         cx: &AtsCx<'_>,
         order_ref: &str,
         opportunity_id: &str,
         status_labels: &[String],
+        verdict_labels: &[String],
     ) -> Result<(), AtsError>;
 
     /// Sends a [`Role::Delivery`] event. Returns what was done, for the timeline.

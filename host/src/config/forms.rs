@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AtsConfig, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, Secret};
+use crate::config::{
+    AtsConfig, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuleConfig, Secret,
+};
 use crate::wasm::connector::Manifest;
 
 /// Why an integration could not be saved.
@@ -40,6 +42,8 @@ pub struct IntegrationInput {
     pub settings: Option<BTreeMap<String, serde_json::Value>>,
     pub secrets: Option<BTreeMap<String, Option<String>>>,
     pub packages: Option<Vec<PackageConfig>>,
+    /// `(posting, stage) → package` rules; replaces the list (`[]` removes every rule).
+    pub rules: Option<Vec<RuleConfig>>,
 }
 
 /// The ATS part of [`IntegrationInput`]: `kind` is `lever` (the default) or `gem`; each kind
@@ -152,6 +156,7 @@ impl IntegrationInput {
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
             packages: Vec::new(),
+            rules: Vec::new(),
         };
         self.apply(base)
     }
@@ -248,6 +253,9 @@ impl IntegrationInput {
         if let Some(packages) = self.packages {
             next.packages = packages;
         }
+        if let Some(rules) = self.rules {
+            next.rules = rules;
+        }
         next.check().map_err(InvalidIntegration)?;
         Ok(next)
     }
@@ -295,6 +303,8 @@ pub struct IntegrationView {
     pub secrets: Vec<String>,
     /// Each package with `default: true` on exactly one.
     pub packages: Vec<PackageConfig>,
+    /// `(posting, stage) → package` rules.
+    pub rules: Vec<RuleConfig>,
     /// Where the ATS and the vendor send this integration's webhooks.
     pub webhook_urls: WebhookUrls,
 }
@@ -366,6 +376,7 @@ impl IntegrationView {
             settings: c.settings.clone(),
             secrets: c.secrets.keys().cloned().collect(),
             packages: c.packages.clone(),
+            rules: c.rules.clone(),
             webhook_urls: WebhookUrls {
                 lever: lever_url,
                 gem_api: gem_url,
@@ -387,6 +398,7 @@ struct Stored<'a> {
     settings: &'a BTreeMap<String, toml::Value>,
     secrets: BTreeMap<&'a str, &'a str>,
     packages: &'a [PackageConfig],
+    rules: &'a [RuleConfig],
 }
 
 #[derive(Serialize)]
@@ -437,6 +449,7 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
             .map(|(k, v)| (k.as_str(), v.expose()))
             .collect(),
         packages: &c.packages,
+        rules: &c.rules,
     })
 }
 

@@ -5,6 +5,9 @@
 //! either way they are held in [`Secret`], whose `Debug` never prints the value.
 
 pub mod forms;
+pub mod rules;
+
+pub use rules::RuleConfig;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -231,6 +234,10 @@ pub struct IntegrationConfig {
     /// The vendor packages; exactly one is the default when any are given.
     #[serde(default)]
     pub packages: Vec<PackageConfig>,
+    /// `(posting, stage) → package` rules (see [`rules`]); none: the trigger stage starts the
+    /// connector's default package for every posting.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
 }
 
 fn yes() -> bool {
@@ -476,6 +483,7 @@ impl IntegrationConfig {
                 "exactly one package must be the default, found {defaults}"
             ));
         }
+        rules::check(&self.rules)?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@
 //! "Bring the ATS up to date" is [`Ats::sync`](crate::ats::Ats::sync): Lever reconciles the
 //! opportunity, Gem queues a status webhook for the order.
 
+pub mod rules;
 pub mod worker;
 
 use std::sync::Arc;
@@ -168,20 +169,33 @@ async fn start(
         Trigger::Skip(why) => return Ok(Outcome::Skipped(why)),
         Trigger::Explicit(request) => *request,
         Trigger::StageReached(stage) => {
-            let trigger = integration
-                .ats
-                .trigger_stage()
-                .or(default_stage)
-                .ok_or_else(|| FlowError::fatal("no trigger stage configured").by(&version))?;
-            if !stage.trim().eq_ignore_ascii_case(trigger.trim()) {
-                return Ok(Outcome::Skipped(format!(
-                    "stage {stage:?} is not the trigger stage {trigger:?}"
-                )));
-            }
-            integration
+            // The integration's (posting, stage) → package rules; without rules, the trigger
+            // stage starts the connector's own choice for every posting.
+            let trigger = integration.ats.trigger_stage().or(default_stage);
+            let no_start = |n: rules::NoStart| match n {
+                rules::NoStart::Skip(why) => Ok(Outcome::Skipped(why)),
+                rules::NoStart::Misconfigured(why) => Err(FlowError::fatal(why).by(&version)),
+            };
+            let here = match rules::at_stage(&integration.config.rules, trigger, &stage) {
+                Ok(here) => here,
+                Err(n) => return no_start(n),
+            };
+            let mut request = integration
                 .ats
                 .screening_request(&cx, event, &stage)
-                .await?
+                .await?;
+            let rule = match rules::pick(
+                &here,
+                request.posting_id.as_deref(),
+                request.posting_name.as_deref(),
+            ) {
+                Ok(rule) => rule,
+                Err(n) => return no_start(n),
+            };
+            if let Some(package) = &rule.package {
+                request.package = Some(package.clone());
+            }
+            request
         }
     };
     let started = start_screening(app, integration, &connector, &request)
@@ -202,6 +216,7 @@ async fn start(
         &order_ref,
         opportunity,
         &started.status,
+        event.id,
     )?;
     integration
         .ats
@@ -210,6 +225,7 @@ async fn start(
             &order_ref,
             opportunity,
             &connector.manifest.status_labels,
+            verdict_labels(&connector),
         )
         .await
         .map_err(|e| FlowError::from(e).by(&version))?;
@@ -252,6 +268,7 @@ async fn vendor_status(
         &order.order_ref,
         &order.opportunity_id,
         &update.status,
+        event.id,
     )?;
     integration
         .ats
@@ -260,13 +277,23 @@ async fn vendor_status(
             &order.order_ref,
             &order.opportunity_id,
             &connector.manifest.status_labels,
+            verdict_labels(&connector),
         )
         .await
         .map_err(|e| FlowError::from(e).by(&payload.connector_version))?;
     Ok(Outcome::Done(Some(payload.connector_version)))
 }
 
-/// Stores an order's status (forward only) and its note, if any.
+/// The connector's verdict labels: a `status.verdict` among them is shown as a verdict tag.
+fn verdict_labels(connector: &LoadedConnector) -> &[String] {
+    // Contract 0.1 connectors have none; 0.2 declares them in the manifest.
+    let _ = connector;
+    &[]
+}
+
+/// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
+/// the state stays the same) and its note, if any. `seq` orders the updates as they were
+/// accepted (the id of the event carrying this one).
 fn record_status(
     app: &App,
     integration: &Integration,
@@ -274,6 +301,7 @@ fn record_status(
     order_ref: &str,
     opportunity_id: &str,
     status: &Status,
+    seq: i64,
 ) -> Result<(), FlowError> {
     let id = &integration.config.id;
     let order = Order {
@@ -286,18 +314,29 @@ fn record_status(
         label: status.label.clone(),
         report_url: status.report_url.clone(),
         score: status.score,
-        verdict: status.verdict.clone(),
+        // Recorded below, ordered by `seq` rather than by state.
+        verdict: None,
     };
     // New order: inserted. Known order (a retry, a callback): moved forward, never back.
     app.store.upsert_order(&order)?;
     app.store.advance_order(&order)?;
+    if let Some(verdict) = &status.verdict {
+        app.store.record_verdict(id, order_ref, verdict, seq)?;
+    }
     if let Some(note) = &status.note {
         app.store.add_note(id, order_ref, &note.text, note.secret)?;
     }
+    let shown = status
+        .verdict
+        .as_ref()
+        .filter(|v| verdict_labels(connector).contains(v));
     app.timeline.emit(TimelineEvent::StatusRecorded {
         integration: id.clone(),
         order_ref: order_ref.to_string(),
-        label: status.label.clone(),
+        label: match shown {
+            Some(v) => format!("{} + verdict {v}", status.label),
+            None => status.label.clone(),
+        },
     });
     Ok(())
 }

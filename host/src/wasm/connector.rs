@@ -152,6 +152,9 @@ pub struct ScreeningRequest {
     pub opportunity_id: String,
     pub opportunity_tags: Vec<String>,
     pub posting_id: Option<String>,
+    /// The posting's name (Lever `text`), for the host's rules; not part of the contract.
+    #[serde(default)]
+    pub posting_name: Option<String>,
     pub posting_tags: Vec<String>,
     pub stage: Option<String>,
     pub package: Option<String>,

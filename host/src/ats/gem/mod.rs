@@ -92,6 +92,7 @@ impl Ats for GemAts {
             opportunity_id: send.request.application_id.clone(),
             opportunity_tags: Vec::new(),
             posting_id: None,
+            posting_name: None,
             posting_tags: Vec::new(),
             stage: send.request.stage.clone(),
             package: send.request.package.clone(),
@@ -114,6 +115,7 @@ impl Ats for GemAts {
         order_ref: &str,
         _opportunity_id: &str,
         _status_labels: &[String],
+        _verdict_labels: &[String],
     ) -> Result<(), AtsError> {
         let Some(order) = cx.store.order(cx.integration, order_ref)? else {
             return Err(AtsError::new(

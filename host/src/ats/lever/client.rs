@@ -169,19 +169,21 @@ impl LeverClient {
         })
     }
 
-    /// `GET /postings/:id` → its tags.
-    pub async fn posting_tags(&self, id: &str) -> Result<Vec<String>, LeverError> {
+    /// `GET /postings/:id` → its name (`text`) and tags.
+    pub async fn posting(&self, id: &str) -> Result<(Option<String>, Vec<String>), LeverError> {
         let v = self
             .call(reqwest::Method::GET, &format!("/postings/{id}"), None)
             .await?;
-        Ok(v["data"]["tags"]
+        let text = v["data"]["text"].as_str().map(str::to_string);
+        let tags = v["data"]["tags"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|t| t.as_str().map(str::to_string))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((text, tags))
     }
 
     /// `GET /stages`, every page: (id, name) pairs.

@@ -187,8 +187,12 @@ impl Ats for LeverAts {
         let client = self.client()?;
         let opp = client.opportunity(&change.opportunity_id).await?;
         let mut posting_tags = Vec::new();
+        let mut posting_name = None;
         for posting in &opp.posting_ids {
-            for tag in client.posting_tags(posting).await? {
+            let (text, tags) = client.posting(posting).await?;
+            // The first posting is the one `posting_id` names.
+            posting_name = posting_name.or(text);
+            for tag in tags {
                 if !posting_tags.contains(&tag) {
                     posting_tags.push(tag);
                 }
@@ -202,6 +206,7 @@ impl Ats for LeverAts {
             opportunity_id: opp.id.clone(),
             opportunity_tags: opp.tags.clone(),
             posting_id: opp.posting_ids.first().cloned(),
+            posting_name,
             posting_tags,
             stage: Some(stage.to_string()),
             package: None,
@@ -214,6 +219,7 @@ impl Ats for LeverAts {
         _order_ref: &str,
         opportunity_id: &str,
         status_labels: &[String],
+        verdict_labels: &[String],
     ) -> Result<(), AtsError> {
         let client = self.client()?;
         let _guard = self.lock_opportunity(opportunity_id).await;
@@ -223,6 +229,7 @@ impl Ats for LeverAts {
             cx.integration,
             opportunity_id,
             status_labels,
+            verdict_labels,
             cx.timeline,
         )
         .await

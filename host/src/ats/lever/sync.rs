@@ -5,6 +5,9 @@
 //! callback) never adds the same tag, link or note twice.
 //! - status tag: the newest order's label; every other status label of the connector is removed,
 //!   so exactly one shows;
+//! - verdict tag: the newest order's verdict when it is one of the connector's verdict labels;
+//!   every other verdict label is removed (a changed verdict replaces the old tag; a newer order
+//!   without a verdict clears it);
 //! - links: every order's report URL, once;
 //! - notes: each recorded note once; Lever's notes are read first in case an earlier attempt
 //!   wrote the note but crashed before recording it.
@@ -14,13 +17,14 @@ use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 
 /// Brings opportunity `opportunity_id` in line with the orders stored for it.
-/// `status_labels` are all labels the connector may use (from its manifest).
+/// `status_labels` and `verdict_labels` are all labels the connector may use (its manifest).
 pub async fn reconcile(
     client: &LeverClient,
     store: &Store,
     integration: &str,
     opportunity_id: &str,
     status_labels: &[String],
+    verdict_labels: &[String],
     timeline: &Timeline,
 ) -> Result<(), SyncError> {
     let orders = store.orders_of(integration, opportunity_id)?;
@@ -39,10 +43,17 @@ pub async fn reconcile(
     // Labels of older orders count as status labels too, in case a connector version renamed one.
     let is_status_label =
         |tag: &String| status_labels.contains(tag) || orders.iter().any(|o| &o.label == tag);
+    let verdict = newest
+        .verdict
+        .as_ref()
+        .filter(|v| verdict_labels.contains(v) && **v != newest.label);
     let stale: Vec<String> = opp
         .tags
         .iter()
-        .filter(|t| **t != newest.label && is_status_label(t))
+        .filter(|t| {
+            let wanted = **t == newest.label || Some(*t) == verdict;
+            !wanted && (is_status_label(t) || verdict_labels.contains(t))
+        })
         .cloned()
         .collect();
     if !stale.is_empty() {
@@ -54,6 +65,12 @@ pub async fn reconcile(
             .add_tags(opportunity_id, std::slice::from_ref(&newest.label))
             .await?;
         write(format!("addTags [{:?}]", newest.label));
+    }
+    if let Some(verdict) = verdict.filter(|v| !opp.tags.contains(v)) {
+        client
+            .add_tags(opportunity_id, std::slice::from_ref(verdict))
+            .await?;
+        write(format!("addTags [{verdict:?}] (verdict)"));
     }
 
     let mut links: Vec<String> = Vec::new();

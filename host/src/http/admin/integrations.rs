@@ -20,9 +20,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::error;
-use crate::app::App;
+use crate::app::{App, Integration};
 use crate::config::forms::{check_against, IntegrationInput, IntegrationView};
-use crate::config::IntegrationConfig;
+use crate::config::{IntegrationConfig, RuleConfig};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -43,11 +43,23 @@ fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
 }
 
-/// Validates against the connector (when it is loaded) and saves.
-fn save(app: &App, config: IntegrationConfig, status: StatusCode) -> Response {
+/// Validates against the connector (when it is loaded) and saves. `previous_rules`: the rules
+/// before this change (`None` for a new integration); changed rules are checked against the
+/// connector's `list-packages`.
+async fn save(
+    app: &App,
+    config: IntegrationConfig,
+    status: StatusCode,
+    previous_rules: Option<&[RuleConfig]>,
+) -> Response {
     if let Some(connector) = app.registry.get(&config.connector) {
         if let Err(e) = check_against(&config, &connector.manifest) {
             return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+        }
+    }
+    if previous_rules != Some(config.rules.as_slice()) && !config.rules.is_empty() {
+        if let Err(response) = check_rules(app, &config).await {
+            return response;
         }
     }
     match app.put_integration(config) {
@@ -60,6 +72,36 @@ fn save(app: &App, config: IntegrationConfig, status: StatusCode) -> Response {
             )
         }
     }
+}
+
+/// Refuses rules that name a package the connector does not offer (its `list-packages`, asked
+/// with the configuration being saved), listing the valid ones. Nothing is saved when the check
+/// cannot be made.
+async fn check_rules(app: &App, config: &IntegrationConfig) -> Result<(), Response> {
+    let Some(connector) = app.registry.get(&config.connector) else {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "connector `{}` is not loaded, so the rules' packages cannot be checked",
+                config.connector
+            ),
+        ));
+    };
+    let candidate = Integration::new(config.clone(), &app.http);
+    let ctx = app.call_context(&candidate, &connector);
+    let offered = connector
+        .list_packages(app.registry.runtime(), ctx)
+        .await
+        .map_err(|e| {
+            tracing::warn!(integration = %config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
+            error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot check the rules: the connector cannot list packages: {e}"),
+            )
+        })?;
+    let names: Vec<String> = offered.into_iter().map(|(name, _)| name).collect();
+    crate::config::rules::check_packages(&config.rules, &names)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
 async fn list(State(app): State<Arc<App>>) -> Response {
@@ -97,7 +139,7 @@ async fn create(
             format!("integration `{}` exists", config.id),
         );
     }
-    save(&app, config, StatusCode::CREATED)
+    save(&app, config, StatusCode::CREATED, None).await
 }
 
 async fn update(
@@ -114,7 +156,7 @@ async fn update(
         return not_found(&id);
     };
     match input.apply(current.config.clone()) {
-        Ok(next) => save(&app, next, StatusCode::OK),
+        Ok(next) => save(&app, next, StatusCode::OK, Some(&current.config.rules)).await,
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }
@@ -126,7 +168,8 @@ async fn set_enabled(app: Arc<App>, id: String, enabled: bool) -> Response {
     };
     let mut next = current.config.clone();
     next.enabled = enabled;
-    save(&app, next, StatusCode::OK)
+    let rules = current.config.rules.clone();
+    save(&app, next, StatusCode::OK, Some(&rules)).await
 }
 
 async fn enable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
