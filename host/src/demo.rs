@@ -1,13 +1,15 @@
 //! `switchyard demo`, and the [`Stack`] it runs on: the Lever and Certn simulators plus a host, all
 //! on loopback, wired the way an operator would wire them (Lever's stage-change webhook pointed at
 //! the host, Certn's webhook URL pointed at the host's vendor callback URL). The end-to-end tests
-//! use the same `Stack`. Optional parts: a second customer on Justifacts, a Gem integration.
+//! use the same `Stack`. Optional parts: a second customer on Justifacts, a third on Canditech
+//! (rules, scores, verdicts), a Gem integration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use switchyard_sim::canditech::{CanditechOptions, CanditechSim, Verdict};
 use switchyard_sim::certn::{CertnOptions, CertnSim};
 use switchyard_sim::justifacts::{JustifactsOptions, JustifactsSim};
 use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
@@ -24,7 +26,14 @@ use crate::RunningHost;
 pub const CERTN: &str = "demo-certn";
 /// The Justifacts integration's id in a [`Stack`] (when enabled).
 pub const JUSTIFACTS: &str = "demo-justifacts";
-/// The Lever stage that triggers Certn (and, by the connector's default, Justifacts).
+/// The Canditech integration's id in a [`Stack`] (when enabled).
+pub const CANDITECH: &str = "demo-canditech";
+/// The Lever stage the Canditech customer added to its pipeline (the connector's default trigger).
+pub const CANDITECH_STAGE: &str = "Canditech Stage";
+/// The posting the Canditech customer attached an assessment to.
+pub const PYTHON_POSTING: &str = "Python Developer";
+/// The assessment attached to ([`PYTHON_POSTING`], [`CANDITECH_STAGE`]).
+pub const PYTHON_ASSESSMENT: &str = "Python senior";
 /// The Gem integration's id in a [`Stack`] started with [`StackOptions::gem`].
 pub const GEM: &str = "demo-gem";
 /// The Lever stage that triggers Certn.
@@ -46,6 +55,37 @@ pub struct StackOptions {
     /// Also run a Gem integration ([`GEM`]) on the same host, wired to the Gem simulator and to
     /// a second Certn team (Certn sends all of a team's callbacks to one URL).
     pub gem: Option<GemSetup>,
+    /// Also run a third customer: its own Lever account wired to Canditech ([`CANDITECH`]).
+    pub canditech: Option<CanditechSetup>,
+}
+
+/// How the Canditech customer of a [`Stack`] is set up.
+#[derive(Clone, Debug)]
+pub struct CanditechSetup {
+    pub options: CanditechOptions,
+    /// The integration's rules; [`CanditechSetup::new`] attaches [`PYTHON_ASSESSMENT`] to
+    /// ([`PYTHON_POSTING`], [`CANDITECH_STAGE`]).
+    pub rules: Vec<RuleConfig>,
+}
+
+impl CanditechSetup {
+    /// The simulator with `options` and the seed's one rule.
+    pub fn new(options: CanditechOptions) -> CanditechSetup {
+        CanditechSetup {
+            options,
+            rules: vec![RuleConfig {
+                posting: Some(PYTHON_POSTING.into()),
+                stage: Some(CANDITECH_STAGE.into()),
+                package: PYTHON_ASSESSMENT.into(),
+            }],
+        }
+    }
+}
+
+/// The third customer: its own Lever account and a Canditech account.
+pub struct CanditechCustomer {
+    pub lever: LeverSim,
+    pub sim: CanditechSim,
 }
 
 /// How the Gem integration of a [`Stack`] signs its webhooks.
@@ -95,6 +135,7 @@ impl StackOptions {
             listen: None,
             justifacts: None,
             gem: None,
+            canditech: None,
         }
     }
 }
@@ -111,6 +152,8 @@ pub struct Stack {
     pub addr: std::net::SocketAddr,
     /// Present when started with [`StackOptions::gem`].
     pub gem: Option<GemSide>,
+    /// The Canditech customer, when [`StackOptions::canditech`] was set.
+    pub canditech: Option<CanditechCustomer>,
 }
 
 impl Stack {
@@ -193,6 +236,38 @@ impl Stack {
             }
             None => None,
         };
+        let canditech = match &opts.canditech {
+            Some(setup) => {
+                let customer = CanditechCustomer {
+                    lever: LeverSim::start().await?,
+                    sim: CanditechSim::start(setup.options.clone()).await?,
+                };
+                // The seed: "Add Canditech stage to Lever pipeline".
+                customer.lever.add_stage(CANDITECH_STAGE);
+                let sim = &customer.sim;
+                sim.set_webhook_url(&format!("{base}/hooks/{CANDITECH}/vendor"));
+                integrations.push(integration(
+                    &customer.lever,
+                    &base,
+                    Wiring {
+                        id: CANDITECH,
+                        connector: "canditech",
+                        // None: the connector's default trigger stage ("Canditech Stage").
+                        trigger: None,
+                        vendor_base: &sim.api_base(),
+                        settings: &[],
+                        secrets: &[
+                            ("api-key", sim.api_key()),
+                            ("webhook-secret", sim.webhook_secret()),
+                        ],
+                        packages: Vec::new(),
+                        rules: setup.rules.clone(),
+                    },
+                ));
+                Some(customer)
+            }
+            None => None,
+        };
         let gem = match &opts.gem {
             Some(setup) => {
                 let (side, integration) = gem_integration(setup, &opts.certn, &base).await?;
@@ -221,6 +296,7 @@ impl Stack {
             config,
             addr,
             gem,
+            canditech,
         })
     }
 
@@ -502,16 +578,135 @@ async fn run_gem(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the timeline until aborted.
+fn print_timeline(app: &crate::app::App) -> tokio::task::JoinHandle<()> {
+    let mut feed = app.timeline.subscribe();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        while let Ok(event) = feed.recv().await {
+            println!("  {:>6.2}s  {event}", started.elapsed().as_secs_f64());
+        }
+    })
+}
+
+/// The Canditech part of the demo: a rule attaches an assessment to (posting, stage); a candidate
+/// of another posting is skipped; the invited candidate goes through to a score, a results link,
+/// a reviewer's thumbs up and a changed verdict, all shown in Lever.
+async fn run_canditech(stack: &Stack) -> anyhow::Result<()> {
+    let app = &stack.host().app;
+    let ct = stack.canditech.as_ref().context("the Canditech customer")?;
+    println!("\n── Third customer: Lever → Canditech (skills assessments, reviewer verdicts) ──\n");
+    println!("  Canditech sim     {}", ct.sim.api_base());
+    println!("  Lever webhook URL {}", app.lever_webhook_url(CANDITECH));
+    println!("  Canditech webhook {}", app.callback_url(CANDITECH));
+    let offered: Vec<String> = ct.sim.assessments().into_iter().map(|a| a.name).collect();
+    println!("  Assessments       {offered:?} (the connector's list-packages)");
+    println!(
+        "  Rule              posting {PYTHON_POSTING:?} + stage {CANDITECH_STAGE:?} → {PYTHON_ASSESSMENT:?}\n"
+    );
+    let printer = print_timeline(app);
+    let python = ct.lever.add_posting(PYTHON_POSTING, &["Engineering"]);
+    let analyst = ct.lever.add_posting("Data Analyst", &[]);
+    let guido = ct.lever.add_opportunity(NewOpportunity {
+        name: "Guido van Rossum".into(),
+        emails: vec!["guido@example.com".into()],
+        posting_id: Some(python),
+        ..NewOpportunity::default()
+    });
+    let hedy = ct.lever.add_opportunity(NewOpportunity {
+        name: "Hedy Lamarr".into(),
+        emails: vec!["hedy@example.com".into()],
+        posting_id: Some(analyst),
+        ..NewOpportunity::default()
+    });
+    let stage = ct
+        .lever
+        .stage_id(CANDITECH_STAGE)
+        .context("the Canditech Stage")?;
+
+    println!("▶ Hedy Lamarr (posting \"Data Analyst\") moved to \"{CANDITECH_STAGE}\"");
+    ct.lever.move_to_stage(&hedy, &stage).await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let skipped = loop {
+        let events = app.store.events(CANDITECH, 20)?;
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.state == crate::store::EventState::Skipped)
+        {
+            break e.last_error.clone().unwrap_or_default();
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the move was never decided");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("  → skipped: {skipped}\n");
+
+    println!("▶ Guido van Rossum (posting {PYTHON_POSTING:?}) moved to \"{CANDITECH_STAGE}\"");
+    ct.lever.move_to_stage(&guido, &stage).await?;
+    let has = |o: &Opportunity, tag: &str| o.tags.iter().any(|t| t == tag);
+    let within = Duration::from_secs(30);
+    wait_for(&ct.lever, &guido, within, |o| has(o, "Canditech - Invited")).await?;
+    let invitation = ct
+        .sim
+        .invitations()
+        .into_iter()
+        .last()
+        .context("no invitation")?;
+    println!(
+        "  → invitation {} to {:?} for {}\n",
+        invitation.id, invitation.assessment.name, invitation.candidate.email
+    );
+    let id = invitation.id;
+    println!("▶ Canditech emails the invitation; Guido opens the test");
+    ct.sim.send(&id).await?;
+    ct.sim.start_test(&id).await?;
+    wait_for(&ct.lever, &guido, within, |o| has(o, "Canditech - Started")).await?;
+    println!("\n▶ Guido submits (score 87/100)");
+    ct.sim.complete(&id, 87.0).await?;
+    wait_for(&ct.lever, &guido, within, |o| {
+        has(o, "Canditech - Completed") && !o.links.is_empty() && o.notes.len() == 1
+    })
+    .await?;
+    println!("\n▶ Riley Reviewer gives the session a thumbs up");
+    ct.sim.give_verdict(&id, Verdict::ThumbsUp).await?;
+    wait_for(&ct.lever, &guido, within, |o| {
+        has(o, "Canditech - Thumbs Up") && o.notes.len() == 2
+    })
+    .await?;
+    println!("\n▶ Sam Second changes the verdict to thumbs down");
+    ct.sim
+        .give_verdict_by(&id, Verdict::ThumbsDown, "Sam Second")
+        .await?;
+    let done = wait_for(&ct.lever, &guido, within, |o| {
+        has(o, "Canditech - Thumbs Down") && !has(o, "Canditech - Thumbs Up") && o.notes.len() == 3
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    printer.abort();
+    println!("\nGuido van Rossum in Lever ({}):", done.id);
+    println!("    tags:  {:?}", done.tags);
+    println!("    links: {:?}", done.links);
+    for note in &done.notes {
+        println!("    note:  {}", note.value);
+    }
+    println!(
+        "Invitations sent: Canditech {} (Hedy Lamarr got none)",
+        ct.sim.invitations().len()
+    );
+    Ok(())
+}
+
 /// Runs the demo: one candidate through to `CERTN - Complete`, one without an email; a second
 /// customer's candidates through Justifacts (package from a posting tag, and a missing tag); then
 /// a Gem integration sending a check through the same Certn connector.
 pub async fn run(connectors: &Path) -> anyhow::Result<()> {
-    let certn_wasm = connectors.join("certn.wasm");
-    anyhow::ensure!(
-        certn_wasm.exists(),
-        "{} not found: build the plugins first (cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml)",
-        certn_wasm.display()
-    );
+    for name in ["certn", "justifacts", "canditech"] {
+        let wasm = connectors.join(format!("{name}.wasm"));
+        anyhow::ensure!(
+            wasm.exists(),
+            "{} not found: build the plugins first (cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml)",
+            wasm.display()
+        );
+    }
     let data = std::env::temp_dir().join(format!("switchyard-demo-{}", uuid::Uuid::new_v4()));
     let mut opts = StackOptions::new(connectors, &data);
     opts.certn.step_delay = Some(Duration::from_millis(600));
@@ -520,6 +715,11 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         ..JustifactsOptions::default()
     });
     opts.gem = Some(GemSetup::default());
+    // Scripted (no automatic progression): the demo plays the candidate and the reviewers.
+    opts.canditech = Some(CanditechSetup::new(CanditechOptions {
+        step_delay: None,
+        ..CanditechOptions::default()
+    }));
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
     let connector = app
@@ -642,6 +842,7 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
         jf.sim.orders()
     );
 
+    run_canditech(&stack).await?;
     run_gem(&stack).await?;
     if let Some(host) = stack.host {
         host.shutdown().await;
