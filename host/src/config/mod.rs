@@ -524,11 +524,21 @@ mod tests {
             ("GEM_PREVIOUS_WEBHOOK_SECRET", "p"),
             ("CERTN_GEM_API_KEY", "c2"),
             ("CERTN_GEM_WEBHOOK_SECRET", "w2"),
+            ("LEVER_CANDITECH_SIGNATURE_TOKEN", "ct"),
+            ("CANDITECH_API_KEY", "ck"),
+            ("CANDITECH_WEBHOOK_SECRET", "cw"),
             ("SWITCHYARD_ADMIN_TOKEN", "an-admin-token-of-some-length"),
         ] {
             std::env::set_var(k, v);
         }
         config.prepare().expect("example is valid");
+        let canditech = config
+            .integrations
+            .iter()
+            .find(|i| i.connector == "canditech")
+            .expect("the example has a Canditech integration");
+        assert_eq!(canditech.rules.len(), 2);
+        assert_eq!(canditech.rules[1].stage, None, "the trigger stage");
         config.integrations[0].packages[0].default = true;
         config.integrations[0].packages[1].default = true;
         assert!(config.prepare().is_err());
