@@ -123,7 +123,11 @@ async fn a_rule_hit_invites_with_its_assessment_and_results_and_verdicts_reach_l
     let results = format!("{}/results/{}", sim.api_base(), inv.id);
     let o = wait(&s, &opp, |o| has(o, COMPLETED) && !o.notes.is_empty()).await;
     assert_eq!(ct_tags(&o), [COMPLETED]);
-    assert_eq!(o.links, [results.clone()], "the results link, added once");
+    assert_eq!(
+        o.links,
+        std::slice::from_ref(&results),
+        "the results link, added once"
+    );
     assert_eq!(o.notes.len(), 1);
     assert_eq!(
         o.notes[0].value,
