@@ -370,7 +370,7 @@ pub fn step(
     let now = step
         .now
         .or(scenario.now)
-        .unwrap_or_else(|| crate::clock::now_secs());
+        .unwrap_or_else(crate::clock::now_secs);
     for (key, value) in &step.given_state {
         match value {
             Some(v) => world.state.insert(key.clone(), v.clone()),
