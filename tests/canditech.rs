@@ -174,7 +174,10 @@ async fn a_rule_hit_invites_with_its_assessment_and_results_and_verdicts_reach_l
         o.notes[2].value
     );
 
-    // Canditech re-sends the last event (fresh signature): nothing is written twice.
+    // Canditech re-sends the last event with a fresh `t` (signatures have 1-second resolution:
+    // within the same second the request is byte-identical to the first, i.e. a replay):
+    // accepted, and nothing is written twice.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(sim.resend_last_callback(&inv.id).await.unwrap(), 200);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let o = s

@@ -287,8 +287,7 @@ async fn vendor_status(
 /// The connector's verdict labels: a `status.verdict` among them is shown as a verdict tag.
 fn verdict_labels(connector: &LoadedConnector) -> &[String] {
     // Contract 0.1 connectors have none; 0.2 declares them in the manifest.
-    let _ = connector;
-    &[]
+    &connector.manifest.verdict_labels
 }
 
 /// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
