@@ -257,14 +257,12 @@ async fn justifacts_in_javascript_completes_with_a_secret_note_refuses_forged_ca
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_traceback_reaches_the_events_recorded_error() {
+    // The Lever integration of the stack, served by a Python connector whose calls raise.
     let s = polyglot_stack(
         "py-broken",
         &["broken_py.wasm"],
-        &[("broken", "broken-py")],
-        |o| {
-            o.extra = vec![("broken".into(), "broken-py".into(), TRIGGER.into())];
-            o.worker.max_attempts = 1;
-        },
+        &[(CERTN, "broken-py")],
+        |o| o.worker.max_attempts = 1,
     )
     .await;
     let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
@@ -272,7 +270,7 @@ async fn a_python_traceback_reaches_the_events_recorded_error() {
     let store = &s.host().app.store;
     let dead = eventually("the event is dead-lettered", LONG, || {
         store
-            .events("broken", 10)
+            .events(CERTN, 10)
             .ok()?
             .into_iter()
             .find(|e| e.state == EventState::Dead)
