@@ -133,6 +133,9 @@ pub async fn start_on(
             vendor_callback_url = %app.callback_url(id),
             "integration ready: give the ATS its endpoint, the vendor its callback URL");
     }
+    if let Some(redirect) = app.lever_oauth.redirect_uri() {
+        tracing::info!(redirect_uri = %redirect, "Lever OAuth app configured: register this redirect URI with Lever");
+    }
     let (stop, stopped) = watch::channel(false);
     let mut tasks = crate::flow::worker::spawn(app.clone(), stopped.clone());
     if app.config.runtime.watch {

@@ -622,10 +622,17 @@ mod tests {
             ("CERTN_GEM_API_KEY", "c2"),
             ("CERTN_GEM_WEBHOOK_SECRET", "w2"),
             ("SWITCHYARD_ADMIN_TOKEN", "an-admin-token-of-some-length"),
+            ("LEVER_OAUTH_CLIENT_SECRET", "o"),
         ] {
             std::env::set_var(k, v);
         }
         config.prepare().expect("example is valid");
+        let app = config
+            .lever_oauth
+            .as_ref()
+            .expect("the example has a Lever OAuth app");
+        assert_eq!(app.client_secret.expose(), "o");
+        assert_eq!(app.token_url, "https://auth.lever.co/oauth/token");
         config.integrations[0].packages[0].default = true;
         config.integrations[0].packages[1].default = true;
         assert!(config.prepare().is_err());
