@@ -675,3 +675,89 @@ async fn verify_connection_ping_is_recorded_and_shown() {
         before
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_right_after_a_refresh_disconnects_instead_of_retrying_forever() {
+    let s = oauth_stack("401after", |_| {}).await;
+    s.connect().await;
+    // The API refuses the token, and again the fresh one: the grant is not honoured any more.
+    s.stack.lever.fail_next(2, 401);
+    let opp = s.screen("Refused").await;
+    eventually("parked after the second 401", LONG, || {
+        (s.stack.host().app.store.parked_events(CERTN).unwrap() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.stack.lever.token_requests().refresh_token,
+        1,
+        "one refresh, not more"
+    );
+    let view = s.view().await;
+    let oauth = &view["connection"]["oauth"];
+    assert_eq!(oauth["status"], "disconnected", "{view}");
+    assert!(
+        oauth["disconnect_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("401 to a freshly refreshed access token")),
+        "{view}"
+    );
+    assert!(s.stack.lever.opportunity(&opp).unwrap().tags.is_empty());
+    s.connect().await;
+    s.completes(&opp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_calls_after_an_expiry_share_one_refresh() {
+    // Four workers, four candidates at once, all holding the same expired token.
+    let s = oauth_stack("concurrent", |c| c.worker.concurrency = 4).await;
+    s.connect().await;
+    s.stack.lever.force_expire_access_tokens();
+    let mut opps = Vec::new();
+    for i in 0..4 {
+        opps.push(s.screen(&format!("Parallel {i}")).await);
+    }
+    for opp in &opps {
+        s.completes(opp).await;
+    }
+    let requests = s.stack.lever.token_requests();
+    assert_eq!(
+        requests.refresh_token, 1,
+        "serialized: one refresh for all {requests:?}"
+    );
+    assert_eq!(
+        requests.refused, 0,
+        "no rotated-away refresh token presented"
+    );
+    assert_eq!(s.view().await["connection"]["oauth"]["status"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_and_connect_links_survive_a_restart() {
+    let s = oauth_stack("restart", |_| {}).await;
+    s.connect().await;
+    let pending = s.consent().await; // a link opened before the restart, used after it
+    let OAuthStack {
+        mut stack,
+        client_id,
+        client_secret,
+        http,
+    } = s;
+    if let Some(host) = stack.host.take() {
+        host.shutdown().await;
+    }
+    let s = OAuthStack {
+        stack: stack.run().await.expect("host restarts"),
+        client_id,
+        client_secret,
+        http,
+    };
+    let opp = s.screen("After Restart").await;
+    s.completes(&opp).await;
+    assert_eq!(
+        s.stack.lever.token_requests().authorization_code,
+        1,
+        "no new grant needed"
+    );
+    let (status, body) = s.callback(&pending, false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
