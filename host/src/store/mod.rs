@@ -13,6 +13,7 @@
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
 
 pub mod admin;
+pub mod oauth;
 pub mod verdicts;
 
 use std::path::Path;
@@ -222,6 +223,7 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
+        conn.execute_batch(crate::store::oauth::SCHEMA)?;
         verdicts::migrate(&conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
