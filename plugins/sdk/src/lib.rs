@@ -18,6 +18,9 @@
 //!   `crypto` import), [`state`] (typed JSON values), [`config`] (required settings and secrets),
 //!   [`idempotency`] (the intent-before-call pattern below) and [`text`].
 //!
+//! [`export_connector!`] writes that glue when the four operations are functions of one module
+//! (`export_connector!(connector)`); by hand it is:
+//!
 //! ```ignore
 //! // src/lib.rs of a connector crate (crate-type = ["cdylib"], built for wasm32-wasip2)
 //! pub mod connector; // fn start_screening(host: &impl Host, request: &ScreeningRequest) -> ...
@@ -71,6 +74,7 @@ pub mod config;
 mod host;
 pub mod http;
 pub mod idempotency;
+mod macros;
 pub mod signature;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]

@@ -24,7 +24,10 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::{Encoding, Host, HttpError, HttpResponse, Level, OutgoingRequest, Package};
+use crate::{
+    Candidate, Encoding, Host, HttpError, HttpResponse, Level, OutgoingRequest, Package,
+    ScreeningRequest,
+};
 
 /// The time a [`FakeHost`]'s clock reads unless told otherwise (2023-11-14T22:13:20Z).
 pub const DEFAULT_NOW: i64 = 1_700_000_000;
@@ -344,6 +347,25 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     };
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// A screening request for tests: idempotency key `key`, a candidate with `name` and `emails`,
+/// opportunity `opp-1`, and nothing else (set other fields with struct update syntax).
+pub fn screening_request(key: &str, name: &str, emails: &[&str]) -> ScreeningRequest {
+    ScreeningRequest {
+        idempotency_key: key.into(),
+        candidate: Candidate {
+            name: name.into(),
+            emails: emails.iter().map(|e| e.to_string()).collect(),
+            phones: Vec::new(),
+        },
+        opportunity_id: "opp-1".into(),
+        opportunity_tags: Vec::new(),
+        posting_id: None,
+        posting_tags: Vec::new(),
+        stage: None,
+        package: None,
+    }
 }
 
 /// Lower-case hex HMAC-SHA256 of `message` under `key`, for signing callbacks in tests.
