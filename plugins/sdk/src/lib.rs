@@ -82,6 +82,8 @@ pub mod testing;
 pub mod text;
 pub mod types;
 
+/// Exports a type implementing [`Guest`] as the component's `screening` export:
+/// `switchyard_connector::export!(MyConnector);` (in the connector crate, at most once).
 pub use bindings::export;
 pub use bindings::exports::switchyard::connector::screening::Guest;
 pub use bindings::switchyard::connector::crypto::Encoding;
