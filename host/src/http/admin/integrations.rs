@@ -36,7 +36,9 @@ pub(super) fn routes() -> Router<Arc<App>> {
 }
 
 fn view(app: &App, c: &IntegrationConfig) -> IntegrationView {
-    IntegrationView::of(c, &app.public_url)
+    let mut view = IntegrationView::of(c, &app.public_url);
+    view.connection = super::lever::connection_view(app, c);
+    view
 }
 
 fn not_found(id: &str) -> Response {
