@@ -83,9 +83,19 @@ enum ConnectorCommand {
         /// An approved outbound host (repeat); when given, the manifest may ask only for these.
         #[arg(long = "approved-host")]
         approved_hosts: Vec<String>,
+        /// The server's config file: check against its `[runtime]` limits (`max_memory_mib`,
+        /// `max_instances`, `memory_mb`) instead of the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
-    /// Prints the manifest, imports/exports and contract version as JSON.
-    Inspect { file: PathBuf },
+    /// Prints the manifest, imports/exports and contract version as JSON; exits non-zero with the
+    /// reason when the component would not load.
+    Inspect {
+        file: PathBuf,
+        /// The server's config file, for its `[runtime]` limits (default: the defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Creates a connector project from a template (builds and passes its scenario as created).
     New {
         /// The connector id: lower-case letters, digits and `-`, e.g. `acme-checks`.
@@ -151,9 +161,16 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             file,
             connector,
             approved_hosts,
+            config,
         } => {
-            match switchyard::wasm::inspect::validate(&file, connector.as_deref(), &approved_hosts)
-                .await
+            let limits = runtime_settings(config.as_deref())?;
+            match switchyard::wasm::inspect::validate(
+                &file,
+                connector.as_deref(),
+                &approved_hosts,
+                &limits,
+            )
+            .await
             {
                 Ok(tag) => println!("ok: {tag}"),
                 Err(e) => {
@@ -163,9 +180,14 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        ConnectorCommand::Inspect { file } => {
-            let report = switchyard::wasm::inspect::inspect(&file).await?;
+        ConnectorCommand::Inspect { file, config } => {
+            let limits = runtime_settings(config.as_deref())?;
+            let report = switchyard::wasm::inspect::inspect(&file, &limits).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(problem) = &report.problem {
+                eprintln!("{}: {problem}", file.display());
+                std::process::exit(1);
+            }
         }
         ConnectorCommand::New {
             name,
@@ -225,6 +247,16 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `[runtime]` of `config` when given, else the defaults (for `connector validate|inspect`).
+fn runtime_settings(
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<switchyard::config::RuntimeConfig> {
+    Ok(match config {
+        Some(path) => switchyard::Config::load(path)?.runtime,
+        None => switchyard::config::RuntimeConfig::default(),
+    })
 }
 
 async fn serve(path: PathBuf, watch: bool) -> anyhow::Result<()> {

@@ -35,8 +35,15 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/admin/integrations/{id}/disable", post(disable))
 }
 
-fn view(app: &App, c: &IntegrationConfig) -> IntegrationView {
-    IntegrationView::of(c, &app.public_url)
+/// The integration as shown, plus whether it is ready: `ready` is false while its connector is
+/// not loaded, and `not_ready_reason` says why (which file failed and how) and what fixes it.
+fn view(app: &App, c: &IntegrationConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(IntegrationView::of(c, &app.public_url))
+        .unwrap_or_else(|_| json!({ "id": c.id }));
+    let reason = app.registry.not_ready(&c.connector);
+    v["ready"] = json!(reason.is_none());
+    v["not_ready_reason"] = json!(reason);
+    v
 }
 
 fn not_found(id: &str) -> Response {
