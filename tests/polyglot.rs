@@ -345,6 +345,7 @@ fn the_templates_pass_validate_as_created() {
                 &built(file),
                 Some("example-vendor"),
                 &["api.example.com".to_string()],
+                &switchyard::config::RuntimeConfig::default(),
             ))
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(tag.starts_with("example-vendor@0.1.0#"), "{tag}");
