@@ -6,6 +6,9 @@
 //! - `switchyard_invocation_seconds{connector,version}` — latency histogram of connector calls.
 //! - `switchyard_event_retries_total`, `switchyard_dead_letters_total`.
 //! - `switchyard_queue_depth` — events queued or running (read from the store when scraped).
+//! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
+//!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
+//!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
 
 use std::time::Duration;
 
@@ -56,6 +59,12 @@ pub struct Metrics {
     retries: Counter,
     dead_letters: Counter,
     queue_depth: Gauge,
+    lever_oauth: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -92,7 +101,14 @@ impl Default for Metrics {
             "Events queued or running",
             queue_depth.clone(),
         );
+        let lever_oauth = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "lever_oauth",
+            "Lever OAuth steps by outcome",
+            lever_oauth.clone(),
+        );
         Metrics {
+            lever_oauth,
             registry,
             webhooks,
             invocations,
@@ -143,6 +159,15 @@ impl Metrics {
     /// An event attempt failed and was scheduled again.
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    /// A Lever OAuth step happened (see the module doc for the outcomes).
+    pub fn lever_oauth(&self, outcome: &str) {
+        self.lever_oauth
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// An event was dead-lettered.
