@@ -549,7 +549,32 @@ async fn disconnecting_from_our_side_revokes_the_grant_at_lever_and_deletes_the_
     );
     s.connect().await;
     s.completes(&opp).await;
-    s.assert_logs_clean(&secrets);
+
+    // Deleting the integration revokes its new grant too.
+    let fresh = s
+        .stack
+        .host()
+        .app
+        .store
+        .oauth_tokens(CERTN)
+        .unwrap()
+        .unwrap();
+    let fresh = fresh.access_token.expose().to_string();
+    assert_eq!(s.sim_api(&fresh).await, 200);
+    let (status, _) = s
+        .admin(Method::DELETE, &format!("/admin/integrations/{CERTN}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.sim_api(&fresh).await, 401, "revoked at Lever on delete");
+    assert!(s
+        .stack
+        .host()
+        .app
+        .store
+        .oauth_tokens(CERTN)
+        .unwrap()
+        .is_none());
+    s.assert_logs_clean(&[secrets, vec![fresh]].concat());
 }
 
 #[tokio::test(flavor = "multi_thread")]

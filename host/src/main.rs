@@ -83,6 +83,9 @@ enum ConnectorCommand {
         /// An approved outbound host (repeat); when given, the manifest may ask only for these.
         #[arg(long = "approved-host")]
         approved_hosts: Vec<String>,
+        /// Compiled-code cache directory, shared with `connector test` (default: none).
+        #[arg(long)]
+        cache: Option<PathBuf>,
         /// The server's config file: check against its `[runtime]` limits (`max_memory_mib`,
         /// `max_instances`, `memory_mb`) instead of the defaults.
         #[arg(long)]
@@ -162,13 +165,15 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             connector,
             approved_hosts,
             config,
+            cache,
         } => {
             let limits = runtime_settings(config.as_deref())?;
-            match switchyard::wasm::inspect::validate(
+            match switchyard::wasm::inspect::check(
                 &file,
                 connector.as_deref(),
                 &approved_hosts,
                 &limits,
+                cache.as_deref(),
             )
             .await
             {

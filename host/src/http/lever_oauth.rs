@@ -182,7 +182,8 @@ pub fn simulator_app(
 /// callback's JSON answer (`{"status":"connected","resumed_events":n,...}`). Follows redirects
 /// only to the configured authorize page and back to this host's callback.
 ///
-/// For the demo and tests: the Lever simulator's authorize endpoint decides without a user.
+/// For the demo (the Canditech customer, configured with [`simulator_app`]) and tests: the Lever
+/// simulator's authorize endpoint decides without a user.
 pub async fn browser_connect(app: &App, integration: &str) -> anyhow::Result<serde_json::Value> {
     let (authorize, _) = app.lever_oauth.authorize_url(integration)?;
     let browser = reqwest::Client::builder()

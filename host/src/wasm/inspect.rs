@@ -48,8 +48,11 @@ pub struct Report {
     pub problem: Option<String>,
 }
 
-async fn runtime(settings: &RuntimeConfig) -> Result<Registry, InspectError> {
-    let runtime: Arc<Runtime> = Runtime::new(settings.timeout_ms, settings.caps())
+/// The runtime with `settings`' limits and an optional compiled-code cache (`connector test`
+/// shares it: same engine).
+async fn runtime(settings: &RuntimeConfig, cache: Option<&Path>) -> Result<Registry, InspectError> {
+    let cache = cache.map(|dir| crate::wasm::cache::CodeCache::new(dir.to_path_buf()));
+    let runtime: Arc<Runtime> = Runtime::with_cache(settings.timeout_ms, settings.caps(), cache)
         .map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }
@@ -59,7 +62,7 @@ async fn runtime(settings: &RuntimeConfig) -> Result<Registry, InspectError> {
 pub async fn inspect(path: &Path, settings: &RuntimeConfig) -> Result<Report, InspectError> {
     let bytes =
         std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
-    let registry = runtime(settings).await?;
+    let registry = runtime(settings, None).await?;
     let surface = Component::new(registry.runtime().engine(), &bytes)
         .ok()
         .map(|c| Surface::of(&c, registry.runtime().engine()));
@@ -100,9 +103,31 @@ pub async fn validate(
     approved: &[String],
     settings: &RuntimeConfig,
 ) -> Result<String, InspectError> {
+    check(path, connector, approved, settings, None).await
+}
+
+/// [`validate`] under the default limits, taking compiled code from (and adding it to) the cache
+/// directory `cache`.
+pub async fn validate_with_cache(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+    cache: Option<&Path>,
+) -> Result<String, InspectError> {
+    check(path, connector, approved, &RuntimeConfig::default(), cache).await
+}
+
+/// [`validate`] under `settings`' limits with an optional compiled-code cache.
+pub async fn check(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+    settings: &RuntimeConfig,
+    cache: Option<&Path>,
+) -> Result<String, InspectError> {
     let bytes =
         std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
-    let registry = runtime(settings).await?;
+    let registry = runtime(settings, cache).await?;
     let loaded = registry.load(bytes, &path.display().to_string()).await?;
     if let Some(expected) = connector.filter(|c| *c != loaded.manifest.id) {
         return Err(InspectError::WrongConnector {

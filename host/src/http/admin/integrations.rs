@@ -148,6 +148,8 @@ async fn disable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 
 async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let _edit = app.integration_edits.lock().await;
+    // A Lever OAuth grant is revoked at Lever first (best effort; the tokens go either way).
+    super::lever::revoke_before_delete(&app, &id).await;
     match app.delete_integration(&id) {
         Ok(true) => Json(json!({ "deleted": id })).into_response(),
         Ok(false) => not_found(&id),

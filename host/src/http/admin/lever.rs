@@ -8,6 +8,7 @@
 //!   the admin token and follows redirects).
 //! - `POST|DELETE /admin/integrations/{id}/lever/disconnect` → revokes the grant at Lever
 //!   (RFC 7009) and deletes the stored tokens either way; events then wait (parked).
+//!   `DELETE /admin/integrations/{id}` does the same first.
 //!
 //! The callback (`/oauth/lever/callback`) is public: the `state` authenticates it.
 
@@ -108,6 +109,16 @@ async fn disconnect(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
             tracing::error!(integration = %id, error = %e, "cannot disconnect");
             error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
         }
+    }
+}
+
+/// Before an integration is deleted: revokes its Lever OAuth grant, if it has one.
+pub(super) async fn revoke_before_delete(app: &App, id: &str) {
+    if oauth_integration(app, id).is_err() {
+        return;
+    }
+    if let Err(e) = app.lever_oauth.disconnect(id).await {
+        tracing::warn!(integration = %id, error = %e, "cannot revoke the Lever grant of a deleted integration");
     }
 }
 
