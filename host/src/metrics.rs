@@ -6,6 +6,9 @@
 //! - `switchyard_invocation_seconds{connector,version}` — latency histogram of connector calls.
 //! - `switchyard_event_retries_total`, `switchyard_dead_letters_total`.
 //! - `switchyard_queue_depth` — events queued or running (read from the store when scraped).
+//! - `switchyard_sandbox_limits_total{connector,limit}` — times a sandbox limit bit a connector
+//!   (`limit` is the `runtime.limits` setting's name, e.g. `outbound_response_bytes`,
+//!   `log_lines_per_call` counts every dropped line).
 
 use std::time::Duration;
 
@@ -40,6 +43,12 @@ struct InvocationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    connector: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     connector: String,
     version: String,
@@ -56,6 +65,7 @@ pub struct Metrics {
     retries: Counter,
     dead_letters: Counter,
     queue_depth: Gauge,
+    limits: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,7 +102,14 @@ impl Default for Metrics {
             "Events queued or running",
             queue_depth.clone(),
         );
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "sandbox_limits",
+            "Times a sandbox limit bit a connector, by connector and limit",
+            limits.clone(),
+        );
         Metrics {
+            limits,
             registry,
             webhooks,
             invocations,
@@ -138,6 +155,16 @@ impl Metrics {
                 version: version.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A sandbox limit (a `runtime.limits` setting's name) bit connector `connector`.
+    pub fn sandbox_limit(&self, connector: &str, limit: &str) {
+        self.limits
+            .get_or_create(&LimitLabels {
+                connector: connector.into(),
+                limit: limit.into(),
+            })
+            .inc();
     }
 
     /// An event attempt failed and was scheduled again.

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod gem;
 pub mod hooks;
+pub mod reply;
 
 use std::sync::Arc;
 

@@ -98,6 +98,8 @@ impl Family {
 /// Connectors by manifest id.
 pub struct Registry {
     runtime: Arc<Runtime>,
+    /// Manifest size bounds checked at load (`runtime.limits.manifest_*`).
+    limits: crate::config::limits::SandboxLimits,
     families: Mutex<BTreeMap<String, Family>>,
     slots: RwLock<BTreeMap<String, Arc<ArcSwap<LoadedConnector>>>>,
 }
@@ -107,9 +109,16 @@ impl Registry {
     pub fn new(runtime: Arc<Runtime>) -> Registry {
         Registry {
             runtime,
+            limits: Default::default(),
             families: Mutex::new(BTreeMap::new()),
             slots: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Checks manifests against `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: crate::config::limits::SandboxLimits) -> Registry {
+        self.limits = limits;
+        self
     }
 
     /// The runtime connectors run on.
@@ -125,6 +134,7 @@ impl Registry {
         if manifest.id.is_empty() {
             return Err(LoadError::Manifest("the manifest has an empty id".into()));
         }
+        crate::wasm::quota::check_manifest(&manifest, &self.limits).map_err(LoadError::Manifest)?;
         Ok(LoadedConnector {
             manifest,
             hash,

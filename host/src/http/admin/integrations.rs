@@ -43,12 +43,17 @@ fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
 }
 
-/// Validates against the connector (when it is loaded) and saves.
+/// Validates against the connector (when it is loaded) and the operator's approved hosts, and
+/// saves.
 fn save(app: &App, config: IntegrationConfig, status: StatusCode) -> Response {
-    if let Some(connector) = app.registry.get(&config.connector) {
+    let connector = app.registry.get(&config.connector);
+    if let Some(connector) = &connector {
         if let Err(e) = check_against(&config, &connector.manifest) {
             return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
         }
+    }
+    if let Err(e) = app.check_hosts(&config) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }
     match app.put_integration(config) {
         Ok(i) => (status, Json(view(app, &i.config))).into_response(),

@@ -236,11 +236,19 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.timeout_ms / TICK.as_millis() as u64 + 1);
-        store.epoch_deadline_trap();
-
         let started = Instant::now();
         let timeout = Duration::from_millis(self.timeout_ms);
+        // Yield to the executor on every tick, so a spinning guest shares its thread with the
+        // other calls on the guest pool; trap once the deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if started.elapsed() >= timeout {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+
         let run = async {
             let instance = pre
                 .instantiate_async(&mut store)
@@ -271,6 +279,13 @@ impl Runtime {
         }
         if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
             return InvokeError::OutOfMemory(self.memory_mb);
+        }
+        // A host import refused the call (a sandbox limit): its reason, not the backtrace.
+        if e.downcast_ref::<wasmtime::Trap>().is_none() {
+            let cause = e.root_cause().to_string();
+            if cause.starts_with("state.set refused") || cause.contains("is unavailable") {
+                return InvokeError::Trap(cause);
+            }
         }
         let guest_said = String::from_utf8_lossy(&stderr.contents())
             .trim()
