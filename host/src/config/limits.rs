@@ -110,9 +110,9 @@ impl SandboxLimits {
 
 /// `n` bytes for people: `4 MiB`, `64 KiB`, `100 bytes`.
 pub fn bytes(n: usize) -> String {
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n.is_multiple_of(KIB) {
         format!("{} KiB", n / KIB)
     } else {
         format!("{n} bytes")

@@ -171,9 +171,11 @@ fn forbidden_v4(ip: Ipv4Addr, allow_loopback: bool) -> Option<&'static str> {
         "CGNAT"
     } else if ip.is_multicast() {
         "multicast"
-    } else if ip.is_broadcast() || a >= 240 {
-        "reserved"
-    } else if (a == 192 && b == 0 && c == 0) || (a == 198 && (b == 18 || b == 19)) {
+    } else if ip.is_broadcast()
+        || a >= 240
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+    {
         "reserved"
     } else {
         return None;
