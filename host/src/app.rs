@@ -183,13 +183,14 @@ impl App {
             manifest,
             self.callback_url(&integration.config.id),
             self.store.clone(),
-            self.outbound.for_policy(config.allow_loopback),
+            self.http.clone(),
             Duration::from_millis(self.config.runtime.http_timeout_ms),
             self.timeline.clone(),
         )
         .with_sandbox(
             self.limits.clone(),
             self.registry.runtime().metrics().clone(),
+            self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&integration.config.id),
         );
         Arc::new(ctx)

@@ -6,6 +6,7 @@
 //! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap.
 //! - [`deploy`]: validate, keep, activate, roll back and remove connector versions.
 //! - [`cache`]: the on-disk compiled-code cache.
+//! - [`harness`]: `switchyard connector test`, the offline scenario harness.
 //! - [`inspect`]: `switchyard connector validate|inspect`, offline.
 //! - [`watch`]: `serve --watch`, deploys files dropped into the connectors directory.
 //! - [`policy`]: outbound policy — approved hosts and ports, resolved addresses checked.
@@ -15,6 +16,7 @@
 pub mod cache;
 pub mod connector;
 pub mod deploy;
+pub mod harness;
 pub mod inspect;
 pub mod policy;
 pub mod pool;

@@ -440,11 +440,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_resolving_to_an_internal_address_is_refused_at_connect_time() {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = [0u8; 1024];
+                let _ = s.read(&mut head).await;
                 let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
             }
         });

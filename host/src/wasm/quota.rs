@@ -210,10 +210,11 @@ pub fn check_manifest(m: &Manifest, limits: &SandboxLimits) -> Result<(), String
     if let Some(s) = &m.default_trigger_stage {
         strings.push(("default-trigger-stage", s));
     }
-    let lists: [(&str, usize); 3] = [
+    let lists: [(&str, usize); 4] = [
         ("config-fields", m.config_fields.len()),
         ("outbound-hosts", m.outbound_hosts.len()),
         ("status-labels", m.status_labels.len()),
+        ("verdict-labels", m.verdict_labels.len()),
     ];
     if let Some((name, n)) = lists.iter().find(|(_, n)| *n > items) {
         return Err(format!(
@@ -289,6 +290,8 @@ mod tests {
             outbound_hosts: Vec::new(),
             status_labels: vec!["X - Pending".into()],
             default_trigger_stage: None,
+            verdict_labels: Vec::new(),
+            limits: Default::default(),
         }
     }
 

@@ -1,51 +1,145 @@
-//! The host side of the capabilities a connector imports: outbound HTTP to approved hosts, the
-//! integration's configuration and secrets, per-integration key-value state, and logging.
+//! The host side of the capabilities a connector imports — outbound HTTP to approved hosts, the
+//! integration's configuration and secrets, per-integration key-value state, and logging — on
+//! host-neutral types. The per-version WIT glue (`bindings/v0_*.rs`) converts and delegates here,
+//! so every contract version gets the same behaviour. `crypto` is in [`super::crypto`].
+//!
+//! # The seam for an offline harness
+//!
+//! A [`CallContext`] is everything one invocation may touch, and its two effectful parts are
+//! trait objects: [`CallContext::http`] ([`Outbound`]: where an *approved* request goes) and
+//! [`CallContext::state`] ([`StateBackend`]: where `state` lives). The server uses [`LiveHttp`]
+//! (reqwest, no redirects) and [`StoreState`] (the SQLite `kv` table, scoped to one integration
+//! and connector); `switchyard connector test` supplies a scripted `Outbound` and an in-memory
+//! `StateBackend`, fills the other public fields itself (settings, secrets, packages, callback URL,
+//! allowed hosts), and calls [`LoadedConnector`](crate::wasm::connector::LoadedConnector) exactly
+//! as the flow does — no network, no database. The checks that are policy, not transport (an
+//! absolute http(s) URL, an approved host, a valid method, the timeout cap, the timeline entry),
+//! stay in [`CallContext::send`] so the harness exercises them too.
+//!
+//! # Bounds
 //!
 //! Every byte a connector can make the host hold here is bounded ([`SandboxLimits`], applied
-//! through [`crate::wasm::quota`]) and every refusal is counted for the connector; outbound
-//! requests follow [`crate::wasm::policy`] (approved hosts and ports, resolved addresses checked).
+//! through [`crate::wasm::quota`]) and every refusal counted for the connector: request bodies and
+//! headers and IP literals in [`CallContext::send`], the response body streamed with a cap in
+//! [`LiveHttp`] (whose client checks resolved addresses, [`crate::wasm::policy`]), log size and
+//! rate in [`CallContext::log`], state key/value size and the integration's total in
+//! [`CallContext::state_set`]. A detached context (reading a manifest) refuses every import.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bindings::switchyard::connector::{config, log, outbound_http, state, types};
-use super::Invocation;
 use crate::config::limits::{bytes, SandboxLimits};
 use crate::config::{IntegrationConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
+use crate::wasm::connector::Package;
 use crate::wasm::policy::{self, HostEntry};
 use crate::wasm::quota::{self, CallBudget, Reservation};
 
-/// Everything an invocation may touch on behalf of one integration.
+/// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: Option<u32>,
+}
+
+/// A vendor's answer (WIT `types.http-response`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no response (WIT `outbound-http.http-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// The host is not approved for this integration.
+    Denied(String),
+    /// No answer within the timeout.
+    Timeout,
+    /// Connecting or reading failed.
+    Connection(String),
+    /// The request is malformed.
+    Invalid(String),
+}
+
+/// A log severity (WIT `log.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// A boxed future, for the object-safe traits below.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where an outbound request goes once [`CallContext::send`] has approved it: the network
+/// ([`LiveHttp`]) or, in the offline harness, a script.
+pub trait Outbound: Send + Sync {
+    /// Sends `request` (an absolute http(s) URL to an approved host, a valid method) and waits at
+    /// most `timeout` for the whole response.
+    fn send(
+        &self,
+        request: OutgoingRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
+}
+
+/// Where one integration's `state` of one connector lives: the store ([`StoreState`]) or, in the
+/// offline harness, memory. An error traps the call (the host cannot keep its promise of
+/// durability), it is not shown to the guest as a value.
+pub trait StateBackend: Send + Sync {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
+    /// Durable when it returns.
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Bytes (keys + values) held, not counting `key` (for the total quota). A backend that
+    /// cannot tell says 0 (then only the per-value cap applies).
+    fn usage_without(&self, _key: &str) -> anyhow::Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Everything an invocation may touch on behalf of one integration (see the module docs for how
+/// a harness builds one).
 pub struct CallContext {
     pub integration_id: String,
     pub connector_id: String,
     pub settings: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
-    pub packages: Vec<types::Package>,
+    pub packages: Vec<Package>,
     pub callback_url: String,
     /// `host` or `host:port` entries (no port: the scheme's default); anything else is denied.
     pub allowed_hosts: Vec<String>,
-    /// Whether resolved loopback addresses are allowed (simulators and tests only).
+    /// Whether loopback addresses may be reached (simulators and tests only).
     pub allow_loopback: bool,
-    /// None for calls outside any integration (reading a manifest): state is then unavailable.
-    pub store: Option<Store>,
-    pub http: reqwest::Client,
+    /// None for calls outside any integration (reading a manifest): `get` is then empty and
+    /// `set` traps.
+    pub state: Option<Arc<dyn StateBackend>>,
+    /// Where approved requests go.
+    pub http: Arc<dyn Outbound>,
+    /// Cap on one request's timeout (a connector may ask for less).
     pub http_timeout: Duration,
     pub timeline: Timeline,
     /// The sandbox's byte and rate bounds.
     pub limits: Arc<SandboxLimits>,
-    /// Where refusals are counted, per connector.
+    /// Where limits that bite are counted, per connector.
     pub metrics: Arc<Metrics>,
     /// This call's log budget.
     pub budget: CallBudget,
-    /// Outbound response bytes the integration holds right now (shared by its calls).
-    pub in_flight: Arc<AtomicUsize>,
-    /// A call outside any integration (`manifest`): imports are refused.
+    /// A call outside any integration (`manifest`): every import is refused.
     pub detached: bool,
 }
 
@@ -61,20 +155,21 @@ impl CallContext {
             callback_url: String::new(),
             allowed_hosts: Vec::new(),
             allow_loopback: false,
-            store: None,
-            http: reqwest::Client::new(),
+            state: None,
+            http: Arc::new(NoNetwork),
             http_timeout: Duration::from_secs(1),
             timeline: Timeline::default(),
             limits: Arc::new(SandboxLimits::default()),
             metrics: Arc::new(Metrics::default()),
             budget: CallBudget::default(),
-            in_flight: Arc::default(),
             detached: true,
         }
     }
 
-    /// The context for calls made for `integration` to connector `connector_id`, whose manifest
-    /// asks for `default_hosts`; the integration's `allowed_hosts` come on top of them.
+    /// The server's context for calls made for `integration` to connector `connector_id`: live
+    /// HTTP through `http`, state in `store`. The connector may call its manifest's hosts
+    /// (`default_hosts`) plus the integration's `allowed_hosts` (the union). Default limits: the
+    /// server sets its own with [`CallContext::with_sandbox`].
     #[allow(clippy::too_many_arguments)]
     pub fn for_integration(
         integration: &IntegrationConfig,
@@ -94,7 +189,7 @@ impl CallContext {
         let packages = integration
             .packages
             .iter()
-            .map(|p| types::Package {
+            .map(|p| Package {
                 name: p.name.clone(),
                 is_default: p.default,
                 params: p
@@ -104,8 +199,6 @@ impl CallContext {
                     .collect(),
             })
             .collect();
-        let mut allowed_hosts = default_hosts.to_vec();
-        allowed_hosts.extend(integration.allowed_hosts.iter().flatten().cloned());
         CallContext {
             integration_id: integration.id.clone(),
             connector_id: connector_id.to_string(),
@@ -113,31 +206,50 @@ impl CallContext {
             secrets: integration.secrets.clone(),
             packages,
             callback_url,
-            allowed_hosts,
+            allowed_hosts: default_hosts
+                .iter()
+                .chain(integration.allowed_hosts.iter().flatten())
+                .cloned()
+                .collect(),
             allow_loopback: integration.allow_loopback,
-            store: Some(store),
-            http,
+            state: Some(Arc::new(StoreState {
+                store,
+                integration: integration.id.clone(),
+                connector: connector_id.to_string(),
+            })),
+            http: Arc::new(LiveHttp::new(
+                http,
+                Arc::new(SandboxLimits::default()),
+                Arc::default(),
+            )),
             http_timeout,
             timeline,
             limits: Arc::new(SandboxLimits::default()),
             metrics: Arc::new(Metrics::default()),
             budget: CallBudget::default(),
-            in_flight: Arc::default(),
             detached: false,
         }
     }
 
-    /// The host's limits, metrics and the integration's in-flight counter.
+    /// The server's limits and metrics; `client` (the outbound client for the integration's
+    /// address policy) reads bodies within them, counting against `in_flight` (the integration's
+    /// response bytes held at once).
     pub fn with_sandbox(
         mut self,
         limits: Arc<SandboxLimits>,
         metrics: Arc<Metrics>,
+        client: reqwest::Client,
         in_flight: Arc<AtomicUsize>,
     ) -> CallContext {
+        self.http = Arc::new(LiveHttp::new(client, limits.clone(), in_flight));
         self.limits = limits;
         self.metrics = metrics;
-        self.in_flight = in_flight;
         self
+    }
+
+    /// Counts a limit (a `runtime.limits` setting's name) that bit this connector.
+    pub fn limited(&self, limit: &str) {
+        self.metrics.sandbox_limit(&self.connector_id, limit);
     }
 
     /// Whether `url` targets an approved host and port (an entry without a port allows only the
@@ -153,41 +265,21 @@ impl CallContext {
             .any(|e| e.matches(host, port, default))
     }
 
-    /// Counts a limit that bit this connector.
-    fn limited(&self, limit: &str) {
-        self.metrics.sandbox_limit(&self.connector_id, limit);
-    }
-}
-
-impl types::Host for Invocation {}
-
-impl outbound_http::Host for Invocation {
-    async fn send(
-        &mut self,
-        request: outbound_http::OutgoingRequest,
-    ) -> wasmtime::Result<Result<types::HttpResponse, outbound_http::HttpError>> {
-        use outbound_http::HttpError;
-        let ctx = &self.ctx;
-        if ctx.detached {
-            wasmtime::bail!("outbound-http is unavailable here (manifest calls no import)");
-        }
-        let limits = ctx.limits.clone();
+    /// `outbound-http.send`: checks the request against the integration's policy, then hands it
+    /// to [`CallContext::http`], and records the call (path only) on the timeline.
+    pub async fn send(&self, request: OutgoingRequest) -> Result<HttpResponse, HttpError> {
         let url = match reqwest::Url::parse(&request.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-            _ => {
-                return Ok(Err(HttpError::Invalid(
-                    "not an absolute http(s) URL".into(),
-                )))
-            }
+            _ => return Err(HttpError::Invalid("not an absolute http(s) URL".into())),
         };
         let host = url.host_str().unwrap_or("").to_string();
         let denied = |why: String| {
-            tracing::warn!(integration = %ctx.integration_id, connector = %ctx.connector_id,
+            tracing::warn!(integration = %self.integration_id, connector = %self.connector_id,
                 host = %host, reason = %why, "outbound request denied");
-            ctx.limited("outbound_policy");
-            Ok(Err(HttpError::Denied(why)))
+            self.limited("outbound_policy");
+            Err(HttpError::Denied(why))
         };
-        if !ctx.host_allowed(&url) {
+        if !self.host_allowed(&url) {
             return denied(format!(
                 "{host}:{} is not an approved host and port for this integration",
                 url.port_or_known_default().unwrap_or(0)
@@ -199,216 +291,152 @@ impl outbound_http::Host for Invocation {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .ok();
-        if let Some(range) = literal.and_then(|ip| policy::forbidden(ip, ctx.allow_loopback)) {
+        if let Some(range) = literal.and_then(|ip| policy::forbidden(ip, self.allow_loopback)) {
             return denied(format!("{host} is a {range} address"));
         }
-        if request.body.len() > limits.outbound_request_bytes {
-            ctx.limited("outbound_request_bytes");
-            return Ok(Err(HttpError::Invalid(format!(
+        let l = &self.limits;
+        if request.body.len() > l.outbound_request_bytes {
+            self.limited("outbound_request_bytes");
+            return Err(HttpError::Invalid(format!(
                 "request body of {} bytes exceeds the {} cap (runtime.limits.outbound_request_bytes)",
                 request.body.len(),
-                bytes(limits.outbound_request_bytes)
-            ))));
+                bytes(l.outbound_request_bytes)
+            )));
         }
-        if request.headers.len() > limits.outbound_request_headers {
-            ctx.limited("outbound_request_headers");
-            return Ok(Err(HttpError::Invalid(format!(
+        if request.headers.len() > l.outbound_request_headers {
+            self.limited("outbound_request_headers");
+            return Err(HttpError::Invalid(format!(
                 "{} request headers exceed the cap of {} (runtime.limits.outbound_request_headers)",
                 request.headers.len(),
-                limits.outbound_request_headers
-            ))));
+                l.outbound_request_headers
+            )));
         }
-        let Ok(method) = reqwest::Method::from_bytes(request.method.as_bytes()) else {
-            return Ok(Err(HttpError::Invalid("bad method".into())));
-        };
+        if reqwest::Method::from_bytes(request.method.as_bytes()).is_err() {
+            return Err(HttpError::Invalid("bad method".into()));
+        }
         let timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
-            .unwrap_or(ctx.http_timeout)
-            .min(ctx.http_timeout);
-        let mut builder = ctx
-            .http
-            .request(method.clone(), url.clone())
-            .timeout(timeout);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
+            .unwrap_or(self.http_timeout)
+            .min(self.http_timeout);
         // Log the path only: query strings may carry credentials.
         let shown = format!(
-            "{method} {}{}",
+            "{} {}{}",
+            request.method,
             url.origin().ascii_serialization(),
             url.path()
         );
-        let connection = |e: &reqwest::Error| match policy::refused_resolution(e) {
-            Some(why) => HttpError::Denied(why),
-            None if e.is_timeout() => HttpError::Timeout,
-            None => HttpError::Connection(quota::clip(&policy::describe(e), limits.error_bytes)),
-        };
-        let result = match builder.body(request.body).send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let all = resp.headers().len();
-                let headers: Vec<(String, String)> = resp
-                    .headers()
-                    .iter()
-                    .take(limits.outbound_response_headers)
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into(),
-                        )
-                    })
-                    .collect();
-                if all > headers.len() {
-                    ctx.limited("outbound_response_headers");
-                }
-                let mut reservation = Reservation::new(ctx.in_flight.clone());
-                match quota::read_body(resp, &limits, &mut reservation).await {
-                    Ok(body) => Ok(types::HttpResponse {
-                        status,
-                        headers,
-                        body,
-                    }),
-                    Err(quota::BodyError::TooLarge(why)) => {
-                        ctx.limited(if why.contains("outbound_integration_bytes") {
-                            "outbound_integration_bytes"
-                        } else {
-                            "outbound_response_bytes"
-                        });
-                        Err(HttpError::Invalid(why))
-                    }
-                    Err(quota::BodyError::Read(e)) => Err(connection(&e)),
-                }
+        let mut result = self.http.send(request, timeout).await;
+        match &mut result {
+            Ok(r) if r.headers.len() > l.outbound_response_headers => {
+                r.headers.truncate(l.outbound_response_headers);
+                self.limited("outbound_response_headers");
             }
-            Err(e) if e.is_builder() => Err(HttpError::Invalid(e.without_url().to_string())),
-            Err(e) => Err(connection(&e)),
-        };
+            Err(HttpError::Invalid(why)) if why.contains("runtime.limits.outbound_integration") => {
+                self.limited("outbound_integration_bytes")
+            }
+            Err(HttpError::Invalid(why)) if why.contains("runtime.limits.outbound_response") => {
+                self.limited("outbound_response_bytes")
+            }
+            _ => {}
+        }
         let outcome = match &result {
             Ok(r) => r.status.to_string(),
             Err(HttpError::Timeout) => "timeout".into(),
             Err(e) => format!("{e:?}"),
         };
-        ctx.timeline.emit(TimelineEvent::VendorCall {
-            integration: ctx.integration_id.clone(),
+        self.timeline.emit(TimelineEvent::VendorCall {
+            integration: self.integration_id.clone(),
             request: shown,
             outcome,
         });
-        Ok(result)
+        result
     }
-}
 
-impl config::Host for Invocation {
-    async fn integration_id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.ctx.integration_id.clone())
-    }
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.ctx.settings.get(&key).cloned())
-    }
-    async fn secret(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.ctx.secrets.get(&key).map(|s| s.expose().to_string()))
-    }
-    async fn packages(&mut self) -> wasmtime::Result<Vec<types::Package>> {
-        Ok(self.ctx.packages.clone())
-    }
-    async fn callback_url(&mut self) -> wasmtime::Result<String> {
-        Ok(self.ctx.callback_url.clone())
-    }
-}
-
-impl state::Host for Invocation {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        let ctx = &self.ctx;
-        match &ctx.store {
-            Some(store) => Ok(store.kv_get(&ctx.integration_id, &ctx.connector_id, &key)?),
+    /// `state.get`.
+    pub fn state_get(&self, key: &str) -> wasmtime::Result<Option<String>> {
+        match &self.state {
+            Some(state) => state.get(key).map_err(trap),
             None => Ok(None),
         }
     }
-    async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
-        let ctx = &self.ctx;
-        let Some(store) = &ctx.store else {
+
+    /// `state.set`. Over a cap the call traps (WIT `state`): a connector that cannot record its
+    /// intent must not go on to call the vendor.
+    pub fn state_set(&self, key: &str, value: &str) -> wasmtime::Result<()> {
+        let Some(state) = &self.state else {
             wasmtime::bail!("state is unavailable outside an integration");
         };
-        let l = &ctx.limits;
-        // Over a cap the call traps (WIT `state`): a connector that cannot record its intent
-        // must not go on to call the vendor.
+        let l = &self.limits;
         let refuse = |limit: &str, what: String| {
-            ctx.limited(limit);
-            tracing::warn!(integration = %ctx.integration_id, connector = %ctx.connector_id,
+            self.limited(limit);
+            tracing::warn!(integration = %self.integration_id, connector = %self.connector_id,
                 "state.set refused: {what}");
             Err(wasmtime::format_err!(
                 "state.set refused: {what} (runtime.limits.{limit})"
             ))
         };
         if key.len() > l.state_key_bytes {
-            return refuse(
-                "state_key_bytes",
-                format!(
-                    "a key of {} bytes exceeds {}",
-                    key.len(),
-                    bytes(l.state_key_bytes)
-                ),
+            let what = format!(
+                "a key of {} bytes exceeds {}",
+                key.len(),
+                bytes(l.state_key_bytes)
             );
+            return refuse("state_key_bytes", what);
         }
         if value.len() > l.state_value_bytes {
-            return refuse(
-                "state_value_bytes",
-                format!(
-                    "a value of {} bytes exceeds {}",
-                    value.len(),
-                    bytes(l.state_value_bytes)
-                ),
+            let what = format!(
+                "a value of {} bytes exceeds {}",
+                value.len(),
+                bytes(l.state_value_bytes)
             );
+            return refuse("state_value_bytes", what);
         }
-        let used = store.kv_usage(&ctx.integration_id, &ctx.connector_id, &key)?;
-        let total = used + (key.len() + value.len()) as u64;
+        let total = state.usage_without(key).map_err(trap)? + (key.len() + value.len()) as u64;
         if total > l.state_total_bytes as u64 {
-            return refuse(
-                "state_total_bytes",
-                format!(
-                    "the integration's state would hold {total} bytes, over its {} quota",
-                    bytes(l.state_total_bytes)
-                ),
+            let what = format!(
+                "the integration's state would hold {total} bytes, over its {} quota",
+                bytes(l.state_total_bytes)
             );
+            return refuse("state_total_bytes", what);
         }
-        Ok(store.kv_set(&ctx.integration_id, &ctx.connector_id, &key, &value)?)
+        state.set(key, value).map_err(trap)
     }
-    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        let ctx = &self.ctx;
-        match &ctx.store {
-            Some(store) => Ok(store.kv_delete(&ctx.integration_id, &ctx.connector_id, &key)?),
+
+    /// `state.delete`.
+    pub fn state_delete(&self, key: &str) -> wasmtime::Result<()> {
+        match &self.state {
+            Some(state) => state.delete(key).map_err(trap),
             None => Ok(()),
         }
     }
-}
 
-/// Longest log field key or value.
-const LOG_FIELD_BYTES: usize = 256;
-
-impl log::Host for Invocation {
-    async fn log(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
+    /// `log.log`: into the host's log, tagged; warnings and errors also on the timeline. The
+    /// message is cut at `log_message_bytes`, fields beyond `log_fields` dropped, lines beyond
+    /// `log_lines_per_call` dropped and counted. Refused (a trap) during `manifest`.
+    pub fn log(
+        &self,
+        level: LogLevel,
+        message: &str,
+        fields: &[(String, String)],
     ) -> wasmtime::Result<()> {
-        let ctx = &self.ctx;
-        if ctx.detached {
+        if self.detached {
             wasmtime::bail!("log is unavailable during manifest (manifest calls no import)");
         }
-        let l = &ctx.limits;
-        if !ctx.budget.take_log_line(l.log_lines_per_call) {
-            ctx.limited("log_lines_per_call");
-            if ctx.budget.log_dropped() == 1 {
-                tracing::warn!(connector = %ctx.connector_id, integration = %ctx.integration_id,
+        let l = &self.limits;
+        if !self.budget.take_log_line(l.log_lines_per_call) {
+            self.limited("log_lines_per_call");
+            if self.budget.log_dropped() == 1 {
+                tracing::warn!(connector = %self.connector_id, integration = %self.integration_id,
                     "connector log limit reached: {} lines in this call; further lines dropped (runtime.limits.log_lines_per_call)",
                     l.log_lines_per_call);
             }
             return Ok(());
         }
         if message.len() > l.log_message_bytes || fields.len() > l.log_fields {
-            ctx.limited("log_message_bytes");
+            self.limited("log_message_bytes");
         }
-        let message = quota::clip(&message, l.log_message_bytes);
+        let message = quota::clip(message, l.log_message_bytes);
         let fields = fields
             .iter()
             .take(l.log_fields)
@@ -423,24 +451,154 @@ impl log::Host for Invocation {
             .join(" ");
         macro_rules! emit {
             ($lvl:ident) => {
-                tracing::$lvl!(connector = %ctx.connector_id, integration = %ctx.integration_id,
+                tracing::$lvl!(connector = %self.connector_id, integration = %self.integration_id,
                     fields = %fields, "{message}")
             };
         }
         match level {
-            log::Level::Trace => emit!(trace),
-            log::Level::Debug => emit!(debug),
-            log::Level::Info => emit!(info),
-            log::Level::Warn => emit!(warn),
-            log::Level::Error => emit!(error),
+            LogLevel::Trace => emit!(trace),
+            LogLevel::Debug => emit!(debug),
+            LogLevel::Info => emit!(info),
+            LogLevel::Warn => emit!(warn),
+            LogLevel::Error => emit!(error),
         }
-        if matches!(level, log::Level::Warn | log::Level::Error) {
-            ctx.timeline.emit(TimelineEvent::ConnectorLog {
-                integration: ctx.integration_id.clone(),
+        if matches!(level, LogLevel::Warn | LogLevel::Error) {
+            self.timeline.emit(TimelineEvent::ConnectorLog {
+                integration: self.integration_id.clone(),
                 message: format!("{message} {fields}").trim().to_string(),
             });
         }
         Ok(())
+    }
+}
+
+/// Longest log field key or value.
+const LOG_FIELD_BYTES: usize = 256;
+
+fn trap(e: anyhow::Error) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("{e:#}"))
+}
+
+/// No network at all (reading a manifest): every request is denied.
+struct NoNetwork;
+
+impl Outbound for NoNetwork {
+    fn send(
+        &self,
+        _: OutgoingRequest,
+        _: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        Box::pin(async {
+            Err(HttpError::Denied(
+                "no network outside an integration".into(),
+            ))
+        })
+    }
+}
+
+/// The server's outbound HTTP: reqwest with a client of [`policy::OutboundClients`] (no
+/// redirects, no proxies, resolved addresses checked), the body read in chunks up to the caps.
+pub struct LiveHttp {
+    pub client: reqwest::Client,
+    limits: Arc<SandboxLimits>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl LiveHttp {
+    /// `in_flight`: the integration's response bytes held at once (shared by its calls).
+    pub fn new(
+        client: reqwest::Client,
+        limits: Arc<SandboxLimits>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> LiveHttp {
+        LiveHttp {
+            client,
+            limits,
+            in_flight,
+        }
+    }
+}
+
+/// A reqwest error as the guest sees it: a refused resolution is `denied`; no URL in the text.
+fn http_error(e: &reqwest::Error, limits: &SandboxLimits) -> HttpError {
+    match policy::refused_resolution(e) {
+        Some(why) => HttpError::Denied(why),
+        None if e.is_timeout() => HttpError::Timeout,
+        None => HttpError::Connection(quota::clip(&policy::describe(e), limits.error_bytes)),
+    }
+}
+
+impl Outbound for LiveHttp {
+    fn send(
+        &self,
+        request: OutgoingRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        Box::pin(async move {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes())
+                .map_err(|_| HttpError::Invalid("bad method".into()))?;
+            let mut builder = self.client.request(method, &request.url).timeout(timeout);
+            for (name, value) in &request.headers {
+                builder = builder.header(name, value);
+            }
+            let resp = match builder.body(request.body).send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_builder() => {
+                    return Err(HttpError::Invalid(e.without_url().to_string()))
+                }
+                Err(e) => return Err(http_error(&e, &self.limits)),
+            };
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .take(self.limits.outbound_response_headers + 1)
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into(),
+                    )
+                })
+                .collect();
+            let mut reservation = Reservation::new(self.in_flight.clone());
+            match quota::read_body(resp, &self.limits, &mut reservation).await {
+                Ok(body) => Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                }),
+                Err(quota::BodyError::TooLarge(why)) => Err(HttpError::Invalid(why)),
+                Err(quota::BodyError::Read(e)) => Err(http_error(&e, &self.limits)),
+            }
+        })
+    }
+}
+
+/// The server's `state`: the store's `kv` table, scoped to one integration and connector.
+pub struct StoreState {
+    pub store: Store,
+    pub integration: String,
+    pub connector: String,
+}
+
+impl StateBackend for StoreState {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.store.kv_get(&self.integration, &self.connector, key)?)
+    }
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        Ok(self
+            .store
+            .kv_set(&self.integration, &self.connector, key, value)?)
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        Ok(self
+            .store
+            .kv_delete(&self.integration, &self.connector, key)?)
+    }
+    fn usage_without(&self, key: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .store
+            .kv_usage(&self.integration, &self.connector, key)?)
     }
 }
 
@@ -463,5 +621,51 @@ mod tests {
         assert!(!ok("http://127.0.0.1:4001/x"));
         assert!(!ok("https://evil.example/x"));
         assert!(!ok("https://api.certn.co.evil.example/x"));
+    }
+
+    /// A scripted transport, as the offline harness would supply: policy still applies first.
+    struct Script;
+    impl Outbound for Script {
+        fn send(
+            &self,
+            r: OutgoingRequest,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+            Box::pin(async move {
+                Ok(HttpResponse {
+                    status: 201,
+                    headers: vec![],
+                    body: r.url.into_bytes(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_supplied_transport_gets_only_approved_requests() {
+        let mut ctx = CallContext::detached();
+        ctx.http = Arc::new(Script);
+        ctx.allowed_hosts = vec!["vendor.example".into()];
+        let req = |url: &str| OutgoingRequest {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            timeout_ms: None,
+        };
+        let ok = ctx
+            .send(req("https://vendor.example/orders"))
+            .await
+            .unwrap();
+        assert_eq!(ok.status, 201);
+        assert_eq!(ok.body, b"https://vendor.example/orders");
+        assert!(matches!(
+            ctx.send(req("https://other.example/")).await,
+            Err(HttpError::Denied(_))
+        ));
+        assert!(matches!(
+            ctx.send(req("/relative")).await,
+            Err(HttpError::Invalid(_))
+        ));
     }
 }
