@@ -9,6 +9,9 @@
 //! - `switchyard_sandbox_limits_total{connector,limit}` — times a sandbox limit bit a connector
 //!   (`limit` is the `runtime.limits` setting's name, e.g. `outbound_response_bytes`,
 //!   `log_lines_per_call` counts every dropped line).
+//! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
+//!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
+//!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
 
 use std::time::Duration;
 
@@ -66,6 +69,12 @@ pub struct Metrics {
     dead_letters: Counter,
     queue_depth: Gauge,
     limits: Family<LimitLabels, Counter>,
+    lever_oauth: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -108,8 +117,15 @@ impl Default for Metrics {
             "Times a sandbox limit bit a connector, by connector and limit",
             limits.clone(),
         );
+        let lever_oauth = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "lever_oauth",
+            "Lever OAuth steps by outcome",
+            lever_oauth.clone(),
+        );
         Metrics {
             limits,
+            lever_oauth,
             registry,
             webhooks,
             invocations,
@@ -170,6 +186,15 @@ impl Metrics {
     /// An event attempt failed and was scheduled again.
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    /// A Lever OAuth step happened (see the module doc for the outcomes).
+    pub fn lever_oauth(&self, outcome: &str) {
+        self.lever_oauth
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// An event was dead-lettered.

@@ -59,6 +59,7 @@ async fn handle(app: &Arc<App>, event: Event) {
         w.max_attempts
     };
     let (state, error, version, retry_at, outcome) = match result {
+        Ok(Outcome::Parked(why)) => return park(app, &event, &why),
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
             EventState::Skipped,
@@ -126,6 +127,20 @@ async fn handle(app: &Arc<App>, event: Event) {
     ) {
         // The lease will expire and the event be retried: nothing is lost.
         tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event");
+    }
+}
+
+/// Parks an event of a disconnected integration (see [`Outcome::Parked`]).
+fn park(app: &App, event: &Event, why: &str) {
+    tracing::warn!(event = event.id, integration = %event.integration, "parked: {why}");
+    app.timeline.emit(TimelineEvent::EventFinished {
+        integration: event.integration.clone(),
+        event_id: event.id,
+        outcome: format!("parked: {why}"),
+    });
+    if let Err(e) = app.store.park_event(event.id, why) {
+        // The lease will expire and the event be claimed (and parked) again: nothing is lost.
+        tracing::error!(event = event.id, error = %e, "cannot park an event");
     }
 }
 

@@ -13,6 +13,7 @@
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
 
 pub mod admin;
+pub mod oauth;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -221,6 +222,7 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
+        conn.execute_batch(crate::store::oauth::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })
