@@ -543,7 +543,7 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
         "id": "gem-jf", "connector": "justifacts",
         "ats": {"kind": "gem", "webhook_url": gem.sim.webhook_url(),
                 "webhook_secret": setup.webhook_secret},
-        "allowed_hosts": [jf_host],
+        "allowed_hosts": [jf_host], "allow_loopback": true,
         "settings": {"api-base": jf.api_base(), "client-code": jf.client_code()},
         "secrets": {"api-key": jf.api_key(), "webhook-secret": jf.webhook_secret()},
         "packages": [{"name": "Standard BGC", "default": true, "params": {"package-code": "13558"}},

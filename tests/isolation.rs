@@ -117,6 +117,7 @@ path = "{db}"
 [runtime]
 connectors_dir = "{connectors}"
 timeout_ms = 5000
+approved_hosts = {hosts:?}
 [worker]
 retry_base_ms = 200
 retry_max_ms = 1000
@@ -126,6 +127,7 @@ lease_secs = 2
 id = "{id}"
 connector = "certn"
 allowed_hosts = {hosts:?}
+allow_loopback = true
 [integrations.ats]
 kind = "lever"
 api_base = "{lever_base}"

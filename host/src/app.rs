@@ -10,10 +10,14 @@ use tokio::sync::Notify;
 
 use crate::ats::lever::oauth::LeverOAuth;
 use crate::ats::{Ats, AtsCx};
+use crate::config::limits::SandboxLimits;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
 use crate::store::Store;
 use crate::timeline::Timeline;
-use crate::wasm::connector::LoadedConnector;
+use crate::wasm::connector::{CallError, LoadedConnector};
+use crate::wasm::policy::OutboundClients;
+use crate::wasm::pool::GuestPool;
+use crate::wasm::quota::InFlight;
 use crate::wasm::registry::Registry;
 use crate::wasm::runtime::CallContext;
 
@@ -64,6 +68,34 @@ pub struct App {
     pub(crate) integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
     /// Serializes the admin API's read-modify-write of integrations (no lost updates).
     pub integration_edits: tokio::sync::Mutex<()>,
+    /// Where connector calls run (never on the HTTP threads), with bounded concurrency.
+    pub guests: GuestPool,
+    /// The HTTP clients of connectors' outbound requests (address checks at connect time).
+    pub outbound: OutboundClients,
+    /// Outbound response bytes held per integration.
+    pub in_flight: InFlight,
+    /// `config.runtime.limits`, shared with every call.
+    pub limits: Arc<SandboxLimits>,
+}
+
+/// The parts of [`App`] that only the sandbox uses, built from the config.
+pub struct Sandbox {
+    pub guests: GuestPool,
+    pub outbound: OutboundClients,
+    pub in_flight: InFlight,
+    pub limits: Arc<SandboxLimits>,
+}
+
+impl Sandbox {
+    pub fn new(config: &Config) -> anyhow::Result<Sandbox> {
+        let limits = config.runtime.limits.clone();
+        Ok(Sandbox {
+            guests: GuestPool::new(&limits)?,
+            outbound: OutboundClients::new()?,
+            in_flight: InFlight::default(),
+            limits: Arc::new(limits),
+        })
+    }
 }
 
 impl App {
@@ -138,22 +170,74 @@ impl App {
         }
     }
 
-    /// The sandbox context for calls to `connector` on behalf of `integration`.
+    /// The sandbox context for calls to `connector` on behalf of `integration`. Entries of the
+    /// integration's `allowed_hosts` that the operator no longer approves (a stored integration
+    /// after a connector change) are left out.
     pub fn call_context(
         &self,
         integration: &Integration,
         connector: &LoadedConnector,
     ) -> Arc<CallContext> {
-        Arc::new(CallContext::for_integration(
-            &integration.config,
+        let mut config = integration.config.clone();
+        let approved = &self.config.runtime.approved_hosts;
+        let manifest = &connector.manifest.outbound_hosts;
+        if let Some(hosts) = &mut config.allowed_hosts {
+            hosts.retain(|h| {
+                crate::wasm::policy::check_allowed(
+                    std::slice::from_ref(h),
+                    approved,
+                    manifest,
+                    config.allow_loopback,
+                )
+                .is_ok()
+            });
+        }
+        let ctx = CallContext::for_integration(
+            &config,
             &connector.manifest.id,
-            &connector.manifest.outbound_hosts,
+            manifest,
             self.callback_url(&integration.config.id),
             self.store.clone(),
             self.http.clone(),
             Duration::from_millis(self.config.runtime.http_timeout_ms),
             self.timeline.clone(),
-        ))
+        )
+        .with_sandbox(
+            self.limits.clone(),
+            self.registry.runtime().metrics().clone(),
+            self.outbound.for_policy(config.allow_loopback),
+            self.in_flight.of(&integration.config.id),
+        );
+        Arc::new(ctx)
+    }
+
+    /// Whether `config.allowed_hosts` are approved: in `runtime.approved_hosts` or the serving
+    /// connector manifest's `outbound-hosts` (only the former when the connector is not loaded).
+    pub fn check_hosts(&self, config: &IntegrationConfig) -> Result<(), String> {
+        let manifest = self
+            .registry
+            .get(&config.connector)
+            .map(|c| c.manifest.outbound_hosts.clone())
+            .unwrap_or_default();
+        crate::wasm::policy::check_allowed(
+            config.allowed_hosts.as_deref().unwrap_or_default(),
+            &self.config.runtime.approved_hosts,
+            &manifest,
+            config.allow_loopback,
+        )
+    }
+
+    /// Runs a connector call for `integration` on the guest pool (see [`crate::wasm::pool`]);
+    /// no free slot in time → a transient error (the event is retried, a callback gets 503).
+    pub async fn guest_call<R, F>(&self, integration: &str, call: F) -> Result<R, CallError>
+    where
+        F: std::future::Future<Output = Result<R, CallError>> + Send + 'static,
+        R: Send + 'static,
+    {
+        match self.guests.run(integration, call).await {
+            Ok(result) => result,
+            Err(busy) => Err(CallError::Transient(format!("{busy}, retry later"))),
+        }
     }
 
     /// Where the ATS sends this integration's webhooks (the seeds' "webhook URL"), for an ATS

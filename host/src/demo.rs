@@ -276,6 +276,16 @@ impl Stack {
             }
             None => None,
         };
+        // The operator approves the simulators' addresses.
+        let mut runtime = opts.runtime;
+        for host in integrations
+            .iter()
+            .flat_map(|i| i.allowed_hosts.iter().flatten())
+        {
+            if !runtime.approved_hosts.contains(host) {
+                runtime.approved_hosts.push(host.clone());
+            }
+        }
         let config = Config {
             server: ServerConfig {
                 listen: addr.to_string(),
@@ -284,7 +294,7 @@ impl Stack {
             storage: StorageConfig {
                 path: opts.data_dir.join("switchyard.db"),
             },
-            runtime: opts.runtime,
+            runtime,
             worker: opts.worker,
             integrations,
             ..Config::default()
@@ -435,6 +445,8 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
             trigger_stage: w.trigger.map(str::to_string),
         }),
         allowed_hosts: Some(vec![host_of(w.vendor_base)]),
+        // The simulators listen on loopback.
+        allow_loopback: true,
         settings,
         secrets: w
             .secrets
@@ -469,6 +481,7 @@ async fn gem_integration(
             previous_secret_expires_at: setup.previous.as_ref().map(|(_, t)| *t),
         }),
         allowed_hosts: Some(vec![host_of(&team.api_base())]),
+        allow_loopback: true,
         settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(team.api_base()))]),
         secrets: BTreeMap::from([
             ("api-key".to_string(), Secret::new(team.api_key())),

@@ -6,6 +6,9 @@
 //! - `switchyard_invocation_seconds{connector,version}` — latency histogram of connector calls.
 //! - `switchyard_event_retries_total`, `switchyard_dead_letters_total`.
 //! - `switchyard_queue_depth` — events queued or running (read from the store when scraped).
+//! - `switchyard_sandbox_limits_total{connector,limit}` — times a sandbox limit bit a connector
+//!   (`limit` is the `runtime.limits` setting's name, e.g. `outbound_response_bytes`,
+//!   `log_lines_per_call` counts every dropped line).
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
 //!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
 //!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
@@ -43,6 +46,12 @@ struct InvocationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    connector: String,
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     connector: String,
     version: String,
@@ -59,6 +68,7 @@ pub struct Metrics {
     retries: Counter,
     dead_letters: Counter,
     queue_depth: Gauge,
+    limits: Family<LimitLabels, Counter>,
     lever_oauth: Family<OutcomeLabels, Counter>,
 }
 
@@ -101,6 +111,12 @@ impl Default for Metrics {
             "Events queued or running",
             queue_depth.clone(),
         );
+        let limits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "sandbox_limits",
+            "Times a sandbox limit bit a connector, by connector and limit",
+            limits.clone(),
+        );
         let lever_oauth = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "lever_oauth",
@@ -108,6 +124,7 @@ impl Default for Metrics {
             lever_oauth.clone(),
         );
         Metrics {
+            limits,
             lever_oauth,
             registry,
             webhooks,
@@ -154,6 +171,16 @@ impl Metrics {
                 version: version.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A sandbox limit (a `runtime.limits` setting's name) bit connector `connector`.
+    pub fn sandbox_limit(&self, connector: &str, limit: &str) {
+        self.limits
+            .get_or_create(&LimitLabels {
+                connector: connector.into(),
+                limit: limit.into(),
+            })
+            .inc();
     }
 
     /// An event attempt failed and was scheduled again.

@@ -44,6 +44,28 @@ fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<Int
     Ok(all.into_values().collect())
 }
 
+/// Refuses to start when a config-file integration's `allowed_hosts` are not approved
+/// (`runtime.approved_hosts` plus the serving connector manifest's `outbound-hosts`).
+fn check_outbound_policy(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+    for i in &config.integrations {
+        let manifest = registry
+            .get(&i.connector)
+            .map(|c| c.manifest.outbound_hosts.clone())
+            .unwrap_or_default();
+        crate::wasm::policy::check_allowed(
+            i.allowed_hosts.as_deref().unwrap_or_default(),
+            &config.runtime.approved_hosts,
+            &manifest,
+            i.allow_loopback,
+        )
+        .map_err(|problem| crate::config::ConfigError::Integration {
+            integration: i.id.clone(),
+            problem,
+        })?;
+    }
+    Ok(())
+}
+
 /// A running host: its address and a way to stop it.
 pub struct RunningHost {
     pub addr: SocketAddr,
@@ -81,13 +103,15 @@ pub async fn start_on(
         config.runtime.caps(),
         Some(cache),
     )?;
-    let registry = Arc::new(Registry::new(runtime));
+    let registry = Arc::new(Registry::new(runtime).with_limits(config.runtime.limits.clone()));
     if config.runtime.connectors_dir.exists() {
         registry.load_dir(&config.runtime.connectors_dir).await?;
     } else {
         tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
     }
     crate::wasm::deploy::restore(&registry, &store, &config).await;
+    check_outbound_policy(&config, &registry)?;
+    let sandbox = crate::app::Sandbox::new(&config)?;
     let addr = listener.local_addr()?;
     // No redirects: a redirect could lead a connector's request to an unapproved host.
     let http = reqwest::Client::builder()
@@ -119,6 +143,10 @@ pub async fn start_on(
         wake: Notify::new(),
         integrations: RwLock::new(integrations),
         integration_edits: tokio::sync::Mutex::new(()),
+        guests: sandbox.guests,
+        outbound: sandbox.outbound,
+        in_flight: sandbox.in_flight,
+        limits: sandbox.limits,
     });
     for integration in app
         .integrations

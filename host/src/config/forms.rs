@@ -39,6 +39,8 @@ pub struct IntegrationInput {
     pub enabled: Option<bool>,
     pub ats: Option<AtsInput>,
     pub allowed_hosts: Option<Vec<String>>,
+    /// Lets the connector reach loopback addresses (simulators, tests).
+    pub allow_loopback: Option<bool>,
     pub settings: Option<BTreeMap<String, serde_json::Value>>,
     pub secrets: Option<BTreeMap<String, Option<String>>>,
     pub packages: Option<Vec<PackageConfig>>,
@@ -158,6 +160,7 @@ impl IntegrationInput {
             enabled: true,
             ats,
             allowed_hosts: None,
+            allow_loopback: false,
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
             packages: Vec::new(),
@@ -239,6 +242,9 @@ impl IntegrationInput {
         if let Some(hosts) = self.allowed_hosts {
             next.allowed_hosts = Some(hosts);
         }
+        if let Some(lo) = self.allow_loopback {
+            next.allow_loopback = lo;
+        }
         if let Some(settings) = self.settings {
             next.settings = settings
                 .into_iter()
@@ -307,6 +313,7 @@ pub struct IntegrationView {
     pub enabled: bool,
     pub ats: AtsView,
     pub allowed_hosts: Option<Vec<String>>,
+    pub allow_loopback: bool,
     pub settings: BTreeMap<String, toml::Value>,
     /// Names of the secrets that are set (values are write-only).
     pub secrets: Vec<String>,
@@ -389,6 +396,7 @@ impl IntegrationView {
             enabled: c.enabled,
             ats,
             allowed_hosts: c.allowed_hosts.clone(),
+            allow_loopback: c.allow_loopback,
             settings: c.settings.clone(),
             secrets: c.secrets.keys().cloned().collect(),
             packages: c.packages.clone(),
@@ -412,6 +420,7 @@ struct Stored<'a> {
     enabled: bool,
     ats: StoredAts<'a>,
     allowed_hosts: &'a Option<Vec<String>>,
+    allow_loopback: bool,
     settings: &'a BTreeMap<String, toml::Value>,
     secrets: BTreeMap<&'a str, &'a str>,
     packages: &'a [PackageConfig],
@@ -461,6 +470,7 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
         enabled: c.enabled,
         ats,
         allowed_hosts: &c.allowed_hosts,
+        allow_loopback: c.allow_loopback,
         settings: &c.settings,
         secrets: c
             .secrets

@@ -5,6 +5,7 @@
 //! either way they are held in [`Secret`], whose `Debug` never prints the value.
 
 pub mod forms;
+pub mod limits;
 pub mod rules;
 
 pub use rules::RuleConfig;
@@ -37,6 +38,8 @@ pub enum ConfigError {
     MissingEnv(String),
     #[error("server.admin_token must be at least 16 characters")]
     AdminToken,
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// A secret value (API key, signing token). Never printed by `Debug`, never serialized in clear.
@@ -251,9 +254,13 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Cap on one outbound HTTP request made by a connector.
     pub http_timeout_ms: u64,
-    /// Outbound hosts an operator approves for *new* connector versions (uploads, `--watch`): a new
-    /// version may ask in its manifest only for these and for the hosts of the version it replaces.
+    /// Outbound hosts (`name` or `name:port`) the operator approves. A new connector version
+    /// (upload, `--watch`) may ask in its manifest only for these and the hosts of the version it
+    /// replaces; an integration's `allowed_hosts` must be among these or the serving manifest's
+    /// `outbound-hosts`.
     pub approved_hosts: Vec<String>,
+    /// Byte, rate and concurrency bounds of the sandbox (see SECURITY.md).
+    pub limits: limits::SandboxLimits,
     /// Watch `connectors_dir` and deploy new or changed files (`serve --watch` sets it).
     pub watch: bool,
 }
@@ -279,6 +286,7 @@ impl Default for RuntimeConfig {
             max_instances: 32,
             http_timeout_ms: 15_000,
             approved_hosts: Vec::new(),
+            limits: limits::SandboxLimits::default(),
             watch: false,
         }
     }
@@ -329,9 +337,15 @@ pub struct IntegrationConfig {
     pub enabled: bool,
     /// The ATS side.
     pub ats: AtsConfig,
-    /// Hosts (`name` or `name:port`) the connector may call; defaults to its manifest's list.
+    /// Hosts (`name` or `name:port`; no port = the scheme's default) the connector may call on
+    /// top of its manifest's `outbound-hosts`. Each must be approved by the operator:
+    /// in `runtime.approved_hosts` or the serving connector's manifest.
     #[serde(default)]
     pub allowed_hosts: Option<Vec<String>>,
+    /// Lets the connector reach loopback addresses (127.0.0.0/8, ::1): for local simulators and
+    /// tests only. Every other internal address stays refused.
+    #[serde(default)]
+    pub allow_loopback: bool,
     /// Non-secret connector settings (`config.get`). Non-string values are passed as JSON.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,
@@ -495,6 +509,7 @@ impl Config {
 
     /// Resolves secrets and checks invariants that serde cannot express.
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
+        self.runtime.limits.check().map_err(ConfigError::Runtime)?;
         if let Some(token) = &mut self.server.admin_token {
             token.resolve()?;
             if token.expose().len() < 16 {
@@ -602,6 +617,22 @@ impl IntegrationConfig {
                             .into(),
                     );
                 }
+            }
+        }
+        for entry in self.allowed_hosts.iter().flatten() {
+            let parsed = crate::wasm::policy::HostEntry::parse(entry)?;
+            let internal = parsed
+                .ip()
+                .and_then(|ip| crate::wasm::policy::forbidden(ip, self.allow_loopback));
+            if let Some(range) = internal {
+                return Err(format!(
+                    "allowed_hosts entry `{entry}` is a {range} address{}",
+                    if range == "loopback" {
+                        " (set allow_loopback = true for a local simulator)"
+                    } else {
+                        ""
+                    }
+                ));
             }
         }
         let defaults = self.packages.iter().filter(|p| p.default).count();

@@ -258,14 +258,27 @@ async fn start(
 async fn start_screening(
     app: &App,
     integration: &Integration,
-    connector: &LoadedConnector,
+    connector: &Arc<LoadedConnector>,
     request: &ScreeningRequest,
 ) -> Result<crate::wasm::connector::Started, FlowError> {
     let ctx = app.call_context(integration, connector);
-    connector
-        .start_screening(app.registry.runtime(), ctx, request)
+    let runtime = app.registry.runtime().clone();
+    let (called, request) = (connector.clone(), request.clone());
+    let started = app
+        .guest_call(&integration.config.id, async move {
+            called.start_screening(&runtime, ctx, &request).await
+        })
         .await
-        .map_err(call_failed)
+        .map_err(|e| call_failed(app, e))?;
+    // What the connector returns is stored and shown: bounded like a callback's updates.
+    crate::wasm::quota::check_status(&started.status, &app.limits).map_err(|reason| {
+        app.registry
+            .runtime()
+            .metrics()
+            .sandbox_limit(&connector.manifest.id, "status_field_bytes");
+        FlowError::new(format!("start-screening returned {reason}"), false)
+    })?;
+    Ok(started)
 }
 
 async fn vendor_status(
@@ -363,6 +376,9 @@ fn record_status(
     Ok(())
 }
 
-fn call_failed(e: CallError) -> FlowError {
-    FlowError::new(e.to_string(), e.retryable())
+/// A failed connector call as a flow error; the connector's text is cut to
+/// `runtime.limits.error_bytes` (it is stored on the event and logged).
+fn call_failed(app: &App, e: CallError) -> FlowError {
+    let text = crate::wasm::quota::clip(&e.to_string(), app.limits.error_bytes);
+    FlowError::new(text, e.retryable())
 }

@@ -91,10 +91,13 @@ async fn list_packages(
         .connector(integration)
         .map_err(|e| reject(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let ctx = app.call_context(integration, &connector);
-    connector
-        .list_packages(app.registry.runtime(), ctx)
-        .await
-        .map_err(|e| {
+    let runtime = app.registry.runtime().clone();
+    let called = connector.clone();
+    app.guest_call(&integration.config.id, async move {
+        called.list_packages(&runtime, ctx).await
+    })
+    .await
+    .map_err(|e| {
             tracing::error!(integration = %integration.config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
             reject(StatusCode::BAD_GATEWAY, format!("the connector cannot list packages: {e}"))
         })

@@ -8,26 +8,31 @@
 //!   body → 409. A redelivery of an accepted webhook → 200 `duplicate`, stored once. A test ping
 //!   → 200, nothing stored.
 //! - `ANY /hooks/{integration}/vendor[/...]`: vendor callbacks, handed raw to the integration's
-//!   connector, which verifies the vendor's signature and chooses the response. Its status updates
-//!   are committed before that response is returned.
+//!   connector (run on the guest pool, never on the HTTP threads), which verifies the vendor's
+//!   signature and chooses status, safe headers and body of the reply; the host builds the reply
+//!   ([`super::reply`]). Its status updates (at most `runtime.limits.callback_updates`, each
+//!   bounded) are committed in one transaction before the reply. No free connector slot → 503
+//!   with `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::error;
+use super::{error, reply};
 use crate::app::App;
 use crate::ats::{Ats, Intake, Rejection};
 use crate::flow::{VendorStatus, VENDOR_CALLBACK, VENDOR_STATUS};
 use crate::store::{now_ms, Enqueued};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::RawHttp;
+use crate::wasm::quota::{check_updates, clip};
 
 /// `POST /hooks/{integration}/{source}`: an ATS webhook.
 pub async fn ats(
@@ -167,7 +172,9 @@ fn rejection_label(status: StatusCode) -> &'static str {
     }
 }
 
-/// `ANY /hooks/{integration}/vendor[/...]`: a vendor callback.
+/// `ANY /hooks/{integration}/vendor[/...]`: a vendor callback. The connector runs on the guest
+/// pool (never on this thread); its updates are checked against the limits and committed in one
+/// transaction before the reply, which the host builds ([`super::reply`]).
 pub async fn vendor(
     State(app): State<Arc<App>>,
     Path(params): Path<HashMap<String, String>>,
@@ -211,48 +218,75 @@ pub async fn vendor(
     };
     let ctx = app.call_context(&integration, &connector);
     let version = connector.version_tag();
-    let (response, updates) = match connector
-        .handle_callback(app.registry.runtime(), ctx, request)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            // The vendor retries on 5xx; the failure is recorded with its reason for operators.
-            tracing::error!(integration = %id, connector = %version, error = %e, "callback handling failed");
-            let summary = json!({
-                "method": method.as_str(),
-                "path": uri.path(),
-                "body": String::from_utf8_lossy(&body),
-            });
-            if let Err(store_error) = app.store.record_failure(
-                &id,
-                VENDOR_CALLBACK,
-                &summary.to_string(),
-                &e.to_string(),
-                &version,
-            ) {
-                tracing::error!(error = %store_error, "cannot record the failed callback");
-            }
-            app.timeline.emit(TimelineEvent::CallbackHandled {
-                integration: id.clone(),
-                status: 500,
-                updates: 0,
-            });
-            metrics.webhook("vendor", "connector_failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("connector failed: {e}"),
+    let limits = app.limits.clone();
+    let runtime = app.registry.runtime().clone();
+    let called = connector.clone();
+    let outcome = app
+        .guests
+        .run(&id, async move {
+            called.handle_callback(&runtime, ctx, request).await
+        })
+        .await;
+    let failed = |reason: String, limit: Option<&str>| {
+        // The vendor retries on 5xx; the failure is recorded with its reason for operators.
+        let reason = clip(&reason, limits.error_bytes);
+        if let Some(limit) = limit {
+            metrics.sandbox_limit(&connector.manifest.id, limit);
+        }
+        tracing::error!(integration = %id, connector = %version, error = %reason, "callback handling failed");
+        let summary = json!({
+            "method": method.as_str(),
+            "path": uri.path(),
+            "body": String::from_utf8_lossy(&body),
+        });
+        if let Err(store_error) = app.store.record_failure(
+            &id,
+            VENDOR_CALLBACK,
+            &summary.to_string(),
+            &reason,
+            &version,
+        ) {
+            tracing::error!(error = %store_error, "cannot record the failed callback");
+        }
+        app.timeline.emit(TimelineEvent::CallbackHandled {
+            integration: id.clone(),
+            status: 500,
+            updates: 0,
+        });
+        metrics.webhook("vendor", "connector_failed");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("connector failed: {reason}"),
+        )
+    };
+    let (response, updates) = match outcome {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return failed(e.to_string(), None),
+        Err(busy) => {
+            metrics.webhook("vendor", "busy");
+            tracing::warn!(integration = %id, reason = %busy, "callback refused: no connector slot");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{busy}, retry later"),
             );
+            r.headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+            return r;
         }
     };
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let applied = if status.is_success() {
-        updates.len()
-    } else {
-        0
-    };
-    for update in updates.into_iter().take(applied) {
-        // Identical updates (a redelivered callback) share a dedupe key and are queued once.
+    let success = (200..300).contains(&response.status);
+    let updates = if success { updates } else { Vec::new() };
+    if let Err(reason) = check_updates(&updates, &limits) {
+        let limit = if reason.contains("callback_updates") {
+            "callback_updates"
+        } else {
+            "status_field_bytes"
+        };
+        return failed(format!("callback refused: {reason}"), Some(limit));
+    }
+    // Identical updates (a redelivered callback) share a dedupe key and are queued once.
+    let mut rows = Vec::with_capacity(updates.len());
+    for update in updates {
         let payload = VendorStatus {
             connector_version: version.clone(),
             update,
@@ -264,24 +298,27 @@ pub async fn vendor(
                 key_source.as_bytes()
             ))
         );
-        let stored = serde_json::to_string(&payload)
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                app.store
-                    .enqueue(&id, VENDOR_STATUS, &dedupe, &p)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "cannot store status update");
+        match serde_json::to_string(&payload) {
+            Ok(p) => rows.push((dedupe, p)),
+            Err(e) => return failed(format!("cannot encode a status update: {e}"), None),
+        }
+    }
+    let applied = rows.len();
+    if applied > 0 {
+        if let Err(e) = app.store.enqueue_all(&id, VENDOR_STATUS, &rows) {
+            tracing::error!(error = %e, "cannot store status updates");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
             );
         }
-    }
-    if applied > 0 {
         app.wake.notify_one();
     }
+    let reply = reply::build(response, &limits);
+    for limit in &reply.limited {
+        metrics.sandbox_limit(&connector.manifest.id, limit);
+    }
+    let status = reply.response.status();
     app.timeline.emit(TimelineEvent::CallbackHandled {
         integration: id,
         status: status.as_u16(),
@@ -293,14 +330,5 @@ pub async fn vendor(
         format!("connector_{}", status.as_u16())
     };
     metrics.webhook("vendor", &outcome);
-    let mut out = (status, response.body).into_response();
-    for (name, value) in response.headers {
-        if let (Ok(n), Ok(v)) = (
-            axum::http::HeaderName::from_bytes(name.as_bytes()),
-            axum::http::HeaderValue::from_str(&value),
-        ) {
-            out.headers_mut().insert(n, v);
-        }
-    }
-    out
+    reply.response
 }

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod gem;
 pub mod hooks;
 pub mod lever_oauth;
+pub mod reply;
 
 use std::sync::Arc;
 

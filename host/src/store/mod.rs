@@ -247,6 +247,24 @@ impl Store {
         enqueue_on(&self.conn(), integration, kind, dedupe_key, payload)
     }
 
+    /// Queues several events of one kind in one transaction: all or none are committed (a
+    /// vendor callback's status updates).
+    pub fn enqueue_all(
+        &self,
+        integration: &str,
+        kind: &str,
+        events: &[(String, String)],
+    ) -> Result<Vec<Enqueued>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut done = Vec::with_capacity(events.len());
+        for (dedupe_key, payload) in events {
+            done.push(enqueue_on(&tx, integration, kind, dedupe_key, payload)?);
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
     /// Records a request that failed before it could be queued (e.g. a connector trapped while
     /// handling a vendor callback, which the vendor will retry): a dead event, for operators.
     pub fn record_failure(
@@ -554,6 +572,17 @@ impl Store {
             params![integration, connector, key, value],
         )?;
         Ok(())
+    }
+
+    /// Bytes (keys + values) a connector keeps for an integration, not counting `except_key`.
+    pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
+        let used: i64 = self.conn().query_row(
+            "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0)
+             FROM kv WHERE integration = ?1 AND connector = ?2 AND key <> ?3",
+            params![integration, connector, except_key],
+            |r| r.get(0),
+        )?;
+        Ok(used.max(0) as u64)
     }
 
     /// Deletes a connector's state value.

@@ -9,12 +9,18 @@
 //! - [`harness`]: `switchyard connector test`, the offline scenario harness.
 //! - [`inspect`]: `switchyard connector validate|inspect`, offline.
 //! - [`watch`]: `serve --watch`, deploys files dropped into the connectors directory.
+//! - [`policy`]: outbound policy — approved hosts and ports, resolved addresses checked.
+//! - [`quota`]: byte and rate bounds on what a connector makes the host hold.
+//! - [`pool`]: the dedicated runtime guest code runs on, with bounded concurrency.
 
 pub mod cache;
 pub mod connector;
 pub mod deploy;
 pub mod harness;
 pub mod inspect;
+pub mod policy;
+pub mod pool;
+pub mod quota;
 pub mod registry;
 pub mod runtime;
 pub mod watch;

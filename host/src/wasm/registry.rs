@@ -101,6 +101,8 @@ impl Family {
 /// Connectors by manifest id.
 pub struct Registry {
     runtime: Arc<Runtime>,
+    /// Manifest size bounds checked at load (`runtime.limits.manifest_*`).
+    limits: crate::config::limits::SandboxLimits,
     families: Mutex<BTreeMap<String, Family>>,
     slots: RwLock<BTreeMap<String, Arc<ArcSwap<LoadedConnector>>>>,
     /// Files of the connectors dir that failed to load at start-up: file path → reason. Kept so
@@ -113,10 +115,17 @@ impl Registry {
     pub fn new(runtime: Arc<Runtime>) -> Registry {
         Registry {
             runtime,
+            limits: Default::default(),
             families: Mutex::new(BTreeMap::new()),
             slots: RwLock::new(BTreeMap::new()),
             failures: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Checks manifests against `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: crate::config::limits::SandboxLimits) -> Registry {
+        self.limits = limits;
+        self
     }
 
     /// Why connector `id` cannot serve now, or None when a version of it is serving. Names the
@@ -169,6 +178,7 @@ impl Registry {
         if manifest.id.is_empty() {
             return Err(LoadError::Manifest("the manifest has an empty id".into()));
         }
+        crate::wasm::quota::check_manifest(&manifest, &self.limits).map_err(LoadError::Manifest)?;
         let grant = caps.grant(&manifest.limits)?;
         if grant != caps.ceiling() {
             read_manifest(&self.runtime, &compiled, grant)

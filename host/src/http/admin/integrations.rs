@@ -52,19 +52,23 @@ fn not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
 }
 
-/// Validates against the connector (when it is loaded) and saves. `previous_rules`: the rules
-/// before this change (`None` for a new integration); changed rules are checked against the
-/// connector's `list-packages`.
+/// Validates against the connector (when it is loaded) and the operator's approved hosts, and
+/// saves. `previous_rules`: the rules before this change (`None` for a new integration); changed
+/// rules are checked against the connector's `list-packages`.
 async fn save(
     app: &App,
     config: IntegrationConfig,
     status: StatusCode,
     previous_rules: Option<&[RuleConfig]>,
 ) -> Response {
-    if let Some(connector) = app.registry.get(&config.connector) {
+    let connector = app.registry.get(&config.connector);
+    if let Some(connector) = &connector {
         if let Err(e) = check_against(&config, &connector.manifest) {
             return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
         }
+    }
+    if let Err(e) = app.check_hosts(&config) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, e);
     }
     if previous_rules != Some(config.rules.as_slice()) && !config.rules.is_empty() {
         if let Err(response) = check_rules(app, &config).await {

@@ -115,8 +115,7 @@ macro_rules! shared_glue {
                     log::Level::Warn => LogLevel::Warn,
                     log::Level::Error => LogLevel::Error,
                 };
-                self.ctx.log(level, &message, &fields);
-                Ok(())
+                self.ctx.log(level, &message, &fields)
             }
         }
 

@@ -15,17 +15,31 @@
 //! as the flow does — no network, no database. The checks that are policy, not transport (an
 //! absolute http(s) URL, an approved host, a valid method, the timeout cap, the timeline entry),
 //! stay in [`CallContext::send`] so the harness exercises them too.
+//!
+//! # Bounds
+//!
+//! Every byte a connector can make the host hold here is bounded ([`SandboxLimits`], applied
+//! through [`crate::wasm::quota`]) and every refusal counted for the connector: request bodies and
+//! headers and IP literals in [`CallContext::send`], the response body streamed with a cap in
+//! [`LiveHttp`] (whose client checks resolved addresses, [`crate::wasm::policy`]), log size and
+//! rate in [`CallContext::log`], state key/value size and the integration's total in
+//! [`CallContext::state_set`]. A detached context (reading a manifest) refuses every import.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::limits::{bytes, SandboxLimits};
 use crate::config::{IntegrationConfig, Secret};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 use crate::wasm::connector::Package;
+use crate::wasm::policy::{self, HostEntry};
+use crate::wasm::quota::{self, CallBudget, Reservation};
 
 /// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +105,11 @@ pub trait StateBackend: Send + Sync {
     /// Durable when it returns.
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()>;
     fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// Bytes (keys + values) held, not counting `key` (for the total quota). A backend that
+    /// cannot tell says 0 (then only the per-value cap applies).
+    fn usage_without(&self, _key: &str) -> anyhow::Result<u64> {
+        Ok(0)
+    }
 }
 
 /// Everything an invocation may touch on behalf of one integration (see the module docs for how
@@ -102,8 +121,10 @@ pub struct CallContext {
     pub secrets: BTreeMap<String, Secret>,
     pub packages: Vec<Package>,
     pub callback_url: String,
-    /// `host` or `host:port` entries; a request to anything else is denied.
+    /// `host` or `host:port` entries (no port: the scheme's default); anything else is denied.
     pub allowed_hosts: Vec<String>,
+    /// Whether loopback addresses may be reached (simulators and tests only).
+    pub allow_loopback: bool,
     /// None for calls outside any integration (reading a manifest): `get` is then empty and
     /// `set` traps.
     pub state: Option<Arc<dyn StateBackend>>,
@@ -112,10 +133,18 @@ pub struct CallContext {
     /// Cap on one request's timeout (a connector may ask for less).
     pub http_timeout: Duration,
     pub timeline: Timeline,
+    /// The sandbox's byte and rate bounds.
+    pub limits: Arc<SandboxLimits>,
+    /// Where limits that bite are counted, per connector.
+    pub metrics: Arc<Metrics>,
+    /// This call's log budget.
+    pub budget: CallBudget,
+    /// A call outside any integration (`manifest`): every import is refused.
+    pub detached: bool,
 }
 
 impl CallContext {
-    /// A context with no integration: no settings, no state, no network.
+    /// A context with no integration: no settings, no state, no network, no log.
     pub fn detached() -> CallContext {
         CallContext {
             integration_id: String::new(),
@@ -125,15 +154,22 @@ impl CallContext {
             packages: Vec::new(),
             callback_url: String::new(),
             allowed_hosts: Vec::new(),
+            allow_loopback: false,
             state: None,
             http: Arc::new(NoNetwork),
             http_timeout: Duration::from_secs(1),
             timeline: Timeline::default(),
+            limits: Arc::new(SandboxLimits::default()),
+            metrics: Arc::new(Metrics::default()),
+            budget: CallBudget::default(),
+            detached: true,
         }
     }
 
     /// The server's context for calls made for `integration` to connector `connector_id`: live
-    /// HTTP through `http`, state in `store`.
+    /// HTTP through `http`, state in `store`. The connector may call its manifest's hosts
+    /// (`default_hosts`) plus the integration's `allowed_hosts` (the union). Default limits: the
+    /// server sets its own with [`CallContext::with_sandbox`].
     #[allow(clippy::too_many_arguments)]
     pub fn for_integration(
         integration: &IntegrationConfig,
@@ -170,35 +206,63 @@ impl CallContext {
             secrets: integration.secrets.clone(),
             packages,
             callback_url,
-            allowed_hosts: integration
-                .allowed_hosts
-                .clone()
-                .unwrap_or_else(|| default_hosts.to_vec()),
+            allowed_hosts: default_hosts
+                .iter()
+                .chain(integration.allowed_hosts.iter().flatten())
+                .cloned()
+                .collect(),
+            allow_loopback: integration.allow_loopback,
             state: Some(Arc::new(StoreState {
                 store,
                 integration: integration.id.clone(),
                 connector: connector_id.to_string(),
             })),
-            http: Arc::new(LiveHttp { client: http }),
+            http: Arc::new(LiveHttp::new(
+                http,
+                Arc::new(SandboxLimits::default()),
+                Arc::default(),
+            )),
             http_timeout,
             timeline,
+            limits: Arc::new(SandboxLimits::default()),
+            metrics: Arc::new(Metrics::default()),
+            budget: CallBudget::default(),
+            detached: false,
         }
     }
 
-    /// Whether `url` targets an approved host. An entry without a port approves any port.
+    /// The server's limits and metrics; `client` (the outbound client for the integration's
+    /// address policy) reads bodies within them, counting against `in_flight` (the integration's
+    /// response bytes held at once).
+    pub fn with_sandbox(
+        mut self,
+        limits: Arc<SandboxLimits>,
+        metrics: Arc<Metrics>,
+        client: reqwest::Client,
+        in_flight: Arc<AtomicUsize>,
+    ) -> CallContext {
+        self.http = Arc::new(LiveHttp::new(client, limits.clone(), in_flight));
+        self.limits = limits;
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts a limit (a `runtime.limits` setting's name) that bit this connector.
+    pub fn limited(&self, limit: &str) {
+        self.metrics.sandbox_limit(&self.connector_id, limit);
+    }
+
+    /// Whether `url` targets an approved host and port (an entry without a port allows only the
+    /// scheme's default port).
     pub fn host_allowed(&self, url: &reqwest::Url) -> bool {
-        let Some(host) = url.host_str() else {
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
             return false;
         };
-        let port = url.port_or_known_default();
+        let default = if url.scheme() == "https" { 443 } else { 80 };
         self.allowed_hosts
             .iter()
-            .any(|entry| match entry.rsplit_once(':') {
-                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
-                    h.eq_ignore_ascii_case(host) && p.parse::<u16>().ok() == port
-                }
-                _ => entry.eq_ignore_ascii_case(host),
-            })
+            .filter_map(|e| HostEntry::parse(e).ok())
+            .any(|e| e.matches(host, port, default))
     }
 
     /// `outbound-http.send`: checks the request against the integration's policy, then hands it
@@ -208,12 +272,43 @@ impl CallContext {
             Ok(u) if matches!(u.scheme(), "http" | "https") => u,
             _ => return Err(HttpError::Invalid("not an absolute http(s) URL".into())),
         };
-        if !self.host_allowed(&url) {
+        let host = url.host_str().unwrap_or("").to_string();
+        let denied = |why: String| {
             tracing::warn!(integration = %self.integration_id, connector = %self.connector_id,
-                host = url.host_str().unwrap_or(""), "outbound request to an unapproved host denied");
-            return Err(HttpError::Denied(format!(
-                "{} is not an approved host for this integration",
-                url.host_str().unwrap_or("")
+                host = %host, reason = %why, "outbound request denied");
+            self.limited("outbound_policy");
+            Err(HttpError::Denied(why))
+        };
+        if !self.host_allowed(&url) {
+            return denied(format!(
+                "{host}:{} is not an approved host and port for this integration",
+                url.port_or_known_default().unwrap_or(0)
+            ));
+        }
+        // IP literals never reach the resolver: check them here.
+        let literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        if let Some(range) = literal.and_then(|ip| policy::forbidden(ip, self.allow_loopback)) {
+            return denied(format!("{host} is a {range} address"));
+        }
+        let l = &self.limits;
+        if request.body.len() > l.outbound_request_bytes {
+            self.limited("outbound_request_bytes");
+            return Err(HttpError::Invalid(format!(
+                "request body of {} bytes exceeds the {} cap (runtime.limits.outbound_request_bytes)",
+                request.body.len(),
+                bytes(l.outbound_request_bytes)
+            )));
+        }
+        if request.headers.len() > l.outbound_request_headers {
+            self.limited("outbound_request_headers");
+            return Err(HttpError::Invalid(format!(
+                "{} request headers exceed the cap of {} (runtime.limits.outbound_request_headers)",
+                request.headers.len(),
+                l.outbound_request_headers
             )));
         }
         if reqwest::Method::from_bytes(request.method.as_bytes()).is_err() {
@@ -231,7 +326,20 @@ impl CallContext {
             url.origin().ascii_serialization(),
             url.path()
         );
-        let result = self.http.send(request, timeout).await;
+        let mut result = self.http.send(request, timeout).await;
+        match &mut result {
+            Ok(r) if r.headers.len() > l.outbound_response_headers => {
+                r.headers.truncate(l.outbound_response_headers);
+                self.limited("outbound_response_headers");
+            }
+            Err(HttpError::Invalid(why)) if why.contains("runtime.limits.outbound_integration") => {
+                self.limited("outbound_integration_bytes")
+            }
+            Err(HttpError::Invalid(why)) if why.contains("runtime.limits.outbound_response") => {
+                self.limited("outbound_response_bytes")
+            }
+            _ => {}
+        }
         let outcome = match &result {
             Ok(r) => r.status.to_string(),
             Err(HttpError::Timeout) => "timeout".into(),
@@ -253,12 +361,46 @@ impl CallContext {
         }
     }
 
-    /// `state.set`.
+    /// `state.set`. Over a cap the call traps (WIT `state`): a connector that cannot record its
+    /// intent must not go on to call the vendor.
     pub fn state_set(&self, key: &str, value: &str) -> wasmtime::Result<()> {
-        match &self.state {
-            Some(state) => state.set(key, value).map_err(trap),
-            None => wasmtime::bail!("state is unavailable outside an integration"),
+        let Some(state) = &self.state else {
+            wasmtime::bail!("state is unavailable outside an integration");
+        };
+        let l = &self.limits;
+        let refuse = |limit: &str, what: String| {
+            self.limited(limit);
+            tracing::warn!(integration = %self.integration_id, connector = %self.connector_id,
+                "state.set refused: {what}");
+            Err(wasmtime::format_err!(
+                "state.set refused: {what} (runtime.limits.{limit})"
+            ))
+        };
+        if key.len() > l.state_key_bytes {
+            let what = format!(
+                "a key of {} bytes exceeds {}",
+                key.len(),
+                bytes(l.state_key_bytes)
+            );
+            return refuse("state_key_bytes", what);
         }
+        if value.len() > l.state_value_bytes {
+            let what = format!(
+                "a value of {} bytes exceeds {}",
+                value.len(),
+                bytes(l.state_value_bytes)
+            );
+            return refuse("state_value_bytes", what);
+        }
+        let total = state.usage_without(key).map_err(trap)? + (key.len() + value.len()) as u64;
+        if total > l.state_total_bytes as u64 {
+            let what = format!(
+                "the integration's state would hold {total} bytes, over its {} quota",
+                bytes(l.state_total_bytes)
+            );
+            return refuse("state_total_bytes", what);
+        }
+        state.set(key, value).map_err(trap)
     }
 
     /// `state.delete`.
@@ -269,11 +411,42 @@ impl CallContext {
         }
     }
 
-    /// `log.log`: into the host's log, tagged; warnings and errors also on the timeline.
-    pub fn log(&self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+    /// `log.log`: into the host's log, tagged; warnings and errors also on the timeline. The
+    /// message is cut at `log_message_bytes`, fields beyond `log_fields` dropped, lines beyond
+    /// `log_lines_per_call` dropped and counted. Refused (a trap) during `manifest`.
+    pub fn log(
+        &self,
+        level: LogLevel,
+        message: &str,
+        fields: &[(String, String)],
+    ) -> wasmtime::Result<()> {
+        if self.detached {
+            wasmtime::bail!("log is unavailable during manifest (manifest calls no import)");
+        }
+        let l = &self.limits;
+        if !self.budget.take_log_line(l.log_lines_per_call) {
+            self.limited("log_lines_per_call");
+            if self.budget.log_dropped() == 1 {
+                tracing::warn!(connector = %self.connector_id, integration = %self.integration_id,
+                    "connector log limit reached: {} lines in this call; further lines dropped (runtime.limits.log_lines_per_call)",
+                    l.log_lines_per_call);
+            }
+            return Ok(());
+        }
+        if message.len() > l.log_message_bytes || fields.len() > l.log_fields {
+            self.limited("log_message_bytes");
+        }
+        let message = quota::clip(message, l.log_message_bytes);
         let fields = fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .take(l.log_fields)
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    quota::clip(k, LOG_FIELD_BYTES),
+                    quota::clip(v, LOG_FIELD_BYTES)
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ");
         macro_rules! emit {
@@ -295,8 +468,12 @@ impl CallContext {
                 message: format!("{message} {fields}").trim().to_string(),
             });
         }
+        Ok(())
     }
 }
+
+/// Longest log field key or value.
+const LOG_FIELD_BYTES: usize = 256;
 
 fn trap(e: anyhow::Error) -> wasmtime::Error {
     wasmtime::Error::msg(format!("{e:#}"))
@@ -319,10 +496,36 @@ impl Outbound for NoNetwork {
     }
 }
 
-/// The server's outbound HTTP: reqwest with the host's client (built without redirects, so a
-/// redirect cannot lead to an unapproved host).
+/// The server's outbound HTTP: reqwest with a client of [`policy::OutboundClients`] (no
+/// redirects, no proxies, resolved addresses checked), the body read in chunks up to the caps.
 pub struct LiveHttp {
     pub client: reqwest::Client,
+    limits: Arc<SandboxLimits>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl LiveHttp {
+    /// `in_flight`: the integration's response bytes held at once (shared by its calls).
+    pub fn new(
+        client: reqwest::Client,
+        limits: Arc<SandboxLimits>,
+        in_flight: Arc<AtomicUsize>,
+    ) -> LiveHttp {
+        LiveHttp {
+            client,
+            limits,
+            in_flight,
+        }
+    }
+}
+
+/// A reqwest error as the guest sees it: a refused resolution is `denied`; no URL in the text.
+fn http_error(e: &reqwest::Error, limits: &SandboxLimits) -> HttpError {
+    match policy::refused_resolution(e) {
+        Some(why) => HttpError::Denied(why),
+        None if e.is_timeout() => HttpError::Timeout,
+        None => HttpError::Connection(quota::clip(&policy::describe(e), limits.error_bytes)),
+    }
 }
 
 impl Outbound for LiveHttp {
@@ -338,32 +541,34 @@ impl Outbound for LiveHttp {
             for (name, value) in &request.headers {
                 builder = builder.header(name, value);
             }
-            match builder.body(request.body).send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let headers = resp
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_string(),
-                                String::from_utf8_lossy(v.as_bytes()).into(),
-                            )
-                        })
-                        .collect();
-                    match resp.bytes().await {
-                        Ok(body) => Ok(HttpResponse {
-                            status,
-                            headers,
-                            body: body.to_vec(),
-                        }),
-                        Err(e) if e.is_timeout() => Err(HttpError::Timeout),
-                        Err(e) => Err(HttpError::Connection(e.without_url().to_string())),
-                    }
+            let resp = match builder.body(request.body).send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_builder() => {
+                    return Err(HttpError::Invalid(e.without_url().to_string()))
                 }
-                Err(e) if e.is_timeout() => Err(HttpError::Timeout),
-                Err(e) if e.is_builder() => Err(HttpError::Invalid(e.without_url().to_string())),
-                Err(e) => Err(HttpError::Connection(e.without_url().to_string())),
+                Err(e) => return Err(http_error(&e, &self.limits)),
+            };
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .take(self.limits.outbound_response_headers + 1)
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into(),
+                    )
+                })
+                .collect();
+            let mut reservation = Reservation::new(self.in_flight.clone());
+            match quota::read_body(resp, &self.limits, &mut reservation).await {
+                Ok(body) => Ok(HttpResponse {
+                    status,
+                    headers,
+                    body,
+                }),
+                Err(quota::BodyError::TooLarge(why)) => Err(HttpError::Invalid(why)),
+                Err(quota::BodyError::Read(e)) => Err(http_error(&e, &self.limits)),
             }
         })
     }
@@ -390,6 +595,11 @@ impl StateBackend for StoreState {
             .store
             .kv_delete(&self.integration, &self.connector, key)?)
     }
+    fn usage_without(&self, key: &str) -> anyhow::Result<u64> {
+        Ok(self
+            .store
+            .kv_usage(&self.integration, &self.connector, key)?)
+    }
 }
 
 #[cfg(test)]
@@ -402,6 +612,11 @@ mod tests {
         ctx.allowed_hosts = vec!["api.certn.co".into(), "127.0.0.1:4000".into()];
         let ok = |u: &str| ctx.host_allowed(&reqwest::Url::parse(u).unwrap());
         assert!(ok("https://api.certn.co/x"));
+        assert!(ok("http://api.certn.co/x"), "port 80 by scheme");
+        assert!(
+            !ok("https://api.certn.co:8443/x"),
+            "no port means the default port"
+        );
         assert!(ok("http://127.0.0.1:4000/x"));
         assert!(!ok("http://127.0.0.1:4001/x"));
         assert!(!ok("https://evil.example/x"));

@@ -263,11 +263,19 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.timeout_ms / TICK.as_millis() as u64 + 1);
-        store.epoch_deadline_trap();
-
         let started = Instant::now();
         let timeout = Duration::from_millis(self.timeout_ms);
+        // Yield to the executor on every tick, so a spinning guest shares its thread with the
+        // other calls on the guest pool; trap once the deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if started.elapsed() >= timeout {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+
         let run = async {
             let instance = pre
                 .instantiate(&mut store)

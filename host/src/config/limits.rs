@@ -1,0 +1,120 @@
+//! `[runtime.limits]`: every byte, thread and slot a connector can make the host spend, with its
+//! default. SECURITY.md lists the same table for operators; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// The sandbox's bounds beyond the CPU deadline and memory cap (`runtime.timeout_ms`,
+/// `runtime.memory_mb`). Each is enforced by the host and counted per connector in
+/// `switchyard_sandbox_limits_total{connector,limit}` when it bites.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxLimits {
+    /// Threads of the dedicated runtime that runs guest code (never the HTTP threads).
+    pub guest_threads: usize,
+    /// Connector calls running at once, all integrations together.
+    pub max_concurrent_calls: usize,
+    /// Connector calls running at once for one integration (so one cannot take every slot).
+    pub max_calls_per_integration: usize,
+    /// How long a call waits for a slot before it fails as busy (callback → 503, event → retry).
+    pub call_queue_ms: u64,
+    /// Largest body of one outbound request.
+    pub outbound_request_bytes: usize,
+    /// Most headers on one outbound request.
+    pub outbound_request_headers: usize,
+    /// Largest outbound response body handed to a connector (one call); larger → `invalid`.
+    pub outbound_response_bytes: usize,
+    /// Outbound response bytes one integration may hold at once across its concurrent calls.
+    pub outbound_integration_bytes: usize,
+    /// Most response headers handed to a connector (the rest are dropped).
+    pub outbound_response_headers: usize,
+    /// Longest log message; longer ones are truncated.
+    pub log_message_bytes: usize,
+    /// Most fields per log line (the rest are dropped); each key and value is cut to 256 bytes.
+    pub log_fields: usize,
+    /// Log lines one call may write; further lines are dropped and counted.
+    pub log_lines_per_call: u64,
+    /// Longest `state` key.
+    pub state_key_bytes: usize,
+    /// Largest `state` value.
+    pub state_value_bytes: usize,
+    /// `state` bytes (keys + values) one connector may keep per integration.
+    pub state_total_bytes: usize,
+    /// Most status updates one callback may return; more → the callback is refused.
+    pub callback_updates: usize,
+    /// Longest order reference, label, verdict or report URL in a status.
+    pub status_field_bytes: usize,
+    /// Longest note text in a status.
+    pub note_bytes: usize,
+    /// Most headers of a vendor-callback reply (only `content-type`, `cache-control`, `x-*`).
+    pub reply_headers: usize,
+    /// Longest value of one reply header (longer ones are dropped).
+    pub reply_header_bytes: usize,
+    /// Largest vendor-callback reply body; a larger one is replaced by an empty body.
+    pub reply_body_bytes: usize,
+    /// Longest connector error text recorded on an event or returned to a vendor.
+    pub error_bytes: usize,
+    /// Longest string in a manifest (id, version, names, hosts, labels, descriptions).
+    pub manifest_string_bytes: usize,
+    /// Most entries in each manifest list (config fields, hosts, labels).
+    pub manifest_list_items: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            guest_threads: 2,
+            max_concurrent_calls: 16,
+            max_calls_per_integration: 4,
+            call_queue_ms: 10_000,
+            outbound_request_bytes: MIB,
+            outbound_request_headers: 64,
+            outbound_response_bytes: 4 * MIB,
+            outbound_integration_bytes: 16 * MIB,
+            outbound_response_headers: 64,
+            log_message_bytes: 8 * KIB,
+            log_fields: 32,
+            log_lines_per_call: 200,
+            state_key_bytes: 512,
+            state_value_bytes: 64 * KIB,
+            state_total_bytes: MIB,
+            callback_updates: 100,
+            status_field_bytes: 2 * KIB,
+            note_bytes: 16 * KIB,
+            reply_headers: 16,
+            reply_header_bytes: 4 * KIB,
+            reply_body_bytes: 64 * KIB,
+            error_bytes: 2 * KIB,
+            manifest_string_bytes: KIB,
+            manifest_list_items: 256,
+        }
+    }
+}
+
+impl SandboxLimits {
+    /// Refuses zeros where a zero would stop every connector (or every call).
+    pub fn check(&self) -> Result<(), String> {
+        let slots = [
+            ("guest_threads", self.guest_threads),
+            ("max_concurrent_calls", self.max_concurrent_calls),
+            ("max_calls_per_integration", self.max_calls_per_integration),
+        ];
+        match slots.iter().find(|(_, v)| *v == 0) {
+            Some((name, _)) => Err(format!("runtime.limits.{name} must be at least 1")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `n` bytes for people: `4 MiB`, `64 KiB`, `100 bytes`.
+pub fn bytes(n: usize) -> String {
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
