@@ -6,6 +6,11 @@
 //! - `switchyard_invocation_seconds{connector,version}` — latency histogram of connector calls.
 //! - `switchyard_event_retries_total`, `switchyard_dead_letters_total`.
 //! - `switchyard_queue_depth` — events queued or running (read from the store when scraped).
+//! - `switchyard_events_resumed_total{why}` — events taken back from a run that could not finish
+//!   them (`holder_died`, `lease_expired`); `switchyard_events_released_total` — handed back
+//!   uncounted by a host stopping.
+//! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
+//!   — circuit breaker per integration (see `flow::breaker`).
 
 use std::time::Duration;
 
@@ -45,6 +50,22 @@ struct VersionLabels {
     version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhyLabels {
+    why: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    integration: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabels {
+    integration: String,
+}
+
 type LatencyFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
 
 /// The host's metrics.
@@ -56,6 +77,10 @@ pub struct Metrics {
     retries: Counter,
     dead_letters: Counter,
     queue_depth: Gauge,
+    resumed: Family<WhyLabels, Counter>,
+    released: Counter,
+    breaker_transitions: Family<BreakerLabels, Counter>,
+    breaker_open: Family<IntegrationLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -92,7 +117,35 @@ impl Default for Metrics {
             "Events queued or running",
             queue_depth.clone(),
         );
+        let resumed = Family::<WhyLabels, Counter>::default();
+        let released = Counter::default();
+        let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        let breaker_open = Family::<IntegrationLabels, Gauge>::default();
+        registry.register(
+            "events_resumed",
+            "Events taken back from a run that could not finish them",
+            resumed.clone(),
+        );
+        registry.register(
+            "events_released",
+            "Events handed back uncounted by a stopping host",
+            released.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker transitions by integration and new state",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while an integration's circuit breaker is open or half-open",
+            breaker_open.clone(),
+        );
         Metrics {
+            resumed,
+            released,
+            breaker_transitions,
+            breaker_open,
             registry,
             webhooks,
             invocations,
@@ -148,6 +201,33 @@ impl Metrics {
     /// An event was dead-lettered.
     pub fn dead_letter(&self) {
         self.dead_letters.inc();
+    }
+
+    /// An event was taken back from a run that could not finish it (`holder_died`, `lease_expired`).
+    pub fn resumed(&self, why: &str) {
+        self.resumed
+            .get_or_create(&WhyLabels { why: why.into() })
+            .inc();
+    }
+
+    /// Events were handed back uncounted by a stopping host.
+    pub fn released(&self, n: u64) {
+        self.released.inc_by(n);
+    }
+
+    /// An integration's circuit breaker moved to `state` (`closed`, `open`, `half-open`).
+    pub fn breaker_transition(&self, integration: &str, state: &str) {
+        self.breaker_transitions
+            .get_or_create(&BreakerLabels {
+                integration: integration.into(),
+                state: state.into(),
+            })
+            .inc();
+        self.breaker_open
+            .get_or_create(&IntegrationLabels {
+                integration: integration.into(),
+            })
+            .set(i64::from(state != "closed"));
     }
 
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store

@@ -16,6 +16,9 @@
 //! "Bring the ATS up to date" is [`Ats::sync`](crate::ats::Ats::sync): Lever reconciles the
 //! opportunity, Gem queues a status webhook for the order.
 
+pub mod breaker;
+pub mod bulkhead;
+pub mod heartbeat;
 pub mod worker;
 
 use std::sync::Arc;
@@ -52,6 +55,9 @@ pub struct FlowError {
     pub connector_version: Option<String>,
     /// The least wait before the next attempt that the other side asked for (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The connector call failed (the vendor, or the connector itself): counts for the
+    /// integration's circuit breaker when retryable.
+    pub vendor: bool,
 }
 
 impl FlowError {
@@ -61,6 +67,7 @@ impl FlowError {
             retryable,
             connector_version: None,
             retry_after: None,
+            vendor: false,
         }
     }
     pub(crate) fn retry(message: impl Into<String>) -> FlowError {
@@ -303,5 +310,8 @@ fn record_status(
 }
 
 fn call_failed(e: CallError) -> FlowError {
-    FlowError::new(e.to_string(), e.retryable())
+    FlowError {
+        vendor: true,
+        ..FlowError::new(e.to_string(), e.retryable())
+    }
 }
