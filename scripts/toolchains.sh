@@ -7,18 +7,23 @@
 #   scripts/toolchains.sh build       install, then build into plugins/examples/target/:
 #                                       certn_py.wasm        plugins/examples/python (Python, Certn)
 #                                       justifacts_js.wasm   plugins/examples/js     (JS, Justifacts)
+#                                       broken_py.wasm       plugins/examples/broken_py (a Python
+#                                         connector whose calls raise, for the traceback test)
 #                                       template_{rust,python,js}.wasm  templates/<lang>, instantiated
-#                                         as `example-vendor` (rust only when the SDK crate exists)
-#   scripts/toolchains.sh test        build, then the unit tests (Python unittest, node --test) and
-#                                     every scenario through the offline harness prototype
-#                                     (plugins/examples/harness, node + jco transpile)
+#                                         as `example-vendor` by `switchyard connector new` (rust only
+#                                         when the SDK crate exists)
+#   scripts/toolchains.sh unit        build, then the unit tests (Python unittest, node --test, the
+#                                     Rust template's cargo test)
+#   scripts/toolchains.sh test        unit, then every scenario through `switchyard connector test`
+#                                     (HARNESS=node: the Node prototype, plugins/examples/harness)
 #   scripts/toolchains.sh inspect     build, then print size, core instances and imports of each
 #
 # Needs python3 (3.11+, with venv and pip) and node 20+ with npm; cargo + the wasm32-wasip2 target
 # for the Rust template. Reaches only PyPI and the npm registry. Versions are pinned in
 # plugins/examples/toolchain/{requirements.txt,package.json,package-lock.json}.
 # Environment: FORCE=1 rebuilds components that look up to date; SWITCHYARD_SDK=<dir> points at
-# the Rust SDK crate (default plugins/sdk); JS_DISABLE overrides the componentize-js features
+# the Rust SDK crate (default plugins/sdk); SWITCHYARD=<binary> (default target/release/switchyard);
+# JS_DISABLE overrides the componentize-js features
 # disabled (default `http fetch-event`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +38,8 @@ COMPONENTIZE_PY=$PY/bin/componentize-py
 COMPONENTIZE_JS=$NM/@bytecodealliance/componentize-js/src/cli.js
 JCO=$NM/@bytecodealliance/jco/dist/jco.js
 SDK=${SWITCHYARD_SDK:-$ROOT/plugins/sdk}
+# The host binary: `connector new` instantiates the templates, `connector test` runs the scenarios.
+SWITCHYARD=${SWITCHYARD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard}
 # componentize-js features to disable. Adding `stdio` drops the wasi:filesystem, stdin/stdout and
 # terminal imports too, but then an uncaught exception's message no longer reaches stderr.
 JS_DISABLE=${JS_DISABLE:-http fetch-event}
@@ -120,19 +127,33 @@ build_js() { # <entry.js> <out.wasm> [<wit dir>]
   say "built $(realpath --relative-to="$ROOT" "$out") in $(elapsed "$t0")"
 }
 
-# Copies templates/<lang> to $OUT/templates/<lang>, filling the placeholders and copying the
-# contract to <project>/wit/, as `switchyard connector new` does.
+# Creates $OUT/templates/<lang> as `example-vendor` with `switchyard connector new` (the CLI is
+# what is tested; it copies the contract to <project>/wit/). The project is made in a scratch
+# directory and synced, so unchanged files keep their mtimes and up_to_date stays meaningful.
+# Without the binary (not built yet), the same substitution is done here with sed.
 instantiate_template() { # <lang>
-  local lang=$1 dest=$OUT/templates/$1
-  mkdir -p "$dest/wit"
-  cmp -s "$ROOT/wit/connector.wit" "$dest/wit/connector.wit" || cp "$ROOT/wit/connector.wit" "$dest/wit/"
-  (cd "$ROOT/templates/$lang" && find . -type f -not -path './target/*') | while read -r f; do
+  local lang=$1 dest=$OUT/templates/$1 tmp=$OUT/templates/.new-$1
+  rm -rf "$tmp"
+  if [[ -x "$SWITCHYARD" ]]; then
+    local sdk_arg=()
+    [[ "$lang" == rust ]] && sdk_arg=(--sdk "$SDK")
+    "$SWITCHYARD" connector new example-vendor --lang "$lang" --dir "$tmp" "${sdk_arg[@]}" >/dev/null
+  else
+    say "no $SWITCHYARD (cargo build --release --bins): instantiating templates/$lang with sed"
+    mkdir -p "$tmp/wit"
+    cp "$ROOT/wit/connector.wit" "$tmp/wit/"
+    (cd "$ROOT/templates/$lang" && find . -type f -not -path './target/*' -not -path '*/__pycache__/*') | while read -r f; do
+      mkdir -p "$tmp/$(dirname "$f")"
+      sed -e 's/{{name}}/example-vendor/g' -e 's/{{Name}}/Example Vendor/g' \
+        -e "s#{{sdk_path}}#$SDK#g" "$ROOT/templates/$lang/$f" >"$tmp/$f"
+    done
+  fi
+  (cd "$tmp" && find . -type f) | while read -r f; do
     mkdir -p "$dest/$(dirname "$f")"
-    sed -e 's/{{name}}/example-vendor/g' -e 's/{{Name}}/Example Vendor/g' \
-      -e "s#{{sdk_path}}#$SDK#g" "$ROOT/templates/$lang/$f" >"$dest/$f.new"
-    # Keep the old file (and its mtime) when nothing changed, so up_to_date stays meaningful.
-    if cmp -s "$dest/$f.new" "$dest/$f"; then rm "$dest/$f.new"; else mv "$dest/$f.new" "$dest/$f"; fi
+    # Keep the old file (and its mtime) when nothing changed.
+    cmp -s "$tmp/$f" "$dest/$f" || cp "$tmp/$f" "$dest/$f"
   done
+  rm -rf "$tmp"
 }
 
 build_templates() {
@@ -161,6 +182,7 @@ build() {
   mkdir -p "$OUT"
   build_python "$ROOT/plugins/examples/python" "$OUT/certn_py.wasm"
   build_js "$ROOT/plugins/examples/js/connector.js" "$OUT/justifacts_js.wasm"
+  build_python "$ROOT/plugins/examples/broken_py" "$OUT/broken_py.wasm"
   build_templates
 }
 
@@ -184,7 +206,7 @@ inspect() {
   done
 }
 
-run_tests() {
+unit_tests() {
   local t0
   t0=$(now)
   local bindings=$OUT/py-bindings
@@ -204,9 +226,23 @@ run_tests() {
     cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
       --target "$(rustc -vV | sed -n 's/^host: //p')"
   fi
-  say "scenarios through the harness prototype"
-  # componentize-py's core modules use extended constant expressions, still behind a flag in node 20.
-  local harness=(node --experimental-wasm-extended-const "$ROOT/plugins/examples/harness/run.mjs")
+  say "unit tests done in $(elapsed "$t0")"
+}
+
+# Every scenario through `switchyard connector test` (HARNESS=node: the Node prototype instead).
+scenarios() {
+  local t0
+  t0=$(now)
+  local harness
+  if [[ "${HARNESS:-}" == node ]]; then
+    say "scenarios through the harness prototype"
+    # componentize-py's core modules use extended constant expressions, still behind a flag in node 20.
+    harness=(node --experimental-wasm-extended-const "$ROOT/plugins/examples/harness/run.mjs")
+  else
+    [[ -x "$SWITCHYARD" ]] || { say "no $SWITCHYARD: run cargo build --release --bins"; exit 1; }
+    say "scenarios through switchyard connector test"
+    harness=("$SWITCHYARD" connector test --quiet --cache "$OUT/compiled")
+  fi
   "${harness[@]}" "$OUT/certn_py.wasm" "$ROOT/plugins/examples/scenarios/certn-py.json"
   "${harness[@]}" "$OUT/justifacts_js.wasm" "$ROOT/plugins/examples/scenarios/justifacts-js.json"
   "${harness[@]}" "$OUT/template_python.wasm" "$OUT/templates/python/scenario.json"
@@ -214,16 +250,17 @@ run_tests() {
   if [[ -f "$OUT/template_rust.wasm" ]]; then
     "${harness[@]}" "$OUT/template_rust.wasm" "$OUT/templates/rust/scenario.json"
   fi
-  say "tests done in $(elapsed "$t0")"
+  say "scenarios done in $(elapsed "$t0")"
 }
 
 case "${1:-install}" in
   install) install ;;
   build) build ;;
-  test) build && run_tests ;;
+  unit) build && unit_tests ;;
+  test) build && unit_tests && scenarios ;;
   inspect) build && inspect ;;
   *)
-    echo "usage: scripts/toolchains.sh [install|build|test|inspect]" >&2
+    echo "usage: scripts/toolchains.sh [install|build|unit|test|inspect]" >&2
     exit 2
     ;;
 esac

@@ -188,7 +188,7 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
         ("wrong world", fixture("wrongworld"), "wrong world"),
         (
             "incompatible version",
-            fixture("contract_v2"),
+            fixture("contract_v3"),
             "incompatible contract version",
         ),
         ("unapproved host", fixture("greedy"), "exfil.example.net"),

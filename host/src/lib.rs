@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod ats;
+pub mod authoring;
 pub mod clock;
 pub mod config;
 pub mod demo;

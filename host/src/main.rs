@@ -86,6 +86,39 @@ enum ConnectorCommand {
     },
     /// Prints the manifest, imports/exports and contract version as JSON.
     Inspect { file: PathBuf },
+    /// Creates a connector project from a template (builds and passes its scenario as created).
+    New {
+        /// The connector id: lower-case letters, digits and `-`, e.g. `acme-checks`.
+        name: String,
+        /// rust, python or js.
+        #[arg(long)]
+        lang: switchyard::authoring::new::Lang,
+        /// The project directory (default ./<name>); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// (rust) The SDK crate `switchyard-connector` (plugins/sdk of a switchyard checkout);
+        /// default $SWITCHYARD_SDK, then the tree this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Runs a component offline against a scenario (templates/SCENARIO.md): scripted vendor,
+    /// config, state and calls. Exit 0 all steps passed, 1 a step failed, 2 unusable input.
+    Test {
+        file: PathBuf,
+        scenario: PathBuf,
+        /// Print only the step lines and problems, not what each passing call did.
+        #[arg(long)]
+        quiet: bool,
+        /// Compiled-code cache directory (default ~/.cache/switchyard/compiled).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Compile every time (to measure a cold compile).
+        #[arg(long, conflicts_with = "cache")]
+        no_cache: bool,
+        /// Deadline of each call, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,6 +166,62 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
         ConnectorCommand::Inspect { file } => {
             let report = switchyard::wasm::inspect::inspect(&file).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        ConnectorCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            use switchyard::authoring::new;
+            let project = new::NewProject {
+                dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
+                name,
+                lang,
+                sdk,
+            };
+            if let Err(e) = new::create(&project) {
+                eprintln!("connector new: {e}");
+                std::process::exit(2);
+            }
+            println!("{}", new::next_steps(&project));
+        }
+        ConnectorCommand::Test {
+            file,
+            scenario,
+            quiet,
+            cache,
+            no_cache,
+            timeout_ms,
+        } => {
+            use switchyard::wasm::harness;
+            let cache = if no_cache {
+                None
+            } else {
+                cache.or_else(|| {
+                    std::env::var_os("XDG_CACHE_HOME")
+                        .map(PathBuf::from)
+                        .or_else(|| {
+                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
+                        })
+                        .map(|c| c.join("switchyard/compiled"))
+                })
+            };
+            let opts = harness::Options { timeout_ms, cache };
+            // The harness is synchronous (scripted imports, nothing to await).
+            let report =
+                tokio::task::spawn_blocking(move || harness::run_files(&file, &scenario, &opts))
+                    .await?;
+            match report {
+                Ok(report) => {
+                    print!("{}", report.render(quiet));
+                    std::process::exit(if report.passed() { 0 } else { 1 });
+                }
+                Err(e) => {
+                    eprintln!("connector test: {e}");
+                    std::process::exit(2);
+                }
+            }
         }
     }
     Ok(())

@@ -124,7 +124,7 @@ pub async fn start_on(
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
     let runtime = Runtime::with_cache(
         config.runtime.timeout_ms,
-        config.runtime.memory_mb,
+        config.runtime.caps(),
         Some(cache),
     )?;
     let registry = Arc::new(Registry::new(runtime));

@@ -150,8 +150,17 @@ pub struct RuntimeConfig {
     pub connectors_dir: PathBuf,
     /// Wall-clock and CPU deadline of one connector invocation.
     pub timeout_ms: u64,
-    /// Linear-memory cap of one connector instance.
-    pub memory_mb: usize,
+    /// Linear memory (MiB) granted to a connector whose manifest does not say how much it needs
+    /// (every 0.1 connector, or `limits.memory-mib = 0`). At most `max_memory_mib`.
+    pub memory_mb: u32,
+    /// Cap on the linear memory (MiB) any connector may ask for in its manifest
+    /// (`limits.memory-mib`); a component asking for more is refused at load. Also the memory its
+    /// manifest is read with.
+    pub max_memory_mib: u32,
+    /// Cap on the core instances of one connector's store (Rust components have 3, componentize-js
+    /// 4, componentize-py 14); a component with more, or asking for more, is refused at load.
+    /// Tables and memories per store follow this number.
+    pub max_instances: u32,
     /// Cap on one outbound HTTP request made by a connector.
     pub http_timeout_ms: u64,
     /// Outbound hosts an operator approves for *new* connector versions (uploads, `--watch`): a new
@@ -161,12 +170,25 @@ pub struct RuntimeConfig {
     pub watch: bool,
 }
 
+impl RuntimeConfig {
+    /// The sandbox caps these settings give.
+    pub fn caps(&self) -> crate::wasm::runtime::Caps {
+        crate::wasm::runtime::Caps {
+            max_memory_mib: self.max_memory_mib,
+            max_instances: self.max_instances,
+            default_memory_mib: self.memory_mb,
+        }
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             connectors_dir: PathBuf::from("plugins/target/wasm32-wasip2/release"),
             timeout_ms: 30_000,
             memory_mb: 64,
+            max_memory_mib: 256,
+            max_instances: 32,
             http_timeout_ms: 15_000,
             approved_hosts: Vec::new(),
             watch: false,

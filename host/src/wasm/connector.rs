@@ -1,7 +1,10 @@
 //! The host's view of a connector: its manifest, and typed calls into a loaded version.
 //!
 //! These types mirror the WIT records but are the host's own (serializable, independent of the
-//! generated bindings), so the rest of the host never touches wasmtime.
+//! generated bindings and of the contract version), so the rest of the host never touches
+//! wasmtime nor knows which version a connector speaks. Each call dispatches on the version here;
+//! the conversions live with each version's bindings (`runtime/bindings/v0_*.rs`). A 0.1
+//! manifest has no `verdict-labels` or `limits`: they read as empty and zeros.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +12,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::timeline::TimelineEvent;
-use crate::wasm::runtime::bindings::types;
-use crate::wasm::runtime::{CallContext, Compiled, InvokeError, Runtime};
+use crate::wasm::runtime::bindings::{v0_1, v0_2};
+use crate::wasm::runtime::{CallContext, Compiled, Grant, InvokeError, Pre, Runtime};
 
 /// A connector's self-description (WIT `manifest`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -22,6 +25,29 @@ pub struct Manifest {
     pub outbound_hosts: Vec<String>,
     pub status_labels: Vec<String>,
     pub default_trigger_stage: Option<String>,
+    /// Verdict labels the connector can return in `status.verdict` (0.2; empty for 0.1).
+    #[serde(default)]
+    pub verdict_labels: Vec<String>,
+    /// What it needs from the sandbox (0.2; zeros — the host's defaults — for 0.1).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A connector's sandbox needs (WIT `resource-needs`). Zero means "the host's default".
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory, MiB.
+    pub memory_mib: u32,
+    /// Core instances in the component.
+    pub instances: u32,
+}
+
+/// A screening package (WIT `package`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub is_default: bool,
+    pub params: Vec<(String, String)>,
 }
 
 /// One setting a connector reads (WIT `config-field`).
@@ -31,29 +57,6 @@ pub struct ConfigField {
     pub description: String,
     pub secret: bool,
     pub required: bool,
-}
-
-impl From<types::Manifest> for Manifest {
-    fn from(m: types::Manifest) -> Self {
-        Manifest {
-            id: m.id,
-            version: m.version,
-            display_name: m.display_name,
-            config_fields: m
-                .config_fields
-                .into_iter()
-                .map(|f| ConfigField {
-                    key: f.key,
-                    description: f.description,
-                    secret: f.secret,
-                    required: f.required,
-                })
-                .collect(),
-            outbound_hosts: m.outbound_hosts,
-            status_labels: m.status_labels,
-            default_trigger_stage: m.default_trigger_stage,
-        }
-    }
 }
 
 /// Normalized status (WIT `status`).
@@ -82,31 +85,6 @@ pub struct StatusUpdate {
     pub status: Status,
 }
 
-impl From<types::Status> for Status {
-    fn from(s: types::Status) -> Self {
-        use types::ScreeningState as S;
-        let state = match s.state {
-            S::Pending => "pending",
-            S::Analyzing => "analyzing",
-            S::Partial => "partial",
-            S::Complete => "complete",
-            S::Error => "error",
-            S::Cancelled => "cancelled",
-        };
-        Status {
-            state: state.into(),
-            label: s.label,
-            report_url: s.report_url.filter(|u| !u.is_empty()),
-            score: s.score,
-            verdict: s.verdict,
-            note: s.note.map(|n| Note {
-                text: n.text,
-                secret: n.secret,
-            }),
-        }
-    }
-}
-
 /// What a call into a connector can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
@@ -122,16 +100,6 @@ pub enum CallError {
     /// The request is permanently unacceptable.
     #[error("rejected: {0}")]
     Rejected(String),
-}
-
-impl From<types::ConnectorError> for CallError {
-    fn from(e: types::ConnectorError) -> Self {
-        match e {
-            types::ConnectorError::Config(m) => CallError::Config(m),
-            types::ConnectorError::Transient(m) => CallError::Transient(m),
-            types::ConnectorError::Rejected(m) => CallError::Rejected(m),
-        }
-    }
 }
 
 impl CallError {
@@ -183,6 +151,21 @@ pub struct LoadedConnector {
     pub loaded_at: std::time::SystemTime,
     pub source: String,
     pub compiled: Compiled,
+    /// The sandbox limits its calls run with (from its manifest, within the operator's caps).
+    pub grant: Grant,
+}
+
+/// Calls `manifest` on a compiled component of any served version, in a sandbox with `grant`.
+pub async fn read_manifest(
+    runtime: &Runtime,
+    compiled: &Compiled,
+    grant: Grant,
+) -> Result<Manifest, InvokeError> {
+    let ctx = Arc::new(CallContext::detached());
+    match &compiled.pre {
+        Pre::V0_1(pre) => v0_1::manifest(runtime, pre, grant, ctx).await,
+        Pre::V0_2(pre) => v0_2::manifest(runtime, pre, grant, ctx).await,
+    }
 }
 
 impl LoadedConnector {
@@ -277,34 +260,10 @@ impl LoadedConnector {
             connector: self.version_tag(),
             call: "start-screening".into(),
         });
-        let wit_req = types::ScreeningRequest {
-            idempotency_key: req.idempotency_key.clone(),
-            candidate: types::Candidate {
-                name: req.name.clone(),
-                emails: req.emails.clone(),
-                phones: req.phones.clone(),
-            },
-            opportunity_id: req.opportunity_id.clone(),
-            opportunity_tags: req.opportunity_tags.clone(),
-            posting_id: req.posting_id.clone(),
-            posting_tags: req.posting_tags.clone(),
-            stage: req.stage.clone(),
-            package: req.package.clone(),
-        };
-        let result = runtime
-            .invoke(&self.compiled.pre, ctx, move |inst, store| {
-                Box::pin(async move {
-                    inst.switchyard_connector_screening()
-                        .call_start_screening(store, &wit_req)
-                        .await
-                })
-            })
-            .await?;
-        let started = result.map_err(CallError::from)?;
-        Ok(Started {
-            order_ref: started.order_ref,
-            status: started.status.into(),
-        })
+        match &self.compiled.pre {
+            Pre::V0_1(pre) => v0_1::start_screening(runtime, pre, self.grant, ctx, req).await,
+            Pre::V0_2(pre) => v0_2::start_screening(runtime, pre, self.grant, ctx, req).await,
+        }
     }
 
     async fn handle_callback_inner(
@@ -318,38 +277,10 @@ impl LoadedConnector {
             connector: self.version_tag(),
             call: "handle-callback".into(),
         });
-        let wit_req = types::HttpRequest {
-            method: req.method,
-            path: req.path,
-            query: req.query,
-            headers: req.headers,
-            body: req.body,
-        };
-        let result = runtime
-            .invoke(&self.compiled.pre, ctx, move |inst, store| {
-                Box::pin(async move {
-                    inst.switchyard_connector_screening()
-                        .call_handle_callback(store, &wit_req)
-                        .await
-                })
-            })
-            .await?;
-        let out = result.map_err(CallError::from)?;
-        let response = RawHttp {
-            status: out.response.status,
-            headers: out.response.headers,
-            body: out.response.body,
-            ..RawHttp::default()
-        };
-        let updates = out
-            .updates
-            .into_iter()
-            .map(|u| StatusUpdate {
-                order_ref: u.order_ref,
-                status: u.status.into(),
-            })
-            .collect();
-        Ok((response, updates))
+        match &self.compiled.pre {
+            Pre::V0_1(pre) => v0_1::handle_callback(runtime, pre, self.grant, ctx, req).await,
+            Pre::V0_2(pre) => v0_2::handle_callback(runtime, pre, self.grant, ctx, req).await,
+        }
     }
 
     async fn list_packages_inner(
@@ -357,19 +288,13 @@ impl LoadedConnector {
         runtime: &Runtime,
         ctx: Arc<CallContext>,
     ) -> Result<Vec<(String, bool)>, CallError> {
-        let result = runtime
-            .invoke(&self.compiled.pre, ctx, |inst, store| {
-                Box::pin(async move {
-                    inst.switchyard_connector_screening()
-                        .call_list_packages(store)
-                        .await
-                })
-            })
-            .await?;
-        let packages = result.map_err(CallError::from)?;
+        let packages = match &self.compiled.pre {
+            Pre::V0_1(pre) => v0_1::list_packages(runtime, pre, self.grant, ctx).await,
+            Pre::V0_2(pre) => v0_2::list_packages(runtime, pre, self.grant, ctx).await,
+        }?;
         Ok(packages
             .into_iter()
-            .map(|p: types::Package| (p.name, p.is_default))
+            .map(|p| (p.name, p.is_default))
             .collect())
     }
 }

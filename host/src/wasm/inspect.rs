@@ -46,7 +46,8 @@ pub struct Report {
 
 async fn runtime() -> Result<Registry, InspectError> {
     let runtime: Arc<Runtime> =
-        Runtime::new(10_000, 256).map_err(|e| InspectError::Runtime(e.to_string()))?;
+        Runtime::new(10_000, crate::config::RuntimeConfig::default().caps())
+            .map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }
 

@@ -6,12 +6,14 @@
 //! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap.
 //! - [`deploy`]: validate, keep, activate, roll back and remove connector versions.
 //! - [`cache`]: the on-disk compiled-code cache.
+//! - [`harness`]: `switchyard connector test`, the offline scenario harness.
 //! - [`inspect`]: `switchyard connector validate|inspect`, offline.
 //! - [`watch`]: `serve --watch`, deploys files dropped into the connectors directory.
 
 pub mod cache;
 pub mod connector;
 pub mod deploy;
+pub mod harness;
 pub mod inspect;
 pub mod registry;
 pub mod runtime;

@@ -17,7 +17,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::wasm::cache::Origin;
-use crate::wasm::connector::{LoadedConnector, Manifest};
+use crate::wasm::connector::{read_manifest, LoadedConnector, Manifest};
+use crate::wasm::runtime::Grant;
 use crate::wasm::runtime::{LoadError, Runtime};
 
 /// A version operation that cannot be done.
@@ -61,6 +62,8 @@ pub struct VersionInfo {
     pub source: String,
     /// `cache` when the compiled code came from the on-disk cache.
     pub compiled_from: Origin,
+    /// The sandbox limits its calls get.
+    pub grant: Grant,
     pub manifest: Manifest,
 }
 
@@ -118,12 +121,26 @@ impl Registry {
     }
 
     /// Compiles and validates component bytes (off the request path) without installing them.
+    ///
+    /// The manifest is read under the operator's caps (its needs are not known before), then the
+    /// grant is derived from its `limits`, and, when that grant is smaller, the component is run
+    /// once more under it, so a component that cannot work within what it declared is refused
+    /// now rather than on its first real call.
     pub async fn load(&self, bytes: Vec<u8>, source: &str) -> Result<LoadedConnector, LoadError> {
         let hash = hex::encode(Sha256::digest(&bytes));
         let compiled = self.runtime.compile(bytes).await?;
-        let manifest = self.runtime.manifest(&compiled.pre).await?;
+        let caps = self.runtime.caps();
+        let manifest = read_manifest(&self.runtime, &compiled, caps.ceiling())
+            .await
+            .map_err(|e| caps.explain_manifest_failure(e))?;
         if manifest.id.is_empty() {
             return Err(LoadError::Manifest("the manifest has an empty id".into()));
+        }
+        let grant = caps.grant(&manifest.limits)?;
+        if grant != caps.ceiling() {
+            read_manifest(&self.runtime, &compiled, grant)
+                .await
+                .map_err(|e| grant.explain_failure(e))?;
         }
         Ok(LoadedConnector {
             manifest,
@@ -131,6 +148,7 @@ impl Registry {
             loaded_at: std::time::SystemTime::now(),
             source: source.to_string(),
             compiled,
+            grant,
         })
     }
 
@@ -267,6 +285,7 @@ impl Registry {
                         .unwrap_or(0),
                     source: v.source.clone(),
                     compiled_from: v.compiled.origin,
+                    grant: v.grant,
                     manifest: v.manifest.clone(),
                 })
                 .collect(),

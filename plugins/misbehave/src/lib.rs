@@ -10,21 +10,34 @@
 //! | `slow-<ms>`   | busy-waits that many milliseconds, then succeeds                 |
 //! | anything else | succeeds with order `ok-<idempotency key>`, `MISBEHAVE - Pending` |
 //!
-//! `handle-callback` panics when the body is `trap` and otherwise answers 200 with no updates.
+//! `handle-callback` panics when the body is `trap`. A callback with an `x-misbehave-signature`
+//! header is checked with the host's `crypto` import (contract 0.2): the header must be the hex
+//! HMAC-SHA256 of the body under the integration's `webhook-secret`; a bad one → 401 and no
+//! updates; a good one → 200 whose body is the hex SHA-256 of the request body, and one update
+//! marking order `<body>` complete (`MISBEHAVE - Complete`). Anything else → 200, no updates.
+//!
+//! Built against contract 0.2.0 (`wit/`); its manifest asks for no particular limits, so it runs
+//! with the host's defaults (`runtime.memory_mb`), which the isolation tests lower.
 
-wit_bindgen::generate!({ path: "../../wit/0.1.0", world: "connector" });
+wit_bindgen::generate!({ path: "../../wit", world: "connector" });
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use exports::switchyard::connector::screening::Guest;
+use switchyard::connector::config;
+use switchyard::connector::crypto::{self, Encoding};
 use switchyard::connector::types::{
-    CallbackResult, ConnectorError, HttpRequest, HttpResponse, Manifest, Package, ScreeningRequest,
-    ScreeningState, Started, Status,
+    CallbackResult, ConfigField, ConnectorError, HttpRequest, HttpResponse, Manifest, Package,
+    ResourceNeeds, ScreeningRequest, ScreeningState, Started, Status, StatusUpdate,
 };
 
-/// The only label this connector returns.
+/// The label of a started screening.
 const LABEL_PENDING: &str = "MISBEHAVE - Pending";
+/// The label a signed callback sets.
+const LABEL_COMPLETE: &str = "MISBEHAVE - Complete";
+/// The header of a signed callback.
+const SIGNATURE_HEADER: &str = "x-misbehave-signature";
 
 /// The exported connector.
 struct Misbehave;
@@ -60,10 +73,20 @@ impl Guest for Misbehave {
             id: "misbehave".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             display_name: "Misbehaving test connector".into(),
-            config_fields: Vec::new(),
+            config_fields: vec![ConfigField {
+                key: "webhook-secret".into(),
+                description: "Key of the HMAC-SHA256 on signed test callbacks".into(),
+                secret: true,
+                required: false,
+            }],
             outbound_hosts: Vec::new(),
-            status_labels: vec![LABEL_PENDING.into()],
+            status_labels: vec![LABEL_PENDING.into(), LABEL_COMPLETE.into()],
             default_trigger_stage: None,
+            verdict_labels: Vec::new(),
+            limits: ResourceNeeds {
+                memory_mib: 0,
+                instances: 0,
+            },
         }
     }
 
@@ -96,6 +119,9 @@ impl Guest for Misbehave {
         if request.body == b"trap" {
             panic!("misbehave: trap requested by callback");
         }
+        if let Some((_, signature)) = request.headers.iter().find(|(k, _)| k == SIGNATURE_HEADER) {
+            return Ok(signed_callback(&request.body, signature));
+        }
         Ok(CallbackResult {
             response: HttpResponse {
                 status: 200,
@@ -104,6 +130,40 @@ impl Guest for Misbehave {
             },
             updates: Vec::new(),
         })
+    }
+}
+
+/// A callback signed with the integration's `webhook-secret`, verified by the host's `crypto`.
+fn signed_callback(body: &[u8], signature: &str) -> CallbackResult {
+    let secret = config::secret("webhook-secret").unwrap_or_default();
+    if !crypto::verify_hmac_sha256(secret.as_bytes(), body, signature, Encoding::Hex) {
+        return CallbackResult {
+            response: HttpResponse {
+                status: 401,
+                headers: Vec::new(),
+                body: b"bad signature".to_vec(),
+            },
+            updates: Vec::new(),
+        };
+    }
+    let digest = crypto::encode(&crypto::sha256(body), Encoding::Hex);
+    CallbackResult {
+        response: HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: digest.into_bytes(),
+        },
+        updates: vec![StatusUpdate {
+            order_ref: String::from_utf8_lossy(body).trim().to_string(),
+            status: Status {
+                state: ScreeningState::Complete,
+                label: LABEL_COMPLETE.into(),
+                report_url: None,
+                score: None,
+                verdict: None,
+                note: None,
+            },
+        }],
     }
 }
 

@@ -1,14 +1,303 @@
-//! Rust bindings of the `switchyard:connector` world, generated from `wit/`.
+//! Rust bindings of every contract version the host serves, one `bindgen!` per version:
+//! [`v0_1`] from the frozen `wit/0.1.0/connector.wit`, [`v0_2`] from `wit/connector.wit`.
+//!
+//! Each version module holds only glue: its generated types, its `Host` trait impls (which
+//! convert to the host-neutral types of [`super::imports`] and delegate there) and its calls into
+//! the exports (which convert to the host-neutral types of [`crate::wasm::connector`]). Nothing
+//! outside `wasm/runtime` and `wasm/connector.rs` names a version.
 //!
 //! Imports are async (outbound HTTP awaits the network) and trappable (a host failure such as a
 //! broken database aborts the invocation instead of lying to the guest).
 
-wasmtime::component::bindgen!({
-    path: "../wit/0.1.0",
-    world: "connector",
-    imports: { default: async | trappable },
-    exports: { default: async },
-});
+pub mod v0_1;
+pub mod v0_2;
 
-pub use self::exports::switchyard::connector::screening;
-pub use self::switchyard::connector::types;
+/// The imports and export calls whose WIT is the same in every served version: `types` (no
+/// functions), `outbound-http`, `config`, `state`, `log`, and the `list-packages`,
+/// `start-screening` and `handle-callback` calls. Expanded inside each version module, where
+/// `types`, `outbound_http`, `config`, `state`, `log`, `Connector` and `ConnectorPre` name that
+/// version's generated items.
+macro_rules! shared_glue {
+    () => {
+        use std::sync::Arc;
+
+        use $crate::wasm::connector::{
+            CallError, Package, RawHttp, ScreeningRequest, Started, Status, StatusUpdate,
+        };
+        use $crate::wasm::runtime::imports::{self, LogLevel};
+        use $crate::wasm::runtime::{
+            CallContext, Grant, Instantiate, Invocation, InvokeError, Runtime,
+        };
+
+        impl Instantiate for ConnectorPre<Invocation> {
+            type Instance = Connector;
+            fn instantiate<'a>(
+                &'a self,
+                store: &'a mut wasmtime::Store<Invocation>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = wasmtime::Result<Connector>> + Send + 'a>,
+            > {
+                Box::pin(self.instantiate_async(store))
+            }
+        }
+
+        impl types::Host for Invocation {}
+
+        impl outbound_http::Host for Invocation {
+            async fn send(
+                &mut self,
+                request: outbound_http::OutgoingRequest,
+            ) -> wasmtime::Result<Result<types::HttpResponse, outbound_http::HttpError>> {
+                use imports::HttpError as E;
+                use outbound_http::HttpError as W;
+                let request = imports::OutgoingRequest {
+                    method: request.method,
+                    url: request.url,
+                    headers: request.headers,
+                    body: request.body,
+                    timeout_ms: request.timeout_ms,
+                };
+                Ok(match self.ctx.send(request).await {
+                    Ok(r) => Ok(types::HttpResponse {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    }),
+                    Err(E::Denied(m)) => Err(W::Denied(m)),
+                    Err(E::Timeout) => Err(W::Timeout),
+                    Err(E::Connection(m)) => Err(W::Connection(m)),
+                    Err(E::Invalid(m)) => Err(W::Invalid(m)),
+                })
+            }
+        }
+
+        impl config::Host for Invocation {
+            async fn integration_id(&mut self) -> wasmtime::Result<String> {
+                Ok(self.ctx.integration_id.clone())
+            }
+            async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                Ok(self.ctx.settings.get(&key).cloned())
+            }
+            async fn secret(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                Ok(self.ctx.secrets.get(&key).map(|s| s.expose().to_string()))
+            }
+            async fn packages(&mut self) -> wasmtime::Result<Vec<types::Package>> {
+                Ok(self.ctx.packages.iter().map(to_wit_package).collect())
+            }
+            async fn callback_url(&mut self) -> wasmtime::Result<String> {
+                Ok(self.ctx.callback_url.clone())
+            }
+        }
+
+        impl state::Host for Invocation {
+            async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                self.ctx.state_get(&key)
+            }
+            async fn set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+                self.ctx.state_set(&key, &value)
+            }
+            async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+                self.ctx.state_delete(&key)
+            }
+        }
+
+        impl log::Host for Invocation {
+            async fn log(
+                &mut self,
+                level: log::Level,
+                message: String,
+                fields: Vec<(String, String)>,
+            ) -> wasmtime::Result<()> {
+                let level = match level {
+                    log::Level::Trace => LogLevel::Trace,
+                    log::Level::Debug => LogLevel::Debug,
+                    log::Level::Info => LogLevel::Info,
+                    log::Level::Warn => LogLevel::Warn,
+                    log::Level::Error => LogLevel::Error,
+                };
+                self.ctx.log(level, &message, &fields);
+                Ok(())
+            }
+        }
+
+        fn to_wit_package(p: &Package) -> types::Package {
+            types::Package {
+                name: p.name.clone(),
+                is_default: p.is_default,
+                params: p.params.clone(),
+            }
+        }
+
+        fn status(s: types::Status) -> Status {
+            use types::ScreeningState as S;
+            let state = match s.state {
+                S::Pending => "pending",
+                S::Analyzing => "analyzing",
+                S::Partial => "partial",
+                S::Complete => "complete",
+                S::Error => "error",
+                S::Cancelled => "cancelled",
+            };
+            Status {
+                state: state.into(),
+                label: s.label,
+                report_url: s.report_url.filter(|u| !u.is_empty()),
+                score: s.score,
+                verdict: s.verdict,
+                note: s.note.map(|n| $crate::wasm::connector::Note {
+                    text: n.text,
+                    secret: n.secret,
+                }),
+            }
+        }
+
+        fn connector_error(e: types::ConnectorError) -> CallError {
+            match e {
+                types::ConnectorError::Config(m) => CallError::Config(m),
+                types::ConnectorError::Transient(m) => CallError::Transient(m),
+                types::ConnectorError::Rejected(m) => CallError::Rejected(m),
+            }
+        }
+
+        /// Calls `manifest` (in a fresh sandbox with `grant`).
+        pub(crate) async fn manifest(
+            runtime: &Runtime,
+            pre: &ConnectorPre<Invocation>,
+            grant: Grant,
+            ctx: Arc<CallContext>,
+        ) -> Result<$crate::wasm::connector::Manifest, InvokeError> {
+            let m = runtime
+                .invoke(pre, grant, ctx, |inst, store| {
+                    Box::pin(async move {
+                        inst.switchyard_connector_screening()
+                            .call_manifest(store)
+                            .await
+                    })
+                })
+                .await?;
+            Ok(manifest_from(m))
+        }
+
+        /// Calls `list-packages`.
+        pub(crate) async fn list_packages(
+            runtime: &Runtime,
+            pre: &ConnectorPre<Invocation>,
+            grant: Grant,
+            ctx: Arc<CallContext>,
+        ) -> Result<Vec<Package>, CallError> {
+            let result = runtime
+                .invoke(pre, grant, ctx, |inst, store| {
+                    Box::pin(async move {
+                        inst.switchyard_connector_screening()
+                            .call_list_packages(store)
+                            .await
+                    })
+                })
+                .await?;
+            Ok(result
+                .map_err(connector_error)?
+                .into_iter()
+                .map(|p| Package {
+                    name: p.name,
+                    is_default: p.is_default,
+                    params: p.params,
+                })
+                .collect())
+        }
+
+        /// Calls `start-screening`.
+        pub(crate) async fn start_screening(
+            runtime: &Runtime,
+            pre: &ConnectorPre<Invocation>,
+            grant: Grant,
+            ctx: Arc<CallContext>,
+            req: &ScreeningRequest,
+        ) -> Result<Started, CallError> {
+            let wit_req = types::ScreeningRequest {
+                idempotency_key: req.idempotency_key.clone(),
+                candidate: types::Candidate {
+                    name: req.name.clone(),
+                    emails: req.emails.clone(),
+                    phones: req.phones.clone(),
+                },
+                opportunity_id: req.opportunity_id.clone(),
+                opportunity_tags: req.opportunity_tags.clone(),
+                posting_id: req.posting_id.clone(),
+                posting_tags: req.posting_tags.clone(),
+                stage: req.stage.clone(),
+                package: req.package.clone(),
+            };
+            let result = runtime
+                .invoke(pre, grant, ctx, move |inst, store| {
+                    Box::pin(async move {
+                        inst.switchyard_connector_screening()
+                            .call_start_screening(store, &wit_req)
+                            .await
+                    })
+                })
+                .await?;
+            let started = result.map_err(connector_error)?;
+            Ok(Started {
+                order_ref: started.order_ref,
+                status: status(started.status),
+            })
+        }
+
+        /// Calls `handle-callback`.
+        pub(crate) async fn handle_callback(
+            runtime: &Runtime,
+            pre: &ConnectorPre<Invocation>,
+            grant: Grant,
+            ctx: Arc<CallContext>,
+            req: RawHttp,
+        ) -> Result<(RawHttp, Vec<StatusUpdate>), CallError> {
+            let wit_req = types::HttpRequest {
+                method: req.method,
+                path: req.path,
+                query: req.query,
+                headers: req.headers,
+                body: req.body,
+            };
+            let result = runtime
+                .invoke(pre, grant, ctx, move |inst, store| {
+                    Box::pin(async move {
+                        inst.switchyard_connector_screening()
+                            .call_handle_callback(store, &wit_req)
+                            .await
+                    })
+                })
+                .await?;
+            let out = result.map_err(connector_error)?;
+            let response = RawHttp {
+                status: out.response.status,
+                headers: out.response.headers,
+                body: out.response.body,
+                ..RawHttp::default()
+            };
+            let updates = out
+                .updates
+                .into_iter()
+                .map(|u| StatusUpdate {
+                    order_ref: u.order_ref,
+                    status: status(u.status),
+                })
+                .collect();
+            Ok((response, updates))
+        }
+
+        fn config_fields(
+            fields: Vec<types::ConfigField>,
+        ) -> Vec<$crate::wasm::connector::ConfigField> {
+            fields
+                .into_iter()
+                .map(|f| $crate::wasm::connector::ConfigField {
+                    key: f.key,
+                    description: f.description,
+                    secret: f.secret,
+                    required: f.required,
+                })
+                .collect()
+        }
+    };
+}
+use shared_glue;

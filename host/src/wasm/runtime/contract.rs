@@ -1,6 +1,10 @@
 //! Which contract a compiled component speaks: its `switchyard:connector/*` imports and exports and
 //! their versions, checked before linking so a rejection says exactly what is wrong ("wrong world",
-//! "incompatible contract version") rather than a linker error.
+//! "incompatible contract version", naming the versions served) rather than a linker error.
+//!
+//! The host serves several contract versions side by side ([`SERVED`]); the version of the
+//! exported `switchyard:connector/screening` picks the bindings, and every other
+//! `switchyard:connector/*` name of the component must be the same minor.
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -9,8 +13,23 @@ use super::LoadError;
 
 /// The contract package this host implements.
 pub const PACKAGE: &str = "switchyard:connector";
-/// The host's contract version (`package switchyard:connector@0.1.0` in `wit/connector.wit`).
-pub const VERSION: (u64, u64, u64) = (0, 1, 0);
+/// A contract version the host serves (each with its own generated bindings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ContractVersion {
+    /// `switchyard:connector@0.1.*`, `wit/0.1.0/connector.wit` (frozen).
+    V0_1,
+    /// `switchyard:connector@0.2.*`, `wit/connector.wit`.
+    V0_2,
+}
+
+/// Every served version, oldest first, with the (major, minor, patch) the host implements.
+pub const SERVED: [(ContractVersion, (u64, u64, u64)); 2] = [
+    (ContractVersion::V0_1, (0, 1, 0)),
+    (ContractVersion::V0_2, (0, 2, 0)),
+];
+
+/// The newest served version (`package switchyard:connector@0.2.0` in `wit/connector.wit`).
+pub const VERSION: (u64, u64, u64) = (0, 2, 0);
 /// The interface every connector must export.
 pub const SCREENING: &str = "switchyard:connector/screening";
 
@@ -31,31 +50,58 @@ impl Surface {
         }
     }
 
-    /// The contract version the component was built against, if it is compatible with the host's;
-    /// otherwise why not.
-    pub fn check(&self) -> Result<String, LoadError> {
+    /// The served version the component speaks and the exact version its `screening` export
+    /// names (e.g. `0.1.0`); otherwise why it cannot be served.
+    pub fn check(&self) -> Result<(ContractVersion, String), LoadError> {
         let Some(screening) = self.exports.iter().find(|n| base(n) == SCREENING) else {
             return Err(LoadError::WrongWorld(format!(
                 "it does not export `{SCREENING}` (its exports: {})",
                 list(&self.exports)
             )));
         };
+        let exported = version_of(screening).ok_or_else(|| {
+            LoadError::Incompatible(format!("`{screening}` carries no version; {}", served()))
+        })?;
+        let Some(version) = served_as(exported) else {
+            return Err(LoadError::Incompatible(format!(
+                "`{screening}` is contract version {exported}; {}",
+                served()
+            )));
+        };
         for name in self.imports.iter().chain(self.exports.iter()) {
             if !name.starts_with(&format!("{PACKAGE}/")) {
                 continue;
             }
-            let version = version_of(name)
+            let v = version_of(name)
                 .ok_or_else(|| LoadError::Incompatible(format!("`{name}` carries no version")))?;
-            if !compatible(version) {
-                let (ma, mi, pa) = VERSION;
+            if served_as(v) != Some(version) {
                 return Err(LoadError::Incompatible(format!(
-                    "`{name}` is contract version {version}; this host speaks {ma}.{mi}.{pa} and accepts {}",
-                    if ma == 0 { format!("{ma}.{mi}.*") } else { format!("{ma}.*") }
+                    "`{name}` is contract version {v} but its `screening` export is {exported}; \
+                     a component speaks one version. {}",
+                    served()
                 )));
             }
         }
-        Ok(version_of(screening).unwrap_or_default().to_string())
+        Ok((version, exported.to_string()))
     }
+}
+
+/// "this host serves 0.1.* and 0.2.*", for refusals.
+pub fn served() -> String {
+    let versions: Vec<String> = SERVED
+        .iter()
+        .map(|(_, (ma, mi, _))| {
+            if *ma == 0 {
+                format!("{ma}.{mi}.*")
+            } else {
+                format!("{ma}.*")
+            }
+        })
+        .collect();
+    format!(
+        "this host serves switchyard:connector {}",
+        versions.join(" and ")
+    )
 }
 
 fn base(name: &str) -> &str {
@@ -74,15 +120,18 @@ fn list(names: &[String]) -> String {
     }
 }
 
-/// Semver compatibility with [`VERSION`]: same major, and for 0.x the same minor.
-fn compatible(version: &str) -> bool {
+/// The served version `version` is semver-compatible with: same major, and for 0.x the same
+/// minor (a newer patch of a served minor is accepted: patches only add what old hosts ignore).
+fn served_as(version: &str) -> Option<ContractVersion> {
     let core = version.split(['-', '+']).next().unwrap_or(version);
     let parts: Vec<Option<u64>> = core.split('.').map(|p| p.parse().ok()).collect();
     let [Some(major), Some(minor), Some(_patch)] = parts[..] else {
-        return false;
+        return None;
     };
-    let (ma, mi, _) = VERSION;
-    major == ma && (ma != 0 || minor == mi)
+    SERVED
+        .iter()
+        .find(|(_, (ma, mi, _))| major == *ma && (*ma != 0 || minor == *mi))
+        .map(|(v, _)| *v)
 }
 
 #[cfg(test)]
@@ -91,24 +140,54 @@ mod tests {
 
     #[test]
     fn semver_compatibility_of_contract_versions() {
-        assert!(compatible("0.1.0"));
-        assert!(compatible("0.1.7"));
-        assert!(!compatible("0.2.0"));
-        assert!(!compatible("1.0.0"));
-        assert!(!compatible("garbage"));
+        assert_eq!(served_as("0.1.0"), Some(ContractVersion::V0_1));
+        assert_eq!(served_as("0.1.7"), Some(ContractVersion::V0_1));
+        assert_eq!(served_as("0.2.0"), Some(ContractVersion::V0_2));
+        assert_eq!(served_as("0.2.3"), Some(ContractVersion::V0_2));
+        assert_eq!(served_as("0.3.0"), None);
+        assert_eq!(served_as("1.0.0"), None);
+        assert_eq!(served_as("garbage"), None);
+    }
+
+    fn surface(version: &str) -> Surface {
+        Surface {
+            imports: vec![format!("switchyard:connector/log@{version}")],
+            exports: vec![format!("switchyard:connector/screening@{version}")],
+        }
     }
 
     #[test]
-    fn a_component_without_the_screening_export_is_the_wrong_world() {
+    fn the_screening_export_picks_the_version() {
+        assert_eq!(
+            surface("0.1.0").check().unwrap(),
+            (ContractVersion::V0_1, "0.1.0".to_string())
+        );
+        assert_eq!(
+            surface("0.2.0").check().unwrap(),
+            (ContractVersion::V0_2, "0.2.0".to_string())
+        );
+    }
+
+    #[test]
+    fn unserved_or_mixed_versions_are_refused_naming_what_is_served() {
         let s = Surface {
             imports: vec![],
             exports: vec!["hello".into()],
         };
         assert!(matches!(s.check(), Err(LoadError::WrongWorld(_))));
-        let s = Surface {
-            imports: vec!["switchyard:connector/log@0.2.0".into()],
+        for v in ["0.3.0", "1.0.0"] {
+            let e = surface(v).check().unwrap_err();
+            assert!(matches!(e, LoadError::Incompatible(_)), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(v) && text.contains("0.1.* and 0.2.*"),
+                "{text}"
+            );
+        }
+        let mixed = Surface {
+            imports: vec!["switchyard:connector/log@0.1.0".into()],
             exports: vec!["switchyard:connector/screening@0.2.0".into()],
         };
-        assert!(matches!(s.check(), Err(LoadError::Incompatible(_))));
+        assert!(matches!(mixed.check(), Err(LoadError::Incompatible(_))));
     }
 }

@@ -2,35 +2,44 @@
 //! and a fresh, sandboxed store for every invocation.
 //!
 //! Sandbox per invocation: a CPU deadline (epoch interruption, 10 ms ticks) and the same wall-clock
-//! deadline around the whole call (covering time spent in host calls), a linear-memory cap, no
-//! filesystem, environment, sockets or clocks beyond WASI's wall clock and randomness, and outbound
-//! HTTP only through [`imports`] to approved hosts. A trap, timeout or out-of-memory fails that one
+//! deadline around the whole call (covering time spent in host calls), per-store limits on memory,
+//! instances, tables and memories (the connector's [`Grant`], see [`limits`]), no filesystem,
+//! environment, sockets or clocks beyond WASI's wall clock and randomness, and outbound HTTP only
+//! through [`imports`] to approved hosts. A trap, timeout or out-of-memory fails that one
 //! invocation with a [`InvokeError`]; the engine and every other call are unaffected.
+//!
+//! Contract versions: [`contract`] reads which `switchyard:connector/screening@0.x` a component
+//! exports; [`bindings`] holds one generated binding per served version, all linked into one
+//! linker (their import names differ by version), and [`Pre`] is the pre-instantiated component of
+//! whichever version it speaks.
+//!
+//! Modules: `bindings` (generated, per version), `contract` (version check), `imports` (host
+//! imports on neutral types, and the harness seam), `crypto` (the 0.2 `crypto` import), `limits`
+//! (caps and grants), `output` (bounded guest stderr).
 
 pub mod bindings;
 pub mod contract;
-mod imports;
+pub mod crypto;
+pub mod imports;
+pub mod limits;
+mod output;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-pub use bindings::{Connector, ConnectorPre};
+pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
+pub use limits::{Caps, Grant};
 
 use crate::metrics::Metrics;
 use crate::wasm::cache::{CodeCache, Origin};
-use crate::wasm::connector::Manifest;
-pub use contract::Surface;
 
 /// The epoch tick: the granularity of CPU deadlines.
 const TICK: Duration = Duration::from_millis(10);
-/// How much of a guest's stderr (panic messages) is kept for the failure reason.
-const STDERR_CAP: usize = 64 * 1024;
 
 /// Why a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,10 @@ pub enum LoadError {
     Incompatible(String),
     #[error("the component's manifest call failed: {0}")]
     Manifest(String),
+    /// It needs more than the sandbox grants; the message names the limit, its value and the
+    /// setting that changes it.
+    #[error("the component does not fit this host's sandbox limits: {0}")]
+    Limits(String),
 }
 
 /// Why one invocation failed. The connector's own errors are not here: they are values.
@@ -55,7 +68,7 @@ pub enum InvokeError {
     #[error("connector ran past its {0} ms deadline")]
     Timeout(u64),
     #[error("connector exceeded its {0} MiB memory limit")]
-    OutOfMemory(usize),
+    OutOfMemory(u32),
     #[error("connector could not be instantiated: {0}")]
     Instantiate(String),
 }
@@ -77,13 +90,30 @@ impl WasiView for Invocation {
     }
 }
 
+/// A pre-instantiated component of either served contract version (exports type-checked).
+pub enum Pre {
+    V0_1(bindings::v0_1::ConnectorPre<Invocation>),
+    V0_2(bindings::v0_2::ConnectorPre<Invocation>),
+}
+
+/// Something that instantiates into a fresh store: a version's `ConnectorPre`.
+pub trait Instantiate: Send + Sync {
+    type Instance: Send + Sync + 'static;
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut Store<Invocation>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = wasmtime::Result<Self::Instance>> + Send + 'a>,
+    >;
+}
+
 /// A compiled, pre-linked component ready to instantiate cheaply.
 pub struct Compiled {
     pub component: Component,
-    pub pre: ConnectorPre<Invocation>,
+    pub pre: Pre,
     /// Its imports and exports.
     pub surface: Surface,
-    /// The contract version it was built against (e.g. `0.1.0`).
+    /// The contract version it was built against (e.g. `0.1.0`), as its export names it.
     pub contract_version: String,
     /// Whether the machine code came from the on-disk cache.
     pub origin: Origin,
@@ -94,21 +124,21 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Invocation>,
     timeout_ms: u64,
-    memory_mb: usize,
+    caps: Caps,
     cache: Option<CodeCache>,
     metrics: Arc<Metrics>,
 }
 
 impl Runtime {
     /// Builds the engine and starts the epoch ticker (a thread that lives as long as the process).
-    pub fn new(timeout_ms: u64, memory_mb: usize) -> anyhow::Result<Arc<Runtime>> {
-        Runtime::with_cache(timeout_ms, memory_mb, None)
+    pub fn new(timeout_ms: u64, caps: Caps) -> anyhow::Result<Arc<Runtime>> {
+        Runtime::with_cache(timeout_ms, caps, None)
     }
 
     /// Like [`Runtime::new`], keeping compiled code in `cache` across restarts.
     pub fn with_cache(
         timeout_ms: u64,
-        memory_mb: usize,
+        caps: Caps,
         cache: Option<CodeCache>,
     ) -> anyhow::Result<Arc<Runtime>> {
         let mut config = wasmtime::Config::new();
@@ -117,7 +147,13 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut linker = Linker::<Invocation>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-        bindings::Connector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        // Every served version into the same linker: their import names differ by version.
+        bindings::v0_1::Connector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        bindings::v0_2::Connector::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,
         )
@@ -136,7 +172,7 @@ impl Runtime {
             engine,
             linker,
             timeout_ms,
-            memory_mb,
+            caps,
             cache,
             metrics: Arc::new(Metrics::default()),
         }))
@@ -150,6 +186,11 @@ impl Runtime {
     /// The engine (for the compiled-code cache).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The operator's sandbox caps.
+    pub fn caps(&self) -> Caps {
+        self.caps
     }
 
     /// Compiles component bytes off the async executor (or takes them from the cache), checks the
@@ -173,15 +214,21 @@ impl Runtime {
         self.link(component, origin)
     }
 
-    /// Checks the contract of an already compiled component and links it.
+    /// Checks the contract of an already compiled component and links it with the bindings of
+    /// the version it speaks.
     pub fn link(&self, component: Component, origin: Origin) -> Result<Compiled, LoadError> {
         let surface = Surface::of(&component, &self.engine);
-        let contract_version = surface.check()?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ConnectorPre::new)
-            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let (version, contract_version) = surface.check()?;
+        let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        let pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+        let pre = match version {
+            ContractVersion::V0_1 => {
+                Pre::V0_1(bindings::v0_1::ConnectorPre::new(pre).map_err(contract)?)
+            }
+            ContractVersion::V0_2 => {
+                Pre::V0_2(bindings::v0_2::ConnectorPre::new(pre).map_err(contract)?)
+            }
+        };
         Ok(Compiled {
             component,
             pre,
@@ -191,47 +238,27 @@ impl Runtime {
         })
     }
 
-    /// Asks a freshly compiled component to describe itself.
-    pub async fn manifest(&self, pre: &ConnectorPre<Invocation>) -> Result<Manifest, LoadError> {
-        let ctx = Arc::new(CallContext::detached());
-        let m = self
-            .invoke(pre, ctx, |inst, store| {
-                Box::pin(async move {
-                    inst.switchyard_connector_screening()
-                        .call_manifest(store)
-                        .await
-                })
-            })
-            .await
-            .map_err(|e| LoadError::Manifest(e.to_string()))?;
-        Ok(Manifest::from(m))
-    }
-
-    /// Runs `call` on a fresh instance of `pre` inside the sandbox.
-    pub async fn invoke<R: Send + 'static>(
+    /// Runs `call` on a fresh instance of `pre` inside the sandbox, with `grant`'s limits.
+    pub async fn invoke<P: Instantiate, R: Send + 'static>(
         &self,
-        pre: &ConnectorPre<Invocation>,
+        pre: &P,
+        grant: Grant,
         ctx: Arc<CallContext>,
         call: impl for<'a> FnOnce(
-            &'a Connector,
+            &'a P::Instance,
             &'a mut Store<Invocation>,
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = wasmtime::Result<R>> + Send + 'a>,
         >,
     ) -> Result<R, InvokeError> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        let stderr = output::GuestOutput::new();
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.memory_mb * 1024 * 1024)
-            .instances(8)
-            .trap_on_grow_failure(true)
-            .build();
         let mut store = Store::new(
             &self.engine,
             Invocation {
                 wasi,
                 table: ResourceTable::new(),
-                limits,
+                limits: grant.store_limits(),
                 ctx,
             },
         );
@@ -243,50 +270,61 @@ impl Runtime {
         let timeout = Duration::from_millis(self.timeout_ms);
         let run = async {
             let instance = pre
-                .instantiate_async(&mut store)
+                .instantiate(&mut store)
                 .await
-                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+                .map_err(|e| classify_instantiate(e, grant))?;
             call(&instance, &mut store)
                 .await
-                .map_err(|e| self.classify(e, &stderr, started))
+                .map_err(|e| classify(e, &stderr, started, grant))
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(self.timeout_ms)),
         }
     }
-
-    /// Turns a wasmtime error into the reason recorded on the event.
-    fn classify(
-        &self,
-        e: wasmtime::Error,
-        stderr: &MemoryOutputPipe,
-        started: Instant,
-    ) -> InvokeError {
-        let text = format!("{e:#}");
-        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-            if *trap == wasmtime::Trap::Interrupt {
-                return InvokeError::Timeout(started.elapsed().as_millis() as u64);
-            }
-        }
-        if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
-            return InvokeError::OutOfMemory(self.memory_mb);
-        }
-        let guest_said = String::from_utf8_lossy(&stderr.contents())
-            .trim()
-            .to_string();
-        let last = guest_said.lines().rev().take(3).collect::<Vec<_>>();
-        if last.is_empty() {
-            InvokeError::Trap(first_line(&text))
-        } else {
-            let said: Vec<&str> = last.into_iter().rev().collect();
-            InvokeError::Trap(format!("{} ({})", first_line(&text), said.join(" | ")))
-        }
-    }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
+/// Instantiation fails on limits (instances, initial memory) or on a start function's trap.
+fn classify_instantiate(e: wasmtime::Error, grant: Grant) -> InvokeError {
+    let text = format!("{e:#}");
+    if is_memory_limit(&text) {
+        return InvokeError::OutOfMemory(grant.memory_mib);
+    }
+    InvokeError::Instantiate(output::bounded(&text, output::CHAIN_CAP))
+}
+
+/// Turns a wasmtime error into the reason recorded on the event: the cause, the guest's stderr
+/// (bounded head and tail: a Python traceback is printed *above* the runtime's generic panic
+/// lines), and the error chain with its wasm backtrace (bounded).
+fn classify(
+    e: wasmtime::Error,
+    stderr: &output::GuestOutput,
+    started: Instant,
+    grant: Grant,
+) -> InvokeError {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return InvokeError::Timeout(started.elapsed().as_millis() as u64);
+        }
+    }
+    let chain = format!("{e:?}");
+    if is_memory_limit(&format!("{e:#}")) {
+        return InvokeError::OutOfMemory(grant.memory_mib);
+    }
+    let cause = e.root_cause().to_string();
+    let mut reason = output::bounded(&cause, output::CAUSE_CAP);
+    let said = stderr.text();
+    if !said.is_empty() {
+        reason.push_str("\nguest stderr:\n");
+        reason.push_str(&said);
+    }
+    reason.push('\n');
+    reason.push_str(&output::bounded(&chain, output::CHAIN_CAP));
+    InvokeError::Trap(reason)
+}
+
+fn is_memory_limit(text: &str) -> bool {
+    text.contains("memory") && (text.contains("limit") || text.contains("grow"))
 }
 
 /// A component starts with the wasm magic and the component-model layer/version bytes.

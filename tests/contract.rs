@@ -1,0 +1,218 @@
+//! Contract versions side by side: one host serves a connector built against
+//! `switchyard:connector@0.1.0` (the `certn-v01` fixture) and one built against 0.2.0
+//! (`misbehave`, whose signed callbacks go through the host's `crypto` import) for two
+//! integrations at once, over HTTP against the simulators; versions it does not serve and
+//! components that need more than the sandbox grants are refused in plain words; a trap's
+//! recorded reason carries the guest's own words.
+//!
+//! Needs the built plugins and fixtures (see plugins/README.md).
+
+#[allow(dead_code)]
+mod support_admin;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use support_admin::{fixture, plugin};
+use switchyard::demo::{Stack, StackOptions, CERTN, TRIGGER};
+use switchyard::wasm::connector::{CallError, ScreeningRequest};
+use switchyard::wasm::registry::Registry;
+use switchyard::wasm::runtime::{CallContext, Caps, InvokeError, Runtime};
+use switchyard_tests::scratch;
+
+const LONG: Duration = Duration::from_secs(40);
+const SIGNED: &str = "signed";
+const SIGNED_STAGE: &str = "Signed Stage";
+const SECRET: &str = "misbehave-test-secret";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_1_connector_and_a_0_2_connector_serve_two_integrations_at_once() {
+    let data = scratch("contract-side-by-side");
+    let dir = data.join("connectors");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("certn_v01.wasm"), fixture("certn_v01")).unwrap();
+    std::fs::write(dir.join("misbehave.wasm"), plugin("misbehave")).unwrap();
+    let mut opts = StackOptions::new(&dir, &data);
+    opts.extra = vec![(SIGNED.into(), "misbehave".into(), SIGNED_STAGE.into())];
+    let mut s = Stack::prepare(opts).await.unwrap();
+    // The Certn integration runs on the 0.1.0 build; the other one on the 0.2.0 misbehave.
+    for i in &mut s.config.integrations {
+        if i.id == CERTN {
+            i.connector = "certn-v01".into();
+        }
+        if i.id == SIGNED {
+            i.secrets.insert(
+                "webhook-secret".into(),
+                switchyard::config::Secret::new(SECRET),
+            );
+        }
+    }
+    let s = s.run().await.unwrap();
+    let registry = &s.host().app.registry;
+    let contract = |id: &str| registry.versions(id).unwrap()[0].contract_version.clone();
+    assert_eq!(contract("certn-v01"), "0.1.0");
+    assert_eq!(contract("misbehave"), "0.2.0");
+
+    // Both flows at once.
+    let ada = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
+    let grace = s.candidate("Grace Hopper", Some("grace@example.com"), &[], None);
+    s.move_to(&ada, TRIGGER).await.unwrap();
+    s.move_to(&grace, SIGNED_STAGE).await.unwrap();
+
+    // 0.1: invitation through outbound-http, Certn's signed callbacks verified by the guest.
+    let opp = s
+        .wait_for(&ada, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await
+        .unwrap();
+    assert!(!opp.links.is_empty(), "the report link is written: {opp:?}");
+
+    // 0.2: started, then a callback signed with the integration's secret, checked by the host's
+    // crypto import on the guest's behalf.
+    s.wait_for(&grace, LONG, |o| {
+        o.tags.contains(&"MISBEHAVE - Pending".to_string())
+    })
+    .await
+    .unwrap();
+    let store = &s.host().app.store;
+    let order = store.orders_of(SIGNED, &grace).unwrap().remove(0).order_ref;
+    let url = format!("http://{}/hooks/{SIGNED}/vendor", s.addr);
+    let http = reqwest::Client::new();
+    let forged = http
+        .post(&url)
+        .header(
+            "x-misbehave-signature",
+            sign(b"another key", order.as_bytes()),
+        )
+        .body(order.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401, "a forged signature is refused");
+    let signed = http
+        .post(&url)
+        .header(
+            "x-misbehave-signature",
+            sign(SECRET.as_bytes(), order.as_bytes()),
+        )
+        .body(order.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    assert_eq!(
+        signed.text().await.unwrap(),
+        hex::encode(Sha256::digest(order.as_bytes())),
+        "the guest's crypto.sha256 + crypto.encode answer"
+    );
+    let opp = s
+        .wait_for(&grace, LONG, |o| {
+            o.tags.contains(&"MISBEHAVE - Complete".to_string())
+        })
+        .await
+        .unwrap();
+    assert!(
+        !opp.tags.contains(&"MISBEHAVE - Pending".to_string()),
+        "one status tag: {:?}",
+        opp.tags
+    );
+    // The 0.1 side is untouched by the 0.2 side's callbacks.
+    let ada_now = s.lever.opportunity(&ada).unwrap();
+    assert!(ada_now.tags.iter().all(|t| !t.starts_with("MISBEHAVE")));
+}
+
+fn sign(key: &[u8], body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn registry(caps: Caps) -> Registry {
+    Registry::new(Runtime::new(10_000, caps).unwrap())
+}
+
+#[tokio::test]
+async fn versions_it_does_not_serve_are_refused_naming_what_it_serves() {
+    let e = registry(Caps::default())
+        .load(fixture("contract_v3"), "test")
+        .await
+        .err()
+        .expect("0.3.0 is refused")
+        .to_string();
+    assert!(e.contains("incompatible contract version"), "{e}");
+    assert!(e.contains("0.3.0"), "{e}");
+    assert!(e.contains("0.1.* and 0.2.*"), "{e}");
+}
+
+#[tokio::test]
+async fn a_component_needing_more_than_the_caps_is_refused_naming_the_setting() {
+    let e = registry(Caps::default())
+        .load(fixture("hungry"), "test")
+        .await
+        .err()
+        .expect("1024 MiB is above the default cap")
+        .to_string();
+    assert!(e.contains("1024 MiB"), "{e}");
+    assert!(e.contains("256 MiB"), "{e}");
+    assert!(e.contains("runtime.max_memory_mib"), "{e}");
+
+    // Raising the setting admits it.
+    let roomy = Caps {
+        max_memory_mib: 2048,
+        ..Caps::default()
+    };
+    let loaded = registry(roomy)
+        .load(fixture("hungry"), "test")
+        .await
+        .unwrap();
+    assert_eq!(loaded.grant.memory_mib, 1024);
+
+    // Too few instances for a component (Rust components have 3 core instances).
+    let tight = Caps {
+        max_instances: 2,
+        ..Caps::default()
+    };
+    let e = registry(tight)
+        .load(plugin("misbehave"), "test")
+        .await
+        .err()
+        .expect("3 core instances do not fit in 2")
+        .to_string();
+    assert!(e.contains("runtime.max_instances"), "{e}");
+    assert!(e.contains("limit of 2"), "{e}");
+}
+
+#[tokio::test]
+async fn a_trap_records_the_guests_own_words_and_the_trap() {
+    let registry = registry(Caps::default());
+    let loaded = registry.load(plugin("misbehave"), "test").await.unwrap();
+    let request = ScreeningRequest {
+        idempotency_key: "k1".into(),
+        name: "trap".into(),
+        emails: vec![],
+        phones: vec![],
+        opportunity_id: "o1".into(),
+        opportunity_tags: vec![],
+        posting_id: None,
+        posting_tags: vec![],
+        stage: None,
+        package: None,
+    };
+    let err = loaded
+        .start_screening(
+            registry.runtime(),
+            Arc::new(CallContext::detached()),
+            &request,
+        )
+        .await
+        .expect_err("misbehave traps on `trap`");
+    let CallError::Invoke(InvokeError::Trap(reason)) = &err else {
+        panic!("not a trap: {err:?}");
+    };
+    assert!(reason.contains("misbehave: trap requested"), "{reason}");
+    assert!(reason.contains("unreachable"), "the trap itself: {reason}");
+    assert!(reason.len() < 24 * 1024, "bounded: {} bytes", reason.len());
+}
