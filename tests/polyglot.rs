@@ -9,10 +9,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
+use switchyard::demo::{Stack, CERTN, JUSTIFACTS, TRIGGER};
+use switchyard::store::EventState;
 use switchyard::wasm::harness;
-use switchyard_tests::scratch;
+use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use switchyard_sim::lever::{NewOpportunity, Opportunity};
+use switchyard_tests::{certn_tags, eventually, options, scratch};
+
+const LONG: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -27,6 +34,261 @@ fn built(file: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A stack whose connectors directory holds only `components` (copied from the examples), and
+/// whose integrations are `keep`, each switched to the connector id given.
+async fn polyglot_stack(
+    name: &str,
+    components: &[&str],
+    keep: &[(&str, &str)],
+    tweak: impl FnOnce(&mut switchyard::demo::StackOptions),
+) -> Stack {
+    let dir = scratch(&format!("{name}-connectors"));
+    for c in components {
+        std::fs::copy(built(c), dir.join(c)).expect("copy component");
+    }
+    let mut opts = options(name, tweak);
+    opts.connectors_dir = dir.clone();
+    opts.runtime.connectors_dir = dir;
+    let mut stack = Stack::prepare(opts).await.expect("simulators start");
+    stack
+        .config
+        .integrations
+        .retain(|i| keep.iter().any(|(id, _)| *id == i.id));
+    for i in &mut stack.config.integrations {
+        let (_, connector) = keep.iter().find(|(id, _)| *id == i.id).unwrap();
+        i.connector = connector.to_string();
+    }
+    stack.run().await.expect("host starts")
+}
+
+fn added(lever: &switchyard_sim::lever::LeverSim, label: &str) -> usize {
+    lever
+        .request_log()
+        .iter()
+        .filter(|r| r.path.ends_with("/addTags") && r.body["tags"][0] == label)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certn_in_python_goes_to_complete_with_one_tag_and_the_link_and_invites_once_when_the_answer_is_lost(
+) {
+    let s = polyglot_stack(
+        "py-certn",
+        &["certn_py.wasm"],
+        &[(CERTN, "certn-py")],
+        |o| {
+            // The connector's vendor calls time out after 1 s: a slow invite answer is lost.
+            o.runtime.http_timeout_ms = 1_000;
+            o.certn.ignore_idempotency_keys = true;
+        },
+    )
+    .await;
+
+    // The happy path, as tests/spine.rs checks it for the Rust connector.
+    let posting = s.lever.add_posting("Engineer", &["Engineering"]);
+    let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
+    assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
+    let done = s
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
+        .await
+        .unwrap();
+    let apps = s.certn.applications();
+    assert_eq!(apps.len(), 1, "exactly one invitation");
+    assert_eq!(apps[0].applicant.email, "ada@example.com");
+    assert_eq!(apps[0].package, "Basic", "the default package");
+    assert_eq!(certn_tags(&done), vec!["CERTN - Complete"]);
+    assert!(done.tags.contains(&"Engineering".to_string()));
+    assert_eq!(done.links, vec![apps[0].report_url.clone().unwrap()]);
+    for label in [
+        "CERTN - Pending",
+        "CERTN - Analyzing",
+        "CERTN - Partial",
+        "CERTN - Complete",
+    ] {
+        assert_eq!(added(&s.lever, label), 1, "{label} added exactly once");
+    }
+    let events = s.host().app.store.events(CERTN, 50).unwrap();
+    assert!(events.iter().all(|e| e.state == EventState::Done));
+    assert!(events.iter().all(|e| e
+        .connector_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("certn-py@"))));
+
+    // Certn creates the application but answers after the connector gave up, and ignores
+    // idempotency keys: the retry must find the application by our reference, not invite again.
+    s.certn.set_latency(Duration::from_secs(3));
+    let slow = s.candidate("Grace Hopper", Some("grace@example.com"), &[], None);
+    assert_eq!(s.move_to(&slow, TRIGGER).await.unwrap(), 200);
+    let done = s
+        .wait_for(&slow, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(certn_tags(&done), vec!["CERTN - Complete"]);
+    assert_eq!(s.certn.invitations_for_email("grace@example.com"), 1);
+    assert!(s.certn.emails_invited_more_than_once().is_empty());
+    let events = s.host().app.store.events(CERTN, 50).unwrap();
+    assert!(
+        events.iter().any(|e| e.attempts > 1),
+        "the lost answer made the first attempt fail: {events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn justifacts_in_javascript_completes_with_a_secret_note_refuses_forged_callbacks_and_notes_once(
+) {
+    let s = polyglot_stack(
+        "js-justifacts",
+        &["justifacts_js.wasm"],
+        &[(JUSTIFACTS, "justifacts-js")],
+        |o| {
+            o.justifacts = Some(JustifactsOptions {
+                step_delay: None,
+                ..JustifactsOptions::default()
+            })
+        },
+    )
+    .await;
+    let jf = s.justifacts.as_ref().unwrap();
+    let candidate = |email: Option<&str>, posting_tags: &[&str]| {
+        let posting = jf.lever.add_posting("Warehouse", posting_tags);
+        jf.lever.add_opportunity(NewOpportunity {
+            name: "Katherine Johnson".into(),
+            emails: email.map(|e| vec![e.to_string()]).unwrap_or_default(),
+            posting_id: Some(posting),
+            ..NewOpportunity::default()
+        })
+    };
+    let stage = jf.lever.stage_id(TRIGGER).unwrap();
+    let jf_tags = |o: &Opportunity| -> Vec<String> {
+        o.tags
+            .iter()
+            .filter(|t| t.starts_with("(Justifacts)"))
+            .cloned()
+            .collect()
+    };
+    let pending = "(Justifacts)In-Progress : Candidate";
+    let complete = "(Justifacts)Complete";
+
+    // No package tag: an error tag and a note saying what to fix, no order.
+    let untagged = candidate(Some("u@example.com"), &["Warehouse"]);
+    assert_eq!(
+        jf.lever.move_to_stage(&untagged, &stage).await.unwrap(),
+        200
+    );
+    let o = switchyard::demo::wait_for(&jf.lever, &untagged, LONG, |o| !o.notes.is_empty())
+        .await
+        .unwrap();
+    assert_eq!(jf_tags(&o), vec!["(Justifacts)ERROR (No Package Tag)"]);
+    assert!(o.notes[0].value.contains("JUSTIFACTS BGC PKG"));
+    assert_eq!(jf.sim.order_requests(), 0);
+
+    let opp = candidate(
+        Some("kj@example.com"),
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
+    );
+    assert_eq!(jf.lever.move_to_stage(&opp, &stage).await.unwrap(), 200);
+    switchyard::demo::wait_for(&jf.lever, &opp, LONG, |o| {
+        o.tags.contains(&pending.to_string())
+    })
+    .await
+    .unwrap();
+    let orders = jf.sim.order_list();
+    assert_eq!(orders.len(), 1);
+    assert_eq!(orders[0].package_code, "13558");
+    let order = orders[0].order_id.clone();
+
+    // A forged "Complete" signed with the wrong secret changes nothing.
+    let body = json!({
+        "event_id": "evt_forged", "event": "order.status_changed", "order_id": order, "reference": opp,
+        "status": "Complete", "result": "Clear", "result_url": "https://evil.example/r",
+        "occurred_at": "2026-11-23T00:00:00Z",
+    })
+    .to_string();
+    let now = switchyard::clock::now_secs() as u64;
+    let forged = reqwest::Client::new()
+        .post(format!("http://{}/hooks/{JUSTIFACTS}/vendor", s.addr))
+        .header(TIMESTAMP_HEADER, now.to_string())
+        .header(
+            SIGNATURE_HEADER,
+            justifacts::sign("not-the-secret", now, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    jf.sim.advance(&order).await.unwrap();
+    jf.sim.advance(&order).await.unwrap();
+    let done = switchyard::demo::wait_for(&jf.lever, &opp, LONG, |o| {
+        o.tags.contains(&complete.to_string()) && !o.notes.is_empty()
+    })
+    .await
+    .unwrap();
+    assert_eq!(jf_tags(&done), vec![complete], "one status tag at a time");
+    let url = jf.sim.order(&order).unwrap().result_url.unwrap();
+    assert_eq!(done.notes.len(), 1);
+    assert!(done.notes[0].secret, "the result note is secret");
+    assert!(
+        done.notes[0].value.contains(&url),
+        "{}",
+        done.notes[0].value
+    );
+    assert!(!done.links.iter().any(|l| l.contains("evil.example")));
+
+    // Redelivered callbacks add no second note.
+    assert_eq!(jf.sim.resend_last_callback(&order).await.unwrap(), 200);
+    assert_eq!(jf.sim.resend_last_callback(&order).await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(jf.lever.opportunity(&opp).unwrap().notes.len(), 1);
+    assert_eq!(added(&jf.lever, complete), 1);
+    let events = s.host().app.store.events(JUSTIFACTS, 50).unwrap();
+    assert!(events.iter().any(|e| e
+        .connector_version
+        .as_deref()
+        .is_some_and(|v| v.starts_with("justifacts-js@"))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_traceback_reaches_the_events_recorded_error() {
+    // The Lever integration of the stack, served by a Python connector whose calls raise.
+    let s = polyglot_stack(
+        "py-broken",
+        &["broken_py.wasm"],
+        &[(CERTN, "broken-py")],
+        |o| o.worker.max_attempts = 1,
+    )
+    .await;
+    let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
+    assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
+    let store = &s.host().app.store;
+    let dead = eventually("the event is dead-lettered", LONG, || {
+        store
+            .events(CERTN, 10)
+            .ok()?
+            .into_iter()
+            .find(|e| e.state == EventState::Dead)
+    })
+    .await;
+    let error = dead.last_error.unwrap_or_default();
+    for part in [
+        "Traceback",
+        "ModuleNotFoundError",
+        "switchyard_missing_module",
+        "_lazy_import",
+    ] {
+        assert!(
+            error.contains(part),
+            "{part:?} not in the recorded error: {error}"
+        );
+    }
+    assert!(error.len() <= 64 * 1024, "bounded: {} bytes", error.len());
 }
 
 /// Every (component, scenario) the repository ships, built.
@@ -67,6 +329,25 @@ fn every_template_and_example_scenario_passes_under_connector_test() {
         let report = harness::run_files(&wasm, &scenario, &opts).expect("usable");
         assert!(report.passed(), "{}", report.render(false));
         assert!(report.steps.len() > 5, "{}", report.render(false));
+    }
+}
+
+#[test]
+fn the_templates_pass_validate_as_created() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut files = vec!["template_python.wasm", "template_js.wasm"];
+    if root().join("plugins/sdk/Cargo.toml").exists() {
+        files.push("template_rust.wasm");
+    }
+    for file in files {
+        let tag = runtime
+            .block_on(switchyard::wasm::inspect::validate(
+                &built(file),
+                Some("example-vendor"),
+                &["api.example.com".to_string()],
+            ))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(tag.starts_with("example-vendor@0.1.0#"), "{tag}");
     }
 }
 

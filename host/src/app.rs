@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::ats::lever::oauth::LeverOAuth;
 use crate::ats::{Ats, AtsCx};
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
 use crate::store::Store;
@@ -24,8 +25,12 @@ pub struct Integration {
 }
 
 impl Integration {
-    pub fn new(config: IntegrationConfig, http: &reqwest::Client) -> Integration {
-        let ats = crate::ats::build(&config, http);
+    pub fn new(
+        config: IntegrationConfig,
+        http: &reqwest::Client,
+        lever_oauth: &Arc<LeverOAuth>,
+    ) -> Integration {
+        let ats = crate::ats::build(&config, http, lever_oauth);
         Integration { config, ats }
     }
 
@@ -51,6 +56,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub http: reqwest::Client,
     pub timeline: Timeline,
+    /// The host's Lever OAuth app (connect links, token refresh, revocation).
+    pub lever_oauth: Arc<LeverOAuth>,
     /// Wakes idle workers when an event is queued.
     pub wake: Notify,
     /// This process's run: the holder named in the leases it takes (see `store::runs`).
@@ -90,7 +97,7 @@ impl App {
         let json = crate::config::forms::to_storage(&config)?;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
         self.store.put_integration(&config.id, Some(&json))?;
-        let integration = Arc::new(Integration::new(config, &self.http));
+        let integration = Arc::new(Integration::new(config, &self.http, &self.lever_oauth));
         // A fresh adapter: its ATS account may have changed (no stale caches).
         map.insert(integration.config.id.clone(), integration.clone());
         Ok(integration)
@@ -105,6 +112,8 @@ impl App {
         }
         self.store.put_integration(id, None)?;
         crate::ats::gem::keys::revoke_all(&self.store, id)?;
+        // A later integration with the same id must not inherit the grant.
+        self.store.oauth_forget(id)?;
         map.remove(id);
         Ok(true)
     }

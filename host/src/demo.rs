@@ -209,6 +209,7 @@ impl Stack {
             runtime: opts.runtime,
             worker: opts.worker,
             integrations,
+            ..Config::default()
         };
         Ok(Stack {
             lever,
@@ -349,6 +350,7 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
             api_base: lever.api_base(),
             api_key: Some(Secret::new(lever.api_key())),
             oauth_access_token: None,
+            oauth: false,
             signature_token: Secret::new(token),
             trigger_stage: w.trigger.map(str::to_string),
         }),

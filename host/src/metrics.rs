@@ -11,6 +11,9 @@
 //!   uncounted by a host stopping.
 //! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
 //!   — circuit breaker per integration (see `flow::breaker`).
+//! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
+//!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
+//!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
 
 use std::time::Duration;
 
@@ -81,6 +84,12 @@ pub struct Metrics {
     released: Counter,
     breaker_transitions: Family<BreakerLabels, Counter>,
     breaker_open: Family<IntegrationLabels, Gauge>,
+    lever_oauth: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 }
 
 impl Default for Metrics {
@@ -141,11 +150,18 @@ impl Default for Metrics {
             "1 while an integration's circuit breaker is open or half-open",
             breaker_open.clone(),
         );
+        let lever_oauth = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "lever_oauth",
+            "Lever OAuth steps by outcome",
+            lever_oauth.clone(),
+        );
         Metrics {
             resumed,
             released,
             breaker_transitions,
             breaker_open,
+            lever_oauth,
             registry,
             webhooks,
             invocations,
@@ -196,6 +212,15 @@ impl Metrics {
     /// An event attempt failed and was scheduled again.
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    /// A Lever OAuth step happened (see the module doc for the outcomes).
+    pub fn lever_oauth(&self, outcome: &str) {
+        self.lever_oauth
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// An event was dead-lettered.

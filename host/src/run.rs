@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::app::{App, Integration};
+use crate::ats::lever::oauth::LeverOAuth;
 use crate::config::{Config, IntegrationConfig};
 use crate::flow::heartbeat::{self, Run};
 use crate::flow::worker::Signals;
@@ -139,12 +140,24 @@ pub async fn start_on(
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
+    let public_url = config.public_url(addr);
+    let lever_oauth = Arc::new(LeverOAuth::new(
+        config.lever_oauth.as_ref(),
+        &public_url,
+        store.clone(),
+        http.clone(),
+        registry.runtime().metrics().clone(),
+    )?);
     let integrations = merged_integrations(&config, &store)?
         .into_iter()
-        .map(|c| (c.id.clone(), Arc::new(Integration::new(c, &http))))
+        .map(|c| {
+            let integration = Integration::new(c, &http, &lever_oauth);
+            (integration.config.id.clone(), Arc::new(integration))
+        })
         .collect();
     let app = Arc::new(App {
-        public_url: config.public_url(addr),
+        public_url,
+        lever_oauth,
         config,
         store,
         registry,
@@ -168,6 +181,9 @@ pub async fn start_on(
             endpoints = ?endpoints,
             vendor_callback_url = %app.callback_url(id),
             "integration ready: give the ATS its endpoint, the vendor its callback URL");
+    }
+    if let Some(redirect) = app.lever_oauth.redirect_uri() {
+        tracing::info!(redirect_uri = %redirect, "Lever OAuth app configured: register this redirect URI with Lever");
     }
     // Take back at once what a previous run of this host (or any dead host) held.
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;

@@ -26,9 +26,19 @@ use crate::timeline::Timeline;
 use crate::wasm::connector::ScreeningRequest;
 
 /// Builds the ATS adapter of an integration: the one place that matches on the ATS kind.
-pub fn build(config: &IntegrationConfig, http: &reqwest::Client) -> Arc<dyn Ats> {
+/// `lever_oauth` is the host's Lever OAuth app (used by Lever integrations with `oauth = true`).
+pub fn build(
+    config: &IntegrationConfig,
+    http: &reqwest::Client,
+    lever_oauth: &Arc<lever::oauth::LeverOAuth>,
+) -> Arc<dyn Ats> {
     match &config.ats {
-        AtsConfig::Lever(lever) => Arc::new(lever::LeverAts::new(lever.clone(), http.clone())),
+        AtsConfig::Lever(lever) => Arc::new(lever::LeverAts::new(
+            lever.clone(),
+            http.clone(),
+            lever_oauth,
+            &config.id,
+        )),
         AtsConfig::Gem(gem) => Arc::new(gem::GemAts::new(gem.clone(), http.clone())),
     }
 }
@@ -131,6 +141,13 @@ pub trait Ats: Send + Sync {
     /// What the operator gives the ATS (webhook URL, API base), for the start-up log and the
     /// admin API: `(name, url)` pairs below `public_url`.
     fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)>;
+
+    /// Why the integration cannot write to the ATS now and its events must wait (an OAuth grant
+    /// revoked or not given yet), or `None`. Such events are parked, not failed, and resume when
+    /// the integration is connected again.
+    fn disconnected(&self, _cx: &AtsCx<'_>) -> Option<String> {
+        None
+    }
 
     /// Checks that the integration's credential works against the ATS (a cheap authenticated
     /// read). An ATS that calls us has nothing to check.

@@ -52,6 +52,9 @@ pub struct AtsInput {
     pub api_base: Option<String>,
     pub api_key: Option<String>,
     pub oauth_access_token: Option<String>,
+    /// `true`: connect through the host's Lever OAuth app (replaces `api_key` /
+    /// `oauth_access_token`; the tokens come from `.../lever/connect`).
+    pub oauth: Option<bool>,
     pub signature_token: Option<String>,
     pub trigger_stage: Option<String>,
     // Gem.
@@ -78,6 +81,7 @@ impl AtsInput {
             ("api_base", self.api_base.is_some()),
             ("api_key", self.api_key.is_some()),
             ("oauth_access_token", self.oauth_access_token.is_some()),
+            ("oauth", self.oauth.is_some()),
             ("signature_token", self.signature_token.is_some()),
             ("trigger_stage", self.trigger_stage.is_some()),
         ];
@@ -117,6 +121,7 @@ impl IntegrationInput {
                 api_base: "https://api.lever.co/v1".into(),
                 api_key: ats.api_key.clone().map(Secret::new),
                 oauth_access_token: ats.oauth_access_token.clone().map(Secret::new),
+                oauth: ats.oauth.unwrap_or(false),
                 signature_token: Secret::new(
                     ats.signature_token
                         .clone()
@@ -192,9 +197,13 @@ impl IntegrationInput {
                     if let Some(v) = ats.api_base {
                         lever.api_base = v;
                     }
-                    if ats.api_key.is_some() || ats.oauth_access_token.is_some() {
+                    if ats.api_key.is_some()
+                        || ats.oauth_access_token.is_some()
+                        || ats.oauth.is_some()
+                    {
                         lever.api_key = ats.api_key.map(Secret::new);
                         lever.oauth_access_token = ats.oauth_access_token.map(Secret::new);
+                        lever.oauth = ats.oauth.unwrap_or(false);
                     }
                     if let Some(v) = ats.signature_token {
                         lever.signature_token = Secret::new(v);
@@ -297,6 +306,10 @@ pub struct IntegrationView {
     pub packages: Vec<PackageConfig>,
     /// Where the ATS and the vendor send this integration's webhooks.
     pub webhook_urls: WebhookUrls,
+    /// Lever integrations: the connection's state (OAuth grant, disconnection, last Verify
+    /// Connection ping), filled in by the admin API from the store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<serde_json::Value>,
 }
 
 /// The ATS part of [`IntegrationView`]: secrets only as "is set" flags.
@@ -307,6 +320,8 @@ pub enum AtsView {
         api_base: String,
         api_key_set: bool,
         oauth_access_token_set: bool,
+        /// Connected through the host's Lever OAuth app.
+        oauth: bool,
         signature_token_set: bool,
         trigger_stage: Option<String>,
     },
@@ -340,6 +355,7 @@ impl IntegrationView {
                     api_base: l.api_base.clone(),
                     api_key_set: l.api_key.is_some(),
                     oauth_access_token_set: l.oauth_access_token.is_some(),
+                    oauth: l.oauth,
                     signature_token_set: !l.signature_token.expose().is_empty(),
                     trigger_stage: l.trigger_stage.clone(),
                 },
@@ -371,6 +387,7 @@ impl IntegrationView {
                 gem_api: gem_url,
                 vendor: format!("{public_url}/hooks/{}/vendor", c.id),
             },
+            connection: None,
         }
     }
 }
@@ -396,6 +413,7 @@ enum StoredAts<'a> {
         api_base: &'a str,
         api_key: Option<&'a str>,
         oauth_access_token: Option<&'a str>,
+        oauth: bool,
         signature_token: &'a str,
         trigger_stage: &'a Option<String>,
     },
@@ -414,6 +432,7 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
             api_base: &l.api_base,
             api_key: l.api_key.as_ref().map(Secret::expose),
             oauth_access_token: l.oauth_access_token.as_ref().map(Secret::expose),
+            oauth: l.oauth,
             signature_token: l.signature_token.expose(),
             trigger_stage: &l.trigger_stage,
         },

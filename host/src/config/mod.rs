@@ -78,7 +78,7 @@ impl Serialize for Secret {
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -91,6 +91,91 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[serde(default)]
     pub integrations: Vec<IntegrationConfig>,
+    /// `[lever_oauth]`: the host's Lever OAuth app, for integrations with `ats.oauth = true`.
+    #[serde(default)]
+    pub lever_oauth: Option<LeverOAuthConfig>,
+}
+
+/// `[lever_oauth]`: the one Lever OAuth app (partner app) of this host. Every Lever integration
+/// with `ats.oauth = true` is connected through it (see `crate::ats::lever::oauth`). The redirect
+/// URI to register with Lever is `<public_url>/oauth/lever/callback`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeverOAuthConfig {
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret.
+    pub client_secret: Secret,
+    /// Lever's authorize page.
+    #[serde(default = "lever_authorize_url")]
+    pub authorize_url: String,
+    /// Lever's token endpoint (code exchange and refresh).
+    #[serde(default = "lever_token_url")]
+    pub token_url: String,
+    /// Lever's RFC 7009 revocation endpoint (used when an operator disconnects).
+    #[serde(default = "lever_revoke_url")]
+    pub revoke_url: String,
+    /// The `audience` parameter of the authorize request.
+    #[serde(default = "lever_audience")]
+    pub audience: String,
+    /// Scopes asked for; `offline_access` (for a refresh token) is always added.
+    #[serde(default = "lever_scopes")]
+    pub scopes: Vec<String>,
+    /// How long a connect link (its `state`) stays usable.
+    #[serde(default = "state_ttl")]
+    pub state_ttl_secs: u64,
+    /// An access token this close to its expiry is refreshed before use.
+    #[serde(default = "refresh_margin")]
+    pub refresh_margin_secs: u64,
+}
+
+impl LeverOAuthConfig {
+    /// The app `client_id` / `client_secret` on Lever's real endpoints, with the default scopes
+    /// and lifetimes.
+    pub fn new(client_id: &str, client_secret: &str) -> LeverOAuthConfig {
+        LeverOAuthConfig {
+            client_id: client_id.to_string(),
+            client_secret: Secret::new(client_secret),
+            authorize_url: lever_authorize_url(),
+            token_url: lever_token_url(),
+            revoke_url: lever_revoke_url(),
+            audience: lever_audience(),
+            scopes: lever_scopes(),
+            state_ttl_secs: state_ttl(),
+            refresh_margin_secs: refresh_margin(),
+        }
+    }
+}
+
+fn lever_authorize_url() -> String {
+    "https://auth.lever.co/authorize".into()
+}
+fn lever_token_url() -> String {
+    "https://auth.lever.co/oauth/token".into()
+}
+fn lever_revoke_url() -> String {
+    "https://auth.lever.co/oauth/revoke".into()
+}
+fn lever_audience() -> String {
+    "https://api.lever.co/v1/".into()
+}
+fn lever_scopes() -> Vec<String> {
+    [
+        "opportunities:read:admin",
+        "opportunities:write:admin",
+        "notes:write:admin",
+        "stages:read:admin",
+        "tags:read:admin",
+        "postings:read:admin",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn state_ttl() -> u64 {
+    600
+}
+fn refresh_margin() -> u64 {
+    300
 }
 
 /// `[server]`: the HTTP listener.
@@ -347,6 +432,10 @@ pub struct LeverConfig {
     /// key. switchyard does not refresh it: update it (admin API or config) before it expires.
     #[serde(default)]
     pub oauth_access_token: Option<Secret>,
+    /// Connect through the host's Lever OAuth app (`[lever_oauth]`) instead: tokens come from
+    /// the authorization-code flow and live in the store, refreshed by the host.
+    #[serde(default)]
+    pub oauth: bool,
     /// The Candidate Stage Change webhook's signature token.
     pub signature_token: Secret,
     /// Name of the stage that starts a screening; defaults to the connector's default trigger.
@@ -355,13 +444,18 @@ pub struct LeverConfig {
 }
 
 impl LeverConfig {
-    /// How to authenticate to Lever: the API key or the OAuth access token, whichever of the two
-    /// is set (`None` if neither or both are).
+    /// How to authenticate to Lever: the API key, the static OAuth access token, or the OAuth
+    /// app, whichever one is set (`None` if none or several are).
     pub fn auth(&self) -> Option<LeverAuth> {
         let set = |s: &Option<Secret>| s.clone().filter(|s| !s.expose().is_empty());
-        match (set(&self.api_key), set(&self.oauth_access_token)) {
-            (Some(key), None) => Some(LeverAuth::ApiKey(key)),
-            (None, Some(token)) => Some(LeverAuth::Bearer(token)),
+        match (
+            set(&self.api_key),
+            set(&self.oauth_access_token),
+            self.oauth,
+        ) {
+            (Some(key), None, false) => Some(LeverAuth::ApiKey(key)),
+            (None, Some(token), false) => Some(LeverAuth::Bearer(token)),
+            (None, None, true) => Some(LeverAuth::OAuth),
             _ => None,
         }
     }
@@ -374,6 +468,8 @@ pub enum LeverAuth {
     ApiKey(Secret),
     /// An OAuth access token: `Authorization: Bearer`.
     Bearer(Secret),
+    /// Tokens of the host's OAuth app, from the store (`crate::ats::lever::oauth`).
+    OAuth,
 }
 
 fn lever_api_base() -> String {
@@ -415,6 +511,10 @@ impl Config {
                 return Err(ConfigError::AdminToken);
             }
         }
+        if let Some(app) = &mut self.lever_oauth {
+            app.client_secret.resolve()?;
+        }
+        let has_app = self.lever_oauth.is_some();
         let mut seen = std::collections::HashSet::new();
         for integration in &mut self.integrations {
             let problem = |p: String| ConfigError::Integration {
@@ -441,6 +541,11 @@ impl Config {
                 secret.resolve()?;
             }
             integration.check().map_err(problem)?;
+            if !has_app && matches!(&integration.ats, AtsConfig::Lever(l) if l.oauth) {
+                return Err(problem(
+                    "ats.oauth = true needs the host's Lever OAuth app ([lever_oauth])".into(),
+                ));
+            }
             if !seen.insert(integration.id.clone()) {
                 return Err(problem("id is used twice".into()));
             }
@@ -478,7 +583,7 @@ impl IntegrationConfig {
             AtsConfig::Lever(lever) => {
                 if lever.auth().is_none() {
                     return Err(
-                        "ats needs exactly one of api_key and oauth_access_token (non-empty)"
+                        "ats needs exactly one of api_key, oauth_access_token (non-empty) and oauth = true"
                             .into(),
                     );
                 }
@@ -556,10 +661,17 @@ mod tests {
             ("CERTN_GEM_API_KEY", "c2"),
             ("CERTN_GEM_WEBHOOK_SECRET", "w2"),
             ("SWITCHYARD_ADMIN_TOKEN", "an-admin-token-of-some-length"),
+            ("LEVER_OAUTH_CLIENT_SECRET", "o"),
         ] {
             std::env::set_var(k, v);
         }
         config.prepare().expect("example is valid");
+        let app = config
+            .lever_oauth
+            .as_ref()
+            .expect("the example has a Lever OAuth app");
+        assert_eq!(app.client_secret.expose(), "o");
+        assert_eq!(app.token_url, "https://auth.lever.co/oauth/token");
         config.integrations[0].packages[0].default = true;
         config.integrations[0].packages[1].default = true;
         assert!(config.prepare().is_err());

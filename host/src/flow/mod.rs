@@ -44,6 +44,9 @@ pub enum Outcome {
     Done(Option<String>),
     /// Nothing to do (not the trigger stage, integration disabled); says why.
     Skipped(String),
+    /// The integration is disconnected from its ATS (OAuth grant revoked or not given yet):
+    /// the event waits, its attempt not counted, until the integration is connected again.
+    Parked(String),
 }
 
 /// Why an attempt failed.
@@ -126,11 +129,31 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
         )));
     };
     let cx = app.ats_cx(&integration);
+    if let Some(why) = integration.ats.disconnected(&cx) {
+        return Ok(Outcome::Parked(why));
+    }
+    let result = steps(app, &integration, event).await;
+    // A step that found the grant revoked (refresh refused, 401 after a refresh) parks too.
+    if result.is_err() {
+        if let Some(why) = integration.ats.disconnected(&cx) {
+            return Ok(Outcome::Parked(why));
+        }
+    }
+    result
+}
+
+/// The steps of one event, by its kind.
+async fn steps(
+    app: &Arc<App>,
+    integration: &Arc<Integration>,
+    event: &Event,
+) -> Result<Outcome, FlowError> {
+    let cx = app.ats_cx(integration);
     if event.kind == VENDOR_STATUS {
         if !integration.config.enabled {
             return Ok(Outcome::Skipped("integration is disabled".into()));
         }
-        return vendor_status(app, &integration, event).await;
+        return vendor_status(app, integration, event).await;
     }
     match integration.ats.role(&event.kind) {
         // Deliveries go out even while disabled: they report what already happened.
@@ -138,7 +161,7 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
             integration.ats.deliver(&cx, event).await?;
             Ok(Outcome::Done(None))
         }
-        Some(Role::Trigger) => start(app, &integration, event).await,
+        Some(Role::Trigger) => start(app, integration, event).await,
         None => Err(FlowError::fatal(format!(
             "unknown event kind `{}` for a {} integration",
             event.kind,

@@ -110,6 +110,8 @@ async fn handle(
     let result = flow::process(app, &event).await;
     let took_ms = t.elapsed().as_millis() as i64;
     let verdict = match &result {
+        // A parked event says nothing about the vendor.
+        Ok(Outcome::Parked(_)) => Verdict::Neutral,
         Ok(_) => Verdict::Success,
         Err(e) if e.vendor && e.retryable => Verdict::VendorFailure,
         Err(_) => Verdict::Neutral,
@@ -123,6 +125,7 @@ async fn handle(
         w.max_attempts
     };
     let (state, error, version, retry_at, outcome) = match result {
+        Ok(Outcome::Parked(why)) => return park(app, &event, &why),
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
             EventState::Skipped,
@@ -203,6 +206,20 @@ async fn handle(
         }
     }
     drop(permit);
+}
+
+/// Parks an event of a disconnected integration (see [`Outcome::Parked`]).
+fn park(app: &App, event: &Event, why: &str) {
+    tracing::warn!(event = event.id, integration = %event.integration, "parked: {why}");
+    app.timeline.emit(TimelineEvent::EventFinished {
+        integration: event.integration.clone(),
+        event_id: event.id,
+        outcome: format!("parked: {why}"),
+    });
+    if let Err(e) = app.store.park_event(event.id, why) {
+        // The lease will expire and the event be claimed (and parked) again: nothing is lost.
+        tracing::error!(event = event.id, error = %e, "cannot park an event");
+    }
 }
 
 /// Delay before attempt `attempts + 1`: base · 2^(attempts−1), capped, ±20 % jitter.

@@ -78,7 +78,13 @@ pub async fn ats(
         Err(r @ Rejection::Unauthorized(_)) => {
             return reject(StatusCode::UNAUTHORIZED, r.to_string())
         }
-        Ok(Intake::Ping) => return Json(json!({ "status": "ok" })).into_response(),
+        Ok(Intake::Ping) => {
+            // Verify Connection: no event, but the operator sees when it last worked.
+            if let Err(e) = app.store.record_verified(&id) {
+                tracing::error!(integration = %id, error = %e, "cannot record a verify ping");
+            }
+            return Json(json!({ "status": "ok" })).into_response();
+        }
         Ok(Intake::Ignored(event)) => {
             return Json(json!({ "status": "ignored", "event": event })).into_response()
         }

@@ -5,6 +5,8 @@
 //!   `ANY /hooks/{integration}/vendor[/...]` (vendor callbacks, answered through the connector).
 //!   Both commit to the store *before* they answer 2xx.
 //! - [`gem`]: the Gem-facing API under `/gem/{integration}/...` (Gem calls us).
+//! - [`lever_oauth`]: `GET /oauth/lever/callback`, Lever's OAuth redirect back (public; the
+//!   `state` authenticates it).
 //! - [`admin`]: `/admin/...` when an admin token is configured.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //!
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod gem;
 pub mod hooks;
+pub mod lever_oauth;
 
 use std::sync::Arc;
 
@@ -38,6 +41,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/{integration}/vendor", any(hooks::vendor))
         .route("/hooks/{integration}/vendor/{*rest}", any(hooks::vendor))
         .route("/hooks/{integration}/{source}", post(hooks::ats))
+        .route(
+            crate::ats::lever::oauth::CALLBACK_PATH,
+            get(lever_oauth::callback),
+        )
         .merge(crate::http::gem::routes())
         .layer(DefaultBodyLimit::max(limit));
     // Merged after the hooks' body limit so uploads get the admin limit instead.

@@ -29,6 +29,7 @@ pub mod runs;
 
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
+pub mod oauth;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -239,6 +240,7 @@ impl Store {
         conn.execute_batch(crate::store::admin::SCHEMA)?;
         queue::migrate(&conn)?;
         conn.execute_batch(runs::SCHEMA)?;
+        conn.execute_batch(crate::store::oauth::SCHEMA)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -1,12 +1,15 @@
 //! A small client for the parts of Lever's REST API v1 that the flow needs. API key auth (HTTP
-//! Basic, key as user name) or an OAuth access token (Bearer). 429 and 5xx are retried a few times with exponential backoff,
-//! honouring `Retry-After`; past that the error is transient and the event is retried later.
+//! Basic, key as user name), a static OAuth access token (Bearer), or the tokens of the host's
+//! OAuth app ([`TokenSource`]: refreshed before expiry, and once on a 401). 429 and 5xx are
+//! retried a few times with exponential backoff, honouring `Retry-After`; past that the error is
+//! transient and the event is retried later.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::LeverAuth;
+use super::oauth::TokenSource;
+use crate::config::{LeverAuth, Secret};
 
 /// Attempts per API call before giving the failure back to the worker.
 const ATTEMPTS: u32 = 4;
@@ -19,9 +22,12 @@ pub enum LeverError {
     /// Rate limited, 5xx, timeout or connection failure: try again later.
     #[error("Lever unavailable: {0}")]
     Transient(String),
-    /// 401/403: the API key is wrong or lacks a permission.
-    #[error("Lever refused the API key ({0})")]
+    /// 401/403: the credential is wrong or lacks a permission.
+    #[error("Lever refused the credential ({0})")]
     Unauthorized(u16),
+    /// An OAuth integration without a usable grant (never connected, revoked, disconnected).
+    #[error("Lever integration not connected: {0}")]
+    Disconnected(String),
     /// Any other 4xx.
     #[error("Lever answered {status}: {message}")]
     Rejected { status: u16, message: String },
@@ -46,21 +52,46 @@ pub struct Opportunity {
     pub posting_ids: Vec<String>,
 }
 
+/// How a client authenticates.
+#[derive(Clone)]
+enum Credential {
+    Basic(Secret),
+    Bearer(Secret),
+    /// The OAuth app's tokens of this integration.
+    Tokens(TokenSource),
+    /// `LeverAuth::OAuth` without a token source (should not happen: refused at build time).
+    Missing,
+}
+
 /// Lever API client for one integration.
 #[derive(Clone)]
 pub struct LeverClient {
     http: reqwest::Client,
     base: String,
-    auth: LeverAuth,
+    auth: Credential,
 }
 
 impl LeverClient {
     /// A client for `base` (e.g. `https://api.lever.co/v1`) authenticating with `auth`.
     pub fn new(http: reqwest::Client, base: &str, auth: LeverAuth) -> LeverClient {
+        let auth = match auth {
+            LeverAuth::ApiKey(key) => Credential::Basic(key),
+            LeverAuth::Bearer(token) => Credential::Bearer(token),
+            LeverAuth::OAuth => Credential::Missing,
+        };
         LeverClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             auth,
+        }
+    }
+
+    /// A client authenticating with the OAuth app's tokens of one integration.
+    pub fn with_tokens(http: reqwest::Client, base: &str, tokens: TokenSource) -> LeverClient {
+        LeverClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth: Credential::Tokens(tokens),
         }
     }
 
@@ -73,11 +104,25 @@ impl LeverClient {
         let url = format!("{}{}", self.base, path);
         let mut wait = Duration::from_millis(250);
         let mut last = String::new();
-        for attempt in 1..=ATTEMPTS {
+        // Once per call: a 401 on an OAuth token refreshes it and tries again at once.
+        let mut refreshed_on_401 = false;
+        let mut attempt = 0;
+        while attempt < ATTEMPTS {
+            attempt += 1;
             let req = self.http.request(method.clone(), &url);
+            let mut bearer = None;
             let mut req = match &self.auth {
-                LeverAuth::ApiKey(key) => req.basic_auth(key.expose(), Some("")),
-                LeverAuth::Bearer(token) => req.bearer_auth(token.expose()),
+                Credential::Basic(key) => req.basic_auth(key.expose(), Some("")),
+                Credential::Bearer(token) => req.bearer_auth(token.expose()),
+                Credential::Tokens(source) => {
+                    let token = source.access_token().await?;
+                    let req = req.bearer_auth(token.expose());
+                    bearer = Some(token);
+                    req
+                }
+                Credential::Missing => {
+                    return Err(LeverError::Disconnected("no OAuth app configured".into()))
+                }
             }
             .timeout(Duration::from_secs(15));
             if let Some(body) = body {
@@ -97,7 +142,20 @@ impl LeverClient {
                         200..=299 => {
                             return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
                         }
-                        401 | 403 => return Err(LeverError::Unauthorized(status)),
+                        401 => {
+                            if let (Credential::Tokens(source), Some(used)) = (&self.auth, &bearer)
+                            {
+                                if refreshed_on_401 {
+                                    return Err(source.rejected_after_refresh());
+                                }
+                                source.after_unauthorized(used).await?;
+                                refreshed_on_401 = true;
+                                attempt -= 1;
+                                continue;
+                            }
+                            return Err(LeverError::Unauthorized(status));
+                        }
+                        403 => return Err(LeverError::Unauthorized(status)),
                         429 | 500..=599 => {
                             last = format!("{status} on {method} {path}");
                             if let Some(ra) = retry_after {

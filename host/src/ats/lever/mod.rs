@@ -4,22 +4,24 @@
 //! - [`signature`]: Lever's HMAC over `token + triggeredAt`.
 //! - [`client`]: the REST API (429/5xx backoff).
 //! - [`sync`]: writes an opportunity's recorded state back to Lever, idempotently.
+//! - [`oauth`]: Lever as an authorized app (authorization-code flow, token refresh, revocation).
 //!
 //! [`LeverAts`] is the adapter the flow and the intake route use (see [`crate::ats::Ats`]).
 
 pub mod client;
+pub mod oauth;
 pub mod signature;
 pub mod sync;
 pub mod webhook;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 pub use client::{LeverClient, LeverError, Opportunity};
 
 use super::{Ats, AtsCx, AtsError, Intake, Rejection, Role, Trigger};
-use crate::config::LeverConfig;
+use crate::config::{LeverAuth, LeverConfig};
 use crate::store::Event;
 use crate::wasm::connector::ScreeningRequest;
 use webhook::{StageChange, Verified, Webhook};
@@ -33,6 +35,8 @@ const STRIPES: usize = 64;
 /// A Lever integration's adapter: its settings, API client, stage-name cache and write locks.
 pub struct LeverAts {
     config: LeverConfig,
+    /// The host's OAuth app, for an integration connected through it (`ats.oauth = true`).
+    oauth: Option<Arc<oauth::LeverOAuth>>,
     /// `None` when the integration has no usable credential (refused at config time).
     client: Option<LeverClient>,
     /// `(stage id, name)` of the account, refreshed on a miss.
@@ -41,11 +45,20 @@ pub struct LeverAts {
 }
 
 impl LeverAts {
-    pub fn new(config: LeverConfig, http: reqwest::Client) -> LeverAts {
-        let client = config
-            .auth()
-            .map(|auth| LeverClient::new(http, &config.api_base, auth));
+    pub fn new(
+        config: LeverConfig,
+        http: reqwest::Client,
+        oauth: &Arc<oauth::LeverOAuth>,
+        integration: &str,
+    ) -> LeverAts {
+        let client = config.auth().map(|auth| match auth {
+            LeverAuth::OAuth => {
+                LeverClient::with_tokens(http, &config.api_base, oauth.tokens_for(integration))
+            }
+            auth => LeverClient::new(http, &config.api_base, auth),
+        });
         LeverAts {
+            oauth: config.oauth.then(|| oauth.clone()),
             config,
             client,
             stages: Mutex::new(Vec::new()),
@@ -117,6 +130,12 @@ impl Ats for LeverAts {
             "webhook_url",
             format!("{public_url}/hooks/{integration}/lever"),
         )]
+    }
+
+    fn disconnected(&self, cx: &AtsCx<'_>) -> Option<String> {
+        let oauth = self.oauth.as_ref()?;
+        // A store error is not a disconnection: the step runs and fails (and retries) on its own.
+        oauth.not_connected(cx.integration).ok().flatten()
     }
 
     async fn check_connection(&self) -> Result<(), AtsError> {

@@ -36,7 +36,9 @@ pub(super) fn routes() -> Router<Arc<App>> {
 }
 
 fn view(app: &App, c: &IntegrationConfig) -> IntegrationView {
-    IntegrationView::of(c, &app.public_url)
+    let mut view = IntegrationView::of(c, &app.public_url);
+    view.connection = super::lever::connection_view(app, c);
+    view
 }
 
 fn not_found(id: &str) -> Response {
@@ -139,6 +141,8 @@ async fn disable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 
 async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let _edit = app.integration_edits.lock().await;
+    // A Lever OAuth grant is revoked at Lever first (best effort; the tokens go either way).
+    super::lever::revoke_before_delete(&app, &id).await;
     match app.delete_integration(&id) {
         Ok(true) => Json(json!({ "deleted": id })).into_response(),
         Ok(false) => not_found(&id),

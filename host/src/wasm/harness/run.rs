@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostWallClock, WasiCtxBuilder};
 
@@ -20,21 +20,16 @@ use super::scenario::{Call, Request, Scenario, Step};
 use super::values;
 use super::world::bindings::switchyard::connector::types;
 use super::world::bindings::{Connector, ConnectorPre};
-use super::world::{digest, Sandbox, Trace, World};
+use super::world::{Sandbox, Trace, World};
 use super::{Options, StepReport};
 use crate::wasm::cache::{CodeCache, Origin};
-use crate::wasm::runtime::Surface;
+use crate::wasm::runtime::crypto::{self as host_crypto, Encoding};
+use crate::wasm::runtime::{Caps, Grant, Surface};
 
 /// The epoch tick (as the host's).
 const TICK: Duration = Duration::from_millis(10);
 /// Guest stderr kept per call.
 const STDERR_CAP: usize = 64 * 1024;
-/// What a connector gets when its manifest asks for nothing (the host's defaults).
-pub const DEFAULT_MEMORY_MIB: u32 = 64;
-pub const DEFAULT_INSTANCES: u32 = 8;
-/// Room for the manifest call itself, made before the needs are known.
-const BOOTSTRAP_MEMORY_MIB: u32 = 256;
-const BOOTSTRAP_INSTANCES: u32 = 100;
 
 /// A compiled component ready to instantiate.
 pub struct Loaded {
@@ -131,31 +126,34 @@ pub enum Outcome {
     Trap(String),
 }
 
-/// The sandbox one call gets.
+/// The sandbox one call gets: the host's grant (`wasm::runtime::limits`, default caps) and the
+/// deadline.
 #[derive(Clone, Copy)]
 pub struct Limits {
-    pub memory_mib: u32,
-    pub instances: u32,
+    pub grant: Grant,
     pub timeout_ms: u64,
 }
 
 impl Limits {
+    /// While nothing is known about the component (reading its manifest): the caps.
     pub fn bootstrap(timeout_ms: u64) -> Limits {
         Limits {
-            memory_mib: BOOTSTRAP_MEMORY_MIB,
-            instances: BOOTSTRAP_INSTANCES,
+            grant: Caps::default().ceiling(),
             timeout_ms,
         }
     }
 
-    /// What the host grants a connector whose manifest asks for `needs`.
-    pub fn granted(needs: &types::ResourceNeeds, timeout_ms: u64) -> Limits {
-        let or = |v: u32, d: u32| if v == 0 { d } else { v };
-        Limits {
-            memory_mib: or(needs.memory_mib, DEFAULT_MEMORY_MIB),
-            instances: or(needs.instances, DEFAULT_INSTANCES),
+    /// What a host with the default caps grants a connector whose manifest asks for `needs`, or
+    /// why it would refuse it.
+    pub fn granted(needs: &types::ResourceNeeds, timeout_ms: u64) -> Result<Limits, String> {
+        let needs = crate::wasm::connector::Limits {
+            memory_mib: needs.memory_mib,
+            instances: needs.instances,
+        };
+        Ok(Limits {
+            grant: Caps::default().grant(&needs).map_err(|e| e.to_string())?,
             timeout_ms,
-        }
+        })
     }
 }
 
@@ -172,11 +170,7 @@ pub fn call(
         .stderr(stderr.clone())
         .wall_clock(Pinned(Duration::from_secs(now.max(0) as u64)))
         .build();
-    let store_limits = StoreLimitsBuilder::new()
-        .memory_size(limits.memory_mib as usize * 1024 * 1024)
-        .instances(limits.instances as usize)
-        .trap_on_grow_failure(true)
-        .build();
+    let store_limits = limits.grant.store_limits();
     let mut store = Store::new(
         &loaded.engine,
         Sandbox {
@@ -216,13 +210,13 @@ fn explain(e: &wasmtime::Error, stderr: &MemoryOutputPipe, limits: Limits, what:
         format!(
             "{what}: {} — the sandbox allows {} core instances: raise the manifest's limits.instances",
             first_line(&text),
-            limits.instances
+            limits.grant.instances
         )
     } else if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
         format!(
             "{what}: {} — the sandbox allows {} MiB of linear memory: raise the manifest's limits.memory-mib",
             first_line(&text),
-            limits.memory_mib
+            limits.grant.memory_mib
         )
     } else {
         format!("{what}: {}", first_line(&text))
@@ -284,12 +278,15 @@ fn callback_request(
             Some((before, after)) => [before.as_bytes(), &body, after.as_bytes()].concat(),
             None => template.into_bytes(),
         };
-        let mac = digest::hmac_sha256(key.as_bytes(), &message);
+        let mac = host_crypto::hmac_sha256(key.as_bytes(), &message);
         for (name, value) in &sign.headers {
             let value = value
                 .replace("{timestamp}", &timestamp)
-                .replace("{hmac-hex}", &digest::encode(&mac, true))
-                .replace("{hmac-base64}", &digest::encode(&mac, false));
+                .replace("{hmac-hex}", &host_crypto::encode(&mac, Encoding::Hex))
+                .replace(
+                    "{hmac-base64}",
+                    &host_crypto::encode(&mac, Encoding::Base64),
+                );
             headers.push((name.to_lowercase(), value));
         }
     }
@@ -393,7 +390,7 @@ pub fn step(
         _ => None,
     };
     let screening = screening_request(req);
-    let limits = Limits::granted(&manifest.limits, opts.timeout_ms);
+    let limits = Limits::granted(&manifest.limits, opts.timeout_ms)?;
     let kind = step.call;
     let (mut world, outcome, inst, dur) = call(loaded, world, now, limits, |c, store| {
         let s = c.switchyard_connector_screening();
@@ -616,15 +613,25 @@ pub fn scenario(
     if let Some(want) = &scenario.manifest {
         matching::check(want, Some(&value), "manifest", &mut first.problems);
     }
-    let limits = Limits::granted(&manifest.limits, opts.timeout_ms);
+    let limits = match Limits::granted(&manifest.limits, opts.timeout_ms) {
+        Ok(l) => l,
+        Err(why) => {
+            first.problems.push(Problem {
+                path: "manifest.limits".into(),
+                expected: "needs within the host's default caps".into(),
+                got: why,
+            });
+            return Ok(vec![first]);
+        }
+    };
     first.trace.push(format!(
         "ok    {} {} ({}), {} status label(s); sandbox {} MiB, {} instances",
         manifest.id,
         manifest.version,
         manifest.display_name,
         manifest.status_labels.len(),
-        limits.memory_mib,
-        limits.instances
+        limits.grant.memory_mib,
+        limits.grant.instances
     ));
     let mut reports = vec![first];
     for (i, s) in scenario.steps.iter().enumerate() {

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::matching::{self, Problem};
 use super::scenario::{ConfigSpec, ErrorWithMessage, Exchange, HttpErrorSpec};
+use crate::wasm::runtime::crypto as host_crypto;
 
 pub mod bindings {
     //! Contract 0.2 (`wit/connector.wit`) with synchronous, trappable imports: the harness has no
@@ -290,86 +291,48 @@ impl log::Host for Sandbox {
     }
 }
 
+/// The host's own implementation (`wasm::runtime::crypto`), so a scenario sees what production does.
 impl crypto::Host for Sandbox {
     fn sha256(&mut self, data: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
         self.world.guard("crypto.sha256")?;
-        Ok(digest::sha256(&data))
+        Ok(host_crypto::sha256(&data))
     }
     fn hmac_sha256(&mut self, key: Vec<u8>, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
         self.world.guard("crypto.hmac-sha256")?;
-        Ok(digest::hmac_sha256(&key, &message))
+        Ok(host_crypto::hmac_sha256(&key, &message))
     }
     fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> wasmtime::Result<bool> {
         self.world.guard("crypto.constant-time-eq")?;
-        Ok(digest::constant_time_eq(&a, &b))
+        Ok(host_crypto::constant_time_eq(&a, &b))
     }
     fn verify_hmac_sha256(
         &mut self,
         key: Vec<u8>,
         message: Vec<u8>,
         signature: String,
-        encoding: crypto::Encoding,
+        e: crypto::Encoding,
     ) -> wasmtime::Result<bool> {
         self.world.guard("crypto.verify-hmac-sha256")?;
-        let expected = digest::hmac_sha256(&key, &message);
-        Ok(digest::decode(&signature, hex_or_base64(encoding))
-            .is_some_and(|given| digest::constant_time_eq(&given, &expected)))
+        Ok(host_crypto::verify_hmac_sha256(
+            &key,
+            &message,
+            &signature,
+            encoding(e),
+        ))
     }
-    fn encode(&mut self, data: Vec<u8>, encoding: crypto::Encoding) -> wasmtime::Result<String> {
+    fn encode(&mut self, data: Vec<u8>, e: crypto::Encoding) -> wasmtime::Result<String> {
         self.world.guard("crypto.encode")?;
-        Ok(digest::encode(&data, hex_or_base64(encoding)))
+        Ok(host_crypto::encode(&data, encoding(e)))
     }
-    fn decode(
-        &mut self,
-        text: String,
-        encoding: crypto::Encoding,
-    ) -> wasmtime::Result<Option<Vec<u8>>> {
+    fn decode(&mut self, text: String, e: crypto::Encoding) -> wasmtime::Result<Option<Vec<u8>>> {
         self.world.guard("crypto.decode")?;
-        Ok(digest::decode(&text, hex_or_base64(encoding)))
+        Ok(host_crypto::decode(&text, encoding(e)))
     }
 }
 
-fn hex_or_base64(e: crypto::Encoding) -> bool {
-    matches!(e, crypto::Encoding::Hex)
-}
-
-/// The `crypto` import's functions (and the harness's own `sign`).
-pub mod digest {
-    use base64::Engine as _;
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-
-    pub fn sha256(data: &[u8]) -> Vec<u8> {
-        Sha256::digest(data).to_vec()
-    }
-
-    pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-        mac.update(message);
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && bool::from(a.ct_eq(b))
-    }
-
-    /// `hex` true: lower-case hex; false: standard padded base64.
-    pub fn encode(data: &[u8], hex: bool) -> String {
-        if hex {
-            hex::encode(data)
-        } else {
-            base64::engine::general_purpose::STANDARD.encode(data)
-        }
-    }
-
-    /// Surrounding whitespace is ignored; anything else malformed is none.
-    pub fn decode(text: &str, hex: bool) -> Option<Vec<u8>> {
-        let t = text.trim();
-        if hex {
-            hex::decode(t).ok()
-        } else {
-            base64::engine::general_purpose::STANDARD.decode(t).ok()
-        }
+fn encoding(e: crypto::Encoding) -> host_crypto::Encoding {
+    match e {
+        crypto::Encoding::Hex => host_crypto::Encoding::Hex,
+        crypto::Encoding::Base64 => host_crypto::Encoding::Base64,
     }
 }

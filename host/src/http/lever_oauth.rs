@@ -1,0 +1,222 @@
+//! `GET /oauth/lever/callback`: where Lever sends the browser back after "Accept" (or "Deny").
+//! Public: the single-use, expiring `state` (issued by the admin API's connect link and bound to
+//! one integration) is what authenticates it. Unknown, reused or expired state, or Lever's
+//! `error=` → a clear 400 (HTML for a browser, JSON otherwise) and nothing stored. A valid one
+//! → the code is exchanged, the tokens stored, the integration's parked events resumed.
+//!
+//! [`browser_connect`] plays the operator's browser against the Lever simulator (demo, tests).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::App;
+use crate::ats::lever::oauth::CALLBACK_PATH;
+use crate::config::AtsConfig;
+use crate::store::oauth::StateCheck;
+
+/// The callback's query: `code` + `state`, or `error` (+ `error_description`) + `state`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Whether the caller is a browser (an HTML page) rather than a program (JSON).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// An answer: `{"status"|"error", "message", ...}` as JSON, or the same as a small page.
+fn answer(html: bool, status: StatusCode, code: &str, message: &str) -> Response {
+    if html {
+        let title = if status.is_success() {
+            "Connected to Lever"
+        } else {
+            "Could not connect to Lever"
+        };
+        let body = format!(
+            "<!doctype html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1>\
+             <p>{}</p><p><code>{}</code></p></body></html>\n",
+            escape(message),
+            escape(code)
+        );
+        return (status, Html(body)).into_response();
+    }
+    let key = if status.is_success() {
+        "status"
+    } else {
+        "error"
+    };
+    let mut body = serde_json::Map::new();
+    body.insert(key.into(), json!(code));
+    body.insert("message".into(), json!(message));
+    (status, Json(serde_json::Value::Object(body))).into_response()
+}
+
+/// `GET /oauth/lever/callback`.
+pub async fn callback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let html = wants_html(&headers);
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let bad = |code: &str, message: &str| {
+        tracing::warn!(code, "Lever OAuth callback refused: {message}");
+        answer(html, StatusCode::BAD_REQUEST, code, message)
+    };
+    let Some(state) = q.state.as_deref().filter(|s| !s.is_empty()) else {
+        return bad(
+            "missing_state",
+            "The callback carries no state: start again from the integration's connect link.",
+        );
+    };
+    let (integration, verifier) = match app.store.oauth_take_state(state) {
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check an OAuth state");
+            return answer(html, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable; try again.");
+        }
+        Ok(StateCheck::Unknown) => return bad("unknown_state", "This connect link was not issued by this host (or is too old): start again from the integration's connect link."),
+        Ok(StateCheck::Used { .. }) => return bad("state_used", "This connect link was already used: ask for a new one."),
+        Ok(StateCheck::Expired { .. }) => return bad("state_expired", "This connect link has expired: ask for a new one."),
+        Ok(StateCheck::Valid { integration, pkce_verifier }) => (integration, pkce_verifier),
+    };
+    if let Some(error) = &q.error {
+        let detail = q.error_description.as_deref().unwrap_or("no description");
+        return bad(
+            "lever_error",
+            &format!("Lever did not authorize the app for `{integration}`: {error} ({detail}). Nothing was stored."),
+        );
+    }
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        return bad("missing_code", "Lever sent neither a code nor an error.");
+    };
+    let is_oauth = app
+        .integration(&integration)
+        .is_some_and(|i| matches!(&i.config.ats, AtsConfig::Lever(l) if l.oauth));
+    if !is_oauth {
+        return bad(
+            "not_an_oauth_integration",
+            &format!("Integration `{integration}` no longer exists or is not connected through the Lever OAuth app."),
+        );
+    }
+    let tokens = match app.lever_oauth.exchange(code, &verifier).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(%integration, error = %e, "Lever OAuth code exchange failed");
+            return answer(
+                html,
+                StatusCode::BAD_GATEWAY,
+                "exchange_failed",
+                &format!("Lever did not exchange the code: {e}. Nothing was stored."),
+            );
+        }
+    };
+    match app.store.oauth_connect(&integration, &tokens) {
+        Ok(resumed) => {
+            app.wake.notify_waiters();
+            tracing::info!(%integration, resumed, "Lever integration connected through OAuth");
+            let message = format!("Integration `{integration}` is connected to Lever; {resumed} waiting event(s) resumed.");
+            if html {
+                return answer(true, StatusCode::OK, "connected", &message);
+            }
+            Json(json!({
+                "status": "connected",
+                "integration": integration,
+                "resumed_events": resumed,
+                "message": message,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::error!(%integration, error = %e, "cannot store the Lever tokens");
+            answer(
+                html,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Storage is unavailable; ask for a new connect link.",
+            )
+        }
+    }
+}
+
+/// The host's Lever OAuth app registered in the Lever simulator `lever`, redirecting to
+/// `public_url` + [`CALLBACK_PATH`], on the simulator's authorize/token/revoke endpoints: what
+/// goes into `Config::lever_oauth` for a demo or test customer connected through OAuth.
+pub fn simulator_app(
+    lever: &switchyard_sim::lever::LeverSim,
+    public_url: &str,
+) -> crate::config::LeverOAuthConfig {
+    let redirect = format!("{}{CALLBACK_PATH}", public_url.trim_end_matches('/'));
+    let (id, secret) = lever.register_oauth_client(&redirect);
+    crate::config::LeverOAuthConfig {
+        authorize_url: lever.oauth_authorize_url(),
+        token_url: lever.oauth_token_url(),
+        revoke_url: lever.oauth_revoke_url(),
+        ..crate::config::LeverOAuthConfig::new(&id, &secret)
+    }
+}
+
+/// Performs the whole connect dance for `integration` the way an operator's browser would,
+/// against a Lever (simulator) that approves at once: asks for a connect link (as
+/// `POST /admin/integrations/{id}/lever/connect` does), follows the redirect to Lever's
+/// authorize page, and follows Lever's redirect back to this host's callback. Returns the
+/// callback's JSON answer (`{"status":"connected","resumed_events":n,...}`). Follows redirects
+/// only to the configured authorize page and back to this host's callback.
+///
+/// For the demo (the Canditech customer, configured with [`simulator_app`]) and tests: the Lever
+/// simulator's authorize endpoint decides without a user.
+pub async fn browser_connect(app: &App, integration: &str) -> anyhow::Result<serde_json::Value> {
+    let (authorize, _) = app.lever_oauth.authorize_url(integration)?;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let consent = browser.get(&authorize).send().await?;
+    anyhow::ensure!(
+        consent.status() == reqwest::StatusCode::FOUND,
+        "Lever's authorize page answered {} instead of redirecting back",
+        consent.status()
+    );
+    let back = consent
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let callback = format!("{}{CALLBACK_PATH}", app.public_url);
+    anyhow::ensure!(
+        back.starts_with(&format!("{callback}?")),
+        "Lever redirected somewhere else than this host's callback"
+    );
+    let resp = browser
+        .get(&back)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    anyhow::ensure!(
+        status.is_success(),
+        "the callback answered {status}: {}",
+        body["message"].as_str().unwrap_or_default()
+    );
+    Ok(body)
+}

@@ -1,0 +1,395 @@
+//! Store tables of ATS connections: Lever OAuth grants and the pending `state`s of connect links
+//! (`crate::ats::lever::oauth`), the connection's status (disconnected when and why; last Verify
+//! Connection ping), and parking the events of a disconnected integration.
+//!
+//! Tokens are stored **in clear**, like the integrations' other secrets (the database is the
+//! host's private state, see [`crate::store::admin`]); a `state` is stored only as its SHA-256.
+//! An integration is *connected* while it has a `oauth_tokens` row: disconnecting deletes it.
+//!
+//! A parked event is a queued event whose `next_attempt_at` is [`PARKED`] (no worker claims it)
+//! and whose claim did not count as an attempt; connecting again makes them due at once.
+
+use rusqlite::{params, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+use crate::store::{now_ms, Result, Store};
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS oauth_states (
+    state_hash TEXT PRIMARY KEY,
+    integration TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS oauth_tokens (
+    integration TEXT PRIMARY KEY,
+    access_token TEXT NOT NULL,
+    refresh_token TEXT,
+    expires_at INTEGER,
+    scope TEXT,
+    connected_at INTEGER NOT NULL,
+    refreshed_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS ats_connections (
+    integration TEXT PRIMARY KEY,
+    connected_at INTEGER,
+    disconnected_at INTEGER,
+    disconnect_reason TEXT,
+    verified_at INTEGER
+);
+"#;
+
+/// `next_attempt_at` of a parked event (year 9999): never due until unparked.
+pub const PARKED: i64 = 253_402_300_799_000;
+
+/// How long used and expired `state` rows are kept (to tell "reused" from "unknown").
+const STATE_KEEP_MS: i64 = 24 * 3600 * 1000;
+
+/// An integration's OAuth tokens. No `Debug`: the values are secrets.
+#[derive(Clone)]
+pub struct OAuthTokens {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    /// Unix ms; `None`: Lever gave no lifetime.
+    pub expires_at: Option<i64>,
+    pub scope: Option<String>,
+    pub connected_at: i64,
+    pub refreshed_at: Option<i64>,
+}
+
+/// What a callback's `state` turned out to be. Checking a valid state uses it up.
+#[derive(Debug)]
+pub enum StateCheck {
+    /// Issued, unused, unexpired: now used. The integration and the PKCE verifier.
+    Valid {
+        integration: String,
+        pkce_verifier: Secret,
+    },
+    /// Never issued (or long forgotten).
+    Unknown,
+    /// Issued for `integration` and already used once.
+    Used { integration: String },
+    /// Issued for `integration` and expired unused.
+    Expired { integration: String },
+}
+
+/// The status of an integration's ATS connection, for operators.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConnectionRow {
+    pub connected_at: Option<i64>,
+    pub disconnected_at: Option<i64>,
+    pub disconnect_reason: Option<String>,
+    pub verified_at: Option<i64>,
+}
+
+/// The stored form of a `state` (its SHA-256, hex).
+pub fn state_hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+impl Store {
+    /// Remembers a connect link's `state` for `integration` until `expires_at` (unix ms).
+    pub fn oauth_put_state(
+        &self,
+        state: &str,
+        integration: &str,
+        pkce_verifier: &str,
+        expires_at: i64,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let now = now_ms();
+        conn.execute(
+            "DELETE FROM oauth_states WHERE created_at < ?1",
+            params![now - STATE_KEEP_MS],
+        )?;
+        conn.execute(
+            "INSERT INTO oauth_states (state_hash, integration, pkce_verifier, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![state_hash(state), integration, pkce_verifier, now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Checks a callback's `state` and, when valid, marks it used (atomically: two callbacks
+    /// with the same state cannot both pass).
+    pub fn oauth_take_state(&self, state: &str) -> Result<StateCheck> {
+        let conn = self.conn();
+        let now = now_ms();
+        let row: Option<(String, String, i64, Option<i64>)> = conn
+            .query_row(
+                "SELECT integration, pkce_verifier, expires_at, used_at FROM oauth_states
+                 WHERE state_hash = ?1",
+                params![state_hash(state)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((integration, verifier, expires_at, used_at)) = row else {
+            return Ok(StateCheck::Unknown);
+        };
+        if used_at.is_some() {
+            return Ok(StateCheck::Used { integration });
+        }
+        // Used up even when expired: a state never works twice.
+        conn.execute(
+            "UPDATE oauth_states SET used_at = ?2 WHERE state_hash = ?1",
+            params![state_hash(state), now],
+        )?;
+        if now >= expires_at {
+            return Ok(StateCheck::Expired { integration });
+        }
+        Ok(StateCheck::Valid {
+            integration,
+            pkce_verifier: Secret::new(verifier),
+        })
+    }
+
+    /// The integration's OAuth tokens, if it is connected.
+    pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
+        self.conn()
+            .query_row(
+                "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
+                 FROM oauth_tokens WHERE integration = ?1",
+                params![integration],
+                |r| {
+                    Ok(OAuthTokens {
+                        access_token: Secret::new(r.get::<_, String>(0)?),
+                        refresh_token: r.get::<_, Option<String>>(1)?.map(Secret::new),
+                        expires_at: r.get(2)?,
+                        scope: r.get(3)?,
+                        connected_at: r.get(4)?,
+                        refreshed_at: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// A new grant: stores its tokens, clears any disconnection and makes the integration's
+    /// parked events due now, in one transaction. Returns how many events were resumed.
+    pub fn oauth_connect(&self, integration: &str, tokens: &OAuthTokens) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT OR REPLACE INTO oauth_tokens
+                (integration, access_token, refresh_token, expires_at, scope, connected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                integration,
+                tokens.access_token.expose(),
+                tokens.refresh_token.as_ref().map(Secret::expose),
+                tokens.expires_at,
+                tokens.scope,
+                now
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO ats_connections (integration, connected_at) VALUES (?1, ?2)
+             ON CONFLICT (integration) DO UPDATE SET connected_at = ?2, disconnected_at = NULL,
+                disconnect_reason = NULL",
+            params![integration, now],
+        )?;
+        let resumed = tx.execute(
+            "UPDATE events SET next_attempt_at = ?2
+             WHERE integration = ?1 AND state = 'queued' AND next_attempt_at >= ?3",
+            params![integration, now, PARKED],
+        )?;
+        tx.commit()?;
+        Ok(resumed)
+    }
+
+    /// Replaces the tokens after a refresh (a rotated refresh token included). Does nothing if
+    /// the integration was disconnected meanwhile; returns whether tokens were stored.
+    pub fn oauth_refreshed(&self, integration: &str, tokens: &OAuthTokens) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
+                scope = COALESCE(?5, scope), refreshed_at = ?6
+             WHERE integration = ?1",
+            params![
+                integration,
+                tokens.access_token.expose(),
+                tokens.refresh_token.as_ref().map(Secret::expose),
+                tokens.expires_at,
+                tokens.scope,
+                now_ms()
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Deletes the tokens and records the disconnection (when, why). Returns whether the
+    /// integration was connected.
+    pub fn oauth_disconnect(&self, integration: &str, reason: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let had = tx.execute(
+            "DELETE FROM oauth_tokens WHERE integration = ?1",
+            params![integration],
+        )?;
+        tx.execute(
+            "INSERT INTO ats_connections (integration, disconnected_at, disconnect_reason)
+             VALUES (?1, ?2, ?3)
+             ON CONFLICT (integration) DO UPDATE SET disconnected_at = ?2, disconnect_reason = ?3",
+            params![integration, now_ms(), reason],
+        )?;
+        tx.commit()?;
+        Ok(had > 0)
+    }
+
+    /// Forgets everything about an integration's connection (it was deleted).
+    pub fn oauth_forget(&self, integration: &str) -> Result<()> {
+        let conn = self.conn();
+        for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
+            conn.execute(
+                &format!("DELETE FROM {table} WHERE integration = ?1"),
+                params![integration],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records a Verify Connection ping (Lever's test webhook) for `integration`.
+    pub fn record_verified(&self, integration: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO ats_connections (integration, verified_at) VALUES (?1, ?2)
+             ON CONFLICT (integration) DO UPDATE SET verified_at = ?2",
+            params![integration, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The connection's status row (all `None` when nothing was recorded).
+    pub fn connection(&self, integration: &str) -> Result<ConnectionRow> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT connected_at, disconnected_at, disconnect_reason, verified_at
+                 FROM ats_connections WHERE integration = ?1",
+                params![integration],
+                |r| {
+                    Ok(ConnectionRow {
+                        connected_at: r.get(0)?,
+                        disconnected_at: r.get(1)?,
+                        disconnect_reason: r.get(2)?,
+                        verified_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Parks a claimed event of a disconnected integration: queued again, not due until the
+    /// integration connects, and its claim not counted as an attempt. If the integration got
+    /// connected meanwhile, the event is due at once instead (no parked-forever race).
+    pub fn park_event(&self, id: i64, reason: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE events SET state = 'queued', attempts = MAX(attempts - 1, 0),
+                lease_until = NULL, lease_run = NULL, last_error = ?2,
+                next_attempt_at = CASE WHEN EXISTS
+                    (SELECT 1 FROM oauth_tokens t WHERE t.integration = events.integration)
+                    THEN ?3 ELSE ?4 END
+             WHERE id = ?1",
+            params![id, format!("parked: {reason}"), now_ms(), PARKED],
+        )?;
+        Ok(())
+    }
+
+    /// How many of the integration's events are parked.
+    pub fn parked_events(&self, integration: &str) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE integration = ?1 AND state = 'queued'
+                 AND next_attempt_at >= ?2",
+                params![integration, PARKED],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let dir = std::env::temp_dir().join(format!("sy-oauth-{}", uuid::Uuid::new_v4()));
+        Store::open(&dir.join("db.sqlite")).expect("store opens")
+    }
+
+    fn tokens(access: &str) -> OAuthTokens {
+        OAuthTokens {
+            access_token: Secret::new(access),
+            refresh_token: Some(Secret::new(format!("r-{access}"))),
+            expires_at: Some(now_ms() + 3_600_000),
+            scope: None,
+            connected_at: 0,
+            refreshed_at: None,
+        }
+    }
+
+    #[test]
+    fn a_state_works_once_and_only_before_it_expires() {
+        let s = store();
+        s.oauth_put_state("good", "acme", "v", now_ms() + 60_000)
+            .unwrap();
+        s.oauth_put_state("old", "acme", "v", now_ms() - 1).unwrap();
+        assert!(matches!(
+            s.oauth_take_state("good").unwrap(),
+            StateCheck::Valid { integration, .. } if integration == "acme"
+        ));
+        assert!(matches!(
+            s.oauth_take_state("good").unwrap(),
+            StateCheck::Used { .. }
+        ));
+        assert!(matches!(
+            s.oauth_take_state("old").unwrap(),
+            StateCheck::Expired { .. }
+        ));
+        assert!(matches!(
+            s.oauth_take_state("never").unwrap(),
+            StateCheck::Unknown
+        ));
+    }
+
+    #[test]
+    fn parked_events_wait_for_a_new_grant_without_losing_an_attempt() {
+        let s = store();
+        s.enqueue("acme", "lever.stage_change", "k1", "{}").unwrap();
+        let ev = s.claim(60_000).unwrap().expect("claimable");
+        assert_eq!(ev.attempts, 1);
+        s.oauth_disconnect("acme", "revoked").unwrap();
+        s.park_event(ev.id, "revoked").unwrap();
+        assert!(
+            s.claim(60_000).unwrap().is_none(),
+            "a parked event is not due"
+        );
+        assert_eq!(s.parked_events("acme").unwrap(), 1);
+        let row = s.connection("acme").unwrap();
+        assert_eq!(row.disconnect_reason.as_deref(), Some("revoked"));
+        assert_eq!(s.oauth_connect("acme", &tokens("a1")).unwrap(), 1);
+        let again = s.claim(60_000).unwrap().expect("resumed");
+        assert_eq!((again.id, again.attempts), (ev.id, 1));
+        assert!(s.connection("acme").unwrap().disconnected_at.is_none());
+        // Parking while connected (a reconnect raced the park): due at once.
+        s.park_event(again.id, "raced").unwrap();
+        assert!(s.claim(60_000).unwrap().is_some());
+    }
+
+    #[test]
+    fn refreshed_tokens_replace_the_old_ones_only_while_connected() {
+        let s = store();
+        s.oauth_connect("acme", &tokens("a1")).unwrap();
+        assert!(s.oauth_refreshed("acme", &tokens("a2")).unwrap());
+        let t = s.oauth_tokens("acme").unwrap().expect("connected");
+        assert_eq!(t.access_token.expose(), "a2");
+        assert_eq!(t.refresh_token.as_ref().map(Secret::expose), Some("r-a2"));
+        assert!(s.oauth_disconnect("acme", "operator").unwrap());
+        assert!(!s.oauth_refreshed("acme", &tokens("a3")).unwrap());
+        assert!(s.oauth_tokens("acme").unwrap().is_none());
+    }
+}
