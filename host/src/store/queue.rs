@@ -62,6 +62,18 @@ pub struct Claim<'a> {
     pub exclude: &'a [String],
 }
 
+impl<'a> Claim<'a> {
+    /// Any integration's oldest due event, for `run`.
+    pub fn any(run: &'a str, lease_ms: i64) -> Claim<'a> {
+        Claim {
+            run,
+            lease_ms,
+            integration: None,
+            exclude: &[],
+        }
+    }
+}
+
 /// How an attempt ended, as kept in its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
