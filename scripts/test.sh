@@ -15,7 +15,8 @@ cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Ca
 cargo build --release --workspace --bins
 # Python and JavaScript connectors: the pinned toolchains (PyPI, npm) into .tools/, the examples
 # and the three templates (instantiated by `switchyard connector new`) built once into
-# plugins/examples/target/, and their unit tests. tests/polyglot.rs runs them in the host and
-# through `switchyard connector test`.
-scripts/toolchains.sh unit
+# plugins/examples/target/, their unit tests, and every scenario through `switchyard connector
+# test` (which leaves their compiled code in plugins/examples/target/compiled/ for
+# tests/polyglot.rs, which runs them in the host).
+scripts/toolchains.sh test
 cargo test --release --workspace

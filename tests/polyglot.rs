@@ -51,6 +51,7 @@ async fn polyglot_stack(
     let mut opts = options(name, tweak);
     opts.connectors_dir = dir.clone();
     opts.runtime.connectors_dir = dir;
+    seed_code_cache(&opts.data_dir.join("cache"));
     let mut stack = Stack::prepare(opts).await.expect("simulators start");
     stack
         .config
@@ -61,6 +62,20 @@ async fn polyglot_stack(
         i.connector = connector.to_string();
     }
     stack.run().await.expect("host starts")
+}
+
+/// Copies the compiled code `connector test` cached (scripts/toolchains.sh test fills it) into a
+/// host's compiled-code cache: the harness's engine is configured as the runtime's, so the entries
+/// fit and the host skips a multi-second compile of each Python/JavaScript component. Entries are
+/// verified by digest before use; without them the host compiles, as on a fresh machine.
+fn seed_code_cache(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(root().join("plugins/examples/target/compiled")) else {
+        return;
+    };
+    std::fs::create_dir_all(dir).expect("cache dir");
+    for e in entries.flatten() {
+        let _ = std::fs::copy(e.path(), dir.join(e.file_name()));
+    }
 }
 
 fn added(lever: &switchyard_sim::lever::LeverSim, label: &str) -> usize {
@@ -341,10 +356,11 @@ fn the_templates_pass_validate_as_created() {
     }
     for file in files {
         let tag = runtime
-            .block_on(switchyard::wasm::inspect::validate(
+            .block_on(switchyard::wasm::inspect::validate_with_cache(
                 &built(file),
                 Some("example-vendor"),
                 &["api.example.com".to_string()],
+                cache().as_deref(),
             ))
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(tag.starts_with("example-vendor@0.1.0#"), "{tag}");

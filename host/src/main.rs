@@ -83,6 +83,9 @@ enum ConnectorCommand {
         /// An approved outbound host (repeat); when given, the manifest may ask only for these.
         #[arg(long = "approved-host")]
         approved_hosts: Vec<String>,
+        /// Compiled-code cache directory, shared with `connector test` (default: none).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Prints the manifest, imports/exports and contract version as JSON.
     Inspect { file: PathBuf },
@@ -151,9 +154,15 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             file,
             connector,
             approved_hosts,
+            cache,
         } => {
-            match switchyard::wasm::inspect::validate(&file, connector.as_deref(), &approved_hosts)
-                .await
+            match switchyard::wasm::inspect::validate_with_cache(
+                &file,
+                connector.as_deref(),
+                &approved_hosts,
+                cache.as_deref(),
+            )
+            .await
             {
                 Ok(tag) => println!("ok: {tag}"),
                 Err(e) => {

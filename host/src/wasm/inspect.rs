@@ -45,9 +45,18 @@ pub struct Report {
 }
 
 async fn runtime() -> Result<Registry, InspectError> {
-    let runtime: Arc<Runtime> =
-        Runtime::new(10_000, crate::config::RuntimeConfig::default().caps())
-            .map_err(|e| InspectError::Runtime(e.to_string()))?;
+    runtime_with_cache(None).await
+}
+
+/// The runtime with an optional compiled-code cache (`connector test` shares it: same engine).
+async fn runtime_with_cache(cache: Option<&Path>) -> Result<Registry, InspectError> {
+    let cache = cache.map(|dir| crate::wasm::cache::CodeCache::new(dir.to_path_buf()));
+    let runtime: Arc<Runtime> = Runtime::with_cache(
+        10_000,
+        crate::config::RuntimeConfig::default().caps(),
+        cache,
+    )
+    .map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }
 
@@ -93,9 +102,19 @@ pub async fn validate(
     connector: Option<&str>,
     approved: &[String],
 ) -> Result<String, InspectError> {
+    validate_with_cache(path, connector, approved, None).await
+}
+
+/// [`validate`], taking compiled code from (and adding it to) the cache directory `cache`.
+pub async fn validate_with_cache(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+    cache: Option<&Path>,
+) -> Result<String, InspectError> {
     let bytes =
         std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
-    let registry = runtime().await?;
+    let registry = runtime_with_cache(cache).await?;
     let loaded = registry.load(bytes, &path.display().to_string()).await?;
     if let Some(expected) = connector.filter(|c| *c != loaded.manifest.id) {
         return Err(InspectError::WrongConnector {

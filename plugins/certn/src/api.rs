@@ -1,12 +1,19 @@
-//! The Certn v1 invite call: building the request body and interpreting the response.
+//! The Certn v1 calls: the invite (request body, interpreting the response) and the lookup of
+//! an application by our reference (the screening request's idempotency key, sent as the
+//! invite's `reference`).
 //!
-//! Sending is done in `lib.rs` (it needs the host's `outbound-http` import); everything here is
-//! pure so it can be tested natively.
+//! Sending is done in `connector.rs` through the SDK's `Host`; everything here is pure.
 
 use serde_json::{json, Map, Value};
+use switchyard_connector::text::urlencode;
+
+use crate::callback::{self, Application};
 
 /// Path of the invite endpoint below `api-base`. Certn wants the trailing slash on unsafe methods.
 pub const INVITE_PATH: &str = "/api/v1/hr/applications/invite/";
+
+/// Path of the application list below `api-base`, filtered with `?reference=`.
+pub const APPLICATIONS_PATH: &str = "/api/v1/hr/applications/";
 
 /// Default `api-base` when the operator configures none.
 pub const DEFAULT_API_BASE: &str = "https://api.certn.co";
@@ -14,13 +21,41 @@ pub const DEFAULT_API_BASE: &str = "https://api.certn.co";
 /// Per-request timeout for the invite call.
 pub const INVITE_TIMEOUT_MS: u32 = 10_000;
 
-/// The invite URL for a configured `api-base` (blank means the default; a trailing `/` is fine).
-pub fn invite_url(api_base: Option<&str>) -> String {
-    let base = api_base
+/// The configured `api-base` (blank means the default), without a trailing `/`.
+fn base(api_base: Option<&str>) -> &str {
+    api_base
         .map(str::trim)
         .filter(|b| !b.is_empty())
-        .unwrap_or(DEFAULT_API_BASE);
-    format!("{}{INVITE_PATH}", base.trim_end_matches('/'))
+        .unwrap_or(DEFAULT_API_BASE)
+        .trim_end_matches('/')
+}
+
+/// The invite URL for a configured `api-base` (blank means the default; a trailing `/` is fine).
+pub fn invite_url(api_base: Option<&str>) -> String {
+    format!("{}{INVITE_PATH}", base(api_base))
+}
+
+/// The URL listing the applications made with our `reference`.
+pub fn lookup_url(api_base: Option<&str>, reference: &str) -> String {
+    format!(
+        "{}{APPLICATIONS_PATH}?reference={}",
+        base(api_base),
+        urlencode(reference)
+    )
+}
+
+/// The oldest application in a lookup answer (`{"results": [<application>, ...]}`) that carries
+/// exactly our `reference`; `Ok(None)` when there is none, `Err` when the answer is unreadable.
+pub fn find_application(answer: &Value, reference: &str) -> Result<Option<Application>, String> {
+    let results = answer
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or("the lookup answer has no results list")?;
+    results
+        .iter()
+        .find(|app| app.get("reference").and_then(Value::as_str) == Some(reference))
+        .map(|app| callback::application_from_value(app.clone()))
+        .transpose()
 }
 
 /// Splits a full name on its first space into Certn's `first_name` and `last_name`.
@@ -44,6 +79,9 @@ pub struct Invite<'a> {
     pub package: &'a str,
     /// The candidate's full name.
     pub name: &'a str,
+    /// Our reference (the idempotency key), stored by Certn so a retry can look the application
+    /// up.
+    pub reference: &'a str,
     /// `request_*` flags to set (see `package::request_flags`).
     pub request_flags: &'a [String],
 }
@@ -55,6 +93,7 @@ pub fn invite_body(invite: &Invite<'_>) -> Vec<u8> {
     body.insert("email".into(), json!(invite.email));
     body.insert("phone_number".into(), json!(invite.phone));
     body.insert("package".into(), json!(invite.package));
+    body.insert("reference".into(), json!(invite.reference));
     body.insert(
         "information".into(),
         json!({ "first_name": first_name, "last_name": last_name }),
@@ -66,7 +105,7 @@ pub fn invite_body(invite: &Invite<'_>) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
 }
 
-/// How an invite call failed, mapped onto the contract's `connector-error` by `lib.rs`.
+/// How an invite call failed, mapped onto the contract's `connector-error` by `connector.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InviteError {
     /// Configuration is wrong (bad API key, host not approved, bad URL).
@@ -112,44 +151,7 @@ pub fn interpret_invite_response(
 /// `{"detail": "..."}`, or field errors `{"email": ["Enter a valid email address."]}`, or the raw
 /// text. Truncated, and with `secret` removed.
 pub fn error_detail(body: &[u8], secret: &str) -> String {
-    let text = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => match map.get("detail").and_then(Value::as_str) {
-            Some(detail) => detail.to_string(),
-            None => map
-                .iter()
-                .map(|(field, v)| format!("{field}: {}", flatten(v)))
-                .collect::<Vec<_>>()
-                .join("; "),
-        },
-        Ok(other) => flatten(&other),
-        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
-    };
-    let text = if secret.is_empty() {
-        text
-    } else {
-        text.replace(secret, "[redacted]")
-    };
-    let text = if text.is_empty() {
-        "no detail".to_string()
-    } else {
-        text
-    };
-    truncate(&text, MAX_DETAIL)
-}
-
-fn flatten(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(flatten).collect::<Vec<_>>().join(" "),
-        other => other.to_string(),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    }
+    switchyard_connector::http::error_detail(body, &[secret.to_string()], MAX_DETAIL)
 }
 
 #[cfg(test)]
@@ -184,6 +186,32 @@ mod tests {
     }
 
     #[test]
+    fn lookup_url_encodes_the_reference() {
+        assert_eq!(
+            lookup_url(Some("http://127.0.0.1:9000/"), "gem:scr 2"),
+            "http://127.0.0.1:9000/api/v1/hr/applications/?reference=gem%3Ascr%202"
+        );
+    }
+
+    #[test]
+    fn lookup_finds_only_our_reference() {
+        let answer = json!({"count": 3, "next": null, "results": [
+            {"id": "a0", "status": "PENDING", "reference": "other"},
+            {"id": "a1", "status": "ANALYZING", "reference": "lever:tok-1"},
+            {"id": "a2", "status": "PENDING", "reference": "lever:tok-1"},
+        ]});
+        let found = find_application(&answer, "lever:tok-1").unwrap().unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.status.as_str()),
+            ("a1", "ANALYZING")
+        );
+        assert_eq!(find_application(&answer, "lever:tok-9"), Ok(None));
+        assert!(find_application(&json!({"detail": "x"}), "r").is_err());
+        let broken = json!({"results": [{"id": {}, "status": "PENDING", "reference": "r"}]});
+        assert!(find_application(&broken, "r").is_err());
+    }
+
+    #[test]
     fn invite_body_shape() {
         let flags = vec![
             "request_criminal_record_check".to_string(),
@@ -194,6 +222,7 @@ mod tests {
             phone: None,
             package: "Basic",
             name: "Ada Lovelace",
+            reference: "lever:tok-1",
             request_flags: &flags,
         });
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -203,6 +232,7 @@ mod tests {
                 "email": "ada@example.com",
                 "phone_number": null,
                 "package": "Basic",
+                "reference": "lever:tok-1",
                 "information": {"first_name": "Ada", "last_name": "Lovelace"},
                 "request_criminal_record_check": true,
                 "request_identity_verification": true,
@@ -215,6 +245,7 @@ mod tests {
                 phone: None,
                 package: "P",
                 name: "A",
+                reference: "r",
                 request_flags: &[],
             }
         });

@@ -1,25 +1,10 @@
-//! Parsing Certn webhooks: the application JSON they carry and the endpoint-verification query.
+//! Parsing Certn webhooks: the application JSON they carry (also what the lookup by reference
+//! returns) and the endpoint-verification query.
 
 use serde::Deserialize;
 use serde_json::Value;
-
-/// Normalized screening state; mirrors the contract's `screening-state` so this module stays free
-/// of generated bindings (and testable natively).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Invited; waiting for the applicant.
-    Pending,
-    /// The applicant submitted; Certn is working.
-    Analyzing,
-    /// Some results are in.
-    Partial,
-    /// All results are in.
-    Complete,
-    /// The screening could not proceed.
-    Error,
-    /// Cancelled.
-    Cancelled,
-}
+use switchyard_connector::text::query_param;
+use switchyard_connector::{ScreeningState as State, Status};
 
 /// Label for an invite that could not be sent because the candidate has no email.
 pub const LABEL_NO_EMAIL: &str = "CERTN - ERROR (No Email)";
@@ -84,7 +69,13 @@ pub fn scalar_text(v: &Value) -> Option<String> {
 /// Parses a webhook body. Any JSON error, or an application without an `id` or `status`, is an
 /// error (the caller answers 400).
 pub fn parse_application(body: &[u8]) -> Result<Application, String> {
-    let raw: RawApplication = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    application_from_value(value)
+}
+
+/// An application from its JSON value (a webhook body, or one result of the lookup).
+pub fn application_from_value(value: Value) -> Result<Application, String> {
+    let raw: RawApplication = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let id = scalar_text(&raw.id).ok_or("application id is not a string or number")?;
     Ok(Application {
         id,
@@ -97,40 +88,20 @@ pub fn parse_application(body: &[u8]) -> Result<Application, String> {
     })
 }
 
-/// The decoded value of the `challenge` parameter of a query string, if there is one.
-pub fn challenge(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == "challenge").then(|| percent_decode(value))
-    })
+/// The status recruiters should see for an application (its report link and Certn's result as
+/// the verdict), or `None` for a status we do not know.
+pub fn status_of(app: &Application) -> Option<Status> {
+    let (state, label) = map_status(&app.status)?;
+    Some(
+        Status::new(state, label)
+            .maybe_report_url(app.report_url.clone())
+            .maybe_verdict(app.result.clone()),
+    )
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte); malformed
-/// escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The decoded value of the `challenge` parameter of a query string, if there is one.
+pub fn challenge(query: &str) -> Option<String> {
+    query_param(query, "challenge")
 }
 
 #[cfg(test)]

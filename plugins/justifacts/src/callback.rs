@@ -9,13 +9,26 @@
 //!  "result_url": "https://…" | null, "occurred_at": 1700000000}
 //! ```
 //!
-//! Only `order_id` and `status` are required. This module is free of component bindings so it
-//! can be unit-tested natively; `component.rs` converts its plain types into WIT types.
+//! Only `order_id` and `status` are required.
+//!
+//! Signature (switchyard's scheme, implemented identically by the simulator in
+//! `sim/src/justifacts.rs`): `X-Justifacts-Timestamp: <unix seconds>` and
+//! `X-Justifacts-Signature: sha256=<lower-case hex>` (several comma-separated values while a
+//! secret is rotated), the HMAC-SHA256 of `<timestamp as sent>.<raw body>` under the webhook
+//! secret, the timestamp within 300 s of our clock. Verified through the host's `crypto` import.
 
 use serde::Deserialize;
+use switchyard_connector::signature::{self, DEFAULT_TOLERANCE_SECS};
+use switchyard_connector::{
+    Encoding, Host, Level, Note, ScreeningState as State, Status, StatusUpdate,
+};
 
 use crate::labels;
-use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+/// Header carrying the signing time (lower-case, as the host delivers header names).
+pub const TIMESTAMP_HEADER: &str = "x-justifacts-timestamp";
+/// Header carrying the signature(s).
+pub const SIGNATURE_HEADER: &str = "x-justifacts-signature";
 
 /// The vendor's order lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,76 +62,21 @@ impl VendorStatus {
     }
 }
 
-/// Normalized state (mirror of the WIT `screening-state` subset callbacks can produce).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Waiting for the applicant.
-    Pending,
-    /// The vendor is working.
-    Analyzing,
-    /// Results are in.
-    Complete,
-    /// Cancelled.
-    Cancelled,
-}
-
-/// A note for the candidacy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// The text.
-    pub text: String,
-    /// Whether only secret-note readers may see it.
-    pub secret: bool,
-}
-
-/// A status as the ATS should show it (mirror of the WIT `status` record).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    /// Normalized state.
-    pub state: State,
-    /// One of [`labels::ALL`].
-    pub label: &'static str,
-    /// Link to the result page.
-    pub report_url: Option<String>,
-    /// `Clear`, `Review`, `Adverse`, or whatever the vendor sent.
-    pub verdict: Option<String>,
-    /// Note to add once.
-    pub note: Option<Note>,
-}
-
-/// One order's new status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Update {
-    /// The Justifacts order id (our `order-ref`).
-    pub order_ref: String,
-    /// Its new status.
-    pub status: Status,
-}
-
-/// Severity of a log line the glue should emit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Routine.
-    Info,
-    /// Something the operator may want to look at.
-    Warn,
-}
-
 /// The outcome of handling one callback request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Handled {
     /// HTTP status to answer the vendor with.
     pub http_status: u16,
     /// JSON body to answer with.
     pub body: String,
     /// The status update, when the callback was authentic and meaningful.
-    pub update: Option<Update>,
+    pub update: Option<StatusUpdate>,
     /// A log line (never containing secrets or the raw body).
-    pub log: Option<(LogLevel, String)>,
+    pub log: Option<(Level, String)>,
 }
 
 impl Handled {
-    fn reply(http_status: u16, body: &str, log: Option<(LogLevel, String)>) -> Self {
+    fn reply(http_status: u16, body: &str, log: Option<(Level, String)>) -> Self {
         Handled {
             http_status,
             body: body.to_string(),
@@ -165,13 +123,7 @@ fn report_url(url: Option<&str>) -> Option<String> {
 
 /// Maps a vendor status (plus result data) to the status the ATS should show.
 pub fn status_for(status: VendorStatus, result: Option<&str>, result_url: Option<&str>) -> Status {
-    let plain = |state, label| Status {
-        state,
-        label,
-        report_url: None,
-        verdict: None,
-        note: None,
-    };
+    let plain = Status::new;
     match status {
         VendorStatus::Initiated => plain(State::Pending, labels::IN_PROGRESS_CANDIDATE),
         VendorStatus::InProcess => plain(State::Analyzing, labels::IN_PROGRESS_JUSTIFACTS),
@@ -186,43 +138,42 @@ pub fn status_for(status: VendorStatus, result: Option<&str>, result_url: Option
             if let Some(u) = &report_url {
                 text.push_str(&format!(" Report: {u}"));
             }
-            Status {
-                state: State::Complete,
-                label: labels::COMPLETE,
-                report_url,
-                verdict,
+            Status::new(State::Complete, labels::COMPLETE)
+                .maybe_report_url(report_url)
+                .maybe_verdict(verdict)
                 // Secret: the result of a background check is sensitive (Justifacts' own
                 // integration posts it as a secret note).
-                note: Some(Note { text, secret: true }),
-            }
+                .note(Note::secret(text))
         }
     }
 }
 
-/// Handles one callback request. `header` looks up a lower-case header name; `now` is the
-/// current unix time in seconds.
+/// Handles one callback request. `header` looks up a lower-case header name; the signature is
+/// checked through `host`'s `crypto` import against its clock.
 pub fn handle<'a>(
+    host: &impl Host,
     method: &str,
     header: impl Fn(&str) -> Option<&'a str>,
     body: &[u8],
     secret: &[u8],
-    now: i64,
 ) -> Handled {
     if !method.eq_ignore_ascii_case("POST") {
         return Handled::reply(405, r#"{"error":"method not allowed"}"#, None);
     }
-    if let Err(e) = signature::verify(
+    if let Err(e) = signature::verify_timestamped(
+        host,
         secret,
-        header(TIMESTAMP_HEADER),
+        header(TIMESTAMP_HEADER).unwrap_or_default(),
         header(SIGNATURE_HEADER),
         body,
-        now,
+        Encoding::Hex,
+        DEFAULT_TOLERANCE_SECS,
     ) {
         return Handled::reply(
             401,
             r#"{"error":"invalid signature"}"#,
             Some((
-                LogLevel::Warn,
+                Level::Warn,
                 format!("rejected Justifacts callback: {}", e.as_str()),
             )),
         );
@@ -233,10 +184,7 @@ pub fn handle<'a>(
             return Handled::reply(
                 400,
                 r#"{"error":"malformed body"}"#,
-                Some((
-                    LogLevel::Warn,
-                    format!("malformed Justifacts callback: {e}"),
-                )),
+                Some((Level::Warn, format!("malformed Justifacts callback: {e}"))),
             )
         }
     };
@@ -245,10 +193,7 @@ pub fn handle<'a>(
         return Handled::reply(
             400,
             r#"{"error":"missing order_id"}"#,
-            Some((
-                LogLevel::Warn,
-                "Justifacts callback without order_id".into(),
-            )),
+            Some((Level::Warn, "Justifacts callback without order_id".into())),
         );
     }
     let Some(status) = VendorStatus::parse(&event.status) else {
@@ -259,7 +204,7 @@ pub fn handle<'a>(
             200,
             r#"{"ok":true,"ignored":true}"#,
             Some((
-                LogLevel::Warn,
+                Level::Warn,
                 format!("ignored Justifacts callback with unknown status {shown:?} for order {order_ref}"),
             )),
         );
@@ -269,23 +214,29 @@ pub fn handle<'a>(
         http_status: 200,
         body: r#"{"ok":true}"#.to_string(),
         log: Some((
-            LogLevel::Info,
+            Level::Info,
             format!("Justifacts order {order_ref} is now {}", status.label),
         )),
-        update: Some(Update {
-            order_ref: order_ref.to_string(),
-            status,
-        }),
+        update: Some(status.for_order(order_ref)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::sign;
+    use switchyard_connector::signature::signed_message;
+    use switchyard_connector::testing::{hmac_sha256_hex, FakeHost};
 
     const SECRET: &[u8] = b"whsec_test";
     const NOW: i64 = 1_700_000_000;
+
+    /// `sha256=<hex>`, as the simulator signs (its own implementation).
+    fn sign(secret: &[u8], ts: &str, body: &[u8]) -> String {
+        format!(
+            "sha256={}",
+            hmac_sha256_hex(secret, &signed_message(ts, body))
+        )
+    }
 
     fn signed(body: &str, ts: i64) -> Vec<(String, String)> {
         vec![
@@ -304,7 +255,8 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        handle(method, lookup, body.as_bytes(), SECRET, NOW)
+        let host = FakeHost::new().with_now(NOW);
+        handle(&host, method, lookup, body.as_bytes(), SECRET)
     }
 
     #[test]
@@ -336,16 +288,19 @@ mod tests {
     fn mapping() {
         let s = status_for(VendorStatus::Initiated, None, None);
         assert_eq!(
-            (s.state, s.label),
+            (s.state, s.label.as_str()),
             (State::Pending, labels::IN_PROGRESS_CANDIDATE)
         );
         let s = status_for(VendorStatus::InProcess, None, None);
         assert_eq!(
-            (s.state, s.label),
+            (s.state, s.label.as_str()),
             (State::Analyzing, labels::IN_PROGRESS_JUSTIFACTS)
         );
         let s = status_for(VendorStatus::Cancelled, None, None);
-        assert_eq!((s.state, s.label), (State::Cancelled, labels::CANCELLED));
+        assert_eq!(
+            (s.state, s.label.as_str()),
+            (State::Cancelled, labels::CANCELLED)
+        );
         assert_eq!(s.note, None);
     }
 
@@ -434,7 +389,7 @@ mod tests {
         let body = r#"{"order_id":"JF-1","status":"On Hold"}"#;
         let h = run("POST", &signed(body, NOW), body);
         assert_eq!((h.http_status, h.update), (200, None));
-        assert!(matches!(h.log, Some((LogLevel::Warn, _))));
+        assert!(matches!(h.log, Some((Level::Warn, _))));
     }
 
     #[test]

@@ -1,19 +1,20 @@
-//! Switchyard connector for Justifacts background checks.
+//! Switchyard connector for Justifacts background checks (contract
+//! `switchyard:connector@0.2.0`, on the SDK crate `switchyard-connector`).
 //!
-//! Written against `wit/connector.wit` alone. Justifacts publishes no API documentation, so the
-//! protocol (orders endpoint, auth, callback signature) is switchyard's own design, implemented
-//! identically by the simulator in `sim/src/justifacts.rs`; see [`order`] and [`signature`].
+//! Justifacts publishes no API documentation, so the protocol (orders endpoint, auth, lookup by
+//! `client_order_ref`, callback signature) is switchyard's own design, implemented identically by
+//! the simulator in `sim/src/justifacts.rs`; see [`order`] and [`callback`].
 //!
-//! All decisions live in plain modules ([`package`], [`plan`], [`order`], [`callback`],
-//! [`signature`]) with native unit tests; `component.rs` only moves data between them and the
-//! WIT imports/exports, and is compiled for wasm32 only.
+//! The operations are in [`connector`], written against the SDK's `Host` (unit-tested natively
+//! with `FakeHost`); the decisions live in plain modules ([`package`], [`plan`], [`order`],
+//! [`callback`], [`labels`]). `export_connector!` below is the component glue.
 
 pub mod callback;
+pub mod connector;
 pub mod labels;
 pub mod order;
 pub mod package;
 pub mod plan;
-pub mod signature;
 
-#[cfg(target_arch = "wasm32")]
-mod component;
+// The component glue (wasm32 only): `Guest` calling `connector`'s functions with `WasmHost`.
+switchyard_connector::export_connector!(connector);

@@ -146,6 +146,8 @@ fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
+    } else if ms < 1.0 {
+        format!("{:.0} µs", ms * 1000.0)
     } else {
         format!("{ms:.1} ms")
     }
