@@ -216,3 +216,151 @@ async fn a_trap_records_the_guests_own_words_and_the_trap() {
     assert!(reason.contains("unreachable"), "the trap itself: {reason}");
     assert!(reason.len() < 24 * 1024, "bounded: {} bytes", reason.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_integration_whose_connector_did_not_load_is_not_ready_until_a_valid_version_arrives() {
+    let data = scratch("contract-not-ready");
+    let dir = data.join("connectors");
+    std::fs::create_dir_all(&dir).unwrap();
+    // `certn.wasm` is a component the host refuses (it asks for more memory than allowed).
+    std::fs::write(dir.join("certn.wasm"), fixture("hungry")).unwrap();
+    std::fs::write(dir.join("misbehave.wasm"), plugin("misbehave")).unwrap();
+    let mut opts = StackOptions::new(&dir, &data);
+    opts.extra = vec![("other".into(), "misbehave".into(), SIGNED_STAGE.into())];
+    let mut s = Stack::prepare(opts).await.unwrap();
+    s.config.server.admin_token = Some(switchyard::config::Secret::new(support_admin::TOKEN));
+    s.config.runtime.approved_hosts = vec!["api.certn.co".into()];
+    let s = s.run().await.unwrap();
+    let admin = support_admin::Admin::new(&s, Some(support_admin::TOKEN));
+
+    let entry = |body: &serde_json::Value, id: &str| {
+        body["integrations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| i["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no integration {id}: {body}"))
+    };
+    let (status, body) = admin.get("/admin/integrations").await;
+    assert_eq!(status, 200, "{body}");
+    let certn = entry(&body, CERTN);
+    assert_eq!(certn["ready"], false, "{certn}");
+    let reason = certn["not_ready_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("certn.wasm"), "names the file: {reason}");
+    assert!(
+        reason.contains("runtime.max_memory_mib"),
+        "and why: {reason}"
+    );
+    assert_eq!(
+        entry(&body, "other")["ready"],
+        true,
+        "the neighbour is ready"
+    );
+
+    // Its webhooks are refused (503) and nothing is stored that could only be dead-lettered.
+    let ada = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
+    assert_eq!(s.move_to(&ada, TRIGGER).await.unwrap(), 503);
+    assert!(s.host().app.store.events(CERTN, 10).unwrap().is_empty());
+    let callback = reqwest::Client::new()
+        .post(format!("http://{}/hooks/{CERTN}/vendor", s.addr))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 503);
+    assert!(callback.headers().contains_key("retry-after"));
+    assert!(callback.text().await.unwrap().contains("not ready"));
+
+    // A valid version makes it ready, and its webhooks flow.
+    let (status, body) = admin
+        .post(
+            "/admin/connectors/certn/versions?activate=true",
+            Some(support_admin::Body::Bytes(plugin("certn"))),
+        )
+        .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let (_, body) = admin.get("/admin/integrations").await;
+    let certn = entry(&body, CERTN);
+    assert_eq!(certn["ready"], true, "{certn}");
+    assert!(certn["not_ready_reason"].is_null(), "{certn}");
+    let grace = s.candidate("Grace Hopper", Some("grace@example.com"), &[], None);
+    assert_eq!(s.move_to(&grace, TRIGGER).await.unwrap(), 200);
+    s.wait_for(&grace, LONG, |o| {
+        o.tags.contains(&"CERTN - Complete".to_string())
+    })
+    .await
+    .unwrap();
+}
+
+/// The `switchyard` binary next to this test's executable (scripts/test.sh builds it).
+fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("switchyard");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build --release --bins`",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn connector_inspect_and_validate_exit_non_zero_with_the_reason() {
+    let dir = scratch("contract-inspect");
+    let hungry = dir.join("hungry.wasm");
+    std::fs::write(&hungry, fixture("hungry")).unwrap();
+    let good = dir.join("misbehave.wasm");
+    std::fs::write(&good, plugin("misbehave")).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(binary())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) =
+        run(&["connector".as_ref(), "inspect".as_ref(), hungry.as_os_str()]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("runtime.max_memory_mib"), "{stderr}");
+    assert!(
+        stdout.contains("\"problem\""),
+        "the report is still printed: {stdout}"
+    );
+
+    let (code, stdout, stderr) = run(&["connector".as_ref(), "inspect".as_ref(), good.as_os_str()]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("\"contract_version\": \"0.2.0\""),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(&[
+        "connector".as_ref(),
+        "validate".as_ref(),
+        hungry.as_os_str(),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1024 MiB") && stderr.contains("runtime.max_memory_mib"),
+        "{stderr}"
+    );
+
+    // With the operator's config raising the cap, it validates.
+    let config = dir.join("switchyard.toml");
+    std::fs::write(&config, "[runtime]\nmax_memory_mib = 2048\n").unwrap();
+    let (code, stdout, stderr) = run(&[
+        "connector".as_ref(),
+        "validate".as_ref(),
+        hungry.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("hungry@1.0.0"), "{stdout}");
+}

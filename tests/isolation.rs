@@ -51,6 +51,13 @@ async fn a_connector_that_traps_spins_or_eats_memory_fails_that_event_only() {
         .map(|e| e.last_error.clone().unwrap_or_default())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("trapped")), "{reasons:?}");
+    // The guest's own words (its panic message on stderr), not only the runtime's.
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("misbehave: trap requested")),
+        "{reasons:?}"
+    );
     assert!(
         reasons.iter().any(|r| r.contains("deadline")),
         "{reasons:?}"

@@ -43,9 +43,10 @@ impl Integration {
     }
 }
 
-/// Why a connector cannot serve an integration now.
+/// Why a connector cannot serve an integration now (its words come from
+/// [`Registry::not_ready`]: which connector, and why it did not load).
 #[derive(Debug, thiserror::Error)]
-#[error("connector `{0}` is not loaded")]
+#[error("{0}")]
 pub struct NotLoaded(pub String);
 
 /// Shared state of a running host.
@@ -120,9 +121,14 @@ impl App {
 
     /// The connector version serving `integration` now.
     pub fn connector(&self, integration: &Integration) -> Result<Arc<LoadedConnector>, NotLoaded> {
-        self.registry
-            .get(&integration.config.connector)
-            .ok_or_else(|| NotLoaded(integration.config.connector.clone()))
+        let id = &integration.config.connector;
+        self.registry.get(id).ok_or_else(|| {
+            NotLoaded(
+                self.registry
+                    .not_ready(id)
+                    .unwrap_or_else(|| format!("connector `{id}` is not loaded")),
+            )
+        })
     }
 
     /// What an ATS adapter's calls for `integration` may use of the host.

@@ -86,9 +86,19 @@ enum ConnectorCommand {
         /// Compiled-code cache directory, shared with `connector test` (default: none).
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// The server's config file: check against its `[runtime]` limits (`max_memory_mib`,
+        /// `max_instances`, `memory_mb`) instead of the defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
-    /// Prints the manifest, imports/exports and contract version as JSON.
-    Inspect { file: PathBuf },
+    /// Prints the manifest, imports/exports and contract version as JSON; exits non-zero with the
+    /// reason when the component would not load.
+    Inspect {
+        file: PathBuf,
+        /// The server's config file, for its `[runtime]` limits (default: the defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Creates a connector project from a template (builds and passes its scenario as created).
     New {
         /// The connector id: lower-case letters, digits and `-`, e.g. `acme-checks`.
@@ -154,12 +164,15 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
             file,
             connector,
             approved_hosts,
+            config,
             cache,
         } => {
-            match switchyard::wasm::inspect::validate_with_cache(
+            let limits = runtime_settings(config.as_deref())?;
+            match switchyard::wasm::inspect::check(
                 &file,
                 connector.as_deref(),
                 &approved_hosts,
+                &limits,
                 cache.as_deref(),
             )
             .await
@@ -172,9 +185,14 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        ConnectorCommand::Inspect { file } => {
-            let report = switchyard::wasm::inspect::inspect(&file).await?;
+        ConnectorCommand::Inspect { file, config } => {
+            let limits = runtime_settings(config.as_deref())?;
+            let report = switchyard::wasm::inspect::inspect(&file, &limits).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(problem) = &report.problem {
+                eprintln!("{}: {problem}", file.display());
+                std::process::exit(1);
+            }
         }
         ConnectorCommand::New {
             name,
@@ -234,6 +252,16 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `[runtime]` of `config` when given, else the defaults (for `connector validate|inspect`).
+fn runtime_settings(
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<switchyard::config::RuntimeConfig> {
+    Ok(match config {
+        Some(path) => switchyard::Config::load(path)?.runtime,
+        None => switchyard::config::RuntimeConfig::default(),
+    })
 }
 
 async fn serve(path: PathBuf, watch: bool) -> anyhow::Result<()> {

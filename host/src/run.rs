@@ -176,6 +176,13 @@ pub async fn start_on(
         .values()
     {
         let id = &integration.config.id;
+        // Never "ready" for an integration whose connector did not load: its webhooks get 503
+        // (with Retry-After) until a valid version is uploaded or activated.
+        if let Some(reason) = app.registry.not_ready(&integration.config.connector) {
+            tracing::error!(integration = %id, connector = %integration.config.connector,
+                %reason, "integration NOT ready: its connector did not load; webhooks get 503 until it does");
+            continue;
+        }
         let endpoints = integration.ats.endpoints(&app.public_url, id);
         tracing::info!(integration = %id, ats = integration.ats.kind(),
             endpoints = ?endpoints,

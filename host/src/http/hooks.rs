@@ -95,6 +95,12 @@ pub async fn ats(
             summary,
         }) => (kind, dedupe_key, payload, summary),
     };
+    if let Err(e) = app.connector(&integration) {
+        // A verified event is not accepted (pings still are): it could only be dead-lettered.
+        // The ATS retries after Retry-After.
+        metrics.webhook(source, "connector_unavailable");
+        return not_ready(&id, e);
+    }
     match app.store.enqueue(&id, kind, &dedupe, &payload) {
         Ok(Enqueued::New(event_id)) => {
             metrics.webhook(source, "accepted");
@@ -132,6 +138,24 @@ pub async fn ats(
     }
 }
 
+/// 503 + `Retry-After` for an integration whose connector is not loaded (not ready).
+fn not_ready(id: &str, e: crate::app::NotLoaded) -> Response {
+    tracing::warn!(integration = %id, reason = %e, "webhook refused: integration not ready");
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("integration not ready: {e}"),
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(NOT_READY_RETRY_AFTER),
+    );
+    response
+}
+
+/// Seconds an ATS or vendor is asked to wait before retrying a webhook for a not-ready
+/// integration.
+const NOT_READY_RETRY_AFTER: &str = "60";
+
 /// The metrics label of a refused ATS webhook.
 fn rejection_label(status: StatusCode) -> &'static str {
     match status {
@@ -166,7 +190,7 @@ pub async fn vendor(
         Ok(c) => c,
         Err(e) => {
             metrics.webhook("vendor", "connector_unavailable");
-            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            return not_ready(&id, e);
         }
     };
     let request = RawHttp {

@@ -9,8 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use crate::config::RuntimeConfig;
 use crate::wasm::connector::Manifest;
 use crate::wasm::registry::Registry;
+use crate::wasm::runtime::Grant;
 use crate::wasm::runtime::{LoadError, Runtime, Surface};
 
 /// Why a file cannot be inspected or did not validate.
@@ -40,31 +42,27 @@ pub struct Report {
     pub exports: Vec<String>,
     /// Its self-description, when it loads.
     pub manifest: Option<Manifest>,
+    /// The sandbox limits its calls would get, when it loads.
+    pub grant: Option<Grant>,
     /// Why it would be rejected, if it would.
     pub problem: Option<String>,
 }
 
-async fn runtime() -> Result<Registry, InspectError> {
-    runtime_with_cache(None).await
-}
-
-/// The runtime with an optional compiled-code cache (`connector test` shares it: same engine).
-async fn runtime_with_cache(cache: Option<&Path>) -> Result<Registry, InspectError> {
+/// The runtime with `settings`' limits and an optional compiled-code cache (`connector test`
+/// shares it: same engine).
+async fn runtime(settings: &RuntimeConfig, cache: Option<&Path>) -> Result<Registry, InspectError> {
     let cache = cache.map(|dir| crate::wasm::cache::CodeCache::new(dir.to_path_buf()));
-    let runtime: Arc<Runtime> = Runtime::with_cache(
-        10_000,
-        crate::config::RuntimeConfig::default().caps(),
-        cache,
-    )
-    .map_err(|e| InspectError::Runtime(e.to_string()))?;
+    let runtime: Arc<Runtime> = Runtime::with_cache(settings.timeout_ms, settings.caps(), cache)
+        .map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }
 
-/// Describes `path`, whether or not it would be accepted.
-pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
+/// Describes `path`, whether or not it would be accepted under `settings`' sandbox limits
+/// (`problem` says why not; the CLI then exits non-zero).
+pub async fn inspect(path: &Path, settings: &RuntimeConfig) -> Result<Report, InspectError> {
     let bytes =
         std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
-    let registry = runtime().await?;
+    let registry = runtime(settings, None).await?;
     let surface = Component::new(registry.runtime().engine(), &bytes)
         .ok()
         .map(|c| Surface::of(&c, registry.runtime().engine()));
@@ -82,39 +80,54 @@ pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
             .map(|s| s.exports.clone())
             .unwrap_or_default(),
         manifest: None,
+        grant: None,
         problem: None,
     };
     match registry.load(bytes, &report.file).await {
         Ok(loaded) => {
             report.contract_version = Some(loaded.compiled.contract_version.clone());
             report.manifest = Some(loaded.manifest.clone());
+            report.grant = Some(loaded.grant);
         }
         Err(e) => report.problem = Some(e.to_string()),
     }
     Ok(report)
 }
 
-/// Runs the upload checks on `path`: a component of a compatible contract whose manifest works,
-/// naming `connector` when given and asking only for `approved` hosts when any are given.
-/// Returns the version tag (`id@version#hash12`).
+/// Runs the upload checks on `path`: a component of a served contract version whose manifest
+/// works and whose declared limits fit `settings`' caps, naming `connector` when given and asking
+/// only for `approved` hosts when any are given. Returns the version tag (`id@version#hash12`).
 pub async fn validate(
     path: &Path,
     connector: Option<&str>,
     approved: &[String],
+    settings: &RuntimeConfig,
 ) -> Result<String, InspectError> {
-    validate_with_cache(path, connector, approved, None).await
+    check(path, connector, approved, settings, None).await
 }
 
-/// [`validate`], taking compiled code from (and adding it to) the cache directory `cache`.
+/// [`validate`] under the default limits, taking compiled code from (and adding it to) the cache
+/// directory `cache`.
 pub async fn validate_with_cache(
     path: &Path,
     connector: Option<&str>,
     approved: &[String],
     cache: Option<&Path>,
 ) -> Result<String, InspectError> {
+    check(path, connector, approved, &RuntimeConfig::default(), cache).await
+}
+
+/// [`validate`] under `settings`' limits with an optional compiled-code cache.
+pub async fn check(
+    path: &Path,
+    connector: Option<&str>,
+    approved: &[String],
+    settings: &RuntimeConfig,
+    cache: Option<&Path>,
+) -> Result<String, InspectError> {
     let bytes =
         std::fs::read(path).map_err(|e| InspectError::Read(path.display().to_string(), e))?;
-    let registry = runtime_with_cache(cache).await?;
+    let registry = runtime(settings, cache).await?;
     let loaded = registry.load(bytes, &path.display().to_string()).await?;
     if let Some(expected) = connector.filter(|c| *c != loaded.manifest.id) {
         return Err(InspectError::WrongConnector {

@@ -103,6 +103,9 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     families: Mutex<BTreeMap<String, Family>>,
     slots: RwLock<BTreeMap<String, Arc<ArcSwap<LoadedConnector>>>>,
+    /// Files of the connectors dir that failed to load at start-up: file path → reason. Kept so
+    /// an integration whose connector is missing can say why (see [`Registry::not_ready`]).
+    failures: Mutex<BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -112,7 +115,37 @@ impl Registry {
             runtime,
             families: Mutex::new(BTreeMap::new()),
             slots: RwLock::new(BTreeMap::new()),
+            failures: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Why connector `id` cannot serve now, or None when a version of it is serving. Names the
+    /// file that failed to load for it when one did (matched by file name: `certn-v01` is
+    /// `certn-v01.wasm` or `certn_v01.wasm`), else lists every file that failed.
+    pub fn not_ready(&self, id: &str) -> Option<String> {
+        if self.get(id).is_some() {
+            return None;
+        }
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = id.replace('_', "-").to_ascii_lowercase();
+        let stem = |file: &str| {
+            Path::new(file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().replace('_', "-").to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let mut reason = format!("connector `{id}` is not loaded");
+        if let Some((file, why)) = failures.iter().find(|(f, _)| stem(f) == wanted) {
+            reason.push_str(&format!(": {file} failed to load: {why}"));
+        } else if !failures.is_empty() {
+            let files: Vec<&str> = failures.keys().map(String::as_str).collect();
+            reason.push_str(&format!(
+                " (files that failed to load at start-up: {}; see the log)",
+                files.join(", ")
+            ));
+        }
+        reason.push_str("; upload or activate a valid version to make it ready");
+        Some(reason)
     }
 
     /// The runtime connectors run on.
@@ -314,7 +347,13 @@ impl Registry {
             };
             match &outcome {
                 Ok(tag) => tracing::info!(file = %name, connector = %tag, "connector loaded"),
-                Err(e) => tracing::error!(file = %name, error = %e, "connector not loaded"),
+                Err(e) => {
+                    tracing::error!(file = %name, error = %e, "connector not loaded");
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone(), e.clone());
+                }
             }
             outcomes.push((name, outcome));
         }

@@ -35,10 +35,17 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/admin/integrations/{id}/disable", post(disable))
 }
 
-fn view(app: &App, c: &IntegrationConfig) -> IntegrationView {
+/// The integration as shown (with its Lever connection), plus whether it is ready: `ready` is
+/// false while its connector is not loaded, and `not_ready_reason` says why (which file failed
+/// and how) and what fixes it.
+fn view(app: &App, c: &IntegrationConfig) -> serde_json::Value {
     let mut view = IntegrationView::of(c, &app.public_url);
     view.connection = super::lever::connection_view(app, c);
-    view
+    let mut v = serde_json::to_value(view).unwrap_or_else(|_| json!({ "id": c.id }));
+    let reason = app.registry.not_ready(&c.connector);
+    v["ready"] = json!(reason.is_none());
+    v["not_ready_reason"] = json!(reason);
+    v
 }
 
 fn not_found(id: &str) -> Response {
