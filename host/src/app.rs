@@ -65,6 +65,10 @@ pub struct App {
     pub lever_oauth: Arc<LeverOAuth>,
     /// Wakes idle workers when an event is queued.
     pub wake: Notify,
+    /// This process's run: the holder named in the leases it takes (see `store::runs`).
+    pub run_id: String,
+    /// Set when the host is stopping: requests get 503 with `Retry-After`.
+    pub draining: std::sync::atomic::AtomicBool,
     pub(crate) integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
     /// Serializes the admin API's read-modify-write of integrations (no lost updates).
     pub integration_edits: tokio::sync::Mutex<()>,

@@ -271,10 +271,39 @@ async fn serve(path: PathBuf, watch: bool) -> anyhow::Result<()> {
         .await
         .context("starting the host")?;
     tracing::info!(addr = %host.addr, "switchyard listening");
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down");
+    let signal = stop_signal().await?;
+    let grace = host.app.config.worker.shutdown_grace_secs;
+    tracing::info!(
+        signal,
+        grace_secs = grace,
+        "stopping: refusing new requests (503), finishing events in flight"
+    );
+    let started = std::time::Instant::now();
     host.shutdown().await;
+    tracing::info!(
+        took_ms = started.elapsed().as_millis() as u64,
+        "stopped cleanly"
+    );
     Ok(())
+}
+
+/// Waits for SIGTERM (what orchestrators send) or SIGINT (Ctrl-C); returns its name.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
 }
 
 /// Opens the store of `config` for Gem integration `integration` (which must exist and be a Gem one).

@@ -9,6 +9,11 @@
 //! - `switchyard_sandbox_limits_total{connector,limit}` — times a sandbox limit bit a connector
 //!   (`limit` is the `runtime.limits` setting's name, e.g. `outbound_response_bytes`,
 //!   `log_lines_per_call` counts every dropped line).
+//! - `switchyard_events_resumed_total{why}` — events taken back from a run that could not finish
+//!   them (`holder_died`, `lease_expired`); `switchyard_events_released_total` — handed back
+//!   uncounted by a host stopping.
+//! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
+//!   — circuit breaker per integration (see `flow::breaker`).
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
 //!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
 //!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
@@ -57,6 +62,22 @@ struct VersionLabels {
     version: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhyLabels {
+    why: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    integration: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabels {
+    integration: String,
+}
+
 type LatencyFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
 
 /// The host's metrics.
@@ -69,6 +90,10 @@ pub struct Metrics {
     dead_letters: Counter,
     queue_depth: Gauge,
     limits: Family<LimitLabels, Counter>,
+    resumed: Family<WhyLabels, Counter>,
+    released: Counter,
+    breaker_transitions: Family<BreakerLabels, Counter>,
+    breaker_open: Family<IntegrationLabels, Gauge>,
     lever_oauth: Family<OutcomeLabels, Counter>,
 }
 
@@ -117,6 +142,30 @@ impl Default for Metrics {
             "Times a sandbox limit bit a connector, by connector and limit",
             limits.clone(),
         );
+        let resumed = Family::<WhyLabels, Counter>::default();
+        let released = Counter::default();
+        let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        let breaker_open = Family::<IntegrationLabels, Gauge>::default();
+        registry.register(
+            "events_resumed",
+            "Events taken back from a run that could not finish them",
+            resumed.clone(),
+        );
+        registry.register(
+            "events_released",
+            "Events handed back uncounted by a stopping host",
+            released.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker transitions by integration and new state",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while an integration's circuit breaker is open or half-open",
+            breaker_open.clone(),
+        );
         let lever_oauth = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "lever_oauth",
@@ -125,6 +174,10 @@ impl Default for Metrics {
         );
         Metrics {
             limits,
+            resumed,
+            released,
+            breaker_transitions,
+            breaker_open,
             lever_oauth,
             registry,
             webhooks,
@@ -200,6 +253,33 @@ impl Metrics {
     /// An event was dead-lettered.
     pub fn dead_letter(&self) {
         self.dead_letters.inc();
+    }
+
+    /// An event was taken back from a run that could not finish it (`holder_died`, `lease_expired`).
+    pub fn resumed(&self, why: &str) {
+        self.resumed
+            .get_or_create(&WhyLabels { why: why.into() })
+            .inc();
+    }
+
+    /// Events were handed back uncounted by a stopping host.
+    pub fn released(&self, n: u64) {
+        self.released.inc_by(n);
+    }
+
+    /// An integration's circuit breaker moved to `state` (`closed`, `open`, `half-open`).
+    pub fn breaker_transition(&self, integration: &str, state: &str) {
+        self.breaker_transitions
+            .get_or_create(&BreakerLabels {
+                integration: integration.into(),
+                state: state.into(),
+            })
+            .inc();
+        self.breaker_open
+            .get_or_create(&IntegrationLabels {
+                integration: integration.into(),
+            })
+            .set(i64::from(state != "closed"));
     }
 
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store

@@ -4,13 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
 use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
 use crate::config::{Config, IntegrationConfig};
+use crate::flow::heartbeat::{self, Run};
+use crate::flow::worker::Signals;
 use crate::store::Store;
 use crate::timeline::Timeline;
 use crate::wasm::cache::CodeCache;
@@ -70,18 +74,59 @@ fn check_outbound_policy(config: &Config, registry: &Registry) -> anyhow::Result
 pub struct RunningHost {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    run: Option<Run>,
+    stop_workers: watch::Sender<bool>,
+    abandon: watch::Sender<bool>,
+    stop_heartbeat: watch::Sender<bool>,
+    stop_http: watch::Sender<bool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    http: tokio::task::JoinHandle<()>,
 }
 
 impl RunningHost {
-    /// Stops accepting requests, lets workers finish their current event, and waits.
+    /// Stops gracefully within `worker.shutdown_grace_secs` (see [`RunningHost::shutdown_within`]).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let grace = Duration::from_secs(self.app.config.worker.shutdown_grace_secs);
+        self.shutdown_within(grace).await;
+    }
+
+    /// Stops gracefully: requests get 503 + `Retry-After` at once; workers claim nothing more
+    /// and get `grace` to finish their events, then what still runs is handed back to the queue
+    /// uncounted; the run ends (nothing left leased) and the server stops.
+    pub async fn shutdown_within(mut self, grace: Duration) {
+        self.app.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop_workers.send(true);
         self.app.wake.notify_waiters();
-        for task in self.tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut workers = std::mem::take(&mut self.workers).into_iter();
+        let mut late = Vec::new();
+        for task in workers.by_ref() {
+            let mut task = task;
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                late.push(task);
+                break;
+            }
         }
+        late.extend(workers);
+        if !late.is_empty() {
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "grace period over: handing back events still running"
+            );
+            let _ = self.abandon.send(true);
+            for task in late {
+                let _ = task.await;
+            }
+        }
+        let _ = self.stop_heartbeat.send(true);
+        let _ = (&mut self.heartbeat).await;
+        if let Some(run) = self.run.take() {
+            crate::flow::heartbeat::end(&self.app, run);
+        }
+        let _ = self.stop_http.send(true);
+        let _ = (&mut self.http).await;
+        tracing::info!("stopped");
     }
 }
 
@@ -97,6 +142,8 @@ pub async fn start_on(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.storage.path)?;
+    let lock_dir = heartbeat::lock_dir(&config);
+    let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
     let runtime = Runtime::with_cache(
         config.runtime.timeout_ms,
@@ -141,6 +188,8 @@ pub async fn start_on(
         http,
         timeline: Timeline::default(),
         wake: Notify::new(),
+        run_id: run.id.clone(),
+        draining: AtomicBool::new(false),
         integrations: RwLock::new(integrations),
         integration_edits: tokio::sync::Mutex::new(()),
         guests: sandbox.guests,
@@ -171,16 +220,37 @@ pub async fn start_on(
     if let Some(redirect) = app.lever_oauth.redirect_uri() {
         tracing::info!(redirect_uri = %redirect, "Lever OAuth app configured: register this redirect URI with Lever");
     }
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = crate::flow::worker::spawn(app.clone(), stopped.clone());
+    // Take back at once what a previous run of this host (or any dead host) held.
+    let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
+    let resumed = heartbeat::reap(&app, &run.id, lease_ms, &lock_dir);
+    tracing::info!(run = %run.id, resumed, "run started");
+    let (stop_workers, workers_stopped) = watch::channel(false);
+    let (abandon, abandoned) = watch::channel(false);
+    let (stop_heartbeat, heartbeat_stopped) = watch::channel(false);
+    let (stop_http, http_stopped) = watch::channel(false);
+    let mut workers = crate::flow::worker::spawn(
+        app.clone(),
+        run.id.clone(),
+        Signals {
+            stop: workers_stopped.clone(),
+            abandon: abandoned,
+        },
+    );
     if app.config.runtime.watch {
-        tasks.push(crate::wasm::watch::spawn(app.clone(), stopped.clone()));
+        workers.push(crate::wasm::watch::spawn(app.clone(), workers_stopped));
     }
-    tasks.push(crate::http::spawn(app.clone(), listener, stopped));
+    let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
+    let http = crate::http::spawn(app.clone(), listener, http_stopped);
     Ok(RunningHost {
         addr,
         app,
-        stop,
-        tasks,
+        run: Some(run),
+        stop_workers,
+        abandon,
+        stop_heartbeat,
+        stop_http,
+        workers,
+        heartbeat,
+        http,
     })
 }

@@ -296,8 +296,11 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
-    /// Events processed at once.
+    /// Events processed at once, over all integrations.
     pub concurrency: usize,
+    /// Events of one integration processed at once (a bulkhead: a slow vendor or ATS holds at
+    /// most this many workers; the others keep serving other integrations).
+    pub integration_concurrency: usize,
     /// Attempts before an event is dead-lettered.
     pub max_attempts: u32,
     /// Attempts before an outbound ATS webhook (a Gem status delivery) is dead-lettered. Higher
@@ -307,20 +310,34 @@ pub struct WorkerConfig {
     pub retry_base_ms: u64,
     /// Cap on one retry delay.
     pub retry_max_ms: u64,
-    /// A claimed event whose worker vanished (crash) is retried after this long. Longer than
-    /// the longest step, so a slow step is never run twice at once.
+    /// Lease of a claimed event. The run holding it renews it every third of this while the
+    /// step runs (so a live step never loses it); a host that died without a trace loses its
+    /// events after at most this long. A restarted host on the same machine takes back its
+    /// previous run's events at once.
     pub lease_secs: u64,
+    /// Consecutive transient vendor failures (errors, timeouts) that open an integration's
+    /// circuit breaker: its events wait instead of running.
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before letting one probe event through (half-open).
+    pub breaker_open_secs: u64,
+    /// On SIGTERM/SIGINT: how long events in flight may take to finish; those still running
+    /// then are handed back to the queue (not counted as an attempt).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 4,
+            concurrency: 8,
+            integration_concurrency: 4,
             max_attempts: 8,
             delivery_max_attempts: 20,
             retry_base_ms: 2_000,
             retry_max_ms: 10 * 60 * 1000,
-            lease_secs: 300,
+            lease_secs: 15,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
+            shutdown_grace_secs: 20,
         }
     }
 }

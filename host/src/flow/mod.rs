@@ -16,6 +16,9 @@
 //! "Bring the ATS up to date" is [`Ats::sync`](crate::ats::Ats::sync): Lever reconciles the
 //! opportunity, Gem queues a status webhook for the order.
 
+pub mod breaker;
+pub mod bulkhead;
+pub mod heartbeat;
 pub mod rules;
 pub mod worker;
 
@@ -56,6 +59,9 @@ pub struct FlowError {
     pub connector_version: Option<String>,
     /// The least wait before the next attempt that the other side asked for (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The connector call failed (the vendor, or the connector itself): counts for the
+    /// integration's circuit breaker when retryable.
+    pub vendor: bool,
 }
 
 impl FlowError {
@@ -65,6 +71,7 @@ impl FlowError {
             retryable,
             connector_version: None,
             retry_after: None,
+            vendor: false,
         }
     }
     pub(crate) fn retry(message: impl Into<String>) -> FlowError {
@@ -376,9 +383,12 @@ fn record_status(
     Ok(())
 }
 
-/// A failed connector call as a flow error; the connector's text is cut to
-/// `runtime.limits.error_bytes` (it is stored on the event and logged).
+/// A failed connector call as a flow error, counted against the vendor (for the breaker); the
+/// connector's text is cut to `runtime.limits.error_bytes` (it is stored on the event and logged).
 fn call_failed(app: &App, e: CallError) -> FlowError {
     let text = crate::wasm::quota::clip(&e.to_string(), app.limits.error_bytes);
-    FlowError::new(text, e.retryable())
+    FlowError {
+        vendor: true,
+        ..FlowError::new(text, e.retryable())
+    }
 }

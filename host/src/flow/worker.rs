@@ -1,16 +1,20 @@
 //! Workers: claim due events from the store, run them through [`flow`](super), and record
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
-//! after `max_attempts`. A crash leaves claimed events with a lease that expires, after which any
-//! worker picks them up again, so unfinished work resumes after a restart.
+//! after `max_attempts`, each attempt kept in the event's history. Which event a free worker takes
+//! is the [`Dispatcher`]'s choice (fair across integrations, bulkheads, circuit breakers). A
+//! claimed event is leased to this process's run and renewed by its heartbeat
+//! ([`super::heartbeat`]); after a crash the next run takes it back at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::flow::breaker::Verdict;
+use crate::flow::bulkhead::{Dispatcher, Permit};
 use crate::flow::{self, Outcome};
-use crate::store::{now_ms, Event, EventState};
+use crate::store::{now_ms, Event, EventState, Finish};
 use crate::timeline::TimelineEvent;
 
 /// Longest idle sleep: the store is polled at least this often.
@@ -18,18 +22,54 @@ const IDLE: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` honoured, so a bogus answer cannot park an event for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Starts `worker.concurrency` workers.
-pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+/// How workers are told to stop: `stop` — claim nothing more (finish what runs); `abandon` —
+/// the grace period is over: hand back what still runs.
+#[derive(Clone)]
+pub struct Signals {
+    pub stop: watch::Receiver<bool>,
+    pub abandon: watch::Receiver<bool>,
+}
+
+/// Starts `worker.concurrency` workers of run `run`, sharing one [`Dispatcher`].
+pub fn spawn(app: Arc<App>, run: String, signals: Signals) -> Vec<tokio::task::JoinHandle<()>> {
+    let dispatcher = Dispatcher::new(&app);
+    let run: Arc<str> = run.into();
     (0..app.config.worker.concurrency.max(1))
-        .map(|_| tokio::spawn(run(app.clone(), stop.clone())))
+        .map(|_| {
+            tokio::spawn(work(
+                app.clone(),
+                dispatcher.clone(),
+                run.clone(),
+                signals.clone(),
+            ))
+        })
         .collect()
 }
 
-async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let lease_ms = app.config.worker.lease_secs as i64 * 1000;
-    while !*stop.borrow() {
-        match app.store.claim(lease_ms) {
-            Ok(Some(event)) => handle(&app, event).await,
+async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut signals: Signals) {
+    let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
+    while !*signals.stop.borrow() {
+        match dispatcher.next(&app, &run, lease_ms) {
+            Ok(Some((event, permit))) => {
+                let started_at_ms = now_ms();
+                let id = event.id;
+                tokio::select! {
+                    _ = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {}
+                    _ = abandoned(&mut signals.abandon) => {
+                        // Grace period over: hand it back uncounted; a later run redoes the
+                        // step (every step is idempotent, as after a crash).
+                        match app.store.release(id, &run, started_at_ms) {
+                            Ok(true) => {
+                                app.registry.runtime().metrics().released(1);
+                                tracing::warn!(event = id, "grace period over: event handed back to the queue");
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::error!(event = id, error = %e, "cannot hand back an event"),
+                        }
+                        return;
+                    }
+                }
+            }
             Ok(None) => {
                 let wait = match app.store.next_due_in() {
                     Ok(Some(ms)) => Duration::from_millis(ms as u64).min(IDLE),
@@ -38,7 +78,7 @@ async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 tokio::select! {
                     _ = app.wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
+                    _ = signals.stop.changed() => {}
                 }
             }
             Err(e) => {
@@ -49,8 +89,34 @@ async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn handle(app: &Arc<App>, event: Event) {
+/// Resolves once `abandon` is true (never if its sender is gone without saying so).
+async fn abandoned(abandon: &mut watch::Receiver<bool>) {
+    while !*abandon.borrow() {
+        if abandon.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn handle(
+    app: &Arc<App>,
+    dispatcher: &Dispatcher,
+    run: &str,
+    event: Event,
+    permit: Permit,
+    started_at_ms: i64,
+) {
+    let t = Instant::now();
     let result = flow::process(app, &event).await;
+    let took_ms = t.elapsed().as_millis() as i64;
+    let verdict = match &result {
+        // A parked event says nothing about the vendor.
+        Ok(Outcome::Parked(_)) => Verdict::Neutral,
+        Ok(_) => Verdict::Success,
+        Err(e) if e.vendor && e.retryable => Verdict::VendorFailure,
+        Err(_) => Verdict::Neutral,
+    };
+    dispatcher.record(app, &event.integration, verdict);
     let w = &app.config.worker;
     // Outbound webhooks get their own, longer, budget: the receiver may be down for a while.
     let max_attempts = if flow::role(app, &event) == Some(crate::ats::Role::Delivery) {
@@ -118,16 +184,28 @@ async fn handle(app: &Arc<App>, event: Event) {
         event_id: event.id,
         outcome,
     });
-    if let Err(e) = app.store.finish(
-        event.id,
+    let finish = Finish {
+        run,
         state,
-        error.as_deref(),
-        version.as_deref(),
+        error: error.as_deref(),
+        connector_version: version.as_deref(),
         retry_at,
-    ) {
+        started_at_ms,
+        took_ms,
+    };
+    match app.store.finish(event.id, &finish) {
+        Ok(true) => {}
+        // Another run took it (this one was declared dead): its outcome wins, not ours.
+        Ok(false) => tracing::warn!(
+            event = event.id,
+            "lease lost before the outcome was recorded; discarded"
+        ),
         // The lease will expire and the event be retried: nothing is lost.
-        tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event");
+        Err(e) => {
+            tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event")
+        }
     }
+    drop(permit);
 }
 
 /// Parks an event of a disconnected integration (see [`Outcome::Parked`]).

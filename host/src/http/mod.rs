@@ -10,6 +10,9 @@
 //! - [`admin`]: `/admin/...` when an admin token is configured.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //!
+//! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
+//! `Retry-After`, so senders retry against another instance or after the restart.
+//!
 //! A web console, when it comes, mounts here beside `admin`.
 
 pub mod admin;
@@ -49,7 +52,33 @@ pub fn router(app: Arc<App>) -> Router {
     if let Some(admin) = crate::http::admin::router(app.clone()) {
         router = router.merge(admin);
     }
-    router.with_state(app)
+    router
+        .layer(axum::middleware::from_fn_with_state(app.clone(), draining))
+        .with_state(app)
+}
+
+/// Seconds a sender is asked to wait while this host stops.
+const DRAINING_RETRY_AFTER: &str = "5";
+
+/// Refuses new work once the host is stopping (nothing is accepted that it might not store).
+async fn draining(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) && request.uri().path() != "/metrics"
+    {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "switchyard is shutting down; retry later",
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static(DRAINING_RETRY_AFTER),
+        );
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Serves `router` on `listener` until `stop` turns true.

@@ -11,8 +11,24 @@
 //!
 //! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
+//!
+//! Modules: this one (schema, intake, orders, notes, kv), [`queue`] (claims, outcomes, attempt
+//! history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`]
+//! (operator tables).
+//!
+//! **Backend seam.** All SQL of the host lives in `store/` and nothing outside sees a connection
+//! except the few `pub(crate)` helpers Gem's tables use; callers see only `Store`'s methods and
+//! plain types. A PostgreSQL backend implements the same methods: the queue's claim becomes
+//! `SELECT … FOR UPDATE SKIP LOCKED` + `UPDATE` (see [`queue`]), runs and leases are already
+//! designed for several hosts on one database (see [`runs`]), and multi-statement steps are
+//! already single transactions.
 
 pub mod admin;
+pub mod queue;
+pub mod runs;
+
+pub use queue::{Attempt, Claim, EventDetail, Finish};
+pub use runs::{Resumed, RunInfo};
 pub mod oauth;
 pub mod verdicts;
 
@@ -223,6 +239,8 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
+        queue::migrate(&conn)?;
+        conn.execute_batch(runs::SCHEMA)?;
         conn.execute_batch(crate::store::oauth::SCHEMA)?;
         verdicts::migrate(&conn)?;
         Ok(Store {
@@ -291,112 +309,18 @@ impl Store {
                 connector_version
             ],
         )?;
-        Ok(conn.last_insert_rowid())
-    }
-
-    /// Claims the next due event: queued and due, or running with an expired lease.
-    pub fn claim(&self, lease_ms: i64) -> Result<Option<Event>> {
-        let conn = self.conn();
-        let now = now_ms();
-        conn.query_row(
-            "UPDATE events SET state = 'running', lease_until = ?1, attempts = attempts + 1
-             WHERE id = (SELECT id FROM events
-                         WHERE (state = 'queued' AND next_attempt_at <= ?2)
-                            OR (state = 'running' AND lease_until < ?2)
-                         ORDER BY next_attempt_at, id LIMIT 1)
-             RETURNING id, integration, kind, payload, state, attempts, last_error,
-                       connector_version",
-            params![now + lease_ms, now],
-            Self::event_row,
-        )
-        .optional()
-        .map_err(Into::into)
-    }
-
-    fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-        Ok(Event {
-            id: r.get(0)?,
-            integration: r.get(1)?,
-            kind: r.get(2)?,
-            payload: r.get(3)?,
-            state: EventState::parse(&r.get::<_, String>(4)?),
-            attempts: r.get(5)?,
-            last_error: r.get(6)?,
-            connector_version: r.get(7)?,
-        })
-    }
-
-    /// Milliseconds until the next queued event is due (None when nothing is queued).
-    pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let conn = self.conn();
-        let next: Option<i64> = conn.query_row(
-            "SELECT MIN(CASE state WHEN 'queued' THEN next_attempt_at ELSE lease_until END)
-             FROM events WHERE state IN ('queued', 'running')",
-            [],
-            |r| r.get(0),
+        let id = conn.last_insert_rowid();
+        queue::record_attempt(
+            &conn,
+            id,
+            None,
+            now,
+            0,
+            queue::AttemptOutcome::Dead,
+            Some(error),
+            Some(connector_version),
         )?;
-        Ok(next.map(|t| (t - now_ms()).max(0)))
-    }
-
-    /// Records the outcome of an attempt. `retry_at` re-queues; otherwise the event ends in `state`.
-    pub fn finish(
-        &self,
-        id: i64,
-        state: EventState,
-        error: Option<&str>,
-        connector_version: Option<&str>,
-        retry_at: Option<i64>,
-    ) -> Result<()> {
-        let conn = self.conn();
-        let (state, next, finished) = match retry_at {
-            Some(at) => (EventState::Queued, at, None),
-            None => (state, 0, Some(now_ms())),
-        };
-        conn.execute(
-            "UPDATE events SET state = ?2, last_error = ?3,
-                connector_version = COALESCE(?4, connector_version),
-                next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
-                lease_until = NULL, finished_at = ?6
-             WHERE id = ?1",
-            params![id, state.as_str(), error, connector_version, next, finished],
-        )?;
-        Ok(())
-    }
-
-    /// One event by id.
-    pub fn event(&self, id: i64) -> Result<Option<Event>> {
-        self.conn()
-            .query_row(
-                "SELECT id, integration, kind, payload, state, attempts, last_error,
-                        connector_version FROM events WHERE id = ?1",
-                params![id],
-                Self::event_row,
-            )
-            .optional()
-            .map_err(Into::into)
-    }
-
-    /// Events of an integration, newest first (for operators and tests).
-    pub fn events(&self, integration: &str, limit: u32) -> Result<Vec<Event>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, integration, kind, payload, state, attempts, last_error, connector_version
-             FROM events WHERE integration = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![integration, limit], Self::event_row)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
-    }
-
-    /// Number of events waiting or in progress.
-    pub fn queue_depth(&self) -> Result<i64> {
-        self.conn()
-            .query_row(
-                "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(Into::into)
+        Ok(id)
     }
 
     /// Records a new order, or returns the existing one (a retried start-screening).
@@ -660,18 +584,6 @@ mod tests {
             }
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
-    }
-
-    #[test]
-    fn an_expired_lease_makes_a_running_event_claimable_again() {
-        let (s, _dir) = temp_store();
-        s.enqueue("i", "k", "a", "{}").unwrap();
-        let first = s.claim(-1).unwrap().expect("claimed");
-        // Lease already expired (crashed worker): claimable again, attempt counted.
-        let again = s.claim(60_000).unwrap().expect("reclaimed");
-        assert_eq!(first.id, again.id);
-        assert_eq!(again.attempts, 2);
-        assert!(s.claim(60_000).unwrap().is_none());
     }
 
     #[test]

@@ -289,7 +289,7 @@ impl Store {
     pub fn park_event(&self, id: i64, reason: &str) -> Result<()> {
         self.conn().execute(
             "UPDATE events SET state = 'queued', attempts = MAX(attempts - 1, 0),
-                lease_until = NULL, last_error = ?2,
+                lease_until = NULL, lease_run = NULL, last_error = ?2,
                 next_attempt_at = CASE WHEN EXISTS
                     (SELECT 1 FROM oauth_tokens t WHERE t.integration = events.integration)
                     THEN ?3 ELSE ?4 END
@@ -360,24 +360,35 @@ mod tests {
     fn parked_events_wait_for_a_new_grant_without_losing_an_attempt() {
         let s = store();
         s.enqueue("acme", "lever.stage_change", "k1", "{}").unwrap();
-        let ev = s.claim(60_000).unwrap().expect("claimable");
+        let ev = s
+            .claim(&crate::store::Claim::any("test-run", 60_000))
+            .unwrap()
+            .expect("claimable");
         assert_eq!(ev.attempts, 1);
         s.oauth_disconnect("acme", "revoked").unwrap();
         s.park_event(ev.id, "revoked").unwrap();
         assert!(
-            s.claim(60_000).unwrap().is_none(),
+            s.claim(&crate::store::Claim::any("test-run", 60_000))
+                .unwrap()
+                .is_none(),
             "a parked event is not due"
         );
         assert_eq!(s.parked_events("acme").unwrap(), 1);
         let row = s.connection("acme").unwrap();
         assert_eq!(row.disconnect_reason.as_deref(), Some("revoked"));
         assert_eq!(s.oauth_connect("acme", &tokens("a1")).unwrap(), 1);
-        let again = s.claim(60_000).unwrap().expect("resumed");
+        let again = s
+            .claim(&crate::store::Claim::any("test-run", 60_000))
+            .unwrap()
+            .expect("resumed");
         assert_eq!((again.id, again.attempts), (ev.id, 1));
         assert!(s.connection("acme").unwrap().disconnected_at.is_none());
         // Parking while connected (a reconnect raced the park): due at once.
         s.park_event(again.id, "raced").unwrap();
-        assert!(s.claim(60_000).unwrap().is_some());
+        assert!(s
+            .claim(&crate::store::Claim::any("test-run", 60_000))
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The admin API under `/admin`: connector versions ([`connectors`]), integrations
-//! ([`integrations`]), the API keys of Gem integrations ([`gem_keys`]) and Lever OAuth
-//! connect/disconnect ([`lever`]). Mounted only when `server.admin_token` is set; every route requires
+//! ([`integrations`]), the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
+//! connect/disconnect ([`lever`]) and the event queue with each event's attempt history
+//! ([`events`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! `{"error": "..."}` with a 4xx for bad input, and a rejected request changes nothing.
 
 mod connectors;
+mod events;
 mod gem_keys;
 mod integrations;
 mod lever;
@@ -31,6 +33,7 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
             .merge(connectors::routes())
             .merge(integrations::routes())
             .merge(gem_keys::routes())
+            .merge(events::routes())
             .merge(lever::routes())
             .layer(DefaultBodyLimit::max(limit))
             .layer(middleware::from_fn_with_state(app, authorize)),

@@ -1,0 +1,143 @@
+//! This process's run (see [`crate::store::runs`]): registered at start-up with a lock file,
+//! kept alive by a heartbeat that renews the leases of the events it holds every third of a
+//! lease, and watching the other runs: one that is dead (its lock file free, or no heartbeat for
+//! a lease) loses its events to the queue at once — logged (`resuming event … after its holder
+//! died`) and counted (`switchyard_events_resumed_total`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::store::runs::{lock_abandoned, RunLock};
+use crate::store::{now_ms, Resumed, Store};
+
+/// This process's run: its id and the lock that proves it alive.
+pub struct Run {
+    pub id: String,
+    lock: Option<RunLock>,
+}
+
+/// Where runs keep their lock files.
+pub fn lock_dir(config: &crate::config::Config) -> PathBuf {
+    crate::wasm::deploy::data_dir(config).join("runs")
+}
+
+fn node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".into())
+}
+
+/// Registers a new run (lock first, so a registered run without a held lock is a dead one).
+pub fn begin(store: &Store, dir: &Path) -> anyhow::Result<Run> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let lock = match RunLock::acquire(dir, &id) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(),
+                "cannot create this run's lock file; a restart will wait a lease to resume");
+            None
+        }
+    };
+    store.begin_run(&id, &node())?;
+    Ok(Run { id, lock })
+}
+
+/// Ends the run cleanly: what it still holds goes back to the queue uncounted.
+pub fn end(app: &App, run: Run) {
+    match app.store.end_run(&run.id) {
+        Ok(n) if n > 0 => {
+            app.registry.runtime().metrics().released(n as u64);
+            tracing::warn!(
+                run = %run.id,
+                events = n,
+                "handed back events still running at shutdown"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot end this run; its leases will expire"),
+    }
+    if let Some(lock) = run.lock {
+        lock.release();
+    }
+}
+
+/// Takes back the events of dead runs and of expired leases. Returns how many.
+pub fn reap(app: &App, me: &str, lease_ms: i64, dir: &Path) -> usize {
+    let mut resumed: Vec<(Resumed, &'static str)> = Vec::new();
+    let now = now_ms();
+    match app.store.live_runs() {
+        Ok(runs) => {
+            for r in runs.into_iter().filter(|r| r.id != me) {
+                let why = if lock_abandoned(dir, &r.id) {
+                    Some(format!("process {} on {} is gone", r.pid, r.node))
+                } else if r.heartbeat_at_ms < now - lease_ms {
+                    Some(format!(
+                        "no heartbeat for {} ms (process {} on {})",
+                        now - r.heartbeat_at_ms,
+                        r.pid,
+                        r.node
+                    ))
+                } else {
+                    None
+                };
+                let Some(why) = why else { continue };
+                tracing::warn!(run = %r.id, "run declared dead: {why}");
+                match app.store.declare_dead(&r.id, &why) {
+                    Ok(back) => resumed.extend(back.into_iter().map(|b| (b, "holder_died"))),
+                    Err(e) => {
+                        tracing::error!(run = %r.id, error = %e, "cannot take back a dead run's events")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the runs table"),
+    }
+    match app.store.take_back_expired(me) {
+        Ok(back) => resumed.extend(back.into_iter().map(|b| (b, "lease_expired"))),
+        Err(e) => tracing::error!(error = %e, "cannot take back expired leases"),
+    }
+    let metrics = app.registry.runtime().metrics();
+    for (r, why) in &resumed {
+        metrics.resumed(why);
+        tracing::warn!(event = r.event_id, integration = %r.integration, holder = %r.holder,
+            "resuming event after its holder died: {}", r.why);
+    }
+    if !resumed.is_empty() {
+        app.wake.notify_waiters();
+    }
+    resumed.len()
+}
+
+/// The heartbeat task: renews this run's leases and reaps dead runs every third of a lease.
+pub fn spawn(
+    app: Arc<App>,
+    run: String,
+    dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
+    let every = Duration::from_millis((lease_ms / 3).max(100) as u64);
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => break,
+            }
+            match app.store.heartbeat(&run, lease_ms) {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(run = %run,
+                    "this run was declared dead by another host: its events moved on, \
+                     and the outcomes of its steps in flight will be discarded"),
+                Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
+            }
+            reap(&app, &run, lease_ms, &dir);
+        }
+    })
+}

@@ -1,0 +1,517 @@
+//! The event queue: claiming due events under a lease held by a process run ([`super::runs`]),
+//! recording each attempt's outcome with its history (`attempts`, bounded per event), and the
+//! read side operators use (one event with its attempts, listings by state).
+//!
+//! Claim semantics are one row at a time, "the oldest due event of this integration (or of any
+//! integration not excluded) that nobody holds". On PostgreSQL that is
+//! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now [AND integration = $i]
+//!  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED` followed by the same `UPDATE`;
+//! SQLite gets the same effect from its single writer (one connection behind a mutex).
+//! Running events are never claimed here: a lease is taken back only through [`super::runs`]
+//! (its holder died, or its lease expired without renewal), which logs and counts it.
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::{now_ms, Event, EventState, Result, Store};
+
+/// Attempts kept per event (older ones are deleted as new ones are recorded).
+pub const HISTORY_PER_EVENT: i64 = 20;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_id TEXT,
+    started_at INTEGER NOT NULL,
+    took_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    connector_version TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_event ON attempts (event_id, id);
+CREATE INDEX IF NOT EXISTS events_by_integration_due ON events (state, integration, next_attempt_at);
+"#;
+
+/// Columns added to `events` after its first release; added to older databases at open.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('events')")?;
+    let cols: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (col, ty) in [("lease_run", "TEXT"), ("claimed_at", "INTEGER")] {
+        if !cols.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE events ADD COLUMN {col} {ty}"))?;
+        }
+    }
+    conn.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// What a worker may claim.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// The process run that will hold the lease.
+    pub run: &'a str,
+    /// Lease length; the run's heartbeat renews it while the step runs.
+    pub lease_ms: i64,
+    /// Only this integration's events, or any integration's.
+    pub integration: Option<&'a str>,
+    /// Never these integrations' events (at their concurrency limit, or paused by a breaker).
+    pub exclude: &'a [String],
+}
+
+impl<'a> Claim<'a> {
+    /// Any integration's oldest due event, for `run`.
+    pub fn any(run: &'a str, lease_ms: i64) -> Claim<'a> {
+        Claim {
+            run,
+            lease_ms,
+            integration: None,
+            exclude: &[],
+        }
+    }
+}
+
+/// How an attempt ended, as kept in its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Done,
+    Skipped,
+    /// Failed; will be retried.
+    Retry,
+    Dead,
+    /// The host stopped before the attempt finished; handed back without counting it.
+    Released,
+    /// The run holding the attempt died (crash, lost host); taken back by another run.
+    Abandoned,
+}
+
+impl AttemptOutcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Done => "done",
+            AttemptOutcome::Skipped => "skipped",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Released => "released",
+            AttemptOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// One attempt of an event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub run_id: Option<String>,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    pub took_ms: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub connector_version: Option<String>,
+}
+
+/// An event as operators see it: the row, its timing, and its attempts (oldest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: Event,
+    pub received_at_ms: i64,
+    pub next_attempt_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    /// The run holding it now (running events only).
+    pub lease_run: Option<String>,
+    pub attempts_history: Vec<Attempt>,
+}
+
+/// The outcome of one attempt, for [`Store::finish`].
+#[derive(Debug, Clone)]
+pub struct Finish<'a> {
+    pub run: &'a str,
+    pub state: EventState,
+    pub error: Option<&'a str>,
+    pub connector_version: Option<&'a str>,
+    /// Re-queue at this time (unix ms) instead of ending in `state`.
+    pub retry_at: Option<i64>,
+    pub started_at_ms: i64,
+    pub took_ms: i64,
+}
+
+const EVENT_COLS: &str =
+    "id, integration, kind, payload, state, attempts, last_error, connector_version";
+
+pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(0)?,
+        integration: r.get(1)?,
+        kind: r.get(2)?,
+        payload: r.get(3)?,
+        state: EventState::parse(&r.get::<_, String>(4)?),
+        attempts: r.get(5)?,
+        last_error: r.get(6)?,
+        connector_version: r.get(7)?,
+    })
+}
+
+/// Appends an attempt to an event's history and trims it to [`HISTORY_PER_EVENT`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_attempt(
+    conn: &Connection,
+    event_id: i64,
+    run: Option<&str>,
+    started_at_ms: i64,
+    took_ms: i64,
+    outcome: AttemptOutcome,
+    error: Option<&str>,
+    connector_version: Option<&str>,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO attempts (event_id, attempt, run_id, started_at, took_ms, outcome, error,
+            connector_version)
+         SELECT id, attempts, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, connector_version)
+         FROM events WHERE id = ?1",
+        params![
+            event_id,
+            run,
+            started_at_ms,
+            took_ms,
+            outcome.as_str(),
+            error,
+            connector_version
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
+            (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
+        params![event_id, HISTORY_PER_EVENT],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Claims the oldest due queued event allowed by `claim`, leased to `claim.run`.
+    pub fn claim(&self, claim: &Claim<'_>) -> Result<Option<Event>> {
+        let conn = self.conn();
+        let now = now_ms();
+        let mut filter = String::new();
+        let mut args: Vec<rusqlite::types::Value> = vec![
+            claim.run.to_string().into(),
+            (now + claim.lease_ms).into(),
+            now.into(),
+        ];
+        if let Some(only) = claim.integration {
+            args.push(only.to_string().into());
+            filter.push_str(&format!(" AND integration = ?{}", args.len()));
+        }
+        if !claim.exclude.is_empty() {
+            let first = args.len() + 1;
+            args.extend(claim.exclude.iter().map(|i| i.clone().into()));
+            let marks: Vec<String> = (first..=args.len()).map(|n| format!("?{n}")).collect();
+            filter.push_str(&format!(" AND integration NOT IN ({})", marks.join(", ")));
+        }
+        let sql = format!(
+            "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
+                claimed_at = ?3, attempts = attempts + 1
+             WHERE id = (SELECT id FROM events
+                         WHERE state = 'queued' AND next_attempt_at <= ?3{filter}
+                         ORDER BY next_attempt_at, id LIMIT 1)
+             RETURNING {EVENT_COLS}"
+        );
+        conn.query_row(&sql, params_from_iter(args), event_row)
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// Milliseconds until the next queued event is due (None when nothing is queued).
+    pub fn next_due_in(&self) -> Result<Option<i64>> {
+        let next: Option<i64> = self.conn().query_row(
+            "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(next.map(|t| (t - now_ms()).max(0)))
+    }
+
+    /// Records the outcome of an attempt and appends it to the event's history, in one
+    /// transaction. Fenced by the lease: if `f.run` no longer holds the event (its run was
+    /// declared dead and another run took it), nothing changes and this returns false.
+    pub fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (state, next, finished) = match f.retry_at {
+            Some(at) => (EventState::Queued, at, None),
+            None => (f.state, 0, Some(now_ms())),
+        };
+        // A success keeps the last error: what went wrong before stays visible (and in history).
+        let n = tx.execute(
+            "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
+                connector_version = COALESCE(?4, connector_version),
+                next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
+                lease_until = NULL, lease_run = NULL, finished_at = ?6
+             WHERE id = ?1 AND state = 'running' AND lease_run = ?7",
+            params![
+                id,
+                state.as_str(),
+                f.error,
+                f.connector_version,
+                next,
+                finished,
+                f.run
+            ],
+        )?;
+        if n == 1 {
+            let outcome = match (f.retry_at, f.state) {
+                (Some(_), _) => AttemptOutcome::Retry,
+                (None, EventState::Done) => AttemptOutcome::Done,
+                (None, EventState::Skipped) => AttemptOutcome::Skipped,
+                _ => AttemptOutcome::Dead,
+            };
+            record_attempt(
+                &tx,
+                id,
+                Some(f.run),
+                f.started_at_ms,
+                f.took_ms,
+                outcome,
+                f.error,
+                f.connector_version,
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// Hands an event this run holds back to the queue without counting the attempt (graceful
+    /// stop). Returns whether it was still held.
+    pub fn release(&self, id: i64, run: &str, started_at_ms: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let n = tx.execute(
+            "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                next_attempt_at = ?3, attempts = MAX(attempts - 1, 0)
+             WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+            params![id, run, now],
+        )?;
+        if n == 1 {
+            record_attempt(
+                &tx,
+                id,
+                Some(run),
+                started_at_ms,
+                now - started_at_ms,
+                AttemptOutcome::Released,
+                Some("host stopping: handed back before it finished (not counted)"),
+                None,
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// One event by id.
+    pub fn event(&self, id: i64) -> Result<Option<Event>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
+                params![id],
+                event_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// One event with its timing and attempt history.
+    pub fn event_detail(&self, id: i64) -> Result<Option<EventDetail>> {
+        let conn = self.conn();
+        let Some((event, received, next, finished, lease_run)) = conn
+            .query_row(
+                &format!(
+                    "SELECT {EVENT_COLS}, received_at, next_attempt_at, finished_at, lease_run
+                     FROM events WHERE id = ?1"
+                ),
+                params![id],
+                |r| Ok((event_row(r)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?)),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare(
+            "SELECT attempt, run_id, started_at, took_ms, outcome, error, connector_version
+             FROM attempts WHERE event_id = ?1 ORDER BY id",
+        )?;
+        let history = stmt
+            .query_map(params![id], |r| {
+                Ok(Attempt {
+                    attempt: r.get(0)?,
+                    run_id: r.get(1)?,
+                    started_at_ms: r.get(2)?,
+                    took_ms: r.get(3)?,
+                    outcome: r.get(4)?,
+                    error: r.get(5)?,
+                    connector_version: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let queued = event.state == EventState::Queued;
+        Ok(Some(EventDetail {
+            event,
+            received_at_ms: received,
+            next_attempt_at_ms: queued.then_some(next),
+            finished_at_ms: finished,
+            lease_run,
+            attempts_history: history,
+        }))
+    }
+
+    /// Events of an integration, newest first (for operators and tests).
+    pub fn events(&self, integration: &str, limit: u32) -> Result<Vec<Event>> {
+        self.list_events(Some(integration), None, limit)
+    }
+
+    /// Events, newest first, optionally of one integration and/or in one state.
+    pub fn list_events(
+        &self,
+        integration: Option<&str>,
+        state: Option<EventState>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {EVENT_COLS} FROM events
+             WHERE (?1 IS NULL OR integration = ?1) AND (?2 IS NULL OR state = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![integration, state.map(EventState::as_str), limit],
+            event_row,
+        )?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// Number of events waiting or in progress.
+    pub fn queue_depth(&self) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> Store {
+        let dir = std::env::temp_dir().join(format!("sy-queue-{}", uuid::Uuid::new_v4()));
+        Store::open(&dir.join("t.db")).expect("open")
+    }
+
+    fn claim<'a>(run: &'a str, only: Option<&'a str>, exclude: &'a [String]) -> Claim<'a> {
+        Claim {
+            run,
+            lease_ms: 60_000,
+            integration: only,
+            exclude,
+        }
+    }
+
+    fn finish<'a>(run: &'a str, state: EventState, error: Option<&'static str>) -> Finish<'a> {
+        Finish {
+            run,
+            state,
+            error,
+            connector_version: Some("c@1#abc"),
+            retry_at: None,
+            started_at_ms: now_ms(),
+            took_ms: 3,
+        }
+    }
+
+    #[test]
+    fn claims_respect_the_integration_filter_and_exclusions() {
+        let s = temp_store();
+        s.enqueue("a", "k", "1", "{}").unwrap();
+        s.enqueue("b", "k", "2", "{}").unwrap();
+        let excluded = vec!["a".to_string()];
+        let got = s.claim(&claim("r", None, &excluded)).unwrap().unwrap();
+        assert_eq!(got.integration, "b");
+        assert!(s.claim(&claim("r", Some("b"), &[])).unwrap().is_none());
+        let got = s.claim(&claim("r", Some("a"), &[])).unwrap().unwrap();
+        assert_eq!(got.integration, "a");
+        // Running events are not claimable again here.
+        assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_retried_event_keeps_every_attempt_and_its_last_error() {
+        let s = temp_store();
+        s.enqueue("a", "k", "1", "{}").unwrap();
+        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+        let retry = Finish {
+            retry_at: Some(now_ms() - 1),
+            ..finish("r", EventState::Queued, Some("vendor timed out"))
+        };
+        assert!(s.finish(e.id, &retry).unwrap());
+        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+        assert_eq!(e.attempts, 2);
+        assert!(s
+            .finish(e.id, &finish("r", EventState::Done, None))
+            .unwrap());
+        let d = s.event_detail(e.id).unwrap().unwrap();
+        assert_eq!(d.event.state, EventState::Done);
+        assert_eq!(d.event.last_error.as_deref(), Some("vendor timed out"));
+        let outcomes: Vec<(u32, &str)> = d
+            .attempts_history
+            .iter()
+            .map(|a| (a.attempt, a.outcome.as_str()))
+            .collect();
+        assert_eq!(outcomes, vec![(1, "retry"), (2, "done")]);
+        assert_eq!(
+            d.attempts_history[0].error.as_deref(),
+            Some("vendor timed out")
+        );
+        assert_eq!(
+            d.attempts_history[1].connector_version.as_deref(),
+            Some("c@1#abc")
+        );
+    }
+
+    #[test]
+    fn history_is_bounded_and_a_lost_lease_fences_the_outcome() {
+        let s = temp_store();
+        s.enqueue("a", "k", "1", "{}").unwrap();
+        for _ in 0..(HISTORY_PER_EVENT + 5) {
+            let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            let retry = Finish {
+                retry_at: Some(now_ms() - 1),
+                ..finish("r", EventState::Queued, Some("x"))
+            };
+            assert!(s.finish(e.id, &retry).unwrap());
+        }
+        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+        // Another run's outcome for an event it does not hold changes nothing.
+        assert!(!s
+            .finish(e.id, &finish("other", EventState::Done, None))
+            .unwrap());
+        let d = s.event_detail(e.id).unwrap().unwrap();
+        assert_eq!(d.event.state, EventState::Running);
+        assert_eq!(d.attempts_history.len() as i64, HISTORY_PER_EVENT);
+        assert_eq!(
+            d.attempts_history.last().map(|a| a.attempt),
+            Some((HISTORY_PER_EVENT + 5) as u32)
+        );
+        // A graceful release hands it back without burning the attempt.
+        assert!(s.release(e.id, "r", now_ms()).unwrap());
+        let again = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+        assert_eq!(again.attempts, e.attempts);
+    }
+}

@@ -1,0 +1,362 @@
+//! Process runs and the leases they hold. Every start of the host registers a run (`runs`: id,
+//! node, pid, started, heartbeat, ended); a claimed event's lease names its run (`events.lease_run`)
+//! and lasts `worker.lease_secs`, renewed by the run's heartbeat while the step runs, so a lease
+//! outlives any step of a live run and expires within seconds of its run's death.
+//!
+//! A run is known dead when it ended, when its heartbeat is older than a lease, or — on the same
+//! machine — when its lock file (`<data dir>/runs/<id>.lock`, flocked for the run's life) can be
+//! locked by someone else: the kernel dropped the lock with the process. So a host restarted after
+//! kill -9 takes back its previous run's events at once, and with several hosts on one database
+//! (PostgreSQL) a dead host's events move on after at most one lease. Taking events back is
+//! recorded in their history (`abandoned`) and reported to the caller, which logs and counts it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+
+use super::queue::{record_attempt, AttemptOutcome};
+use super::{now_ms, Result, Store};
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_lease ON events (lease_run) WHERE lease_run IS NOT NULL;
+"#;
+
+/// A run still registered as live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub id: String,
+    pub node: String,
+    pub pid: u32,
+    pub started_at_ms: i64,
+    pub heartbeat_at_ms: i64,
+}
+
+/// An event taken back from a run that can no longer finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub event_id: i64,
+    pub integration: String,
+    /// The run that held it.
+    pub holder: String,
+    /// Why it was taken back (`holder died: …`, `lease expired`).
+    pub why: String,
+}
+
+/// The lock a run holds on its file for as long as the process lives.
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Creates and locks `<dir>/<run>.lock`.
+    pub fn acquire(dir: &Path, run: &str) -> std::io::Result<RunLock> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{run}.lock"));
+        let file = File::create(&path)?;
+        file.try_lock().map_err(std::io::Error::other)?;
+        Ok(RunLock { file, path })
+    }
+
+    /// Unlocks and removes the file (a run that ended cleanly).
+    pub fn release(self) {
+        let _ = self.file.unlock();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether run `run`'s process is known to be gone: its lock file in `dir` exists and nobody
+/// holds its lock. `false` when it cannot tell (no file: another machine's run).
+pub fn lock_abandoned(dir: &Path, run: &str) -> bool {
+    let path = dir.join(format!("{run}.lock"));
+    match File::open(&path) {
+        Ok(f) => {
+            let free = f.try_lock().is_ok();
+            if free {
+                let _ = std::fs::remove_file(&path);
+            }
+            free
+        }
+        Err(_) => false,
+    }
+}
+
+/// Requeues every running event matching `filter` (a `WHERE` clause on `events` with `?1` the
+/// current time and `?2` an argument), recording an `abandoned` attempt for each.
+fn take_back(conn: &Connection, filter: &str, arg: &str, why: &str) -> Result<Vec<Resumed>> {
+    let now = now_ms();
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, integration, COALESCE(lease_run, ''), COALESCE(claimed_at, ?1) FROM events
+         WHERE state = 'running' AND {filter}"
+    ))?;
+    let held: Vec<(i64, String, String, i64)> = stmt
+        .query_map(params![now, arg], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut resumed = Vec::with_capacity(held.len());
+    for (id, integration, holder, claimed_at) in held {
+        let error = format!("taken back from run {holder}: {why}");
+        record_attempt(
+            conn,
+            id,
+            Some(&holder),
+            claimed_at,
+            now - claimed_at,
+            AttemptOutcome::Abandoned,
+            Some(&error),
+            None,
+        )?;
+        conn.execute(
+            "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                next_attempt_at = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, now, error],
+        )?;
+        resumed.push(Resumed {
+            event_id: id,
+            integration,
+            holder,
+            why: why.to_string(),
+        });
+    }
+    Ok(resumed)
+}
+
+impl Store {
+    /// Registers a new run of this process on `node`; returns its id.
+    pub fn begin_run(&self, id: &str, node: &str) -> Result<()> {
+        let now = now_ms();
+        self.conn().execute(
+            "INSERT INTO runs (id, node, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![id, node, std::process::id(), now],
+        )?;
+        Ok(())
+    }
+
+    /// The run's heartbeat: records it and renews every lease it holds to `lease_ms` from now,
+    /// in one transaction. False if the run was declared dead meanwhile (its leases are gone).
+    pub fn heartbeat(&self, run: &str, lease_ms: i64) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let alive = tx.execute(
+            "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+            params![run, now],
+        )? == 1;
+        if alive {
+            tx.execute(
+                "UPDATE events SET lease_until = ?2 WHERE lease_run = ?1 AND state = 'running'",
+                params![run, now + lease_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(alive)
+    }
+
+    /// Runs not known to have ended.
+    pub fn live_runs(&self) -> Result<Vec<RunInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, node, pid, started_at, heartbeat_at FROM runs WHERE ended_at IS NULL
+             ORDER BY started_at",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RunInfo {
+                id: r.get(0)?,
+                node: r.get(1)?,
+                pid: r.get(2)?,
+                started_at_ms: r.get(3)?,
+                heartbeat_at_ms: r.get(4)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// Marks run `run` dead (`why`) and takes back every event it held, in one transaction.
+    pub fn declare_dead(&self, run: &str, why: &str) -> Result<Vec<Resumed>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
+            params![run, now_ms(), format!("died: {why}")],
+        )?;
+        let resumed = take_back(&tx, "lease_run = ?2", run, &format!("holder died ({why})"))?;
+        tx.commit()?;
+        Ok(resumed)
+    }
+
+    /// Takes back running events whose lease ran out without renewal (a stuck or partitioned
+    /// holder), except those of `except` (this run: its own leases are fenced by `finish`).
+    pub fn take_back_expired(&self, except: &str) -> Result<Vec<Resumed>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let resumed = take_back(
+            &tx,
+            "lease_until < ?1 AND COALESCE(lease_run, '') <> ?2",
+            except,
+            "lease expired without renewal",
+        )?;
+        tx.commit()?;
+        Ok(resumed)
+    }
+
+    /// Ends run `run` cleanly: what it still holds goes back to the queue uncounted.
+    pub fn end_run(&self, run: &str) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let held: Vec<(i64, i64)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, COALESCE(claimed_at, ?2) FROM events
+                 WHERE state = 'running' AND lease_run = ?1",
+            )?;
+            let rows = stmt.query_map(params![run, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, claimed_at) in &held {
+            record_attempt(
+                &tx,
+                *id,
+                Some(run),
+                *claimed_at,
+                now - claimed_at,
+                AttemptOutcome::Released,
+                Some("host stopped: handed back before it finished (not counted)"),
+                None,
+            )?;
+            tx.execute(
+                "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                    next_attempt_at = ?2, attempts = MAX(attempts - 1, 0)
+                 WHERE id = ?1",
+                params![id, now],
+            )?;
+        }
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, end_reason = 'stopped' WHERE id = ?1",
+            params![run, now],
+        )?;
+        tx.commit()?;
+        Ok(held.len())
+    }
+
+    /// Events held (running) by `run`, for tests and operators.
+    pub fn held_by(&self, run: &str) -> Result<i64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE state = 'running' AND lease_run = ?1",
+                params![run],
+                |r| r.get(0),
+            )
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Claim, EventState};
+
+    fn temp() -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sy-runs-{}", uuid::Uuid::new_v4()));
+        (Store::open(&dir.join("t.db")).expect("open"), dir)
+    }
+
+    fn claim(s: &Store, run: &str) -> Option<crate::store::Event> {
+        s.claim(&Claim {
+            run,
+            lease_ms: 60_000,
+            integration: None,
+            exclude: &[],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dead_runs_events_are_taken_back_at_once_with_the_attempt_in_history() {
+        let (s, dir) = temp();
+        s.begin_run("old", "n").unwrap();
+        s.enqueue("i", "k", "a", "{}").unwrap();
+        let e = claim(&s, "old").unwrap();
+        s.begin_run("new", "n").unwrap();
+        assert!(claim(&s, "new").is_none(), "held by the old run");
+        let resumed = s.declare_dead("old", "lock released").unwrap();
+        assert_eq!(resumed.len(), 1);
+        assert_eq!(
+            (resumed[0].event_id, resumed[0].holder.as_str()),
+            (e.id, "old")
+        );
+        let again = claim(&s, "new").unwrap();
+        assert_eq!((again.id, again.attempts), (e.id, 2));
+        let d = s.event_detail(e.id).unwrap().unwrap();
+        assert_eq!(d.attempts_history[0].outcome, "abandoned");
+        assert!(!s.heartbeat("old", 1000).unwrap(), "a dead run stays dead");
+        assert_eq!(
+            s.live_runs()
+                .unwrap()
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["new"]
+        );
+        drop(dir);
+    }
+
+    #[test]
+    fn heartbeats_renew_leases_and_unrenewed_ones_are_taken_back() {
+        let (s, _dir) = temp();
+        s.begin_run("a", "n").unwrap();
+        s.begin_run("b", "n").unwrap();
+        s.enqueue("i", "k", "1", "{}").unwrap();
+        s.enqueue("i", "k", "2", "{}").unwrap();
+        let ea = s
+            .claim(&Claim {
+                run: "a",
+                lease_ms: -1,
+                integration: None,
+                exclude: &[],
+            })
+            .unwrap()
+            .unwrap();
+        let eb = s
+            .claim(&Claim {
+                run: "b",
+                lease_ms: -1,
+                integration: None,
+                exclude: &[],
+            })
+            .unwrap()
+            .unwrap();
+        // b renews; a does not.
+        assert!(s.heartbeat("b", 60_000).unwrap());
+        let back = s.take_back_expired("b").unwrap();
+        assert_eq!(back.iter().map(|r| r.event_id).collect::<Vec<_>>(), [ea.id]);
+        assert_eq!(s.event(eb.id).unwrap().unwrap().state, EventState::Running);
+        // A clean end hands back what is still held, uncounted.
+        assert_eq!(s.end_run("b").unwrap(), 1);
+        let e = s.event(eb.id).unwrap().unwrap();
+        assert_eq!((e.state, e.attempts), (EventState::Queued, 0));
+    }
+
+    #[test]
+    fn a_lock_file_tells_a_live_run_from_a_dead_one() {
+        let dir = std::env::temp_dir().join(format!("sy-locks-{}", uuid::Uuid::new_v4()));
+        let lock = RunLock::acquire(&dir, "r1").unwrap();
+        assert!(!lock_abandoned(&dir, "r1"), "held by a live run");
+        assert!(!lock_abandoned(&dir, "unknown"), "no file: cannot tell");
+        // A process that dies drops its lock; the file stays behind.
+        drop(lock);
+        assert!(lock_abandoned(&dir, "r1"));
+    }
+}
