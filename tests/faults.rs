@@ -334,9 +334,6 @@ const CANDIDATES: usize = 240;
 const KILLS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "waits for the intent-before-call Certn connector (issue 12 item 1, sdk engineer): \
-            with the current one a kill between Certn creating the application and the host \
-            recording it re-invites on retry (seen: orphan applications, their callbacks dead)"]
 async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_done_twice() {
     let dir = switchyard_tests::scratch("sigkill");
     let stack = Stack::prepare(options("sigkill", |o| {
@@ -382,7 +379,7 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
         senders.spawn(async move {
             for opp in chunk {
                 let _ = stack.move_to(&opp, TRIGGER).await;
-                tokio::time::sleep(Duration::from_millis(60)).await;
+                tokio::time::sleep(Duration::from_millis(120)).await;
             }
         });
     }
@@ -498,6 +495,14 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
             );
         }
     }
+    let resumed = store
+        .list_events(None, None, 100_000)
+        .unwrap()
+        .iter()
+        .filter_map(|e| store.event_detail(e.id).ok().flatten())
+        .filter(|d| d.attempts_history.iter().any(|a| a.outcome == "abandoned"))
+        .count();
+    eprintln!("figure: {resumed} events taken back from a killed run and finished");
     resumes.sort();
     eprintln!(
         "figure: {KILLS} kill -9, {} accepted moves, restart → serving: median {:.2?}, max {:.2?}",
