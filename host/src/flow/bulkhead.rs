@@ -27,6 +27,9 @@ struct State {
 pub struct Dispatcher {
     limit: usize,
     state: Mutex<State>,
+    /// Signalled when a permit is freed: a worker that found only blocked events waits on it
+    /// (instead of polling a queue whose due events it may not take).
+    pub freed: tokio::sync::Notify,
 }
 
 /// A claimed event's place in its integration's bulkhead; freed when dropped.
@@ -41,6 +44,8 @@ impl Drop for Permit {
         if let Some(n) = state.in_flight.get_mut(&self.integration) {
             *n = n.saturating_sub(1);
         }
+        drop(state);
+        self.dispatcher.freed.notify_one();
     }
 }
 
@@ -49,6 +54,7 @@ impl Dispatcher {
         let w = &app.config.worker;
         Arc::new(Dispatcher {
             limit: w.integration_concurrency.max(1),
+            freed: tokio::sync::Notify::new(),
             state: Mutex::new(State {
                 in_flight: HashMap::new(),
                 cursor: 0,

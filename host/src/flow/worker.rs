@@ -71,12 +71,16 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                 }
             }
             Ok(None) => {
+                // Nothing claimable. A due event left unclaimed is blocked (its integration at
+                // its limit, or paused): wait for a freed permit, a new event or the idle
+                // tick rather than polling it again at once.
                 let wait = match app.store.next_due_in() {
-                    Ok(Some(ms)) => Duration::from_millis(ms as u64).min(IDLE),
+                    Ok(Some(ms)) if ms > 0 => Duration::from_millis(ms as u64).min(IDLE),
                     _ => IDLE,
                 };
                 tokio::select! {
                     _ = app.wake.notified() => {}
+                    _ = dispatcher.freed.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = signals.stop.changed() => {}
                 }
