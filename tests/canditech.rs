@@ -474,3 +474,25 @@ async fn a_rule_naming_an_assessment_canditech_does_not_offer_is_refused_with_th
     let inv = invited(&s, &opp).await;
     assert_eq!(inv.assessment.name, "Customer support");
 }
+
+/// The seed's setup: the customer connects its Lever account as an authorized app (no API key);
+/// a move made before the grant waits and goes through once the connect dance is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_connected_through_lever_oauth_gets_invited_and_tagged() {
+    let s = stack("canditech-oauth", |o| {
+        o.canditech = Some(CanditechSetup {
+            oauth: true,
+            ..CanditechSetup::new(scripted())
+        })
+    })
+    .await;
+    let opp = candidate(&s, "Grace Hopper", PYTHON_POSTING, CANDITECH_STAGE).await;
+    // No grant yet: nothing can be written to Lever and nobody is invited.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ct = s.canditech.as_ref().unwrap();
+    assert!(ct_tags(&ct.lever.opportunity(&opp).unwrap()).is_empty());
+    let answer = s.connect_canditech().await.expect("the connect dance");
+    assert_eq!(answer["status"], "connected", "{answer}");
+    let o = wait(&s, &opp, |o| has(o, INVITED)).await;
+    assert_eq!(ct_tags(&o), vec![INVITED.to_string()]);
+}

@@ -66,6 +66,10 @@ pub struct CanditechSetup {
     /// The integration's rules; [`CanditechSetup::new`] attaches [`PYTHON_ASSESSMENT`] to
     /// ([`PYTHON_POSTING`], [`CANDITECH_STAGE`]).
     pub rules: Vec<RuleConfig>,
+    /// Connect this customer's Lever account through the host's Lever OAuth app (the seed's
+    /// "Connect → log into Lever → Accept") instead of an API key: the stack registers the app in
+    /// the customer's Lever simulator, and [`Stack::connect_canditech`] does the connect dance.
+    pub oauth: bool,
 }
 
 impl CanditechSetup {
@@ -78,6 +82,7 @@ impl CanditechSetup {
                 stage: Some(CANDITECH_STAGE.into()),
                 package: PYTHON_ASSESSMENT.into(),
             }],
+            oauth: false,
         }
     }
 }
@@ -236,6 +241,9 @@ impl Stack {
             }
             None => None,
         };
+        // The host's Lever OAuth app, registered in the Canditech customer's Lever when it connects
+        // through OAuth.
+        let mut lever_oauth = None;
         let canditech = match &opts.canditech {
             Some(setup) => {
                 let customer = CanditechCustomer {
@@ -264,6 +272,18 @@ impl Stack {
                         rules: setup.rules.clone(),
                     },
                 ));
+                if setup.oauth {
+                    lever_oauth = Some(crate::http::lever_oauth::simulator_app(
+                        &customer.lever,
+                        &base,
+                    ));
+                    if let Some(AtsConfig::Lever(lever)) =
+                        integrations.last_mut().map(|i| &mut i.ats)
+                    {
+                        lever.api_key = None;
+                        lever.oauth = true;
+                    }
+                }
                 Some(customer)
             }
             None => None,
@@ -297,6 +317,7 @@ impl Stack {
             runtime,
             worker: opts.worker,
             integrations,
+            lever_oauth,
             ..Config::default()
         };
         Ok(Stack {
@@ -321,6 +342,14 @@ impl Stack {
     /// The running host.
     pub fn host(&self) -> &RunningHost {
         self.host.as_ref().expect("the stack's host is running")
+    }
+
+    /// The seed's "Connect → log into Lever → Accept" for the Canditech customer set up with
+    /// [`CanditechSetup::oauth`]: follows the host's connect link to the Lever simulator's
+    /// authorize page, approves, and comes back through the host's OAuth callback. Returns the
+    /// callback's answer (`{"status":"connected",...}`).
+    pub async fn connect_canditech(&self) -> anyhow::Result<serde_json::Value> {
+        crate::http::lever_oauth::browser_connect(&self.host().app, CANDITECH).await
     }
 
     /// The Gem side; fails when the stack was started without [`StackOptions::gem`].
@@ -619,6 +648,12 @@ async fn run_canditech(stack: &Stack) -> anyhow::Result<()> {
     println!(
         "  Rule              posting {PYTHON_POSTING:?} + stage {CANDITECH_STAGE:?} → {PYTHON_ASSESSMENT:?}\n"
     );
+    println!("▶ Canditech → Settings → Integrations → Lever → Connect: log into Lever, Accept");
+    let connected = stack.connect_canditech().await?;
+    println!(
+        "  → Lever answered the OAuth consent; switchyard: {}\n",
+        connected.get("status").and_then(|s| s.as_str()).unwrap_or("?")
+    );
     let printer = print_timeline(app);
     let python = ct.lever.add_posting(PYTHON_POSTING, &["Engineering"]);
     let analyst = ct.lever.add_posting("Data Analyst", &[]);
@@ -731,10 +766,14 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     });
     opts.gem = Some(GemSetup::default());
     // Scripted (no automatic progression): the demo plays the candidate and the reviewers.
-    opts.canditech = Some(CanditechSetup::new(CanditechOptions {
-        step_delay: None,
-        ..CanditechOptions::default()
-    }));
+    opts.canditech = Some(CanditechSetup {
+        // The seed's setup: the Canditech app is authorized in Lever (OAuth), no API key.
+        oauth: true,
+        ..CanditechSetup::new(CanditechOptions {
+            step_delay: None,
+            ..CanditechOptions::default()
+        })
+    });
     let stack = Stack::start(opts).await?;
     let app = &stack.host().app;
     let connector = app
