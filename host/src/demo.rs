@@ -652,7 +652,10 @@ async fn run_canditech(stack: &Stack) -> anyhow::Result<()> {
     let connected = stack.connect_canditech().await?;
     println!(
         "  → Lever answered the OAuth consent; switchyard: {}\n",
-        connected.get("status").and_then(|s| s.as_str()).unwrap_or("?")
+        connected
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
     );
     let printer = print_timeline(app);
     let python = ct.lever.add_posting(PYTHON_POSTING, &["Engineering"]);
