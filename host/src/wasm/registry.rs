@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::wasm::cache::Origin;
 use crate::wasm::connector::{read_manifest, LoadedConnector, Manifest};
 use crate::wasm::runtime::Grant;
-use crate::wasm::runtime::{LoadError, Runtime};
+use crate::wasm::runtime::{Compiled, LoadError, Runtime};
 
 /// A version operation that cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -171,20 +171,18 @@ impl Registry {
     pub async fn load(&self, bytes: Vec<u8>, source: &str) -> Result<LoadedConnector, LoadError> {
         let hash = hex::encode(Sha256::digest(&bytes));
         let compiled = self.runtime.compile(bytes).await?;
-        let caps = self.runtime.caps();
-        let manifest = read_manifest(&self.runtime, &compiled, caps.ceiling())
-            .await
-            .map_err(|e| caps.explain_manifest_failure(e))?;
-        if manifest.id.is_empty() {
-            return Err(LoadError::Manifest("the manifest has an empty id".into()));
-        }
-        crate::wasm::quota::check_manifest(&manifest, &self.limits).map_err(LoadError::Manifest)?;
-        let grant = caps.grant(&manifest.limits)?;
-        if grant != caps.ceiling() {
-            read_manifest(&self.runtime, &compiled, grant)
-                .await
-                .map_err(|e| grant.explain_failure(e))?;
-        }
+        let runtime = self.runtime.clone();
+        let limits = self.limits.clone();
+        // Guest code never runs on the threads that serve HTTP: an upload or a watched file whose
+        // manifest spins holds this blocking thread until its deadline, not an executor worker.
+        let handle = tokio::runtime::Handle::current();
+        let (compiled, checked) = tokio::task::spawn_blocking(move || {
+            let checked = handle.block_on(check_manifest(&runtime, &compiled, &limits));
+            (compiled, checked)
+        })
+        .await
+        .map_err(|e| LoadError::Manifest(format!("the manifest check was lost: {e}")))?;
+        let (manifest, grant) = checked?;
         Ok(LoadedConnector {
             manifest,
             hash,
@@ -380,4 +378,28 @@ pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         .collect();
     entries.sort();
     Ok(entries)
+}
+
+/// Reads the manifest under the operator's caps, checks its size, derives the grant from its
+/// `limits` and, when that grant is smaller, runs the manifest once more under it.
+async fn check_manifest(
+    runtime: &Arc<Runtime>,
+    compiled: &Compiled,
+    limits: &crate::config::limits::SandboxLimits,
+) -> Result<(Manifest, Grant), LoadError> {
+    let caps = runtime.caps();
+    let manifest = read_manifest(runtime, compiled, caps.ceiling())
+        .await
+        .map_err(|e| caps.explain_manifest_failure(e))?;
+    if manifest.id.is_empty() {
+        return Err(LoadError::Manifest("the manifest has an empty id".into()));
+    }
+    crate::wasm::quota::check_manifest(&manifest, limits).map_err(LoadError::Manifest)?;
+    let grant = caps.grant(&manifest.limits)?;
+    if grant != caps.ceiling() {
+        read_manifest(runtime, compiled, grant)
+            .await
+            .map_err(|e| grant.explain_failure(e))?;
+    }
+    Ok((manifest, grant))
 }
