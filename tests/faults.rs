@@ -43,6 +43,8 @@ path = "{db}"
 [runtime]
 connectors_dir = "{connectors}"
 timeout_ms = 5000
+# The simulators' addresses, approved by the operator (an integration's hosts must be among them).
+approved_hosts = {hosts:?}
 [worker]
 retry_base_ms = 200
 retry_max_ms = 1000
@@ -52,6 +54,8 @@ max_attempts = 50
 id = "{id}"
 connector = "certn"
 allowed_hosts = {hosts:?}
+# The simulators listen on loopback.
+allow_loopback = true
 [integrations.ats]
 kind = "lever"
 api_base = "{lever_base}"
