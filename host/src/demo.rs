@@ -318,7 +318,6 @@ impl Stack {
             worker: opts.worker,
             integrations,
             lever_oauth,
-            ..Config::default()
         };
         Ok(Stack {
             lever,
