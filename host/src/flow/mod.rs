@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
 use crate::ats::{AtsError, Role, Trigger};
-use crate::store::{Event, Order, StoreError};
+use crate::store::{Event, NewNote, Order, StatusRecord, StoreError};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
 
@@ -346,28 +346,30 @@ fn record_status(
     seq: i64,
 ) -> Result<(), FlowError> {
     let id = &integration.config.id;
-    let order = Order {
-        integration: id.clone(),
-        order_ref: order_ref.to_string(),
-        connector: connector.manifest.id.clone(),
-        opportunity_id: opportunity_id.to_string(),
-        seq: 0,
-        state: status.state.clone(),
-        label: status.label.clone(),
-        report_url: status.report_url.clone(),
-        score: status.score,
-        // Recorded below, ordered by `seq` rather than by state.
-        verdict: None,
+    let record = StatusRecord {
+        order: Order {
+            integration: id.clone(),
+            order_ref: order_ref.to_string(),
+            connector: connector.manifest.id.clone(),
+            opportunity_id: opportunity_id.to_string(),
+            seq: 0,
+            state: status.state.clone(),
+            label: status.label.clone(),
+            report_url: status.report_url.clone(),
+            score: status.score,
+            // Recorded apart, ordered by `seq` rather than by state.
+            verdict: None,
+        },
+        verdict: status.verdict.clone(),
+        seq,
+        note: status.note.as_ref().map(|n| NewNote {
+            text: n.text.clone(),
+            secret: n.secret,
+        }),
     };
-    // New order: inserted. Known order (a retry, a callback): moved forward, never back.
-    app.store.upsert_order(&order)?;
-    app.store.advance_order(&order)?;
-    if let Some(verdict) = &status.verdict {
-        app.store.record_verdict(id, order_ref, verdict, seq)?;
-    }
-    if let Some(note) = &status.note {
-        app.store.add_note(id, order_ref, &note.text, note.secret)?;
-    }
+    // One transaction: new order inserted, known one (a retry, a callback) moved forward, never
+    // back; the verdict and the note with it, or nothing.
+    app.store.record_status(&record)?;
     let shown = status
         .verdict
         .as_ref()

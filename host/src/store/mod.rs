@@ -12,9 +12,9 @@
 //! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
 //!
-//! Modules: this one (schema, intake, orders, notes, kv), [`queue`] (claims, outcomes, attempt
-//! history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`]
-//! (operator tables).
+//! Modules: this one (schema, intake, kv), [`orders`] (orders, notes, a status recorded in one
+//! transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
+//! renewal, taking back a dead run's events), [`admin`] (operator tables).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/` and nothing outside sees a connection
 //! except the few `pub(crate)` helpers Gem's tables use; callers see only `Store`'s methods and
@@ -24,9 +24,11 @@
 //! already single transactions.
 
 pub mod admin;
+pub mod orders;
 pub mod queue;
 pub mod runs;
 
+pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
 pub mod oauth;
@@ -109,42 +111,6 @@ pub enum Enqueued {
     New(i64),
     /// The same dedupe key was stored before; `same_payload` tells a redelivery from a replay.
     Duplicate { id: i64, same_payload: bool },
-}
-
-/// A vendor order and the status the ATS should show for it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Order {
-    pub integration: String,
-    pub order_ref: String,
-    pub connector: String,
-    pub opportunity_id: String,
-    /// Insertion sequence: the newest order of an opportunity owns its status label.
-    pub seq: i64,
-    pub state: String,
-    pub label: String,
-    pub report_url: Option<String>,
-    pub score: Option<f64>,
-    pub verdict: Option<String>,
-}
-
-/// A note waiting to be written, or written.
-#[derive(Debug, Clone)]
-pub struct PendingNote {
-    pub order_ref: String,
-    pub text: String,
-    pub secret: bool,
-}
-
-/// Forward-only ordering of normalized screening states. Terminal states share the top rank so
-/// that none of them can be replaced by an earlier state.
-pub fn rank(state: &str) -> u8 {
-    match state {
-        "pending" => 1,
-        "analyzing" => 2,
-        "partial" => 3,
-        "complete" | "error" | "cancelled" => 4,
-        _ => 0,
-    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -323,159 +289,6 @@ impl Store {
         Ok(id)
     }
 
-    /// Records a new order, or returns the existing one (a retried start-screening).
-    pub fn upsert_order(&self, order: &Order) -> Result<Order> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
-                report_url, score, verdict, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (integration, order_ref) DO NOTHING",
-            params![
-                order.integration,
-                order.order_ref,
-                order.connector,
-                order.opportunity_id,
-                order.state,
-                order.label,
-                order.report_url,
-                order.score,
-                order.verdict,
-                now_ms()
-            ],
-        )?;
-        drop(conn);
-        self.order(&order.integration, &order.order_ref)
-            .map(|o| o.unwrap_or_else(|| order.clone()))
-    }
-
-    /// An order by reference.
-    pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
-        self.conn()
-            .query_row(
-                "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
-                        report_url, score, verdict
-                 FROM orders WHERE integration = ?1 AND order_ref = ?2",
-                params![integration, order_ref],
-                Self::order_row,
-            )
-            .optional()
-            .map_err(Into::into)
-    }
-
-    fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
-        Ok(Order {
-            integration: r.get(0)?,
-            order_ref: r.get(1)?,
-            connector: r.get(2)?,
-            opportunity_id: r.get(3)?,
-            seq: r.get(4)?,
-            state: r.get(5)?,
-            label: r.get(6)?,
-            report_url: r.get(7)?,
-            score: r.get(8)?,
-            verdict: r.get(9)?,
-        })
-    }
-
-    /// Every order of one opportunity, oldest first.
-    pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
-                    report_url, score, verdict
-             FROM orders WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![integration, opportunity_id], Self::order_row)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
-    }
-
-    /// Applies `update`'s status (state, label, report URL, score, verdict) to the stored order
-    /// with the same reference, unless that would move it backwards. Returns whether it changed.
-    /// Fields absent from the update keep their value.
-    pub fn advance_order(&self, update: &Order) -> Result<bool> {
-        let conn = self.conn();
-        let current: Option<String> = conn
-            .query_row(
-                "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
-                params![update.integration, update.order_ref],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match current {
-            Some(cur) if rank(&update.state) >= rank(&cur) => {
-                let n = conn.execute(
-                    "UPDATE orders SET state = ?3, label = ?4,
-                        report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
-                        verdict = COALESCE(?7, verdict), updated_at = ?8
-                     WHERE integration = ?1 AND order_ref = ?2",
-                    params![
-                        update.integration,
-                        update.order_ref,
-                        update.state,
-                        update.label,
-                        update.report_url,
-                        update.score,
-                        update.verdict,
-                        now_ms()
-                    ],
-                )?;
-                Ok(n == 1)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    /// Records a note to write for an order (idempotent).
-    pub fn add_note(
-        &self,
-        integration: &str,
-        order_ref: &str,
-        text: &str,
-        secret: bool,
-    ) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
-            params![integration, order_ref, text, secret],
-        )?;
-        Ok(())
-    }
-
-    /// Notes of an opportunity's orders not yet confirmed written.
-    pub fn unwritten_notes(
-        &self,
-        integration: &str,
-        opportunity_id: &str,
-    ) -> Result<Vec<PendingNote>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT n.order_ref, n.text, n.secret FROM notes n
-             JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
-             WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
-             ORDER BY o.seq, n.rowid",
-        )?;
-        let rows = stmt.query_map(params![integration, opportunity_id], |r| {
-            Ok(PendingNote {
-                order_ref: r.get(0)?,
-                text: r.get(1)?,
-                secret: r.get(2)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
-    }
-
-    /// Marks a note written.
-    pub fn note_written(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE notes SET written_at = ?4 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
-            params![integration, order_ref, text, now_ms()],
-        )?;
-        Ok(())
-    }
-
     /// A connector's state value.
     pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
         self.conn()
@@ -584,41 +397,5 @@ mod tests {
             }
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
-    }
-
-    #[test]
-    fn orders_never_move_backwards() {
-        let (s, _dir) = temp_store();
-        let order = Order {
-            integration: "i".into(),
-            order_ref: "o1".into(),
-            connector: "certn".into(),
-            opportunity_id: "opp".into(),
-            seq: 0,
-            state: "pending".into(),
-            label: "P".into(),
-            report_url: None,
-            score: None,
-            verdict: None,
-        };
-        s.upsert_order(&order).unwrap();
-        let partial = Order {
-            state: "partial".into(),
-            label: "Part".into(),
-            report_url: Some("u".into()),
-            ..order.clone()
-        };
-        assert!(s.advance_order(&partial).unwrap());
-        let analyzing = Order {
-            state: "analyzing".into(),
-            label: "A".into(),
-            ..order
-        };
-        assert!(!s.advance_order(&analyzing).unwrap());
-        let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!(
-            (o.state.as_str(), o.report_url.as_deref()),
-            ("partial", Some("u"))
-        );
     }
 }

@@ -33,15 +33,26 @@ impl Store {
         verdict: &str,
         seq: i64,
     ) -> Result<bool> {
-        let n = self.conn().execute(
-            "UPDATE orders SET verdict = ?3, verdict_seq = ?4, updated_at = ?5
-             WHERE integration = ?1 AND order_ref = ?2
-               AND (verdict_seq IS NULL OR verdict_seq <= ?4)
-               AND (verdict IS NOT ?3 OR verdict_seq IS NOT ?4)",
-            params![integration, order_ref, verdict, seq, now_ms()],
-        )?;
-        Ok(n == 1)
+        record_verdict_on(&self.conn(), integration, order_ref, verdict, seq)
     }
+}
+
+/// [`Store::record_verdict`] on a connection (or transaction) the caller holds.
+pub(crate) fn record_verdict_on(
+    conn: &Connection,
+    integration: &str,
+    order_ref: &str,
+    verdict: &str,
+    seq: i64,
+) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE orders SET verdict = ?3, verdict_seq = ?4, updated_at = ?5
+         WHERE integration = ?1 AND order_ref = ?2
+           AND (verdict_seq IS NULL OR verdict_seq <= ?4)
+           AND (verdict IS NOT ?3 OR verdict_seq IS NOT ?4)",
+        params![integration, order_ref, verdict, seq, now_ms()],
+    )?;
+    Ok(n == 1)
 }
 
 #[cfg(test)]
