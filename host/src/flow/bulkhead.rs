@@ -1,34 +1,59 @@
-//! Bulkheads: which event a free worker takes next. Integrations are served in turn (round
-//! robin over the configured integrations, starting after the one served last), so no
-//! integration's backlog starves another; an integration already running
+//! Bulkheads: which events the workers take next. Integrations are served in turn (round robin
+//! over the configured integrations, starting after the one served first last time), so no
+//! integration's backlog starves another; an integration already holding
 //! `worker.integration_concurrency` events, or paused by its circuit breaker
-//! ([`super::breaker`]), is skipped, so a slow or failing vendor or ATS holds at most its own
-//! share of the workers. Events of integrations no longer configured are taken last (they end
-//! dead with the reason).
+//! ([`super::breaker`]), is skipped, and a half-open breaker lets exactly one probe through, so a
+//! slow or failing vendor or ATS holds at most its own share of the workers. Events of
+//! integrations no longer configured are taken last (they end dead with the reason).
 //!
-//! Deciding and claiming happen under one lock, so two workers never both take a half-open
-//! breaker's probe or exceed a limit.
+//! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
+//! up to each integration's free places (one for a half-open breaker), at most as many as there
+//! are workers not holding an event, in one store transaction ([`Store::claim_batch`]: one fsync
+//! instead of one per event). What it does not start itself waits in `ready` for the next free
+//! worker (the others are woken). A claimed event holds its integration's place from the claim,
+//! so the limits count ready and running events alike; it is leased to this run from the claim
+//! too, so the heartbeat renews it and a crash hands it back like a running one. On a graceful
+//! stop, ready events are handed back uncounted ([`Dispatcher::hand_back`]). A ready event whose
+//! breaker opened after the claim still runs, like one that was running when it opened.
+//!
+//! Why here and not by sending each worker's claim through the store's group commit: a batch
+//! decided under one lock keeps "deciding and claiming are one step" (two workers never both
+//! take a half-open breaker's probe or exceed a limit) with one statement per integration, while
+//! per-worker claims would each re-run the round robin and still cost a statement per event.
+//!
+//! [`Store::claim_batch`]: crate::store::Store::claim_batch
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::app::App;
 use crate::flow::breaker::{Breakers, Verdict};
-use crate::store::{Claim, Event, Result};
+use crate::metrics::Metrics;
+use crate::store::{Claim, Event, Result, Store};
 
 struct State {
+    /// Events claimed or running, per integration (each holds a place).
     in_flight: HashMap<String, usize>,
     cursor: usize,
     breakers: Breakers,
+    /// Claimed (leased to this run) and not started yet, in the order to start them.
+    ready: VecDeque<Event>,
+}
+
+impl State {
+    fn total_in_flight(&self) -> usize {
+        self.in_flight.values().sum()
+    }
 }
 
 /// Shared by the workers of one host.
 pub struct Dispatcher {
     limit: usize,
+    workers: usize,
     state: Mutex<State>,
-    /// Signalled when a permit is freed: a worker that found only blocked events waits on it
-    /// (instead of polling a queue whose due events it may not take).
+    /// Signalled when a place is freed or claimed events are ready: a worker that found nothing
+    /// it may take waits on it (instead of polling a queue whose due events it may not take).
     pub freed: tokio::sync::Notify,
 }
 
@@ -52,16 +77,24 @@ impl Drop for Permit {
 impl Dispatcher {
     pub fn new(app: &App) -> Arc<Dispatcher> {
         let w = &app.config.worker;
+        Dispatcher::with(
+            w.concurrency,
+            w.integration_concurrency,
+            Breakers::new(w.breaker_failures, Duration::from_secs(w.breaker_open_secs)),
+        )
+    }
+
+    /// A dispatcher for `workers` workers, at most `limit` events per integration.
+    fn with(workers: usize, limit: usize, breakers: Breakers) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
-            limit: w.integration_concurrency.max(1),
+            limit: limit.max(1),
+            workers: workers.max(1),
             freed: tokio::sync::Notify::new(),
             state: Mutex::new(State {
                 in_flight: HashMap::new(),
                 cursor: 0,
-                breakers: Breakers::new(
-                    w.breaker_failures,
-                    Duration::from_secs(w.breaker_open_secs),
-                ),
+                breakers,
+                ready: VecDeque::new(),
             }),
         })
     }
@@ -70,65 +103,137 @@ impl Dispatcher {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Claims the next event for `run`, fairly across integrations, within the limits.
+    /// The next event for a free worker of `run`: a ready one, or else a new batch is claimed
+    /// (fairly across integrations, within the limits) and its first event returned.
     pub fn next(
         self: &Arc<Self>,
         app: &App,
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
-        let metrics = app.registry.runtime().metrics();
         let ids: Vec<String> = app
             .integrations()
             .iter()
             .map(|i| i.config.id.clone())
             .collect();
-        let mut state = self.lock();
-        let n = ids.len();
-        let start = if n == 0 { 0 } else { state.cursor % n };
-        for k in 0..n {
-            let id = &ids[(start + k) % n];
-            if state.in_flight.get(id).copied().unwrap_or(0) >= self.limit
-                || !state.breakers.admits(id, metrics)
-            {
-                continue;
-            }
-            let claim = Claim {
-                run,
-                lease_ms,
-                integration: Some(id),
-                exclude: &[],
-            };
-            if let Some(event) = app.store.claim(&claim)? {
-                state.cursor = (start + k + 1) % n;
-                state.breakers.claimed(id);
-                return Ok(Some((event, self.permit(&mut state, id))));
-            }
-        }
-        // Events of integrations that are no longer configured.
-        let claim = Claim {
+        self.next_of(
+            &ids,
+            &app.store,
+            app.registry.runtime().metrics(),
             run,
             lease_ms,
-            integration: None,
-            exclude: &ids,
-        };
-        Ok(app.store.claim(&claim)?.map(|event| {
-            let permit = self.permit(&mut state, &event.integration.clone());
-            (event, permit)
-        }))
+        )
     }
 
-    fn permit(self: &Arc<Self>, state: &mut State, integration: &str) -> Permit {
-        *state.in_flight.entry(integration.to_string()).or_insert(0) += 1;
-        Permit {
+    /// [`Dispatcher::next`] over the configured integrations `ids`.
+    fn next_of(
+        self: &Arc<Self>,
+        ids: &[String],
+        store: &Store,
+        metrics: &Metrics,
+        run: &str,
+        lease_ms: i64,
+    ) -> Result<Option<(Event, Permit)>> {
+        let mut state = self.lock();
+        if let Some(event) = state.ready.pop_front() {
+            return Ok(Some(self.started(event)));
+        }
+        let free = self.workers.saturating_sub(state.total_in_flight());
+        if free == 0 {
+            return Ok(None);
+        }
+        let n = ids.len();
+        let start = if n == 0 { 0 } else { state.cursor % n };
+        let mut wants: Vec<(&str, usize)> = Vec::with_capacity(n);
+        for k in 0..n {
+            let id = ids[(start + k) % n].as_str();
+            let held = state.in_flight.get(id).copied().unwrap_or(0);
+            if held >= self.limit || !state.breakers.admits(id, metrics) {
+                continue;
+            }
+            let want = if state.breakers.state(id) == "half-open" {
+                1
+            } else {
+                self.limit - held
+            };
+            wants.push((id, want));
+        }
+        let claimed = claim_batch(store, run, lease_ms, &wants, free)?;
+        if !claimed.is_empty() {
+            state.cursor = (start + 1) % n.max(1);
+        }
+        let mut claimed = claimed.into_iter();
+        let first = match claimed.next() {
+            Some(first) => first,
+            // Events of integrations that are no longer configured.
+            None => match store.claim(&Claim {
+                run,
+                lease_ms,
+                integration: None,
+                exclude: ids,
+            })? {
+                Some(event) => event,
+                None => return Ok(None),
+            },
+        };
+        for event in std::iter::once(&first).chain(claimed.as_slice()) {
+            state.breakers.claimed(&event.integration);
+            *state
+                .in_flight
+                .entry(event.integration.clone())
+                .or_insert(0) += 1;
+        }
+        let others = claimed.len();
+        state.ready.extend(claimed);
+        drop(state);
+        for _ in 0..others {
+            self.freed.notify_one();
+        }
+        Ok(Some(self.started(first)))
+    }
+
+    /// The permit of a claimed event (its place was taken at the claim).
+    fn started(self: &Arc<Self>, event: Event) -> (Event, Permit) {
+        let permit = Permit {
             dispatcher: self.clone(),
-            integration: integration.to_string(),
+            integration: event.integration.clone(),
+        };
+        (event, permit)
+    }
+
+    /// Hands the ready events (claimed, never started) back to the queue, uncounted: the host
+    /// is stopping. Returns how many.
+    pub fn hand_back(&self, store: &Store, run: &str) -> usize {
+        let ids: Vec<i64> = {
+            let mut state = self.lock();
+            let ready: Vec<Event> = state.ready.drain(..).collect();
+            // Their places go with them.
+            for e in &ready {
+                if let Some(n) = state.in_flight.get_mut(&e.integration) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            ready.iter().map(|e| e.id).collect()
+        };
+        if ids.is_empty() {
+            return 0;
+        }
+        match store.unclaim(&ids, run) {
+            Ok(n) => n,
+            Err(e) => {
+                // The run's end (or, after a crash, the next run) takes them back instead.
+                tracing::error!(error = %e, events = ids.len(), "cannot hand back claimed events");
+                0
+            }
         }
     }
 
     /// Feeds an attempt's outcome to the integration's breaker.
     pub fn record(&self, app: &App, integration: &str, verdict: Verdict) {
-        let metrics = app.registry.runtime().metrics();
+        self.record_with(app.registry.runtime().metrics(), integration, verdict);
+    }
+
+    fn record_with(&self, metrics: &Metrics, integration: &str, verdict: Verdict) {
         self.lock().breakers.record(integration, verdict, metrics);
     }
 
@@ -137,8 +242,142 @@ impl Dispatcher {
         self.lock().breakers.state(integration)
     }
 
-    /// Events of `integration` running now.
+    /// Events of `integration` claimed or running now.
     pub fn in_flight(&self, integration: &str) -> usize {
         self.lock().in_flight.get(integration).copied().unwrap_or(0)
+    }
+}
+
+/// [`Store::claim_batch`] for the plan, nothing asked when nothing may be claimed.
+fn claim_batch(
+    store: &Store,
+    run: &str,
+    lease_ms: i64,
+    wants: &[(&str, usize)],
+    total: usize,
+) -> Result<Vec<Event>> {
+    if wants.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.claim_batch(run, lease_ms, wants, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::EventState;
+
+    const RUN: &str = "run-1";
+
+    fn store_with(events: &[(&str, usize)]) -> Store {
+        let dir = std::env::temp_dir().join(format!("sy-bulkhead-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("t.db")).expect("open");
+        store.begin_run(RUN, "test").unwrap();
+        for (integration, n) in events {
+            for i in 0..*n {
+                store
+                    .enqueue(integration, "k", &format!("{integration}-{i}"), "{}")
+                    .unwrap();
+            }
+        }
+        store
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn next(
+        d: &Arc<Dispatcher>,
+        ids: &[String],
+        s: &Store,
+        m: &Metrics,
+    ) -> Option<(Event, Permit)> {
+        d.next_of(ids, s, m, RUN, 60_000).unwrap()
+    }
+
+    #[test]
+    fn one_claim_serves_every_free_worker_in_turn_within_the_limits() {
+        let (s, m) = (
+            store_with(&[("a", 10), ("b", 10), ("c", 1)]),
+            Metrics::default(),
+        );
+        let names = ids(&["a", "b", "c"]);
+        let d = Dispatcher::with(6, 2, Breakers::new(5, Duration::from_secs(60)));
+        let mut taken = Vec::new();
+        while let Some(t) = next(&d, &names, &s, &m) {
+            taken.push(t);
+        }
+        let order: Vec<&str> = taken.iter().map(|(e, _)| e.integration.as_str()).collect();
+        // Dealt in turn; `c` has one event; each integration holds at most 2 places.
+        assert_eq!(order, ["a", "b", "c", "a", "b"]);
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            5,
+            "every claimed event is leased to the run"
+        );
+        // A freed place of `a` goes to `a`'s next event (`b` is at its limit, `c` has none).
+        let pos = order.iter().position(|i| *i == "a").unwrap();
+        drop(taken.remove(pos));
+        let (e, _p) = next(&d, &names, &s, &m).expect("a place is free");
+        assert_eq!(e.integration, "a");
+        assert!(next(&d, &names, &s, &m).is_none());
+    }
+
+    #[test]
+    fn claims_never_exceed_the_free_workers_and_start_after_the_last_served() {
+        let (s, m) = (store_with(&[("a", 5), ("b", 5)]), Metrics::default());
+        let names = ids(&["a", "b"]);
+        let d = Dispatcher::with(3, 4, Breakers::new(5, Duration::from_secs(60)));
+        let first: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        let order: Vec<&str> = first.iter().map(|(e, _)| e.integration.as_str()).collect();
+        assert_eq!(order, ["a", "b", "a"]);
+        drop(first);
+        // The next batch starts with `b`.
+        let (e, _p) = next(&d, &names, &s, &m).unwrap();
+        assert_eq!(e.integration, "b");
+    }
+
+    #[test]
+    fn a_half_open_breaker_lets_exactly_one_probe_through() {
+        let (s, m) = (store_with(&[("a", 5), ("b", 2)]), Metrics::default());
+        let names = ids(&["a", "b"]);
+        let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO));
+        d.lock().breakers.record("a", Verdict::VendorFailure, &m);
+        assert_eq!(d.breaker_state("a"), "open");
+        let taken: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        let of_a = taken.iter().filter(|(e, _)| e.integration == "a").count();
+        assert_eq!((of_a, taken.len()), (1, 3), "one probe of `a`, all of `b`");
+        assert_eq!(d.breaker_state("a"), "half-open");
+        // The probe succeeds: `a` is served in full again.
+        d.record_with(&m, "a", Verdict::Success);
+        let more: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        assert_eq!(
+            more.len(),
+            3,
+            "up to `a`'s limit of 4 with the probe still held"
+        );
+    }
+
+    #[test]
+    fn claimed_events_not_started_are_handed_back_uncounted() {
+        let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = Dispatcher::with(4, 4, Breakers::new(5, Duration::from_secs(60)));
+        let (started, permit) = next(&d, &names, &s, &m).unwrap();
+        assert_eq!(s.held_by(RUN).unwrap(), 4, "the batch is leased to the run");
+        assert_eq!(d.hand_back(&s, RUN), 3);
+        assert_eq!(d.in_flight("a"), 1, "only the started one holds a place");
+        assert_eq!(s.held_by(RUN).unwrap(), 1);
+        for e in s.events("a", 10).unwrap() {
+            if e.id == started.id {
+                continue;
+            }
+            assert_eq!((e.state, e.attempts), (EventState::Queued, 0));
+            let d = s.event_detail(e.id).unwrap().unwrap();
+            assert!(d.attempts_history.is_empty(), "never started: no attempt");
+        }
+        drop(permit);
+        assert_eq!(d.in_flight("a"), 0);
     }
 }

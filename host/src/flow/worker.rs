@@ -1,9 +1,11 @@
-//! Workers: claim due events from the store, run them through [`flow`](super), and record
+//! Workers: take due events from the [`Dispatcher`], run them through [`flow`](super), and record
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
 //! after `max_attempts`, each attempt kept in the event's history. Which event a free worker takes
-//! is the [`Dispatcher`]'s choice (fair across integrations, bulkheads, circuit breakers). A
-//! claimed event is leased to this process's run and renewed by its heartbeat
-//! ([`super::heartbeat`]); after a crash the next run takes it back at once.
+//! is the dispatcher's choice (fair across integrations, bulkheads, circuit breakers; claimed in
+//! batches for every free worker). A claimed event is leased to this process's run and renewed by
+//! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
+//! stop, a worker finishes its event (or hands it back when the grace period ends) and claimed
+//! events nobody started go back to the queue uncounted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +68,7 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                             Ok(false) => {}
                             Err(e) => tracing::error!(event = id, error = %e, "cannot hand back an event"),
                         }
-                        return;
+                        break;
                     }
                 }
             }
@@ -90,6 +92,15 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                 tokio::time::sleep(IDLE).await;
             }
         }
+    }
+    // Claimed for workers that will not start them now: back to the queue, uncounted.
+    let n = dispatcher.hand_back(&app.store, &run);
+    if n > 0 {
+        app.registry.runtime().metrics().released(n as u64);
+        tracing::info!(
+            events = n,
+            "stopping: claimed events not started handed back"
+        );
     }
 }
 

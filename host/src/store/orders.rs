@@ -51,7 +51,6 @@ pub fn rank(state: &str) -> u8 {
     }
 }
 
-
 /// A note an order's status asks to be written to the ATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNote {

@@ -2,11 +2,19 @@
 //! recording each attempt's outcome with its history (`attempts`, bounded per event), and the
 //! read side operators use (one event with its attempts, listings by state).
 //!
-//! Claim semantics are one row at a time, "the oldest due event of this integration (or of any
-//! integration not excluded) that nobody holds". On PostgreSQL that is
-//! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now [AND integration = $i]
-//!  ORDER BY next_attempt_at, id LIMIT 1 FOR UPDATE SKIP LOCKED` followed by the same `UPDATE`;
-//! SQLite gets the same effect from its single writer (one connection behind a mutex).
+//! Two claims. [`Store::claim`]: one row, "the oldest due event of this integration (or of any
+//! integration not excluded) that nobody holds". [`Store::claim_batch`]: what the dispatcher uses,
+//! up to a given number of due events per integration and in total, in **one transaction** (one
+//! fsync for all of them), dealt round robin across the integrations. Every claimed event is
+//! leased to the run at once, whether a worker starts it now or a moment later, so the heartbeat
+//! renews it and a crash hands it back like a running one; one never started is handed back on a
+//! graceful stop by [`Store::unclaim`] (its attempt not counted, nothing in its history).
+//!
+//! On PostgreSQL, per integration:
+//! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now AND integration = $i
+//!  ORDER BY next_attempt_at, id LIMIT $k FOR UPDATE SKIP LOCKED` followed by the same `UPDATE`
+//! (`LIMIT 1` for [`Store::claim`]), all in one transaction; SQLite gets the same effect from its
+//! single writer (one connection behind a mutex).
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
 
@@ -223,6 +231,85 @@ impl Store {
         conn.query_row(&sql, params_from_iter(args), event_row)
             .optional()
             .map_err(Into::into)
+    }
+
+    /// Claims, in one transaction, up to `want` due events of each integration and at most
+    /// `total` in all, leased to `run` for `lease_ms`. Oldest first within an integration, dealt
+    /// round robin across them in the order of `wants` (the first integration gets the first
+    /// event, the second the second, …), which is also the order returned.
+    pub fn claim_batch(
+        &self,
+        run: &str,
+        lease_ms: i64,
+        wants: &[(&str, usize)],
+        total: usize,
+    ) -> Result<Vec<Event>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id FROM events
+                 WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
+                 ORDER BY next_attempt_at, id LIMIT ?3",
+            )?;
+            for (integration, want) in wants {
+                let n = (*want).min(total) as i64;
+                let ids = stmt
+                    .query_map(params![now, integration, n], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                due.push(ids);
+            }
+        }
+        // Deal: one per integration per round, until `total` or nothing is left.
+        let mut order = Vec::new();
+        while order.len() < total && due.iter().any(|d| !d.is_empty()) {
+            for ids in due.iter_mut() {
+                if order.len() == total {
+                    break;
+                }
+                if let Some(id) = ids.pop_front() {
+                    order.push(id);
+                }
+            }
+        }
+        let mut claimed = Vec::with_capacity(order.len());
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
+                    claimed_at = ?4, attempts = attempts + 1
+                 WHERE id = ?1 AND state = 'queued'
+                 RETURNING {EVENT_COLS}"
+            ))?;
+            for id in order {
+                let row = stmt
+                    .query_row(params![id, run, now + lease_ms, now], event_row)
+                    .optional()?;
+                claimed.extend(row);
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// Hands back events this run claimed but never started (a graceful stop): queued again as
+    /// they were, the claim's attempt not counted, nothing added to their history. Returns how
+    /// many were still held.
+    pub fn unclaim(&self, ids: &[i64], run: &str) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for id in ids {
+            n += tx.execute(
+                "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                    claimed_at = NULL, attempts = MAX(attempts - 1, 0)
+                 WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                params![id, run],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
