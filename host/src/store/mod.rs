@@ -2,7 +2,8 @@
 //! connectors' key-value state.
 //!
 //! Invariants:
-//! - an event row is committed before the webhook that carried it is acknowledged;
+//! - an event row is committed before the webhook that carried it is acknowledged (in the batch
+//!   that holds it: see [`writer`]);
 //! - `(integration, dedupe_key)` is unique, so a redelivered webhook or callback never queues twice;
 //! - an order's state only moves forward (see [`rank`]), so a late or replayed callback cannot undo
 //!   a newer status;
@@ -11,26 +12,33 @@
 //!
 //! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
 //! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
+//! Writes on a hot path go through [`Store::write`] instead: the [`writer`] thread commits
+//! concurrent writes together (group commit, one fsync per batch) and answers each only after
+//! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake, kv), [`orders`] (orders, notes, a status recorded in one
 //! transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
-//! renewal, taking back a dead run's events), [`admin`] (operator tables).
+//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`writer`] (group
+//! commit).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/` and nothing outside sees a connection
 //! except the few `pub(crate)` helpers Gem's tables use; callers see only `Store`'s methods and
 //! plain types. A PostgreSQL backend implements the same methods: the queue's claim becomes
 //! `SELECT … FOR UPDATE SKIP LOCKED` + `UPDATE` (see [`queue`]), runs and leases are already
-//! designed for several hosts on one database (see [`runs`]), and multi-statement steps are
-//! already single transactions.
+//! designed for several hosts on one database (see [`runs`]), multi-statement steps are
+//! already single transactions, and group commit is the same batching over one PostgreSQL
+//! connection (`BEGIN`, a `SAVEPOINT` per job, one `COMMIT`: see [`writer`]).
 
 pub mod admin;
 pub mod orders;
 pub mod queue;
 pub mod runs;
+pub mod writer;
 
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
+pub use writer::WriterStats;
 pub mod oauth;
 pub mod verdicts;
 
@@ -47,6 +55,16 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create the database directory: {0}")]
     Io(#[from] std::io::Error),
+    /// The write itself succeeded, but the transaction holding it (shared with other writes)
+    /// could not be committed: nothing of it is stored.
+    #[error("the batch holding this write could not be committed: {0}")]
+    Batch(String),
+    /// The writer thread is gone (the store is being dropped): the write was not made.
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    /// The write panicked; it was rolled back.
+    #[error("a store write panicked")]
+    Panicked,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -55,6 +73,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// Group commit for [`Store::write`]; its thread ends with the last clone.
+    writer: writer::Writer,
 }
 
 /// Lifecycle of an event. Transitions: queued → running → (done | skipped | queued again with a
@@ -209,18 +229,77 @@ impl Store {
         conn.execute_batch(runs::SCHEMA)?;
         conn.execute_batch(crate::store::oauth::SCHEMA)?;
         verdicts::migrate(&conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let writer = writer::Writer::start(conn.clone())?;
+        Ok(Store { conn, writer })
     }
 
     /// The connection, for modules that own their tables (`gem::keys`, `gem::screening`).
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (statements are atomic).
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.conn)
     }
 
-    /// Queues an event unless its dedupe key was seen before. Committed when this returns.
+    /// Runs `job` on the [`writer`] thread, in a transaction shared with the other writes that
+    /// arrived meanwhile (group commit), inside a savepoint of its own: if it fails, only it is
+    /// rolled back. Returns once that transaction committed (or failed: [`StoreError::Batch`],
+    /// nothing of the job stored). Waits while the writer's queue is full.
+    ///
+    /// `job` must not begin, commit or roll back a transaction, and must not call any `Store`
+    /// method: the writer holds the connection (a deadlock). Keep it short: the whole batch
+    /// waits for it. Crate-only, so that no connection leaks past the backend seam.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(job).await
+    }
+
+    /// Commits and batch sizes of [`Store::write`] so far (metrics).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
+    /// [`Store::enqueue`] through the [`writer`]: committed with the writes that arrived at the
+    /// same time, answered once durable. For intake on async threads.
+    pub async fn enqueue_batched(
+        &self,
+        integration: &str,
+        kind: &str,
+        dedupe_key: &str,
+        payload: &str,
+    ) -> Result<Enqueued> {
+        let (integration, kind, dedupe_key, payload) = (
+            integration.to_owned(),
+            kind.to_owned(),
+            dedupe_key.to_owned(),
+            payload.to_owned(),
+        );
+        self.write(move |conn| enqueue_on(conn, &integration, &kind, &dedupe_key, &payload))
+            .await
+    }
+
+    /// [`Store::enqueue_all`] through the [`writer`]: all or none, in one savepoint of a shared
+    /// batch, answered once durable.
+    pub async fn enqueue_all_batched(
+        &self,
+        integration: &str,
+        kind: &str,
+        events: Vec<(String, String)>,
+    ) -> Result<Vec<Enqueued>> {
+        let (integration, kind) = (integration.to_owned(), kind.to_owned());
+        self.write(move |conn| {
+            events
+                .iter()
+                .map(|(key, payload)| enqueue_on(conn, &integration, &kind, key, payload))
+                .collect()
+        })
+        .await
+    }
+
+    /// Queues an event unless its dedupe key was seen before. Committed when this returns, in a
+    /// commit of its own on the calling thread (tests, tools); intake uses
+    /// [`Store::enqueue_batched`].
     pub fn enqueue(
         &self,
         integration: &str,
@@ -332,6 +411,12 @@ impl Store {
     }
 }
 
+/// The connection, even after a panic while it was held: SQLite stays consistent (statements and
+/// transactions are atomic; the writer rolls back what a panicking job left).
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// [`Store::enqueue`] on a connection (or transaction) the caller holds, so that an event can be
 /// committed together with rows that describe it.
 pub(crate) fn enqueue_on(
@@ -395,6 +480,38 @@ mod tests {
                 same_payload: false,
                 ..
             }
+        ));
+        assert_eq!(s.queue_depth().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn batched_intake_dedupes_like_the_direct_one() {
+        let (s, _dir) = temp_store();
+        let new = s.enqueue_batched("i", "k", "tok", "{}").await.unwrap();
+        assert!(matches!(new, Enqueued::New(_)));
+        let again = s
+            .enqueue_all_batched(
+                "i",
+                "k",
+                vec![
+                    ("tok".into(), "{}".into()),
+                    ("tok".into(), "{\"x\":1}".into()),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            again.as_slice(),
+            [
+                Enqueued::Duplicate {
+                    same_payload: true,
+                    ..
+                },
+                Enqueued::Duplicate {
+                    same_payload: false,
+                    ..
+                }
+            ]
         ));
         assert_eq!(s.queue_depth().unwrap(), 1);
     }

@@ -1,0 +1,473 @@
+//! Group commit: writes from many concurrent requests share one transaction, hence one fsync.
+//!
+//! With `synchronous=FULL` every commit costs an fsync, and the disk, not SQLite, sets the pace:
+//! one row per commit is a few thousand commits a second, fifty rows per commit tens of times
+//! more rows. Durability stays as promised — a write is answered only after the transaction
+//! holding it committed — so the way up is to share commits, never to skip them.
+//!
+//! How it works: one dedicated OS thread (`switchyard-store-writer`) receives jobs over a bounded
+//! channel; a sender waits while the channel is full (backpressure, never an unbounded queue).
+//! The thread blocks for the first job, then takes whatever else is already waiting (up to
+//! [`MAX_BATCH`]): the jobs that arrived while the previous commit's fsync ran. No timer: a lone
+//! write is committed at once, and under load batches grow by themselves. It then locks the
+//! store's connection, runs `BEGIN IMMEDIATE`, each job inside its own `SAVEPOINT` (a job that
+//! fails is rolled back alone and gets its own error; the others go on), `COMMIT`, and only then
+//! answers every job. If `BEGIN` or `COMMIT` (or a savepoint) fails, the transaction is rolled
+//! back and every job of the batch gets [`StoreError::Batch`]: nothing of it is half-written,
+//! and the next batch starts clean.
+//!
+//! A job gets the connection as `&Connection` and must not begin, commit or roll back a
+//! transaction itself (its savepoint already makes it atomic), nor call any [`Store`] method:
+//! those lock the connection the writer already holds (a deadlock).
+//!
+//! The thread ends when the last [`Store`] clone is dropped (its channel closes).
+//!
+//! **PostgreSQL.** The same batching over one connection: `BEGIN`, a `SAVEPOINT` per job, one
+//! `COMMIT` (one WAL flush for the batch). Only the job closures' connection type changes.
+//!
+//! [`Store`]: super::Store
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{lock, Result, StoreError};
+
+/// Most jobs committed together; a bound on how long one batch holds the connection.
+pub const MAX_BATCH: usize = 512;
+
+/// Jobs that may wait for the writer before senders wait too.
+const CHANNEL: usize = 2 * MAX_BATCH;
+
+/// Counters of the writer since the store was opened (for metrics and tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches committed.
+    pub commits: u64,
+    /// Jobs committed (`writes / commits` is the mean batch size).
+    pub writes: u64,
+    /// Batches rolled back because `BEGIN`, a savepoint or `COMMIT` failed.
+    pub failed_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    failed_batches: AtomicU64,
+    /// Jobs taken off the channel (tests: with the channel's length, all jobs sent).
+    taken: AtomicU64,
+}
+
+/// The sending side, held by every [`Store`](super::Store) clone.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    counters: Arc<Counters>,
+}
+
+/// A job in the batch: run inside its savepoint, answered once the batch's outcome is known.
+trait Job: Send {
+    /// Runs the write; false if it failed (its savepoint is then rolled back).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller; `batch` is the outcome of the transaction that held the job.
+    fn answer(self: Box<Self>, batch: &std::result::Result<(), String>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    done: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A panicking job must not take the writer (and every later write) down with it.
+        let done =
+            catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panicked));
+        let ok = done.is_ok();
+        self.done = Some(done);
+        ok
+    }
+
+    fn answer(self: Box<Self>, batch: &std::result::Result<(), String>) {
+        let answer = match (self.done, batch) {
+            // Its own failure: nothing of it was kept, whatever the batch did.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(reason)) => Err(StoreError::Batch(reason.clone())),
+            (None, Ok(())) => Err(StoreError::Batch("the write did not run".into())),
+        };
+        // The caller may have gone (request cancelled): the write stands, nobody to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread over `conn`.
+    pub(crate) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Writer> {
+        let (jobs, rx) = mpsc::channel(CHANNEL);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("switchyard-store-writer".into())
+            .spawn(move || run(&conn, rx, &thread_counters))?;
+        Ok(Writer { jobs, counters })
+    }
+
+    /// Runs `job` in the next batch; answers after the batch committed.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work: Some(job),
+            done: None,
+            reply,
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Jobs sent so far: taken by the writer or still in the channel.
+    #[cfg(test)]
+    fn sent(&self) -> u64 {
+        self.counters.taken.load(Ordering::SeqCst)
+            + (self.jobs.max_capacity() - self.jobs.capacity()) as u64
+    }
+}
+
+/// The writer thread's loop; returns when every sender is gone.
+fn run(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Box<dyn Job>>, counters: &Counters) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        counters
+            .taken
+            .fetch_add(batch.len() as u64, Ordering::SeqCst);
+        let outcome = commit(&lock(conn), &mut batch);
+        match &outcome {
+            Ok(()) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .writes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(reason) => {
+                counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(jobs = batch.len(), error = %reason, "store batch rolled back");
+            }
+        }
+        // Answered after the lock is released: callers may go on to read the store at once.
+        for job in batch.drain(..) {
+            job.answer(&outcome);
+        }
+    }
+}
+
+/// One transaction over `jobs`. `Err` = rolled back, nothing of the batch is stored.
+fn commit(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| format!("cannot begin: {e}"))?;
+    let result = run_jobs(conn, jobs).and_then(|()| {
+        conn.execute_batch("COMMIT")
+            .map_err(|e| format!("cannot commit: {e}"))
+    });
+    if result.is_err() && !conn.is_autocommit() {
+        // A failed COMMIT (e.g. a deferred constraint, a full disk) leaves the transaction open.
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "cannot roll back a failed store batch");
+        }
+    }
+    result
+}
+
+fn run_jobs(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
+    for job in jobs.iter_mut() {
+        conn.execute_batch("SAVEPOINT job")
+            .map_err(|e| format!("cannot open a savepoint: {e}"))?;
+        let ok = job.run(conn);
+        if conn.is_autocommit() {
+            // SQLite aborted the whole transaction (or the job ended it): earlier jobs are gone.
+            return Err("the batch's transaction was ended by one of its writes".into());
+        }
+        if !ok {
+            conn.execute_batch("ROLLBACK TO job")
+                .map_err(|e| format!("cannot roll back a failed write: {e}"))?;
+        }
+        conn.execute_batch("RELEASE job")
+            .map_err(|e| format!("cannot release a savepoint: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use rusqlite::params;
+
+    fn temp_store() -> Store {
+        let dir = std::env::temp_dir().join(format!("sy-writer-{}", uuid::Uuid::new_v4()));
+        Store::open(&dir.join("t.db")).expect("open")
+    }
+
+    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO t (n) VALUES (?1)", params![n])?;
+            Ok(n)
+        }
+    }
+
+    fn rows(store: &Store) -> Vec<i64> {
+        let conn = store.conn();
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    /// A store with a table `t (n UNIQUE)`, and (on the writer's connection) a deferred foreign
+    /// key that only COMMIT checks: a row of `child` whose parent is missing fails the batch.
+    fn store_with_tables() -> Store {
+        let store = temp_store();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TABLE t (n INTEGER NOT NULL UNIQUE);
+                 PRAGMA foreign_keys = ON;
+                 CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TEMP TABLE child (
+                     parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        store
+    }
+
+    /// Holds the writer inside a job of its own until the returned sender is used: writes sent
+    /// meanwhile wait in the channel and make up the next batch, whatever the machine's speed.
+    async fn hold_writer(
+        store: &Store,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
+        let taken = || store.writer.counters.taken.load(Ordering::SeqCst);
+        let before = taken();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let s = store.clone();
+        let gate = tokio::spawn(async move {
+            s.write(move |_| {
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+        });
+        // Taken off the channel: its batch is fixed, later writes wait for the next one.
+        for _ in 0..10_000 {
+            if taken() > before {
+                return (release, gate);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the writer never took the holding job")
+    }
+
+    /// Waits (bounded) until `n` writes were sent since the store opened.
+    async fn wait_sent(store: &Store, n: u64) {
+        for _ in 0..10_000 {
+            if store.writer.sent() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("only {} of {n} writes sent", store.writer.sent());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_one_commit() {
+        let store = store_with_tables();
+        const N: i64 = 200;
+        let (release, gate) = hold_writer(&store).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..N {
+            let s = store.clone();
+            tasks.spawn(async move { s.write(insert(n)).await });
+        }
+        wait_sent(&store, 1 + N as u64).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let stats = store.writer_stats();
+        assert_eq!(
+            (stats.commits, stats.writes),
+            (2, 1 + N as u64),
+            "the held job's batch, then one batch of all {N}"
+        );
+        assert_eq!(rows(&store), (0..N).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_write_fails_alone() {
+        let store = store_with_tables();
+        store.write(insert(1)).await.unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let good = tokio::spawn({
+            let s = store.clone();
+            async move { s.write(insert(2)).await }
+        });
+        // Two statements, the second a duplicate: its first insert must be rolled back too.
+        let bad = tokio::spawn({
+            let s = store.clone();
+            async move {
+                s.write(|c| {
+                    c.execute("INSERT INTO t (n) VALUES (3)", [])?;
+                    c.execute("INSERT INTO t (n) VALUES (1)", [])?;
+                    Ok(())
+                })
+                .await
+            }
+        });
+        let panics = tokio::spawn({
+            let s = store.clone();
+            async move {
+                s.write(|c| -> Result<()> {
+                    c.execute("INSERT INTO t (n) VALUES (4)", [])?;
+                    panic!("a job that panics (expected by this test)")
+                })
+                .await
+            }
+        });
+        let after = tokio::spawn({
+            let s = store.clone();
+            async move { s.write(insert(5)).await }
+        });
+        wait_sent(&store, 6).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert_eq!(good.await.unwrap().unwrap(), 2);
+        assert!(matches!(
+            bad.await.unwrap(),
+            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(..)))
+        ));
+        assert!(matches!(panics.await.unwrap(), Err(StoreError::Panicked)));
+        assert_eq!(after.await.unwrap().unwrap(), 5);
+        assert_eq!(rows(&store), vec![1, 2, 5]);
+        let stats = store.writer_stats();
+        assert_eq!(
+            (stats.commits, stats.failed_batches),
+            (3, 0),
+            "the four shared one commit"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failed_commit_fails_its_whole_batch_and_later_batches_commit() {
+        let store = store_with_tables();
+        let (release, gate) = hold_writer(&store).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let s = store.clone();
+            tasks.spawn(async move { s.write(insert(n)).await });
+        }
+        // Passes its statement; COMMIT then finds the missing parent and fails.
+        let orphan = tokio::spawn({
+            let s = store.clone();
+            async move {
+                s.write(|c| {
+                    c.execute("INSERT INTO child (parent) VALUES (42)", [])?;
+                    Ok(())
+                })
+                .await
+            }
+        });
+        wait_sent(&store, 22).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert!(matches!(orphan.await.unwrap(), Err(StoreError::Batch(_))));
+        while let Some(r) = tasks.join_next().await {
+            assert!(
+                matches!(r.unwrap(), Err(StoreError::Batch(_))),
+                "every write of the batch fails with it"
+            );
+        }
+        assert!(rows(&store).is_empty(), "nothing of the failed batch");
+        assert_eq!(store.writer_stats().failed_batches, 1);
+
+        // The next batch starts clean.
+        store.write(insert(100)).await.unwrap();
+        assert_eq!(rows(&store), vec![100]);
+        let orphans: i64 = store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM child", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orphans, 0);
+    }
+
+    /// Figures, not a pass/fail test (`cargo test --release -p switchyard --lib writer_figures
+    /// -- --ignored --nocapture`): rows/s of N concurrent writes through the writer vs one
+    /// commit each on the same disk.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn writer_figures() {
+        const N: i64 = 5_000;
+        let store = store_with_tables();
+        let started = std::time::Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..N {
+            let s = store.clone();
+            tasks.spawn(async move { s.write(insert(n)).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let grouped = started.elapsed();
+        let stats = store.writer_stats();
+        let started = std::time::Instant::now();
+        for n in N..N + 1000 {
+            store
+                .conn()
+                .execute("INSERT INTO t (n) VALUES (?1)", params![n])
+                .unwrap();
+        }
+        let single = started.elapsed();
+        eprintln!(
+            "figure: {N} concurrent writes through the writer: {:.0} rows/s ({} commits, mean batch {:.1}); \
+             one commit each: {:.0} rows/s",
+            N as f64 / grouped.as_secs_f64(),
+            stats.commits,
+            stats.writes as f64 / stats.commits.max(1) as f64,
+            1000.0 / single.as_secs_f64()
+        );
+    }
+}
