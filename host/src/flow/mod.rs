@@ -247,7 +247,8 @@ async fn start(
         opportunity,
         &started.status,
         event.id,
-    )?;
+    )
+    .await?;
     integration
         .ats
         .sync(
@@ -312,7 +313,8 @@ async fn vendor_status(
         &order.opportunity_id,
         &update.status,
         event.id,
-    )?;
+    )
+    .await?;
     integration
         .ats
         .sync(
@@ -336,7 +338,7 @@ fn verdict_labels(connector: &LoadedConnector) -> &[String] {
 /// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
 /// the state stays the same) and its note, if any. `seq` orders the updates as they were
 /// accepted (the id of the event carrying this one).
-fn record_status(
+async fn record_status(
     app: &App,
     integration: &Integration,
     connector: &LoadedConnector,
@@ -369,7 +371,7 @@ fn record_status(
     };
     // One transaction: new order inserted, known one (a retry, a callback) moved forward, never
     // back; the verdict and the note with it, or nothing.
-    app.store.record_status(&record)?;
+    app.store.record_status(record).await?;
     let shown = status
         .verdict
         .as_ref()

@@ -208,7 +208,7 @@ async fn handle(
         started_at_ms,
         took_ms,
     };
-    match app.store.finish(event.id, &finish) {
+    match app.store.finish(event.id, &finish).await {
         Ok(true) => {}
         // Another run took it (this one was declared dead): its outcome wins, not ours.
         Ok(false) => tracing::warn!(

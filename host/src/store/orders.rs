@@ -144,7 +144,7 @@ fn add_note_on(
 
 /// [`Store::record_status`] on a connection (or transaction) the caller holds: the caller makes
 /// it atomic.
-pub(crate) fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
+fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
     let order = Order {
         verdict: None,
         ..rec.order.clone()
@@ -178,14 +178,12 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
 
 impl Store {
     /// Records one status of an order atomically (see the module docs): the order inserted or
-    /// moved forward, the verdict unless a newer one is set, the note once. Committed when this
-    /// returns; on an error nothing of it is.
-    pub fn record_status(&self, rec: &StatusRecord) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        record_status_on(&tx, rec)?;
-        tx.commit()?;
-        Ok(())
+    /// moved forward, the verdict unless a newer one is set, the note once. Through the
+    /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
+    /// the moment (one fsync for all), answered once that transaction committed; on an error
+    /// nothing of this status is stored.
+    pub async fn record_status(&self, rec: StatusRecord) -> Result<()> {
+        self.write(move |conn| record_status_on(conn, &rec)).await
     }
 
     /// Records a new order, or returns the existing one (a retried start-screening).
@@ -336,10 +334,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_status_records_order_verdict_and_note_and_a_replay_changes_nothing() {
+    #[tokio::test]
+    async fn a_status_records_order_verdict_and_note_and_a_replay_changes_nothing() {
         let (s, _dir) = temp_store();
-        s.record_status(&status(pending(), None, 1, None)).unwrap();
+        s.record_status(status(pending(), None, 1, None))
+            .await
+            .unwrap();
         let complete = Order {
             state: "complete".into(),
             label: "Done".into(),
@@ -347,10 +347,11 @@ mod tests {
             ..pending()
         };
         let done = status(complete, Some("Up"), 5, Some("report ready"));
-        s.record_status(&done).unwrap();
+        s.record_status(done.clone()).await.unwrap();
         // A retried step, and a late pending update: nothing moves back, no second note.
-        s.record_status(&done).unwrap();
-        s.record_status(&status(pending(), Some("Down"), 3, None))
+        s.record_status(done).await.unwrap();
+        s.record_status(status(pending(), Some("Down"), 3, None))
+            .await
             .unwrap();
         let o = s.order("i", "o1").unwrap().unwrap();
         assert_eq!(
@@ -362,8 +363,8 @@ mod tests {
         assert_eq!(notes[0].text, "report ready");
     }
 
-    #[test]
-    fn a_status_that_fails_part_way_leaves_nothing_written() {
+    #[tokio::test]
+    async fn a_status_that_fails_part_way_leaves_nothing_written() {
         let (s, _dir) = temp_store();
         // The note's insert fails after the order's insert and the verdict succeeded.
         s.conn()
@@ -373,11 +374,11 @@ mod tests {
             )
             .unwrap();
         let rec = status(pending(), Some("Up"), 1, Some("hello"));
-        assert!(s.record_status(&rec).is_err());
+        assert!(s.record_status(rec.clone()).await.is_err());
         assert_eq!(s.order("i", "o1").unwrap(), None, "no order half-recorded");
         s.conn().execute_batch("DROP TRIGGER no_notes").unwrap();
         // The retry records all of it.
-        s.record_status(&rec).unwrap();
+        s.record_status(rec).await.unwrap();
         let o = s.order("i", "o1").unwrap().unwrap();
         assert_eq!(o.verdict.as_deref(), Some("Up"));
         assert_eq!(s.unwritten_notes("i", "opp").unwrap().len(), 1);

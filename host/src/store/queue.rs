@@ -199,6 +199,61 @@ pub(crate) fn record_attempt(
     Ok(())
 }
 
+/// [`Finish`], owned, for a job of the writer.
+struct Outcome {
+    run: String,
+    state: EventState,
+    error: Option<String>,
+    connector_version: Option<String>,
+    retry_at: Option<i64>,
+    started_at_ms: i64,
+    took_ms: i64,
+}
+
+/// [`Store::finish`] on a connection the caller holds in a transaction (or savepoint).
+fn finish_on(conn: &Connection, id: i64, f: &Outcome) -> Result<bool> {
+    let (state, next, finished) = match f.retry_at {
+        Some(at) => (EventState::Queued, at, None),
+        None => (f.state, 0, Some(now_ms())),
+    };
+    // A success keeps the last error: what went wrong before stays visible (and in history).
+    let n = conn.execute(
+        "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
+            connector_version = COALESCE(?4, connector_version),
+            next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
+            lease_until = NULL, lease_run = NULL, finished_at = ?6
+         WHERE id = ?1 AND state = 'running' AND lease_run = ?7",
+        params![
+            id,
+            state.as_str(),
+            f.error,
+            f.connector_version,
+            next,
+            finished,
+            f.run
+        ],
+    )?;
+    if n == 1 {
+        let outcome = match (f.retry_at, f.state) {
+            (Some(_), _) => AttemptOutcome::Retry,
+            (None, EventState::Done) => AttemptOutcome::Done,
+            (None, EventState::Skipped) => AttemptOutcome::Skipped,
+            _ => AttemptOutcome::Dead,
+        };
+        record_attempt(
+            conn,
+            id,
+            Some(&f.run),
+            f.started_at_ms,
+            f.took_ms,
+            outcome,
+            f.error.as_deref(),
+            f.connector_version.as_deref(),
+        )?;
+    }
+    Ok(n == 1)
+}
+
 impl Store {
     /// Claims the oldest due queued event allowed by `claim`, leased to `claim.run`.
     pub fn claim(&self, claim: &Claim<'_>) -> Result<Option<Event>> {
@@ -322,53 +377,22 @@ impl Store {
         Ok(next.map(|t| (t - now_ms()).max(0)))
     }
 
-    /// Records the outcome of an attempt and appends it to the event's history, in one
-    /// transaction. Fenced by the lease: if `f.run` no longer holds the event (its run was
-    /// declared dead and another run took it), nothing changes and this returns false.
-    pub fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let (state, next, finished) = match f.retry_at {
-            Some(at) => (EventState::Queued, at, None),
-            None => (f.state, 0, Some(now_ms())),
+    /// Records the outcome of an attempt and appends it to the event's history, atomically.
+    /// Fenced by the lease: if `f.run` no longer holds the event (its run was declared dead and
+    /// another run took it), nothing changes and this returns false. Through the
+    /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
+    /// the moment, answered once that transaction committed.
+    pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
+        let outcome = Outcome {
+            run: f.run.to_owned(),
+            state: f.state,
+            error: f.error.map(str::to_owned),
+            connector_version: f.connector_version.map(str::to_owned),
+            retry_at: f.retry_at,
+            started_at_ms: f.started_at_ms,
+            took_ms: f.took_ms,
         };
-        // A success keeps the last error: what went wrong before stays visible (and in history).
-        let n = tx.execute(
-            "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
-                connector_version = COALESCE(?4, connector_version),
-                next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
-                lease_until = NULL, lease_run = NULL, finished_at = ?6
-             WHERE id = ?1 AND state = 'running' AND lease_run = ?7",
-            params![
-                id,
-                state.as_str(),
-                f.error,
-                f.connector_version,
-                next,
-                finished,
-                f.run
-            ],
-        )?;
-        if n == 1 {
-            let outcome = match (f.retry_at, f.state) {
-                (Some(_), _) => AttemptOutcome::Retry,
-                (None, EventState::Done) => AttemptOutcome::Done,
-                (None, EventState::Skipped) => AttemptOutcome::Skipped,
-                _ => AttemptOutcome::Dead,
-            };
-            record_attempt(
-                &tx,
-                id,
-                Some(f.run),
-                f.started_at_ms,
-                f.took_ms,
-                outcome,
-                f.error,
-                f.connector_version,
-            )?;
-        }
-        tx.commit()?;
-        Ok(n == 1)
+        self.write(move |conn| finish_on(conn, id, &outcome)).await
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
@@ -538,8 +562,8 @@ mod tests {
         assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
     }
 
-    #[test]
-    fn a_retried_event_keeps_every_attempt_and_its_last_error() {
+    #[tokio::test]
+    async fn a_retried_event_keeps_every_attempt_and_its_last_error() {
         let s = temp_store();
         s.enqueue("a", "k", "1", "{}").unwrap();
         let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
@@ -547,11 +571,12 @@ mod tests {
             retry_at: Some(now_ms() - 1),
             ..finish("r", EventState::Queued, Some("vendor timed out"))
         };
-        assert!(s.finish(e.id, &retry).unwrap());
+        assert!(s.finish(e.id, &retry).await.unwrap());
         let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
         assert_eq!(e.attempts, 2);
         assert!(s
             .finish(e.id, &finish("r", EventState::Done, None))
+            .await
             .unwrap());
         let d = s.event_detail(e.id).unwrap().unwrap();
         assert_eq!(d.event.state, EventState::Done);
@@ -572,8 +597,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn history_is_bounded_and_a_lost_lease_fences_the_outcome() {
+    #[tokio::test]
+    async fn history_is_bounded_and_a_lost_lease_fences_the_outcome() {
         let s = temp_store();
         s.enqueue("a", "k", "1", "{}").unwrap();
         for _ in 0..(HISTORY_PER_EVENT + 5) {
@@ -582,12 +607,13 @@ mod tests {
                 retry_at: Some(now_ms() - 1),
                 ..finish("r", EventState::Queued, Some("x"))
             };
-            assert!(s.finish(e.id, &retry).unwrap());
+            assert!(s.finish(e.id, &retry).await.unwrap());
         }
         let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
         // Another run's outcome for an event it does not hold changes nothing.
         assert!(!s
             .finish(e.id, &finish("other", EventState::Done, None))
+            .await
             .unwrap());
         let d = s.event_detail(e.id).unwrap().unwrap();
         assert_eq!(d.event.state, EventState::Running);
