@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests: where the built connectors are, scratch directories,
 //! and a running [`Stack`](switchyard::demo::Stack) of simulators + host.
 
+pub mod bench_wasm;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -145,11 +145,7 @@ pub async fn start_on(
     let lock_dir = heartbeat::lock_dir(&config);
     let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
-    let runtime = Runtime::with_cache(
-        config.runtime.timeout_ms,
-        config.runtime.caps(),
-        Some(cache),
-    )?;
+    let runtime = Runtime::from_config(&config.runtime, Some(cache))?;
     let registry = Arc::new(Registry::new(runtime).with_limits(config.runtime.limits.clone()));
     if config.runtime.connectors_dir.exists() {
         registry.load_dir(&config.runtime.connectors_dir).await?;

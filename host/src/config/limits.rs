@@ -1,5 +1,6 @@
 //! `[runtime.limits]`: every byte, thread and slot a connector can make the host spend, with its
 //! default. SECURITY.md lists the same table for operators; keep the two in step.
+//! `[runtime.pool]` ([`PoolSettings`]): how much the instance pool reserves up front.
 
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,79 @@ impl SandboxLimits {
             Some((name, _)) => Err(format!("runtime.limits.{name} must be at least 1")),
             None => Ok(()),
         }
+    }
+}
+
+/// `[runtime.pool]`: wasmtime's pooling allocator, which reserves the slots connector instances
+/// live in (linear memories, tables, async stacks) once at start-up and reuses them for every
+/// call, so a call maps and unmaps nothing. Each linear memory slot is as large as
+/// `runtime.max_memory_mib` (so every grant fits) and reserves ~4 GiB of address space, none of
+/// it RAM until used. If the pool cannot be reserved (a virtual-memory limit), the host logs a
+/// warning and allocates on demand; the start-up log says which is in use.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// `false`: allocate every instance on demand (no reservation, slower calls).
+    pub enabled: bool,
+    /// Component instances alive at once: one per running call, plus manifest reads at load and
+    /// validation. 0: `runtime.limits.max_concurrent_calls` + 16. More calls than this fail to
+    /// instantiate (the event is retried), so it must exceed `max_concurrent_calls`.
+    pub instances: u32,
+    /// Linear memories in the pool, all instances together (Rust components have 1, Python
+    /// ones a few). 0: 2 × `instances`.
+    pub memories: u32,
+    /// Tables in the pool, all instances together. 0: 2 × `instances`.
+    pub tables: u32,
+    /// Largest table (elements) of one core instance; a component with a larger one is refused
+    /// at load.
+    pub table_elements: u32,
+    /// Bytes of each linear memory kept resident when a call ends and reset in place (only the
+    /// pages the call touched, where the kernel has `PAGEMAP_SCAN`, Linux ≥ 6.7) instead of
+    /// handed back to the OS: the next call takes no page faults there. Costs up to this much RSS
+    /// per warm memory slot.
+    pub keep_resident_kib: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            enabled: true,
+            instances: 0,
+            memories: 0,
+            tables: 0,
+            table_elements: 65_536,
+            keep_resident_kib: 2048,
+        }
+    }
+}
+
+/// Extra component instances beyond the guest slots: manifest reads at load and validation.
+const POOL_MARGIN: u32 = 16;
+
+impl PoolSettings {
+    /// The component instances of the pool for `limits` (0 → slots + margin).
+    pub fn instances_for(&self, limits: &SandboxLimits) -> u32 {
+        match self.instances {
+            0 => u32::try_from(limits.max_concurrent_calls)
+                .unwrap_or(u32::MAX)
+                .saturating_add(POOL_MARGIN),
+            n => n,
+        }
+    }
+
+    /// Refuses a pool that cannot hold every guest slot.
+    pub fn check(&self, limits: &SandboxLimits) -> Result<(), String> {
+        let instances = self.instances_for(limits) as usize;
+        if self.enabled && instances <= limits.max_concurrent_calls {
+            return Err(format!(
+                "runtime.pool.instances ({instances}) must be above                  runtime.limits.max_concurrent_calls ({}): every running call holds an instance,                  and loading connectors needs a few more",
+                limits.max_concurrent_calls
+            ));
+        }
+        if self.enabled && self.table_elements == 0 {
+            return Err("runtime.pool.table_elements must be at least 1".into());
+        }
+        Ok(())
     }
 }
 

@@ -261,6 +261,8 @@ pub struct RuntimeConfig {
     pub approved_hosts: Vec<String>,
     /// Byte, rate and concurrency bounds of the sandbox (see SECURITY.md).
     pub limits: limits::SandboxLimits,
+    /// The instance pool (`[runtime.pool]`): slots reserved at start-up, reused by every call.
+    pub pool: limits::PoolSettings,
     /// Watch `connectors_dir` and deploy new or changed files (`serve --watch` sets it).
     pub watch: bool,
 }
@@ -287,6 +289,7 @@ impl Default for RuntimeConfig {
             http_timeout_ms: 15_000,
             approved_hosts: Vec::new(),
             limits: limits::SandboxLimits::default(),
+            pool: limits::PoolSettings::default(),
             watch: false,
         }
     }
@@ -527,6 +530,9 @@ impl Config {
     /// Resolves secrets and checks invariants that serde cannot express.
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
         self.runtime.limits.check().map_err(ConfigError::Runtime)?;
+        (self.runtime.pool)
+            .check(&self.runtime.limits)
+            .map_err(ConfigError::Runtime)?;
         if let Some(token) = &mut self.server.admin_token {
             token.resolve()?;
             if token.expose().len() < 16 {

@@ -143,6 +143,19 @@ pub struct CallContext {
     pub detached: bool,
 }
 
+/// The default limits of a context the server has not given its own yet (shared: contexts are
+/// built for every call, and a fresh metrics registry each time was wasted work).
+fn unset_limits() -> Arc<SandboxLimits> {
+    static LIMITS: std::sync::OnceLock<Arc<SandboxLimits>> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(Arc::default).clone()
+}
+
+/// Where a context without the server's metrics counts (never read; shared for the same reason).
+fn unset_metrics() -> Arc<Metrics> {
+    static METRICS: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
+    METRICS.get_or_init(Arc::default).clone()
+}
+
 impl CallContext {
     /// A context with no integration: no settings, no state, no network, no log.
     pub fn detached() -> CallContext {
@@ -159,8 +172,8 @@ impl CallContext {
             http: Arc::new(NoNetwork),
             http_timeout: Duration::from_secs(1),
             timeline: Timeline::default(),
-            limits: Arc::new(SandboxLimits::default()),
-            metrics: Arc::new(Metrics::default()),
+            limits: unset_limits(),
+            metrics: unset_metrics(),
             budget: CallBudget::default(),
             detached: true,
         }
@@ -217,15 +230,11 @@ impl CallContext {
                 integration: integration.id.clone(),
                 connector: connector_id.to_string(),
             })),
-            http: Arc::new(LiveHttp::new(
-                http,
-                Arc::new(SandboxLimits::default()),
-                Arc::default(),
-            )),
+            http: Arc::new(LiveHttp::new(http, unset_limits(), Arc::default())),
             http_timeout,
             timeline,
-            limits: Arc::new(SandboxLimits::default()),
-            metrics: Arc::new(Metrics::default()),
+            limits: unset_limits(),
+            metrics: unset_metrics(),
             budget: CallBudget::default(),
             detached: false,
         }

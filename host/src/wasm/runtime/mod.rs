@@ -13,10 +13,21 @@
 //! linker (their import names differ by version), and [`Pre`] is the pre-instantiated component of
 //! whichever version it speaks.
 //!
-//! Modules: `bindings` (generated, per version), `contract` (version check), `imports` (host
-//! imports on neutral types, and the harness seam), `crypto` (the 0.2 `crypto` import), `limits`
-//! (caps and grants), `output` (bounded guest stderr).
+//! Per call, only what holds guest state is new: the `Store` (its instance, memories, tables,
+//! resource table, WASI context with the stderr buffer, limiter and deadline). The engine, the
+//! linker, the type-checked `InstancePre` and the instance slots ([`alloc`]: the pooling
+//! allocator) are built once and shared; the integration's [`CallContext`] (HTTP clients, limits,
+//! metrics) is shared by `Arc`.
+//!
+//! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bench`
+//! (instantiate + call measurements for the benchmark), `bindings` (generated, per version),
+//! `contract` (version check), `imports` (host imports on neutral types, and the harness seam),
+//! `crypto` (the 0.2 `crypto` import), `limits` (caps and grants), `output` (bounded guest
+//! stderr).
 
+pub mod alloc;
+#[doc(hidden)]
+pub mod bench;
 pub mod bindings;
 pub mod contract;
 pub mod crypto;
@@ -31,10 +42,13 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use alloc::Allocation;
 pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
 pub use limits::{Caps, Grant};
 
+use crate::config::limits::{PoolSettings, SandboxLimits};
+use crate::config::RuntimeConfig;
 use crate::metrics::Metrics;
 use crate::wasm::cache::{CodeCache, Origin};
 
@@ -127,6 +141,7 @@ pub struct Runtime {
     caps: Caps,
     cache: Option<CodeCache>,
     metrics: Arc<Metrics>,
+    allocation: Allocation,
 }
 
 impl Runtime {
@@ -135,16 +150,42 @@ impl Runtime {
         Runtime::with_cache(timeout_ms, caps, None)
     }
 
-    /// Like [`Runtime::new`], keeping compiled code in `cache` across restarts.
+    /// Like [`Runtime::new`], keeping compiled code in `cache` across restarts (the instance
+    /// pool sized from the default `[runtime.pool]` and guest slots).
     pub fn with_cache(
         timeout_ms: u64,
         caps: Caps,
         cache: Option<CodeCache>,
     ) -> anyhow::Result<Arc<Runtime>> {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (pool, limits) = (PoolSettings::default(), SandboxLimits::default());
+        Runtime::build(timeout_ms, caps, &pool, &limits, cache)
+    }
+
+    /// The runtime `[runtime]` describes: its deadline, caps, and the instance pool sized for its
+    /// guest slots. Logs which allocator is in use.
+    pub fn from_config(
+        config: &RuntimeConfig,
+        cache: Option<CodeCache>,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let runtime = Runtime::build(
+            config.timeout_ms,
+            config.caps(),
+            &config.pool,
+            &config.limits,
+            cache,
+        )?;
+        tracing::info!("wasm runtime: {}", runtime.allocation);
+        Ok(runtime)
+    }
+
+    fn build(
+        timeout_ms: u64,
+        caps: Caps,
+        pool: &PoolSettings,
+        limits: &SandboxLimits,
+        cache: Option<CodeCache>,
+    ) -> anyhow::Result<Arc<Runtime>> {
+        let (engine, allocation) = alloc::engine(engine_config(), pool, limits, caps)?;
         let mut linker = Linker::<Invocation>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         // Every served version into the same linker: their import names differ by version.
@@ -175,7 +216,13 @@ impl Runtime {
             caps,
             cache,
             metrics: Arc::new(Metrics::default()),
+            allocation,
         }))
+    }
+
+    /// Which instance allocator the engine uses (pooling with its slots, or on demand and why).
+    pub fn allocation(&self) -> &Allocation {
+        &self.allocation
     }
 
     /// The host's metrics (connector calls are counted where they run).
@@ -290,6 +337,14 @@ impl Runtime {
             Err(_) => Err(InvokeError::Timeout(self.timeout_ms)),
         }
     }
+}
+
+/// The engine settings every runtime (and the benchmark's floor) shares, allocator aside.
+pub(crate) fn engine_config() -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    config
 }
 
 /// Instantiation fails on limits (instances, initial memory) or on a start function's trap.
