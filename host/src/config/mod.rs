@@ -331,8 +331,10 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 8,
-            integration_concurrency: 4,
+            // Measured (misbehave connector + Lever simulator, 2 cores): a step mostly waits on
+            // the ATS, so more workers than cores pay; beyond 16 nothing more was gained.
+            concurrency: 16,
+            integration_concurrency: 8,
             max_attempts: 8,
             delivery_max_attempts: 20,
             retry_base_ms: 2_000,
