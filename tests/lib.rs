@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use switchyard::demo::{Stack, StackOptions};
 
+pub mod host_process;
+
 /// The directory of the built connector components. Panics with the command to run if missing.
 pub fn plugins_dir() -> PathBuf {
     let dir =

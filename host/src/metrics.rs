@@ -17,6 +17,9 @@
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
 //!   `refresh_failed`, `unauthorized` (a 401 that triggered a refresh), `revoked` (Lever no
 //!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
+//! - `switchyard_store_commits_total`, `switchyard_store_batched_writes_total`,
+//!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
+//!   writes / commits is the mean batch size (read from the store when scraped).
 
 use std::time::Duration;
 
@@ -95,6 +98,11 @@ pub struct Metrics {
     breaker_transitions: Family<BreakerLabels, Counter>,
     breaker_open: Family<IntegrationLabels, Gauge>,
     lever_oauth: Family<OutcomeLabels, Counter>,
+    store_commits: Counter,
+    store_writes: Counter,
+    store_failed_batches: Counter,
+    /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
+    store_sync: std::sync::Mutex<()>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,7 +180,28 @@ impl Default for Metrics {
             "Lever OAuth steps by outcome",
             lever_oauth.clone(),
         );
+        let (store_commits, store_writes, store_failed_batches) =
+            (Counter::default(), Counter::default(), Counter::default());
+        registry.register(
+            "store_commits",
+            "Batches committed by the store's group commit",
+            store_commits.clone(),
+        );
+        registry.register(
+            "store_batched_writes",
+            "Writes committed by the store's group commit",
+            store_writes.clone(),
+        );
+        registry.register(
+            "store_failed_batches",
+            "Group-commit batches rolled back (each of their writes answered with an error)",
+            store_failed_batches.clone(),
+        );
         Metrics {
+            store_commits,
+            store_writes,
+            store_failed_batches,
+            store_sync: std::sync::Mutex::new(()),
             limits,
             resumed,
             released,
@@ -282,6 +311,18 @@ impl Metrics {
             .set(i64::from(state != "closed"));
     }
 
+    /// Brings the group-commit counters up to `stats` (the store's own counts, read at scrape).
+    pub fn store_writer(&self, stats: &crate::store::WriterStats) {
+        let _one_at_a_time = self.store_sync.lock().unwrap_or_else(|e| e.into_inner());
+        for (counter, total) in [
+            (&self.store_commits, stats.commits),
+            (&self.store_writes, stats.writes),
+            (&self.store_failed_batches, stats.failed_batches),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store
     /// could not be read, the last value stands).
     pub fn render(&self, queue_depth: Option<i64>) -> String {
@@ -299,6 +340,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_commit_counters_follow_the_stores_totals() {
+        let m = Metrics::default();
+        let stats = |commits, writes| crate::store::WriterStats {
+            commits,
+            writes,
+            failed_batches: 0,
+        };
+        m.store_writer(&stats(2, 10));
+        m.store_writer(&stats(3, 40));
+        let text = m.render(None);
+        assert!(text.contains("switchyard_store_commits_total 3"), "{text}");
+        assert!(
+            text.contains("switchyard_store_batched_writes_total 40"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {

@@ -215,7 +215,7 @@ async fn send(
             .map(|(n, _)| n.clone())
     });
     let shown_package = request.package.clone();
-    match screening::enqueue(&app.store, &id, &sent, &request, idempotency_key.as_deref()) {
+    match screening::enqueue(&app.store, &id, &sent, &request, idempotency_key.as_deref()).await {
         Ok(Queued::New {
             screening_id,
             event_id,

@@ -1,5 +1,8 @@
 //! Intake: webhooks from the ATS and callbacks from vendors. Every accepted request is committed
-//! to the store *before* its 2xx; a refused one stores nothing.
+//! to the store *before* its 2xx; a refused one stores nothing. Their writes go through the
+//! store's group commit ([`crate::store::writer`]): concurrent requests share one transaction
+//! (one fsync), each answered once that transaction committed; if it cannot be, every request
+//! in it gets 503 `storage unavailable, retry later` and nothing of them is stored.
 //!
 //! - `POST /hooks/{integration}/{source}`: an ATS webhook (`source` is the ATS's kind, e.g.
 //!   `lever`), checked by the integration's adapter ([`Ats::verify_webhook`]): wrong signature or
@@ -11,7 +14,7 @@
 //!   connector (run on the guest pool, never on the HTTP threads), which verifies the vendor's
 //!   signature and chooses status, safe headers and body of the reply; the host builds the reply
 //!   ([`super::reply`]). Its status updates (at most `runtime.limits.callback_updates`, each
-//!   bounded) are committed in one transaction before the reply. No free connector slot → 503
+//!   bounded) are committed all or none before the reply. No free connector slot → 503
 //!   with `Retry-After`.
 
 use std::collections::HashMap;
@@ -106,7 +109,11 @@ pub async fn ats(
         metrics.webhook(source, "connector_unavailable");
         return not_ready(&id, e);
     }
-    match app.store.enqueue(&id, kind, &dedupe, &payload) {
+    match app
+        .store
+        .enqueue_batched(&id, kind, &dedupe, &payload)
+        .await
+    {
         Ok(Enqueued::New(event_id)) => {
             metrics.webhook(source, "accepted");
             app.wake.notify_one();
@@ -173,8 +180,9 @@ fn rejection_label(status: StatusCode) -> &'static str {
 }
 
 /// `ANY /hooks/{integration}/vendor[/...]`: a vendor callback. The connector runs on the guest
-/// pool (never on this thread); its updates are checked against the limits and committed in one
-/// transaction before the reply, which the host builds ([`super::reply`]).
+/// pool (never on this thread); its updates are checked against the limits and committed
+/// together (one write of the group commit) before the reply, which the host builds
+/// ([`super::reply`]).
 pub async fn vendor(
     State(app): State<Arc<App>>,
     Path(params): Path<HashMap<String, String>>,
@@ -305,7 +313,11 @@ pub async fn vendor(
     }
     let applied = rows.len();
     if applied > 0 {
-        if let Err(e) = app.store.enqueue_all(&id, VENDOR_STATUS, &rows) {
+        if let Err(e) = app
+            .store
+            .enqueue_all_batched(&id, VENDOR_STATUS, rows)
+            .await
+        {
             tracing::error!(error = %e, "cannot store status updates");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,

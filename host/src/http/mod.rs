@@ -106,12 +106,14 @@ pub fn spawn(
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let depth = app.store.queue_depth().ok();
+    let metrics = app.registry.runtime().metrics();
+    metrics.store_writer(&app.store.writer_stats());
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        app.registry.runtime().metrics().render(depth),
+        metrics.render(depth),
     )
         .into_response()
 }

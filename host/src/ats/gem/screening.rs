@@ -111,10 +111,11 @@ pub fn prior(
     Ok(stored.map(|s| repeat_of(&s, sent)))
 }
 
-/// Commits the screening and its `gem.send` event in one transaction (durable before the 202).
-/// `sent` is the request as Gem sent it, `request` the one to run (default package filled in).
-/// With an idempotency key, a repeat of the same request returns the first screening.
-pub fn enqueue(
+/// Commits the screening and its `gem.send` event together, in one write of the store's group
+/// commit (durable before the 202). `sent` is the request as Gem sent it, `request` the one to
+/// run (default package filled in). With an idempotency key, a repeat of the same request
+/// returns the first screening.
+pub async fn enqueue(
     store: &Store,
     integration: &str,
     sent: &SendRequest,
@@ -133,31 +134,31 @@ pub fn enqueue(
     };
     // Serializing plain strings cannot fail.
     let text = serde_json::to_string(&payload).unwrap_or_default();
-    let conn = store.conn();
-    let tx = conn.unchecked_transaction()?;
-    match enqueue_on(&tx, integration, GEM_SEND, &dedupe, &text)? {
-        Enqueued::New(event_id) => {
-            tx.execute(
-                "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
-            )?;
-            tx.commit()?;
-            Ok(Queued::New {
-                screening_id,
-                event_id,
-            })
-        }
-        Enqueued::Duplicate { id, .. } => {
-            let stored: String = tx.query_row(
-                "SELECT payload FROM events WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )?;
-            drop(tx);
-            Ok(repeat_of(&stored, sent))
-        }
-    }
+    let (integration, sent, request) = (integration.to_owned(), sent.clone(), request.clone());
+    // One savepoint: the event and its screening row are stored together or not at all.
+    store
+        .write(move |conn| match enqueue_on(conn, &integration, GEM_SEND, &dedupe, &text)? {
+            Enqueued::New(event_id) => {
+                conn.execute(
+                    "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
+                )?;
+                Ok(Queued::New {
+                    screening_id,
+                    event_id,
+                })
+            }
+            Enqueued::Duplicate { id, .. } => {
+                let stored: String = conn.query_row(
+                    "SELECT payload FROM events WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )?;
+                Ok(repeat_of(&stored, &sent))
+            }
+        })
+        .await
 }
 
 /// Links a screening to the vendor order the connector placed (or a local reference).
