@@ -1,5 +1,8 @@
 //! Shared helpers of the end-to-end tests: where the built connectors are, scratch directories,
-//! and a running [`Stack`](switchyard::demo::Stack) of simulators + host.
+//! a running [`Stack`](switchyard::demo::Stack) of simulators + host, and the real binary as a
+//! child process ([`serve`]).
+
+pub mod serve;
 
 pub mod bench_wasm;
 
