@@ -44,5 +44,26 @@ async fn main() -> anyhow::Result<()> {
         first3(&after)
     );
     print!("{}", table::render(&rows));
+    println!("{NOTES}");
     Ok(())
 }
+
+/// What each row measures (printed under the table).
+const NOTES: &str = "
+- start-up: `switchyard serve` spawned until /healthz answers 200; cold = empty data dir (compiles
+  certn, justifacts, misbehave), restart = the same data dir (compiled-code cache).
+- processed events/s: webhooks for real candidates at the Certn integration's trigger stage; each
+  event reads the opportunity from the Lever simulator, invites at the Certn simulator (answers at
+  once, applications do not progress: no callbacks) and writes the status back to Lever; from the
+  generator's start to the last event finished.
+- SQLite ceiling: switchyard-loadgen sqlite-ceiling, events-shaped rows, WAL + synchronous=FULL,
+  in the host's database directory, measured between processing and intake.
+- acked webhooks/s: switchyard-loadgen (a separate process, one core) sends pre-signed, distinct
+  Lever webhooks over N keep-alive connections, closed loop; a 200 means committed. Their events
+  are at a non-trigger stage: each is later skipped after a stage lookup (the backlog row).
+- ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
+  unsent requests counted with the latency reached at the generator's deadline.
+- RSS: VmRSS of the serve process after start-up (idle), largest sampled every 50 ms during
+  processing and intake (under load), VmHWM at the end.
+- bulkheads, resume, hot swap: the in-process host (simulators and host in the bench process).
+- Figures taken while other work runs on the machine (see the load average) are noise.";

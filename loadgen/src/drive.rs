@@ -6,6 +6,11 @@
 //! Open loop: request `i` is due at `start + i / rate`; its latency is measured from that
 //! intended time, so a server that stalls is charged for the requests that queued behind the
 //! stall (no coordinated omission).
+//!
+//! Both stop taking new requests at a deadline (a slow server must not make a run last for
+//! ever); requests never sent are reported as `unsent`, and in the open loop each counts in the
+//! percentiles with the latency it had reached at the deadline (a lower bound), so a server
+//! below the offered rate cannot look fast by leaving requests unsent.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -112,6 +117,7 @@ pub async fn run(
     connections: usize,
     pace: Pace,
     timeout: Duration,
+    deadline: Duration,
 ) -> anyhow::Result<Value> {
     let total = bodies.len();
     let target = Arc::new(target);
@@ -127,7 +133,13 @@ pub async fn run(
     for sender in senders {
         let (target, bodies, next) = (target.clone(), bodies.clone(), next.clone());
         tasks.spawn(async move {
-            connection_task(&target, sender, &bodies, &next, start, pace, timeout).await
+            let limits = Limits {
+                start,
+                pace,
+                timeout,
+                stop: start + deadline,
+            };
+            connection_task(&target, sender, &bodies, &next, &limits).await
         });
     }
     let mut samples = Vec::with_capacity(total);
@@ -137,7 +149,30 @@ pub async fn run(
         samples.extend(result.samples);
         last = last.max(result.last.unwrap_or(start));
     }
+    let stop = start + deadline;
+    let sent = samples.len();
+    if let Pace::Open { rate } = pace {
+        // Requests due before the deadline but never sent: waiting at least this long.
+        samples.extend((sent..total).filter_map(|i| {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            (due < stop).then(|| Sample {
+                latency: stop - due,
+                status: UNSENT,
+            })
+        }));
+    }
     Ok(report(samples, total, connections, pace, last - start))
+}
+
+/// The pseudo-status of a request never sent (the run hit its deadline first).
+const UNSENT: u16 = 1;
+
+/// When a connection task sends, how long it waits for an answer, and when it stops.
+struct Limits {
+    start: Instant,
+    pace: Pace,
+    timeout: Duration,
+    stop: Instant,
 }
 
 /// One connection: takes the next due request until none are left.
@@ -146,9 +181,7 @@ async fn connection_task(
     sender: SendRequest<Full<Bytes>>,
     bodies: &[Bytes],
     next: &AtomicUsize,
-    start: Instant,
-    pace: Pace,
-    timeout: Duration,
+    limits: &Limits,
 ) -> TaskResult {
     let mut sender = Some(sender);
     let mut reconnects = 0;
@@ -157,14 +190,20 @@ async fn connection_task(
         last: None,
     };
     loop {
+        if Instant::now() >= limits.stop {
+            return result;
+        }
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(body) = bodies.get(i) else {
             return result;
         };
-        let intended = match pace {
+        let intended = match limits.pace {
             Pace::Closed => Instant::now(),
             Pace::Open { rate } => {
-                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                let due = limits.start + Duration::from_secs_f64(i as f64 / rate);
+                if due >= limits.stop {
+                    return result;
+                }
                 tokio::time::sleep_until(due.into()).await;
                 due
             }
@@ -178,13 +217,15 @@ async fn connection_task(
             sender = target.connect().await.ok();
         }
         let status = match sender.as_mut() {
-            Some(s) => match tokio::time::timeout(timeout, send(target, s, body.clone())).await {
-                Ok(Ok(status)) => status,
-                _ => {
-                    sender = None;
-                    0
+            Some(s) => {
+                match tokio::time::timeout(limits.timeout, send(target, s, body.clone())).await {
+                    Ok(Ok(status)) => status,
+                    _ => {
+                        sender = None;
+                        0
+                    }
                 }
-            },
+            }
             None => 0,
         };
         let now = Instant::now();
@@ -222,10 +263,12 @@ fn report(
     }
     let ok = statuses.get("200").copied().unwrap_or(0);
     let errors = statuses.get("0").copied().unwrap_or(0);
-    let sent = samples.len();
+    let sent = samples.iter().filter(|s| s.status != UNSENT).count();
+    statuses.remove(&UNSENT.to_string());
     samples.sort_by_key(|s| s.latency);
+    let counted = samples.len();
     let pct = |p: f64| {
-        let i = ((sent.max(1) - 1) as f64 * p).round() as usize;
+        let i = ((counted.max(1) - 1) as f64 * p).round() as usize;
         samples.get(i).map_or(0, |s| s.latency.as_micros() as u64)
     };
     let secs = elapsed.as_secs_f64().max(1e-9);

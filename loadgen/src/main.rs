@@ -58,6 +58,10 @@ enum Command {
         /// ...for this many seconds.
         #[arg(long)]
         duration: Option<f64>,
+        /// Stop sending new requests this many seconds after the start (default: 60 for a
+        /// closed loop, `--duration` + 10 for an open loop); the rest is reported `unsent`.
+        #[arg(long)]
+        max_secs: Option<f64>,
         /// Per-request timeout, seconds (a timed-out request counts as an error).
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
@@ -96,15 +100,18 @@ fn main() -> anyhow::Result<()> {
             requests,
             rate,
             duration,
+            max_secs,
             timeout,
             threads,
         } => {
             let target = drive::Target::loopback(&url)?;
-            let (n, pace) = match (requests, rate, duration) {
-                (Some(n), None, _) => (n, drive::Pace::Closed),
-                (None, Some(rate), Some(secs)) if rate > 0.0 && secs > 0.0 => {
-                    ((rate * secs).ceil() as usize, drive::Pace::Open { rate })
-                }
+            let (n, pace, default_secs) = match (requests, rate, duration) {
+                (Some(n), None, _) => (n, drive::Pace::Closed, 60.0),
+                (None, Some(rate), Some(secs)) if rate > 0.0 && secs > 0.0 => (
+                    (rate * secs).ceil() as usize,
+                    drive::Pace::Open { rate },
+                    secs + 10.0,
+                ),
                 _ => bail!("give --requests N (closed loop) or --rate R --duration S (open loop)"),
             };
             if n == 0 || n > MAX_REQUESTS {
@@ -142,13 +149,16 @@ fn main() -> anyhow::Result<()> {
                 connections,
                 pace,
                 Duration::from_secs_f64(timeout.max(0.001)),
+                Duration::from_secs_f64(max_secs.unwrap_or(default_secs).clamp(0.001, 3600.0)),
             ))?;
             let l = &report["latency_us"];
             eprintln!(
-                "{} loop, {connections} connections: {} sent, {} × 200, {} other, {} errors in {:.2} s \
-                 = {:.0} acknowledged/s; latency (from {}) p50 {} µs p90 {} µs p99 {} µs max {} µs",
+                "{} loop, {connections} connections: {} sent ({} unsent at the deadline), {} × 200, \
+                 {} other, {} errors in {:.2} s = {:.0} acknowledged/s; latency (from {}) p50 {} µs \
+                 p90 {} µs p99 {} µs max {} µs",
                 report["mode"].as_str().unwrap_or_default(),
                 report["sent"],
+                report["unsent"],
                 report["ok"],
                 report["non_200"],
                 report["errors"],

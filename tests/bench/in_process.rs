@@ -43,10 +43,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stalled = fast_run(&stack, BULKHEAD_MOVES, "stalled").await?;
     rows.push(Row::against(
-        format!(
-            "bulkheads (in-process): events/s of a fast integration while Certn is stalled \
-             ({STALLED_BACKLOG} events queued on it, each call hanging until the 5 s deadline) vs alone"
-        ),
+        "bulkheads: fast integration's events/s, Certn stalled (vs alone)",
         (stalled, format!("{stalled:.0}/s")),
         (normal, format!("alone {normal:.0}/s")),
         ">= 0.80",
@@ -104,7 +101,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     swaps.sort();
     rows.push(Row::plain(
-        format!("hot swap (in-process): {SWAPS} activate/rollback calls through the admin API, HTTP round trip included"),
+        format!("hot swap: {SWAPS} activate/rollback via the admin API"),
         format!(
             "p50 {:.2?}, max {:.2?}",
             percentile(&swaps, 0.5),
@@ -209,11 +206,10 @@ async fn resume_after_crash(mut stack: Stack) -> anyhow::Result<(Stack, Row)> {
         stack,
         Row::plain(
             format!(
-                "resume (in-process): {} events held by a dead run (5-min leases), restart → all \
-                 processed (host up in {up:.2?})",
+                "resume: {} events of a dead run, restart → all done",
                 ids.len()
             ),
-            format!("{took:.2?}"),
+            format!("{took:.2?} (host up in {up:.2?})"),
             "well before the 300 s lease",
         ),
     ))

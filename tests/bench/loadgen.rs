@@ -22,7 +22,9 @@ pub struct Drive<'a> {
 
 /// How a drive run is paced.
 pub enum Load {
-    Closed { requests: usize },
+    /// `requests` as fast as answered, for at most `max_secs`.
+    Closed { requests: usize, max_secs: u32 },
+    /// `rate`/s for `secs` (the generator stops 10 s after that).
     Open { rate: u32, secs: u32 },
 }
 
@@ -60,7 +62,12 @@ pub async fn drive(d: &Drive<'_>, load: Load) -> anyhow::Result<Value> {
         args.extend(["--opportunities".into(), path.display().to_string()]);
     }
     match load {
-        Load::Closed { requests } => args.extend(["--requests".into(), requests.to_string()]),
+        Load::Closed { requests, max_secs } => args.extend([
+            "--requests".into(),
+            requests.to_string(),
+            "--max-secs".into(),
+            max_secs.to_string(),
+        ]),
         Load::Open { rate, secs } => args.extend([
             "--rate".into(),
             rate.to_string(),

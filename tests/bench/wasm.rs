@@ -9,11 +9,11 @@ use super::table::Row;
 pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     for (figure, target) in [
         (
-            "instantiate + call of a trivial export, µs median / p99, vs wasmtime's empty component",
+            "instantiate + call µs, median / p99 (vs wasmtime empty component)",
             "<= 15 µs median",
         ),
         (
-            "same connector logic native vs Wasm component, end-to-end events/s (wasm / native)",
+            "end-to-end events/s, Wasm vs native connector logic",
             ">= 0.80",
         ),
     ] {

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The benchmark: builds what it needs (the connector components, `switchyard` and
+# `switchyard-loadgen`, the same build as scripts/test.sh), then runs tests/bench.rs, which drives
+# the real `switchyard serve` from a separate load-generator process over loopback and prints one
+# table (figure, value, reference measured in the same run, ratio, target). Figures, not
+# pass/fail; run it on a quiet machine (others' builds make the figures noise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --workspace --bins
+cargo bench -p switchyard-tests --bench host
