@@ -65,5 +65,7 @@ const NOTES: &str = "
   unsent requests counted with the latency reached at the generator's deadline.
 - RSS: VmRSS of the serve process after start-up (idle), largest sampled every 50 ms during
   processing and intake (under load), VmHWM at the end.
+- instantiate + call, Wasm vs native: switchyard_tests::bench_wasm (connector-call level, not end
+  to end: the Lever intake, store and write-back around the call are not included).
 - bulkheads, resume, hot swap: the in-process host (simulators and host in the bench process).
 - Figures taken while other work runs on the machine (see the load average) are noise.";

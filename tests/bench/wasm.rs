@@ -1,27 +1,40 @@
-//! Connector-call figures provided by the runtime (instantiate + call of a trivial export vs
-//! wasmtime's empty component; the same connector logic native vs as a component, end to end).
-//! Not measured yet: the functions that measure them belong to `switchyard::wasm` and are wired
-//! here once they exist.
+//! Connector-call figures from `switchyard_tests::bench_wasm` (the runtime's measurements):
+//! instantiate + call of a trivial export vs wasmtime's empty component in the same run, and the
+//! same connector logic (`plugins/twin`) native vs as a component — at the level of the host's
+//! connector call, not end to end (see that module's docs).
+
+use switchyard_tests::bench_wasm::{instantiate_call, native_vs_wasm};
 
 use super::table::Row;
 
-/// Appends the rows (marked "not measured" until the runtime provides the measurements).
+const ITERATIONS: usize = 2_000;
+const CALLS: usize = 1_000;
+const CONCURRENCY: usize = 8;
+
+/// Appends the rows.
 pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    for (figure, target) in [
+    let r = instantiate_call(ITERATIONS).await?;
+    rows.push(Row::against(
+        format!("instantiate + call µs, median / p99 ({})", r.allocation),
         (
-            "instantiate + call µs, median / p99 (vs wasmtime empty component)",
-            "<= 15 µs median",
+            r.host.median_us,
+            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
         ),
         (
-            "end-to-end events/s, Wasm vs native connector logic",
-            ">= 0.80",
+            r.floor.median_us,
+            format!(
+                "empty component {:.1} / {:.1} µs",
+                r.floor.median_us, r.floor.p99_us
+            ),
         ),
-    ] {
-        rows.push(Row::plain(
-            figure,
-            "not measured (no measuring function in switchyard::wasm yet)",
-            target,
-        ));
-    }
+        "<= 15 µs median",
+    ));
+    let n = native_vs_wasm(CALLS, CONCURRENCY).await?;
+    rows.push(Row::against(
+        "connector call/s, Wasm vs native twin (not end to end)",
+        (n.wasm_per_s, format!("{:.0}/s", n.wasm_per_s)),
+        (n.native_per_s, format!("native {:.0}/s", n.native_per_s)),
+        ">= 0.80",
+    ));
     Ok(())
 }
