@@ -51,7 +51,15 @@ pub fn spawn(app: Arc<App>, run: String, signals: Signals) -> Vec<tokio::task::J
 async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut signals: Signals) {
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     while !*signals.stop.borrow() {
-        match dispatcher.next(&app, &run, lease_ms) {
+        // Claiming takes the store's connection, which the group commit's writer holds through
+        // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
+        let next = {
+            let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
+            tokio::task::spawn_blocking(move || dispatcher.next(&app, &run, lease_ms))
+                .await
+                .unwrap_or(Err(crate::store::StoreError::Panicked))
+        };
+        match next {
             Ok(Some((event, permit))) => {
                 let started_at_ms = now_ms();
                 let id = event.id;
