@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use switchyard::config::limits::SandboxLimits;
 use switchyard::config::{RuntimeConfig, Secret};
-use switchyard::wasm::connector::{LoadedConnector, ScreeningRequest};
+use switchyard::wasm::connector::{
+    CallError, LoadedConnector, NativeLogic, ScreeningRequest, Started,
+};
 use switchyard::wasm::policy::OutboundClients;
 use switchyard::wasm::registry::Registry;
 use switchyard::wasm::runtime::bench::{self, Figures};
@@ -253,6 +255,8 @@ impl Side {
                     // The native logic is synchronous like a guest: it blocks its thread while
                     // the host's async import runs, as a component's fiber waits on it.
                     tokio::task::block_in_place(|| native::start_screening(&side.ctx, &req))
+                        .map(|s| s.order_ref)
+                        .map_err(|e| e.to_string())
                 } else {
                     side.wasm
                         .start_screening(&side.runtime, side.ctx.clone(), &req)
@@ -285,10 +289,25 @@ fn request(key: &str) -> ScreeningRequest {
     }
 }
 
+/// The twin linked natively, as the host's [`NativeLogic`] for the end-to-end figure
+/// (`LoadedConnector::run_natively`).
+pub struct NativeTwin;
+
+impl NativeLogic for NativeTwin {
+    fn start_screening(
+        &self,
+        ctx: &CallContext,
+        req: &ScreeningRequest,
+    ) -> Result<Started, CallError> {
+        native::start_screening(ctx, req)
+    }
+}
+
 /// The twin linked natively: the SDK's `Host` over the host's `CallContext` (the same imports a
 /// component reaches through its bindings, minus the canonical ABI).
 mod native {
     use super::*;
+    use switchyard::wasm::connector::{Note, Status};
     use switchyard_connector as sdk;
 
     struct NativeHost<'a> {
@@ -300,7 +319,7 @@ mod native {
     pub fn start_screening(
         ctx: &CallContext,
         req: &ScreeningRequest,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Started, CallError> {
         let host = NativeHost {
             ctx,
             handle: tokio::runtime::Handle::current(),
@@ -319,9 +338,38 @@ mod native {
             stage: req.stage.clone(),
             package: req.package.clone(),
         };
-        twin::connector::start_screening(&host, &request)
-            .map(|started| started.order_ref)
-            .map_err(|e| e.message().to_string())
+        match twin::connector::start_screening(&host, &request) {
+            Ok(started) => Ok(Started {
+                order_ref: started.order_ref,
+                status: status(started.status),
+            }),
+            Err(sdk::ConnectorError::Config(m)) => Err(CallError::Config(m)),
+            Err(sdk::ConnectorError::Transient(m)) => Err(CallError::Transient(m)),
+            Err(sdk::ConnectorError::Rejected(m)) => Err(CallError::Rejected(m)),
+        }
+    }
+
+    fn status(s: sdk::Status) -> Status {
+        use sdk::ScreeningState as S;
+        let state = match s.state {
+            S::Pending => "pending",
+            S::Analyzing => "analyzing",
+            S::Partial => "partial",
+            S::Complete => "complete",
+            S::Error => "error",
+            S::Cancelled => "cancelled",
+        };
+        Status {
+            state: state.into(),
+            label: s.label,
+            report_url: s.report_url.filter(|u| !u.is_empty()),
+            score: s.score,
+            verdict: s.verdict,
+            note: s.note.map(|n| Note {
+                text: n.text,
+                secret: n.secret,
+            }),
+        }
     }
 
     impl sdk::Host for NativeHost<'_> {

@@ -285,6 +285,22 @@ pub fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system, all threads) a process has used so far, in seconds; `None` when
+/// unreadable. `pid` 0 = this process.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let path = match pid {
+        0 => "/proc/self/stat".to_string(),
+        pid => format!("/proc/{pid}/stat"),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command (which may hold spaces), from field 3: utime is 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // Linux reports these in USER_HZ, 100 per second on every architecture it runs on.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use switchyard::config::Config;

@@ -14,6 +14,7 @@ use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
 use crate::config::{Config, IntegrationConfig};
 use crate::flow::heartbeat::{self, Run};
+use crate::flow::threads::WorkThreads;
 use crate::flow::worker::Signals;
 use crate::store::Store;
 use crate::timeline::Timeline;
@@ -80,6 +81,8 @@ pub struct RunningHost {
     stop_heartbeat: watch::Sender<bool>,
     stop_http: watch::Sender<bool>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// Where the workers run; shut down once they have stopped (or with the host, if dropped).
+    work_threads: Option<WorkThreads>,
     heartbeat: tokio::task::JoinHandle<()>,
     http: tokio::task::JoinHandle<()>,
 }
@@ -119,6 +122,8 @@ impl RunningHost {
                 let _ = task.await;
             }
         }
+        // Every worker has returned: nothing of ours is left on their threads.
+        drop(self.work_threads.take());
         let _ = self.stop_heartbeat.send(true);
         let _ = (&mut self.heartbeat).await;
         if let Some(run) = self.run.take() {
@@ -224,6 +229,7 @@ pub async fn start_on(
     let (abandon, abandoned) = watch::channel(false);
     let (stop_heartbeat, heartbeat_stopped) = watch::channel(false);
     let (stop_http, http_stopped) = watch::channel(false);
+    let work_threads = WorkThreads::new(&app.config.worker)?;
     let mut workers = crate::flow::worker::spawn(
         app.clone(),
         run.id.clone(),
@@ -231,6 +237,7 @@ pub async fn start_on(
             stop: workers_stopped.clone(),
             abandon: abandoned,
         },
+        work_threads.handle(),
     );
     if app.config.runtime.watch {
         workers.push(crate::wasm::watch::spawn(app.clone(), workers_stopped));
@@ -246,6 +253,7 @@ pub async fn start_on(
         stop_heartbeat,
         stop_http,
         workers,
+        work_threads: Some(work_threads),
         heartbeat,
         http,
     })

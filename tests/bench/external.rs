@@ -18,7 +18,7 @@ use serde_json::Value;
 use switchyard::demo::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_sim::justifacts::JustifactsOptions;
 use switchyard_tests::lever_of;
-use switchyard_tests::serve::{rss_mib, serve, write_config};
+use switchyard_tests::serve::{cpu_secs, rss_mib, serve, write_config};
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
 use super::support_admin::connectors_dir;
@@ -92,6 +92,8 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(&stack, CERTN)?;
     let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
+    let (host_cpu, own_cpu) = (cpu_secs(host.pid()), cpu_secs(0));
+    let commits = metric(stack.addr, "switchyard_store_commits_total").await;
     let started = Instant::now();
     let sent = drive(
         &Drive {
@@ -119,6 +121,27 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             failures(&sent)
         ),
         ">= 2,000/s",
+    ));
+    // What bounds it: CPU per event on a machine of `cores` CPUs, the host's and the
+    // simulators' (this process: Lever reads and write-backs, Certn invitations).
+    let per_event = |before: Option<f64>, after: Option<f64>| {
+        before
+            .zip(after)
+            .map_or(0.0, |(b, a)| (a - b) * 1000.0 / done.max(1) as f64)
+    };
+    let host_ms = per_event(host_cpu, cpu_secs(host.pid()));
+    let sims_ms = per_event(own_cpu, cpu_secs(0));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let commits = metric(stack.addr, "switchyard_store_commits_total").await - commits;
+    rows.push(Row::plain(
+        "processed: CPU ms per event, host / simulators (bench process)",
+        format!(
+            "{host_ms:.2} / {sims_ms:.2} ms → at most {:.0}/s on {cores} cores; {:.2} group \
+             commits per event (incl. the webhook's)",
+            cores * 1000.0 / (host_ms + sims_ms).max(1e-9),
+            commits / done.max(1) as f64
+        ),
+        "-",
     ));
 
     // The disk's ceiling, measured now, beside the host's database.
@@ -149,6 +172,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     };
     let mut skipped = Vec::new();
     for connections in INTAKE_CONNECTIONS {
+        let cpu = cpu_secs(host.pid());
         let r = drive(
             &to_intake(connections),
             Load::Closed {
@@ -158,12 +182,17 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         )
         .await?;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
+        let ok = r["ok"].as_f64().unwrap_or_default();
+        let cpu_us = cpu
+            .zip(cpu_secs(host.pid()))
+            .map_or(0.0, |(b, a)| (a - b) * 1e6 / ok.max(1.0));
         rows.push(Row::against(
             format!("acked webhooks/s, external loadgen, {connections} connections"),
             (
                 acked,
                 format!(
-                    "{acked:.0}/s (p50 {}, p99 {}; {} not 200, {} unsent)",
+                    "{acked:.0}/s (p50 {}, p99 {}; {} not 200, {} unsent; host CPU {cpu_us:.0} µs \
+                     per ack, processing included)",
                     ms(&r, "p50"),
                     ms(&r, "p99"),
                     failures(&r),
@@ -307,4 +336,15 @@ async fn timed_drain(db: &Path, integration: &str) -> anyhow::Result<(u64, Durat
     let counts = drain(db, integration, BACKLOG_WAIT).await?;
     let pending = counts.values().sum::<u64>() - finished(&counts);
     Ok((finished(&counts) - before, t.elapsed(), pending))
+}
+
+/// A counter of the host's `/metrics` (0 when absent or unreadable).
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -34,14 +34,14 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let stack = Arc::new(stack.run().await?);
 
     // Bulkheads: one vendor stalled, another integration's throughput.
-    let normal = fast_run(&stack, BULKHEAD_MOVES, "normal").await?;
+    let normal = processed(&stack, FAST, STAGE, BULKHEAD_MOVES, "normal").await?;
     stack.certn.hang_next(1_000_000);
     for i in 0..STALLED_BACKLOG {
         let opp = stack.candidate(&format!("Stalled {i}"), Some("s@example.com"), &[], None);
         stack.move_to(&opp, switchyard::demo::TRIGGER).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let stalled = fast_run(&stack, BULKHEAD_MOVES, "stalled").await?;
+    let stalled = processed(&stack, FAST, STAGE, BULKHEAD_MOVES, "stalled").await?;
     rows.push(Row::against(
         "bulkheads: fast integration's events/s, Certn stalled (vs alone)",
         (stalled, format!("{stalled:.0}/s")),
@@ -118,26 +118,35 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Moves `n` new candidates into the fast integration's stage from `SENDERS` senders; returns
-/// its processed events/s (first move to the last event done).
-async fn fast_run(stack: &Arc<Stack>, n: usize, label: &str) -> anyhow::Result<f64> {
+/// Moves `n` new candidates into `stage` from `SENDERS` senders; returns `integration`'s
+/// processed events/s (first move to the last event done).
+pub async fn processed(
+    stack: &Arc<Stack>,
+    integration: &str,
+    stage: &str,
+    n: usize,
+    label: &str,
+) -> anyhow::Result<f64> {
     let store = &stack.host().app.store;
     let done = || -> anyhow::Result<usize> {
         Ok(store
-            .list_events(Some(FAST), Some(EventState::Done), u32::MAX)?
+            .list_events(Some(integration), Some(EventState::Done), u32::MAX)?
             .len())
     };
     let before = done()?;
     let opps: Vec<String> = (0..n)
-        .map(|i| stack.candidate(&format!("{label} {i}"), Some("b@example.com"), &[], None))
+        .map(|i| {
+            let email = format!("{label}-{i}@example.com").replace(' ', "-");
+            stack.candidate(&format!("{label} {i}"), Some(&email), &[], None)
+        })
         .collect();
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     for chunk in opps.chunks(n.div_ceil(SENDERS)) {
-        let (chunk, stack) = (chunk.to_vec(), stack.clone());
+        let (chunk, stack, stage) = (chunk.to_vec(), stack.clone(), stage.to_string());
         senders.spawn(async move {
             for opp in chunk {
-                let _ = stack.move_to(&opp, STAGE).await;
+                let _ = stack.move_to(&opp, &stage).await;
             }
         });
     }

@@ -304,6 +304,12 @@ pub struct WorkerConfig {
     /// Events of one integration processed at once (a bulkhead: a slow vendor or ATS holds at
     /// most this many workers; the others keep serving other integrations).
     pub integration_concurrency: usize,
+    /// Threads the workers run on, apart from the threads that serve HTTP (0 = one per CPU).
+    pub threads: usize,
+    /// How much lower the workers' CPU priority is than the server's (a Linux nice increment,
+    /// 0–19; 0 = the same): with every CPU busy, acknowledging webhooks comes first and the queue
+    /// drains behind it. See `flow::threads`.
+    pub nice: i32,
     /// Attempts before an event is dead-lettered.
     pub max_attempts: u32,
     /// Attempts before an outbound ATS webhook (a Gem status delivery) is dead-lettered. Higher
@@ -335,6 +341,10 @@ impl Default for WorkerConfig {
             // the ATS, so more workers than cores pay; beyond 16 nothing more was gained.
             concurrency: 16,
             integration_concurrency: 8,
+            threads: 0,
+            // Measured (2 cores, external load generator while a backlog drained): with the
+            // workers at the server's priority intake fell to the queue's pace.
+            nice: 10,
             max_attempts: 8,
             delivery_max_attempts: 20,
             retry_base_ms: 2_000,
@@ -532,6 +542,12 @@ impl Config {
     /// Resolves secrets and checks invariants that serde cannot express.
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
         self.runtime.limits.check().map_err(ConfigError::Runtime)?;
+        if !(0..=19).contains(&self.worker.nice) {
+            return Err(ConfigError::Runtime(format!(
+                "worker.nice must be between 0 and 19 (got {})",
+                self.worker.nice
+            )));
+        }
         (self.runtime.pool)
             .check(&self.runtime.limits)
             .map_err(ConfigError::Runtime)?;

@@ -8,24 +8,25 @@
 //!
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
-//! are workers not holding an event, in one store transaction ([`Store::claim_batch`]: one fsync
-//! instead of one per event). What it does not start itself waits in `ready` for the next free
+//! are workers not holding an event, as one write of the store's group commit
+//! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile). What it does not start itself waits in `ready` for the next free
 //! worker (the others are woken). A claimed event holds its integration's place from the claim,
 //! so the limits count ready and running events alike; it is leased to this run from the claim
 //! too, so the heartbeat renews it and a crash hands it back like a running one. On a graceful
 //! stop, ready events are handed back uncounted ([`Dispatcher::hand_back`]). A ready event whose
 //! breaker opened after the claim still runs, like one that was running when it opened.
 //!
-//! Why here and not by sending each worker's claim through the store's group commit: a batch
-//! decided under one lock keeps "deciding and claiming are one step" (two workers never both
-//! take a half-open breaker's probe or exceed a limit) with one statement per integration, while
-//! per-worker claims would each re-run the round robin and still cost a statement per event.
+//! Why one batch decided here and not one claim per worker: a batch decided under one lock keeps
+//! "deciding and claiming are one step" (two workers never both take a half-open breaker's probe
+//! or exceed a limit) with one statement per integration, while per-worker claims would each
+//! re-run the round robin and cost a statement per event. The lock is held until the claim is
+//! durable; the workers waiting for it wait on blocking threads.
 //!
 //! [`Store::claim_batch`]: crate::store::Store::claim_batch
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::flow::breaker::{Breakers, Verdict};
@@ -39,7 +40,19 @@ struct State {
     breakers: Breakers,
     /// Claimed (leased to this run) and not started yet, in the order to start them.
     ready: VecDeque<Event>,
+    /// When events of integrations no longer configured were last looked for (see
+    /// [`ORPHANS_EVERY`]).
+    orphans_checked: Option<Instant>,
+    /// The last look found no room: every configured integration at its limit or paused.
+    full: bool,
 }
+
+/// How often to look for events of integrations no longer configured. That query cannot use an
+/// index (`integration NOT IN (…)`): it reads every due event of the configured ones, so run on
+/// every idle wake-up behind a large backlog (each new webhook wakes the idle workers) it cost
+/// more CPU than the work itself. Such events are rare and only end dead, so a second's delay is
+/// nothing.
+const ORPHANS_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
     fn total_in_flight(&self) -> usize {
@@ -95,6 +108,8 @@ impl Dispatcher {
                 cursor: 0,
                 breakers,
                 ready: VecDeque::new(),
+                orphans_checked: None,
+                full: false,
             }),
         })
     }
@@ -158,6 +173,7 @@ impl Dispatcher {
             };
             wants.push((id, want));
         }
+        state.full = wants.is_empty();
         let claimed = claim_batch(store, run, lease_ms, &wants, free)?;
         if !claimed.is_empty() {
             state.cursor = (start + 1) % n.max(1);
@@ -165,16 +181,23 @@ impl Dispatcher {
         let mut claimed = claimed.into_iter();
         let first = match claimed.next() {
             Some(first) => first,
-            // Events of integrations that are no longer configured.
-            None => match store.claim(&Claim {
-                run,
-                lease_ms,
-                integration: None,
-                exclude: ids,
-            })? {
-                Some(event) => event,
-                None => return Ok(None),
-            },
+            None => {
+                // Events of integrations that are no longer configured, at most once a second.
+                if (state.orphans_checked).is_some_and(|at| at.elapsed() < ORPHANS_EVERY) {
+                    return Ok(None);
+                }
+                state.orphans_checked = Some(Instant::now());
+                let orphan = store.claim(&Claim {
+                    run,
+                    lease_ms,
+                    integration: None,
+                    exclude: ids,
+                })?;
+                match orphan {
+                    Some(event) => event,
+                    None => return Ok(None),
+                }
+            }
         };
         for event in std::iter::once(&first).chain(claimed.as_slice()) {
             state.breakers.claimed(&event.integration);
@@ -240,6 +263,13 @@ impl Dispatcher {
     /// The breaker state of an integration (`closed`, `open`, `half-open`).
     pub fn breaker_state(&self, integration: &str) -> &'static str {
         self.lock().breakers.state(integration)
+    }
+
+    /// Whether the last [`Dispatcher::next`] that found nothing found no room either (every
+    /// integration at its limit or paused): a worker then waits for a freed place, not for the
+    /// next due time.
+    pub fn full(&self) -> bool {
+        self.lock().full
     }
 
     /// Events of `integration` claimed or running now.

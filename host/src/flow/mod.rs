@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod heartbeat;
 pub mod rules;
+pub mod threads;
 pub mod worker;
 
 use std::sync::Arc;

@@ -32,13 +32,19 @@ pub struct Signals {
     pub abandon: watch::Receiver<bool>,
 }
 
-/// Starts `worker.concurrency` workers of run `run`, sharing one [`Dispatcher`].
-pub fn spawn(app: Arc<App>, run: String, signals: Signals) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts `worker.concurrency` workers of run `run` on `on` (the [`WorkThreads`](super::threads)),
+/// sharing one [`Dispatcher`].
+pub fn spawn(
+    app: Arc<App>,
+    run: String,
+    signals: Signals,
+    on: &tokio::runtime::Handle,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let dispatcher = Dispatcher::new(&app);
     let run: Arc<str> = run.into();
     (0..app.config.worker.concurrency.max(1))
         .map(|_| {
-            tokio::spawn(work(
+            on.spawn(work(
                 app.clone(),
                 dispatcher.clone(),
                 run.clone(),
@@ -53,11 +59,19 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
     while !*signals.stop.borrow() {
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
-        let next = {
+        let (next, due_in) = {
             let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
-            tokio::task::spawn_blocking(move || dispatcher.next(&app, &run, lease_ms))
-                .await
-                .unwrap_or(Err(crate::store::StoreError::Panicked))
+            tokio::task::spawn_blocking(move || {
+                let next = dispatcher.next(&app, &run, lease_ms);
+                // Nothing to take though there was room: sleep until the next due event.
+                let due_in = match &next {
+                    Ok(None) if !dispatcher.full() => app.store.next_due_in().ok().flatten(),
+                    _ => None,
+                };
+                (next, due_in)
+            })
+            .await
+            .unwrap_or((Err(crate::store::StoreError::Panicked), None))
         };
         match next {
             Ok(Some((event, permit))) => {
@@ -84,8 +98,8 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                 // Nothing claimable. A due event left unclaimed is blocked (its integration at
                 // its limit, or paused): wait for a freed permit, a new event or the idle
                 // tick rather than polling it again at once.
-                let wait = match app.store.next_due_in() {
-                    Ok(Some(ms)) if ms > 0 => Duration::from_millis(ms as u64).min(IDLE),
+                let wait = match due_in {
+                    Some(ms) if ms > 0 => Duration::from_millis(ms as u64).min(IDLE),
                     _ => IDLE,
                 };
                 tokio::select! {

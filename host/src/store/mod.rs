@@ -16,7 +16,8 @@
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
 //!
-//! Modules: this one (schema, intake, kv), [`orders`] (orders, notes, a status recorded in one
+//! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
+//! checks), [`orders`] (orders, notes, a status recorded in one
 //! transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
 //! renewal, taking back a dead run's events), [`admin`] (operator tables), [`writer`] (group
 //! commit).
@@ -30,6 +31,7 @@
 //! connection (`BEGIN`, a `SAVEPOINT` per job, one `COMMIT`: see [`writer`]).
 
 pub mod admin;
+pub mod kv;
 pub mod orders;
 pub mod queue;
 pub mod runs;
@@ -45,7 +47,7 @@ pub mod verdicts;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 /// A storage failure.
@@ -203,13 +205,6 @@ CREATE TABLE IF NOT EXISTS gem_screenings (
     PRIMARY KEY (integration, id)
 );
 CREATE INDEX IF NOT EXISTS gem_screenings_by_order ON gem_screenings (integration, order_ref);
-CREATE TABLE IF NOT EXISTS kv (
-    integration TEXT NOT NULL,
-    connector TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (integration, connector, key)
-);
 "#;
 
 impl Store {
@@ -229,6 +224,7 @@ impl Store {
         conn.execute_batch(runs::SCHEMA)?;
         conn.execute_batch(crate::store::oauth::SCHEMA)?;
         verdicts::migrate(&conn)?;
+        kv::migrate(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;
         Ok(Store { conn, writer })
@@ -253,6 +249,15 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.writer.write(job).await
+    }
+
+    /// [`Store::write`] from a blocking thread (a worker's claim); never from an async task.
+    pub(crate) fn write_blocking<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.write_blocking(job)
     }
 
     /// Commits and batch sizes of [`Store::write`] so far (metrics).
@@ -366,48 +371,6 @@ impl Store {
             Some(connector_version),
         )?;
         Ok(id)
-    }
-
-    /// A connector's state value.
-    pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
-        self.conn()
-            .query_row(
-                "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-                params![integration, connector, key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(Into::into)
-    }
-
-    /// Sets a connector's state value.
-    pub fn kv_set(&self, integration: &str, connector: &str, key: &str, value: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (integration, connector, key) DO UPDATE SET value = excluded.value",
-            params![integration, connector, key, value],
-        )?;
-        Ok(())
-    }
-
-    /// Bytes (keys + values) a connector keeps for an integration, not counting `except_key`.
-    pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
-        let used: i64 = self.conn().query_row(
-            "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0)
-             FROM kv WHERE integration = ?1 AND connector = ?2 AND key <> ?3",
-            params![integration, connector, except_key],
-            |r| r.get(0),
-        )?;
-        Ok(used.max(0) as u64)
-    }
-
-    /// Deletes a connector's state value.
-    pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
-        self.conn().execute(
-            "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-            params![integration, connector, key],
-        )?;
-        Ok(())
     }
 }
 

@@ -4,8 +4,9 @@
 //!
 //! Two claims. [`Store::claim`]: one row, "the oldest due event of this integration (or of any
 //! integration not excluded) that nobody holds". [`Store::claim_batch`]: what the dispatcher uses,
-//! up to a given number of due events per integration and in total, in **one transaction** (one
-//! fsync for all of them), dealt round robin across the integrations. Every claimed event is
+//! up to a given number of due events per integration and in total, as **one write of the group
+//! commit** (one transaction with the webhooks that arrived meanwhile, one fsync for all),
+//! dealt round robin across the integrations. Every claimed event is
 //! leased to the run at once, whether a worker starts it now or a moment later, so the heartbeat
 //! renews it and a crash hands it back like a running one; one never started is handed back on a
 //! graceful stop by [`Store::unclaim`] (its attempt not counted, nothing in its history).
@@ -292,6 +293,11 @@ impl Store {
     /// `total` in all, leased to `run` for `lease_ms`. Oldest first within an integration, dealt
     /// round robin across them in the order of `wants` (the first integration gets the first
     /// event, the second the second, …), which is also the order returned.
+    ///
+    /// The claim is one write of the group commit ([`Store::write_blocking`]): it shares the
+    /// commit (and its fsync) with the webhooks arriving meanwhile, runs on the writer's thread,
+    /// and never holds the connection while a worker thread waits for a CPU. It returns once
+    /// the leases are durable. Call it from a blocking thread.
     pub fn claim_batch(
         &self,
         run: &str,
@@ -299,53 +305,9 @@ impl Store {
         wants: &[(&str, usize)],
         total: usize,
     ) -> Result<Vec<Event>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let now = now_ms();
-        let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id FROM events
-                 WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
-                 ORDER BY next_attempt_at, id LIMIT ?3",
-            )?;
-            for (integration, want) in wants {
-                let n = (*want).min(total) as i64;
-                let ids = stmt
-                    .query_map(params![now, integration, n], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                due.push(ids);
-            }
-        }
-        // Deal: one per integration per round, until `total` or nothing is left.
-        let mut order = Vec::new();
-        while order.len() < total && due.iter().any(|d| !d.is_empty()) {
-            for ids in due.iter_mut() {
-                if order.len() == total {
-                    break;
-                }
-                if let Some(id) = ids.pop_front() {
-                    order.push(id);
-                }
-            }
-        }
-        let mut claimed = Vec::with_capacity(order.len());
-        {
-            let mut stmt = tx.prepare_cached(&format!(
-                "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
-                    claimed_at = ?4, attempts = attempts + 1
-                 WHERE id = ?1 AND state = 'queued'
-                 RETURNING {EVENT_COLS}"
-            ))?;
-            for id in order {
-                let row = stmt
-                    .query_row(params![id, run, now + lease_ms, now], event_row)
-                    .optional()?;
-                claimed.extend(row);
-            }
-        }
-        tx.commit()?;
-        Ok(claimed)
+        let run = run.to_owned();
+        let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+        self.write_blocking(move |conn| claim_batch_on(conn, &run, lease_ms, &wants, total))
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
@@ -515,6 +477,58 @@ impl Store {
             )
             .map_err(Into::into)
     }
+}
+
+/// [`Store::claim_batch`] on the writer's connection, inside its transaction.
+fn claim_batch_on(
+    conn: &Connection,
+    run: &str,
+    lease_ms: i64,
+    wants: &[(String, usize)],
+    total: usize,
+) -> Result<Vec<Event>> {
+    let now = now_ms();
+    let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM events
+             WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
+             ORDER BY next_attempt_at, id LIMIT ?3",
+        )?;
+        for (integration, want) in wants {
+            let n = (*want).min(total) as i64;
+            let ids = stmt
+                .query_map(params![now, integration, n], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            due.push(ids);
+        }
+    }
+    // Deal: one per integration per round, until `total` or nothing is left.
+    let mut order = Vec::new();
+    while order.len() < total && due.iter().any(|d| !d.is_empty()) {
+        for ids in due.iter_mut() {
+            if order.len() == total {
+                break;
+            }
+            if let Some(id) = ids.pop_front() {
+                order.push(id);
+            }
+        }
+    }
+    let mut claimed = Vec::with_capacity(order.len());
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
+            claimed_at = ?4, attempts = attempts + 1
+         WHERE id = ?1 AND state = 'queued'
+         RETURNING {EVENT_COLS}"
+    ))?;
+    for id in order {
+        let row = stmt
+            .query_row(params![id, run, now + lease_ms, now], event_row)
+            .optional()?;
+        claimed.extend(row);
+    }
+    Ok(claimed)
 }
 
 #[cfg(test)]

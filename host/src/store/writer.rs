@@ -131,17 +131,27 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Pending {
-            work: Some(job),
-            done: None,
-            reply,
-        });
+        let (job, answer) = pending(job);
         self.jobs
             .send(job)
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// [`Writer::write`] for a thread that may block (not an async task: tokio panics there).
+    pub(crate) fn write_blocking<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = pending(job);
+        self.jobs
+            .blocking_send(job)
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer
+            .blocking_recv()
+            .map_err(|_| StoreError::WriterStopped)?
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
@@ -158,6 +168,21 @@ impl Writer {
         self.counters.taken.load(Ordering::SeqCst)
             + (self.jobs.max_capacity() - self.jobs.capacity()) as u64
     }
+}
+
+/// `work` as a job for the writer, and where its answer will come.
+fn pending<T, F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(Pending {
+        work: Some(work),
+        done: None,
+        reply,
+    });
+    (job, answer)
 }
 
 /// The writer thread's loop; returns when every sender is gone.

@@ -156,6 +156,26 @@ pub struct LoadedConnector {
     pub compiled: Compiled,
     /// The sandbox limits its calls run with (from its manifest, within the operator's caps).
     pub grant: Grant,
+    /// Benchmark only: the same logic linked into the host, called instead of the component
+    /// (see [`NativeLogic`]). Always `None` in a server.
+    #[doc(hidden)]
+    pub native: std::sync::RwLock<Option<Arc<dyn NativeLogic>>>,
+}
+
+/// **Benchmark only** (the "same connector logic, native vs Wasm, end to end" figure): a
+/// connector's `start-screening` compiled into the host's process instead of run as a
+/// component, so that the one difference between two runs of the whole flow is the sandbox.
+/// Nothing sandboxes it; the server never installs one (no config, file or admin call can), only
+/// a benchmark holding the registry in its own process does, with [`LoadedConnector::run_natively`].
+#[doc(hidden)]
+pub trait NativeLogic: Send + Sync {
+    /// `start-screening`, called on the guest pool where the component would run; it may block
+    /// its thread on the host's imports (it is called inside `block_in_place`).
+    fn start_screening(
+        &self,
+        ctx: &CallContext,
+        req: &ScreeningRequest,
+    ) -> Result<Started, CallError>;
 }
 
 /// Calls `manifest` on a compiled component of any served version, in a sandbox with `grant`.
@@ -242,6 +262,13 @@ impl LoadedConnector {
         );
     }
 
+    /// Benchmark only: calls `start-screening` of `native` instead of the component from now on
+    /// (`None`: the component again). See [`NativeLogic`].
+    #[doc(hidden)]
+    pub fn run_natively(&self, native: Option<Arc<dyn NativeLogic>>) {
+        *self.native.write().unwrap_or_else(|e| e.into_inner()) = native;
+    }
+
     /// `id@version#hash12`: recorded on every event this version processed.
     pub fn version_tag(&self) -> String {
         format!(
@@ -263,6 +290,14 @@ impl LoadedConnector {
             connector: self.version_tag(),
             call: "start-screening".into(),
         });
+        let native = self
+            .native
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(native) = native {
+            return tokio::task::block_in_place(|| native.start_screening(&ctx, req));
+        }
         match &self.compiled.pre {
             Pre::V0_1(pre) => v0_1::start_screening(runtime, pre, self.grant, ctx, req).await,
             Pre::V0_2(pre) => v0_2::start_screening(runtime, pre, self.grant, ctx, req).await,

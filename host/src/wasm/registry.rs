@@ -190,6 +190,7 @@ impl Registry {
             source: source.to_string(),
             compiled,
             grant,
+            native: Default::default(),
         })
     }
 
