@@ -5,6 +5,7 @@
 //! the host's private durable state, like the config file. A row with `config` NULL is a tombstone:
 //! the integration was deleted through the API and must not come back from the config file.
 
+use super::Cached;
 use rusqlite::{params, OptionalExtension};
 
 use crate::store::{now_ms, Result, Store};
@@ -46,7 +47,7 @@ impl Store {
 
     /// Stores an integration's storage JSON (None: a tombstone).
     pub fn put_integration(&self, id: &str, config: Option<&str>) -> Result<()> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO integrations (id, config, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
             params![id, config, now_ms()],
@@ -72,7 +73,7 @@ impl Store {
 
     /// Remembers which version of `connector` serves and which one preceded it.
     pub fn put_deployment(&self, d: &Deployment) -> Result<()> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO deployments (connector, active_hash, previous_hash, updated_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (connector) DO UPDATE SET active_hash = excluded.active_hash,
@@ -85,7 +86,7 @@ impl Store {
     /// The deployment of `connector`, if an operator chose one.
     pub fn deployment(&self, connector: &str) -> Result<Option<Deployment>> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT connector, active_hash, previous_hash FROM deployments WHERE connector = ?1",
                 params![connector],
                 |r| {

@@ -5,9 +5,11 @@
 //! the quota check is two key lookups. It used to be a `SUM` over the connector's rows on every
 //! `state-set`: a connector that keeps a row per order (Certn keeps one per screening) made each
 //! write cost a scan of every earlier one, and processing slowed as the database grew. A
-//! database from before the table gets it filled from `kv` once, at open.
+//! database from before the table gets it filled from `kv` once, at open. Writes are writes of
+//! the group commit (a screening's intent and order no longer cost an fsync each).
 //! (PostgreSQL: the same triggers, or the same two statements in `kv_set`/`kv_delete`.)
 
+use super::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Result, Store};
@@ -68,7 +70,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(TOTALS)?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO kv_totals (integration, connector, bytes)
          SELECT integration, connector,
                 SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)))
@@ -82,7 +84,7 @@ impl Store {
     /// A connector's state value.
     pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
                 params![integration, connector, key],
                 |r| r.get(0),
@@ -91,21 +93,24 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Sets a connector's state value.
+    /// Sets a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_set(&self, integration: &str, connector: &str, key: &str, value: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (integration, connector, key) DO UPDATE SET value = excluded.value",
-            params![integration, connector, key, value],
-        )?;
-        Ok(())
+        let row = [integration, connector, key, value].map(str::to_owned);
+        self.write_now(move |conn| {
+            conn.exec(
+                "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (integration, connector, key) DO UPDATE SET value = excluded.value",
+                params![row[0], row[1], row[2], row[3]],
+            )?;
+            Ok(())
+        })
     }
 
     /// Bytes (keys + values) a connector keeps for an integration, not counting `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
         let conn = self.conn();
         let total: i64 = conn
-            .query_row(
+            .row(
                 "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
                 params![integration, connector],
                 |r| r.get(0),
@@ -113,7 +118,7 @@ impl Store {
             .optional()?
             .unwrap_or(0);
         let this: i64 = conn
-            .query_row(
+            .row(
                 "SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)) FROM kv
                  WHERE integration = ?1 AND connector = ?2 AND key = ?3",
                 params![integration, connector, except_key],
@@ -124,13 +129,36 @@ impl Store {
         Ok((total - this).max(0) as u64)
     }
 
-    /// Deletes a connector's state value.
+    /// Deletes a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
-        self.conn().execute(
-            "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-            params![integration, connector, key],
-        )?;
-        Ok(())
+        let row = [integration, connector, key].map(str::to_owned);
+        self.write_now(move |conn| {
+            conn.exec(
+                "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
+                params![row[0], row[1], row[2]],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A write from synchronous code that may run anywhere — a connector's `state` import runs
+    /// inside a guest call on the guest pool: one write of the group commit (sharing its fsync
+    /// with the webhooks, claims and steps of the moment), the thread lent to the runtime
+    /// meanwhile (`block_in_place`). Where that is impossible (a current-thread runtime, as in
+    /// some tests) it is its own transaction.
+    fn write_now<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.write_blocking(job))
+            }
+            Ok(_) => job(&self.conn()),
+            Err(_) => self.write_blocking(job),
+        }
     }
 }
 

@@ -218,6 +218,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
         queue::migrate(&conn)?;
@@ -345,7 +346,7 @@ impl Store {
     ) -> Result<i64> {
         let conn = self.conn();
         let now = now_ms();
-        conn.execute(
+        conn.exec(
             "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
                 attempts, next_attempt_at, received_at, finished_at, last_error, connector_version)
              VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)",
@@ -374,6 +375,34 @@ impl Store {
     }
 }
 
+/// `execute` and `query_row` through the connection's statement cache: a statement is parsed
+/// (and the triggers it fires compiled) once, not on every call — which, per webhook and per
+/// step, cost more CPU than running it.
+pub(crate) trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Statements kept prepared (the hot ones of intake, claims, steps and `state` are about 40).
+const STATEMENT_CACHE: usize = 128;
+
 /// The connection, even after a panic while it was held: SQLite stays consistent (statements and
 /// transactions are atomic; the writer rolls back what a panicking job left).
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -392,7 +421,7 @@ pub(crate) fn enqueue_on(
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
     let now = now_ms();
 
-    let inserted = conn.execute(
+    let inserted = conn.exec(
         "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
                 next_attempt_at, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
@@ -402,7 +431,7 @@ pub(crate) fn enqueue_on(
     if inserted == 1 {
         return Ok(Enqueued::New(conn.last_insert_rowid()));
     }
-    let (id, old_hash): (i64, String) = conn.query_row(
+    let (id, old_hash): (i64, String) = conn.row(
         "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
         params![integration, dedupe_key],
         |r| Ok((r.get(0)?, r.get(1)?)),

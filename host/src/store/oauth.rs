@@ -9,6 +9,7 @@
 //! A parked event is a queued event whose `next_attempt_at` is [`PARKED`] (no worker claims it)
 //! and whose claim did not count as an attempt; connecting again makes them due at once.
 
+use super::Cached;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -101,11 +102,11 @@ impl Store {
     ) -> Result<()> {
         let conn = self.conn();
         let now = now_ms();
-        conn.execute(
+        conn.exec(
             "DELETE FROM oauth_states WHERE created_at < ?1",
             params![now - STATE_KEEP_MS],
         )?;
-        conn.execute(
+        conn.exec(
             "INSERT INTO oauth_states (state_hash, integration, pkce_verifier, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![state_hash(state), integration, pkce_verifier, now, expires_at],
@@ -119,7 +120,7 @@ impl Store {
         let conn = self.conn();
         let now = now_ms();
         let row: Option<(String, String, i64, Option<i64>)> = conn
-            .query_row(
+            .row(
                 "SELECT integration, pkce_verifier, expires_at, used_at FROM oauth_states
                  WHERE state_hash = ?1",
                 params![state_hash(state)],
@@ -133,7 +134,7 @@ impl Store {
             return Ok(StateCheck::Used { integration });
         }
         // Used up even when expired: a state never works twice.
-        conn.execute(
+        conn.exec(
             "UPDATE oauth_states SET used_at = ?2 WHERE state_hash = ?1",
             params![state_hash(state), now],
         )?;
@@ -149,7 +150,7 @@ impl Store {
     /// The integration's OAuth tokens, if it is connected.
     pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
                  FROM oauth_tokens WHERE integration = ?1",
                 params![integration],
@@ -174,7 +175,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
-        tx.execute(
+        tx.exec(
             "INSERT OR REPLACE INTO oauth_tokens
                 (integration, access_token, refresh_token, expires_at, scope, connected_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -187,13 +188,13 @@ impl Store {
                 now
             ],
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO ats_connections (integration, connected_at) VALUES (?1, ?2)
              ON CONFLICT (integration) DO UPDATE SET connected_at = ?2, disconnected_at = NULL,
                 disconnect_reason = NULL",
             params![integration, now],
         )?;
-        let resumed = tx.execute(
+        let resumed = tx.exec(
             "UPDATE events SET next_attempt_at = ?2
              WHERE integration = ?1 AND state = 'queued' AND next_attempt_at >= ?3",
             params![integration, now, PARKED],
@@ -205,7 +206,7 @@ impl Store {
     /// Replaces the tokens after a refresh (a rotated refresh token included). Does nothing if
     /// the integration was disconnected meanwhile; returns whether tokens were stored.
     pub fn oauth_refreshed(&self, integration: &str, tokens: &OAuthTokens) -> Result<bool> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
                 scope = COALESCE(?5, scope), refreshed_at = ?6
              WHERE integration = ?1",
@@ -226,11 +227,11 @@ impl Store {
     pub fn oauth_disconnect(&self, integration: &str, reason: &str) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let had = tx.execute(
+        let had = tx.exec(
             "DELETE FROM oauth_tokens WHERE integration = ?1",
             params![integration],
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO ats_connections (integration, disconnected_at, disconnect_reason)
              VALUES (?1, ?2, ?3)
              ON CONFLICT (integration) DO UPDATE SET disconnected_at = ?2, disconnect_reason = ?3",
@@ -244,7 +245,7 @@ impl Store {
     pub fn oauth_forget(&self, integration: &str) -> Result<()> {
         let conn = self.conn();
         for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
-            conn.execute(
+            conn.exec(
                 &format!("DELETE FROM {table} WHERE integration = ?1"),
                 params![integration],
             )?;
@@ -254,7 +255,7 @@ impl Store {
 
     /// Records a Verify Connection ping (Lever's test webhook) for `integration`.
     pub fn record_verified(&self, integration: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO ats_connections (integration, verified_at) VALUES (?1, ?2)
              ON CONFLICT (integration) DO UPDATE SET verified_at = ?2",
             params![integration, now_ms()],
@@ -287,7 +288,7 @@ impl Store {
     /// integration connects, and its claim not counted as an attempt. If the integration got
     /// connected meanwhile, the event is due at once instead (no parked-forever race).
     pub fn park_event(&self, id: i64, reason: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().exec(
             "UPDATE events SET state = 'queued', attempts = MAX(attempts - 1, 0),
                 lease_until = NULL, lease_run = NULL, last_error = ?2,
                 next_attempt_at = CASE WHEN EXISTS
@@ -302,7 +303,7 @@ impl Store {
     /// How many of the integration's events are parked.
     pub fn parked_events(&self, integration: &str) -> Result<i64> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT COUNT(*) FROM events WHERE integration = ?1 AND state = 'queued'
                  AND next_attempt_at >= ?2",
                 params![integration, PARKED],

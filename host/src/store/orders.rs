@@ -9,6 +9,7 @@
 //! note — all in one transaction, so a crash or a failed statement leaves either the whole status
 //! or none of it (a retry of the step then records it again: every part is idempotent).
 
+use super::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +74,7 @@ pub struct StatusRecord {
 
 /// Inserts `order` unless its reference is known (a retried start-screening keeps the first).
 fn insert_order_on(conn: &Connection, order: &Order) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
             report_url, score, verdict, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
@@ -97,7 +98,7 @@ fn insert_order_on(conn: &Connection, order: &Order) -> Result<()> {
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
 fn advance_order_on(conn: &Connection, update: &Order) -> Result<bool> {
     let current: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
             params![update.integration, update.order_ref],
             |r| r.get(0),
@@ -105,7 +106,7 @@ fn advance_order_on(conn: &Connection, update: &Order) -> Result<bool> {
         .optional()?;
     match current {
         Some(cur) if rank(&update.state) >= rank(&cur) => {
-            let n = conn.execute(
+            let n = conn.exec(
                 "UPDATE orders SET state = ?3, label = ?4,
                     report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
                     verdict = COALESCE(?7, verdict), updated_at = ?8
@@ -134,7 +135,7 @@ fn add_note_on(
     text: &str,
     secret: bool,
 ) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",
         params![integration, order_ref, text, secret],
@@ -196,7 +197,7 @@ impl Store {
     /// An order by reference.
     pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
                         report_url, score, verdict
                  FROM orders WHERE integration = ?1 AND order_ref = ?2",
@@ -210,7 +211,7 @@ impl Store {
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
                     report_url, score, verdict
              FROM orders WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
@@ -245,7 +246,7 @@ impl Store {
         opportunity_id: &str,
     ) -> Result<Vec<PendingNote>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT n.order_ref, n.text, n.secret FROM notes n
              JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
              WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
@@ -264,7 +265,7 @@ impl Store {
 
     /// Marks a note written.
     pub fn note_written(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn().exec(
             "UPDATE notes SET written_at = ?4 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
             params![integration, order_ref, text, now_ms()],
         )?;

@@ -19,6 +19,7 @@
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
 
+use super::Cached;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::Serialize;
 
@@ -177,7 +178,7 @@ pub(crate) fn record_attempt(
     error: Option<&str>,
     connector_version: Option<&str>,
 ) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO attempts (event_id, attempt, run_id, started_at, took_ms, outcome, error,
             connector_version)
          SELECT id, attempts, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, connector_version)
@@ -192,7 +193,7 @@ pub(crate) fn record_attempt(
             connector_version
         ],
     )?;
-    conn.execute(
+    conn.exec(
         "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
             (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
         params![event_id, HISTORY_PER_EVENT],
@@ -218,7 +219,7 @@ fn finish_on(conn: &Connection, id: i64, f: &Outcome) -> Result<bool> {
         None => (f.state, 0, Some(now_ms())),
     };
     // A success keeps the last error: what went wrong before stays visible (and in history).
-    let n = conn.execute(
+    let n = conn.exec(
         "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
             connector_version = COALESCE(?4, connector_version),
             next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
@@ -284,7 +285,7 @@ impl Store {
                          ORDER BY next_attempt_at, id LIMIT 1)
              RETURNING {EVENT_COLS}"
         );
-        conn.query_row(&sql, params_from_iter(args), event_row)
+        conn.row(&sql, params_from_iter(args), event_row)
             .optional()
             .map_err(Into::into)
     }
@@ -318,7 +319,7 @@ impl Store {
         let tx = conn.transaction()?;
         let mut n = 0;
         for id in ids {
-            n += tx.execute(
+            n += tx.exec(
                 "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                     claimed_at = NULL, attempts = MAX(attempts - 1, 0)
                  WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
@@ -331,7 +332,7 @@ impl Store {
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
     pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let next: Option<i64> = self.conn().query_row(
+        let next: Option<i64> = self.conn().row(
             "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
             [],
             |r| r.get(0),
@@ -363,7 +364,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                 next_attempt_at = ?3, attempts = MAX(attempts - 1, 0)
              WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
@@ -388,7 +389,7 @@ impl Store {
     /// One event by id.
     pub fn event(&self, id: i64) -> Result<Option<Event>> {
         self.conn()
-            .query_row(
+            .row(
                 &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
                 params![id],
                 event_row,
@@ -401,7 +402,7 @@ impl Store {
     pub fn event_detail(&self, id: i64) -> Result<Option<EventDetail>> {
         let conn = self.conn();
         let Some((event, received, next, finished, lease_run)) = conn
-            .query_row(
+            .row(
                 &format!(
                     "SELECT {EVENT_COLS}, received_at, next_attempt_at, finished_at, lease_run
                      FROM events WHERE id = ?1"
@@ -470,7 +471,7 @@ impl Store {
     /// Number of events waiting or in progress.
     pub fn queue_depth(&self) -> Result<i64> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
                 [],
                 |r| r.get(0),

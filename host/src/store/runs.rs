@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::Cached;
 use rusqlite::{params, Connection};
 
 use super::queue::{record_attempt, AttemptOutcome};
@@ -117,7 +118,7 @@ fn take_back(conn: &Connection, filter: &str, arg: &str, why: &str) -> Result<Ve
             Some(&error),
             None,
         )?;
-        conn.execute(
+        conn.exec(
             "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                 next_attempt_at = ?2, last_error = ?3
              WHERE id = ?1",
@@ -137,7 +138,7 @@ impl Store {
     /// Registers a new run of this process on `node`; returns its id.
     pub fn begin_run(&self, id: &str, node: &str) -> Result<()> {
         let now = now_ms();
-        self.conn().execute(
+        self.conn().exec(
             "INSERT INTO runs (id, node, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             params![id, node, std::process::id(), now],
         )?;
@@ -150,12 +151,12 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
-        let alive = tx.execute(
+        let alive = tx.exec(
             "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
             params![run, now],
         )? == 1;
         if alive {
-            tx.execute(
+            tx.exec(
                 "UPDATE events SET lease_until = ?2 WHERE lease_run = ?1 AND state = 'running'",
                 params![run, now + lease_ms],
             )?;
@@ -188,7 +189,7 @@ impl Store {
     pub fn declare_dead(&self, run: &str, why: &str) -> Result<Vec<Resumed>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
+        tx.exec(
             "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
             params![run, now_ms(), format!("died: {why}")],
         )?;
@@ -236,14 +237,14 @@ impl Store {
                 Some("host stopped: handed back before it finished (not counted)"),
                 None,
             )?;
-            tx.execute(
+            tx.exec(
                 "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                     next_attempt_at = ?2, attempts = MAX(attempts - 1, 0)
                  WHERE id = ?1",
                 params![id, now],
             )?;
         }
-        tx.execute(
+        tx.exec(
             "UPDATE runs SET ended_at = ?2, end_reason = 'stopped' WHERE id = ?1",
             params![run, now],
         )?;
@@ -254,7 +255,7 @@ impl Store {
     /// Events held (running) by `run`, for tests and operators.
     pub fn held_by(&self, run: &str) -> Result<i64> {
         self.conn()
-            .query_row(
+            .row(
                 "SELECT COUNT(*) FROM events WHERE state = 'running' AND lease_run = ?1",
                 params![run],
                 |r| r.get(0),

@@ -8,6 +8,7 @@
 //!
 //! Migration: `orders.verdict_seq` is added to a database created before it existed.
 
+use super::Cached;
 use rusqlite::{params, Connection};
 
 use super::{now_ms, Result, Store};
@@ -45,7 +46,7 @@ pub(crate) fn record_verdict_on(
     verdict: &str,
     seq: i64,
 ) -> Result<bool> {
-    let n = conn.execute(
+    let n = conn.exec(
         "UPDATE orders SET verdict = ?3, verdict_seq = ?4, updated_at = ?5
          WHERE integration = ?1 AND order_ref = ?2
            AND (verdict_seq IS NULL OR verdict_seq <= ?4)

@@ -2,6 +2,7 @@
 //! payload), and its row in `gem_screenings`, which links Gem's screening id to the event that
 //! starts it and, once placed, to the vendor order.
 
+use crate::store::Cached;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +140,7 @@ pub async fn enqueue(
     store
         .write(move |conn| match enqueue_on(conn, &integration, GEM_SEND, &dedupe, &text)? {
             Enqueued::New(event_id) => {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
@@ -150,7 +151,7 @@ pub async fn enqueue(
                 })
             }
             Enqueued::Duplicate { id, .. } => {
-                let stored: String = conn.query_row(
+                let stored: String = conn.row(
                     "SELECT payload FROM events WHERE id = ?1",
                     params![id],
                     |r| r.get(0),
