@@ -369,6 +369,25 @@ mod tests {
     }
 
     #[test]
+    fn events_of_removed_integrations_are_still_taken_at_most_once_a_second_and_full_is_told() {
+        let (s, m) = (store_with(&[("gone", 2), ("a", 1)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = Dispatcher::with(4, 1, Breakers::new(5, Duration::from_secs(60)));
+        let (a, _pa) = next(&d, &names, &s, &m).expect("a's event first");
+        assert_eq!(a.integration, "a");
+        // `a` is at its limit: nothing of it may be taken, and the dispatcher says so.
+        let (g1, _p1) = next(&d, &names, &s, &m).expect("a removed integration's event");
+        assert_eq!(g1.integration, "gone");
+        assert!(d.full(), "every configured integration is at its limit");
+        // The next one waits for the next look, a second later (the look scans the queue).
+        assert!(next(&d, &names, &s, &m).is_none());
+        std::thread::sleep(ORPHANS_EVERY + Duration::from_millis(50));
+        let (g2, _p2) = next(&d, &names, &s, &m).expect("taken at the next look");
+        assert_eq!(g2.integration, "gone");
+        assert_ne!(g1.id, g2.id);
+    }
+
+    #[test]
     fn a_half_open_breaker_lets_exactly_one_probe_through() {
         let (s, m) = (store_with(&[("a", 5), ("b", 2)]), Metrics::default());
         let names = ids(&["a", "b"]);
