@@ -247,16 +247,16 @@ impl App {
     /// Where the ATS sends this integration's webhooks (the seeds' "webhook URL"), for an ATS
     /// that sends webhooks.
     pub fn lever_webhook_url(&self, integration: &str) -> String {
-        format!("{}/hooks/{integration}/lever", self.public_url)
+        crate::ats::section::hook_url(&self.public_url, integration, "lever")
     }
 
     /// The base of this integration's Gem API (`/packages`, `/screenings`), for a Gem integration.
     pub fn gem_api_url(&self, integration: &str) -> String {
-        format!("{}/gem/{integration}", self.public_url)
+        crate::ats::gem::config::api_url(&self.public_url, integration)
     }
 
     /// Where the vendor sends this integration's status callbacks.
     pub fn callback_url(&self, integration: &str) -> String {
-        format!("{}/hooks/{integration}/vendor", self.public_url)
+        crate::ats::section::hook_url(&self.public_url, integration, "vendor")
     }
 }

@@ -4,9 +4,17 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// Milliseconds since the Unix epoch (0 if the system clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> i64 {
-    crate::store::now_ms() / 1000
+    now_ms() / 1000
 }
 
 /// `unix_secs` as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -20,6 +20,7 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod run;
+pub mod secret;
 pub mod store;
 pub mod timeline;
 pub mod wasm;

@@ -312,7 +312,7 @@ impl Metrics {
     }
 
     /// Brings the group-commit counters up to `stats` (the store's own counts, read at scrape).
-    pub fn store_writer(&self, stats: &crate::store::WriterStats) {
+    pub fn store_writer(&self, stats: &WriterStats) {
         let _one_at_a_time = self.store_sync.lock().unwrap_or_else(|e| e.into_inner());
         for (counter, total) in [
             (&self.store_commits, stats.commits),
@@ -337,6 +337,18 @@ impl Metrics {
     }
 }
 
+/// Counters of the store's writer since the store was opened (for metrics and tests). Defined
+/// here, not in `store`, so metrics do not depend on the store.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Batches committed.
+    pub commits: u64,
+    /// Jobs committed (`writes / commits` is the mean batch size).
+    pub writes: u64,
+    /// Batches rolled back because `BEGIN`, a savepoint or `COMMIT` failed.
+    pub failed_batches: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,7 +356,7 @@ mod tests {
     #[test]
     fn group_commit_counters_follow_the_stores_totals() {
         let m = Metrics::default();
-        let stats = |commits, writes| crate::store::WriterStats {
+        let stats = |commits, writes| WriterStats {
             commits,
             writes,
             failed_batches: 0,

@@ -6,13 +6,24 @@
 //! candidate's context, and [`Ats::sync`] to bring the ATS up to date with what is recorded.
 //! Connectors never see an ATS: they get the neutral [`ScreeningRequest`].
 //!
-//! **Adding an ATS** (Greenhouse, Ashby, Workable, …) is one module here implementing [`Ats`],
-//! one variant of [`AtsConfig`](crate::config::AtsConfig), and one arm in [`build`]. An ATS that
-//! calls an API of ours instead of sending webhooks (Gem) also mounts its routes in
-//! [`crate::http`].
+//! Modules: [`config`] ([`AtsConfig`], the `[integrations.ats]` section, one variant per ATS),
+//! [`section`] (what each ATS's section answers: kind, checks, secrets, webhook URLs — the one
+//! place the `/hooks/` path is spelled), [`form`] (the `ats` part of the admin API's integration
+//! form, by kind), [`lever`], [`gem`].
+//!
+//! **Adding an ATS** (Greenhouse, Ashby, Workable, …) is one folder `ats/<name>/` — its config
+//! section implementing [`section::AtsSection`] (`config.rs`), its admin form (`form.rs`: input,
+//! view, stored) and its adapter implementing [`Ats`] — plus one variant of [`AtsConfig`] (with its
+//! arms in `AtsConfig::section`/`section_mut` and the [`form`] enums) and one arm in [`build`]. An
+//! ATS that needs a table adds it in `crate::store` (a module of `store/`, on every backend):
+//! only `store/` reaches the connection. An ATS that calls an API of ours instead of sending
+//! webhooks (Gem) also mounts its routes in [`crate::http`].
 
+pub mod config;
+pub mod form;
 pub mod gem;
 pub mod lever;
+pub mod section;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +31,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::config::{AtsConfig, IntegrationConfig};
+use crate::config::IntegrationConfig;
 use crate::store::{Event, Store, StoreError};
 use crate::timeline::Timeline;
 use crate::wasm::connector::ScreeningRequest;
+pub use config::AtsConfig;
 
 /// Builds the ATS adapter of an integration: the one place that matches on the ATS kind.
 /// `lever_oauth` is the host's Lever OAuth app (used by Lever integrations with `oauth = true`).

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
-    AtsConfig, GemConfig, IntegrationConfig, LeverConfig, PackageConfig, RuleConfig, Secret,
-};
+use crate::ats::form::StoredAts;
+pub use crate::ats::form::{AtsInput, AtsView};
+use crate::ats::section::hook_url;
+use crate::config::{IntegrationConfig, PackageConfig, RuleConfig, Secret};
 use crate::wasm::connector::Manifest;
 
 /// Why an integration could not be saved.
@@ -48,70 +49,6 @@ pub struct IntegrationInput {
     pub rules: Option<Vec<RuleConfig>>,
 }
 
-/// The ATS part of [`IntegrationInput`]: `kind` is `lever` (the default) or `gem`; each kind
-/// takes only its own fields (see `AtsConfig`). The kind of an existing integration cannot change.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AtsInput {
-    pub kind: Option<String>,
-    // Lever: `api_key` or `oauth_access_token` (setting one replaces the other).
-    pub api_base: Option<String>,
-    pub api_key: Option<String>,
-    pub oauth_access_token: Option<String>,
-    /// `true`: connect through the host's Lever OAuth app (replaces `api_key` /
-    /// `oauth_access_token`; the tokens come from `.../lever/connect`).
-    pub oauth: Option<bool>,
-    pub signature_token: Option<String>,
-    pub trigger_stage: Option<String>,
-    // Gem.
-    pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
-    /// `null` ends a rotation (removes the previous secret).
-    #[serde(default, deserialize_with = "double_option")]
-    pub previous_webhook_secret: Option<Option<String>>,
-    /// Unix seconds; required with `previous_webhook_secret`.
-    pub previous_secret_expires_at: Option<i64>,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-impl AtsInput {
-    /// The names of the fields given that belong to the other ATS kind.
-    fn foreign_fields(&self, kind: &str) -> Vec<&'static str> {
-        let lever = [
-            ("api_base", self.api_base.is_some()),
-            ("api_key", self.api_key.is_some()),
-            ("oauth_access_token", self.oauth_access_token.is_some()),
-            ("oauth", self.oauth.is_some()),
-            ("signature_token", self.signature_token.is_some()),
-            ("trigger_stage", self.trigger_stage.is_some()),
-        ];
-        let gem = [
-            ("webhook_url", self.webhook_url.is_some()),
-            ("webhook_secret", self.webhook_secret.is_some()),
-            (
-                "previous_webhook_secret",
-                self.previous_webhook_secret.is_some(),
-            ),
-            (
-                "previous_secret_expires_at",
-                self.previous_secret_expires_at.is_some(),
-            ),
-        ];
-        let other: &[(&str, bool)] = if kind == "gem" { &lever } else { &gem };
-        other
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(n, _)| *n)
-            .collect()
-    }
-}
-
 impl IntegrationInput {
     /// A new integration from a create body.
     pub fn create(self) -> Result<IntegrationConfig, InvalidIntegration> {
@@ -122,38 +59,7 @@ impl IntegrationInput {
             .clone()
             .ok_or_else(|| bad("`connector` is required"))?;
         let ats = self.ats.as_ref().ok_or_else(|| bad("`ats` is required"))?;
-        let ats = match ats.kind.as_deref().unwrap_or("lever") {
-            "lever" => AtsConfig::Lever(LeverConfig {
-                api_base: "https://api.lever.co/v1".into(),
-                api_key: ats.api_key.clone().map(Secret::new),
-                oauth_access_token: ats.oauth_access_token.clone().map(Secret::new),
-                oauth: ats.oauth.unwrap_or(false),
-                signature_token: Secret::new(
-                    ats.signature_token
-                        .clone()
-                        .ok_or_else(|| bad("`ats.signature_token` is required"))?,
-                ),
-                trigger_stage: None,
-            }),
-            "gem" => AtsConfig::Gem(GemConfig {
-                webhook_url: ats
-                    .webhook_url
-                    .clone()
-                    .ok_or_else(|| bad("`ats.webhook_url` is required"))?,
-                webhook_secret: Secret::new(
-                    ats.webhook_secret
-                        .clone()
-                        .ok_or_else(|| bad("`ats.webhook_secret` is required"))?,
-                ),
-                previous_webhook_secret: None,
-                previous_secret_expires_at: None,
-            }),
-            other => {
-                return Err(InvalidIntegration(format!(
-                    "`ats.kind` must be `lever` or `gem`, not `{other}`"
-                )))
-            }
-        };
+        let ats = ats.create().map_err(InvalidIntegration)?;
         let base = IntegrationConfig {
             id,
             connector,
@@ -187,57 +93,7 @@ impl IntegrationInput {
             next.enabled = e;
         }
         if let Some(ats) = self.ats {
-            let kind = next.ats.kind();
-            if ats.kind.as_deref().is_some_and(|k| k != kind) {
-                return Err(InvalidIntegration(format!(
-                    "`ats.kind` is `{kind}` and cannot change; delete and re-create the integration"
-                )));
-            }
-            let foreign = ats.foreign_fields(kind);
-            if !foreign.is_empty() {
-                return Err(InvalidIntegration(format!(
-                    "a {kind} integration has no `ats.{}`",
-                    foreign.join("`, `ats.")
-                )));
-            }
-            match &mut next.ats {
-                AtsConfig::Lever(lever) => {
-                    if let Some(v) = ats.api_base {
-                        lever.api_base = v;
-                    }
-                    if ats.api_key.is_some()
-                        || ats.oauth_access_token.is_some()
-                        || ats.oauth.is_some()
-                    {
-                        lever.api_key = ats.api_key.map(Secret::new);
-                        lever.oauth_access_token = ats.oauth_access_token.map(Secret::new);
-                        lever.oauth = ats.oauth.unwrap_or(false);
-                    }
-                    if let Some(v) = ats.signature_token {
-                        lever.signature_token = Secret::new(v);
-                    }
-                    if let Some(v) = ats.trigger_stage {
-                        lever.trigger_stage = Some(v).filter(|s| !s.trim().is_empty());
-                    }
-                }
-                AtsConfig::Gem(gem) => {
-                    if let Some(v) = ats.webhook_url {
-                        gem.webhook_url = v;
-                    }
-                    if let Some(v) = ats.webhook_secret {
-                        gem.webhook_secret = Secret::new(v);
-                    }
-                    if let Some(v) = ats.previous_webhook_secret {
-                        gem.previous_webhook_secret = v.map(Secret::new);
-                        if gem.previous_webhook_secret.is_none() {
-                            gem.previous_secret_expires_at = None;
-                        }
-                    }
-                    if let Some(v) = ats.previous_secret_expires_at {
-                        gem.previous_secret_expires_at = Some(v);
-                    }
-                }
-            }
+            ats.apply(&mut next.ats).map_err(InvalidIntegration)?;
         }
         if let Some(hosts) = self.allowed_hosts {
             next.allowed_hosts = Some(hosts);
@@ -329,36 +185,13 @@ pub struct IntegrationView {
     pub connection: Option<serde_json::Value>,
 }
 
-/// The ATS part of [`IntegrationView`]: secrets only as "is set" flags.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum AtsView {
-    Lever {
-        api_base: String,
-        api_key_set: bool,
-        oauth_access_token_set: bool,
-        /// Connected through the host's Lever OAuth app.
-        oauth: bool,
-        signature_token_set: bool,
-        trigger_stage: Option<String>,
-    },
-    Gem {
-        webhook_url: String,
-        webhook_secret_set: bool,
-        previous_webhook_secret_set: bool,
-        previous_secret_expires_at: Option<i64>,
-    },
-}
-
 /// An integration's inbound URLs.
 #[derive(Debug, Serialize)]
 pub struct WebhookUrls {
-    /// Lever integrations: give this to Lever's Candidate Stage Change webhook.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lever: Option<String>,
-    /// Gem integrations: the base URL of the Gem API (`/packages`, `/screenings`) to give Gem.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gem_api: Option<String>,
+    /// What the ATS is given, by name (each ATS's `AtsSection::webhook_urls`): `lever`, Lever's
+    /// Candidate Stage Change webhook; `gem_api`, the base URL of the Gem API.
+    #[serde(flatten)]
+    pub ats: BTreeMap<&'static str, String>,
     /// Give this to the vendor (e.g. Certn's webhook URL).
     pub vendor: String,
 }
@@ -366,35 +199,11 @@ pub struct WebhookUrls {
 impl IntegrationView {
     /// The view of `c`, reachable at `public_url`.
     pub fn of(c: &IntegrationConfig, public_url: &str) -> IntegrationView {
-        let (ats, lever_url, gem_url) = match &c.ats {
-            AtsConfig::Lever(l) => (
-                AtsView::Lever {
-                    api_base: l.api_base.clone(),
-                    api_key_set: l.api_key.is_some(),
-                    oauth_access_token_set: l.oauth_access_token.is_some(),
-                    oauth: l.oauth,
-                    signature_token_set: !l.signature_token.expose().is_empty(),
-                    trigger_stage: l.trigger_stage.clone(),
-                },
-                Some(format!("{public_url}/hooks/{}/lever", c.id)),
-                None,
-            ),
-            AtsConfig::Gem(g) => (
-                AtsView::Gem {
-                    webhook_url: g.webhook_url.clone(),
-                    webhook_secret_set: !g.webhook_secret.expose().is_empty(),
-                    previous_webhook_secret_set: g.previous_webhook_secret.is_some(),
-                    previous_secret_expires_at: g.previous_secret_expires_at,
-                },
-                None,
-                Some(format!("{public_url}/gem/{}", c.id)),
-            ),
-        };
         IntegrationView {
             id: c.id.clone(),
             connector: c.connector.clone(),
             enabled: c.enabled,
-            ats,
+            ats: AtsView::of(&c.ats),
             allowed_hosts: c.allowed_hosts.clone(),
             allow_loopback: c.allow_loopback,
             settings: c.settings.clone(),
@@ -402,9 +211,10 @@ impl IntegrationView {
             packages: c.packages.clone(),
             rules: c.rules.clone(),
             webhook_urls: WebhookUrls {
-                lever: lever_url,
-                gem_api: gem_url,
-                vendor: format!("{public_url}/hooks/{}/vendor", c.id),
+                ats: (c.ats.section().webhook_urls(public_url, &c.id))
+                    .into_iter()
+                    .collect(),
+                vendor: hook_url(public_url, &c.id, "vendor"),
             },
             connection: None,
         }
@@ -427,48 +237,13 @@ struct Stored<'a> {
     rules: &'a [RuleConfig],
 }
 
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum StoredAts<'a> {
-    Lever {
-        api_base: &'a str,
-        api_key: Option<&'a str>,
-        oauth_access_token: Option<&'a str>,
-        oauth: bool,
-        signature_token: &'a str,
-        trigger_stage: &'a Option<String>,
-    },
-    Gem {
-        webhook_url: &'a str,
-        webhook_secret: &'a str,
-        previous_webhook_secret: Option<&'a str>,
-        previous_secret_expires_at: Option<i64>,
-    },
-}
-
 /// Serializes `c` for the store, secrets included.
 pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
-    let ats = match &c.ats {
-        AtsConfig::Lever(l) => StoredAts::Lever {
-            api_base: &l.api_base,
-            api_key: l.api_key.as_ref().map(Secret::expose),
-            oauth_access_token: l.oauth_access_token.as_ref().map(Secret::expose),
-            oauth: l.oauth,
-            signature_token: l.signature_token.expose(),
-            trigger_stage: &l.trigger_stage,
-        },
-        AtsConfig::Gem(g) => StoredAts::Gem {
-            webhook_url: &g.webhook_url,
-            webhook_secret: g.webhook_secret.expose(),
-            previous_webhook_secret: g.previous_webhook_secret.as_ref().map(Secret::expose),
-            previous_secret_expires_at: g.previous_secret_expires_at,
-        },
-    };
     serde_json::to_string(&Stored {
         id: &c.id,
         connector: &c.connector,
         enabled: c.enabled,
-        ats,
+        ats: StoredAts::of(&c.ats),
         allowed_hosts: &c.allowed_hosts,
         allow_loopback: c.allow_loopback,
         settings: &c.settings,
@@ -490,6 +265,7 @@ pub fn from_storage(json: &str) -> Result<IntegrationConfig, serde_json::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AtsConfig;
 
     #[test]
     fn storage_round_trips_secrets_and_the_view_never_shows_them() {

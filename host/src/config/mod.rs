@@ -3,15 +3,23 @@
 //!
 //! Secrets may be written inline or as `env:NAME` to read them from the environment at start-up;
 //! either way they are held in [`Secret`], whose `Debug` never prints the value.
+//!
+//! Modules: this one (the file's sections and their checks), [`forms`] (integrations as the admin
+//! API reads and writes them), [`limits`] (`[runtime.limits]`, `[runtime.pool]`), [`rules`]
+//! (package rules). Each ATS's section (`[integrations.ats]`, `[lever_oauth]`) and its checks
+//! live in its own folder, `crate::ats::<name>::config`; they are re-exported here.
 
 pub mod forms;
 pub mod limits;
 pub mod rules;
 
+pub use crate::ats::config::AtsConfig;
+pub use crate::ats::gem::config::GemConfig;
+pub use crate::ats::lever::config::{LeverAuth, LeverConfig, LeverOAuthConfig};
+pub use crate::secret::Secret;
 pub use rules::RuleConfig;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,53 +42,12 @@ pub enum ConfigError {
         integration: String,
         problem: String,
     },
-    #[error("environment variable `{0}` named by a secret is not set")]
-    MissingEnv(String),
+    #[error(transparent)]
+    MissingEnv(#[from] crate::secret::MissingEnv),
     #[error("server.admin_token must be at least 16 characters")]
     AdminToken,
     #[error("{0}")]
     Runtime(String),
-}
-
-/// A secret value (API key, signing token). Never printed by `Debug`, never serialized in clear.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that needs it (signing, an auth header).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// Resolves `env:NAME` indirection.
-    pub(crate) fn resolve(&mut self) -> Result<(), ConfigError> {
-        if let Some(name) = self.0.strip_prefix("env:") {
-            let name = name.to_string();
-            self.0 = std::env::var(&name).map_err(|_| ConfigError::MissingEnv(name))?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
 }
 
 /// The whole configuration file.
@@ -100,88 +67,6 @@ pub struct Config {
     /// `[lever_oauth]`: the host's Lever OAuth app, for integrations with `ats.oauth = true`.
     #[serde(default)]
     pub lever_oauth: Option<LeverOAuthConfig>,
-}
-
-/// `[lever_oauth]`: the one Lever OAuth app (partner app) of this host. Every Lever integration
-/// with `ats.oauth = true` is connected through it (see `crate::ats::lever::oauth`). The redirect
-/// URI to register with Lever is `<public_url>/oauth/lever/callback`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeverOAuthConfig {
-    /// The app's client id.
-    pub client_id: String,
-    /// The app's client secret.
-    pub client_secret: Secret,
-    /// Lever's authorize page.
-    #[serde(default = "lever_authorize_url")]
-    pub authorize_url: String,
-    /// Lever's token endpoint (code exchange and refresh).
-    #[serde(default = "lever_token_url")]
-    pub token_url: String,
-    /// Lever's RFC 7009 revocation endpoint (used when an operator disconnects).
-    #[serde(default = "lever_revoke_url")]
-    pub revoke_url: String,
-    /// The `audience` parameter of the authorize request.
-    #[serde(default = "lever_audience")]
-    pub audience: String,
-    /// Scopes asked for; `offline_access` (for a refresh token) is always added.
-    #[serde(default = "lever_scopes")]
-    pub scopes: Vec<String>,
-    /// How long a connect link (its `state`) stays usable.
-    #[serde(default = "state_ttl")]
-    pub state_ttl_secs: u64,
-    /// An access token this close to its expiry is refreshed before use.
-    #[serde(default = "refresh_margin")]
-    pub refresh_margin_secs: u64,
-}
-
-impl LeverOAuthConfig {
-    /// The app `client_id` / `client_secret` on Lever's real endpoints, with the default scopes
-    /// and lifetimes.
-    pub fn new(client_id: &str, client_secret: &str) -> LeverOAuthConfig {
-        LeverOAuthConfig {
-            client_id: client_id.to_string(),
-            client_secret: Secret::new(client_secret),
-            authorize_url: lever_authorize_url(),
-            token_url: lever_token_url(),
-            revoke_url: lever_revoke_url(),
-            audience: lever_audience(),
-            scopes: lever_scopes(),
-            state_ttl_secs: state_ttl(),
-            refresh_margin_secs: refresh_margin(),
-        }
-    }
-}
-
-fn lever_authorize_url() -> String {
-    "https://auth.lever.co/authorize".into()
-}
-fn lever_token_url() -> String {
-    "https://auth.lever.co/oauth/token".into()
-}
-fn lever_revoke_url() -> String {
-    "https://auth.lever.co/oauth/revoke".into()
-}
-fn lever_audience() -> String {
-    "https://api.lever.co/v1/".into()
-}
-fn lever_scopes() -> Vec<String> {
-    [
-        "opportunities:read:admin",
-        "opportunities:write:admin",
-        "notes:write:admin",
-        "stages:read:admin",
-        "tags:read:admin",
-        "postings:read:admin",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-fn state_ttl() -> u64 {
-    600
-}
-fn refresh_margin() -> u64 {
-    300
 }
 
 /// `[server]`: the HTTP listener.
@@ -265,17 +150,6 @@ pub struct RuntimeConfig {
     pub pool: limits::PoolSettings,
     /// Watch `connectors_dir` and deploy new or changed files (`serve --watch` sets it).
     pub watch: bool,
-}
-
-impl RuntimeConfig {
-    /// The sandbox caps these settings give.
-    pub fn caps(&self) -> crate::wasm::runtime::Caps {
-        crate::wasm::runtime::Caps {
-            max_memory_mib: self.max_memory_mib,
-            max_instances: self.max_instances,
-            default_memory_mib: self.memory_mb,
-        }
-    }
 }
 
 impl Default for RuntimeConfig {
@@ -397,121 +271,6 @@ fn yes() -> bool {
     true
 }
 
-/// The ATS an integration serves.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AtsConfig {
-    /// Lever: stage-change webhooks in, REST API writes out.
-    Lever(LeverConfig),
-    /// Gem: Gem calls switchyard's Gem API (`/gem/<id>/...`) to list packages and send checks;
-    /// status changes go back to Gem as signed webhooks.
-    Gem(GemConfig),
-}
-
-impl AtsConfig {
-    /// `lever` or `gem`, as written in the config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            AtsConfig::Lever(_) => "lever",
-            AtsConfig::Gem(_) => "gem",
-        }
-    }
-}
-
-/// Gem: where its status webhooks go and the secret(s) that sign them. The API keys Gem uses to
-/// call switchyard are issued by `switchyard gem issue-key` and live in the store, not here.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GemConfig {
-    /// Gem's webhook handler URL (the "Webhook URL" Gem gives the vendor).
-    pub webhook_url: String,
-    /// Signs status webhooks (Standard Webhooks, HMAC-SHA256). Pasted into Gem.
-    pub webhook_secret: Secret,
-    /// During a rotation: the secret Gem may still be verifying with. Until
-    /// `previous_secret_expires_at`, every webhook carries a signature by each secret.
-    #[serde(default)]
-    pub previous_webhook_secret: Option<Secret>,
-    /// End of the rotation overlap: RFC 3339 text, a TOML datetime, or unix seconds. Required
-    /// with `previous_webhook_secret`.
-    #[serde(default, deserialize_with = "crate::clock::deserialize_opt_unix_secs")]
-    pub previous_secret_expires_at: Option<i64>,
-}
-
-impl GemConfig {
-    /// The secrets that sign a webhook sent at `now_secs`: the current one, plus the previous one
-    /// while the overlap window lasts.
-    pub fn signing_secrets(&self, now_secs: i64) -> Vec<&Secret> {
-        let mut secrets = vec![&self.webhook_secret];
-        if let (Some(prev), Some(until)) = (
-            &self.previous_webhook_secret,
-            self.previous_secret_expires_at,
-        ) {
-            if now_secs < until {
-                secrets.push(prev);
-            }
-        }
-        secrets
-    }
-}
-
-/// Lever credentials and the trigger stage.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeverConfig {
-    /// `https://api.lever.co/v1` in production.
-    #[serde(default = "lever_api_base")]
-    pub api_base: String,
-    /// Lever API key (HTTP Basic username). Give this or `oauth_access_token`.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// An access token of a Lever OAuth app, sent as `Authorization: Bearer`, instead of an API
-    /// key. switchyard does not refresh it: update it (admin API or config) before it expires.
-    #[serde(default)]
-    pub oauth_access_token: Option<Secret>,
-    /// Connect through the host's Lever OAuth app (`[lever_oauth]`) instead: tokens come from
-    /// the authorization-code flow and live in the store, refreshed by the host.
-    #[serde(default)]
-    pub oauth: bool,
-    /// The Candidate Stage Change webhook's signature token.
-    pub signature_token: Secret,
-    /// Name of the stage that starts a screening; defaults to the connector's default trigger.
-    #[serde(default)]
-    pub trigger_stage: Option<String>,
-}
-
-impl LeverConfig {
-    /// How to authenticate to Lever: the API key, the static OAuth access token, or the OAuth
-    /// app, whichever one is set (`None` if none or several are).
-    pub fn auth(&self) -> Option<LeverAuth> {
-        let set = |s: &Option<Secret>| s.clone().filter(|s| !s.expose().is_empty());
-        match (
-            set(&self.api_key),
-            set(&self.oauth_access_token),
-            self.oauth,
-        ) {
-            (Some(key), None, false) => Some(LeverAuth::ApiKey(key)),
-            (None, Some(token), false) => Some(LeverAuth::Bearer(token)),
-            (None, None, true) => Some(LeverAuth::OAuth),
-            _ => None,
-        }
-    }
-}
-
-/// A Lever credential.
-#[derive(Debug, Clone)]
-pub enum LeverAuth {
-    /// An API key: HTTP Basic, the key as user name, empty password.
-    ApiKey(Secret),
-    /// An OAuth access token: `Authorization: Bearer`.
-    Bearer(Secret),
-    /// Tokens of the host's OAuth app, from the store (`crate::ats::lever::oauth`).
-    OAuth,
-}
-
-fn lever_api_base() -> String {
-    "https://api.lever.co/v1".into()
-}
-
 /// One vendor package.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -568,19 +327,7 @@ impl Config {
                 problem: p,
             };
             // Resolved first, so the checks see the real values (an `env:` variable may be empty).
-            let ats_secrets: Vec<&mut Secret> = match &mut integration.ats {
-                AtsConfig::Lever(l) => [&mut l.api_key, &mut l.oauth_access_token]
-                    .into_iter()
-                    .flatten()
-                    .chain([&mut l.signature_token])
-                    .collect(),
-                AtsConfig::Gem(g) => [&mut g.previous_webhook_secret]
-                    .into_iter()
-                    .flatten()
-                    .chain([&mut g.webhook_secret])
-                    .collect(),
-            };
-            for secret in ats_secrets
+            for secret in (integration.ats.section_mut().secrets_mut())
                 .into_iter()
                 .chain(integration.secrets.values_mut())
             {
@@ -623,43 +370,7 @@ impl IntegrationConfig {
         if self.connector.is_empty() {
             return Err("connector must be set".into());
         }
-        // An HMAC keyed with an empty secret is no authentication at all.
-        let empty = |s: &Secret| s.expose().trim().is_empty();
-        match &self.ats {
-            AtsConfig::Lever(lever) => {
-                if lever.auth().is_none() {
-                    return Err(
-                        "ats needs exactly one of api_key, oauth_access_token (non-empty) and oauth = true"
-                            .into(),
-                    );
-                }
-                if empty(&lever.signature_token) {
-                    return Err("ats.signature_token must not be empty".into());
-                }
-            }
-            AtsConfig::Gem(gem) => {
-                if !gem.webhook_url.starts_with("http://")
-                    && !gem.webhook_url.starts_with("https://")
-                {
-                    return Err("ats.webhook_url must be an http(s) URL".into());
-                }
-                if empty(&gem.webhook_secret)
-                    || gem.previous_webhook_secret.as_ref().is_some_and(empty)
-                {
-                    return Err(
-                        "ats.webhook_secret and ats.previous_webhook_secret must not be empty"
-                            .into(),
-                    );
-                }
-                if gem.previous_webhook_secret.is_some() && gem.previous_secret_expires_at.is_none()
-                {
-                    return Err(
-                        "ats.previous_webhook_secret needs previous_secret_expires_at (end of the overlap)"
-                            .into(),
-                    );
-                }
-            }
-        }
+        self.ats.section().check()?;
         for entry in self.allowed_hosts.iter().flatten() {
             let parsed = crate::wasm::policy::HostEntry::parse(entry)?;
             let internal = parsed
@@ -698,13 +409,6 @@ impl IntegrationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_never_show_in_debug_output() {
-        let s = Secret::new("hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
-    }
 
     #[test]
     fn example_config_parses_and_needs_exactly_one_default_package() {
@@ -768,30 +472,5 @@ mod tests {
         std::env::set_var("SWITCHYARD_TEST_EMPTY_TOKEN", "a-token");
         let mut config: Config = toml::from_str(text).expect("parses");
         config.prepare().expect("a real token is fine");
-    }
-
-    #[test]
-    fn gem_previous_secret_signs_only_inside_the_overlap_window() {
-        let text = r#"
-            webhook_url = "https://gem.example/hook"
-            webhook_secret = "new"
-            previous_webhook_secret = "old"
-            previous_secret_expires_at = "2030-01-01T00:00:00Z"
-        "#;
-        let gem: GemConfig = toml::from_str(text).expect("parses");
-        assert_eq!(gem.previous_secret_expires_at, Some(1_893_456_000));
-        let names = |now| {
-            gem.signing_secrets(now)
-                .iter()
-                .map(|s| s.expose().to_string())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(1_893_455_999), ["new", "old"]);
-        assert_eq!(names(1_893_456_000), ["new"]);
-        let unix: GemConfig = toml::from_str(
-            "webhook_url = \"http://x\"\nwebhook_secret = \"s\"\nprevious_secret_expires_at = 42",
-        )
-        .expect("parses");
-        assert_eq!(unix.previous_secret_expires_at, Some(42));
     }
 }

@@ -4,10 +4,11 @@
 //!   verified by the integration's [`Ats`](crate::ats::Ats) adapter) and
 //!   `ANY /hooks/{integration}/vendor[/...]` (vendor callbacks, answered through the connector).
 //!   Both commit to the store *before* they answer 2xx.
-//! - [`gem`]: the Gem-facing API under `/gem/{integration}/...` (Gem calls us).
-//! - [`lever_oauth`]: `GET /oauth/lever/callback`, Lever's OAuth redirect back (public; the
-//!   `state` authenticates it).
+//! - each ATS's own routes, from its folder (`crate::ats::<name>::routes`): Gem's API under
+//!   `/gem/{integration}/...` (Gem calls us), Lever's `GET /oauth/lever/callback` (public; the
+//!   `state` authenticates it). [`lever_oauth`] is the old path of Lever's.
 //! - [`admin`]: `/admin/...` when an admin token is configured.
+//! - `error`: the `{"error": "<message>"}` body of the public routes.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
@@ -16,10 +17,12 @@
 //! A web console, when it comes, mounts here beside `admin`.
 
 pub mod admin;
-pub mod gem;
+mod error;
 pub mod hooks;
-pub mod lever_oauth;
 pub mod reply;
+
+pub use crate::ats::lever::routes as lever_oauth;
+pub(crate) use error::error;
 
 use std::sync::Arc;
 
@@ -27,8 +30,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -42,11 +44,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/{integration}/vendor", any(hooks::vendor))
         .route("/hooks/{integration}/vendor/{*rest}", any(hooks::vendor))
         .route("/hooks/{integration}/{source}", post(hooks::ats))
-        .route(
-            crate::ats::lever::oauth::CALLBACK_PATH,
-            get(lever_oauth::callback),
-        )
-        .merge(crate::http::gem::routes())
+        .merge(crate::ats::lever::routes::routes())
+        .merge(crate::ats::gem::routes::routes())
         .layer(DefaultBodyLimit::max(limit));
     // Merged after the hooks' body limit so uploads get the admin limit instead.
     if let Some(admin) = crate::http::admin::router(app.clone()) {
@@ -116,9 +115,4 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         metrics.render(depth),
     )
         .into_response()
-}
-
-/// A JSON error response `{"error": message}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }

@@ -19,28 +19,30 @@
 //! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
 //! checks), [`orders`] (orders, notes, a status recorded in one
 //! transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
-//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`writer`] (group
-//! commit).
+//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
+//! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`writer`] (group commit).
 //!
-//! **Backend seam.** All SQL of the host lives in `store/` and nothing outside sees a connection
-//! except the few `pub(crate)` helpers Gem's tables use; callers see only `Store`'s methods and
-//! plain types. A PostgreSQL backend implements the same methods: the queue's claim becomes
+//! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
+//! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
+//! `Store`'s methods and plain types. An ATS (or anything else) that needs a table adds it here,
+//! as a module of `store/` with its schema and methods, on every backend. A PostgreSQL backend implements the same methods: the queue's claim becomes
 //! `SELECT … FOR UPDATE SKIP LOCKED` + `UPDATE` (see [`queue`]), runs and leases are already
 //! designed for several hosts on one database (see [`runs`]), multi-statement steps are
 //! already single transactions, and group commit is the same batching over one PostgreSQL
 //! connection (`BEGIN`, a `SAVEPOINT` per job, one `COMMIT`: see [`writer`]).
 
 pub mod admin;
+pub mod gem;
 pub mod kv;
 pub mod orders;
 pub mod queue;
 pub mod runs;
 pub mod writer;
 
+pub use crate::metrics::WriterStats;
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
-pub use writer::WriterStats;
 pub mod oauth;
 pub mod verdicts;
 
@@ -135,12 +137,7 @@ pub enum Enqueued {
     Duplicate { id: i64, same_payload: bool },
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
@@ -184,27 +181,6 @@ CREATE TABLE IF NOT EXISTS notes (
     written_at INTEGER,
     PRIMARY KEY (integration, order_ref, text)
 );
--- API keys Gem uses to call switchyard (gem::keys): only the SHA-256 of a key is stored.
-CREATE TABLE IF NOT EXISTS api_keys (
-    integration TEXT NOT NULL,
-    key_id TEXT NOT NULL PRIMARY KEY,
-    hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
--- A screening Gem asked for (gem::screening): its id, the event that starts it, and, once the
--- connector placed it, the vendor order.
-CREATE TABLE IF NOT EXISTS gem_screenings (
-    integration TEXT NOT NULL,
-    id TEXT NOT NULL,
-    application_id TEXT NOT NULL,
-    package TEXT,
-    event_id INTEGER NOT NULL,
-    order_ref TEXT,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (integration, id)
-);
-CREATE INDEX IF NOT EXISTS gem_screenings_by_order ON gem_screenings (integration, order_ref);
 "#;
 
 impl Store {
@@ -220,6 +196,7 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(gem::SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
         queue::migrate(&conn)?;
         conn.execute_batch(runs::SCHEMA)?;
@@ -231,8 +208,8 @@ impl Store {
         Ok(Store { conn, writer })
     }
 
-    /// The connection, for modules that own their tables (`gem::keys`, `gem::screening`).
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The connection, for the modules of `store/` (one per group of tables).
+    pub(in crate::store) fn conn(&self) -> MutexGuard<'_, Connection> {
         lock(&self.conn)
     }
 
@@ -244,7 +221,7 @@ impl Store {
     /// `job` must not begin, commit or roll back a transaction, and must not call any `Store`
     /// method: the writer holds the connection (a deadlock). Keep it short: the whole batch
     /// waits for it. Crate-only, so that no connection leaks past the backend seam.
-    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    pub(in crate::store) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -253,7 +230,7 @@ impl Store {
     }
 
     /// [`Store::write`] from a blocking thread (a worker's claim); never from an async task.
-    pub(crate) fn write_blocking<T, F>(&self, job: F) -> Result<T>
+    pub(in crate::store) fn write_blocking<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -378,7 +355,7 @@ impl Store {
 /// `execute` and `query_row` through the connection's statement cache: a statement is parsed
 /// (and the triggers it fires compiled) once, not on every call — which, per webhook and per
 /// step, cost more CPU than running it.
-pub(crate) trait Cached {
+pub(in crate::store) trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
     where
@@ -411,7 +388,7 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 
 /// [`Store::enqueue`] on a connection (or transaction) the caller holds, so that an event can be
 /// committed together with rows that describe it.
-pub(crate) fn enqueue_on(
+pub(in crate::store) fn enqueue_on(
     conn: &Connection,
     integration: &str,
     kind: &str,

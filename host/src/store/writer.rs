@@ -35,23 +35,13 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{lock, Result, StoreError};
+use crate::metrics::WriterStats;
 
 /// Most jobs committed together; a bound on how long one batch holds the connection.
 pub const MAX_BATCH: usize = 512;
 
 /// Jobs that may wait for the writer before senders wait too.
 const CHANNEL: usize = 2 * MAX_BATCH;
-
-/// Counters of the writer since the store was opened (for metrics and tests).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WriterStats {
-    /// Batches committed.
-    pub commits: u64,
-    /// Jobs committed (`writes / commits` is the mean batch size).
-    pub writes: u64,
-    /// Batches rolled back because `BEGIN`, a savepoint or `COMMIT` failed.
-    pub failed_batches: u64,
-}
 
 #[derive(Default)]
 struct Counters {

@@ -13,7 +13,7 @@ use crate::config::RuntimeConfig;
 use crate::wasm::connector::Manifest;
 use crate::wasm::registry::Registry;
 use crate::wasm::runtime::Grant;
-use crate::wasm::runtime::{LoadError, Runtime, Surface};
+use crate::wasm::runtime::{Caps, LoadError, Runtime, Surface};
 
 /// Why a file cannot be inspected or did not validate.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub struct Report {
 /// shares it: same engine).
 async fn runtime(settings: &RuntimeConfig, cache: Option<&Path>) -> Result<Registry, InspectError> {
     let cache = cache.map(|dir| crate::wasm::cache::CodeCache::new(dir.to_path_buf()));
-    let runtime: Arc<Runtime> = Runtime::with_cache(settings.timeout_ms, settings.caps(), cache)
+    let runtime: Arc<Runtime> = Runtime::with_cache(settings.timeout_ms, Caps::of(settings), cache)
         .map_err(|e| InspectError::Runtime(e.to_string()))?;
     Ok(Registry::new(runtime))
 }

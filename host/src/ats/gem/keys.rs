@@ -8,22 +8,11 @@
 //! so issuing or revoking one takes effect on a running host at once.
 
 use rand::Rng as _;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{now_ms, Store, StoreError};
-
-/// A key as listed for operators: never the key itself.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KeyInfo {
-    pub integration: String,
-    pub key_id: String,
-    /// What the key starts with, to recognise it (`sy_<key id>_…`).
-    pub prefix: String,
-    pub created_at_ms: i64,
-    pub revoked_at_ms: Option<i64>,
-}
+pub use crate::store::gem::KeyInfo;
+use crate::store::{Store, StoreError};
 
 /// A freshly issued key. `key` is shown once and not stored.
 pub struct IssuedKey {
@@ -44,12 +33,6 @@ pub enum KeyError {
     Store(#[from] StoreError),
     #[error("no key `{0}` for this integration")]
     UnknownKey(String),
-}
-
-impl From<rusqlite::Error> for KeyError {
-    fn from(e: rusqlite::Error) -> Self {
-        KeyError::Store(e.into())
-    }
 }
 
 fn hash(key: &str) -> String {
@@ -74,20 +57,13 @@ pub fn issue(store: &Store, integration: &str) -> Result<IssuedKey, KeyError> {
         .map(char::from)
         .collect();
     let key = format!("sy_{key_id}_{secret}");
-    store.conn().execute(
-        "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![integration, key_id, hash(&key), now_ms()],
-    )?;
+    store.insert_gem_key(integration, &key_id, &hash(&key))?;
     Ok(IssuedKey { key_id, key })
 }
 
 /// Revokes key `key_id` of `integration` (idempotent: revoking twice keeps the first time).
 pub fn revoke(store: &Store, integration: &str, key_id: &str) -> Result<(), KeyError> {
-    let n = store.conn().execute(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE integration = ?1 AND key_id = ?2",
-        params![integration, key_id, now_ms()],
-    )?;
-    if n == 0 {
+    if !store.revoke_gem_key(integration, key_id)? {
         return Err(KeyError::UnknownKey(key_id.to_string()));
     }
     Ok(())
@@ -95,31 +71,12 @@ pub fn revoke(store: &Store, integration: &str, key_id: &str) -> Result<(), KeyE
 
 /// Revokes every key of `integration` (when it is deleted).
 pub fn revoke_all(store: &Store, integration: &str) -> Result<(), StoreError> {
-    store.conn().execute(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
-        params![integration, now_ms()],
-    )?;
-    Ok(())
+    store.revoke_gem_keys(integration)
 }
 
 /// Every key of `integration`, oldest first.
 pub fn list(store: &Store, integration: &str) -> Result<Vec<KeyInfo>, KeyError> {
-    let conn = store.conn();
-    let mut stmt = conn.prepare(
-        "SELECT integration, key_id, created_at, revoked_at FROM api_keys
-         WHERE integration = ?1 ORDER BY created_at, key_id",
-    )?;
-    let rows = stmt.query_map(params![integration], |r| {
-        let key_id: String = r.get(1)?;
-        Ok(KeyInfo {
-            integration: r.get(0)?,
-            prefix: format!("sy_{key_id}_…"),
-            key_id,
-            created_at_ms: r.get(2)?,
-            revoked_at_ms: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(store.gem_keys(integration)?)
 }
 
 /// The key id if `presented` is an active key of `integration`; `None` for anything else
@@ -132,19 +89,18 @@ pub fn authenticate(
     let Some(key_id) = key_id_of(presented.trim()) else {
         return Ok(None);
     };
-    let row: Option<(String, String, Option<i64>)> = store
-        .conn()
-        .query_row(
-            "SELECT integration, hash, revoked_at FROM api_keys WHERE key_id = ?1",
-            params![key_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((owner, stored, revoked)) = row else {
+    let Some(stored) = store.gem_key(key_id)? else {
         return Ok(None);
     };
-    let matches = bool::from(hash(presented.trim()).as_bytes().ct_eq(stored.as_bytes()));
-    Ok((matches && owner == integration && revoked.is_none()).then(|| key_id.to_string()))
+    let matches = bool::from(
+        hash(presented.trim())
+            .as_bytes()
+            .ct_eq(stored.hash.as_bytes()),
+    );
+    Ok(
+        (matches && stored.integration == integration && stored.revoked_at_ms.is_none())
+            .then(|| key_id.to_string()),
+    )
 }
 
 #[cfg(test)]

@@ -2,25 +2,34 @@
 //! switchyard issued) to list packages, send a screening and read its status; switchyard sends
 //! each status change back to Gem's webhook handler as a signed webhook (Standard Webhooks).
 //!
+//! - [`config`]: the `[integrations.ats]` section (`kind = "gem"`), its checks, and the Gem API's
+//!   URL.
+//! - [`form`]: Gem's `ats` fields in the admin API (input, view, storage form).
 //! - [`keys`]: API keys (issued once, stored as SHA-256, revocable, several active at once).
-//! - the routes under `/gem/{integration}/` are Gem's HTTP surface, in [`crate::http::gem`].
+//! - [`routes`]: the routes under `/gem/{integration}/`, Gem's HTTP surface.
 //! - [`screening`]: a screening Gem asked for, and the `gem.send` step that starts it through the
 //!   integration's connector (the same `start-screening` call the Lever flow makes).
 //! - [`delivery`]: status webhooks to Gem: enqueued durably on the event queue, one per distinct
 //!   status, and sent by the workers with retries.
 //! - [`signature`]: Standard Webhooks signing (and verification, for tests).
 //!
+//! Its tables (`api_keys`, `gem_screenings`) and their SQL are in `crate::store::gem`.
+//!
 //! [`GemAts`] is the adapter the flow uses (see [`crate::ats::Ats`]). Documented for Gem-side
 //! developers in `docs/gem.md`.
 
+pub mod config;
 pub mod delivery;
+pub mod form;
 pub mod keys;
+pub mod routes;
 pub mod screening;
 pub mod signature;
 
 use async_trait::async_trait;
 
 use super::{Ats, AtsCx, AtsError, Role, Trigger};
+use crate::ats::section::AtsSection;
 use crate::config::GemConfig;
 use crate::store::{Event, Order};
 use crate::timeline::TimelineEvent;
@@ -57,7 +66,7 @@ impl Ats for GemAts {
     }
 
     fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)> {
-        vec![("gem_api_url", format!("{public_url}/gem/{integration}"))]
+        self.config.webhook_urls(public_url, integration)
     }
 
     fn role(&self, kind: &str) -> Option<Role> {

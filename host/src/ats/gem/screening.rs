@@ -2,11 +2,11 @@
 //! payload), and its row in `gem_screenings`, which links Gem's screening id to the event that
 //! starts it and, once placed, to the vendor order.
 
-use crate::store::Cached;
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{enqueue_on, now_ms, Enqueued, Store, StoreError};
+pub use crate::store::gem::Screening;
+use crate::store::gem::{NewScreening, ScreeningEnqueued};
+use crate::store::{Store, StoreError};
 
 /// Event kind of a screening Gem sent.
 pub const GEM_SEND: &str = "gem.send";
@@ -47,16 +47,6 @@ pub struct SendPayload {
     pub sent_digest: Option<String>,
     #[serde(flatten)]
     pub request: SendRequest,
-}
-
-/// A stored screening.
-#[derive(Debug, Clone, Serialize)]
-pub struct Screening {
-    pub id: String,
-    pub application_id: String,
-    pub package: Option<String>,
-    pub event_id: i64,
-    pub order_ref: Option<String>,
 }
 
 /// What offering a send to the store did.
@@ -101,14 +91,7 @@ pub fn prior(
     idempotency_key: &str,
     sent: &SendRequest,
 ) -> Result<Option<Queued>, StoreError> {
-    let stored: Option<String> = store
-        .conn()
-        .query_row(
-            "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-            params![integration, idempotency_dedupe(idempotency_key)],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let stored = store.event_payload(integration, &idempotency_dedupe(idempotency_key))?;
     Ok(stored.map(|s| repeat_of(&s, sent)))
 }
 
@@ -135,31 +118,22 @@ pub async fn enqueue(
     };
     // Serializing plain strings cannot fail.
     let text = serde_json::to_string(&payload).unwrap_or_default();
-    let (integration, sent, request) = (integration.to_owned(), sent.clone(), request.clone());
-    // One savepoint: the event and its screening row are stored together or not at all.
-    store
-        .write(move |conn| match enqueue_on(conn, &integration, GEM_SEND, &dedupe, &text)? {
-            Enqueued::New(event_id) => {
-                conn.exec(
-                    "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![integration, screening_id, request.application_id, request.package, event_id, now_ms()],
-                )?;
-                Ok(Queued::New {
-                    screening_id,
-                    event_id,
-                })
-            }
-            Enqueued::Duplicate { id, .. } => {
-                let stored: String = conn.row(
-                    "SELECT payload FROM events WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )?;
-                Ok(repeat_of(&stored, &sent))
-            }
-        })
-        .await
+    let new = NewScreening {
+        integration: integration.to_owned(),
+        id: screening_id.clone(),
+        application_id: request.application_id.clone(),
+        package: request.package.clone(),
+        kind: GEM_SEND,
+        dedupe_key: dedupe,
+        payload: text,
+    };
+    Ok(match store.enqueue_gem_screening(new).await? {
+        ScreeningEnqueued::New { event_id } => Queued::New {
+            screening_id,
+            event_id,
+        },
+        ScreeningEnqueued::Duplicate { payload } => repeat_of(&payload, sent),
+    })
 }
 
 /// Links a screening to the vendor order the connector placed (or a local reference).
@@ -169,10 +143,7 @@ pub fn link_order(
     screening_id: &str,
     order_ref: &str,
 ) -> Result<(), StoreError> {
-    store.conn().execute(
-        "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2",
-        params![integration, screening_id, order_ref],
-    )?;
+    store.link_gem_screening(integration, screening_id, order_ref, false)?;
     Ok(())
 }
 
@@ -183,12 +154,7 @@ pub fn link_order_if_unlinked(
     screening_id: &str,
     order_ref: &str,
 ) -> Result<bool, StoreError> {
-    let n = store.conn().execute(
-        "UPDATE gem_screenings SET order_ref = ?3
-         WHERE integration = ?1 AND id = ?2 AND order_ref IS NULL",
-        params![integration, screening_id, order_ref],
-    )?;
-    Ok(n == 1)
+    store.link_gem_screening(integration, screening_id, order_ref, true)
 }
 
 /// The order reference [`GemAts::gave_up`](super::GemAts) gives a screening that never got a vendor order.
@@ -196,29 +162,9 @@ pub fn failed_order_ref(screening_id: &str) -> String {
     format!("failed:{screening_id}")
 }
 
-const COLUMNS: &str = "id, application_id, package, event_id, order_ref";
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Screening> {
-    Ok(Screening {
-        id: r.get(0)?,
-        application_id: r.get(1)?,
-        package: r.get(2)?,
-        event_id: r.get(3)?,
-        order_ref: r.get(4)?,
-    })
-}
-
 /// A screening by id.
 pub fn get(store: &Store, integration: &str, id: &str) -> Result<Option<Screening>, StoreError> {
-    store
-        .conn()
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND id = ?2"),
-            params![integration, id],
-            row,
-        )
-        .optional()
-        .map_err(Into::into)
+    store.gem_screening(integration, id)
 }
 
 /// The screening that placed order `order_ref`, if Gem asked for it.
@@ -227,15 +173,5 @@ pub fn of_order(
     integration: &str,
     order_ref: &str,
 ) -> Result<Option<Screening>, StoreError> {
-    store
-        .conn()
-        .query_row(
-            &format!(
-                "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"
-            ),
-            params![integration, order_ref],
-            row,
-        )
-        .optional()
-        .map_err(Into::into)
+    store.gem_screening_of_order(integration, order_ref)
 }

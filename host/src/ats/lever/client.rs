@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use super::error::LeverError;
 use super::oauth::TokenSource;
 use crate::config::{LeverAuth, Secret};
 
@@ -15,30 +16,6 @@ use crate::config::{LeverAuth, Secret};
 const ATTEMPTS: u32 = 4;
 /// Longest single wait between attempts.
 const MAX_WAIT: Duration = Duration::from_secs(5);
-
-/// A Lever API failure. Messages never contain the API key.
-#[derive(Debug, thiserror::Error)]
-pub enum LeverError {
-    /// Rate limited, 5xx, timeout or connection failure: try again later.
-    #[error("Lever unavailable: {0}")]
-    Transient(String),
-    /// 401/403: the credential is wrong or lacks a permission.
-    #[error("Lever refused the credential ({0})")]
-    Unauthorized(u16),
-    /// An OAuth integration without a usable grant (never connected, revoked, disconnected).
-    #[error("Lever integration not connected: {0}")]
-    Disconnected(String),
-    /// Any other 4xx.
-    #[error("Lever answered {status}: {message}")]
-    Rejected { status: u16, message: String },
-}
-
-impl LeverError {
-    /// Whether a later retry may succeed.
-    pub fn retryable(&self) -> bool {
-        matches!(self, LeverError::Transient(_))
-    }
-}
 
 /// The fields of an opportunity the flow uses.
 #[derive(Debug, Clone, Default)]

@@ -1,15 +1,24 @@
 //! Lever: stage-change webhooks in, REST API writes out.
 //!
+//! - [`config`]: the `[integrations.ats]` section (`kind = "lever"`) and its checks, and the host's
+//!   `[lever_oauth]` app.
+//! - [`form`]: Lever's `ats` fields in the admin API (input, view, storage form).
+//! - [`error`]: [`LeverError`](error::LeverError), shared by the client and OAuth.
 //! - [`webhook`]: the webhook body and the checks every delivery passes (signature, freshness).
 //! - [`signature`]: Lever's HMAC over `token + triggeredAt`.
 //! - [`client`]: the REST API (429/5xx backoff).
 //! - [`sync`]: writes an opportunity's recorded state back to Lever, idempotently.
 //! - [`oauth`]: Lever as an authorized app (authorization-code flow, token refresh, revocation).
+//! - [`routes`]: `GET /oauth/lever/callback`, where Lever sends the operator's browser back.
 //!
 //! [`LeverAts`] is the adapter the flow and the intake route use (see [`crate::ats::Ats`]).
 
 pub mod client;
+pub mod config;
+pub mod error;
+pub mod form;
 pub mod oauth;
+pub mod routes;
 pub mod signature;
 pub mod sync;
 pub mod webhook;
@@ -21,6 +30,7 @@ use async_trait::async_trait;
 pub use client::{LeverClient, LeverError, Opportunity};
 
 use super::{Ats, AtsCx, AtsError, Intake, Rejection, Role, Trigger};
+use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
 use crate::store::Event;
 use crate::wasm::connector::ScreeningRequest;
@@ -126,10 +136,7 @@ impl Ats for LeverAts {
     }
 
     fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)> {
-        vec![(
-            "webhook_url",
-            format!("{public_url}/hooks/{integration}/lever"),
-        )]
+        self.config.webhook_urls(public_url, integration)
     }
 
     fn disconnected(&self, cx: &AtsCx<'_>) -> Option<String> {

@@ -29,7 +29,7 @@ use oauth2::{
     RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
 };
 
-use super::client::LeverError;
+use super::error::LeverError;
 use crate::config::{LeverOAuthConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::oauth::OAuthTokens;

@@ -51,6 +51,16 @@ pub struct Grant {
 }
 
 impl Caps {
+    /// The caps `[runtime]` sets. Built here, not in `config`, so the configuration does not
+    /// depend on the runtime.
+    pub fn of(config: &crate::config::RuntimeConfig) -> Caps {
+        Caps {
+            max_memory_mib: config.max_memory_mib,
+            max_instances: config.max_instances,
+            default_memory_mib: config.memory_mb,
+        }
+    }
+
     /// The grant while nothing is known about the component (reading its manifest).
     pub fn ceiling(&self) -> Grant {
         Grant {

@@ -169,7 +169,7 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Runtime>> {
         let runtime = Runtime::build(
             config.timeout_ms,
-            config.caps(),
+            Caps::of(config),
             &config.pool,
             &config.limits,
             cache,

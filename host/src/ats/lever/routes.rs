@@ -1,4 +1,4 @@
-//! `GET /oauth/lever/callback`: where Lever sends the browser back after "Accept" (or "Deny").
+//! Lever's routes ([`routes`]): `GET /oauth/lever/callback`, where Lever sends the browser back after "Accept" (or "Deny").
 //! Public: the single-use, expiring `state` (issued by the admin API's connect link and bound to
 //! one integration) is what authenticates it. Unknown, reused or expired state, or Lever's
 //! `error=` → a clear 400 (HTML for a browser, JSON otherwise) and nothing stored. A valid one
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,6 +20,11 @@ use crate::app::App;
 use crate::ats::lever::oauth::CALLBACK_PATH;
 use crate::config::AtsConfig;
 use crate::store::oauth::StateCheck;
+
+/// Lever's routes, mounted by [`crate::http::router`]: the OAuth callback.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route(CALLBACK_PATH, get(callback))
+}
 
 /// The callback's query: `code` + `state`, or `error` (+ `error_description`) + `state`.
 #[derive(Debug, Default, Deserialize)]

@@ -1,4 +1,4 @@
-//! The Gem-facing API, per integration, authenticated by an `X-API-Key` that switchyard issued
+//! Gem's routes ([`routes`]): the Gem-facing API, per integration, authenticated by an `X-API-Key` that switchyard issued
 //! (see [`keys`](crate::ats::gem::keys)):
 //!
 //! - `GET /gem/{integration}/packages` → `{"packages":[{"name","default"}]}`, from the
@@ -29,7 +29,7 @@ use crate::http::error;
 use crate::store::EventState;
 use crate::timeline::TimelineEvent;
 
-/// The routes under `/gem/{integration}/`.
+/// The routes under `/gem/{integration}/`, mounted by [`crate::http::router`].
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/gem/{integration}/packages", get(packages))

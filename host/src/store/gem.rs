@@ -1,0 +1,248 @@
+//! Gem's tables: the API keys Gem calls switchyard with (`api_keys`: only the SHA-256 of a key is
+//! stored) and the screenings Gem asked for (`gem_screenings`: Gem's screening id, the event that
+//! starts it and, once placed, the vendor order). The rules around them (key format, hashing,
+//! idempotency) stay in `crate::ats::gem`; this module holds only their SQL.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{enqueue_on, now_ms, Cached, Enqueued, Result, Store};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS api_keys (
+    integration TEXT NOT NULL,
+    key_id TEXT NOT NULL PRIMARY KEY,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS gem_screenings (
+    integration TEXT NOT NULL,
+    id TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    package TEXT,
+    event_id INTEGER NOT NULL,
+    order_ref TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (integration, id)
+);
+CREATE INDEX IF NOT EXISTS gem_screenings_by_order ON gem_screenings (integration, order_ref);
+"#;
+
+/// A Gem API key as listed for operators: never the key itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub integration: String,
+    pub key_id: String,
+    /// What the key starts with, to recognise it (`sy_<key id>_…`).
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A stored key's owner, hash and revocation time, for authentication.
+pub struct KeyRecord {
+    pub integration: String,
+    pub hash: String,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A stored Gem screening.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Screening {
+    pub id: String,
+    pub application_id: String,
+    pub package: Option<String>,
+    pub event_id: i64,
+    pub order_ref: Option<String>,
+}
+
+/// A new screening to store with the event that starts it.
+pub struct NewScreening {
+    pub integration: String,
+    pub id: String,
+    pub application_id: String,
+    pub package: Option<String>,
+    /// The event: its kind, dedupe key and payload.
+    pub kind: &'static str,
+    pub dedupe_key: String,
+    pub payload: String,
+}
+
+/// What storing a [`NewScreening`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScreeningEnqueued {
+    /// Stored, started by this event.
+    New { event_id: i64 },
+    /// The dedupe key was taken: the payload stored under it.
+    Duplicate { payload: String },
+}
+
+const COLUMNS: &str = "id, application_id, package, event_id, order_ref";
+
+fn screening(r: &rusqlite::Row<'_>) -> rusqlite::Result<Screening> {
+    Ok(Screening {
+        id: r.get(0)?,
+        application_id: r.get(1)?,
+        package: r.get(2)?,
+        event_id: r.get(3)?,
+        order_ref: r.get(4)?,
+    })
+}
+
+fn insert_screening(conn: &Connection, s: &NewScreening) -> Result<ScreeningEnqueued> {
+    match enqueue_on(conn, &s.integration, s.kind, &s.dedupe_key, &s.payload)? {
+        Enqueued::New(event_id) => {
+            conn.exec(
+                "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![s.integration, s.id, s.application_id, s.package, event_id, now_ms()],
+            )?;
+            Ok(ScreeningEnqueued::New { event_id })
+        }
+        Enqueued::Duplicate { id, .. } => {
+            let payload = conn.row(
+                "SELECT payload FROM events WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            Ok(ScreeningEnqueued::Duplicate { payload })
+        }
+    }
+}
+
+impl Store {
+    /// Stores the hash of a new Gem API key.
+    pub fn insert_gem_key(&self, integration: &str, key_id: &str, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![integration, key_id, hash, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes key `key_id` of `integration`, keeping the first revocation time; whether the key
+    /// exists.
+    pub fn revoke_gem_key(&self, integration: &str, key_id: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE integration = ?1 AND key_id = ?2",
+            params![integration, key_id, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Revokes every Gem API key of `integration`.
+    pub fn revoke_gem_keys(&self, integration: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
+            params![integration, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every Gem API key of `integration`, oldest first.
+    pub fn gem_keys(&self, integration: &str) -> Result<Vec<KeyInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT integration, key_id, created_at, revoked_at FROM api_keys
+             WHERE integration = ?1 ORDER BY created_at, key_id",
+        )?;
+        let rows = stmt.query_map(params![integration], |r| {
+            let key_id: String = r.get(1)?;
+            Ok(KeyInfo {
+                integration: r.get(0)?,
+                prefix: format!("sy_{key_id}_…"),
+                key_id,
+                created_at_ms: r.get(2)?,
+                revoked_at_ms: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The stored key with id `key_id`, of any integration.
+    pub fn gem_key(&self, key_id: &str) -> Result<Option<KeyRecord>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT integration, hash, revoked_at FROM api_keys WHERE key_id = ?1",
+                params![key_id],
+                |r| {
+                    Ok(KeyRecord {
+                        integration: r.get(0)?,
+                        hash: r.get(1)?,
+                        revoked_at_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The payload of `integration`'s event stored under `dedupe_key`, if any.
+    pub fn event_payload(&self, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+                params![integration, dedupe_key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Commits a Gem screening and the event that starts it together, in one write of the group
+    /// commit (one savepoint: both or neither).
+    pub async fn enqueue_gem_screening(&self, new: NewScreening) -> Result<ScreeningEnqueued> {
+        self.write(move |conn| insert_screening(conn, &new)).await
+    }
+
+    /// Links screening `id` to `order_ref`; with `only_unlinked`, only if it has no order yet.
+    /// Whether it was linked.
+    pub fn link_gem_screening(
+        &self,
+        integration: &str,
+        id: &str,
+        order_ref: &str,
+        only_unlinked: bool,
+    ) -> Result<bool> {
+        let sql = if only_unlinked {
+            "UPDATE gem_screenings SET order_ref = ?3
+             WHERE integration = ?1 AND id = ?2 AND order_ref IS NULL"
+        } else {
+            "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2"
+        };
+        let n = self
+            .conn()
+            .execute(sql, params![integration, id, order_ref])?;
+        Ok(n == 1)
+    }
+
+    /// A Gem screening by id.
+    pub fn gem_screening(&self, integration: &str, id: &str) -> Result<Option<Screening>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND id = ?2"),
+                params![integration, id],
+                screening,
+            )
+            .optional()?)
+    }
+
+    /// The Gem screening that placed order `order_ref`, if Gem asked for it.
+    pub fn gem_screening_of_order(
+        &self,
+        integration: &str,
+        order_ref: &str,
+    ) -> Result<Option<Screening>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"
+                ),
+                params![integration, order_ref],
+                screening,
+            )
+            .optional()?)
+    }
+}
