@@ -356,7 +356,8 @@ impl Config {
 }
 
 impl IntegrationConfig {
-    /// Checks what serde cannot: the id's alphabet and exactly one default package.
+    /// Checks what serde cannot: the id's alphabet, the ATS section's own checks, allowed hosts
+    /// that are no internal address, and exactly one default package.
     pub fn check(&self) -> Result<(), String> {
         if self.id.is_empty()
             || self.id.len() > 64
