@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::config::limits::SandboxLimits;
 use switchyard::config::{RuntimeConfig, Secret};
-use switchyard::wasm::connector::{
-    CallError, LoadedConnector, ScreeningRequest, Started,
-};
+use switchyard::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Started};
 use switchyard::wasm::policy::OutboundClients;
 use switchyard::wasm::registry::Registry;
 use switchyard::wasm::runtime::bench::{self, Figures};

@@ -177,8 +177,12 @@ pub async fn run(component: &Path, scenario: &Path, opts: &Options) -> Result<Re
     let loaded = run::load(bytes, opts)
         .await
         .map_err(|e| Unusable(format!("{}: {e}", component.display())))?;
-    let (contract, size, origin, load_time) =
-        (loaded.contract.clone(), loaded.bytes, loaded.origin, loaded.load_time);
+    let (contract, size, origin, load_time) = (
+        loaded.contract.clone(),
+        loaded.bytes,
+        loaded.origin,
+        loaded.load_time,
+    );
     let steps = run::scenario(loaded, &parsed).await.map_err(Unusable)?;
     Ok(Report {
         component: component.display().to_string(),

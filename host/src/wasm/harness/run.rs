@@ -163,8 +163,8 @@ impl Session<'_> {
                     }
                     values::started(&s)
                 }),
-            (Call::HandleCallback, Some(request)) => connector
-                .handle_callback(runtime, ctx, request)
+            (Call::HandleCallback, request) => connector
+                .handle_callback(runtime, ctx, request.unwrap_or_default())
                 .await
                 .map(|(response, updates)| {
                     if let Err(why) = quota::check_updates(&updates, &self.limits) {
@@ -172,7 +172,6 @@ impl Session<'_> {
                     }
                     values::callback(&response, &updates)
                 }),
-            (Call::HandleCallback, None) => Ok(Value::Null),
             (Call::ListPackages, _) => connector
                 .packages(runtime, ctx)
                 .await
@@ -501,7 +500,12 @@ pub async fn scenario(loaded: Loaded, scenario: &Scenario) -> Result<Vec<StepRep
     let unapproved = policy::unapproved(&manifest.outbound_hosts, &scenario.approved_hosts);
     if !unapproved.is_empty() {
         let why = DeployError::UnapprovedHosts(unapproved.join(", ")).to_string();
-        refuse(&mut first, "approved-hosts", "the manifest's outbound-hosts", why);
+        refuse(
+            &mut first,
+            "approved-hosts",
+            "the manifest's outbound-hosts",
+            why,
+        );
         return Ok(vec![first]);
     }
     // As the integration's configuration is checked.

@@ -15,7 +15,7 @@ use super::matching::{self, Problem};
 use super::ordered::Ordered;
 use super::scenario::{ErrorWithMessage, Exchange, HttpErrorSpec};
 use crate::wasm::runtime::imports::{
-    BoxFuture, HttpError, HttpResponse, LogLevel, LogSink, OutgoingRequest, Outbound, StateBackend,
+    BoxFuture, HttpError, HttpResponse, LogLevel, LogSink, Outbound, OutgoingRequest, StateBackend,
 };
 
 /// One line of what a call did, in order.

@@ -21,12 +21,12 @@ macro_rules! shared_glue {
     () => {
         use std::sync::Arc;
 
-        use $crate::wasm::types::{
-            CallError, Package, RawHttp, ScreeningRequest, Started, Status, StatusUpdate,
-        };
         use $crate::wasm::runtime::imports::{self, LogLevel};
         use $crate::wasm::runtime::{
             CallContext, Grant, Instantiate, Invocation, InvokeError, Runtime,
+        };
+        use $crate::wasm::types::{
+            CallError, Package, RawHttp, ScreeningRequest, Started, Status, StatusUpdate,
         };
 
         impl Instantiate for ConnectorPre<Invocation> {
@@ -284,9 +284,7 @@ macro_rules! shared_glue {
             Ok((response, updates))
         }
 
-        fn config_fields(
-            fields: Vec<types::ConfigField>,
-        ) -> Vec<$crate::wasm::types::ConfigField> {
+        fn config_fields(fields: Vec<types::ConfigField>) -> Vec<$crate::wasm::types::ConfigField> {
             fields
                 .into_iter()
                 .map(|f| $crate::wasm::types::ConfigField {

@@ -38,9 +38,9 @@ use crate::config::{IntegrationConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
-use crate::wasm::types::Package;
 use crate::wasm::policy::{self, HostEntry};
 use crate::wasm::quota::{self, CallBudget, Reservation};
+use crate::wasm::types::Package;
 
 /// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]

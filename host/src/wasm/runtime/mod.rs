@@ -42,11 +42,11 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use crate::wasm::types::InvokeError;
 pub use alloc::Allocation;
 pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
 pub use limits::{Caps, Grant};
-pub use crate::wasm::types::InvokeError;
 
 use crate::config::limits::{PoolSettings, SandboxLimits};
 use crate::config::RuntimeConfig;
