@@ -133,8 +133,10 @@ impl Outbound for Invited {
 /// The server's trap for the same call: the same component, its state in the store.
 async fn server_trap() -> String {
     let runtime = Runtime::new(30_000, Caps::default()).unwrap();
-    let mut limits = SandboxLimits::default();
-    limits.state_total_bytes = 16;
+    let limits = SandboxLimits {
+        state_total_bytes: 16,
+        ..SandboxLimits::default()
+    };
     let registry = Registry::new(runtime.clone()).with_limits(limits.clone());
     let connector = registry
         .load(std::fs::read(certn_v01()).unwrap(), "test")
