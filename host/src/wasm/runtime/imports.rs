@@ -12,10 +12,12 @@
 //! and connector); `switchyard connector test` supplies a scripted `Outbound` and an in-memory
 //! `StateBackend` (both reached only after the checks below), a [`LogSink`] that keeps every line
 //! the host logged, and a pinned [`CallContext::wall_clock`]; it fills the other public fields
-//! itself (settings, secrets, packages, callback URL, allowed hosts, limits), and calls [`LoadedConnector`](crate::wasm::connector::LoadedConnector) exactly
-//! as the flow does — no network, no database. The checks that are policy, not transport (an
-//! absolute http(s) URL, an approved host, a valid method, the timeout cap, the timeline entry),
-//! stay in [`CallContext::send`] so the harness exercises them too.
+//! itself (settings, secrets, packages, callback URL, allowed hosts, limits), and calls
+//! [`LoadedConnector`](crate::wasm::connector::LoadedConnector) exactly as the flow does — no
+//! network, no database. The checks that are policy, not transport (an absolute http(s) URL, an
+//! approved host, an IP literal's range, a valid method, the request caps, the timeout cap, the
+//! timeline entry), stay in [`CallContext::send`] so the harness exercises them too; the check of
+//! *resolved* addresses belongs to [`LiveHttp`]'s client, which the harness does not use.
 //!
 //! # Bounds
 //!
