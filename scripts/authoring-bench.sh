@@ -46,7 +46,7 @@ bench() { # <lang>
     "$lang" "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" "$(secs "$t2" "$t3")" "$(secs "$t0" "$t3")" "$(stat -c %s "$wasm")"
   head -1 "$WORK/$lang.cold" | sed 's/^/  cold:   /'
   head -1 "$WORK/$lang.warm" | sed 's/^/  cached: /'
-  # Per-call times of the cached run: instantiate + call, per step.
+  # Per-call times of the cached run (instantiation included), per step.
   grep -E '^(ok  |FAIL) ' "$WORK/$lang.warm" | sed -E 's/^(ok  |FAIL) (.*)  \((.*)\)$/  \3  \2/'
   tail -1 "$WORK/$lang.warm" | sed 's/^/  /'
 }

@@ -9,8 +9,8 @@
 //!    and from the compiled-code cache, processed events/s with an instant vendor, the raw
 //!    SQLite ceiling of the same disk, acknowledged webhooks/s at 16 and 64 connections, latency
 //!    at fixed offered rates (from intended send times), RSS idle and under load.
-//! 2. The runtime's connector-call figures ([`wasm`]), and the same connector logic native vs
-//!    Wasm end to end through the in-process host ([`twin`]).
+//! 2. The runtime's connector-call figures ([`wasm`]), including the same connector logic native
+//!    vs Wasm at the level of the connector call.
 //! 3. The in-process host ([`in_process`]): bulkheads, resume after a crash, hot swap.
 //!
 //! Figures taken while other work runs on the machine are noise; the table says nothing about
@@ -26,8 +26,6 @@ mod loadgen;
 mod support_admin;
 #[path = "bench/table.rs"]
 mod table;
-#[path = "bench/twin.rs"]
-mod twin;
 #[path = "bench/wasm.rs"]
 mod wasm;
 
@@ -38,7 +36,6 @@ async fn main() -> anyhow::Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     external::run(&mut rows).await?;
     wasm::run(&mut rows).await?;
-    twin::run(&mut rows).await?;
     in_process::run(&mut rows).await?;
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let first3 = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
@@ -71,9 +68,5 @@ const NOTES: &str = "
   processing and intake (under load), VmHWM at the end.
 - instantiate + call, connector call/s: switchyard_tests::bench_wasm (connector-call level: the
   Lever intake, store and write-back around the call are not included).
-- events/s end to end, Wasm vs native: the in-process host, one integration on the twin
-  connector; each Lever stage change goes through the whole flow (webhook, commit, claim, Lever
-  reads, start-screening at the Certn simulator, status, Lever write-back). Between rounds only
-  the connector call changes (twin.wasm, or the same module linked natively); rounds alternate.
 - bulkheads, resume, hot swap: the in-process host (simulators and host in the bench process).
 - Figures taken while other work runs on the machine (see the load average) are noise.";

@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::config::limits::SandboxLimits;
 use switchyard::config::{RuntimeConfig, Secret};
-use switchyard::wasm::connector::{
-    CallError, LoadedConnector, NativeLogic, ScreeningRequest, Started,
-};
+use switchyard::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Started};
 use switchyard::wasm::policy::OutboundClients;
 use switchyard::wasm::registry::Registry;
 use switchyard::wasm::runtime::bench::{self, Figures};
@@ -286,20 +284,6 @@ fn request(key: &str) -> ScreeningRequest {
         posting_tags: vec![],
         stage: None,
         package: Some("Basic".into()),
-    }
-}
-
-/// The twin linked natively, as the host's [`NativeLogic`] for the end-to-end figure
-/// (`LoadedConnector::run_natively`).
-pub struct NativeTwin;
-
-impl NativeLogic for NativeTwin {
-    fn start_screening(
-        &self,
-        ctx: &CallContext,
-        req: &ScreeningRequest,
-    ) -> Result<Started, CallError> {
-        native::start_screening(ctx, req)
     }
 }
 

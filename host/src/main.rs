@@ -235,11 +235,7 @@ async fn connector(command: ConnectorCommand) -> anyhow::Result<()> {
                 })
             };
             let opts = harness::Options { timeout_ms, cache };
-            // The harness is synchronous (scripted imports, nothing to await).
-            let report =
-                tokio::task::spawn_blocking(move || harness::run_files(&file, &scenario, &opts))
-                    .await?;
-            match report {
+            match harness::run(&file, &scenario, &opts).await {
                 Ok(report) => {
                     print!("{}", report.render(quiet));
                     std::process::exit(if report.passed() { 0 } else { 1 });

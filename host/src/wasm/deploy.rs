@@ -81,19 +81,9 @@ pub async fn upload(
     if let Some(serving) = registry.get(&id) {
         approved.extend(serving.manifest.outbound_hosts.iter().cloned());
     }
-    let unapproved: Vec<&String> = loaded
-        .manifest
-        .outbound_hosts
-        .iter()
-        .filter(|h| !approved.iter().any(|a| a.eq_ignore_ascii_case(h)))
-        .collect();
+    let unapproved = crate::wasm::policy::unapproved(&loaded.manifest.outbound_hosts, &approved);
     if !unapproved.is_empty() {
-        let list = unapproved
-            .iter()
-            .map(|h| h.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(DeployError::UnapprovedHosts(list));
+        return Err(DeployError::UnapprovedHosts(unapproved.join(", ")));
     }
     if source.starts_with("upload") {
         let dir = uploads_dir(config);

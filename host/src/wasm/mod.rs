@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: the wasmtime engine, per-call sandbox (CPU deadline, memory cap), host imports,
 //!   the contract-version check and the generated bindings.
+//! - [`types`]: the host-neutral connector types (manifest, statuses, requests, call errors).
 //! - [`connector`]: the host's typed view of a loaded connector and its calls.
 //! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap.
 //! - [`deploy`]: validate, keep, activate, roll back and remove connector versions.
@@ -23,4 +24,5 @@ pub mod pool;
 pub mod quota;
 pub mod registry;
 pub mod runtime;
+pub mod types;
 pub mod watch;

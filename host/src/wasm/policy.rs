@@ -140,6 +140,17 @@ pub fn check_allowed(
     }
 }
 
+/// The entries of a manifest's `outbound-hosts` the operator did not approve (`approved`:
+/// `runtime.approved_hosts`, plus the serving version's hosts when one serves), compared as
+/// written, ignoring case. An upload with any is refused.
+pub fn unapproved<'a>(hosts: &'a [String], approved: &[String]) -> Vec<&'a str> {
+    hosts
+        .iter()
+        .filter(|h| !approved.iter().any(|a| a.eq_ignore_ascii_case(h)))
+        .map(String::as_str)
+        .collect()
+}
+
 /// The range `ip` falls in if a connector must not reach it, e.g. `private`; None if it may.
 pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
     match ip {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::limits::{bytes, SandboxLimits};
-use crate::wasm::connector::{Manifest, Status, StatusUpdate};
+use crate::wasm::types::{Manifest, Status, StatusUpdate};
 
 /// Cuts `text` to at most `max` bytes (on a character boundary), saying how much was cut.
 pub fn clip(text: &str, max: usize) -> String {

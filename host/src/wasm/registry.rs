@@ -190,7 +190,6 @@ impl Registry {
             source: source.to_string(),
             compiled,
             grant,
-            native: Default::default(),
         })
     }
 
@@ -383,7 +382,7 @@ pub fn wasm_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
 
 /// Reads the manifest under the operator's caps, checks its size, derives the grant from its
 /// `limits` and, when that grant is smaller, runs the manifest once more under it.
-async fn check_manifest(
+pub async fn check_manifest(
     runtime: &Arc<Runtime>,
     compiled: &Compiled,
     limits: &crate::config::limits::SandboxLimits,

@@ -470,8 +470,10 @@ async function runStep(component, scenario, world, step, index, manifest) {
 
 // Unknown keys are an error (SCENARIO.md), so a typo cannot silently test nothing.
 const KEYS = {
-  scenario: ['description', 'now', 'config', 'state', 'manifest', 'steps'],
-  config: ['integration-id', 'callback-url', 'settings', 'secrets', 'packages'],
+  // approved-hosts, limits, config.allowed-hosts/allow-loopback: the Rust harness's policy and
+  // quotas; the prototype accepts and ignores them.
+  scenario: ['description', 'now', 'config', 'state', 'manifest', 'approved-hosts', 'limits', 'steps'],
+  config: ['integration-id', 'callback-url', 'settings', 'secrets', 'packages', 'allowed-hosts', 'allow-loopback'],
   package: ['name', 'default', 'params'],
   step: ['name', 'call', 'now', 'given-state', 'request', 'http', 'expect'],
   screening: ['idempotency-key', 'candidate', 'opportunity-id', 'opportunity-tags', 'posting-id', 'posting-tags', 'stage', 'package'],

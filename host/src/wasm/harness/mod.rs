@@ -1,22 +1,26 @@
 //! `switchyard connector test <file.wasm> <scenario.json>`: the offline harness. It runs a
-//! connector component on wasmtime, configured as the host's runtime, against a scenario
-//! (`templates/SCENARIO.md`): scripted configuration, secrets, packages and state, the vendor's
-//! recorded HTTP exchanges (each outbound request is matched against the next expected one), and
-//! the calls an ATS event and vendor callbacks would make. It prints what every call did (outbound
-//! requests, state changes, logs, statuses, timings) and checks the expectations. No server, no
-//! network, no database.
+//! connector component (contract 0.1 or 0.2) through the server's own runtime, sandbox and
+//! outbound policy against a scenario (`templates/SCENARIO.md`): scripted configuration, secrets,
+//! packages, state, the integration's `allowed-hosts`, the operator's approved hosts and limits,
+//! the vendor's recorded HTTP exchanges (each approved outbound request is matched against the
+//! next expected one), and the calls an ATS event and vendor callbacks would make. It prints what
+//! every call did (outbound requests, state changes, logs, statuses, timings) and checks the
+//! expectations. No server, no network, no database: the vendor, the state and the log are
+//! swapped in *behind* the host's checks, so a request, state write or log line the server would
+//! refuse is refused here in the same words. Resolved addresses are not checked (nothing is
+//! resolved): that check stays with the server's live transport.
 //!
 //! - [`scenario`]: the file format, parsed strictly.
-//! - [`world`]: the scripted imports and the trace.
-//! - [`run`]: loading, sandboxing and calling the component.
+//! - [`scripted`]: the vendor, state and log behind the host's checks, and the trace.
+//! - [`run`]: loading the component on the runtime and calling it step by step.
 //! - [`matching`]: expectations against values; [`values`]: the values' JSON shapes.
 
 pub mod matching;
 mod ordered;
 pub mod run;
 pub mod scenario;
+pub mod scripted;
 mod values;
-pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,17 +59,16 @@ pub struct StepReport {
     pub problems: Vec<Problem>,
     /// What the call did, one line each: requests, state changes, logs, statuses, result.
     pub trace: Vec<String>,
-    pub instantiate: Duration,
+    /// The whole call, instantiation included (as the server runs it: a fresh instance each).
     pub call: Duration,
 }
 
 impl StepReport {
-    fn new(name: String, instantiate: Duration, call: Duration) -> StepReport {
+    fn new(name: String, call: Duration) -> StepReport {
         StepReport {
             name,
             problems: Vec::new(),
             trace: Vec::new(),
-            instantiate,
             call,
         }
     }
@@ -111,10 +114,9 @@ impl Report {
         );
         for s in &self.steps {
             out.push_str(&format!(
-                "{} {}  (instantiate {}, call {})\n",
+                "{} {}  (call {})\n",
                 if s.passed() { "ok  " } else { "FAIL" },
                 s.name,
-                ms(s.instantiate),
                 ms(s.call)
             ));
             for p in &s.problems {
@@ -153,24 +155,42 @@ fn ms(d: Duration) -> String {
     }
 }
 
-/// Runs `scenario` (a file) on `component` (a file).
+/// Runs `scenario` (a file) on `component` (a file), on a runtime of its own (for callers
+/// outside any async runtime).
 pub fn run_files(component: &Path, scenario: &Path, opts: &Options) -> Result<Report, Unusable> {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Unusable(format!("cannot start the async runtime: {e}")))?;
+    tokio.block_on(run(component, scenario, opts))
+}
+
+/// Runs `scenario` (a file) on `component` (a file).
+pub async fn run(component: &Path, scenario: &Path, opts: &Options) -> Result<Report, Unusable> {
     let text = std::fs::read_to_string(scenario)
         .map_err(|e| Unusable(format!("cannot read {}: {e}", scenario.display())))?;
     let parsed =
         Scenario::parse(&text).map_err(|e| Unusable(format!("{}: {e}", scenario.display())))?;
     let bytes = std::fs::read(component)
         .map_err(|e| Unusable(format!("cannot read {}: {e}", component.display())))?;
-    let loaded = run::load(&bytes, opts.cache.as_deref())
+    let loaded = run::load(bytes, opts)
+        .await
         .map_err(|e| Unusable(format!("{}: {e}", component.display())))?;
-    let steps = run::scenario(&loaded, &parsed, opts).map_err(Unusable)?;
+    let (contract, size, origin, load_time) = (
+        loaded.contract.clone(),
+        loaded.bytes,
+        loaded.origin,
+        loaded.load_time,
+    );
+    let steps = run::scenario(loaded, &parsed).await.map_err(Unusable)?;
     Ok(Report {
         component: component.display().to_string(),
         scenario: scenario.display().to_string(),
-        contract: loaded.contract.clone(),
-        bytes: loaded.bytes,
-        origin: loaded.origin,
-        load_time: loaded.load_time,
+        contract,
+        bytes: size,
+        origin,
+        load_time,
         steps,
     })
 }

@@ -1,260 +1,199 @@
-//! Loading a component and running a scenario's steps on it: one wasmtime engine configured as the
-//! host's (component model, epoch deadlines, memory and instance caps, WASI p2 with nothing
-//! preopened), a fresh store per step, the wall clock pinned to the step's `now`.
+//! Loading a component and running a scenario's steps on it through the server's own runtime:
+//! [`Runtime::compile`] (the contract check: 0.1 and 0.2 alike), the registry's manifest check
+//! and grant, and [`LoadedConnector`]'s calls, each in the per-call sandbox `serve` uses (CPU
+//! deadline, memory and instance caps, WASI with nothing preopened). Only what sits behind the
+//! host's checks is the harness's ([`super::scripted`]), and the wall clock reads the step's `now`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::Value;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostWallClock, WasiCtxBuilder};
+use sha2::{Digest, Sha256};
 
 use super::matching::{self, Problem};
-use super::ordered::Ordered;
 use super::scenario::{Call, Request, Scenario, Step};
+use super::scripted::{body_bytes, MemoryState, Recorder, Trace};
 use super::values;
-use super::world::bindings::switchyard::connector::types;
-use super::world::bindings::{Connector, ConnectorPre};
-use super::world::{Sandbox, Trace, World};
 use super::{Options, StepReport};
+use crate::config::limits::SandboxLimits;
+use crate::config::Secret;
 use crate::wasm::cache::{CodeCache, Origin};
+use crate::wasm::connector::{read_manifest, LoadedConnector};
+use crate::wasm::deploy::DeployError;
+use crate::wasm::policy;
+use crate::wasm::quota;
+use crate::wasm::registry::check_manifest;
 use crate::wasm::runtime::crypto::{self as host_crypto, Encoding};
-use crate::wasm::runtime::{Caps, Grant, Surface};
+use crate::wasm::runtime::{CallContext, Caps, Compiled, Runtime};
+use crate::wasm::types::{CallError, RawHttp, ScreeningRequest};
 
-/// The epoch tick (as the host's).
-const TICK: Duration = Duration::from_millis(10);
-/// Guest stderr kept per call.
-const STDERR_CAP: usize = 64 * 1024;
-
-/// A compiled component ready to instantiate.
+/// A compiled component ready to instantiate, on its own runtime.
 pub struct Loaded {
-    pub pre: ConnectorPre<Sandbox>,
-    pub engine: Engine,
+    pub runtime: Arc<Runtime>,
+    pub compiled: Compiled,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
     pub contract: String,
     pub bytes: usize,
     pub origin: Origin,
     pub load_time: Duration,
 }
 
-/// Compiles (or takes from `cache`) and links a contract-0.2 component; the error says why not.
-pub fn load(bytes: &[u8], cache: Option<&Path>) -> Result<Loaded, String> {
-    if !(bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [0x01, 0x00]) {
-        return Err("not a WebAssembly component (a core module, or not wasm at all)".into());
-    }
-    let mut config = wasmtime::Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model(true);
-    let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("harness-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+/// Starts a runtime as `serve` configures one (default caps, `opts.timeout_ms`), then compiles
+/// (or takes from the cache) and links the component; the error says why not, in the server's
+/// words.
+pub async fn load(bytes: Vec<u8>, opts: &Options) -> Result<Loaded, String> {
+    let cache = opts.cache.clone().map(CodeCache::new);
+    let runtime = Runtime::with_cache(opts.timeout_ms, Caps::default(), cache)
+        .map_err(|e| format!("cannot start wasmtime: {e:#}"))?;
+    let size = bytes.len();
+    let hash = hex::encode(Sha256::digest(&bytes));
     let started = Instant::now();
-    let (component, origin) = match cache {
-        Some(dir) => CodeCache::new(dir.to_path_buf()).get_or_compile(&engine, bytes),
-        None => Component::new(&engine, bytes).map(|c| (c, Origin::Compiled)),
-    }
-    .map_err(|e| format!("not a valid component: {e:#}"))?;
-    let load_time = started.elapsed();
-    let surface = Surface::of(&component, &engine);
-    let screening = surface
-        .exports
-        .iter()
-        .find(|n| n.starts_with("switchyard:connector/screening@"))
-        .ok_or_else(|| {
-            format!(
-                "wrong world: no `switchyard:connector/screening` export (exports: {})",
-                surface.exports.join(", ")
-            )
-        })?;
-    let contract = screening
-        .split_once('@')
-        .map(|(_, v)| v)
-        .unwrap_or("")
-        .to_string();
-    if !contract.starts_with("0.2.") {
-        return Err(format!(
-            "the component speaks contract {contract}; `connector test` runs contract 0.2.* \
-             components (rebuild against wit/connector.wit)"
-        ));
-    }
-    let mut linker = Linker::<Sandbox>::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
-    Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| e.to_string())?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .and_then(ConnectorPre::new)
-        .map_err(|e| format!("the component does not fit the contract: {e:#}"))?;
+    let compiled = runtime.compile(bytes).await.map_err(|e| e.to_string())?;
     Ok(Loaded {
-        pre,
-        engine,
-        contract,
-        bytes: bytes.len(),
-        origin,
-        load_time,
+        runtime,
+        contract: compiled.contract_version.clone(),
+        origin: compiled.origin,
+        compiled,
+        hash,
+        bytes: size,
+        load_time: started.elapsed(),
     })
 }
 
-/// A wall clock that reads a fixed second.
-struct Pinned(Duration);
-
-impl HostWallClock for Pinned {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        self.0
-    }
-}
-
 /// How one call ended.
-pub enum Outcome {
+enum Outcome {
     Ok(Value),
     Error(Value),
     Trap(String),
 }
 
-/// The sandbox one call gets: the host's grant (`wasm::runtime::limits`, default caps) and the
-/// deadline.
-#[derive(Clone, Copy)]
-pub struct Limits {
-    pub grant: Grant,
-    pub timeout_ms: u64,
-}
-
-impl Limits {
-    /// While nothing is known about the component (reading its manifest): the caps.
-    pub fn bootstrap(timeout_ms: u64) -> Limits {
-        Limits {
-            grant: Caps::default().ceiling(),
-            timeout_ms,
+impl Outcome {
+    /// A connector's error is a value; the sandbox's (trap, deadline, memory) is a trap.
+    fn of(result: Result<Value, CallError>) -> Outcome {
+        match result {
+            Ok(v) => Outcome::Ok(v),
+            Err(e) => match values::error(&e) {
+                Some(v) => Outcome::Error(v),
+                None => Outcome::Trap(e.to_string()),
+            },
         }
     }
+}
 
-    /// What a host with the default caps grants a connector whose manifest asks for `needs`, or
-    /// why it would refuse it.
-    pub fn granted(needs: &types::ResourceNeeds, timeout_ms: u64) -> Result<Limits, String> {
-        let needs = crate::wasm::connector::Limits {
-            memory_mib: needs.memory_mib,
-            instances: needs.instances,
+/// What every step of one scenario shares: the loaded connector, the operator's limits, and the
+/// scripted vendor, log and state behind the host's checks.
+struct Session<'a> {
+    runtime: &'a Arc<Runtime>,
+    connector: LoadedConnector,
+    scenario: &'a Scenario,
+    limits: Arc<SandboxLimits>,
+    recorder: Arc<Recorder>,
+    state: Arc<MemoryState>,
+}
+
+impl Session<'_> {
+    /// The context a server would build for the scenario's integration (`App::call_context`),
+    /// with the scripted transport, state and log swapped in and the wall clock at `now`.
+    fn context(&self, now: i64) -> Arc<CallContext> {
+        let config = &self.scenario.config;
+        let manifest = &self.connector.manifest;
+        let mut ctx = CallContext::detached();
+        ctx.detached = false;
+        ctx.integration_id = config.integration_id();
+        ctx.connector_id = manifest.id.clone();
+        ctx.settings = config.settings.clone();
+        ctx.secrets = config
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+            .collect();
+        ctx.packages = config
+            .packages
+            .iter()
+            .map(|p| crate::wasm::types::Package {
+                name: p.name.clone(),
+                is_default: p.default,
+                params: p.params.clone(),
+            })
+            .collect();
+        ctx.callback_url = config.callback_url();
+        ctx.allowed_hosts = manifest
+            .outbound_hosts
+            .iter()
+            .chain(config.allowed_hosts.iter().flatten())
+            .cloned()
+            .collect();
+        ctx.allow_loopback = config.allow_loopback;
+        ctx.state = Some(self.state.clone());
+        ctx.http = self.recorder.clone();
+        ctx.http_timeout = HTTP_TIMEOUT;
+        ctx.limits = self.limits.clone();
+        ctx.wall_clock = Some(Duration::from_secs(now.max(0) as u64));
+        ctx.log_sink = Some(self.recorder.clone());
+        Arc::new(ctx)
+    }
+
+    /// Calls the step's export; a status over the operator's limits is a problem, as the server
+    /// refuses it.
+    async fn call(
+        &self,
+        kind: Call,
+        req: &Request,
+        callback: Option<RawHttp>,
+        now: i64,
+        problems: &mut Vec<Problem>,
+    ) -> Outcome {
+        let (runtime, connector, ctx) = (&**self.runtime, &self.connector, self.context(now));
+        let mut over = |reason: String| {
+            problems.push(Problem {
+                path: "runtime.limits".into(),
+                expected: "statuses within the operator's limits".into(),
+                got: reason,
+            })
         };
-        Ok(Limits {
-            grant: Caps::default().grant(&needs).map_err(|e| e.to_string())?,
-            timeout_ms,
-        })
+        let result = match (kind, callback) {
+            (Call::StartScreening, _) => connector
+                .start_screening(runtime, ctx, &screening_request(req))
+                .await
+                .map(|s| {
+                    if let Err(why) = quota::check_status(&s.status, &self.limits) {
+                        over(why);
+                    }
+                    values::started(&s)
+                }),
+            (Call::HandleCallback, request) => connector
+                .handle_callback(runtime, ctx, request.unwrap_or_default())
+                .await
+                .map(|(response, updates)| {
+                    if let Err(why) = quota::check_updates(&updates, &self.limits) {
+                        over(why);
+                    }
+                    values::callback(&response, &updates)
+                }),
+            (Call::ListPackages, _) => connector
+                .packages(runtime, ctx)
+                .await
+                .map(|p| values::packages(&p)),
+            (Call::Manifest, _) => read_manifest(runtime, &connector.compiled, connector.grant)
+                .await
+                .map(|m| values::manifest(&m))
+                .map_err(CallError::from),
+        };
+        Outcome::of(result)
     }
 }
 
-/// Runs `call` on a fresh instance; returns the world back with the outcome and timings.
-pub fn call(
-    loaded: &Loaded,
-    world: World,
-    now: i64,
-    limits: Limits,
-    f: impl FnOnce(&Connector, &mut Store<Sandbox>) -> wasmtime::Result<Outcome>,
-) -> (World, Outcome, Duration, Duration) {
-    let stderr = MemoryOutputPipe::new(STDERR_CAP);
-    let wasi = WasiCtxBuilder::new()
-        .stderr(stderr.clone())
-        .wall_clock(Pinned(Duration::from_secs(now.max(0) as u64)))
-        .build();
-    let store_limits = limits.grant.store_limits();
-    let mut store = Store::new(
-        &loaded.engine,
-        Sandbox {
-            wasi,
-            table: ResourceTable::new(),
-            limits: store_limits,
-            world,
-        },
-    );
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.timeout_ms / TICK.as_millis() as u64 + 1);
-    store.epoch_deadline_trap();
-    let t0 = Instant::now();
-    let instance = loaded.pre.instantiate(&mut store);
-    let instantiated = t0.elapsed();
-    let t1 = Instant::now();
-    let outcome = match instance {
-        Err(e) => Outcome::Trap(explain(&e, &stderr, limits, "could not be instantiated")),
-        Ok(instance) => match f(&instance, &mut store) {
-            Ok(outcome) => outcome,
-            Err(e) => Outcome::Trap(explain(&e, &stderr, limits, "trapped")),
-        },
-    };
-    let called = t1.elapsed();
-    (store.into_data().world, outcome, instantiated, called)
-}
+/// Cap on one outbound request's timeout (`runtime.http_timeout_ms`'s default).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A trap's reason in plain words, with the guest's whole stderr (a Python traceback) below it.
-fn explain(e: &wasmtime::Error, stderr: &MemoryOutputPipe, limits: Limits, what: &str) -> String {
-    let text = format!("{e:#}");
-    let mut reason = if matches!(
-        e.downcast_ref::<wasmtime::Trap>(),
-        Some(wasmtime::Trap::Interrupt)
-    ) {
-        format!("ran past its {} ms deadline", limits.timeout_ms)
-    } else if text.contains("instance count too high") || text.contains("instance limit") {
-        format!(
-            "{what}: {} — the sandbox allows {} core instances: raise the manifest's limits.instances",
-            first_line(&text),
-            limits.grant.instances
-        )
-    } else if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
-        format!(
-            "{what}: {} — the sandbox allows {} MiB of linear memory: raise the manifest's limits.memory-mib",
-            first_line(&text),
-            limits.grant.memory_mib
-        )
-    } else {
-        format!("{what}: {}", first_line(&text))
-    };
-    let said = String::from_utf8_lossy(&stderr.contents())
-        .trim_end()
-        .to_string();
-    if !said.is_empty() {
-        reason.push_str("\nguest stderr:\n");
-        reason.push_str(&said);
-    }
-    reason
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
-}
-
-/// A request or response body: a string as UTF-8, other JSON compact, or base64.
-pub fn body_bytes(body: Option<&Ordered>, base64: Option<&str>) -> Result<Vec<u8>, String> {
-    if let Some(b64) = base64 {
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("body-base64 is not base64: {e}"));
-    }
-    Ok(match body {
-        None | Some(Ordered::Null) => Vec::new(),
-        Some(Ordered::String(s)) => s.as_bytes().to_vec(),
-        Some(other) => other.to_compact().into_bytes(),
-    })
-}
-
-/// The WIT `http-request` of a callback step, with `sign` headers computed at `now`.
+/// The request of a callback step, with `sign` headers computed at `now`.
 fn callback_request(
     req: &Request,
     secrets: &BTreeMap<String, String>,
     now: i64,
-) -> Result<types::HttpRequest, String> {
+) -> Result<RawHttp, String> {
     let body = body_bytes(req.body.as_ref(), req.body_base64.as_deref())?;
     let mut headers: Vec<(String, String)> = req
         .headers
@@ -290,76 +229,37 @@ fn callback_request(
             headers.push((name.to_lowercase(), value));
         }
     }
-    Ok(types::HttpRequest {
+    Ok(RawHttp {
         method: req.method.clone().unwrap_or_else(|| "POST".into()),
         path: req.path.clone().unwrap_or_else(|| "/".into()),
         query: req.query.clone().unwrap_or_default(),
+        status: 0,
         headers,
         body,
     })
 }
 
-fn screening_request(req: &Request) -> types::ScreeningRequest {
+fn screening_request(req: &Request) -> ScreeningRequest {
     let c = req.candidate.as_ref();
-    types::ScreeningRequest {
+    ScreeningRequest {
         idempotency_key: req.idempotency_key.clone().unwrap_or_default(),
-        candidate: types::Candidate {
-            name: c.map(|c| c.name.clone()).unwrap_or_default(),
-            emails: c.map(|c| c.emails.clone()).unwrap_or_default(),
-            phones: c.map(|c| c.phones.clone()).unwrap_or_default(),
-        },
+        name: c.map(|c| c.name.clone()).unwrap_or_default(),
+        emails: c.map(|c| c.emails.clone()).unwrap_or_default(),
+        phones: c.map(|c| c.phones.clone()).unwrap_or_default(),
         opportunity_id: req.opportunity_id.clone().unwrap_or_default(),
         opportunity_tags: req.opportunity_tags.clone().unwrap_or_default(),
         posting_id: req.posting_id.clone(),
+        posting_name: None,
         posting_tags: req.posting_tags.clone().unwrap_or_default(),
         stage: req.stage.clone(),
         package: req.package.clone(),
     }
 }
 
-/// Calls `manifest` with every import failing, as the host does when it loads a component.
-pub fn manifest(
-    loaded: &Loaded,
-    world: World,
-    now: i64,
-    opts: &Options,
-) -> (World, Result<types::Manifest, String>, StepReport) {
-    let mut world = world;
-    world.in_manifest = true;
-    let mut found = None;
-    let (mut world, outcome, inst, dur) = call(
-        loaded,
-        world,
-        now,
-        Limits::bootstrap(opts.timeout_ms),
-        |c, store| {
-            let m = c.switchyard_connector_screening().call_manifest(store)?;
-            let v = values::manifest(&m);
-            found = Some(m);
-            Ok(Outcome::Ok(v))
-        },
-    );
-    world.in_manifest = false;
-    let mut report = StepReport::new("manifest".into(), inst, dur);
-    report.problems.append(&mut world.problems);
-    let manifest = match (outcome, found) {
-        (Outcome::Ok(_), Some(m)) => Ok(m),
-        (Outcome::Trap(why), _) => Err(why),
-        _ => Err("no manifest".into()),
-    };
-    (world, manifest, report)
-}
-
-/// Runs one step; the state carries over in the returned world.
-pub fn step(
-    loaded: &Loaded,
-    scenario: &Scenario,
-    manifest: &types::Manifest,
-    mut world: World,
-    index: usize,
-    step: &Step,
-    opts: &Options,
-) -> Result<(World, StepReport), String> {
+/// Runs one step; the state carries over in the session.
+async fn step(s: &Session<'_>, index: usize, step: &Step) -> Result<StepReport, String> {
+    let scenario = s.scenario;
+    let manifest = &s.connector.manifest;
     let name = step
         .name
         .clone()
@@ -368,17 +268,16 @@ pub fn step(
         .now
         .or(scenario.now)
         .unwrap_or_else(crate::clock::now_secs);
-    for (key, value) in &step.given_state {
-        match value {
-            Some(v) => world.state.insert(key.clone(), v.clone()),
-            None => world.state.remove(key),
-        };
+    {
+        let mut state = s.state.entries();
+        for (key, value) in &step.given_state {
+            match value {
+                Some(v) => state.insert(key.clone(), v.clone()),
+                None => state.remove(key),
+            };
+        }
     }
-    world.exchanges = step.http.iter().cloned().collect();
-    world.sent = 0;
-    world.trace.clear();
-    world.logs.clear();
-    world.problems.clear();
+    s.recorder.begin(&step.http);
     let default_req = Request::default();
     let req = step.request.as_ref().unwrap_or(&default_req);
     let at = format!("steps[{index}]");
@@ -389,33 +288,15 @@ pub fn step(
         ),
         _ => None,
     };
-    let screening = screening_request(req);
-    let limits = Limits::granted(&manifest.limits, opts.timeout_ms)?;
-    let kind = step.call;
-    let (mut world, outcome, inst, dur) = call(loaded, world, now, limits, |c, store| {
-        let s = c.switchyard_connector_screening();
-        let out = match kind {
-            Call::StartScreening => s
-                .call_start_screening(&mut *store, &screening)?
-                .map(|v| values::started(&v)),
-            Call::HandleCallback => {
-                let req = callback.as_ref().expect("built above");
-                s.call_handle_callback(&mut *store, req)?
-                    .map(|v| values::callback(&v))
-            }
-            Call::ListPackages => s
-                .call_list_packages(&mut *store)?
-                .map(|v| values::packages(&v)),
-            Call::Manifest => Ok(values::manifest(&s.call_manifest(&mut *store)?)),
-        };
-        Ok(match out {
-            Ok(v) => Outcome::Ok(v),
-            Err(e) => Outcome::Error(values::error(&e)),
-        })
-    });
-    let mut report = StepReport::new(name, inst, dur);
+    let mut problems = Vec::new();
+    let started = Instant::now();
+    let outcome = s.call(step.call, req, callback, now, &mut problems).await;
+    let mut report = StepReport::new(name, started.elapsed());
+    let mut record = s.recorder.record();
+    let state = s.state.entries();
+    report.problems.append(&mut record.problems);
+    report.problems.append(&mut problems);
     let problems = &mut report.problems;
-    problems.append(&mut world.problems);
     let expect = &step.expect;
     let note = |problems: &mut Vec<Problem>, path: &str, expected: String, got: String| {
         problems.push(Problem {
@@ -469,7 +350,7 @@ pub fn step(
         }
     }
     for (key, want) in expect.state.iter().flatten() {
-        let got = world.state.get(key);
+        let got = state.get(key);
         let fine = match want {
             Value::Bool(true) => got.is_some(),
             Value::Null => got.is_none(),
@@ -491,7 +372,7 @@ pub fn step(
         }
     }
     if let Some(logs) = &expect.logs {
-        let text = world.logs.join("\n");
+        let text = record.logs.join("\n");
         let parts: Vec<&Value> = match &logs.contain {
             Some(Value::Array(a)) => a.iter().collect(),
             Some(one) => vec![one],
@@ -503,18 +384,18 @@ pub fn step(
                     problems,
                     "logs",
                     format!("to contain {part}"),
-                    format!("{} line(s)", world.logs.len()),
+                    format!("{} line(s)", record.logs.len()),
                 );
             }
         }
     }
-    if let Some(first) = world.exchanges.front() {
+    if let Some(first) = record.exchanges.front() {
         note(
             problems,
             "http",
             format!(
                 "{} more request(s), next {} {}",
-                world.exchanges.len(),
+                record.exchanges.len(),
                 first.method,
                 first.url
             ),
@@ -522,8 +403,8 @@ pub fn step(
         );
     }
     // Always: labels are the manifest's, and no secret reaches what the host keeps or shows.
-    let mut kept = world.logs.join("\n");
-    kept.push_str(&serde_json::to_string(&world.state).unwrap_or_default());
+    let mut kept = record.logs.join("\n");
+    kept.push_str(&serde_json::to_string(&*state).unwrap_or_default());
     match &outcome {
         Outcome::Ok(v) => {
             for (order, s) in values::statuses(v) {
@@ -563,7 +444,7 @@ pub fn step(
     }
     report
         .trace
-        .splice(0..0, world.trace.iter().map(Trace::to_string));
+        .splice(0..0, record.trace.iter().map(Trace::to_string));
     report.trace.push(match &outcome {
         Outcome::Ok(v) => format!("ok    {}", short(v)),
         Outcome::Error(e) => format!(
@@ -573,7 +454,7 @@ pub fn step(
         ),
         Outcome::Trap(why) => format!("trap  {why}"),
     });
-    Ok((world, report))
+    Ok(report)
 }
 
 /// An `ok` value in one line, without the statuses (already listed).
@@ -589,55 +470,83 @@ fn short(v: &Value) -> String {
     matching::show(Some(v))
 }
 
-/// Runs the whole scenario on a loaded component.
-pub fn scenario(
-    loaded: &Loaded,
-    scenario: &Scenario,
-    opts: &Options,
-) -> Result<Vec<StepReport>, String> {
-    let world = World::new(Arc::new(scenario.config.clone()), scenario.state.clone());
-    let now = scenario.now.unwrap_or_else(crate::clock::now_secs);
-    let (mut world, manifest, mut first) = manifest(loaded, world, now, opts);
-    let manifest = match manifest {
-        Ok(m) => m,
+/// Runs the whole scenario on a loaded component: the manifest as the server checks it when it
+/// loads one, the operator's approval of its hosts and of the integration's `allowed-hosts`, then
+/// every step.
+pub async fn scenario(loaded: Loaded, scenario: &Scenario) -> Result<Vec<StepReport>, String> {
+    let limits = Arc::new(scenario.limits.clone().unwrap_or_default());
+    let started = Instant::now();
+    let checked = check_manifest(&loaded.runtime, &loaded.compiled, &limits).await;
+    let mut first = StepReport::new("manifest".into(), started.elapsed());
+    let refuse = |first: &mut StepReport, path: &str, expected: &str, got: String| {
+        first.problems.push(Problem {
+            path: path.into(),
+            expected: expected.into(),
+            got,
+        })
+    };
+    let (manifest, grant) = match checked {
+        Ok(found) => found,
         Err(why) => {
-            first.problems.push(Problem {
-                path: "manifest".into(),
-                expected: "a manifest".into(),
-                got: format!("a trap: {why}"),
-            });
+            refuse(&mut first, "manifest", "a manifest", why.to_string());
             return Ok(vec![first]);
         }
     };
-    let value = values::manifest(&manifest);
     if let Some(want) = &scenario.manifest {
+        let value = values::manifest(&manifest);
         matching::check(want, Some(&value), "manifest", &mut first.problems);
     }
-    let limits = match Limits::granted(&manifest.limits, opts.timeout_ms) {
-        Ok(l) => l,
-        Err(why) => {
-            first.problems.push(Problem {
-                path: "manifest.limits".into(),
-                expected: "needs within the host's default caps".into(),
-                got: why,
-            });
-            return Ok(vec![first]);
-        }
-    };
+    // As an upload: the manifest's hosts must be the operator's approved hosts.
+    let unapproved = policy::unapproved(&manifest.outbound_hosts, &scenario.approved_hosts);
+    if !unapproved.is_empty() {
+        let why = DeployError::UnapprovedHosts(unapproved.join(", ")).to_string();
+        refuse(
+            &mut first,
+            "approved-hosts",
+            "the manifest's outbound-hosts",
+            why,
+        );
+        return Ok(vec![first]);
+    }
+    // As the integration's configuration is checked.
+    let config = &scenario.config;
+    if let Err(why) = policy::check_allowed(
+        config.allowed_hosts.as_deref().unwrap_or_default(),
+        &scenario.approved_hosts,
+        &manifest.outbound_hosts,
+        config.allow_loopback,
+    ) {
+        refuse(&mut first, "config.allowed-hosts", "approved hosts", why);
+        return Ok(vec![first]);
+    }
     first.trace.push(format!(
         "ok    {} {} ({}), {} status label(s); sandbox {} MiB, {} instances",
         manifest.id,
         manifest.version,
         manifest.display_name,
         manifest.status_labels.len(),
-        limits.grant.memory_mib,
-        limits.grant.instances
+        grant.memory_mib,
+        grant.instances
     ));
+    let recorder = Arc::new(Recorder::default());
+    let session = Session {
+        runtime: &loaded.runtime,
+        connector: LoadedConnector {
+            manifest,
+            hash: loaded.hash,
+            loaded_at: std::time::SystemTime::now(),
+            source: "connector test".into(),
+            compiled: loaded.compiled,
+            grant,
+        },
+        scenario,
+        limits,
+        state: Arc::new(MemoryState::new(scenario.state.clone(), recorder.clone())),
+        recorder,
+    };
     let mut reports = vec![first];
     for (i, s) in scenario.steps.iter().enumerate() {
-        let (w, report) = step(loaded, scenario, &manifest, world, i, s, opts)?;
-        world = w;
-        reports.push(report);
+        reports.push(step(&session, i, s).await?);
     }
     Ok(reports)
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ordered::Ordered;
+use crate::config::limits::SandboxLimits;
 
 /// A whole scenario.
 #[derive(Debug, Deserialize)]
@@ -21,6 +22,12 @@ pub struct Scenario {
     #[serde(default)]
     pub state: BTreeMap<String, String>,
     pub manifest: Option<Value>,
+    /// The operator's `runtime.approved_hosts`: the manifest's `outbound-hosts` and the
+    /// integration's `allowed-hosts` must be among them (or, for the latter, the manifest's).
+    #[serde(default)]
+    pub approved_hosts: Vec<String>,
+    /// The operator's `runtime.limits` (keys as in the TOML); absent keys keep their defaults.
+    pub limits: Option<SandboxLimits>,
     #[serde(default)]
     pub steps: Vec<Step>,
 }
@@ -37,6 +44,11 @@ pub struct ConfigSpec {
     pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub packages: Vec<PackageSpec>,
+    /// The integration's `allowed_hosts`: hosts it may call beyond the manifest's.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// The integration's `allow_loopback`: loopback literals (127.0.0.0/8, ::1) may be called.
+    #[serde(default)]
+    pub allow_loopback: bool,
 }
 
 impl ConfigSpec {

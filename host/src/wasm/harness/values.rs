@@ -3,20 +3,11 @@
 
 use serde_json::{json, Value};
 
-use super::world::bindings::switchyard::connector::types;
+use crate::wasm::types::{CallError, Manifest, Package, RawHttp, Started, Status, StatusUpdate};
 
-pub fn status(s: &types::Status) -> Value {
-    use types::ScreeningState as S;
-    let state = match s.state {
-        S::Pending => "pending",
-        S::Analyzing => "analyzing",
-        S::Partial => "partial",
-        S::Complete => "complete",
-        S::Error => "error",
-        S::Cancelled => "cancelled",
-    };
+pub fn status(s: &Status) -> Value {
     json!({
-        "state": state,
+        "state": s.state,
         "label": s.label,
         "report-url": s.report_url,
         "score": s.score,
@@ -25,28 +16,27 @@ pub fn status(s: &types::Status) -> Value {
     })
 }
 
-pub fn started(s: &types::Started) -> Value {
+pub fn started(s: &Started) -> Value {
     json!({ "order-ref": s.order_ref, "status": status(&s.status) })
 }
 
-pub fn callback(r: &types::CallbackResult) -> Value {
-    let headers: serde_json::Map<String, Value> = r
-        .response
+pub fn callback(response: &RawHttp, updates: &[StatusUpdate]) -> Value {
+    let headers: serde_json::Map<String, Value> = response
         .headers
         .iter()
         .map(|(k, v)| (k.to_lowercase(), Value::from(v.clone())))
         .collect();
     json!({
         "response": {
-            "status": r.response.status,
+            "status": response.status,
             "headers": headers,
-            "body": String::from_utf8_lossy(&r.response.body),
+            "body": String::from_utf8_lossy(&response.body),
         },
-        "updates": r.updates.iter().map(|u| json!({ "order-ref": u.order_ref, "status": status(&u.status) })).collect::<Vec<_>>(),
+        "updates": updates.iter().map(|u| json!({ "order-ref": u.order_ref, "status": status(&u.status) })).collect::<Vec<_>>(),
     })
 }
 
-pub fn packages(p: &[types::Package]) -> Value {
+pub fn packages(p: &[Package]) -> Value {
     Value::Array(
         p.iter()
             .map(|p| {
@@ -61,7 +51,7 @@ pub fn packages(p: &[types::Package]) -> Value {
     )
 }
 
-pub fn manifest(m: &types::Manifest) -> Value {
+pub fn manifest(m: &Manifest) -> Value {
     json!({
         "id": m.id,
         "version": m.version,
@@ -77,13 +67,15 @@ pub fn manifest(m: &types::Manifest) -> Value {
     })
 }
 
-pub fn error(e: &types::ConnectorError) -> Value {
+/// A connector's own error (not the sandbox's: that is a trap); None for a sandbox failure.
+pub fn error(e: &CallError) -> Option<Value> {
     let (kind, message) = match e {
-        types::ConnectorError::Config(m) => ("config", m),
-        types::ConnectorError::Transient(m) => ("transient", m),
-        types::ConnectorError::Rejected(m) => ("rejected", m),
+        CallError::Config(m) => ("config", m),
+        CallError::Transient(m) => ("transient", m),
+        CallError::Rejected(m) => ("rejected", m),
+        CallError::Invoke(_) => return None,
     };
-    json!({ "kind": kind, "message": message })
+    Some(json!({ "kind": kind, "message": message }))
 }
 
 /// `pending "Acme - Pending" report <url> ...` for a status value.

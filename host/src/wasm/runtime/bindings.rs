@@ -21,12 +21,12 @@ macro_rules! shared_glue {
     () => {
         use std::sync::Arc;
 
-        use $crate::wasm::connector::{
-            CallError, Package, RawHttp, ScreeningRequest, Started, Status, StatusUpdate,
-        };
         use $crate::wasm::runtime::imports::{self, LogLevel};
         use $crate::wasm::runtime::{
             CallContext, Grant, Instantiate, Invocation, InvokeError, Runtime,
+        };
+        use $crate::wasm::types::{
+            CallError, Package, RawHttp, ScreeningRequest, Started, Status, StatusUpdate,
         };
 
         impl Instantiate for ConnectorPre<Invocation> {
@@ -143,7 +143,7 @@ macro_rules! shared_glue {
                 report_url: s.report_url.filter(|u| !u.is_empty()),
                 score: s.score,
                 verdict: s.verdict,
-                note: s.note.map(|n| $crate::wasm::connector::Note {
+                note: s.note.map(|n| $crate::wasm::types::Note {
                     text: n.text,
                     secret: n.secret,
                 }),
@@ -164,7 +164,7 @@ macro_rules! shared_glue {
             pre: &ConnectorPre<Invocation>,
             grant: Grant,
             ctx: Arc<CallContext>,
-        ) -> Result<$crate::wasm::connector::Manifest, InvokeError> {
+        ) -> Result<$crate::wasm::types::Manifest, InvokeError> {
             let m = runtime
                 .invoke(pre, grant, ctx, |inst, store| {
                     Box::pin(async move {
@@ -284,12 +284,10 @@ macro_rules! shared_glue {
             Ok((response, updates))
         }
 
-        fn config_fields(
-            fields: Vec<types::ConfigField>,
-        ) -> Vec<$crate::wasm::connector::ConfigField> {
+        fn config_fields(fields: Vec<types::ConfigField>) -> Vec<$crate::wasm::types::ConfigField> {
             fields
                 .into_iter()
-                .map(|f| $crate::wasm::connector::ConfigField {
+                .map(|f| $crate::wasm::types::ConfigField {
                     key: f.key,
                     description: f.description,
                     secret: f.secret,

@@ -10,11 +10,14 @@
 //! [`CallContext::state`] ([`StateBackend`]: where `state` lives). The server uses [`LiveHttp`]
 //! (reqwest, no redirects) and [`StoreState`] (the SQLite `kv` table, scoped to one integration
 //! and connector); `switchyard connector test` supplies a scripted `Outbound` and an in-memory
-//! `StateBackend`, fills the other public fields itself (settings, secrets, packages, callback URL,
-//! allowed hosts), and calls [`LoadedConnector`](crate::wasm::connector::LoadedConnector) exactly
-//! as the flow does — no network, no database. The checks that are policy, not transport (an
-//! absolute http(s) URL, an approved host, a valid method, the timeout cap, the timeline entry),
-//! stay in [`CallContext::send`] so the harness exercises them too.
+//! `StateBackend` (both reached only after the checks below), a [`LogSink`] that keeps every line
+//! the host logged, and a pinned [`CallContext::wall_clock`]; it fills the other public fields
+//! itself (settings, secrets, packages, callback URL, allowed hosts, limits), and calls
+//! [`LoadedConnector`](crate::wasm::connector::LoadedConnector) exactly as the flow does — no
+//! network, no database. The checks that are policy, not transport (an absolute http(s) URL, an
+//! approved host, an IP literal's range, a valid method, the request caps, the timeout cap, the
+//! timeline entry), stay in [`CallContext::send`] so the harness exercises them too; the check of
+//! *resolved* addresses belongs to [`LiveHttp`]'s client, which the harness does not use.
 //!
 //! # Bounds
 //!
@@ -37,9 +40,9 @@ use crate::config::{IntegrationConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
-use crate::wasm::connector::Package;
 use crate::wasm::policy::{self, HostEntry};
 use crate::wasm::quota::{self, CallBudget, Reservation};
+use crate::wasm::types::Package;
 
 /// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,13 @@ pub trait StateBackend: Send + Sync {
     }
 }
 
+/// Where the offline harness keeps the log lines a connector wrote, as the host logged them
+/// (after the size and rate limits). The server has none: its lines go to `tracing`.
+pub trait LogSink: Send + Sync {
+    /// One line: `fields` as the host formats them (`k=v k=v`, each clipped).
+    fn line(&self, level: LogLevel, message: &str, fields: &str);
+}
+
 /// Everything an invocation may touch on behalf of one integration (see the module docs for how
 /// a harness builds one).
 pub struct CallContext {
@@ -141,6 +151,11 @@ pub struct CallContext {
     pub budget: CallBudget,
     /// A call outside any integration (`manifest`): every import is refused.
     pub detached: bool,
+    /// What WASI's wall clock reads during the call (since the Unix epoch); None: the real clock.
+    /// The offline harness pins it to a step's `now`.
+    pub wall_clock: Option<Duration>,
+    /// Also receives every logged line (the offline harness); None in the server.
+    pub log_sink: Option<Arc<dyn LogSink>>,
 }
 
 /// The default limits of a context the server has not given its own yet (shared: contexts are
@@ -176,6 +191,8 @@ impl CallContext {
             metrics: unset_metrics(),
             budget: CallBudget::default(),
             detached: true,
+            wall_clock: None,
+            log_sink: None,
         }
     }
 
@@ -237,6 +254,8 @@ impl CallContext {
             metrics: unset_metrics(),
             budget: CallBudget::default(),
             detached: false,
+            wall_clock: None,
+            log_sink: None,
         }
     }
 
@@ -470,6 +489,9 @@ impl CallContext {
             LogLevel::Info => emit!(info),
             LogLevel::Warn => emit!(warn),
             LogLevel::Error => emit!(error),
+        }
+        if let Some(sink) = &self.log_sink {
+            sink.line(level, &message, &fields);
         }
         if matches!(level, LogLevel::Warn | LogLevel::Error) {
             self.timeline.emit(TimelineEvent::ConnectorLog {

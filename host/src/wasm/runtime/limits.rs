@@ -16,7 +16,7 @@
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
 use super::{InvokeError, LoadError};
-use crate::wasm::connector::Limits;
+use crate::wasm::types::Limits;
 
 /// The operator's caps (from `[runtime]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+pub use crate::wasm::types::InvokeError;
 pub use alloc::Allocation;
 pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
@@ -72,19 +73,6 @@ pub enum LoadError {
     /// setting that changes it.
     #[error("the component does not fit this host's sandbox limits: {0}")]
     Limits(String),
-}
-
-/// Why one invocation failed. The connector's own errors are not here: they are values.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InvokeError {
-    #[error("connector trapped: {0}")]
-    Trap(String),
-    #[error("connector ran past its {0} ms deadline")]
-    Timeout(u64),
-    #[error("connector exceeded its {0} MiB memory limit")]
-    OutOfMemory(u32),
-    #[error("connector could not be instantiated: {0}")]
-    Instantiate(String),
 }
 
 /// Per-store data: WASI context, limits, and what the host imports need.
@@ -299,7 +287,12 @@ impl Runtime {
         >,
     ) -> Result<R, InvokeError> {
         let stderr = output::GuestOutput::new();
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone());
+        if let Some(at) = ctx.wall_clock {
+            wasi.wall_clock(Pinned(at));
+        }
+        let wasi = wasi.build();
         let mut store = Store::new(
             &self.engine,
             Invocation {
@@ -336,6 +329,18 @@ impl Runtime {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(self.timeout_ms)),
         }
+    }
+}
+
+/// A wall clock that reads one instant (an injected clock, [`CallContext::wall_clock`]).
+struct Pinned(Duration);
+
+impl wasmtime_wasi::HostWallClock for Pinned {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
     }
 }
 

@@ -13,8 +13,8 @@ use self::switchyard::connector::{config, log, outbound_http, state, types};
 
 super::shared_glue!();
 
-fn manifest_from(m: types::Manifest) -> crate::wasm::connector::Manifest {
-    crate::wasm::connector::Manifest {
+fn manifest_from(m: types::Manifest) -> crate::wasm::types::Manifest {
+    crate::wasm::types::Manifest {
         id: m.id,
         version: m.version,
         display_name: m.display_name,
@@ -23,6 +23,6 @@ fn manifest_from(m: types::Manifest) -> crate::wasm::connector::Manifest {
         status_labels: m.status_labels,
         default_trigger_stage: m.default_trigger_stage,
         verdict_labels: Vec::new(),
-        limits: crate::wasm::connector::Limits::default(),
+        limits: crate::wasm::types::Limits::default(),
     }
 }

@@ -14,8 +14,8 @@ use crate::wasm::runtime::crypto as host_crypto;
 
 super::shared_glue!();
 
-fn manifest_from(m: types::Manifest) -> crate::wasm::connector::Manifest {
-    crate::wasm::connector::Manifest {
+fn manifest_from(m: types::Manifest) -> crate::wasm::types::Manifest {
+    crate::wasm::types::Manifest {
         id: m.id,
         version: m.version,
         display_name: m.display_name,
@@ -24,7 +24,7 @@ fn manifest_from(m: types::Manifest) -> crate::wasm::connector::Manifest {
         status_labels: m.status_labels,
         default_trigger_stage: m.default_trigger_stage,
         verdict_labels: m.verdict_labels,
-        limits: crate::wasm::connector::Limits {
+        limits: crate::wasm::types::Limits {
             memory_mib: m.limits.memory_mib,
             instances: m.limits.instances,
         },
