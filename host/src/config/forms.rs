@@ -31,7 +31,7 @@ pub struct InvalidIntegration(pub String);
 
 /// The body of a create (all required fields) or an update (only the fields to change).
 /// A secret given as `null` is removed; an omitted secret is kept.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationInput {
     pub id: Option<String>,
@@ -50,7 +50,7 @@ pub struct IntegrationInput {
 
 /// The ATS part of [`IntegrationInput`]: `kind` is `lever` (the default) or `gem`; each kind
 /// takes only its own fields (see `AtsConfig`). The kind of an existing integration cannot change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AtsInput {
     pub kind: Option<String>,
@@ -68,6 +68,7 @@ pub struct AtsInput {
     pub webhook_secret: Option<String>,
     /// `null` ends a rotation (removes the previous secret).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub previous_webhook_secret: Option<Option<String>>,
     /// Unix seconds; required with `previous_webhook_secret`.
     pub previous_secret_expires_at: Option<i64>,
@@ -306,7 +307,7 @@ pub fn check_against(
 }
 
 /// What the admin API returns: everything but secret values.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IntegrationView {
     pub id: String,
     pub connector: String,
@@ -314,6 +315,7 @@ pub struct IntegrationView {
     pub ats: AtsView,
     pub allowed_hosts: Option<Vec<String>>,
     pub allow_loopback: bool,
+    #[schema(value_type = Object)]
     pub settings: BTreeMap<String, toml::Value>,
     /// Names of the secrets that are set (values are write-only).
     pub secrets: Vec<String>,
@@ -326,11 +328,12 @@ pub struct IntegrationView {
     /// Lever integrations: the connection's state (OAuth grant, disconnection, last Verify
     /// Connection ping), filled in by the admin API from the store.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub connection: Option<serde_json::Value>,
 }
 
 /// The ATS part of [`IntegrationView`]: secrets only as "is set" flags.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AtsView {
     Lever {
@@ -351,7 +354,7 @@ pub enum AtsView {
 }
 
 /// An integration's inbound URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookUrls {
     /// Lever integrations: give this to Lever's Candidate Stage Change webhook.
     #[serde(skip_serializing_if = "Option::is_none")]

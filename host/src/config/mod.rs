@@ -513,7 +513,7 @@ fn lever_api_base() -> String {
 }
 
 /// One vendor package.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfig {
     pub name: String,

@@ -9,6 +9,7 @@
 //!   `state` authenticates it).
 //! - [`admin`]: `/admin/...` when an admin token is configured.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
 //! `Retry-After`, so senders retry against another instance or after the restart.
@@ -16,6 +17,7 @@
 //! A web console, when it comes, mounts here beside `admin`.
 
 pub mod admin;
+pub mod error;
 pub mod gem;
 pub mod hooks;
 pub mod lever_oauth;
@@ -27,11 +29,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tokio::sync::watch;
 
 use crate::app::App;
+use error::ApiError;
 
 /// The router of a host.
 pub fn router(app: Arc<App>) -> Router {
@@ -68,10 +70,11 @@ async fn draining(
 ) -> Response {
     if app.draining.load(std::sync::atomic::Ordering::SeqCst) && request.uri().path() != "/metrics"
     {
-        let mut response = error(
+        let mut response = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "switchyard is shutting down; retry later",
-        );
+        )
+        .into_response();
         response.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from_static(DRAINING_RETRY_AFTER),
@@ -116,9 +119,4 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         metrics.render(depth),
     )
         .into_response()
-}
-
-/// A JSON error response `{"error": message}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
 }

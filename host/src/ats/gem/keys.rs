@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::store::{now_ms, Store, StoreError};
 
 /// A key as listed for operators: never the key itself.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub integration: String,
     pub key_id: String,
