@@ -31,7 +31,7 @@ use crate::http::error::{ApiError, ErrorBody};
 pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
         .routes(routes!(connect, connect_redirect))
-        .routes(routes!(disconnect, disconnect_delete))
+        .routes(routes!(disconnect))
 }
 
 /// A fresh single-use link to connect an integration to Lever.
@@ -154,7 +154,7 @@ async fn connect_redirect(
 }
 
 /// Revokes the grant at Lever (RFC 7009) and deletes the stored tokens either way.
-#[utoipa::path(post, path = "/admin/integrations/{id}/lever/disconnect", tag = "lever",
+#[utoipa::path(method(post, delete), path = "/admin/integrations/{id}/lever/disconnect", tag = "lever",
     params(("id" = String, Path, description = "integration id")),
     responses((status = 200, body = Disconnected),
         (status = 404, description = "no such integration", body = ErrorBody),
@@ -178,20 +178,6 @@ async fn disconnect(
             Err(ApiError::storage())
         }
     }
-}
-
-/// The same as `POST .../lever/disconnect`.
-#[utoipa::path(delete, path = "/admin/integrations/{id}/lever/disconnect", tag = "lever",
-    params(("id" = String, Path, description = "integration id")),
-    responses((status = 200, body = Disconnected),
-        (status = 404, description = "no such integration", body = ErrorBody),
-        (status = 409, description = "not an OAuth integration", body = ErrorBody),
-        (status = 503, description = "storage unavailable", body = ErrorBody)))]
-async fn disconnect_delete(
-    state: State<Arc<App>>,
-    id: Path<String>,
-) -> Result<Json<Disconnected>, ApiError> {
-    disconnect(state, id).await
 }
 
 /// Before an integration is deleted: revokes its Lever OAuth grant, if it has one.
