@@ -26,6 +26,7 @@ use axum::{Extension, Router};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +77,37 @@ fn api() -> OpenApiRouter<Arc<App>> {
 
 /// The OpenAPI document of the admin API.
 pub fn document() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    with_unauthorized(api().split_for_parts().1)
+}
+
+/// Adds the 401 every route answers without the token (said once here, not on each handler).
+fn with_unauthorized(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let unauthorized = ResponseBuilder::new()
+        .description("missing or wrong admin token")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("401".into())
+                .or_insert_with(|| unauthorized.clone().into());
+        }
+    }
+    document
 }
 
 /// The admin routes, or None when no admin token is configured (the API is off).
@@ -84,6 +115,7 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
     app.config.server.admin_token.as_ref()?;
     let limit = app.config.server.admin_max_upload_bytes;
     let (router, document) = api().split_for_parts();
+    let document = with_unauthorized(document);
     // Rendered once: the document does not change while the host runs.
     let document = match document.to_json() {
         Ok(json) => Rendered(Arc::from(json)),
@@ -179,8 +211,12 @@ mod tests {
         for (path, item) in doc["paths"].as_object().into_iter().flatten() {
             for (method, op) in item.as_object().into_iter().flatten() {
                 listed.insert(format!("{} {path}", method.to_uppercase()));
-                // Every operation says what it answers, errors included.
-                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+                // Every operation says it needs the token.
+                assert_eq!(
+                    op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
             }
         }
         let expected: BTreeSet<String> = ROUTES.iter().map(|r| r.to_string()).collect();
