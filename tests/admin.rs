@@ -6,7 +6,7 @@
 
 mod support_admin;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -
             let (status, body) = admin.call(method, path, None).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
             assert!(body["error"].is_string());
+            assert_eq!(body["code"], "unauthorized");
         }
     }
     // Nothing was deleted by the refused requests.
@@ -173,6 +174,7 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert!(body["error"].is_string(), "{body}");
+    assert_eq!(body["code"], "too_large", "{body}");
     assert_eq!(admin.active("certn").await, serving);
     let cases: [(&str, Vec<u8>, &str); 6] = [
         (
@@ -204,6 +206,7 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {body}");
         let error = body["error"].as_str().unwrap_or_default();
         assert!(error.contains(reason), "{what}: {error}");
+        assert_eq!(body["code"], "invalid", "{what}: {body}");
         assert_eq!(admin.active("certn").await, serving, "{what}");
         let (_, body) = admin.get("/admin/connectors/certn").await;
         assert_eq!(
@@ -706,5 +709,88 @@ async fn a_lever_integration_runs_on_an_oauth_access_token_set_through_the_admin
         })
         .await?;
     assert_eq!(done.links.len(), 1, "{done:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openapi_document_lists_every_admin_route_and_each_is_served() -> anyhow::Result<()> {
+    let stack = stack("openapi", &["certn"]).await?;
+    // Behind the token like the rest of the admin API.
+    let (status, body) = Admin::new(&stack, None).get("/admin/openapi.json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let (status, doc) = admin.get("/admin/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let mut operations = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            operations.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    // Every route the admin tests call is documented.
+    for (method, path) in [
+        ("GET", "/admin/connectors"),
+        ("GET", "/admin/connectors/{id}"),
+        ("POST", "/admin/connectors/versions"),
+        ("POST", "/admin/connectors/{id}/versions"),
+        ("POST", "/admin/connectors/{id}/versions/{hash}/activate"),
+        ("DELETE", "/admin/connectors/{id}/versions/{hash}"),
+        ("POST", "/admin/connectors/{id}/rollback"),
+        ("GET", "/admin/integrations"),
+        ("POST", "/admin/integrations"),
+        ("GET", "/admin/integrations/{id}"),
+        ("PATCH", "/admin/integrations/{id}"),
+        ("DELETE", "/admin/integrations/{id}"),
+        ("POST", "/admin/integrations/{id}/enable"),
+        ("POST", "/admin/integrations/{id}/disable"),
+        ("GET", "/admin/integrations/{id}/gem-keys"),
+        ("POST", "/admin/integrations/{id}/gem-keys"),
+        ("DELETE", "/admin/integrations/{id}/gem-keys/{key_id}"),
+        ("POST", "/admin/integrations/{id}/lever/connect"),
+        ("GET", "/admin/integrations/{id}/lever/connect"),
+        ("POST", "/admin/integrations/{id}/lever/disconnect"),
+        ("DELETE", "/admin/integrations/{id}/lever/disconnect"),
+        ("GET", "/admin/events"),
+        ("GET", "/admin/events/{id}"),
+        ("GET", "/admin/openapi.json"),
+    ] {
+        assert!(
+            operations.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} is not in the document"
+        );
+    }
+    // And every documented operation is served: asked about things that do not exist, each is
+    // answered by its handler (a coded error or a success), never by the router's bare 404/405.
+    for (method, path) in &operations {
+        let concrete = path
+            .replace("{id}", "no-such-thing")
+            .replace("{hash}", "0123456789abcdef")
+            .replace("{key_id}", "no-such-key");
+        let method = Method::from_bytes(method.as_bytes())?;
+        let (status, body) = admin.call(method.clone(), &concrete, None).await;
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {concrete}"
+        );
+        if !status.is_success() {
+            assert!(
+                body["code"].is_string(),
+                "{method} {concrete}: {status} {body}"
+            );
+        }
+    }
+    // A coded error keeps its message.
+    let (status, body) = admin.get("/admin/integrations/no-such-thing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({ "error": "no integration `no-such-thing`", "code": "not_found" })
+    );
     Ok(())
 }

@@ -206,6 +206,7 @@ async fn bad_revoked_and_missing_keys_and_bad_requests_get_clear_errors() -> any
         .await?;
     assert_eq!(code, 401);
     assert_eq!(body["error"], "invalid or revoked API key");
+    assert_eq!(body["code"], "unauthorized");
     assert_eq!(gem.sim.list_packages(&host, GEM, "").await?.0, 401);
     let mut tampered = first.key.clone();
     tampered.push('x');

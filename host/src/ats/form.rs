@@ -48,6 +48,36 @@ pub struct AtsInput {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Hand-written because the body is read by its own parser: one of the kinds' inputs, with
+/// `kind` beside their fields.
+impl utoipa::PartialSchema for AtsInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let kind = |name: &str| {
+            ObjectBuilder::new().property(
+                "kind",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name.to_string()])),
+            )
+        };
+        OneOfBuilder::new()
+            .item(
+                AllOfBuilder::new()
+                    .item(kind("lever"))
+                    .item(<LeverInput as utoipa::PartialSchema>::schema()),
+            )
+            .item(
+                AllOfBuilder::new()
+                    .item(kind("gem"))
+                    .item(<GemInput as utoipa::PartialSchema>::schema()),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AtsInput {}
+
 impl<'de> Deserialize<'de> for AtsInput {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
@@ -131,7 +161,7 @@ impl AtsInput {
 }
 
 /// The ATS part of the admin API's integration view: secrets only as "is set" flags.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum AtsView {
     Lever(LeverView),

@@ -32,7 +32,7 @@ pub struct InvalidIntegration(pub String);
 
 /// The body of a create (all required fields) or an update (only the fields to change).
 /// A secret given as `null` is removed; an omitted secret is kept.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationInput {
     pub id: Option<String>,
@@ -162,7 +162,7 @@ pub fn check_against(
 }
 
 /// What the admin API returns: everything but secret values.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IntegrationView {
     pub id: String,
     pub connector: String,
@@ -170,6 +170,7 @@ pub struct IntegrationView {
     pub ats: AtsView,
     pub allowed_hosts: Option<Vec<String>>,
     pub allow_loopback: bool,
+    #[schema(value_type = Object)]
     pub settings: BTreeMap<String, toml::Value>,
     /// Names of the secrets that are set (values are write-only).
     pub secrets: Vec<String>,
@@ -182,11 +183,12 @@ pub struct IntegrationView {
     /// Lever integrations: the connection's state (OAuth grant, disconnection, last Verify
     /// Connection ping), filled in by the admin API from the store.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub connection: Option<serde_json::Value>,
 }
 
 /// An integration's inbound URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookUrls {
     /// What the ATS is given, by name (each ATS's `AtsSection::webhook_urls`): `lever`, Lever's
     /// Candidate Stage Change webhook; `gem_api`, the base URL of the Gem API.

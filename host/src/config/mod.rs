@@ -272,7 +272,7 @@ fn yes() -> bool {
 }
 
 /// One vendor package.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfig {
     pub name: String,

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One rule.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Posting name (Lever `text`, case-insensitive) or posting id; `None`: every posting.

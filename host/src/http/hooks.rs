@@ -28,7 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::{error, reply};
+use super::error::ApiError;
+use super::reply;
 use crate::app::App;
 use crate::ats::{Ats, Intake, Rejection};
 use crate::flow::{VendorStatus, VENDOR_CALLBACK, VENDOR_STATUS};
@@ -47,7 +48,7 @@ pub async fn ats(
     let Some(integration) = app.integration(&id) else {
         // Not the path's text: metric labels must not grow with what strangers send.
         metrics.webhook("ats", "unknown_integration");
-        return error(StatusCode::NOT_FOUND, "unknown integration");
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown integration").into_response();
     };
     let ats: &dyn Ats = integration.ats.as_ref();
     let source = ats.kind();
@@ -60,7 +61,7 @@ pub async fn ats(
             status: status.as_u16(),
             reason: reason.clone(),
         });
-        error(status, reason)
+        ApiError::new(status, reason).into_response()
     };
     let verified = ats.verify_webhook(
         // The path's source, not the ATS kind: a Lever route on a Gem integration is a 404.
@@ -70,10 +71,11 @@ pub async fn ats(
         app.config.server.webhook_max_age_secs,
     );
     let Some(verified) = verified else {
-        return error(
+        return ApiError::new(
             StatusCode::NOT_FOUND,
             format!("not a {source} webhook route"),
-        );
+        )
+        .into_response();
     };
     if !integration.config.enabled {
         return reject(
@@ -142,10 +144,11 @@ pub async fn ats(
         Err(e) => {
             metrics.webhook(source, "storage_unavailable");
             tracing::error!(error = %e, "cannot store webhook");
-            error(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
             )
+            .into_response()
         }
     }
 }
@@ -153,10 +156,11 @@ pub async fn ats(
 /// 503 + `Retry-After` for an integration whose connector is not loaded (not ready).
 fn not_ready(id: &str, e: crate::app::NotLoaded) -> Response {
     tracing::warn!(integration = %id, reason = %e, "webhook refused: integration not ready");
-    let mut response = error(
+    let mut response = ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("integration not ready: {e}"),
-    );
+    )
+    .into_response();
     response.headers_mut().insert(
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from_static(NOT_READY_RETRY_AFTER),
@@ -195,11 +199,12 @@ pub async fn vendor(
     let metrics = app.registry.runtime().metrics().clone();
     let Some(integration) = app.integration(&id) else {
         metrics.webhook("vendor", "unknown_integration");
-        return error(StatusCode::NOT_FOUND, "unknown integration");
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown integration").into_response();
     };
     if !integration.config.enabled {
         metrics.webhook("vendor", "disabled");
-        return error(StatusCode::SERVICE_UNAVAILABLE, "integration is disabled");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "integration is disabled")
+            .into_response();
     }
     let connector = match app.connector(&integration) {
         Ok(c) => c,
@@ -262,10 +267,11 @@ pub async fn vendor(
             updates: 0,
         });
         metrics.webhook("vendor", "connector_failed");
-        error(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("connector failed: {reason}"),
         )
+        .into_response()
     };
     let (response, updates) = match outcome {
         Ok(Ok(r)) => r,
@@ -273,10 +279,11 @@ pub async fn vendor(
         Err(busy) => {
             metrics.webhook("vendor", "busy");
             tracing::warn!(integration = %id, reason = %busy, "callback refused: no connector slot");
-            let mut r = error(
+            let mut r = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{busy}, retry later"),
-            );
+            )
+            .into_response();
             r.headers_mut()
                 .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
             return r;
@@ -319,10 +326,11 @@ pub async fn vendor(
             .await
         {
             tracing::error!(error = %e, "cannot store status updates");
-            return error(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
-            );
+            )
+            .into_response();
         }
         app.wake.notify_one();
     }

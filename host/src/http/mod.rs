@@ -8,8 +8,8 @@
 //!   `/gem/{integration}/...` (Gem calls us), Lever's `GET /oauth/lever/callback` (public; the
 //!   `state` authenticates it). [`lever_oauth`] is the old path of Lever's.
 //! - [`admin`]: `/admin/...` when an admin token is configured.
-//! - `error`: the `{"error": "<message>"}` body of the public routes.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
 //! `Retry-After`, so senders retry against another instance or after the restart.
@@ -17,12 +17,11 @@
 //! A web console, when it comes, mounts here beside `admin`.
 
 pub mod admin;
-mod error;
+pub mod error;
 pub mod hooks;
 pub mod reply;
 
 pub use crate::ats::lever::routes as lever_oauth;
-pub(crate) use error::error;
 
 use std::sync::Arc;
 
@@ -34,6 +33,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::app::App;
+use error::ApiError;
 
 /// The router of a host.
 pub fn router(app: Arc<App>) -> Router {
@@ -67,10 +67,11 @@ async fn draining(
 ) -> Response {
     if app.draining.load(std::sync::atomic::Ordering::SeqCst) && request.uri().path() != "/metrics"
     {
-        let mut response = error(
+        let mut response = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "switchyard is shutting down; retry later",
-        );
+        )
+        .into_response();
         response.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from_static(DRAINING_RETRY_AFTER),

@@ -29,7 +29,7 @@ CREATE INDEX IF NOT EXISTS gem_screenings_by_order ON gem_screenings (integratio
 "#;
 
 /// A Gem API key as listed for operators: never the key itself.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub integration: String,
     pub key_id: String,

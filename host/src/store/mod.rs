@@ -84,7 +84,7 @@ pub struct Store {
 /// Lifecycle of an event. Transitions: queued → running → (done | skipped | queued again with a
 /// later `next_attempt_at` | dead). A running event whose lease expired (its worker crashed) is
 /// claimable again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventState {
     Queued,
@@ -116,7 +116,7 @@ impl EventState {
 }
 
 /// A stored event, as claimed by a worker or listed for operators.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     pub integration: String,

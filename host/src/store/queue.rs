@@ -112,7 +112,7 @@ impl AttemptOutcome {
 }
 
 /// One attempt of an event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: u32,
     pub run_id: Option<String>,
@@ -125,7 +125,7 @@ pub struct Attempt {
 }
 
 /// An event as operators see it: the row, its timing, and its attempts (oldest first).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
     pub event: Event,

@@ -14,7 +14,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// Where a compiled component came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// Deserialized from a verified cache entry.

@@ -37,7 +37,7 @@ pub enum RegistryError {
 }
 
 /// Where a version stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionStatus {
     /// Serving every new invocation.
@@ -49,7 +49,7 @@ pub enum VersionStatus {
 }
 
 /// One version as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// `id@version#hash12`, as recorded on events.
     pub tag: String,
@@ -63,7 +63,10 @@ pub struct VersionInfo {
     /// `cache` when the compiled code came from the on-disk cache.
     pub compiled_from: Origin,
     /// The sandbox limits its calls get.
+    #[schema(value_type = Object)]
     pub grant: Grant,
+    /// The component's embedded manifest.
+    #[schema(value_type = Object)]
     pub manifest: Manifest,
 }
 

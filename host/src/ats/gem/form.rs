@@ -8,7 +8,7 @@ use super::config::GemConfig;
 use crate::secret::Secret;
 
 /// Gem's `ats` fields of a create or update body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GemInput {
     pub webhook_url: Option<String>,
@@ -69,7 +69,7 @@ impl GemInput {
 }
 
 /// Gem's `ats` in the admin API's view.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GemView {
     pub webhook_url: String,
     pub webhook_secret_set: bool,

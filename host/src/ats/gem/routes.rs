@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::app::{App, Integration};
 use crate::ats::gem::keys;
 use crate::ats::gem::screening::{self, Queued, SendRequest};
-use crate::http::error;
+use crate::http::error::ApiError;
 use crate::store::EventState;
 use crate::timeline::TimelineEvent;
 
@@ -41,7 +41,7 @@ pub fn routes() -> Router<Arc<App>> {
 type Rejection = Box<Response>;
 
 fn reject(status: StatusCode, message: impl Into<String>) -> Rejection {
-    Box::new(error(status, message))
+    Box::new(ApiError::new(status, message).into_response())
 }
 
 /// The integration, if `headers` carry an active API key for it; otherwise the error response.
@@ -137,27 +137,30 @@ async fn send(
     let mut request: SendRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return error(
+            return ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("invalid request body: {e}"),
             )
+            .into_response()
         }
     };
     request.application_id = request.application_id.trim().to_string();
     request.candidate.emails.retain(|e| !e.trim().is_empty());
     if request.application_id.is_empty() {
-        return error(
+        return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "application_id is required",
-        );
+        )
+        .into_response();
     }
     // Rejected up front: the vendor invites the candidate by email, and Gem shows this message
     // to the recruiter in the send dialog right away.
     if request.candidate.emails.is_empty() {
-        return error(
+        return ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the candidate has no email address: the screening invitation is sent by email",
-        );
+        )
+        .into_response();
     }
     let idempotency_key = headers
         .get("idempotency-key")
@@ -171,10 +174,11 @@ async fn send(
             Ok(Some(repeat)) => return answer_repeat(&app, &id, repeat),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a Gem screening");
-                return error(
+                return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage unavailable, retry later",
-                );
+                )
+                .into_response();
             }
         }
     }
@@ -195,13 +199,14 @@ async fn send(
             Some((name, _)) => Some(name.clone()),
             None => {
                 let names: Vec<&str> = available.iter().map(|(n, _)| n.as_str()).collect();
-                return error(
+                return ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!(
                         "unknown package {wanted:?}; available: {}",
                         names.join(", ")
                     ),
-                );
+                )
+                .into_response();
             }
         },
         None => None,
@@ -240,10 +245,11 @@ async fn send(
         Ok(repeat) => answer_repeat(&app, &id, repeat),
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Gem screening");
-            error(
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
             )
+            .into_response()
         }
     }
 }
@@ -262,10 +268,11 @@ fn answer_repeat(app: &App, integration: &str, repeat: Queued) -> Response {
             )
                 .into_response()
         }
-        Queued::Conflict => error(
+        Queued::Conflict => ApiError::new(
             StatusCode::CONFLICT,
             "Idempotency-Key was already used with a different request",
-        ),
+        )
+        .into_response(),
     }
 }
 
@@ -279,13 +286,16 @@ async fn status(
     }
     let found = match screening::get(&app.store, &id, &screening_id) {
         Ok(Some(s)) => s,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "unknown screening"),
+        Ok(None) => {
+            return ApiError::new(StatusCode::NOT_FOUND, "unknown screening").into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot read a Gem screening");
-            return error(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage unavailable, retry later",
-            );
+            )
+            .into_response();
         }
     };
     let order = match &found.order_ref {

@@ -9,7 +9,7 @@ use crate::secret::Secret;
 
 /// Lever's `ats` fields of a create or update body. `api_key`, `oauth_access_token` and `oauth`
 /// are one choice: setting one replaces the others.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeverInput {
     pub api_base: Option<String>,
@@ -67,7 +67,7 @@ impl LeverInput {
 }
 
 /// Lever's `ats` in the admin API's view.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LeverView {
     pub api_base: String,
     pub api_key_set: bool,

@@ -8,79 +8,118 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error;
 use crate::app::App;
-use crate::store::EventState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::store::{Event, EventDetail, EventState};
 
 const MAX_LIMIT: u32 = 500;
 
-pub(super) fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/admin/events", get(list))
-        .route("/admin/events/{id}", get(one))
+pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
 }
 
-#[derive(Deserialize)]
+/// The filters of `GET /admin/events`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only events in this state.
     state: Option<EventState>,
+    /// Only this integration's events.
     integration: Option<String>,
+    /// At most this many (1..500, default 50).
     limit: Option<u32>,
 }
 
-async fn list(
-    State(app): State<Arc<App>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "query: state=queued|running|done|skipped|dead, integration=<id>, limit=<1..500>",
-        );
-    };
-    let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
-    match app
-        .store
-        .list_events(q.integration.as_deref(), q.state, limit)
-    {
-        Ok(events) => {
-            let items: Vec<_> = events
-                .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id, "integration": e.integration, "kind": e.kind,
-                        "state": e.state, "attempts": e.attempts, "last_error": e.last_error,
-                        "connector_version": e.connector_version,
-                    })
-                })
-                .collect();
-            Json(json!({ "events": items })).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list events");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+/// `GET /admin/events`: newest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventSummary>,
+}
+
+/// An event without its payload.
+#[derive(Serialize, ToSchema)]
+pub struct EventSummary {
+    pub id: i64,
+    pub integration: String,
+    pub kind: String,
+    pub state: EventState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub connector_version: Option<String>,
+}
+
+impl From<Event> for EventSummary {
+    fn from(e: Event) -> EventSummary {
+        EventSummary {
+            id: e.id,
+            integration: e.integration,
+            kind: e.kind,
+            state: e.state,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            connector_version: e.connector_version,
         }
     }
 }
 
-async fn one(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+/// The queue, newest first, without payloads.
+#[utoipa::path(get, path = "/admin/events", tag = "events", params(ListQuery),
+    responses((status = 200, body = EventList),
+        (status = 400, description = "an unknown filter or value", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn list(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::bad_request(
+            "query: state=queued|running|done|skipped|dead, integration=<id>, limit=<1..500>",
+        ));
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
+    let events = app
+        .store
+        .list_events(q.integration.as_deref(), q.state, limit)
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot list events");
+            ApiError::storage()
+        })?;
+    Ok(Json(EventList {
+        events: events.into_iter().map(EventSummary::from).collect(),
+    }))
+}
+
+/// One event with its payload, timing and attempts (the last 20).
+#[utoipa::path(get, path = "/admin/events/{id}", tag = "events",
+    params(("id" = i64, Path, description = "event id")),
+    responses((status = 200, body = EventDetail),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such event", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn one(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<EventDetail>, ApiError> {
     let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "an event id is a number");
+        return Err(ApiError::bad_request("an event id is a number"));
     };
     match app.store.event_detail(id) {
-        Ok(Some(detail)) => Json(detail).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no event {id}")),
+        Ok(Some(detail)) => Ok(Json(detail)),
+        Ok(None) => Err(ApiError::not_found(format!("no event {id}"))),
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+            Err(ApiError::storage())
         }
     }
 }

@@ -10,90 +10,120 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error;
 use crate::app::App;
-use crate::ats::gem::keys::{self, KeyError};
+use crate::ats::gem::keys::{self, KeyError, KeyInfo};
 use crate::config::AtsConfig;
+use crate::http::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/admin/integrations/{id}/gem-keys", get(list).post(issue))
-        .route("/admin/integrations/{id}/gem-keys/{key_id}", delete(revoke))
+pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, issue))
+        .routes(routes!(revoke))
 }
 
-/// The error response when `id` is not an existing Gem integration.
-fn refuse_unless_gem(app: &App, id: &str) -> Option<Response> {
+/// `GET .../gem-keys`: never the keys themselves.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+/// A new key: the only response that ever carries it.
+#[derive(Serialize, ToSchema)]
+pub struct NewKey {
+    pub key_id: String,
+    /// The key to paste into Gem (only its SHA-256 is stored).
+    pub key: String,
+    /// The base URL of this integration's Gem API.
+    pub gem_api: String,
+}
+
+/// The key revoked.
+#[derive(Serialize, ToSchema)]
+pub struct RevokedKey {
+    pub revoked: String,
+}
+
+/// Refuses unless `id` is an existing Gem integration.
+fn gem_only(app: &App, id: &str) -> Result<(), ApiError> {
     match app.integration(id) {
-        None => Some(error(
-            StatusCode::NOT_FOUND,
-            format!("no integration `{id}`"),
-        )),
-        Some(i) if !matches!(i.config.ats, AtsConfig::Gem(_)) => Some(error(
-            StatusCode::CONFLICT,
-            format!("integration `{id}` is not a Gem integration"),
-        )),
-        Some(_) => None,
+        None => Err(ApiError::not_found(format!("no integration `{id}`"))),
+        Some(i) if !matches!(i.config.ats, AtsConfig::Gem(_)) => Err(ApiError::conflict(format!(
+            "integration `{id}` is not a Gem integration"
+        ))),
+        Some(_) => Ok(()),
     }
 }
 
-fn failed(e: KeyError) -> Response {
-    match e {
-        KeyError::Store(e) => {
-            tracing::error!(error = %e, "Gem key store failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::Store(e) => {
+                tracing::error!(error = %e, "Gem key store failed");
+                ApiError::storage()
+            }
+            other => ApiError::not_found(other.to_string()),
         }
-        other => error(StatusCode::NOT_FOUND, other.to_string()),
     }
 }
 
-async fn list(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    if let Some(refused) = refuse_unless_gem(&app, &id) {
-        return refused;
-    }
-    match keys::list(&app.store, &id) {
-        Ok(list) => Json(json!({ "keys": list })).into_response(),
-        Err(e) => failed(e),
-    }
+/// The integration's keys: ids, prefixes, creation and revocation times.
+#[utoipa::path(get, path = "/admin/integrations/{id}/gem-keys", tag = "gem-keys",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = KeyList),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 409, description = "not a Gem integration", body = ErrorBody)))]
+async fn list(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyList>, ApiError> {
+    gem_only(&app, &id)?;
+    Ok(Json(KeyList {
+        keys: keys::list(&app.store, &id)?,
+    }))
 }
 
-async fn issue(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    if let Some(refused) = refuse_unless_gem(&app, &id) {
-        return refused;
-    }
-    match keys::issue(&app.store, &id) {
-        Ok(issued) => {
-            tracing::info!(integration = %id, key_id = %issued.key_id, "Gem API key issued");
-            (
-                StatusCode::CREATED,
-                Json(json!({
-                    "key_id": issued.key_id,
-                    "key": issued.key,
-                    "gem_api": app.gem_api_url(&id),
-                })),
-            )
-                .into_response()
-        }
-        Err(e) => failed(e),
-    }
+/// Issues a key for Gem to call this integration with.
+#[utoipa::path(post, path = "/admin/integrations/{id}/gem-keys", tag = "gem-keys",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 201, body = NewKey),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 409, description = "not a Gem integration", body = ErrorBody)))]
+async fn issue(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<NewKey>), ApiError> {
+    gem_only(&app, &id)?;
+    let issued = keys::issue(&app.store, &id)?;
+    tracing::info!(integration = %id, key_id = %issued.key_id, "Gem API key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKey {
+            gem_api: app.gem_api_url(&id),
+            key_id: issued.key_id,
+            key: issued.key,
+        }),
+    ))
 }
 
+/// Revokes a key: it stops working at once.
+#[utoipa::path(delete, path = "/admin/integrations/{id}/gem-keys/{key_id}", tag = "gem-keys",
+    params(("id" = String, Path, description = "integration id"),
+        ("key_id" = String, Path, description = "key id")),
+    responses((status = 200, body = RevokedKey),
+        (status = 404, description = "no such integration or key", body = ErrorBody),
+        (status = 409, description = "not a Gem integration", body = ErrorBody)))]
 async fn revoke(
     State(app): State<Arc<App>>,
     Path((id, key_id)): Path<(String, String)>,
-) -> Response {
-    if let Some(refused) = refuse_unless_gem(&app, &id) {
-        return refused;
-    }
-    match keys::revoke(&app.store, &id, &key_id) {
-        Ok(()) => {
-            tracing::info!(integration = %id, key_id = %key_id, "Gem API key revoked");
-            Json(json!({ "revoked": key_id })).into_response()
-        }
-        Err(e) => failed(e),
-    }
+) -> Result<Json<RevokedKey>, ApiError> {
+    gem_only(&app, &id)?;
+    keys::revoke(&app.store, &id, &key_id)?;
+    tracing::info!(integration = %id, key_id = %key_id, "Gem API key revoked");
+    Ok(Json(RevokedKey { revoked: key_id }))
 }

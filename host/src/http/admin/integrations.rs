@@ -14,42 +14,65 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error;
+use super::lever::LeverConnection;
 use crate::app::{App, Integration};
 use crate::config::forms::{check_against, IntegrationInput, IntegrationView};
 use crate::config::{IntegrationConfig, RuleConfig};
+use crate::http::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/admin/integrations", get(list).post(create))
-        .route(
-            "/admin/integrations/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/admin/integrations/{id}/enable", post(enable))
-        .route("/admin/integrations/{id}/disable", post(disable))
+pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(enable))
+        .routes(routes!(disable))
 }
 
-/// The integration as shown (with its Lever connection), plus whether it is ready: `ready` is
-/// false while its connector is not loaded, and `not_ready_reason` says why (which file failed
-/// and how) and what fixes it.
-fn view(app: &App, c: &IntegrationConfig) -> serde_json::Value {
-    let mut view = IntegrationView::of(c, &app.public_url);
-    view.connection = super::lever::connection_view(app, c);
-    let mut v = serde_json::to_value(view).unwrap_or_else(|_| json!({ "id": c.id }));
-    let reason = app.registry.not_ready(&c.connector);
-    v["ready"] = json!(reason.is_none());
-    v["not_ready_reason"] = json!(reason);
-    v
+/// An integration as the admin API shows it: no secret values.
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationBody {
+    #[serde(flatten)]
+    pub view: IntegrationView,
+    /// Lever integrations: the connection's state (OAuth grant, disconnection, last Verify
+    /// Connection ping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<LeverConnection>,
+    /// False while its connector is not loaded.
+    pub ready: bool,
+    /// Why it is not ready (which file failed and how) and what fixes it.
+    pub not_ready_reason: Option<String>,
 }
 
-fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
+/// `GET /admin/integrations`.
+#[derive(Serialize, ToSchema)]
+pub struct IntegrationList {
+    pub integrations: Vec<IntegrationBody>,
+}
+
+/// The integration deleted.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+fn view(app: &App, c: &IntegrationConfig) -> IntegrationBody {
+    let not_ready_reason = app.registry.not_ready(&c.connector);
+    IntegrationBody {
+        view: IntegrationView::of(c, &app.public_url),
+        connection: super::lever::connection_view(app, c),
+        ready: not_ready_reason.is_none(),
+        not_ready_reason,
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no integration `{id}`"))
 }
 
 /// Validates against the connector (when it is loaded) and the operator's approved hosts, and
@@ -60,29 +83,20 @@ async fn save(
     config: IntegrationConfig,
     status: StatusCode,
     previous_rules: Option<&[RuleConfig]>,
-) -> Response {
-    let connector = app.registry.get(&config.connector);
-    if let Some(connector) = &connector {
-        if let Err(e) = check_against(&config, &connector.manifest) {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-        }
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
+    if let Some(connector) = app.registry.get(&config.connector) {
+        check_against(&config, &connector.manifest)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
     }
-    if let Err(e) = app.check_hosts(&config) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, e);
-    }
+    app.check_hosts(&config).map_err(ApiError::invalid)?;
     if previous_rules != Some(config.rules.as_slice()) && !config.rules.is_empty() {
-        if let Err(response) = check_rules(app, &config).await {
-            return response;
-        }
+        check_rules(app, &config).await?;
     }
     match app.put_integration(config) {
-        Ok(i) => (status, Json(view(app, &i.config))).into_response(),
+        Ok(i) => Ok((status, Json(view(app, &i.config)))),
         Err(e) => {
             tracing::error!(error = %e, "cannot save integration");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot save the integration",
-            )
+            Err(ApiError::internal("cannot save the integration"))
         }
     }
 }
@@ -90,15 +104,12 @@ async fn save(
 /// Refuses rules that name a package the connector does not offer (its `list-packages`, asked
 /// with the configuration being saved), listing the valid ones. Nothing is saved when the check
 /// cannot be made.
-async fn check_rules(app: &App, config: &IntegrationConfig) -> Result<(), Response> {
+async fn check_rules(app: &App, config: &IntegrationConfig) -> Result<(), ApiError> {
     let Some(connector) = app.registry.get(&config.connector) else {
-        return Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "connector `{}` is not loaded, so the rules' packages cannot be checked",
-                config.connector
-            ),
-        ));
+        return Err(ApiError::invalid(format!(
+            "connector `{}` is not loaded, so the rules' packages cannot be checked",
+            config.connector
+        )));
     };
     let candidate = Integration::new(config.clone(), &app.http, &app.lever_oauth);
     let ctx = app.call_context(&candidate, &connector);
@@ -107,105 +118,145 @@ async fn check_rules(app: &App, config: &IntegrationConfig) -> Result<(), Respon
         .await
         .map_err(|e| {
             tracing::warn!(integration = %config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
-            error(
+            ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!("cannot check the rules: the connector cannot list packages: {e}"),
             )
         })?;
     let names: Vec<String> = offered.into_iter().map(|(name, _)| name).collect();
-    crate::config::rules::check_packages(&config.rules, &names)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))
+    crate::config::rules::check_packages(&config.rules, &names).map_err(ApiError::invalid)
 }
 
-async fn list(State(app): State<Arc<App>>) -> Response {
-    let all: Vec<_> = app
+/// Every integration.
+#[utoipa::path(get, path = "/admin/integrations", tag = "integrations",
+    responses((status = 200, body = IntegrationList)))]
+async fn list(State(app): State<Arc<App>>) -> Json<IntegrationList> {
+    let integrations = app
         .integrations()
         .iter()
         .map(|i| view(&app, &i.config))
         .collect();
-    Json(json!({ "integrations": all })).into_response()
+    Json(IntegrationList { integrations })
 }
 
-async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match app.integration(&id) {
-        Some(i) => Json(view(&app, &i.config)).into_response(),
-        None => not_found(&id),
-    }
+/// One integration.
+#[utoipa::path(get, path = "/admin/integrations/{id}", tag = "integrations",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = IntegrationBody),
+        (status = 404, description = "no such integration", body = ErrorBody)))]
+async fn show(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrationBody>, ApiError> {
+    let integration = app.integration(&id).ok_or_else(|| not_found(&id))?;
+    Ok(Json(view(&app, &integration.config)))
 }
 
+/// Creates an integration (every required field given).
+#[utoipa::path(post, path = "/admin/integrations", tag = "integrations",
+    request_body = IntegrationInput,
+    responses((status = 201, body = IntegrationBody),
+        (status = 400, description = "not a valid body", body = ErrorBody),
+        (status = 409, description = "the id exists", body = ErrorBody),
+        (status = 422, description = "refused by validation; nothing saved", body = ErrorBody),
+        (status = 502, description = "the connector cannot list its packages", body = ErrorBody)))]
 async fn create(
     State(app): State<Arc<App>>,
     body: Result<Json<IntegrationInput>, JsonRejection>,
-) -> Response {
-    let input = match body {
-        Ok(Json(input)) => input,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let config = match input.create() {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    };
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
+    let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let config = input
+        .create()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let _edit = app.integration_edits.lock().await;
     if app.integration(&config.id).is_some() {
-        return error(
-            StatusCode::CONFLICT,
-            format!("integration `{}` exists", config.id),
-        );
+        return Err(ApiError::conflict(format!(
+            "integration `{}` exists",
+            config.id
+        )));
     }
     save(&app, config, StatusCode::CREATED, None).await
 }
 
+/// Changes only the given fields (a `null` secret removes it).
+#[utoipa::path(patch, path = "/admin/integrations/{id}", tag = "integrations",
+    params(("id" = String, Path, description = "integration id")),
+    request_body = IntegrationInput,
+    responses((status = 200, body = IntegrationBody),
+        (status = 400, description = "not a valid body", body = ErrorBody),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 422, description = "refused by validation; nothing saved", body = ErrorBody),
+        (status = 502, description = "the connector cannot list its packages", body = ErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     body: Result<Json<IntegrationInput>, JsonRejection>,
-) -> Response {
-    let input = match body {
-        Ok(Json(input)) => input,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
+    let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let _edit = app.integration_edits.lock().await;
-    let Some(current) = app.integration(&id) else {
-        return not_found(&id);
-    };
-    match input.apply(current.config.clone()) {
-        Ok(next) => save(&app, next, StatusCode::OK, Some(&current.config.rules)).await,
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-    }
+    let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
+    let next = input
+        .apply(current.config.clone())
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    save(&app, next, StatusCode::OK, Some(&current.config.rules)).await
 }
 
-async fn set_enabled(app: Arc<App>, id: String, enabled: bool) -> Response {
+async fn set_enabled(
+    app: Arc<App>,
+    id: String,
+    enabled: bool,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let _edit = app.integration_edits.lock().await;
-    let Some(current) = app.integration(&id) else {
-        return not_found(&id);
-    };
+    let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
     let mut next = current.config.clone();
     next.enabled = enabled;
-    let rules = current.config.rules.clone();
-    save(&app, next, StatusCode::OK, Some(&rules)).await
+    save(&app, next, StatusCode::OK, Some(&current.config.rules)).await
 }
 
-async fn enable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+/// Enables an integration; its view carries the webhook URLs to give the ATS and the vendor.
+#[utoipa::path(post, path = "/admin/integrations/{id}/enable", tag = "integrations",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = IntegrationBody),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 422, description = "refused by validation; nothing saved", body = ErrorBody)))]
+async fn enable(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     set_enabled(app, id, true).await
 }
 
-async fn disable(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+/// Disables an integration: its webhooks are refused with 503.
+#[utoipa::path(post, path = "/admin/integrations/{id}/disable", tag = "integrations",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = IntegrationBody),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 422, description = "refused by validation; nothing saved", body = ErrorBody)))]
+async fn disable(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     set_enabled(app, id, false).await
 }
 
-async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+/// Deletes an integration (a Lever OAuth grant is revoked at Lever first, best effort).
+#[utoipa::path(delete, path = "/admin/integrations/{id}", tag = "integrations",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = Deleted),
+        (status = 404, description = "no such integration", body = ErrorBody)))]
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
     let _edit = app.integration_edits.lock().await;
     // A Lever OAuth grant is revoked at Lever first (best effort; the tokens go either way).
     super::lever::revoke_before_delete(&app, &id).await;
     match app.delete_integration(&id) {
-        Ok(true) => Json(json!({ "deleted": id })).into_response(),
-        Ok(false) => not_found(&id),
+        Ok(true) => Ok(Json(Deleted { deleted: id })),
+        Ok(false) => Err(not_found(&id)),
         Err(e) => {
             tracing::error!(error = %e, "cannot delete integration");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot delete the integration",
-            )
+            Err(ApiError::internal("cannot delete the integration"))
         }
     }
 }

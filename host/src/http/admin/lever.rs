@@ -17,97 +17,165 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error;
 use crate::app::App;
 use crate::clock::rfc3339;
 use crate::config::{AtsConfig, IntegrationConfig};
+use crate::http::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route(
-            "/admin/integrations/{id}/lever/connect",
-            post(connect).get(connect_redirect),
-        )
-        .route(
-            "/admin/integrations/{id}/lever/disconnect",
-            post(disconnect).delete(disconnect),
-        )
+pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(connect, connect_redirect))
+        .routes(routes!(disconnect))
 }
 
-fn ms(at: Option<i64>) -> Value {
-    at.map_or(Value::Null, |t| json!(rfc3339(t / 1000)))
+/// A fresh single-use link to connect an integration to Lever.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectLink {
+    pub integration: String,
+    /// Open in a browser, log into Lever and click Accept.
+    pub authorize_url: String,
+    /// When the link stops working (RFC 3339).
+    pub expires_at: String,
+    /// Where Lever sends the browser back (`server.public_url` + the callback path).
+    pub redirect_uri: Option<String>,
 }
 
-/// The OAuth integration `id`, or the error to answer.
-fn oauth_integration(app: &App, id: &str) -> Result<(), Box<Response>> {
+/// The outcome of a disconnection.
+#[derive(Serialize, ToSchema)]
+pub struct Disconnected {
+    pub integration: String,
+    /// Always `disconnected`.
+    pub status: String,
+    /// Whether tokens were stored (they are deleted either way).
+    pub had_tokens: bool,
+    /// Whether Lever confirmed the revocation.
+    pub revoked_at_lever: bool,
+    /// Why the revocation at Lever failed, if it did.
+    pub revoke_error: Option<String>,
+}
+
+/// The `connection` part of a Lever integration's view. No token values.
+#[derive(Serialize, ToSchema)]
+pub struct LeverConnection {
+    /// `oauth`, `access_token` or `api_key`.
+    pub auth: String,
+    /// The last Verify Connection ping (RFC 3339).
+    pub last_verified_at: Option<String>,
+    /// OAuth integrations only: the grant's state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthGrant>,
+}
+
+/// The state of a Lever OAuth grant. Times are RFC 3339.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthGrant {
+    /// `connected`, `disconnected` or `not_connected`.
+    pub status: String,
+    pub connected_at: Option<String>,
+    pub access_token_expires_at: Option<String>,
+    pub refreshed_at: Option<String>,
+    pub has_refresh_token: bool,
+    pub scope: Option<String>,
+    pub disconnected_at: Option<String>,
+    pub disconnect_reason: Option<String>,
+    /// Events waiting for a new grant.
+    pub parked_events: i64,
+    /// The request that makes a connect link.
+    pub connect: String,
+}
+
+fn ms(at: Option<i64>) -> Option<String> {
+    at.map(|t| rfc3339(t / 1000))
+}
+
+/// Refuses unless `id` is connected through the Lever OAuth app.
+fn oauth_integration(app: &App, id: &str) -> Result<(), ApiError> {
     let Some(integration) = app.integration(id) else {
-        return Err(Box::new(error(
-            StatusCode::NOT_FOUND,
-            format!("no integration `{id}`"),
-        )));
+        return Err(ApiError::not_found(format!("no integration `{id}`")));
     };
     match &integration.config.ats {
         AtsConfig::Lever(l) if l.oauth => Ok(()),
-        _ => Err(Box::new(error(
-            StatusCode::CONFLICT,
-            format!("integration `{id}` is not connected through the Lever OAuth app (set `ats.oauth` to true)"),
+        _ => Err(ApiError::conflict(format!(
+            "integration `{id}` is not connected through the Lever OAuth app (set `ats.oauth` to true)"
         ))),
     }
 }
 
-fn link(app: &App, id: &str) -> Result<(String, i64), Box<Response>> {
+fn link(app: &App, id: &str) -> Result<(String, i64), ApiError> {
     oauth_integration(app, id)?;
-    app.lever_oauth.authorize_url(id).map_err(|e| {
-        Box::new(match e {
-            crate::ats::lever::oauth::OAuthError::Store(e) => {
-                tracing::error!(error = %e, "cannot store an OAuth state");
-                error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
-            }
-            e => error(StatusCode::CONFLICT, e.to_string()),
-        })
+    app.lever_oauth.authorize_url(id).map_err(|e| match e {
+        crate::ats::lever::oauth::OAuthError::Store(e) => {
+            tracing::error!(error = %e, "cannot store an OAuth state");
+            ApiError::storage()
+        }
+        e => ApiError::conflict(e.to_string()),
     })
 }
 
-async fn connect(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match link(&app, &id) {
-        Ok((url, expires_at)) => Json(json!({
-            "integration": id,
-            "authorize_url": url,
-            "expires_at": ms(Some(expires_at)),
-            "redirect_uri": app.lever_oauth.redirect_uri(),
-        }))
-        .into_response(),
-        Err(resp) => *resp,
-    }
+/// A fresh single-use connect link.
+#[utoipa::path(post, path = "/admin/integrations/{id}/lever/connect", tag = "lever",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = ConnectLink),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 409, description = "not an OAuth integration, or no OAuth app configured", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn connect(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectLink>, ApiError> {
+    let (authorize_url, expires_at) = link(&app, &id)?;
+    Ok(Json(ConnectLink {
+        integration: id,
+        authorize_url,
+        expires_at: rfc3339(expires_at / 1000),
+        redirect_uri: app.lever_oauth.redirect_uri(),
+    }))
 }
 
-async fn connect_redirect(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match link(&app, &id) {
-        Ok((url, _)) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
-        Err(resp) => *resp,
-    }
+/// A redirect to a fresh connect link (for a client that follows redirects).
+#[utoipa::path(get, path = "/admin/integrations/{id}/lever/connect", tag = "lever",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 302, description = "to Lever's authorize page (`Location`)"),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 409, description = "not an OAuth integration, or no OAuth app configured", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn connect_redirect(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (url, _) = link(&app, &id)?;
+    Ok((StatusCode::FOUND, [(header::LOCATION, url)]).into_response())
 }
 
-async fn disconnect(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    if let Err(resp) = oauth_integration(&app, &id) {
-        return *resp;
-    }
+/// Revokes the grant at Lever (RFC 7009) and deletes the stored tokens either way.
+#[utoipa::path(method(post, delete), path = "/admin/integrations/{id}/lever/disconnect", tag = "lever",
+    params(("id" = String, Path, description = "integration id")),
+    responses((status = 200, body = Disconnected),
+        (status = 404, description = "no such integration", body = ErrorBody),
+        (status = 409, description = "not an OAuth integration", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn disconnect(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Disconnected>, ApiError> {
+    oauth_integration(&app, &id)?;
     match app.lever_oauth.disconnect(&id).await {
-        Ok((had_tokens, revoke_error)) => Json(json!({
-            "integration": id,
-            "status": "disconnected",
-            "had_tokens": had_tokens,
-            "revoked_at_lever": had_tokens && revoke_error.is_none(),
-            "revoke_error": revoke_error,
-        }))
-        .into_response(),
+        Ok((had_tokens, revoke_error)) => Ok(Json(Disconnected {
+            integration: id,
+            status: "disconnected".into(),
+            had_tokens,
+            revoked_at_lever: had_tokens && revoke_error.is_none(),
+            revoke_error,
+        })),
         Err(e) => {
             tracing::error!(integration = %id, error = %e, "cannot disconnect");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+            Err(ApiError::storage())
         }
     }
 }
@@ -124,7 +192,7 @@ pub(super) async fn revoke_before_delete(app: &App, id: &str) {
 
 /// The `connection` part of a Lever integration's admin view: how it authenticates, the last
 /// Verify Connection ping, and for an OAuth integration the grant's state. No token values.
-pub(super) fn connection_view(app: &App, c: &IntegrationConfig) -> Option<Value> {
+pub(super) fn connection_view(app: &App, c: &IntegrationConfig) -> Option<LeverConnection> {
     let AtsConfig::Lever(lever) = &c.ats else {
         return None;
     };
@@ -136,29 +204,30 @@ pub(super) fn connection_view(app: &App, c: &IntegrationConfig) -> Option<Value>
     } else {
         "api_key"
     };
-    let mut view = json!({
-        "auth": auth,
-        "last_verified_at": ms(row.verified_at),
-    });
-    if lever.oauth {
+    let oauth = lever.oauth.then(|| {
         let tokens = app.store.oauth_tokens(&c.id).ok().flatten();
         let status = match (&tokens, row.disconnected_at) {
             (Some(_), _) => "connected",
             (None, Some(_)) => "disconnected",
             (None, None) => "not_connected",
         };
-        view["oauth"] = json!({
-            "status": status,
-            "connected_at": if tokens.is_some() { ms(row.connected_at) } else { Value::Null },
-            "access_token_expires_at": ms(tokens.as_ref().and_then(|t| t.expires_at)),
-            "refreshed_at": ms(tokens.as_ref().and_then(|t| t.refreshed_at)),
-            "has_refresh_token": tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
-            "scope": tokens.as_ref().and_then(|t| t.scope.clone()),
-            "disconnected_at": if tokens.is_none() { ms(row.disconnected_at) } else { Value::Null },
-            "disconnect_reason": if tokens.is_none() { json!(row.disconnect_reason) } else { Value::Null },
-            "parked_events": app.store.parked_events(&c.id).unwrap_or(0),
-            "connect": format!("POST /admin/integrations/{}/lever/connect", c.id),
-        });
-    }
-    Some(view)
+        let connected = tokens.is_some();
+        OAuthGrant {
+            status: status.into(),
+            connected_at: ms(row.connected_at).filter(|_| connected),
+            access_token_expires_at: ms(tokens.as_ref().and_then(|t| t.expires_at)),
+            refreshed_at: ms(tokens.as_ref().and_then(|t| t.refreshed_at)),
+            has_refresh_token: tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
+            scope: tokens.as_ref().and_then(|t| t.scope.clone()),
+            disconnected_at: ms(row.disconnected_at).filter(|_| !connected),
+            disconnect_reason: row.disconnect_reason.clone().filter(|_| !connected),
+            parked_events: app.store.parked_events(&c.id).unwrap_or(0),
+            connect: format!("POST /admin/integrations/{}/lever/connect", c.id),
+        }
+    });
+    Some(LeverConnection {
+        auth: auth.into(),
+        last_verified_at: ms(row.verified_at),
+        oauth,
+    })
 }
