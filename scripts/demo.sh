@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo run --release -p switchyard -- demo
+cargo run --release -p switchyard-testkit --bin switchyard-demo

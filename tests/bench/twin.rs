@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use switchyard::config::Secret;
-use switchyard::demo::{Stack, StackOptions};
 use switchyard::wasm::connector::NativeLogic;
+use switchyard_testkit::{Stack, StackOptions};
 use switchyard_tests::bench_wasm::NativeTwin;
 
 use super::in_process::processed;
-use super::support_admin::{self, connectors_dir};
 use super::table::Row;
+use switchyard_tests::support_admin::{self, connectors_dir};
 
 const TWIN: &str = "bench-twin";
 const STAGE: &str = "Twin Stage";
