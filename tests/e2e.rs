@@ -6,6 +6,7 @@
 mod admin;
 mod canditech;
 mod contract;
+mod example_config;
 mod faults;
 mod gem;
 mod hostile;
