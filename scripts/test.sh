@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite: connector unit tests (native), then host, simulator and end-to-end tests.
-# One release build shared by the host, the simulators and the tests (target/); each connector is
-# built once for wasm32-wasip2 (plugins/target/), each Python/JavaScript one once by
-# scripts/toolchains.sh (plugins/examples/target/).
+# One release build shared by the host, the test kit, the simulators and the tests (target/): the
+# `cargo build` below and the final `cargo test` resolve the same features (tests/Cargo.toml says
+# how), so the second compiles only the test targets. Each connector is built once for
+# wasm32-wasip2: the production ones into plugins/target/ (scripts/setup.sh), the test and
+# benchmark ones into plugins/fixtures/target/; each Python/JavaScript one once by
+# scripts/toolchains.sh (plugins/examples/target/, skipped when up to date).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo test --release --manifest-path plugins/Cargo.toml --target "$host_triple"
-# Components the admin tests upload and expect to be rejected (own workspace, kept out of the
-# connectors directory).
+# Test and benchmark components (own workspace, kept out of the connectors directory): those the
+# admin tests upload and expect to be rejected, the old-contract Certn, misbehave, hostile, twin.
 cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml
-# The crash test runs the switchyard binary as a separate process.
+cargo test --release --manifest-path plugins/fixtures/Cargo.toml --target "$host_triple" \
+  -p misbehave -p hostile -p twin
+# The crash tests run the switchyard binary as a separate process; `connector test` runs the
+# scenarios below.
 cargo build --release --workspace --bins
 # Python and JavaScript connectors: the pinned toolchains (PyPI, npm) into .tools/, the examples
 # and the three templates (instantiated by `switchyard connector new`) built once into

@@ -15,13 +15,15 @@
 #   scripts/toolchains.sh unit        build, then the unit tests (Python unittest, node --test, the
 #                                     Rust template's cargo test)
 #   scripts/toolchains.sh test        unit, then every scenario through `switchyard connector test`
-#                                     (HARNESS=node: the Node prototype, plugins/examples/harness)
+#                                     (HARNESS=node: the Node prototype, plugins/examples/harness);
+#                                     skipped when nothing they depend on changed since they passed
 #   scripts/toolchains.sh inspect     build, then print size, core instances and imports of each
 #
 # Needs python3 (3.11+, with venv and pip) and node 20+ with npm; cargo + the wasm32-wasip2 target
 # for the Rust template. Reaches only PyPI and the npm registry. Versions are pinned in
 # plugins/examples/toolchain/{requirements.txt,package.json,package-lock.json}.
-# Environment: FORCE=1 rebuilds components that look up to date; SWITCHYARD_SDK=<dir> points at
+# Environment: FORCE=1 rebuilds components that look up to date and reruns tests that passed with
+# the same inputs; SWITCHYARD_SDK=<dir> points at
 # the Rust SDK crate (default plugins/sdk); SWITCHYARD=<binary> (default target/release/switchyard);
 # JS_DISABLE overrides the componentize-js features
 # disabled (default `http fetch-event`).
@@ -258,11 +260,42 @@ scenarios() {
   say "scenarios done in $(elapsed "$t0")"
 }
 
+# The digest of what the unit tests and the scenarios depend on: the example and template sources
+# (as instantiated), their tests and scenarios, the built components, the contract, the host
+# binary that runs the scenarios and this script. Not the compiled-code cache they write.
+inputs_digest() {
+  {
+    find "$ROOT/plugins/examples" "$ROOT/templates" "$ROOT/wit" -type f \
+      -not -path '*/target/*' -not -path '*/node_modules/*' -not -path '*/__pycache__/*'
+    find "$OUT/templates" -type f -not -path '*/target/*' -not -path '*/__pycache__/*' 2>/dev/null || true
+    find "$OUT" -maxdepth 1 -name '*.wasm' 2>/dev/null || true
+    echo "$SWITCHYARD"
+    echo "$ROOT/scripts/toolchains.sh"
+  } | LC_ALL=C sort | while read -r f; do sha256sum "$f" 2>/dev/null || echo "missing $f"; done |
+    sha256sum | cut -c1-64
+}
+
+# Unit tests then scenarios, skipped when their inputs are what they last passed with (and the
+# compiled-code cache tests/polyglot.rs reads is still there). FORCE=1 runs them anyway.
+tests_once() {
+  local stamp=$OUT/.tests-passed digest
+  digest=$(inputs_digest)
+  if [[ "${FORCE:-0}" != 1 && "${HARNESS:-}" != node && -d "$OUT/compiled" &&
+    "$(cat "$stamp" 2>/dev/null || true)" == "$digest" ]]; then
+    say "unit tests and scenarios: nothing changed since they passed (FORCE=1 runs them again)"
+    return
+  fi
+  rm -f "$stamp"
+  unit_tests
+  scenarios
+  [[ "${HARNESS:-}" == node ]] || echo "$digest" >"$stamp"
+}
+
 case "${1:-install}" in
   install) install ;;
   build) build ;;
   unit) build && unit_tests ;;
-  test) build && unit_tests && scenarios ;;
+  test) build && tests_once ;;
   inspect) build && inspect ;;
   *)
     echo "usage: scripts/toolchains.sh [install|build|unit|test|inspect]" >&2

@@ -4,8 +4,6 @@
 //!
 //! Needs the built plugins and fixtures (see plugins/README.md).
 
-mod support_admin;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support_admin::{fixture, plugin, restart, stack, variant, Admin, Body, TOKEN};
-use switchyard::demo::{CERTN, TRIGGER};
 use switchyard::store::EventState;
+use switchyard_testkit::{CERTN, TRIGGER};
+use switchyard_tests::support_admin::{
+    self, fixture, plugin, restart, stack, variant, Admin, Body, TOKEN,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -> anyhow::Result<()>
@@ -24,8 +24,8 @@ async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -
     let data = support_admin::data_dir("off");
     let _ = std::fs::remove_dir_all(&data);
     let dir = support_admin::connectors_dir(&data, &["certn"]);
-    let off =
-        switchyard::demo::Stack::start(switchyard::demo::StackOptions::new(&dir, &data)).await?;
+    let off = switchyard_testkit::Stack::start(switchyard_testkit::StackOptions::new(&dir, &data))
+        .await?;
     let (status, _) = Admin::new(&off, Some(TOKEN)).get("/admin/connectors").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

@@ -22,8 +22,6 @@ mod external;
 mod in_process;
 #[path = "bench/loadgen.rs"]
 mod loadgen;
-#[allow(dead_code)]
-mod support_admin;
 #[path = "bench/table.rs"]
 mod table;
 #[path = "bench/wasm.rs"]

@@ -5,7 +5,7 @@
 //!   (`list-packages` of `misbehave.wasm`) through the host's call path, median and p99 µs, the
 //!   same handed to the guest pool as the server does, and wasmtime's floor (an empty WAT
 //!   component on the same engine) measured in the same run. See
-//!   `switchyard::wasm::runtime::bench`.
+//!   `switchyard_testkit::bench`.
 //! - [`native_vs_wasm`] → [`NativeVsWasm`]: the same connector logic (`plugins/twin`,
 //!   `twin::connector`) called as a Wasm component (`twin.wasm`, through
 //!   `LoadedConnector::start_screening`) and natively (the same module linked into this binary,
@@ -30,10 +30,10 @@ use switchyard::config::{RuntimeConfig, Secret};
 use switchyard::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Started};
 use switchyard::wasm::policy::OutboundClients;
 use switchyard::wasm::registry::Registry;
-use switchyard::wasm::runtime::bench::{self, Figures};
 use switchyard::wasm::runtime::imports::{self, CallContext, LiveHttp};
 use switchyard::wasm::runtime::Runtime;
 use switchyard_sim::certn::{CertnOptions, CertnSim};
+use switchyard_testkit::bench::{self, Figures};
 
 /// Instantiate + call figures (µs per call).
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ pub async fn instantiate_call_with(
     iterations: usize,
 ) -> anyhow::Result<InstantiateCallReport> {
     let registry = Registry::new(Runtime::from_config(config, None)?);
-    let bytes = std::fs::read(crate::plugins_dir().join("misbehave.wasm"))?;
+    let bytes = std::fs::read(crate::component("misbehave"))?;
     let connector = Arc::new(registry.load(bytes, "bench").await?);
     let runtime = registry.runtime();
     let figures = bench::instantiate_and_call(runtime, &connector, iterations).await?;
@@ -117,7 +117,7 @@ pub async fn native_vs_wasm(calls: usize, concurrency: usize) -> anyhow::Result<
         ..config.limits.clone()
     };
     let registry = Registry::new(Runtime::from_config(&config, None)?);
-    let bytes = std::fs::read(crate::plugins_dir().join("twin.wasm"))?;
+    let bytes = std::fs::read(crate::component("twin"))?;
     let wasm = Arc::new(registry.load(bytes, "bench").await?);
     let runtime = registry.runtime().clone();
     let pool = Arc::new(switchyard::wasm::pool::GuestPool::new(&limits)?);

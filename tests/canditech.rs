@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard::demo::{
-    wait_for, CanditechSetup, Stack, CANDITECH, CANDITECH_STAGE, PYTHON_ASSESSMENT, PYTHON_POSTING,
-};
 use switchyard::store::EventState;
 use switchyard::wasm::connector::ScreeningRequest;
 use switchyard_sim::canditech::{self, CanditechOptions, Verdict, SIGNATURE_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
+use switchyard_testkit::{
+    wait_for, CanditechSetup, Stack, CANDITECH, CANDITECH_STAGE, PYTHON_ASSESSMENT, PYTHON_POSTING,
+};
 use switchyard_tests::{eventually, options, stack};
 
 const LONG: Duration = Duration::from_secs(30);

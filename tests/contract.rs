@@ -7,20 +7,17 @@
 //!
 //! Needs the built plugins and fixtures (see plugins/README.md).
 
-#[allow(dead_code)]
-mod support_admin;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use support_admin::{fixture, plugin};
-use switchyard::demo::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard::wasm::connector::{CallError, ScreeningRequest};
 use switchyard::wasm::registry::Registry;
 use switchyard::wasm::runtime::{CallContext, Caps, InvokeError, Runtime};
+use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_tests::scratch;
+use switchyard_tests::support_admin::{self, fixture, plugin};
 
 const LONG: Duration = Duration::from_secs(40);
 const SIGNED: &str = "signed";

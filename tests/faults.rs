@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::{Stack, CERTN, TRIGGER};
 use switchyard::store::{EventState, Store};
+use switchyard_testkit::{Stack, CERTN, TRIGGER};
 use switchyard_tests::host_process::{serve, write_config, Host};
 use switchyard_tests::{certn_tags, eventually, options};
 

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use switchyard::ats::gem::delivery::GEM_DELIVER;
 use switchyard::config::Secret;
-use switchyard::demo::{GemSetup, Stack, StackOptions, CERTN, GEM};
 use switchyard::store::EventState;
 use switchyard_sim::gem::ReceivedStatus;
 use switchyard_sim::justifacts::JustifactsOptions;
+use switchyard_testkit::{GemSetup, Stack, StackOptions, CERTN, GEM};
 
 fn connectors() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
+    switchyard_tests::plugins_dir()
 }
 
 async fn stack(setup: GemSetup) -> anyhow::Result<Stack> {

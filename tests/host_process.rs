@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchyard::demo::{Stack, TRIGGER};
+use switchyard_testkit::{Stack, TRIGGER};
 
 use crate::lever_of;
 

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::{Stack, CERTN, TRIGGER};
 use switchyard::store::{Event, EventState, Store};
+use switchyard_testkit::{Stack, CERTN, TRIGGER};
 use switchyard_tests::{eventually, lever_of, options};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -490,11 +490,11 @@ fn fuzzed_intake_never_fails_open_and_stores_nothing_it_rejects() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let stack = rt
         .block_on(Stack::start(options("fuzz", |o| {
-            o.gem = Some(switchyard::demo::GemSetup::default());
+            o.gem = Some(switchyard_testkit::GemSetup::default());
         })))
         .unwrap();
     let store = stack.host().app.store.clone();
-    let integrations = [CERTN, switchyard::demo::GEM];
+    let integrations = [CERTN, switchyard_testkit::GEM];
     let count = |store: &Store| -> usize {
         integrations
             .iter()
@@ -549,9 +549,9 @@ fn fuzzed_intake_never_fails_open_and_stores_nothing_it_rejects() {
         Just(format!("/hooks/{CERTN}/lever")),
         Just(format!("/hooks/{CERTN}/vendor")),
         Just(format!("/hooks/{CERTN}/vendor/x/y")),
-        Just(format!("/hooks/{}/vendor", switchyard::demo::GEM)),
-        Just(format!("/gem/{}/screenings", switchyard::demo::GEM)),
-        Just(format!("/gem/{}/packages", switchyard::demo::GEM)),
+        Just(format!("/hooks/{}/vendor", switchyard_testkit::GEM)),
+        Just(format!("/gem/{}/screenings", switchyard_testkit::GEM)),
+        Just(format!("/gem/{}/packages", switchyard_testkit::GEM)),
         "/hooks/[a-z-]{1,12}/[a-z]{1,8}",
     ];
     let header = prop_oneof![

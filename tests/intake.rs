@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use switchyard::ats::lever::LEVER_STAGE_CHANGE;
-use switchyard::demo::{Stack, CERTN};
 use switchyard::store::Store;
+use switchyard_testkit::{Stack, CERTN};
 use switchyard_tests::host_process::{serve, write_config};
 use switchyard_tests::{lever_of, options};
 

@@ -3,8 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use switchyard::demo::{Stack, CERTN, TRIGGER};
 use switchyard::store::{EventState, Store};
+use switchyard_testkit::{Stack, CERTN, TRIGGER};
 use switchyard_tests::{certn_tags, eventually, lever_of, options};
 
 const LONG: Duration = Duration::from_secs(40);

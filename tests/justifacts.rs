@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard::demo::{wait_for, Stack, JUSTIFACTS, TRIGGER};
 use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
+use switchyard_testkit::{wait_for, Stack, JUSTIFACTS, TRIGGER};
 use switchyard_tests::stack;
 
 const LONG: Duration = Duration::from_secs(30);

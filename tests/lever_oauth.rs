@@ -11,9 +11,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use switchyard::config::{AtsConfig, Secret};
-use switchyard::demo::{Stack, CERTN, TRIGGER};
-use switchyard::http::lever_oauth::{browser_connect, simulator_app};
 use switchyard::store::EventState;
+use switchyard_testkit::lever_oauth::{browser_connect, simulator_app};
+use switchyard_testkit::{Stack, CERTN, TRIGGER};
 use switchyard_tests::{eventually, lever_of, options};
 
 const TOKEN: &str = "test-admin-token-oauth-0123456789";

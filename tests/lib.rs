@@ -1,27 +1,88 @@
 //! Shared helpers of the end-to-end tests: where the built connectors are, scratch directories,
-//! a running [`Stack`](switchyard::demo::Stack) of simulators + host, and the real binary as a
+//! a running [`Stack`](switchyard_testkit::Stack) of simulators + host, and the real binary as a
 //! child process ([`serve`]).
 
 pub mod serve;
 
+pub mod support_admin;
+
 pub mod bench_wasm;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use switchyard::demo::{Stack, StackOptions};
+use switchyard_testkit::{Stack, StackOptions};
 
 pub mod host_process;
 
-/// The directory of the built connector components. Panics with the command to run if missing.
+/// The default connectors directory: the production connectors (Certn, Justifacts, Canditech),
+/// what `switchyard.example.toml` loads. Panics with the command to run if missing.
 pub fn plugins_dir() -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release");
+    let dir = root().join("plugins/target/wasm32-wasip2/release");
     assert!(
         dir.join("certn.wasm").exists(),
-        "connectors not built: run `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml` (scripts/test.sh does)"
+        "connectors not built: run `{PLUGINS_BUILD}` (scripts/test.sh does)"
     );
     dir
+}
+
+/// The test and benchmark components (`plugins/fixtures/`: misbehave, hostile, twin, and the ones
+/// the host must reject), built apart so that they never land in [`plugins_dir`].
+pub fn fixtures_dir() -> PathBuf {
+    root().join("plugins/fixtures/target/wasm32-wasip2/release")
+}
+
+/// The test components a stack from [`options`] serves beside the production connectors.
+const TEST_CONNECTORS: [&str; 3] = ["misbehave", "hostile", "twin"];
+
+const PLUGINS_BUILD: &str =
+    "cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml";
+const FIXTURES_BUILD: &str =
+    "cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A built component by name (`certn`, `misbehave`, `greedy`, ...): a production connector, else
+/// a test fixture. Panics with the command to run if it is neither.
+pub fn component(name: &str) -> PathBuf {
+    let file = format!("{name}.wasm");
+    let production = plugins_dir().join(&file);
+    if production.exists() {
+        return production;
+    }
+    let fixture = fixtures_dir().join(&file);
+    assert!(
+        fixture.exists(),
+        "{} missing: run `{FIXTURES_BUILD}` (scripts/test.sh does)",
+        fixture.display()
+    );
+    fixture
+}
+
+/// A connectors directory with the production connectors and [`TEST_CONNECTORS`], made once per
+/// test process (tests only read it).
+pub fn test_connectors_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("connectors");
+        let production = std::fs::read_dir(plugins_dir()).expect("read the connectors dir");
+        for entry in production.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "wasm") {
+                std::fs::copy(&path, dir.join(entry.file_name())).expect("copy a connector");
+            }
+        }
+        for name in TEST_CONNECTORS {
+            std::fs::copy(component(name), dir.join(format!("{name}.wasm")))
+                .expect("copy a test connector");
+        }
+        dir
+    })
+    .clone()
 }
 
 /// A fresh scratch directory.
@@ -44,7 +105,7 @@ fn nanos() -> u128 {
 
 /// Options for a test stack (fast retries, short deadlines), adjusted by `tweak`.
 pub fn options(name: &str, tweak: impl FnOnce(&mut StackOptions)) -> StackOptions {
-    let mut opts = StackOptions::new(&plugins_dir(), &scratch(name));
+    let mut opts = StackOptions::new(&test_connectors_dir(), &scratch(name));
     tweak(&mut opts);
     opts
 }

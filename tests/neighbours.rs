@@ -2,16 +2,13 @@
 //! circuit breaker while another integration on the same host keeps being served, and every
 //! attempt of a retried event is visible through the admin API.
 
-#[allow(dead_code)]
-mod support_admin;
-
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use support_admin::{connectors_dir, data_dir, Admin, TOKEN};
 use switchyard::config::Secret;
-use switchyard::demo::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard::store::EventState;
+use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
+use switchyard_tests::support_admin::{connectors_dir, data_dir, Admin, TOKEN};
 use switchyard_tests::{certn_tags, eventually};
 
 const LONG: Duration = Duration::from_secs(60);

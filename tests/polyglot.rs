@@ -12,11 +12,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard::demo::{Stack, CERTN, JUSTIFACTS, TRIGGER};
 use switchyard::store::EventState;
 use switchyard::wasm::harness;
 use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
+use switchyard_testkit::{Stack, CERTN, JUSTIFACTS, TRIGGER};
 use switchyard_tests::{certn_tags, eventually, options, scratch};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ async fn polyglot_stack(
     name: &str,
     components: &[&str],
     keep: &[(&str, &str)],
-    tweak: impl FnOnce(&mut switchyard::demo::StackOptions),
+    tweak: impl FnOnce(&mut switchyard_testkit::StackOptions),
 ) -> Stack {
     let dir = scratch(&format!("{name}-connectors"));
     for c in components {
@@ -196,7 +196,7 @@ async fn justifacts_in_javascript_completes_with_a_secret_note_refuses_forged_ca
         jf.lever.move_to_stage(&untagged, &stage).await.unwrap(),
         200
     );
-    let o = switchyard::demo::wait_for(&jf.lever, &untagged, LONG, |o| !o.notes.is_empty())
+    let o = switchyard_testkit::wait_for(&jf.lever, &untagged, LONG, |o| !o.notes.is_empty())
         .await
         .unwrap();
     assert_eq!(jf_tags(&o), vec!["(Justifacts)ERROR (No Package Tag)"]);
@@ -208,7 +208,7 @@ async fn justifacts_in_javascript_completes_with_a_secret_note_refuses_forged_ca
         &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
     );
     assert_eq!(jf.lever.move_to_stage(&opp, &stage).await.unwrap(), 200);
-    switchyard::demo::wait_for(&jf.lever, &opp, LONG, |o| {
+    switchyard_testkit::wait_for(&jf.lever, &opp, LONG, |o| {
         o.tags.contains(&pending.to_string())
     })
     .await
@@ -241,7 +241,7 @@ async fn justifacts_in_javascript_completes_with_a_secret_note_refuses_forged_ca
 
     jf.sim.advance(&order).await.unwrap();
     jf.sim.advance(&order).await.unwrap();
-    let done = switchyard::demo::wait_for(&jf.lever, &opp, LONG, |o| {
+    let done = switchyard_testkit::wait_for(&jf.lever, &opp, LONG, |o| {
         o.tags.contains(&complete.to_string()) && !o.notes.is_empty()
     })
     .await

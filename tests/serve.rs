@@ -1,5 +1,5 @@
 //! Running the real `switchyard serve` binary as a child process: its config written from a
-//! [`Config`] (what a [`Stack`](switchyard::demo::Stack) built), the child killed when dropped,
+//! [`Config`] (what a [`Stack`](switchyard_testkit::Stack) built), the child killed when dropped,
 //! and its memory read from `/proc`.
 
 use std::path::{Path, PathBuf};
@@ -304,7 +304,7 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use switchyard::config::Config;
-    use switchyard::demo::{CanditechSetup, Stack, StackOptions};
+    use switchyard_testkit::{CanditechSetup, Stack, StackOptions};
 
     #[tokio::test]
     async fn the_written_config_reads_back_as_the_same_config() {

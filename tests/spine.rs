@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard::demo::{CERTN, TRIGGER};
 use switchyard::store::EventState;
 use switchyard_sim::lever::sign;
+use switchyard_testkit::{CERTN, TRIGGER};
 use switchyard_tests::{certn_tags, eventually, lever_of, lever_writes, stack};
 
 const LONG: Duration = Duration::from_secs(30);

@@ -5,32 +5,21 @@ use std::path::{Path, PathBuf};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use switchyard::demo::{Stack, StackOptions};
+use switchyard_testkit::{Stack, StackOptions};
 
 /// The admin token every test stack uses.
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A built connector, e.g. `certn` (plugins/target/wasm32-wasip2/release/certn.wasm).
+/// A built component, e.g. `certn` (plugins/target/...) or `misbehave` (plugins/fixtures/target/...).
 pub fn plugin(name: &str) -> Vec<u8> {
-    read(
-        &root()
-            .join("plugins/target/wasm32-wasip2/release")
-            .join(format!("{name}.wasm")),
-        "cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml",
-    )
+    let path = crate::component(name);
+    read(&path, "scripts/test.sh")
 }
 
 /// A built rejection fixture, e.g. `greedy` (plugins/fixtures/target/...).
 pub fn fixture(name: &str) -> Vec<u8> {
     read(
-        &root()
-            .join("plugins/fixtures/target/wasm32-wasip2/release")
-            .join(format!("{name}.wasm")),
+        &crate::fixtures_dir().join(format!("{name}.wasm")),
         "cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml",
     )
 }

@@ -15,7 +15,6 @@ pub mod ats;
 pub mod authoring;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod flow;
 pub mod http;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! The `switchyard` command line: `serve`, `demo`, and connector tools.
+//! The `switchyard` command line: `serve`, connector tools and Gem keys (the demo is
+//! `switchyard-demo`, in the test kit).
 
 use std::path::PathBuf;
 
@@ -36,12 +37,6 @@ enum Command {
     Gem {
         #[command(subcommand)]
         command: GemCommand,
-    },
-    /// Run Lever → Certn, then Gem → Certn, end to end against loopback simulators, printing the timeline.
-    Demo {
-        /// Directory holding the built connector components.
-        #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
-        connectors: PathBuf,
     },
 }
 
@@ -139,7 +134,7 @@ fn main() -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             match cli.command {
-                Command::Demo { .. } | Command::Connector { .. } => "error".into(),
+                Command::Connector { .. } => "error".into(),
                 _ => "info".into(),
             }
         });
@@ -152,7 +147,6 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config, watch } => serve(config, watch).await,
             Command::Connector { command } => connector(command).await,
-            Command::Demo { connectors } => switchyard::demo::run(&connectors).await,
             Command::Gem { command } => gem(command),
         }
     })

@@ -1,4 +1,4 @@
-//! A live feed of what the host does with each event, for `switchyard demo` and for tests.
+//! A live feed of what the host does with each event, for the demo and for tests.
 //! Emitting never blocks: with no subscriber, events are dropped.
 
 use std::fmt;

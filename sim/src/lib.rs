@@ -1,7 +1,7 @@
 //! Loopback simulators of the services switchyard talks to (ATSs and screening vendors).
 //!
 //! Every simulator is a real HTTP server (axum on tokio) bound to `127.0.0.1:0`, started
-//! in-process by tests and by `switchyard demo`. The simulators are deliberately kept apart from
+//! in-process by the test kit (`testkit/`: the tests, the benchmark and `switchyard-demo`). The simulators are deliberately kept apart from
 //! the code under test: this crate does not depend on the host crate.
 //!
 //! - [`lever`]: Lever's REST API v1, Lever-style signed webhooks, and Lever's OAuth authorization

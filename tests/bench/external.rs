@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use switchyard::demo::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_sim::justifacts::JustifactsOptions;
+use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_tests::lever_of;
 use switchyard_tests::serve::{cpu_secs, rss_mib, serve, write_config};
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
-use super::support_admin::connectors_dir;
 use super::table::Row;
+use switchyard_tests::support_admin::connectors_dir;
 
 const INTAKE: &str = "bench-intake";
 /// The intake integration's trigger; its webhooks go to [`INTAKE_STAGE`] instead.

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use switchyard::config::Secret;
-use switchyard::demo::{Stack, StackOptions};
 use switchyard::store::EventState;
+use switchyard_testkit::{Stack, StackOptions};
 
-use super::support_admin::{self, connectors_dir, plugin, variant, Admin, Body, TOKEN};
 use super::table::Row;
+use switchyard_tests::support_admin::{self, connectors_dir, plugin, variant, Admin, Body, TOKEN};
 
 const SWAPS: usize = 20;
 const STAGE: &str = "Fast Stage";
@@ -38,7 +38,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     stack.certn.hang_next(1_000_000);
     for i in 0..STALLED_BACKLOG {
         let opp = stack.candidate(&format!("Stalled {i}"), Some("s@example.com"), &[], None);
-        stack.move_to(&opp, switchyard::demo::TRIGGER).await?;
+        stack.move_to(&opp, switchyard_testkit::TRIGGER).await?;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stalled = processed(&stack, FAST, STAGE, BULKHEAD_MOVES, "stalled").await?;

@@ -19,15 +19,14 @@
 //! allocator) are built once and shared; the integration's [`CallContext`] (HTTP clients, limits,
 //! metrics) is shared by `Arc`.
 //!
-//! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bench`
-//! (instantiate + call measurements for the benchmark), `bindings` (generated, per version),
+//! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bindings`
+//! (generated, per version),
 //! `contract` (version check), `imports` (host imports on neutral types, and the harness seam),
 //! `crypto` (the 0.2 `crypto` import), `limits` (caps and grants), `output` (bounded guest
 //! stderr).
 
 pub mod alloc;
 #[doc(hidden)]
-pub mod bench;
 pub mod bindings;
 pub mod contract;
 pub mod crypto;

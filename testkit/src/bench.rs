@@ -1,4 +1,4 @@
-//! Measurements of a connector call for the benchmark (not used by the server).
+//! Measurements of a connector call for the benchmark.
 //!
 //! - [`instantiate_and_call`]: instantiate + call of a trivial export (`list-packages`) of a real
 //!   connector through the host's own call path ([`LoadedConnector::list_packages`]: a fresh store
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Store;
 
-use super::{CallContext, Runtime};
-use crate::config::limits::SandboxLimits;
-use crate::wasm::connector::LoadedConnector;
-use crate::wasm::pool::GuestPool;
+use switchyard::config::limits::SandboxLimits;
+use switchyard::wasm::connector::LoadedConnector;
+use switchyard::wasm::pool::GuestPool;
+use switchyard::wasm::runtime::{CallContext, Runtime};
 
 /// Median and 99th percentile of one measured operation.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

@@ -1,0 +1,22 @@
+//! The test kit of switchyard: what the demo, the end-to-end tests (`tests/`) and the benchmark
+//! share, kept out of the `switchyard` binary (which links neither the simulators nor `wat`).
+//!
+//! Modules:
+//! - [`stack`]: [`Stack`], the Lever/Certn simulators (optionally Justifacts, Canditech, Gem) and
+//!   a host on loopback, wired the way an operator would wire them; the ids and stages it uses.
+//! - [`demo`]: the demo the `switchyard-demo` binary (and `scripts/demo.sh`) runs on a stack.
+//! - [`lever_oauth`]: the host's Lever OAuth app in the Lever simulator, and the operator's
+//!   browser doing the connect dance.
+//! - [`bench`]: instantiate + call of a connector through the host's call path, against
+//!   wasmtime's floor (an empty component) on the same engine.
+
+pub mod bench;
+pub mod demo;
+pub mod lever_oauth;
+pub mod stack;
+
+pub use stack::{
+    wait_for, CanditechCustomer, CanditechSetup, GemSetup, GemSide, JustifactsCustomer, Stack,
+    StackOptions, CANDITECH, CANDITECH_STAGE, CERTN, GEM, JUSTIFACTS, PYTHON_ASSESSMENT,
+    PYTHON_POSTING, TRIGGER,
+};

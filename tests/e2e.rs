@@ -1,0 +1,19 @@
+//! Every end-to-end test but `lever_oauth.rs`, as one test binary: one module per area, each
+//! starting its own stacks (simulators + host on loopback ports, scratch data dirs) or
+//! `switchyard serve` children, so that nothing is shared between tests but the process.
+//! Run one area with `cargo test --release -p switchyard-tests --test e2e -- <module>::`.
+
+mod admin;
+mod canditech;
+mod contract;
+mod example_config;
+mod faults;
+mod gem;
+mod harness;
+mod hostile;
+mod intake;
+mod isolation;
+mod justifacts;
+mod neighbours;
+mod polyglot;
+mod spine;
