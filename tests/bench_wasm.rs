@@ -62,7 +62,7 @@ pub async fn instantiate_call_with(
     config: &RuntimeConfig,
     iterations: usize,
 ) -> anyhow::Result<InstantiateCallReport> {
-    let registry = Registry::new(Runtime::from_config(config, None)?);
+    let registry = Registry::new(Runtime::from_config(config, None, Default::default())?);
     let bytes = std::fs::read(crate::component("misbehave"))?;
     let connector = Arc::new(registry.load(bytes, "bench").await?);
     let runtime = registry.runtime();
@@ -116,7 +116,7 @@ pub async fn native_vs_wasm(calls: usize, concurrency: usize) -> anyhow::Result<
         max_calls_per_integration: concurrency,
         ..config.limits.clone()
     };
-    let registry = Registry::new(Runtime::from_config(&config, None)?);
+    let registry = Registry::new(Runtime::from_config(&config, None, Default::default())?);
     let bytes = std::fs::read(crate::component("twin"))?;
     let wasm = Arc::new(registry.load(bytes, "bench").await?);
     let runtime = registry.runtime().clone();

@@ -12,6 +12,7 @@ use crate::ats::lever::oauth::LeverOAuth;
 use crate::ats::{Ats, AtsCx};
 use crate::config::limits::SandboxLimits;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::Timeline;
 use crate::wasm::connector::{CallError, LoadedConnector};
@@ -60,6 +61,8 @@ pub struct App {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub http: reqwest::Client,
+    /// The host's metrics, served at `/metrics` (created by `run`).
+    pub metrics: Arc<Metrics>,
     pub timeline: Timeline,
     /// The host's Lever OAuth app (connect links, token refresh, revocation).
     pub lever_oauth: Arc<LeverOAuth>,
@@ -208,7 +211,7 @@ impl App {
         )
         .with_sandbox(
             self.limits.clone(),
-            self.registry.runtime().metrics().clone(),
+            self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&integration.config.id),
         );

@@ -16,6 +16,7 @@ use crate::config::{Config, IntegrationConfig};
 use crate::flow::heartbeat::{self, Run};
 use crate::flow::threads::WorkThreads;
 use crate::flow::worker::Signals;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::timeline::Timeline;
 use crate::wasm::cache::CodeCache;
@@ -150,7 +151,9 @@ pub async fn start_on(
     let lock_dir = heartbeat::lock_dir(&config);
     let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
-    let runtime = Runtime::from_config(&config.runtime, Some(cache))?;
+    // Created here and handed to whoever counts: the runtime, the OAuth app, the app's routes.
+    let metrics = Arc::new(Metrics::default());
+    let runtime = Runtime::from_config(&config.runtime, Some(cache), metrics.clone())?;
     let registry = Arc::new(Registry::new(runtime).with_limits(config.runtime.limits.clone()));
     if config.runtime.connectors_dir.exists() {
         registry.load_dir(&config.runtime.connectors_dir).await?;
@@ -171,7 +174,7 @@ pub async fn start_on(
         &public_url,
         store.clone(),
         http.clone(),
-        registry.runtime().metrics().clone(),
+        metrics.clone(),
     )?);
     let integrations = merged_integrations(&config, &store)?
         .into_iter()
@@ -187,6 +190,7 @@ pub async fn start_on(
         store,
         registry,
         http,
+        metrics,
         timeline: Timeline::default(),
         wake: Notify::new(),
         run_id: run.id.clone(),

@@ -7,36 +7,37 @@
 use serde::Deserialize;
 
 pub use super::section::AtsSection;
-use super::{gem::config::GemConfig, lever::config::LeverConfig};
 
-/// The ATS an integration serves.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum AtsConfig {
-    /// Lever: stage-change webhooks in, REST API writes out.
-    Lever(LeverConfig),
-    /// Gem: Gem calls switchyard's Gem API (`/gem/<id>/...`) to list packages and send checks;
-    /// status changes go back to Gem as signed webhooks.
-    Gem(GemConfig),
+/// Writes [`AtsConfig`] and its dispatch from [`super::each_ats`].
+macro_rules! ats_config {
+    ($($(#[$doc:meta])* $variant:ident($kind:literal, $folder:ident: $config:ident, $input:ident, $view:ident, $stored:ident),)*) => {
+        /// The ATS an integration serves.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "kind", deny_unknown_fields)]
+        pub enum AtsConfig {
+            $($(#[$doc])* #[serde(rename = $kind)] $variant(super::$folder::config::$config),)*
+        }
+
+        impl AtsConfig {
+            /// The section of the ATS, for what every ATS answers.
+            pub fn section(&self) -> &dyn AtsSection {
+                match self {
+                    $(AtsConfig::$variant(c) => c,)*
+                }
+            }
+
+            /// [`AtsConfig::section`], to resolve its secrets.
+            pub fn section_mut(&mut self) -> &mut dyn AtsSection {
+                match self {
+                    $(AtsConfig::$variant(c) => c,)*
+                }
+            }
+        }
+    };
 }
+super::each_ats!(ats_config);
 
 impl AtsConfig {
-    /// The section of the ATS, for what every ATS answers.
-    pub fn section(&self) -> &dyn AtsSection {
-        match self {
-            AtsConfig::Lever(c) => c,
-            AtsConfig::Gem(c) => c,
-        }
-    }
-
-    /// [`AtsConfig::section`], to resolve its secrets.
-    pub fn section_mut(&mut self) -> &mut dyn AtsSection {
-        match self {
-            AtsConfig::Lever(c) => c,
-            AtsConfig::Gem(c) => c,
-        }
-    }
-
     /// `lever` or `gem`, as written in the config.
     pub fn kind(&self) -> &'static str {
         self.section().kind()

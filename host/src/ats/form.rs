@@ -5,8 +5,6 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::config::AtsConfig;
-use super::gem::form::{GemInput, GemView, StoredGem};
-use super::lever::form::{LeverInput, LeverView, StoredLever};
 
 /// One kind's input: its field names (to name another kind's fields in an error) and how its
 /// fields are read.
@@ -15,20 +13,6 @@ struct Kind {
     fields: &'static [&'static str],
     read: fn(&AtsInput, &str) -> Result<(), String>,
 }
-
-/// Every kind.
-const KINDS: &[Kind] = &[
-    Kind {
-        name: "lever",
-        fields: LeverInput::FIELDS,
-        read: reads::<LeverInput>,
-    },
-    Kind {
-        name: "gem",
-        fields: GemInput::FIELDS,
-        read: reads::<GemInput>,
-    },
-];
 
 /// Whether `input`'s fields read as kind `kind`'s input `T`.
 fn reads<T: DeserializeOwned>(input: &AtsInput, kind: &str) -> Result<(), String> {
@@ -46,34 +30,6 @@ pub struct AtsInput {
     pub kind: Option<String>,
     /// The kind's own fields, read once the kind is known.
     pub fields: serde_json::Map<String, serde_json::Value>,
-}
-
-/// Hand-written because the body is read by its own parser: one of the kinds' inputs, with
-/// `kind` beside their fields.
-impl utoipa::PartialSchema for AtsInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
-        let kind = |name: &str| {
-            ObjectBuilder::new().property(
-                "kind",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some([name.to_string()])),
-            )
-        };
-        OneOfBuilder::new()
-            .item(
-                AllOfBuilder::new()
-                    .item(kind("lever"))
-                    .item(<LeverInput as utoipa::PartialSchema>::schema()),
-            )
-            .item(
-                AllOfBuilder::new()
-                    .item(kind("gem"))
-                    .item(<GemInput as utoipa::PartialSchema>::schema()),
-            )
-            .into()
-    }
 }
 
 impl utoipa::ToSchema for AtsInput {}
@@ -130,72 +86,109 @@ impl AtsInput {
         serde_json::from_value(serde_json::Value::Object(self.fields.clone()))
             .map_err(|e| format!("ats: {e}"))
     }
-
-    /// The section a create starts from: the kind's required fields.
-    pub fn create(&self) -> Result<AtsConfig, String> {
-        match self.kind.as_deref().unwrap_or("lever") {
-            "lever" => Ok(AtsConfig::Lever(
-                self.parse::<LeverInput>("lever")?.create()?,
-            )),
-            "gem" => Ok(AtsConfig::Gem(self.parse::<GemInput>("gem")?.create()?)),
-            other => Err(format!(
-                "`ats.kind` must be `lever` or `gem`, not `{other}`"
-            )),
-        }
-    }
-
-    /// Applies the given fields to `ats`, whose kind cannot change.
-    pub fn apply(self, ats: &mut AtsConfig) -> Result<(), String> {
-        let kind = ats.kind();
-        if self.kind.as_deref().is_some_and(|k| k != kind) {
-            return Err(format!(
-                "`ats.kind` is `{kind}` and cannot change; delete and re-create the integration"
-            ));
-        }
-        match ats {
-            AtsConfig::Lever(lever) => self.parse::<LeverInput>(kind)?.apply(lever),
-            AtsConfig::Gem(gem) => self.parse::<GemInput>(kind)?.apply(gem),
-        }
-        Ok(())
-    }
 }
 
-/// The ATS part of the admin API's integration view: secrets only as "is set" flags.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum AtsView {
-    Lever(LeverView),
-    Gem(GemView),
-}
+/// Writes, from [`super::each_ats`], the kinds an input can be, [`AtsInput::create`] and
+/// [`AtsInput::apply`], [`AtsView`] and [`StoredAts`].
+macro_rules! ats_forms {
+    ($($(#[$doc:meta])* $variant:ident($kind:literal, $folder:ident: $config:ident, $input:ident, $view:ident, $stored:ident),)*) => {
+        /// Every kind.
+        const KINDS: &[Kind] = &[
+            $(Kind {
+                name: $kind,
+                fields: super::$folder::form::$input::FIELDS,
+                read: reads::<super::$folder::form::$input>,
+            },)*
+        ];
 
-impl AtsView {
-    /// The view of `ats`.
-    pub fn of(ats: &AtsConfig) -> AtsView {
-        match ats {
-            AtsConfig::Lever(l) => AtsView::Lever(LeverView::of(l)),
-            AtsConfig::Gem(g) => AtsView::Gem(GemView::of(g)),
+        /// Hand-written because the body is read by its own parser: one of the kinds' inputs,
+        /// with `kind` beside their fields.
+        impl utoipa::PartialSchema for AtsInput {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
+                let kind = |name: &str| {
+                    ObjectBuilder::new().property(
+                        "kind",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some([name.to_string()])),
+                    )
+                };
+                OneOfBuilder::new()
+                    $(.item(
+                        AllOfBuilder::new()
+                            .item(kind($kind))
+                            .item(<super::$folder::form::$input as utoipa::PartialSchema>::schema()),
+                    ))*
+                    .into()
+            }
         }
-    }
-}
 
-/// The ATS part of the storage form: secrets in clear, read back by [`AtsConfig`]'s
-/// `Deserialize`.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum StoredAts<'a> {
-    Lever(StoredLever<'a>),
-    Gem(StoredGem<'a>),
-}
+        impl AtsInput {
+            /// The section a create starts from: the kind's required fields (Lever when no
+            /// `kind` is given).
+            pub fn create(&self) -> Result<AtsConfig, String> {
+                match self.kind.as_deref().unwrap_or("lever") {
+                    $($kind => Ok(AtsConfig::$variant(
+                        self.parse::<super::$folder::form::$input>($kind)?.create()?,
+                    )),)*
+                    other => Err(format!(
+                        "`ats.kind` must be `{}`, not `{other}`",
+                        [$($kind),*].join("` or `")
+                    )),
+                }
+            }
 
-impl<'a> StoredAts<'a> {
-    /// The storage form of `ats`.
-    pub fn of(ats: &'a AtsConfig) -> StoredAts<'a> {
-        match ats {
-            AtsConfig::Lever(l) => StoredAts::Lever(StoredLever::of(l)),
-            AtsConfig::Gem(g) => StoredAts::Gem(StoredGem::of(g)),
+            /// Applies the given fields to `ats`, whose kind cannot change.
+            pub fn apply(self, ats: &mut AtsConfig) -> Result<(), String> {
+                let kind = ats.kind();
+                if self.kind.as_deref().is_some_and(|k| k != kind) {
+                    return Err(format!(
+                        "`ats.kind` is `{kind}` and cannot change; delete and re-create the integration"
+                    ));
+                }
+                match ats {
+                    $(AtsConfig::$variant(c) => self.parse::<super::$folder::form::$input>(kind)?.apply(c),)*
+                }
+                Ok(())
+            }
         }
-    }
+
+        /// The ATS part of the admin API's integration view: secrets only as "is set" flags.
+        #[derive(Debug, Serialize, utoipa::ToSchema)]
+        #[serde(tag = "kind")]
+        pub enum AtsView {
+            $(#[serde(rename = $kind)] $variant(super::$folder::form::$view),)*
+        }
+
+        impl AtsView {
+            /// The view of `ats`.
+            pub fn of(ats: &AtsConfig) -> AtsView {
+                match ats {
+                    $(AtsConfig::$variant(c) => AtsView::$variant(super::$folder::form::$view::of(c)),)*
+                }
+            }
+        }
+
+        /// The ATS part of the storage form: secrets in clear, read back by [`AtsConfig`]'s
+        /// `Deserialize`.
+        #[derive(Serialize)]
+        #[serde(tag = "kind")]
+        pub enum StoredAts<'a> {
+            $(#[serde(rename = $kind)] $variant(super::$folder::form::$stored<'a>),)*
+        }
+
+        impl<'a> StoredAts<'a> {
+            /// The storage form of `ats`.
+            pub fn of(ats: &'a AtsConfig) -> StoredAts<'a> {
+                match ats {
+                    $(AtsConfig::$variant(c) => StoredAts::$variant(super::$folder::form::$stored::of(c)),)*
+                }
+            }
+        }
+    };
 }
+super::each_ats!(ats_forms);
 
 #[cfg(test)]
 mod tests {

@@ -13,11 +13,28 @@
 //!
 //! **Adding an ATS** (Greenhouse, Ashby, Workable, …) is one folder `ats/<name>/` — its config
 //! section implementing [`section::AtsSection`] (`config.rs`), its admin form (`form.rs`: input,
-//! view, stored) and its adapter implementing [`Ats`] — plus one variant of [`AtsConfig`] (with its
-//! arms in `AtsConfig::section`/`section_mut` and the [`form`] enums) and one arm in [`build`]. An
-//! ATS that needs a table adds it in `crate::store` (a module of `store/`, on every backend):
-//! only `store/` reaches the connection. An ATS that calls an API of ours instead of sending
-//! webhooks (Gem) also mounts its routes in [`crate::http`].
+//! view, stored), its routes if it has any (`routes.rs`) and its adapter implementing [`Ats`] —
+//! plus one line in [`each_ats`] (which writes the variant of [`AtsConfig`] and of the [`form`]
+//! enums, and their dispatch) and one arm in [`build`]. An ATS that needs a table adds it in
+//! `crate::store` (a module of `store/`, on every backend): only `store/` reaches the connection.
+//! An ATS that calls an API of ours instead of sending webhooks (Gem) mounts its `routes()` in
+//! [`crate::http::router`].
+
+/// Every ATS, once: its variant, its `kind` in the config and the admin API, its folder, and the
+/// types of its config section and admin form (input, view, stored). [`AtsConfig`] and the
+/// [`form`] enums, and every `match` over them but [`build`], are written from this list.
+macro_rules! each_ats {
+    ($then:ident) => {
+        $then! {
+            /// Lever: stage-change webhooks in, REST API writes out.
+            Lever("lever", lever: LeverConfig, LeverInput, LeverView, StoredLever),
+            /// Gem: Gem calls switchyard's Gem API (`/gem/<id>/...`) to list packages and send
+            /// checks; status changes go back to Gem as signed webhooks.
+            Gem("gem", gem: GemConfig, GemInput, GemView, StoredGem),
+        }
+    };
+}
+pub(crate) use each_ats;
 
 pub mod config;
 pub mod form;

@@ -131,13 +131,7 @@ impl Dispatcher {
             .iter()
             .map(|i| i.config.id.clone())
             .collect();
-        self.next_of(
-            &ids,
-            &app.store,
-            app.registry.runtime().metrics(),
-            run,
-            lease_ms,
-        )
+        self.next_of(&ids, &app.store, &app.metrics, run, lease_ms)
     }
 
     /// [`Dispatcher::next`] over the configured integrations `ids`.
@@ -253,7 +247,7 @@ impl Dispatcher {
 
     /// Feeds an attempt's outcome to the integration's breaker.
     pub fn record(&self, app: &App, integration: &str, verdict: Verdict) {
-        self.record_with(app.registry.runtime().metrics(), integration, verdict);
+        self.record_with(&app.metrics, integration, verdict);
     }
 
     fn record_with(&self, metrics: &Metrics, integration: &str, verdict: Verdict) {

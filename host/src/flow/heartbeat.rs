@@ -53,7 +53,7 @@ pub fn begin(store: &Store, dir: &Path) -> anyhow::Result<Run> {
 pub fn end(app: &App, run: Run) {
     match app.store.end_run(&run.id) {
         Ok(n) if n > 0 => {
-            app.registry.runtime().metrics().released(n as u64);
+            app.metrics.released(n as u64);
             tracing::warn!(
                 run = %run.id,
                 events = n,
@@ -103,7 +103,7 @@ pub fn reap(app: &App, me: &str, lease_ms: i64, dir: &Path) -> usize {
         Ok(back) => resumed.extend(back.into_iter().map(|b| (b, "lease_expired"))),
         Err(e) => tracing::error!(error = %e, "cannot take back expired leases"),
     }
-    let metrics = app.registry.runtime().metrics();
+    let metrics = &app.metrics;
     for (r, why) in &resumed {
         metrics.resumed(why);
         tracing::warn!(event = r.event_id, integration = %r.integration, holder = %r.holder,

@@ -281,9 +281,7 @@ async fn start_screening(
         .map_err(|e| call_failed(app, e))?;
     // What the connector returns is stored and shown: bounded like a callback's updates.
     crate::wasm::quota::check_status(&started.status, &app.limits).map_err(|reason| {
-        app.registry
-            .runtime()
-            .metrics()
+        app.metrics
             .sandbox_limit(&connector.manifest.id, "status_field_bytes");
         FlowError::new(format!("start-screening returned {reason}"), false)
     })?;

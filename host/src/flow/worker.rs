@@ -84,7 +84,7 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                         // step (every step is idempotent, as after a crash).
                         match app.store.release(id, &run, started_at_ms) {
                             Ok(true) => {
-                                app.registry.runtime().metrics().released(1);
+                                app.metrics.released(1);
                                 tracing::warn!(event = id, "grace period over: event handed back to the queue");
                             }
                             Ok(false) => {}
@@ -118,7 +118,7 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
     // Claimed for workers that will not start them now: back to the queue, uncounted.
     let n = dispatcher.hand_back(&app.store, &run);
     if n > 0 {
-        app.registry.runtime().metrics().released(n as u64);
+        app.metrics.released(n as u64);
         tracing::info!(
             events = n,
             "stopping: claimed events not started handed back"
@@ -203,7 +203,7 @@ async fn handle(
             )
         }
     };
-    let metrics = app.registry.runtime().metrics();
+    let metrics = &app.metrics;
     if state == EventState::Dead {
         metrics.dead_letter();
         tracing::error!(event = event.id, integration = %event.integration, "{outcome}");

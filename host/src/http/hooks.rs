@@ -44,7 +44,7 @@ pub async fn ats(
     Path((id, path_source)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let metrics = app.registry.runtime().metrics().clone();
+    let metrics = app.metrics.clone();
     let Some(integration) = app.integration(&id) else {
         // Not the path's text: metric labels must not grow with what strangers send.
         metrics.webhook("ats", "unknown_integration");
@@ -196,7 +196,7 @@ pub async fn vendor(
     body: Bytes,
 ) -> Response {
     let id = params.get("integration").cloned().unwrap_or_default();
-    let metrics = app.registry.runtime().metrics().clone();
+    let metrics = app.metrics.clone();
     let Some(integration) = app.integration(&id) else {
         metrics.webhook("vendor", "unknown_integration");
         return ApiError::new(StatusCode::NOT_FOUND, "unknown integration").into_response();

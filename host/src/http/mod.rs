@@ -106,7 +106,7 @@ pub fn spawn(
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let depth = app.store.queue_depth().ok();
-    let metrics = app.registry.runtime().metrics();
+    let metrics = &app.metrics;
     metrics.store_writer(&app.store.writer_stats());
     (
         [(

@@ -145,14 +145,19 @@ impl Runtime {
         cache: Option<CodeCache>,
     ) -> anyhow::Result<Arc<Runtime>> {
         let (pool, limits) = (PoolSettings::default(), SandboxLimits::default());
-        Runtime::build(timeout_ms, caps, &pool, &limits, cache)
+        // Offline tools (`connector test|validate|inspect`) export no metrics: their calls are
+        // counted into a registry of their own that nothing reads.
+        let metrics = Arc::new(Metrics::default());
+        Runtime::build(timeout_ms, caps, &pool, &limits, cache, metrics)
     }
 
     /// The runtime `[runtime]` describes: its deadline, caps, and the instance pool sized for its
-    /// guest slots. Logs which allocator is in use.
+    /// guest slots, counting connector calls into the host's `metrics`. Logs which allocator is
+    /// in use.
     pub fn from_config(
         config: &RuntimeConfig,
         cache: Option<CodeCache>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Runtime>> {
         let runtime = Runtime::build(
             config.timeout_ms,
@@ -160,6 +165,7 @@ impl Runtime {
             &config.pool,
             &config.limits,
             cache,
+            metrics,
         )?;
         tracing::info!("wasm runtime: {}", runtime.allocation);
         Ok(runtime)
@@ -171,6 +177,7 @@ impl Runtime {
         pool: &PoolSettings,
         limits: &SandboxLimits,
         cache: Option<CodeCache>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Arc<Runtime>> {
         let (engine, allocation) = alloc::engine(engine_config(), pool, limits, caps)?;
         let mut linker = Linker::<Invocation>::new(&engine);
@@ -202,7 +209,7 @@ impl Runtime {
             timeout_ms,
             caps,
             cache,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             allocation,
         }))
     }
@@ -212,7 +219,7 @@ impl Runtime {
         &self.allocation
     }
 
-    /// The host's metrics (connector calls are counted where they run).
+    /// The metrics connector calls are counted into (the host's, handed in by `run`).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
