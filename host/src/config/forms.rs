@@ -180,11 +180,6 @@ pub struct IntegrationView {
     pub rules: Vec<RuleConfig>,
     /// Where the ATS and the vendor send this integration's webhooks.
     pub webhook_urls: WebhookUrls,
-    /// Lever integrations: the connection's state (OAuth grant, disconnection, last Verify
-    /// Connection ping), filled in by the admin API from the store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(ignore)]
-    pub connection: Option<serde_json::Value>,
 }
 
 /// An integration's inbound URLs.
@@ -218,7 +213,6 @@ impl IntegrationView {
                     .collect(),
                 vendor: hook_url(public_url, &c.id, "vendor"),
             },
-            connection: None,
         }
     }
 }
