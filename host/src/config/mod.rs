@@ -201,7 +201,12 @@ pub struct WorkerConfig {
     /// Consecutive transient vendor failures (errors, timeouts) that open an integration's
     /// circuit breaker: its events wait instead of running.
     pub breaker_failures: u32,
-    /// How long an open breaker waits before letting one probe event through (half-open).
+    /// How long a breaker that just opened waits before letting one probe event through
+    /// (half-open). Each failed probe doubles the wait, up to `breaker_open_secs`; a successful
+    /// one closes the breaker and the next opening starts from this again.
+    pub breaker_first_open_secs: u64,
+    /// The longest an open breaker waits before letting one probe event through: the wait of a
+    /// long outage, reached by doubling `breaker_first_open_secs`.
     pub breaker_open_secs: u64,
     /// On SIGTERM/SIGINT: how long events in flight may take to finish; those still running
     /// then are handed back to the queue (not counted as an attempt).
@@ -225,6 +230,8 @@ impl Default for WorkerConfig {
             retry_max_ms: 10 * 60 * 1000,
             lease_secs: 15,
             breaker_failures: 5,
+            // A short stall is probed within seconds; a long one costs a probe per 30 s.
+            breaker_first_open_secs: 2,
             breaker_open_secs: 30,
             shutdown_grace_secs: 20,
         }

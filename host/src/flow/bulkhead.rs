@@ -93,7 +93,11 @@ impl Dispatcher {
         Dispatcher::with(
             w.concurrency,
             w.integration_concurrency,
-            Breakers::new(w.breaker_failures, Duration::from_secs(w.breaker_open_secs)),
+            Breakers::new(
+                w.breaker_failures,
+                Duration::from_secs(w.breaker_first_open_secs),
+                Duration::from_secs(w.breaker_open_secs),
+            ),
         )
     }
 
@@ -327,7 +331,11 @@ mod tests {
             Metrics::default(),
         );
         let names = ids(&["a", "b", "c"]);
-        let d = Dispatcher::with(6, 2, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            6,
+            2,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let mut taken = Vec::new();
         while let Some(t) = next(&d, &names, &s, &m) {
             taken.push(t);
@@ -352,7 +360,11 @@ mod tests {
     fn claims_never_exceed_the_free_workers_and_start_after_the_last_served() {
         let (s, m) = (store_with(&[("a", 5), ("b", 5)]), Metrics::default());
         let names = ids(&["a", "b"]);
-        let d = Dispatcher::with(3, 4, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            3,
+            4,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let first: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
         let order: Vec<&str> = first.iter().map(|(e, _)| e.integration.as_str()).collect();
         assert_eq!(order, ["a", "b", "a"]);
@@ -366,7 +378,11 @@ mod tests {
     fn events_of_removed_integrations_are_still_taken_at_most_once_a_second_and_full_is_told() {
         let (s, m) = (store_with(&[("gone", 2), ("a", 1)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(4, 1, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            4,
+            1,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let (a, _pa) = next(&d, &names, &s, &m).expect("a's event first");
         assert_eq!(a.integration, "a");
         // `a` is at its limit: nothing of it may be taken, and the dispatcher says so.
@@ -385,7 +401,7 @@ mod tests {
     fn a_half_open_breaker_lets_exactly_one_probe_through() {
         let (s, m) = (store_with(&[("a", 5), ("b", 2)]), Metrics::default());
         let names = ids(&["a", "b"]);
-        let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO));
+        let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO, Duration::ZERO));
         d.lock().breakers.record("a", Verdict::VendorFailure, &m);
         assert_eq!(d.breaker_state("a"), "open");
         let taken: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
@@ -406,7 +422,11 @@ mod tests {
     fn claimed_events_not_started_are_handed_back_uncounted() {
         let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(4, 4, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            4,
+            4,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let (started, permit) = next(&d, &names, &s, &m).unwrap();
         assert_eq!(s.held_by(RUN).unwrap(), 4, "the batch is leased to the run");
         assert_eq!(d.hand_back(&s, RUN), 3);
