@@ -3,8 +3,10 @@
 //! integration's backlog starves another; an integration already holding
 //! `worker.integration_concurrency` events, or paused by its circuit breaker
 //! ([`super::breaker`]), is skipped, and a half-open breaker lets exactly one probe through, so a
-//! slow or failing vendor or ATS holds at most its own share of the workers. Events of
-//! integrations no longer configured are taken last (they end dead with the reason).
+//! slow or failing vendor or ATS holds at most its own share of the workers. With 2 or more
+//! workers that share is at most all but one, whatever `integration_concurrency` says, so a
+//! neighbour always finds a worker. Events of integrations no longer configured are taken last
+//! (they end dead with the reason).
 //!
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
@@ -29,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
+use crate::config::WorkerConfig;
 use crate::flow::breaker::{Breakers, Verdict};
 use crate::metrics::Metrics;
 use crate::store::{Claim, Event, Result, Store};
@@ -89,10 +92,15 @@ impl Drop for Permit {
 
 impl Dispatcher {
     pub fn new(app: &App) -> Arc<Dispatcher> {
-        let w = &app.config.worker;
+        Dispatcher::of_config(&app.config.worker)
+    }
+
+    /// The dispatcher of `[worker]`, with its effective per-integration limit (never every
+    /// worker: see [`WorkerConfig::effective_integration_concurrency`]).
+    fn of_config(w: &WorkerConfig) -> Arc<Dispatcher> {
         Dispatcher::with(
             w.concurrency,
-            w.integration_concurrency,
+            w.effective_integration_concurrency(),
             Breakers::new(
                 w.breaker_failures,
                 Duration::from_secs(w.breaker_first_open_secs),
@@ -442,5 +450,27 @@ mod tests {
         }
         drop(permit);
         assert_eq!(d.in_flight("a"), 0);
+    }
+
+    #[test]
+    fn with_two_workers_a_hung_integration_leaves_one_for_its_neighbour() {
+        let (s, m) = (store_with(&[("hung", 5)]), Metrics::default());
+        let names = ids(&["hung", "ok"]);
+        // The default integration_concurrency (8) is above the 2 workers.
+        let w = WorkerConfig {
+            concurrency: 2,
+            ..WorkerConfig::default()
+        };
+        let d = Dispatcher::of_config(&w);
+        // `hung`'s backlog came first; its events never finish (their permits are held).
+        let mut held = Vec::new();
+        while let Some(t) = next(&d, &names, &s, &m) {
+            held.push(t);
+        }
+        assert_eq!(held.len(), 1, "`hung` holds one of the two workers");
+        // The neighbour's event arrives afterwards and is taken by the other worker.
+        s.enqueue("ok", "k", "ok-1", "{}").unwrap();
+        let (e, _p) = next(&d, &names, &s, &m).expect("a worker is left for `ok`");
+        assert_eq!(e.integration, "ok");
     }
 }
