@@ -135,8 +135,10 @@ async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flow
 #[tokio::test(flavor = "multi_thread")]
 async fn with_two_workers_a_hung_vendor_leaves_one_for_the_neighbour() {
     let mut opts = certn_and_fast("two-workers");
-    // Two workers and the default integration_concurrency (8, above them); no breaker, and
-    // deadlines past the simulator's 30 s hang: only the bulkhead can keep a worker free.
+    // Two workers and the default integration_concurrency (8, above them); no breaker, and host
+    // deadlines past the Certn connector's own 10 s invite timeout: each hung attempt holds its
+    // worker ~10 s (the neighbour's events take well under a second), and only the bulkhead
+    // can keep a worker free meanwhile.
     opts.worker.concurrency = 2;
     opts.worker.breaker_failures = 1_000;
     opts.worker.shutdown_grace_secs = 1;
