@@ -1,6 +1,7 @@
 //! Noisy neighbours and the operator's view of retries: a stalled vendor trips its integration's
-//! circuit breaker while another integration on the same host keeps being served, and every
-//! attempt of a retried event is visible through the admin API.
+//! circuit breaker while another integration on the same host keeps being served, a hung vendor
+//! never holds both of two workers, and every attempt of a retried event is visible through the
+//! admin API.
 
 use std::time::Duration;
 
@@ -23,13 +24,50 @@ async fn metrics(stack: &Stack) -> String {
         .expect("metrics text")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flowing() {
-    let data = data_dir("breaker");
+/// Options of a stack with Certn ([`CERTN`]) and a second integration, `fast` (misbehave,
+/// triggered at [`FAST_STAGE`]), on a fresh data dir `name`.
+fn certn_and_fast(name: &str) -> StackOptions {
+    let data = data_dir(name);
     let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, &["certn", "misbehave"]);
     let mut opts = StackOptions::new(&dir, &data);
     opts.extra = vec![("fast".into(), "misbehave".into(), FAST_STAGE.into())];
+    opts
+}
+
+/// Makes every Certn call hang and moves `n` candidates to its trigger stage.
+async fn stuck_certn_candidates(s: &Stack, n: usize) -> Vec<String> {
+    s.certn.hang_next(1_000_000);
+    let mut stuck = Vec::with_capacity(n);
+    for i in 0..n {
+        let email = format!("s{i}@example.com");
+        let opp = s.candidate(&format!("Stuck {i}"), Some(&email), &[], None);
+        assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
+        stuck.push(opp);
+    }
+    stuck
+}
+
+/// Moves `n` candidates to `fast`'s trigger stage and waits until all its events are done.
+async fn fast_events_done(s: &Stack, n: usize) {
+    for i in 0..n {
+        let opp = s.candidate(&format!("Fast {i}"), Some("f@example.com"), &[], None);
+        assert_eq!(s.move_to(&opp, FAST_STAGE).await.unwrap(), 200);
+    }
+    let store = s.host().app.store.clone();
+    eventually("the fast integration's events done", LONG, || {
+        let done = store
+            .list_events(Some("fast"), Some(EventState::Done), 100)
+            .unwrap()
+            .len();
+        (done == n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flowing() {
+    let mut opts = certn_and_fast("breaker");
     opts.runtime.timeout_ms = 1_500;
     opts.worker.concurrency = 4;
     opts.worker.integration_concurrency = 2;
@@ -38,20 +76,7 @@ async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flow
     let s = Stack::start(opts).await.expect("stack");
 
     // Every Certn call hangs past the connector's deadline.
-    s.certn.hang_next(1_000_000);
-    let stuck: Vec<String> = (0..3)
-        .map(|i| {
-            s.candidate(
-                &format!("Stuck {i}"),
-                Some(&format!("s{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
-    for opp in &stuck {
-        assert_eq!(s.move_to(opp, TRIGGER).await.unwrap(), 200);
-    }
+    let stuck = stuck_certn_candidates(&s, 3).await;
     let open = format!("switchyard_breaker_open{{integration=\"{CERTN}\"}} 1");
     let mut seen_open = false;
     for _ in 0..600 {
@@ -64,21 +89,8 @@ async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flow
     assert!(seen_open, "the breaker opened: {}", metrics(&s).await);
 
     // Meanwhile the other integration is served.
-    let fast: Vec<String> = (0..6)
-        .map(|i| s.candidate(&format!("Fast {i}"), Some("f@example.com"), &[], None))
-        .collect();
-    for opp in &fast {
-        assert_eq!(s.move_to(opp, FAST_STAGE).await.unwrap(), 200);
-    }
+    fast_events_done(&s, 6).await;
     let store = s.host().app.store.clone();
-    eventually("the fast integration's events done", LONG, || {
-        let done = store
-            .list_events(Some("fast"), Some(EventState::Done), 100)
-            .unwrap()
-            .len();
-        (done == fast.len()).then_some(())
-    })
-    .await;
     // The stalled integration's events are still waiting (paused, not burning attempts), none
     // dead-lettered, no status shown yet.
     let certn_events = store.events(CERTN, 100).unwrap();
@@ -118,6 +130,47 @@ async fn a_stalled_vendor_opens_its_breaker_while_another_integration_keeps_flow
         "{text}"
     );
     assert_eq!(s.certn.applications().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_workers_a_hung_vendor_leaves_one_for_the_neighbour() {
+    let mut opts = certn_and_fast("two-workers");
+    // Two workers and the default integration_concurrency (8, above them); no breaker, and host
+    // deadlines past the Certn connector's own 10 s invite timeout: each hung attempt holds its
+    // worker ~10 s (the neighbour's events take well under a second), and only the bulkhead
+    // can keep a worker free meanwhile.
+    opts.worker.concurrency = 2;
+    opts.worker.breaker_failures = 1_000;
+    opts.worker.shutdown_grace_secs = 1;
+    opts.runtime.timeout_ms = 120_000;
+    opts.runtime.http_timeout_ms = 120_000;
+    let s = Stack::start(opts).await.expect("stack");
+    let store = s.host().app.store.clone();
+
+    // Certn hangs; its backlog arrives first and is being worked on.
+    stuck_certn_candidates(&s, 3).await;
+    eventually("a Certn event running", LONG, || {
+        let running = store
+            .list_events(Some(CERTN), Some(EventState::Running), 10)
+            .unwrap();
+        (!running.is_empty()).then_some(())
+    })
+    .await;
+
+    // The neighbour's events are all done while Certn's first attempts still hang.
+    fast_events_done(&s, 3).await;
+    let ended: Vec<_> = store
+        .events(CERTN, 100)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| store.event_detail(e.id).unwrap())
+        .filter(|d| !d.attempts_history.is_empty())
+        .collect();
+    assert!(
+        ended.is_empty(),
+        "the neighbour waited for Certn's hung attempts to end: {ended:?}"
+    );
+    s.certn.hang_next(0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

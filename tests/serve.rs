@@ -62,6 +62,7 @@ pub fn config_toml(config: &Config) -> String {
             ("retry_max_ms", int(w.retry_max_ms)),
             ("lease_secs", int(w.lease_secs)),
             ("breaker_failures", int(w.breaker_failures.into())),
+            ("breaker_first_open_secs", int(w.breaker_first_open_secs)),
             ("breaker_open_secs", int(w.breaker_open_secs)),
             ("shutdown_grace_secs", int(w.shutdown_grace_secs)),
         ])

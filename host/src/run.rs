@@ -162,6 +162,7 @@ pub async fn start_on(
     }
     crate::wasm::deploy::restore(&registry, &store, &config).await;
     check_outbound_policy(&config, &registry)?;
+    log_adjusted_limits(&config);
     let sandbox = crate::app::Sandbox::new(&config)?;
     let addr = listener.local_addr()?;
     // No redirects: a redirect could lead a connector's request to an unapproved host.
@@ -261,4 +262,37 @@ pub async fn start_on(
         heartbeat,
         http,
     })
+}
+
+/// Warns where the host applies a limit other than the configured one, so that one integration
+/// can never hold every worker, guest slot or guest thread (see
+/// [`WorkerConfig::effective_integration_concurrency`](crate::config::WorkerConfig::effective_integration_concurrency)
+/// and [`SandboxLimits`](crate::config::limits::SandboxLimits)).
+fn log_adjusted_limits(config: &Config) {
+    let (w, l) = (&config.worker, &config.runtime.limits);
+    let adjusted = [
+        (
+            "worker.integration_concurrency",
+            w.integration_concurrency,
+            w.effective_integration_concurrency(),
+            "at most worker.concurrency - 1: one integration never holds every worker",
+        ),
+        (
+            "runtime.limits.max_calls_per_integration",
+            l.max_calls_per_integration,
+            l.effective_calls_per_integration(),
+            "at most max_concurrent_calls - 1: one integration never takes every guest slot",
+        ),
+        (
+            "runtime.limits.guest_threads",
+            l.guest_threads,
+            l.effective_guest_threads(),
+            "one more than the calls of one integration: a neighbour's call always finds a thread",
+        ),
+    ];
+    for (setting, configured, effective, why) in adjusted {
+        if configured != effective {
+            tracing::warn!(setting, configured, effective, "{setting} adjusted: {why}");
+        }
+    }
 }

@@ -13,11 +13,15 @@ const MIB: usize = 1024 * 1024;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxLimits {
-    /// Threads of the dedicated runtime that runs guest code (never the HTTP threads).
+    /// Threads of the dedicated runtime that runs guest code (never the HTTP threads). With 2 or
+    /// more, raised if needed to one more than the calls one integration may run (see
+    /// [`SandboxLimits::effective_guest_threads`]).
     pub guest_threads: usize,
     /// Connector calls running at once, all integrations together.
     pub max_concurrent_calls: usize,
     /// Connector calls running at once for one integration (so one cannot take every slot).
+    /// With `max_concurrent_calls` of 2 or more, lowered to `max_concurrent_calls - 1` if higher
+    /// (see [`SandboxLimits::effective_calls_per_integration`]).
     pub max_calls_per_integration: usize,
     /// How long a call waits for a slot before it fails as busy (callback → 503, event → retry).
     pub call_queue_ms: u64,
@@ -66,7 +70,9 @@ pub struct SandboxLimits {
 impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
-            guest_threads: 2,
+            // One more than max_calls_per_integration: one integration's calls never occupy
+            // every thread (effective_guest_threads would raise it anyway).
+            guest_threads: 5,
             max_concurrent_calls: 16,
             max_calls_per_integration: 4,
             call_queue_ms: 10_000,
@@ -95,6 +101,27 @@ impl Default for SandboxLimits {
 }
 
 impl SandboxLimits {
+    /// The calls one integration may run at once, as the guest pool applies it:
+    /// `max_calls_per_integration`, but at most `max_concurrent_calls - 1` when that is 2 or
+    /// more, so one integration's calls never take every slot of the host.
+    pub fn effective_calls_per_integration(&self) -> usize {
+        super::leave_one(self.max_calls_per_integration, self.max_concurrent_calls)
+    }
+
+    /// The guest runtime's threads: `guest_threads`, but with 2 or more at least one more than
+    /// [`SandboxLimits::effective_calls_per_integration`], so one integration's calls (even all
+    /// looping) never occupy every thread and a neighbour's call starts at once. Raising the
+    /// threads, not lowering the calls: a call holds its slot while it waits on the vendor,
+    /// when it needs no thread, and one call per integration would serialize every vendor.
+    pub fn effective_guest_threads(&self) -> usize {
+        let threads = self.guest_threads.max(1);
+        if threads >= 2 {
+            threads.max(self.effective_calls_per_integration() + 1)
+        } else {
+            threads
+        }
+    }
+
     /// Refuses zeros where a zero would stop every connector (or every call).
     pub fn check(&self) -> Result<(), String> {
         let slots = [

@@ -176,7 +176,9 @@ pub struct WorkerConfig {
     /// Events processed at once, over all integrations.
     pub concurrency: usize,
     /// Events of one integration processed at once (a bulkhead: a slow vendor or ATS holds at
-    /// most this many workers; the others keep serving other integrations).
+    /// most this many workers; the others keep serving other integrations). With 2 or more
+    /// workers it is lowered to `concurrency - 1` if higher (see
+    /// [`WorkerConfig::effective_integration_concurrency`]).
     pub integration_concurrency: usize,
     /// Threads the workers run on, apart from the threads that serve HTTP (0 = one per CPU).
     pub threads: usize,
@@ -201,11 +203,37 @@ pub struct WorkerConfig {
     /// Consecutive transient vendor failures (errors, timeouts) that open an integration's
     /// circuit breaker: its events wait instead of running.
     pub breaker_failures: u32,
-    /// How long an open breaker waits before letting one probe event through (half-open).
+    /// How long a breaker that just opened waits before letting one probe event through
+    /// (half-open). Each failed probe doubles the wait, up to `breaker_open_secs`; a successful
+    /// one closes the breaker and the next opening starts from this again.
+    pub breaker_first_open_secs: u64,
+    /// The longest an open breaker waits before letting one probe event through: the wait of a
+    /// long outage, reached by doubling `breaker_first_open_secs`.
     pub breaker_open_secs: u64,
     /// On SIGTERM/SIGINT: how long events in flight may take to finish; those still running
     /// then are handed back to the queue (not counted as an attempt).
     pub shutdown_grace_secs: u64,
+}
+
+impl WorkerConfig {
+    /// The per-integration limit the dispatcher applies: `integration_concurrency`, but with 2
+    /// or more workers at most `concurrency - 1`, so one integration (a hung vendor) can never
+    /// hold every worker and a neighbour always has one. With one worker there is nothing to
+    /// leave. Start-up logs a warning when this lowers the configured value.
+    pub fn effective_integration_concurrency(&self) -> usize {
+        leave_one(self.integration_concurrency, self.concurrency)
+    }
+}
+
+/// `limit` (at least 1), lowered to `of - 1` when `of` is at least 2: one integration's share of
+/// `of` workers, slots or threads always leaves one to the others.
+pub(crate) fn leave_one(limit: usize, of: usize) -> usize {
+    let limit = limit.max(1);
+    if of >= 2 {
+        limit.min(of - 1)
+    } else {
+        limit
+    }
 }
 
 impl Default for WorkerConfig {
@@ -225,6 +253,8 @@ impl Default for WorkerConfig {
             retry_max_ms: 10 * 60 * 1000,
             lease_secs: 15,
             breaker_failures: 5,
+            // A short stall is probed within seconds; a long one costs a probe per 30 s.
+            breaker_first_open_secs: 2,
             breaker_open_secs: 30,
             shutdown_grace_secs: 20,
         }
@@ -473,5 +503,75 @@ mod tests {
         std::env::set_var("SWITCHYARD_TEST_EMPTY_TOKEN", "a-token");
         let mut config: Config = toml::from_str(text).expect("parses");
         config.prepare().expect("a real token is fine");
+    }
+
+    #[test]
+    fn one_integration_never_gets_every_worker_guest_slot_or_guest_thread() {
+        let worker = |concurrency, integration_concurrency| WorkerConfig {
+            concurrency,
+            integration_concurrency,
+            ..WorkerConfig::default()
+        };
+        // The soak's setting: 4 workers, the default 8 per integration → 3.
+        assert_eq!(worker(4, 8).effective_integration_concurrency(), 3);
+        assert_eq!(worker(2, 8).effective_integration_concurrency(), 1);
+        // Already below: as configured (the defaults, 16 and 8, are unchanged).
+        assert_eq!(
+            WorkerConfig::default().effective_integration_concurrency(),
+            8
+        );
+        assert_eq!(worker(4, 2).effective_integration_concurrency(), 2);
+        // One worker: nothing to leave to anyone; as configured.
+        assert_eq!(worker(1, 8).effective_integration_concurrency(), 8);
+
+        let limits = |guest_threads, max_concurrent_calls, max_calls_per_integration| {
+            limits::SandboxLimits {
+                guest_threads,
+                max_concurrent_calls,
+                max_calls_per_integration,
+                ..limits::SandboxLimits::default()
+            }
+        };
+        // The soak's setting: 2 threads, 4 calls per integration → 5 threads.
+        let soak = limits(2, 16, 4);
+        assert_eq!(
+            (
+                soak.effective_calls_per_integration(),
+                soak.effective_guest_threads()
+            ),
+            (4, 5)
+        );
+        // The defaults need no adjusting (no warning at start-up).
+        let default = limits::SandboxLimits::default();
+        assert_eq!(
+            default.effective_guest_threads(),
+            default.guest_threads,
+            "{default:?}"
+        );
+        let small = limits(2, 4, 4);
+        assert_eq!(
+            (
+                small.effective_calls_per_integration(),
+                small.effective_guest_threads()
+            ),
+            (3, 4)
+        );
+        let roomy = limits(8, 16, 4);
+        assert_eq!(
+            (
+                roomy.effective_calls_per_integration(),
+                roomy.effective_guest_threads()
+            ),
+            (4, 8)
+        );
+        // One thread, one slot: as configured.
+        let single = limits(1, 1, 4);
+        assert_eq!(
+            (
+                single.effective_calls_per_integration(),
+                single.effective_guest_threads()
+            ),
+            (4, 1)
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! integration's backlog starves another; an integration already holding
 //! `worker.integration_concurrency` events, or paused by its circuit breaker
 //! ([`super::breaker`]), is skipped, and a half-open breaker lets exactly one probe through, so a
-//! slow or failing vendor or ATS holds at most its own share of the workers. Events of
-//! integrations no longer configured are taken last (they end dead with the reason).
+//! slow or failing vendor or ATS holds at most its own share of the workers. With 2 or more
+//! workers that share is at most all but one, whatever `integration_concurrency` says, so a
+//! neighbour always finds a worker. Events of integrations no longer configured are taken last
+//! (they end dead with the reason).
 //!
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
@@ -29,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
+use crate::config::WorkerConfig;
 use crate::flow::breaker::{Breakers, Verdict};
 use crate::metrics::Metrics;
 use crate::store::{Claim, Event, Result, Store};
@@ -89,11 +92,20 @@ impl Drop for Permit {
 
 impl Dispatcher {
     pub fn new(app: &App) -> Arc<Dispatcher> {
-        let w = &app.config.worker;
+        Dispatcher::of_config(&app.config.worker)
+    }
+
+    /// The dispatcher of `[worker]`, with its effective per-integration limit (never every
+    /// worker: see [`WorkerConfig::effective_integration_concurrency`]).
+    fn of_config(w: &WorkerConfig) -> Arc<Dispatcher> {
         Dispatcher::with(
             w.concurrency,
-            w.integration_concurrency,
-            Breakers::new(w.breaker_failures, Duration::from_secs(w.breaker_open_secs)),
+            w.effective_integration_concurrency(),
+            Breakers::new(
+                w.breaker_failures,
+                Duration::from_secs(w.breaker_first_open_secs),
+                Duration::from_secs(w.breaker_open_secs),
+            ),
         )
     }
 
@@ -327,7 +339,11 @@ mod tests {
             Metrics::default(),
         );
         let names = ids(&["a", "b", "c"]);
-        let d = Dispatcher::with(6, 2, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            6,
+            2,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let mut taken = Vec::new();
         while let Some(t) = next(&d, &names, &s, &m) {
             taken.push(t);
@@ -352,7 +368,11 @@ mod tests {
     fn claims_never_exceed_the_free_workers_and_start_after_the_last_served() {
         let (s, m) = (store_with(&[("a", 5), ("b", 5)]), Metrics::default());
         let names = ids(&["a", "b"]);
-        let d = Dispatcher::with(3, 4, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            3,
+            4,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let first: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
         let order: Vec<&str> = first.iter().map(|(e, _)| e.integration.as_str()).collect();
         assert_eq!(order, ["a", "b", "a"]);
@@ -366,7 +386,11 @@ mod tests {
     fn events_of_removed_integrations_are_still_taken_at_most_once_a_second_and_full_is_told() {
         let (s, m) = (store_with(&[("gone", 2), ("a", 1)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(4, 1, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            4,
+            1,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let (a, _pa) = next(&d, &names, &s, &m).expect("a's event first");
         assert_eq!(a.integration, "a");
         // `a` is at its limit: nothing of it may be taken, and the dispatcher says so.
@@ -385,7 +409,7 @@ mod tests {
     fn a_half_open_breaker_lets_exactly_one_probe_through() {
         let (s, m) = (store_with(&[("a", 5), ("b", 2)]), Metrics::default());
         let names = ids(&["a", "b"]);
-        let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO));
+        let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO, Duration::ZERO));
         d.lock().breakers.record("a", Verdict::VendorFailure, &m);
         assert_eq!(d.breaker_state("a"), "open");
         let taken: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
@@ -406,7 +430,11 @@ mod tests {
     fn claimed_events_not_started_are_handed_back_uncounted() {
         let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(4, 4, Breakers::new(5, Duration::from_secs(60)));
+        let d = Dispatcher::with(
+            4,
+            4,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
         let (started, permit) = next(&d, &names, &s, &m).unwrap();
         assert_eq!(s.held_by(RUN).unwrap(), 4, "the batch is leased to the run");
         assert_eq!(d.hand_back(&s, RUN), 3);
@@ -422,5 +450,27 @@ mod tests {
         }
         drop(permit);
         assert_eq!(d.in_flight("a"), 0);
+    }
+
+    #[test]
+    fn with_two_workers_a_hung_integration_leaves_one_for_its_neighbour() {
+        let (s, m) = (store_with(&[("hung", 5)]), Metrics::default());
+        let names = ids(&["hung", "ok"]);
+        // The default integration_concurrency (8) is above the 2 workers.
+        let w = WorkerConfig {
+            concurrency: 2,
+            ..WorkerConfig::default()
+        };
+        let d = Dispatcher::of_config(&w);
+        // `hung`'s backlog came first; its events never finish (their permits are held).
+        let mut held = Vec::new();
+        while let Some(t) = next(&d, &names, &s, &m) {
+            held.push(t);
+        }
+        assert_eq!(held.len(), 1, "`hung` holds one of the two workers");
+        // The neighbour's event arrives afterwards and is taken by the other worker.
+        s.enqueue("ok", "k", "ok-1", "{}").unwrap();
+        let (e, _p) = next(&d, &names, &s, &m).expect("a worker is left for `ok`");
+        assert_eq!(e.integration, "ok");
     }
 }

@@ -1,8 +1,9 @@
 //! This process's run (see [`crate::store::runs`]): registered at start-up with a lock file,
 //! kept alive by a heartbeat that renews the leases of the events it holds every third of a
 //! lease, and watching the other runs: one that is dead (its lock file free, or no heartbeat for
-//! a lease) loses its events to the queue at once — logged (`resuming event … after its holder
-//! died`) and counted (`switchyard_events_resumed_total`).
+//! a lease) loses its events to the queue at once, in their place ahead of the events received
+//! after them — logged (`resuming event … after its holder died`) and counted
+//! (`switchyard_events_resumed_total`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,6 +10,8 @@
 //! leased to the run at once, whether a worker starts it now or a moment later, so the heartbeat
 //! renews it and a crash hands it back like a running one; one never started is handed back on a
 //! graceful stop by [`Store::unclaim`] (its attempt not counted, nothing in its history).
+//! An event handed or taken back keeps its `next_attempt_at`, so it goes back to its place in
+//! the claim order, ahead of the events received after it.
 //!
 //! On PostgreSQL, per integration:
 //! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now AND integration = $i
@@ -312,8 +314,9 @@ impl Store {
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
-    /// they were, the claim's attempt not counted, nothing added to their history. Returns how
-    /// many were still held.
+    /// they were, in their place (`next_attempt_at` untouched, so they are claimed before events
+    /// received after them), the claim's attempt not counted, nothing added to their history.
+    /// Returns how many were still held.
     pub fn unclaim(&self, ids: &[i64], run: &str) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -359,14 +362,14 @@ impl Store {
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
-    /// stop). Returns whether it was still held.
+    /// stop), in its place (its due time kept). Returns whether it was still held.
     pub fn release(&self, id: i64, run: &str, started_at_ms: i64) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let now = now_ms();
         let n = tx.exec(
             "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                next_attempt_at = ?3, attempts = MAX(attempts - 1, 0)
+                next_attempt_at = MIN(next_attempt_at, ?3), attempts = MAX(attempts - 1, 0)
              WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
             params![id, run, now],
         )?;
@@ -575,6 +578,24 @@ mod tests {
         assert_eq!(got.integration, "a");
         // Running events are not claimable again here.
         assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
+    }
+
+    #[test]
+    fn events_handed_back_keep_their_place_ahead_of_later_ones() {
+        let s = temp_store();
+        s.enqueue("a", "k", "1", "{}").unwrap();
+        s.enqueue("a", "k", "2", "{}").unwrap();
+        let first = s.claim_batch("r", 60_000, &[("a", 2)], 2).unwrap();
+        assert_eq!(first.len(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        s.enqueue("a", "k", "3", "{}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        // One claimed and never started (unclaim), one stopped while running (release).
+        assert_eq!(s.unclaim(&[first[0].id], "r").unwrap(), 1);
+        assert!(s.release(first[1].id, "r", now_ms()).unwrap());
+        let again = s.claim_batch("r2", 60_000, &[("a", 3)], 3).unwrap();
+        let order: Vec<i64> = again.iter().map(|e| e.id).collect();
+        assert_eq!(order[..2], [first[0].id, first[1].id], "{order:?}");
     }
 
     #[tokio::test]

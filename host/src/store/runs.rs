@@ -9,6 +9,8 @@
 //! kill -9 takes back its previous run's events at once, and with several hosts on one database
 //! (PostgreSQL) a dead host's events move on after at most one lease. Taking events back is
 //! recorded in their history (`abandoned`) and reported to the caller, which logs and counts it.
+//! An event taken or handed back keeps its due time (`next_attempt_at`), so it is claimed again
+//! before the events received after it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -118,9 +120,12 @@ fn take_back(conn: &Connection, filter: &str, arg: &str, why: &str) -> Result<Ve
             Some(&error),
             None,
         )?;
+        // `next_attempt_at` keeps the due time it was claimed at (never later than now), so the
+        // claim's order (`next_attempt_at, id`) puts it back ahead of everything received after
+        // it: work a crash interrupted resumes first, not behind the backlog.
         conn.exec(
             "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                next_attempt_at = ?2, last_error = ?3
+                next_attempt_at = MIN(next_attempt_at, ?2), last_error = ?3
              WHERE id = ?1",
             params![id, now, error],
         )?;
@@ -237,9 +242,10 @@ impl Store {
                 Some("host stopped: handed back before it finished (not counted)"),
                 None,
             )?;
+            // Keeps its place in the queue, like a taken-back event (see `take_back`).
             tx.exec(
                 "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                    next_attempt_at = ?2, attempts = MAX(attempts - 1, 0)
+                    next_attempt_at = MIN(next_attempt_at, ?2), attempts = MAX(attempts - 1, 0)
                  WHERE id = ?1",
                 params![id, now],
             )?;
@@ -312,6 +318,42 @@ mod tests {
             ["new"]
         );
         drop(dir);
+    }
+
+    #[test]
+    fn a_dead_runs_events_are_claimed_before_events_queued_after_them() {
+        let (s, _dir) = temp();
+        s.begin_run("old", "n").unwrap();
+        s.enqueue("i", "k", "early-1", "{}").unwrap();
+        s.enqueue("i", "k", "early-2", "{}").unwrap();
+        let held = [claim(&s, "old").unwrap().id, claim(&s, "old").unwrap().id];
+        // The backlog received while the old run worked; the pauses keep the due times apart
+        // (from each other and from the requeue's "now").
+        for n in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            s.enqueue("i", "k", &format!("later-{n}"), "{}").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        assert_eq!(s.declare_dead("old", "lock released").unwrap().len(), 2);
+        s.begin_run("new", "n").unwrap();
+        let order: Vec<i64> = std::iter::from_fn(|| claim(&s, "new").map(|e| e.id)).collect();
+        assert_eq!(order.len(), 5);
+        assert_eq!(
+            order[..2],
+            held,
+            "the interrupted events resume first, in their order"
+        );
+        // The dispatcher's batched claim sees the same order.
+        let (s, _dir) = temp();
+        s.begin_run("old", "n").unwrap();
+        s.enqueue("i", "k", "early", "{}").unwrap();
+        let held = claim(&s, "old").unwrap().id;
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        s.enqueue("i", "k", "later", "{}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        s.declare_dead("old", "lock released").unwrap();
+        let batch = s.claim_batch("new", 60_000, &[("i", 1)], 1).unwrap();
+        assert_eq!(batch.iter().map(|e| e.id).collect::<Vec<_>>(), [held]);
     }
 
     #[test]

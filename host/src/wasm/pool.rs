@@ -4,6 +4,11 @@
 //! guest therefore delays only other guest calls, and (because guests yield to the executor on
 //! every epoch tick) not even those for long; `/healthz`, intake and the admin API are untouched.
 //!
+//! One integration never takes the whole pool: its calls are at most `max_concurrent_calls - 1`,
+//! and the runtime has at least one thread more than it may run calls
+//! ([`SandboxLimits::effective_calls_per_integration`], [`SandboxLimits::effective_guest_threads`]),
+//! so a neighbour's call finds a slot and a thread while one integration's calls all loop.
+//!
 //! A call waits up to `call_queue_ms` for a slot and then fails as [`Busy`] (a callback answers
 //! 503 with `Retry-After`, an event is retried later).
 
@@ -33,13 +38,16 @@ pub struct GuestPool {
     handle: tokio::runtime::Handle,
     total: Arc<Semaphore>,
     per_integration: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Calls one integration may run at once (the effective limit).
+    calls_per_integration: usize,
     limits: SandboxLimits,
 }
 
 impl GuestPool {
+    /// The guest runtime and slots for `limits`, with their effective per-integration bounds.
     pub fn new(limits: &SandboxLimits) -> std::io::Result<GuestPool> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(limits.guest_threads.max(1))
+            .worker_threads(limits.effective_guest_threads())
             .thread_name("switchyard-guest")
             .enable_all()
             .build()?;
@@ -48,6 +56,7 @@ impl GuestPool {
             runtime: Some(runtime),
             total: Arc::new(Semaphore::new(limits.max_concurrent_calls.max(1))),
             per_integration: Mutex::new(HashMap::new()),
+            calls_per_integration: limits.effective_calls_per_integration(),
             limits: limits.clone(),
         })
     }
@@ -57,9 +66,7 @@ impl GuestPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(integration.to_string())
-            .or_insert_with(|| {
-                Arc::new(Semaphore::new(self.limits.max_calls_per_integration.max(1)))
-            })
+            .or_insert_with(|| Arc::new(Semaphore::new(self.calls_per_integration)))
             .clone()
     }
 
@@ -73,7 +80,7 @@ impl GuestPool {
         let wait = Duration::from_millis(self.limits.call_queue_ms);
         let mine = tokio::time::timeout(wait, self.slots_of(integration).acquire_owned())
             .await
-            .map_err(|_| Busy::Integration(self.limits.max_calls_per_integration))?
+            .map_err(|_| Busy::Integration(self.calls_per_integration))?
             .map_err(|e| Busy::Lost(e.to_string()))?;
         let host = tokio::time::timeout(wait, self.total.clone().acquire_owned())
             .await
@@ -128,5 +135,60 @@ mod tests {
         assert!(matches!(busy, Err(Busy::Integration(1))), "{busy:?}");
         assert!(pool.run("b", async {}).await.is_ok());
         assert!(long.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_integrations_looping_calls_leave_a_thread_for_a_neighbour() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        // The soak's setting: 2 threads, 4 calls per integration.
+        let limits = SandboxLimits {
+            guest_threads: 2,
+            max_calls_per_integration: 4,
+            call_queue_ms: 60_000,
+            ..SandboxLimits::default()
+        };
+        let pool = Arc::new(GuestPool::new(&limits).unwrap());
+        let (running, released) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        // Four calls of `a` that hold their thread (no yield to the executor) until `b` has run,
+        // or give up after a minute.
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                let (pool, running, released) = (pool.clone(), running.clone(), released.clone());
+                tokio::spawn(async move {
+                    pool.run("a", async move {
+                        running.fetch_add(1, Ordering::SeqCst);
+                        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                        while !released.load(Ordering::SeqCst)
+                            && std::time::Instant::now() < give_up
+                        {
+                            std::thread::yield_now();
+                        }
+                        released.load(Ordering::SeqCst)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while running.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let flag = released.clone();
+        pool.run("b", async move { flag.store(true, Ordering::SeqCst) })
+            .await
+            .unwrap();
+        for l in loops {
+            assert!(
+                l.await.unwrap().unwrap(),
+                "`b` ran while `a`'s calls held their threads"
+            );
+        }
+        assert_eq!(
+            running.load(Ordering::SeqCst),
+            4,
+            "all four calls of `a` ran"
+        );
     }
 }
