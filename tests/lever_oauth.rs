@@ -418,11 +418,15 @@ async fn a_401_refreshes_once_then_the_call_succeeds_again_and_again() {
         .metrics()
         .await
         .contains("switchyard_lever_oauth_total{outcome=\"refreshed\"} 2"));
-    let events = s.stack.host().app.store.events(CERTN, 100).unwrap();
-    assert!(
-        events.iter().all(|e| e.state == EventState::Done),
-        "{events:?}"
-    );
+    // The last event's outcome is committed after its ATS write: wait for it.
+    switchyard_tests::eventually("every event done", Duration::from_secs(30), || {
+        let events = s.stack.host().app.store.events(CERTN, 100).ok()?;
+        events
+            .iter()
+            .all(|e| e.state == EventState::Done)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

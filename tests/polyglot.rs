@@ -126,8 +126,15 @@ async fn certn_in_python_goes_to_complete_with_one_tag_and_the_link_and_invites_
     ] {
         assert_eq!(added(&s.lever, label), 1, "{label} added exactly once");
     }
-    let events = s.host().app.store.events(CERTN, 50).unwrap();
-    assert!(events.iter().all(|e| e.state == EventState::Done));
+    // The last event's outcome is committed after its ATS write: wait for it.
+    let events = eventually("every event done", LONG, || {
+        let events = s.host().app.store.events(CERTN, 50).ok()?;
+        events
+            .iter()
+            .all(|e| e.state == EventState::Done)
+            .then_some(events)
+    })
+    .await;
     assert!(events.iter().all(|e| e
         .connector_version
         .as_deref()

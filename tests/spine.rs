@@ -54,9 +54,16 @@ async fn a_candidate_in_the_trigger_stage_goes_to_complete_with_one_tag_and_the_
             .count();
         assert_eq!(added, 1, "{label} added exactly once");
     }
-    // The processed events record the connector version that handled them.
-    let events = s.host().app.store.events(CERTN, 50).unwrap();
-    assert!(events.iter().all(|e| e.state == EventState::Done));
+    // The processed events record the connector version that handled them. The last event's
+    // outcome is committed after its ATS write, so it may still be finishing: wait for it.
+    let events = eventually("every event done", LONG, || {
+        let events = s.host().app.store.events(CERTN, 50).ok()?;
+        events
+            .iter()
+            .all(|e| e.state == EventState::Done)
+            .then_some(events)
+    })
+    .await;
     assert!(events.iter().all(|e| e
         .connector_version
         .as_deref()
