@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use switchyard::store::{Event, EventState};
 use switchyard_testkit::{Stack, StackOptions};
 
 pub mod host_process;
@@ -131,6 +132,16 @@ pub async fn eventually<T>(
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until every event of `integration` is done and returns them. An event's outcome is
+/// committed after its ATS write, so the last one may still be finishing when the ATS shows it.
+pub async fn all_done(stack: &Stack, integration: &str, within: Duration) -> Vec<Event> {
+    eventually("every event done", within, || {
+        let events = stack.host().app.store.events(integration, 100).ok()?;
+        (events.iter().all(|e| e.state == EventState::Done)).then_some(events)
+    })
+    .await
 }
 
 /// Count of logged Lever API requests whose path ends with `suffix` and that succeeded.

@@ -17,7 +17,7 @@ use switchyard::wasm::harness;
 use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
 use switchyard_testkit::{Stack, CERTN, JUSTIFACTS, TRIGGER};
-use switchyard_tests::{certn_tags, eventually, options, scratch};
+use switchyard_tests::{all_done, certn_tags, eventually, options, scratch};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -127,14 +127,7 @@ async fn certn_in_python_goes_to_complete_with_one_tag_and_the_link_and_invites_
         assert_eq!(added(&s.lever, label), 1, "{label} added exactly once");
     }
     // The last event's outcome is committed after its ATS write: wait for it.
-    let events = eventually("every event done", LONG, || {
-        let events = s.host().app.store.events(CERTN, 50).ok()?;
-        events
-            .iter()
-            .all(|e| e.state == EventState::Done)
-            .then_some(events)
-    })
-    .await;
+    let events = all_done(&s, CERTN, LONG).await;
     assert!(events.iter().all(|e| e
         .connector_version
         .as_deref()

@@ -6,7 +6,7 @@ use serde_json::json;
 use switchyard::store::EventState;
 use switchyard_sim::lever::sign;
 use switchyard_testkit::{CERTN, TRIGGER};
-use switchyard_tests::{certn_tags, eventually, lever_of, lever_writes, stack};
+use switchyard_tests::{all_done, certn_tags, eventually, lever_of, lever_writes, stack};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -56,14 +56,7 @@ async fn a_candidate_in_the_trigger_stage_goes_to_complete_with_one_tag_and_the_
     }
     // The processed events record the connector version that handled them. The last event's
     // outcome is committed after its ATS write, so it may still be finishing: wait for it.
-    let events = eventually("every event done", LONG, || {
-        let events = s.host().app.store.events(CERTN, 50).ok()?;
-        events
-            .iter()
-            .all(|e| e.state == EventState::Done)
-            .then_some(events)
-    })
-    .await;
+    let events = all_done(&s, CERTN, LONG).await;
     assert!(events.iter().all(|e| e
         .connector_version
         .as_deref()

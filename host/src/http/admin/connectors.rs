@@ -69,6 +69,15 @@ pub struct Activated {
     pub hash: String,
 }
 
+impl Activated {
+    fn of(v: &crate::wasm::connector::LoadedConnector) -> Activated {
+        Activated {
+            active: v.version_tag(),
+            hash: v.hash.clone(),
+        }
+    }
+}
+
 /// The version removed.
 #[derive(Serialize, ToSchema)]
 pub struct Removed {
@@ -230,10 +239,7 @@ async fn activate(
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Activated>, ApiError> {
     let v = deploy::activate(&app.registry, &app.store, &id, &hash)?;
-    Ok(Json(Activated {
-        active: v.version_tag(),
-        hash: v.hash.clone(),
-    }))
+    Ok(Json(Activated::of(&v)))
 }
 
 /// Serves the previous version again.
@@ -247,10 +253,7 @@ async fn rollback(
     Path(id): Path<String>,
 ) -> Result<Json<Activated>, ApiError> {
     let v = deploy::rollback(&app.registry, &app.store, &id)?;
-    Ok(Json(Activated {
-        active: v.version_tag(),
-        hash: v.hash.clone(),
-    }))
+    Ok(Json(Activated::of(&v)))
 }
 
 /// Removes a version that is not serving.
