@@ -107,6 +107,15 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
     }
 
+    /// 503 of the intake routes (webhooks, callbacks, Gem's API) when the store fails: the
+    /// sender is told to retry, and nothing of the request was stored.
+    pub fn storage_retry_later() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage unavailable, retry later",
+        )
+    }
+
     /// The status answered.
     pub fn status(&self) -> StatusCode {
         self.status

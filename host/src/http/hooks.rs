@@ -144,11 +144,7 @@ pub async fn ats(
         Err(e) => {
             metrics.webhook(source, "storage_unavailable");
             tracing::error!(error = %e, "cannot store webhook");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
-            .into_response()
+            ApiError::storage_retry_later().into_response()
         }
     }
 }
@@ -326,11 +322,7 @@ pub async fn vendor(
             .await
         {
             tracing::error!(error = %e, "cannot store status updates");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
-            .into_response();
+            return ApiError::storage_retry_later().into_response();
         }
         app.wake.notify_one();
     }

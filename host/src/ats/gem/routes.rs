@@ -174,11 +174,7 @@ async fn send(
             Ok(Some(repeat)) => return answer_repeat(&app, &id, repeat),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read a Gem screening");
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage unavailable, retry later",
-                )
-                .into_response();
+                return ApiError::storage_retry_later().into_response();
             }
         }
     }
@@ -245,11 +241,7 @@ async fn send(
         Ok(repeat) => answer_repeat(&app, &id, repeat),
         Err(e) => {
             tracing::error!(error = %e, "cannot store a Gem screening");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
-            .into_response()
+            ApiError::storage_retry_later().into_response()
         }
     }
 }
@@ -291,11 +283,7 @@ async fn status(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot read a Gem screening");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry later",
-            )
-            .into_response();
+            return ApiError::storage_retry_later().into_response();
         }
     };
     let order = match &found.order_ref {
