@@ -170,12 +170,14 @@ impl Drop for Served {
 }
 
 async fn serve(config: &Path, addr: SocketAddr) -> Served {
+    // Its errors beside its config, to read when the test fails.
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
     let child = Command::new(binary())
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let served = Served(child);
