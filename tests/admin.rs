@@ -75,7 +75,7 @@ async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> a
         .unwrap_or_default()
         .to_string();
     assert_eq!(body["version"]["status"], "inactive");
-    assert_eq!(body["version"]["contract_version"], "0.2.0");
+    assert_eq!(body["version"]["contract_version"], "0.2.1");
     assert_eq!(body["version"]["manifest"]["id"], "certn");
     assert_eq!(admin.active("certn").await, original);
 

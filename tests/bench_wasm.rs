@@ -401,6 +401,11 @@ mod native {
         fn state_set(&self, key: &str, value: &str) {
             let _ = self.ctx.state_set(key, value);
         }
+        fn state_set_for_screening(&self, idempotency_key: &str, key: &str, value: &str) {
+            let _ = self
+                .ctx
+                .state_set_for_screening(idempotency_key, key, value);
+        }
         fn state_delete(&self, key: &str) {
             let _ = self.ctx.state_delete(key);
         }

@@ -381,15 +381,20 @@ async fn a_retried_start_looks_the_invitation_up_instead_of_inviting_again() {
     };
     let first = start().await;
     assert_eq!(sim.invite_requests(), 1);
-    // A crash between Canditech's answer and recording it: the intent is there, the order not.
+    // No intent is left beside the order (both screening-scoped until the host records it).
     let kv = |k: &str| format!("{k}{key}");
-    assert!(app
-        .store
-        .kv_get(CANDITECH, "canditech", &kv("intent:"))
-        .unwrap()
-        .is_some());
+    assert_eq!(
+        app.store
+            .kv_get(CANDITECH, "canditech", &kv("intent:"))
+            .unwrap(),
+        None
+    );
+    // A crash between Canditech's answer and recording it: the intent is there, the order not.
     app.store
         .kv_delete(CANDITECH, "canditech", &kv("order:"))
+        .unwrap();
+    app.store
+        .kv_set_for_screening(CANDITECH, "canditech", key, &kv("intent:"), "python")
         .unwrap();
     let retry = start().await;
     assert_eq!(retry.order_ref, first.order_ref, "the same invitation");

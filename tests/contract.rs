@@ -1,7 +1,7 @@
-//! Contract versions side by side: one host serves a connector built against
+//! Contract versions side by side: one host (bindings of 0.2.1) serves a connector built against
 //! `switchyard:connector@0.1.0` (the `certn-v01` fixture) and one built against 0.2.0
-//! (`misbehave`, whose signed callbacks go through the host's `crypto` import) for two
-//! integrations at once, over HTTP against the simulators; versions it does not serve and
+//! (`misbehave`, from the frozen `wit/0.2.0/`, whose signed callbacks go through the host's
+//! `crypto` import) for two integrations at once, over HTTP against the simulators; versions it does not serve and
 //! components that need more than the sandbox grants are refused in plain words; a trap's
 //! recorded reason carries the guest's own words.
 //!

@@ -11,6 +11,7 @@ mod faults;
 mod gem;
 mod harness;
 mod hostile;
+mod idempotency;
 mod intake;
 mod isolation;
 mod justifacts;

@@ -1,4 +1,4 @@
-// {{Name}}: a switchyard connector (contract switchyard:connector@0.2.0, world `connector`).
+// {{Name}}: a switchyard connector (contract switchyard:connector@0.2.1, world `connector`).
 //
 // The vendor API below is a placeholder to adapt to {{Name}}'s real one:
 // - `POST {api-base}/invitations` with `Authorization: Bearer <api-key>`, `Idempotency-Key: <key>`
@@ -116,7 +116,7 @@ export function startScreening(host, request) {
   const email = request.candidate.emails.map((e) => e.trim()).find((e) => e !== '');
   if (email === undefined) return { orderRef: undefined, status: status('error', LABELS.noEmail) };
 
-  // The contract's idempotency pattern (wit/connector.wit, `idempotency-key`).
+  // The contract's idempotency pattern (wit/connector.wit, `state.set-for-screening`; the host drops both entries when it records the order).
   const key = request.idempotencyKey;
   const orderKey = `order:${key}`;
   const intentKey = `intent:${key}`;
@@ -142,13 +142,13 @@ export function startScreening(host, request) {
       (i) => typeof i?.id === 'string' && (i.reference === undefined || i.reference === null || i.reference === key),
     );
     if (invitation !== undefined) {
-      host.stateSet(orderKey, invitation.id);
+      host.stateSetForScreening(key, orderKey, invitation.id);
       host.stateDelete(intentKey);
       const [state, label] = STATUSES[invitation.status] ?? STATUSES.pending;
       return { orderRef: invitation.id, status: status(state, label) };
     }
   } else {
-    host.stateSet(intentKey, String(host.nowUnix()));
+    host.stateSetForScreening(key, intentKey, String(host.nowUnix()));
   }
 
   const body = encoder.encode(
@@ -163,7 +163,7 @@ export function startScreening(host, request) {
     throw e.error;
   }
   if (typeof invitation?.id !== 'string' || invitation.id === '') throw { tag: 'transient', val: `${VENDOR} answered without an invitation id` };
-  host.stateSet(orderKey, invitation.id);
+  host.stateSetForScreening(key, orderKey, invitation.id);
   host.stateDelete(intentKey);
   host.log('info', 'invitation sent', [['order-ref', invitation.id], ['package', chosen.name]]);
   return { orderRef: invitation.id, status: status('pending', LABELS.pending) };

@@ -1,4 +1,4 @@
-"""{{Name}}: a switchyard connector (contract switchyard:connector@0.2.0, world `connector`).
+"""{{Name}}: a switchyard connector (contract switchyard:connector@0.2.1, world `connector`).
 
 The vendor API below is a placeholder to adapt to {{Name}}'s real one:
 
@@ -137,7 +137,7 @@ def start_screening(host, request):
 
     key = request.idempotency_key
     order_key, intent_key = "order:" + key, "intent:" + key
-    # The contract's idempotency pattern (wit/connector.wit, `idempotency-key`).
+    # The contract's idempotency pattern (wit/connector.wit, `state.set-for-screening`; the host drops both entries when it records the order).
     recorded = host.state_get(order_key)
     if recorded is not None:
         return types.Started(order_ref=recorded, status=status(types.ScreeningState.PENDING, LABEL_PENDING))
@@ -158,12 +158,12 @@ def start_screening(host, request):
             raise f.error
         for invitation in found.get("invitations", []) if isinstance(found, dict) else []:
             if isinstance(invitation, dict) and invitation.get("reference") in (None, key) and isinstance(invitation.get("id"), str):
-                host.state_set(order_key, invitation["id"])
+                host.state_set_for_screening(key, order_key, invitation["id"])
                 host.state_delete(intent_key)
                 state, label = STATUSES.get(str(invitation.get("status")), STATUSES["pending"])
                 return types.Started(order_ref=invitation["id"], status=status(state, label))
     else:
-        host.state_set(intent_key, str(host.now_unix()))
+        host.state_set_for_screening(key, intent_key, str(host.now_unix()))
 
     body = json.dumps({
         "reference": key,
@@ -181,7 +181,7 @@ def start_screening(host, request):
     invitation_id = invitation.get("id") if isinstance(invitation, dict) else None
     if not isinstance(invitation_id, str) or not invitation_id:
         raise Err(types.ConnectorError_Transient("%s answered without an invitation id" % VENDOR))
-    host.state_set(order_key, invitation_id)
+    host.state_set_for_screening(key, order_key, invitation_id)
     host.state_delete(intent_key)
     host.log(Level.INFO, "invitation sent", [("order-ref", invitation_id), ("package", chosen.name)])
     return types.Started(order_ref=invitation_id, status=status(types.ScreeningState.PENDING, LABEL_PENDING))

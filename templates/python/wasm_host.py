@@ -19,6 +19,10 @@ class WasmHost:
     def state_set(self, key, value):
         state.set(key, value)
 
+    def state_set_for_screening(self, screening, key, value):
+        """Kept until the host records the order of the screening `screening` (its idempotency key)."""
+        state.set_for_screening(screening, key, value)
+
     def state_delete(self, key):
         state.delete(key)
 

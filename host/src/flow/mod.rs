@@ -4,9 +4,11 @@
 //!
 //! A trigger event (Lever's stage change, Gem's send): ask the adapter what it means
 //! ([`Ats::trigger`](crate::ats::Ats::trigger)) → for a stage reached, start only at the
-//! integration's trigger stage, reading the candidate's context from the ATS → ask the connector
-//! to start a screening (the idempotency key is stable across retries, so a retry never invites
-//! twice) → record the order and its first status → bring the ATS up to date.
+//! integration's trigger stage, reading the candidate's context from the ATS → unless an order is
+//! recorded for the request's idempotency key already (a retry, a replay: the host owns
+//! idempotency), ask the connector to start a screening → record the order with the key and its
+//! first status (the connector's state for that screening goes with it) → bring the ATS up to
+//! date.
 //!
 //! `vendor.status`: a status update a connector produced from a verified vendor callback → advance
 //! the order (never backwards) → bring the ATS up to date.
@@ -260,27 +262,44 @@ async fn start(
             request
         }
     };
-    let started = start_screening(app, integration, &connector, &request)
-        .await
-        .map_err(|e| e.by(&version))?;
-    // No vendor order (e.g. no email): the status still belongs on the candidacy, under a local
-    // reference unique to this event.
-    let order_ref = started
-        .order_ref
-        .clone()
-        .unwrap_or_else(|| format!("local:{}", event.id));
+    let key = &request.idempotency_key;
+    // The host owns idempotency: once the order of this key is recorded (a retry after that, a
+    // replay), the connector is not asked again; its state for the screening is gone by then.
+    let recorded = app.store.order_for_key(&integration.config.id, key)?;
+    let (order_ref, first_status) = match recorded {
+        Some(order) => {
+            tracing::info!(integration = %integration.config.id, event = event.id,
+                order = %order.order_ref,
+                "the order of this screening is recorded; not calling start-screening again");
+            (order.order_ref, None)
+        }
+        None => {
+            let started = start_screening(app, integration, &connector, &request)
+                .await
+                .map_err(|e| e.by(&version))?;
+            // No vendor order (e.g. no email): the status still belongs on the candidacy, under
+            // a local reference unique to this event.
+            let order_ref = started
+                .order_ref
+                .unwrap_or_else(|| format!("local:{}", event.id));
+            (order_ref, Some(started.status))
+        }
+    };
     integration.ats.started(&cx, event, &order_ref)?;
     let opportunity = &request.opportunity_id;
-    record_status(
-        app,
-        integration,
-        &connector,
-        &order_ref,
-        opportunity,
-        &started.status,
-        event.id,
-    )
-    .await?;
+    if let Some(status) = &first_status {
+        record_status(
+            app,
+            integration,
+            &connector,
+            &order_ref,
+            opportunity,
+            status,
+            event.id,
+            Some(key),
+        )
+        .await?;
+    }
     integration
         .ats
         .sync(
@@ -346,6 +365,7 @@ async fn vendor_status(
         &order.opportunity_id,
         &update.status,
         event.id,
+        None,
     )
     .await?;
     integration
@@ -370,7 +390,9 @@ fn verdict_labels(connector: &LoadedConnector) -> &[String] {
 
 /// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
 /// the state stays the same) and its note, if any. `seq` orders the updates as they were
-/// accepted (the id of the event carrying this one).
+/// accepted (the id of the event carrying this one). `idempotency_key`: the request that started
+/// the order (its first status), recorded with it.
+#[allow(clippy::too_many_arguments)]
 async fn record_status(
     app: &App,
     integration: &Integration,
@@ -379,6 +401,7 @@ async fn record_status(
     opportunity_id: &str,
     status: &Status,
     seq: i64,
+    idempotency_key: Option<&str>,
 ) -> Result<(), FlowError> {
     let id = &integration.config.id;
     let record = StatusRecord {
@@ -401,6 +424,7 @@ async fn record_status(
             text: n.text.clone(),
             secret: n.secret,
         }),
+        idempotency_key: idempotency_key.map(str::to_owned),
     };
     // One transaction: new order inserted, known one (a retry, a callback) moved forward, never
     // back; the verdict and the note with it, or nothing.

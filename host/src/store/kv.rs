@@ -7,7 +7,14 @@
 //! write cost a scan of every earlier one, and processing slowed as the database grew. A
 //! database from before the table gets it filled from `kv` once, at open. Writes are writes of
 //! the group commit (a screening's intent and order no longer cost an fsync each).
-//! (PostgreSQL: the same triggers, or the same two statements in `kv_set`/`kv_delete`.)
+//!
+//! Screening-scoped entries (contract 0.2.1 `state.set-for-screening`) carry the screening's
+//! idempotency key in `screening`; [`drop_screening_on`] removes them in the transaction that
+//! records that screening's order ([`super::orders`]), so a connector's state stays the same size
+//! however many screenings run. The key's bytes count in the quota too (every byte a connector
+//! makes the host keep is counted). A database from before the column gets it at open, and the
+//! triggers are recreated to count it.
+//! (PostgreSQL: the same triggers, or the same statements in `kv_set`/`kv_delete` and the drop.)
 
 use super::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,12 +27,19 @@ CREATE TABLE IF NOT EXISTS kv (
     connector TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
+    screening TEXT,
     PRIMARY KEY (integration, connector, key)
 );
 "#;
 
-/// Bytes of a row: key + value, as the quota counts them. (No `INSERT OR IGNORE` in the
-/// triggers: the conflict policy of the statement that fires them, an upsert, would override it.)
+/// Finds the entries of one screening when its order is recorded.
+const SCREENING_INDEX: &str = "CREATE INDEX IF NOT EXISTS kv_by_screening
+    ON kv (integration, screening) WHERE screening IS NOT NULL;";
+
+/// Bytes of a row: key + value + the screening's key, as the quota counts them (`IFNULL`: a
+/// plain entry has none). (No `INSERT OR IGNORE` in the triggers: the conflict policy of the
+/// statement that fires them, an upsert, would override it.) Dropped and created again at every
+/// open, so that a database from before a change of what is counted gets the new triggers.
 const TOTALS: &str = r#"
 CREATE TABLE IF NOT EXISTS kv_totals (
     integration TEXT NOT NULL,
@@ -33,51 +47,83 @@ CREATE TABLE IF NOT EXISTS kv_totals (
     bytes INTEGER NOT NULL,
     PRIMARY KEY (integration, connector)
 );
-CREATE TRIGGER IF NOT EXISTS kv_totals_insert AFTER INSERT ON kv BEGIN
+DROP TRIGGER IF EXISTS kv_totals_insert;
+DROP TRIGGER IF EXISTS kv_totals_update;
+DROP TRIGGER IF EXISTS kv_totals_delete;
+CREATE TRIGGER kv_totals_insert AFTER INSERT ON kv BEGIN
     INSERT INTO kv_totals SELECT NEW.integration, NEW.connector, 0
      WHERE NOT EXISTS (SELECT 1 FROM kv_totals
                         WHERE integration = NEW.integration AND connector = NEW.connector);
     UPDATE kv_totals
        SET bytes = bytes + LENGTH(CAST(NEW.key AS BLOB)) + LENGTH(CAST(NEW.value AS BLOB))
+                 + IFNULL(LENGTH(CAST(NEW.screening AS BLOB)), 0)
      WHERE integration = NEW.integration AND connector = NEW.connector;
 END;
-CREATE TRIGGER IF NOT EXISTS kv_totals_update AFTER UPDATE ON kv BEGIN
+CREATE TRIGGER kv_totals_update AFTER UPDATE ON kv BEGIN
     UPDATE kv_totals
        SET bytes = bytes - LENGTH(CAST(OLD.key AS BLOB)) - LENGTH(CAST(OLD.value AS BLOB))
+                 - IFNULL(LENGTH(CAST(OLD.screening AS BLOB)), 0)
      WHERE integration = OLD.integration AND connector = OLD.connector;
     INSERT INTO kv_totals SELECT NEW.integration, NEW.connector, 0
      WHERE NOT EXISTS (SELECT 1 FROM kv_totals
                         WHERE integration = NEW.integration AND connector = NEW.connector);
     UPDATE kv_totals
        SET bytes = bytes + LENGTH(CAST(NEW.key AS BLOB)) + LENGTH(CAST(NEW.value AS BLOB))
+                 + IFNULL(LENGTH(CAST(NEW.screening AS BLOB)), 0)
      WHERE integration = NEW.integration AND connector = NEW.connector;
 END;
-CREATE TRIGGER IF NOT EXISTS kv_totals_delete AFTER DELETE ON kv BEGIN
+CREATE TRIGGER kv_totals_delete AFTER DELETE ON kv BEGIN
     UPDATE kv_totals
        SET bytes = bytes - LENGTH(CAST(OLD.key AS BLOB)) - LENGTH(CAST(OLD.value AS BLOB))
+                 - IFNULL(LENGTH(CAST(OLD.screening AS BLOB)), 0)
      WHERE integration = OLD.integration AND connector = OLD.connector;
 END;
 "#;
 
-/// Creates `kv` and `kv_totals`; fills the totals of a database that had `kv` without them.
+/// The bytes of one `kv` row as the quota counts them (see [`TOTALS`]).
+const ROW_BYTES: &str = "LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))
+     + IFNULL(LENGTH(CAST(screening AS BLOB)), 0)";
+
+/// Creates `kv` and `kv_totals`; adds `screening` to a `kv` from before it; fills the totals of
+/// a database that had `kv` without them.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(SCHEMA)?;
+    let has_screening = conn
+        .prepare("SELECT 1 FROM pragma_table_info('kv') WHERE name = 'screening'")?
+        .exists([])?;
+    if !has_screening {
+        conn.execute_batch("ALTER TABLE kv ADD COLUMN screening TEXT")?;
+    }
+    conn.execute_batch(SCREENING_INDEX)?;
     let had_totals = conn
         .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kv_totals'")?
         .exists([])?;
-    if had_totals {
-        return Ok(conn.execute_batch(TOTALS)?);
-    }
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(TOTALS)?;
-    tx.exec(
-        "INSERT INTO kv_totals (integration, connector, bytes)
-         SELECT integration, connector,
-                SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)))
-           FROM kv GROUP BY integration, connector",
-        [],
-    )?;
+    if !had_totals {
+        tx.exec(
+            &format!(
+                "INSERT INTO kv_totals (integration, connector, bytes)
+                 SELECT integration, connector, SUM({ROW_BYTES}) FROM kv
+                  GROUP BY integration, connector"
+            ),
+            [],
+        )?;
+    }
     Ok(tx.commit()?)
+}
+
+/// Removes every entry kept for the screening with `idempotency_key` (its order is being
+/// recorded in the caller's transaction). Returns how many.
+pub(in crate::store) fn drop_screening_on(
+    conn: &Connection,
+    integration: &str,
+    idempotency_key: &str,
+) -> Result<usize> {
+    Ok(conn.exec(
+        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2",
+        params![integration, idempotency_key],
+    )?)
 }
 
 impl Store {
@@ -99,14 +145,43 @@ impl Store {
         self.write_now(move |conn| {
             conn.exec(
                 "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (integration, connector, key) DO UPDATE SET value = excluded.value",
+                 ON CONFLICT (integration, connector, key)
+                 DO UPDATE SET value = excluded.value, screening = NULL",
                 params![row[0], row[1], row[2], row[3]],
             )?;
             Ok(())
         })
     }
 
-    /// Bytes (keys + values) a connector keeps for an integration, not counting `except_key`.
+    /// Sets a connector's state value that belongs to the screening with `idempotency_key`
+    /// (dropped when its order is recorded); durable when it returns. Not kept, and false, when
+    /// that screening's order is already recorded (the host never asks about it again).
+    pub fn kv_set_for_screening(
+        &self,
+        integration: &str,
+        connector: &str,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<bool> {
+        let row = [integration, connector, key, value, idempotency_key].map(str::to_owned);
+        self.write_now(move |conn| {
+            if super::orders::order_ref_for_key_on(conn, &row[0], &row[4])?.is_some() {
+                return Ok(false);
+            }
+            conn.exec(
+                "INSERT INTO kv (integration, connector, key, value, screening)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (integration, connector, key)
+                 DO UPDATE SET value = excluded.value, screening = excluded.screening",
+                params![row[0], row[1], row[2], row[3], row[4]],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
+    /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
         let conn = self.conn();
         let total: i64 = conn
@@ -119,8 +194,10 @@ impl Store {
             .unwrap_or(0);
         let this: i64 = conn
             .row(
-                "SELECT LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB)) FROM kv
-                 WHERE integration = ?1 AND connector = ?2 AND key = ?3",
+                &format!(
+                    "SELECT {ROW_BYTES} FROM kv
+                     WHERE integration = ?1 AND connector = ?2 AND key = ?3"
+                ),
                 params![integration, connector, except_key],
                 |r| r.get(0),
             )
@@ -182,8 +259,10 @@ mod tests {
         store
             .conn()
             .query_row(
-                "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0)
-                 FROM kv WHERE integration = ?1 AND connector = ?2",
+                &format!(
+                    "SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM kv
+                     WHERE integration = ?1 AND connector = ?2"
+                ),
                 params![integration, connector],
                 |r| r.get(0),
             )
@@ -230,7 +309,8 @@ mod tests {
             let old = Connection::open(&path).unwrap();
             old.execute_batch(SCHEMA).unwrap();
             old.execute(
-                "INSERT INTO kv VALUES ('a', 'certn', 'order:1', 'abc'), ('a', 'certn', 'k', 'v')",
+                "INSERT INTO kv (integration, connector, key, value)
+                 VALUES ('a', 'certn', 'order:1', 'abc'), ('a', 'certn', 'k', 'v')",
                 [],
             )
             .unwrap();
@@ -243,6 +323,69 @@ mod tests {
         // Opening again does not fill them twice.
         let store = Store::open(&path).unwrap();
         assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 16);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_screening_entry_counts_its_key_and_a_plain_set_makes_it_permanent() {
+        let dir = std::env::temp_dir().join(format!("sy-kv-scr-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir.join("db")).unwrap();
+        assert!(store
+            .kv_set_for_screening("a", "certn", "lever:t1", "intent:lever:t1", "17")
+            .unwrap());
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2 + 8);
+        // The same key set plainly: kept for good, no screening counted.
+        store.kv_set("a", "certn", "intent:lever:t1", "17").unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2);
+        assert_eq!(
+            store.kv_usage("a", "certn", "none").unwrap() as i64,
+            sum(&store, "a", "certn")
+        );
+        let dropped = store
+            .write_blocking(|conn| drop_screening_on(conn, "a", "lever:t1"))
+            .unwrap();
+        assert_eq!(dropped, 0, "a plain entry is not the screening's any more");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_database_from_before_screening_entries_gets_the_column_and_counts_them() {
+        let dir = std::env::temp_dir().join(format!("sy-kv-v1-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db");
+        {
+            // The tables and triggers as they were: no `screening`.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE kv (integration TEXT NOT NULL, connector TEXT NOT NULL,
+                    key TEXT NOT NULL, value TEXT NOT NULL,
+                    PRIMARY KEY (integration, connector, key));
+                 CREATE TABLE kv_totals (integration TEXT NOT NULL, connector TEXT NOT NULL,
+                    bytes INTEGER NOT NULL, PRIMARY KEY (integration, connector));
+                 CREATE TRIGGER kv_totals_insert AFTER INSERT ON kv BEGIN
+                    INSERT INTO kv_totals SELECT NEW.integration, NEW.connector, 0
+                     WHERE NOT EXISTS (SELECT 1 FROM kv_totals WHERE integration = NEW.integration
+                                        AND connector = NEW.connector);
+                    UPDATE kv_totals SET bytes = bytes + LENGTH(NEW.key) + LENGTH(NEW.value)
+                     WHERE integration = NEW.integration AND connector = NEW.connector;
+                 END;
+                 INSERT INTO kv VALUES ('a', 'certn', 'order:1', 'abc');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 10);
+        store
+            .kv_set_for_screening("a", "certn", "k9", "intent:k9", "1")
+            .unwrap();
+        assert_eq!(
+            store.kv_usage("a", "certn", "none").unwrap(),
+            10 + 9 + 1 + 2
+        );
+        assert_eq!(
+            store.kv_usage("a", "certn", "none").unwrap() as i64,
+            sum(&store, "a", "certn")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

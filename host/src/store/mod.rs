@@ -17,8 +17,8 @@
 //! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
-//! checks), [`orders`] (orders, notes, a status recorded in one
-//! transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
+//! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
+//! idempotency key that started them, notes, a status recorded in one transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
 //! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`writer`] (group commit).
 //!
@@ -213,6 +213,7 @@ impl Store {
         conn.execute_batch(runs::SCHEMA)?;
         conn.execute_batch(crate::store::oauth::SCHEMA)?;
         verdicts::migrate(&conn)?;
+        orders::migrate(&conn)?;
         kv::migrate(&conn)?;
         waiting::migrate(&conn)?;
         let conn = Arc::new(Mutex::new(conn));

@@ -8,13 +8,35 @@
 //! a vendor callback's update): insert-or-keep the order, move it forward, set the verdict, add the
 //! note — all in one transaction, so a crash or a failed statement leaves either the whole status
 //! or none of it (a retry of the step then records it again: every part is idempotent).
+//!
+//! **The host owns idempotency.** A started screening's order is recorded with the request's
+//! idempotency key (`orders.idempotency_key`, unique per integration where set), and the flow
+//! looks it up ([`Store::order_for_key`]) before calling `start-screening`: a retry or a replay
+//! after the order was recorded never reaches the connector. The same transaction drops the
+//! connector's entries for that screening (`state.set-for-screening`, [`super::kv`]).
 
 use super::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::kv::drop_screening_on;
 use super::verdicts::record_verdict_on;
 use super::{now_ms, Result, Store};
+
+/// Adds `idempotency_key` to an `orders` table from before it, and its index.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let has_key = conn
+        .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'idempotency_key'")?
+        .exists([])?;
+    if !has_key {
+        conn.execute_batch("ALTER TABLE orders ADD COLUMN idempotency_key TEXT")?;
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS orders_by_key ON orders (integration, idempotency_key)
+         WHERE idempotency_key IS NOT NULL;",
+    )?;
+    Ok(())
+}
 
 /// A vendor order and the status the ATS should show for it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,15 +92,26 @@ pub struct StatusRecord {
     /// Orders the updates as they were accepted: the id of the event carrying this status.
     pub seq: i64,
     pub note: Option<NewNote>,
+    /// The idempotency key of the request that started the order (a started screening's first
+    /// status; none for a vendor's update): recorded with a new order, and the connector's
+    /// entries for that screening dropped.
+    pub idempotency_key: Option<String>,
 }
 
-/// Inserts `order` unless its reference is known (a retried start-screening keeps the first).
-fn insert_order_on(conn: &Connection, order: &Order) -> Result<()> {
+/// Inserts `order` unless its reference is known (a retried start-screening keeps the first),
+/// with `idempotency_key` unless another order of the integration holds that key already (the
+/// unique index would refuse the whole status). A known order without a key gets this one.
+fn insert_order_on(conn: &Connection, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
+    let key = match idempotency_key {
+        Some(key) if order_ref_for_key_on(conn, &order.integration, key)?.is_none() => Some(key),
+        _ => None,
+    };
     conn.exec(
         "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
-            report_url, score, verdict, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (integration, order_ref) DO NOTHING",
+            report_url, score, verdict, updated_at, idempotency_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (integration, order_ref)
+         DO UPDATE SET idempotency_key = COALESCE(orders.idempotency_key, excluded.idempotency_key)",
         params![
             order.integration,
             order.order_ref,
@@ -89,10 +122,26 @@ fn insert_order_on(conn: &Connection, order: &Order) -> Result<()> {
             order.report_url,
             order.score,
             order.verdict,
-            now_ms()
+            now_ms(),
+            key
         ],
     )?;
     Ok(())
+}
+
+/// The reference of the order recorded for `idempotency_key`, if any.
+pub(in crate::store) fn order_ref_for_key_on(
+    conn: &Connection,
+    integration: &str,
+    idempotency_key: &str,
+) -> Result<Option<String>> {
+    Ok(conn
+        .row(
+            "SELECT order_ref FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
+            params![integration, idempotency_key],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
@@ -150,7 +199,8 @@ fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
         verdict: None,
         ..rec.order.clone()
     };
-    insert_order_on(conn, &order)?;
+    let key = rec.idempotency_key.as_deref();
+    insert_order_on(conn, &order, key)?;
     advance_order_on(conn, &order)?;
     let (integration, order_ref) = (&order.integration, &order.order_ref);
     if let Some(verdict) = &rec.verdict {
@@ -158,6 +208,14 @@ fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
     }
     if let Some(note) = &rec.note {
         add_note_on(conn, integration, order_ref, &note.text, note.secret)?;
+    }
+    // The screening is recorded (by this order, or by one recorded before for the same key): the
+    // host never calls start-screening for it again, so the connector's entries for it go. A key
+    // left unrecorded (the vendor named an order another key already holds) keeps them.
+    if let Some(key) = key {
+        if order_ref_for_key_on(conn, integration, key)?.is_some() {
+            drop_screening_on(conn, integration, key)?;
+        }
     }
     Ok(())
 }
@@ -189,7 +247,7 @@ impl Store {
 
     /// Records a new order, or returns the existing one (a retried start-screening).
     pub fn upsert_order(&self, order: &Order) -> Result<Order> {
-        insert_order_on(&self.conn(), order)?;
+        insert_order_on(&self.conn(), order, None)?;
         self.order(&order.integration, &order.order_ref)
             .map(|o| o.unwrap_or_else(|| order.clone()))
     }
@@ -202,6 +260,21 @@ impl Store {
                         report_url, score, verdict
                  FROM orders WHERE integration = ?1 AND order_ref = ?2",
                 params![integration, order_ref],
+                order_row,
+            )
+            .optional()
+            .map_err(Into::into)
+    }
+
+    /// The order recorded for the screening request with `idempotency_key`, if any: the flow
+    /// does not call `start-screening` again for it.
+    pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
+        self.conn()
+            .row(
+                "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
+                        report_url, score, verdict
+                 FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
+                params![integration, idempotency_key],
                 order_row,
             )
             .optional()
@@ -307,6 +380,7 @@ mod tests {
                 text: t.into(),
                 secret: false,
             }),
+            idempotency_key: None,
         }
     }
 
@@ -383,5 +457,119 @@ mod tests {
         let o = s.order("i", "o1").unwrap().unwrap();
         assert_eq!(o.verdict.as_deref(), Some("Up"));
         assert_eq!(s.unwritten_notes("i", "opp").unwrap().len(), 1);
+    }
+
+    fn started(order_ref: &str, key: &str) -> StatusRecord {
+        StatusRecord {
+            idempotency_key: Some(key.into()),
+            ..status(
+                Order {
+                    order_ref: order_ref.into(),
+                    ..pending()
+                },
+                None,
+                1,
+                None,
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn recording_a_started_order_drops_that_screenings_state_and_only_it() {
+        let (s, _dir) = temp_store();
+        s.kv_set_for_screening("i", "certn", "lever:t1", "intent:lever:t1", "17")
+            .unwrap();
+        s.kv_set_for_screening("i", "certn", "lever:t1", "order:lever:t1", "o1")
+            .unwrap();
+        s.kv_set_for_screening("i", "certn", "lever:t2", "intent:lever:t2", "18")
+            .unwrap();
+        s.kv_set_for_screening("other", "certn", "lever:t1", "intent:lever:t1", "1")
+            .unwrap();
+        s.kv_set("i", "certn", "cursor", "7").unwrap();
+        let before = s.kv_usage("i", "certn", "none").unwrap();
+
+        s.record_status(started("o1", "lever:t1")).await.unwrap();
+
+        let kv = |i: &str, k: &str| s.kv_get(i, "certn", k).unwrap();
+        assert_eq!(kv("i", "intent:lever:t1"), None);
+        assert_eq!(kv("i", "order:lever:t1"), None);
+        assert_eq!(
+            kv("i", "intent:lever:t2").as_deref(),
+            Some("18"),
+            "another screening"
+        );
+        assert_eq!(kv("i", "cursor").as_deref(), Some("7"), "a plain entry");
+        assert_eq!(
+            kv("other", "intent:lever:t1").as_deref(),
+            Some("1"),
+            "another integration"
+        );
+        let dropped = (15 + 2 + 8) + (14 + 2 + 8);
+        assert_eq!(s.kv_usage("i", "certn", "none").unwrap(), before - dropped);
+        assert_eq!(
+            s.order_for_key("i", "lever:t1")
+                .unwrap()
+                .map(|o| o.order_ref),
+            Some("o1".into())
+        );
+        assert_eq!(s.order_for_key("other", "lever:t1").unwrap(), None);
+        // After the record, a screening entry for that key is not kept: nothing would drop it.
+        assert!(!s
+            .kv_set_for_screening("i", "certn", "lever:t1", "late", "x")
+            .unwrap());
+        assert_eq!(kv("i", "late"), None);
+    }
+
+    #[tokio::test]
+    async fn an_order_named_twice_keeps_its_first_key_and_the_second_screenings_state() {
+        let (s, _dir) = temp_store();
+        s.record_status(started("o1", "k1")).await.unwrap();
+        // The vendor named the same order for another request: recorded, not an error; the key
+        // stays unrecorded, so its entries stay (the connector still knows what it did).
+        s.kv_set_for_screening("i", "certn", "k2", "order:k2", "o1")
+            .unwrap();
+        s.record_status(started("o1", "k2")).await.unwrap();
+        assert_eq!(s.order_for_key("i", "k2").unwrap(), None);
+        assert_eq!(
+            s.kv_get("i", "certn", "order:k2").unwrap().as_deref(),
+            Some("o1")
+        );
+        // A new order for a key another order holds: recorded without it.
+        s.record_status(started("o2", "k1")).await.unwrap();
+        assert!(s.order("i", "o2").unwrap().is_some());
+        assert_eq!(
+            s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
+            Some("o1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_the_key_column_gets_it_at_open() {
+        let dir = std::env::temp_dir().join(format!("sy-orders-v1-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE orders (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    integration TEXT NOT NULL, order_ref TEXT NOT NULL, connector TEXT NOT NULL,
+                    opportunity_id TEXT NOT NULL, state TEXT NOT NULL, label TEXT NOT NULL,
+                    report_url TEXT, score REAL, verdict TEXT, updated_at INTEGER NOT NULL,
+                    UNIQUE (integration, order_ref));
+                 INSERT INTO orders (integration, order_ref, connector, opportunity_id, state,
+                    label, updated_at) VALUES ('i', 'o1', 'certn', 'opp', 'pending', 'P', 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(s.order("i", "o1").unwrap().is_some());
+        assert_eq!(s.order_for_key("i", "k1").unwrap(), None);
+        // A retry that records the old order's first status again gives it its key.
+        s.record_status(started("o1", "k1")).await.unwrap();
+        assert_eq!(
+            s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
+            Some("o1".into())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

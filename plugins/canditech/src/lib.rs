@@ -1,4 +1,4 @@
-//! Switchyard connector for Canditech skills assessments, on contract 0.2.0.
+//! Switchyard connector for Canditech skills assessments, on contract 0.2.1.
 //!
 //! The API it speaks is switchyard's design, written down in `docs/canditech.md`. This file is
 //! the only one that touches the generated bindings: it reads configuration and state through the
@@ -11,6 +11,8 @@
 //!   the integration's default package), exactly once per idempotency key even when Canditech
 //!   ignores `Idempotency-Key`: the intent is recorded in `state` before the call, and a retry
 //!   that finds an intent but no invitation looks it up by our reference before inviting again.
+//!   Intent and invitation are screening-scoped (`state.set-for-screening`): the host drops them
+//!   when it records the order, so they do not accumulate.
 //! - `handle-callback`: signature + timestamp window (401), malformed (400), replayed signed
 //!   request (409), then progress, completion (score, results link, note) and verdicts (a verdict
 //!   tag and a note; a lower revision than one already seen is ignored).
@@ -161,12 +163,14 @@ impl Guest for Canditech {
                     "found the invitation of an earlier attempt",
                     &[("invitation", &found)],
                 );
-                state::set(&order_key, &found);
+                state::set_for_screening(&request.idempotency_key, &order_key, &found);
+                state::delete(&intent_key);
                 return Ok(invited(found));
             }
         }
-        // Durable before the call: a crash after it is seen by the retry above.
-        state::set(&intent_key, &assessment_id);
+        // Durable before the call: a crash after it is seen by the retry above. Both entries
+        // belong to the screening: the host drops them when it records its order.
+        state::set_for_screening(&request.idempotency_key, &intent_key, &assessment_id);
         let body = api::invite_body(
             &assessment_id,
             &request.candidate.name,
@@ -175,7 +179,8 @@ impl Guest for Canditech {
             &config::callback_url(),
         );
         let invitation = api.invite(body, &reference)?;
-        state::set(&order_key, &invitation);
+        state::set_for_screening(&request.idempotency_key, &order_key, &invitation);
+        state::delete(&intent_key);
         log(
             Level::Info,
             "Canditech invitation created",

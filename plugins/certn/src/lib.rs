@@ -1,4 +1,4 @@
-//! Switchyard connector for Certn background checks (contract `switchyard:connector@0.2.0`, on
+//! Switchyard connector for Certn background checks (contract `switchyard:connector@0.2.1`, on
 //! the SDK crate `switchyard-connector`).
 //!
 //! The operations are in [`connector`], written against the SDK's `Host` (unit-tested natively

@@ -428,7 +428,7 @@ export function startScreening(host, request) {
       const found = lookup(host, apiBase, apiKey, key);
       if (found !== undefined) {
         const orderId = found.order_id.trim();
-        host.stateSet(orderKey, orderId);
+        host.stateSetForScreening(key, orderKey, orderId);
         host.stateDelete(intentKey);
         host.log('info', 'Justifacts order found by reference; not ordering again', [['order-id', orderId]]);
         const vs = vendorStatus(found.status ?? '');
@@ -438,7 +438,7 @@ export function startScreening(host, request) {
       host.log('info', 'no order found at the vendor; ordering', []);
     } else {
       // The intent, durable before the vendor call.
-      host.stateSet(intentKey, String(host.nowUnix()));
+      host.stateSetForScreening(key, intentKey, String(host.nowUnix()));
     }
   } catch (e) {
     throw e instanceof Failed ? e.error : e;
@@ -461,7 +461,7 @@ export function startScreening(host, request) {
     if (!e.mayHavePlaced) host.stateDelete(intentKey);
     throw e.error;
   }
-  host.stateSet(orderKey, orderId);
+  host.stateSetForScreening(key, orderKey, orderId);
   host.stateDelete(intentKey);
   host.log('info', 'Justifacts order placed', [
     ['opportunity-id', request.opportunityId],

@@ -403,7 +403,7 @@ def start_screening(host, request):
         except HttpFailed as f:
             raise f.error
         if found is not None:
-            host.state_set(order_key, found.id)
+            host.state_set_for_screening(key, order_key, found.id)
             host.state_delete(intent_key)
             host.log(
                 Level.INFO,
@@ -414,7 +414,7 @@ def start_screening(host, request):
         host.log(Level.INFO, "no order found at the vendor; inviting", [])
     else:
         # (2) The intent, durable before the vendor call.
-        host.state_set(intent_key, str(host.now_unix()))
+        host.state_set_for_screening(key, intent_key, str(host.now_unix()))
 
     body = invite_body(email, first_non_empty(request.candidate.phones), chosen.name, request.candidate.name, flags, key)
     try:
@@ -424,7 +424,7 @@ def start_screening(host, request):
             host.state_delete(intent_key)
         raise f.error
     # (4) The order, once Certn answered; then the intent is no longer needed.
-    host.state_set(order_key, app.id)
+    host.state_set_for_screening(key, order_key, app.id)
     host.state_delete(intent_key)
     host.log(Level.INFO, "Certn invite sent", [("order-ref", app.id), ("package", chosen.name)])
     return types.Started(order_ref=app.id, status=pending())

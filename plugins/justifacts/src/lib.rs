@@ -1,5 +1,5 @@
 //! Switchyard connector for Justifacts background checks (contract
-//! `switchyard:connector@0.2.0`, on the SDK crate `switchyard-connector`).
+//! `switchyard:connector@0.2.1`, on the SDK crate `switchyard-connector`).
 //!
 //! Justifacts publishes no API documentation, so the protocol (orders endpoint, auth, lookup by
 //! `client_order_ref`, callback signature) is switchyard's own design, implemented identically by

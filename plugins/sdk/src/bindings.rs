@@ -1,4 +1,4 @@
-//! The wit-bindgen bindings of `wit/connector.wit` (`switchyard:connector@0.2.0`, world
+//! The wit-bindgen bindings of `wit/connector.wit` (`switchyard:connector@0.2.1`, world
 //! `connector`), generated here once so that connector crates never run wit-bindgen themselves.
 //!
 //! Connectors rarely need this module by name: the crate root re-exports every type, the

@@ -28,8 +28,12 @@ pub trait Host {
 
     /// `state.get`: the value stored under `key`, if any.
     fn state_get(&self, key: &str) -> Option<String>;
-    /// `state.set`: stores `value` under `key`, durably once it returns.
+    /// `state.set`: stores `value` under `key`, durably once it returns, kept until deleted.
     fn state_set(&self, key: &str, value: &str);
+    /// `state.set-for-screening` (contract 0.2.1): like [`Host::state_set`], but the entry
+    /// belongs to the screening with `idempotency_key` and the host drops it when it records that
+    /// screening's order (after which it never calls `start-screening` with that key again).
+    fn state_set_for_screening(&self, idempotency_key: &str, key: &str, value: &str);
     /// `state.delete`: removes `key`.
     fn state_delete(&self, key: &str);
 
@@ -100,6 +104,10 @@ impl Host for WasmHost {
 
     fn state_set(&self, key: &str, value: &str) {
         state::set(key, value)
+    }
+
+    fn state_set_for_screening(&self, idempotency_key: &str, key: &str, value: &str) {
+        state::set_for_screening(idempotency_key, key, value)
     }
 
     fn state_delete(&self, key: &str) {

@@ -3,9 +3,14 @@
 //!
 //! The pattern (see the crate documentation for why), as [`start_once`] runs it:
 //!
+//! Both entries are screening-scoped (`state.set-for-screening`, contract 0.2.1): the host drops
+//! them in the transaction that records the screening's order, and never calls `start-screening`
+//! for that key again, so they never outlive the screening and no `intent:` is left beside a
+//! recorded order.
+//!
 //! | state before the call | what happens |
 //! | --- | --- |
-//! | `order:<key>` | [`Outcome::Recorded`]: no vendor call at all |
+//! | `order:<key>` (placed, the host has not recorded it yet) | [`Outcome::Recorded`]: no vendor call at all |
 //! | nothing | record `intent:<key>`, invite; on an answer record `order:<key>` and remove the intent ([`Outcome::Placed`]) |
 //! | `intent:<key>` only | look the order up at the vendor by our reference: found → record it ([`Outcome::Found`]), no invitation; none → invite as above |
 //!
@@ -49,9 +54,10 @@ pub fn has_intent(host: &impl Host, key: &str) -> bool {
     host.state_get(&intent_key(key)).is_some()
 }
 
-/// Records `order_ref` as the order for `key` and removes the intent.
+/// Records `order_ref` as the order for `key` (until the host records it) and removes the
+/// intent.
 pub fn record(host: &impl Host, key: &str, order_ref: &str) {
-    host.state_set(&order_key(key), order_ref);
+    host.state_set_for_screening(key, &order_key(key), order_ref);
     host.state_delete(&intent_key(key));
 }
 
@@ -179,8 +185,8 @@ pub fn start_once<T: OrderRef>(
             return Ok(Outcome::Found(found));
         }
     } else {
-        // Durable when `set` returns: a crash from here on leaves the intent behind.
-        host.state_set(&intent_key(key), &host.now().to_string());
+        // Durable when the call returns: a crash from here on leaves the intent behind.
+        host.state_set_for_screening(key, &intent_key(key), &host.now().to_string());
     }
     match invite() {
         Ok(placed) => {

@@ -67,6 +67,33 @@ fn a_first_attempt_records_the_intent_before_inviting_then_the_order() {
 }
 
 #[test]
+fn the_intent_and_the_order_belong_to_the_screening_and_go_when_the_host_records_it() {
+    let host = FakeHost::new().with_state("cursor", "7");
+    let v = Vendor::default();
+    let invite = || {
+        assert_eq!(host.screening_of(&intent_key(KEY)).as_deref(), Some(KEY));
+        v.invites.set(1);
+        Ok("ord-1".to_string())
+    };
+    start_once(&host, KEY, v.lookup(Ok(None)), invite).unwrap();
+    assert_eq!(host.screening_of(&order_key(KEY)).as_deref(), Some(KEY));
+    // A found order is screening-scoped too.
+    let other = "lever:tok-2";
+    host.set_state(&intent_key(other), "1699999000");
+    start_once(&host, other, v.lookup(Ok(Some("ord-2"))), v.invite(Ok("x"))).unwrap();
+    assert_eq!(host.screening_of(&order_key(other)).as_deref(), Some(other));
+    // The host records both orders: nothing of either screening is left, plain entries stay.
+    host.record_order(KEY);
+    host.record_order(other);
+    let left: Vec<String> = host.state_map().into_keys().collect();
+    assert_eq!(
+        left,
+        ["cursor"],
+        "no intent or order beside a recorded order"
+    );
+}
+
+#[test]
 fn a_recorded_order_calls_nobody() {
     let host = FakeHost::new().with_state(&order_key(KEY), "ord-1");
     let v = Vendor::default();

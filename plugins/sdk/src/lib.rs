@@ -1,4 +1,4 @@
-//! The Rust SDK for switchyard connectors (contract `switchyard:connector@0.2.0`).
+//! The Rust SDK for switchyard connectors (contract `switchyard:connector@0.2.1`).
 //!
 //! A connector is a WebAssembly component that knows one screening vendor. This crate gives a
 //! Rust connector everything but the vendor knowledge:
@@ -41,21 +41,25 @@
 //!
 //! # Idempotency: one invitation per screening, whatever the vendor does
 //!
-//! `screening-request.idempotency-key` is stable across retries of one request. The host retries
-//! a call that failed, timed out or was cut short by a crash, so a connector must never invite
-//! twice for one key — even when the vendor ignores idempotency keys, and even when the vendor
-//! placed the order but its answer was lost. [`idempotency::start_once`] implements the pattern
-//! the contract prescribes:
+//! `screening-request.idempotency-key` is stable across retries of one request. The host records
+//! the key with the order `start-screening` returns and never calls it again for that key; until
+//! then it retries a call that failed, timed out or was cut short by a crash, so a connector must
+//! never invite twice for one key — even when the vendor ignores idempotency keys, and even when
+//! the vendor placed the order but its answer was lost. [`idempotency::start_once`] implements the
+//! pattern the contract prescribes, with screening-scoped state
+//! (`state.set-for-screening`, which the host drops when it records the order):
 //!
-//! 1. `order:<key>` in `state` → the order was placed and recorded: return it, call nobody.
-//! 2. No intent yet → record `intent:<key>` in `state` (durable when `set` returns) **before**
-//!    the vendor call, then invite.
+//! 1. `order:<key>` in `state` → an earlier attempt placed the order but the host did not record
+//!    it yet: return it, call nobody.
+//! 2. No intent yet → record `intent:<key>` for the screening (durable when the call returns)
+//!    **before** the vendor call, then invite.
 //! 3. An intent without an order → an earlier attempt may have placed the order without
 //!    recording it (a crash, a timeout, a lost answer): **look the order up at the vendor by our
 //!    reference** (the idempotency key, sent with every invitation), and invite only when the
 //!    vendor has none.
-//! 4. Once the vendor answered (or the lookup found the order) → record `order:<key>` and remove
-//!    the intent.
+//! 4. Once the vendor answered (or the lookup found the order) → record `order:<key>` for the
+//!    screening and remove the intent. The host drops `order:<key>` when it records the order:
+//!    the connector's state stays the same size however many screenings run.
 //!
 //! An invitation that certainly created nothing (the vendor refused it, or it never left) removes
 //! the intent this attempt recorded; one whose fate is unknown (timeout, 5xx) keeps it, so the
@@ -95,5 +99,5 @@ pub use bindings::switchyard::connector::types::{
 };
 pub use host::{Host, WasmHost};
 
-/// The contract version these bindings implement (`switchyard:connector@0.2.0`).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The contract version these bindings implement (`switchyard:connector@0.2.1`).
+pub const CONTRACT_VERSION: &str = "0.2.1";

@@ -60,6 +60,8 @@ struct Inner {
     secrets: BTreeMap<String, String>,
     packages: Vec<Package>,
     state: BTreeMap<String, String>,
+    /// State key → the idempotency key of the screening it belongs to (`set-for-screening`).
+    screenings: BTreeMap<String, String>,
     script: Vec<Exchange>,
     requests: Vec<OutgoingRequest>,
     logs: Vec<LogLine>,
@@ -91,6 +93,7 @@ impl FakeHost {
                 secrets: BTreeMap::new(),
                 packages: Vec::new(),
                 state: BTreeMap::new(),
+                screenings: BTreeMap::new(),
                 script: Vec::new(),
                 requests: Vec::new(),
                 logs: Vec::new(),
@@ -179,12 +182,33 @@ impl FakeHost {
         })
     }
 
-    /// Sets a state value, as if an earlier call had.
+    /// Sets a state value, as if an earlier call had (a plain `set`: kept until deleted).
     pub fn set_state(&self, key: &str, value: &str) {
-        self.inner
-            .borrow_mut()
-            .state
-            .insert(key.into(), value.into());
+        let mut inner = self.inner.borrow_mut();
+        inner.state.insert(key.into(), value.into());
+        inner.screenings.remove(key);
+    }
+
+    /// The idempotency key of the screening the entry `key` belongs to, if it was set with
+    /// `set-for-screening`.
+    pub fn screening_of(&self, key: &str) -> Option<String> {
+        self.inner.borrow().screenings.get(key).cloned()
+    }
+
+    /// What the host does when it records the order of the screening with `idempotency_key`:
+    /// that screening's entries go.
+    pub fn record_order(&self, idempotency_key: &str) {
+        let mut inner = self.inner.borrow_mut();
+        let Inner {
+            state, screenings, ..
+        } = &mut *inner;
+        screenings.retain(|key, screening| {
+            let keep = screening != idempotency_key;
+            if !keep {
+                state.remove(key);
+            }
+            keep
+        });
     }
 
     /// Moves the clock.
@@ -282,8 +306,16 @@ impl Host for FakeHost {
         self.set_state(key, value)
     }
 
+    fn state_set_for_screening(&self, idempotency_key: &str, key: &str, value: &str) {
+        let mut inner = self.inner.borrow_mut();
+        inner.state.insert(key.into(), value.into());
+        inner.screenings.insert(key.into(), idempotency_key.into());
+    }
+
     fn state_delete(&self, key: &str) {
-        self.inner.borrow_mut().state.remove(key);
+        let mut inner = self.inner.borrow_mut();
+        inner.state.remove(key);
+        inner.screenings.remove(key);
     }
 
     fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {

@@ -7,6 +7,7 @@ export class FakeHost {
   constructor({ settings = {}, secrets = {}, packages = [], state = {}, now = NOW } = {}) {
     Object.assign(this, { settings, secrets, packageList: packages, now });
     this.state = new Map(Object.entries(state));
+    this.screenings = new Map();
     this.logs = [];
     this.sent = [];
     this.script = [];
@@ -40,6 +41,20 @@ export class FakeHost {
   }
   stateSet(key, value) {
     this.state.set(key, value);
+    this.screenings.delete(key);
+  }
+  stateSetForScreening(screening, key, value) {
+    this.state.set(key, value);
+    this.screenings.set(key, screening);
+  }
+  /** What the host does when it records the screening's order: its entries go. */
+  recordOrder(screening) {
+    for (const [key, s] of [...this.screenings]) {
+      if (s === screening) {
+        this.state.delete(key);
+        this.screenings.delete(key);
+      }
+    }
   }
   stateDelete(key) {
     this.state.delete(key);

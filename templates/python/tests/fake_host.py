@@ -17,6 +17,7 @@ class FakeHost:
         self.secrets = dict(secrets or {})
         self._packages = list(packages or [])
         self.state = dict(state or {})
+        self.screenings = {}
         self.now = now
         self.logs = []
         self.sent = []
@@ -48,6 +49,17 @@ class FakeHost:
 
     def state_set(self, key, value):
         self.state[key] = value
+        self.screenings.pop(key, None)
+
+    def state_set_for_screening(self, screening, key, value):
+        self.state[key] = value
+        self.screenings[key] = screening
+
+    def record_order(self, screening):
+        """What the host does when it records the screening's order: its entries go."""
+        for key in [k for k, s in self.screenings.items() if s == screening]:
+            self.state.pop(key, None)
+            del self.screenings[key]
 
     def state_delete(self, key):
         self.state.pop(key, None)

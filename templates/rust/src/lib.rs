@@ -1,4 +1,4 @@
-//! {{Name}}: a switchyard connector (contract `switchyard:connector@0.2.0`, world `connector`).
+//! {{Name}}: a switchyard connector (contract `switchyard:connector@0.2.1`, world `connector`).
 //!
 //! The logic is in [`connector`], written against the SDK's `Host` trait so the unit tests run it
 //! natively with `FakeHost`; the component glue below only exists on wasm32.

@@ -154,15 +154,21 @@ impl Session<'_> {
             })
         };
         let result = match (kind, callback) {
-            (Call::StartScreening, _) => connector
-                .start_screening(runtime, ctx, &screening_request(req))
-                .await
-                .map(|s| {
-                    if let Err(why) = quota::check_status(&s.status, &self.limits) {
-                        over(why);
-                    }
-                    values::started(&s)
-                }),
+            (Call::StartScreening, _) => {
+                let request = screening_request(req);
+                connector
+                    .start_screening(runtime, ctx, &request)
+                    .await
+                    .map(|s| {
+                        match quota::check_status(&s.status, &self.limits) {
+                            Err(why) => over(why),
+                            // The server records the order now, and drops the screening's
+                            // entries with it.
+                            Ok(()) => self.state.drop_screening(&request.idempotency_key),
+                        }
+                        values::started(&s)
+                    })
+            }
             (Call::HandleCallback, request) => connector
                 .handle_callback(runtime, ctx, request.unwrap_or_default())
                 .await

@@ -27,7 +27,11 @@ pub enum Trace {
         answer: String,
     },
     StateSet(String, String),
+    /// `set-for-screening`: the screening's idempotency key, the key, the value.
+    StateSetForScreening(String, String, String),
     StateDelete(String),
+    /// The host recorded the screening's order: its entries went (the idempotency key).
+    StateDropScreening(String),
     Log(String),
 }
 
@@ -40,7 +44,16 @@ impl std::fmt::Display for Trace {
                 answer,
             } => write!(f, "http  {method} {url} -> {answer}"),
             Trace::StateSet(k, v) => write!(f, "state set {k} = {}", Value::from(v.clone())),
+            Trace::StateSetForScreening(screening, k, v) => write!(
+                f,
+                "state set {k} = {} (for screening {screening})",
+                Value::from(v.clone())
+            ),
             Trace::StateDelete(k) => write!(f, "state delete {k}"),
+            Trace::StateDropScreening(screening) => write!(
+                f,
+                "state drop the entries of screening {screening} (the host recorded its order)"
+            ),
             Trace::Log(line) => write!(f, "log   {line}"),
         }
     }
@@ -215,17 +228,22 @@ impl LogSink for Recorder {
     }
 }
 
-/// The integration's durable state, in memory for the whole scenario.
+/// The integration's durable state, in memory for the whole scenario. Screening-scoped entries
+/// go as in the server: [`MemoryState::drop_screening`] after a `start-screening` step that
+/// returned a result (the server records an order for every one).
 pub struct MemoryState {
     entries: Mutex<BTreeMap<String, String>>,
+    /// Key → the idempotency key of the screening it belongs to (`set-for-screening`).
+    screenings: Mutex<BTreeMap<String, String>>,
     recorder: Arc<Recorder>,
 }
 
 impl MemoryState {
-    /// State holding `entries`; changes are traced through `recorder`.
+    /// State holding `entries` (none screening-scoped); changes are traced through `recorder`.
     pub fn new(entries: BTreeMap<String, String>, recorder: Arc<Recorder>) -> MemoryState {
         MemoryState {
             entries: Mutex::new(entries),
+            screenings: Mutex::default(),
             recorder,
         }
     }
@@ -233,6 +251,33 @@ impl MemoryState {
     /// The entries now.
     pub fn entries(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn screenings(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.screenings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the server does when it records the order of the screening with `idempotency_key`:
+    /// that screening's entries go.
+    pub fn drop_screening(&self, idempotency_key: &str) {
+        let keys: Vec<String> = self
+            .screenings()
+            .iter()
+            .filter(|(_, s)| s.as_str() == idempotency_key)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let (mut entries, mut screenings) = (self.entries(), self.screenings());
+        for key in &keys {
+            entries.remove(key);
+            screenings.remove(key);
+        }
+        self.recorder
+            .record()
+            .trace
+            .push(Trace::StateDropScreening(idempotency_key.into()));
     }
 }
 
@@ -246,6 +291,25 @@ impl StateBackend for MemoryState {
             .trace
             .push(Trace::StateSet(key.into(), value.into()));
         self.entries().insert(key.into(), value.into());
+        self.screenings().remove(key);
+        Ok(())
+    }
+    fn set_for_screening(
+        &self,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<()> {
+        self.recorder
+            .record()
+            .trace
+            .push(Trace::StateSetForScreening(
+                idempotency_key.into(),
+                key.into(),
+                value.into(),
+            ));
+        self.entries().insert(key.into(), value.into());
+        self.screenings().insert(key.into(), idempotency_key.into());
         Ok(())
     }
     fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -254,15 +318,18 @@ impl StateBackend for MemoryState {
             .trace
             .push(Trace::StateDelete(key.into()));
         self.entries().remove(key);
+        self.screenings().remove(key);
         Ok(())
     }
-    /// As the store counts (`store::kv`): the bytes of every key and value but `key`'s.
+    /// As the store counts (`store::kv`): the bytes of every key, value and screening's key but
+    /// `key`'s entry.
     fn usage_without(&self, key: &str) -> anyhow::Result<u64> {
+        let screenings = self.screenings();
         Ok(self
             .entries()
             .iter()
             .filter(|(k, _)| k.as_str() != key)
-            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .map(|(k, v)| (k.len() + v.len() + screenings.get(k).map_or(0, String::len)) as u64)
             .sum())
     }
 }

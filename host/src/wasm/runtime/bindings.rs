@@ -1,5 +1,6 @@
 //! Rust bindings of every contract version the host serves, one `bindgen!` per version:
-//! [`v0_1`] from the frozen `wit/0.1.0/connector.wit`, [`v0_2`] from `wit/connector.wit`.
+//! [`v0_1`] from the frozen `wit/0.1.0/connector.wit`, [`v0_2`] from `wit/connector.wit` (0.2.1;
+//! wasmtime matches a 0.2.0 component's imports and exports to it by semver).
 //!
 //! Each version module holds only glue: its generated types, its `Host` trait impls (which
 //! convert to the host-neutral types of [`super::imports`] and delegate there) and its calls into
@@ -13,12 +14,13 @@ pub mod v0_1;
 pub mod v0_2;
 
 /// The imports and export calls whose WIT is the same in every served version: `types` (no
-/// functions), `outbound-http`, `config`, `state`, `log`, and the `list-packages`,
+/// functions), `outbound-http`, `config`, `state` (`get`, `set`, `delete`; a version's further
+/// `state` functions are passed in as `$state_extra`), `log`, and the `list-packages`,
 /// `start-screening` and `handle-callback` calls. Expanded inside each version module, where
 /// `types`, `outbound_http`, `config`, `state`, `log`, `Connector` and `ConnectorPre` name that
 /// version's generated items.
 macro_rules! shared_glue {
-    () => {
+    ($($state_extra:item)*) => {
         use std::sync::Arc;
 
         use $crate::wasm::runtime::imports::{self, LogLevel};
@@ -99,6 +101,7 @@ macro_rules! shared_glue {
             async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
                 self.ctx.state_delete(&key)
             }
+            $($state_extra)*
         }
 
         impl log::Host for Invocation {

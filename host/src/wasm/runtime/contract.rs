@@ -18,18 +18,18 @@ pub const PACKAGE: &str = "switchyard:connector";
 pub enum ContractVersion {
     /// `switchyard:connector@0.1.*`, `wit/0.1.0/connector.wit` (frozen).
     V0_1,
-    /// `switchyard:connector@0.2.*`, `wit/connector.wit`.
+    /// `switchyard:connector@0.2.*`, `wit/connector.wit` (0.2.1; 0.2.0 frozen in `wit/0.2.0/`).
     V0_2,
 }
 
 /// Every served version, oldest first, with the (major, minor, patch) the host implements.
 pub const SERVED: [(ContractVersion, (u64, u64, u64)); 2] = [
     (ContractVersion::V0_1, (0, 1, 0)),
-    (ContractVersion::V0_2, (0, 2, 0)),
+    (ContractVersion::V0_2, (0, 2, 1)),
 ];
 
-/// The newest served version (`package switchyard:connector@0.2.0` in `wit/connector.wit`).
-pub const VERSION: (u64, u64, u64) = (0, 2, 0);
+/// The newest served version (`package switchyard:connector@0.2.1` in `wit/connector.wit`).
+pub const VERSION: (u64, u64, u64) = (0, 2, 1);
 /// The interface every connector must export.
 pub const SCREENING: &str = "switchyard:connector/screening";
 
@@ -165,6 +165,10 @@ mod tests {
         assert_eq!(
             surface("0.2.0").check().unwrap(),
             (ContractVersion::V0_2, "0.2.0".to_string())
+        );
+        assert_eq!(
+            surface("0.2.1").check().unwrap(),
+            (ContractVersion::V0_2, "0.2.1".to_string())
         );
     }
 

@@ -26,7 +26,7 @@
 //! headers and IP literals in [`CallContext::send`], the response body streamed with a cap in
 //! [`LiveHttp`] (whose client checks resolved addresses, [`crate::wasm::policy`]), log size and
 //! rate in [`CallContext::log`], state key/value size and the integration's total in
-//! [`CallContext::state_set`]. A detached context (reading a manifest) refuses every import.
+//! [`CallContext::state_set`] and [`CallContext::state_set_for_screening`]. A detached context (reading a manifest) refuses every import.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -107,9 +107,17 @@ pub trait StateBackend: Send + Sync {
     fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
     /// Durable when it returns.
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    /// Like `set`, but the entry belongs to the screening with `idempotency_key` and goes when
+    /// that screening's order is recorded (`state.set-for-screening`). Durable when it returns.
+    fn set_for_screening(
+        &self,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<()>;
     fn delete(&self, key: &str) -> anyhow::Result<()>;
-    /// Bytes (keys + values) held, not counting `key` (for the total quota). A backend that
-    /// cannot tell says 0 (then only the per-value cap applies).
+    /// Bytes (keys, values, screenings' keys) held, not counting the entry `key` (for the total
+    /// quota). A backend that cannot tell says 0 (then only the per-value cap applies).
     fn usage_without(&self, _key: &str) -> anyhow::Result<u64> {
         Ok(0)
     }
@@ -392,6 +400,39 @@ impl CallContext {
     /// `state.set`. Over a cap the call traps (WIT `state`): a connector that cannot record its
     /// intent must not go on to call the vendor.
     pub fn state_set(&self, key: &str, value: &str) -> wasmtime::Result<()> {
+        let (state, total) = self.state_write("state.set", key, value, "")?;
+        state.set(key, value).map_err(trap)?;
+        self.written(total);
+        Ok(())
+    }
+
+    /// `state.set-for-screening`: `state.set`'s caps (the idempotency key held to the key cap and
+    /// counted in the total too), and the entry goes when the screening's order is recorded.
+    pub fn state_set_for_screening(
+        &self,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> wasmtime::Result<()> {
+        let (state, total) =
+            self.state_write("state.set-for-screening", key, value, idempotency_key)?;
+        state
+            .set_for_screening(idempotency_key, key, value)
+            .map_err(trap)?;
+        self.written(total);
+        Ok(())
+    }
+
+    /// The backend and the total after the write, once a write of `key` = `value` (for the
+    /// screening `screening`, empty for none) is within the key, value and total caps; else the
+    /// trap naming the setting (a full quota: [`StateQuotaFull`], so that the event waits).
+    fn state_write(
+        &self,
+        import: &str,
+        key: &str,
+        value: &str,
+        screening: &str,
+    ) -> wasmtime::Result<(&Arc<dyn StateBackend>, u64)> {
         let Some(state) = &self.state else {
             wasmtime::bail!("state is unavailable outside an integration");
         };
@@ -399,18 +440,19 @@ impl CallContext {
         let refuse = |limit: &str, what: String| {
             self.limited(limit);
             tracing::warn!(integration = %self.integration_id, connector = %self.connector_id,
-                "state.set refused: {what}");
+                "{import} refused: {what}");
             Err(wasmtime::format_err!(
-                "state.set refused: {what} (runtime.limits.{limit})"
+                "{import} refused: {what} (runtime.limits.{limit})"
             ))
         };
-        if key.len() > l.state_key_bytes {
-            let what = format!(
-                "a key of {} bytes exceeds {}",
-                key.len(),
-                bytes(l.state_key_bytes)
-            );
-            return refuse("state_key_bytes", what);
+        for (what, len) in [("key", key.len()), ("idempotency key", screening.len())] {
+            if len > l.state_key_bytes {
+                let what = format!(
+                    "a {what} of {len} bytes exceeds {}",
+                    bytes(l.state_key_bytes)
+                );
+                return refuse("state_key_bytes", what);
+            }
         }
         if value.len() > l.state_value_bytes {
             let what = format!(
@@ -420,28 +462,33 @@ impl CallContext {
             );
             return refuse("state_value_bytes", what);
         }
-        let total = state.usage_without(key).map_err(trap)? + (key.len() + value.len()) as u64;
+        let total = state.usage_without(key).map_err(trap)?
+            + (key.len() + value.len() + screening.len()) as u64;
         let quota = l.state_total_bytes as u64;
         if total > quota {
             self.limited("state_total_bytes");
             self.quota_level(QuotaLevel::Full, total, quota);
             return Err(wasmtime::Error::new(StateQuotaFull(format!(
-                "state.set refused: the integration's state would hold {total} bytes, over its {} \
+                "{import} refused: the integration's state would hold {total} bytes, over its {} \
                  quota (runtime.limits.state_total_bytes)",
                 bytes(l.state_total_bytes)
             ))));
         }
-        state.set(key, value).map_err(trap)?;
+        Ok((state, total))
+    }
+
+    /// After a write that left the state at `total` bytes: logs a crossing of 80 %.
+    fn written(&self, total: u64) {
+        let quota = self.limits.state_total_bytes as u64;
         self.quota_level(QuotaLevel::of(total, quota), total, quota);
-        Ok(())
     }
 
     /// Logs a change of how full the integration's state is, once per change: a warning from
     /// 80 %, an error when a `state.set` was refused, and when it has room again.
     fn quota_level(&self, level: QuotaLevel, total: u64, quota: u64) {
-        let Some(before) =
-            self.metrics
-                .quota_level(&self.integration_id, &self.connector_id, level)
+        let Some(before) = self
+            .metrics
+            .quota_level(&self.integration_id, &self.connector_id, level)
         else {
             return;
         };
@@ -647,6 +694,25 @@ impl StateBackend for StoreState {
         Ok(self
             .store
             .kv_set(&self.integration, &self.connector, key, value)?)
+    }
+    fn set_for_screening(
+        &self,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<()> {
+        let kept = self.store.kv_set_for_screening(
+            &self.integration,
+            &self.connector,
+            idempotency_key,
+            key,
+            value,
+        )?;
+        if !kept {
+            tracing::debug!(integration = %self.integration, connector = %self.connector,
+                "state.set-for-screening: that screening's order is recorded already; not kept");
+        }
+        Ok(())
     }
     fn delete(&self, key: &str) -> anyhow::Result<()> {
         Ok(self

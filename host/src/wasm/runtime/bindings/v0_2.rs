@@ -1,6 +1,7 @@
-//! Contract `switchyard:connector@0.2.*` (`wit/connector.wit`): adds the `crypto` import
-//! (implemented in [`crate::wasm::runtime::crypto`]) and the manifest's `verdict-labels` and
-//! `limits`.
+//! Contract `switchyard:connector@0.2.*` (`wit/connector.wit`, 0.2.1): adds the `crypto` import
+//! (implemented in [`crate::wasm::runtime::crypto`]), the manifest's `verdict-labels` and
+//! `limits`, and (0.2.1) `state.set-for-screening`. A 0.2.0 component links to the same
+//! bindings: it simply does not import the newer function.
 
 wasmtime::component::bindgen!({
     path: "../wit/connector.wit",
@@ -12,7 +13,16 @@ wasmtime::component::bindgen!({
 use self::switchyard::connector::{config, crypto, log, outbound_http, state, types};
 use crate::wasm::runtime::crypto as host_crypto;
 
-super::shared_glue!();
+super::shared_glue! {
+    async fn set_for_screening(
+        &mut self,
+        idempotency_key: String,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        self.ctx.state_set_for_screening(&idempotency_key, &key, &value)
+    }
+}
 
 fn manifest_from(m: types::Manifest) -> crate::wasm::types::Manifest {
     crate::wasm::types::Manifest {
