@@ -20,6 +20,8 @@
 //! - `switchyard_store_commits_total`, `switchyard_store_batched_writes_total`,
 //!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
 //!   writes / commits is the mean batch size (read from the store when scraped).
+//! - `switchyard_retention_pruned_rows_total{table}` — rows removed by retention passes;
+//!   `switchyard_database_bytes` — the database file and its WAL on disk (read when scraped).
 
 use std::time::Duration;
 
@@ -101,8 +103,15 @@ pub struct Metrics {
     store_commits: Counter,
     store_writes: Counter,
     store_failed_batches: Counter,
+    pruned: Family<TableLabels, Counter>,
+    database_bytes: Gauge,
     /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
     store_sync: std::sync::Mutex<()>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,7 +206,21 @@ impl Default for Metrics {
             "Group-commit batches rolled back (each of their writes answered with an error)",
             store_failed_batches.clone(),
         );
+        let (pruned, database_bytes) =
+            (Family::<TableLabels, Counter>::default(), Gauge::default());
+        registry.register(
+            "retention_pruned_rows",
+            "Rows removed by retention passes, by table",
+            pruned.clone(),
+        );
+        registry.register(
+            "database_bytes",
+            "Bytes on disk of the database file and its write-ahead log",
+            database_bytes.clone(),
+        );
         Metrics {
+            pruned,
+            database_bytes,
             store_commits,
             store_writes,
             store_failed_batches,
@@ -321,6 +344,21 @@ impl Metrics {
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// A retention pass removed `rows` rows of `table`.
+    pub fn pruned(&self, table: &str, rows: u64) {
+        self.pruned
+            .get_or_create(&TableLabels {
+                table: table.into(),
+            })
+            .inc_by(rows);
+    }
+
+    /// The database's size on disk, read at scrape.
+    pub fn database_bytes(&self, bytes: u64) {
+        self.database_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store

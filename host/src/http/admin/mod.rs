@@ -201,6 +201,7 @@ mod tests {
         "DELETE /admin/integrations/{id}/lever/disconnect",
         "GET /admin/events",
         "GET /admin/events/{id}",
+        "DELETE /admin/events/{id}",
         "GET /admin/openapi.json",
     ];
 
