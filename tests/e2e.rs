@@ -16,4 +16,5 @@ mod isolation;
 mod justifacts;
 mod neighbours;
 mod polyglot;
+mod retention;
 mod spine;
