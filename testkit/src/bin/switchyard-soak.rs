@@ -19,7 +19,10 @@ use switchyard_testkit::{
 };
 
 #[derive(Parser)]
-#[command(name = "switchyard-soak", about = "Steady load for a long time; figures, not pass/fail")]
+#[command(
+    name = "switchyard-soak",
+    about = "Steady load for a long time; figures, not pass/fail"
+)]
 struct Cli {
     /// Directory holding the built connector components.
     #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
@@ -126,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ok = matches!(stack.move_to(&opp, TRIGGER).await, Ok(200));
             record(&window, ok, t);
             sent.fetch_add(1, Ordering::Relaxed);
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 side_load(&stack, n, &gem_key, &python, &ct_stage).await;
             }
         });
@@ -223,7 +226,9 @@ async fn sample(
         rss_mib: rss_kib() as f64 / 1024.0,
         db_mib: app.store.disk_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0),
         state_bytes,
-        fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        fds: std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0),
         failed: w.failed,
     }
 }
@@ -241,7 +246,11 @@ fn rss_kib() -> u64 {
 }
 
 fn print_row(s: &Sample) {
-    let state: Vec<String> = s.state_bytes.iter().map(|(i, b)| format!("{i}={b}")).collect();
+    let state: Vec<String> = s
+        .state_bytes
+        .iter()
+        .map(|(i, b)| format!("{i}={b}"))
+        .collect();
     println!(
         "{:>7.0}s  acks/s {:>6.1}  p99 {:>7.1} ms  events/s {:>6.1}  RSS {:>6.1} MiB  db {:>6.1} MiB  fds {:>4}  failed {:>3}  state {}",
         s.at, s.acks_per_s, s.p99_ms, s.events_per_s, s.rss_mib, s.db_mib, s.fds, s.failed,
