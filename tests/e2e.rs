@@ -16,5 +16,6 @@ mod isolation;
 mod justifacts;
 mod neighbours;
 mod polyglot;
+mod quota;
 mod retention;
 mod spine;

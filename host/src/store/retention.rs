@@ -355,6 +355,7 @@ mod tests {
         let queued = event(&s, "lever:queued", "queued", old);
         let running = event(&s, "lever:running", "running", old);
         let dead = event(&s, "lever:dead", "dead", old);
+        let waiting = event(&s, "lever:waiting", "waiting", old);
         order(&s, "closed", "complete", old, Some(old));
         order(&s, "open", "pending", old, Some(old));
         order(&s, "unwritten", "complete", old, None);
@@ -380,10 +381,10 @@ mod tests {
             rows.map(|r| r.unwrap()).collect()
         };
         assert!(!ids.contains(&done));
-        for kept in [queued, running, dead, gem_event] {
+        for kept in [queued, running, dead, waiting, gem_event] {
             assert!(ids.contains(&kept), "event {kept} was pruned");
         }
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 5);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 6);
         let orders: Vec<String> = {
             let conn = s.conn();
             let mut stmt = conn
