@@ -757,6 +757,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_is_served() -> an
         ("DELETE", "/admin/integrations/{id}/lever/disconnect"),
         ("GET", "/admin/events"),
         ("GET", "/admin/events/{id}"),
+        ("DELETE", "/admin/events/{id}"),
         ("GET", "/admin/openapi.json"),
     ] {
         assert!(

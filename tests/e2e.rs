@@ -18,4 +18,5 @@ mod justifacts;
 mod neighbours;
 mod polyglot;
 mod quota;
+mod retention;
 mod spine;

@@ -8,7 +8,9 @@
 //! - [`ats`]: one module per applicant tracking system behind one seam ([`ats::Ats`]).
 //! - [`flow`]: what happens to a stored event, and the workers that run it.
 //! - [`http`]: the HTTP surface — intake routes, Gem's API, admin.
-//! - [`run`]: composes the server, workers and watcher around the shared [`app::App`].
+//! - [`retention`]: the periodic pass that prunes finished work and old connector versions.
+//! - [`run`]: composes the server, workers, watcher and retention pass around the shared
+//!   [`app::App`].
 
 pub mod app;
 pub mod ats;
@@ -18,6 +20,7 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod metrics;
+pub mod retention;
 pub mod run;
 pub mod secret;
 pub mod store;

@@ -20,6 +20,8 @@
 //! - `switchyard_store_commits_total`, `switchyard_store_batched_writes_total`,
 //!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
 //!   writes / commits is the mean batch size (read from the store when scraped).
+//! - `switchyard_retention_pruned_rows_total{table}` — rows removed by retention passes;
+//!   `switchyard_database_bytes` — the database file and its WAL on disk (read when scraped).
 //! - `switchyard_connector_state_bytes{integration,connector}`,
 //!   `switchyard_connector_state_quota_bytes{integration,connector}` — what a connector keeps in
 //!   `state` for an integration and its quota (read from the store when scraped);
@@ -141,6 +143,8 @@ pub struct Metrics {
     store_commits: Counter,
     store_writes: Counter,
     store_failed_batches: Counter,
+    pruned: Family<TableLabels, Counter>,
+    database_bytes: Gauge,
     /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
     store_sync: std::sync::Mutex<()>,
     state_bytes: Family<StateLabels, Gauge>,
@@ -149,6 +153,11 @@ pub struct Metrics {
     waiting: Family<WaitingLabels, Gauge>,
     /// The last [`QuotaLevel`] seen per (integration, connector): a change is logged once.
     quota_levels: std::sync::Mutex<std::collections::HashMap<(String, String), QuotaLevel>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -243,6 +252,18 @@ impl Default for Metrics {
             "Group-commit batches rolled back (each of their writes answered with an error)",
             store_failed_batches.clone(),
         );
+        let (pruned, database_bytes) =
+            (Family::<TableLabels, Counter>::default(), Gauge::default());
+        registry.register(
+            "retention_pruned_rows",
+            "Rows removed by retention passes, by table",
+            pruned.clone(),
+        );
+        registry.register(
+            "database_bytes",
+            "Bytes on disk of the database file and its write-ahead log",
+            database_bytes.clone(),
+        );
         let (state_bytes, state_quota) = (
             Family::<StateLabels, Gauge>::default(),
             Family::<StateLabels, Gauge>::default(),
@@ -270,6 +291,8 @@ impl Default for Metrics {
             waiting.clone(),
         );
         Metrics {
+            pruned,
+            database_bytes,
             state_bytes,
             state_quota,
             state_quota_reached,
@@ -398,6 +421,21 @@ impl Metrics {
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// A retention pass removed `rows` rows of `table`.
+    pub fn pruned(&self, table: &str, rows: u64) {
+        self.pruned
+            .get_or_create(&TableLabels {
+                table: table.into(),
+            })
+            .inc_by(rows);
+    }
+
+    /// The database's size on disk, read at scrape.
+    pub fn database_bytes(&self, bytes: u64) {
+        self.database_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Records `level` for a connector's state of an integration; returns the previous level

@@ -1,5 +1,6 @@
 //! Composition: opens the store, loads connectors, builds the shared [`App`] and runs the HTTP
-//! server, the workers and (with `--watch`) the connectors-directory watcher as tasks around it.
+//! server, the workers, the retention pass and (with `--watch`) the connectors-directory watcher
+//! as tasks around it.
 //! Nothing else starts tasks of the host; nothing imports this module but the binary and tests.
 
 use std::collections::BTreeMap;
@@ -247,8 +248,13 @@ pub async fn start_on(
         work_threads.handle(),
     );
     if app.config.runtime.watch {
-        workers.push(crate::wasm::watch::spawn(app.clone(), workers_stopped));
+        workers.push(crate::wasm::watch::spawn(
+            app.clone(),
+            workers_stopped.clone(),
+        ));
     }
+    // Stopped with the workers: a pass cut short loses nothing (each batch commits whole).
+    workers.push(crate::retention::spawn(app.clone(), workers_stopped));
     let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
     let http = crate::http::spawn(app.clone(), listener, http_stopped);
     Ok(RunningHost {

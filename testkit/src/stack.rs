@@ -46,6 +46,8 @@ pub struct StackOptions {
     pub certn: CertnOptions,
     pub worker: WorkerConfig,
     pub runtime: RuntimeConfig,
+    /// `[storage]` but its path (always `<data_dir>/switchyard.db`): retention settings.
+    pub storage: StorageConfig,
     /// Extra integrations on the same Lever account: (id, connector id, trigger stage name).
     pub extra: Vec<(String, String, String)>,
     /// Fixed listen address (to restart a host on the same URL); default: any loopback port.
@@ -136,6 +138,7 @@ impl StackOptions {
                 timeout_ms: 5_000,
                 ..RuntimeConfig::default()
             },
+            storage: StorageConfig::default(),
             extra: Vec::new(),
             listen: None,
             justifacts: None,
@@ -310,6 +313,7 @@ impl Stack {
             },
             storage: StorageConfig {
                 path: opts.data_dir.join("switchyard.db"),
+                ..opts.storage
             },
             runtime,
             worker: opts.worker,

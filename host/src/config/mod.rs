@@ -6,18 +6,21 @@
 //!
 //! Modules: this one (the file's sections and their checks), [`forms`] (integrations as the admin
 //! API reads and writes them), [`limits`] (`[runtime.limits]`, `[runtime.pool]`), [`rules`]
-//! (package rules). Each ATS's section (`[integrations.ats]`, `[lever_oauth]`) and its checks
-//! live in its own folder, `crate::ats::<name>::config`; they are re-exported here.
+//! (package rules), [`storage`] (`[storage]`: the database and retention). Each ATS's section
+//! (`[integrations.ats]`, `[lever_oauth]`) and its checks live in its own folder,
+//! `crate::ats::<name>::config`; they are re-exported here.
 
 pub mod forms;
 pub mod limits;
 pub mod rules;
+pub mod storage;
 
 pub use crate::ats::config::AtsConfig;
 pub use crate::ats::gem::config::GemConfig;
 pub use crate::ats::lever::config::{LeverAuth, LeverConfig, LeverOAuthConfig};
 pub use crate::secret::Secret;
 pub use rules::RuleConfig;
+pub use storage::StorageConfig;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,22 +101,6 @@ impl Default for ServerConfig {
             webhook_max_age_secs: 15 * 60,
             admin_token: None,
             admin_max_upload_bytes: 32 * 1024 * 1024,
-        }
-    }
-}
-
-/// `[storage]`: the embedded SQLite database.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
-    /// Database file; created with its directory if missing.
-    pub path: PathBuf,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            path: PathBuf::from("data/switchyard.db"),
         }
     }
 }
@@ -342,6 +329,7 @@ impl Config {
     /// Resolves secrets and checks invariants that serde cannot express.
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
         self.runtime.limits.check().map_err(ConfigError::Runtime)?;
+        self.storage.check().map_err(ConfigError::Runtime)?;
         if !(0..=19).contains(&self.worker.nice) {
             return Err(ConfigError::Runtime(format!(
                 "worker.nice must be between 0 and 19 (got {})",

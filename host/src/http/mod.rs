@@ -108,6 +108,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let depth = app.store.queue_depth().ok();
     let metrics = &app.metrics;
     metrics.store_writer(&app.store.writer_stats());
+    if let Ok(bytes) = app.store.disk_bytes() {
+        metrics.database_bytes(bytes);
+    }
     // The state gauges of integrations that exist, with each one's quota.
     if let Ok(totals) = app.store.kv_totals() {
         let rows: Vec<_> = totals

@@ -99,15 +99,26 @@ fn insert_screening(conn: &Connection, s: &NewScreening) -> Result<ScreeningEnqu
             )?;
             Ok(ScreeningEnqueued::New { event_id })
         }
-        Enqueued::Duplicate { id, .. } => {
-            let payload = conn.row(
-                "SELECT payload FROM events WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )?;
+        Enqueued::Duplicate { .. } => {
+            let payload = payload_on(conn, &s.integration, &s.dedupe_key)?
+                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
             Ok(ScreeningEnqueued::Duplicate { payload })
         }
     }
+}
+
+fn payload_on(conn: &Connection, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
+    Ok(conn
+        .row(
+            "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2
+             UNION ALL
+             SELECT reply FROM tombstones
+             WHERE integration = ?1 AND dedupe_key = ?2 AND reply IS NOT NULL
+             LIMIT 1",
+            params![integration, dedupe_key],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 impl Store {
@@ -177,16 +188,10 @@ impl Store {
             .optional()?)
     }
 
-    /// The payload of `integration`'s event stored under `dedupe_key`, if any.
+    /// The payload of `integration`'s event stored under `dedupe_key`, if any; once the event
+    /// is pruned, what its tombstone kept of it (see [`super::retention`]).
     pub fn event_payload(&self, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-                params![integration, dedupe_key],
-                |r| r.get(0),
-            )
-            .optional()?)
+        payload_on(&self.conn(), integration, dedupe_key)
     }
 
     /// Commits a Gem screening and the event that starts it together, in one write of the group

@@ -20,7 +20,8 @@
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
 //! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
-//! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`writer`] (group commit).
+//! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
+//! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
 //! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
@@ -36,6 +37,7 @@ pub mod gem;
 pub mod kv;
 pub mod orders;
 pub mod queue;
+pub mod retention;
 pub mod runs;
 pub mod writer;
 
@@ -51,7 +53,7 @@ pub use waiting::{Retried, WaitFor, Waiting};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 /// A storage failure.
@@ -201,6 +203,11 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
+        // Before the first table: a new database returns pruned pages to the file system on
+        // `PRAGMA incremental_vacuum`. An older one (auto_vacuum off) is not converted, since a
+        // full VACUUM rewrites the file and needs as much free disk again; it reuses its free
+        // pages instead, so it stops growing once retention prunes as much as arrives.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         // WAL + synchronous=FULL: a committed event survives a crash or power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -216,6 +223,8 @@ impl Store {
         orders::migrate(&conn)?;
         kv::migrate(&conn)?;
         waiting::migrate(&conn)?;
+        conn.execute_batch(retention::SCHEMA)?;
+        retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;
         Ok(Store { conn, writer })
@@ -411,21 +420,30 @@ pub(in crate::store) fn enqueue_on(
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
     let now = now_ms();
 
+    // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
     let inserted = conn.exec(
         "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
                 next_attempt_at, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6)
+             SELECT ?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6
+             WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE integration = ?1 AND dedupe_key = ?3)
              ON CONFLICT (integration, dedupe_key) DO NOTHING",
         params![integration, kind, dedupe_key, hash, payload, now],
     )?;
     if inserted == 1 {
         return Ok(Enqueued::New(conn.last_insert_rowid()));
     }
-    let (id, old_hash): (i64, String) = conn.row(
-        "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-        params![integration, dedupe_key],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let stored = conn
+        .row(
+            "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+            params![integration, dedupe_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (id, old_hash): (i64, String) = match stored {
+        Some(found) => found,
+        None => retention::tombstone(conn, integration, dedupe_key)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+    };
     Ok(Enqueued::Duplicate {
         id,
         same_payload: old_hash == hash,

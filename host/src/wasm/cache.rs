@@ -58,15 +58,46 @@ impl CodeCache {
         Ok((component, Origin::Compiled))
     }
 
+    /// Removes every entry but those of `keep` (SHA-256 of component bytes, hex) compiled by
+    /// `engine`: the code of removed versions and of other engine builds. Returns how many
+    /// entries went. A missing directory holds nothing to prune.
+    pub fn prune(
+        &self,
+        engine: &Engine,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let engine_suffix = format!("-{}.cwasm", engine_hash(engine));
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = name.strip_suffix(".cwasm") else {
+                continue;
+            };
+            let component = stem.split('-').next().unwrap_or_default();
+            if name.ends_with(&engine_suffix) && keep.contains(component) {
+                continue;
+            }
+            std::fs::remove_file(&path)?;
+            // The digest beside it; already gone if a crash came between the two removals.
+            let _ = std::fs::remove_file(sidecar(&path));
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// `<dir>/<sha256 of the component>-<engine hash>.cwasm`.
     fn entry(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
-        // DefaultHasher::new() is deterministic within one build of the host, which is all the
-        // engine hash needs: another build of wasmtime changes the hash anyway.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
         let component = hex::encode(Sha256::digest(bytes));
         self.dir
-            .join(format!("{component}-{:016x}.cwasm", h.finish()))
+            .join(format!("{component}-{}.cwasm", engine_hash(engine)))
     }
 
     /// A verified entry, or None (missing, unreadable, digest mismatch, or rejected by wasmtime).
@@ -88,6 +119,15 @@ impl CodeCache {
             }
         }
     }
+}
+
+/// The engine's compatibility hash as written in entry names.
+fn engine_hash(engine: &Engine) -> String {
+    // DefaultHasher::new() is deterministic within one build of the host, which is all the
+    // engine hash needs: another build of wasmtime changes the hash anyway.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 fn sidecar(path: &Path) -> PathBuf {

@@ -1,4 +1,5 @@
-//! Deploying connector versions on a live host: validate, keep, activate, roll back, remove.
+//! Deploying connector versions on a live host: validate, keep, activate, roll back, remove, and
+//! prune the versions beyond the newest few.
 //!
 //! Validation before activation: the bytes must be a component of a compatible contract version
 //! (checked by [`Runtime::compile`](crate::wasm::runtime::Runtime::compile)), its `manifest` call must
@@ -148,6 +149,45 @@ pub fn remove(
         std::fs::remove_file(path)?;
     }
     tracing::info!(connector = %removed.version_tag(), "connector version removed");
+    Ok(removed)
+}
+
+/// Keeps the newest `keep` loaded versions of each connector (by load time) and removes the
+/// others with their uploaded bytes, never the active version or the rollback target; then drops
+/// the compiled-code cache entries of versions no longer loaded. Returns the tags removed.
+pub fn prune(
+    registry: &Registry,
+    store: &Store,
+    config: &Config,
+    keep: usize,
+) -> Result<Vec<String>, DeployError> {
+    use crate::wasm::registry::VersionStatus;
+    let mut removed = Vec::new();
+    let mut loaded = std::collections::HashSet::new();
+    for id in registry.connector_ids() {
+        let mut versions = registry.versions(&id).unwrap_or_default();
+        versions.sort_by_key(|v| v.loaded_at);
+        let excess = versions.len().saturating_sub(keep);
+        let (old, kept) = versions.split_at(excess);
+        for v in old {
+            if v.status == VersionStatus::Inactive {
+                removed.push(remove(registry, store, config, &id, &v.hash)?.version_tag());
+            } else {
+                loaded.insert(v.hash.clone());
+            }
+        }
+        loaded.extend(kept.iter().map(|v| v.hash.clone()));
+    }
+    let runtime = registry.runtime();
+    if let Some(cache) = runtime.cache() {
+        let entries = cache.prune(runtime.engine(), &loaded)?;
+        if entries > 0 {
+            tracing::info!(
+                entries,
+                "compiled-code cache entries of unloaded versions removed"
+            );
+        }
+    }
     Ok(removed)
 }
 

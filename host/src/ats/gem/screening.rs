@@ -74,8 +74,16 @@ fn digest(sent: &SendRequest) -> String {
 }
 
 /// What a repeat with the same key is, given the first one's stored payload.
+/// What a repeat is compared with: the first send's fields a pruned event's tombstone keeps too.
+#[derive(Deserialize)]
+struct FirstSend {
+    screening_id: String,
+    #[serde(default)]
+    sent_digest: Option<String>,
+}
+
 fn repeat_of(stored: &str, sent: &SendRequest) -> Queued {
-    match serde_json::from_str::<SendPayload>(stored) {
+    match serde_json::from_str::<FirstSend>(stored) {
         Ok(first) if first.sent_digest.as_deref() == Some(digest(sent).as_str()) => {
             Queued::Existing(first.screening_id)
         }

@@ -6,6 +6,8 @@
 //! - `GET /admin/events/{id}` — one event with its payload, timing, the run holding it (if
 //!   running) and its attempts (the last 20): when each started, how long it took, which run and
 //!   connector version ran it, how it ended and with which error.
+//! - `DELETE /admin/events/{id}` — removes a dead letter and its attempts (409 for an event that
+//!   is not dead); its dedupe key stays taken (a tombstone), so a redelivery is not queued again.
 //! - `POST /admin/events/{id}/retry` — an operator's "retry now" (or replay): a waiting, dead
 //!   or skipped event (e.g. one not sent while its integration was off) is queued, due now, with
 //!   a fresh attempt budget. 409 for one queued, running or done. Safe to repeat: a screening
@@ -23,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::store::retention::RemoveDead;
 use crate::store::{Event, EventDetail, EventState, Retried, WaitFor};
 
 const MAX_LIMIT: u32 = 500;
@@ -30,7 +33,7 @@ const MAX_LIMIT: u32 = 500;
 pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
         .routes(routes!(list))
-        .routes(routes!(one))
+        .routes(routes!(one, remove))
         .routes(routes!(retry))
 }
 
@@ -132,6 +135,45 @@ async fn one(
         Ok(None) => Err(ApiError::not_found(format!("no event {id}"))),
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event");
+            Err(ApiError::storage())
+        }
+    }
+}
+
+/// `DELETE /admin/events/{id}`: what was removed.
+#[derive(Serialize, ToSchema)]
+pub struct RemovedEvent {
+    pub removed: i64,
+}
+
+/// Removes a dead letter with its attempts. Its dedupe key stays taken (a tombstone), so a
+/// redelivery of the same webhook is answered as a duplicate, not queued again.
+#[utoipa::path(delete, path = "/admin/events/{id}", tag = "events",
+    params(("id" = i64, Path, description = "event id")),
+    responses((status = 200, body = RemovedEvent),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such event", body = ErrorBody),
+        (status = 409, description = "the event is not dead: nothing removed", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn remove(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<RemovedEvent>, ApiError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(ApiError::bad_request("an event id is a number"));
+    };
+    match app.store.remove_dead_event(id).await {
+        Ok(RemoveDead::Removed) => {
+            tracing::info!(event = id, "dead letter removed by an operator");
+            Ok(Json(RemovedEvent { removed: id }))
+        }
+        Ok(RemoveDead::NotDead(state)) => Err(ApiError::conflict(format!(
+            "event {id} is {}, not dead: only dead letters can be removed",
+            state.as_str()
+        ))),
+        Ok(RemoveDead::Missing) => Err(ApiError::not_found(format!("no event {id}"))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot remove an event");
             Err(ApiError::storage())
         }
     }

@@ -195,6 +195,7 @@ mod tests {
         "DELETE /admin/integrations/{id}",
         "POST /admin/integrations/{id}/enable",
         "POST /admin/integrations/{id}/disable",
+        "POST /admin/integrations/{id}/resume",
         "GET /admin/integrations/{id}/gem-keys",
         "POST /admin/integrations/{id}/gem-keys",
         "DELETE /admin/integrations/{id}/gem-keys/{key_id}",
@@ -204,6 +205,8 @@ mod tests {
         "DELETE /admin/integrations/{id}/lever/disconnect",
         "GET /admin/events",
         "GET /admin/events/{id}",
+        "DELETE /admin/events/{id}",
+        "POST /admin/events/{id}/retry",
         "GET /admin/openapi.json",
     ];
 

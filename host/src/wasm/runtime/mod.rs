@@ -230,6 +230,11 @@ impl Runtime {
         &self.engine
     }
 
+    /// The on-disk cache of compiled code, if any (pruned by `crate::retention`).
+    pub fn cache(&self) -> Option<&CodeCache> {
+        self.cache.as_ref()
+    }
+
     /// The operator's sandbox caps.
     pub fn caps(&self) -> Caps {
         self.caps
