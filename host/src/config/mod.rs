@@ -302,7 +302,7 @@ fn yes() -> bool {
 }
 
 /// One vendor package.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfig {
     pub name: String,
