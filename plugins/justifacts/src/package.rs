@@ -445,9 +445,11 @@ mod tests {
         let no_tag = problem_note(&Resolution::NoTag, stage).unwrap_or_default();
         assert!(no_tag.contains(EXAMPLE_TAG));
         assert!(no_tag.contains("move the candidate to Background Check again"));
-        let conflict =
-            problem_note(&Resolution::Conflicting(vec!["1".into(), "2".into()]), stage)
-                .unwrap_or_default();
+        let conflict = problem_note(
+            &Resolution::Conflicting(vec!["1".into(), "2".into()]),
+            stage,
+        )
+        .unwrap_or_default();
         assert!(conflict.contains("1, 2"));
         let invalid = problem_note(
             &Resolution::Invalid(vec!["JUSTIFACTS BGC PKG: x".into()]),
@@ -463,9 +465,15 @@ mod tests {
         // An integration triggered on another stage must not send recruiters to "Background
         // Check", a stage their pipeline may not have.
         let note = problem_note(&Resolution::NoTag, Some(" Verification ")).unwrap_or_default();
-        assert!(note.ends_with("then move the candidate to Verification again."), "{note}");
+        assert!(
+            note.ends_with("then move the candidate to Verification again."),
+            "{note}"
+        );
         assert!(!note.contains("Background Check"), "{note}");
         let note = problem_note(&Resolution::NoTag, None).unwrap_or_default();
-        assert!(note.contains("move the candidate to the trigger stage again"), "{note}");
+        assert!(
+            note.contains("move the candidate to the trigger stage again"),
+            "{note}"
+        );
     }
 }
