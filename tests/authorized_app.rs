@@ -10,7 +10,7 @@ use switchyard_sim::lever::{LeverSim, NewOpportunity, Opportunity};
 use switchyard_testkit::{
     wait_for, CanditechSetup, Stack, CANDITECH_STAGE, PYTHON_ASSESSMENT, PYTHON_POSTING, TRIGGER,
 };
-use switchyard_tests::stack;
+use switchyard_tests::{assert_result_in_secret_note_only, stack};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -61,14 +61,7 @@ async fn justifacts_connected_as_an_authorized_app_ends_with_the_result_in_a_sec
     assert_eq!(orders.len(), 1, "one order");
     assert_eq!(orders[0].package_code, "13558");
     let url = orders[0].result_url.clone().expect("a result URL");
-    assert_eq!(done.notes.len(), 1);
-    assert!(done.notes[0].secret, "the result note is secret");
-    assert!(
-        done.notes[0].value.contains(&url),
-        "{}",
-        done.notes[0].value
-    );
-    assert!(done.links.is_empty(), "no public link: {:?}", done.links);
+    assert_result_in_secret_note_only(&done, &url);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,7 +7,7 @@ use switchyard::config::AtsConfig;
 use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
 use switchyard_testkit::{wait_for, Stack, JUSTIFACTS, TRIGGER};
-use switchyard_tests::{options, stack};
+use switchyard_tests::{assert_result_in_secret_note_only, options, stack};
 
 const LONG: Duration = Duration::from_secs(30);
 const PENDING: &str = "(Justifacts)In-Progress : Candidate";
@@ -80,17 +80,9 @@ async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url()
     assert_eq!(orders[0].package_code, "13558");
     assert_eq!(orders[0].applicant.email, "kj@example.com");
     assert_eq!(jf_tags(&done), vec![COMPLETE], "one status tag at a time");
-    assert_eq!(done.notes.len(), 1);
-    let note = &done.notes[0];
     let url = orders[0].result_url.clone().unwrap();
-    assert!(note.secret, "the result note is secret");
-    assert!(
-        note.value.contains(&url) && note.value.contains("Clear"),
-        "{}",
-        note.value
-    );
-    // Seed 004: the result URL goes in the secret note only, never as a link every user sees.
-    assert!(done.links.is_empty(), "no public link: {:?}", done.links);
+    assert_result_in_secret_note_only(&done, &url);
+    assert!(done.notes[0].value.contains("Clear"), "{:?}", done.notes);
     // Every documented tag was shown on the way, each added once.
     let log = jf.lever.request_log();
     for label in [PENDING, "(Justifacts)In-Progress: Justifacts", COMPLETE] {

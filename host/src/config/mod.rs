@@ -476,7 +476,10 @@ mod tests {
         assert_eq!(canditech.rules[1].stage, None, "the trigger stage");
         // Seeds 003 and 004: Canditech and Justifacts customers authorize the app in Lever.
         for connector in ["canditech", "justifacts"] {
-            let i = config.integrations.iter().find(|i| i.connector == connector);
+            let i = config
+                .integrations
+                .iter()
+                .find(|i| i.connector == connector);
             assert!(
                 matches!(i.map(|i| &i.ats), Some(AtsConfig::Lever(l)) if l.oauth && l.api_key.is_none()),
                 "{connector} connects as an authorized app"
