@@ -37,6 +37,7 @@ pub(super) async fn run(stack: &Stack) -> anyhow::Result<()> {
             .unwrap_or("?")
     );
     verify_connection(stack, &ct.lever, CANDITECH).await?;
+    println!();
     let printer = print_timeline(app);
     let python = ct.lever.add_posting(PYTHON_POSTING, &["Engineering"]);
     let analyst = ct.lever.add_posting("Data Analyst", &[]);
