@@ -485,6 +485,23 @@ async fn integration_crud_survives_a_restart_and_never_echoes_a_secret() -> anyh
             Some(patch(json!({"packages": [{"name": "A", "default": true}, {"name": "B", "default": true}]}))))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Seed 000: "choose at least one service": Certn refuses a package without one, before
+    // any candidate could be invited with it.
+    let (status, body) = admin
+        .call(Method::PATCH, "/admin/integrations/acme",
+            Some(patch(json!({"packages": [{"name": "Standard", "default": true, "params": {"checks": "criminal_record_check"}},
+                                           {"name": "Empty", "params": {}}]}))))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"Empty\" has no service"),
+        "{body}"
+    );
+    let (_, body) = admin.get("/admin/integrations/acme").await;
+    assert_eq!(body["packages"][1]["name"], "Full", "nothing saved: {body}");
     let (status, body) = admin
         .call(
             Method::PATCH,
@@ -792,6 +809,25 @@ async fn the_openapi_document_lists_every_admin_route_and_each_is_served() -> an
     assert_eq!(
         body,
         json!({ "error": "no integration `no-such-thing`", "code": "not_found" })
+    );
+    Ok(())
+}
+
+/// A config-file Certn package without a service stops the start with the reason (as an
+/// unapproved host does), so no candidate is ever invited to an empty check.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_package_without_a_service_stops_the_start() -> anyhow::Result<()> {
+    let started = support_admin::stack_with("noservice", &["certn"], |c| {
+        c.integrations[0].packages[0].params.clear();
+    })
+    .await;
+    let Err(e) = started else {
+        anyhow::bail!("the host started with a package without a service");
+    };
+    let message = format!("{e:#}");
+    assert!(
+        message.contains(&format!("integration `{CERTN}`")) && message.contains("has no service"),
+        "{message}"
     );
     Ok(())
 }

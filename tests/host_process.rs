@@ -65,6 +65,7 @@ webhook-secret = "{certn_secret}"
 [[integrations.packages]]
 name = "Basic"
 default = true
+params = {{ checks = "criminal_record_check" }}
 "#,
         listen = c.server.listen,
         db = c.storage.path.display(),

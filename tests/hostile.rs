@@ -113,6 +113,7 @@ webhook-secret = "{certn_secret}"
 [[integrations.packages]]
 name = "Basic"
 default = true
+params = {{ checks = "criminal_record_check" }}
 [[integrations]]
 id = "{HOSTILE}"
 connector = "hostile"

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use serde_json::json;
+use switchyard::config::AtsConfig;
 use switchyard_sim::justifacts::{self, JustifactsOptions, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use switchyard_sim::lever::{NewOpportunity, Opportunity};
 use switchyard_testkit::{wait_for, Stack, JUSTIFACTS, TRIGGER};
-use switchyard_tests::stack;
+use switchyard_tests::{assert_result_in_secret_note_only, options, stack};
 
 const LONG: Duration = Duration::from_secs(30);
 const PENDING: &str = "(Justifacts)In-Progress : Candidate";
@@ -79,15 +80,9 @@ async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url()
     assert_eq!(orders[0].package_code, "13558");
     assert_eq!(orders[0].applicant.email, "kj@example.com");
     assert_eq!(jf_tags(&done), vec![COMPLETE], "one status tag at a time");
-    assert_eq!(done.notes.len(), 1);
-    let note = &done.notes[0];
     let url = orders[0].result_url.clone().unwrap();
-    assert!(note.secret, "the result note is secret");
-    assert!(
-        note.value.contains(&url) && note.value.contains("Clear"),
-        "{}",
-        note.value
-    );
+    assert_result_in_secret_note_only(&done, &url);
+    assert!(done.notes[0].value.contains("Clear"), "{:?}", done.notes);
     // Every documented tag was shown on the way, each added once.
     let log = jf.lever.request_log();
     for label in [PENDING, "(Justifacts)In-Progress: Justifacts", COMPLETE] {
@@ -170,6 +165,50 @@ async fn package_tags_are_read_tolerantly_and_strictly() {
         vec!["42", "777"],
         "no vendor call for a missing, conflicting or bad tag"
     );
+}
+
+/// Seed 004 triggers on "Background Check", but a customer may pick another stage: the fix
+/// notes send the recruiter to the integration's own trigger stage.
+#[tokio::test(flavor = "multi_thread")]
+async fn fix_notes_name_the_integrations_own_trigger_stage() {
+    let mut s = Stack::prepare(options("jf-stage", |o| {
+        o.justifacts = Some(JustifactsOptions::default())
+    }))
+    .await
+    .unwrap();
+    let jf_config = s
+        .config
+        .integrations
+        .iter_mut()
+        .find(|i| i.id == JUSTIFACTS)
+        .unwrap();
+    if let AtsConfig::Lever(l) = &mut jf_config.ats {
+        l.trigger_stage = Some("Verification".into());
+    }
+    let stage = s
+        .justifacts
+        .as_ref()
+        .unwrap()
+        .lever
+        .add_stage("Verification");
+    let s = s.run().await.unwrap();
+    let jf = s.justifacts.as_ref().unwrap();
+    let posting = jf.lever.add_posting("Warehouse", &[]);
+    let opp = jf.lever.add_opportunity(NewOpportunity {
+        name: "Mary Jackson".into(),
+        emails: vec!["mj@example.com".into()],
+        posting_id: Some(posting),
+        ..NewOpportunity::default()
+    });
+    assert_eq!(jf.lever.move_to_stage(&opp, &stage).await.unwrap(), 200);
+    let o = wait(&s, &opp, |o| !o.notes.is_empty()).await;
+    assert_eq!(jf_tags(&o), vec!["(Justifacts)ERROR (No Package Tag)"]);
+    let note = &o.notes[0].value;
+    assert!(
+        note.contains("then move the candidate to Verification again."),
+        "{note}"
+    );
+    assert!(!note.contains("Background Check"), "{note}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -684,6 +684,42 @@ async fn bad_callbacks_get_a_clear_error_and_store_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_expired_connect_link_gets_a_page_that_says_how_to_get_a_new_one() {
+    let s = oauth_stack("expiredlink", |_| {}).await;
+    let store = &s.stack.host().app.store;
+    // The customer opened the link but clicked Accept after it expired.
+    store
+        .oauth_put_state("expired-state-9876543210", CERTN, "verifier", 0)
+        .unwrap();
+    let (status, page) = s
+        .callback("code=abc&state=expired-state-9876543210", true)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.starts_with("<!doctype html>"),
+        "a page, not JSON: {page}"
+    );
+    assert!(
+        page.contains("<h1>This connect link has expired</h1>"),
+        "{page}"
+    );
+    assert!(page.contains("works for 10 minutes"), "{page}");
+    // The page names the call that issues a new link for this very integration.
+    let call = format!("POST /admin/integrations/{CERTN}/lever/connect");
+    assert!(page.contains(&call), "{page}");
+    assert!(
+        store.oauth_tokens(CERTN).unwrap().is_none(),
+        "nothing stored"
+    );
+    // That call gives a new link that connects.
+    let good = s.consent().await;
+    let (status, page) = s.callback(&good, true).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Connected to Lever"), "{page}");
+    assert_eq!(s.view().await["connection"]["oauth"]["status"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn verify_connection_ping_is_recorded_and_shown() {
     let s = oauth_stack("verify", |_| {}).await;
     assert!(s.view().await["connection"]["last_verified_at"].is_null());

@@ -165,6 +165,16 @@ pub fn certn_tags(opp: &switchyard_sim::lever::Opportunity) -> Vec<String> {
         .collect()
 }
 
+/// Seed 004: a completed Justifacts check shows its result URL in one secret note, and nowhere
+/// else (no link, which every Lever user would see).
+pub fn assert_result_in_secret_note_only(opp: &switchyard_sim::lever::Opportunity, url: &str) {
+    assert_eq!(opp.notes.len(), 1, "{:?}", opp.notes);
+    let note = &opp.notes[0];
+    assert!(note.secret, "the result note is secret");
+    assert!(note.value.contains(url), "{}", note.value);
+    assert!(opp.links.is_empty(), "no public link: {:?}", opp.links);
+}
+
 /// The Lever settings of an integration (panics for another ATS).
 pub fn lever_of(
     integration: &switchyard::config::IntegrationConfig,

@@ -253,6 +253,19 @@ impl App {
         }
     }
 
+    /// What `config`'s connector offers with this very configuration (its `list-packages`), or
+    /// `None` when the connector is not loaded. Asked before changed packages or rules are saved
+    /// and at start-up, so packages the connector refuses never reach a candidate.
+    pub async fn offered_packages(
+        &self,
+        config: &IntegrationConfig,
+    ) -> Option<Result<Vec<(String, bool)>, CallError>> {
+        let connector = self.registry.get(&config.connector)?;
+        let candidate = Integration::new(config.clone(), &self.http, &self.lever_oauth);
+        let ctx = self.call_context(&candidate, &connector);
+        Some(connector.list_packages(self.registry.runtime(), ctx).await)
+    }
+
     /// Whether `config.allowed_hosts` are approved: in `runtime.approved_hosts` or the serving
     /// connector manifest's `outbound-hosts` (only the former when the connector is not loaded).
     pub fn check_hosts(&self, config: &IntegrationConfig) -> Result<(), String> {

@@ -23,6 +23,7 @@ use crate::timeline::Timeline;
 use crate::wasm::cache::CodeCache;
 use crate::wasm::registry::Registry;
 use crate::wasm::runtime::Runtime;
+use crate::wasm::types::CallError;
 
 /// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
 /// tombstone removes (see [`crate::config::forms`]).
@@ -204,6 +205,7 @@ pub async fn start_on(
         in_flight: sandbox.in_flight,
         limits: sandbox.limits,
     });
+    check_packages(&app).await?;
     for integration in app
         .integrations
         .read()
@@ -270,6 +272,36 @@ pub async fn start_on(
         heartbeat,
         http,
     })
+}
+
+/// Asks each integration's connector for its packages before any event runs: a config-file
+/// integration whose packages the connector refuses (a Certn package without a service) stops the
+/// start with the reason, as an unapproved host does; a stored one (checked when it was saved,
+/// refused since by a new connector version) is logged and its events fail with the same reason.
+async fn check_packages(app: &App) -> anyhow::Result<()> {
+    for integration in app.integrations() {
+        let config = &integration.config;
+        if config.packages.is_empty() {
+            continue;
+        }
+        let Some(Err(e)) = app.offered_packages(config).await else {
+            continue;
+        };
+        let in_file = app.config.integrations.iter().any(|c| c.id == config.id);
+        match e {
+            CallError::Config(reason) if in_file => {
+                anyhow::bail!(
+                    "integration `{}`: the connector refuses its packages: {reason}",
+                    config.id
+                )
+            }
+            e => {
+                tracing::error!(integration = %config.id, connector = %config.connector, error = %e,
+                "the connector cannot list this integration's packages; its screenings will fail until they are fixed")
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Warns where the host applies a limit other than the configured one, so that one integration

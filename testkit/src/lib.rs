@@ -4,7 +4,8 @@
 //! Modules:
 //! - [`stack`]: [`Stack`], the Lever/Certn simulators (optionally Justifacts, Canditech, Gem) and
 //!   a host on loopback, wired the way an operator would wire them; the ids and stages it uses.
-//! - [`demo`]: the demo the `switchyard-demo` binary (and `scripts/demo.sh`) runs on a stack.
+//! - [`demo`]: the demo the `switchyard-demo` binary (and `scripts/demo.sh`) runs on a stack, one
+//!   module per seed flow.
 //! - [`lever_oauth`]: the host's Lever OAuth app in the Lever simulator, and the operator's
 //!   browser doing the connect dance.
 //! - [`bench`]: instantiate + call of a connector through the host's call path, against

@@ -54,6 +54,10 @@ pub struct StackOptions {
     pub listen: Option<std::net::SocketAddr>,
     /// Also run a second customer: its own Lever account wired to Justifacts.
     pub justifacts: Option<JustifactsOptions>,
+    /// Connect the Justifacts customer's Lever account through the host's Lever OAuth app, as
+    /// seed 004 does ("Activate Lever → sign in → Accept"), instead of an API key; then
+    /// [`Stack::connect_justifacts`] does the connect dance. One OAuth customer per stack.
+    pub justifacts_oauth: bool,
     /// Also run a Gem integration ([`GEM`]) on the same host, wired to the Gem simulator and to
     /// a second Certn team (Certn sends all of a team's callbacks to one URL).
     pub gem: Option<GemSetup>,
@@ -142,6 +146,7 @@ impl StackOptions {
             extra: Vec::new(),
             listen: None,
             justifacts: None,
+            justifacts_oauth: false,
             gem: None,
             canditech: None,
         }
@@ -215,6 +220,9 @@ impl Stack {
             ));
         }
         certn.set_webhook_url(&format!("{base}/hooks/{CERTN}/vendor"));
+        // The host's Lever OAuth app, registered in the Lever account of the customer that
+        // connects through OAuth (one app, one Lever account per stack).
+        let mut lever_oauth = None;
         let justifacts = match opts.justifacts.clone() {
             Some(jf_opts) => {
                 let customer = JustifactsCustomer {
@@ -240,13 +248,14 @@ impl Stack {
                         rules: Vec::new(),
                     },
                 ));
+                if opts.justifacts_oauth {
+                    lever_oauth = Some(crate::lever_oauth::simulator_app(&customer.lever, &base));
+                    use_oauth(integrations.last_mut());
+                }
                 Some(customer)
             }
             None => None,
         };
-        // The host's Lever OAuth app, registered in the Canditech customer's Lever when it connects
-        // through OAuth.
-        let mut lever_oauth = None;
         let canditech = match &opts.canditech {
             Some(setup) => {
                 let customer = CanditechCustomer {
@@ -276,13 +285,12 @@ impl Stack {
                     },
                 ));
                 if setup.oauth {
+                    anyhow::ensure!(
+                        lever_oauth.is_none(),
+                        "one customer per stack connects through the Lever OAuth app"
+                    );
                     lever_oauth = Some(crate::lever_oauth::simulator_app(&customer.lever, &base));
-                    if let Some(AtsConfig::Lever(lever)) =
-                        integrations.last_mut().map(|i| &mut i.ats)
-                    {
-                        lever.api_key = None;
-                        lever.oauth = true;
-                    }
+                    use_oauth(integrations.last_mut());
                 }
                 Some(customer)
             }
@@ -350,6 +358,12 @@ impl Stack {
     /// callback's answer (`{"status":"connected",...}`).
     pub async fn connect_canditech(&self) -> anyhow::Result<serde_json::Value> {
         crate::lever_oauth::browser_connect(&self.host().app, CANDITECH).await
+    }
+
+    /// The same connect dance for the Justifacts customer set up with
+    /// [`StackOptions::justifacts_oauth`] (seed 004's "Activate Lever → sign in → Accept").
+    pub async fn connect_justifacts(&self) -> anyhow::Result<serde_json::Value> {
+        crate::lever_oauth::browser_connect(&self.host().app, JUSTIFACTS).await
     }
 
     /// The Gem side; fails when the stack was started without [`StackOptions::gem`].
@@ -488,6 +502,14 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
             .collect(),
         packages: w.packages,
         rules: w.rules,
+    }
+}
+
+/// Switches a Lever integration from the API key to the host's Lever OAuth app.
+fn use_oauth(integration: Option<&mut IntegrationConfig>) {
+    if let Some(AtsConfig::Lever(lever)) = integration.map(|i| &mut i.ats) {
+        lever.api_key = None;
+        lever.oauth = true;
     }
 }
 

@@ -300,7 +300,7 @@ fn yes() -> bool {
 }
 
 /// One vendor package.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PackageConfig {
     pub name: String,
@@ -473,6 +473,17 @@ mod tests {
             .expect("the example has a Canditech integration");
         assert_eq!(canditech.rules.len(), 2);
         assert_eq!(canditech.rules[1].stage, None, "the trigger stage");
+        // Seeds 003 and 004: Canditech and Justifacts customers authorize the app in Lever.
+        for connector in ["canditech", "justifacts"] {
+            let i = config
+                .integrations
+                .iter()
+                .find(|i| i.connector == connector);
+            assert!(
+                matches!(i.map(|i| &i.ats), Some(AtsConfig::Lever(l)) if l.oauth && l.api_key.is_none()),
+                "{connector} connects as an authorized app"
+            );
+        }
         let app = config
             .lever_oauth
             .as_ref()

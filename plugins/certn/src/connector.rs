@@ -49,13 +49,17 @@ pub fn manifest() -> Manifest {
     .limits(ResourceNeeds::default())
 }
 
-/// The configured packages; none is an operator problem.
+/// The configured packages; none, or one without a service, is an operator problem (the host
+/// asks when an integration's packages are saved and at start-up, before any invitation).
 pub fn list_packages(host: &impl Host) -> Result<Vec<Package>, ConnectorError> {
     let packages = host.packages();
     if packages.is_empty() {
         return Err(ConnectorError::Config(
             "no Certn packages are configured".into(),
         ));
+    }
+    for p in &packages {
+        package::require_service(&p.name, p.param("checks")).map_err(ConnectorError::Config)?;
     }
     Ok(packages)
 }
@@ -104,17 +108,10 @@ pub fn start_screening(
     let api_key = config::required_secret(host, KEY_API_KEY)?;
     let api_base = host.setting(KEY_API_BASE);
 
-    let checks = chosen
-        .param("checks")
-        .map(package::request_flags)
-        .unwrap_or_default();
-    if checks.is_empty() {
-        host.log(
-            Level::Warn,
-            "package has no checks parameter; inviting without request_* flags",
-            &[("package", &chosen.name)],
-        );
-    }
+    // Refused before the invitation, so a package saved before this check existed never sends
+    // the candidate an empty check.
+    let checks = package::require_service(&chosen.name, chosen.param("checks"))
+        .map_err(ConnectorError::Config)?;
 
     let lookup = || -> Result<Option<Application>, ConnectorError> {
         let answer: Value = Request::get(api::lookup_url(api_base.as_deref(), key))

@@ -18,7 +18,11 @@ fn host() -> FakeHost {
         .with_secret("api-key", "key_1")
         .with_secret("webhook-secret", SECRET)
         .with_package("Basic", true, &[("checks", "criminal_record_check")])
-        .with_package("Enhanced", false, &[])
+        .with_package(
+            "Enhanced",
+            false,
+            &[("checks", "criminal_record_check,employment_verification")],
+        )
 }
 
 fn request(emails: &[&str], tags: &[&str]) -> ScreeningRequest {
@@ -205,6 +209,23 @@ fn a_tag_naming_another_package_overrides_the_default() {
     start_screening(&host, &request(&["ada@example.com"], &[" enhanced "])).unwrap();
     let body: Value = serde_json::from_slice(&host.requests()[0].body).unwrap();
     assert_eq!(body["package"], "Enhanced");
+    assert_eq!(body["request_employment_verification"], true);
+}
+
+#[test]
+fn a_package_without_a_service_is_refused_before_any_invitation() {
+    let host = host().with_package("Empty", false, &[]);
+    let listed = list_packages(&host);
+    assert!(
+        matches!(&listed, Err(ConnectorError::Config(m)) if m.contains("\"Empty\" has no service")),
+        "{listed:?}"
+    );
+    let started = start_screening(&host, &request(&["ada@example.com"], &["Empty"]));
+    assert!(
+        matches!(&started, Err(ConnectorError::Config(m)) if m.contains("\"Empty\"")),
+        "{started:?}"
+    );
+    assert!(host.requests().is_empty(), "Certn was never called");
 }
 
 fn callback(body: &str, signature: Option<String>) -> HttpRequest {

@@ -111,6 +111,20 @@ pub fn request_flags(checks: &str) -> Vec<String> {
         .collect()
 }
 
+/// Refuses a package that asks for no Certn service: Certn's own setup requires "at least one
+/// service" per package (seed 000), and an invitation without any `request_*` flag would send the
+/// candidate an empty check. `checks` is the package's `checks` parameter, if any.
+pub fn require_service(name: &str, checks: Option<&str>) -> Result<Vec<String>, String> {
+    let flags = checks.map(request_flags).unwrap_or_default();
+    if flags.is_empty() {
+        return Err(format!(
+            "Certn package {name:?} has no service: give it a `checks` parameter naming at least \
+             one Certn service (e.g. checks = \"criminal_record_check\")"
+        ));
+    }
+    Ok(flags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +229,20 @@ mod tests {
             ]
         );
         assert!(request_flags(" ").is_empty());
+    }
+
+    #[test]
+    fn a_package_needs_at_least_one_service() {
+        assert_eq!(
+            require_service("Basic", Some("criminal_record_check")),
+            Ok(vec!["request_criminal_record_check".to_string()])
+        );
+        for checks in [None, Some(""), Some(" , ")] {
+            let err = require_service("Basic", checks).unwrap_err();
+            assert!(
+                err.contains("\"Basic\" has no service") && err.contains("checks"),
+                "{err}"
+            );
+        }
     }
 }

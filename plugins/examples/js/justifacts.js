@@ -155,33 +155,41 @@ export function resolveExplicit(value, packages) {
   return code !== undefined && isCode(code) ? { kind: 'code', code } : { kind: 'invalid', tags: [v] };
 }
 
-export function problemNote(resolution) {
+// What a note asks for once the data is fixed: the integration's own trigger stage, as the
+// request names it (not always "Background Check").
+export function retryStep(stage) {
+  const name = typeof stage === 'string' ? stage.trim() : '';
+  return name !== '' ? `move the candidate to ${name} again` : 'move the candidate to the trigger stage again';
+}
+
+export function problemNote(resolution, stage) {
+  const retry = retryStep(stage);
   switch (resolution.kind) {
     case 'code':
       return undefined;
     case 'no-tag':
       return (
         `Justifacts: no package tag found on the posting. Add a posting tag such as ` +
-        `\`${EXAMPLE_TAG}\`, then move the candidate to Background Check again.`
+        `\`${EXAMPLE_TAG}\`, then ${retry}.`
       );
     case 'conflicting':
       return (
         `Justifacts: the posting and opportunity tags name ${resolution.codes.length} different ` +
         `packages (${resolution.codes.join(', ')}). Keep exactly one tag such as \`${EXAMPLE_TAG}\`, ` +
-        `remove the others, then move the candidate to Background Check again.`
+        `remove the others, then ${retry}.`
       );
     default:
       return (
         `Justifacts: the package tag ${resolution.tags.map((t) => `\`${t}\``).join(', ')} could not ` +
         `be read. Package tags must look exactly like \`${EXAMPLE_TAG}\`, where the ID is the ` +
-        `numeric package code from JWeb. Fix the tag, then move the candidate to Background Check again.`
+        `numeric package code from JWeb. Fix the tag, then ${retry}.`
       );
   }
 }
 
-const NO_EMAIL_NOTE =
+const noEmailNote = (stage) =>
   'Justifacts: the candidate has no email address, so the background check invitation could not ' +
-  'be sent. Add an email address to the candidate, then move the candidate to Background Check again.';
+  `be sent. Add an email address to the candidate, then ${retryStep(stage)}.`;
 
 export const firstEmail = (emails) => emails.map((e) => e.trim()).find((e) => e !== '' && e.includes('@'));
 
@@ -191,11 +199,11 @@ export function plan(request, packages) {
     ? resolveExplicit(request.package, packages)
     : undefined;
   const resolution = explicit ?? resolveTags([...request.postingTags, ...request.opportunityTags]);
-  const packageProblem = problemNote(resolution);
+  const packageProblem = problemNote(resolution, request.stage);
   const email = firstEmail(request.candidate.emails);
   if (email === undefined) {
     // One label at a time, but the note mentions the package problem too.
-    const note = packageProblem ? `${NO_EMAIL_NOTE} Also: ${packageProblem}` : NO_EMAIL_NOTE;
+    const note = packageProblem ? `${noEmailNote(request.stage)} Also: ${packageProblem}` : noEmailNote(request.stage);
     return { refuse: { label: LABELS.ERROR_NO_EMAIL, note, reason: 'no email' } };
   }
   switch (resolution.kind) {
@@ -238,8 +246,8 @@ function verdict(result) {
   return canonical ?? [...r].slice(0, 64).join('');
 }
 
-// Only web links become report URLs (no `javascript:`, no whitespace).
-function reportUrl(url) {
+// Only web links go into the result note (no `javascript:`, no whitespace).
+function webUrl(url) {
   if (typeof url !== 'string') return undefined;
   const u = url.trim();
   const lower = u.toLowerCase();
@@ -257,12 +265,13 @@ export function statusFor(status, result, resultUrl) {
       return plain('cancelled', LABELS.CANCELLED);
     default: {
       const v = verdict(result);
-      const url = reportUrl(resultUrl);
+      const url = webUrl(resultUrl);
       let text = 'Justifacts background check complete.';
       if (v !== undefined) text += ` Result: ${v}.`;
       if (url !== undefined) text += ` Report: ${url}`;
-      // Secret: a background check's result is sensitive (Justifacts posts it as a secret note).
-      return { state: 'complete', label: LABELS.COMPLETE, reportUrl: url, verdict: v, note: { text, secret: true } };
+      // The URL in a secret note only (seed 004), never as a report URL: that would be a public
+      // Lever link.
+      return { state: 'complete', label: LABELS.COMPLETE, verdict: v, note: { text, secret: true } };
     }
   }
 }

@@ -112,9 +112,9 @@ fn verdict(result: Option<&str>) -> Option<String> {
     Some(canonical)
 }
 
-/// Only web links become report URLs: anything else (a `javascript:` URL, garbage) is dropped
-/// rather than shown to recruiters as a clickable link.
-fn report_url(url: Option<&str>) -> Option<String> {
+/// Only web links go into the result note: anything else (a `javascript:` URL, garbage) is
+/// dropped rather than shown to recruiters as something to open.
+fn web_url(url: Option<&str>) -> Option<String> {
     let u = url?.trim();
     let lower = u.to_ascii_lowercase();
     let is_web = lower.starts_with("https://") || lower.starts_with("http://");
@@ -122,6 +122,9 @@ fn report_url(url: Option<&str>) -> Option<String> {
 }
 
 /// Maps a vendor status (plus result data) to the status the ATS should show.
+///
+/// The result URL goes into a secret note only, never into `report-url`: seed 004 writes it "in a
+/// secret note", and a report URL would become a link every Lever user sees.
 pub fn status_for(status: VendorStatus, result: Option<&str>, result_url: Option<&str>) -> Status {
     let plain = Status::new;
     match status {
@@ -130,16 +133,15 @@ pub fn status_for(status: VendorStatus, result: Option<&str>, result_url: Option
         VendorStatus::Cancelled => plain(State::Cancelled, labels::CANCELLED),
         VendorStatus::Complete => {
             let verdict = verdict(result);
-            let report_url = report_url(result_url);
+            let url = web_url(result_url);
             let mut text = String::from("Justifacts background check complete.");
             if let Some(v) = &verdict {
                 text.push_str(&format!(" Result: {v}."));
             }
-            if let Some(u) = &report_url {
+            if let Some(u) = &url {
                 text.push_str(&format!(" Report: {u}"));
             }
             Status::new(State::Complete, labels::COMPLETE)
-                .maybe_report_url(report_url)
                 .maybe_verdict(verdict)
                 // Secret: the result of a background check is sensitive (Justifacts' own
                 // integration posts it as a secret note).
@@ -314,10 +316,8 @@ mod tests {
         assert_eq!(s.state, State::Complete);
         assert_eq!(s.label, labels::COMPLETE);
         assert_eq!(s.verdict.as_deref(), Some("Clear"));
-        assert_eq!(
-            s.report_url.as_deref(),
-            Some("https://jweb.example/results/JF-1")
-        );
+        // The URL is in the secret note only: a report URL would be a public Lever link.
+        assert_eq!(s.report_url, None);
         assert_eq!(
             s.note,
             Some(Note {
@@ -342,7 +342,11 @@ mod tests {
             Some(" "),
             Some("javascript:alert(1)"),
         );
-        assert_eq!((s.verdict, s.report_url), (None, None));
+        assert_eq!(s.verdict, None);
+        assert_eq!(
+            s.note.map(|n| n.text).as_deref(),
+            Some("Justifacts background check complete.")
+        );
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub fn start_screening(
         posting_tags: &request.posting_tags,
         opportunity_tags: &request.opportunity_tags,
         package: request.package.as_deref(),
+        stage: request.stage.as_deref(),
     };
     let (package_code, email) = match plan::plan(view, &configured) {
         Plan::Order {

@@ -194,26 +194,37 @@ pub fn resolve_explicit(value: &str, configured: &[ConfiguredPackage]) -> Option
 /// An example tag for notes, so the recruiter can copy the exact shape.
 pub const EXAMPLE_TAG: &str = "JUSTIFACTS BGC PKG: EmpCod[ID : 13558]";
 
-/// The recruiter-facing note for a resolution that cannot be ordered (`None` for a code). Never
-/// contains secrets; tags and codes are the recruiter's own data.
-pub fn problem_note(resolution: &Resolution) -> Option<String> {
+/// What a note asks the recruiter to do once the data is fixed: move the candidate into the
+/// integration's trigger stage again, named as the request named it (`stage`; "the trigger
+/// stage" when the request did not come from a stage change).
+pub fn retry_step(stage: Option<&str>) -> String {
+    match stage.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(stage) => format!("move the candidate to {stage} again"),
+        None => "move the candidate to the trigger stage again".to_string(),
+    }
+}
+
+/// The recruiter-facing note for a resolution that cannot be ordered (`None` for a code); `stage`
+/// is the trigger stage the request came from (see [`retry_step`]). Never contains secrets; tags
+/// and codes are the recruiter's own data.
+pub fn problem_note(resolution: &Resolution, stage: Option<&str>) -> Option<String> {
+    let retry = retry_step(stage);
     match resolution {
         Resolution::Code(_) => None,
         Resolution::NoTag => Some(format!(
             "Justifacts: no package tag found on the posting. Add a posting tag such as \
-             `{EXAMPLE_TAG}`, then move the candidate to Background Check again."
+             `{EXAMPLE_TAG}`, then {retry}."
         )),
         Resolution::Conflicting(codes) => Some(format!(
             "Justifacts: the posting and opportunity tags name {} different packages ({}). Keep \
-             exactly one tag such as `{EXAMPLE_TAG}`, remove the others, then move the candidate \
-             to Background Check again.",
+             exactly one tag such as `{EXAMPLE_TAG}`, remove the others, then {retry}.",
             codes.len(),
             codes.join(", ")
         )),
         Resolution::Invalid(tags) => Some(format!(
             "Justifacts: the package tag {} could not be read. Package tags must look exactly \
              like `{EXAMPLE_TAG}`, where the ID is the numeric package code from JWeb. Fix the \
-             tag, then move the candidate to Background Check again.",
+             tag, then {retry}.",
             tags.iter()
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
@@ -430,15 +441,39 @@ mod tests {
 
     #[test]
     fn notes_tell_the_recruiter_what_to_fix() {
-        let no_tag = problem_note(&Resolution::NoTag).unwrap_or_default();
+        let stage = Some("Background Check");
+        let no_tag = problem_note(&Resolution::NoTag, stage).unwrap_or_default();
         assert!(no_tag.contains(EXAMPLE_TAG));
-        assert!(no_tag.contains("Background Check again"));
-        let conflict = problem_note(&Resolution::Conflicting(vec!["1".into(), "2".into()]))
-            .unwrap_or_default();
+        assert!(no_tag.contains("move the candidate to Background Check again"));
+        let conflict = problem_note(
+            &Resolution::Conflicting(vec!["1".into(), "2".into()]),
+            stage,
+        )
+        .unwrap_or_default();
         assert!(conflict.contains("1, 2"));
-        let invalid = problem_note(&Resolution::Invalid(vec!["JUSTIFACTS BGC PKG: x".into()]))
-            .unwrap_or_default();
+        let invalid = problem_note(
+            &Resolution::Invalid(vec!["JUSTIFACTS BGC PKG: x".into()]),
+            stage,
+        )
+        .unwrap_or_default();
         assert!(invalid.contains("`JUSTIFACTS BGC PKG: x`"));
-        assert_eq!(problem_note(&Resolution::Code("1".into())), None);
+        assert_eq!(problem_note(&Resolution::Code("1".into()), stage), None);
+    }
+
+    #[test]
+    fn notes_name_the_integrations_own_trigger_stage() {
+        // An integration triggered on another stage must not send recruiters to "Background
+        // Check", a stage their pipeline may not have.
+        let note = problem_note(&Resolution::NoTag, Some(" Verification ")).unwrap_or_default();
+        assert!(
+            note.ends_with("then move the candidate to Verification again."),
+            "{note}"
+        );
+        assert!(!note.contains("Background Check"), "{note}");
+        let note = problem_note(&Resolution::NoTag, None).unwrap_or_default();
+        assert!(
+            note.contains("move the candidate to the trigger stage again"),
+            "{note}"
+        );
     }
 }

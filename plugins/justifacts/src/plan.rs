@@ -18,6 +18,8 @@ pub struct RequestView<'a> {
     pub opportunity_tags: &'a [String],
     /// An explicitly chosen package, if any.
     pub package: Option<&'a str>,
+    /// The stage the candidate reached (the integration's trigger stage), named in the notes.
+    pub stage: Option<&'a str>,
 }
 
 /// What to do with a request.
@@ -49,9 +51,14 @@ pub fn first_email(emails: &[String]) -> Option<&str> {
         .find(|e| !e.is_empty() && e.contains('@'))
 }
 
-const NO_EMAIL_NOTE: &str = "Justifacts: the candidate has no email address, so the background \
-check invitation could not be sent. Add an email address to the candidate, then move the \
-candidate to Background Check again.";
+/// The note for a candidate without an email address.
+fn no_email_note(stage: Option<&str>) -> String {
+    format!(
+        "Justifacts: the candidate has no email address, so the background check invitation \
+         could not be sent. Add an email address to the candidate, then {}.",
+        package::retry_step(stage)
+    )
+}
 
 /// Decides what to do with a request.
 pub fn plan(req: RequestView<'_>, configured: &[ConfiguredPackage]) -> Plan {
@@ -66,13 +73,13 @@ pub fn plan(req: RequestView<'_>, configured: &[ConfiguredPackage]) -> Plan {
                     .map(String::as_str),
             )
         });
-    let package_problem = package::problem_note(&resolution);
+    let package_problem = package::problem_note(&resolution, req.stage);
     let Some(email) = first_email(req.emails) else {
         // One label at a time, but the note mentions the package problem too so the recruiter
         // fixes both in one go.
         let note = match package_problem {
-            Some(p) => format!("{NO_EMAIL_NOTE} Also: {p}"),
-            None => NO_EMAIL_NOTE.to_string(),
+            Some(p) => format!("{} Also: {p}", no_email_note(req.stage)),
+            None => no_email_note(req.stage),
         };
         return Plan::Refuse {
             label: labels::ERROR_NO_EMAIL,
@@ -121,6 +128,7 @@ mod tests {
                 posting_tags: &posting,
                 opportunity_tags: &opp,
                 package,
+                stage: Some("Background Check"),
             },
             &[],
         )

@@ -52,10 +52,10 @@ fn escape(text: &str) -> String {
 /// An answer: `{"status"|"error", "message", ...}` as JSON, or the same as a small page.
 fn answer(html: bool, status: StatusCode, code: &str, message: &str) -> Response {
     if html {
-        let title = if status.is_success() {
-            "Connected to Lever"
-        } else {
-            "Could not connect to Lever"
+        let title = match code {
+            _ if status.is_success() => "Connected to Lever",
+            "state_expired" => "This connect link has expired",
+            _ => "Could not connect to Lever",
         };
         let body = format!(
             "<!doctype html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1>\
@@ -74,6 +74,16 @@ fn answer(html: bool, status: StatusCode, code: &str, message: &str) -> Response
     body.insert(key.into(), json!(code));
     body.insert("message".into(), json!(message));
     (status, Json(serde_json::Value::Object(body))).into_response()
+}
+
+/// How whoever holds a dead connect link gets a new one: the customer's Lever admin is rarely the
+/// operator, so the page says what to ask for and which call issues it.
+fn new_link(integration: &str) -> String {
+    format!(
+        "Ask the person who sent you this link for a new one: they issue it for integration \
+         `{integration}` with `POST /admin/integrations/{integration}/lever/connect` (switchyard's \
+         admin API). Then open the new link, log into Lever and click Accept again."
+    )
 }
 
 /// `GET /oauth/lever/callback`.
@@ -100,8 +110,16 @@ pub async fn callback(
             return answer(html, StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable; try again.");
         }
         Ok(StateCheck::Unknown) => return bad("unknown_state", "This connect link was not issued by this host (or is too old): start again from the integration's connect link."),
-        Ok(StateCheck::Used { .. }) => return bad("state_used", "This connect link was already used: ask for a new one."),
-        Ok(StateCheck::Expired { .. }) => return bad("state_expired", "This connect link has expired: ask for a new one."),
+        Ok(StateCheck::Used { integration }) => return bad("state_used", &format!("This connect link was already used. {}", new_link(&integration))),
+        Ok(StateCheck::Expired { integration }) => {
+            let lifetime = app.config.lever_oauth.as_ref().map_or(String::new(), |c| {
+                format!(" (a link works for {} minutes)", c.state_ttl_secs.div_ceil(60))
+            });
+            return bad("state_expired", &format!(
+                "This connect link expired before Lever sent you back{lifetime}, so nothing was stored. {}",
+                new_link(&integration)
+            ));
+        }
         Ok(StateCheck::Valid { integration, pkce_verifier }) => (integration, pkce_verifier),
     };
     if let Some(error) = &q.error {

@@ -21,10 +21,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::lever::LeverConnection;
-use crate::app::{App, Integration};
+use crate::app::App;
 use crate::config::forms::{check_against, IntegrationInput, IntegrationView};
-use crate::config::{IntegrationConfig, RuleConfig};
+use crate::config::IntegrationConfig;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::wasm::types::CallError;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
@@ -79,21 +80,25 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// Validates against the connector (when it is loaded) and the operator's approved hosts, and
-/// saves. `previous_rules`: the rules before this change (`None` for a new integration); changed
-/// rules are checked against the connector's `list-packages`.
+/// saves. `previous`: the integration before this change (`None` for a new one); changed packages
+/// and rules are checked against the connector's `list-packages`.
 async fn save(
     app: &App,
     config: IntegrationConfig,
     status: StatusCode,
-    previous_rules: Option<&[RuleConfig]>,
+    previous: Option<&IntegrationConfig>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     if let Some(connector) = app.registry.get(&config.connector) {
         check_against(&config, &connector.manifest)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     app.check_hosts(&config).map_err(ApiError::invalid)?;
-    if previous_rules != Some(config.rules.as_slice()) && !config.rules.is_empty() {
-        check_rules(app, &config).await?;
+    let rules_changed = !config.rules.is_empty()
+        && previous.map(|p| p.rules.as_slice()) != Some(config.rules.as_slice());
+    let packages_changed = !config.packages.is_empty()
+        && previous.map(|p| p.packages.as_slice()) != Some(config.packages.as_slice());
+    if rules_changed || packages_changed {
+        check_packages(app, &config, rules_changed).await?;
     }
     match app.put_integration(config) {
         Ok(i) => Ok((status, Json(view(app, &i.config)))),
@@ -104,28 +109,40 @@ async fn save(
     }
 }
 
-/// Refuses rules that name a package the connector does not offer (its `list-packages`, asked
-/// with the configuration being saved), listing the valid ones. Nothing is saved when the check
-/// cannot be made.
-async fn check_rules(app: &App, config: &IntegrationConfig) -> Result<(), ApiError> {
-    let Some(connector) = app.registry.get(&config.connector) else {
-        return Err(ApiError::invalid(format!(
-            "connector `{}` is not loaded, so the rules' packages cannot be checked",
-            config.connector
-        )));
-    };
-    let candidate = Integration::new(config.clone(), &app.http, &app.lever_oauth);
-    let ctx = app.call_context(&candidate, &connector);
-    let offered = connector
-        .list_packages(app.registry.runtime(), ctx)
-        .await
-        .map_err(|e| {
-            tracing::warn!(integration = %config.id, connector = %connector.version_tag(), error = %e, "list-packages failed");
-            ApiError::new(
+/// Asks the connector for its packages with the configuration being saved: a package it refuses
+/// (a Certn package without a service) is a 422 with its reason, and with `check_rules`, so is a
+/// rule naming a package it does not offer (listing the valid ones). Nothing is saved when the
+/// rules cannot be checked; packages of a connector that is not loaded are checked at its load.
+async fn check_packages(
+    app: &App,
+    config: &IntegrationConfig,
+    check_rules: bool,
+) -> Result<(), ApiError> {
+    let offered = match app.offered_packages(config).await {
+        None if check_rules => {
+            return Err(ApiError::invalid(format!(
+                "connector `{}` is not loaded, so the rules' packages cannot be checked",
+                config.connector
+            )))
+        }
+        None => return Ok(()),
+        Some(Err(CallError::Config(reason))) => {
+            return Err(ApiError::invalid(format!(
+                "the connector refuses the packages: {reason}"
+            )))
+        }
+        Some(Err(e)) => {
+            tracing::warn!(integration = %config.id, connector = %config.connector, error = %e, "list-packages failed");
+            return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                format!("cannot check the rules: the connector cannot list packages: {e}"),
-            )
-        })?;
+                format!("cannot check the packages: the connector cannot list them: {e}"),
+            ));
+        }
+        Some(Ok(offered)) => offered,
+    };
+    if !check_rules {
+        return Ok(());
+    }
     let names: Vec<String> = offered.into_iter().map(|(name, _)| name).collect();
     crate::config::rules::check_packages(&config.rules, &names).map_err(ApiError::invalid)
 }
@@ -201,7 +218,7 @@ async fn update(
     let next = input
         .apply(current.config.clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    save(&app, next, StatusCode::OK, Some(&current.config.rules)).await
+    save(&app, next, StatusCode::OK, Some(&current.config)).await
 }
 
 async fn set_enabled(
@@ -213,7 +230,7 @@ async fn set_enabled(
     let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
     let mut next = current.config.clone();
     next.enabled = enabled;
-    save(&app, next, StatusCode::OK, Some(&current.config.rules)).await
+    save(&app, next, StatusCode::OK, Some(&current.config)).await
 }
 
 /// Enables an integration; its view carries the webhook URLs to give the ATS and the vendor.

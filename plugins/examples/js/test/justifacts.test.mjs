@@ -122,6 +122,10 @@ test('refusals before any call: no email, no tag; config errors', () => {
   assert.match(noEmail.status.note.text, /Also: Justifacts: no package tag/);
   const noTag = jf.startScreening(h, request({ postingTags: ['Remote'] }));
   assert.equal(noTag.status.label, '(Justifacts)ERROR (No Package Tag)');
+  assert.match(noTag.status.note.text, /then move the candidate to Background Check again\.$/);
+  // The note names the integration's own trigger stage.
+  const elsewhere = jf.startScreening(h, request({ postingTags: ['Remote'], stage: 'Verification' }));
+  assert.match(elsewhere.status.note.text, /then move the candidate to Verification again\.$/);
   assert.equal(h.sent.length, 0);
   assert.deepEqual(errorOf(() => jf.startScreening(new FakeHost({ settings: { 'client-code': 'x' } }), request())), {
     tag: 'config',
@@ -146,7 +150,7 @@ const signed = (body, ts = NOW, secret = SECRET) =>
     ['x-justifacts-signature', sign(secret, ts, body)],
   ]);
 
-test('a signed Complete callback: report link, verdict, secret note', () => {
+test('a signed Complete callback: verdict, and the result URL in a secret note only', () => {
   const body = JSON.stringify({ order_id: 'JF-1', status: 'COMPLETED', result: 'adverse', result_url: 'https://r/JF-1' });
   const result = jf.handleCallback(host(), signed(body, NOW - 100));
   assert.equal(result.response.status, 200);
@@ -155,7 +159,7 @@ test('a signed Complete callback: report link, verdict, secret note', () => {
   assert.equal(orderRef, 'JF-1');
   assert.equal(status.label, '(Justifacts)Complete');
   assert.equal(status.verdict, 'Adverse');
-  assert.equal(status.reportUrl, 'https://r/JF-1');
+  assert.equal(status.reportUrl, undefined);
   assert.deepEqual(status.note, { text: 'Justifacts background check complete. Result: Adverse. Report: https://r/JF-1', secret: true });
 });
 
@@ -177,9 +181,9 @@ test('malformed, unknown and non-POST callbacks', () => {
   assert.equal(unknown.response.status, 200);
   assert.deepEqual(unknown.updates, []);
   assert.equal(jf.handleCallback(host(), { ...signed('{}'), method: 'GET' }).response.status, 405);
-  // Only web links become report links.
+  // Only web links go into the note.
   const js = jf.handleCallback(host(), signed('{"order_id":"JF-1","status":"Complete","result_url":"javascript:alert(1)"}'));
-  assert.equal(js.updates[0].status.reportUrl, undefined);
+  assert.equal(js.updates[0].status.note.text, 'Justifacts background check complete.');
 });
 
 test('urlencode matches form_urlencoded', () => {
