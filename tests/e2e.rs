@@ -14,6 +14,7 @@ mod hostile;
 mod intake;
 mod isolation;
 mod justifacts;
+mod lever_grants;
 mod neighbours;
 mod polyglot;
 mod spine;
