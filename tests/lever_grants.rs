@@ -17,7 +17,8 @@ fn outside_the_smallest_grant(lever: &LeverSim) -> Vec<String> {
         .into_iter()
         .filter(|r| {
             r.status == 403
-                || (r.method == "GET" && (r.path.ends_with("/notes") || r.path.contains("/postings/")))
+                || (r.method == "GET"
+                    && (r.path.ends_with("/notes") || r.path.contains("/postings/")))
         })
         .map(|r| format!("{} {} → {}", r.method, r.path, r.status))
         .collect()
@@ -49,7 +50,10 @@ async fn certn_and_justifacts_run_with_exactly_the_documented_keys_and_read_no_n
     assert_eq!(done.links.len(), 1);
     let apps = s.certn.applications();
     assert_eq!(apps.len(), 1);
-    assert_eq!(apps[0].package, "Premium", "the posting's tag chose the package");
+    assert_eq!(
+        apps[0].package, "Premium",
+        "the posting's tag chose the package"
+    );
 
     // Justifacts: the package tag on the posting, a secret note with the result URL at the end.
     let jf = s.justifacts.as_ref().unwrap();

@@ -21,50 +21,36 @@ pub struct Endpoint {
     pub permission: &'static str,
 }
 
+const fn call(label: &'static str, permission: &'static str) -> Endpoint {
+    Endpoint { label, permission }
+}
+
+const OPPORTUNITIES_READ: &str = "opportunities:read:admin";
+const OPPORTUNITIES_WRITE: &str = "opportunities:write:admin";
+
 /// `GET /opportunities/:id?expand=applications`.
-pub const GET_OPPORTUNITY: Endpoint = Endpoint {
-    label: "GET /opportunities/:id",
-    permission: "opportunities:read:admin",
-};
+pub const GET_OPPORTUNITY: Endpoint = call("GET /opportunities/:id", OPPORTUNITIES_READ);
 /// `POST /opportunities/:id/addTags`.
-pub const ADD_TAGS: Endpoint = Endpoint {
-    label: "POST /opportunities/:id/addTags",
-    permission: "opportunities:write:admin",
-};
+pub const ADD_TAGS: Endpoint = call("POST /opportunities/:id/addTags", OPPORTUNITIES_WRITE);
 /// `POST /opportunities/:id/removeTags`.
-pub const REMOVE_TAGS: Endpoint = Endpoint {
-    label: "POST /opportunities/:id/removeTags",
-    permission: "opportunities:write:admin",
-};
+pub const REMOVE_TAGS: Endpoint = call("POST /opportunities/:id/removeTags", OPPORTUNITIES_WRITE);
 /// `POST /opportunities/:id/addLinks`.
-pub const ADD_LINKS: Endpoint = Endpoint {
-    label: "POST /opportunities/:id/addLinks",
-    permission: "opportunities:write:admin",
-};
+pub const ADD_LINKS: Endpoint = call("POST /opportunities/:id/addLinks", OPPORTUNITIES_WRITE);
 /// `POST /opportunities/:id/notes`.
-pub const ADD_NOTE: Endpoint = Endpoint {
-    label: "POST /opportunities/:id/notes",
-    permission: "notes:write:admin",
-};
+pub const ADD_NOTE: Endpoint = call("POST /opportunities/:id/notes", "notes:write:admin");
 /// `GET /postings/:id`.
-pub const GET_POSTING: Endpoint = Endpoint {
-    label: "GET /postings/:id",
-    permission: "postings:read:admin",
-};
+pub const GET_POSTING: Endpoint = call("GET /postings/:id", "postings:read:admin");
 /// `GET /stages`.
-pub const LIST_STAGES: Endpoint = Endpoint {
-    label: "GET /stages",
-    permission: "stages:read:admin",
-};
+pub const LIST_STAGES: Endpoint = call("GET /stages", "stages:read:admin");
 
 /// The default OAuth scopes of the host's Lever app (`[lever_oauth].scopes`): every permission
 /// above, so one app serves every connector and rule. `offline_access` is added on top.
 pub const DEFAULT_SCOPES: [&str; 5] = [
-    "opportunities:read:admin",
-    "opportunities:write:admin",
-    "stages:read:admin",
-    "notes:write:admin",
-    "postings:read:admin",
+    OPPORTUNITIES_READ,
+    OPPORTUNITIES_WRITE,
+    LIST_STAGES.permission,
+    ADD_NOTE.permission,
+    GET_POSTING.permission,
 ];
 
 #[cfg(test)]
@@ -86,7 +72,10 @@ mod tests {
             assert!(DEFAULT_SCOPES.contains(&call.permission), "{call:?}");
         }
         for scope in DEFAULT_SCOPES {
-            assert!(calls.iter().any(|c| c.permission == scope), "{scope} unused");
+            assert!(
+                calls.iter().any(|c| c.permission == scope),
+                "{scope} unused"
+            );
         }
     }
 }
