@@ -210,12 +210,23 @@ impl App {
             self.timeline.clone(),
         )
         .with_sandbox(
-            self.limits.clone(),
+            self.limits_of(&integration.config),
             self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&integration.config.id),
         );
         Arc::new(ctx)
+    }
+
+    /// The sandbox limits of an integration's calls: the host's, with its own state quota.
+    pub fn limits_of(&self, config: &IntegrationConfig) -> Arc<SandboxLimits> {
+        match config.state_total_bytes {
+            Some(quota) => Arc::new(SandboxLimits {
+                state_total_bytes: usize::try_from(quota).unwrap_or(usize::MAX),
+                ..(*self.limits).clone()
+            }),
+            None => self.limits.clone(),
+        }
     }
 
     /// Whether `config.allowed_hosts` are approved: in `runtime.approved_hosts` or the serving

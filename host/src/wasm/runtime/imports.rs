@@ -37,12 +37,12 @@ use std::time::Duration;
 
 use crate::config::limits::{bytes, SandboxLimits};
 use crate::config::{IntegrationConfig, Secret};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QuotaLevel};
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 use crate::wasm::policy::{self, HostEntry};
 use crate::wasm::quota::{self, CallBudget, Reservation};
-use crate::wasm::types::Package;
+use crate::wasm::types::{Package, StateQuotaFull};
 
 /// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,14 +421,41 @@ impl CallContext {
             return refuse("state_value_bytes", what);
         }
         let total = state.usage_without(key).map_err(trap)? + (key.len() + value.len()) as u64;
-        if total > l.state_total_bytes as u64 {
-            let what = format!(
-                "the integration's state would hold {total} bytes, over its {} quota",
+        let quota = l.state_total_bytes as u64;
+        if total > quota {
+            self.limited("state_total_bytes");
+            self.quota_level(QuotaLevel::Full, total, quota);
+            return Err(wasmtime::Error::new(StateQuotaFull(format!(
+                "state.set refused: the integration's state would hold {total} bytes, over its {} \
+                 quota (runtime.limits.state_total_bytes)",
                 bytes(l.state_total_bytes)
-            );
-            return refuse("state_total_bytes", what);
+            ))));
         }
-        state.set(key, value).map_err(trap)
+        state.set(key, value).map_err(trap)?;
+        self.quota_level(QuotaLevel::of(total, quota), total, quota);
+        Ok(())
+    }
+
+    /// Logs a change of how full the integration's state is, once per change: a warning from
+    /// 80 %, an error when a `state.set` was refused, and when it has room again.
+    fn quota_level(&self, level: QuotaLevel, total: u64, quota: u64) {
+        let Some(before) =
+            self.metrics
+                .quota_level(&self.integration_id, &self.connector_id, level)
+        else {
+            return;
+        };
+        let (integration, connector) = (&self.integration_id, &self.connector_id);
+        let setting = "runtime.limits.state_total_bytes, or the integration's state_total_bytes";
+        match level {
+            QuotaLevel::Full => tracing::error!(%integration, %connector, quota, setting,
+                "state quota full: the connector's state.set calls are refused and its events \
+                 wait until the quota is raised or the connector keeps less"),
+            QuotaLevel::Warning if before < level => tracing::warn!(%integration, %connector,
+                bytes = total, quota, setting, "connector state above 80 % of its quota"),
+            _ => tracing::info!(%integration, %connector, bytes = total, quota,
+                "connector state has room again"),
+        }
     }
 
     /// `state.delete`.
