@@ -34,7 +34,7 @@ pub use client::{LeverClient, LeverError, Opportunity};
 use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
-use crate::store::Event;
+use crate::store::{Event, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
 use webhook::{StageChange, Verified, Webhook};
 
@@ -127,7 +127,11 @@ fn stored(event: &Event) -> Result<(Webhook, StageChange), AtsError> {
 
 impl From<LeverError> for AtsError {
     fn from(e: LeverError) -> Self {
-        AtsError::new(e.to_string(), e.retryable())
+        match e {
+            // Retrying cannot help until someone grants the permission: the event waits, named.
+            LeverError::Forbidden { .. } => AtsError::waiting(e.to_string(), WaitFor::Permission),
+            e => AtsError::new(e.to_string(), e.retryable()),
+        }
     }
 }
 
