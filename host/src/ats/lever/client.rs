@@ -318,3 +318,30 @@ fn forbidden(endpoint: Endpoint, body: &str) -> LeverError {
         message: message.chars().take(MAX_MESSAGE).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_names_the_call_and_its_permission_and_keeps_lever_s_message_short() {
+        let body =
+            r#"{"code":"Forbidden","message":"Missing required permission: postings:read:admin"}"#;
+        let e = forbidden(permissions::GET_POSTING, body);
+        let text = e.to_string();
+        assert!(text.contains("GET /postings/:id"), "{text}");
+        assert!(
+            text.contains("lacks permission postings:read:admin"),
+            "{text}"
+        );
+        assert!(text.ends_with("Lever said: Missing required permission: postings:read:admin"));
+        assert!(!e.retryable());
+        // Not JSON: the text itself, cut.
+        let LeverError::Forbidden { message, .. } =
+            forbidden(permissions::ADD_NOTE, &"x".repeat(5_000))
+        else {
+            panic!("a 403 is Forbidden");
+        };
+        assert_eq!(message.len(), MAX_MESSAGE);
+    }
+}
