@@ -10,7 +10,7 @@ use switchyard_sim::justifacts::JustifactsOptions;
 use switchyard_sim::lever::{LeverSim, NewOpportunity};
 use switchyard_testkit::{wait_for, Stack, CERTN, TRIGGER};
 use switchyard_tests::support_admin::{Admin, TOKEN};
-use switchyard_tests::{all_done, eventually, lever_of, options, stack};
+use switchyard_tests::{all_done, certn_complete, eventually, lever_of, options, stack};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -44,13 +44,7 @@ async fn certn_and_justifacts_run_with_exactly_the_documented_keys_and_read_no_n
     // candidate through Lever, not through a posting read.
     let posting = s.lever.add_posting("Driver", &["Premium"]);
     let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
-    assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
-    let done = s
-        .wait_for(&opp, LONG, |o| {
-            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
-        })
-        .await
-        .unwrap();
+    let done = certn_complete(&s, &opp, LONG).await;
     assert_eq!(done.links.len(), 1);
     let apps = s.certn.applications();
     assert_eq!(apps.len(), 1);
