@@ -17,4 +17,5 @@ mod justifacts;
 mod lever_grants;
 mod neighbours;
 mod polyglot;
+mod quota;
 mod spine;

@@ -480,6 +480,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_quota_level_change_is_reported_once() {
+        let m = Metrics::default();
+        assert_eq!(QuotaLevel::of(79, 100), QuotaLevel::Ok);
+        assert_eq!(QuotaLevel::of(80, 100), QuotaLevel::Warning);
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Ok), None);
+        assert_eq!(
+            m.quota_level("a", "c", QuotaLevel::Warning),
+            Some(QuotaLevel::Ok)
+        );
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Warning), None);
+        assert_eq!(
+            m.quota_level("a", "c", QuotaLevel::Full),
+            Some(QuotaLevel::Warning)
+        );
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Full), None, "once");
+        assert_eq!(
+            m.quota_level("b", "c", QuotaLevel::Ok),
+            None,
+            "per integration"
+        );
+        let text = m.render(None);
+        assert!(
+            text.contains(
+                "switchyard_state_quota_reached_total{integration=\"a\",connector=\"c\"} 2"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn group_commit_counters_follow_the_stores_totals() {
         let m = Metrics::default();
         let stats = |commits, writes| WriterStats {
