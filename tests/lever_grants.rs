@@ -120,6 +120,14 @@ async fn a_key_missing_a_permission_waits_naming_it_until_granted_then_a_retry_i
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"][0]["waiting_for"], "permission", "{body}");
+    // The integration needs attention, with the permission named.
+    let (_, view) = admin.get(&format!("/admin/integrations/{CERTN}")).await;
+    let health = &view["health"];
+    assert_eq!(health["status"], "attention", "{view}");
+    let problem = &health["problems"][0];
+    assert_eq!(problem["kind"], "permission", "{health}");
+    let message = problem["message"].as_str().unwrap_or_default();
+    assert!(message.contains("opportunities:write:admin"), "{message}");
     assert_eq!(s.certn.applications().len(), 1);
     assert!(s.lever.opportunity(&opp).unwrap().tags.is_empty());
     assert_eq!(s.lever.forbidden_api_calls(), 1);
