@@ -16,6 +16,7 @@ mod idempotency;
 mod intake;
 mod isolation;
 mod justifacts;
+mod lever_grants;
 mod neighbours;
 mod polyglot;
 mod quota;

@@ -318,14 +318,21 @@ async fn connect_redirects_to_lever_the_callback_stores_tokens_and_the_flow_writ
     assert_eq!(p("code_challenge_method").as_deref(), Some("S256"));
     assert!(p("code_challenge").is_some_and(|c| c.len() >= 43));
     assert!(p("state").is_some_and(|st| st.len() >= 16));
+    // Exactly what docs/lever.md lists for the app, plus offline_access for a refresh token.
     let scopes = p("scope").unwrap_or_default();
-    for scope in [
-        "offline_access",
-        "opportunities:write:admin",
-        "notes:write:admin",
-    ] {
-        assert!(scope.split(' ').any(|x| x == scope), "{scope} in {scopes}");
-    }
+    let mut asked: Vec<&str> = scopes.split(' ').collect();
+    asked.sort_unstable();
+    assert_eq!(
+        asked,
+        [
+            "notes:write:admin",
+            "offline_access",
+            "opportunities:read:admin",
+            "opportunities:write:admin",
+            "postings:read:admin",
+            "stages:read:admin",
+        ]
+    );
     // Without the admin token: no link.
     let anon = s
         .http

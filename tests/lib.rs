@@ -156,6 +156,25 @@ pub fn lever_writes(stack: &Stack, suffix: &str) -> usize {
         .count()
 }
 
+/// Moves `opportunity` to the trigger stage and waits (bounded) until Lever shows it Complete
+/// with the report link; returns that snapshot.
+pub async fn certn_complete(
+    stack: &Stack,
+    opportunity: &str,
+    within: Duration,
+) -> switchyard_sim::lever::Opportunity {
+    let status = stack
+        .move_to(opportunity, switchyard_testkit::TRIGGER)
+        .await;
+    assert_eq!(status.unwrap(), 200, "Lever's webhook was accepted");
+    stack
+        .wait_for(opportunity, within, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
+        .await
+        .unwrap()
+}
+
 /// The CERTN status tags on an opportunity.
 pub fn certn_tags(opp: &switchyard_sim::lever::Opportunity) -> Vec<String> {
     opp.tags

@@ -2,11 +2,14 @@
 //! server under `{base}/oauth`, and Lever-style signed webhooks.
 //!
 //! # API (`http://127.0.0.1:PORT/v1`)
-//! Every request needs HTTP Basic auth with the API key as username and an empty password, or
-//! `Authorization: Bearer <token>` with an access token from the OAuth flow below that has not
-//! expired and whose grant is not revoked (or the fixed [`LeverSim::oauth_token`]); anything
-//! else gets `401 {"code":"Unauthorized","message":"..."}` (counted by
-//! [`LeverSim::unauthorized_api_calls`]). Scopes are recorded but not enforced. Errors use Lever's shape
+//! Every request needs HTTP Basic auth with an API key of the account as username and an empty
+//! password, or `Authorization: Bearer <token>` with an access token from the OAuth flow below
+//! that has not expired and whose grant is not revoked (or the fixed [`LeverSim::oauth_token`]);
+//! anything else gets `401 {"code":"Unauthorized","message":"..."}` (counted by
+//! [`LeverSim::unauthorized_api_calls`]). Then the credential must carry the route's permission
+//! ([`permissions`]: an API key those it was generated with, an OAuth token the scopes of its
+//! grant), else `403 {"code":"Forbidden","message":"Missing required permission: <scope>"}`
+//! (counted by [`LeverSim::forbidden_api_calls`]). Errors use Lever's shape
 //! `{"code":"ResourceNotFound","message":"..."}`; malformed JSON gets 400 `BadRequest`. A
 //! `perform_as` query parameter is accepted and ignored.
 //!
@@ -41,7 +44,8 @@
 //!   `error=access_denied&error_description=...&state=...` (the user clicked Deny, see
 //!   [`LeverSim::set_oauth_user_denies`]), or `error=unsupported_response_type&...` when
 //!   `response_type` is not `code`. `state` is echoed only when given. `scope` is space-separated
-//!   and recorded ([`LeverSim::authorize_requests`]); `audience` is recorded, not checked.
+//!   and recorded ([`LeverSim::authorize_requests`]); the user accepts it whole, and it is what
+//!   every token of the grant may do on the API. `audience` is recorded, not checked.
 //! - `POST /oauth/token`, body `application/x-www-form-urlencoded` or JSON (`Content-Type:
 //!   application/json`); client credentials as HTTP Basic (`client_id:client_secret`, each
 //!   form-urlencoded, RFC 6749 §2.3.1; preferred when present) or `client_id` + `client_secret` in
@@ -84,6 +88,7 @@
 
 mod api;
 mod oauth;
+pub mod permissions;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -293,6 +298,12 @@ struct State {
     oauth: oauth::OAuth,
     /// API requests answered 401.
     unauthorized: usize,
+    /// API requests answered 403 (a permission the credential lacks).
+    forbidden: usize,
+    /// Every API key generated in this account → its permissions.
+    api_keys: HashMap<String, Vec<String>>,
+    /// The permissions of the fixed [`LeverSim::oauth_token`].
+    oauth_token_permissions: Vec<String>,
 }
 
 impl State {
@@ -329,8 +340,10 @@ impl LeverSim {
                 text: (*t).to_string(),
             })
             .collect();
+        let api_key = http_util::random_alnum(40);
+        let all = || permissions::ALL.map(String::from).to_vec();
         let shared = Arc::new(Shared {
-            api_key: http_util::random_alnum(40),
+            api_key: api_key.clone(),
             oauth_token: http_util::random_alnum(48),
             client: http_util::http_client(DELIVERY_TIMEOUT)?,
             state: Mutex::new(State {
@@ -345,6 +358,9 @@ impl LeverSim {
                 retry_base: Duration::from_millis(250),
                 oauth: oauth::OAuth::default(),
                 unauthorized: 0,
+                forbidden: 0,
+                api_keys: HashMap::from([(api_key, all())]),
+                oauth_token_permissions: all(),
             }),
         });
         let server = http_util::serve_loopback(api::router(shared.clone())).await?;
@@ -360,14 +376,49 @@ impl LeverSim {
         format!("{}/v1", self.server.base_url())
     }
 
-    /// The API key (HTTP Basic username, empty password).
+    /// The account's first API key (HTTP Basic username, empty password), generated with every
+    /// permission of [`permissions::ALL`]. Tests that stand for a customer following the docs
+    /// use [`LeverSim::generate_api_key`] instead.
     pub fn api_key(&self) -> String {
         self.shared.api_key.clone()
     }
 
+    /// Generates a new API key carrying exactly `permissions` (scope strings such as
+    /// [`permissions::OPPORTUNITIES_READ`]), as a Super Admin ticking those boxes would.
+    pub fn generate_api_key(&self, permissions: &[&str]) -> String {
+        let key = http_util::random_alnum(40);
+        self.set_api_key_permissions(&key, permissions);
+        key
+    }
+
+    /// Replaces the permissions of API key `key` (the admin edits the key in Lever's settings).
+    pub fn set_api_key_permissions(&self, key: &str, permissions: &[&str]) {
+        let permissions = permissions.iter().map(|p| (*p).to_string()).collect();
+        self.shared
+            .lock()
+            .api_keys
+            .insert(key.to_string(), permissions);
+    }
+
+    /// Adds `permission` to API key `key` (the admin ticks one more box); false for an unknown key.
+    pub fn grant_api_key_permission(&self, key: &str, permission: &str) -> bool {
+        let mut st = self.shared.lock();
+        let Some(granted) = st.api_keys.get_mut(key) else {
+            return false;
+        };
+        push_unique(granted, permission.to_string());
+        true
+    }
+
+    /// How many API requests were answered 403 so far (a permission the credential lacks).
+    pub fn forbidden_api_calls(&self) -> usize {
+        self.shared.lock().forbidden
+    }
+
     /// A fixed OAuth access token of this account (sent as `Authorization: Bearer`), for tests
     /// that need a Bearer token without running the OAuth flow. It belongs to no OAuth client:
-    /// it never expires, and neither [`LeverSim::revoke_app`] nor `/oauth/revoke` affects it.
+    /// it never expires, carries every permission of [`permissions::ALL`], and neither
+    /// [`LeverSim::revoke_app`] nor `/oauth/revoke` affects it.
     pub fn oauth_token(&self) -> String {
         self.shared.oauth_token.clone()
     }

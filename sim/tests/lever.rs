@@ -885,3 +885,129 @@ async fn revocation_endpoint_revokes_the_grant_of_a_token() {
         (400, Some("invalid_grant"))
     );
 }
+
+/// A request to `path` with API key `key`; returns the status and the body.
+async fn call_with_key(
+    sim: &LeverSim,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client()
+        .request(method, format!("{}{path}", sim.api_base()))
+        .basic_auth(key, None::<&str>);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_api_key_may_do_only_what_it_was_generated_for() {
+    use reqwest::Method;
+    use switchyard_sim::lever::permissions::{
+        OPPORTUNITIES_READ, OPPORTUNITIES_WRITE, POSTINGS_READ, STAGES_READ,
+    };
+    let sim = LeverSim::start().await.unwrap();
+    let posting = sim.add_posting("Engineer", &["remote"]);
+    let opp = candidate(&sim, Some(posting.clone()));
+    // Seed 001's key: read/write opportunities (tags, links), read stages.
+    let key = sim.generate_api_key(&[OPPORTUNITIES_READ, OPPORTUNITIES_WRITE, STAGES_READ]);
+    let ok = |r: (u16, Value)| r.0;
+    assert_eq!(
+        ok(call_with_key(&sim, &key, Method::GET, "/stages", None).await),
+        200
+    );
+    let opp_path = format!("/opportunities/{opp}");
+    assert_eq!(
+        ok(call_with_key(&sim, &key, Method::GET, &opp_path, None).await),
+        200
+    );
+    let tags = json!({"tags": ["X"]});
+    let add_tags = format!("{opp_path}/addTags");
+    assert_eq!(
+        ok(call_with_key(&sim, &key, Method::POST, &add_tags, Some(tags)).await),
+        200
+    );
+
+    // Outside the key's permissions: 403 in Lever's shape, naming the permission; nothing done.
+    let (status, body) = call_with_key(
+        &sim,
+        &key,
+        Method::GET,
+        &format!("/postings/{posting}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "Forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains(POSTINGS_READ),
+        "{body}"
+    );
+    let note = json!({"value": "hello"});
+    let notes = format!("{opp_path}/notes");
+    let (status, body) = call_with_key(&sim, &key, Method::POST, &notes, Some(note.clone())).await;
+    assert_eq!(status, 403);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("notes:write:admin"),
+        "{body}"
+    );
+    assert_eq!(
+        ok(call_with_key(&sim, &key, Method::GET, &notes, None).await),
+        403
+    );
+    assert!(sim.opportunity(&opp).unwrap().notes.is_empty());
+    assert_eq!(sim.forbidden_api_calls(), 3);
+    // A write permission does not stand in for the read.
+    let write_only = sim.generate_api_key(&[OPPORTUNITIES_WRITE]);
+    assert_eq!(
+        ok(call_with_key(&sim, &write_only, Method::GET, &opp_path, None).await),
+        403
+    );
+
+    // The admin ticks the box: the same key now works.
+    assert!(sim.grant_api_key_permission(&key, "notes:write:admin"));
+    assert_eq!(
+        ok(call_with_key(&sim, &key, Method::POST, &notes, Some(note)).await),
+        201
+    );
+    assert_eq!(sim.opportunity(&opp).unwrap().notes.len(), 1);
+    assert!(!sim.grant_api_key_permission("unknown-key", "notes:write:admin"));
+}
+
+#[tokio::test]
+async fn an_oauth_token_may_do_only_what_its_grant_scopes_allow() {
+    let sim = LeverSim::start().await.unwrap();
+    let opp = candidate(&sim, None);
+    let (_, tokens) = connect(&sim, "opportunities:read:admin offline_access").await;
+    let access = text(&tokens, "access_token");
+    let get = |path: String| {
+        client()
+            .get(format!("{}{path}", sim.api_base()))
+            .bearer_auth(&access)
+            .send()
+    };
+    assert_eq!(
+        get(format!("/opportunities/{opp}")).await.unwrap().status(),
+        200
+    );
+    let denied = get("/stages".into()).await.unwrap();
+    assert_eq!(denied.status(), 403);
+    let body: Value = denied.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("stages:read:admin"),
+        "{body}"
+    );
+    // The fixed token carries every permission.
+    assert_eq!(api_with_bearer(&sim, &sim.oauth_token()).await.0, 200);
+}

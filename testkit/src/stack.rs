@@ -39,6 +39,30 @@ pub const GEM: &str = "demo-gem";
 /// The Lever stage that triggers Certn.
 pub const TRIGGER: &str = "Background Check";
 
+/// The API key permissions `docs/lever.md` tells a Certn customer to grant — seed 001's key:
+/// read/write opportunities (tags and links live on the opportunity), read stages. Spelled out
+/// here, not taken from the host, so a call needing more fails the tests.
+pub const CERTN_KEY: [&str; 3] = [
+    "opportunities:read:admin",
+    "opportunities:write:admin",
+    "stages:read:admin",
+];
+/// The same plus writing notes (the secret result note): a Justifacts customer's key.
+pub const JUSTIFACTS_KEY: [&str; 4] = [
+    "opportunities:read:admin",
+    "opportunities:write:admin",
+    "stages:read:admin",
+    "notes:write:admin",
+];
+/// The same plus reading postings (its rule names a posting): a Canditech customer's key.
+pub const CANDITECH_KEY: [&str; 5] = [
+    "opportunities:read:admin",
+    "opportunities:write:admin",
+    "stages:read:admin",
+    "notes:write:admin",
+    "postings:read:admin",
+];
+
 /// How to build a [`Stack`].
 pub struct StackOptions {
     pub connectors_dir: PathBuf,
@@ -201,6 +225,7 @@ impl Stack {
                 secrets: &certn_secrets,
                 packages: package_configs(&opts.certn.packages),
                 rules: Vec::new(),
+                key: &CERTN_KEY,
             },
         )];
         for (id, connector, trigger) in &opts.extra {
@@ -216,6 +241,7 @@ impl Stack {
                     secrets: &[],
                     packages: Vec::new(),
                     rules: Vec::new(),
+                    key: &CERTN_KEY,
                 },
             ));
         }
@@ -246,6 +272,7 @@ impl Stack {
                         ],
                         packages: Vec::new(),
                         rules: Vec::new(),
+                        key: &JUSTIFACTS_KEY,
                     },
                 ));
                 if opts.justifacts_oauth {
@@ -282,6 +309,7 @@ impl Stack {
                         ],
                         packages: Vec::new(),
                         rules: setup.rules.clone(),
+                        key: &CANDITECH_KEY,
                     },
                 ));
                 if setup.oauth {
@@ -458,6 +486,8 @@ struct Wiring<'a> {
     secrets: &'a [(&'a str, String)],
     packages: Vec<PackageConfig>,
     rules: Vec<RuleConfig>,
+    /// The permissions of the API key generated for the integration.
+    key: &'a [&'a str],
 }
 
 /// Registers the integration's webhook in `lever` (as an operator would paste the URL) and builds
@@ -484,7 +514,7 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
         enabled: true,
         ats: AtsConfig::Lever(LeverConfig {
             api_base: lever.api_base(),
-            api_key: Some(Secret::new(lever.api_key())),
+            api_key: Some(Secret::new(lever.generate_api_key(w.key))),
             oauth_access_token: None,
             oauth: false,
             signature_token: Secret::new(token),

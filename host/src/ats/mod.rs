@@ -67,6 +67,11 @@ pub fn build(
             http.clone(),
             lever_oauth,
             &config.id,
+            config
+                .rules
+                .iter()
+                .filter_map(|r| r.posting.clone())
+                .collect(),
         )),
         AtsConfig::Gem(gem) => Arc::new(gem::GemAts::new(gem.clone(), http.clone())),
     }

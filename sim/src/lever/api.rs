@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    oauth, push_unique, webhooks, LoggedRequest, Note, OppRecord, Shared, StageError,
+    oauth, permissions, push_unique, webhooks, LoggedRequest, Note, OppRecord, Shared, StageError,
     State as SimState,
 };
 use crate::http_util;
@@ -92,7 +92,11 @@ async fn gate(State(shared): Shr, req: Request, next: Next) -> Response {
         st.log.len() - 1
     };
     tracing::debug!(method = %parts.method, uri = %parts.uri, "lever sim request");
-    let early = precheck(&shared, &parts.headers);
+    let early = precheck(
+        &shared,
+        &parts.headers,
+        permissions::required(parts.method.as_str(), parts.uri.path()),
+    );
     let resp = match early {
         Some(resp) => resp,
         None => {
@@ -104,14 +108,18 @@ async fn gate(State(shared): Shr, req: Request, next: Next) -> Response {
     if let Some(entry) = st.log.get_mut(index) {
         entry.status = resp.status().as_u16();
     }
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        st.unauthorized += 1;
+    match resp.status() {
+        StatusCode::UNAUTHORIZED => st.unauthorized += 1,
+        StatusCode::FORBIDDEN => st.forbidden += 1,
+        _ => {}
     }
     drop(st);
     resp
 }
 
-fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+/// Injected failures, then authentication (401), then the credential's permission for this route
+/// (403), then the rate limit (429).
+fn precheck(shared: &Shared, headers: &HeaderMap, needs: Option<&str>) -> Option<Response> {
     let mut st = shared.lock();
     if st.fail_next.0 > 0 {
         st.fail_next.0 -= 1;
@@ -119,11 +127,17 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
             StatusCode::from_u16(st.fail_next.1).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Some(error(status, "Injected failure"));
     }
-    if !authorized(shared, &st.oauth, headers) {
+    let Some(granted) = credential_permissions(shared, &st, headers) else {
         return Some(error(
             StatusCode::UNAUTHORIZED,
             "Invalid credentials: use HTTP Basic auth with the API key as username and an empty \
              password, or a valid (unexpired, unrevoked) OAuth access token as Bearer",
+        ));
+    };
+    if let Some(needs) = needs.filter(|n| !granted.iter().any(|g| g == n)) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            permissions::forbidden_message(needs),
         ));
     }
     if let Some(bucket) = st.rate.as_mut() {
@@ -134,30 +148,36 @@ fn precheck(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-fn authorized(shared: &Shared, oauth: &oauth::OAuth, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
-        return false;
-    };
+/// The permissions of the credential in `headers`: an API key's (HTTP Basic, empty password), an
+/// OAuth access token's scopes, or the fixed token's; `None` when it is no valid credential.
+fn credential_permissions(
+    shared: &Shared,
+    st: &SimState,
+    headers: &HeaderMap,
+) -> Option<Vec<String>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
         let token = encoded.trim();
-        return token == shared.oauth_token || oauth.access_token_valid(token);
+        if token == shared.oauth_token {
+            return Some(st.oauth_token_permissions.clone());
+        }
+        return st
+            .oauth
+            .access_token_scope(token)
+            .map(permissions::from_scope);
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
+        return None;
     }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(text) = String::from_utf8(decoded) else {
-        return false;
-    };
-    matches!(text.split_once(':'), Some((user, "")) if user == shared.api_key)
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    match text.split_once(':') {
+        Some((user, "")) => st.api_keys.get(user).cloned(),
+        _ => None,
+    }
 }
 
 async fn not_found() -> Response {

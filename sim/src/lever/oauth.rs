@@ -148,12 +148,12 @@ impl OAuth {
         (id, secret)
     }
 
-    /// True while `token` is an issued access token that has not expired and whose grant is not
-    /// revoked.
-    pub(super) fn access_token_valid(&self, token: &str) -> bool {
-        self.access.get(token).is_some_and(|a| {
-            Instant::now() < a.expires && self.grants.get(&a.grant).is_some_and(|g| !g.revoked)
-        })
+    /// The scope string granted to `token` while it is an issued access token that has not
+    /// expired and whose grant is not revoked; `None` otherwise.
+    pub(super) fn access_token_scope(&self, token: &str) -> Option<&str> {
+        let access = self.access.get(token)?;
+        let grant = self.grants.get(&access.grant)?;
+        (Instant::now() < access.expires && !grant.revoked).then_some(grant.scope.as_str())
     }
 
     /// Every access token issued so far expires now (refresh tokens keep working).

@@ -2,7 +2,8 @@
 //! Basic, key as user name), a static OAuth access token (Bearer), or the tokens of the host's
 //! OAuth app ([`TokenSource`]: refreshed before expiry, and once on a 401). 429 and 5xx are
 //! retried a few times with exponential backoff, honouring `Retry-After`; past that the error is
-//! transient and the event is retried later.
+//! transient and the event is retried later. A 403 is never retried here: it names the
+//! permission the call needs ([`permissions`]) and the event waits for someone to grant it.
 
 use std::time::Duration;
 
@@ -10,12 +11,15 @@ use serde_json::Value;
 
 pub use super::error::LeverError;
 use super::oauth::TokenSource;
+use super::permissions::{self, Endpoint};
 use crate::config::{LeverAuth, Secret};
 
 /// Attempts per API call before giving the failure back to the worker.
 const ATTEMPTS: u32 = 4;
 /// Longest single wait between attempts.
 const MAX_WAIT: Duration = Duration::from_secs(5);
+/// Longest part of Lever's own 403 message kept in the error.
+const MAX_MESSAGE: usize = 200;
 
 /// The fields of an opportunity the flow uses.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +78,7 @@ impl LeverClient {
 
     async fn call(
         &self,
+        endpoint: Endpoint,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
@@ -132,7 +137,7 @@ impl LeverClient {
                             }
                             return Err(LeverError::Unauthorized(status));
                         }
-                        403 => return Err(LeverError::Unauthorized(status)),
+                        403 => return Err(forbidden(endpoint, &text)),
                         429 | 500..=599 => {
                             last = format!("{status} on {method} {path}");
                             if let Some(ra) = retry_after {
@@ -164,6 +169,7 @@ impl LeverClient {
     pub async fn opportunity(&self, id: &str) -> Result<Opportunity, LeverError> {
         let v = self
             .call(
+                permissions::GET_OPPORTUNITY,
                 reqwest::Method::GET,
                 &format!("/opportunities/{id}?expand=applications"),
                 None,
@@ -207,7 +213,12 @@ impl LeverClient {
     /// `GET /postings/:id` → its name (`text`) and tags.
     pub async fn posting(&self, id: &str) -> Result<(Option<String>, Vec<String>), LeverError> {
         let v = self
-            .call(reqwest::Method::GET, &format!("/postings/{id}"), None)
+            .call(
+                permissions::GET_POSTING,
+                reqwest::Method::GET,
+                &format!("/postings/{id}"),
+                None,
+            )
             .await?;
         let text = v["data"]["text"].as_str().map(str::to_string);
         let tags = v["data"]["tags"]
@@ -231,7 +242,9 @@ impl LeverClient {
                 Some(o) => format!("/stages?limit=100&offset={o}"),
                 None => "/stages?limit=100".to_string(),
             };
-            let v = self.call(reqwest::Method::GET, &path, None).await?;
+            let v = self
+                .call(permissions::LIST_STAGES, reqwest::Method::GET, &path, None)
+                .await?;
             for s in v["data"].as_array().into_iter().flatten() {
                 if let (Some(id), Some(text)) = (s["id"].as_str(), s["text"].as_str()) {
                     out.push((id.to_string(), text.to_string()));
@@ -248,6 +261,7 @@ impl LeverClient {
     /// `POST /opportunities/:id/addTags`.
     pub async fn add_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
         self.post(
+            permissions::ADD_TAGS,
             &format!("/opportunities/{id}/addTags"),
             serde_json::json!({ "tags": tags }),
         )
@@ -257,6 +271,7 @@ impl LeverClient {
     /// `POST /opportunities/:id/removeTags`.
     pub async fn remove_tags(&self, id: &str, tags: &[String]) -> Result<(), LeverError> {
         self.post(
+            permissions::REMOVE_TAGS,
             &format!("/opportunities/{id}/removeTags"),
             serde_json::json!({ "tags": tags }),
         )
@@ -266,6 +281,7 @@ impl LeverClient {
     /// `POST /opportunities/:id/addLinks`.
     pub async fn add_links(&self, id: &str, links: &[String]) -> Result<(), LeverError> {
         self.post(
+            permissions::ADD_LINKS,
             &format!("/opportunities/{id}/addLinks"),
             serde_json::json!({ "links": links }),
         )
@@ -275,37 +291,57 @@ impl LeverClient {
     /// `POST /opportunities/:id/notes`.
     pub async fn add_note(&self, id: &str, text: &str, secret: bool) -> Result<(), LeverError> {
         self.post(
+            permissions::ADD_NOTE,
             &format!("/opportunities/{id}/notes"),
             serde_json::json!({ "value": text, "secret": secret, "notifyFollowers": false }),
         )
         .await
     }
 
-    /// `GET /opportunities/:id/notes` → the text of every note (to avoid writing one twice).
-    pub async fn note_texts(&self, id: &str) -> Result<Vec<String>, LeverError> {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/opportunities/{id}/notes?limit=100"),
-                None,
-            )
-            .await?;
-        Ok(v["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| {
-                n["value"]
-                    .as_str()
-                    .or_else(|| n["text"].as_str())
-                    .map(str::to_string)
-            })
-            .collect())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<(), LeverError> {
-        self.call(reqwest::Method::POST, path, Some(&body))
+    async fn post(&self, endpoint: Endpoint, path: &str, body: Value) -> Result<(), LeverError> {
+        self.call(endpoint, reqwest::Method::POST, path, Some(&body))
             .await
             .map(|_| ())
+    }
+}
+
+/// The error for a 403 on `endpoint`: the permission it needs, and Lever's message (shortened;
+/// it never holds the credential).
+fn forbidden(endpoint: Endpoint, body: &str) -> LeverError {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    LeverError::Forbidden {
+        call: endpoint.label,
+        permission: endpoint.permission,
+        message: message.chars().take(MAX_MESSAGE).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_403_names_the_call_and_its_permission_and_keeps_lever_s_message_short() {
+        let body =
+            r#"{"code":"Forbidden","message":"Missing required permission: postings:read:admin"}"#;
+        let e = forbidden(permissions::GET_POSTING, body);
+        let text = e.to_string();
+        assert!(text.contains("GET /postings/:id"), "{text}");
+        assert!(
+            text.contains("lacks permission postings:read:admin"),
+            "{text}"
+        );
+        assert!(text.ends_with("Lever said: Missing required permission: postings:read:admin"));
+        assert!(!e.retryable());
+        // Not JSON: the text itself, cut.
+        let LeverError::Forbidden { message, .. } =
+            forbidden(permissions::ADD_NOTE, &"x".repeat(5_000))
+        else {
+            panic!("a 403 is Forbidden");
+        };
+        assert_eq!(message.len(), MAX_MESSAGE);
     }
 }

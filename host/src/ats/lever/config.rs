@@ -70,16 +70,9 @@ fn lever_audience() -> String {
     "https://api.lever.co/v1/".into()
 }
 fn lever_scopes() -> Vec<String> {
-    [
-        "opportunities:read:admin",
-        "opportunities:write:admin",
-        "notes:write:admin",
-        "stages:read:admin",
-        "tags:read:admin",
-        "postings:read:admin",
-    ]
-    .map(String::from)
-    .to_vec()
+    super::permissions::DEFAULT_SCOPES
+        .map(String::from)
+        .to_vec()
 }
 fn state_ttl() -> u64 {
     600

@@ -7,9 +7,23 @@ pub enum LeverError {
     /// Rate limited, 5xx, timeout or connection failure: try again later.
     #[error("Lever unavailable: {0}")]
     Transient(String),
-    /// 401/403: the credential is wrong or lacks a permission.
+    /// 401: the credential is wrong, expired or revoked.
     #[error("Lever refused the credential ({0})")]
     Unauthorized(u16),
+    /// 403: the credential is valid but lacks the permission this call needs. Not retried: it
+    /// waits until someone grants the permission.
+    #[error(
+        "Lever refused {call}: the credential lacks permission {permission} (grant it on the API \
+         key, or add the scope to [lever_oauth].scopes and connect again); Lever said: {message}"
+    )]
+    Forbidden {
+        /// The call, e.g. `GET /postings/:id`.
+        call: &'static str,
+        /// The permission (OAuth scope) the call needs, e.g. `postings:read:admin`.
+        permission: &'static str,
+        /// Lever's error message, shortened.
+        message: String,
+    },
     /// An OAuth integration without a usable grant (never connected, revoked, disconnected).
     #[error("Lever integration not connected: {0}")]
     Disconnected(String),

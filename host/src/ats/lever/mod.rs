@@ -6,7 +6,8 @@
 //! - [`error`]: [`LeverError`](error::LeverError), shared by the client and OAuth.
 //! - [`webhook`]: the webhook body and the checks every delivery passes (signature, freshness).
 //! - [`signature`]: Lever's HMAC over `token + triggeredAt`.
-//! - [`client`]: the REST API (429/5xx backoff).
+//! - [`client`]: the REST API (429/5xx backoff; a 403 names the missing permission).
+//! - [`permissions`]: the permission (OAuth scope) each call needs, and the app's default scopes.
 //! - [`sync`]: writes an opportunity's recorded state back to Lever, idempotently.
 //! - [`oauth`]: Lever as an authorized app (authorization-code flow, token refresh, revocation).
 //! - [`routes`]: `GET /oauth/lever/callback`, where Lever sends the operator's browser back.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod form;
 pub mod oauth;
+pub mod permissions;
 pub mod routes;
 pub mod signature;
 pub mod sync;
@@ -32,7 +34,7 @@ pub use client::{LeverClient, LeverError, Opportunity};
 use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
-use crate::store::Event;
+use crate::store::{Event, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
 use webhook::{StageChange, Verified, Webhook};
 
@@ -49,17 +51,22 @@ pub struct LeverAts {
     oauth: Option<Arc<oauth::LeverOAuth>>,
     /// `None` when the integration has no usable credential (refused at config time).
     client: Option<LeverClient>,
+    /// The postings the integration's rules name (by name or id): the only reason to read a
+    /// posting (`postings:read:admin`).
+    rule_postings: Vec<String>,
     /// `(stage id, name)` of the account, refreshed on a miss.
     stages: Mutex<Vec<(String, String)>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl LeverAts {
+    /// The adapter of integration `integration`; `rule_postings` are the postings its rules name.
     pub fn new(
         config: LeverConfig,
         http: reqwest::Client,
         oauth: &Arc<oauth::LeverOAuth>,
         integration: &str,
+        rule_postings: Vec<String>,
     ) -> LeverAts {
         let client = config.auth().map(|auth| match auth {
             LeverAuth::OAuth => {
@@ -71,6 +78,7 @@ impl LeverAts {
             oauth: config.oauth.then(|| oauth.clone()),
             config,
             client,
+            rule_postings,
             stages: Mutex::new(Vec::new()),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
@@ -119,13 +127,20 @@ fn stored(event: &Event) -> Result<(Webhook, StageChange), AtsError> {
 
 impl From<LeverError> for AtsError {
     fn from(e: LeverError) -> Self {
-        AtsError::new(e.to_string(), e.retryable())
+        match e {
+            // Retrying cannot help until someone grants the permission: the event waits, named.
+            LeverError::Forbidden { .. } => AtsError::waiting(e.to_string(), WaitFor::Permission),
+            e => AtsError::new(e.to_string(), e.retryable()),
+        }
     }
 }
 
 impl From<sync::SyncError> for AtsError {
     fn from(e: sync::SyncError) -> Self {
-        AtsError::new(e.to_string(), e.retryable())
+        match e {
+            sync::SyncError::Lever(e) => e.into(),
+            sync::SyncError::Store(e) => e.into(),
+        }
     }
 }
 
@@ -214,7 +229,13 @@ impl Ats for LeverAts {
         let opp = client.opportunity(&change.opportunity_id).await?;
         let mut posting_tags = Vec::new();
         let mut posting_name = None;
-        for posting in &opp.posting_ids {
+        // A posting's tags are already on the opportunities that applied to it: the posting is
+        // read only for its name, when a rule names a posting other than by this one's id.
+        let by_name = self
+            .rule_postings
+            .iter()
+            .any(|p| !opp.posting_ids.iter().any(|id| id == p.trim()));
+        for posting in opp.posting_ids.iter().filter(|_| by_name) {
             let (text, tags) = client.posting(posting).await?;
             // The first posting is the one `posting_id` names.
             posting_name = posting_name.or(text);

@@ -1,16 +1,21 @@
 //! Writes the recorded state of an opportunity's screenings onto the Lever opportunity.
 //!
-//! This is a reconciliation, not a replay: it reads what Lever has now and writes only what is
-//! missing, so running it twice (a retried event, a crash between two writes, a redelivered
-//! callback) never adds the same tag, link or note twice.
+//! Tags and links are reconciled, not replayed: it reads the opportunity as Lever has it now and
+//! writes only what is missing, so running it twice (a retried event, a crash between two
+//! writes, a redelivered callback) never adds the same tag or link twice. Notes are not read back
+//! from Lever (that would need `notes:read:admin`): the store says which were written.
 //! - status tag: the newest order's label; every other status label of the connector is removed,
 //!   so exactly one shows;
 //! - verdict tag: the newest order's verdict when it is one of the connector's verdict labels;
 //!   every other verdict label is removed (a changed verdict replaces the old tag; a newer order
 //!   without a verdict clears it);
 //! - links: every order's report URL, once;
-//! - notes: each recorded note once; Lever's notes are read first in case an earlier attempt
-//!   wrote the note but crashed before recording it.
+//! - notes: each recorded note not yet marked written, then marked written (`written_at`) right
+//!   after Lever's 201. Lever's notes API has no idempotency key, so one window is left: a crash
+//!   (or a timed-out answer) between Lever creating the note and the store committing
+//!   `written_at` writes that note once more on the retry. We chose a possible duplicate over a
+//!   possibly missing note: a note carries a result (Justifacts' secret result URL, Canditech's
+//!   score), and nothing else shows it on the opportunity.
 
 use crate::ats::lever::{LeverClient, LeverError};
 use crate::store::Store;
@@ -84,22 +89,16 @@ pub async fn reconcile(
         write(format!("addLinks {links:?}"));
     }
 
-    let notes = store.unwritten_notes(integration, opportunity_id)?;
-    if !notes.is_empty() {
-        let existing = client.note_texts(opportunity_id).await?;
-        for note in notes {
-            if !existing.contains(&note.text) {
-                client
-                    .add_note(opportunity_id, &note.text, note.secret)
-                    .await?;
-                write(format!(
-                    "add {}note ({} chars)",
-                    if note.secret { "secret " } else { "" },
-                    note.text.len()
-                ));
-            }
-            store.note_written(integration, &note.order_ref, &note.text)?;
-        }
+    for note in store.unwritten_notes(integration, opportunity_id)? {
+        client
+            .add_note(opportunity_id, &note.text, note.secret)
+            .await?;
+        store.note_written(integration, &note.order_ref, &note.text)?;
+        write(format!(
+            "add {}note ({} chars)",
+            if note.secret { "secret " } else { "" },
+            note.text.len()
+        ));
     }
     Ok(())
 }
@@ -111,14 +110,4 @@ pub enum SyncError {
     Lever(#[from] LeverError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-}
-
-impl SyncError {
-    /// Whether a later retry may succeed.
-    pub fn retryable(&self) -> bool {
-        match self {
-            SyncError::Lever(e) => e.retryable(),
-            SyncError::Store(_) => true,
-        }
-    }
 }
