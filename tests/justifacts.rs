@@ -95,6 +95,44 @@ async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_note_whose_answer_was_lost_is_written_exactly_once() {
+    let s = jf_stack("jf-lost-note", true).await;
+    let jf = s.justifacts.as_ref().unwrap();
+    // Lever creates the result note but its answer never arrives (a timeout, a 5xx).
+    jf.lever.lose_next_note_answers(1);
+    let opp = candidate(
+        &s,
+        Some("kj@example.com"),
+        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
+        &[],
+    )
+    .await;
+    let done = wait(&s, &opp, |o| {
+        o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()
+    })
+    .await;
+    // The retry looked it up instead of writing it again: one note, one POST, one read.
+    switchyard_tests::eventually("the note's event is done", LONG, || {
+        let store = &s.host().app.store;
+        let pending = store.unwritten_notes(JUSTIFACTS, &opp).unwrap();
+        pending.is_empty().then_some(())
+    })
+    .await;
+    let done = jf.lever.opportunity(&done.id).unwrap();
+    assert_eq!(done.notes.len(), 1, "{:?}", done.notes);
+    let log = jf.lever.request_log();
+    let posts = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/notes"))
+        .count();
+    let reads = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/notes"))
+        .count();
+    assert_eq!((posts, reads), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn package_tags_are_read_tolerantly_and_strictly() {
     let s = jf_stack("jf-tags", false).await;
     let jf = s.justifacts.as_ref().unwrap();

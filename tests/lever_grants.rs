@@ -31,7 +31,7 @@ fn outside_the_smallest_grant(lever: &LeverSim) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn certn_and_justifacts_run_with_exactly_the_documented_keys_and_read_no_notes_or_postings() {
     // The stack generates each integration's API key with exactly the docs' permissions
-    // (CERTN_KEY: seed 001's key; JUSTIFACTS_KEY: that plus notes write).
+    // (CERTN_KEY: seed 001's key; JUSTIFACTS_KEY: that plus notes write and read).
     let s = stack("grants", |o| {
         o.justifacts = Some(JustifactsOptions {
             step_delay: Some(Duration::from_millis(200)),

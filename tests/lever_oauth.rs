@@ -325,6 +325,7 @@ async fn connect_redirects_to_lever_the_callback_stores_tokens_and_the_flow_writ
     assert_eq!(
         asked,
         [
+            "notes:read:admin",
             "notes:write:admin",
             "offline_access",
             "opportunities:read:admin",

@@ -24,7 +24,8 @@
 //! | `GET /v1/opportunities/:id/notes` | `{"data":[{id,value,secret,score,createdAt}],"hasNext":false}` |
 //! | `PUT /v1/opportunities/:id/stage` | body `{"stage":<stage id>}` → 200 `{"data":<opportunity>}`; fires `candidateStageChange` |
 //!
-//! Failure injection: [`LeverSim::fail_next`] (next n API requests answer a given status) and
+//! Failure injection: [`LeverSim::fail_next`] (next n API requests answer a given status),
+//! [`LeverSim::lose_next_note_answers`] (a note created, its answer lost) and
 //! [`LeverSim::set_rate_limit`] (token bucket per key; over it → 429 with `Retry-After: 1`).
 //! Every API request is recorded in [`LeverSim::request_log`], failed ones included.
 //!
@@ -292,6 +293,8 @@ struct State {
     log: Vec<LoggedRequest>,
     /// (remaining count, status)
     fail_next: (u32, u16),
+    /// Notes still to create whose answer is then lost (see [`LeverSim::lose_next_note_answers`]).
+    lose_note_answers: u32,
     rate: Option<TokenBucket>,
     deliveries: Vec<Delivery>,
     retry_base: Duration,
@@ -353,6 +356,7 @@ impl LeverSim {
                 webhooks: Vec::new(),
                 log: Vec::new(),
                 fail_next: (0, 500),
+                lose_note_answers: 0,
                 rate: None,
                 deliveries: Vec::new(),
                 retry_base: Duration::from_millis(250),
@@ -585,6 +589,12 @@ impl LeverSim {
     /// Forgets the request log.
     pub fn clear_request_log(&self) {
         self.shared.lock().log.clear();
+    }
+
+    /// The next `n` notes are created, but answered `504` as if the answer were lost on the way
+    /// (a timeout, a crash of the caller): the caller cannot tell whether Lever kept them.
+    pub fn lose_next_note_answers(&self, n: u32) {
+        self.shared.lock().lose_note_answers = n;
     }
 
     /// The next `n` API requests answer `status` (with a Lever-shaped error body) and do nothing.

@@ -47,19 +47,22 @@ pub const CERTN_KEY: [&str; 3] = [
     "opportunities:write:admin",
     "stages:read:admin",
 ];
-/// The same plus writing notes (the secret result note): a Justifacts customer's key.
-pub const JUSTIFACTS_KEY: [&str; 4] = [
+/// The same plus notes (the secret result note; read only to check an interrupted write): a
+/// Justifacts customer's key.
+pub const JUSTIFACTS_KEY: [&str; 5] = [
     "opportunities:read:admin",
     "opportunities:write:admin",
     "stages:read:admin",
     "notes:write:admin",
+    "notes:read:admin",
 ];
 /// The same plus reading postings (its rule names a posting): a Canditech customer's key.
-pub const CANDITECH_KEY: [&str; 5] = [
+pub const CANDITECH_KEY: [&str; 6] = [
     "opportunities:read:admin",
     "opportunities:write:admin",
     "stages:read:admin",
     "notes:write:admin",
+    "notes:read:admin",
     "postings:read:admin",
 ];
 

@@ -31,6 +31,12 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     if !has_key {
         conn.execute_batch("ALTER TABLE orders ADD COLUMN idempotency_key TEXT")?;
     }
+    let has_attempt = conn
+        .prepare("SELECT 1 FROM pragma_table_info('notes') WHERE name = 'attempted_at'")?
+        .exists([])?;
+    if !has_attempt {
+        conn.execute_batch("ALTER TABLE notes ADD COLUMN attempted_at INTEGER")?;
+    }
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS orders_by_key ON orders (integration, idempotency_key)
          WHERE idempotency_key IS NOT NULL;",
@@ -60,6 +66,9 @@ pub struct PendingNote {
     pub order_ref: String,
     pub text: String,
     pub secret: bool,
+    /// A write of it was started before and never confirmed (a timeout, a crash): the ATS may
+    /// have it already.
+    pub attempted: bool,
 }
 
 /// Forward-only ordering of normalized screening states. Terminal states share the top rank so
@@ -320,7 +329,7 @@ impl Store {
     ) -> Result<Vec<PendingNote>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT n.order_ref, n.text, n.secret FROM notes n
+            "SELECT n.order_ref, n.text, n.secret, n.attempted_at IS NOT NULL FROM notes n
              JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
              WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
              ORDER BY o.seq, n.rowid",
@@ -330,10 +339,22 @@ impl Store {
                 order_ref: r.get(0)?,
                 text: r.get(1)?,
                 secret: r.get(2)?,
+                attempted: r.get(3)?,
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(Into::into)
+    }
+
+    /// Records that a write of a note is starting, before the ATS is called: a retry then knows
+    /// to check whether the ATS kept it (exactly once, across a lost answer or a crash).
+    pub fn note_attempted(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
+        self.conn().exec(
+            "UPDATE notes SET attempted_at = COALESCE(attempted_at, ?4)
+             WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
+            params![integration, order_ref, text, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Marks a note written.

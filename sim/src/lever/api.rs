@@ -378,6 +378,10 @@ async fn create_note(State(shared): Shr, Path(id): Path<String>, body: Bytes) ->
         created_at: http_util::now_ms(),
     });
     rec.updated_at = http_util::now_ms();
+    if st.lose_note_answers > 0 {
+        st.lose_note_answers -= 1;
+        return error(StatusCode::GATEWAY_TIMEOUT, "Injected lost answer");
+    }
     data(StatusCode::CREATED, json!({ "noteId": note_id }))
 }
 

@@ -89,7 +89,14 @@ impl LeverClient {
         // Once per call: a 401 on an OAuth token refreshes it and tries again at once.
         let mut refreshed_on_401 = false;
         let mut attempt = 0;
-        while attempt < ATTEMPTS {
+        // A note is not idempotent at Lever: after a lost answer (5xx, timeout) another POST
+        // could add it twice. It is tried once; the event's retry checks whether Lever kept it.
+        let attempts = if endpoint == permissions::ADD_NOTE {
+            1
+        } else {
+            ATTEMPTS
+        };
+        while attempt < attempts {
             attempt += 1;
             let req = self.http.request(method.clone(), &url);
             let mut bearer = None;
@@ -155,7 +162,7 @@ impl LeverClient {
                 }
                 Err(e) => last = format!("{method} {path}: {}", e.without_url()),
             }
-            if attempt < ATTEMPTS {
+            if attempt < attempts {
                 tracing::debug!(%last, attempt, "Lever call failed, backing off");
                 let jitter = rand::random::<f64>() * 0.2 + 0.9;
                 tokio::time::sleep(wait.mul_f64(jitter)).await;
@@ -286,6 +293,28 @@ impl LeverClient {
             serde_json::json!({ "links": links }),
         )
         .await
+    }
+
+    /// `GET /opportunities/:id/notes` → the text of each note (the first 100). Read only to
+    /// learn whether an interrupted write of ours was kept.
+    pub async fn note_texts(&self, id: &str) -> Result<Vec<String>, LeverError> {
+        let v = self
+            .call(
+                permissions::LIST_NOTES,
+                reqwest::Method::GET,
+                &format!("/opportunities/{id}/notes?limit=100"),
+                None,
+            )
+            .await?;
+        Ok(v["data"]
+            .as_array()
+            .map(|notes| {
+                notes
+                    .iter()
+                    .filter_map(|n| n["value"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// `POST /opportunities/:id/notes`.

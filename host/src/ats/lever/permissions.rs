@@ -7,10 +7,12 @@
 //! | `POST /opportunities/:id/addTags`, `removeTags`, `addLinks` | `opportunities:write:admin` | every write-back |
 //! | `GET /stages` | `stages:read:admin` | stage names (cached), connection check |
 //! | `POST /opportunities/:id/notes` | `notes:write:admin` | only if the connector writes notes (Justifacts, Canditech) |
+//! | `GET /opportunities/:id/notes` | `notes:read:admin` | with notes write: only after a note's write was interrupted (a lost answer, a crash), to learn whether Lever kept it, so that no note is written twice |
 //! | `GET /postings/:id` | `postings:read:admin` | only if a rule names a posting (the posting's name is read) |
 //!
-//! switchyard reads neither Lever's notes (the notes it wrote are in its store) nor postings it
-//! does not need (a posting's tags are already on the opportunities that applied to it).
+//! switchyard does not read Lever's notes otherwise (the notes it wrote are in its store), nor
+//! postings it does not need (a posting's tags are already on the opportunities that applied to
+//! it).
 
 /// One Lever API call: how errors name it, and the permission it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub const REMOVE_TAGS: Endpoint = call("POST /opportunities/:id/removeTags", OPP
 pub const ADD_LINKS: Endpoint = call("POST /opportunities/:id/addLinks", OPPORTUNITIES_WRITE);
 /// `POST /opportunities/:id/notes`.
 pub const ADD_NOTE: Endpoint = call("POST /opportunities/:id/notes", "notes:write:admin");
+/// `GET /opportunities/:id/notes`.
+pub const LIST_NOTES: Endpoint = call("GET /opportunities/:id/notes", "notes:read:admin");
 /// `GET /postings/:id`.
 pub const GET_POSTING: Endpoint = call("GET /postings/:id", "postings:read:admin");
 /// `GET /stages`.
@@ -45,11 +49,12 @@ pub const LIST_STAGES: Endpoint = call("GET /stages", "stages:read:admin");
 
 /// The default OAuth scopes of the host's Lever app (`[lever_oauth].scopes`): every permission
 /// above, so one app serves every connector and rule. `offline_access` is added on top.
-pub const DEFAULT_SCOPES: [&str; 5] = [
+pub const DEFAULT_SCOPES: [&str; 6] = [
     OPPORTUNITIES_READ,
     OPPORTUNITIES_WRITE,
     LIST_STAGES.permission,
     ADD_NOTE.permission,
+    LIST_NOTES.permission,
     GET_POSTING.permission,
 ];
 

@@ -3,19 +3,19 @@
 //! Tags and links are reconciled, not replayed: it reads the opportunity as Lever has it now and
 //! writes only what is missing, so running it twice (a retried event, a crash between two
 //! writes, a redelivered callback) never adds the same tag or link twice. Notes are not read back
-//! from Lever (that would need `notes:read:admin`): the store says which were written.
+//! from Lever as a rule: the store says which were written.
 //! - status tag: the newest order's label; every other status label of the connector is removed,
 //!   so exactly one shows;
 //! - verdict tag: the newest order's verdict when it is one of the connector's verdict labels;
 //!   every other verdict label is removed (a changed verdict replaces the old tag; a newer order
 //!   without a verdict clears it);
 //! - links: every order's report URL, once;
-//! - notes: each recorded note not yet marked written, then marked written (`written_at`) right
-//!   after Lever's 201. Lever's notes API has no idempotency key, so one window is left: a crash
-//!   (or a timed-out answer) between Lever creating the note and the store committing
-//!   `written_at` writes that note once more on the retry. We chose a possible duplicate over a
-//!   possibly missing note: a note carries a result (Justifacts' secret result URL, Canditech's
-//!   score), and nothing else shows it on the opportunity.
+//! - notes: each recorded note not yet marked written: marked *attempted* in the store, written,
+//!   then marked written after Lever's 201. Lever's notes API has no idempotency key, so a write
+//!   whose answer was lost (a timeout, a 5xx, a crash before `written_at`) may or may not have
+//!   happened: a note marked attempted and not written is looked up among the opportunity's
+//!   notes first (`notes:read:admin`, read only then) and written only if Lever lacks it. So a
+//!   note is written exactly once, and the common path never reads notes.
 
 use crate::ats::lever::{LeverClient, LeverError};
 use crate::store::Store;
@@ -89,7 +89,22 @@ pub async fn reconcile(
         write(format!("addLinks {links:?}"));
     }
 
+    // Read once, and only when an earlier write may have gone through.
+    let mut on_lever: Option<Vec<String>> = None;
     for note in store.unwritten_notes(integration, opportunity_id)? {
+        if note.attempted {
+            if on_lever.is_none() {
+                on_lever = Some(client.note_texts(opportunity_id).await?);
+            }
+            if on_lever
+                .as_ref()
+                .is_some_and(|kept| kept.contains(&note.text))
+            {
+                store.note_written(integration, &note.order_ref, &note.text)?;
+                continue;
+            }
+        }
+        store.note_attempted(integration, &note.order_ref, &note.text)?;
         client
             .add_note(opportunity_id, &note.text, note.secret)
             .await?;

@@ -486,9 +486,9 @@ impl CallContext {
     /// Logs a change of how full the integration's state is, once per change: a warning from
     /// 80 %, an error when a `state.set` was refused, and when it has room again.
     fn quota_level(&self, level: QuotaLevel, total: u64, quota: u64) {
-        let Some(before) = self
-            .metrics
-            .quota_level(&self.integration_id, &self.connector_id, level)
+        let Some(before) =
+            self.metrics
+                .quota_level(&self.integration_id, &self.connector_id, level)
         else {
             return;
         };
