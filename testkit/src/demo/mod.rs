@@ -7,12 +7,15 @@
 //!   from a posting tag, the result in a secret note, a missing tag explained.
 //! - `canditech`: a third customer on Canditech (seed 003): OAuth connect, Verify Connection,
 //!   rules, scores, verdicts.
+//! - `revoke`: that customer revokes the app in Lever: a candidate moved then is recorded as not
+//!   sent, a reconnect sends nothing by itself, an operator's replay sends it once.
 //! - `gem`: Gem → Certn (seed 002): Gem's API, signed status webhooks.
 
 mod canditech;
 mod certn;
 mod gem;
 mod justifacts;
+mod revoke;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -119,9 +122,7 @@ pub async fn run(connectors: &Path) -> anyhow::Result<()> {
     certn::run(&stack).await?;
     justifacts::run(&stack).await?;
     canditech::run(&stack).await?;
-    // Revoke (seeds 003, 004: "Revoke access … to disable the integration"): the step that
-    // revokes a customer's app in Lever and shows the integration turned off goes here, after
-    // the customers' flows and before Gem.
+    revoke::run(&stack).await?;
     gem::run(&stack).await?;
     if let Some(host) = stack.host {
         host.shutdown().await;
