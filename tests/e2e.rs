@@ -17,4 +17,5 @@ mod isolation;
 mod justifacts;
 mod neighbours;
 mod polyglot;
+mod quota;
 mod spine;

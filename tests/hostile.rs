@@ -170,12 +170,14 @@ impl Drop for Served {
 }
 
 async fn serve(config: &Path, addr: SocketAddr) -> Served {
+    // Its errors beside its config, to read when the test fails.
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
     let child = Command::new(binary())
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let served = Served(child);
@@ -206,7 +208,7 @@ fn events(db: &Path, integration: &str) -> Vec<Event> {
         .unwrap_or_default()
 }
 
-/// The hostile stage-change event of the candidate named `attack`, once finished.
+/// The hostile stage-change event of the candidate named `attack`, once finished (or waiting).
 async fn finished_event(
     db: &Path,
     opps: &std::collections::HashMap<&str, String>,
@@ -217,7 +219,10 @@ async fn finished_event(
         events(db, HOSTILE).into_iter().find(|e| {
             e.kind == "lever.stage_change"
                 && e.payload.contains(opp.as_str())
-                && matches!(e.state, EventState::Dead | EventState::Done)
+                && matches!(
+                    e.state,
+                    EventState::Dead | EventState::Done | EventState::Waiting
+                )
         })
     })
     .await
@@ -310,8 +315,10 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
     assert!(reason(&e).contains("outbound_response_bytes"), "{e:?}");
     let e = finished_event(&db, &opps, "big-request").await;
     assert!(reason(&e).contains("outbound_request_bytes"), "{e:?}");
+    // A full quota is not retried in a loop nor dead-lettered: the event waits for room.
     let e = finished_event(&db, &opps, "state-flood").await;
-    assert_eq!(e.state, EventState::Dead);
+    assert_eq!(e.state, EventState::Waiting);
+    assert_eq!(e.waiting_for, Some(switchyard::store::WaitFor::Quota));
     assert!(reason(&e).contains("state_total_bytes"), "{e:?}");
     let e = finished_event(&db, &opps, "state-big").await;
     assert!(reason(&e).contains("state_value_bytes"), "{e:?}");

@@ -1,8 +1,9 @@
 //! Lever as an authorized app, end to end over real HTTP against the Lever simulator's OAuth
 //! server: connect (authorize redirect → callback → tokens), Bearer writes, refresh before
-//! expiry and on a 401 with rotated refresh tokens, revocation in Lever → disconnected with
-//! events parked → reconnect resumes them, disconnecting from our side, bad callbacks, and the
-//! Verify Connection ping. No token or client secret in any response or log line.
+//! expiry and on a 401 with rotated refresh tokens, revocation in Lever → disconnected and off
+//! (candidates moved meanwhile recorded as not sent, replayed only by an operator, once each),
+//! events of a never-connected integration waiting for the first connect, disconnecting from our
+//! side, bad callbacks, and the Verify Connection ping. No token or client secret in any response or log line.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use switchyard::config::{AtsConfig, Secret};
-use switchyard::store::EventState;
+use switchyard::store::{EventState, WaitFor};
 use switchyard_testkit::lever_oauth::{browser_connect, simulator_app};
 use switchyard_testkit::{Stack, CERTN, TRIGGER};
 use switchyard_tests::{eventually, lever_of, options};
@@ -195,6 +196,32 @@ impl OAuthStack {
         opp
     }
 
+    /// Waits until `n` trigger events are recorded as not sent (revoke means off); their ids.
+    async fn not_sent(&self, n: usize) -> Vec<i64> {
+        eventually("events recorded as not sent", LONG, || {
+            let events = self.stack.host().app.store.events(CERTN, 100).unwrap();
+            let ids: Vec<i64> = events
+                .iter()
+                .filter(|e| {
+                    e.state == EventState::Skipped
+                        && e.last_error
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("not sent: "))
+                })
+                .map(|e| e.id)
+                .collect();
+            (ids.len() == n).then_some(ids)
+        })
+        .await
+    }
+
+    /// An operator's replay of one event.
+    async fn retry(&self, id: i64) -> StatusCode {
+        self.admin(Method::POST, &format!("/admin/events/{id}/retry"))
+            .await
+            .0
+    }
+
     async fn completes(&self, opp: &str) {
         self.stack
             .wait_for(opp, LONG, |o| o.tags.contains(&COMPLETE.to_string()))
@@ -320,10 +347,11 @@ async fn connect_redirects_to_lever_the_callback_stores_tokens_and_the_flow_writ
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
-    // Before the grant, an event waits (parked, no attempt burnt) instead of failing.
+    // Before the first grant, an event waits (no attempt burnt) instead of failing.
     let early = s.screen("Early Bird").await;
-    eventually("the early event is parked", LONG, || {
-        (s.stack.host().app.store.parked_events(CERTN).unwrap() == 1).then_some(())
+    eventually("the early event waits for the connect", LONG, || {
+        let store = &s.stack.host().app.store;
+        (store.waiting_for(CERTN, WaitFor::Connect).unwrap() == 1).then_some(())
     })
     .await;
 
@@ -430,49 +458,38 @@ async fn a_401_refreshes_once_then_the_call_succeeds_again_and_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn revoked_in_lever_the_integration_is_disconnected_keeps_events_and_reconnect_resumes_them()
-{
+async fn revoked_in_lever_the_integration_is_off_and_an_operator_replays_what_was_not_sent() {
     let s = oauth_stack("revoke", |_| {}).await;
     s.connect().await;
     let before = s.screen("Before").await;
     s.completes(&before).await;
     let old = s.secrets();
 
-    // "Settings > Integrations and API > Authorized Apps > Revoke Access".
+    // "Settings > Integrations and API > Authorized Apps > Revoke Access" (seeds 003, 004: to
+    // disable the integration).
     assert_eq!(s.stack.lever.revoke_app(&s.client_id), 1);
     let during = [s.screen("During One").await, s.screen("During Two").await];
-    eventually("disconnected", LONG, || {
-        let app = &s.stack.host().app;
-        let parked = app.store.parked_events(CERTN).unwrap();
-        let gone = app.store.oauth_tokens(CERTN).unwrap().is_none();
-        (gone && parked == 2).then_some(())
-    })
-    .await;
+    let not_sent = s.not_sent(2).await;
+    let app = &s.stack.host().app;
+    assert!(app.store.oauth_tokens(CERTN).unwrap().is_none());
     let view = s.view().await;
     let oauth = &view["connection"]["oauth"];
     assert_eq!(oauth["status"], "disconnected", "{view}");
     assert!(oauth["disconnected_at"].is_string());
     let reason = oauth["disconnect_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("invalid_grant"), "{reason}");
-    assert_eq!(oauth["parked_events"], 2);
+    assert_eq!(oauth["waiting_events"], 0);
     assert!(s
         .metrics()
         .await
         .contains("switchyard_lever_oauth_total{outcome=\"revoked\"} 1"));
 
-    // Kept, not failed: queued, no attempt counted, nothing written, nobody invited.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let events = s.stack.host().app.store.events(CERTN, 100).unwrap();
+    // Recorded with the reason, nothing written, nobody invited.
+    let events = app.store.events(CERTN, 100).unwrap();
     assert!(
         !events.iter().any(|e| e.state == EventState::Dead),
         "{events:?}"
     );
-    let parked: Vec<_> = events
-        .iter()
-        .filter(|e| e.state == EventState::Queued)
-        .collect();
-    assert_eq!(parked.len(), 2, "{events:?}");
-    assert!(parked.iter().all(|e| e.attempts == 0), "{parked:?}");
     for opp in &during {
         let o = s.stack.lever.opportunity(opp).unwrap();
         assert!(o.tags.is_empty() && o.links.is_empty(), "{o:?}");
@@ -483,13 +500,27 @@ async fn revoked_in_lever_the_integration_is_disconnected_keeps_events_and_recon
         "only the first candidate invited"
     );
 
-    // Reconnecting (a new grant) resumes them; they complete.
+    // Reconnecting turns it on again but sends nothing by itself.
     let answer = s.connect().await;
-    assert_eq!(answer["resumed_events"], 2, "{answer}");
+    assert_eq!(answer["resumed_events"], 0, "{answer}");
+    let later = s.screen("After Reconnect").await;
+    s.completes(&later).await;
+    assert_eq!(s.stack.certn.applications().len(), 2);
+    for opp in &during {
+        assert!(s.stack.lever.opportunity(opp).unwrap().tags.is_empty());
+    }
+
+    // An operator replays them on purpose: one invitation each, even replayed twice.
+    for id in &not_sent {
+        assert_eq!(s.retry(*id).await, StatusCode::OK);
+    }
     for opp in &during {
         s.completes(opp).await;
     }
-    assert_eq!(s.stack.certn.applications().len(), 3);
+    for id in &not_sent {
+        assert_eq!(s.retry(*id).await, StatusCode::CONFLICT, "done: not again");
+    }
+    assert_eq!(s.stack.certn.applications().len(), 4);
     assert_eq!(s.view().await["connection"]["oauth"]["status"], "connected");
     s.assert_logs_clean(&[old, s.secrets()].concat());
 }
@@ -535,12 +566,10 @@ async fn disconnecting_from_our_side_revokes_the_grant_at_lever_and_deletes_the_
     assert_eq!(oauth["status"], "disconnected");
     assert_eq!(oauth["disconnect_reason"], "disconnected by the operator");
 
-    // Events now wait; a second disconnect is harmless; reconnecting resumes.
+    // The integration is off: a candidate moved now is not sent; a second disconnect is
+    // harmless; after reconnecting, an operator's replay sends it.
     let opp = s.screen("Later").await;
-    eventually("parked", LONG, || {
-        (s.stack.host().app.store.parked_events(CERTN).unwrap() == 1).then_some(())
-    })
-    .await;
+    let not_sent = s.not_sent(1).await;
     let (status, body) = s
         .admin(
             Method::DELETE,
@@ -552,6 +581,7 @@ async fn disconnecting_from_our_side_revokes_the_grant_at_lever_and_deletes_the_
         (StatusCode::OK, Some(false))
     );
     s.connect().await;
+    assert_eq!(s.retry(not_sent[0]).await, StatusCode::OK);
     s.completes(&opp).await;
 
     // Deleting the integration revokes its new grant too.
@@ -712,10 +742,7 @@ async fn a_401_right_after_a_refresh_disconnects_instead_of_retrying_forever() {
     // The API refuses the token, and again the fresh one: the grant is not honoured any more.
     s.stack.lever.fail_next(2, 401);
     let opp = s.screen("Refused").await;
-    eventually("parked after the second 401", LONG, || {
-        (s.stack.host().app.store.parked_events(CERTN).unwrap() == 1).then_some(())
-    })
-    .await;
+    let not_sent = s.not_sent(1).await;
     assert_eq!(
         s.stack.lever.token_requests().refresh_token,
         1,
@@ -732,6 +759,7 @@ async fn a_401_right_after_a_refresh_disconnects_instead_of_retrying_forever() {
     );
     assert!(s.stack.lever.opportunity(&opp).unwrap().tags.is_empty());
     s.connect().await;
+    assert_eq!(s.retry(not_sent[0]).await, StatusCode::OK);
     s.completes(&opp).await;
 }
 

@@ -13,7 +13,7 @@ use crate::ats::{Ats, AtsCx};
 use crate::config::limits::SandboxLimits;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, WaitFor};
 use crate::timeline::Timeline;
 use crate::wasm::connector::{CallError, LoadedConnector};
 use crate::wasm::policy::OutboundClients;
@@ -136,6 +136,9 @@ impl App {
         let integration = Arc::new(Integration::new(config, &self.http, &self.lever_oauth));
         // A fresh adapter: its ATS account may have changed (no stale caches).
         map.insert(integration.config.id.clone(), integration.clone());
+        drop(map);
+        // A changed integration (a new key, a raised quota) may be what its waiting events need.
+        self.resume_waiting(Some(&integration.config.id), "the integration changed");
         Ok(integration)
     }
 
@@ -210,12 +213,44 @@ impl App {
             self.timeline.clone(),
         )
         .with_sandbox(
-            self.limits.clone(),
+            self.limits_of(&integration.config),
             self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&integration.config.id),
         );
         Arc::new(ctx)
+    }
+
+    /// Resumes waiting events that a change may have unblocked: those waiting for a permission
+    /// or for state quota (of one integration, or all). A store error is logged: the periodic
+    /// re-check resumes them anyway.
+    pub fn resume_waiting(&self, integration: Option<&str>, why: &str) {
+        let mut resumed = 0;
+        for what in [WaitFor::Permission, WaitFor::Quota] {
+            match self.store.resume_waiting(integration, Some(what)) {
+                Ok(n) => resumed += n,
+                Err(e) => tracing::error!(error = %e, "cannot resume waiting events"),
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(
+                integration = integration.unwrap_or("all"),
+                events = resumed,
+                "waiting events resumed: {why}"
+            );
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// The sandbox limits of an integration's calls: the host's, with its own state quota.
+    pub fn limits_of(&self, config: &IntegrationConfig) -> Arc<SandboxLimits> {
+        match config.state_total_bytes {
+            Some(quota) => Arc::new(SandboxLimits {
+                state_total_bytes: usize::try_from(quota).unwrap_or(usize::MAX),
+                ..(*self.limits).clone()
+            }),
+            None => self.limits.clone(),
+        }
     }
 
     /// Whether `config.allowed_hosts` are approved: in `runtime.approved_hosts` or the serving

@@ -20,6 +20,13 @@
 //! - `switchyard_store_commits_total`, `switchyard_store_batched_writes_total`,
 //!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
 //!   writes / commits is the mean batch size (read from the store when scraped).
+//! - `switchyard_connector_state_bytes{integration,connector}`,
+//!   `switchyard_connector_state_quota_bytes{integration,connector}` — what a connector keeps in
+//!   `state` for an integration and its quota (read from the store when scraped);
+//!   `switchyard_state_quota_reached_total{integration,connector}` — `state.set` calls refused
+//!   because the quota was full (the call's event then waits: see `store::waiting`).
+//! - `switchyard_events_waiting{integration,waiting_for}` — events held waiting (`connect`,
+//!   `permission`, `quota`), read from the store when scraped.
 
 use std::time::Duration;
 
@@ -81,6 +88,39 @@ struct IntegrationLabels {
     integration: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    integration: String,
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitingLabels {
+    integration: String,
+    waiting_for: String,
+}
+
+/// How full a connector's state is for an integration, as last seen by a `state.set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QuotaLevel {
+    Ok,
+    /// At or above 80 % of the quota.
+    Warning,
+    /// A `state.set` was refused: the quota is full.
+    Full,
+}
+
+impl QuotaLevel {
+    /// The level of `bytes` held against `quota` (a refusal is [`QuotaLevel::Full`] apart).
+    pub fn of(bytes: u64, quota: u64) -> QuotaLevel {
+        if bytes.saturating_mul(5) >= quota.saturating_mul(4) {
+            QuotaLevel::Warning
+        } else {
+            QuotaLevel::Ok
+        }
+    }
+}
+
 type LatencyFamily = Family<VersionLabels, Histogram, fn() -> Histogram>;
 
 /// The host's metrics.
@@ -103,6 +143,12 @@ pub struct Metrics {
     store_failed_batches: Counter,
     /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
     store_sync: std::sync::Mutex<()>,
+    state_bytes: Family<StateLabels, Gauge>,
+    state_quota: Family<StateLabels, Gauge>,
+    state_quota_reached: Family<StateLabels, Counter>,
+    waiting: Family<WaitingLabels, Gauge>,
+    /// The last [`QuotaLevel`] seen per (integration, connector): a change is logged once.
+    quota_levels: std::sync::Mutex<std::collections::HashMap<(String, String), QuotaLevel>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,7 +243,38 @@ impl Default for Metrics {
             "Group-commit batches rolled back (each of their writes answered with an error)",
             store_failed_batches.clone(),
         );
+        let (state_bytes, state_quota) = (
+            Family::<StateLabels, Gauge>::default(),
+            Family::<StateLabels, Gauge>::default(),
+        );
+        registry.register(
+            "connector_state_bytes",
+            "Bytes a connector keeps in state for an integration",
+            state_bytes.clone(),
+        );
+        registry.register(
+            "connector_state_quota_bytes",
+            "The state quota of a connector for an integration",
+            state_quota.clone(),
+        );
+        let state_quota_reached = Family::<StateLabels, Counter>::default();
+        registry.register(
+            "state_quota_reached",
+            "state.set calls refused because the integration's state quota was full",
+            state_quota_reached.clone(),
+        );
+        let waiting = Family::<WaitingLabels, Gauge>::default();
+        registry.register(
+            "events_waiting",
+            "Events held waiting, by integration and what they wait for",
+            waiting.clone(),
+        );
         Metrics {
+            state_bytes,
+            state_quota,
+            state_quota_reached,
+            waiting,
+            quota_levels: Default::default(),
             store_commits,
             store_writes,
             store_failed_batches,
@@ -323,6 +400,55 @@ impl Metrics {
         }
     }
 
+    /// Records `level` for a connector's state of an integration; returns the previous level
+    /// when it changed (the caller logs each change once), `None` otherwise.
+    pub fn quota_level(
+        &self,
+        integration: &str,
+        connector: &str,
+        level: QuotaLevel,
+    ) -> Option<QuotaLevel> {
+        if level == QuotaLevel::Full {
+            self.state_quota_reached
+                .get_or_create(&StateLabels {
+                    integration: integration.into(),
+                    connector: connector.into(),
+                })
+                .inc();
+        }
+        let mut levels = self.quota_levels.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (integration.to_string(), connector.to_string());
+        let before = levels.insert(key, level).unwrap_or(QuotaLevel::Ok);
+        (before != level).then_some(before)
+    }
+
+    /// Sets the state gauges from the store: `(integration, connector, bytes, quota)`.
+    pub fn state_usage(&self, rows: &[(String, String, u64, u64)]) {
+        self.state_bytes.clear();
+        self.state_quota.clear();
+        for (integration, connector, bytes, quota) in rows {
+            let labels = StateLabels {
+                integration: integration.clone(),
+                connector: connector.clone(),
+            };
+            self.state_bytes.get_or_create(&labels).set(*bytes as i64);
+            self.state_quota.get_or_create(&labels).set(*quota as i64);
+        }
+    }
+
+    /// Sets the waiting gauges from the store: `(integration, waiting_for, events)`.
+    pub fn waiting(&self, rows: &[(String, &str, i64)]) {
+        self.waiting.clear();
+        for (integration, what, n) in rows {
+            self.waiting
+                .get_or_create(&WaitingLabels {
+                    integration: integration.clone(),
+                    waiting_for: what.to_string(),
+                })
+                .set(*n);
+        }
+    }
+
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store
     /// could not be read, the last value stands).
     pub fn render(&self, queue_depth: Option<i64>) -> String {
@@ -352,6 +478,36 @@ pub struct WriterStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_level_change_is_reported_once() {
+        let m = Metrics::default();
+        assert_eq!(QuotaLevel::of(79, 100), QuotaLevel::Ok);
+        assert_eq!(QuotaLevel::of(80, 100), QuotaLevel::Warning);
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Ok), None);
+        assert_eq!(
+            m.quota_level("a", "c", QuotaLevel::Warning),
+            Some(QuotaLevel::Ok)
+        );
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Warning), None);
+        assert_eq!(
+            m.quota_level("a", "c", QuotaLevel::Full),
+            Some(QuotaLevel::Warning)
+        );
+        assert_eq!(m.quota_level("a", "c", QuotaLevel::Full), None, "once");
+        assert_eq!(
+            m.quota_level("b", "c", QuotaLevel::Ok),
+            None,
+            "per integration"
+        );
+        let text = m.render(None);
+        assert!(
+            text.contains(
+                "switchyard_state_quota_reached_total{integration=\"a\",connector=\"c\"} 2"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn group_commit_counters_follow_the_stores_totals() {

@@ -230,6 +230,8 @@ pub async fn start_on(
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     let resumed = heartbeat::reap(&app, &run.id, lease_ms, &lock_dir);
     tracing::info!(run = %run.id, resumed, "run started");
+    // A new config (a raised quota, a fixed key) may be what waiting events need.
+    app.resume_waiting(None, "the host started");
     let (stop_workers, workers_stopped) = watch::channel(false);
     let (abandon, abandoned) = watch::channel(false);
     let (stop_heartbeat, heartbeat_stopped) = watch::channel(false);

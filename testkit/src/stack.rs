@@ -475,6 +475,7 @@ fn integration(lever: &LeverSim, base: &str, w: Wiring<'_>) -> IntegrationConfig
         allowed_hosts: Some(vec![host_of(w.vendor_base)]),
         // The simulators listen on loopback.
         allow_loopback: true,
+        state_total_bytes: None,
         settings,
         secrets: w
             .secrets
@@ -510,6 +511,7 @@ async fn gem_integration(
         }),
         allowed_hosts: Some(vec![host_of(&team.api_base())]),
         allow_loopback: true,
+        state_total_bytes: None,
         settings: BTreeMap::from([("api-base".to_string(), toml::Value::String(team.api_base()))]),
         secrets: BTreeMap::from([
             ("api-key".to_string(), Secret::new(team.api_key())),

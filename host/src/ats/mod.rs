@@ -49,7 +49,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::config::IntegrationConfig;
-use crate::store::{Event, Store, StoreError};
+use crate::store::{Event, Store, StoreError, WaitFor};
 use crate::timeline::Timeline;
 use crate::wasm::connector::ScreeningRequest;
 pub use config::AtsConfig;
@@ -140,6 +140,9 @@ pub struct AtsError {
     pub retryable: bool,
     /// The least wait the ATS asked for (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// Retrying cannot help until this changes (a permission the ATS refused): the event waits
+    /// for it (see [`crate::store::waiting`]) instead of being retried or dead-lettered.
+    pub wait: Option<WaitFor>,
 }
 
 impl AtsError {
@@ -148,10 +151,37 @@ impl AtsError {
             message: message.into(),
             retryable,
             retry_after: None,
+            wait: None,
         }
     }
     pub fn fatal(message: impl Into<String>) -> AtsError {
         AtsError::new(message, false)
+    }
+    /// The event must wait for `what` (e.g. a permission, named in `message`).
+    pub fn waiting(message: impl Into<String>, what: WaitFor) -> AtsError {
+        AtsError {
+            wait: Some(what),
+            ..AtsError::new(message, false)
+        }
+    }
+}
+
+/// Why an integration cannot reach its ATS now ([`Ats::disconnected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnected {
+    /// Never connected yet: its events wait for the first connect.
+    NotYet(String),
+    /// Access was revoked (in the ATS, or disconnected by the operator): the integration is
+    /// off, its triggers are recorded as not sent (see `flow::process`). Says when and why.
+    Revoked(String),
+}
+
+impl std::fmt::Display for Disconnected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disconnected::NotYet(why) => f.write_str(why),
+            Disconnected::Revoked(why) => f.write_str(why),
+        }
     }
 }
 
@@ -171,10 +201,9 @@ pub trait Ats: Send + Sync {
     /// admin API: `(name, url)` pairs below `public_url`.
     fn endpoints(&self, public_url: &str, integration: &str) -> Vec<(&'static str, String)>;
 
-    /// Why the integration cannot write to the ATS now and its events must wait (an OAuth grant
-    /// revoked or not given yet), or `None`. Such events are parked, not failed, and resume when
-    /// the integration is connected again.
-    fn disconnected(&self, _cx: &AtsCx<'_>) -> Option<String> {
+    /// Why the integration cannot reach the ATS now (an OAuth grant not given yet, or revoked),
+    /// or `None`. The flow then holds or skips its events (see [`Disconnected`]).
+    fn disconnected(&self, _cx: &AtsCx<'_>) -> Option<Disconnected> {
         None
     }
 

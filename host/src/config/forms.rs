@@ -42,6 +42,10 @@ pub struct IntegrationInput {
     pub allowed_hosts: Option<Vec<String>>,
     /// Lets the connector reach loopback addresses (simulators, tests).
     pub allow_loopback: Option<bool>,
+    /// This integration's connector state quota in bytes, instead of
+    /// `runtime.limits.state_total_bytes` (`0`: back to that default). Raising it resumes the
+    /// events waiting for room.
+    pub state_total_bytes: Option<u64>,
     pub settings: Option<BTreeMap<String, serde_json::Value>>,
     pub secrets: Option<BTreeMap<String, Option<String>>>,
     pub packages: Option<Vec<PackageConfig>>,
@@ -67,6 +71,7 @@ impl IntegrationInput {
             ats,
             allowed_hosts: None,
             allow_loopback: false,
+            state_total_bytes: None,
             settings: BTreeMap::new(),
             secrets: BTreeMap::new(),
             packages: Vec::new(),
@@ -100,6 +105,9 @@ impl IntegrationInput {
         }
         if let Some(lo) = self.allow_loopback {
             next.allow_loopback = lo;
+        }
+        if let Some(quota) = self.state_total_bytes {
+            next.state_total_bytes = (quota > 0).then_some(quota);
         }
         if let Some(settings) = self.settings {
             next.settings = settings
@@ -170,6 +178,8 @@ pub struct IntegrationView {
     pub ats: AtsView,
     pub allowed_hosts: Option<Vec<String>>,
     pub allow_loopback: bool,
+    /// The integration's own state quota, if set (otherwise `runtime.limits.state_total_bytes`).
+    pub state_total_bytes: Option<u64>,
     #[schema(value_type = Object)]
     pub settings: BTreeMap<String, toml::Value>,
     /// Names of the secrets that are set (values are write-only).
@@ -203,6 +213,7 @@ impl IntegrationView {
             ats: AtsView::of(&c.ats),
             allowed_hosts: c.allowed_hosts.clone(),
             allow_loopback: c.allow_loopback,
+            state_total_bytes: c.state_total_bytes,
             settings: c.settings.clone(),
             secrets: c.secrets.keys().cloned().collect(),
             packages: c.packages.clone(),
@@ -227,6 +238,8 @@ struct Stored<'a> {
     ats: StoredAts<'a>,
     allowed_hosts: &'a Option<Vec<String>>,
     allow_loopback: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_total_bytes: Option<u64>,
     settings: &'a BTreeMap<String, toml::Value>,
     secrets: BTreeMap<&'a str, &'a str>,
     packages: &'a [PackageConfig],
@@ -242,6 +255,7 @@ pub fn to_storage(c: &IntegrationConfig) -> Result<String, serde_json::Error> {
         ats: StoredAts::of(&c.ats),
         allowed_hosts: &c.allowed_hosts,
         allow_loopback: c.allow_loopback,
+        state_total_bytes: c.state_total_bytes,
         settings: &c.settings,
         secrets: c
             .secrets

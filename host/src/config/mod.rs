@@ -213,6 +213,10 @@ pub struct WorkerConfig {
     /// On SIGTERM/SIGINT: how long events in flight may take to finish; those still running
     /// then are handed back to the queue (not counted as an attempt).
     pub shutdown_grace_secs: u64,
+    /// How often an event waiting for an ATS permission or for room in its connector's state
+    /// quota is tried again by itself (see `store::waiting`). Reconnects, connector activations,
+    /// changed settings and an operator's retry resume such events at once.
+    pub recheck_secs: u64,
 }
 
 impl WorkerConfig {
@@ -257,6 +261,9 @@ impl Default for WorkerConfig {
             breaker_first_open_secs: 2,
             breaker_open_secs: 30,
             shutdown_grace_secs: 20,
+            // An operator fixing a permission expects it to take within minutes without a
+            // click; each re-check costs one ATS read or one connector call per event.
+            recheck_secs: 300,
         }
     }
 }
@@ -282,6 +289,10 @@ pub struct IntegrationConfig {
     /// tests only. Every other internal address stays refused.
     #[serde(default)]
     pub allow_loopback: bool,
+    /// This integration's connector state quota (bytes), instead of
+    /// `runtime.limits.state_total_bytes`.
+    #[serde(default)]
+    pub state_total_bytes: Option<u64>,
     /// Non-secret connector settings (`config.get`). Non-string values are passed as JSON.
     #[serde(default)]
     pub settings: BTreeMap<String, toml::Value>,

@@ -3,7 +3,8 @@
 //! lease, and watching the other runs: one that is dead (its lock file free, or no heartbeat for
 //! a lease) loses its events to the queue at once, in their place ahead of the events received
 //! after them — logged (`resuming event … after its holder died`) and counted
-//! (`switchyard_events_resumed_total`).
+//! (`switchyard_events_resumed_total`). Each beat also queues the waiting events whose re-check
+//! time has come ([`crate::store::waiting`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,6 +140,14 @@ pub fn spawn(
                 Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
             }
             reap(&app, &run, lease_ms, &dir);
+            match app.store.wake_rechecks() {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(events = n, "waiting events due for a re-check queued");
+                    app.wake.notify_waiters();
+                }
+                Err(e) => tracing::error!(error = %e, "cannot queue waiting events for a re-check"),
+            }
         }
     })
 }

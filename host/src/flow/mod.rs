@@ -31,10 +31,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
-use crate::ats::{AtsError, Role, Trigger};
-use crate::store::{Event, NewNote, Order, StatusRecord, StoreError};
+use crate::ats::{AtsError, Disconnected, Role, Trigger};
+use crate::store::{Event, NewNote, Order, StatusRecord, StoreError, WaitFor};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
+use crate::wasm::runtime::InvokeError;
 
 /// Event kind of a status update from a vendor callback.
 pub const VENDOR_STATUS: &str = "vendor.status";
@@ -48,9 +49,9 @@ pub enum Outcome {
     Done(Option<String>),
     /// Nothing to do (not the trigger stage, integration disabled); says why.
     Skipped(String),
-    /// The integration is disconnected from its ATS (OAuth grant revoked or not given yet):
-    /// the event waits, its attempt not counted, until the integration is connected again.
-    Parked(String),
+    /// Held with a reason until what it needs changes (see [`crate::store::waiting`]); its
+    /// attempt not counted.
+    Wait(WaitFor, String),
 }
 
 /// Why an attempt failed.
@@ -65,6 +66,12 @@ pub struct FlowError {
     /// The connector call failed (the vendor, or the connector itself): counts for the
     /// integration's circuit breaker when retryable.
     pub vendor: bool,
+    /// Retrying cannot help until this changes (an ATS permission, the state quota): the event
+    /// waits for it instead.
+    pub wait: Option<WaitFor>,
+    /// A screening was started (its order recorded) before this failed: the step only has the
+    /// ATS left to update.
+    pub started: bool,
 }
 
 impl FlowError {
@@ -75,6 +82,8 @@ impl FlowError {
             connector_version: None,
             retry_after: None,
             vendor: false,
+            wait: None,
+            started: false,
         }
     }
     pub(crate) fn retry(message: impl Into<String>) -> FlowError {
@@ -93,6 +102,7 @@ impl From<AtsError> for FlowError {
     fn from(e: AtsError) -> Self {
         FlowError {
             retry_after: e.retry_after,
+            wait: e.wait,
             ..FlowError::new(e.message, e.retryable)
         }
     }
@@ -133,17 +143,38 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
         )));
     };
     let cx = app.ats_cx(&integration);
-    if let Some(why) = integration.ats.disconnected(&cx) {
-        return Ok(Outcome::Parked(why));
+    let trigger = integration.ats.role(&event.kind) == Some(Role::Trigger);
+    if let Some(d) = integration.ats.disconnected(&cx) {
+        return Ok(disconnected(event, trigger, d));
     }
-    let result = steps(app, &integration, event).await;
-    // A step that found the grant revoked (refresh refused, 401 after a refresh) parks too.
-    if result.is_err() {
-        if let Some(why) = integration.ats.disconnected(&cx) {
-            return Ok(Outcome::Parked(why));
-        }
+    match steps(app, &integration, event).await {
+        // A step that found the grant revoked (refresh refused, 401 after a refresh). A
+        // screening started before that (order recorded, ATS not updated yet) waits for the
+        // reconnect to be written back.
+        Err(e) => match integration.ats.disconnected(&cx) {
+            Some(d) => Ok(disconnected(event, trigger && !e.started, d)),
+            None => match e.wait {
+                Some(what) => Ok(Outcome::Wait(what, e.message)),
+                None => Err(e),
+            },
+        },
+        done => done,
     }
-    result
+}
+
+/// Revoke means off: a trigger of an integration whose access was revoked (in the ATS, or
+/// disconnected by an operator) is recorded as not sent, and nothing sends it by itself later
+/// (an operator may replay it on purpose). Anything else of a disconnected integration (a status
+/// of a screening already started, an integration never connected yet) waits for the connect.
+fn disconnected(event: &Event, trigger: bool, d: Disconnected) -> Outcome {
+    match d {
+        Disconnected::Revoked(reason) if trigger => Outcome::Skipped(format!(
+            "not sent: {reason}; the integration is off until connected again \
+             (POST /admin/events/{}/retry sends it once connected)",
+            event.id
+        )),
+        d => Outcome::Wait(WaitFor::Connect, d.to_string()),
+    }
 }
 
 /// The steps of one event, by its kind.
@@ -279,7 +310,10 @@ async fn start(
             verdict_labels(&connector),
         )
         .await
-        .map_err(|e| FlowError::from(e).by(&version))?;
+        .map_err(|e| FlowError {
+            started: true,
+            ..FlowError::from(e).by(&version)
+        })?;
     Ok(Outcome::Done(Some(version)))
 }
 
@@ -412,8 +446,15 @@ async fn record_status(
 
 /// A failed connector call as a flow error, counted against the vendor (for the breaker); the
 /// connector's text is cut to `runtime.limits.error_bytes` (it is stored on the event and logged).
+/// A full state quota is neither the vendor's fault nor helped by a retry: the event waits.
 fn call_failed(app: &App, e: CallError) -> FlowError {
     let text = crate::wasm::quota::clip(&e.to_string(), app.limits.error_bytes);
+    if matches!(e, CallError::Invoke(InvokeError::StateQuota(_))) {
+        return FlowError {
+            wait: Some(WaitFor::Quota),
+            ..FlowError::new(text, false)
+        };
+    }
     FlowError {
         vendor: true,
         ..FlowError::new(text, e.retryable())

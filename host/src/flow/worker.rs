@@ -16,7 +16,8 @@ use crate::app::App;
 use crate::flow::breaker::Verdict;
 use crate::flow::bulkhead::{Dispatcher, Permit};
 use crate::flow::{self, Outcome};
-use crate::store::{now_ms, Event, EventState, Finish};
+use crate::store::waiting::Wait;
+use crate::store::{now_ms, Event, EventState, Finish, WaitFor};
 use crate::timeline::TimelineEvent;
 
 /// Longest idle sleep: the store is polled at least this often.
@@ -147,8 +148,8 @@ async fn handle(
     let result = flow::process(app, &event).await;
     let took_ms = t.elapsed().as_millis() as i64;
     let verdict = match &result {
-        // A parked event says nothing about the vendor.
-        Ok(Outcome::Parked(_)) => Verdict::Neutral,
+        // A waiting event says nothing about the vendor (a full quota is not its fault).
+        Ok(Outcome::Wait(..)) => Verdict::Neutral,
         Ok(_) => Verdict::Success,
         Err(e) if e.vendor && e.retryable => Verdict::VendorFailure,
         Err(_) => Verdict::Neutral,
@@ -162,7 +163,9 @@ async fn handle(
         w.max_attempts
     };
     let (state, error, version, retry_at, outcome) = match result {
-        Ok(Outcome::Parked(why)) => return park(app, &event, &why),
+        Ok(Outcome::Wait(what, why)) => {
+            return wait(app, &event, run, what, why, started_at_ms, took_ms).await
+        }
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
             EventState::Skipped,
@@ -245,17 +248,44 @@ async fn handle(
     drop(permit);
 }
 
-/// Parks an event of a disconnected integration (see [`Outcome::Parked`]).
-fn park(app: &App, event: &Event, why: &str) {
-    tracing::warn!(event = event.id, integration = %event.integration, "parked: {why}");
+/// Puts an event to wait for `what` (see [`crate::store::waiting`]): a permission or the quota
+/// is re-checked every `worker.recheck_secs`; a connect only by its trigger.
+async fn wait(
+    app: &App,
+    event: &Event,
+    run: &str,
+    what: WaitFor,
+    why: String,
+    started_at_ms: i64,
+    took_ms: i64,
+) {
+    tracing::warn!(event = event.id, integration = %event.integration,
+        waiting_for = what.as_str(), "waiting: {why}");
     app.timeline.emit(TimelineEvent::EventFinished {
         integration: event.integration.clone(),
         event_id: event.id,
-        outcome: format!("parked: {why}"),
+        outcome: format!("waiting for {}: {why}", what.as_str()),
     });
-    if let Err(e) = app.store.park_event(event.id, why) {
-        // The lease will expire and the event be claimed (and parked) again: nothing is lost.
-        tracing::error!(event = event.id, error = %e, "cannot park an event");
+    let recheck_at = match what {
+        WaitFor::Connect => None,
+        WaitFor::Permission | WaitFor::Quota => {
+            Some(now_ms() + app.config.worker.recheck_secs.max(1) as i64 * 1000)
+        }
+    };
+    let wait = Wait {
+        run: run.to_string(),
+        reason: why,
+        waiting_for: what,
+        recheck_at,
+        connector_version: None,
+        started_at_ms,
+        took_ms,
+    };
+    match app.store.wait_event(event.id, wait).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(event = event.id, "lease lost before the wait was recorded"),
+        // The lease will expire and the event be claimed (and held) again: nothing is lost.
+        Err(e) => tracing::error!(event = event.id, error = %e, "cannot put an event to wait"),
     }
 }
 

@@ -108,6 +108,26 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let depth = app.store.queue_depth().ok();
     let metrics = &app.metrics;
     metrics.store_writer(&app.store.writer_stats());
+    // The state gauges of integrations that exist, with each one's quota.
+    if let Ok(totals) = app.store.kv_totals() {
+        let rows: Vec<_> = totals
+            .into_iter()
+            .filter_map(|(integration, connector, bytes)| {
+                let quota = app
+                    .integration(&integration)
+                    .map(|i| app.limits_of(&i.config).state_total_bytes as u64)?;
+                Some((integration, connector, bytes, quota))
+            })
+            .collect();
+        metrics.state_usage(&rows);
+    }
+    if let Ok(waiting) = app.store.waiting_all() {
+        let rows: Vec<_> = waiting
+            .into_iter()
+            .map(|(integration, what, n)| (integration, what.as_str(), n))
+            .collect();
+        metrics.waiting(&rows);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

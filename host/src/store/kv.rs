@@ -206,6 +206,18 @@ impl Store {
         Ok((total - this).max(0) as u64)
     }
 
+    /// Bytes each connector keeps for each integration: `(integration, connector, bytes)`.
+    pub fn kv_totals(&self) -> Result<Vec<(String, String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT integration, connector, bytes FROM kv_totals ORDER BY integration, connector",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Deletes a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
         let row = [integration, connector, key].map(str::to_owned);

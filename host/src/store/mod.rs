@@ -45,6 +45,8 @@ pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
 pub mod oauth;
 pub mod verdicts;
+pub mod waiting;
+pub use waiting::{Retried, WaitFor, Waiting};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,8 +84,8 @@ pub struct Store {
 }
 
 /// Lifecycle of an event. Transitions: queued → running → (done | skipped | queued again with a
-/// later `next_attempt_at` | dead). A running event whose lease expired (its worker crashed) is
-/// claimable again.
+/// later `next_attempt_at` | waiting | dead); waiting → queued (see [`waiting`]). A running event
+/// whose lease expired (its worker crashed) is taken back (see [`runs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventState {
@@ -91,24 +93,28 @@ pub enum EventState {
     Running,
     Done,
     Skipped,
+    /// Held with a reason until something it needs changes (see [`waiting`]).
+    Waiting,
     Dead,
 }
 
 impl EventState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventState::Queued => "queued",
             EventState::Running => "running",
             EventState::Done => "done",
             EventState::Skipped => "skipped",
+            EventState::Waiting => "waiting",
             EventState::Dead => "dead",
         }
     }
-    fn parse(s: &str) -> EventState {
+    pub(crate) fn parse(s: &str) -> EventState {
         match s {
             "running" => EventState::Running,
             "done" => EventState::Done,
             "skipped" => EventState::Skipped,
+            "waiting" => EventState::Waiting,
             "dead" => EventState::Dead,
             _ => EventState::Queued,
         }
@@ -126,6 +132,11 @@ pub struct Event {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub connector_version: Option<String>,
+    /// What a waiting event waits for (its reason is `last_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitFor>,
+    /// When the webhook or callback carrying it was accepted (unix ms).
+    pub received_at_ms: i64,
 }
 
 /// Result of offering a new event to the queue.
@@ -204,6 +215,7 @@ impl Store {
         verdicts::migrate(&conn)?;
         orders::migrate(&conn)?;
         kv::migrate(&conn)?;
+        waiting::migrate(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;
         Ok(Store { conn, writer })

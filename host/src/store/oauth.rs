@@ -1,20 +1,18 @@
 //! Store tables of ATS connections: Lever OAuth grants and the pending `state`s of connect links
 //! (`crate::ats::lever::oauth`), the connection's status (disconnected when and why; last Verify
-//! Connection ping), and parking the events of a disconnected integration.
+//! Connection ping). Events of an integration that is not connected wait for a connect
+//! ([`super::waiting`], [`WaitFor::Connect`]).
 //!
 //! Tokens are stored **in clear**, like the integrations' other secrets (the database is the
 //! host's private state, see [`crate::store::admin`]); a `state` is stored only as its SHA-256.
 //! An integration is *connected* while it has a `oauth_tokens` row: disconnecting deletes it.
-//!
-//! A parked event is a queued event whose `next_attempt_at` is [`PARKED`] (no worker claims it)
-//! and whose claim did not count as an attempt; connecting again makes them due at once.
 
 use super::Cached;
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
-use crate::store::{now_ms, Result, Store};
+use crate::store::{now_ms, Result, Store, WaitFor};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS oauth_states (
@@ -42,9 +40,6 @@ CREATE TABLE IF NOT EXISTS ats_connections (
     verified_at INTEGER
 );
 "#;
-
-/// `next_attempt_at` of a parked event (year 9999): never due until unparked.
-pub const PARKED: i64 = 253_402_300_799_000;
 
 /// How long used and expired `state` rows are kept (to tell "reused" from "unknown").
 const STATE_KEEP_MS: i64 = 24 * 3600 * 1000;
@@ -169,8 +164,9 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// A new grant: stores its tokens, clears any disconnection and makes the integration's
-    /// parked events due now, in one transaction. Returns how many events were resumed.
+    /// A new grant: stores its tokens, clears any disconnection and resumes the integration's
+    /// events that wait for a connect or a permission (a new grant may carry it), in one
+    /// transaction. Returns how many events were resumed.
     pub fn oauth_connect(&self, integration: &str, tokens: &OAuthTokens) -> Result<usize> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -194,11 +190,8 @@ impl Store {
                 disconnect_reason = NULL",
             params![integration, now],
         )?;
-        let resumed = tx.exec(
-            "UPDATE events SET next_attempt_at = ?2
-             WHERE integration = ?1 AND state = 'queued' AND next_attempt_at >= ?3",
-            params![integration, now, PARKED],
-        )?;
+        let resumed = super::waiting::resume_on(&tx, Some(integration), Some(WaitFor::Connect))?
+            + super::waiting::resume_on(&tx, Some(integration), Some(WaitFor::Permission))?;
         tx.commit()?;
         Ok(resumed)
     }
@@ -283,34 +276,6 @@ impl Store {
             .optional()?
             .unwrap_or_default())
     }
-
-    /// Parks a claimed event of a disconnected integration: queued again, not due until the
-    /// integration connects, and its claim not counted as an attempt. If the integration got
-    /// connected meanwhile, the event is due at once instead (no parked-forever race).
-    pub fn park_event(&self, id: i64, reason: &str) -> Result<()> {
-        self.conn().exec(
-            "UPDATE events SET state = 'queued', attempts = MAX(attempts - 1, 0),
-                lease_until = NULL, lease_run = NULL, last_error = ?2,
-                next_attempt_at = CASE WHEN EXISTS
-                    (SELECT 1 FROM oauth_tokens t WHERE t.integration = events.integration)
-                    THEN ?3 ELSE ?4 END
-             WHERE id = ?1",
-            params![id, format!("parked: {reason}"), now_ms(), PARKED],
-        )?;
-        Ok(())
-    }
-
-    /// How many of the integration's events are parked.
-    pub fn parked_events(&self, integration: &str) -> Result<i64> {
-        self.conn()
-            .row(
-                "SELECT COUNT(*) FROM events WHERE integration = ?1 AND state = 'queued'
-                 AND next_attempt_at >= ?2",
-                params![integration, PARKED],
-                |r| r.get(0),
-            )
-            .map_err(Into::into)
-    }
 }
 
 #[cfg(test)]
@@ -357,39 +322,38 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn parked_events_wait_for_a_new_grant_without_losing_an_attempt() {
+    #[tokio::test]
+    async fn events_waiting_for_a_connect_resume_on_a_new_grant_without_losing_an_attempt() {
         let s = store();
         s.enqueue("acme", "lever.stage_change", "k1", "{}").unwrap();
-        let ev = s
-            .claim(&crate::store::Claim::any("test-run", 60_000))
-            .unwrap()
-            .expect("claimable");
-        assert_eq!(ev.attempts, 1);
-        s.oauth_disconnect("acme", "revoked").unwrap();
-        s.park_event(ev.id, "revoked").unwrap();
-        assert!(
+        let claim = || {
             s.claim(&crate::store::Claim::any("test-run", 60_000))
                 .unwrap()
-                .is_none(),
-            "a parked event is not due"
-        );
-        assert_eq!(s.parked_events("acme").unwrap(), 1);
+        };
+        let ev = claim().expect("claimable");
+        assert_eq!(ev.attempts, 1);
+        s.oauth_disconnect("acme", "revoked").unwrap();
+        let wait = |reason: &str| crate::store::waiting::Wait {
+            run: "test-run".into(),
+            reason: reason.into(),
+            waiting_for: WaitFor::Connect,
+            recheck_at: None,
+            connector_version: None,
+            started_at_ms: now_ms(),
+            took_ms: 1,
+        };
+        assert!(s.wait_event(ev.id, wait("revoked")).await.unwrap());
+        assert!(claim().is_none(), "a waiting event is not due");
+        assert_eq!(s.waiting_for("acme", WaitFor::Connect).unwrap(), 1);
         let row = s.connection("acme").unwrap();
         assert_eq!(row.disconnect_reason.as_deref(), Some("revoked"));
         assert_eq!(s.oauth_connect("acme", &tokens("a1")).unwrap(), 1);
-        let again = s
-            .claim(&crate::store::Claim::any("test-run", 60_000))
-            .unwrap()
-            .expect("resumed");
+        let again = claim().expect("resumed");
         assert_eq!((again.id, again.attempts), (ev.id, 1));
         assert!(s.connection("acme").unwrap().disconnected_at.is_none());
-        // Parking while connected (a reconnect raced the park): due at once.
-        s.park_event(again.id, "raced").unwrap();
-        assert!(s
-            .claim(&crate::store::Claim::any("test-run", 60_000))
-            .unwrap()
-            .is_some());
+        // A wait for a connect that raced a connect: due at once.
+        assert!(s.wait_event(again.id, wait("raced")).await.unwrap());
+        assert!(claim().is_some());
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub enum AttemptOutcome {
     Released,
     /// The run holding the attempt died (crash, lost host); taken back by another run.
     Abandoned,
+    /// Put to wait (see [`super::waiting`]); not counted.
+    Waiting,
 }
 
 impl AttemptOutcome {
@@ -109,6 +111,7 @@ impl AttemptOutcome {
             AttemptOutcome::Dead => "dead",
             AttemptOutcome::Released => "released",
             AttemptOutcome::Abandoned => "abandoned",
+            AttemptOutcome::Waiting => "waiting",
         }
     }
 }
@@ -131,7 +134,7 @@ pub struct Attempt {
 pub struct EventDetail {
     #[serde(flatten)]
     pub event: Event,
-    pub received_at_ms: i64,
+    /// When a queued event is due, or a waiting one is re-checked (none: only by a trigger).
     pub next_attempt_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     /// The run holding it now (running events only).
@@ -152,8 +155,8 @@ pub struct Finish<'a> {
     pub took_ms: i64,
 }
 
-const EVENT_COLS: &str =
-    "id, integration, kind, payload, state, attempts, last_error, connector_version";
+const EVENT_COLS: &str = "id, integration, kind, payload, state, attempts, last_error, \
+     connector_version, waiting_for, received_at";
 
 pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
@@ -165,6 +168,11 @@ pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         attempts: r.get(5)?,
         last_error: r.get(6)?,
         connector_version: r.get(7)?,
+        waiting_for: r
+            .get::<_, Option<String>>(8)?
+            .as_deref()
+            .and_then(super::WaitFor::parse),
+        received_at_ms: r.get(9)?,
     })
 }
 
@@ -404,14 +412,14 @@ impl Store {
     /// One event with its timing and attempt history.
     pub fn event_detail(&self, id: i64) -> Result<Option<EventDetail>> {
         let conn = self.conn();
-        let Some((event, received, next, finished, lease_run)) = conn
+        let Some((event, next, finished, lease_run)) = conn
             .row(
                 &format!(
-                    "SELECT {EVENT_COLS}, received_at, next_attempt_at, finished_at, lease_run
+                    "SELECT {EVENT_COLS}, next_attempt_at, finished_at, lease_run
                      FROM events WHERE id = ?1"
                 ),
                 params![id],
-                |r| Ok((event_row(r)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?)),
+                |r| Ok((event_row(r)?, r.get::<_, i64>(10)?, r.get(11)?, r.get(12)?)),
             )
             .optional()?
         else {
@@ -434,11 +442,14 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let queued = event.state == EventState::Queued;
+        let due = match event.state {
+            EventState::Queued => true,
+            EventState::Waiting => next < super::waiting::NEVER,
+            _ => false,
+        };
         Ok(Some(EventDetail {
             event,
-            received_at_ms: received,
-            next_attempt_at_ms: queued.then_some(next),
+            next_attempt_at_ms: due.then_some(next),
             finished_at_ms: finished,
             lease_run,
             attempts_history: history,
@@ -471,7 +482,7 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Number of events waiting or in progress.
+    /// Number of events queued or in progress (not those held in `waiting`).
     pub fn queue_depth(&self) -> Result<i64> {
         self.conn()
             .row(

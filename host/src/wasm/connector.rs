@@ -104,6 +104,7 @@ impl LoadedConnector {
         let outcome = match result {
             Ok(_) => "ok",
             Err(CallError::Invoke(InvokeError::Trap(_))) => "trap",
+            Err(CallError::Invoke(InvokeError::StateQuota(_))) => "state_quota",
             Err(CallError::Invoke(InvokeError::Timeout(_))) => "timeout",
             Err(CallError::Invoke(InvokeError::OutOfMemory(_))) => "oom",
             Err(CallError::Invoke(InvokeError::Instantiate(_))) => "instantiate",

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::store::admin::Deployment;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WaitFor};
 use crate::wasm::connector::LoadedConnector;
 use crate::wasm::registry::{Registry, RegistryError};
 use crate::wasm::runtime::LoadError;
@@ -167,6 +167,12 @@ fn remember(
         active_hash: active.hash.clone(),
         previous_hash: previous,
     })?;
+    // Another version may keep less state: events waiting for room try again (those of other
+    // connectors' integrations too; they wait again at once if nothing changed for them).
+    let resumed = store.resume_waiting(None, Some(WaitFor::Quota))?;
+    if resumed > 0 {
+        tracing::info!(connector = %id, events = resumed, "events waiting for state quota resumed");
+    }
     Ok(())
 }
 

@@ -149,4 +149,15 @@ pub enum InvokeError {
     OutOfMemory(u32),
     #[error("connector could not be instantiated: {0}")]
     Instantiate(String),
+    /// A `state.set` was refused because the integration's state quota is full: a trap like
+    /// any other for the connector, but not the vendor's fault, and retrying cannot help until
+    /// there is room (the flow holds the event: see `store::waiting`).
+    #[error("connector trapped: {0}")]
+    StateQuota(String),
 }
+
+/// The error a refused `state.set` traps with when the quota is full; [`InvokeError::StateQuota`]
+/// once the call ended.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StateQuotaFull(pub String);

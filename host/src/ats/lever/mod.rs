@@ -29,7 +29,7 @@ use async_trait::async_trait;
 
 pub use client::{LeverClient, LeverError, Opportunity};
 
-use super::{Ats, AtsCx, AtsError, Intake, Rejection, Role, Trigger};
+use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
 use crate::store::Event;
@@ -139,7 +139,7 @@ impl Ats for LeverAts {
         self.config.webhook_urls(public_url, integration)
     }
 
-    fn disconnected(&self, cx: &AtsCx<'_>) -> Option<String> {
+    fn disconnected(&self, cx: &AtsCx<'_>) -> Option<Disconnected> {
         let oauth = self.oauth.as_ref()?;
         // A store error is not a disconnection: the step runs and fails (and retries) on its own.
         oauth.not_connected(cx.integration).ok().flatten()

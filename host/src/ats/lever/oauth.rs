@@ -30,6 +30,7 @@ use oauth2::{
 };
 
 use super::error::LeverError;
+use crate::ats::Disconnected;
 use crate::config::{LeverOAuthConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::oauth::OAuthTokens;
@@ -345,25 +346,28 @@ impl LeverOAuth {
         match self.store.oauth_disconnect(integration, reason) {
             Ok(_) => {
                 self.metrics.lever_oauth("revoked");
-                tracing::error!(%integration, %reason, "Lever integration disconnected: events are parked until it is connected again");
+                tracing::error!(%integration, %reason, "Lever integration disconnected: it is off until connected again (candidates moved meanwhile are not sent)");
             }
             Err(e) => tracing::error!(%integration, error = %e, "cannot record the disconnection"),
         }
         LeverError::Disconnected(reason.to_string())
     }
 
-    /// Why the integration cannot call Lever now, if it cannot (no grant).
-    pub fn not_connected(&self, integration: &str) -> Result<Option<String>, StoreError> {
+    /// Why the integration cannot call Lever now, if it cannot (no grant): never connected
+    /// yet, or its access revoked (or disconnected by the operator) and when.
+    pub fn not_connected(&self, integration: &str) -> Result<Option<Disconnected>, StoreError> {
         if self.store.oauth_tokens(integration)?.is_some() {
             return Ok(None);
         }
         let row = self.store.connection(integration)?;
         Ok(Some(match (row.disconnected_at, row.disconnect_reason) {
-            (Some(at), Some(why)) => format!(
+            (Some(at), Some(why)) => Disconnected::Revoked(format!(
                 "disconnected from Lever at {}: {why}",
                 crate::clock::rfc3339(at / 1000)
+            )),
+            _ => Disconnected::NotYet(
+                "not connected to Lever yet (open the integration's connect link)".into(),
             ),
-            _ => "not connected to Lever yet (open the integration's connect link)".into(),
         }))
     }
 }
@@ -415,7 +419,7 @@ impl TokenSource {
                     .not_connected(&self.integration)
                     .ok()
                     .flatten()
-                    .unwrap_or_else(|| "not connected to Lever".into()),
+                    .map_or_else(|| "not connected to Lever".into(), |d| d.to_string()),
             )),
             Err(e) => Err(LeverError::Transient(e.to_string())),
         }

@@ -1,10 +1,15 @@
 //! `/admin/events`: the queue as operators see it.
 //!
 //! - `GET /admin/events?state=dead&integration=acme&limit=50` — newest first, without payloads;
-//!   `state` one of `queued|running|done|skipped|dead`, `limit` at most 500 (default 50).
+//!   `state` one of `queued|running|done|skipped|waiting|dead`, `limit` at most 500 (default
+//!   50). A waiting event says what it waits for (`waiting_for`) and why (`last_error`).
 //! - `GET /admin/events/{id}` — one event with its payload, timing, the run holding it (if
 //!   running) and its attempts (the last 20): when each started, how long it took, which run and
 //!   connector version ran it, how it ended and with which error.
+//! - `POST /admin/events/{id}/retry` — an operator's "retry now" (or replay): a waiting, dead
+//!   or skipped event (e.g. one not sent while its integration was off) is queued, due now, with
+//!   a fresh attempt budget. 409 for one queued, running or done. Safe to repeat: a screening
+//!   whose order is recorded is never started twice.
 
 use std::sync::Arc;
 
@@ -18,7 +23,7 @@ use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::store::{Event, EventDetail, EventState};
+use crate::store::{Event, EventDetail, EventState, Retried, WaitFor};
 
 const MAX_LIMIT: u32 = 500;
 
@@ -26,6 +31,7 @@ pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(one))
+        .routes(routes!(retry))
 }
 
 /// The filters of `GET /admin/events`.
@@ -57,6 +63,11 @@ pub struct EventSummary {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub connector_version: Option<String>,
+    /// What a waiting event waits for (its reason is `last_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitFor>,
+    /// When it was received (unix ms).
+    pub received_at_ms: i64,
 }
 
 impl From<Event> for EventSummary {
@@ -69,6 +80,8 @@ impl From<Event> for EventSummary {
             attempts: e.attempts,
             last_error: e.last_error,
             connector_version: e.connector_version,
+            waiting_for: e.waiting_for,
+            received_at_ms: e.received_at_ms,
         }
     }
 }
@@ -84,7 +97,7 @@ async fn list(
 ) -> Result<Json<EventList>, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::bad_request(
-            "query: state=queued|running|done|skipped|dead, integration=<id>, limit=<1..500>",
+            "query: state=queued|running|done|skipped|waiting|dead, integration=<id>, limit=<1..500>",
         ));
     };
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
@@ -119,6 +132,49 @@ async fn one(
         Ok(None) => Err(ApiError::not_found(format!("no event {id}"))),
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event");
+            Err(ApiError::storage())
+        }
+    }
+}
+
+/// The event queued again.
+#[derive(Serialize, ToSchema)]
+pub struct Requeued {
+    pub id: i64,
+    pub state: EventState,
+}
+
+/// An operator's "retry now": a waiting, dead or skipped event is queued, due now.
+#[utoipa::path(post, path = "/admin/events/{id}/retry", tag = "events",
+    params(("id" = i64, Path, description = "event id")),
+    responses((status = 200, body = Requeued),
+        (status = 400, description = "the id is not a number", body = ErrorBody),
+        (status = 404, description = "no such event", body = ErrorBody),
+        (status = 409, description = "the event is queued, running or done", body = ErrorBody),
+        (status = 503, description = "storage unavailable", body = ErrorBody)))]
+async fn retry(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> Result<Json<Requeued>, ApiError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(ApiError::bad_request("an event id is a number"));
+    };
+    match app.store.retry_event(id) {
+        Ok(Retried::Queued) => {
+            tracing::info!(event = id, "event queued again by an operator");
+            app.wake.notify_waiters();
+            Ok(Json(Requeued {
+                id,
+                state: EventState::Queued,
+            }))
+        }
+        Ok(Retried::Refused(state)) => Err(ApiError::conflict(format!(
+            "event {id} is {}: only a waiting, dead or skipped event can be retried",
+            state.as_str()
+        ))),
+        Ok(Retried::NotFound) => Err(ApiError::not_found(format!("no event {id}"))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot retry an event");
             Err(ApiError::storage())
         }
     }

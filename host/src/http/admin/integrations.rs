@@ -43,6 +43,8 @@ pub struct IntegrationBody {
     /// Connection ping).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<LeverConnection>,
+    /// What needs attention (waiting events and why, state against its quota).
+    pub health: super::health::Health,
     /// False while its connector is not loaded.
     pub ready: bool,
     /// Why it is not ready (which file failed and how) and what fixes it.
@@ -66,6 +68,7 @@ fn view(app: &App, c: &IntegrationConfig) -> IntegrationBody {
     IntegrationBody {
         view: IntegrationView::of(c, &app.public_url),
         connection: super::lever::connection_view(app, c),
+        health: super::health::of(app, c),
         ready: not_ready_reason.is_none(),
         not_ready_reason,
     }

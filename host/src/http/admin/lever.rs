@@ -7,7 +7,8 @@
 //! - `GET  /admin/integrations/{id}/lever/connect` → `302` to that link (for a client that sends
 //!   the admin token and follows redirects).
 //! - `POST|DELETE /admin/integrations/{id}/lever/disconnect` → revokes the grant at Lever
-//!   (RFC 7009) and deletes the stored tokens either way; events then wait (parked).
+//!   (RFC 7009) and deletes the stored tokens either way: the integration is off (candidates
+//!   moved afterwards are recorded as not sent; events received before wait for a reconnect).
 //!   `DELETE /admin/integrations/{id}` does the same first.
 //!
 //! The callback (`/oauth/lever/callback`) is public: the `state` authenticates it.
@@ -27,6 +28,7 @@ use crate::app::App;
 use crate::clock::rfc3339;
 use crate::config::{AtsConfig, IntegrationConfig};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::store::WaitFor;
 
 pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
@@ -84,8 +86,9 @@ pub struct OAuthGrant {
     pub scope: Option<String>,
     pub disconnected_at: Option<String>,
     pub disconnect_reason: Option<String>,
-    /// Events waiting for a new grant.
-    pub parked_events: i64,
+    /// Events waiting for a grant (`waiting_for: connect`): received before a revoke, or before
+    /// the first connect. Those received after a revoke are not sent (skipped, with the reason).
+    pub waiting_events: i64,
     /// The request that makes a connect link.
     pub connect: String,
 }
@@ -221,7 +224,7 @@ pub(super) fn connection_view(app: &App, c: &IntegrationConfig) -> Option<LeverC
             scope: tokens.as_ref().and_then(|t| t.scope.clone()),
             disconnected_at: ms(row.disconnected_at).filter(|_| !connected),
             disconnect_reason: row.disconnect_reason.clone().filter(|_| !connected),
-            parked_events: app.store.parked_events(&c.id).unwrap_or(0),
+            waiting_events: app.store.waiting_for(&c.id, WaitFor::Connect).unwrap_or(0),
             connect: format!("POST /admin/integrations/{}/lever/connect", c.id),
         }
     });

@@ -1,5 +1,6 @@
 //! The admin API under `/admin`: connector versions ([`connectors`]), integrations
-//! ([`integrations`]), the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
+//! ([`integrations`]) with their health and the resumption of their waiting events ([`health`]),
+//! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
 //! connect/disconnect ([`lever`]) and the event queue with each event's attempt history
 //! ([`events`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
@@ -13,6 +14,7 @@
 mod connectors;
 mod events;
 mod gem_keys;
+mod health;
 mod integrations;
 mod lever;
 
@@ -69,6 +71,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(AdminApi::openapi())
         .merge(connectors::routes())
         .merge(integrations::routes())
+        .merge(health::routes())
         .merge(gem_keys::routes())
         .merge(events::routes())
         .merge(lever::routes())

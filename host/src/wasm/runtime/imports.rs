@@ -37,12 +37,12 @@ use std::time::Duration;
 
 use crate::config::limits::{bytes, SandboxLimits};
 use crate::config::{IntegrationConfig, Secret};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QuotaLevel};
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 use crate::wasm::policy::{self, HostEntry};
 use crate::wasm::quota::{self, CallBudget, Reservation};
-use crate::wasm::types::Package;
+use crate::wasm::types::{Package, StateQuotaFull};
 
 /// An outgoing request as a connector made it (WIT `outbound-http.outgoing-request`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -400,8 +400,10 @@ impl CallContext {
     /// `state.set`. Over a cap the call traps (WIT `state`): a connector that cannot record its
     /// intent must not go on to call the vendor.
     pub fn state_set(&self, key: &str, value: &str) -> wasmtime::Result<()> {
-        let state = self.state_write("state.set", key, value, "")?;
-        state.set(key, value).map_err(trap)
+        let (state, total, quota) = self.state_write("state.set", key, value, "")?;
+        state.set(key, value).map_err(trap)?;
+        self.quota_level(QuotaLevel::of(total, quota), total, quota);
+        Ok(())
     }
 
     /// `state.set-for-screening`: `state.set`'s caps (the idempotency key held to the key cap and
@@ -412,21 +414,25 @@ impl CallContext {
         key: &str,
         value: &str,
     ) -> wasmtime::Result<()> {
-        let state = self.state_write("state.set-for-screening", key, value, idempotency_key)?;
+        let import = "state.set-for-screening";
+        let (state, total, quota) = self.state_write(import, key, value, idempotency_key)?;
         state
             .set_for_screening(idempotency_key, key, value)
-            .map_err(trap)
+            .map_err(trap)?;
+        self.quota_level(QuotaLevel::of(total, quota), total, quota);
+        Ok(())
     }
 
-    /// The backend, once a write of `key` = `value` (for the screening `screening`, empty for
-    /// none) is within the key, value and total caps; else the trap naming the setting.
+    /// The backend, the total after the write and the quota, once a write of `key` = `value`
+    /// (for the screening `screening`, empty for none) is within the key, value and total caps;
+    /// else the trap naming the setting (a full quota as [`StateQuotaFull`]).
     fn state_write(
         &self,
         import: &str,
         key: &str,
         value: &str,
         screening: &str,
-    ) -> wasmtime::Result<&Arc<dyn StateBackend>> {
+    ) -> wasmtime::Result<(&Arc<dyn StateBackend>, u64, u64)> {
         let Some(state) = &self.state else {
             wasmtime::bail!("state is unavailable outside an integration");
         };
@@ -458,14 +464,39 @@ impl CallContext {
         }
         let total = state.usage_without(key).map_err(trap)?
             + (key.len() + value.len() + screening.len()) as u64;
-        if total > l.state_total_bytes as u64 {
-            let what = format!(
-                "the integration's state would hold {total} bytes, over its {} quota",
+        let quota = l.state_total_bytes as u64;
+        if total > quota {
+            self.limited("state_total_bytes");
+            self.quota_level(QuotaLevel::Full, total, quota);
+            return Err(wasmtime::Error::new(StateQuotaFull(format!(
+                "{import} refused: the integration's state would hold {total} bytes, over its {} \
+                 quota (runtime.limits.state_total_bytes)",
                 bytes(l.state_total_bytes)
-            );
-            return refuse("state_total_bytes", what);
+            ))));
         }
-        Ok(state)
+        Ok((state, total, quota))
+    }
+
+    /// Logs a change of how full the integration's state is, once per change: a warning from
+    /// 80 %, an error when a `state.set` was refused, and when it has room again.
+    fn quota_level(&self, level: QuotaLevel, total: u64, quota: u64) {
+        let Some(before) =
+            self.metrics
+                .quota_level(&self.integration_id, &self.connector_id, level)
+        else {
+            return;
+        };
+        let (integration, connector) = (&self.integration_id, &self.connector_id);
+        let setting = "runtime.limits.state_total_bytes, or the integration's state_total_bytes";
+        match level {
+            QuotaLevel::Full => tracing::error!(%integration, %connector, quota, setting,
+                "state quota full: the connector's state.set calls are refused and its events \
+                 wait until the quota is raised or the connector keeps less"),
+            QuotaLevel::Warning if before < level => tracing::warn!(%integration, %connector,
+                bytes = total, quota, setting, "connector state above 80 % of its quota"),
+            _ => tracing::info!(%integration, %connector, bytes = total, quota,
+                "connector state has room again"),
+        }
     }
 
     /// `state.delete`.

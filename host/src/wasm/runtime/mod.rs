@@ -42,6 +42,7 @@ use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::wasm::types::InvokeError;
+use crate::wasm::types::StateQuotaFull;
 pub use alloc::Allocation;
 pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
@@ -394,6 +395,9 @@ fn classify(
     }
     reason.push('\n');
     reason.push_str(&output::bounded(&chain, output::CHAIN_CAP));
+    if e.downcast_ref::<StateQuotaFull>().is_some() {
+        return InvokeError::StateQuota(reason);
+    }
     InvokeError::Trap(reason)
 }
 
