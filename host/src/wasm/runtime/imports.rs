@@ -400,9 +400,9 @@ impl CallContext {
     /// `state.set`. Over a cap the call traps (WIT `state`): a connector that cannot record its
     /// intent must not go on to call the vendor.
     pub fn state_set(&self, key: &str, value: &str) -> wasmtime::Result<()> {
-        let (state, total) = self.state_write("state.set", key, value, "")?;
+        let (state, total, quota) = self.state_write("state.set", key, value, "")?;
         state.set(key, value).map_err(trap)?;
-        self.written(total);
+        self.quota_level(QuotaLevel::of(total, quota), total, quota);
         Ok(())
     }
 
@@ -414,25 +414,25 @@ impl CallContext {
         key: &str,
         value: &str,
     ) -> wasmtime::Result<()> {
-        let (state, total) =
-            self.state_write("state.set-for-screening", key, value, idempotency_key)?;
+        let import = "state.set-for-screening";
+        let (state, total, quota) = self.state_write(import, key, value, idempotency_key)?;
         state
             .set_for_screening(idempotency_key, key, value)
             .map_err(trap)?;
-        self.written(total);
+        self.quota_level(QuotaLevel::of(total, quota), total, quota);
         Ok(())
     }
 
-    /// The backend and the total after the write, once a write of `key` = `value` (for the
-    /// screening `screening`, empty for none) is within the key, value and total caps; else the
-    /// trap naming the setting (a full quota: [`StateQuotaFull`], so that the event waits).
+    /// The backend, the total after the write and the quota, once a write of `key` = `value`
+    /// (for the screening `screening`, empty for none) is within the key, value and total caps;
+    /// else the trap naming the setting (a full quota as [`StateQuotaFull`]).
     fn state_write(
         &self,
         import: &str,
         key: &str,
         value: &str,
         screening: &str,
-    ) -> wasmtime::Result<(&Arc<dyn StateBackend>, u64)> {
+    ) -> wasmtime::Result<(&Arc<dyn StateBackend>, u64, u64)> {
         let Some(state) = &self.state else {
             wasmtime::bail!("state is unavailable outside an integration");
         };
@@ -474,13 +474,7 @@ impl CallContext {
                 bytes(l.state_total_bytes)
             ))));
         }
-        Ok((state, total))
-    }
-
-    /// After a write that left the state at `total` bytes: logs a crossing of 80 %.
-    fn written(&self, total: u64) {
-        let quota = self.limits.state_total_bytes as u64;
-        self.quota_level(QuotaLevel::of(total, quota), total, quota);
+        Ok((state, total, quota))
     }
 
     /// Logs a change of how full the integration's state is, once per change: a warning from
