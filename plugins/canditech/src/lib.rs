@@ -51,6 +51,32 @@ const PARAM_ASSESSMENT_ID: &str = "assessment-id";
 const ORDER_PREFIX: &str = "order:";
 const INTENT_PREFIX: &str = "intent:";
 const REVISION_PREFIX: &str = "verdict-revision:";
+/// Verdict revisions are remembered for the last this-many invitations only, so that the state
+/// stays bounded however many screenings run: a verdict delivered out of order comes within
+/// minutes, long before its invitation leaves the ring.
+const REVISIONS_KEPT: u32 = 1000;
+/// The next slot of the ring, and each slot's invitation.
+const RING_NEXT: &str = "verdict-ring-next";
+const RING_PREFIX: &str = "verdict-ring:";
+
+/// Records the newest verdict revision seen for `invitation`. A new invitation takes the oldest
+/// slot of the ring; the invitation that held it is forgotten.
+fn remember_revision(invitation: &str, revision: u32) {
+    let key = format!("{REVISION_PREFIX}{invitation}");
+    if state::get(&key).is_none() {
+        let next = state::get(RING_NEXT)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+            % REVISIONS_KEPT;
+        let slot = format!("{RING_PREFIX}{next}");
+        if let Some(old) = state::get(&slot) {
+            state::delete(&format!("{REVISION_PREFIX}{old}"));
+        }
+        state::set(&slot, invitation);
+        state::set(RING_NEXT, &((next + 1) % REVISIONS_KEPT).to_string());
+    }
+    state::set(&key, &revision.to_string());
+}
 
 impl Guest for Canditech {
     fn manifest() -> Manifest {
@@ -257,7 +283,7 @@ impl Guest for Canditech {
                 );
                 return Ok(no_updates(200, r#"{"received":true,"stale":true}"#));
             }
-            state::set(&key, &revision.to_string());
+            remember_revision(&event.invitation.id, revision);
         }
         Ok(CallbackResult {
             response: json_response(200, r#"{"received":true}"#),
