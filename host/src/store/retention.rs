@@ -12,7 +12,8 @@
 //!
 //! **Kept**: every event that is `queued`, `running`, `waiting` or `dead` (a dead letter stays
 //! until replayed or removed: [`Store::remove_dead_event`]); an event a kept Gem screening points
-//! at (its status is read from it); an open (non-terminal) order, and a terminal one with a note
+//! at (its status is read from it); a trigger whose screening is still open (an order not in a
+//! terminal state recorded under the event's dedupe key as its idempotency key); an open (non-terminal) order, and a terminal one with a note
 //! not yet written to the ATS (a replayed dead event still needs it).
 //!
 //! **Tombstones.** A pruned event leaves `(integration, dedupe_key, payload hash)` behind, so a
@@ -229,6 +230,9 @@ fn prune_on(conn: &Connection, cutoff: i64, now: i64, limit: u32) -> Result<Prun
          WHERE state IN ('done', 'skipped') AND finished_at < ?1
            AND NOT EXISTS (SELECT 1 FROM gem_screenings g
                WHERE g.integration = e.integration AND g.event_id = e.id)
+           AND NOT EXISTS (SELECT 1 FROM orders o
+               WHERE o.integration = e.integration AND o.idempotency_key = e.dedupe_key
+                 AND o.state NOT IN ('complete', 'error', 'cancelled'))
          LIMIT ?2",
         params![cutoff, limit],
     )?;
@@ -369,6 +373,14 @@ mod tests {
                 params![gem_event],
             )
             .unwrap();
+        // So does a Lever trigger whose screening is open (its key is the order's).
+        let open_trigger = event(&s, "lever:open", "done", old);
+        s.conn()
+            .execute(
+                "UPDATE orders SET idempotency_key = 'lever:open' WHERE order_ref = 'open'",
+                [],
+            )
+            .unwrap();
 
         let pruned = prune_all(&s, cutoff, 10_000).await;
 
@@ -381,10 +393,10 @@ mod tests {
             rows.map(|r| r.unwrap()).collect()
         };
         assert!(!ids.contains(&done));
-        for kept in [queued, running, dead, waiting, gem_event] {
+        for kept in [queued, running, dead, waiting, gem_event, open_trigger] {
             assert!(ids.contains(&kept), "event {kept} was pruned");
         }
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 6);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 7);
         let orders: Vec<String> = {
             let conn = s.conn();
             let mut stmt = conn

@@ -70,6 +70,7 @@ mod tests {
             REMOVE_TAGS,
             ADD_LINKS,
             ADD_NOTE,
+            LIST_NOTES,
             GET_POSTING,
             LIST_STAGES,
         ];
