@@ -38,15 +38,18 @@ const SCREENING_INDEX: &str = "CREATE INDEX IF NOT EXISTS kv_by_screening
 
 /// Bytes of a row: key + value + the screening's key, as the quota counts them (`IFNULL`: a
 /// plain entry has none). (No `INSERT OR IGNORE` in the triggers: the conflict policy of the
-/// statement that fires them, an upsert, would override it.) Dropped and created again at every
-/// open, so that a database from before a change of what is counted gets the new triggers.
-const TOTALS: &str = r#"
+/// statement that fires them, an upsert, would override it.) Dropped and created again when the
+/// stored ones do not count the screening's key (a database from before), and only then: DDL
+/// takes the write lock, and another process may open the database while a host writes to it.
+const TOTALS_TABLE: &str = r#"
 CREATE TABLE IF NOT EXISTS kv_totals (
     integration TEXT NOT NULL,
     connector TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     PRIMARY KEY (integration, connector)
 );
+"#;
+const TOTALS: &str = r#"
 DROP TRIGGER IF EXISTS kv_totals_insert;
 DROP TRIGGER IF EXISTS kv_totals_update;
 DROP TRIGGER IF EXISTS kv_totals_delete;
@@ -98,7 +101,18 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     let had_totals = conn
         .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kv_totals'")?
         .exists([])?;
+    let triggers: Option<String> = conn
+        .row(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'kv_totals_insert'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if had_totals && triggers.is_some_and(|sql| sql.contains("screening")) {
+        return Ok(());
+    }
     let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(TOTALS_TABLE)?;
     tx.execute_batch(TOTALS)?;
     if !had_totals {
         tx.exec(

@@ -203,6 +203,8 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
+        // First: another process (a host) may hold the write lock while this one opens.
+        conn.pragma_update(None, "busy_timeout", 5000)?;
         // Before the first table: a new database returns pruned pages to the file system on
         // `PRAGMA incremental_vacuum`. An older one (auto_vacuum off) is not converted, since a
         // full VACUUM rewrites the file and needs as much free disk again; it reuses its free
@@ -211,7 +213,6 @@ impl Store {
         // WAL + synchronous=FULL: a committed event survives a crash or power loss.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(gem::SCHEMA)?;
