@@ -59,7 +59,7 @@ pub(super) async fn run(stack: &Stack) -> anyhow::Result<()> {
     println!("▶ Ada Lovelace moved to \"{CANDITECH_STAGE}\" after the revoke");
     ct.lever.move_to_stage(&ada, &stage).await?;
     let (id, reason) = not_sent(stack, CANDITECH).await?;
-    println!("  → event {id} recorded, not sent: {reason}");
+    println!("  → event {id} recorded as {reason}");
     println!(
         "  → invitations: {} (none new)\n",
         ct.sim.invitations().len()
