@@ -59,21 +59,28 @@ async fn wait(s: &Stack, opp: &str, done: impl Fn(&Opportunity) -> bool) -> Oppo
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url() {
-    let s = jf_stack("jf-happy", true).await;
-    let jf = s.justifacts.as_ref().unwrap();
+/// A candidate with an email on a posting tagged with a package, screened until Complete with
+/// its note: the opportunity id and its last snapshot.
+async fn screened_to_complete(s: &Stack) -> (String, Opportunity) {
     let opp = candidate(
-        &s,
+        s,
         Some("kj@example.com"),
         &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
         &[],
     )
     .await;
-    let done = wait(&s, &opp, |o| {
+    let done = wait(s, &opp, |o| {
         o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()
     })
     .await;
+    (opp, done)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_flow_ends_complete_with_a_secret_note_holding_the_result_url() {
+    let s = jf_stack("jf-happy", true).await;
+    let jf = s.justifacts.as_ref().unwrap();
+    let (_, done) = screened_to_complete(&s).await;
 
     let orders = jf.sim.order_list();
     assert_eq!(orders.len(), 1);
@@ -100,17 +107,7 @@ async fn a_note_whose_answer_was_lost_is_written_exactly_once() {
     let jf = s.justifacts.as_ref().unwrap();
     // Lever creates the result note but its answer never arrives (a timeout, a 5xx).
     jf.lever.lose_next_note_answers(1);
-    let opp = candidate(
-        &s,
-        Some("kj@example.com"),
-        &["JUSTIFACTS BGC PKG: EmpCod[ID : 13558]"],
-        &[],
-    )
-    .await;
-    let done = wait(&s, &opp, |o| {
-        o.tags.contains(&COMPLETE.to_string()) && !o.notes.is_empty()
-    })
-    .await;
+    let (opp, done) = screened_to_complete(&s).await;
     // The retry looked it up instead of writing it again: one note, one POST, one read.
     switchyard_tests::eventually("the note's event is done", LONG, || {
         let store = &s.host().app.store;
