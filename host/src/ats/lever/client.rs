@@ -89,9 +89,10 @@ impl LeverClient {
         // Once per call: a 401 on an OAuth token refreshes it and tries again at once.
         let mut refreshed_on_401 = false;
         let mut attempt = 0;
-        // A note is not idempotent at Lever: after a lost answer (5xx, timeout) another POST
-        // could add it twice. It is tried once; the event's retry checks whether Lever kept it.
-        let attempts = if endpoint == permissions::ADD_NOTE {
+        // Notes and links are not idempotent at Lever: after a lost answer (5xx, timeout)
+        // another POST could add one twice. They are tried once; the event's retry checks what
+        // Lever kept (the opportunity's links, an attempted note) before writing again.
+        let attempts = if endpoint == permissions::ADD_NOTE || endpoint == permissions::ADD_LINKS {
             1
         } else {
             ATTEMPTS
