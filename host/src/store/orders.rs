@@ -229,6 +229,10 @@ fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
     Ok(())
 }
 
+/// The columns [`order_row`] reads, in its order.
+const ORDER_COLS: &str =
+    "integration, order_ref, connector, opportunity_id, seq, state, label, report_url, score, verdict";
+
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
     Ok(Order {
         integration: r.get(0)?,
@@ -265,9 +269,9 @@ impl Store {
     pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
         self.conn()
             .row(
-                "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
-                        report_url, score, verdict
-                 FROM orders WHERE integration = ?1 AND order_ref = ?2",
+                &format!(
+                    "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND order_ref = ?2"
+                ),
                 params![integration, order_ref],
                 order_row,
             )
@@ -280,9 +284,9 @@ impl Store {
     pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
         self.conn()
             .row(
-                "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
-                        report_url, score, verdict
-                 FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
+                &format!(
+                    "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"
+                ),
                 params![integration, idempotency_key],
                 order_row,
             )
@@ -293,11 +297,10 @@ impl Store {
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT integration, order_ref, connector, opportunity_id, seq, state, label,
-                    report_url, score, verdict
-             FROM orders WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
+             ORDER BY seq"
+        ))?;
         let rows = stmt.query_map(params![integration, opportunity_id], order_row)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(Into::into)
