@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
+# started once for the whole run, stopped and removed on exit.
+eval "$(scripts/pg.sh start)"
+trap 'scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"' EXIT
 host_triple=$(rustc -vV | sed -n 's/^host: //p')
 cargo test --release --manifest-path plugins/Cargo.toml --target "$host_triple"
 # Test and benchmark components (own workspace, kept out of the connectors directory): those the
