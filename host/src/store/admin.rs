@@ -38,7 +38,7 @@ pub struct Deployment {
 impl Store {
     /// Every stored integration row (tombstones included), by id.
     pub fn stored_integrations(&self) -> Result<Vec<StoredIntegration>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare("SELECT id, config FROM integrations ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -47,7 +47,7 @@ impl Store {
 
     /// Stores an integration's storage JSON (None: a tombstone).
     pub fn put_integration(&self, id: &str, config: Option<&str>) -> Result<()> {
-        self.conn().exec(
+        self.conn()?.exec(
             "INSERT INTO integrations (id, config, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
             params![id, config, now_ms()],
@@ -57,7 +57,7 @@ impl Store {
 
     /// Every remembered deployment.
     pub fn deployments(&self) -> Result<Vec<Deployment>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt =
             conn.prepare("SELECT connector, active_hash, previous_hash FROM deployments")?;
         let rows = stmt.query_map([], |r| {
@@ -73,7 +73,7 @@ impl Store {
 
     /// Remembers which version of `connector` serves and which one preceded it.
     pub fn put_deployment(&self, d: &Deployment) -> Result<()> {
-        self.conn().exec(
+        self.conn()?.exec(
             "INSERT INTO deployments (connector, active_hash, previous_hash, updated_at)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (connector) DO UPDATE SET active_hash = excluded.active_hash,
@@ -85,7 +85,7 @@ impl Store {
 
     /// The deployment of `connector`, if an operator chose one.
     pub fn deployment(&self, connector: &str) -> Result<Option<Deployment>> {
-        self.conn()
+        self.conn()?
             .row(
                 "SELECT connector, active_hash, previous_hash FROM deployments WHERE connector = ?1",
                 params![connector],

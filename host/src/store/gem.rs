@@ -124,7 +124,7 @@ fn payload_on(conn: &Connection, integration: &str, dedupe_key: &str) -> Result<
 impl Store {
     /// Stores the hash of a new Gem API key.
     pub fn insert_gem_key(&self, integration: &str, key_id: &str, hash: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![integration, key_id, hash, now_ms()],
         )?;
@@ -134,7 +134,7 @@ impl Store {
     /// Revokes key `key_id` of `integration`, keeping the first revocation time; whether the key
     /// exists.
     pub fn revoke_gem_key(&self, integration: &str, key_id: &str) -> Result<bool> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE integration = ?1 AND key_id = ?2",
             params![integration, key_id, now_ms()],
         )?;
@@ -143,7 +143,7 @@ impl Store {
 
     /// Revokes every Gem API key of `integration`.
     pub fn revoke_gem_keys(&self, integration: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
             params![integration, now_ms()],
         )?;
@@ -152,7 +152,7 @@ impl Store {
 
     /// Every Gem API key of `integration`, oldest first.
     pub fn gem_keys(&self, integration: &str) -> Result<Vec<KeyInfo>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT integration, key_id, created_at, revoked_at FROM api_keys
              WHERE integration = ?1 ORDER BY created_at, key_id",
@@ -173,7 +173,7 @@ impl Store {
     /// The stored key with id `key_id`, of any integration.
     pub fn gem_key(&self, key_id: &str) -> Result<Option<KeyRecord>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT integration, hash, revoked_at FROM api_keys WHERE key_id = ?1",
                 params![key_id],
@@ -191,7 +191,7 @@ impl Store {
     /// The payload of `integration`'s event stored under `dedupe_key`, if any; once the event
     /// is pruned, what its tombstone kept of it (see [`super::retention`]).
     pub fn event_payload(&self, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
-        payload_on(&self.conn(), integration, dedupe_key)
+        payload_on(&*self.conn()?, integration, dedupe_key)
     }
 
     /// Commits a Gem screening and the event that starts it together, in one write of the group
@@ -216,7 +216,7 @@ impl Store {
             "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2"
         };
         let n = self
-            .conn()
+            .conn()?
             .execute(sql, params![integration, id, order_ref])?;
         Ok(n == 1)
     }
@@ -224,7 +224,7 @@ impl Store {
     /// A Gem screening by id.
     pub fn gem_screening(&self, integration: &str, id: &str) -> Result<Option<Screening>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND id = ?2"),
                 params![integration, id],
@@ -240,7 +240,7 @@ impl Store {
         order_ref: &str,
     ) -> Result<Option<Screening>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"

@@ -143,7 +143,7 @@ pub(in crate::store) fn drop_screening_on(
 impl Store {
     /// A connector's state value.
     pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
-        self.conn()
+        self.conn()?
             .row(
                 "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
                 params![integration, connector, key],
@@ -197,7 +197,7 @@ impl Store {
     /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
     /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let total: i64 = conn
             .row(
                 "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
@@ -222,7 +222,7 @@ impl Store {
 
     /// Bytes each connector keeps for each integration: `(integration, connector, bytes)`.
     pub fn kv_totals(&self) -> Result<Vec<(String, String, u64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT integration, connector, bytes FROM kv_totals ORDER BY integration, connector",
         )?;
@@ -259,7 +259,7 @@ impl Store {
             Ok(RuntimeFlavor::MultiThread) => {
                 tokio::task::block_in_place(|| self.write_blocking(job))
             }
-            Ok(_) => job(&self.conn()),
+            Ok(_) => job(&*self.conn()?),
             Err(_) => self.write_blocking(job),
         }
     }
@@ -272,6 +272,7 @@ mod tests {
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {
         store
             .conn()
+            .unwrap()
             .query_row(
                 &format!(
                     "SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM kv

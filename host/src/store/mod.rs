@@ -1,5 +1,5 @@
-//! Durable state in embedded SQLite (WAL): the event queue, vendor orders, notes to write, and the
-//! connectors' key-value state.
+//! Durable state in embedded SQLite (WAL), or in PostgreSQL (being ported, see below): the event
+//! queue, vendor orders, notes to write, and the connectors' key-value state.
 //!
 //! Invariants:
 //! - an event row is committed before the webhook that carried it is acknowledged (in the batch
@@ -21,16 +21,27 @@
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
 //! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
-//! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit).
+//! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit, on both
+//! backends), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
+//! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
+//! [`pg`] (PostgreSQL's pool and connections).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
 //! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
 //! `Store`'s methods and plain types. An ATS (or anything else) that needs a table adds it here,
-//! as a module of `store/` with its schema and methods, on every backend. A PostgreSQL backend implements the same methods: the queue's claim becomes
-//! `SELECT … FOR UPDATE SKIP LOCKED` + `UPDATE` (see [`queue`]), runs and leases are already
-//! designed for several hosts on one database (see [`runs`]), multi-statement steps are
-//! already single transactions, and group commit is the same batching over one PostgreSQL
-//! connection (`BEGIN`, a `SAVEPOINT` per job, one `COMMIT`: see [`writer`]).
+//! as a module of `store/` with its schema (a [`migrations`] entry) and methods, on every backend.
+//!
+//! **Two backends, one set of methods.** `Store` is SQLite or PostgreSQL ([`Store::open`],
+//! [`Store::open_postgres`]); its methods stay synchronous on both (no caller changes). A method
+//! ported to both is written once over [`sql::Db`]: [`Store::db`] (a connection),
+//! [`Store::transaction`], [`Store::write_db`] (a write of the group commit). Ported so far:
+//! intake (this module: `enqueue*`, `record_failure`), the [`writer`], [`migrations`],
+//! `queue_depth`, and the attempt history and tombstone lookups they use. A method not ported
+//! yet reaches SQLite's connection through `conn()`, which on PostgreSQL answers
+//! [`StoreError::NotOnPostgres`]; `serve` refuses a `postgres://` URL until none is left.
+//! Porting one: replace `rusqlite` calls by [`sql::Db`] ones (`?N` parameters stay; see [`sql`]
+//! for what differs), move it from `conn()` to `db()`/`write_db()`, and run its tests on both
+//! backends (`tests::on_both`).
 
 pub mod admin;
 pub mod gem;
@@ -45,7 +56,12 @@ pub use crate::metrics::WriterStats;
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
+pub mod migrations;
 pub mod oauth;
+pub mod pg;
+pub(in crate::store) mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod verdicts;
 pub mod waiting;
 pub use waiting::{Retried, WaitFor, Waiting};
@@ -53,8 +69,10 @@ pub use waiting::{Retried, WaitFor, Waiting};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+
+use sql::{args, Db};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +91,33 @@ pub enum StoreError {
     /// The write panicked; it was rolled back.
     #[error("a store write panicked")]
     Panicked,
+    /// PostgreSQL refused or failed a statement, or a connection could not be had.
+    #[error("PostgreSQL error: {0}")]
+    Postgres(String),
+    /// PostgreSQL did not answer at open (`url` is shown without its password).
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The database was written by a newer switchyard: this one would misread it.
+    #[error(
+        "the database's schema is version {found}, newer than this switchyard's ({known}): \
+         run a switchyard of version {found} or later on it"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    /// A method not yet ported to PostgreSQL was called on a PostgreSQL store.
+    #[error("this store operation is not available on PostgreSQL yet")]
+    NotOnPostgres,
+    /// A query expected a row and found none.
+    #[error("no row found")]
+    NoRow,
+    /// A column did not hold what the code reads from it.
+    #[error("unexpected column value: {0}")]
+    Row(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(e.to_string())
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -80,9 +125,21 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    /// Group commit for [`Store::write`]; its thread ends with the last clone.
-    writer: writer::Writer,
+    backend: Backend,
+}
+
+/// The database behind a [`Store`], with its group commit (whose thread ends with the last
+/// clone).
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        conn: Arc<Mutex<Connection>>,
+        writer: writer::Writer<Connection>,
+    },
+    Postgres {
+        pg: Arc<pg::Pg>,
+        writer: writer::Writer<pg::PgConn>,
+    },
 }
 
 /// Lifecycle of an event. Transitions: queued → running → (done | skipped | queued again with a
@@ -196,6 +253,23 @@ CREATE TABLE IF NOT EXISTS notes (
 );
 "#;
 
+/// Schema version 1 on SQLite, as every open ran it before versioned migrations: idempotent, so
+/// it also brings a database from before versioning (with older columns) to version 1 in place.
+pub(in crate::store) fn sqlite_baseline(conn: &Connection) -> Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(gem::SCHEMA)?;
+    conn.execute_batch(crate::store::admin::SCHEMA)?;
+    queue::migrate(conn)?;
+    conn.execute_batch(runs::SCHEMA)?;
+    conn.execute_batch(crate::store::oauth::SCHEMA)?;
+    verdicts::migrate(conn)?;
+    orders::migrate(conn)?;
+    kv::migrate(conn)?;
+    waiting::migrate(conn)?;
+    conn.execute_batch(retention::SCHEMA)?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode.
     pub fn open(path: &Path) -> Result<Store> {
@@ -214,26 +288,86 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(gem::SCHEMA)?;
-        conn.execute_batch(crate::store::admin::SCHEMA)?;
-        queue::migrate(&conn)?;
-        conn.execute_batch(runs::SCHEMA)?;
-        conn.execute_batch(crate::store::oauth::SCHEMA)?;
-        verdicts::migrate(&conn)?;
-        orders::migrate(&conn)?;
-        kv::migrate(&conn)?;
-        waiting::migrate(&conn)?;
-        conn.execute_batch(retention::SCHEMA)?;
+        migrations::sqlite(&conn)?;
         retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;
-        Ok(Store { conn, writer })
+        Ok(Store {
+            backend: Backend::Sqlite { conn, writer },
+        })
     }
 
-    /// The connection, for the modules of `store/` (one per group of tables).
-    pub(in crate::store) fn conn(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.conn)
+    /// Connects to the PostgreSQL database at `url` (`password`, if given, instead of the
+    /// URL's) and migrates it to this build's schema. Errors name the URL without its password.
+    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Store> {
+        let pg = pg::Pg::connect(url, password)?;
+        migrations::postgres(&pg.conn()?)?;
+        let writer = writer::Writer::start(pg.dedicated()?)?;
+        tracing::debug!(url = pg.shown(), "PostgreSQL store open");
+        Ok(Store {
+            backend: Backend::Postgres {
+                pg: Arc::new(pg),
+                writer,
+            },
+        })
+    }
+
+    /// Which backend this store runs on.
+    pub fn dialect(&self) -> sql::Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => sql::Dialect::Sqlite,
+            Backend::Postgres { .. } => sql::Dialect::Postgres,
+        }
+    }
+
+    /// SQLite's connection, for the methods not ported to [`sql::Db`] yet.
+    pub(in crate::store) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Ok(lock(conn)),
+            Backend::Postgres { .. } => Err(StoreError::NotOnPostgres),
+        }
+    }
+
+    /// Runs `f` on a connection of either backend (statements commit one by one).
+    pub(in crate::store) fn db<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => f(&*lock(conn)),
+            Backend::Postgres { pg, .. } => f(&pg.conn()?),
+        }
+    }
+
+    /// Runs `f` in a transaction of its own: committed if it returns `Ok`, rolled back if not.
+    pub(in crate::store) fn transaction<T>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> Result<T>,
+    ) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => {
+                let mut conn = lock(conn);
+                let tx = conn.transaction()?;
+                let value = f(&*tx)?;
+                tx.commit()?;
+                Ok(value)
+            }
+            Backend::Postgres { pg, .. } => {
+                let conn = pg.conn()?;
+                conn.batch("BEGIN")?;
+                match f(&conn) {
+                    Ok(value) => conn.batch("COMMIT").map(|()| value),
+                    Err(e) => {
+                        if let Err(rollback) = conn.batch("ROLLBACK") {
+                            tracing::error!(error = %rollback, "cannot roll back a transaction");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The database's schema version ([`migrations`]).
+    pub fn schema_version(&self) -> Result<i64> {
+        self.db(migrations::version)
     }
 
     /// Runs `job` on the [`writer`] thread, in a transaction shared with the other writes that
@@ -249,7 +383,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.writer.write(job).await
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.write(job).await,
+            Backend::Postgres { .. } => Err(StoreError::NotOnPostgres),
+        }
+    }
+
+    /// [`Store::write`] for a job written over [`sql::Db`]: on either backend.
+    pub(in crate::store) async fn write_db<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.write(move |c: &Connection| job(c)).await,
+            Backend::Postgres { writer, .. } => writer.write(move |c: &pg::PgConn| job(c)).await,
+        }
     }
 
     /// [`Store::write`] from a blocking thread (a worker's claim); never from an async task.
@@ -258,12 +407,30 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.writer.write_blocking(job)
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.write_blocking(job),
+            Backend::Postgres { .. } => Err(StoreError::NotOnPostgres),
+        }
+    }
+
+    /// [`Store::write_db`] from a blocking thread (a worker's claim); never from an async task.
+    pub(in crate::store) fn write_db_blocking<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.write_blocking(move |c: &Connection| job(c)),
+            Backend::Postgres { writer, .. } => writer.write_blocking(move |c: &pg::PgConn| job(c)),
+        }
     }
 
     /// Commits and batch sizes of [`Store::write`] so far (metrics).
     pub fn writer_stats(&self) -> WriterStats {
-        self.writer.stats()
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.stats(),
+            Backend::Postgres { writer, .. } => writer.stats(),
+        }
     }
 
     /// [`Store::enqueue`] through the [`writer`]: committed with the writes that arrived at the
@@ -281,7 +448,7 @@ impl Store {
             dedupe_key.to_owned(),
             payload.to_owned(),
         );
-        self.write(move |conn| enqueue_on(conn, &integration, &kind, &dedupe_key, &payload))
+        self.write_db(move |db| enqueue_on(db, &integration, &kind, &dedupe_key, &payload))
             .await
     }
 
@@ -294,10 +461,10 @@ impl Store {
         events: Vec<(String, String)>,
     ) -> Result<Vec<Enqueued>> {
         let (integration, kind) = (integration.to_owned(), kind.to_owned());
-        self.write(move |conn| {
+        self.write_db(move |db| {
             events
                 .iter()
-                .map(|(key, payload)| enqueue_on(conn, &integration, &kind, key, payload))
+                .map(|(key, payload)| enqueue_on(db, &integration, &kind, key, payload))
                 .collect()
         })
         .await
@@ -313,7 +480,7 @@ impl Store {
         dedupe_key: &str,
         payload: &str,
     ) -> Result<Enqueued> {
-        enqueue_on(&self.conn(), integration, kind, dedupe_key, payload)
+        self.db(|db| enqueue_on(db, integration, kind, dedupe_key, payload))
     }
 
     /// Queues several events of one kind in one transaction: all or none are committed (a
@@ -324,14 +491,12 @@ impl Store {
         kind: &str,
         events: &[(String, String)],
     ) -> Result<Vec<Enqueued>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut done = Vec::with_capacity(events.len());
-        for (dedupe_key, payload) in events {
-            done.push(enqueue_on(&tx, integration, kind, dedupe_key, payload)?);
-        }
-        tx.commit()?;
-        Ok(done)
+        self.transaction(|db| {
+            events
+                .iter()
+                .map(|(dedupe_key, payload)| enqueue_on(db, integration, kind, dedupe_key, payload))
+                .collect()
+        })
     }
 
     /// Records a request that failed before it could be queued (e.g. a connector trapped while
@@ -344,34 +509,38 @@ impl Store {
         error: &str,
         connector_version: &str,
     ) -> Result<i64> {
-        let conn = self.conn();
         let now = now_ms();
-        conn.exec(
-            "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
-                attempts, next_attempt_at, received_at, finished_at, last_error, connector_version)
-             VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)",
-            params![
-                integration,
-                kind,
-                format!("failure:{}", uuid::Uuid::new_v4()),
-                payload,
+        self.transaction(|db| {
+            let id = db
+                .query_one(
+                    "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload,
+                        state, attempts, next_attempt_at, received_at, finished_at, last_error,
+                        connector_version)
+                     VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)
+                     RETURNING id",
+                    args![
+                        integration,
+                        kind,
+                        format!("failure:{}", uuid::Uuid::new_v4()),
+                        payload,
+                        now,
+                        error,
+                        connector_version
+                    ],
+                )?
+                .int(0)?;
+            queue::record_attempt(
+                db,
+                id,
+                None,
                 now,
-                error,
-                connector_version
-            ],
-        )?;
-        let id = conn.last_insert_rowid();
-        queue::record_attempt(
-            &conn,
-            id,
-            None,
-            now,
-            0,
-            queue::AttemptOutcome::Dead,
-            Some(error),
-            Some(connector_version),
-        )?;
-        Ok(id)
+                0,
+                queue::AttemptOutcome::Dead,
+                Some(error),
+                Some(connector_version),
+            )?;
+            Ok(id)
+        })
     }
 }
 
@@ -412,7 +581,7 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 /// [`Store::enqueue`] on a connection (or transaction) the caller holds, so that an event can be
 /// committed together with rows that describe it.
 pub(in crate::store) fn enqueue_on(
-    conn: &Connection,
+    db: &dyn Db,
     integration: &str,
     kind: &str,
     dedupe_key: &str,
@@ -422,28 +591,27 @@ pub(in crate::store) fn enqueue_on(
     let now = now_ms();
 
     // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
-    let inserted = conn.exec(
+    // The casts: PostgreSQL infers no type for a parameter in a SELECT list.
+    let inserted = db.query_opt(
         "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
                 next_attempt_at, received_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6
+             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
+                    CAST(?5 AS TEXT), 'queued', CAST(?6 AS BIGINT), CAST(?6 AS BIGINT)
              WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE integration = ?1 AND dedupe_key = ?3)
-             ON CONFLICT (integration, dedupe_key) DO NOTHING",
-        params![integration, kind, dedupe_key, hash, payload, now],
+             ON CONFLICT (integration, dedupe_key) DO NOTHING
+             RETURNING id",
+        args![integration, kind, dedupe_key, &hash, payload, now],
     )?;
-    if inserted == 1 {
-        return Ok(Enqueued::New(conn.last_insert_rowid()));
+    if let Some(row) = inserted {
+        return Ok(Enqueued::New(row.int(0)?));
     }
-    let stored = conn
-        .row(
-            "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
-            params![integration, dedupe_key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (id, old_hash): (i64, String) = match stored {
-        Some(found) => found,
-        None => retention::tombstone(conn, integration, dedupe_key)?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+    let stored = db.query_opt(
+        "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
+        args![integration, dedupe_key],
+    )?;
+    let (id, old_hash) = match stored {
+        Some(row) => (row.int(0)?, row.text(1)?),
+        None => retention::tombstone(db, integration, dedupe_key)?.ok_or(StoreError::NoRow)?,
     };
     Ok(Enqueued::Duplicate {
         id,
@@ -453,67 +621,218 @@ pub(in crate::store) fn enqueue_on(
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{on_both, on_both_async, postgres_url};
     use super::*;
-
-    fn temp_store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
-        let store = Store::open(&dir.join("t.db")).expect("open");
-        (store, dir)
-    }
 
     #[test]
     fn duplicate_keys_are_not_queued_twice_and_replays_are_told_apart() {
-        let (s, _dir) = temp_store();
-        assert!(matches!(
-            s.enqueue("i", "k", "tok", "{}").unwrap(),
-            Enqueued::New(_)
-        ));
-        assert!(matches!(
-            s.enqueue("i", "k", "tok", "{}").unwrap(),
-            Enqueued::Duplicate {
-                same_payload: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
-            Enqueued::Duplicate {
-                same_payload: false,
-                ..
-            }
-        ));
-        assert_eq!(s.queue_depth().unwrap(), 1);
-    }
-
-    #[tokio::test]
-    async fn batched_intake_dedupes_like_the_direct_one() {
-        let (s, _dir) = temp_store();
-        let new = s.enqueue_batched("i", "k", "tok", "{}").await.unwrap();
-        assert!(matches!(new, Enqueued::New(_)));
-        let again = s
-            .enqueue_all_batched(
-                "i",
-                "k",
-                vec![
-                    ("tok".into(), "{}".into()),
-                    ("tok".into(), "{\"x\":1}".into()),
-                ],
-            )
-            .await
-            .unwrap();
-        assert!(matches!(
-            again.as_slice(),
-            [
+        on_both(|s| {
+            assert!(matches!(
+                s.enqueue("i", "k", "tok", "{}").unwrap(),
+                Enqueued::New(_)
+            ));
+            assert!(matches!(
+                s.enqueue("i", "k", "tok", "{}").unwrap(),
                 Enqueued::Duplicate {
                     same_payload: true,
                     ..
-                },
+                }
+            ));
+            assert!(matches!(
+                s.enqueue("i", "k", "tok", "{\"x\":1}").unwrap(),
                 Enqueued::Duplicate {
                     same_payload: false,
                     ..
                 }
-            ]
+            ));
+            assert_eq!(s.queue_depth().unwrap(), 1);
+        });
+    }
+
+    #[tokio::test]
+    async fn batched_intake_dedupes_like_the_direct_one() {
+        on_both_async!(|s: Store| async move {
+            let new = s.enqueue_batched("i", "k", "tok", "{}").await.unwrap();
+            assert!(matches!(new, Enqueued::New(_)));
+            let again = s
+                .enqueue_all_batched(
+                    "i",
+                    "k",
+                    vec![
+                        ("tok".into(), "{}".into()),
+                        ("tok".into(), "{\"x\":1}".into()),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert!(matches!(
+                again.as_slice(),
+                [
+                    Enqueued::Duplicate {
+                        same_payload: true,
+                        ..
+                    },
+                    Enqueued::Duplicate {
+                        same_payload: false,
+                        ..
+                    }
+                ]
+            ));
+            assert_eq!(s.queue_depth().unwrap(), 1);
+        });
+    }
+
+    #[test]
+    fn a_batch_of_events_is_stored_whole_with_distinct_ids() {
+        on_both(|s| {
+            let events: Vec<(String, String)> = (0..3)
+                .map(|n| (format!("k{n}"), format!("{{\"n\":{n}}}")))
+                .collect();
+            let stored = s.enqueue_all("i", "k", &events).unwrap();
+            let ids: std::collections::BTreeSet<i64> = stored
+                .iter()
+                .map(|e| match e {
+                    Enqueued::New(id) => *id,
+                    other => panic!("expected a new event, got {other:?}"),
+                })
+                .collect();
+            assert_eq!(ids.len(), 3);
+            assert_eq!(s.queue_depth().unwrap(), 3);
+        });
+    }
+
+    #[test]
+    fn a_recorded_failure_is_dead_and_not_queued() {
+        on_both(|s| {
+            let id = s
+                .record_failure("i", "vendor.callback", "{}", "trapped", "1.0.0")
+                .unwrap();
+            assert!(id > 0);
+            assert_eq!(s.queue_depth().unwrap(), 0, "a dead event is not queued");
+        });
+    }
+
+    #[test]
+    fn a_new_database_is_at_the_latest_schema_version() {
+        on_both(|s| assert_eq!(s.schema_version().unwrap(), migrations::latest()));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_switchyard_is_refused_naming_both_versions() {
+        let newer = migrations::latest() + 1;
+        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("t.db");
+        drop(Store::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                [newer],
+            )
+            .unwrap();
+        let sqlite = Store::open(&path).err().expect("refused").to_string();
+
+        let url = postgres_url();
+        drop(Store::open_postgres(&url, None).unwrap());
+        Store::open_postgres(&url, None)
+            .unwrap()
+            .db(|db| {
+                db.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                    args![newer],
+                )
+            })
+            .unwrap();
+        let postgres = Store::open_postgres(&url, None)
+            .err()
+            .expect("refused")
+            .to_string();
+        for refused in [sqlite, postgres] {
+            assert!(
+                refused.contains(&format!("version {newer}"))
+                    && refused.contains(&format!("({})", migrations::latest())),
+                "{refused}"
+            );
+        }
+    }
+
+    /// A database written before versioned migrations, by the SQL of that time (events without
+    /// leases or waits, orders without idempotency keys or verdict order, `kv` without
+    /// screenings or totals), with a row in each: opened, it is migrated in place and keeps them.
+    #[test]
+    fn a_database_from_before_versioning_migrates_in_place() {
+        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    integration TEXT NOT NULL, kind TEXT NOT NULL, dedupe_key TEXT NOT NULL,
+                    payload_hash TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,
+                    lease_until INTEGER, last_error TEXT, connector_version TEXT,
+                    received_at INTEGER NOT NULL, finished_at INTEGER,
+                    UNIQUE (integration, dedupe_key));
+                 CREATE TABLE orders (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    integration TEXT NOT NULL, order_ref TEXT NOT NULL, connector TEXT NOT NULL,
+                    opportunity_id TEXT NOT NULL, state TEXT NOT NULL, label TEXT NOT NULL,
+                    report_url TEXT, score REAL, verdict TEXT, updated_at INTEGER NOT NULL,
+                    UNIQUE (integration, order_ref));
+                 CREATE TABLE notes (integration TEXT NOT NULL, order_ref TEXT NOT NULL,
+                    text TEXT NOT NULL, secret INTEGER NOT NULL, written_at INTEGER,
+                    PRIMARY KEY (integration, order_ref, text));
+                 CREATE TABLE kv (integration TEXT NOT NULL, connector TEXT NOT NULL,
+                    key TEXT NOT NULL, value TEXT NOT NULL,
+                    PRIMARY KEY (integration, connector, key));
+                 INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+                    next_attempt_at, received_at)
+                    VALUES ('i', 'k', 'old', 'h', '{}', 'queued', 0, 0);
+                 INSERT INTO orders (integration, order_ref, connector, opportunity_id, state,
+                    label, updated_at) VALUES ('i', 'o1', 'c', 'opp', 'pending', 'Pending', 0);
+                 INSERT INTO kv VALUES ('i', 'c', 'key', 'value');",
+            )
+            .unwrap();
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), migrations::latest());
+        assert_eq!(
+            store.queue_depth().unwrap(),
+            1,
+            "the old event is still queued"
+        );
+        assert!(matches!(
+            store.enqueue("i", "k", "old", "{}").unwrap(),
+            Enqueued::Duplicate { .. }
         ));
-        assert_eq!(s.queue_depth().unwrap(), 1);
+        let conn = store.conn().unwrap();
+        for (table, column) in [
+            ("events", "lease_run"),
+            ("events", "waiting_for"),
+            ("orders", "idempotency_key"),
+            ("orders", "verdict_seq"),
+            ("notes", "attempted_at"),
+            ("kv", "screening"),
+        ] {
+            let has: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(has, 1, "{table}.{column} added");
+        }
+        let bytes: i64 = conn
+            .query_row("SELECT bytes FROM kv_totals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(bytes, 8, "the old state's bytes counted");
+        drop(conn);
+        drop(store);
+        // Opened again: already at the latest version, nothing to do.
+        assert_eq!(
+            Store::open(&path).unwrap().schema_version().unwrap(),
+            migrations::latest()
+        );
     }
 }

@@ -95,7 +95,7 @@ impl Store {
         pkce_verifier: &str,
         expires_at: i64,
     ) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let now = now_ms();
         conn.exec(
             "DELETE FROM oauth_states WHERE created_at < ?1",
@@ -112,7 +112,7 @@ impl Store {
     /// Checks a callback's `state` and, when valid, marks it used (atomically: two callbacks
     /// with the same state cannot both pass).
     pub fn oauth_take_state(&self, state: &str) -> Result<StateCheck> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let now = now_ms();
         let row: Option<(String, String, i64, Option<i64>)> = conn
             .row(
@@ -144,7 +144,7 @@ impl Store {
 
     /// The integration's OAuth tokens, if it is connected.
     pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
-        self.conn()
+        self.conn()?
             .row(
                 "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
                  FROM oauth_tokens WHERE integration = ?1",
@@ -168,7 +168,7 @@ impl Store {
     /// events that wait for a connect or a permission (a new grant may carry it), in one
     /// transaction. Returns how many events were resumed.
     pub fn oauth_connect(&self, integration: &str, tokens: &OAuthTokens) -> Result<usize> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let now = now_ms();
         tx.exec(
@@ -199,7 +199,7 @@ impl Store {
     /// Replaces the tokens after a refresh (a rotated refresh token included). Does nothing if
     /// the integration was disconnected meanwhile; returns whether tokens were stored.
     pub fn oauth_refreshed(&self, integration: &str, tokens: &OAuthTokens) -> Result<bool> {
-        let n = self.conn().exec(
+        let n = self.conn()?.exec(
             "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
                 scope = COALESCE(?5, scope), refreshed_at = ?6
              WHERE integration = ?1",
@@ -218,7 +218,7 @@ impl Store {
     /// Deletes the tokens and records the disconnection (when, why). Returns whether the
     /// integration was connected.
     pub fn oauth_disconnect(&self, integration: &str, reason: &str) -> Result<bool> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let had = tx.exec(
             "DELETE FROM oauth_tokens WHERE integration = ?1",
@@ -236,7 +236,7 @@ impl Store {
 
     /// Forgets everything about an integration's connection (it was deleted).
     pub fn oauth_forget(&self, integration: &str) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
             conn.exec(
                 &format!("DELETE FROM {table} WHERE integration = ?1"),
@@ -248,7 +248,7 @@ impl Store {
 
     /// Records a Verify Connection ping (Lever's test webhook) for `integration`.
     pub fn record_verified(&self, integration: &str) -> Result<()> {
-        self.conn().exec(
+        self.conn()?.exec(
             "INSERT INTO ats_connections (integration, verified_at) VALUES (?1, ?2)
              ON CONFLICT (integration) DO UPDATE SET verified_at = ?2",
             params![integration, now_ms()],
@@ -259,7 +259,7 @@ impl Store {
     /// The connection's status row (all `None` when nothing was recorded).
     pub fn connection(&self, integration: &str) -> Result<ConnectionRow> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT connected_at, disconnected_at, disconnect_reason, verified_at
                  FROM ats_connections WHERE integration = ?1",

@@ -260,14 +260,14 @@ impl Store {
 
     /// Records a new order, or returns the existing one (a retried start-screening).
     pub fn upsert_order(&self, order: &Order) -> Result<Order> {
-        insert_order_on(&self.conn(), order, None)?;
+        insert_order_on(&*self.conn()?, order, None)?;
         self.order(&order.integration, &order.order_ref)
             .map(|o| o.unwrap_or_else(|| order.clone()))
     }
 
     /// An order by reference.
     pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
-        self.conn()
+        self.conn()?
             .row(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND order_ref = ?2"
@@ -282,7 +282,7 @@ impl Store {
     /// The order recorded for the screening request with `idempotency_key`, if any: the flow
     /// does not call `start-screening` again for it.
     pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
-        self.conn()
+        self.conn()?
             .row(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"
@@ -296,7 +296,7 @@ impl Store {
 
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
              ORDER BY seq"
@@ -310,7 +310,7 @@ impl Store {
     /// with the same reference, unless that would move it backwards. Returns whether it changed.
     /// Fields absent from the update keep their value.
     pub fn advance_order(&self, update: &Order) -> Result<bool> {
-        advance_order_on(&self.conn(), update)
+        advance_order_on(&*self.conn()?, update)
     }
 
     /// Records a note to write for an order (idempotent).
@@ -321,7 +321,7 @@ impl Store {
         text: &str,
         secret: bool,
     ) -> Result<()> {
-        add_note_on(&self.conn(), integration, order_ref, text, secret)
+        add_note_on(&*self.conn()?, integration, order_ref, text, secret)
     }
 
     /// Notes of an opportunity's orders not yet confirmed written.
@@ -330,7 +330,7 @@ impl Store {
         integration: &str,
         opportunity_id: &str,
     ) -> Result<Vec<PendingNote>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT n.order_ref, n.text, n.secret, n.attempted_at IS NOT NULL FROM notes n
              JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
@@ -352,7 +352,7 @@ impl Store {
     /// Records that a write of a note is starting, before the ATS is called: a retry then knows
     /// to check whether the ATS kept it (exactly once, across a lost answer or a crash).
     pub fn note_attempted(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn().exec(
+        self.conn()?.exec(
             "UPDATE notes SET attempted_at = COALESCE(attempted_at, ?4)
              WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
             params![integration, order_ref, text, now_ms()],
@@ -362,7 +362,7 @@ impl Store {
 
     /// Marks a note written.
     pub fn note_written(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn().exec(
+        self.conn()?.exec(
             "UPDATE notes SET written_at = ?4 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
             params![integration, order_ref, text, now_ms()],
         )?;
@@ -467,6 +467,7 @@ mod tests {
         let (s, _dir) = temp_store();
         // The note's insert fails after the order's insert and the verdict succeeded.
         s.conn()
+            .unwrap()
             .execute_batch(
                 "CREATE TRIGGER no_notes BEFORE INSERT ON notes
                  BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
@@ -475,7 +476,10 @@ mod tests {
         let rec = status(pending(), Some("Up"), 1, Some("hello"));
         assert!(s.record_status(rec.clone()).await.is_err());
         assert_eq!(s.order("i", "o1").unwrap(), None, "no order half-recorded");
-        s.conn().execute_batch("DROP TRIGGER no_notes").unwrap();
+        s.conn()
+            .unwrap()
+            .execute_batch("DROP TRIGGER no_notes")
+            .unwrap();
         // The retry records all of it.
         s.record_status(rec).await.unwrap();
         let o = s.order("i", "o1").unwrap().unwrap();

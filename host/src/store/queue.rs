@@ -13,19 +13,20 @@
 //! An event handed or taken back keeps its `next_attempt_at`, so it goes back to its place in
 //! the claim order, ahead of the events received after it.
 //!
-//! On PostgreSQL, per integration:
+//! Written once for both backends ([`super::sql`]). On PostgreSQL, per integration:
 //! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now AND integration = $i
 //!  ORDER BY next_attempt_at, id LIMIT $k FOR UPDATE SKIP LOCKED` followed by the same `UPDATE`
-//! (`LIMIT 1` for [`Store::claim`]), all in one transaction; SQLite gets the same effect from its
-//! single writer (one connection behind a mutex).
+//! (`LIMIT 1` for [`Store::claim`]), all in one transaction that ends before the claim returns
+//! (no transaction is held while a connector runs); SQLite gets the same effect from its single
+//! writer (one connection behind a mutex).
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
 
-use super::Cached;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 
-use super::{now_ms, Event, EventState, Result, Store};
+use super::sql::{args, Db, Dialect, Row, Value};
+use super::{now_ms, Event, EventState, Result, Store, StoreError};
 
 /// Attempts kept per event (older ones are deleted as new ones are recorded).
 pub const HISTORY_PER_EVENT: i64 = 20;
@@ -158,28 +159,39 @@ pub struct Finish<'a> {
 const EVENT_COLS: &str = "id, integration, kind, payload, state, attempts, last_error, \
      connector_version, waiting_for, received_at";
 
-pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+pub(in crate::store) fn event_row(r: &Row) -> Result<Event> {
     Ok(Event {
-        id: r.get(0)?,
-        integration: r.get(1)?,
-        kind: r.get(2)?,
-        payload: r.get(3)?,
-        state: EventState::parse(&r.get::<_, String>(4)?),
-        attempts: r.get(5)?,
-        last_error: r.get(6)?,
-        connector_version: r.get(7)?,
-        waiting_for: r
-            .get::<_, Option<String>>(8)?
-            .as_deref()
-            .and_then(super::WaitFor::parse),
-        received_at_ms: r.get(9)?,
+        id: r.int(0)?,
+        integration: r.text(1)?,
+        kind: r.text(2)?,
+        payload: r.text(3)?,
+        state: EventState::parse(&r.text(4)?),
+        attempts: count(r.int(5)?)?,
+        last_error: r.opt_text(6)?,
+        connector_version: r.opt_text(7)?,
+        waiting_for: r.opt_text(8)?.as_deref().and_then(super::WaitFor::parse),
+        received_at_ms: r.int(9)?,
     })
+}
+
+/// An attempt number as stored (never negative, far below `u32::MAX`).
+fn count(n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| StoreError::Row(format!("an attempt count of {n}")))
+}
+
+/// What locks the rows a claim selects: on PostgreSQL, rows another host is claiming are
+/// skipped rather than waited for; SQLite's single writer needs nothing.
+fn skip_locked(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    }
 }
 
 /// Appends an attempt to an event's history and trims it to [`HISTORY_PER_EVENT`].
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn record_attempt(
-    conn: &Connection,
+pub(in crate::store) fn record_attempt(
+    db: &dyn Db,
     event_id: i64,
     run: Option<&str>,
     started_at_ms: i64,
@@ -188,12 +200,14 @@ pub(crate) fn record_attempt(
     error: Option<&str>,
     connector_version: Option<&str>,
 ) -> Result<()> {
-    conn.exec(
+    // The casts: PostgreSQL infers no type for a parameter in a SELECT list.
+    db.execute(
         "INSERT INTO attempts (event_id, attempt, run_id, started_at, took_ms, outcome, error,
             connector_version)
-         SELECT id, attempts, ?2, ?3, ?4, ?5, ?6, COALESCE(?7, connector_version)
+         SELECT id, attempts, CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
+                CAST(?5 AS TEXT), CAST(?6 AS TEXT), COALESCE(CAST(?7 AS TEXT), connector_version)
          FROM events WHERE id = ?1",
-        params![
+        args![
             event_id,
             run,
             started_at_ms,
@@ -203,10 +217,10 @@ pub(crate) fn record_attempt(
             connector_version
         ],
     )?;
-    conn.exec(
+    db.execute(
         "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
             (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
-        params![event_id, HISTORY_PER_EVENT],
+        args![event_id, HISTORY_PER_EVENT],
     )?;
     Ok(())
 }
@@ -223,26 +237,26 @@ struct Outcome {
 }
 
 /// [`Store::finish`] on a connection the caller holds in a transaction (or savepoint).
-fn finish_on(conn: &Connection, id: i64, f: &Outcome) -> Result<bool> {
+fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
     let (state, next, finished) = match f.retry_at {
         Some(at) => (EventState::Queued, at, None),
         None => (f.state, 0, Some(now_ms())),
     };
     // A success keeps the last error: what went wrong before stays visible (and in history).
-    let n = conn.exec(
+    let n = db.execute(
         "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
             connector_version = COALESCE(?4, connector_version),
-            next_attempt_at = CASE WHEN ?5 > 0 THEN ?5 ELSE next_attempt_at END,
+            next_attempt_at = CASE WHEN CAST(?5 AS BIGINT) > 0 THEN ?5 ELSE next_attempt_at END,
             lease_until = NULL, lease_run = NULL, finished_at = ?6
          WHERE id = ?1 AND state = 'running' AND lease_run = ?7",
-        params![
+        args![
             id,
             state.as_str(),
-            f.error,
-            f.connector_version,
+            f.error.as_deref(),
+            f.connector_version.as_deref(),
             next,
             finished,
-            f.run
+            &f.run
         ],
     )?;
     if n == 1 {
@@ -253,7 +267,7 @@ fn finish_on(conn: &Connection, id: i64, f: &Outcome) -> Result<bool> {
             _ => AttemptOutcome::Dead,
         };
         record_attempt(
-            conn,
+            db,
             id,
             Some(&f.run),
             f.started_at_ms,
@@ -269,35 +283,35 @@ fn finish_on(conn: &Connection, id: i64, f: &Outcome) -> Result<bool> {
 impl Store {
     /// Claims the oldest due queued event allowed by `claim`, leased to `claim.run`.
     pub fn claim(&self, claim: &Claim<'_>) -> Result<Option<Event>> {
-        let conn = self.conn();
         let now = now_ms();
         let mut filter = String::new();
-        let mut args: Vec<rusqlite::types::Value> = vec![
-            claim.run.to_string().into(),
-            (now + claim.lease_ms).into(),
-            now.into(),
-        ];
+        let mut args: Vec<Value> =
+            vec![claim.run.into(), (now + claim.lease_ms).into(), now.into()];
         if let Some(only) = claim.integration {
-            args.push(only.to_string().into());
+            args.push(only.into());
             filter.push_str(&format!(" AND integration = ?{}", args.len()));
         }
         if !claim.exclude.is_empty() {
             let first = args.len() + 1;
-            args.extend(claim.exclude.iter().map(|i| i.clone().into()));
+            args.extend(claim.exclude.iter().map(Value::from));
             let marks: Vec<String> = (first..=args.len()).map(|n| format!("?{n}")).collect();
             filter.push_str(&format!(" AND integration NOT IN ({})", marks.join(", ")));
         }
-        let sql = format!(
-            "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
-                claimed_at = ?3, attempts = attempts + 1
-             WHERE id = (SELECT id FROM events
-                         WHERE state = 'queued' AND next_attempt_at <= ?3{filter}
-                         ORDER BY next_attempt_at, id LIMIT 1)
-             RETURNING {EVENT_COLS}"
-        );
-        conn.row(&sql, params_from_iter(args), event_row)
-            .optional()
-            .map_err(Into::into)
+        self.db(|db| {
+            let sql = format!(
+                "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
+                    claimed_at = ?3, attempts = attempts + 1
+                 WHERE id = (SELECT id FROM events
+                             WHERE state = 'queued' AND next_attempt_at <= ?3{filter}
+                             ORDER BY next_attempt_at, id LIMIT 1{})
+                 RETURNING {EVENT_COLS}",
+                skip_locked(db.dialect())
+            );
+            db.query_opt(&sql, &args)?
+                .as_ref()
+                .map(event_row)
+                .transpose()
+        })
     }
 
     /// Claims, in one transaction, up to `want` due events of each integration and at most
@@ -318,7 +332,7 @@ impl Store {
     ) -> Result<Vec<Event>> {
         let run = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_blocking(move |conn| claim_batch_on(conn, &run, lease_ms, &wants, total))
+        self.write_db_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
@@ -326,28 +340,30 @@ impl Store {
     /// received after them), the claim's attempt not counted, nothing added to their history.
     /// Returns how many were still held.
     pub fn unclaim(&self, ids: &[i64], run: &str) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut n = 0;
-        for id in ids {
-            n += tx.exec(
+        self.transaction(|db| {
+            let sql = format!(
                 "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                    claimed_at = NULL, attempts = MAX(attempts - 1, 0)
+                    claimed_at = NULL, attempts = {}(attempts - 1, 0)
                  WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
-                params![id, run],
-            )?;
-        }
-        tx.commit()?;
-        Ok(n)
+                db.dialect().greatest()
+            );
+            let mut n = 0;
+            for id in ids {
+                n += db.execute(&sql, args![*id, run])?;
+            }
+            Ok(n as usize)
+        })
     }
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
     pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let next: Option<i64> = self.conn().row(
-            "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
-            [],
-            |r| r.get(0),
-        )?;
+        let next = self.db(|db| {
+            db.query_one(
+                "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
+                &[],
+            )?
+            .opt_int(0)
+        })?;
         Ok(next.map(|t| (t - now_ms()).max(0)))
     }
 
@@ -366,82 +382,98 @@ impl Store {
             started_at_ms: f.started_at_ms,
             took_ms: f.took_ms,
         };
-        self.write(move |conn| finish_on(conn, id, &outcome)).await
+        self.write_db(move |db| finish_on(db, id, &outcome)).await
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
     /// stop), in its place (its due time kept). Returns whether it was still held.
     pub fn release(&self, id: i64, run: &str, started_at_ms: i64) -> Result<bool> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
         let now = now_ms();
-        let n = tx.exec(
-            "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                next_attempt_at = MIN(next_attempt_at, ?3), attempts = MAX(attempts - 1, 0)
-             WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
-            params![id, run, now],
-        )?;
-        if n == 1 {
-            record_attempt(
-                &tx,
-                id,
-                Some(run),
-                started_at_ms,
-                now - started_at_ms,
-                AttemptOutcome::Released,
-                Some("host stopping: handed back before it finished (not counted)"),
-                None,
+        self.transaction(|db| {
+            let d = db.dialect();
+            let n = db.execute(
+                &format!(
+                    "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                        next_attempt_at = {}(next_attempt_at, ?3),
+                        attempts = {}(attempts - 1, 0)
+                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                    d.least(),
+                    d.greatest()
+                ),
+                args![id, run, now],
             )?;
-        }
-        tx.commit()?;
-        Ok(n == 1)
+            if n == 1 {
+                record_attempt(
+                    db,
+                    id,
+                    Some(run),
+                    started_at_ms,
+                    now - started_at_ms,
+                    AttemptOutcome::Released,
+                    Some("host stopping: handed back before it finished (not counted)"),
+                    None,
+                )?;
+            }
+            Ok(n == 1)
+        })
     }
 
     /// One event by id.
     pub fn event(&self, id: i64) -> Result<Option<Event>> {
-        self.conn()
-            .row(
+        self.db(|db| {
+            db.query_opt(
                 &format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"),
-                params![id],
-                event_row,
-            )
-            .optional()
-            .map_err(Into::into)
+                args![id],
+            )?
+            .as_ref()
+            .map(event_row)
+            .transpose()
+        })
     }
 
     /// One event with its timing and attempt history.
     pub fn event_detail(&self, id: i64) -> Result<Option<EventDetail>> {
-        let conn = self.conn();
-        let Some((event, next, finished, lease_run)) = conn
-            .row(
+        let Some((event, next, finished, lease_run, history)) = self.db(|db| {
+            let Some(row) = db.query_opt(
                 &format!(
                     "SELECT {EVENT_COLS}, next_attempt_at, finished_at, lease_run
                      FROM events WHERE id = ?1"
                 ),
-                params![id],
-                |r| Ok((event_row(r)?, r.get::<_, i64>(10)?, r.get(11)?, r.get(12)?)),
-            )
-            .optional()?
+                args![id],
+            )?
+            else {
+                return Ok(None);
+            };
+            let history = db
+                .query(
+                    "SELECT attempt, run_id, started_at, took_ms, outcome, error, connector_version
+                     FROM attempts WHERE event_id = ?1 ORDER BY id",
+                    args![id],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(Attempt {
+                        attempt: count(r.int(0)?)?,
+                        run_id: r.opt_text(1)?,
+                        started_at_ms: r.int(2)?,
+                        took_ms: r.int(3)?,
+                        outcome: r.text(4)?,
+                        error: r.opt_text(5)?,
+                        connector_version: r.opt_text(6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((
+                event_row(&row)?,
+                row.int(10)?,
+                row.opt_int(11)?,
+                row.opt_text(12)?,
+                history,
+            )))
+        })?
         else {
             return Ok(None);
         };
-        let mut stmt = conn.prepare(
-            "SELECT attempt, run_id, started_at, took_ms, outcome, error, connector_version
-             FROM attempts WHERE event_id = ?1 ORDER BY id",
-        )?;
-        let history = stmt
-            .query_map(params![id], |r| {
-                Ok(Attempt {
-                    attempt: r.get(0)?,
-                    run_id: r.get(1)?,
-                    started_at_ms: r.get(2)?,
-                    took_ms: r.get(3)?,
-                    outcome: r.get(4)?,
-                    error: r.get(5)?,
-                    connector_version: r.get(6)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
         let due = match event.state {
             EventState::Queued => true,
             EventState::Waiting => next < super::waiting::NEVER,
@@ -468,55 +500,58 @@ impl Store {
         state: Option<EventState>,
         limit: u32,
     ) -> Result<Vec<Event>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {EVENT_COLS} FROM events
-             WHERE (?1 IS NULL OR integration = ?1) AND (?2 IS NULL OR state = ?2)
-             ORDER BY id DESC LIMIT ?3"
-        ))?;
-        let rows = stmt.query_map(
-            params![integration, state.map(EventState::as_str), limit],
-            event_row,
-        )?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+        self.db(|db| {
+            db.query(
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR integration = ?1)
+                       AND (CAST(?2 AS TEXT) IS NULL OR state = ?2)
+                     ORDER BY id DESC LIMIT ?3"
+                ),
+                args![integration, state.map(EventState::as_str), limit],
+            )?
+            .iter()
+            .map(event_row)
+            .collect()
+        })
     }
 
     /// Number of events queued or in progress (not those held in `waiting`).
     pub fn queue_depth(&self) -> Result<i64> {
-        self.conn()
-            .row(
+        self.db(|db| {
+            db.query_one(
                 "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(Into::into)
+                &[],
+            )?
+            .int(0)
+        })
     }
 }
 
 /// [`Store::claim_batch`] on the writer's connection, inside its transaction.
 fn claim_batch_on(
-    conn: &Connection,
+    db: &dyn Db,
     run: &str,
     lease_ms: i64,
     wants: &[(String, usize)],
     total: usize,
 ) -> Result<Vec<Event>> {
     let now = now_ms();
+    let select = format!(
+        "SELECT id FROM events
+         WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
+         ORDER BY next_attempt_at, id LIMIT ?3{}",
+        skip_locked(db.dialect())
+    );
     let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM events
-             WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
-             ORDER BY next_attempt_at, id LIMIT ?3",
-        )?;
-        for (integration, want) in wants {
-            let n = (*want).min(total) as i64;
-            let ids = stmt
-                .query_map(params![now, integration, n], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            due.push(ids);
-        }
+    for (integration, want) in wants {
+        let n = (*want).min(total) as i64;
+        let ids = db
+            .query(&select, args![now, integration, n])?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<_>>()?;
+        due.push(ids);
     }
     // Deal: one per integration per round, until `total` or nothing is left.
     let mut order = Vec::new();
@@ -531,17 +566,16 @@ fn claim_batch_on(
         }
     }
     let mut claimed = Vec::with_capacity(order.len());
-    let mut stmt = conn.prepare_cached(&format!(
+    let update = format!(
         "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
             claimed_at = ?4, attempts = attempts + 1
          WHERE id = ?1 AND state = 'queued'
          RETURNING {EVENT_COLS}"
-    ))?;
+    );
     for id in order {
-        let row = stmt
-            .query_row(params![id, run, now + lease_ms, now], event_row)
-            .optional()?;
-        claimed.extend(row);
+        if let Some(row) = db.query_opt(&update, args![id, run, now + lease_ms, now])? {
+            claimed.push(event_row(&row)?);
+        }
     }
     Ok(claimed)
 }
@@ -549,11 +583,7 @@ fn claim_batch_on(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-queue-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
-    }
+    use crate::store::testing::{on_both, on_both_async, postgres_url};
 
     fn claim<'a>(run: &'a str, only: Option<&'a str>, exclude: &'a [String]) -> Claim<'a> {
         Claim {
@@ -578,100 +608,175 @@ mod tests {
 
     #[test]
     fn claims_respect_the_integration_filter_and_exclusions() {
-        let s = temp_store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        s.enqueue("b", "k", "2", "{}").unwrap();
-        let excluded = vec!["a".to_string()];
-        let got = s.claim(&claim("r", None, &excluded)).unwrap().unwrap();
-        assert_eq!(got.integration, "b");
-        assert!(s.claim(&claim("r", Some("b"), &[])).unwrap().is_none());
-        let got = s.claim(&claim("r", Some("a"), &[])).unwrap().unwrap();
-        assert_eq!(got.integration, "a");
-        // Running events are not claimable again here.
-        assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
+        on_both(|s| {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            s.enqueue("b", "k", "2", "{}").unwrap();
+            let excluded = vec!["a".to_string()];
+            let got = s.claim(&claim("r", None, &excluded)).unwrap().unwrap();
+            assert_eq!(got.integration, "b");
+            assert!(s.claim(&claim("r", Some("b"), &[])).unwrap().is_none());
+            let got = s.claim(&claim("r", Some("a"), &[])).unwrap().unwrap();
+            assert_eq!(got.integration, "a");
+            // Running events are not claimable again here.
+            assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
+        });
     }
 
     #[test]
     fn events_handed_back_keep_their_place_ahead_of_later_ones() {
-        let s = temp_store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        s.enqueue("a", "k", "2", "{}").unwrap();
-        let first = s.claim_batch("r", 60_000, &[("a", 2)], 2).unwrap();
-        assert_eq!(first.len(), 2);
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        s.enqueue("a", "k", "3", "{}").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        // One claimed and never started (unclaim), one stopped while running (release).
-        assert_eq!(s.unclaim(&[first[0].id], "r").unwrap(), 1);
-        assert!(s.release(first[1].id, "r", now_ms()).unwrap());
-        let again = s.claim_batch("r2", 60_000, &[("a", 3)], 3).unwrap();
-        let order: Vec<i64> = again.iter().map(|e| e.id).collect();
-        assert_eq!(order[..2], [first[0].id, first[1].id], "{order:?}");
+        on_both(|s| {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            s.enqueue("a", "k", "2", "{}").unwrap();
+            let first = s.claim_batch("r", 60_000, &[("a", 2)], 2).unwrap();
+            assert_eq!(first.len(), 2);
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            s.enqueue("a", "k", "3", "{}").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            // One claimed and never started (unclaim), one stopped while running (release).
+            assert_eq!(s.unclaim(&[first[0].id], "r").unwrap(), 1);
+            assert!(s.release(first[1].id, "r", now_ms()).unwrap());
+            let again = s.claim_batch("r2", 60_000, &[("a", 3)], 3).unwrap();
+            let order: Vec<i64> = again.iter().map(|e| e.id).collect();
+            assert_eq!(order[..2], [first[0].id, first[1].id], "{order:?}");
+        });
     }
 
     #[tokio::test]
     async fn a_retried_event_keeps_every_attempt_and_its_last_error() {
-        let s = temp_store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
-        let retry = Finish {
-            retry_at: Some(now_ms() - 1),
-            ..finish("r", EventState::Queued, Some("vendor timed out"))
-        };
-        assert!(s.finish(e.id, &retry).await.unwrap());
-        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
-        assert_eq!(e.attempts, 2);
-        assert!(s
-            .finish(e.id, &finish("r", EventState::Done, None))
-            .await
-            .unwrap());
-        let d = s.event_detail(e.id).unwrap().unwrap();
-        assert_eq!(d.event.state, EventState::Done);
-        assert_eq!(d.event.last_error.as_deref(), Some("vendor timed out"));
-        let outcomes: Vec<(u32, &str)> = d
-            .attempts_history
-            .iter()
-            .map(|a| (a.attempt, a.outcome.as_str()))
-            .collect();
-        assert_eq!(outcomes, vec![(1, "retry"), (2, "done")]);
-        assert_eq!(
-            d.attempts_history[0].error.as_deref(),
-            Some("vendor timed out")
-        );
-        assert_eq!(
-            d.attempts_history[1].connector_version.as_deref(),
-            Some("c@1#abc")
-        );
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            let retry = Finish {
+                retry_at: Some(now_ms() - 1),
+                ..finish("r", EventState::Queued, Some("vendor timed out"))
+            };
+            assert!(s.finish(e.id, &retry).await.unwrap());
+            let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            assert_eq!(e.attempts, 2);
+            assert!(s
+                .finish(e.id, &finish("r", EventState::Done, None))
+                .await
+                .unwrap());
+            let d = s.event_detail(e.id).unwrap().unwrap();
+            assert_eq!(d.event.state, EventState::Done);
+            assert_eq!(d.event.last_error.as_deref(), Some("vendor timed out"));
+            let outcomes: Vec<(u32, &str)> = d
+                .attempts_history
+                .iter()
+                .map(|a| (a.attempt, a.outcome.as_str()))
+                .collect();
+            assert_eq!(outcomes, vec![(1, "retry"), (2, "done")]);
+            assert_eq!(
+                d.attempts_history[0].error.as_deref(),
+                Some("vendor timed out")
+            );
+            assert_eq!(
+                d.attempts_history[1].connector_version.as_deref(),
+                Some("c@1#abc")
+            );
+        });
     }
 
     #[tokio::test]
     async fn history_is_bounded_and_a_lost_lease_fences_the_outcome() {
-        let s = temp_store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        for _ in 0..(HISTORY_PER_EVENT + 5) {
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            for _ in 0..(HISTORY_PER_EVENT + 5) {
+                let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+                let retry = Finish {
+                    retry_at: Some(now_ms() - 1),
+                    ..finish("r", EventState::Queued, Some("x"))
+                };
+                assert!(s.finish(e.id, &retry).await.unwrap());
+            }
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
-            let retry = Finish {
-                retry_at: Some(now_ms() - 1),
-                ..finish("r", EventState::Queued, Some("x"))
-            };
-            assert!(s.finish(e.id, &retry).await.unwrap());
-        }
-        let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
-        // Another run's outcome for an event it does not hold changes nothing.
-        assert!(!s
-            .finish(e.id, &finish("other", EventState::Done, None))
-            .await
-            .unwrap());
-        let d = s.event_detail(e.id).unwrap().unwrap();
-        assert_eq!(d.event.state, EventState::Running);
-        assert_eq!(d.attempts_history.len() as i64, HISTORY_PER_EVENT);
-        assert_eq!(
-            d.attempts_history.last().map(|a| a.attempt),
-            Some((HISTORY_PER_EVENT + 5) as u32)
+            // Another run's outcome for an event it does not hold changes nothing.
+            assert!(!s
+                .finish(e.id, &finish("other", EventState::Done, None))
+                .await
+                .unwrap());
+            let d = s.event_detail(e.id).unwrap().unwrap();
+            assert_eq!(d.event.state, EventState::Running);
+            assert_eq!(d.attempts_history.len() as i64, HISTORY_PER_EVENT);
+            assert_eq!(
+                d.attempts_history.last().map(|a| a.attempt),
+                Some((HISTORY_PER_EVENT + 5) as u32)
+            );
+            // A graceful release hands it back without burning the attempt.
+            assert!(s.release(e.id, "r", now_ms()).unwrap());
+            let again = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            assert_eq!(again.attempts, e.attempts);
+        });
+    }
+
+    /// Two hosts on one PostgreSQL: while one holds rows it is claiming (its transaction still
+    /// open), the other claims the rest at once instead of waiting for those rows' locks.
+    #[test]
+    fn a_second_postgres_host_claims_past_rows_another_is_claiming() {
+        let url = postgres_url();
+        let (a, b) = (
+            Store::open_postgres(&url, None).unwrap(),
+            Store::open_postgres(&url, None).unwrap(),
         );
-        // A graceful release hands it back without burning the attempt.
-        assert!(s.release(e.id, "r", now_ms()).unwrap());
-        let again = s.claim(&claim("r", None, &[])).unwrap().unwrap();
-        assert_eq!(again.attempts, e.attempts);
+        for n in 0..10 {
+            a.enqueue("i", "k", &n.to_string(), "{}").unwrap();
+        }
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (claimed, took) = std::sync::mpsc::channel::<Vec<i64>>();
+        let holder = std::thread::spawn(move || {
+            a.write_db_blocking(move |db| {
+                let ids: Vec<i64> = claim_batch_on(db, "ra", 60_000, &[("i".into(), 4)], 4)?
+                    .iter()
+                    .map(|e| e.id)
+                    .collect();
+                let _ = claimed.send(ids.clone());
+                let _ = held.recv();
+                Ok(ids)
+            })
+        });
+        let first = took
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the first host claimed");
+        let (done, second) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(b.claim_batch("rb", 60_000, &[("i", 10)], 10));
+        });
+        let second: Vec<i64> = second
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the second host did not wait for the first one's locks")
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        hold.send(()).unwrap();
+        assert_eq!(holder.join().unwrap().unwrap(), first);
+        assert_eq!(second.len(), 6, "{second:?}");
+        assert!(
+            second.iter().all(|id| !first.contains(id)),
+            "{first:?} {second:?}"
+        );
+    }
+
+    /// A claim's transaction ends before it returns: nothing stays `idle in transaction` (no
+    /// lock or snapshot held while a connector runs).
+    #[test]
+    fn a_postgres_claim_holds_no_transaction_open() {
+        let s = crate::store::testing::postgres();
+        for n in 0..3 {
+            s.enqueue("i", "k", &n.to_string(), "{}").unwrap();
+        }
+        assert!(s.claim(&claim("r", None, &[])).unwrap().is_some());
+        assert_eq!(s.claim_batch("r", 60_000, &[("i", 5)], 5).unwrap().len(), 2);
+        let open = s
+            .db(|db| {
+                db.query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+                    &[],
+                )?
+                .int(0)
+            })
+            .unwrap();
+        assert_eq!(open, 0);
     }
 }

@@ -31,6 +31,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::sql::{args, Db};
 use super::{Cached, EventState, Result, Store};
 
 pub(super) const SCHEMA: &str = r#"
@@ -150,7 +151,7 @@ impl Store {
     /// Returns up to `pages` free pages to the file system (a database created with
     /// `auto_vacuum = INCREMENTAL`; a no-op on others, whose free pages are reused instead).
     pub fn incremental_vacuum(&self, pages: u32) -> Result<()> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
         // Each step frees one page: step through them all.
         let mut rows = stmt.query([])?;
@@ -160,7 +161,7 @@ impl Store {
 
     /// The database file's page counts.
     pub fn pages(&self) -> Result<Pages> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let get = |pragma: &str| conn.row(&format!("PRAGMA {pragma}"), [], |r| r.get(0));
         Ok(Pages {
             free: get("freelist_count")?,
@@ -171,7 +172,7 @@ impl Store {
 
     /// Bytes on disk: the database file and its write-ahead log.
     pub fn disk_bytes(&self) -> Result<u64> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
             return Ok(0);
         };
@@ -273,17 +274,16 @@ fn remove_listed_events(conn: &Connection, now: i64) -> Result<(u64, u64)> {
 
 /// The tombstone of `integration`'s `dedupe_key`: the pruned event's id and payload hash.
 pub(super) fn tombstone(
-    conn: &Connection,
+    db: &dyn Db,
     integration: &str,
     dedupe_key: &str,
 ) -> Result<Option<(i64, String)>> {
-    Ok(conn
-        .row(
-            "SELECT event_id, payload_hash FROM tombstones WHERE integration = ?1 AND dedupe_key = ?2",
-            params![integration, dedupe_key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+    db.query_opt(
+        "SELECT event_id, payload_hash FROM tombstones WHERE integration = ?1 AND dedupe_key = ?2",
+        args![integration, dedupe_key],
+    )?
+    .map(|row| Ok((row.int(0)?, row.text(1)?)))
+    .transpose()
 }
 
 #[cfg(test)]
@@ -303,12 +303,14 @@ mod tests {
         };
         let finished = matches!(state, "done" | "skipped" | "dead").then_some(at);
         s.conn()
+            .unwrap()
             .execute(
                 "UPDATE events SET state = ?2, finished_at = ?3 WHERE id = ?1",
                 params![id, state, finished],
             )
             .unwrap();
         s.conn()
+            .unwrap()
             .execute(
                 "INSERT INTO attempts (event_id, attempt, started_at, took_ms, outcome)
                  VALUES (?1, 1, ?2, 5, 'done')",
@@ -319,7 +321,7 @@ mod tests {
     }
 
     fn order(s: &Store, order_ref: &str, state: &str, at: i64, note_written: Option<i64>) {
-        let conn = s.conn();
+        let conn = s.conn().unwrap();
         conn.execute(
             "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
                  updated_at) VALUES ('acme', ?1, 'certn', 'opp', ?2, ?2, ?3)",
@@ -335,7 +337,7 @@ mod tests {
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
     async fn prune_all(s: &Store, cutoff: i64, now: i64) -> Pruned {
@@ -367,6 +369,7 @@ mod tests {
         // A Gem screening whose order is open keeps its event, however old.
         let gem_event = event(&s, "gem:open", "done", old);
         s.conn()
+            .unwrap()
             .execute(
                 "INSERT INTO gem_screenings (integration, id, application_id, event_id, order_ref,
                      created_at) VALUES ('acme', 'scr_1', 'app', ?1, 'open', 0)",
@@ -376,6 +379,7 @@ mod tests {
         // So does a Lever trigger whose screening is open (its key is the order's).
         let open_trigger = event(&s, "lever:open", "done", old);
         s.conn()
+            .unwrap()
             .execute(
                 "UPDATE orders SET idempotency_key = 'lever:open' WHERE order_ref = 'open'",
                 [],
@@ -387,7 +391,7 @@ mod tests {
         assert_eq!((pruned.events, pruned.attempts), (2, 2));
         assert_eq!((pruned.orders, pruned.notes), (1, 1));
         let ids: Vec<i64> = {
-            let conn = s.conn();
+            let conn = s.conn().unwrap();
             let mut stmt = conn.prepare("SELECT id FROM events ORDER BY id").unwrap();
             let rows = stmt.query_map([], |r| r.get(0)).unwrap();
             rows.map(|r| r.unwrap()).collect()
@@ -398,7 +402,7 @@ mod tests {
         }
         assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 7);
         let orders: Vec<String> = {
-            let conn = s.conn();
+            let conn = s.conn().unwrap();
             let mut stmt = conn
                 .prepare("SELECT order_ref FROM orders ORDER BY order_ref")
                 .unwrap();
@@ -488,6 +492,7 @@ mod tests {
             panic!("new");
         };
         s.conn()
+            .unwrap()
             .execute(
                 "UPDATE events SET state = 'done', finished_at = 1 WHERE id = ?1",
                 params![id],
@@ -536,6 +541,7 @@ mod tests {
         let s = temp_store();
         let mode: i64 = s
             .conn()
+            .unwrap()
             .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, 2, "auto_vacuum = INCREMENTAL");
@@ -543,7 +549,7 @@ mod tests {
         for i in 0..200 {
             s.enqueue("acme", "k", &format!("k{i}"), &big).unwrap();
         }
-        s.conn().execute("DELETE FROM events", []).unwrap();
+        s.conn().unwrap().execute("DELETE FROM events", []).unwrap();
         let before = s.pages().unwrap();
         assert!(before.free > 100, "{before:?}");
         s.incremental_vacuum(10_000).unwrap();

@@ -143,7 +143,7 @@ impl Store {
     /// Registers a new run of this process on `node`; returns its id.
     pub fn begin_run(&self, id: &str, node: &str) -> Result<()> {
         let now = now_ms();
-        self.conn().exec(
+        self.conn()?.exec(
             "INSERT INTO runs (id, node, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             params![id, node, std::process::id(), now],
         )?;
@@ -153,7 +153,7 @@ impl Store {
     /// The run's heartbeat: records it and renews every lease it holds to `lease_ms` from now,
     /// in one transaction. False if the run was declared dead meanwhile (its leases are gone).
     pub fn heartbeat(&self, run: &str, lease_ms: i64) -> Result<bool> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let now = now_ms();
         let alive = tx.exec(
@@ -172,7 +172,7 @@ impl Store {
 
     /// Runs not known to have ended.
     pub fn live_runs(&self) -> Result<Vec<RunInfo>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT id, node, pid, started_at, heartbeat_at FROM runs WHERE ended_at IS NULL
              ORDER BY started_at",
@@ -192,7 +192,7 @@ impl Store {
 
     /// Marks run `run` dead (`why`) and takes back every event it held, in one transaction.
     pub fn declare_dead(&self, run: &str, why: &str) -> Result<Vec<Resumed>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         tx.exec(
             "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
@@ -206,7 +206,7 @@ impl Store {
     /// Takes back running events whose lease ran out without renewal (a stuck or partitioned
     /// holder), except those of `except` (this run: its own leases are fenced by `finish`).
     pub fn take_back_expired(&self, except: &str) -> Result<Vec<Resumed>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let resumed = take_back(
             &tx,
@@ -220,7 +220,7 @@ impl Store {
 
     /// Ends run `run` cleanly: what it still holds goes back to the queue uncounted.
     pub fn end_run(&self, run: &str) -> Result<usize> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let tx = conn.transaction()?;
         let now = now_ms();
         let held: Vec<(i64, i64)> = {
@@ -233,7 +233,7 @@ impl Store {
         };
         for (id, claimed_at) in &held {
             record_attempt(
-                &tx,
+                &*tx,
                 *id,
                 Some(run),
                 *claimed_at,
@@ -260,7 +260,7 @@ impl Store {
 
     /// Events held (running) by `run`, for tests and operators.
     pub fn held_by(&self, run: &str) -> Result<i64> {
-        self.conn()
+        self.conn()?
             .row(
                 "SELECT COUNT(*) FROM events WHERE state = 'running' AND lease_run = ?1",
                 params![run],

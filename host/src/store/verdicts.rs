@@ -34,7 +34,7 @@ impl Store {
         verdict: &str,
         seq: i64,
     ) -> Result<bool> {
-        record_verdict_on(&self.conn(), integration, order_ref, verdict, seq)
+        record_verdict_on(&*self.conn()?, integration, order_ref, verdict, seq)
     }
 }
 

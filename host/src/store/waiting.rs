@@ -159,12 +159,12 @@ impl Store {
         integration: Option<&str>,
         waiting_for: Option<WaitFor>,
     ) -> Result<usize> {
-        resume_on(&self.conn(), integration, waiting_for)
+        resume_on(&*self.conn()?, integration, waiting_for)
     }
 
     /// Re-checks: waiting events whose re-check time has come are queued. Returns how many.
     pub fn wake_rechecks(&self) -> Result<usize> {
-        Ok(self.conn().exec(
+        Ok(self.conn()?.exec(
             "UPDATE events SET state = 'queued', waiting_for = NULL
              WHERE state = 'waiting' AND next_attempt_at <= ?1",
             params![now_ms()],
@@ -175,7 +175,7 @@ impl Store {
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let Some(state) = conn
             .row("SELECT state FROM events WHERE id = ?1", params![id], |r| {
                 r.get::<_, String>(0)
@@ -206,7 +206,7 @@ impl Store {
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.
     pub fn waiting(&self, integration: &str) -> Result<Vec<Waiting>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT waiting_for, COUNT(*),
                     (SELECT last_error FROM events l WHERE l.integration = e.integration
@@ -238,7 +238,7 @@ impl Store {
 
     /// Waiting events of every integration: `(integration, waiting_for, events)`.
     pub fn waiting_all(&self) -> Result<Vec<(String, WaitFor, i64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
              GROUP BY integration, waiting_for",

@@ -22,8 +22,10 @@
 //!
 //! The thread ends when the last [`Store`] clone is dropped (its channel closes).
 //!
-//! **PostgreSQL.** The same batching over one connection: `BEGIN`, a `SAVEPOINT` per job, one
-//! `COMMIT` (one WAL flush for the batch). Only the job closures' connection type changes.
+//! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
+//! over one dedicated connection outside the pool: `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
+//! (one WAL flush for the batch). A job ported to both backends takes a `&dyn Db`
+//! ([`super::Store::write_db`]); one written for SQLite only takes a `&Connection`.
 //!
 //! [`Store`]: super::Store
 
@@ -34,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::pg::PgConn;
 use super::{lock, Result, StoreError};
 use crate::metrics::WriterStats;
 
@@ -52,17 +55,87 @@ struct Counters {
     taken: AtomicU64,
 }
 
-/// The sending side, held by every [`Store`](super::Store) clone.
-#[derive(Clone)]
-pub(crate) struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+/// The sending side, held by every [`Store`](super::Store) clone; `C` is the connection the jobs
+/// get.
+pub(in crate::store) struct Writer<C> {
+    jobs: mpsc::Sender<Box<dyn Job<C>>>,
     counters: Arc<Counters>,
 }
 
+impl<C> Clone for Writer<C> {
+    fn clone(&self) -> Self {
+        Writer {
+            jobs: self.jobs.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// A connection the writer can batch on.
+pub(in crate::store) trait Batching {
+    /// What opens a batch's transaction.
+    const BEGIN: &'static str;
+    /// Runs a transaction-control statement (`SAVEPOINT job`, `COMMIT`, …).
+    fn control(&self, sql: &'static str) -> Result<()>;
+    /// Whether the batch's transaction is still open (SQLite ends it on some errors).
+    fn in_transaction(&self) -> bool;
+}
+
+impl Batching for Connection {
+    /// `IMMEDIATE`: the write lock up front, not a failed upgrade halfway.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// Prepared once: a batch runs two per job, and parsing them each time was a measurable
+    /// share of the writer's CPU.
+    fn control(&self, sql: &'static str) -> Result<()> {
+        Ok(self.prepare_cached(sql)?.execute([]).map(drop)?)
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.is_autocommit()
+    }
+}
+
+impl Batching for PgConn {
+    const BEGIN: &'static str = "BEGIN";
+
+    fn control(&self, sql: &'static str) -> Result<()> {
+        self.batch(sql)
+    }
+
+    /// A failed statement does not end a PostgreSQL transaction (its savepoint is rolled back);
+    /// only a lost connection does.
+    fn in_transaction(&self) -> bool {
+        !self.is_closed()
+    }
+}
+
+/// Where the writer thread takes its connection for each batch.
+pub(in crate::store) trait Source: Send + 'static {
+    type Conn: Batching;
+    fn with<R>(&self, f: impl FnOnce(&Self::Conn) -> R) -> R;
+}
+
+/// SQLite: the store's one connection, locked for the batch.
+impl Source for Arc<Mutex<Connection>> {
+    type Conn = Connection;
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
+        f(&lock(self))
+    }
+}
+
+/// PostgreSQL: a connection of the writer's own.
+impl Source for PgConn {
+    type Conn = PgConn;
+    fn with<R>(&self, f: impl FnOnce(&PgConn) -> R) -> R {
+        f(self)
+    }
+}
+
 /// A job in the batch: run inside its savepoint, answered once the batch's outcome is known.
-trait Job: Send {
+trait Job<C>: Send {
     /// Runs the write; false if it failed (its savepoint is then rolled back).
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &C) -> bool;
     /// Answers the caller; `batch` is the outcome of the transaction that held the job.
     fn answer(self: Box<Self>, batch: &std::result::Result<(), String>);
 }
@@ -73,12 +146,12 @@ struct Pending<T, F> {
     reply: oneshot::Sender<Result<T>>,
 }
 
-impl<T, F> Job for Pending<T, F>
+impl<C, T, F> Job<C> for Pending<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    F: FnOnce(&C) -> Result<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &C) -> bool {
         let Some(work) = self.work.take() else {
             return false;
         };
@@ -103,9 +176,9 @@ where
     }
 }
 
-impl Writer {
+impl<C: Batching + 'static> Writer<C> {
     /// Starts the writer thread over `conn`.
-    pub(crate) fn start(conn: Arc<Mutex<Connection>>) -> std::io::Result<Writer> {
+    pub(in crate::store) fn start<S: Source<Conn = C>>(conn: S) -> std::io::Result<Writer<C>> {
         let (jobs, rx) = mpsc::channel(CHANNEL);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
@@ -116,10 +189,10 @@ impl Writer {
     }
 
     /// Runs `job` in the next batch; answers after the batch committed.
-    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
+    pub(in crate::store) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&C) -> Result<T> + Send + 'static,
     {
         let (job, answer) = pending(job);
         self.jobs
@@ -130,10 +203,10 @@ impl Writer {
     }
 
     /// [`Writer::write`] for a thread that may block (not an async task: tokio panics there).
-    pub(crate) fn write_blocking<T, F>(&self, job: F) -> Result<T>
+    pub(in crate::store) fn write_blocking<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&C) -> Result<T> + Send + 'static,
     {
         let (job, answer) = pending(job);
         self.jobs
@@ -144,7 +217,7 @@ impl Writer {
             .map_err(|_| StoreError::WriterStopped)?
     }
 
-    pub(crate) fn stats(&self) -> WriterStats {
+    pub(in crate::store) fn stats(&self) -> WriterStats {
         WriterStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
@@ -161,10 +234,11 @@ impl Writer {
 }
 
 /// `work` as a job for the writer, and where its answer will come.
-fn pending<T, F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>)
+fn pending<C, T, F>(work: F) -> (Box<dyn Job<C>>, oneshot::Receiver<Result<T>>)
 where
+    C: 'static,
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    F: FnOnce(&C) -> Result<T> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     let job = Box::new(Pending {
@@ -176,8 +250,8 @@ where
 }
 
 /// The writer thread's loop; returns when every sender is gone.
-fn run(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Box<dyn Job>>, counters: &Counters) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+fn run<S: Source>(source: &S, mut rx: mpsc::Receiver<Box<dyn Job<S::Conn>>>, counters: &Counters) {
+    let mut batch: Vec<Box<dyn Job<S::Conn>>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -189,7 +263,7 @@ fn run(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Box<dyn Job>>, counters:
         counters
             .taken
             .fetch_add(batch.len() as u64, Ordering::SeqCst);
-        let outcome = commit(&lock(conn), &mut batch);
+        let outcome = source.with(|conn| commit(conn, &mut batch));
         match &outcome {
             Ok(()) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -210,38 +284,40 @@ fn run(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Box<dyn Job>>, counters:
 }
 
 /// One transaction over `jobs`. `Err` = rolled back, nothing of the batch is stored.
-fn commit(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
-    control(conn, "BEGIN IMMEDIATE").map_err(|e| format!("cannot begin: {e}"))?;
-    let result = run_jobs(conn, jobs)
-        .and_then(|()| control(conn, "COMMIT").map_err(|e| format!("cannot commit: {e}")));
-    if result.is_err() && !conn.is_autocommit() {
+fn commit<C: Batching>(conn: &C, jobs: &mut [Box<dyn Job<C>>]) -> std::result::Result<(), String> {
+    conn.control(C::BEGIN)
+        .map_err(|e| format!("cannot begin: {e}"))?;
+    let result = run_jobs(conn, jobs).and_then(|()| {
+        conn.control("COMMIT")
+            .map_err(|e| format!("cannot commit: {e}"))
+    });
+    if result.is_err() && conn.in_transaction() {
         // A failed COMMIT (e.g. a deferred constraint, a full disk) leaves the transaction open.
-        if let Err(e) = conn.execute_batch("ROLLBACK") {
+        if let Err(e) = conn.control("ROLLBACK") {
             tracing::error!(error = %e, "cannot roll back a failed store batch");
         }
     }
     result
 }
 
-/// A transaction-control statement, prepared once: a batch runs two per job, and parsing them
-/// each time was a measurable share of the writer's CPU.
-fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
-}
-
-fn run_jobs(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
+fn run_jobs<C: Batching>(
+    conn: &C,
+    jobs: &mut [Box<dyn Job<C>>],
+) -> std::result::Result<(), String> {
     for job in jobs.iter_mut() {
-        control(conn, "SAVEPOINT job").map_err(|e| format!("cannot open a savepoint: {e}"))?;
+        conn.control("SAVEPOINT job")
+            .map_err(|e| format!("cannot open a savepoint: {e}"))?;
         let ok = job.run(conn);
-        if conn.is_autocommit() {
+        if !conn.in_transaction() {
             // SQLite aborted the whole transaction (or the job ended it): earlier jobs are gone.
             return Err("the batch's transaction was ended by one of its writes".into());
         }
         if !ok {
-            control(conn, "ROLLBACK TO job")
+            conn.control("ROLLBACK TO job")
                 .map_err(|e| format!("cannot roll back a failed write: {e}"))?;
         }
-        control(conn, "RELEASE job").map_err(|e| format!("cannot release a savepoint: {e}"))?;
+        conn.control("RELEASE job")
+            .map_err(|e| format!("cannot release a savepoint: {e}"))?;
     }
     Ok(())
 }
@@ -251,6 +327,13 @@ mod tests {
     use super::*;
     use crate::store::Store;
     use rusqlite::params;
+
+    fn sqlite_writer(store: &Store) -> &Writer<Connection> {
+        match &store.backend {
+            crate::store::Backend::Sqlite { writer, .. } => writer,
+            crate::store::Backend::Postgres { .. } => panic!("a SQLite store"),
+        }
+    }
 
     fn temp_store() -> Store {
         let dir = std::env::temp_dir().join(format!("sy-writer-{}", uuid::Uuid::new_v4()));
@@ -265,7 +348,7 @@ mod tests {
     }
 
     fn rows(store: &Store) -> Vec<i64> {
-        let conn = store.conn();
+        let conn = store.conn().unwrap();
         let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
         let rows = stmt.query_map([], |r| r.get(0)).unwrap();
         rows.collect::<rusqlite::Result<_>>().unwrap()
@@ -277,6 +360,7 @@ mod tests {
         let store = temp_store();
         store
             .conn()
+            .unwrap()
             .execute_batch(
                 "CREATE TABLE t (n INTEGER NOT NULL UNIQUE);
                  PRAGMA foreign_keys = ON;
@@ -296,7 +380,7 @@ mod tests {
         std::sync::mpsc::Sender<()>,
         tokio::task::JoinHandle<Result<()>>,
     ) {
-        let taken = || store.writer.counters.taken.load(Ordering::SeqCst);
+        let taken = || sqlite_writer(store).counters.taken.load(Ordering::SeqCst);
         let before = taken();
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let s = store.clone();
@@ -320,12 +404,12 @@ mod tests {
     /// Waits (bounded) until `n` writes were sent since the store opened.
     async fn wait_sent(store: &Store, n: u64) {
         for _ in 0..10_000 {
-            if store.writer.sent() >= n {
+            if sqlite_writer(store).sent() >= n {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        panic!("only {} of {n} writes sent", store.writer.sent());
+        panic!("only {} of {n} writes sent", sqlite_writer(store).sent());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -445,6 +529,7 @@ mod tests {
         assert_eq!(rows(&store), vec![100]);
         let orphans: i64 = store
             .conn()
+            .unwrap()
             .query_row("SELECT COUNT(*) FROM child", [], |r| r.get(0))
             .unwrap();
         assert_eq!(orphans, 0);
@@ -473,6 +558,7 @@ mod tests {
         for n in N..N + 1000 {
             store
                 .conn()
+                .unwrap()
                 .execute("INSERT INTO t (n) VALUES (?1)", params![n])
                 .unwrap();
         }

@@ -1,0 +1,350 @@
+//! The PostgreSQL backend's connections: a deadpool-postgres pool on a small tokio runtime owned
+//! by the store, behind the synchronous [`Db`] of [`super::sql`].
+//!
+//! `Store`'s methods stay synchronous (no caller changes this round). A method runs its query's
+//! future with `futures::executor::block_on`, which (unlike tokio's) may be called on a thread of
+//! the caller's runtime: the connections' I/O tasks run on the store's own runtime
+//! (`switchyard-pg` threads), never on the blocked thread, so the wait cannot deadlock.
+//! Taking a connection from the pool is spawned onto that runtime too (connecting needs its
+//! reactor).
+//!
+//! No TLS in this phase: the database is reached on loopback or a private network.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::sql::{to_postgres, Db, Dialect, Row, Value};
+use super::{Result, StoreError};
+
+/// Connections kept by the pool: the writer holds one of its own, outside the pool.
+const POOL_SIZE: usize = 8;
+
+/// How long a start-up connection attempt may take before the host gives up.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A PostgreSQL database: the pool, and the runtime its connections' I/O runs on.
+pub(in crate::store) struct Pg {
+    /// Taken only by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    pool: Pool,
+    config: tokio_postgres::Config,
+    /// The URL without its password, for errors and logs.
+    shown: String,
+    /// `?N` SQL → `$N` SQL, translated once per statement text.
+    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // A runtime dropped on an async thread panics; shutting it down in the background
+        // does not block (the store may be dropped anywhere).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// `url` without its password (for errors: a secret never reaches a log or a message).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only fails for URLs that cannot have a password: then it had none.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(an unparsable postgres URL)".into(),
+    }
+}
+
+impl Pg {
+    /// Connects to `url` (`password`, if given, overrides the URL's) and checks that the server
+    /// answers. Errors name the URL without its password.
+    pub(in crate::store) fn connect(url: &str, password: Option<&str>) -> Result<Pg> {
+        let shown = redact(url);
+        let unreachable = |reason: String| StoreError::Unreachable {
+            url: shown.clone(),
+            reason,
+        };
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| unreachable(format!("not a valid PostgreSQL URL: {e}")))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("switchyard");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("switchyard-pg")
+            .enable_all()
+            .build()?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
+        let pg = Pg {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            pool,
+            config,
+            shown: shown.clone(),
+            translated: Arc::default(),
+        };
+        // Answers now, or the host does not start.
+        let conn = pg.conn().map_err(|e| unreachable(e.to_string()))?;
+        conn.query("SELECT 1", &[])
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(pg)
+    }
+
+    /// The URL as shown (without its password).
+    pub(in crate::store) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Runs `future` on the store's runtime and waits for it from any thread.
+    fn run<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match futures::executor::block_on(self.handle.spawn(future)) {
+            Ok(output) => output,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// A connection from the pool.
+    pub(in crate::store) fn conn(&self) -> Result<PgConn> {
+        let pool = self.pool.clone();
+        let client = self
+            .run(async move { pool.get().await })
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        Ok(PgConn {
+            client: Client::Pooled(client),
+            translated: self.translated.clone(),
+        })
+    }
+
+    /// A connection of its own, outside the pool (the writer's: it holds it for good).
+    pub(in crate::store) fn dedicated(&self) -> Result<PgConn> {
+        let config = self.config.clone();
+        let client = self.run(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::error!(error = %e, "the store writer's PostgreSQL connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        Ok(PgConn {
+            client: Client::Own(client),
+            translated: self.translated.clone(),
+        })
+    }
+}
+
+enum Client {
+    Pooled(deadpool_postgres::Object),
+    Own(tokio_postgres::Client),
+}
+
+/// One PostgreSQL connection, used synchronously.
+pub(in crate::store) struct PgConn {
+    client: Client,
+    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+}
+
+impl PgConn {
+    fn client(&self) -> &tokio_postgres::Client {
+        match &self.client {
+            Client::Pooled(object) => object,
+            Client::Own(client) => client,
+        }
+    }
+
+    /// The statement in PostgreSQL's syntax, translated once.
+    fn translate(&self, sql: &str) -> Arc<str> {
+        let mut cache = self.translated.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(sql.to_owned())
+            .or_insert_with(|| to_postgres(sql).into())
+            .clone()
+    }
+
+    /// A prepared statement: the pool's connections keep theirs cached; the writer's own
+    /// connection prepares per call (its statements are the batch's few).
+    fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        let sql = self.translate(sql);
+        let prepared = match &self.client {
+            Client::Pooled(object) => futures::executor::block_on(object.prepare_cached(&sql)),
+            Client::Own(client) => futures::executor::block_on(client.prepare(&sql)),
+        };
+        Ok(prepared?)
+    }
+
+    /// Statements without parameters or results, several at once (migrations, transaction
+    /// control).
+    pub(in crate::store) fn batch(&self, sql: &str) -> Result<()> {
+        Ok(futures::executor::block_on(
+            self.client().batch_execute(sql),
+        )?)
+    }
+
+    pub(in crate::store) fn is_closed(&self) -> bool {
+        self.client().is_closed()
+    }
+}
+
+fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl Db for PgConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, values: &[Value]) -> Result<u64> {
+        let stmt = self.prepare(sql)?;
+        Ok(futures::executor::block_on(
+            self.client().execute(&stmt, &params(values)),
+        )?)
+    }
+
+    fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
+        let stmt = self.prepare(sql)?;
+        let rows = futures::executor::block_on(self.client().query(&stmt, &params(values)))?;
+        rows.iter().map(from_postgres).collect()
+    }
+}
+
+/// A row as neutral values, read by each column's type.
+fn from_postgres(row: &tokio_postgres::Row) -> Result<Row> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let value = match *ty {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)?
+                .map(|v| Value::Int(v.into())),
+            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+            Type::FLOAT4 => row
+                .try_get::<_, Option<f32>>(i)?
+                .map(|v| Value::Real(v.into())),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+                row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+            }
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
+            _ => {
+                return Err(StoreError::Row(format!(
+                    "column {} has type {ty}, which the store does not read (cast it)",
+                    column.name()
+                )))
+            }
+        };
+        values.push(value.unwrap_or(Value::Null));
+    }
+    Ok(Row(values))
+}
+
+/// A neutral value bound as the type PostgreSQL inferred for the parameter.
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*v as f64).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => v.to_string().to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Real(v) => match *ty {
+                Type::FLOAT4 => (*v as f32).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Value::Text(v) => v.as_str().to_sql(ty, out),
+            Value::Blob(v) => v.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Environment variable holding the test cluster's URL (`scripts/pg.sh start` exports it).
+pub const TEST_URL_VAR: &str = "SWITCHYARD_TEST_PG_URL";
+
+/// A new, empty database on the test cluster named by [`TEST_URL_VAR`]: its URL. For tests of
+/// the PostgreSQL backend, which must fail (never skip) without a server: the error names the
+/// script that starts one.
+pub fn test_database() -> std::result::Result<String, String> {
+    let hint = "start one with `eval \"$(scripts/pg.sh start)\"` (scripts/test.sh does)";
+    let base = std::env::var(TEST_URL_VAR)
+        .map_err(|_| format!("PostgreSQL tests need {TEST_URL_VAR}: {hint}"))?;
+    let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = base.clone();
+    let created = std::thread::spawn({
+        let name = name.clone();
+        move || -> std::result::Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&admin, NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    })
+    .join()
+    .map_err(|_| "creating the test database panicked".to_string())?;
+    created.map_err(|e| {
+        format!(
+            "the PostgreSQL at {} does not answer ({e}): {hint}",
+            redact(&base)
+        )
+    })?;
+    let mut url = url::Url::parse(&base).map_err(|e| format!("{TEST_URL_VAR}: {e}"))?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}

@@ -1,0 +1,39 @@
+//! Test support: a store on each backend, and [`on_both`], which runs one test body against
+//! SQLite and then against PostgreSQL (the conformance suite: one body, two backends).
+//!
+//! PostgreSQL tests need the test cluster (`scripts/pg.sh start`, which `scripts/test.sh`
+//! runs): without it they fail, naming the script; they never skip.
+
+use super::Store;
+
+/// A store on a new SQLite file in a temporary directory.
+pub(crate) fn sqlite() -> Store {
+    let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+    Store::open(&dir.join("t.db")).expect("open a SQLite store")
+}
+
+/// The URL of a new, empty database on the test cluster.
+pub(crate) fn postgres_url() -> String {
+    super::pg::test_database().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A store on a new, empty PostgreSQL database.
+pub(crate) fn postgres() -> Store {
+    Store::open_postgres(&postgres_url(), None).expect("open a PostgreSQL store")
+}
+
+/// Runs `body` on a fresh SQLite store, then on a fresh PostgreSQL one.
+pub(crate) fn on_both(body: impl Fn(Store)) {
+    body(sqlite());
+    body(postgres());
+}
+
+/// [`on_both`] for an async body: `on_both_async!(|s| async move { … })`.
+macro_rules! on_both_async {
+    ($body:expr) => {{
+        let body = $body;
+        body($crate::store::testing::sqlite()).await;
+        body($crate::store::testing::postgres()).await;
+    }};
+}
+pub(crate) use on_both_async;
