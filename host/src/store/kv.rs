@@ -17,8 +17,9 @@
 //! (PostgreSQL: the same triggers, or the same statements in `kv_set`/`kv_delete` and the drop.)
 
 use super::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 
+use super::sql::{args, Db};
 use super::{Result, Store};
 
 const SCHEMA: &str = r#"
@@ -83,9 +84,9 @@ CREATE TRIGGER kv_totals_delete AFTER DELETE ON kv BEGIN
 END;
 "#;
 
-/// The bytes of one `kv` row as the quota counts them (see [`TOTALS`]).
-const ROW_BYTES: &str = "LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))
-     + IFNULL(LENGTH(CAST(screening AS BLOB)), 0)";
+/// The bytes of one `kv` row as the quota counts them (see [`TOTALS`]), on both backends.
+const ROW_BYTES: &str = "octet_length(key) + octet_length(value)
+     + COALESCE(octet_length(screening), 0)";
 
 /// Creates `kv` and `kv_totals`; adds `screening` to a `kv` from before it; fills the totals of
 /// a database that had `kv` without them.
@@ -130,38 +131,39 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
 /// Removes every entry kept for the screening with `idempotency_key` (its order is being
 /// recorded in the caller's transaction). Returns how many.
 pub(in crate::store) fn drop_screening_on(
-    conn: &Connection,
+    db: &dyn Db,
     integration: &str,
     idempotency_key: &str,
 ) -> Result<usize> {
-    Ok(conn.exec(
+    let dropped = db.execute(
         "DELETE FROM kv WHERE integration = ?1 AND screening = ?2",
-        params![integration, idempotency_key],
-    )?)
+        args![integration, idempotency_key],
+    )?;
+    Ok(dropped as usize)
 }
 
 impl Store {
     /// A connector's state value.
     pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
-        self.conn()?
-            .row(
+        self.db(|db| {
+            db.query_opt(
                 "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-                params![integration, connector, key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(Into::into)
+                args![integration, connector, key],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
     }
 
     /// Sets a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_set(&self, integration: &str, connector: &str, key: &str, value: &str) -> Result<()> {
         let row = [integration, connector, key, value].map(str::to_owned);
-        self.write_now(move |conn| {
-            conn.exec(
+        self.write_now(move |db| {
+            db.execute(
                 "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (integration, connector, key)
                  DO UPDATE SET value = excluded.value, screening = NULL",
-                params![row[0], row[1], row[2], row[3]],
+                args![&row[0], &row[1], &row[2], &row[3]],
             )?;
             Ok(())
         })
@@ -179,16 +181,16 @@ impl Store {
         value: &str,
     ) -> Result<bool> {
         let row = [integration, connector, key, value, idempotency_key].map(str::to_owned);
-        self.write_now(move |conn| {
-            if super::orders::order_ref_for_key_on(conn, &row[0], &row[4])?.is_some() {
+        self.write_now(move |db| {
+            if super::orders::order_ref_for_key_on(db, &row[0], &row[4])?.is_some() {
                 return Ok(false);
             }
-            conn.exec(
+            db.execute(
                 "INSERT INTO kv (integration, connector, key, value, screening)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (integration, connector, key)
                  DO UPDATE SET value = excluded.value, screening = excluded.screening",
-                params![row[0], row[1], row[2], row[3], row[4]],
+                args![&row[0], &row[1], &row[2], &row[3], &row[4]],
             )?;
             Ok(true)
         })
@@ -197,48 +199,47 @@ impl Store {
     /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
     /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
-        let conn = self.conn()?;
-        let total: i64 = conn
-            .row(
-                "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
-                params![integration, connector],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        let this: i64 = conn
-            .row(
-                &format!(
-                    "SELECT {ROW_BYTES} FROM kv
-                     WHERE integration = ?1 AND connector = ?2 AND key = ?3"
-                ),
-                params![integration, connector, except_key],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        Ok((total - this).max(0) as u64)
+        self.db(|db| {
+            let total = db
+                .query_opt(
+                    "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
+                    args![integration, connector],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?;
+            let this = db
+                .query_opt(
+                    &format!(
+                        "SELECT CAST({ROW_BYTES} AS BIGINT) FROM kv
+                         WHERE integration = ?1 AND connector = ?2 AND key = ?3"
+                    ),
+                    args![integration, connector, except_key],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?;
+            Ok((total - this).max(0) as u64)
+        })
     }
 
     /// Bytes each connector keeps for each integration: `(integration, connector, bytes)`.
     pub fn kv_totals(&self) -> Result<Vec<(String, String, u64)>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT integration, connector, bytes FROM kv_totals ORDER BY integration, connector",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db(|db| {
+            db.query(
+                "SELECT integration, connector, bytes FROM kv_totals
+                 ORDER BY integration, connector",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.int(2)?.max(0) as u64)))
+            .collect()
+        })
     }
 
     /// Deletes a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
         let row = [integration, connector, key].map(str::to_owned);
-        self.write_now(move |conn| {
-            conn.exec(
+        self.write_now(move |db| {
+            db.execute(
                 "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-                params![row[0], row[1], row[2]],
+                args![&row[0], &row[1], &row[2]],
             )?;
             Ok(())
         })
@@ -252,15 +253,15 @@ impl Store {
     fn write_now<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
         use tokio::runtime::{Handle, RuntimeFlavor};
         match Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| self.write_blocking(job))
+                tokio::task::block_in_place(|| self.write_db_blocking(job))
             }
-            Ok(_) => job(&*self.conn()?),
-            Err(_) => self.write_blocking(job),
+            Ok(_) => self.db(job),
+            Err(_) => self.write_db_blocking(job),
         }
     }
 }
@@ -269,49 +270,49 @@ impl Store {
 mod tests {
     use super::*;
 
+    use crate::store::testing::on_both;
+
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {
         store
-            .conn()
-            .unwrap()
-            .query_row(
-                &format!(
-                    "SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM kv
-                     WHERE integration = ?1 AND connector = ?2"
-                ),
-                params![integration, connector],
-                |r| r.get(0),
-            )
+            .db(|db| {
+                db.query_one(
+                    &format!(
+                        "SELECT CAST(COALESCE(SUM({ROW_BYTES}), 0) AS BIGINT) FROM kv
+                         WHERE integration = ?1 AND connector = ?2"
+                    ),
+                    args![integration, connector],
+                )?
+                .int(0)
+            })
             .unwrap()
     }
 
     #[test]
     fn usage_follows_sets_overwrites_and_deletes() {
-        let dir = std::env::temp_dir().join(format!("sy-kv-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir.join("db")).unwrap();
-        store.kv_set("a", "certn", "order:1", "xxxxxxxxxx").unwrap();
-        store.kv_set("a", "certn", "order:2", "yy").unwrap();
-        store.kv_set("a", "other", "k", "zzz").unwrap();
-        store.kv_set("b", "certn", "k", "é").unwrap(); // 2 bytes
-        assert_eq!(
-            store.kv_usage("a", "certn", "none").unwrap(),
-            7 + 10 + 7 + 2
-        );
-        // Without the key being replaced: what a new value of it is checked against.
-        assert_eq!(store.kv_usage("a", "certn", "order:1").unwrap(), 7 + 2);
-        store.kv_set("a", "certn", "order:1", "x").unwrap();
-        store.kv_delete("a", "certn", "order:2").unwrap();
-        store.kv_delete("a", "certn", "missing").unwrap();
-        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 8);
-        for (i, c) in [("a", "certn"), ("a", "other"), ("b", "certn")] {
+        on_both(|store| {
+            store.kv_set("a", "certn", "order:1", "xxxxxxxxxx").unwrap();
+            store.kv_set("a", "certn", "order:2", "yy").unwrap();
+            store.kv_set("a", "other", "k", "zzz").unwrap();
+            store.kv_set("b", "certn", "k", "é").unwrap(); // 2 bytes
             assert_eq!(
-                store.kv_usage(i, c, "none").unwrap() as i64,
-                sum(&store, i, c),
-                "{i}/{c}"
+                store.kv_usage("a", "certn", "none").unwrap(),
+                7 + 10 + 7 + 2
             );
-        }
-        assert_eq!(store.kv_usage("nobody", "certn", "k").unwrap(), 0);
-        let _ = std::fs::remove_dir_all(&dir);
+            // Without the key being replaced: what a new value of it is checked against.
+            assert_eq!(store.kv_usage("a", "certn", "order:1").unwrap(), 7 + 2);
+            store.kv_set("a", "certn", "order:1", "x").unwrap();
+            store.kv_delete("a", "certn", "order:2").unwrap();
+            store.kv_delete("a", "certn", "missing").unwrap();
+            assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 8);
+            for (i, c) in [("a", "certn"), ("a", "other"), ("b", "certn")] {
+                assert_eq!(
+                    store.kv_usage(i, c, "none").unwrap() as i64,
+                    sum(&store, i, c),
+                    "{i}/{c}"
+                );
+            }
+            assert_eq!(store.kv_usage("nobody", "certn", "k").unwrap(), 0);
+        });
     }
 
     #[test]
@@ -343,24 +344,23 @@ mod tests {
 
     #[test]
     fn a_screening_entry_counts_its_key_and_a_plain_set_makes_it_permanent() {
-        let dir = std::env::temp_dir().join(format!("sy-kv-scr-{}", uuid::Uuid::new_v4()));
-        let store = Store::open(&dir.join("db")).unwrap();
-        assert!(store
-            .kv_set_for_screening("a", "certn", "lever:t1", "intent:lever:t1", "17")
-            .unwrap());
-        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2 + 8);
-        // The same key set plainly: kept for good, no screening counted.
-        store.kv_set("a", "certn", "intent:lever:t1", "17").unwrap();
-        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2);
-        assert_eq!(
-            store.kv_usage("a", "certn", "none").unwrap() as i64,
-            sum(&store, "a", "certn")
-        );
-        let dropped = store
-            .write_blocking(|conn| drop_screening_on(conn, "a", "lever:t1"))
-            .unwrap();
-        assert_eq!(dropped, 0, "a plain entry is not the screening's any more");
-        let _ = std::fs::remove_dir_all(&dir);
+        on_both(|store| {
+            assert!(store
+                .kv_set_for_screening("a", "certn", "lever:t1", "intent:lever:t1", "17")
+                .unwrap());
+            assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2 + 8);
+            // The same key set plainly: kept for good, no screening counted.
+            store.kv_set("a", "certn", "intent:lever:t1", "17").unwrap();
+            assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 15 + 2);
+            assert_eq!(
+                store.kv_usage("a", "certn", "none").unwrap() as i64,
+                sum(&store, "a", "certn")
+            );
+            let dropped = store
+                .write_db_blocking(|db| drop_screening_on(db, "a", "lever:t1"))
+                .unwrap();
+            assert_eq!(dropped, 0, "a plain entry is not the screening's any more");
+        });
     }
 
     #[test]

@@ -401,18 +401,6 @@ impl Store {
         }
     }
 
-    /// [`Store::write`] from a blocking thread (a worker's claim); never from an async task.
-    pub(in crate::store) fn write_blocking<T, F>(&self, job: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        match &self.backend {
-            Backend::Sqlite { writer, .. } => writer.write_blocking(job),
-            Backend::Postgres { .. } => Err(StoreError::NotOnPostgres),
-        }
-    }
-
     /// [`Store::write_db`] from a blocking thread (a worker's claim); never from an async task.
     pub(in crate::store) fn write_db_blocking<T, F>(&self, job: F) -> Result<T>
     where

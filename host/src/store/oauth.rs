@@ -7,9 +7,9 @@
 //! host's private state, see [`crate::store::admin`]); a `state` is stored only as its SHA-256.
 //! An integration is *connected* while it has a `oauth_tokens` row: disconnecting deletes it.
 
-use super::Cached;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
+
+use super::sql::args;
 
 use crate::config::Secret;
 use crate::store::{now_ms, Result, Store, WaitFor};
@@ -95,186 +95,203 @@ impl Store {
         pkce_verifier: &str,
         expires_at: i64,
     ) -> Result<()> {
-        let conn = self.conn()?;
         let now = now_ms();
-        conn.exec(
-            "DELETE FROM oauth_states WHERE created_at < ?1",
-            params![now - STATE_KEEP_MS],
-        )?;
-        conn.exec(
-            "INSERT INTO oauth_states (state_hash, integration, pkce_verifier, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![state_hash(state), integration, pkce_verifier, now, expires_at],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "DELETE FROM oauth_states WHERE created_at < ?1",
+                args![now - STATE_KEEP_MS],
+            )?;
+            db.execute(
+                "INSERT INTO oauth_states
+                    (state_hash, integration, pkce_verifier, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![
+                    state_hash(state),
+                    integration,
+                    pkce_verifier,
+                    now,
+                    expires_at
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Checks a callback's `state` and, when valid, marks it used (atomically: two callbacks
-    /// with the same state cannot both pass).
+    /// with the same state cannot both pass, whichever hosts they reach).
     pub fn oauth_take_state(&self, state: &str) -> Result<StateCheck> {
-        let conn = self.conn()?;
         let now = now_ms();
-        let row: Option<(String, String, i64, Option<i64>)> = conn
-            .row(
-                "SELECT integration, pkce_verifier, expires_at, used_at FROM oauth_states
-                 WHERE state_hash = ?1",
-                params![state_hash(state)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let Some((integration, verifier, expires_at, used_at)) = row else {
-            return Ok(StateCheck::Unknown);
-        };
-        if used_at.is_some() {
-            return Ok(StateCheck::Used { integration });
-        }
-        // Used up even when expired: a state never works twice.
-        conn.exec(
-            "UPDATE oauth_states SET used_at = ?2 WHERE state_hash = ?1",
-            params![state_hash(state), now],
-        )?;
-        if now >= expires_at {
-            return Ok(StateCheck::Expired { integration });
-        }
-        Ok(StateCheck::Valid {
-            integration,
-            pkce_verifier: Secret::new(verifier),
+        let hash = state_hash(state);
+        self.db(|db| {
+            // Used up even when expired: a state never works twice.
+            let taken = db.query_opt(
+                "UPDATE oauth_states SET used_at = ?2 WHERE state_hash = ?1 AND used_at IS NULL
+                 RETURNING integration, pkce_verifier, expires_at",
+                args![&hash, now],
+            )?;
+            if let Some(row) = taken {
+                let integration = row.text(0)?;
+                if now >= row.int(2)? {
+                    return Ok(StateCheck::Expired { integration });
+                }
+                return Ok(StateCheck::Valid {
+                    integration,
+                    pkce_verifier: Secret::new(row.text(1)?),
+                });
+            }
+            let known = db.query_opt(
+                "SELECT integration FROM oauth_states WHERE state_hash = ?1",
+                args![&hash],
+            )?;
+            Ok(match known {
+                Some(row) => StateCheck::Used {
+                    integration: row.text(0)?,
+                },
+                None => StateCheck::Unknown,
+            })
         })
     }
 
     /// The integration's OAuth tokens, if it is connected.
     pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
-        self.conn()?
-            .row(
+        self.db(|db| {
+            db.query_opt(
                 "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
                  FROM oauth_tokens WHERE integration = ?1",
-                params![integration],
-                |r| {
-                    Ok(OAuthTokens {
-                        access_token: Secret::new(r.get::<_, String>(0)?),
-                        refresh_token: r.get::<_, Option<String>>(1)?.map(Secret::new),
-                        expires_at: r.get(2)?,
-                        scope: r.get(3)?,
-                        connected_at: r.get(4)?,
-                        refreshed_at: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(Into::into)
+                args![integration],
+            )?
+            .map(|r| {
+                Ok(OAuthTokens {
+                    access_token: Secret::new(r.text(0)?),
+                    refresh_token: r.opt_text(1)?.map(Secret::new),
+                    expires_at: r.opt_int(2)?,
+                    scope: r.opt_text(3)?,
+                    connected_at: r.int(4)?,
+                    refreshed_at: r.opt_int(5)?,
+                })
+            })
+            .transpose()
+        })
     }
 
     /// A new grant: stores its tokens, clears any disconnection and resumes the integration's
     /// events that wait for a connect or a permission (a new grant may carry it), in one
     /// transaction. Returns how many events were resumed.
     pub fn oauth_connect(&self, integration: &str, tokens: &OAuthTokens) -> Result<usize> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
         let now = now_ms();
-        tx.exec(
-            "INSERT OR REPLACE INTO oauth_tokens
-                (integration, access_token, refresh_token, expires_at, scope, connected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                integration,
-                tokens.access_token.expose(),
-                tokens.refresh_token.as_ref().map(Secret::expose),
-                tokens.expires_at,
-                tokens.scope,
-                now
-            ],
-        )?;
-        tx.exec(
-            "INSERT INTO ats_connections (integration, connected_at) VALUES (?1, ?2)
-             ON CONFLICT (integration) DO UPDATE SET connected_at = ?2, disconnected_at = NULL,
-                disconnect_reason = NULL",
-            params![integration, now],
-        )?;
-        let resumed = super::waiting::resume_on(&tx, Some(integration), Some(WaitFor::Connect))?
-            + super::waiting::resume_on(&tx, Some(integration), Some(WaitFor::Permission))?;
-        tx.commit()?;
-        Ok(resumed)
+        self.transaction(|db| {
+            db.execute(
+                "INSERT INTO oauth_tokens
+                    (integration, access_token, refresh_token, expires_at, scope, connected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (integration) DO UPDATE SET access_token = excluded.access_token,
+                    refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
+                    scope = excluded.scope, connected_at = excluded.connected_at,
+                    refreshed_at = NULL",
+                args![
+                    integration,
+                    tokens.access_token.expose(),
+                    tokens.refresh_token.as_ref().map(Secret::expose),
+                    tokens.expires_at,
+                    tokens.scope.as_deref(),
+                    now
+                ],
+            )?;
+            db.execute(
+                "INSERT INTO ats_connections (integration, connected_at) VALUES (?1, ?2)
+                 ON CONFLICT (integration) DO UPDATE SET connected_at = ?2, disconnected_at = NULL,
+                    disconnect_reason = NULL",
+                args![integration, now],
+            )?;
+            Ok(
+                super::waiting::resume_on(db, Some(integration), Some(WaitFor::Connect))?
+                    + super::waiting::resume_on(db, Some(integration), Some(WaitFor::Permission))?,
+            )
+        })
     }
 
     /// Replaces the tokens after a refresh (a rotated refresh token included). Does nothing if
     /// the integration was disconnected meanwhile; returns whether tokens were stored.
     pub fn oauth_refreshed(&self, integration: &str, tokens: &OAuthTokens) -> Result<bool> {
-        let n = self.conn()?.exec(
-            "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
-                scope = COALESCE(?5, scope), refreshed_at = ?6
-             WHERE integration = ?1",
-            params![
-                integration,
-                tokens.access_token.expose(),
-                tokens.refresh_token.as_ref().map(Secret::expose),
-                tokens.expires_at,
-                tokens.scope,
-                now_ms()
-            ],
-        )?;
+        let n = self.db(|db| {
+            db.execute(
+                "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
+                    scope = COALESCE(?5, scope), refreshed_at = ?6
+                 WHERE integration = ?1",
+                args![
+                    integration,
+                    tokens.access_token.expose(),
+                    tokens.refresh_token.as_ref().map(Secret::expose),
+                    tokens.expires_at,
+                    tokens.scope.as_deref(),
+                    now_ms()
+                ],
+            )
+        })?;
         Ok(n > 0)
     }
 
     /// Deletes the tokens and records the disconnection (when, why). Returns whether the
     /// integration was connected.
     pub fn oauth_disconnect(&self, integration: &str, reason: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let had = tx.exec(
-            "DELETE FROM oauth_tokens WHERE integration = ?1",
-            params![integration],
-        )?;
-        tx.exec(
-            "INSERT INTO ats_connections (integration, disconnected_at, disconnect_reason)
-             VALUES (?1, ?2, ?3)
-             ON CONFLICT (integration) DO UPDATE SET disconnected_at = ?2, disconnect_reason = ?3",
-            params![integration, now_ms(), reason],
-        )?;
-        tx.commit()?;
-        Ok(had > 0)
+        self.transaction(|db| {
+            let had = db.execute(
+                "DELETE FROM oauth_tokens WHERE integration = ?1",
+                args![integration],
+            )?;
+            db.execute(
+                "INSERT INTO ats_connections (integration, disconnected_at, disconnect_reason)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (integration) DO UPDATE SET disconnected_at = ?2,
+                    disconnect_reason = ?3",
+                args![integration, now_ms(), reason],
+            )?;
+            Ok(had > 0)
+        })
     }
 
     /// Forgets everything about an integration's connection (it was deleted).
     pub fn oauth_forget(&self, integration: &str) -> Result<()> {
-        let conn = self.conn()?;
-        for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
-            conn.exec(
-                &format!("DELETE FROM {table} WHERE integration = ?1"),
-                params![integration],
-            )?;
-        }
-        Ok(())
+        self.db(|db| {
+            for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
+                db.execute(
+                    &format!("DELETE FROM {table} WHERE integration = ?1"),
+                    args![integration],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Records a Verify Connection ping (Lever's test webhook) for `integration`.
     pub fn record_verified(&self, integration: &str) -> Result<()> {
-        self.conn()?.exec(
-            "INSERT INTO ats_connections (integration, verified_at) VALUES (?1, ?2)
-             ON CONFLICT (integration) DO UPDATE SET verified_at = ?2",
-            params![integration, now_ms()],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "INSERT INTO ats_connections (integration, verified_at) VALUES (?1, ?2)
+                 ON CONFLICT (integration) DO UPDATE SET verified_at = ?2",
+                args![integration, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// The connection's status row (all `None` when nothing was recorded).
     pub fn connection(&self, integration: &str) -> Result<ConnectionRow> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.db(|db| {
+            db.query_opt(
                 "SELECT connected_at, disconnected_at, disconnect_reason, verified_at
                  FROM ats_connections WHERE integration = ?1",
-                params![integration],
-                |r| {
-                    Ok(ConnectionRow {
-                        connected_at: r.get(0)?,
-                        disconnected_at: r.get(1)?,
-                        disconnect_reason: r.get(2)?,
-                        verified_at: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?
-            .unwrap_or_default())
+                args![integration],
+            )?
+            .map_or(Ok(ConnectionRow::default()), |r| {
+                Ok(ConnectionRow {
+                    connected_at: r.opt_int(0)?,
+                    disconnected_at: r.opt_int(1)?,
+                    disconnect_reason: r.opt_text(2)?,
+                    verified_at: r.opt_int(3)?,
+                })
+            })
+        })
     }
 }
 
@@ -282,10 +299,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-oauth-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("db.sqlite")).expect("store opens")
-    }
+    use crate::store::testing::{on_both, on_both_async};
 
     fn tokens(access: &str) -> OAuthTokens {
         OAuthTokens {
@@ -300,72 +314,75 @@ mod tests {
 
     #[test]
     fn a_state_works_once_and_only_before_it_expires() {
-        let s = store();
-        s.oauth_put_state("good", "acme", "v", now_ms() + 60_000)
-            .unwrap();
-        s.oauth_put_state("old", "acme", "v", now_ms() - 1).unwrap();
-        assert!(matches!(
-            s.oauth_take_state("good").unwrap(),
-            StateCheck::Valid { integration, .. } if integration == "acme"
-        ));
-        assert!(matches!(
-            s.oauth_take_state("good").unwrap(),
-            StateCheck::Used { .. }
-        ));
-        assert!(matches!(
-            s.oauth_take_state("old").unwrap(),
-            StateCheck::Expired { .. }
-        ));
-        assert!(matches!(
-            s.oauth_take_state("never").unwrap(),
-            StateCheck::Unknown
-        ));
+        on_both(|s| {
+            s.oauth_put_state("good", "acme", "v", now_ms() + 60_000)
+                .unwrap();
+            s.oauth_put_state("old", "acme", "v", now_ms() - 1).unwrap();
+            assert!(matches!(
+                s.oauth_take_state("good").unwrap(),
+                StateCheck::Valid { integration, .. } if integration == "acme"
+            ));
+            assert!(matches!(
+                s.oauth_take_state("good").unwrap(),
+                StateCheck::Used { .. }
+            ));
+            assert!(matches!(
+                s.oauth_take_state("old").unwrap(),
+                StateCheck::Expired { .. }
+            ));
+            assert!(matches!(
+                s.oauth_take_state("never").unwrap(),
+                StateCheck::Unknown
+            ));
+        });
     }
 
     #[tokio::test]
     async fn events_waiting_for_a_connect_resume_on_a_new_grant_without_losing_an_attempt() {
-        let s = store();
-        s.enqueue("acme", "lever.stage_change", "k1", "{}").unwrap();
-        let claim = || {
-            s.claim(&crate::store::Claim::any("test-run", 60_000))
-                .unwrap()
-        };
-        let ev = claim().expect("claimable");
-        assert_eq!(ev.attempts, 1);
-        s.oauth_disconnect("acme", "revoked").unwrap();
-        let wait = |reason: &str| crate::store::waiting::Wait {
-            run: "test-run".into(),
-            reason: reason.into(),
-            waiting_for: WaitFor::Connect,
-            recheck_at: None,
-            connector_version: None,
-            started_at_ms: now_ms(),
-            took_ms: 1,
-        };
-        assert!(s.wait_event(ev.id, wait("revoked")).await.unwrap());
-        assert!(claim().is_none(), "a waiting event is not due");
-        assert_eq!(s.waiting_for("acme", WaitFor::Connect).unwrap(), 1);
-        let row = s.connection("acme").unwrap();
-        assert_eq!(row.disconnect_reason.as_deref(), Some("revoked"));
-        assert_eq!(s.oauth_connect("acme", &tokens("a1")).unwrap(), 1);
-        let again = claim().expect("resumed");
-        assert_eq!((again.id, again.attempts), (ev.id, 1));
-        assert!(s.connection("acme").unwrap().disconnected_at.is_none());
-        // A wait for a connect that raced a connect: due at once.
-        assert!(s.wait_event(again.id, wait("raced")).await.unwrap());
-        assert!(claim().is_some());
+        on_both_async!(|s: Store| async move {
+            s.enqueue("acme", "lever.stage_change", "k1", "{}").unwrap();
+            let claim = || {
+                s.claim(&crate::store::Claim::any("test-run", 60_000))
+                    .unwrap()
+            };
+            let ev = claim().expect("claimable");
+            assert_eq!(ev.attempts, 1);
+            s.oauth_disconnect("acme", "revoked").unwrap();
+            let wait = |reason: &str| crate::store::waiting::Wait {
+                run: "test-run".into(),
+                reason: reason.into(),
+                waiting_for: WaitFor::Connect,
+                recheck_at: None,
+                connector_version: None,
+                started_at_ms: now_ms(),
+                took_ms: 1,
+            };
+            assert!(s.wait_event(ev.id, wait("revoked")).await.unwrap());
+            assert!(claim().is_none(), "a waiting event is not due");
+            assert_eq!(s.waiting_for("acme", WaitFor::Connect).unwrap(), 1);
+            let row = s.connection("acme").unwrap();
+            assert_eq!(row.disconnect_reason.as_deref(), Some("revoked"));
+            assert_eq!(s.oauth_connect("acme", &tokens("a1")).unwrap(), 1);
+            let again = claim().expect("resumed");
+            assert_eq!((again.id, again.attempts), (ev.id, 1));
+            assert!(s.connection("acme").unwrap().disconnected_at.is_none());
+            // A wait for a connect that raced a connect: due at once.
+            assert!(s.wait_event(again.id, wait("raced")).await.unwrap());
+            assert!(claim().is_some());
+        });
     }
 
     #[test]
     fn refreshed_tokens_replace_the_old_ones_only_while_connected() {
-        let s = store();
-        s.oauth_connect("acme", &tokens("a1")).unwrap();
-        assert!(s.oauth_refreshed("acme", &tokens("a2")).unwrap());
-        let t = s.oauth_tokens("acme").unwrap().expect("connected");
-        assert_eq!(t.access_token.expose(), "a2");
-        assert_eq!(t.refresh_token.as_ref().map(Secret::expose), Some("r-a2"));
-        assert!(s.oauth_disconnect("acme", "operator").unwrap());
-        assert!(!s.oauth_refreshed("acme", &tokens("a3")).unwrap());
-        assert!(s.oauth_tokens("acme").unwrap().is_none());
+        on_both(|s| {
+            s.oauth_connect("acme", &tokens("a1")).unwrap();
+            assert!(s.oauth_refreshed("acme", &tokens("a2")).unwrap());
+            let t = s.oauth_tokens("acme").unwrap().expect("connected");
+            assert_eq!(t.access_token.expose(), "a2");
+            assert_eq!(t.refresh_token.as_ref().map(Secret::expose), Some("r-a2"));
+            assert!(s.oauth_disconnect("acme", "operator").unwrap());
+            assert!(!s.oauth_refreshed("acme", &tokens("a3")).unwrap());
+            assert!(s.oauth_tokens("acme").unwrap().is_none());
+        });
     }
 }

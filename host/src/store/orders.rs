@@ -15,9 +15,10 @@
 //! after the order was recorded never reaches the connector. The same transaction drops the
 //! connector's entries for that screening (`state.set-for-screening`, [`super::kv`]).
 
-use super::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+
+use super::sql::{args, Db, Dialect, Row};
 
 use super::kv::drop_screening_on;
 use super::verdicts::record_verdict_on;
@@ -110,27 +111,27 @@ pub struct StatusRecord {
 /// Inserts `order` unless its reference is known (a retried start-screening keeps the first),
 /// with `idempotency_key` unless another order of the integration holds that key already (the
 /// unique index would refuse the whole status). A known order without a key gets this one.
-fn insert_order_on(conn: &Connection, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
+fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
     let key = match idempotency_key {
-        Some(key) if order_ref_for_key_on(conn, &order.integration, key)?.is_none() => Some(key),
+        Some(key) if order_ref_for_key_on(db, &order.integration, key)?.is_none() => Some(key),
         _ => None,
     };
-    conn.exec(
+    db.execute(
         "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
             report_url, score, verdict, updated_at, idempotency_key)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (integration, order_ref)
          DO UPDATE SET idempotency_key = COALESCE(orders.idempotency_key, excluded.idempotency_key)",
-        params![
-            order.integration,
-            order.order_ref,
-            order.connector,
-            order.opportunity_id,
-            order.state,
-            order.label,
-            order.report_url,
+        args![
+            &order.integration,
+            &order.order_ref,
+            &order.connector,
+            &order.opportunity_id,
+            &order.state,
+            &order.label,
+            order.report_url.as_deref(),
             order.score,
-            order.verdict,
+            order.verdict.as_deref(),
             now_ms(),
             key
         ],
@@ -140,43 +141,42 @@ fn insert_order_on(conn: &Connection, order: &Order, idempotency_key: Option<&st
 
 /// The reference of the order recorded for `idempotency_key`, if any.
 pub(in crate::store) fn order_ref_for_key_on(
-    conn: &Connection,
+    db: &dyn Db,
     integration: &str,
     idempotency_key: &str,
 ) -> Result<Option<String>> {
-    Ok(conn
-        .row(
-            "SELECT order_ref FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
-            params![integration, idempotency_key],
-            |r| r.get(0),
-        )
-        .optional()?)
+    db.query_opt(
+        "SELECT order_ref FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
+        args![integration, idempotency_key],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }
 
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
-fn advance_order_on(conn: &Connection, update: &Order) -> Result<bool> {
-    let current: Option<String> = conn
-        .row(
+fn advance_order_on(db: &dyn Db, update: &Order) -> Result<bool> {
+    let current = db
+        .query_opt(
             "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
-            params![update.integration, update.order_ref],
-            |r| r.get(0),
-        )
-        .optional()?;
+            args![&update.integration, &update.order_ref],
+        )?
+        .map(|r| r.text(0))
+        .transpose()?;
     match current {
         Some(cur) if rank(&update.state) >= rank(&cur) => {
-            let n = conn.exec(
+            let n = db.execute(
                 "UPDATE orders SET state = ?3, label = ?4,
                     report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
                     verdict = COALESCE(?7, verdict), updated_at = ?8
                  WHERE integration = ?1 AND order_ref = ?2",
-                params![
-                    update.integration,
-                    update.order_ref,
-                    update.state,
-                    update.label,
-                    update.report_url,
+                args![
+                    &update.integration,
+                    &update.order_ref,
+                    &update.state,
+                    &update.label,
+                    update.report_url.as_deref(),
                     update.score,
-                    update.verdict,
+                    update.verdict.as_deref(),
                     now_ms()
                 ],
             )?;
@@ -187,23 +187,23 @@ fn advance_order_on(conn: &Connection, update: &Order) -> Result<bool> {
 }
 
 fn add_note_on(
-    conn: &Connection,
+    db: &dyn Db,
     integration: &str,
     order_ref: &str,
     text: &str,
     secret: bool,
 ) -> Result<()> {
-    conn.exec(
+    db.execute(
         "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT DO NOTHING",
-        params![integration, order_ref, text, secret],
+        args![integration, order_ref, text, secret],
     )?;
     Ok(())
 }
 
 /// [`Store::record_status`] on a connection (or transaction) the caller holds: the caller makes
 /// it atomic.
-fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
+fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
     let order = Order {
         verdict: None,
         ..rec.order.clone()
@@ -233,18 +233,18 @@ fn record_status_on(conn: &Connection, rec: &StatusRecord) -> Result<()> {
 const ORDER_COLS: &str =
     "integration, order_ref, connector, opportunity_id, seq, state, label, report_url, score, verdict";
 
-fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
+fn order_row(r: &Row) -> Result<Order> {
     Ok(Order {
-        integration: r.get(0)?,
-        order_ref: r.get(1)?,
-        connector: r.get(2)?,
-        opportunity_id: r.get(3)?,
-        seq: r.get(4)?,
-        state: r.get(5)?,
-        label: r.get(6)?,
-        report_url: r.get(7)?,
-        score: r.get(8)?,
-        verdict: r.get(9)?,
+        integration: r.text(0)?,
+        order_ref: r.text(1)?,
+        connector: r.text(2)?,
+        opportunity_id: r.text(3)?,
+        seq: r.int(4)?,
+        state: r.text(5)?,
+        label: r.text(6)?,
+        report_url: r.opt_text(7)?,
+        score: r.opt_real(8)?,
+        verdict: r.opt_text(9)?,
     })
 }
 
@@ -255,62 +255,68 @@ impl Store {
     /// the moment (one fsync for all), answered once that transaction committed; on an error
     /// nothing of this status is stored.
     pub async fn record_status(&self, rec: StatusRecord) -> Result<()> {
-        self.write(move |conn| record_status_on(conn, &rec)).await
+        self.write_db(move |db| record_status_on(db, &rec)).await
     }
 
     /// Records a new order, or returns the existing one (a retried start-screening).
     pub fn upsert_order(&self, order: &Order) -> Result<Order> {
-        insert_order_on(&*self.conn()?, order, None)?;
+        self.db(|db| insert_order_on(db, order, None))?;
         self.order(&order.integration, &order.order_ref)
             .map(|o| o.unwrap_or_else(|| order.clone()))
     }
 
     /// An order by reference.
     pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
-        self.conn()?
-            .row(
+        self.db(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND order_ref = ?2"
                 ),
-                params![integration, order_ref],
-                order_row,
-            )
-            .optional()
-            .map_err(Into::into)
+                args![integration, order_ref],
+            )?
+            .as_ref()
+            .map(order_row)
+            .transpose()
+        })
     }
 
     /// The order recorded for the screening request with `idempotency_key`, if any: the flow
     /// does not call `start-screening` again for it.
     pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
-        self.conn()?
-            .row(
+        self.db(|db| {
+            db.query_opt(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"
                 ),
-                params![integration, idempotency_key],
-                order_row,
-            )
-            .optional()
-            .map_err(Into::into)
+                args![integration, idempotency_key],
+            )?
+            .as_ref()
+            .map(order_row)
+            .transpose()
+        })
     }
 
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
-             ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map(params![integration, opportunity_id], order_row)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+        self.db(|db| {
+            db.query(
+                &format!(
+                    "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
+                     ORDER BY seq"
+                ),
+                args![integration, opportunity_id],
+            )?
+            .iter()
+            .map(order_row)
+            .collect()
+        })
     }
 
     /// Applies `update`'s status (state, label, report URL, score, verdict) to the stored order
     /// with the same reference, unless that would move it backwards. Returns whether it changed.
     /// Fields absent from the update keep their value.
     pub fn advance_order(&self, update: &Order) -> Result<bool> {
-        advance_order_on(&*self.conn()?, update)
+        self.db(|db| advance_order_on(db, update))
     }
 
     /// Records a note to write for an order (idempotent).
@@ -321,7 +327,7 @@ impl Store {
         text: &str,
         secret: bool,
     ) -> Result<()> {
-        add_note_on(&*self.conn()?, integration, order_ref, text, secret)
+        self.db(|db| add_note_on(db, integration, order_ref, text, secret))
     }
 
     /// Notes of an opportunity's orders not yet confirmed written.
@@ -330,42 +336,58 @@ impl Store {
         integration: &str,
         opportunity_id: &str,
     ) -> Result<Vec<PendingNote>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT n.order_ref, n.text, n.secret, n.attempted_at IS NOT NULL FROM notes n
-             JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
-             WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
-             ORDER BY o.seq, n.rowid",
-        )?;
-        let rows = stmt.query_map(params![integration, opportunity_id], |r| {
-            Ok(PendingNote {
-                order_ref: r.get(0)?,
-                text: r.get(1)?,
-                secret: r.get(2)?,
-                attempted: r.get(3)?,
+        self.db(|db| {
+            // Notes in the order they were recorded: SQLite's rowid, PostgreSQL's `seq`.
+            let recorded = match db.dialect() {
+                Dialect::Sqlite => "n.rowid",
+                Dialect::Postgres => "n.seq",
+            };
+            db.query(
+                &format!(
+                    "SELECT n.order_ref, n.text, n.secret,
+                            CASE WHEN n.attempted_at IS NULL THEN 0 ELSE 1 END
+                     FROM notes n
+                     JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
+                     WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
+                     ORDER BY o.seq, {recorded}"
+                ),
+                args![integration, opportunity_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PendingNote {
+                    order_ref: r.text(0)?,
+                    text: r.text(1)?,
+                    secret: r.int(2)? != 0,
+                    attempted: r.int(3)? != 0,
+                })
             })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+            .collect()
+        })
     }
 
     /// Records that a write of a note is starting, before the ATS is called: a retry then knows
     /// to check whether the ATS kept it (exactly once, across a lost answer or a crash).
     pub fn note_attempted(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn()?.exec(
-            "UPDATE notes SET attempted_at = COALESCE(attempted_at, ?4)
-             WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
-            params![integration, order_ref, text, now_ms()],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "UPDATE notes SET attempted_at = COALESCE(attempted_at, ?4)
+                 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
+                args![integration, order_ref, text, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// Marks a note written.
     pub fn note_written(&self, integration: &str, order_ref: &str, text: &str) -> Result<()> {
-        self.conn()?.exec(
-            "UPDATE notes SET written_at = ?4 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
-            params![integration, order_ref, text, now_ms()],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "UPDATE notes SET written_at = ?4
+                 WHERE integration = ?1 AND order_ref = ?2 AND text = ?3",
+                args![integration, order_ref, text, now_ms()],
+            )
+        })?;
         Ok(())
     }
 }
@@ -373,12 +395,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_store() -> (Store, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("sy-orders-{}", uuid::Uuid::new_v4()));
-        let store = Store::open(&dir.join("t.db")).expect("open");
-        (store, dir)
-    }
+    use crate::store::testing::{on_both, on_both_async};
 
     fn pending() -> Order {
         Order {
@@ -410,61 +427,63 @@ mod tests {
 
     #[test]
     fn orders_never_move_backwards() {
-        let (s, _dir) = temp_store();
-        let order = pending();
-        s.upsert_order(&order).unwrap();
-        let partial = Order {
-            state: "partial".into(),
-            label: "Part".into(),
-            report_url: Some("u".into()),
-            ..order.clone()
-        };
-        assert!(s.advance_order(&partial).unwrap());
-        let analyzing = Order {
-            state: "analyzing".into(),
-            label: "A".into(),
-            ..order
-        };
-        assert!(!s.advance_order(&analyzing).unwrap());
-        let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!(
-            (o.state.as_str(), o.report_url.as_deref()),
-            ("partial", Some("u"))
-        );
+        on_both(|s| {
+            let order = pending();
+            s.upsert_order(&order).unwrap();
+            let partial = Order {
+                state: "partial".into(),
+                label: "Part".into(),
+                report_url: Some("u".into()),
+                ..order.clone()
+            };
+            assert!(s.advance_order(&partial).unwrap());
+            let analyzing = Order {
+                state: "analyzing".into(),
+                label: "A".into(),
+                ..order
+            };
+            assert!(!s.advance_order(&analyzing).unwrap());
+            let o = s.order("i", "o1").unwrap().unwrap();
+            assert_eq!(
+                (o.state.as_str(), o.report_url.as_deref()),
+                ("partial", Some("u"))
+            );
+        });
     }
 
     #[tokio::test]
     async fn a_status_records_order_verdict_and_note_and_a_replay_changes_nothing() {
-        let (s, _dir) = temp_store();
-        s.record_status(status(pending(), None, 1, None))
-            .await
-            .unwrap();
-        let complete = Order {
-            state: "complete".into(),
-            label: "Done".into(),
-            score: Some(9.0),
-            ..pending()
-        };
-        let done = status(complete, Some("Up"), 5, Some("report ready"));
-        s.record_status(done.clone()).await.unwrap();
-        // A retried step, and a late pending update: nothing moves back, no second note.
-        s.record_status(done).await.unwrap();
-        s.record_status(status(pending(), Some("Down"), 3, None))
-            .await
-            .unwrap();
-        let o = s.order("i", "o1").unwrap().unwrap();
-        assert_eq!(
-            (o.state.as_str(), o.label.as_str(), o.verdict.as_deref()),
-            ("complete", "Done", Some("Up"))
-        );
-        let notes = s.unwritten_notes("i", "opp").unwrap();
-        assert_eq!(notes.len(), 1);
-        assert_eq!(notes[0].text, "report ready");
+        on_both_async!(|s: Store| async move {
+            s.record_status(status(pending(), None, 1, None))
+                .await
+                .unwrap();
+            let complete = Order {
+                state: "complete".into(),
+                label: "Done".into(),
+                score: Some(9.0),
+                ..pending()
+            };
+            let done = status(complete, Some("Up"), 5, Some("report ready"));
+            s.record_status(done.clone()).await.unwrap();
+            // A retried step, and a late pending update: nothing moves back, no second note.
+            s.record_status(done).await.unwrap();
+            s.record_status(status(pending(), Some("Down"), 3, None))
+                .await
+                .unwrap();
+            let o = s.order("i", "o1").unwrap().unwrap();
+            assert_eq!(
+                (o.state.as_str(), o.label.as_str(), o.verdict.as_deref()),
+                ("complete", "Done", Some("Up"))
+            );
+            let notes = s.unwritten_notes("i", "opp").unwrap();
+            assert_eq!(notes.len(), 1);
+            assert_eq!(notes[0].text, "report ready");
+        });
     }
 
     #[tokio::test]
     async fn a_status_that_fails_part_way_leaves_nothing_written() {
-        let (s, _dir) = temp_store();
+        let s = crate::store::testing::sqlite();
         // The note's insert fails after the order's insert and the verdict succeeded.
         s.conn()
             .unwrap()
@@ -504,71 +523,73 @@ mod tests {
 
     #[tokio::test]
     async fn recording_a_started_order_drops_that_screenings_state_and_only_it() {
-        let (s, _dir) = temp_store();
-        s.kv_set_for_screening("i", "certn", "lever:t1", "intent:lever:t1", "17")
-            .unwrap();
-        s.kv_set_for_screening("i", "certn", "lever:t1", "order:lever:t1", "o1")
-            .unwrap();
-        s.kv_set_for_screening("i", "certn", "lever:t2", "intent:lever:t2", "18")
-            .unwrap();
-        s.kv_set_for_screening("other", "certn", "lever:t1", "intent:lever:t1", "1")
-            .unwrap();
-        s.kv_set("i", "certn", "cursor", "7").unwrap();
-        let before = s.kv_usage("i", "certn", "none").unwrap();
+        on_both_async!(|s: Store| async move {
+            s.kv_set_for_screening("i", "certn", "lever:t1", "intent:lever:t1", "17")
+                .unwrap();
+            s.kv_set_for_screening("i", "certn", "lever:t1", "order:lever:t1", "o1")
+                .unwrap();
+            s.kv_set_for_screening("i", "certn", "lever:t2", "intent:lever:t2", "18")
+                .unwrap();
+            s.kv_set_for_screening("other", "certn", "lever:t1", "intent:lever:t1", "1")
+                .unwrap();
+            s.kv_set("i", "certn", "cursor", "7").unwrap();
+            let before = s.kv_usage("i", "certn", "none").unwrap();
 
-        s.record_status(started("o1", "lever:t1")).await.unwrap();
+            s.record_status(started("o1", "lever:t1")).await.unwrap();
 
-        let kv = |i: &str, k: &str| s.kv_get(i, "certn", k).unwrap();
-        assert_eq!(kv("i", "intent:lever:t1"), None);
-        assert_eq!(kv("i", "order:lever:t1"), None);
-        assert_eq!(
-            kv("i", "intent:lever:t2").as_deref(),
-            Some("18"),
-            "another screening"
-        );
-        assert_eq!(kv("i", "cursor").as_deref(), Some("7"), "a plain entry");
-        assert_eq!(
-            kv("other", "intent:lever:t1").as_deref(),
-            Some("1"),
-            "another integration"
-        );
-        let dropped = (15 + 2 + 8) + (14 + 2 + 8);
-        assert_eq!(s.kv_usage("i", "certn", "none").unwrap(), before - dropped);
-        assert_eq!(
-            s.order_for_key("i", "lever:t1")
-                .unwrap()
-                .map(|o| o.order_ref),
-            Some("o1".into())
-        );
-        assert_eq!(s.order_for_key("other", "lever:t1").unwrap(), None);
-        // After the record, a screening entry for that key is not kept: nothing would drop it.
-        assert!(!s
-            .kv_set_for_screening("i", "certn", "lever:t1", "late", "x")
-            .unwrap());
-        assert_eq!(kv("i", "late"), None);
+            let kv = |i: &str, k: &str| s.kv_get(i, "certn", k).unwrap();
+            assert_eq!(kv("i", "intent:lever:t1"), None);
+            assert_eq!(kv("i", "order:lever:t1"), None);
+            assert_eq!(
+                kv("i", "intent:lever:t2").as_deref(),
+                Some("18"),
+                "another screening"
+            );
+            assert_eq!(kv("i", "cursor").as_deref(), Some("7"), "a plain entry");
+            assert_eq!(
+                kv("other", "intent:lever:t1").as_deref(),
+                Some("1"),
+                "another integration"
+            );
+            let dropped = (15 + 2 + 8) + (14 + 2 + 8);
+            assert_eq!(s.kv_usage("i", "certn", "none").unwrap(), before - dropped);
+            assert_eq!(
+                s.order_for_key("i", "lever:t1")
+                    .unwrap()
+                    .map(|o| o.order_ref),
+                Some("o1".into())
+            );
+            assert_eq!(s.order_for_key("other", "lever:t1").unwrap(), None);
+            // After the record, a screening entry for that key is not kept: nothing would drop it.
+            assert!(!s
+                .kv_set_for_screening("i", "certn", "lever:t1", "late", "x")
+                .unwrap());
+            assert_eq!(kv("i", "late"), None);
+        });
     }
 
     #[tokio::test]
     async fn an_order_named_twice_keeps_its_first_key_and_the_second_screenings_state() {
-        let (s, _dir) = temp_store();
-        s.record_status(started("o1", "k1")).await.unwrap();
-        // The vendor named the same order for another request: recorded, not an error; the key
-        // stays unrecorded, so its entries stay (the connector still knows what it did).
-        s.kv_set_for_screening("i", "certn", "k2", "order:k2", "o1")
-            .unwrap();
-        s.record_status(started("o1", "k2")).await.unwrap();
-        assert_eq!(s.order_for_key("i", "k2").unwrap(), None);
-        assert_eq!(
-            s.kv_get("i", "certn", "order:k2").unwrap().as_deref(),
-            Some("o1")
-        );
-        // A new order for a key another order holds: recorded without it.
-        s.record_status(started("o2", "k1")).await.unwrap();
-        assert!(s.order("i", "o2").unwrap().is_some());
-        assert_eq!(
-            s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
-            Some("o1".into())
-        );
+        on_both_async!(|s: Store| async move {
+            s.record_status(started("o1", "k1")).await.unwrap();
+            // The vendor named the same order for another request: recorded, not an error; the key
+            // stays unrecorded, so its entries stay (the connector still knows what it did).
+            s.kv_set_for_screening("i", "certn", "k2", "order:k2", "o1")
+                .unwrap();
+            s.record_status(started("o1", "k2")).await.unwrap();
+            assert_eq!(s.order_for_key("i", "k2").unwrap(), None);
+            assert_eq!(
+                s.kv_get("i", "certn", "order:k2").unwrap().as_deref(),
+                Some("o1")
+            );
+            // A new order for a key another order holds: recorded without it.
+            s.record_status(started("o2", "k1")).await.unwrap();
+            assert!(s.order("i", "o2").unwrap().is_some());
+            assert_eq!(
+                s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
+                Some("o1".into())
+            );
+        });
     }
 
     #[tokio::test]

@@ -15,11 +15,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::Cached;
-use rusqlite::{params, Connection};
-
 use super::queue::{record_attempt, AttemptOutcome};
-use super::{now_ms, Result, Store};
+use super::sql::{args, Db};
+use super::{now_ms, Result, Store, StoreError};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
@@ -96,22 +94,23 @@ pub fn lock_abandoned(dir: &Path, run: &str) -> bool {
 
 /// Requeues every running event matching `filter` (a `WHERE` clause on `events` with `?1` the
 /// current time and `?2` an argument), recording an `abandoned` attempt for each.
-fn take_back(conn: &Connection, filter: &str, arg: &str, why: &str) -> Result<Vec<Resumed>> {
+fn take_back(db: &dyn Db, filter: &str, arg: &str, why: &str) -> Result<Vec<Resumed>> {
     let now = now_ms();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT id, integration, COALESCE(lease_run, ''), COALESCE(claimed_at, ?1) FROM events
-         WHERE state = 'running' AND {filter}"
-    ))?;
-    let held: Vec<(i64, String, String, i64)> = stmt
-        .query_map(params![now, arg], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let held = db.query(
+        &format!(
+            "SELECT id, integration, COALESCE(lease_run, ''), COALESCE(claimed_at, ?1) FROM events
+             WHERE state = 'running' AND {filter}"
+        ),
+        args![now, arg],
+    )?;
+    let least = db.dialect().least();
     let mut resumed = Vec::with_capacity(held.len());
-    for (id, integration, holder, claimed_at) in held {
+    for row in held {
+        let (id, integration, holder, claimed_at) =
+            (row.int(0)?, row.text(1)?, row.text(2)?, row.int(3)?);
         let error = format!("taken back from run {holder}: {why}");
         record_attempt(
-            conn,
+            db,
             id,
             Some(&holder),
             claimed_at,
@@ -123,11 +122,13 @@ fn take_back(conn: &Connection, filter: &str, arg: &str, why: &str) -> Result<Ve
         // `next_attempt_at` keeps the due time it was claimed at (never later than now), so the
         // claim's order (`next_attempt_at, id`) puts it back ahead of everything received after
         // it: work a crash interrupted resumes first, not behind the backlog.
-        conn.exec(
-            "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                next_attempt_at = MIN(next_attempt_at, ?2), last_error = ?3
-             WHERE id = ?1",
-            params![id, now, error],
+        db.execute(
+            &format!(
+                "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                    next_attempt_at = {least}(next_attempt_at, ?2), last_error = ?3
+                 WHERE id = ?1"
+            ),
+            args![id, now, &error],
         )?;
         resumed.push(Resumed {
             event_id: id,
@@ -143,142 +144,143 @@ impl Store {
     /// Registers a new run of this process on `node`; returns its id.
     pub fn begin_run(&self, id: &str, node: &str) -> Result<()> {
         let now = now_ms();
-        self.conn()?.exec(
-            "INSERT INTO runs (id, node, pid, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![id, node, std::process::id(), now],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "INSERT INTO runs (id, node, pid, started_at, heartbeat_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                args![id, node, std::process::id(), now],
+            )
+        })?;
         Ok(())
     }
 
     /// The run's heartbeat: records it and renews every lease it holds to `lease_ms` from now,
     /// in one transaction. False if the run was declared dead meanwhile (its leases are gone).
     pub fn heartbeat(&self, run: &str, lease_ms: i64) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
         let now = now_ms();
-        let alive = tx.exec(
-            "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
-            params![run, now],
-        )? == 1;
-        if alive {
-            tx.exec(
-                "UPDATE events SET lease_until = ?2 WHERE lease_run = ?1 AND state = 'running'",
-                params![run, now + lease_ms],
-            )?;
-        }
-        tx.commit()?;
-        Ok(alive)
+        self.transaction(|db| {
+            let alive = db.execute(
+                "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
+                args![run, now],
+            )? == 1;
+            if alive {
+                db.execute(
+                    "UPDATE events SET lease_until = ?2 WHERE lease_run = ?1 AND state = 'running'",
+                    args![run, now + lease_ms],
+                )?;
+            }
+            Ok(alive)
+        })
     }
 
     /// Runs not known to have ended.
     pub fn live_runs(&self) -> Result<Vec<RunInfo>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT id, node, pid, started_at, heartbeat_at FROM runs WHERE ended_at IS NULL
-             ORDER BY started_at",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(RunInfo {
-                id: r.get(0)?,
-                node: r.get(1)?,
-                pid: r.get(2)?,
-                started_at_ms: r.get(3)?,
-                heartbeat_at_ms: r.get(4)?,
+        self.db(|db| {
+            db.query(
+                "SELECT id, node, pid, started_at, heartbeat_at FROM runs WHERE ended_at IS NULL
+                 ORDER BY started_at",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let pid = r.int(2)?;
+                Ok(RunInfo {
+                    id: r.text(0)?,
+                    node: r.text(1)?,
+                    pid: u32::try_from(pid)
+                        .map_err(|_| StoreError::Row(format!("a process id of {pid}")))?,
+                    started_at_ms: r.int(3)?,
+                    heartbeat_at_ms: r.int(4)?,
+                })
             })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+            .collect()
+        })
     }
 
     /// Marks run `run` dead (`why`) and takes back every event it held, in one transaction.
     pub fn declare_dead(&self, run: &str, why: &str) -> Result<Vec<Resumed>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        tx.exec(
-            "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
-            params![run, now_ms(), format!("died: {why}")],
-        )?;
-        let resumed = take_back(&tx, "lease_run = ?2", run, &format!("holder died ({why})"))?;
-        tx.commit()?;
-        Ok(resumed)
+        self.transaction(|db| {
+            db.execute(
+                "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
+                args![run, now_ms(), format!("died: {why}")],
+            )?;
+            take_back(db, "lease_run = ?2", run, &format!("holder died ({why})"))
+        })
     }
 
     /// Takes back running events whose lease ran out without renewal (a stuck or partitioned
     /// holder), except those of `except` (this run: its own leases are fenced by `finish`).
     pub fn take_back_expired(&self, except: &str) -> Result<Vec<Resumed>> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
-        let resumed = take_back(
-            &tx,
-            "lease_until < ?1 AND COALESCE(lease_run, '') <> ?2",
-            except,
-            "lease expired without renewal",
-        )?;
-        tx.commit()?;
-        Ok(resumed)
+        self.transaction(|db| {
+            take_back(
+                db,
+                "lease_until < ?1 AND COALESCE(lease_run, '') <> ?2",
+                except,
+                "lease expired without renewal",
+            )
+        })
     }
 
     /// Ends run `run` cleanly: what it still holds goes back to the queue uncounted.
     pub fn end_run(&self, run: &str) -> Result<usize> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
         let now = now_ms();
-        let held: Vec<(i64, i64)> = {
-            let mut stmt = tx.prepare(
+        self.transaction(|db| {
+            let held = db.query(
                 "SELECT id, COALESCE(claimed_at, ?2) FROM events
                  WHERE state = 'running' AND lease_run = ?1",
+                args![run, now],
             )?;
-            let rows = stmt.query_map(params![run, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (id, claimed_at) in &held {
-            record_attempt(
-                &*tx,
-                *id,
-                Some(run),
-                *claimed_at,
-                now - claimed_at,
-                AttemptOutcome::Released,
-                Some("host stopped: handed back before it finished (not counted)"),
-                None,
+            let d = db.dialect();
+            for row in &held {
+                let (id, claimed_at) = (row.int(0)?, row.int(1)?);
+                record_attempt(
+                    db,
+                    id,
+                    Some(run),
+                    claimed_at,
+                    now - claimed_at,
+                    AttemptOutcome::Released,
+                    Some("host stopped: handed back before it finished (not counted)"),
+                    None,
+                )?;
+                // Keeps its place in the queue, like a taken-back event (see `take_back`).
+                db.execute(
+                    &format!(
+                        "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
+                            next_attempt_at = {}(next_attempt_at, ?2),
+                            attempts = {}(attempts - 1, 0)
+                         WHERE id = ?1",
+                        d.least(),
+                        d.greatest()
+                    ),
+                    args![id, now],
+                )?;
+            }
+            db.execute(
+                "UPDATE runs SET ended_at = ?2, end_reason = 'stopped' WHERE id = ?1",
+                args![run, now],
             )?;
-            // Keeps its place in the queue, like a taken-back event (see `take_back`).
-            tx.exec(
-                "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
-                    next_attempt_at = MIN(next_attempt_at, ?2), attempts = MAX(attempts - 1, 0)
-                 WHERE id = ?1",
-                params![id, now],
-            )?;
-        }
-        tx.exec(
-            "UPDATE runs SET ended_at = ?2, end_reason = 'stopped' WHERE id = ?1",
-            params![run, now],
-        )?;
-        tx.commit()?;
-        Ok(held.len())
+            Ok(held.len())
+        })
     }
 
     /// Events held (running) by `run`, for tests and operators.
     pub fn held_by(&self, run: &str) -> Result<i64> {
-        self.conn()?
-            .row(
+        self.db(|db| {
+            db.query_one(
                 "SELECT COUNT(*) FROM events WHERE state = 'running' AND lease_run = ?1",
-                params![run],
-                |r| r.get(0),
-            )
-            .map_err(Into::into)
+                args![run],
+            )?
+            .int(0)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::on_both;
     use crate::store::{Claim, EventState};
-
-    fn temp() -> (Store, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("sy-runs-{}", uuid::Uuid::new_v4()));
-        (Store::open(&dir.join("t.db")).expect("open"), dir)
-    }
 
     fn claim(s: &Store, run: &str) -> Option<crate::store::Event> {
         s.claim(&Claim {
@@ -292,104 +294,107 @@ mod tests {
 
     #[test]
     fn a_dead_runs_events_are_taken_back_at_once_with_the_attempt_in_history() {
-        let (s, dir) = temp();
-        s.begin_run("old", "n").unwrap();
-        s.enqueue("i", "k", "a", "{}").unwrap();
-        let e = claim(&s, "old").unwrap();
-        s.begin_run("new", "n").unwrap();
-        assert!(claim(&s, "new").is_none(), "held by the old run");
-        let resumed = s.declare_dead("old", "lock released").unwrap();
-        assert_eq!(resumed.len(), 1);
-        assert_eq!(
-            (resumed[0].event_id, resumed[0].holder.as_str()),
-            (e.id, "old")
-        );
-        let again = claim(&s, "new").unwrap();
-        assert_eq!((again.id, again.attempts), (e.id, 2));
-        let d = s.event_detail(e.id).unwrap().unwrap();
-        assert_eq!(d.attempts_history[0].outcome, "abandoned");
-        assert!(!s.heartbeat("old", 1000).unwrap(), "a dead run stays dead");
-        assert_eq!(
-            s.live_runs()
-                .unwrap()
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>(),
-            ["new"]
-        );
-        drop(dir);
+        on_both(|s| {
+            s.begin_run("old", "n").unwrap();
+            s.enqueue("i", "k", "a", "{}").unwrap();
+            let e = claim(&s, "old").unwrap();
+            s.begin_run("new", "n").unwrap();
+            assert!(claim(&s, "new").is_none(), "held by the old run");
+            let resumed = s.declare_dead("old", "lock released").unwrap();
+            assert_eq!(resumed.len(), 1);
+            assert_eq!(
+                (resumed[0].event_id, resumed[0].holder.as_str()),
+                (e.id, "old")
+            );
+            let again = claim(&s, "new").unwrap();
+            assert_eq!((again.id, again.attempts), (e.id, 2));
+            let d = s.event_detail(e.id).unwrap().unwrap();
+            assert_eq!(d.attempts_history[0].outcome, "abandoned");
+            assert!(!s.heartbeat("old", 1000).unwrap(), "a dead run stays dead");
+            assert_eq!(
+                s.live_runs()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>(),
+                ["new"]
+            );
+        });
     }
 
     #[test]
     fn a_dead_runs_events_are_claimed_before_events_queued_after_them() {
-        let (s, _dir) = temp();
-        s.begin_run("old", "n").unwrap();
-        s.enqueue("i", "k", "early-1", "{}").unwrap();
-        s.enqueue("i", "k", "early-2", "{}").unwrap();
-        let held = [claim(&s, "old").unwrap().id, claim(&s, "old").unwrap().id];
-        // The backlog received while the old run worked; the pauses keep the due times apart
-        // (from each other and from the requeue's "now").
-        for n in 0..3 {
+        on_both(|s| {
+            s.begin_run("old", "n").unwrap();
+            s.enqueue("i", "k", "early-1", "{}").unwrap();
+            s.enqueue("i", "k", "early-2", "{}").unwrap();
+            let held = [claim(&s, "old").unwrap().id, claim(&s, "old").unwrap().id];
+            // The backlog received while the old run worked; the pauses keep the due times apart
+            // (from each other and from the requeue's "now").
+            for n in 0..3 {
+                std::thread::sleep(std::time::Duration::from_millis(3));
+                s.enqueue("i", "k", &format!("later-{n}"), "{}").unwrap();
+            }
             std::thread::sleep(std::time::Duration::from_millis(3));
-            s.enqueue("i", "k", &format!("later-{n}"), "{}").unwrap();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        assert_eq!(s.declare_dead("old", "lock released").unwrap().len(), 2);
-        s.begin_run("new", "n").unwrap();
-        let order: Vec<i64> = std::iter::from_fn(|| claim(&s, "new").map(|e| e.id)).collect();
-        assert_eq!(order.len(), 5);
-        assert_eq!(
-            order[..2],
-            held,
-            "the interrupted events resume first, in their order"
-        );
+            assert_eq!(s.declare_dead("old", "lock released").unwrap().len(), 2);
+            s.begin_run("new", "n").unwrap();
+            let order: Vec<i64> = std::iter::from_fn(|| claim(&s, "new").map(|e| e.id)).collect();
+            assert_eq!(order.len(), 5);
+            assert_eq!(
+                order[..2],
+                held,
+                "the interrupted events resume first, in their order"
+            );
+        });
         // The dispatcher's batched claim sees the same order.
-        let (s, _dir) = temp();
-        s.begin_run("old", "n").unwrap();
-        s.enqueue("i", "k", "early", "{}").unwrap();
-        let held = claim(&s, "old").unwrap().id;
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        s.enqueue("i", "k", "later", "{}").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3));
-        s.declare_dead("old", "lock released").unwrap();
-        let batch = s.claim_batch("new", 60_000, &[("i", 1)], 1).unwrap();
-        assert_eq!(batch.iter().map(|e| e.id).collect::<Vec<_>>(), [held]);
+        on_both(|s| {
+            s.begin_run("old", "n").unwrap();
+            s.enqueue("i", "k", "early", "{}").unwrap();
+            let held = claim(&s, "old").unwrap().id;
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            s.enqueue("i", "k", "later", "{}").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            s.declare_dead("old", "lock released").unwrap();
+            let batch = s.claim_batch("new", 60_000, &[("i", 1)], 1).unwrap();
+            assert_eq!(batch.iter().map(|e| e.id).collect::<Vec<_>>(), [held]);
+        });
     }
 
     #[test]
     fn heartbeats_renew_leases_and_unrenewed_ones_are_taken_back() {
-        let (s, _dir) = temp();
-        s.begin_run("a", "n").unwrap();
-        s.begin_run("b", "n").unwrap();
-        s.enqueue("i", "k", "1", "{}").unwrap();
-        s.enqueue("i", "k", "2", "{}").unwrap();
-        let ea = s
-            .claim(&Claim {
-                run: "a",
-                lease_ms: -1,
-                integration: None,
-                exclude: &[],
-            })
-            .unwrap()
-            .unwrap();
-        let eb = s
-            .claim(&Claim {
-                run: "b",
-                lease_ms: -1,
-                integration: None,
-                exclude: &[],
-            })
-            .unwrap()
-            .unwrap();
-        // b renews; a does not.
-        assert!(s.heartbeat("b", 60_000).unwrap());
-        let back = s.take_back_expired("b").unwrap();
-        assert_eq!(back.iter().map(|r| r.event_id).collect::<Vec<_>>(), [ea.id]);
-        assert_eq!(s.event(eb.id).unwrap().unwrap().state, EventState::Running);
-        // A clean end hands back what is still held, uncounted.
-        assert_eq!(s.end_run("b").unwrap(), 1);
-        let e = s.event(eb.id).unwrap().unwrap();
-        assert_eq!((e.state, e.attempts), (EventState::Queued, 0));
+        on_both(|s| {
+            s.begin_run("a", "n").unwrap();
+            s.begin_run("b", "n").unwrap();
+            s.enqueue("i", "k", "1", "{}").unwrap();
+            s.enqueue("i", "k", "2", "{}").unwrap();
+            let ea = s
+                .claim(&Claim {
+                    run: "a",
+                    lease_ms: -1,
+                    integration: None,
+                    exclude: &[],
+                })
+                .unwrap()
+                .unwrap();
+            let eb = s
+                .claim(&Claim {
+                    run: "b",
+                    lease_ms: -1,
+                    integration: None,
+                    exclude: &[],
+                })
+                .unwrap()
+                .unwrap();
+            // b renews; a does not.
+            assert!(s.heartbeat("b", 60_000).unwrap());
+            let back = s.take_back_expired("b").unwrap();
+            assert_eq!(back.iter().map(|r| r.event_id).collect::<Vec<_>>(), [ea.id]);
+            assert_eq!(s.event(eb.id).unwrap().unwrap().state, EventState::Running);
+            // A clean end hands back what is still held, uncounted.
+            assert_eq!(s.end_run("b").unwrap(), 1);
+            let e = s.event(eb.id).unwrap().unwrap();
+            assert_eq!((e.state, e.attempts), (EventState::Queued, 0));
+        });
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //!
 //! Migration: `orders.verdict_seq` is added to a database created before it existed.
 
-use super::Cached;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
+use super::sql::{args, Db};
 use super::{now_ms, Result, Store};
 
 /// Adds the columns this module needs to an existing database (idempotent).
@@ -34,24 +34,24 @@ impl Store {
         verdict: &str,
         seq: i64,
     ) -> Result<bool> {
-        record_verdict_on(&*self.conn()?, integration, order_ref, verdict, seq)
+        self.db(|db| record_verdict_on(db, integration, order_ref, verdict, seq))
     }
 }
 
 /// [`Store::record_verdict`] on a connection (or transaction) the caller holds.
-pub(crate) fn record_verdict_on(
-    conn: &Connection,
+pub(in crate::store) fn record_verdict_on(
+    db: &dyn Db,
     integration: &str,
     order_ref: &str,
     verdict: &str,
     seq: i64,
 ) -> Result<bool> {
-    let n = conn.exec(
+    let n = db.execute(
         "UPDATE orders SET verdict = ?3, verdict_seq = ?4, updated_at = ?5
          WHERE integration = ?1 AND order_ref = ?2
            AND (verdict_seq IS NULL OR verdict_seq <= ?4)
-           AND (verdict IS NOT ?3 OR verdict_seq IS NOT ?4)",
-        params![integration, order_ref, verdict, seq, now_ms()],
+           AND (verdict IS DISTINCT FROM ?3 OR verdict_seq IS DISTINCT FROM ?4)",
+        args![integration, order_ref, verdict, seq, now_ms()],
     )?;
     Ok(n == 1)
 }
@@ -77,25 +77,24 @@ mod tests {
 
     #[test]
     fn a_newer_verdict_replaces_an_older_one_and_a_late_older_one_does_not() {
-        let dir = std::env::temp_dir().join(format!("sy-verdicts-{}", uuid::Uuid::new_v4()));
-        let s = Store::open(&dir.join("t.db")).unwrap();
-        s.upsert_order(&order()).unwrap();
-        assert!(s.record_verdict("i", "inv_1", "Up", 10).unwrap());
-        assert!(s.record_verdict("i", "inv_1", "Down", 12).unwrap());
-        assert!(
-            !s.record_verdict("i", "inv_1", "Up", 10).unwrap(),
-            "a retried older update"
-        );
-        assert!(
-            !s.record_verdict("i", "inv_1", "Down", 12).unwrap(),
-            "the same update again"
-        );
-        let o = s.order("i", "inv_1").unwrap().unwrap();
-        assert_eq!(
-            (o.state.as_str(), o.verdict.as_deref()),
-            ("complete", Some("Down"))
-        );
-        let _ = std::fs::remove_dir_all(dir);
+        crate::store::testing::on_both(|s| {
+            s.upsert_order(&order()).unwrap();
+            assert!(s.record_verdict("i", "inv_1", "Up", 10).unwrap());
+            assert!(s.record_verdict("i", "inv_1", "Down", 12).unwrap());
+            assert!(
+                !s.record_verdict("i", "inv_1", "Up", 10).unwrap(),
+                "a retried older update"
+            );
+            assert!(
+                !s.record_verdict("i", "inv_1", "Down", 12).unwrap(),
+                "the same update again"
+            );
+            let o = s.order("i", "inv_1").unwrap().unwrap();
+            assert_eq!(
+                (o.state.as_str(), o.verdict.as_deref()),
+                ("complete", Some("Down"))
+            );
+        });
     }
 
     #[test]

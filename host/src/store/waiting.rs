@@ -13,11 +13,12 @@
 //! Waiting costs no attempt (the claim's count is taken back) and says nothing about the vendor
 //! (the circuit breaker does not see it). Each wait is one line of the event's history.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{record_attempt, AttemptOutcome};
-use super::{now_ms, Cached, EventState, Result, Store};
+use super::sql::{args, Db};
+use super::{now_ms, EventState, Result, Store};
 
 /// `next_attempt_at` of an event that waits for a trigger only (year 9999): never due by time.
 pub const NEVER: i64 = 253_402_300_799_000;
@@ -108,28 +109,31 @@ impl Store {
     /// connect (the integration has a grant now) is queued due now instead: it cannot wait
     /// forever for a connect that already happened.
     pub async fn wait_event(&self, id: i64, wait: Wait) -> Result<bool> {
-        self.write(move |conn| {
+        self.write_db(move |db| {
             let next = wait.recheck_at.unwrap_or(NEVER);
-            let n = conn.exec(
-                "UPDATE events SET state = 'waiting', waiting_for = ?3, last_error = ?4,
-                    attempts = MAX(attempts - 1, 0), next_attempt_at = ?5,
-                    connector_version = COALESCE(?6, connector_version),
-                    lease_until = NULL, lease_run = NULL
-                 WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
-                params![
+            let n = db.execute(
+                &format!(
+                    "UPDATE events SET state = 'waiting', waiting_for = ?3, last_error = ?4,
+                        attempts = {}(attempts - 1, 0), next_attempt_at = ?5,
+                        connector_version = COALESCE(?6, connector_version),
+                        lease_until = NULL, lease_run = NULL
+                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                    db.dialect().greatest()
+                ),
+                args![
                     id,
-                    wait.run,
+                    &wait.run,
                     wait.waiting_for.as_str(),
-                    wait.reason,
+                    &wait.reason,
                     next,
-                    wait.connector_version
+                    wait.connector_version.as_deref()
                 ],
             )?;
             if n == 0 {
                 return Ok(false);
             }
             record_attempt(
-                conn,
+                db,
                 id,
                 Some(&wait.run),
                 wait.started_at_ms,
@@ -139,11 +143,11 @@ impl Store {
                 wait.connector_version.as_deref(),
             )?;
             if wait.waiting_for == WaitFor::Connect {
-                conn.exec(
+                db.execute(
                     "UPDATE events SET state = 'queued', waiting_for = NULL, next_attempt_at = ?2
                      WHERE id = ?1 AND EXISTS
                         (SELECT 1 FROM oauth_tokens t WHERE t.integration = events.integration)",
-                    params![id, now_ms()],
+                    args![id, now_ms()],
                 )?;
             }
             Ok(true)
@@ -159,77 +163,71 @@ impl Store {
         integration: Option<&str>,
         waiting_for: Option<WaitFor>,
     ) -> Result<usize> {
-        resume_on(&*self.conn()?, integration, waiting_for)
+        self.db(|db| resume_on(db, integration, waiting_for))
     }
 
     /// Re-checks: waiting events whose re-check time has come are queued. Returns how many.
     pub fn wake_rechecks(&self) -> Result<usize> {
-        Ok(self.conn()?.exec(
-            "UPDATE events SET state = 'queued', waiting_for = NULL
-             WHERE state = 'waiting' AND next_attempt_at <= ?1",
-            params![now_ms()],
-        )?)
+        let woken = self.db(|db| {
+            db.execute(
+                "UPDATE events SET state = 'queued', waiting_for = NULL
+                 WHERE state = 'waiting' AND next_attempt_at <= ?1",
+                args![now_ms()],
+            )
+        })?;
+        Ok(woken as usize)
     }
 
     /// An operator's "retry now": a waiting, dead or skipped event is queued, due now, with a
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        let conn = self.conn()?;
-        let Some(state) = conn
-            .row("SELECT state FROM events WHERE id = ?1", params![id], |r| {
-                r.get::<_, String>(0)
+        self.db(|db| {
+            let Some(row) = db.query_opt("SELECT state FROM events WHERE id = ?1", args![id])?
+            else {
+                return Ok(Retried::NotFound);
+            };
+            let state = EventState::parse(&row.text(0)?);
+            if !matches!(
+                state,
+                EventState::Waiting | EventState::Dead | EventState::Skipped
+            ) {
+                return Ok(Retried::Refused(state));
+            }
+            let n = db.execute(
+                "UPDATE events SET state = 'queued', waiting_for = NULL, attempts = 0,
+                    next_attempt_at = ?2, finished_at = NULL
+                 WHERE id = ?1 AND state = ?3",
+                args![id, now_ms(), state.as_str()],
+            )?;
+            Ok(if n == 1 {
+                Retried::Queued
+            } else {
+                Retried::Refused(state)
             })
-            .optional()?
-        else {
-            return Ok(Retried::NotFound);
-        };
-        let state = EventState::parse(&state);
-        if !matches!(
-            state,
-            EventState::Waiting | EventState::Dead | EventState::Skipped
-        ) {
-            return Ok(Retried::Refused(state));
-        }
-        let n = conn.exec(
-            "UPDATE events SET state = 'queued', waiting_for = NULL, attempts = 0,
-                next_attempt_at = ?2, finished_at = NULL
-             WHERE id = ?1 AND state = ?3",
-            params![id, now_ms(), state.as_str()],
-        )?;
-        Ok(if n == 1 {
-            Retried::Queued
-        } else {
-            Retried::Refused(state)
         })
     }
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.
     pub fn waiting(&self, integration: &str) -> Result<Vec<Waiting>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT waiting_for, COUNT(*),
-                    (SELECT last_error FROM events l WHERE l.integration = e.integration
-                        AND l.state = 'waiting' AND l.waiting_for = e.waiting_for
-                        ORDER BY l.id DESC LIMIT 1)
-             FROM events e WHERE integration = ?1 AND state = 'waiting'
-             GROUP BY waiting_for ORDER BY waiting_for",
-        )?;
-        let rows = stmt.query_map(params![integration], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
+        let rows = self.db(|db| {
+            db.query(
+                "SELECT waiting_for, COUNT(*),
+                        (SELECT last_error FROM events l WHERE l.integration = e.integration
+                            AND l.state = 'waiting' AND l.waiting_for = e.waiting_for
+                            ORDER BY l.id DESC LIMIT 1)
+                 FROM events e WHERE integration = ?1 AND state = 'waiting'
+                 GROUP BY integration, waiting_for ORDER BY waiting_for",
+                args![integration],
+            )
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (what, events, reason) = row?;
-            if let Some(waiting_for) = what.as_deref().and_then(WaitFor::parse) {
+            if let Some(waiting_for) = row.opt_text(0)?.as_deref().and_then(WaitFor::parse) {
                 out.push(Waiting {
                     waiting_for,
-                    events,
-                    reason,
+                    events: row.int(1)?,
+                    reason: row.opt_text(2)?,
                 });
             }
         }
@@ -238,23 +236,17 @@ impl Store {
 
     /// Waiting events of every integration: `(integration, waiting_for, events)`.
     pub fn waiting_all(&self) -> Result<Vec<(String, WaitFor, i64)>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
-             GROUP BY integration, waiting_for",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+        let rows = self.db(|db| {
+            db.query(
+                "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
+                 GROUP BY integration, waiting_for",
+                &[],
+            )
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (integration, what, n) = row?;
-            if let Some(what) = what.as_deref().and_then(WaitFor::parse) {
-                out.push((integration, what, n));
+            if let Some(what) = row.opt_text(1)?.as_deref().and_then(WaitFor::parse) {
+                out.push((row.text(0)?, what, row.int(2)?));
             }
         }
         Ok(out)
@@ -271,29 +263,29 @@ impl Store {
 }
 
 /// [`Store::resume_waiting`] on a connection the caller holds (inside a transaction or not).
-pub(crate) fn resume_on(
-    conn: &Connection,
+pub(in crate::store) fn resume_on(
+    db: &dyn Db,
     integration: Option<&str>,
     waiting_for: Option<WaitFor>,
 ) -> Result<usize> {
-    Ok(conn.exec(
-        "UPDATE events SET state = 'queued', waiting_for = NULL,
-            next_attempt_at = MIN(received_at, ?3)
-         WHERE state = 'waiting' AND (?1 IS NULL OR integration = ?1)
-           AND (?2 IS NULL OR waiting_for = ?2)",
-        params![integration, waiting_for.map(WaitFor::as_str), now_ms()],
-    )?)
+    let resumed = db.execute(
+        &format!(
+            "UPDATE events SET state = 'queued', waiting_for = NULL,
+                next_attempt_at = {}(received_at, ?3)
+             WHERE state = 'waiting' AND (CAST(?1 AS TEXT) IS NULL OR integration = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR waiting_for = ?2)",
+            db.dialect().least()
+        ),
+        args![integration, waiting_for.map(WaitFor::as_str), now_ms()],
+    )?;
+    Ok(resumed as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::queue::Claim;
-
-    fn store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-waiting-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("db.sqlite")).expect("store opens")
-    }
+    use crate::store::testing::on_both_async;
 
     fn wait(run: &str, what: WaitFor, recheck_at: Option<i64>) -> Wait {
         Wait {
@@ -313,71 +305,74 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_event_is_not_claimed_until_its_trigger_and_costs_no_attempt() {
-        let s = store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        let e = claim(&s).unwrap();
-        assert!(s
-            .wait_event(e.id, wait("r", WaitFor::Permission, None))
-            .await
-            .unwrap());
-        let shown = s.event(e.id).unwrap().unwrap();
-        assert_eq!(shown.state, EventState::Waiting);
-        assert_eq!(shown.waiting_for, Some(WaitFor::Permission));
-        assert_eq!(shown.last_error.as_deref(), Some("needs permission"));
-        assert!(claim(&s).is_none(), "a waiting event is not claimable");
-        assert_eq!(
-            s.wake_rechecks().unwrap(),
-            0,
-            "no re-check time: only a trigger"
-        );
-        // A trigger for something else leaves it waiting.
-        assert_eq!(
-            s.resume_waiting(Some("a"), Some(WaitFor::Quota)).unwrap(),
-            0
-        );
-        assert_eq!(
-            s.resume_waiting(Some("a"), Some(WaitFor::Permission))
-                .unwrap(),
-            1
-        );
-        let again = claim(&s).unwrap();
-        assert_eq!(again.attempts, 1, "the wait did not count as an attempt");
-        let history = s.event_detail(e.id).unwrap().unwrap().attempts_history;
-        assert_eq!(history[0].outcome, "waiting");
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let e = claim(&s).unwrap();
+            assert!(s
+                .wait_event(e.id, wait("r", WaitFor::Permission, None))
+                .await
+                .unwrap());
+            let shown = s.event(e.id).unwrap().unwrap();
+            assert_eq!(shown.state, EventState::Waiting);
+            assert_eq!(shown.waiting_for, Some(WaitFor::Permission));
+            assert_eq!(shown.last_error.as_deref(), Some("needs permission"));
+            assert!(claim(&s).is_none(), "a waiting event is not claimable");
+            assert_eq!(
+                s.wake_rechecks().unwrap(),
+                0,
+                "no re-check time: only a trigger"
+            );
+            // A trigger for something else leaves it waiting.
+            assert_eq!(
+                s.resume_waiting(Some("a"), Some(WaitFor::Quota)).unwrap(),
+                0
+            );
+            assert_eq!(
+                s.resume_waiting(Some("a"), Some(WaitFor::Permission))
+                    .unwrap(),
+                1
+            );
+            let again = claim(&s).unwrap();
+            assert_eq!(again.attempts, 1, "the wait did not count as an attempt");
+            let history = s.event_detail(e.id).unwrap().unwrap().attempts_history;
+            assert_eq!(history[0].outcome, "waiting");
+        });
     }
 
     #[tokio::test]
     async fn a_recheck_time_resumes_by_itself_and_a_lost_lease_changes_nothing() {
-        let s = store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        let e = claim(&s).unwrap();
-        assert!(!s
-            .wait_event(e.id, wait("other-run", WaitFor::Quota, None))
-            .await
-            .unwrap());
-        assert!(s
-            .wait_event(e.id, wait("r", WaitFor::Quota, Some(now_ms() - 1)))
-            .await
-            .unwrap());
-        assert_eq!(s.waiting_for("a", WaitFor::Quota).unwrap(), 1);
-        assert_eq!(s.wake_rechecks().unwrap(), 1);
-        assert_eq!(claim(&s).unwrap().id, e.id);
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let e = claim(&s).unwrap();
+            assert!(!s
+                .wait_event(e.id, wait("other-run", WaitFor::Quota, None))
+                .await
+                .unwrap());
+            assert!(s
+                .wait_event(e.id, wait("r", WaitFor::Quota, Some(now_ms() - 1)))
+                .await
+                .unwrap());
+            assert_eq!(s.waiting_for("a", WaitFor::Quota).unwrap(), 1);
+            assert_eq!(s.wake_rechecks().unwrap(), 1);
+            assert_eq!(claim(&s).unwrap().id, e.id);
+        });
     }
 
     #[tokio::test]
     async fn an_operator_retries_dead_and_waiting_events_but_not_done_ones() {
-        let s = store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        let e = claim(&s).unwrap();
-        assert!(s
-            .wait_event(e.id, wait("r", WaitFor::Connect, None))
-            .await
-            .unwrap());
-        assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);
-        assert_eq!(
-            s.retry_event(e.id).unwrap(),
-            Retried::Refused(EventState::Queued)
-        );
-        assert_eq!(s.retry_event(999).unwrap(), Retried::NotFound);
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let e = claim(&s).unwrap();
+            assert!(s
+                .wait_event(e.id, wait("r", WaitFor::Connect, None))
+                .await
+                .unwrap());
+            assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);
+            assert_eq!(
+                s.retry_event(e.id).unwrap(),
+                Retried::Refused(EventState::Queued)
+            );
+            assert_eq!(s.retry_event(999).unwrap(), Retried::NotFound);
+        });
     }
 }
