@@ -3,9 +3,8 @@
 //! starts it and, once placed, the vendor order). The rules around them (key format, hashing,
 //! idempotency) stay in `crate::ats::gem`; this module holds only their SQL.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::{enqueue_on, now_ms, Cached, Enqueued, Result, Store};
+use super::sql::{args, Db, Row};
+use super::{enqueue_on, now_ms, Enqueued, Result, Store, StoreError};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -79,125 +78,143 @@ pub enum ScreeningEnqueued {
 
 const COLUMNS: &str = "id, application_id, package, event_id, order_ref";
 
-fn screening(r: &rusqlite::Row<'_>) -> rusqlite::Result<Screening> {
+fn screening(r: &Row) -> Result<Screening> {
     Ok(Screening {
-        id: r.get(0)?,
-        application_id: r.get(1)?,
-        package: r.get(2)?,
-        event_id: r.get(3)?,
-        order_ref: r.get(4)?,
+        id: r.text(0)?,
+        application_id: r.text(1)?,
+        package: r.opt_text(2)?,
+        event_id: r.int(3)?,
+        order_ref: r.opt_text(4)?,
     })
 }
 
-fn insert_screening(conn: &Connection, s: &NewScreening) -> Result<ScreeningEnqueued> {
-    match enqueue_on(conn, &s.integration, s.kind, &s.dedupe_key, &s.payload)? {
+fn insert_screening(db: &dyn Db, s: &NewScreening) -> Result<ScreeningEnqueued> {
+    match enqueue_on(db, &s.integration, s.kind, &s.dedupe_key, &s.payload)? {
         Enqueued::New(event_id) => {
-            conn.exec(
-                "INSERT INTO gem_screenings (integration, id, application_id, package, event_id, created_at)
+            db.execute(
+                "INSERT INTO gem_screenings
+                    (integration, id, application_id, package, event_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![s.integration, s.id, s.application_id, s.package, event_id, now_ms()],
+                args![
+                    &s.integration,
+                    &s.id,
+                    &s.application_id,
+                    s.package.as_deref(),
+                    event_id,
+                    now_ms()
+                ],
             )?;
             Ok(ScreeningEnqueued::New { event_id })
         }
         Enqueued::Duplicate { .. } => {
-            let payload = payload_on(conn, &s.integration, &s.dedupe_key)?
-                .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            let payload =
+                payload_on(db, &s.integration, &s.dedupe_key)?.ok_or(StoreError::NoRow)?;
             Ok(ScreeningEnqueued::Duplicate { payload })
         }
     }
 }
 
-fn payload_on(conn: &Connection, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
-    Ok(conn
-        .row(
-            "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2
-             UNION ALL
-             SELECT reply FROM tombstones
-             WHERE integration = ?1 AND dedupe_key = ?2 AND reply IS NOT NULL
-             LIMIT 1",
-            params![integration, dedupe_key],
-            |r| r.get(0),
-        )
-        .optional()?)
+fn payload_on(db: &dyn Db, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
+    db.query_opt(
+        "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2
+         UNION ALL
+         SELECT reply FROM tombstones
+         WHERE integration = ?1 AND dedupe_key = ?2 AND reply IS NOT NULL
+         LIMIT 1",
+        args![integration, dedupe_key],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }
 
 impl Store {
     /// Stores the hash of a new Gem API key.
     pub fn insert_gem_key(&self, integration: &str, key_id: &str, hash: &str) -> Result<()> {
-        self.conn()?.execute(
-            "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![integration, key_id, hash, now_ms()],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "INSERT INTO api_keys (integration, key_id, hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                args![integration, key_id, hash, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// Revokes key `key_id` of `integration`, keeping the first revocation time; whether the key
     /// exists.
     pub fn revoke_gem_key(&self, integration: &str, key_id: &str) -> Result<bool> {
-        let n = self.conn()?.execute(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE integration = ?1 AND key_id = ?2",
-            params![integration, key_id, now_ms()],
-        )?;
+        let n = self.db(|db| {
+            db.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3)
+                 WHERE integration = ?1 AND key_id = ?2",
+                args![integration, key_id, now_ms()],
+            )
+        })?;
         Ok(n > 0)
     }
 
     /// Revokes every Gem API key of `integration`.
     pub fn revoke_gem_keys(&self, integration: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
-            params![integration, now_ms()],
-        )?;
+        self.db(|db| {
+            db.execute(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
+                args![integration, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// Every Gem API key of `integration`, oldest first.
     pub fn gem_keys(&self, integration: &str) -> Result<Vec<KeyInfo>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT integration, key_id, created_at, revoked_at FROM api_keys
-             WHERE integration = ?1 ORDER BY created_at, key_id",
-        )?;
-        let rows = stmt.query_map(params![integration], |r| {
-            let key_id: String = r.get(1)?;
-            Ok(KeyInfo {
-                integration: r.get(0)?,
-                prefix: format!("sy_{key_id}_…"),
-                key_id,
-                created_at_ms: r.get(2)?,
-                revoked_at_ms: r.get(3)?,
+        self.db(|db| {
+            db.query(
+                "SELECT integration, key_id, created_at, revoked_at FROM api_keys
+                 WHERE integration = ?1 ORDER BY created_at, key_id",
+                args![integration],
+            )?
+            .iter()
+            .map(|r| {
+                let key_id = r.text(1)?;
+                Ok(KeyInfo {
+                    integration: r.text(0)?,
+                    prefix: format!("sy_{key_id}_…"),
+                    key_id,
+                    created_at_ms: r.int(2)?,
+                    revoked_at_ms: r.opt_int(3)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            .collect()
+        })
     }
 
     /// The stored key with id `key_id`, of any integration.
     pub fn gem_key(&self, key_id: &str) -> Result<Option<KeyRecord>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.db(|db| {
+            db.query_opt(
                 "SELECT integration, hash, revoked_at FROM api_keys WHERE key_id = ?1",
-                params![key_id],
-                |r| {
-                    Ok(KeyRecord {
-                        integration: r.get(0)?,
-                        hash: r.get(1)?,
-                        revoked_at_ms: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+                args![key_id],
+            )?
+            .map(|r| {
+                Ok(KeyRecord {
+                    integration: r.text(0)?,
+                    hash: r.text(1)?,
+                    revoked_at_ms: r.opt_int(2)?,
+                })
+            })
+            .transpose()
+        })
     }
 
     /// The payload of `integration`'s event stored under `dedupe_key`, if any; once the event
     /// is pruned, what its tombstone kept of it (see [`super::retention`]).
     pub fn event_payload(&self, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
-        payload_on(&*self.conn()?, integration, dedupe_key)
+        self.db(|db| payload_on(db, integration, dedupe_key))
     }
 
     /// Commits a Gem screening and the event that starts it together, in one write of the group
     /// commit (one savepoint: both or neither).
     pub async fn enqueue_gem_screening(&self, new: NewScreening) -> Result<ScreeningEnqueued> {
-        self.write(move |conn| insert_screening(conn, &new)).await
+        self.write_db(move |db| insert_screening(db, &new)).await
     }
 
     /// Links screening `id` to `order_ref`; with `only_unlinked`, only if it has no order yet.
@@ -215,22 +232,13 @@ impl Store {
         } else {
             "UPDATE gem_screenings SET order_ref = ?3 WHERE integration = ?1 AND id = ?2"
         };
-        let n = self
-            .conn()?
-            .execute(sql, params![integration, id, order_ref])?;
+        let n = self.db(|db| db.execute(sql, args![integration, id, order_ref]))?;
         Ok(n == 1)
     }
 
     /// A Gem screening by id.
     pub fn gem_screening(&self, integration: &str, id: &str) -> Result<Option<Screening>> {
-        Ok(self
-            .conn()?
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND id = ?2"),
-                params![integration, id],
-                screening,
-            )
-            .optional()?)
+        self.screening_where("id", integration, id)
     }
 
     /// The Gem screening that placed order `order_ref`, if Gem asked for it.
@@ -239,15 +247,26 @@ impl Store {
         integration: &str,
         order_ref: &str,
     ) -> Result<Option<Screening>> {
-        Ok(self
-            .conn()?
-            .query_row(
+        self.screening_where("order_ref", integration, order_ref)
+    }
+
+    /// The first of `integration`'s screenings whose `column` is `value`.
+    fn screening_where(
+        &self,
+        column: &'static str,
+        integration: &str,
+        value: &str,
+    ) -> Result<Option<Screening>> {
+        self.db(|db| {
+            db.query_opt(
                 &format!(
-                    "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2"
+                    "SELECT {COLUMNS} FROM gem_screenings WHERE integration = ?1 AND {column} = ?2"
                 ),
-                params![integration, order_ref],
-                screening,
-            )
-            .optional()?)
+                args![integration, value],
+            )?
+            .as_ref()
+            .map(screening)
+            .transpose()
+        })
     }
 }
