@@ -311,7 +311,7 @@ fn gem_store(
         matches!(found.ats, switchyard::config::AtsConfig::Gem(_)),
         "integration `{integration}` is not a Gem integration (ats.kind = \"gem\")"
     );
-    Ok(switchyard::store::Store::open(&config.storage.path)?)
+    switchyard::run::open_store(&config.storage)
 }
 
 fn gem(command: GemCommand) -> anyhow::Result<()> {

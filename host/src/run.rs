@@ -13,11 +13,12 @@ use tokio::sync::{watch, Notify};
 
 use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
-use crate::config::{Config, IntegrationConfig};
+use crate::config::{Config, IntegrationConfig, StorageConfig};
 use crate::flow::heartbeat::{self, Run};
 use crate::flow::threads::WorkThreads;
 use crate::flow::worker::Signals;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::timeline::Timeline;
 use crate::wasm::cache::CodeCache;
@@ -138,6 +139,27 @@ impl RunningHost {
     }
 }
 
+/// Opens the configured store: SQLite at `storage.path`, or PostgreSQL at `storage.url`
+/// (connected and migrated, or a clear error naming the URL without its password). A
+/// PostgreSQL store is refused while part of the store does not run on it yet
+/// ([`crate::store::NOT_ON_POSTGRES`]).
+pub fn open_store(storage: &StorageConfig) -> anyhow::Result<Store> {
+    let Some(url) = &storage.url else {
+        return Ok(Store::open(&storage.path)?);
+    };
+    let store = Store::open_postgres(url, storage.password.as_ref().map(Secret::expose))?;
+    let missing = store.missing();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "storage.url: the PostgreSQL backend is not complete in this version: {} still runs on \
+         SQLite only. Use storage.path (SQLite) for now; {url} was migrated to schema version {} \
+         and is otherwise untouched",
+        missing.join(", "),
+        store.schema_version()?
+    );
+    Ok(store)
+}
+
 /// Binds `server.listen`, then [`start_on`].
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let listener = tokio::net::TcpListener::bind(&config.server.listen).await?;
@@ -149,7 +171,7 @@ pub async fn start_on(
     config: Config,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<RunningHost> {
-    let store = Store::open(&config.storage.path)?;
+    let store = open_store(&config.storage)?;
     let lock_dir = heartbeat::lock_dir(&config);
     let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));

@@ -348,6 +348,9 @@ impl Config {
         if let Some(app) = &mut self.lever_oauth {
             app.client_secret.resolve()?;
         }
+        if let Some(password) = &mut self.storage.password {
+            password.resolve()?;
+        }
         let has_app = self.lever_oauth.is_some();
         let mut seen = std::collections::HashSet::new();
         for integration in &mut self.integrations {

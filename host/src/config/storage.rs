@@ -1,17 +1,26 @@
-//! `[storage]`: the embedded SQLite database and how long finished work is kept in it (the
-//! retention pass: `crate::retention`).
+//! `[storage]`: the database (embedded SQLite by default, or PostgreSQL by `url`) and how long
+//! finished work is kept in it (the retention pass: `crate::retention`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `[storage]`: the embedded SQLite database.
+use crate::secret::Secret;
+
+/// `[storage]`: the database.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// Database file; created with its directory if missing.
+    /// SQLite database file; created with its directory if missing. Also where the data
+    /// directory (runs' lock files, compiled code, uploaded connectors) lives, whatever the
+    /// backend.
     pub path: PathBuf,
+    /// A PostgreSQL database instead of SQLite: `postgres://user@host:port/db`. Never with a
+    /// password: that goes in `password`.
+    pub url: Option<String>,
+    /// The PostgreSQL user's password, usually `env:NAME` (read at start-up).
+    pub password: Option<Secret>,
     /// Finished events, their attempts, and terminal orders with their notes and Gem screenings
     /// are pruned this many days after they finished (fractions allowed: `0.01` is 864 s).
     pub retention_days: f64,
@@ -28,6 +37,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             path: PathBuf::from("data/switchyard.db"),
+            url: None,
+            password: None,
             retention_days: 30.0,
             retention_interval_secs: 600,
             retention_batch: 500,
@@ -61,6 +72,11 @@ impl StorageConfig {
         if self.retention_interval_secs == 0 {
             return Err("storage.retention_interval_secs must be at least 1".into());
         }
+        if let Some(url) = &self.url {
+            check_url(url)?;
+        } else if self.password.is_some() {
+            return Err("storage.password is for PostgreSQL: set storage.url too".into());
+        }
         if !(1..=10_000).contains(&self.retention_batch) {
             return Err(format!(
                 "storage.retention_batch must be between 1 and 10000 (got {})",
@@ -69,6 +85,26 @@ impl StorageConfig {
         }
         Ok(())
     }
+}
+
+/// A PostgreSQL URL without a password (a password in the config file would be a secret in
+/// clear, and in every message that names the URL).
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| format!("storage.url is not a URL ({e}): use postgres://user@host:port/db"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "storage.url must be a postgres:// URL (got a {}:// one); SQLite is storage.path",
+            parsed.scheme()
+        ));
+    }
+    if parsed.password().is_some() {
+        return Err(
+            "storage.url must not hold the password: set storage.password (e.g. \"env:PGPASSWORD\")"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -92,5 +128,19 @@ mod tests {
         assert!(parse("retention_batch = 0").check().is_err());
         assert!(parse("retention_interval_secs = 0").check().is_err());
         assert!(parse("retention_days = 1").check().is_ok());
+    }
+
+    #[test]
+    fn a_postgres_url_is_checked_and_never_holds_the_password() {
+        let ok = parse("url = \"postgres://sy@db.internal:5432/switchyard\"\npassword = \"env:PGPASSWORD\"");
+        assert!(ok.check().is_ok());
+        let err = parse("url = \"postgres://sy:hunter2@db/switchyard\"")
+            .check()
+            .unwrap_err();
+        assert!(err.contains("storage.password") && !err.contains("hunter2"), "{err}");
+        let err = parse("url = \"mysql://sy@db/switchyard\"").check().unwrap_err();
+        assert!(err.contains("postgres://"), "{err}");
+        let err = parse("password = \"x\"").check().unwrap_err();
+        assert!(err.contains("storage.url"), "{err}");
     }
 }

@@ -122,6 +122,12 @@ impl From<tokio_postgres::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What does not run on PostgreSQL yet: `serve` refuses a PostgreSQL store while this is not
+/// empty (no half backend in use).
+pub const NOT_ON_POSTGRES: &[&str] = &[
+    "retention (pruning finished work, tombstones' expiry; module store::retention)",
+];
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -362,6 +368,15 @@ impl Store {
                     }
                 }
             }
+        }
+    }
+
+    /// What this store's backend cannot do yet ([`NOT_ON_POSTGRES`] on PostgreSQL; nothing on
+    /// SQLite).
+    pub fn missing(&self) -> &'static [&'static str] {
+        match self.backend {
+            Backend::Sqlite { .. } => &[],
+            Backend::Postgres { .. } => NOT_ON_POSTGRES,
         }
     }
 
