@@ -19,6 +19,7 @@ mod justifacts;
 mod lever_grants;
 mod neighbours;
 mod polyglot;
+mod postgres;
 mod quota;
 mod retention;
 mod spine;

@@ -30,10 +30,9 @@ pub fn config_toml(config: &Config) -> String {
         s.admin_token.as_ref().map(clear),
     );
     root.insert("server".into(), server.into());
-    root.insert(
-        "storage".into(),
-        table([("path", path(&config.storage.path))]).into(),
-    );
+    let mut storage = table([("path", path(&config.storage.path))]);
+    opt(&mut storage, "url", config.storage.url.clone());
+    root.insert("storage".into(), storage.into());
     let r = &config.runtime;
     let mut runtime = table([
         ("connectors_dir", path(&r.connectors_dir)),

@@ -8,12 +8,14 @@
 //!   module per seed flow.
 //! - [`lever_oauth`]: the host's Lever OAuth app in the Lever simulator, and the operator's
 //!   browser doing the connect dance.
+//! - [`pg`]: a new PostgreSQL database per test on the test cluster (`scripts/pg.sh`).
 //! - [`bench`]: instantiate + call of a connector through the host's call path, against
 //!   wasmtime's floor (an empty component) on the same engine.
 
 pub mod bench;
 pub mod demo;
 pub mod lever_oauth;
+pub mod pg;
 pub mod stack;
 
 pub use stack::{

@@ -352,6 +352,7 @@ impl Stack {
             },
             storage: StorageConfig {
                 path: opts.data_dir.join("switchyard.db"),
+                url: crate::pg::stack_database(),
                 ..opts.storage
             },
             runtime,

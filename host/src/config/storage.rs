@@ -132,13 +132,20 @@ mod tests {
 
     #[test]
     fn a_postgres_url_is_checked_and_never_holds_the_password() {
-        let ok = parse("url = \"postgres://sy@db.internal:5432/switchyard\"\npassword = \"env:PGPASSWORD\"");
+        let ok = parse(
+            "url = \"postgres://sy@db.internal:5432/switchyard\"\npassword = \"env:PGPASSWORD\"",
+        );
         assert!(ok.check().is_ok());
         let err = parse("url = \"postgres://sy:hunter2@db/switchyard\"")
             .check()
             .unwrap_err();
-        assert!(err.contains("storage.password") && !err.contains("hunter2"), "{err}");
-        let err = parse("url = \"mysql://sy@db/switchyard\"").check().unwrap_err();
+        assert!(
+            err.contains("storage.password") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = parse("url = \"mysql://sy@db/switchyard\"")
+            .check()
+            .unwrap_err();
         assert!(err.contains("postgres://"), "{err}");
         let err = parse("password = \"x\"").check().unwrap_err();
         assert!(err.contains("storage.url"), "{err}");

@@ -28,11 +28,16 @@
 //! Each batch is one write of the group commit (a savepoint of its own): a crash mid-pass leaves
 //! every batch either done (rows gone, tombstones written) or not started. Batches are small so
 //! intake never waits long behind one.
+//!
+//! Written once for both backends; a batch lists its events in the connection's temporary table
+//! `prune_ids` (SQLite: created at open; PostgreSQL: by the batch, on the writer's connection).
+//! The file maintenance ([`Store::incremental_vacuum`], [`Store::pages`]) is SQLite's: on
+//! PostgreSQL autovacuum reclaims space, and the database reports no free pages to return.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use super::sql::{args, Db};
-use super::{Cached, EventState, Result, Store};
+use super::sql::{args, Db, Dialect};
+use super::{Backend, EventState, Result, Store};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS tombstones (
@@ -51,9 +56,20 @@ CREATE INDEX IF NOT EXISTS orders_by_age ON orders (state, updated_at);
 
 /// What a `gem.send` tombstone keeps to answer a repeated `Idempotency-Key`: the fields
 /// `ats::gem::screening` compares, never the candidate.
-const REPLY: &str = "CASE WHEN kind = 'gem.send' THEN json_object(
-        'screening_id', json_extract(payload, '$.screening_id'),
-        'sent_digest', json_extract(payload, '$.sent_digest')) END";
+fn reply(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "CASE WHEN kind = 'gem.send' THEN json_object(
+                'screening_id', json_extract(payload, '$.screening_id'),
+                'sent_digest', json_extract(payload, '$.sent_digest')) END"
+        }
+        Dialect::Postgres => {
+            "CASE WHEN kind = 'gem.send' THEN CAST(jsonb_build_object(
+                'screening_id', CAST(payload AS jsonb) -> 'screening_id',
+                'sent_digest', CAST(payload AS jsonb) -> 'sent_digest') AS TEXT) END"
+        }
+    }
+}
 
 /// Rows removed by one batch, by table.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -122,27 +138,26 @@ impl Store {
     /// `now_ms` stamps the tombstones it leaves. A batch that prunes nothing means the pass is
     /// over.
     pub async fn prune_batch(&self, cutoff_ms: i64, now_ms: i64, limit: u32) -> Result<Pruned> {
-        self.write(move |conn| prune_on(conn, cutoff_ms, now_ms, limit))
+        self.write_db(move |db| prune_on(db, cutoff_ms, now_ms, limit))
             .await
     }
 
     /// Removes dead event `id` and its attempts, leaving a tombstone so that a redelivery of it
     /// is still a duplicate. Any other state is left as it is.
     pub async fn remove_dead_event(&self, id: i64) -> Result<RemoveDead> {
-        self.write(move |conn| {
-            let state: Option<String> = conn
-                .row("SELECT state FROM events WHERE id = ?1", params![id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+        self.write_db(move |db| {
+            let state = db
+                .query_opt("SELECT state FROM events WHERE id = ?1", args![id])?
+                .map(|r| r.text(0))
+                .transpose()?;
             match state.as_deref().map(EventState::parse) {
                 None => return Ok(RemoveDead::Missing),
                 Some(EventState::Dead) => {}
                 Some(other) => return Ok(RemoveDead::NotDead(other)),
             }
-            conn.exec("DELETE FROM temp.prune_ids", [])?;
-            conn.exec("INSERT INTO temp.prune_ids (id) VALUES (?1)", params![id])?;
-            remove_listed_events(conn, super::now_ms())?;
+            clear_listed(db)?;
+            db.execute("INSERT INTO prune_ids (id) VALUES (?1)", args![id])?;
+            remove_listed_events(db, super::now_ms())?;
             Ok(RemoveDead::Removed)
         })
         .await
@@ -151,6 +166,9 @@ impl Store {
     /// Returns up to `pages` free pages to the file system (a database created with
     /// `auto_vacuum = INCREMENTAL`; a no-op on others, whose free pages are reused instead).
     pub fn incremental_vacuum(&self, pages: u32) -> Result<()> {
+        if let Backend::Postgres { .. } = self.backend {
+            return Ok(());
+        }
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
         // Each step frees one page: step through them all.
@@ -161,8 +179,19 @@ impl Store {
 
     /// The database file's page counts.
     pub fn pages(&self) -> Result<Pages> {
+        if let Backend::Postgres { .. } = self.backend {
+            // Autovacuum's business: nothing for a retention pass to return.
+            const PAGE: i64 = 8192;
+            return Ok(Pages {
+                free: 0,
+                total: self.database_bytes()? / PAGE,
+                size: PAGE,
+            });
+        }
         let conn = self.conn()?;
-        let get = |pragma: &str| conn.row(&format!("PRAGMA {pragma}"), [], |r| r.get(0));
+        let get = |pragma: &str| -> Result<i64> {
+            Ok(conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))?)
+        };
         Ok(Pages {
             free: get("freelist_count")?,
             total: get("page_count")?,
@@ -170,8 +199,22 @@ impl Store {
         })
     }
 
+    /// PostgreSQL: the database's size on the server.
+    fn database_bytes(&self) -> Result<i64> {
+        self.db(|db| {
+            db.query_one(
+                "SELECT CAST(pg_database_size(current_database()) AS BIGINT)",
+                &[],
+            )?
+            .int(0)
+        })
+    }
+
     /// Bytes on disk: the database file and its write-ahead log.
     pub fn disk_bytes(&self) -> Result<u64> {
+        if let Backend::Postgres { .. } = self.backend {
+            return Ok(self.database_bytes()?.max(0) as u64);
+        }
         let conn = self.conn()?;
         let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
             return Ok(0);
@@ -187,46 +230,56 @@ pub(super) fn prepare(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn prune_on(conn: &Connection, cutoff: i64, now: i64, limit: u32) -> Result<Pruned> {
+/// Empties `prune_ids` (on PostgreSQL, creates it first: a temporary table lives with the
+/// connection, here the writer's).
+fn clear_listed(db: &dyn Db) -> Result<()> {
+    if db.dialect() == Dialect::Postgres {
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id BIGINT PRIMARY KEY)",
+            &[],
+        )?;
+    }
+    db.execute("DELETE FROM prune_ids", &[])?;
+    Ok(())
+}
+
+fn prune_on(db: &dyn Db, cutoff: i64, now: i64, limit: u32) -> Result<Pruned> {
     let mut pruned = Pruned::default();
     // Orders first: pruning one frees its Gem screening, which frees that screening's event.
-    let orders: Vec<(String, String)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT integration, order_ref FROM orders o
-             WHERE state IN ('complete', 'error', 'cancelled') AND updated_at < ?1
-               AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.integration = o.integration
-                   AND n.order_ref = o.order_ref AND n.written_at IS NULL)
-             LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![cutoff, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (integration, order_ref) in &orders {
-        let key = params![integration, order_ref];
-        pruned.notes += conn.exec(
+    let orders = db.query(
+        "SELECT integration, order_ref FROM orders o
+         WHERE state IN ('complete', 'error', 'cancelled') AND updated_at < ?1
+           AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.integration = o.integration
+               AND n.order_ref = o.order_ref AND n.written_at IS NULL)
+         LIMIT ?2",
+        args![cutoff, limit],
+    )?;
+    for row in &orders {
+        let key = args![row.text(0)?, row.text(1)?];
+        pruned.notes += db.execute(
             "DELETE FROM notes WHERE integration = ?1 AND order_ref = ?2",
             key,
-        )? as u64;
-        pruned.gem_screenings += conn.exec(
+        )?;
+        pruned.gem_screenings += db.execute(
             "DELETE FROM gem_screenings WHERE integration = ?1 AND order_ref = ?2",
             key,
-        )? as u64;
-        pruned.orders += conn.exec(
+        )?;
+        pruned.orders += db.execute(
             "DELETE FROM orders WHERE integration = ?1 AND order_ref = ?2",
             key,
-        )? as u64;
+        )?;
     }
     // A screening that never got an order (skipped: no rule applied) goes with its event.
-    pruned.gem_screenings += conn.exec(
-        "DELETE FROM gem_screenings WHERE rowid IN (
-             SELECT g.rowid FROM gem_screenings g JOIN events e ON e.id = g.event_id
+    pruned.gem_screenings += db.execute(
+        "DELETE FROM gem_screenings WHERE (integration, id) IN (
+             SELECT g.integration, g.id FROM gem_screenings g JOIN events e ON e.id = g.event_id
              WHERE g.order_ref IS NULL AND e.state IN ('done', 'skipped') AND e.finished_at < ?1
              LIMIT ?2)",
-        params![cutoff, limit],
-    )? as u64;
-    conn.exec("DELETE FROM temp.prune_ids", [])?;
-    conn.exec(
-        "INSERT INTO temp.prune_ids (id)
+        args![cutoff, limit],
+    )?;
+    clear_listed(db)?;
+    db.execute(
+        "INSERT INTO prune_ids (id)
          SELECT id FROM events e
          WHERE state IN ('done', 'skipped') AND finished_at < ?1
            AND NOT EXISTS (SELECT 1 FROM gem_screenings g
@@ -235,40 +288,45 @@ fn prune_on(conn: &Connection, cutoff: i64, now: i64, limit: u32) -> Result<Prun
                WHERE o.integration = e.integration AND o.idempotency_key = e.dedupe_key
                  AND o.state NOT IN ('complete', 'error', 'cancelled'))
          LIMIT ?2",
-        params![cutoff, limit],
+        args![cutoff, limit],
     )?;
-    let (events, attempts) = remove_listed_events(conn, now)?;
+    let (events, attempts) = remove_listed_events(db, now)?;
     pruned.events += events;
     pruned.attempts += attempts;
-    pruned.tombstones += conn.exec(
+    pruned.tombstones += db.execute(
         "DELETE FROM tombstones WHERE (integration, dedupe_key) IN (
              SELECT integration, dedupe_key FROM tombstones WHERE pruned_at < ?1 LIMIT ?2)",
-        params![cutoff, limit],
-    )? as u64;
+        args![cutoff, limit],
+    )?;
     Ok(pruned)
 }
 
-/// Deletes the events listed in `temp.prune_ids` with their attempts, leaving a tombstone per
-/// dedupe key. Keys of recorded failures (`failure:<uuid>`) are never offered again: no
-/// tombstone. Returns (events, attempts) removed.
-fn remove_listed_events(conn: &Connection, now: i64) -> Result<(u64, u64)> {
-    conn.exec(
+/// Deletes the events listed in `prune_ids` with their attempts, leaving a tombstone per
+/// dedupe key (replacing an older one of the same key). Keys of recorded failures
+/// (`failure:<uuid>`) are never offered again: no tombstone. Returns (events, attempts) removed.
+fn remove_listed_events(db: &dyn Db, now: i64) -> Result<(u64, u64)> {
+    db.execute(
         &format!(
-            "INSERT OR REPLACE INTO tombstones
+            "INSERT INTO tombstones
                  (integration, dedupe_key, event_id, payload_hash, reply, pruned_at)
-             SELECT integration, dedupe_key, id, payload_hash, {REPLY}, ?1 FROM events
-             WHERE id IN (SELECT id FROM temp.prune_ids) AND dedupe_key NOT LIKE 'failure:%'"
+             SELECT integration, dedupe_key, id, payload_hash, {}, CAST(?1 AS BIGINT)
+             FROM events
+             WHERE id IN (SELECT id FROM prune_ids) AND dedupe_key NOT LIKE 'failure:%'
+             ON CONFLICT (integration, dedupe_key) DO UPDATE SET event_id = excluded.event_id,
+                payload_hash = excluded.payload_hash, reply = excluded.reply,
+                pruned_at = excluded.pruned_at",
+            reply(db.dialect())
         ),
-        params![now],
+        args![now],
     )?;
-    let attempts = conn.exec(
-        "DELETE FROM attempts WHERE event_id IN (SELECT id FROM temp.prune_ids)",
-        [],
-    )? as u64;
-    let events = conn.exec(
-        "DELETE FROM events WHERE id IN (SELECT id FROM temp.prune_ids)",
-        [],
-    )? as u64;
+    let attempts = db.execute(
+        "DELETE FROM attempts WHERE event_id IN (SELECT id FROM prune_ids)",
+        &[],
+    )?;
+    let events = db.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM prune_ids)",
+        &[],
+    )?;
     Ok((events, attempts))
 }
 
@@ -289,11 +347,12 @@ pub(super) fn tombstone(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::Value;
+    use crate::store::testing::on_both_async;
     use crate::store::Enqueued;
 
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-retention-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
+    fn exec(s: &Store, sql: &str, params: &[Value]) {
+        s.db(|db| db.execute(sql, params)).unwrap();
     }
 
     /// Stores an event in `state`, finished (if finished) at `at`.
@@ -302,42 +361,37 @@ mod tests {
             panic!("{key} was new");
         };
         let finished = matches!(state, "done" | "skipped" | "dead").then_some(at);
-        s.conn()
-            .unwrap()
-            .execute(
-                "UPDATE events SET state = ?2, finished_at = ?3 WHERE id = ?1",
-                params![id, state, finished],
-            )
-            .unwrap();
-        s.conn()
-            .unwrap()
-            .execute(
-                "INSERT INTO attempts (event_id, attempt, started_at, took_ms, outcome)
-                 VALUES (?1, 1, ?2, 5, 'done')",
-                params![id, at],
-            )
-            .unwrap();
+        exec(
+            s,
+            "UPDATE events SET state = ?2, finished_at = ?3 WHERE id = ?1",
+            args![id, state, finished],
+        );
+        exec(
+            s,
+            "INSERT INTO attempts (event_id, attempt, started_at, took_ms, outcome)
+             VALUES (?1, 1, ?2, 5, 'done')",
+            args![id, at],
+        );
         id
     }
 
     fn order(s: &Store, order_ref: &str, state: &str, at: i64, note_written: Option<i64>) {
-        let conn = s.conn().unwrap();
-        conn.execute(
+        exec(
+            s,
             "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
                  updated_at) VALUES ('acme', ?1, 'certn', 'opp', ?2, ?2, ?3)",
-            params![order_ref, state, at],
-        )
-        .unwrap();
-        conn.execute(
+            args![order_ref, state, at],
+        );
+        exec(
+            s,
             "INSERT INTO notes (integration, order_ref, text, secret, written_at)
              VALUES ('acme', ?1, 'done', 0, ?2)",
-            params![order_ref, note_written],
-        )
-        .unwrap();
+            args![order_ref, note_written],
+        );
     }
 
     fn count(s: &Store, sql: &str) -> i64 {
-        s.conn().unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        s.db(|db| db.query_one(sql, &[])?.int(0)).unwrap()
     }
 
     async fn prune_all(s: &Store, cutoff: i64, now: i64) -> Pruned {
@@ -353,192 +407,189 @@ mod tests {
 
     #[tokio::test]
     async fn a_pass_prunes_old_finished_work_and_keeps_what_is_live_dead_or_open() {
-        let s = temp_store();
-        let (old, recent, cutoff) = (1_000, 9_000, 5_000);
-        let done = event(&s, "lever:done", "done", old);
-        event(&s, "lever:skipped", "skipped", old);
-        event(&s, "lever:recent", "done", recent);
-        let queued = event(&s, "lever:queued", "queued", old);
-        let running = event(&s, "lever:running", "running", old);
-        let dead = event(&s, "lever:dead", "dead", old);
-        let waiting = event(&s, "lever:waiting", "waiting", old);
-        order(&s, "closed", "complete", old, Some(old));
-        order(&s, "open", "pending", old, Some(old));
-        order(&s, "unwritten", "complete", old, None);
-        order(&s, "fresh", "complete", recent, Some(recent));
-        // A Gem screening whose order is open keeps its event, however old.
-        let gem_event = event(&s, "gem:open", "done", old);
-        s.conn()
-            .unwrap()
-            .execute(
+        on_both_async!(|s: Store| async move {
+            let (old, recent, cutoff) = (1_000, 9_000, 5_000);
+            let done = event(&s, "lever:done", "done", old);
+            event(&s, "lever:skipped", "skipped", old);
+            event(&s, "lever:recent", "done", recent);
+            let queued = event(&s, "lever:queued", "queued", old);
+            let running = event(&s, "lever:running", "running", old);
+            let dead = event(&s, "lever:dead", "dead", old);
+            let waiting = event(&s, "lever:waiting", "waiting", old);
+            order(&s, "closed", "complete", old, Some(old));
+            order(&s, "open", "pending", old, Some(old));
+            order(&s, "unwritten", "complete", old, None);
+            order(&s, "fresh", "complete", recent, Some(recent));
+            // A Gem screening whose order is open keeps its event, however old.
+            let gem_event = event(&s, "gem:open", "done", old);
+            exec(
+                &s,
                 "INSERT INTO gem_screenings (integration, id, application_id, event_id, order_ref,
-                     created_at) VALUES ('acme', 'scr_1', 'app', ?1, 'open', 0)",
-                params![gem_event],
-            )
-            .unwrap();
-        // So does a Lever trigger whose screening is open (its key is the order's).
-        let open_trigger = event(&s, "lever:open", "done", old);
-        s.conn()
-            .unwrap()
-            .execute(
+                 created_at) VALUES ('acme', 'scr_1', 'app', ?1, 'open', 0)",
+                args![gem_event],
+            );
+            // So does a Lever trigger whose screening is open (its key is the order's).
+            let open_trigger = event(&s, "lever:open", "done", old);
+            exec(
+                &s,
                 "UPDATE orders SET idempotency_key = 'lever:open' WHERE order_ref = 'open'",
-                [],
-            )
-            .unwrap();
+                &[],
+            );
 
-        let pruned = prune_all(&s, cutoff, 10_000).await;
+            let pruned = prune_all(&s, cutoff, 10_000).await;
 
-        assert_eq!((pruned.events, pruned.attempts), (2, 2));
-        assert_eq!((pruned.orders, pruned.notes), (1, 1));
-        let ids: Vec<i64> = {
-            let conn = s.conn().unwrap();
-            let mut stmt = conn.prepare("SELECT id FROM events ORDER BY id").unwrap();
-            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-            rows.map(|r| r.unwrap()).collect()
-        };
-        assert!(!ids.contains(&done));
-        for kept in [queued, running, dead, waiting, gem_event, open_trigger] {
-            assert!(ids.contains(&kept), "event {kept} was pruned");
-        }
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 7);
-        let orders: Vec<String> = {
-            let conn = s.conn().unwrap();
-            let mut stmt = conn
-                .prepare("SELECT order_ref FROM orders ORDER BY order_ref")
-                .unwrap();
-            let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-            rows.map(|r| r.unwrap()).collect()
-        };
-        assert_eq!(orders, ["fresh", "open", "unwritten"]);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM gem_screenings"), 1);
-        // Nothing left to do: a second pass prunes nothing.
-        assert_eq!(prune_all(&s, cutoff, 10_000).await, Pruned::default());
+            assert_eq!((pruned.events, pruned.attempts), (2, 2));
+            assert_eq!((pruned.orders, pruned.notes), (1, 1));
+            let ids: Vec<i64> = s
+                .db(|db| db.query("SELECT id FROM events ORDER BY id", &[]))
+                .unwrap()
+                .iter()
+                .map(|r| r.int(0).unwrap())
+                .collect();
+            assert!(!ids.contains(&done));
+            for kept in [queued, running, dead, waiting, gem_event, open_trigger] {
+                assert!(ids.contains(&kept), "event {kept} was pruned");
+            }
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 7);
+            let orders: Vec<String> = s
+                .db(|db| db.query("SELECT order_ref FROM orders ORDER BY order_ref", &[]))
+                .unwrap()
+                .iter()
+                .map(|r| r.text(0).unwrap())
+                .collect();
+            assert_eq!(orders, ["fresh", "open", "unwritten"]);
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM gem_screenings"), 1);
+            // Nothing left to do: a second pass prunes nothing.
+            assert_eq!(prune_all(&s, cutoff, 10_000).await, Pruned::default());
+        });
     }
 
     #[tokio::test]
     async fn a_pruned_key_is_still_a_duplicate_and_a_changed_payload_still_a_replay() {
-        let s = temp_store();
-        let id = event(&s, "lever:tok", "done", 1_000);
-        prune_all(&s, 5_000, 10_000).await;
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 0);
+        on_both_async!(|s: Store| async move {
+            let id = event(&s, "lever:tok", "done", 1_000);
+            prune_all(&s, 5_000, 10_000).await;
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 0);
 
-        let again = s
-            .enqueue("acme", "lever.stage_change", "lever:tok", "{}")
-            .unwrap();
-        assert_eq!(
-            again,
-            Enqueued::Duplicate {
-                id,
-                same_payload: true
-            }
-        );
-        let replay = s
-            .enqueue("acme", "lever.stage_change", "lever:tok", "{\"x\":1}")
-            .unwrap();
-        assert_eq!(
-            replay,
-            Enqueued::Duplicate {
-                id,
-                same_payload: false
-            }
-        );
-        let batched = s
-            .enqueue_batched("acme", "lever.stage_change", "lever:tok", "{}")
-            .await
-            .unwrap();
-        assert_eq!(
-            batched,
-            Enqueued::Duplicate {
-                id,
-                same_payload: true
-            }
-        );
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 0);
-        // Another integration's key of the same name is its own.
-        assert!(matches!(
-            s.enqueue("other", "lever.stage_change", "lever:tok", "{}")
-                .unwrap(),
-            Enqueued::New(_)
-        ));
+            let again = s
+                .enqueue("acme", "lever.stage_change", "lever:tok", "{}")
+                .unwrap();
+            assert_eq!(
+                again,
+                Enqueued::Duplicate {
+                    id,
+                    same_payload: true
+                }
+            );
+            let replay = s
+                .enqueue("acme", "lever.stage_change", "lever:tok", "{\"x\":1}")
+                .unwrap();
+            assert_eq!(
+                replay,
+                Enqueued::Duplicate {
+                    id,
+                    same_payload: false
+                }
+            );
+            let batched = s
+                .enqueue_batched("acme", "lever.stage_change", "lever:tok", "{}")
+                .await
+                .unwrap();
+            assert_eq!(
+                batched,
+                Enqueued::Duplicate {
+                    id,
+                    same_payload: true
+                }
+            );
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 0);
+            // Another integration's key of the same name is its own.
+            assert!(matches!(
+                s.enqueue("other", "lever.stage_change", "lever:tok", "{}")
+                    .unwrap(),
+                Enqueued::New(_)
+            ));
+        });
     }
 
     #[tokio::test]
     async fn a_tombstone_lives_one_more_window_then_goes() {
-        let s = temp_store();
-        event(&s, "lever:tok", "done", 1_000);
-        let window = 4_000;
-        // Pruned at 10 000; still there a window later, gone after.
-        prune_all(&s, 10_000 - window, 10_000).await;
-        prune_all(&s, 13_000 - window, 13_000).await;
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM tombstones"), 1);
-        let pruned = prune_all(&s, 14_001 - window, 14_001).await;
-        assert_eq!(pruned.tombstones, 1);
-        assert!(matches!(
-            s.enqueue("acme", "lever.stage_change", "lever:tok", "{}")
-                .unwrap(),
-            Enqueued::New(_)
-        ));
+        on_both_async!(|s: Store| async move {
+            event(&s, "lever:tok", "done", 1_000);
+            let window = 4_000;
+            // Pruned at 10 000; still there a window later, gone after.
+            prune_all(&s, 10_000 - window, 10_000).await;
+            prune_all(&s, 13_000 - window, 13_000).await;
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM tombstones"), 1);
+            let pruned = prune_all(&s, 14_001 - window, 14_001).await;
+            assert_eq!(pruned.tombstones, 1);
+            assert!(matches!(
+                s.enqueue("acme", "lever.stage_change", "lever:tok", "{}")
+                    .unwrap(),
+                Enqueued::New(_)
+            ));
+        });
     }
 
     #[tokio::test]
     async fn a_gem_send_tombstone_keeps_its_screening_id_and_digest_not_the_candidate() {
-        let s = temp_store();
-        let payload = r#"{"screening_id":"scr_9","sent_digest":"abc","application_id":"app",
+        on_both_async!(|s: Store| async move {
+            let payload = r#"{"screening_id":"scr_9","sent_digest":"abc","application_id":"app",
             "candidate":{"name":"Ada Lovelace","emails":["ada@example.com"],"phones":[]}}"#;
-        let Enqueued::New(id) = s
-            .enqueue("acme", "gem.send", "gem:key:k1", payload)
-            .unwrap()
-        else {
-            panic!("new");
-        };
-        s.conn()
-            .unwrap()
-            .execute(
+            let Enqueued::New(id) = s
+                .enqueue("acme", "gem.send", "gem:key:k1", payload)
+                .unwrap()
+            else {
+                panic!("new");
+            };
+            exec(
+                &s,
                 "UPDATE events SET state = 'done', finished_at = 1 WHERE id = ?1",
-                params![id],
-            )
-            .unwrap();
-        prune_all(&s, 5_000, 10_000).await;
-        let kept = s
-            .event_payload("acme", "gem:key:k1")
-            .unwrap()
-            .expect("tombstone");
-        let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
-        assert_eq!(
-            kept,
-            serde_json::json!({"screening_id": "scr_9", "sent_digest": "abc"})
-        );
+                args![id],
+            );
+            prune_all(&s, 5_000, 10_000).await;
+            let kept = s
+                .event_payload("acme", "gem:key:k1")
+                .unwrap()
+                .expect("tombstone");
+            let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+            assert_eq!(
+                kept,
+                serde_json::json!({"screening_id": "scr_9", "sent_digest": "abc"})
+            );
+        });
     }
 
     #[tokio::test]
     async fn only_a_dead_letter_can_be_removed_and_its_key_stays_taken() {
-        let s = temp_store();
-        let dead = event(&s, "lever:dead", "dead", 1_000);
-        let queued = event(&s, "lever:queued", "queued", 1_000);
-        assert_eq!(
-            s.remove_dead_event(queued).await.unwrap(),
-            RemoveDead::NotDead(EventState::Queued)
-        );
-        assert_eq!(
-            s.remove_dead_event(dead).await.unwrap(),
-            RemoveDead::Removed
-        );
-        assert_eq!(
-            s.remove_dead_event(dead).await.unwrap(),
-            RemoveDead::Missing
-        );
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 1);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM attempts"), 1);
-        assert!(matches!(
-            s.enqueue("acme", "lever.stage_change", "lever:dead", "{}")
-                .unwrap(),
-            Enqueued::Duplicate { .. }
-        ));
+        on_both_async!(|s: Store| async move {
+            let dead = event(&s, "lever:dead", "dead", 1_000);
+            let queued = event(&s, "lever:queued", "queued", 1_000);
+            assert_eq!(
+                s.remove_dead_event(queued).await.unwrap(),
+                RemoveDead::NotDead(EventState::Queued)
+            );
+            assert_eq!(
+                s.remove_dead_event(dead).await.unwrap(),
+                RemoveDead::Removed
+            );
+            assert_eq!(
+                s.remove_dead_event(dead).await.unwrap(),
+                RemoveDead::Missing
+            );
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM events"), 1);
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM attempts"), 1);
+            assert!(matches!(
+                s.enqueue("acme", "lever.stage_change", "lever:dead", "{}")
+                    .unwrap(),
+                Enqueued::Duplicate { .. }
+            ));
+        });
     }
 
     #[test]
     fn a_new_database_returns_free_pages_to_the_file_system() {
-        let s = temp_store();
+        let s = crate::store::testing::sqlite();
         let mode: i64 = s
             .conn()
             .unwrap()
