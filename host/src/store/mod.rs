@@ -1,5 +1,5 @@
-//! Durable state in embedded SQLite (WAL), or in PostgreSQL (being ported, see below): the event
-//! queue, vendor orders, notes to write, and the connectors' key-value state.
+//! Durable state in embedded SQLite (WAL), or in PostgreSQL (`storage.url`): the event queue,
+//! vendor orders, notes to write, and the connectors' key-value state.
 //!
 //! Invariants:
 //! - an event row is committed before the webhook that carried it is acknowledged (in the batch
@@ -10,38 +10,40 @@
 //! - a note is recorded once per `(integration, order, text)` and marked written after the ATS
 //!   confirmed it.
 //!
-//! One connection behind a mutex: SQLite serializes writers anyway, and every statement here is
-//! short. Calls block briefly; they are made from async code on purpose (sub-millisecond in WAL).
-//! Writes on a hot path go through [`Store::write`] instead: the [`writer`] thread commits
+//! SQLite: one connection behind a mutex: SQLite serializes writers anyway, and every statement
+//! here is short. Calls block briefly; they are made from async code on purpose
+//! (sub-millisecond in WAL). PostgreSQL: a small pool on the store's own runtime ([`pg`]).
+//! Writes on a hot path go through [`Store::write_db`] instead: the [`writer`] thread commits
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
-//! idempotency key that started them, notes, a status recorded in one transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
-//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
+//! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
+//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit, on both
 //! backends), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
-//! [`pg`] (PostgreSQL's pool and connections).
+//! [`pg`] (PostgreSQL's pool and connections), `testing` (tests: a store per backend,
+//! `on_both`).
 //!
-//! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
-//! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
+//! **Backend seam.** All SQL of the host lives in `store/`: the connections, the writer and
+//! the statement caches are private to this module (`pub(in crate::store)`), so callers see only
 //! `Store`'s methods and plain types. An ATS (or anything else) that needs a table adds it here,
 //! as a module of `store/` with its schema (a [`migrations`] entry) and methods, on every backend.
 //!
 //! **Two backends, one set of methods.** `Store` is SQLite or PostgreSQL ([`Store::open`],
 //! [`Store::open_postgres`]); its methods stay synchronous on both (no caller changes). A method
 //! ported to both is written once over [`sql::Db`]: [`Store::db`] (a connection),
-//! [`Store::transaction`], [`Store::write_db`] (a write of the group commit). Ported so far:
-//! intake (this module: `enqueue*`, `record_failure`), the [`writer`], [`migrations`],
-//! `queue_depth`, and the attempt history and tombstone lookups they use. A method not ported
-//! yet reaches SQLite's connection through `conn()`, which on PostgreSQL answers
-//! [`StoreError::NotOnPostgres`]; `serve` refuses a `postgres://` URL until none is left.
-//! Porting one: replace `rusqlite` calls by [`sql::Db`] ones (`?N` parameters stay; see [`sql`]
-//! for what differs), move it from `conn()` to `db()`/`write_db()`, and run its tests on both
-//! backends (`tests::on_both`).
+//! [`Store::transaction`], [`Store::write_db`] (a write of the group commit). Every module
+//! above is written this way. SQLite-only code (a module not ported yet, the migrations of a
+//! database from before versioning, file maintenance) reaches SQLite's connection through
+//! `conn()` and [`Store::write`], which on PostgreSQL answer [`StoreError::NotOnPostgres`];
+//! while such a module exists, list it in [`NOT_ON_POSTGRES`] and `serve` refuses a PostgreSQL
+//! store. Porting one: replace `rusqlite` calls by [`sql::Db`] ones (`?N` parameters stay; see
+//! [`sql`] for what differs), move it from `conn()` to `db()`/`write_db()`, and run its tests on
+//! both backends (`testing::on_both`).
 
 pub mod admin;
 pub mod gem;

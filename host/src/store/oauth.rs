@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::sql::args;
+use super::sql::{args, Value};
 
 use crate::config::Secret;
 use crate::store::{now_ms, Result, Store, WaitFor};
@@ -84,6 +84,18 @@ pub struct ConnectionRow {
 /// The stored form of a `state` (its SHA-256, hex).
 pub fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+/// `(integration, access, refresh, expires, scope, time)`: `?1`…`?6` of a token write.
+fn token_args(integration: &str, tokens: &OAuthTokens, at: i64) -> [Value; 6] {
+    [
+        integration.into(),
+        tokens.access_token.expose().into(),
+        tokens.refresh_token.as_ref().map(Secret::expose).into(),
+        tokens.expires_at.into(),
+        tokens.scope.as_deref().into(),
+        at.into(),
+    ]
 }
 
 impl Store {
@@ -188,14 +200,7 @@ impl Store {
                     refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
                     scope = excluded.scope, connected_at = excluded.connected_at,
                     refreshed_at = NULL",
-                args![
-                    integration,
-                    tokens.access_token.expose(),
-                    tokens.refresh_token.as_ref().map(Secret::expose),
-                    tokens.expires_at,
-                    tokens.scope.as_deref(),
-                    now
-                ],
+                &token_args(integration, tokens, now),
             )?;
             db.execute(
                 "INSERT INTO ats_connections (integration, connected_at) VALUES (?1, ?2)
@@ -218,14 +223,7 @@ impl Store {
                 "UPDATE oauth_tokens SET access_token = ?2, refresh_token = ?3, expires_at = ?4,
                     scope = COALESCE(?5, scope), refreshed_at = ?6
                  WHERE integration = ?1",
-                args![
-                    integration,
-                    tokens.access_token.expose(),
-                    tokens.refresh_token.as_ref().map(Secret::expose),
-                    tokens.expires_at,
-                    tokens.scope.as_deref(),
-                    now_ms()
-                ],
+                &token_args(integration, tokens, now_ms()),
             )
         })?;
         Ok(n > 0)
