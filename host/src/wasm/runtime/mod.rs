@@ -305,6 +305,7 @@ impl Runtime {
             wasi.wall_clock(Pinned(at));
         }
         let wasi = wasi.build();
+        let lift_bytes = ctx.limits.lift_bytes;
         let mut store = Store::new(
             &self.engine,
             Invocation {
@@ -315,6 +316,9 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
+        // Bounds each copy out of the guest (a result, an import's arguments) before it starts:
+        // the copy runs in host code, which the epoch deadline below cannot interrupt.
+        store.set_hostcall_fuel(lift_bytes);
         let started = Instant::now();
         let timeout = Duration::from_millis(self.timeout_ms);
         // Yield to the executor on every tick, so a spinning guest shares its thread with the
@@ -335,7 +339,7 @@ impl Runtime {
                 .map_err(|e| classify_instantiate(e, grant))?;
             call(&instance, &mut store)
                 .await
-                .map_err(|e| classify(e, &stderr, started, grant))
+                .map_err(|e| classify(e, &stderr, started, grant, lift_bytes))
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
@@ -381,11 +385,16 @@ fn classify(
     stderr: &output::GuestOutput,
     started: Instant,
     grant: Grant,
+    lift_bytes: usize,
 ) -> InvokeError {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return InvokeError::Timeout(started.elapsed().as_millis() as u64);
         }
+    }
+    // wasmtime's error type for it is private: its text is what identifies it.
+    if e.root_cause().to_string().contains(HOSTCALL_FUEL_EXHAUSTED) {
+        return InvokeError::LiftBytes(lift_bytes);
     }
     let chain = format!("{e:?}");
     if is_memory_limit(&format!("{e:#}")) {
@@ -405,6 +414,9 @@ fn classify(
     }
     InvokeError::Trap(reason)
 }
+
+/// Part of wasmtime 48's message when a copy out of the guest would pass the hostcall fuel.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 fn is_memory_limit(text: &str) -> bool {
     text.contains("memory") && (text.contains("limit") || text.contains("grow"))
