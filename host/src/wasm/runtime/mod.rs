@@ -22,14 +22,15 @@
 //! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bindings`
 //! (generated, per version),
 //! `contract` (version check), `imports` (host imports on neutral types, and the harness seam),
-//! `crypto` (the 0.2 `crypto` import), `limits` (caps and grants), `output` (bounded guest
-//! stderr).
+//! `crypto` (the 0.2 `crypto` import), `diagnose` (what a toolchain's error means for the
+//! author), `limits` (caps and grants), `output` (bounded guest stderr).
 
 pub mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 pub mod contract;
 pub mod crypto;
+mod diagnose;
 pub mod imports;
 pub mod limits;
 mod output;
@@ -266,7 +267,13 @@ impl Runtime {
     pub fn link(&self, component: Component, origin: Origin) -> Result<Compiled, LoadError> {
         let surface = Surface::of(&component, &self.engine);
         let (version, contract_version) = surface.check()?;
-        let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        let contract = |e: wasmtime::Error| {
+            let text = format!("{e:#}");
+            LoadError::Contract(match diagnose::load_hint(&text) {
+                Some(hint) => format!("{hint}: {text}"),
+                None => text,
+            })
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(contract)?;
         let pre = match version {
             ContractVersion::V0_1 => {
@@ -401,8 +408,12 @@ fn classify(
         return InvokeError::OutOfMemory(grant.memory_mib);
     }
     let cause = e.root_cause().to_string();
-    let mut reason = output::bounded(&cause, output::CAUSE_CAP);
     let said = stderr.text();
+    // The author's mistake first, when the toolchain's text shows one.
+    let mut reason = diagnose::trap_hint(&said)
+        .map(|hint| format!("{hint}\n"))
+        .unwrap_or_default();
+    reason.push_str(&output::bounded(&cause, output::CAUSE_CAP));
     if !said.is_empty() {
         reason.push_str("\nguest stderr:\n");
         reason.push_str(&said);
