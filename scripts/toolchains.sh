@@ -97,7 +97,9 @@ up_to_date() {
   local out=$1
   shift
   [[ "${FORCE:-0}" != 1 && -f "$out" ]] || return 1
-  [[ -z "$(find "$@" -type f -newer "$out" -not -path '*/__pycache__/*' -not -path '*/target/*' -print -quit)" ]]
+  # Build output below a source (a `target/`, `__pycache__/`) is pruned by name, not by path: the
+  # instantiated templates themselves live under plugins/examples/target/.
+  [[ -z "$(find "$@" \( -name target -o -name __pycache__ \) -prune -o -type f -newer "$out" -print -quit)" ]]
 }
 
 build_python() { # <source dir> <out.wasm> [<wit dir>]

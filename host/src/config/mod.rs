@@ -581,6 +581,44 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_of_a_config_is_reported_at_once_each_naming_its_setting() {
+        let text = r#"
+            [worker]
+            nice = 40
+            [[integrations]]
+            id = "acme"
+            connector = "certn"
+            allowed_hosts = ["127.0.0.1:9000", "10.0.0.1"]
+            [integrations.ats]
+            kind = "lever"
+            api_key = "k"
+            signature_token = "t"
+            [[integrations.packages]]
+            name = "A"
+            [[integrations]]
+            id = "acme"
+            connector = ""
+            [integrations.ats]
+            kind = "lever"
+            api_key = "k"
+            signature_token = "t"
+        "#;
+        let mut config: Config = toml::from_str(text).expect("parses");
+        let error = config.prepare().expect_err("refused").to_string();
+        for named in [
+            "6 problems in the configuration",
+            "worker.nice",
+            "`127.0.0.1:9000` is a loopback address (set allow_loopback = true",
+            "`10.0.0.1` is a private address",
+            "exactly one package must be the default",
+            "connector must be set",
+            "id is used twice",
+        ] {
+            assert!(error.contains(named), "`{named}` missing:\n{error}");
+        }
+    }
+
+    #[test]
     fn one_integration_never_gets_every_worker_guest_slot_or_guest_thread() {
         let worker = |concurrency, integration_concurrency| WorkerConfig {
             concurrency,
