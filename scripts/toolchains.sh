@@ -7,6 +7,9 @@
 #   scripts/toolchains.sh build       install, then build into plugins/examples/target/:
 #                                       certn_py.wasm        plugins/examples/python (Python, Certn)
 #                                       justifacts_js.wasm   plugins/examples/js     (JS, Justifacts)
+#                                       broken_js.wasm       plugins/examples/broken_js (a JS
+#                                         connector that throws an Error; broken_js_http.wasm: the
+#                                         same without --disable http, which the host refuses)
 #                                       broken_py.wasm       plugins/examples/broken_py (a Python
 #                                         connector whose calls raise, for the traceback test)
 #                                       template_{rust,python,js}.wasm  templates/<lang>, instantiated
@@ -94,7 +97,9 @@ up_to_date() {
   local out=$1
   shift
   [[ "${FORCE:-0}" != 1 && -f "$out" ]] || return 1
-  [[ -z "$(find "$@" -type f -newer "$out" -not -path '*/__pycache__/*' -not -path '*/target/*' -print -quit)" ]]
+  # Build output below a source (a `target/`, `__pycache__/`) is pruned by name, not by path: the
+  # instantiated templates themselves live under plugins/examples/target/.
+  [[ -z "$(find "$@" \( -name target -o -name __pycache__ \) -prune -o -type f -newer "$out" -print -quit)" ]]
 }
 
 build_python() { # <source dir> <out.wasm> [<wit dir>]
@@ -185,6 +190,9 @@ build() {
   build_python "$ROOT/plugins/examples/python" "$OUT/certn_py.wasm"
   build_js "$ROOT/plugins/examples/js/connector.js" "$OUT/justifacts_js.wasm"
   build_python "$ROOT/plugins/examples/broken_py" "$OUT/broken_py.wasm"
+  build_js "$ROOT/plugins/examples/broken_js/connector.js" "$OUT/broken_js.wasm"
+  # Disabling only fetch-event still imports wasi:http/types: the mistake the host must name.
+  JS_DISABLE=fetch-event build_js "$ROOT/plugins/examples/broken_js/connector.js" "$OUT/broken_js_http.wasm"
   build_templates
 }
 
@@ -256,6 +264,7 @@ scenarios() {
     # broken_py has no scenario (its calls raise); validating it compiles it into the same cache,
     # which tests/polyglot.rs hands to the host.
     "$SWITCHYARD" connector validate --cache "$OUT/compiled" "$OUT/broken_py.wasm" >/dev/null
+    "$SWITCHYARD" connector validate --cache "$OUT/compiled" "$OUT/broken_js.wasm" >/dev/null
   fi
   say "scenarios done in $(elapsed "$t0")"
 }

@@ -4,6 +4,7 @@
 //! Run one area with `cargo test --release -p switchyard-tests --test e2e -- <module>::`.
 
 mod admin;
+mod authoring;
 mod authorized_app;
 mod canditech;
 mod contract;

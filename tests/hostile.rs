@@ -303,6 +303,7 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
         "state-flood",
         "state-big",
         "big-error",
+        "aliased",
     ];
     let mut opps = std::collections::HashMap::new();
     for attack in attacks {
@@ -329,6 +330,25 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
         "{}",
         reason(&e).len()
     );
+    // Five strings over one 40 MiB buffer: refused before the host copies them, well within the
+    // deadline (the copy runs in host code, where the epoch deadline does not reach).
+    let e = finished_event(&db, &opps, "aliased").await;
+    assert_eq!(e.state, EventState::Dead, "{e:?}");
+    assert!(reason(&e).contains("runtime.limits.lift_bytes"), "{e:?}");
+    let attempts = Store::open(&db)
+        .and_then(|s| s.event_detail(e.id))
+        .ok()
+        .flatten()
+        .map(|d| d.attempts_history)
+        .unwrap_or_default();
+    assert!(!attempts.is_empty(), "the attempts are recorded");
+    for a in &attempts {
+        assert!(
+            a.took_ms < DEADLINE_MS as i64 + 1_000,
+            "an attempt took {} ms past the {DEADLINE_MS} ms deadline",
+            a.took_ms
+        );
+    }
     let e = finished_event(&db, &opps, "big-log").await;
     assert_eq!(
         e.state,
@@ -345,6 +365,7 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
     assert!(metric(addr, "log_lines_per_call").await >= 999_000);
     assert!(metric(addr, "outbound_response_bytes").await >= 1);
     assert!(metric(addr, "state_total_bytes").await >= 1);
+    assert!(metric(addr, "lift_bytes").await >= 1);
     let (after_bytes, peak_bytes) = rss_mib(pid);
 
     // 2. Attacks through the vendor callback: replies and updates.

@@ -288,6 +288,9 @@ async fn a_python_traceback_reaches_the_events_recorded_error() {
     .await;
     let error = dead.last_error.unwrap_or_default();
     for part in [
+        // What the author did and where, first; then the traceback itself.
+        "imports module `switchyard_missing_module` inside a call (app.py, line 15, in _lazy_import)",
+        "import it at the top of app.py",
         "Traceback",
         "ModuleNotFoundError",
         "switchyard_missing_module",
@@ -299,6 +302,50 @@ async fn a_python_traceback_reaches_the_events_recorded_error() {
         );
     }
     assert!(error.len() <= 64 * 1024, "bounded: {} bytes", error.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thrown_js_error_and_a_js_build_with_wasi_http_are_explained_in_the_authors_terms() {
+    let step = json!({
+        "name": "start",
+        "call": "start-screening",
+        "request": { "idempotency-key": "lever:tok-1", "candidate": { "name": "Ada", "emails": ["a@example.com"] } },
+        "expect": { "trap": true }
+    });
+    let dir = scratch("broken-js");
+    let scenario = dir.join("scenario.json");
+    std::fs::write(
+        &scenario,
+        json!({ "now": 1_700_000_000, "steps": [step] }).to_string(),
+    )
+    .unwrap();
+    let opts = harness::Options {
+        timeout_ms: 30_000,
+        cache: cache(),
+    };
+    let report = harness::run(&built("broken_js.wasm"), &scenario, &opts)
+        .await
+        .expect("the component loads");
+    let shown = report.render(false);
+    assert!(report.passed(), "{shown}");
+    for part in [
+        "the JavaScript code threw an Error (\"the vendor said no\") from `startScreening`",
+        "logic.js",
+        "throw { tag: 'transient' | 'config' | 'rejected'",
+    ] {
+        assert!(shown.contains(part), "{part:?} not said:\n{shown}");
+    }
+
+    // Built without `--disable http`: refused at load, naming the flag.
+    let refused = Command::new(switchyard_tests::host_process::binary())
+        .args(["connector", "validate", "--cache"])
+        .arg(cache().expect("a cache dir"))
+        .arg(built("broken_js_http.wasm"))
+        .output()
+        .expect("run switchyard connector validate");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--disable http fetch-event"), "{said}");
 }
 
 /// Every (component, scenario) the repository ships, built.

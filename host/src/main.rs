@@ -129,7 +129,19 @@ enum ConnectorCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; an error is printed as its reason (and its causes), never with a
+/// backtrace: `RUST_BACKTRACE` is for panics, and a refusal is an answer, not a crash.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -255,8 +267,23 @@ fn runtime_settings(
 }
 
 async fn serve(path: PathBuf, watch: bool) -> anyhow::Result<()> {
-    let mut config = switchyard::Config::load(&path)?;
+    use switchyard::config::ConfigError;
+    let mut config = switchyard::Config::read(&path)?;
     config.runtime.watch |= watch;
+    let problems = config.problems();
+    if !problems.is_empty() {
+        // Start-up would stop here; what it would refuse after loading the connectors is named
+        // too, so that one run lists everything to fix.
+        let later = switchyard::run::connector_problems(&config).await;
+        let mut seen = std::collections::HashSet::new();
+        let all = (problems.into_iter().chain(later))
+            .flat_map(ConfigError::into_problems)
+            .filter(|p| seen.insert(p.to_string()))
+            .collect();
+        if let Some(refused) = ConfigError::all(all) {
+            anyhow::bail!("{}: {refused}", path.display());
+        }
+    }
     let host = switchyard::start(config)
         .await
         .context("starting the host")?;

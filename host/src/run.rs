@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
-use crate::config::{Config, IntegrationConfig, StorageConfig};
+use crate::config::{Config, ConfigError, IntegrationConfig, StorageConfig};
 use crate::flow::heartbeat::{self, Run};
 use crate::flow::threads::WorkThreads;
 use crate::flow::worker::Signals;
@@ -53,26 +53,53 @@ fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<Int
     Ok(all.into_values().collect())
 }
 
-/// Refuses to start when a config-file integration's `allowed_hosts` are not approved
+/// The config-file integrations whose `allowed_hosts` are not approved
 /// (`runtime.approved_hosts` plus the serving connector manifest's `outbound-hosts`).
-fn check_outbound_policy(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+fn outbound_problems(config: &Config, registry: &Registry) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
     for i in &config.integrations {
         let manifest = registry
             .get(&i.connector)
             .map(|c| c.manifest.outbound_hosts.clone())
             .unwrap_or_default();
-        crate::wasm::policy::check_allowed(
+        let found = crate::wasm::policy::allowed_problems(
             i.allowed_hosts.as_deref().unwrap_or_default(),
             &config.runtime.approved_hosts,
             &manifest,
             i.allow_loopback,
-        )
-        .map_err(|problem| crate::config::ConfigError::Integration {
+        );
+        problems.extend(found.into_iter().map(|problem| ConfigError::Integration {
             integration: i.id.clone(),
             problem,
-        })?;
+        }));
     }
-    Ok(())
+    problems
+}
+
+/// What start-up would refuse once the connectors are loaded, for a config whose own checks
+/// failed (`serve` reports both together): the outbound hosts of each integration against the
+/// connectors of `runtime.connectors_dir` and, when the database exists, the kept uploads.
+/// Opens the database only if it exists; starts nothing.
+pub async fn connector_problems(config: &Config) -> Vec<ConfigError> {
+    let cache = CodeCache::new(crate::wasm::deploy::data_dir(config).join("cache"));
+    let runtime = match Runtime::from_config(&config.runtime, Some(cache), Default::default()) {
+        Ok(runtime) => runtime,
+        Err(e) => return vec![ConfigError::Runtime(format!("{e:#}"))],
+    };
+    let registry = Registry::new(runtime).with_limits(config.runtime.limits.clone());
+    if config.runtime.connectors_dir.exists() {
+        if let Err(e) = registry.load_dir(&config.runtime.connectors_dir).await {
+            return vec![ConfigError::Runtime(format!(
+                "runtime.connectors_dir: {e:#}"
+            ))];
+        }
+    }
+    if config.storage.path.exists() {
+        if let Ok(store) = Store::open(&config.storage.path) {
+            crate::wasm::deploy::restore(&registry, &store, config).await;
+        }
+    }
+    outbound_problems(config, &registry)
 }
 
 /// A running host: its address and a way to stop it.
@@ -185,7 +212,8 @@ pub async fn start_on(
         tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
     }
     crate::wasm::deploy::restore(&registry, &store, &config).await;
-    check_outbound_policy(&config, &registry)?;
+    // Refused together with the packages' problems below: one start names them all.
+    let mut problems = outbound_problems(&config, &registry);
     log_adjusted_limits(&config);
     let sandbox = crate::app::Sandbox::new(&config)?;
     let addr = listener.local_addr()?;
@@ -227,7 +255,10 @@ pub async fn start_on(
         in_flight: sandbox.in_flight,
         limits: sandbox.limits,
     });
-    check_packages(&app).await?;
+    problems.extend(package_problems(&app).await);
+    if let Some(refused) = ConfigError::all(problems) {
+        return Err(refused.into());
+    }
     for integration in app
         .integrations
         .read()
@@ -300,7 +331,8 @@ pub async fn start_on(
 /// integration whose packages the connector refuses (a Certn package without a service) stops the
 /// start with the reason, as an unapproved host does; a stored one (checked when it was saved,
 /// refused since by a new connector version) is logged and its events fail with the same reason.
-async fn check_packages(app: &App) -> anyhow::Result<()> {
+async fn package_problems(app: &App) -> Vec<ConfigError> {
+    let mut problems = Vec::new();
     for integration in app.integrations() {
         let config = &integration.config;
         if config.packages.is_empty() {
@@ -311,19 +343,17 @@ async fn check_packages(app: &App) -> anyhow::Result<()> {
         };
         let in_file = app.config.integrations.iter().any(|c| c.id == config.id);
         match e {
-            CallError::Config(reason) if in_file => {
-                anyhow::bail!(
-                    "integration `{}`: the connector refuses its packages: {reason}",
-                    config.id
-                )
-            }
+            CallError::Config(reason) if in_file => problems.push(ConfigError::Integration {
+                integration: config.id.clone(),
+                problem: format!("the connector refuses its packages: {reason}"),
+            }),
             e => {
                 tracing::error!(integration = %config.id, connector = %config.connector, error = %e,
                 "the connector cannot list this integration's packages; its screenings will fail until they are fixed")
             }
         }
     }
-    Ok(())
+    problems
 }
 
 /// Warns where the host applies a limit other than the configured one, so that one integration

@@ -7,12 +7,19 @@
 // - callbacks: `POST` with `{"id", "status", "report_url"}`, `X-Timestamp: <unix seconds>` and
 //   `X-Signature: <hex HMAC-SHA256(webhook-secret, "<timestamp>.<body>")>`.
 //
+// If {{Name}} cannot find an order by our reference, change `findEarlier` (see `lookup.js`: a
+// field the vendor stores and lists by, a search by email and time window, or
+// `throw noLookup(VENDOR)` so that the host holds the event for an operator instead of inviting
+// twice).
+//
 // Every function takes a `host` (`host.js` in the component, `test/fake-host.mjs` in tests).
 // WIT values as componentize-js maps them: records are camelCase objects, `list<u8>` is a
 // Uint8Array, absent options are `undefined`, variants `{ tag, val }`. Throw `{ tag, val }` (a
 // `connector-error`) to return an error; a thrown `Error` is a trap.
 
-const VENDOR = '{{Name}}';
+import { byField } from './lookup.js';
+
+export const VENDOR = '{{Name}}';
 const TIMEOUT_MS = 10_000;
 const TOLERANCE_SECS = 300;
 const LABELS = {
@@ -112,6 +119,24 @@ function call(host, method, url, apiKey, body, headers = []) {
   throw new Failed({ tag: 'rejected', val: `${VENDOR} answered ${code}` }, !untouched);
 }
 
+// The invitation an earlier attempt placed for `key`, or undefined (then the retry invites).
+// Step 3 of the idempotency pattern (docs/connectors.md). This vendor lists invitations by our
+// reference; see lookup.js for one that cannot (`byField`, `byEmailSince`, `throw noLookup(VENDOR)`).
+function findEarlier(host, base, apiKey, key) {
+  let found;
+  try {
+    found = call(host, 'GET', `${base}/invitations?reference=${urlencode(key)}`, apiKey);
+  } catch (e) {
+    throw e instanceof Failed ? e.error : e;
+  }
+  const listed = (Array.isArray(found?.invitations) ? found.invitations : []).filter((i) => typeof i?.id === 'string');
+  // A vendor that ignores the filter would list others: keep only ours (or unlabelled ones).
+  return byField(listed, key, (i) => i.reference ?? key);
+}
+
+// The lookup `startScreening` uses, replaceable in tests.
+export const lookups = { findEarlier };
+
 export function startScreening(host, request) {
   const email = request.candidate.emails.map((e) => e.trim()).find((e) => e !== '');
   if (email === undefined) return { orderRef: undefined, status: status('error', LABELS.noEmail) };
@@ -131,16 +156,8 @@ export function startScreening(host, request) {
   if (chosen === undefined) throw { tag: 'rejected', val: `unknown package ${JSON.stringify(request.package)}` };
 
   if (host.stateGet(intentKey) !== undefined) {
-    // An earlier attempt may have reached the vendor: look for it before inviting again.
-    let found;
-    try {
-      found = call(host, 'GET', `${base}/invitations?reference=${urlencode(key)}`, apiKey);
-    } catch (e) {
-      throw e instanceof Failed ? e.error : e;
-    }
-    const invitation = (Array.isArray(found?.invitations) ? found.invitations : []).find(
-      (i) => typeof i?.id === 'string' && (i.reference === undefined || i.reference === null || i.reference === key),
-    );
+    // An earlier attempt may have reached the vendor: find its order before inviting again.
+    const invitation = lookups.findEarlier(host, base, apiKey, key);
     if (invitation !== undefined) {
       host.stateSetForScreening(key, orderKey, invitation.id);
       host.stateDelete(intentKey);

@@ -11,6 +11,7 @@ import time  # noqa: F401
 from wit_world import exports
 
 import connector
+import lookup  # noqa: F401
 import text  # noqa: F401
 from wasm_host import WasmHost
 

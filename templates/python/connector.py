@@ -8,6 +8,10 @@ The vendor API below is a placeholder to adapt to {{Name}}'s real one:
 - callbacks: `POST` with `{"id", "status", "report_url"}`, `X-Timestamp: <unix seconds>` and
   `X-Signature: <hex HMAC-SHA256(webhook-secret, "<timestamp>.<body>")>`.
 
+If {{Name}} cannot find an order by our reference, change `find_earlier` (see `lookup.py`: a field
+the vendor stores and lists by, a search by email and time window, or `raise lookup.no_lookup(VENDOR)`
+so that the host holds the event for an operator instead of inviting twice).
+
 Every function takes a `host` (`wasm_host.WasmHost` in the component, `tests/fake_host.FakeHost`
 in the unit tests). Errors are raised as `Err(ConnectorError_...)`.
 """
@@ -20,6 +24,7 @@ from wit_world.imports.crypto import Encoding
 from wit_world.imports.log import Level
 from wit_world.imports.outbound_http import HttpError_Denied, HttpError_Invalid, OutgoingRequest
 
+import lookup
 from text import first_non_empty, header, urlencode
 
 VENDOR = "{{Name}}"
@@ -151,17 +156,13 @@ def start_screening(host, request):
     chosen = chosen or next((p for p in packages if p.is_default), packages[0])
 
     if host.state_get(intent_key) is not None:
-        # An earlier attempt may have reached the vendor: look for it before inviting again.
-        try:
-            found = call(host, "GET", "%s/invitations?reference=%s" % (base, urlencode(key)), api_key)
-        except Failed as f:
-            raise f.error
-        for invitation in found.get("invitations", []) if isinstance(found, dict) else []:
-            if isinstance(invitation, dict) and invitation.get("reference") in (None, key) and isinstance(invitation.get("id"), str):
-                host.state_set_for_screening(key, order_key, invitation["id"])
-                host.state_delete(intent_key)
-                state, label = STATUSES.get(str(invitation.get("status")), STATUSES["pending"])
-                return types.Started(order_ref=invitation["id"], status=status(state, label))
+        # An earlier attempt may have reached the vendor: find its order before inviting again.
+        invitation = find_earlier(host, base, api_key, key)
+        if invitation is not None:
+            host.state_set_for_screening(key, order_key, invitation["id"])
+            host.state_delete(intent_key)
+            state, label = STATUSES.get(str(invitation.get("status")), STATUSES["pending"])
+            return types.Started(order_ref=invitation["id"], status=status(state, label))
     else:
         host.state_set_for_screening(key, intent_key, str(host.now_unix()))
 
@@ -185,6 +186,22 @@ def start_screening(host, request):
     host.state_delete(intent_key)
     host.log(Level.INFO, "invitation sent", [("order-ref", invitation_id), ("package", chosen.name)])
     return types.Started(order_ref=invitation_id, status=status(types.ScreeningState.PENDING, LABEL_PENDING))
+
+
+def find_earlier(host, base, api_key, key):
+    """The invitation an earlier attempt placed for `key`, or None (then the retry invites).
+
+    Step 3 of the idempotency pattern (docs/connectors.md). This vendor lists invitations by our
+    reference; see lookup.py for one that cannot (`lookup.by_field`, `lookup.by_email_since`, or
+    `raise lookup.no_lookup(VENDOR)`)."""
+    try:
+        found = call(host, "GET", "%s/invitations?reference=%s" % (base, urlencode(key)), api_key)
+    except Failed as f:
+        raise f.error
+    listed = found.get("invitations", []) if isinstance(found, dict) else []
+    invitations = [i for i in listed if isinstance(i, dict) and isinstance(i.get("id"), str)]
+    # A vendor that ignores the filter would list others: keep only ours (or unlabelled ones).
+    return lookup.by_field(invitations, key, lambda i: i.get("reference", key))
 
 
 def reply(code, body, updates=()):

@@ -65,6 +65,11 @@ pub struct SandboxLimits {
     pub manifest_string_bytes: usize,
     /// Most entries in each manifest list (config fields, hosts, labels).
     pub manifest_list_items: usize,
+    /// Most bytes the host copies out of a guest in one go: a call's result (its strings and
+    /// lists, all together), or the arguments of one import call. Counted before the copy
+    /// (wasmtime's hostcall fuel), because copying runs in host code where the epoch deadline
+    /// does not reach: past it the call traps at once, naming this setting.
+    pub lift_bytes: usize,
 }
 
 impl Default for SandboxLimits {
@@ -96,6 +101,9 @@ impl Default for SandboxLimits {
             error_bytes: 2 * KIB,
             manifest_string_bytes: KIB,
             manifest_list_items: 256,
+            // Above every legitimate transfer (a 1 MiB request, a 16 MiB log line the host cuts,
+            // 100,000 refused updates), and copied in tens of milliseconds.
+            lift_bytes: 32 * MIB,
         }
     }
 }
@@ -129,10 +137,17 @@ impl SandboxLimits {
             ("max_concurrent_calls", self.max_concurrent_calls),
             ("max_calls_per_integration", self.max_calls_per_integration),
         ];
-        match slots.iter().find(|(_, v)| *v == 0) {
-            Some((name, _)) => Err(format!("runtime.limits.{name} must be at least 1")),
-            None => Ok(()),
+        if let Some((name, _)) = slots.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("runtime.limits.{name} must be at least 1"));
         }
+        // A request the host would send must fit through the copy first.
+        if self.lift_bytes < self.outbound_request_bytes + 64 * KIB {
+            return Err(format!(
+                "runtime.limits.lift_bytes ({}) must be at least runtime.limits.outbound_request_bytes ({}) + 64 KiB",
+                self.lift_bytes, self.outbound_request_bytes
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -198,7 +213,9 @@ impl PoolSettings {
         let instances = self.instances_for(limits) as usize;
         if self.enabled && instances <= limits.max_concurrent_calls {
             return Err(format!(
-                "runtime.pool.instances ({instances}) must be above                  runtime.limits.max_concurrent_calls ({}): every running call holds an instance,                  and loading connectors needs a few more",
+                "runtime.pool.instances ({instances}) must be above \
+                 runtime.limits.max_concurrent_calls ({}): every running call holds an instance, \
+                 and loading connectors needs a few more",
                 limits.max_concurrent_calls
             ));
         }

@@ -51,6 +51,33 @@ pub enum ConfigError {
     AdminToken,
     #[error("{0}")]
     Runtime(String),
+    /// Every problem found, so that one run names them all (see [`ConfigError::all`]).
+    #[error("{} problems in the configuration:{}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// `problems` as one error: `None` when there are none, the problem itself when alone.
+    pub fn all(mut problems: Vec<ConfigError>) -> Option<ConfigError> {
+        match problems.len() {
+            0 => None,
+            1 => problems.pop(),
+            _ => Some(ConfigError::Several(problems)),
+        }
+    }
+
+    /// The single problems of this error (a [`ConfigError::Several`] flattened).
+    pub fn into_problems(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(all) => all.into_iter().flat_map(Self::into_problems).collect(),
+            one => vec![one],
+        }
+    }
+}
+
+/// One problem per line, for [`ConfigError::Several`].
+fn list(problems: &[ConfigError]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
 /// The whole configuration file.
@@ -314,39 +341,61 @@ pub struct PackageConfig {
 impl Config {
     /// Reads, parses and checks a config file, resolving `env:` secrets.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        let mut config = Config::read(path)?;
         config.prepare()?;
         Ok(config)
     }
 
-    /// Resolves secrets and checks invariants that serde cannot express.
+    /// Reads and parses a config file, without the checks of [`Config::prepare`].
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Resolves secrets and checks invariants that serde cannot express; every problem found
+    /// is in the error (see [`Config::problems`]).
     pub fn prepare(&mut self) -> Result<(), ConfigError> {
-        self.runtime.limits.check().map_err(ConfigError::Runtime)?;
-        self.storage.check().map_err(ConfigError::Runtime)?;
+        ConfigError::all(self.problems()).map_or(Ok(()), Err)
+    }
+
+    /// Resolves secrets and returns every problem [`Config::prepare`] refuses, each naming its
+    /// setting, so that an operator fixes them all in one go.
+    pub fn problems(&mut self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let runtime = [
+            self.runtime.limits.check(),
+            self.storage.check(),
+            (self.runtime.pool).check(&self.runtime.limits),
+        ];
+        problems.extend(
+            runtime
+                .into_iter()
+                .filter_map(Result::err)
+                .map(ConfigError::Runtime),
+        );
         if !(0..=19).contains(&self.worker.nice) {
-            return Err(ConfigError::Runtime(format!(
+            problems.push(ConfigError::Runtime(format!(
                 "worker.nice must be between 0 and 19 (got {})",
                 self.worker.nice
             )));
         }
-        (self.runtime.pool)
-            .check(&self.runtime.limits)
-            .map_err(ConfigError::Runtime)?;
         if let Some(token) = &mut self.server.admin_token {
-            token.resolve()?;
-            if token.expose().len() < 16 {
-                return Err(ConfigError::AdminToken);
+            match token.resolve() {
+                Err(e) => problems.push(e.into()),
+                Ok(()) if token.expose().len() < 16 => problems.push(ConfigError::AdminToken),
+                Ok(()) => {}
             }
         }
         if let Some(app) = &mut self.lever_oauth {
-            app.client_secret.resolve()?;
+            if let Err(e) = app.client_secret.resolve() {
+                problems.push(e.into());
+            }
         }
         if let Some(password) = &mut self.storage.password {
             password.resolve()?;
@@ -363,19 +412,21 @@ impl Config {
                 .into_iter()
                 .chain(integration.secrets.values_mut())
             {
-                secret.resolve()?;
+                if let Err(e) = secret.resolve() {
+                    problems.push(e.into());
+                }
             }
-            integration.check().map_err(problem)?;
+            problems.extend(integration.problems().into_iter().map(problem));
             if !has_app && matches!(&integration.ats, AtsConfig::Lever(l) if l.oauth) {
-                return Err(problem(
+                problems.push(problem(
                     "ats.oauth = true needs the host's Lever OAuth app ([lever_oauth])".into(),
                 ));
             }
             if !seen.insert(integration.id.clone()) {
-                return Err(problem("id is used twice".into()));
+                problems.push(problem("id is used twice".into()));
             }
         }
-        Ok(())
+        problems
     }
 
     /// The base URL the outside world uses to reach this server.
@@ -388,9 +439,20 @@ impl Config {
 }
 
 impl IntegrationConfig {
-    /// Checks what serde cannot: the id's alphabet, the ATS section's own checks, allowed hosts
-    /// that are no internal address, and exactly one default package.
+    /// Checks what serde cannot (see [`IntegrationConfig::problems`]); every problem, joined.
     pub fn check(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// What serde cannot check: the id's alphabet, the ATS section's own checks, allowed hosts
+    /// that are no internal address, exactly one default package, the rules. Every problem.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         if self.id.is_empty()
             || self.id.len() > 64
             || !self
@@ -398,36 +460,39 @@ impl IntegrationConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err("id must be 1-64 characters of [A-Za-z0-9_-]".into());
+            problems.push("id must be 1-64 characters of [A-Za-z0-9_-]".into());
         }
         if self.connector.is_empty() {
-            return Err("connector must be set".into());
+            problems.push("connector must be set".into());
         }
-        self.ats.section().check()?;
+        if let Err(p) = self.ats.section().check() {
+            problems.push(p);
+        }
         for entry in self.allowed_hosts.iter().flatten() {
-            let parsed = crate::wasm::policy::HostEntry::parse(entry)?;
+            let parsed = match crate::wasm::policy::HostEntry::parse(entry) {
+                Ok(parsed) => parsed,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
             let internal = parsed
                 .ip()
                 .and_then(|ip| crate::wasm::policy::forbidden(ip, self.allow_loopback));
             if let Some(range) = internal {
-                return Err(format!(
-                    "allowed_hosts entry `{entry}` is a {range} address{}",
-                    if range == "loopback" {
-                        " (set allow_loopback = true for a local simulator)"
-                    } else {
-                        ""
-                    }
-                ));
+                problems.push(crate::wasm::policy::internal_entry(entry, range));
             }
         }
         let defaults = self.packages.iter().filter(|p| p.default).count();
         if !self.packages.is_empty() && defaults != 1 {
-            return Err(format!(
+            problems.push(format!(
                 "exactly one package must be the default, found {defaults}"
             ));
         }
-        rules::check(&self.rules)?;
-        Ok(())
+        if let Err(p) = rules::check(&self.rules) {
+            problems.push(p);
+        }
+        problems
     }
 
     /// A setting as the string a connector sees (`config.get`).
@@ -516,6 +581,44 @@ mod tests {
         std::env::set_var("SWITCHYARD_TEST_EMPTY_TOKEN", "a-token");
         let mut config: Config = toml::from_str(text).expect("parses");
         config.prepare().expect("a real token is fine");
+    }
+
+    #[test]
+    fn every_problem_of_a_config_is_reported_at_once_each_naming_its_setting() {
+        let text = r#"
+            [worker]
+            nice = 40
+            [[integrations]]
+            id = "acme"
+            connector = "certn"
+            allowed_hosts = ["127.0.0.1:9000", "10.0.0.1"]
+            [integrations.ats]
+            kind = "lever"
+            api_key = "k"
+            signature_token = "t"
+            [[integrations.packages]]
+            name = "A"
+            [[integrations]]
+            id = "acme"
+            connector = ""
+            [integrations.ats]
+            kind = "lever"
+            api_key = "k"
+            signature_token = "t"
+        "#;
+        let mut config: Config = toml::from_str(text).expect("parses");
+        let error = config.prepare().expect_err("refused").to_string();
+        for named in [
+            "6 problems in the configuration",
+            "worker.nice",
+            "`127.0.0.1:9000` is a loopback address (set allow_loopback = true",
+            "`10.0.0.1` is a private address",
+            "exactly one package must be the default",
+            "connector must be set",
+            "id is used twice",
+        ] {
+            assert!(error.contains(named), "`{named}` missing:\n{error}");
+        }
     }
 
     #[test]

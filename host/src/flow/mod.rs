@@ -50,8 +50,9 @@ pub enum Outcome {
     /// Nothing to do (not the trigger stage, integration disabled); says why.
     Skipped(String),
     /// Held with a reason until what it needs changes (see [`crate::store::waiting`]); its
-    /// attempt not counted.
-    Wait(WaitFor, String),
+    /// attempt not counted. The third field: the idempotency key of a screening whose connector
+    /// state goes with the wait (an [`WaitFor::Operator`] wait).
+    Wait(WaitFor, String, Option<String>),
 }
 
 /// Why an attempt failed.
@@ -72,6 +73,9 @@ pub struct FlowError {
     /// A screening was started (its order recorded) before this failed: the step only has the
     /// ATS left to update.
     pub started: bool,
+    /// With `wait`: the idempotency key of the screening whose connector state is dropped with
+    /// the wait (see [`crate::store::waiting::Wait::drop_screening`]).
+    pub drop_screening: Option<String>,
 }
 
 impl FlowError {
@@ -84,6 +88,7 @@ impl FlowError {
             vendor: false,
             wait: None,
             started: false,
+            drop_screening: None,
         }
     }
     pub(crate) fn retry(message: impl Into<String>) -> FlowError {
@@ -128,6 +133,25 @@ pub struct VendorStatus {
     pub update: StatusUpdate,
 }
 
+/// The connector cannot tell whether its vendor placed the order and cannot look it up (see
+/// [`crate::wasm::types::NEEDS_OPERATOR`]): the event waits for an operator, and the screening's
+/// connector state (its intent) goes with the wait, so the operator's retry invites afresh.
+fn needs_operator(app: &App, reason: &str, key: String, event_id: i64) -> FlowError {
+    let text = format!(
+        "{reason} (an operator decides: if the vendor has no order for this candidate, \
+         POST /admin/events/{event_id}/retry invites once more; if it has one, cancel it there \
+         first, then retry)"
+    );
+    FlowError {
+        wait: Some(WaitFor::Operator),
+        drop_screening: Some(key),
+        ..FlowError::new(
+            crate::wasm::quota::clip(&text, app.limits.error_bytes),
+            false,
+        )
+    }
+}
+
 /// The role of an event kind: ATS trigger or delivery, or `None` for the flow's own kinds.
 pub fn role(app: &App, event: &Event) -> Option<Role> {
     app.integration(&event.integration)
@@ -154,7 +178,7 @@ pub async fn process(app: &Arc<App>, event: &Event) -> Result<Outcome, FlowError
         Err(e) => match integration.ats.disconnected(&cx) {
             Some(d) => Ok(disconnected(event, trigger && !e.started, d)),
             None => match e.wait {
-                Some(what) => Ok(Outcome::Wait(what, e.message)),
+                Some(what) => Ok(Outcome::Wait(what, e.message, e.drop_screening)),
                 None => Err(e),
             },
         },
@@ -173,7 +197,7 @@ fn disconnected(event: &Event, trigger: bool, d: Disconnected) -> Outcome {
              (POST /admin/events/{}/retry sends it once connected)",
             event.id
         )),
-        d => Outcome::Wait(WaitFor::Connect, d.to_string()),
+        d => Outcome::Wait(WaitFor::Connect, d.to_string(), None),
     }
 }
 
@@ -274,7 +298,7 @@ async fn start(
             (order.order_ref, None)
         }
         None => {
-            let started = start_screening(app, integration, &connector, &request)
+            let started = start_screening(app, integration, &connector, &request, event.id)
                 .await
                 .map_err(|e| e.by(&version))?;
             // No vendor order (e.g. no email): the status still belongs on the candidacy, under
@@ -322,16 +346,21 @@ async fn start_screening(
     integration: &Integration,
     connector: &Arc<LoadedConnector>,
     request: &ScreeningRequest,
+    event_id: i64,
 ) -> Result<crate::wasm::connector::Started, FlowError> {
     let ctx = app.call_context(integration, connector);
     let runtime = app.registry.runtime().clone();
+    let key = request.idempotency_key.clone();
     let (called, request) = (connector.clone(), request.clone());
     let started = app
         .guest_call(&integration.config.id, async move {
             called.start_screening(&runtime, ctx, &request).await
         })
         .await
-        .map_err(|e| call_failed(app, e))?;
+        .map_err(|e| match e.needs_operator() {
+            Some(reason) => needs_operator(app, reason, key, event_id),
+            None => call_failed(app, e),
+        })?;
     // What the connector returns is stored and shown: bounded like a callback's updates.
     crate::wasm::quota::check_status(&started.status, &app.limits).map_err(|reason| {
         app.metrics

@@ -163,8 +163,13 @@ async fn handle(
         w.max_attempts
     };
     let (state, error, version, retry_at, outcome) = match result {
-        Ok(Outcome::Wait(what, why)) => {
-            return wait(app, &event, run, what, why, started_at_ms, took_ms).await
+        Ok(Outcome::Wait(what, why, drop_screening)) => {
+            let held = Held {
+                what,
+                why,
+                drop_screening,
+            };
+            return wait(app, &event, run, held, started_at_ms, took_ms).await;
         }
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
@@ -248,17 +253,22 @@ async fn handle(
     drop(permit);
 }
 
-/// Puts an event to wait for `what` (see [`crate::store::waiting`]): a permission or the quota
-/// is re-checked every `worker.recheck_secs`; a connect only by its trigger.
-async fn wait(
-    app: &App,
-    event: &Event,
-    run: &str,
+/// What an event waits for, why, and the screening whose connector state goes with the wait.
+struct Held {
     what: WaitFor,
     why: String,
-    started_at_ms: i64,
-    took_ms: i64,
-) {
+    drop_screening: Option<String>,
+}
+
+/// Puts an event to wait (see [`crate::store::waiting`]): a permission or the quota is
+/// re-checked every `worker.recheck_secs`; a connect only by its trigger; an operator's decision
+/// only by an operator.
+async fn wait(app: &App, event: &Event, run: &str, held: Held, started_at_ms: i64, took_ms: i64) {
+    let Held {
+        what,
+        why,
+        drop_screening,
+    } = held;
     tracing::warn!(event = event.id, integration = %event.integration,
         waiting_for = what.as_str(), "waiting: {why}");
     app.timeline.emit(TimelineEvent::EventFinished {
@@ -267,7 +277,7 @@ async fn wait(
         outcome: format!("waiting for {}: {why}", what.as_str()),
     });
     let recheck_at = match what {
-        WaitFor::Connect => None,
+        WaitFor::Connect | WaitFor::Operator => None,
         WaitFor::Permission | WaitFor::Quota => {
             Some(now_ms() + app.config.worker.recheck_secs.max(1) as i64 * 1000)
         }
@@ -280,6 +290,7 @@ async fn wait(
         connector_version: None,
         started_at_ms,
         took_ms,
+        drop_screening,
     };
     match app.store.wait_event(event.id, wait).await {
         Ok(true) => {}

@@ -354,6 +354,7 @@ mod tests {
                 connector_version: None,
                 started_at_ms: now_ms(),
                 took_ms: 1,
+                drop_screening: None,
             };
             assert!(s.wait_event(ev.id, wait("revoked")).await.unwrap());
             assert!(claim().is_none(), "a waiting event is not due");

@@ -9,6 +9,7 @@
 //! - what it waits for may have changed ([`Store::resume_waiting`]: a (re)connect, a connector
 //!   activated, the integration's settings changed, a host started with a new config);
 //! - an operator asks ([`Store::retry_event`], [`Store::resume_waiting`] for one integration).
+//!   An event waiting for an [`WaitFor::Operator`] decision resumes only this way.
 //!
 //! Waiting costs no attempt (the claim's count is taken back) and says nothing about the vendor
 //! (the circuit breaker does not see it). Each wait is one line of the event's history.
@@ -36,16 +37,28 @@ pub enum WaitFor {
     /// The connector's state quota: re-checked every `worker.recheck_secs`, and resumed when a
     /// connector version is activated or the integration's settings (its quota) change.
     Quota,
+    /// An operator's decision: the connector cannot tell whether its vendor placed the order
+    /// (an answer was lost) and the vendor cannot be searched. Never re-checked by itself;
+    /// resumed only by an operator (`POST /admin/events/{id}/retry`,
+    /// `POST /admin/integrations/{id}/resume`). The screening's connector state goes with the
+    /// wait ([`Wait::drop_screening`]), so the operator's retry starts the screening afresh.
+    Operator,
 }
 
 impl WaitFor {
-    pub const ALL: [WaitFor; 3] = [WaitFor::Connect, WaitFor::Permission, WaitFor::Quota];
+    pub const ALL: [WaitFor; 4] = [
+        WaitFor::Connect,
+        WaitFor::Permission,
+        WaitFor::Quota,
+        WaitFor::Operator,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             WaitFor::Connect => "connect",
             WaitFor::Permission => "permission",
             WaitFor::Quota => "quota",
+            WaitFor::Operator => "operator",
         }
     }
 
@@ -82,6 +95,10 @@ pub struct Wait {
     pub connector_version: Option<String>,
     pub started_at_ms: i64,
     pub took_ms: i64,
+    /// The idempotency key of a screening whose connector state (its screening-scoped entries:
+    /// the intent) is dropped in the same write: an operator's retry then invites afresh, and no
+    /// crash between the two can leave a wait without the drop or the reverse.
+    pub drop_screening: Option<String>,
 }
 
 /// The waiting events of an integration for one [`WaitFor`].
@@ -142,6 +159,12 @@ impl Store {
                 Some(&wait.reason),
                 wait.connector_version.as_deref(),
             )?;
+            if let Some(key) = &wait.drop_screening {
+                let integration = db
+                    .query_one("SELECT integration FROM events WHERE id = ?1", args![id])?
+                    .text(0)?;
+                super::kv::drop_screening_on(db, &integration, key)?;
+            }
             if wait.waiting_for == WaitFor::Connect {
                 db.execute(
                     "UPDATE events SET state = 'queued', waiting_for = NULL, next_attempt_at = ?2
@@ -296,6 +319,7 @@ mod tests {
             connector_version: None,
             started_at_ms: now_ms(),
             took_ms: 1,
+            drop_screening: None,
         }
     }
 
@@ -356,6 +380,35 @@ mod tests {
             assert_eq!(s.wake_rechecks().unwrap(), 1);
             assert_eq!(claim(&s).unwrap().id, e.id);
         });
+    }
+
+    #[tokio::test]
+    async fn an_operator_wait_drops_the_screenings_intent_and_only_an_operator_resumes_it() {
+        let s = store();
+        s.enqueue("a", "k", "1", "{}").unwrap();
+        s.kv_set_for_screening("a", "c", "lever:t1", "intent:lever:t1", "17")
+            .unwrap();
+        s.kv_set_for_screening("a", "c", "lever:t2", "intent:lever:t2", "18")
+            .unwrap();
+        let e = claim(&s).unwrap();
+        let held = Wait {
+            drop_screening: Some("lever:t1".into()),
+            ..wait("r", WaitFor::Operator, None)
+        };
+        assert!(s.wait_event(e.id, held).await.unwrap());
+        assert_eq!(s.kv_get("a", "c", "intent:lever:t1").unwrap(), None);
+        assert_eq!(
+            s.kv_get("a", "c", "intent:lever:t2").unwrap().as_deref(),
+            Some("18"),
+            "another screening's entries stay"
+        );
+        assert_eq!(s.wake_rechecks().unwrap(), 0, "never re-checked by itself");
+        for what in [WaitFor::Connect, WaitFor::Permission, WaitFor::Quota] {
+            assert_eq!(s.resume_waiting(None, Some(what)).unwrap(), 0);
+        }
+        assert_eq!(s.waiting_for("a", WaitFor::Operator).unwrap(), 1);
+        assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);
+        assert_eq!(claim(&s).unwrap().id, e.id);
     }
 
     #[tokio::test]

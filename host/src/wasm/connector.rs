@@ -108,6 +108,12 @@ impl LoadedConnector {
             Err(CallError::Invoke(InvokeError::Timeout(_))) => "timeout",
             Err(CallError::Invoke(InvokeError::OutOfMemory(_))) => "oom",
             Err(CallError::Invoke(InvokeError::Instantiate(_))) => "instantiate",
+            Err(CallError::Invoke(InvokeError::LiftBytes(_))) => {
+                runtime
+                    .metrics()
+                    .sandbox_limit(&self.manifest.id, "lift_bytes");
+                "lift_bytes"
+            }
             Err(CallError::Transient(_)) => "transient",
             Err(CallError::Config(_)) => "config",
             Err(CallError::Rejected(_)) => "rejected",

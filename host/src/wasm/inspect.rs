@@ -26,7 +26,10 @@ pub enum InspectError {
     Rejected(#[from] LoadError),
     #[error("rejected: the component is connector `{found}`, not `{expected}`")]
     WrongConnector { expected: String, found: String },
-    #[error("rejected: outbound hosts not approved: {0}")]
+    #[error(
+        "rejected: outbound hosts not approved: {0} (its manifest's outbound-hosts must each be \
+         given as --approved-host, as the server's runtime.approved_hosts must list them)"
+    )]
     UnapprovedHosts(String),
 }
 

@@ -100,44 +100,72 @@ pub fn check_allowed(
     manifest_hosts: &[String],
     allow_loopback: bool,
 ) -> Result<(), String> {
+    let problems = allowed_problems(allowed, approved, manifest_hosts, allow_loopback);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Every problem [`check_allowed`] finds, one per entry (the unapproved ones together).
+pub fn allowed_problems(
+    allowed: &[String],
+    approved: &[String],
+    manifest_hosts: &[String],
+    allow_loopback: bool,
+) -> Vec<String> {
     let approved: Vec<(String, u16)> = approved
         .iter()
         .chain(manifest_hosts)
         .filter_map(|a| HostEntry::parse(a).ok())
         .flat_map(|e| e.pairs())
         .collect();
+    let mut problems = Vec::new();
     let mut unapproved = Vec::new();
     for entry in allowed {
-        let parsed = HostEntry::parse(entry)?;
-        if let Some(ip) = parsed.ip() {
-            if let Some(range) = forbidden(ip, allow_loopback) {
-                return Err(format!(
-                    "allowed_hosts entry `{entry}` is a {range} address{}",
-                    if range == "loopback" {
-                        " (set allow_loopback = true for a local simulator)"
-                    } else {
-                        ""
-                    }
-                ));
+        let parsed = match HostEntry::parse(entry) {
+            Ok(parsed) => parsed,
+            Err(p) => {
+                problems.push(p);
+                continue;
             }
-        }
-        if parsed.host == "localhost" && !allow_loopback {
-            return Err(format!(
-                "allowed_hosts entry `{entry}` is a loopback address (set allow_loopback = true for a local simulator)"
-            ));
+        };
+        let internal = match parsed.ip() {
+            Some(ip) => forbidden(ip, allow_loopback),
+            None if parsed.host == "localhost" && !allow_loopback => Some("loopback"),
+            None => None,
+        };
+        if let Some(range) = internal {
+            problems.push(internal_entry(entry, range));
+            // Loopback needs approving too once admitted: say both now, not one per restart.
+            if range != "loopback" {
+                continue;
+            }
         }
         if !parsed.pairs().iter().all(|p| approved.contains(p)) {
             unapproved.push(entry.as_str());
         }
     }
-    if unapproved.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "allowed_hosts {} not approved by the operator: add them to runtime.approved_hosts (or the connector's manifest outbound-hosts)",
+    if !unapproved.is_empty() {
+        problems.push(format!(
+            "allowed_hosts {} not approved by the operator: add them to runtime.approved_hosts \
+             (or the connector's manifest outbound-hosts)",
             unapproved.join(", ")
-        ))
+        ));
     }
+    problems
+}
+
+/// The refusal of an `allowed_hosts` entry that is an internal address (`range`: "loopback",
+/// "private", ...), naming the setting that admits loopback.
+pub fn internal_entry(entry: &str, range: &str) -> String {
+    let fix = if range == "loopback" {
+        " (set allow_loopback = true for a local simulator)"
+    } else {
+        ""
+    };
+    format!("allowed_hosts entry `{entry}` is a {range} address{fix}")
 }
 
 /// The entries of a manifest's `outbound-hosts` the operator did not approve (`approved`:

@@ -94,7 +94,22 @@ pub enum CallError {
     Rejected(String),
 }
 
+/// The prefix of a `rejected` message by which a connector says: "my vendor may have placed the
+/// order (its answer was lost) and cannot be searched, so I will not invite again blindly: an
+/// operator must decide". The event then waits for an operator (`store::WaitFor::Operator`). A
+/// convention, not a contract change: a host that does not know it dead-letters the event, which
+/// an operator retries too. The SDKs write it (`ConnectorError::needs_operator` in Rust).
+pub const NEEDS_OPERATOR: &str = "needs-operator: ";
+
 impl CallError {
+    /// The reason, when the connector asked for an operator's decision ([`NEEDS_OPERATOR`]).
+    pub fn needs_operator(&self) -> Option<&str> {
+        match self {
+            CallError::Rejected(message) => message.strip_prefix(NEEDS_OPERATOR),
+            _ => None,
+        }
+    }
+
     /// Whether retrying later may succeed. Traps and timeouts count as retryable: they may come
     /// from a slow vendor or a bug fixed by the next version; the attempt cap bounds them.
     pub fn retryable(&self) -> bool {
@@ -149,6 +164,13 @@ pub enum InvokeError {
     OutOfMemory(u32),
     #[error("connector could not be instantiated: {0}")]
     Instantiate(String),
+    /// The call handed the host more bytes at once (its result, or one import call's
+    /// arguments) than `runtime.limits.lift_bytes`; stopped before the host copied them.
+    #[error(
+        "connector handed the host more than {0} bytes at once (its result or one import call's \
+         arguments; runtime.limits.lift_bytes): stopped before copying"
+    )]
+    LiftBytes(usize),
     /// A `state.set` was refused because the integration's state quota is full: a trap like
     /// any other for the connector, but not the vendor's fault, and retrying cannot help until
     /// there is room (the flow holds the event: see `store::waiting`).

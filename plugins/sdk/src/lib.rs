@@ -16,7 +16,8 @@
 //! - typed helpers: [`http`] (a request builder with JSON, and failures mapped to the contract's
 //!   [`ConnectorError`] kinds), [`signature`] (callback signatures verified through the host's
 //!   `crypto` import), [`state`] (typed JSON values), [`config`] (required settings and secrets),
-//!   [`idempotency`] (the intent-before-call pattern below) and [`text`].
+//!   [`idempotency`] (the intent-before-call pattern below), [`lookup`] (step 3 for vendors that
+//!   cannot be searched by our reference) and [`text`].
 //!
 //! [`export_connector!`] writes that glue when the four operations are functions of one module
 //! (`export_connector!(connector)`); by hand it is:
@@ -56,7 +57,9 @@
 //! 3. An intent without an order → an earlier attempt may have placed the order without
 //!    recording it (a crash, a timeout, a lost answer): **look the order up at the vendor by our
 //!    reference** (the idempotency key, sent with every invitation), and invite only when the
-//!    vendor has none.
+//!    vendor has none. A vendor without such a lookup: [`lookup`] finds the order by a field the
+//!    vendor stores and lists by, or by email and time window; with no way at all,
+//!    [`lookup::none`] makes the host hold the event for an operator rather than invite blindly.
 //! 4. Once the vendor answered (or the lookup found the order) → record `order:<key>` for the
 //!    screening and remove the intent. The host drops `order:<key>` when it records the order:
 //!    the connector's state stays the same size however many screenings run.
@@ -78,6 +81,7 @@ pub mod config;
 mod host;
 pub mod http;
 pub mod idempotency;
+pub mod lookup;
 mod macros;
 pub mod signature;
 pub mod state;

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 
 import * as logic from '../logic.js';
+import { byEmailSince, byField, NEEDS_OPERATOR, noLookup } from '../lookup.js';
 import { FakeHost, NOW } from './fake-host.mjs';
 
 const BASE = 'https://api.example.com';
@@ -39,6 +40,34 @@ test('after a timeout the retry looks up first', () => {
   h.respond('GET', `${BASE}/invitations?reference=lever%3Atok-1`, 200, { invitations: [{ id: 'inv-1', status: 'pending', reference: KEY }] });
   assert.equal(logic.startScreening(h, request()).orderRef, 'inv-1');
   assert.equal(h.count('POST', `${BASE}/invitations`), 1);
+});
+
+test('a vendor without a lookup: the retry waits for an operator instead of inviting twice', () => {
+  const h = host();
+  h.fail('POST', `${BASE}/invitations`, { tag: 'timeout' });
+  assert.throws(() => logic.startScreening(h, request()), (e) => e.tag === 'transient');
+  const original = logic.lookups.findEarlier;
+  logic.lookups.findEarlier = () => {
+    throw noLookup(logic.VENDOR);
+  };
+  try {
+    assert.throws(() => logic.startScreening(h, request()), (e) => e.tag === 'rejected' && e.val.startsWith(NEEDS_OPERATOR));
+  } finally {
+    logic.lookups.findEarlier = original;
+  }
+  assert.equal(h.sent.filter((r) => r.method === 'POST').length, 1);
+});
+
+test('lookups by a stored field and by email and time window', () => {
+  assert.equal(byField([{ id: 'a', tag: 'x' }, { id: 'b', tag: KEY }], KEY, (o) => o.tag).id, 'b');
+  const orders = [
+    { id: 'old', email: 'ada@example.com', created: NOW - 3600 },
+    { id: 'new', email: 'ADA@example.com', created: NOW + 5 },
+  ];
+  const pick = (os) => byEmailSince(os, 'ada@example.com', NOW, (o) => o.email, (o) => o.created);
+  assert.equal(pick(orders).id, 'new');
+  assert.equal(pick(orders.slice(0, 1)), undefined);
+  assert.throws(() => pick([...orders, { id: 'again', email: 'ada@example.com', created: NOW + 9 }]), (e) => e.val.startsWith(NEEDS_OPERATOR));
 });
 
 test('no email: an error status without a call', () => {

@@ -1,0 +1,3 @@
+from tests.errors import allow_tracebacks
+
+allow_tracebacks()

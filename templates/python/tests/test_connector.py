@@ -10,6 +10,8 @@ from wit_world.imports import types
 from wit_world.imports.outbound_http import HttpError_Timeout
 
 import connector
+import lookup
+from tests.errors import error_of
 from tests.fake_host import NOW, FakeHost
 
 BASE = "https://api.example.com"
@@ -47,6 +49,37 @@ class StartScreening(unittest.TestCase):
         h.respond("GET", BASE + "/invitations?reference=lever%3Atok-1", 200, '{"invitations":[{"id":"inv-1","status":"pending","reference":"lever:tok-1"}]}')
         self.assertEqual(connector.start_screening(h, request()).order_ref, "inv-1")
         self.assertEqual(h.count("POST", BASE + "/invitations"), 1)
+
+    def test_a_vendor_without_a_lookup_waits_for_an_operator_instead_of_inviting_twice(self):
+        h = host()
+        h.fail("POST", BASE + "/invitations", HttpError_Timeout())
+        error_of(connector.start_screening, h, request())
+        original = connector.find_earlier
+
+        def cannot_search(*_):
+            raise lookup.no_lookup(connector.VENDOR)
+
+        connector.find_earlier = cannot_search
+        try:
+            error = error_of(connector.start_screening, h, request())
+        finally:
+            connector.find_earlier = original
+        self.assertIsInstance(error, types.ConnectorError_Rejected)
+        self.assertTrue(error.value.startswith(lookup.NEEDS_OPERATOR), error.value)
+        self.assertEqual(h.count("POST", BASE + "/invitations"), 1)
+
+    def test_lookups_by_a_stored_field_and_by_email_and_time_window(self):
+        listed = [{"id": "a", "tag": "lever:tok-0"}, {"id": "b", "tag": KEY}]
+        self.assertEqual(lookup.by_field(listed, KEY, lambda o: o.get("tag"))["id"], "b")
+        orders = [
+            {"id": "old", "email": "ada@example.com", "created": NOW - 3600},
+            {"id": "new", "email": "ADA@example.com", "created": NOW + 5},
+        ]
+        pick = lambda os: lookup.by_email_since(os, "ada@example.com", NOW, lambda o: o["email"], lambda o: o["created"])
+        self.assertEqual(pick(orders)["id"], "new")
+        self.assertIsNone(pick(orders[:1]))
+        error = error_of(pick, orders + [{"id": "again", "email": "ada@example.com", "created": NOW + 9}])
+        self.assertTrue(error.value.startswith(lookup.NEEDS_OPERATOR), error.value)
 
     def test_no_email(self):
         started = connector.start_screening(host(), request(emails=[""]))

@@ -6,6 +6,11 @@
 //! - `GET {api-base}/invitations?reference=<key>` → `{"invitations": [{"id", "status", ...}]}`;
 //! - callbacks: `POST` with `{"id", "status", "report_url"}`, `X-Timestamp: <unix seconds>` and
 //!   `X-Signature: <hex HMAC-SHA256(webhook-secret, "<timestamp>.<body>")>`.
+//!
+//! If {{Name}} cannot find an order by our reference, change `lookup` in `start_screening`:
+//! `switchyard_connector::lookup` has `by_field` (a field the vendor stores and lists by),
+//! `by_email_since` (a search by email and time window) and `none` (no way at all: the host holds
+//! the event for an operator instead of inviting twice).
 
 use serde::{Deserialize, Serialize};
 use switchyard_connector::http::{HttpFailure, Request};
@@ -139,6 +144,7 @@ pub fn start_screening(
             .unwrap_or(&packages[0]),
     };
 
+    // Step 3 of the idempotency pattern: the order an earlier attempt may have placed.
     let lookup = || -> Result<Option<Invitation>, ConnectorError> {
         let found: Invitations =
             Request::get(format!("{base}/invitations?reference={}", urlencode(key)))

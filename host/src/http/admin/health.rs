@@ -78,6 +78,9 @@ pub fn of(app: &App, c: &IntegrationConfig) -> Health {
             WaitFor::Quota => {
                 "raise the integration's state_total_bytes (PATCH /admin/integrations/{id}) or fix the connector"
             }
+            WaitFor::Operator => {
+                "check at the vendor whether the candidate was invited (cancel it there if so), then POST /admin/events/<event>/retry or POST /admin/integrations/{id}/resume"
+            }
         };
         problems.push(Problem {
             kind: w.waiting_for.as_str().into(),

@@ -22,14 +22,15 @@
 //! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bindings`
 //! (generated, per version),
 //! `contract` (version check), `imports` (host imports on neutral types, and the harness seam),
-//! `crypto` (the 0.2 `crypto` import), `limits` (caps and grants), `output` (bounded guest
-//! stderr).
+//! `crypto` (the 0.2 `crypto` import), `diagnose` (what a toolchain's error means for the
+//! author), `limits` (caps and grants), `output` (bounded guest stderr).
 
 pub mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 pub mod contract;
 pub mod crypto;
+mod diagnose;
 pub mod imports;
 pub mod limits;
 mod output;
@@ -266,7 +267,13 @@ impl Runtime {
     pub fn link(&self, component: Component, origin: Origin) -> Result<Compiled, LoadError> {
         let surface = Surface::of(&component, &self.engine);
         let (version, contract_version) = surface.check()?;
-        let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        let contract = |e: wasmtime::Error| {
+            let text = format!("{e:#}");
+            LoadError::Contract(match diagnose::load_hint(&text) {
+                Some(hint) => format!("{hint}: {text}"),
+                None => text,
+            })
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(contract)?;
         let pre = match version {
             ContractVersion::V0_1 => {
@@ -305,6 +312,7 @@ impl Runtime {
             wasi.wall_clock(Pinned(at));
         }
         let wasi = wasi.build();
+        let lift_bytes = ctx.limits.lift_bytes;
         let mut store = Store::new(
             &self.engine,
             Invocation {
@@ -315,6 +323,9 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
+        // Bounds each copy out of the guest (a result, an import's arguments) before it starts:
+        // the copy runs in host code, which the epoch deadline below cannot interrupt.
+        store.set_hostcall_fuel(lift_bytes);
         let started = Instant::now();
         let timeout = Duration::from_millis(self.timeout_ms);
         // Yield to the executor on every tick, so a spinning guest shares its thread with the
@@ -335,7 +346,7 @@ impl Runtime {
                 .map_err(|e| classify_instantiate(e, grant))?;
             call(&instance, &mut store)
                 .await
-                .map_err(|e| classify(e, &stderr, started, grant))
+                .map_err(|e| classify(e, &stderr, started, grant, lift_bytes))
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(result) => result,
@@ -381,19 +392,28 @@ fn classify(
     stderr: &output::GuestOutput,
     started: Instant,
     grant: Grant,
+    lift_bytes: usize,
 ) -> InvokeError {
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return InvokeError::Timeout(started.elapsed().as_millis() as u64);
         }
     }
+    // wasmtime's error type for it is private: its text is what identifies it.
+    if e.root_cause().to_string().contains(HOSTCALL_FUEL_EXHAUSTED) {
+        return InvokeError::LiftBytes(lift_bytes);
+    }
     let chain = format!("{e:?}");
     if is_memory_limit(&format!("{e:#}")) {
         return InvokeError::OutOfMemory(grant.memory_mib);
     }
     let cause = e.root_cause().to_string();
-    let mut reason = output::bounded(&cause, output::CAUSE_CAP);
     let said = stderr.text();
+    // The author's mistake first, when the toolchain's text shows one.
+    let mut reason = diagnose::trap_hint(&said)
+        .map(|hint| format!("{hint}\n"))
+        .unwrap_or_default();
+    reason.push_str(&output::bounded(&cause, output::CAUSE_CAP));
     if !said.is_empty() {
         reason.push_str("\nguest stderr:\n");
         reason.push_str(&said);
@@ -405,6 +425,9 @@ fn classify(
     }
     InvokeError::Trap(reason)
 }
+
+/// Part of wasmtime 48's message when a copy out of the guest would pass the hostcall fuel.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
 
 fn is_memory_limit(text: &str) -> bool {
     text.contains("memory") && (text.contains("limit") || text.contains("grow"))
