@@ -398,7 +398,9 @@ impl Config {
             }
         }
         if let Some(password) = &mut self.storage.password {
-            password.resolve()?;
+            if let Err(e) = password.resolve() {
+                problems.push(e.into());
+            }
         }
         let has_app = self.lever_oauth.is_some();
         let mut seen = std::collections::HashSet::new();

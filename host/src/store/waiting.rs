@@ -384,31 +384,32 @@ mod tests {
 
     #[tokio::test]
     async fn an_operator_wait_drops_the_screenings_intent_and_only_an_operator_resumes_it() {
-        let s = store();
-        s.enqueue("a", "k", "1", "{}").unwrap();
-        s.kv_set_for_screening("a", "c", "lever:t1", "intent:lever:t1", "17")
-            .unwrap();
-        s.kv_set_for_screening("a", "c", "lever:t2", "intent:lever:t2", "18")
-            .unwrap();
-        let e = claim(&s).unwrap();
-        let held = Wait {
-            drop_screening: Some("lever:t1".into()),
-            ..wait("r", WaitFor::Operator, None)
-        };
-        assert!(s.wait_event(e.id, held).await.unwrap());
-        assert_eq!(s.kv_get("a", "c", "intent:lever:t1").unwrap(), None);
-        assert_eq!(
-            s.kv_get("a", "c", "intent:lever:t2").unwrap().as_deref(),
-            Some("18"),
-            "another screening's entries stay"
-        );
-        assert_eq!(s.wake_rechecks().unwrap(), 0, "never re-checked by itself");
-        for what in [WaitFor::Connect, WaitFor::Permission, WaitFor::Quota] {
-            assert_eq!(s.resume_waiting(None, Some(what)).unwrap(), 0);
-        }
-        assert_eq!(s.waiting_for("a", WaitFor::Operator).unwrap(), 1);
-        assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);
-        assert_eq!(claim(&s).unwrap().id, e.id);
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            s.kv_set_for_screening("a", "c", "lever:t1", "intent:lever:t1", "17")
+                .unwrap();
+            s.kv_set_for_screening("a", "c", "lever:t2", "intent:lever:t2", "18")
+                .unwrap();
+            let e = claim(&s).unwrap();
+            let held = Wait {
+                drop_screening: Some("lever:t1".into()),
+                ..wait("r", WaitFor::Operator, None)
+            };
+            assert!(s.wait_event(e.id, held).await.unwrap());
+            assert_eq!(s.kv_get("a", "c", "intent:lever:t1").unwrap(), None);
+            assert_eq!(
+                s.kv_get("a", "c", "intent:lever:t2").unwrap().as_deref(),
+                Some("18"),
+                "another screening's entries stay"
+            );
+            assert_eq!(s.wake_rechecks().unwrap(), 0, "never re-checked by itself");
+            for what in [WaitFor::Connect, WaitFor::Permission, WaitFor::Quota] {
+                assert_eq!(s.resume_waiting(None, Some(what)).unwrap(), 0);
+            }
+            assert_eq!(s.waiting_for("a", WaitFor::Operator).unwrap(), 1);
+            assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);
+            assert_eq!(claim(&s).unwrap().id, e.id);
+        });
     }
 
     #[tokio::test]
