@@ -278,10 +278,15 @@ impl Store {
                     params![job, id, step],
                 )?;
             }
-            let next = if ids.len() < batch as usize {
-                JobState::Done
-            } else {
+            let left: bool = conn
+                .prepare_cached(
+                    "SELECT 1 FROM replay_job_events WHERE job_id = ?1 AND step = 'pending'",
+                )?
+                .exists(params![job])?;
+            let next = if left {
                 JobState::Running
+            } else {
+                JobState::Done
             };
             conn.exec(
                 "UPDATE replay_jobs SET state = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'running'",

@@ -146,6 +146,37 @@ impl Store {
     }
 }
 
+/// An order's status as it stands, and when it last changed.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct OrderStatus {
+    pub order_ref: String,
+    pub state: String,
+    pub label: String,
+    /// Unix ms.
+    pub updated_at_ms: i64,
+}
+
+impl Store {
+    /// The orders of `opportunity` in `integration`, oldest first, with when each last changed.
+    pub fn order_statuses(&self, integration: &str, opportunity: &str) -> Result<Vec<OrderStatus>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT order_ref, state, label, updated_at FROM orders
+             WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![integration, opportunity], |r| {
+            Ok(OrderStatus {
+                order_ref: r.get(0)?,
+                state: r.get(1)?,
+                label: r.get(2)?,
+                updated_at_ms: r.get(3)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+}
+
 /// [`Store::calls`] on a connection the caller holds.
 pub(super) fn calls_of(conn: &Connection, id: i64) -> Result<Vec<RecordedCall>> {
     let mut stmt = conn.prepare_cached(

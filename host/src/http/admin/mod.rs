@@ -3,7 +3,7 @@
 //! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
 //! connect/disconnect ([`lever`]), the event queue with each event's attempt history, inbound
 //! headers and outbound calls ([`events`], filtered by [`criteria`]), and bulk replay jobs
-//! ([`replay`]). Mounted only when `server.admin_token` is set; every route requires
+//! ([`replay`]), and a candidate's timeline ([`timeline`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! [`ApiError`]s, `{"error": "...", "code": "..."}` with a 4xx for bad input, and a rejected
 //! request changes nothing.
@@ -20,6 +20,7 @@ mod health;
 mod integrations;
 mod lever;
 mod replay;
+mod timeline;
 
 use std::sync::Arc;
 
@@ -79,6 +80,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .merge(events::routes())
         .merge(lever::routes())
         .merge(replay::routes())
+        .merge(timeline::routes())
         .routes(routes!(openapi_json))
 }
 
@@ -216,6 +218,7 @@ mod tests {
         "GET /admin/replays/{id}",
         "POST /admin/replays/{id}/cancel",
         "POST /admin/integrations/{id}/replay",
+        "GET /admin/integrations/{id}/timeline",
         "GET /admin/openapi.json",
     ];
 
