@@ -1,6 +1,6 @@
 //! What the operator console shows and does, through the admin API: a Lever → Certn event with
 //! its inbound headers, signature check and every vendor and ATS call (no secret anywhere), the
-//! candidate's timeline, the events search, and bulk replay of dead letters after a vendor
+//! candidate's timeline, the events search, the stats, and bulk replay of dead letters after a vendor
 //! outage (one invitation per candidate, a forced replay of a done event inviting nobody again).
 //!
 //! Needs the built plugins (see plugins/README.md).
@@ -208,6 +208,39 @@ async fn the_events_search_filters_and_pages_and_keeps_the_old_parameters() -> a
     // Unknown parameters are still refused.
     assert_eq!(
         admin.get("/admin/events?colour=red").await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The numbers behind the pictures count the same events and the version that ran them.
+    let (status, stats) = admin.get("/admin/stats?hours=1&connector=certn").await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    let received: i64 = stats["events_per_minute"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["count"].as_i64())
+        .sum();
+    assert_eq!(received, all.len() as i64, "{stats}");
+    let versions = stats["connector_versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        versions.iter().all(|v| v["connector_version"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("certn@"))),
+        "{stats}"
+    );
+    assert!(
+        versions
+            .iter()
+            .any(|v| v["attempts"].as_i64() >= Some(6)
+                && v["p99_ms"].as_i64() >= v["p50_ms"].as_i64()),
+        "{stats}"
+    );
+    assert_eq!(stats["queue"]["dead"], 0, "{stats}");
+    assert_eq!(
+        admin.get("/admin/stats?hours=99").await.0,
         StatusCode::BAD_REQUEST
     );
     Ok(())

@@ -23,7 +23,8 @@
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
 //! headers and its attempts' outbound calls), [`search`] (the operators' event filter),
-//! [`replay`] (replaying one event or a filter's events as a stored job), [`writer`] (group commit).
+//! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
+//! console's numbers: events and failures per minute, queue depth, latency per version), [`writer`] (group commit).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
 //! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
@@ -43,6 +44,7 @@ pub mod replay;
 pub mod retention;
 pub mod runs;
 pub mod search;
+pub mod stats;
 pub mod traffic;
 pub mod writer;
 

@@ -3,7 +3,8 @@
 //! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
 //! connect/disconnect ([`lever`]), the event queue with each event's attempt history, inbound
 //! headers and outbound calls ([`events`], filtered by [`criteria`]), and bulk replay jobs
-//! ([`replay`]), and a candidate's timeline ([`timeline`]). Mounted only when `server.admin_token` is set; every route requires
+//! ([`replay`]), a candidate's timeline ([`timeline`]) and the
+//! console's numbers ([`stats`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! [`ApiError`]s, `{"error": "...", "code": "..."}` with a 4xx for bad input, and a rejected
 //! request changes nothing.
@@ -20,6 +21,7 @@ mod health;
 mod integrations;
 mod lever;
 mod replay;
+mod stats;
 mod timeline;
 
 use std::sync::Arc;
@@ -81,6 +83,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .merge(lever::routes())
         .merge(replay::routes())
         .merge(timeline::routes())
+        .merge(stats::routes())
         .routes(routes!(openapi_json))
 }
 
@@ -219,6 +222,7 @@ mod tests {
         "POST /admin/replays/{id}/cancel",
         "POST /admin/integrations/{id}/replay",
         "GET /admin/integrations/{id}/timeline",
+        "GET /admin/stats",
         "GET /admin/openapi.json",
     ];
 
