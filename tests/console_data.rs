@@ -1,6 +1,6 @@
 //! What the operator console shows and does, through the admin API: a Lever → Certn event with
 //! its inbound headers, signature check and every vendor and ATS call (no secret anywhere), the
-//! candidate's timeline, the events search, the stats, and bulk replay of dead letters after a vendor
+//! candidate's timeline, the setup wizard's live lists, the events search, the stats, and bulk replay of dead letters after a vendor
 //! outage (one invitation per candidate, a forced replay of a done event inviting nobody again).
 //!
 //! Needs the built plugins (see plugins/README.md).
@@ -121,6 +121,35 @@ async fn an_event_shows_its_webhook_and_every_call_and_the_timeline_fills_withou
     for secret in secrets {
         assert!(!shown.contains(&secret), "a secret is shown");
     }
+
+    // The wizard's live lists: Lever's stages, Certn's packages (exactly one default).
+    let (status, stages) = admin
+        .get(&format!("/admin/integrations/{CERTN}/stages"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stages}");
+    assert!(
+        stages["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == TRIGGER),
+        "{stages}"
+    );
+    let (status, packages) = admin
+        .get(&format!("/admin/integrations/{CERTN}/packages"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{packages}");
+    let defaults = packages["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["default"] == true)
+        .count();
+    assert_eq!(defaults, 1, "{packages}");
+    assert_eq!(
+        admin.get("/admin/integrations/nobody/stages").await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // Bad input: a timeline without a candidate, a search with a wrong time.
     let (status, _) = admin

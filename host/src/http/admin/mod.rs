@@ -1,10 +1,10 @@
 //! The admin API under `/admin`: connector versions ([`connectors`]), integrations
 //! ([`integrations`]) with their health and the resumption of their waiting events ([`health`]),
-//! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
-//! connect/disconnect ([`lever`]), the event queue with each event's attempt history, inbound
-//! headers and outbound calls ([`events`], filtered by [`criteria`]), and bulk replay jobs
-//! ([`replay`]), a candidate's timeline ([`timeline`]) and the
-//! console's numbers ([`stats`]). Mounted only when `server.admin_token` is set; every route requires
+//! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth connect/disconnect ([`lever`]),
+//! the event queue with each event's attempt history, inbound headers and outbound calls
+//! ([`events`], filtered by [`criteria`]), bulk replay jobs ([`replay`]), a candidate's timeline
+//! ([`timeline`]), the console's numbers ([`stats`]) and the setup wizard's live lists
+//! ([`live`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! [`ApiError`]s, `{"error": "...", "code": "..."}` with a 4xx for bad input, and a rejected
 //! request changes nothing.
@@ -20,6 +20,7 @@ mod gem_keys;
 mod health;
 mod integrations;
 mod lever;
+mod live;
 mod replay;
 mod stats;
 mod timeline;
@@ -84,6 +85,7 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .merge(replay::routes())
         .merge(timeline::routes())
         .merge(stats::routes())
+        .merge(live::routes())
         .routes(routes!(openapi_json))
 }
 
@@ -223,6 +225,8 @@ mod tests {
         "POST /admin/integrations/{id}/replay",
         "GET /admin/integrations/{id}/timeline",
         "GET /admin/stats",
+        "GET /admin/integrations/{id}/stages",
+        "GET /admin/integrations/{id}/packages",
         "GET /admin/openapi.json",
     ];
 
