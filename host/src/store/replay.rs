@@ -108,7 +108,7 @@ fn replayable(force: bool) -> &'static str {
 }
 
 /// Queues event `id` again, due now with a fresh attempt budget, if it is replayable.
-fn requeue_on(conn: &Connection, id: i64, force: bool) -> Result<Retried> {
+pub(super) fn requeue_on(conn: &Connection, id: i64, force: bool) -> Result<Retried> {
     let Some(state) = conn
         .row("SELECT state FROM events WHERE id = ?1", params![id], |r| {
             r.get::<_, String>(0)

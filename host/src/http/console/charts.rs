@@ -67,7 +67,7 @@ pub fn escape(text: &str) -> String {
 
 /// A round upper bound of the y axis (1, 2 or 5 times a power of ten) at or above `max`.
 fn nice_max(max: f64) -> f64 {
-    if !(max > 0.0) || !max.is_finite() {
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
         return 1.0;
     }
     let power = 10f64.powf(max.log10().floor());
