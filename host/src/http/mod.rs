@@ -8,6 +8,7 @@
 //!   `/gem/{integration}/...` (Gem calls us), Lever's `GET /oauth/lever/callback` (public; the
 //!   `state` authenticates it). [`lever_oauth`] is the old path of Lever's.
 //! - [`admin`]: `/admin/...` when an admin token is configured.
+//! - [`console`]: the operator console ([`console::charts`]: its SVG charts).
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
@@ -17,6 +18,7 @@
 //! A web console, when it comes, mounts here beside `admin`.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod hooks;
 pub mod reply;

@@ -22,7 +22,11 @@
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
 //! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
-//! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit, on both
+//! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
+//! headers and its attempts' outbound calls), [`search`] (the operators' event filter),
+//! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
+//! console's numbers: events and failures per minute, queue depth, latency per version),
+//! [`writer`] (group commit, on both
 //! backends), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
 //! [`pg`] (PostgreSQL's pool and connections), `testing` (tests: a store per backend,
@@ -50,8 +54,12 @@ pub mod gem;
 pub mod kv;
 pub mod orders;
 pub mod queue;
+pub mod replay;
 pub mod retention;
 pub mod runs;
+pub mod search;
+pub mod stats;
+pub mod traffic;
 pub mod writer;
 
 pub use crate::metrics::WriterStats;

@@ -323,6 +323,7 @@ fn remove_listed_events(db: &dyn Db, now: i64) -> Result<(u64, u64)> {
         "DELETE FROM attempts WHERE event_id IN (SELECT id FROM prune_ids)",
         &[],
     )?;
+    super::traffic::remove_listed(db)?;
     let events = db.execute(
         "DELETE FROM events WHERE id IN (SELECT id FROM prune_ids)",
         &[],

@@ -205,30 +205,7 @@ impl Store {
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        self.db(|db| {
-            let Some(row) = db.query_opt("SELECT state FROM events WHERE id = ?1", args![id])?
-            else {
-                return Ok(Retried::NotFound);
-            };
-            let state = EventState::parse(&row.text(0)?);
-            if !matches!(
-                state,
-                EventState::Waiting | EventState::Dead | EventState::Skipped
-            ) {
-                return Ok(Retried::Refused(state));
-            }
-            let n = db.execute(
-                "UPDATE events SET state = 'queued', waiting_for = NULL, attempts = 0,
-                    next_attempt_at = ?2, finished_at = NULL
-                 WHERE id = ?1 AND state = ?3",
-                args![id, now_ms(), state.as_str()],
-            )?;
-            Ok(if n == 1 {
-                Retried::Queued
-            } else {
-                Retried::Refused(state)
-            })
-        })
+        self.db(|db| super::replay::requeue_on(db, id, false))
     }
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.
