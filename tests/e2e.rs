@@ -6,6 +6,7 @@
 mod admin;
 mod authorized_app;
 mod canditech;
+mod console;
 mod contract;
 mod example_config;
 mod faults;

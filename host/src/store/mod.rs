@@ -19,7 +19,8 @@
 //! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`] (claims, outcomes, attempt history), [`runs`] (process runs, lease
-//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
+//! renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the
+//! console's sessions, sign-in rate limits and audit log), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit).
 //!
@@ -33,6 +34,7 @@
 //! connection (`BEGIN`, a `SAVEPOINT` per job, one `COMMIT`: see [`writer`]).
 
 pub mod admin;
+pub mod console;
 pub mod gem;
 pub mod kv;
 pub mod orders;
@@ -217,6 +219,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(gem::SCHEMA)?;
         conn.execute_batch(crate::store::admin::SCHEMA)?;
+        conn.execute_batch(console::SCHEMA)?;
         queue::migrate(&conn)?;
         conn.execute_batch(runs::SCHEMA)?;
         conn.execute_batch(crate::store::oauth::SCHEMA)?;

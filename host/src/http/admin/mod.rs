@@ -15,7 +15,8 @@ mod connectors;
 mod events;
 mod gem_keys;
 mod health;
-mod integrations;
+// The console shows an integration as the API does and pauses it the same way.
+pub(crate) mod integrations;
 mod lever;
 
 use std::sync::Arc;
