@@ -140,7 +140,11 @@ impl Console {
     }
 
     /// POSTs a form with this page's CSRF token.
-    pub async fn act(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+    pub async fn act(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
         let csrf = self.csrf.clone();
         self.post(path, fields, Some(&csrf)).await
     }
@@ -205,28 +209,34 @@ pub async fn driver() -> Driver {
     let status = format!("{}/status", driver.url);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if reqwest::get(&status).await.is_ok_and(|r| r.status().is_success()) {
+        if reqwest::get(&status)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return driver;
         }
-        assert!(std::time::Instant::now() < deadline, "chromedriver did not start: {BROWSER_MISSING}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "chromedriver did not start: {BROWSER_MISSING}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// A headless Chromium session (`--no-sandbox`: CI runs as root).
-pub async fn browser(driver: &Driver) -> fantoccini::Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000"]
-        }),
-    );
-    fantoccini::ClientBuilder::rustls()
-        .expect("rustls WebDriver client")
-        .capabilities(caps)
-        .connect(&driver.url)
+pub async fn browser(driver: &Driver) -> thirtyfour::WebDriver {
+    use thirtyfour::ChromiumLikeCapabilities;
+    let mut caps = thirtyfour::DesiredCapabilities::chrome();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ] {
+        caps.add_arg(arg).expect("a Chromium argument");
+    }
+    thirtyfour::WebDriver::new(&driver.url, caps)
         .await
         .unwrap_or_else(|e| panic!("cannot start a headless Chromium: {e}; {BROWSER_MISSING}"))
 }

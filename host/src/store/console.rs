@@ -82,29 +82,25 @@ pub struct Session {
     pub expires_at_ms: i64,
 }
 
-/// One line of the audit log.
+/// One line of the audit log, as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
     pub id: i64,
     pub at_ms: i64,
+    #[serde(flatten)]
+    pub line: NewAudit,
+}
+
+/// A line to add to the audit log (its id and time are given by the store).
+#[derive(Debug, Clone, Serialize)]
+pub struct NewAudit {
     /// `operator` or `viewer`, with the session's client address and short id.
     pub actor: String,
     /// What was asked, e.g. `event.retry`, `connector.activate`.
     pub action: String,
     /// What it was asked of, e.g. `event 42`, `certn`.
     pub target: String,
-    /// `ok`, `refused: <why>` (a viewer, a rejected upload) or `failed: <why>`.
-    pub outcome: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-}
-
-/// A line to add to the audit log (its id and time are given by the store).
-#[derive(Debug, Clone)]
-pub struct NewAudit {
-    pub actor: String,
-    pub action: String,
-    pub target: String,
+    /// `ok`, or `refused: <why>` (a viewer, a rejected upload).
     pub outcome: String,
     pub before: Option<String>,
     pub after: Option<String>,
@@ -244,12 +240,14 @@ impl Store {
             Ok(AuditEntry {
                 id: r.get(0)?,
                 at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                outcome: r.get(5)?,
-                before: r.get(6)?,
-                after: r.get(7)?,
+                line: NewAudit {
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    before: r.get(6)?,
+                    after: r.get(7)?,
+                },
             })
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -283,7 +281,9 @@ mod tests {
         store.console_session_create(&session("a", 0, 100)).unwrap();
         assert!(store.console_session("a", 50).unwrap().is_some());
         assert!(store.console_session("a", 101).unwrap().is_none());
-        store.console_session_create(&session("b", 200, 300)).unwrap();
+        store
+            .console_session_create(&session("b", 200, 300))
+            .unwrap();
         let left: i64 = store
             .conn()
             .row("SELECT COUNT(*) FROM console_sessions", [], |r| r.get(0))
@@ -320,9 +320,9 @@ mod tests {
         }
         let page = store.audit_list(None, 2).unwrap();
         assert_eq!(page.len(), 2);
-        assert_eq!(page[0].target, "event 2");
+        assert_eq!(page[0].line.target, "event 2");
         let next = store.audit_list(Some(page[1].id), 2).unwrap();
         assert_eq!(next.len(), 1);
-        assert_eq!(next[0].target, "event 0");
+        assert_eq!(next[0].line.target, "event 0");
     }
 }

@@ -10,8 +10,8 @@ use axum::Extension;
 use maud::html;
 use serde::Deserialize;
 
-use super::session::Current;
 use super::layout::{self, Page, Section};
+use super::session::Current;
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::store::console::NewAudit;
@@ -70,9 +70,9 @@ pub async fn page(
         table #audit {
             thead { tr { th { "When (UTC)" } th { "Who" } th { "What" } th { "Target" } th { "Outcome" } th { "Before" } th { "After" } } }
             tbody {
-                @for e in &entries {
+                @for (at_ms, e) in entries.iter().map(|e| (e.at_ms, &e.line)) {
                     tr {
-                        td { (layout::time(e.at_ms)) }
+                        td { (layout::time(at_ms)) }
                         td { (e.actor) }
                         td { code { (e.action) } }
                         td { (e.target) }

@@ -25,7 +25,6 @@ use axum::{Extension, Form};
 use maud::html;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::audit;
 use super::layout;
@@ -44,13 +43,6 @@ const ANONYMOUS_MS: i64 = 30 * 60 * 1000;
 pub const MAX_FAILURES: u32 = 5;
 /// The rate limit's window.
 const WINDOW_MS: i64 = 15 * 60 * 1000;
-
-/// Constant-time equality of a given and an expected secret, in any length (digests compared).
-pub fn same_secret(given: &str, expected: &str) -> bool {
-    Sha256::digest(given.as_bytes())
-        .ct_eq(&Sha256::digest(expected.as_bytes()))
-        .into()
-}
 
 fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 32]>())
@@ -201,20 +193,23 @@ pub async fn sign_in(
     let role = if server
         .admin_token
         .as_ref()
-        .is_some_and(|t| same_secret(&form.token, t.expose()))
+        .is_some_and(|t| t.matches(&form.token))
     {
         Some(Role::Operator)
     } else if server
         .viewer_token
         .as_ref()
-        .is_some_and(|t| same_secret(&form.token, t.expose()))
+        .is_some_and(|t| t.matches(&form.token))
     {
         Some(Role::Viewer)
     } else {
         None
     };
     let Some(role) = role else {
-        if let Err(e) = app.store.console_sign_in_failed(&client, now_ms(), window_from) {
+        if let Err(e) = app
+            .store
+            .console_sign_in_failed(&client, now_ms(), window_from)
+        {
             tracing::error!(error = %e, "cannot count a failed sign-in");
         }
         tracing::warn!(client = %client, "console sign-in with a wrong token");
@@ -232,7 +227,15 @@ pub async fn sign_in(
         Err(response) => return response,
     };
     let current = Current { session };
-    audit::record(&app, &current, "session.sign_in", "console", "ok", None, None);
+    audit::record(
+        &app,
+        &current,
+        "session.sign_in",
+        "console",
+        "ok",
+        None,
+        None,
+    );
     tracing::info!(role = role.as_str(), client = %client, "console sign-in");
     (
         [(header::SET_COOKIE, cookie(&app, &id, SESSION_MS))],
@@ -242,12 +245,23 @@ pub async fn sign_in(
 }
 
 /// `POST /console/sign-out`.
-pub async fn sign_out(State(app): State<Arc<App>>, Extension(current): Extension<Current>) -> Response {
+pub async fn sign_out(
+    State(app): State<Arc<App>>,
+    Extension(current): Extension<Current>,
+) -> Response {
     if let Err(e) = app.store.console_session_delete(&current.session.id_hash) {
         tracing::error!(error = %e, "cannot end a console session");
         return layout::storage_error();
     }
-    audit::record(&app, &current, "session.sign_out", "console", "ok", None, None);
+    audit::record(
+        &app,
+        &current,
+        "session.sign_out",
+        "console",
+        "ok",
+        None,
+        None,
+    );
     (
         [(header::SET_COOKIE, cookie(&app, "", 0))],
         Redirect::to("/console/sign-in"),
@@ -281,7 +295,7 @@ pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) ->
         };
         let valid = given
             .as_deref()
-            .is_some_and(|g| same_secret(g, &current.session.csrf));
+            .is_some_and(|g| crate::secret::Secret::new(current.session.csrf.clone()).matches(g));
         if !valid {
             tracing::warn!(path = %path, role = current.role().as_str(), "console form without a valid CSRF token");
             return layout::refused(

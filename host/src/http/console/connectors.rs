@@ -18,8 +18,8 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::audit;
-use super::session::Current;
 use super::layout::{self, Done, Notice, Page, Section};
+use super::session::Current;
 use crate::app::App;
 use crate::http::error::ApiError;
 use crate::store::console::Role;
@@ -119,7 +119,12 @@ pub async fn list(
     Extension(current): Extension<Current>,
     Query(done): Query<Done>,
 ) -> Response {
-    render(&app, &current, Notice::of_code(done.ok.as_deref()), StatusCode::OK)
+    render(
+        &app,
+        &current,
+        Notice::of_code(done.ok.as_deref()),
+        StatusCode::OK,
+    )
 }
 
 fn serving(app: &App, id: &str) -> Option<String> {
@@ -143,8 +148,21 @@ fn answer(
         }
         Err(e) => {
             let e = ApiError::from(e);
-            audit::record(app, current, action, target, &format!("refused: {e}"), before, None);
-            render(app, current, Some(Notice::Error(format!("Refused: {e}"))), e.status())
+            audit::record(
+                app,
+                current,
+                action,
+                target,
+                &format!("refused: {e}"),
+                before,
+                None,
+            );
+            render(
+                app,
+                current,
+                Some(Notice::Error(format!("Refused: {e}"))),
+                e.status(),
+            )
         }
     }
 }
@@ -178,12 +196,18 @@ pub async fn upload(
         return render(
             &app,
             &current,
-            Some(Notice::Error("Choose a component file (.wasm) to upload.".into())),
+            Some(Notice::Error(
+                "Choose a component file (.wasm) to upload.".into(),
+            )),
             StatusCode::BAD_REQUEST,
         );
     };
     let source = format!("upload:{}", crate::store::now_ms());
-    let target = if name.is_empty() { "upload".to_string() } else { name };
+    let target = if name.is_empty() {
+        "upload".to_string()
+    } else {
+        name
+    };
     // What served before, by connector: the upload names its connector only once loaded.
     let serving_before: Vec<(String, Option<String>)> = app
         .registry
@@ -217,7 +241,14 @@ pub async fn upload(
         } else {
             tag
         };
-        (after, if up.activated { "activated" } else { "uploaded" })
+        (
+            after,
+            if up.activated {
+                "activated"
+            } else {
+                "uploaded"
+            },
+        )
     });
     if let Err(e) = &result {
         tracing::warn!(error = %e, "connector upload from the console rejected");
@@ -232,7 +263,8 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Response {
     let before = serving(&app, &id);
-    let result = deploy::rollback(&app.registry, &app.store, &id).map(|v| (v.version_tag(), "rolled-back"));
+    let result =
+        deploy::rollback(&app.registry, &app.store, &id).map(|v| (v.version_tag(), "rolled-back"));
     answer(&app, &current, "connector.rollback", &id, before, result)
 }
 
@@ -243,8 +275,8 @@ pub async fn activate(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = serving(&app, &id);
-    let result =
-        deploy::activate(&app.registry, &app.store, &id, &hash).map(|v| (v.version_tag(), "activated"));
+    let result = deploy::activate(&app.registry, &app.store, &id, &hash)
+        .map(|v| (v.version_tag(), "activated"));
     answer(&app, &current, "connector.activate", &id, before, result)
 }
 

@@ -21,9 +21,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::audit;
-use super::session::Current;
 use super::layout::{self, Done, Notice, Page, Section};
 use super::payload;
+use super::session::Current;
 use crate::app::App;
 use crate::store::{Event, EventDetail, EventState, Retried};
 
@@ -293,7 +293,15 @@ pub async fn retry(
         Ok(Retried::Queued) => {
             app.wake.notify_waiters();
             tracing::info!(event = id, "event queued again from the console");
-            audit::record(&app, &current, "event.retry", &target, "ok", before, Some("queued".into()));
+            audit::record(
+                &app,
+                &current,
+                "event.retry",
+                &target,
+                "ok",
+                before,
+                Some("queued".into()),
+            );
             Redirect::to(&format!("/console/events/{id}?ok=retried")).into_response()
         }
         Ok(Retried::Refused(state)) => {
@@ -301,7 +309,15 @@ pub async fn retry(
                 "Event {id} is {}: only a waiting, dead or skipped event can be retried.",
                 state.as_str()
             );
-            audit::record(&app, &current, "event.retry", &target, &format!("refused: {why}"), before, None);
+            audit::record(
+                &app,
+                &current,
+                "event.retry",
+                &target,
+                &format!("refused: {why}"),
+                before,
+                None,
+            );
             layout::refused(StatusCode::CONFLICT, &why)
         }
         Ok(Retried::NotFound) => layout::refused(StatusCode::NOT_FOUND, &format!("No event {id}.")),

@@ -15,8 +15,8 @@ use axum::Extension;
 use maud::{html, Markup};
 
 use super::audit;
-use super::session::Current;
 use super::layout::{self, Done, Notice, Page, Section};
+use super::session::Current;
 use crate::app::App;
 use crate::config::IntegrationConfig;
 use crate::http::admin::integrations::{set_enabled, view};
@@ -125,12 +125,28 @@ async fn set(app: Arc<App>, current: Current, id: String, enabled: bool) -> Resp
     match set_enabled(app.clone(), id.clone(), enabled).await {
         Ok(_) => {
             tracing::info!(integration = %id, enabled, "integration changed from the console");
-            audit::record(&app, &current, action, &id, "ok", before, Some(enabled_str(enabled)));
+            audit::record(
+                &app,
+                &current,
+                action,
+                &id,
+                "ok",
+                before,
+                Some(enabled_str(enabled)),
+            );
             let code = if enabled { "resumed" } else { "paused" };
             Redirect::to(&format!("/console/integrations?ok={code}")).into_response()
         }
         Err(e) => {
-            audit::record(&app, &current, action, &id, &format!("refused: {e}"), before, None);
+            audit::record(
+                &app,
+                &current,
+                action,
+                &id,
+                &format!("refused: {e}"),
+                before,
+                None,
+            );
             layout::refused(e.status(), &e.to_string())
         }
     }

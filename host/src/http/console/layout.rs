@@ -27,7 +27,11 @@ pub enum Section {
 impl Section {
     const ALL: [(Section, &'static str, &'static str); 4] = [
         (Section::Events, "Events", "/console/events"),
-        (Section::Integrations, "Integrations", "/console/integrations"),
+        (
+            Section::Integrations,
+            "Integrations",
+            "/console/integrations",
+        ),
         (Section::Connectors, "Connectors", "/console/connectors"),
         (Section::Audit, "Audit log", "/console/audit"),
     ];
@@ -172,7 +176,10 @@ pub fn storage_error() -> Response {
 pub fn time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 

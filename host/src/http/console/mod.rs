@@ -41,22 +41,40 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
     app.config.server.admin_token.as_ref()?;
     let limit = app.config.server.admin_max_upload_bytes;
     let router = Router::new()
-        .route("/console", get(|| async { Redirect::to("/console/events") }))
-        .route("/console/", get(|| async { Redirect::to("/console/events") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/events") }),
+        )
+        .route(
+            "/console/",
+            get(|| async { Redirect::to("/console/events") }),
+        )
         .route("/console/assets/console.css", get(layout::css))
         .route("/console/assets/console.js", get(layout::js))
-        .route("/console/sign-in", get(auth::sign_in_form).post(auth::sign_in))
+        .route(
+            "/console/sign-in",
+            get(auth::sign_in_form).post(auth::sign_in),
+        )
         .route("/console/sign-out", post(auth::sign_out))
         .route("/console/events", get(events::list))
         .route("/console/events/{id}", get(events::one))
         .route("/console/events/{id}/retry", post(events::retry))
         .route("/console/candidates/{id}", get(events::candidate))
         .route("/console/integrations", get(integrations::list))
-        .route("/console/integrations/{id}/pause", post(integrations::pause))
-        .route("/console/integrations/{id}/resume", post(integrations::resume))
+        .route(
+            "/console/integrations/{id}/pause",
+            post(integrations::pause),
+        )
+        .route(
+            "/console/integrations/{id}/resume",
+            post(integrations::resume),
+        )
         .route("/console/connectors", get(connectors::list))
         .route("/console/connectors/upload", post(connectors::upload))
-        .route("/console/connectors/{id}/rollback", post(connectors::rollback))
+        .route(
+            "/console/connectors/{id}/rollback",
+            post(connectors::rollback),
+        )
         .route(
             "/console/connectors/{id}/versions/{hash}/activate",
             post(connectors::activate),
