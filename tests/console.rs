@@ -206,6 +206,25 @@ async fn text(browser: &thirtyfour::WebDriver, css: &str) -> anyhow::Result<Stri
     Ok(browser.find(By::Css(css)).await?.text().await?)
 }
 
+/// Waits (bounded) until the page's notice says `expected` (the page after a form's redirect);
+/// returns it.
+async fn notice(browser: &thirtyfour::WebDriver, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The previous page's notice may still be there, or go stale under the read.
+        if let Ok(text) = text(browser, ".notice").await {
+            if text.contains(expected) {
+                return text;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice saying {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The serving Certn version's tag.
 fn serving(stack: &switchyard_testkit::Stack) -> Option<String> {
     stack
@@ -315,8 +334,7 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
         .click()
         .await?;
     click(&browser, "form[action$='/retry'] button").await?;
-    let notice = text(&browser, ".notice.ok").await?;
-    assert!(notice.contains("Queued again"), "{notice}");
+    notice(&browser, "Queued again").await;
     stack
         .wait_for(&bob, LONG, |o| {
             o.tags.contains(&"CERTN - Complete".to_string())
@@ -335,13 +353,11 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
         .await?;
     click(&browser, "#upload input[name=activate]").await?;
     click(&browser, "#upload button[type=submit]").await?;
-    let notice = text(&browser, ".notice").await?;
-    assert!(notice.contains("Activated"), "{notice}");
+    notice(&browser, "Activated").await;
     assert_ne!(serving(&stack), original);
     shot(&browser, "connectors").await?;
     click(&browser, "form[action$='/rollback'] button").await?;
-    let notice = text(&browser, ".notice").await?;
-    assert!(notice.contains("Rolled back"), "{notice}");
+    notice(&browser, "Rolled back").await;
     assert_eq!(serving(&stack), original);
 
     browser.goto(format!("{base}/console/integrations")).await?;
