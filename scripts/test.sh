@@ -9,6 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The console's browser tests (tests/console.rs) drive a headless Chromium through chromedriver:
+# Debian's packages, installed once here when missing (never from inside a test).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
 # A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
 # started once for the whole run, stopped and removed on exit.
 eval "$(scripts/pg.sh start)"

@@ -6,6 +6,8 @@ pub mod serve;
 
 pub mod support_admin;
 
+pub mod support_console;
+
 pub mod bench_wasm;
 
 use std::path::PathBuf;

@@ -36,6 +36,15 @@ impl Secret {
     pub fn is_blank(&self) -> bool {
         self.0.trim().is_empty()
     }
+    /// Whether `given` is this secret, in constant time whatever the lengths (digests compared):
+    /// a bearer or sign-in token.
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        Sha256::digest(given.as_bytes())
+            .ct_eq(&Sha256::digest(self.0.as_bytes()))
+            .into()
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -49,6 +49,8 @@ pub enum ConfigError {
     MissingEnv(#[from] crate::secret::MissingEnv),
     #[error("server.admin_token must be at least 16 characters")]
     AdminToken,
+    #[error("server.viewer_token must be at least 16 characters, differ from server.admin_token, and needs server.admin_token (the console is off without it)")]
+    ViewerToken,
     #[error("{0}")]
     Runtime(String),
     /// Every problem found, so that one run names them all (see [`ConfigError::all`]).
@@ -115,6 +117,9 @@ pub struct ServerConfig {
     pub webhook_max_age_secs: u64,
     /// Bearer token of the admin API (`/admin/...`). None: the admin API is off (404).
     pub admin_token: Option<Secret>,
+    /// Sign-in token of the console's read-only role (`/console`); `admin_token` signs in as an
+    /// operator. None: only operators can sign in.
+    pub viewer_token: Option<Secret>,
     /// Largest connector upload accepted by the admin API.
     pub admin_max_upload_bytes: usize,
 }
@@ -127,6 +132,7 @@ impl Default for ServerConfig {
             max_body_bytes: 256 * 1024,
             webhook_max_age_secs: 15 * 60,
             admin_token: None,
+            viewer_token: None,
             admin_max_upload_bytes: 32 * 1024 * 1024,
         }
     }
@@ -390,6 +396,18 @@ impl Config {
                 Err(e) => problems.push(e.into()),
                 Ok(()) if token.expose().len() < 16 => problems.push(ConfigError::AdminToken),
                 Ok(()) => {}
+            }
+        }
+        if let Some(token) = &mut self.server.viewer_token {
+            match token.resolve() {
+                Err(e) => problems.push(e.into()),
+                Ok(()) => {
+                    let admin = self.server.admin_token.as_ref().map(|t| t.expose());
+                    if token.expose().len() < 16 || admin.is_none() || admin == Some(token.expose())
+                    {
+                        problems.push(ConfigError::ViewerToken);
+                    }
+                }
             }
         }
         if let Some(app) = &mut self.lever_oauth {

@@ -8,14 +8,16 @@
 //!   `/gem/{integration}/...` (Gem calls us), Lever's `GET /oauth/lever/callback` (public; the
 //!   `state` authenticates it). [`lever_oauth`] is the old path of Lever's.
 //! - [`admin`]: `/admin/...` when an admin token is configured.
-//! - [`console`]: the operator console ([`console::charts`]: its SVG charts).
+//! - [`console`]: the operator console, `/console/...`, mounted with the admin API
+//!   ([`console::charts`]: its SVG charts).
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
 //! `Retry-After`, so senders retry against another instance or after the restart.
 //!
-//! A web console, when it comes, mounts here beside `admin`.
+//! The server is served with each connection's peer address (`ConnectInfo`): the console's
+//! sign-in rate limit counts per client address.
 
 pub mod admin;
 pub mod console;
@@ -52,6 +54,9 @@ pub fn router(app: Arc<App>) -> Router {
     // Merged after the hooks' body limit so uploads get the admin limit instead.
     if let Some(admin) = crate::http::admin::router(app.clone()) {
         router = router.merge(admin);
+    }
+    if let Some(console) = crate::http::console::router(app.clone()) {
+        router = router.merge(console);
     }
     router
         .layer(axum::middleware::from_fn_with_state(app.clone(), draining))
@@ -97,7 +102,8 @@ pub fn spawn(
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, router(app))
+        let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -33,20 +33,29 @@ pub(in crate::store) struct Migration {
 
 enum Sqlite {
     /// Statements run in the migration's transaction.
-    #[allow(dead_code)] // the form every migration after the baseline takes
     Sql(&'static str),
     /// Code that manages its own statements (the baseline, which predates versioning).
     Code(fn(&Connection) -> Result<()>),
 }
 
 /// Every migration, oldest first; versions are 1, 2, 3 … without gaps.
-pub(in crate::store) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "baseline: events, attempts, runs, orders, notes, kv, operators' tables, OAuth, Gem, \
+pub(in crate::store) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name:
+            "baseline: events, attempts, runs, orders, notes, kv, operators' tables, OAuth, Gem, \
            tombstones",
-    sqlite: Sqlite::Code(super::sqlite_baseline),
-    postgres: include_str!("migrations/0001_baseline.postgres.sql"),
-}];
+        sqlite: Sqlite::Code(super::sqlite_baseline),
+        postgres: include_str!("migrations/0001_baseline.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "console: each event's inbound headers and outbound calls, replay jobs, console \
+           sessions, sign-in counters and audit log",
+        sqlite: Sqlite::Sql(include_str!("migrations/0002_console.sqlite.sql")),
+        postgres: include_str!("migrations/0002_console.postgres.sql"),
+    },
+];
 
 /// The schema version this build writes.
 pub fn latest() -> i64 {

@@ -20,7 +20,8 @@
 //! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
-//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`oauth`] (Lever OAuth
+//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the console's
+//! sessions, sign-in rate limits and audit log), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
 //! headers and its attempts' outbound calls), [`search`] (the operators' event filter),
@@ -50,6 +51,7 @@
 //! both backends (`testing::on_both`).
 
 pub mod admin;
+pub mod console;
 pub mod gem;
 pub mod kv;
 pub mod orders;

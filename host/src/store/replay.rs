@@ -10,31 +10,11 @@
 //! idempotency key. Replayable: `waiting`, `dead` and `skipped` events, and `done` ones when
 //! forced. Portable SQL (`?N`, no SQLite-only functions).
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::search::EventFilter;
 use super::sql::{args, Db};
-use super::{now_ms, Cached, EventState, Result, Retried, Store};
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS replay_jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    filter TEXT NOT NULL,
-    include_done INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    total INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS replay_job_events (
-    job_id INTEGER NOT NULL,
-    event_id INTEGER NOT NULL,
-    step TEXT NOT NULL,
-    PRIMARY KEY (job_id, event_id)
-);
-CREATE INDEX IF NOT EXISTS replay_jobs_by_state ON replay_jobs (state, id);
-"#;
+use super::{now_ms, EventState, Result, Retried, Store, StoreError};
 
 /// Where a replay job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -130,48 +110,44 @@ pub(super) fn requeue_on(db: &dyn Db, id: i64, force: bool) -> Result<Retried> {
     })
 }
 
-fn job_on(conn: &Connection, id: i64) -> Result<Option<ReplayJob>> {
-    let Some((filter, force, state, total, created, updated)) = conn
-        .row(
-            "SELECT filter, include_done, state, total, created_at, updated_at FROM replay_jobs
-             WHERE id = ?1",
-            params![id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, bool>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            },
-        )
-        .optional()?
+fn job_on(db: &dyn Db, id: i64) -> Result<Option<ReplayJob>> {
+    let Some(row) = db.query_opt(
+        "SELECT filter, include_done, state, total, created_at, updated_at FROM replay_jobs
+         WHERE id = ?1",
+        args![id],
+    )?
     else {
         return Ok(None);
     };
-    let mut steps = conn.prepare_cached(
-        "SELECT step, COUNT(*) FROM replay_job_events WHERE job_id = ?1 GROUP BY step",
-    )?;
+    let (filter, force, state, total, created, updated) = (
+        row.text(0)?,
+        row.int(1)? != 0,
+        row.text(2)?,
+        row.int(3)?,
+        row.int(4)?,
+        row.int(5)?,
+    );
     let (mut pending, mut queued, mut passed_over) = (0, 0, 0);
-    for row in steps.query_map(params![id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-        let (step, n): (String, i64) = row?;
-        match step.as_str() {
+    for row in db.query(
+        "SELECT step, COUNT(*) FROM replay_job_events WHERE job_id = ?1 GROUP BY step",
+        args![id],
+    )? {
+        let n = row.int(1)?;
+        match row.text(0)?.as_str() {
             "pending" => pending = n,
             "queued" => queued = n,
             _ => passed_over = n,
         }
     }
-    let mut states = conn.prepare_cached(
-        "SELECT e.state, COUNT(*) FROM replay_job_events j JOIN events e ON e.id = j.event_id
-         WHERE j.job_id = ?1 AND j.step = 'queued' GROUP BY e.state ORDER BY e.state",
-    )?;
-    let outcomes = states
-        .query_map(params![id], |r| {
-            Ok((EventState::parse(&r.get::<_, String>(0)?), r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let outcomes = db
+        .query(
+            "SELECT e.state, COUNT(*) FROM replay_job_events j JOIN events e ON e.id = j.event_id
+             WHERE j.job_id = ?1 AND j.step = 'queued' GROUP BY e.state ORDER BY e.state",
+            args![id],
+        )?
+        .iter()
+        .map(|r| Ok((EventState::parse(&r.text(0)?), r.int(1)?)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(ReplayJob {
         id,
         filter: serde_json::from_str(&filter).unwrap_or_default(),
@@ -201,14 +177,12 @@ impl Store {
         force: bool,
         cap: i64,
     ) -> Result<StartReplay> {
-        self.write(move |conn| {
+        self.write_db(move |db| {
             let (clause, mut args) = filter.sql();
             let clause = format!("{clause} AND state IN {}", replayable(force));
-            let matching: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM events {clause}"),
-                params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?;
+            let matching = db
+                .query_one(&format!("SELECT COUNT(*) FROM events {clause}"), &args)?
+                .int(0)?;
             if matching > cap {
                 return Ok(StartReplay::TooMany { matching, cap });
             }
@@ -219,22 +193,25 @@ impl Store {
             } else {
                 JobState::Running
             };
-            conn.exec(
-                "INSERT INTO replay_jobs (filter, include_done, state, total, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![stored, force, state.as_str(), matching, now],
-            )?;
-            let job = conn.last_insert_rowid();
+            let job = db
+                .query_one(
+                    "INSERT INTO replay_jobs (filter, include_done, state, total, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     RETURNING id",
+                    args![stored, force, state.as_str(), matching, now],
+                )?
+                .int(0)?;
             args.push(job.into());
-            conn.execute(
+            // The cast: PostgreSQL infers no type for a parameter in a SELECT list.
+            db.execute(
                 &format!(
                     "INSERT INTO replay_job_events (job_id, event_id, step)
-                     SELECT ?{}, id, 'pending' FROM events {clause}",
+                     SELECT CAST(?{} AS BIGINT), id, 'pending' FROM events {clause}",
                     args.len()
                 ),
-                params_from_iter(args),
+                &args,
             )?;
-            let started = job_on(conn, job)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            let started = job_on(db, job)?.ok_or(StoreError::NoRow)?;
             Ok(StartReplay::Started(started))
         })
         .await
@@ -243,51 +220,54 @@ impl Store {
     /// Queues up to `batch` more events of the oldest running job, oldest events first, and
     /// ends the job when none is left. Returns how many were queued (0: nothing to do).
     pub async fn replay_step(&self, batch: u32) -> Result<usize> {
-        self.write(move |conn| {
-            let Some((job, force)) = conn
-                .row(
-                    "SELECT id, include_done FROM replay_jobs WHERE state = 'running' ORDER BY id LIMIT 1",
-                    [],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)),
-                )
-                .optional()?
+        self.write_db(move |db| {
+            let Some(row) = db.query_opt(
+                "SELECT id, include_done FROM replay_jobs WHERE state = 'running'
+                 ORDER BY id LIMIT 1",
+                args![],
+            )?
             else {
                 return Ok(0);
             };
-            let ids: Vec<i64> = conn
-                .prepare_cached(
+            let (job, force) = (row.int(0)?, row.int(1)? != 0);
+            let ids = db
+                .query(
                     "SELECT event_id FROM replay_job_events WHERE job_id = ?1 AND step = 'pending'
                      ORDER BY event_id LIMIT ?2",
+                    args![job, batch],
                 )?
-                .query_map(params![job, batch], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<Vec<i64>>>()?;
             let mut queued = 0;
             for id in &ids {
-                let step = match requeue_on(conn, *id, force)? {
+                let step = match requeue_on(db, *id, force)? {
                     Retried::Queued => {
                         queued += 1;
                         "queued"
                     }
                     _ => "passed_over",
                 };
-                conn.exec(
+                db.execute(
                     "UPDATE replay_job_events SET step = ?3 WHERE job_id = ?1 AND event_id = ?2",
-                    params![job, id, step],
+                    args![job, *id, step],
                 )?;
             }
-            let left: bool = conn
-                .prepare_cached(
-                    "SELECT 1 FROM replay_job_events WHERE job_id = ?1 AND step = 'pending'",
+            let left = db
+                .query_opt(
+                    "SELECT 1 FROM replay_job_events WHERE job_id = ?1 AND step = 'pending'
+                     LIMIT 1",
+                    args![job],
                 )?
-                .exists(params![job])?;
+                .is_some();
             let next = if left {
                 JobState::Running
             } else {
                 JobState::Done
             };
-            conn.exec(
+            db.execute(
                 "UPDATE replay_jobs SET state = ?2, updated_at = ?3 WHERE id = ?1 AND state = 'running'",
-                params![job, next.as_str(), now_ms()],
+                args![job, next.as_str(), now_ms()],
             )?;
             Ok(queued)
         })
@@ -296,33 +276,38 @@ impl Store {
 
     /// One job with its progress.
     pub fn replay_job(&self, id: i64) -> Result<Option<ReplayJob>> {
-        job_on(&self.conn(), id)
+        self.db(|db| job_on(db, id))
     }
 
     /// The newest jobs first.
     pub fn replay_jobs(&self, limit: u32) -> Result<Vec<ReplayJob>> {
-        let conn = self.conn();
-        let ids: Vec<i64> = conn
-            .prepare_cached("SELECT id FROM replay_jobs ORDER BY id DESC LIMIT ?1")?
-            .query_map(params![limit], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            jobs.extend(job_on(&conn, id)?);
-        }
-        Ok(jobs)
+        self.db(|db| {
+            let ids = db
+                .query(
+                    "SELECT id FROM replay_jobs ORDER BY id DESC LIMIT ?1",
+                    args![limit],
+                )?
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<Vec<i64>>>()?;
+            let mut jobs = Vec::with_capacity(ids.len());
+            for id in ids {
+                jobs.extend(job_on(db, id)?);
+            }
+            Ok(jobs)
+        })
     }
 
     /// Cancels a running job: events it queued stay queued, the rest are left as they are.
     /// `None`: no such job; a job no longer running is returned unchanged.
     pub async fn cancel_replay(&self, id: i64) -> Result<Option<ReplayJob>> {
-        self.write(move |conn| {
-            conn.exec(
+        self.write_db(move |db| {
+            db.execute(
                 "UPDATE replay_jobs SET state = 'cancelled', updated_at = ?2
                  WHERE id = ?1 AND state = 'running'",
-                params![id, now_ms()],
+                args![id, now_ms()],
             )?;
-            job_on(conn, id)
+            job_on(db, id)
         })
         .await
     }
@@ -331,90 +316,127 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::on_both_async;
     use crate::store::Claim;
 
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-replay-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
-    }
-
     fn set_state(s: &Store, id: i64, state: &str) {
-        s.conn()
-            .execute(
+        s.db(|db| {
+            db.execute(
                 "UPDATE events SET state = ?2 WHERE id = ?1",
-                params![id, state],
+                args![id, state],
             )
-            .unwrap();
+        })
+        .unwrap();
     }
 
     #[tokio::test]
     async fn a_job_over_the_cap_starts_nothing_and_one_within_queues_in_steps() {
-        let s = temp_store();
-        let mut ids = Vec::new();
-        for n in 0..5 {
-            let Ok(crate::store::Enqueued::New(id)) = s.enqueue("a", "k", &n.to_string(), "{}")
-            else {
-                panic!("not new")
-            };
-            ids.push(id);
-        }
-        for id in &ids[..4] {
-            set_state(&s, *id, "dead");
-        }
-        set_state(&s, ids[4], "done");
-        let dead = EventFilter::default();
-        match s.start_replay(dead.clone(), false, 3).await.unwrap() {
-            StartReplay::TooMany { matching, cap } => assert_eq!((matching, cap), (4, 3)),
-            StartReplay::Started(j) => panic!("started {j:?}"),
-        }
-        assert!(s.replay_jobs(10).unwrap().is_empty());
+        on_both_async!(|s: Store| async move {
+            let mut ids = Vec::new();
+            for n in 0..5 {
+                let Ok(crate::store::Enqueued::New(id)) = s.enqueue("a", "k", &n.to_string(), "{}")
+                else {
+                    panic!("not new")
+                };
+                ids.push(id);
+            }
+            for id in &ids[..4] {
+                set_state(&s, *id, "dead");
+            }
+            set_state(&s, ids[4], "done");
+            let dead = EventFilter::default();
+            match s.start_replay(dead.clone(), false, 3).await.unwrap() {
+                StartReplay::TooMany { matching, cap } => assert_eq!((matching, cap), (4, 3)),
+                StartReplay::Started(j) => panic!("started {j:?}"),
+            }
+            assert!(s.replay_jobs(10).unwrap().is_empty());
 
-        let StartReplay::Started(job) = s.start_replay(dead, false, 10).await.unwrap() else {
-            panic!("refused")
-        };
-        assert_eq!(
-            (job.total, job.pending, job.state),
-            (4, 4, JobState::Running)
-        );
-        // One event is queued by someone else before the job's turn: passed over.
-        s.retry_event(ids[3]).unwrap();
-        assert_eq!(s.replay_step(2).await.unwrap(), 2);
-        assert_eq!(s.replay_step(2).await.unwrap(), 1);
-        let job = s.replay_job(job.id).unwrap().unwrap();
-        assert_eq!((job.queued, job.passed_over, job.pending), (3, 1, 0));
-        assert_eq!(job.state, JobState::Done);
-        assert_eq!(job.outcomes, vec![(EventState::Queued, 3)]);
-        // The done event was not touched without force; with it, it is.
-        assert_eq!(s.event(ids[4]).unwrap().unwrap().state, EventState::Done);
-        assert_eq!(
-            s.replay_event(ids[4], false).await.unwrap(),
-            Retried::Refused(EventState::Done)
-        );
-        assert_eq!(s.replay_event(ids[4], true).await.unwrap(), Retried::Queued);
-        assert!(s.claim(&Claim::any("r", 60_000)).unwrap().is_some());
+            let StartReplay::Started(job) = s.start_replay(dead, false, 10).await.unwrap() else {
+                panic!("refused")
+            };
+            assert_eq!(
+                (job.total, job.pending, job.state),
+                (4, 4, JobState::Running)
+            );
+            // One event is queued by someone else before the job's turn: passed over.
+            s.retry_event(ids[3]).unwrap();
+            assert_eq!(s.replay_step(2).await.unwrap(), 2);
+            assert_eq!(s.replay_step(2).await.unwrap(), 1);
+            let job = s.replay_job(job.id).unwrap().unwrap();
+            assert_eq!((job.queued, job.passed_over, job.pending), (3, 1, 0));
+            assert_eq!(job.state, JobState::Done);
+            assert_eq!(job.outcomes, vec![(EventState::Queued, 3)]);
+            // The done event was not touched without force; with it, it is.
+            assert_eq!(s.event(ids[4]).unwrap().unwrap().state, EventState::Done);
+            assert_eq!(
+                s.replay_event(ids[4], false).await.unwrap(),
+                Retried::Refused(EventState::Done)
+            );
+            assert_eq!(s.replay_event(ids[4], true).await.unwrap(), Retried::Queued);
+            assert!(s.claim(&Claim::any("r", 60_000)).unwrap().is_some());
+        });
     }
 
     #[tokio::test]
     async fn a_cancelled_job_queues_nothing_more() {
-        let s = temp_store();
-        for n in 0..3 {
-            s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
-        }
-        s.conn()
-            .execute("UPDATE events SET state = 'dead'", [])
-            .unwrap();
-        let StartReplay::Started(job) = s
-            .start_replay(EventFilter::default(), false, 10)
-            .await
-            .unwrap()
-        else {
-            panic!("refused")
-        };
-        assert_eq!(s.replay_step(1).await.unwrap(), 1);
-        let cancelled = s.cancel_replay(job.id).await.unwrap().unwrap();
-        assert_eq!(cancelled.state, JobState::Cancelled);
-        assert_eq!(s.replay_step(10).await.unwrap(), 0);
-        let job = s.replay_job(job.id).unwrap().unwrap();
-        assert_eq!((job.queued, job.pending), (1, 2));
+        on_both_async!(|s: Store| async move {
+            for n in 0..3 {
+                s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
+            }
+            s.db(|db| db.execute("UPDATE events SET state = 'dead'", args![]))
+                .unwrap();
+            let StartReplay::Started(job) = s
+                .start_replay(EventFilter::default(), false, 10)
+                .await
+                .unwrap()
+            else {
+                panic!("refused")
+            };
+            assert!(!job.force);
+            assert_eq!(s.replay_step(1).await.unwrap(), 1);
+            let cancelled = s.cancel_replay(job.id).await.unwrap().unwrap();
+            assert_eq!(cancelled.state, JobState::Cancelled);
+            assert_eq!(s.replay_step(10).await.unwrap(), 0);
+            let job = s.replay_job(job.id).unwrap().unwrap();
+            assert_eq!((job.queued, job.pending), (1, 2));
+            assert_eq!(s.cancel_replay(999).await.unwrap().map(|j| j.id), None);
+        });
+    }
+
+    #[tokio::test]
+    async fn a_forced_job_with_a_filter_takes_done_events_and_keeps_its_filter() {
+        on_both_async!(|s: Store| async move {
+            for (n, integration) in ["a", "b", "a"].into_iter().enumerate() {
+                let Ok(crate::store::Enqueued::New(id)) =
+                    s.enqueue(integration, "k", &n.to_string(), "{}")
+                else {
+                    panic!("not new")
+                };
+                set_state(&s, id, "done");
+            }
+            let only_a = EventFilter {
+                integrations: Some(vec!["a".into()]),
+                ..EventFilter::default()
+            };
+            let StartReplay::Started(none) =
+                s.start_replay(only_a.clone(), false, 10).await.unwrap()
+            else {
+                panic!("refused")
+            };
+            assert_eq!((none.total, none.state), (0, JobState::Done));
+            let StartReplay::Started(job) = s.start_replay(only_a.clone(), true, 10).await.unwrap()
+            else {
+                panic!("refused")
+            };
+            assert_eq!((job.total, job.force, &job.filter), (2, true, &only_a));
+            assert_eq!(s.replay_step(10).await.unwrap(), 2);
+            let jobs = s.replay_jobs(10).unwrap();
+            assert_eq!(
+                jobs.iter().map(|j| (j.id, j.state)).collect::<Vec<_>>(),
+                vec![(job.id, JobState::Done), (none.id, JobState::Done)],
+                "newest first"
+            );
+            assert_eq!(jobs[0].outcomes, vec![(EventState::Queued, 2)]);
+        });
     }
 }

@@ -1,12 +1,13 @@
 //! Finding events for operators: one filter ([`EventFilter`]) that the events list, the bulk
 //! replay ([`super::replay`]) and the per-candidate timeline share, newest first with a cursor
-//! (the last id seen). Portable SQL: `?N` parameters, `LIKE … ESCAPE` for text (no `instr`).
+//! (the last id seen). Portable SQL: `?N` parameters, `LIKE … ESCAPE` for text (no `instr`),
+//! case-insensitive for ASCII on both backends (`LOWER` on both sides: SQLite's `LIKE` already
+//! ignores ASCII case, PostgreSQL's does not).
 
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::queue::event_row;
+use super::sql::{Db, Value};
 use super::{Event, EventState, Result, Store};
 
 /// Which events: every field set narrows the match (all must hold).
@@ -78,14 +79,14 @@ impl EventFilter {
         if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
             arg(
                 &mut sql,
-                " AND payload LIKE ? ESCAPE '\\'",
+                " AND LOWER(payload) LIKE LOWER(CAST(? AS TEXT)) ESCAPE '\\'",
                 contains(text).into(),
             );
         }
         if let Some(text) = self.error.as_deref().filter(|t| !t.is_empty()) {
             arg(
                 &mut sql,
-                " AND last_error LIKE ? ESCAPE '\\'",
+                " AND LOWER(last_error) LIKE LOWER(CAST(? AS TEXT)) ESCAPE '\\'",
                 contains(text).into(),
             );
         }
@@ -101,7 +102,7 @@ impl EventFilter {
 
 /// Events matching `filter` with an id below `before`, newest first, at most `limit`.
 pub(super) fn search_on(
-    conn: &Connection,
+    db: &dyn Db,
     filter: &EventFilter,
     before: Option<i64>,
     limit: u32,
@@ -117,17 +118,14 @@ pub(super) fn search_on(
         super::queue::EVENT_COLS,
         args.len()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), event_row)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Into::into)
+    db.query(&sql, &args)?.iter().map(event_row).collect()
 }
 
 /// How many events match `filter`.
-pub(super) fn count_on(conn: &Connection, filter: &EventFilter) -> Result<i64> {
+pub(super) fn count_on(db: &dyn Db, filter: &EventFilter) -> Result<i64> {
     let (clause, args) = filter.sql();
     let sql = format!("SELECT COUNT(*) FROM events {clause}");
-    Ok(conn.query_row(&sql, params_from_iter(args), |r| r.get(0))?)
+    db.query_one(&sql, &args)?.int(0)
 }
 
 impl Store {
@@ -139,66 +137,66 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Event>> {
-        search_on(&self.conn(), filter, before, limit)
+        self.db(|db| search_on(db, filter, before, limit))
     }
 
     /// How many events match `filter`.
     pub fn count_events(&self, filter: &EventFilter) -> Result<i64> {
-        count_on(&self.conn(), filter)
+        self.db(|db| count_on(db, filter))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-search-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
-    }
+    use crate::store::testing::on_both;
 
     #[test]
     fn every_field_narrows_and_the_cursor_pages_newest_first() {
-        let s = temp_store();
-        for n in 0..5 {
-            let integration = if n % 2 == 0 { "a" } else { "b" };
-            let payload = format!("{{\"opportunityId\":\"opp_{n}\"}}");
-            s.enqueue(integration, "k", &n.to_string(), &payload)
+        on_both(|s| {
+            for n in 0..5 {
+                let integration = if n % 2 == 0 { "a" } else { "b" };
+                let payload = format!("{{\"opportunityId\":\"opp_{n}\"}}");
+                s.enqueue(integration, "k", &n.to_string(), &payload)
+                    .unwrap();
+            }
+            // A wildcard in the text is taken literally.
+            s.enqueue("a", "k", "w", "{\"opportunityId\":\"100%\"}")
                 .unwrap();
-        }
-        // A wildcard in the text is taken literally.
-        s.enqueue("a", "k", "w", "{\"opportunityId\":\"100%\"}")
-            .unwrap();
-        let only_a = EventFilter {
-            integrations: Some(vec!["a".into()]),
-            ..EventFilter::default()
-        };
-        assert_eq!(s.count_events(&only_a).unwrap(), 4);
-        let text = |t: &str| EventFilter {
-            text: Some(t.into()),
-            ..EventFilter::default()
-        };
-        assert_eq!(s.count_events(&text("opp_3")).unwrap(), 1);
-        assert_eq!(s.count_events(&text("0%")).unwrap(), 1);
-        assert_eq!(s.count_events(&text("opp_%")).unwrap(), 0);
-        let dead = EventFilter {
-            state: Some(EventState::Dead),
-            ..EventFilter::default()
-        };
-        assert_eq!(s.count_events(&dead).unwrap(), 0);
-        let none = EventFilter {
-            integrations: Some(vec![]),
-            ..EventFilter::default()
-        };
-        assert_eq!(s.count_events(&none).unwrap(), 0);
+            let only_a = EventFilter {
+                integrations: Some(vec!["a".into()]),
+                ..EventFilter::default()
+            };
+            assert_eq!(s.count_events(&only_a).unwrap(), 4);
+            let text = |t: &str| EventFilter {
+                text: Some(t.into()),
+                ..EventFilter::default()
+            };
+            assert_eq!(s.count_events(&text("opp_3")).unwrap(), 1);
+            // ASCII case is ignored, on both backends.
+            assert_eq!(s.count_events(&text("OPP_3")).unwrap(), 1);
+            assert_eq!(s.count_events(&text("OPPORTUNITYID")).unwrap(), 6);
+            assert_eq!(s.count_events(&text("0%")).unwrap(), 1);
+            assert_eq!(s.count_events(&text("opp_%")).unwrap(), 0);
+            let dead = EventFilter {
+                state: Some(EventState::Dead),
+                ..EventFilter::default()
+            };
+            assert_eq!(s.count_events(&dead).unwrap(), 0);
+            let none = EventFilter {
+                integrations: Some(vec![]),
+                ..EventFilter::default()
+            };
+            assert_eq!(s.count_events(&none).unwrap(), 0);
 
-        let all = EventFilter::default();
-        let first = s.search_events(&all, None, 4).unwrap();
-        let cursor = first.last().map(|e| e.id);
-        let rest = s.search_events(&all, cursor, 4).unwrap();
-        let ids: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
-        let mut sorted = ids.clone();
-        sorted.sort_unstable_by(|a, b| b.cmp(a));
-        assert_eq!((ids.len(), &ids), (6, &sorted));
+            let all = EventFilter::default();
+            let first = s.search_events(&all, None, 4).unwrap();
+            let cursor = first.last().map(|e| e.id);
+            let rest = s.search_events(&all, cursor, 4).unwrap();
+            let ids: Vec<i64> = first.iter().chain(&rest).map(|e| e.id).collect();
+            let mut sorted = ids.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!((ids.len(), &ids), (6, &sorted));
+        });
     }
 }

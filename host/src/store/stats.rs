@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use super::{Cached, Result, Store};
+use super::sql::args;
+use super::{Result, Store};
 
 /// Attempts read per stats request at most (the newest), so a busy host's stats stay cheap.
 const MAX_ATTEMPTS_READ: i64 = 100_000;
@@ -76,64 +76,62 @@ impl Store {
     }
 
     fn minute_counts(&self, sql: &str, since_ms: i64) -> Result<Vec<MinuteCount>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![since_ms], |r| {
-            Ok(MinuteCount {
-                integration: r.get(0)?,
-                minute_ms: r.get(1)?,
-                count: r.get(2)?,
-            })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+        self.db(|db| {
+            db.query(sql, args![since_ms])?
+                .iter()
+                .map(|r| {
+                    Ok(MinuteCount {
+                        integration: r.text(0)?,
+                        minute_ms: r.int(1)?,
+                        count: r.int(2)?,
+                    })
+                })
+                .collect()
+        })
     }
 
     /// The queue's depth by state and its oldest pending event.
     pub fn queue_now(&self) -> Result<QueueNow> {
-        let conn = self.conn();
-        let mut now = QueueNow::default();
-        let mut stmt = conn.prepare_cached(
-            "SELECT state, COUNT(*) FROM events
-             WHERE state IN ('queued', 'running', 'waiting', 'dead') GROUP BY state",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (state, n) = row?;
-            match state.as_str() {
-                "queued" => now.queued = n,
-                "running" => now.running = n,
-                "waiting" => now.waiting = n,
-                _ => now.dead = n,
+        self.db(|db| {
+            let mut now = QueueNow::default();
+            for row in db.query(
+                "SELECT state, COUNT(*) FROM events
+                 WHERE state IN ('queued', 'running', 'waiting', 'dead') GROUP BY state",
+                args![],
+            )? {
+                let n = row.int(1)?;
+                match row.text(0)?.as_str() {
+                    "queued" => now.queued = n,
+                    "running" => now.running = n,
+                    "waiting" => now.waiting = n,
+                    _ => now.dead = n,
+                }
             }
-        }
-        now.oldest_pending_ms = conn.row(
-            "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(now)
+            now.oldest_pending_ms = db
+                .query_one(
+                    "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
+                    args![],
+                )?
+                .opt_int(0)?;
+            Ok(now)
+        })
     }
 
     /// Per connector version: attempts, failures and latency since `since_ms` (of the newest
     /// attempts read), ordered by version.
     pub fn version_stats(&self, since_ms: i64) -> Result<Vec<VersionStats>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT connector_version, took_ms, outcome FROM attempts
-             WHERE started_at >= ?1 AND connector_version IS NOT NULL
-                AND outcome IN ('done', 'skipped', 'retry', 'dead')
-             ORDER BY id DESC LIMIT ?2",
-        )?;
-        let mut by_version: BTreeMap<String, (Vec<i64>, i64)> = BTreeMap::new();
-        let rows = stmt.query_map(params![since_ms, MAX_ATTEMPTS_READ], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
+        let rows = self.db(|db| {
+            db.query(
+                "SELECT connector_version, took_ms, outcome FROM attempts
+                 WHERE started_at >= ?1 AND connector_version IS NOT NULL
+                    AND outcome IN ('done', 'skipped', 'retry', 'dead')
+                 ORDER BY id DESC LIMIT ?2",
+                args![since_ms, MAX_ATTEMPTS_READ],
+            )
         })?;
+        let mut by_version: BTreeMap<String, (Vec<i64>, i64)> = BTreeMap::new();
         for row in rows {
-            let (version, took, outcome) = row?;
+            let (version, took, outcome) = (row.text(0)?, row.int(1)?, row.text(2)?);
             let entry = by_version.entry(version).or_default();
             entry.0.push(took);
             if outcome == "retry" || outcome == "dead" {
@@ -159,6 +157,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::{on_both, on_both_async};
     use crate::store::{Claim, EventState, Finish};
 
     #[test]
@@ -171,37 +170,46 @@ mod tests {
 
     #[tokio::test]
     async fn counts_failures_and_latency_come_from_the_queue_and_the_history() {
-        let dir = std::env::temp_dir().join(format!("sy-stats-{}", uuid::Uuid::new_v4()));
-        let s = Store::open(&dir.join("t.db")).expect("open");
-        for n in 0..3 {
-            s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
-        }
-        for (n, took, retry) in [(0, 10, true), (1, 30, false)] {
-            let e = s.claim(&Claim::any("r", 60_000)).unwrap().unwrap();
-            let f = Finish {
-                run: "r",
-                state: EventState::Done,
-                error: retry.then_some("vendor down"),
-                connector_version: Some("c@1#abc"),
-                retry_at: retry.then_some(crate::store::now_ms() + 60_000),
-                started_at_ms: crate::store::now_ms(),
-                took_ms: took + n,
-            };
-            assert!(s.finish(e.id, &f).await.unwrap());
-        }
-        let received = s.events_per_minute(0).unwrap();
-        assert_eq!(received.iter().map(|m| m.count).sum::<i64>(), 3);
-        assert!(received.iter().all(|m| m.minute_ms % 60_000 == 0));
-        let failed = s.failures_per_minute(0).unwrap();
-        assert_eq!(failed.iter().map(|m| m.count).sum::<i64>(), 1);
-        let q = s.queue_now().unwrap();
-        assert_eq!((q.queued, q.running, q.dead), (2, 0, 0));
-        assert!(q.oldest_pending_ms.is_some());
-        let v = s.version_stats(0).unwrap();
-        assert_eq!(v.len(), 1);
-        assert_eq!(
-            (v[0].attempts, v[0].failures, v[0].p50_ms, v[0].p99_ms),
-            (2, 1, 10, 31)
-        );
+        on_both_async!(|s: Store| async move {
+            for n in 0..3 {
+                s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
+            }
+            for (n, took, retry) in [(0, 10, true), (1, 30, false)] {
+                let e = s.claim(&Claim::any("r", 60_000)).unwrap().unwrap();
+                let f = Finish {
+                    run: "r",
+                    state: EventState::Done,
+                    error: retry.then_some("vendor down"),
+                    connector_version: Some("c@1#abc"),
+                    retry_at: retry.then_some(crate::store::now_ms() + 60_000),
+                    started_at_ms: crate::store::now_ms(),
+                    took_ms: took + n,
+                };
+                assert!(s.finish(e.id, &f).await.unwrap());
+            }
+            let received = s.events_per_minute(0).unwrap();
+            assert_eq!(received.iter().map(|m| m.count).sum::<i64>(), 3);
+            assert!(received.iter().all(|m| m.minute_ms % 60_000 == 0));
+            let failed = s.failures_per_minute(0).unwrap();
+            assert_eq!(failed.iter().map(|m| m.count).sum::<i64>(), 1);
+            let q = s.queue_now().unwrap();
+            assert_eq!((q.queued, q.running, q.dead), (2, 0, 0));
+            assert!(q.oldest_pending_ms.is_some());
+            let v = s.version_stats(0).unwrap();
+            assert_eq!(v.len(), 1);
+            assert_eq!(
+                (v[0].attempts, v[0].failures, v[0].p50_ms, v[0].p99_ms),
+                (2, 1, 10, 31)
+            );
+        });
+    }
+
+    #[test]
+    fn an_empty_queue_has_no_oldest_pending_event() {
+        on_both(|s| {
+            assert_eq!(s.queue_now().unwrap(), QueueNow::default());
+            assert!(s.events_per_minute(0).unwrap().is_empty());
+            assert!(s.version_stats(0).unwrap().is_empty());
+        });
     }
 }

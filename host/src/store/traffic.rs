@@ -5,36 +5,14 @@
 //! Both go with their event: a retention pass or an operator's removal deletes them (see
 //! [`super::retention`]). Portable SQL only (`?N` parameters, no SQLite-only functions).
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::sql::Db;
-use super::{enqueue_on, Cached, Enqueued, Result, Store};
+use super::sql::{args, Db, Row};
+use super::{enqueue_on, Enqueued, Result, Store, StoreError};
 use crate::recording::{CallTarget, OutboundCall};
 
 /// Calls kept per event, over all its attempts (older ones are deleted as new ones arrive).
 pub const CALLS_PER_EVENT: i64 = 200;
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS inbound_requests (
-    event_id INTEGER PRIMARY KEY,
-    headers TEXT NOT NULL,
-    signature TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbound_calls (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    target TEXT NOT NULL,
-    method TEXT NOT NULL,
-    url TEXT NOT NULL,
-    status INTEGER,
-    error TEXT,
-    started_at INTEGER NOT NULL,
-    took_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbound_calls_by_event ON outbound_calls (event_id, id);
-"#;
 
 /// The inbound request that carried an event, as received.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -70,14 +48,14 @@ impl Store {
             dedupe_key.to_owned(),
             payload.to_owned(),
         );
-        self.write(move |conn| {
-            let done = enqueue_on(conn, &integration, &kind, &dedupe_key, &payload)?;
+        self.write_db(move |db| {
+            let done = enqueue_on(db, &integration, &kind, &dedupe_key, &payload)?;
             if let Enqueued::New(id) = done {
                 let headers = serde_json::to_string(&inbound.headers).unwrap_or_default();
-                conn.exec(
+                db.execute(
                     "INSERT INTO inbound_requests (event_id, headers, signature)
                      VALUES (?1, ?2, ?3)",
-                    params![id, headers, inbound.signature],
+                    args![id, headers, inbound.signature],
                 )?;
             }
             Ok(done)
@@ -96,29 +74,29 @@ impl Store {
         if calls.is_empty() {
             return Ok(());
         }
-        self.write(move |conn| {
+        self.write_db(move |db| {
             for c in &calls {
-                conn.exec(
+                db.execute(
                     "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
                         error, started_at, took_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
+                    args![
                         event_id,
                         attempt,
                         c.target.as_str(),
-                        c.method,
-                        c.url,
-                        c.status,
-                        c.error,
+                        &c.method,
+                        &c.url,
+                        c.status.map(i64::from),
+                        c.error.as_ref(),
                         c.started_at_ms,
                         c.took_ms
                     ],
                 )?;
             }
-            conn.exec(
+            db.execute(
                 "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
                     (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
-                params![event_id, CALLS_PER_EVENT],
+                args![event_id, CALLS_PER_EVENT],
             )?;
             Ok(())
         })
@@ -127,23 +105,24 @@ impl Store {
 
     /// The inbound request of event `id`, if one was recorded.
     pub fn inbound(&self, id: i64) -> Result<Option<Inbound>> {
-        let row: Option<(String, String)> = self
-            .conn()
-            .row(
+        let Some(row) = self.db(|db| {
+            db.query_opt(
                 "SELECT headers, signature FROM inbound_requests WHERE event_id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                args![id],
             )
-            .optional()?;
-        Ok(row.map(|(headers, signature)| Inbound {
-            headers: serde_json::from_str(&headers).unwrap_or_default(),
-            signature,
+        })?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Inbound {
+            headers: serde_json::from_str(&row.text(0)?).unwrap_or_default(),
+            signature: row.text(1)?,
         }))
     }
 
     /// The recorded outbound calls of event `id`, oldest first.
     pub fn calls(&self, id: i64) -> Result<Vec<RecordedCall>> {
-        calls_of(&self.conn(), id)
+        self.db(|db| calls_of(db, id))
     }
 }
 
@@ -160,46 +139,56 @@ pub struct OrderStatus {
 impl Store {
     /// The orders of `opportunity` in `integration`, oldest first, with when each last changed.
     pub fn order_statuses(&self, integration: &str, opportunity: &str) -> Result<Vec<OrderStatus>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT order_ref, state, label, updated_at FROM orders
-             WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![integration, opportunity], |r| {
-            Ok(OrderStatus {
-                order_ref: r.get(0)?,
-                state: r.get(1)?,
-                label: r.get(2)?,
-                updated_at_ms: r.get(3)?,
+        self.db(|db| {
+            db.query(
+                "SELECT order_ref, state, label, updated_at FROM orders
+                 WHERE integration = ?1 AND opportunity_id = ?2 ORDER BY seq",
+                args![integration, opportunity],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(OrderStatus {
+                    order_ref: r.text(0)?,
+                    state: r.text(1)?,
+                    label: r.text(2)?,
+                    updated_at_ms: r.int(3)?,
+                })
             })
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(Into::into)
+            .collect()
+        })
     }
 }
 
 /// [`Store::calls`] on a connection the caller holds.
-pub(super) fn calls_of(conn: &Connection, id: i64) -> Result<Vec<RecordedCall>> {
-    let mut stmt = conn.prepare_cached(
+pub(super) fn calls_of(db: &dyn Db, id: i64) -> Result<Vec<RecordedCall>> {
+    db.query(
         "SELECT attempt, target, method, url, status, error, started_at, took_ms
          FROM outbound_calls WHERE event_id = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![id], |r| {
-        Ok(RecordedCall {
-            attempt: r.get(0)?,
-            call: OutboundCall {
-                target: CallTarget::parse(&r.get::<_, String>(1)?),
-                method: r.get(2)?,
-                url: r.get(3)?,
-                status: r.get(4)?,
-                error: r.get(5)?,
-                started_at_ms: r.get(6)?,
-                took_ms: r.get(7)?,
-            },
-        })
-    })?;
-    rows.collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(Into::into)
+        args![id],
+    )?
+    .iter()
+    .map(call_row)
+    .collect()
+}
+
+fn call_row(r: &Row) -> Result<RecordedCall> {
+    let attempt = r.int(0)?;
+    let status = r.opt_int(4)?;
+    Ok(RecordedCall {
+        attempt: u32::try_from(attempt)
+            .map_err(|_| StoreError::Row(format!("an attempt of {attempt}")))?,
+        call: OutboundCall {
+            target: CallTarget::parse(&r.text(1)?),
+            method: r.text(2)?,
+            url: r.text(3)?,
+            status: status
+                .map(|v| u16::try_from(v).map_err(|_| StoreError::Row(format!("a status of {v}"))))
+                .transpose()?,
+            error: r.opt_text(5)?,
+            started_at_ms: r.int(6)?,
+            took_ms: r.int(7)?,
+        },
+    })
 }
 
 /// Deletes the traffic of the events listed in `prune_ids` (with their events).
@@ -218,11 +207,7 @@ pub(super) fn remove_listed(db: &dyn Db) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-traffic-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
-    }
+    use crate::store::testing::on_both_async;
 
     fn call(n: i64) -> OutboundCall {
         OutboundCall::ended(CallTarget::Vendor, "POST", "http://v/x", n, Ok(201))
@@ -230,35 +215,35 @@ mod tests {
 
     #[tokio::test]
     async fn traffic_is_bounded_per_event_and_goes_with_its_event() {
-        let s = temp_store();
-        let inbound = Inbound {
-            headers: vec![("x-sig".into(), "***".into())],
-            signature: "valid".into(),
-        };
-        let Enqueued::New(id) = s
-            .enqueue_received("i", "k", "d", "{}", inbound.clone())
-            .await
-            .unwrap()
-        else {
-            panic!("not new")
-        };
-        assert_eq!(s.inbound(id).unwrap(), Some(inbound));
-        for attempt in 1..=5 {
-            let calls = (0..50).map(call).collect();
-            s.record_calls(id, attempt, calls).await.unwrap();
-        }
-        let kept = s.calls(id).unwrap();
-        assert_eq!(kept.len() as i64, CALLS_PER_EVENT);
-        assert_eq!(kept.last().map(|c| c.attempt), Some(5));
-        assert_eq!(kept.first().map(|c| c.attempt), Some(2));
+        on_both_async!(|s: Store| async move {
+            let inbound = Inbound {
+                headers: vec![("x-sig".into(), "***".into())],
+                signature: "valid".into(),
+            };
+            let Enqueued::New(id) = s
+                .enqueue_received("i", "k", "d", "{}", inbound.clone())
+                .await
+                .unwrap()
+            else {
+                panic!("not new")
+            };
+            assert_eq!(s.inbound(id).unwrap(), Some(inbound));
+            for attempt in 1..=5 {
+                let calls = (0..50).map(call).collect();
+                s.record_calls(id, attempt, calls).await.unwrap();
+            }
+            let kept = s.calls(id).unwrap();
+            assert_eq!(kept.len() as i64, CALLS_PER_EVENT);
+            assert_eq!(kept.last().map(|c| c.attempt), Some(5));
+            assert_eq!(kept.first().map(|c| c.attempt), Some(2));
 
-        // A dead letter removed by an operator takes its traffic with it.
-        s.conn()
-            .execute("UPDATE events SET state = 'dead' WHERE id = ?1", [id])
-            .unwrap();
-        s.remove_dead_event(id).await.unwrap();
-        assert!(s.calls(id).unwrap().is_empty());
-        assert_eq!(s.inbound(id).unwrap(), None);
-        assert!(s.event(id).unwrap().is_none());
+            // A dead letter removed by an operator takes its traffic with it.
+            s.db(|db| db.execute("UPDATE events SET state = 'dead' WHERE id = ?1", args![id]))
+                .unwrap();
+            s.remove_dead_event(id).await.unwrap();
+            assert!(s.calls(id).unwrap().is_empty());
+            assert_eq!(s.inbound(id).unwrap(), None);
+            assert!(s.event(id).unwrap().is_none());
+        });
     }
 }

@@ -64,7 +64,8 @@ pub struct Deleted {
     pub deleted: String,
 }
 
-fn view(app: &App, c: &IntegrationConfig) -> IntegrationBody {
+/// The integration as `GET /admin/integrations/{id}` shows it (also the console's view).
+pub(crate) fn view(app: &App, c: &IntegrationConfig) -> IntegrationBody {
     let not_ready_reason = app.registry.not_ready(&c.connector);
     IntegrationBody {
         view: IntegrationView::of(c, &app.public_url),
@@ -221,7 +222,9 @@ async fn update(
     save(&app, next, StatusCode::OK, Some(&current.config)).await
 }
 
-async fn set_enabled(
+/// Enables or disables an integration, validated and saved like any change (also the console's
+/// pause and resume).
+pub(crate) async fn set_enabled(
     app: Arc<App>,
     id: String,
     enabled: bool,

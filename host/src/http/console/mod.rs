@@ -1,3 +1,93 @@
-//! The operator console. Modules: [`charts`] (series → escaped SVG line and bar charts).
+//! The operator console at `/console`: server-rendered HTML (maud escapes every value it
+//! interpolates), a stylesheet and a small script embedded in the binary, pages readable without
+//! the script. Mounted with the admin API (only when `server.admin_token` is set). See
+//! `docs/console.md`.
+//!
+//! - [`auth`]: sign-in with a token (operator: `server.admin_token`; viewer:
+//!   `server.viewer_token`), the session cookie, the CSRF token of every form, the role check of
+//!   every action, the sign-in rate limit per client address ([`guard`](auth::guard)).
+//! - [`layout`]: the page shell, assets, security headers, formatting.
+//! - [`events`]: the events list with filters and pages, an event with its attempts and masked
+//!   payload, retry/replay, a candidate's timeline.
+//! - [`integrations`]: health at a glance, webhook URLs to copy, pause/resume.
+//! - [`connectors`]: versions and manifests; upload, activate, roll back, remove.
+//! - [`charts`]: series → escaped SVG line and bar charts.
+//! - [`audit`]: the audit log ([`audit::record`]) and its page.
+//! - [`payload`]: a stored payload with its secrets masked; the candidate it names.
+//! - [`session`]: the signed-in session of a request, as pages see it.
+//!
+//! Sessions, CSRF tokens, sign-in counters and the audit log live in the store
+//! (`store::console`), so hosts sharing a database share them.
 
+pub mod audit;
+pub mod auth;
 pub mod charts;
+pub mod connectors;
+pub mod events;
+pub mod integrations;
+pub mod layout;
+pub mod payload;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+
+use crate::app::App;
+
+/// The console's routes, or None when the admin API is off (no `server.admin_token`).
+pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
+    app.config.server.admin_token.as_ref()?;
+    let limit = app.config.server.admin_max_upload_bytes;
+    let router = Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/events") }),
+        )
+        .route(
+            "/console/",
+            get(|| async { Redirect::to("/console/events") }),
+        )
+        .route("/console/assets/console.css", get(layout::css))
+        .route("/console/assets/console.js", get(layout::js))
+        .route(
+            "/console/sign-in",
+            get(auth::sign_in_form).post(auth::sign_in),
+        )
+        .route("/console/sign-out", post(auth::sign_out))
+        .route("/console/events", get(events::list))
+        .route("/console/events/{id}", get(events::one))
+        .route("/console/events/{id}/retry", post(events::retry))
+        .route("/console/candidates/{id}", get(events::candidate))
+        .route("/console/integrations", get(integrations::list))
+        .route(
+            "/console/integrations/{id}/pause",
+            post(integrations::pause),
+        )
+        .route(
+            "/console/integrations/{id}/resume",
+            post(integrations::resume),
+        )
+        .route("/console/connectors", get(connectors::list))
+        .route("/console/connectors/upload", post(connectors::upload))
+        .route(
+            "/console/connectors/{id}/rollback",
+            post(connectors::rollback),
+        )
+        .route(
+            "/console/connectors/{id}/versions/{hash}/activate",
+            post(connectors::activate),
+        )
+        .route(
+            "/console/connectors/{id}/versions/{hash}/remove",
+            post(connectors::remove),
+        )
+        .route("/console/audit", get(audit::page))
+        .layer(middleware::from_fn_with_state(app, auth::guard))
+        .layer(middleware::from_fn(layout::security_headers))
+        .layer(DefaultBodyLimit::max(limit));
+    Some(router)
+}

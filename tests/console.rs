@@ -1,0 +1,397 @@
+//! The operator console (`/console`): sign-in, sessions, CSRF, roles, the rate limit and escaping
+//! over HTTP, then the whole tour in a headless Chromium (screenshots into `docs/console/`).
+//!
+//! The browser test needs `chromium` and `chromedriver` (scripts/test.sh installs them).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use switchyard::store::EventState;
+use switchyard_testkit::{CERTN, TRIGGER};
+use switchyard_tests::support_admin::{plugin, variant, TOKEN};
+use switchyard_tests::support_console::{self, Console};
+use switchyard_tests::{eventually, scratch};
+use thirtyfour::By;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn enabled(stack: &switchyard_testkit::Stack) -> bool {
+    stack
+        .host()
+        .app
+        .integration(CERTN)
+        .is_some_and(|i| i.config.enabled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_form_without_its_sessions_csrf_token_is_refused_and_changes_nothing(
+) -> anyhow::Result<()> {
+    let stack = support_console::stack("csrf", &["certn"], |_| {}).await?;
+    let pause = format!("/console/integrations/{CERTN}/pause");
+
+    // Signing in needs the sign-in form's token too.
+    let mut fresh = Console::open(&stack).await;
+    let (status, _, _) = fresh
+        .post("/console/sign-in", &[("token", TOKEN)], None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let mut op = Console::operator(&stack).await;
+    let other = Console::operator(&stack).await;
+    for csrf in [None, Some("0000"), Some(other.csrf.as_str())] {
+        let (status, _, body) = op.post(&pause, &[], csrf).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{csrf:?}");
+        assert!(body.contains("CSRF"), "{body}");
+        assert!(enabled(&stack), "nothing changed ({csrf:?})");
+    }
+
+    let (status, location, _) = op.act(&pause, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/console/integrations?ok=paused");
+    assert!(!enabled(&stack), "paused with the right token");
+    let (_, audit) = op.get("/console/audit").await;
+    assert!(audit.contains("integration.pause"), "{audit}");
+    assert!(
+        audit.contains("<code>enabled</code>") && audit.contains("<code>paused</code>"),
+        "before and after: {audit}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_viewer_reads_everything_and_every_action_is_refused_and_audited() -> anyhow::Result<()> {
+    let stack = support_console::stack("viewer", &["certn"], |_| {}).await?;
+    let mut viewer = Console::viewer(&stack).await;
+    for page in [
+        "/console/events",
+        "/console/integrations",
+        "/console/connectors",
+        "/console/audit",
+    ] {
+        let (status, body) = viewer.get(page).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(body.contains(">viewer<"), "the role is shown: {page}");
+    }
+    let (_, integrations) = viewer.get("/console/integrations").await;
+    assert!(
+        !integrations.contains("/pause\""),
+        "no action button for a viewer"
+    );
+    let active = serving(&stack);
+
+    for action in [
+        format!("/console/integrations/{CERTN}/pause"),
+        "/console/connectors/certn/rollback".to_string(),
+        "/console/events/1/retry".to_string(),
+    ] {
+        let (status, _, body) = viewer.act(&action, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{action}");
+        assert!(body.contains("Viewers can read"), "{body}");
+    }
+    assert!(enabled(&stack));
+    assert_eq!(serving(&stack), active);
+    let (_, audit) = viewer.get("/console/audit").await;
+    assert_eq!(
+        audit.matches("refused: viewers cannot act").count(),
+        3,
+        "{audit}"
+    );
+    assert!(audit.contains("viewer (127.0.0.1"), "who: {audit}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_in_is_rate_limited_per_client_address_and_sign_out_ends_the_session(
+) -> anyhow::Result<()> {
+    let stack = support_console::stack("ratelimit", &["certn"], |_| {}).await?;
+    let mut guesser = Console::open(&stack).await;
+    for _ in 0..switchyard::http::console::auth::MAX_FAILURES {
+        assert_eq!(
+            guesser.sign_in("not-the-token-0123456789").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right token is refused now, and no session is opened.
+    assert_eq!(guesser.sign_in(TOKEN).await, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = guesser.get("/console/events").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "still signed out");
+
+    // Another client address is not held back.
+    let mut other = Console::open_from(&stack, Some("127.0.0.2".parse()?)).await;
+    assert_eq!(other.sign_in(TOKEN).await, StatusCode::SEE_OTHER);
+    let (status, _) = other.get("/console/events").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Sign-out ends the session: its cookie opens nothing afterwards.
+    let cookie = other.cookie.clone();
+    let (status, location, _) = other.act("/console/sign-out", &[]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/console/sign-in")
+    );
+    other.cookie = cookie;
+    let (status, _) = other.get("/console/events").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_cookie_is_http_only_strict_and_secure_behind_https() -> anyhow::Result<()> {
+    let plain = support_console::stack("cookie-http", &["certn"], |_| {}).await?;
+    let cookie = Console::set_cookie_of_sign_in(&plain).await;
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let https = support_console::stack("cookie-https", &["certn"], |c| {
+        c.server.public_url = Some("https://switchyard.example.com".into());
+    })
+    .await?;
+    let cookie = Console::set_cookie_of_sign_in(&https).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_a_webhook_carried_is_rendered_unescaped_and_secrets_are_masked(
+) -> anyhow::Result<()> {
+    let stack = support_console::stack("escaping", &["certn"], |_| {}).await?;
+    let evil = "<script>alert(1)</script>";
+    let payload = serde_json::json!({
+        "token": "webhook-token-value-123",
+        "data": { "opportunityId": evil, "note": "<img src=x onerror=alert(2)>" }
+    })
+    .to_string();
+    let store = &stack.host().app.store;
+    let id = match store.enqueue(CERTN, "test.escaping", "escaping-1", &payload)? {
+        switchyard::store::Enqueued::New(id) => id,
+        other => anyhow::bail!("not queued: {other:?}"),
+    };
+    let mut op = Console::operator(&stack).await;
+    let candidate = "%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    for page in [
+        "/console/events".to_string(),
+        format!("/console/events/{id}"),
+        format!("/console/candidates/{candidate}"),
+    ] {
+        let (status, body) = op.get(&page).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(
+            !body.contains(evil) && !body.contains("<img src=x"),
+            "unescaped in {page}"
+        );
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "shown as text in {page}"
+        );
+    }
+    let (_, event) = op.get(&format!("/console/events/{id}")).await;
+    assert!(
+        !event.contains("webhook-token-value-123"),
+        "the token is masked"
+    );
+    assert!(event.contains("(masked)"));
+    Ok(())
+}
+
+/// Clicks the element `css` selects.
+async fn click(browser: &thirtyfour::WebDriver, css: &str) -> anyhow::Result<()> {
+    browser.find(By::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+/// The text of the element `css` selects.
+async fn text(browser: &thirtyfour::WebDriver, css: &str) -> anyhow::Result<String> {
+    Ok(browser.find(By::Css(css)).await?.text().await?)
+}
+
+/// Waits (bounded) until the page's notice says `expected` (the page after a form's redirect);
+/// returns it.
+async fn notice(browser: &thirtyfour::WebDriver, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The previous page's notice may still be there, or go stale under the read.
+        if let Ok(text) = text(browser, ".notice").await {
+            if text.contains(expected) {
+                return text;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice saying {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The serving Certn version's tag.
+fn serving(stack: &switchyard_testkit::Stack) -> Option<String> {
+    stack
+        .host()
+        .app
+        .registry
+        .get("certn")
+        .map(|c| c.version_tag())
+}
+
+/// Saves the page's screenshot as `docs/console/<name>.png`.
+async fn shot(browser: &thirtyfour::WebDriver, name: &str) -> anyhow::Result<()> {
+    let png = browser.screenshot_as_png().await?;
+    std::fs::write(
+        support_console::screenshots_dir().join(format!("{name}.png")),
+        png,
+    )?;
+    Ok(())
+}
+
+/// The tour in a real browser: sign in, an event of a moved candidate and its timeline, a dead
+/// event retried, a connector version uploaded and rolled back, the audit log, sign-out. Each
+/// page's screenshot goes to `docs/console/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_in_a_browser() -> anyhow::Result<()> {
+    let stack = support_console::stack("browser", &["certn"], |c| {
+        c.worker.max_attempts = 2;
+    })
+    .await?;
+    let base = format!("http://{}", stack.addr);
+    let driver = support_console::driver().await;
+    let browser = support_console::browser(&driver).await;
+
+    // A candidate goes through.
+    let posting = stack.lever.add_posting("Engineer", &["Engineering"]);
+    let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await?;
+
+    // Signed out, the console shows the sign-in page.
+    browser.goto(format!("{base}/console/events")).await?;
+    assert!(browser
+        .current_url()
+        .await?
+        .path()
+        .ends_with("/console/sign-in"));
+    shot(&browser, "sign-in").await?;
+    browser
+        .find(By::Css("#token"))
+        .await?
+        .send_keys(TOKEN)
+        .await?;
+    click(&browser, "button[type=submit]").await?;
+    assert!(browser
+        .current_url()
+        .await?
+        .path()
+        .ends_with("/console/events"));
+
+    // The candidate's event, its page and the timeline.
+    let source = browser.source().await?;
+    assert!(source.contains(&ada), "the candidate's event is listed");
+    shot(&browser, "events").await?;
+    browser
+        .find(By::XPath(format!("//tr[td/a[text()='{ada}']]/td[1]/a")))
+        .await?
+        .click()
+        .await?;
+    let event = text(&browser, "#payload").await?;
+    assert!(event.contains("(masked)"), "{event}");
+    shot(&browser, "event").await?;
+    browser
+        .find(By::LinkText(format!("{ada} — timeline")))
+        .await?
+        .click()
+        .await?;
+    let timeline = text(&browser, "#timeline").await?;
+    assert!(
+        timeline.contains("Webhook accepted") && timeline.contains("Connector invoked"),
+        "{timeline}"
+    );
+    shot(&browser, "timeline").await?;
+
+    // The vendor is down: a second candidate's event dead-letters; after the fix, retry it.
+    stack.certn.set_down(true);
+    let bob = stack.candidate("Bob Byte", Some("bob@example.com"), &[], Some(&posting));
+    assert_eq!(stack.move_to(&bob, TRIGGER).await?, 200);
+    let store = stack.host().app.store.clone();
+    let dead = eventually("the event dead-lettered", LONG, || {
+        let dead = store
+            .list_events(Some(CERTN), Some(EventState::Dead), 10)
+            .ok()?;
+        dead.into_iter().next()
+    })
+    .await;
+    stack.certn.set_down(false);
+    browser
+        .goto(format!("{base}/console/events?state=dead"))
+        .await?;
+    browser
+        .find(By::LinkText(dead.id.to_string()))
+        .await?
+        .click()
+        .await?;
+    click(&browser, "form[action$='/retry'] button").await?;
+    notice(&browser, "Queued again").await;
+    stack
+        .wait_for(&bob, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await?;
+
+    // Upload a new version (activated), then roll back to the original.
+    let original = serving(&stack);
+    let file = scratch("console-upload").join("certn-v2.wasm");
+    std::fs::write(&file, variant(&plugin("certn"), "console-v2"))?;
+    browser.goto(format!("{base}/console/connectors")).await?;
+    browser
+        .find(By::Css("#upload input[type=file]"))
+        .await?
+        .send_keys(file.display().to_string())
+        .await?;
+    click(&browser, "#upload input[name=activate]").await?;
+    click(&browser, "#upload button[type=submit]").await?;
+    notice(&browser, "Activated").await;
+    assert_ne!(serving(&stack), original);
+    shot(&browser, "connectors").await?;
+    click(&browser, "form[action$='/rollback'] button").await?;
+    notice(&browser, "Rolled back").await;
+    assert_eq!(serving(&stack), original);
+
+    browser.goto(format!("{base}/console/integrations")).await?;
+    let card = text(&browser, "section.integration").await?;
+    assert!(card.contains("/hooks/demo-certn/vendor"), "{card}");
+    shot(&browser, "integrations").await?;
+
+    // The audit log has each action, with before and after.
+    browser.goto(format!("{base}/console/audit")).await?;
+    let audit = text(&browser, "#audit").await?;
+    for action in [
+        "session.sign_in",
+        "event.retry",
+        "connector.upload",
+        "connector.rollback",
+    ] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    shot(&browser, "audit").await?;
+
+    // Sign out: back to the sign-in page, and the console is closed.
+    click(&browser, "form[action='/console/sign-out'] button").await?;
+    assert!(browser
+        .current_url()
+        .await?
+        .path()
+        .ends_with("/console/sign-in"));
+    browser.goto(format!("{base}/console/audit")).await?;
+    assert!(browser
+        .current_url()
+        .await?
+        .path()
+        .ends_with("/console/sign-in"));
+    browser.quit().await?;
+    drop(driver);
+    Ok(())
+}
