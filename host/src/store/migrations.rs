@@ -154,7 +154,7 @@ pub(in crate::store) fn postgres(conn: &PgConn) -> Result<()> {
 }
 
 /// The advisory lock key of migrations (any constant; "sy-migr" in ASCII).
-const LOCK: i64 = 0x7379_2d6d_6967_72;
+const LOCK: i64 = 0x0073_792d_6d69_6772;
 
 fn record(db: &dyn Db, version: i64) -> Result<()> {
     db.execute(
