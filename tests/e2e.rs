@@ -7,6 +7,7 @@ mod admin;
 mod authorized_app;
 mod canditech;
 mod console;
+mod console_data;
 mod contract;
 mod example_config;
 mod faults;

@@ -8,6 +8,8 @@
 //! - [`ats`]: one module per applicant tracking system behind one seam ([`ats::Ats`]).
 //! - [`flow`]: what happens to a stored event, and the workers that run it.
 //! - [`http`]: the HTTP surface — intake routes, Gem's API, admin.
+//! - [`recording`]: what operators see of an event's traffic (masked headers, outbound calls).
+//! - [`replay`]: the runner of bulk replay jobs.
 //! - [`retention`]: the periodic pass that prunes finished work and old connector versions.
 //! - [`run`]: composes the server, workers, watcher and retention pass around the shared
 //!   [`app::App`].
@@ -20,6 +22,8 @@ pub mod config;
 pub mod flow;
 pub mod http;
 pub mod metrics;
+pub mod recording;
+pub mod replay;
 pub mod retention;
 pub mod run;
 pub mod secret;

@@ -256,7 +256,11 @@ pub async fn start_on(
         ));
     }
     // Stopped with the workers: a pass cut short loses nothing (each batch commits whole).
-    workers.push(crate::retention::spawn(app.clone(), workers_stopped));
+    workers.push(crate::retention::spawn(
+        app.clone(),
+        workers_stopped.clone(),
+    ));
+    workers.push(crate::replay::spawn(app.clone(), workers_stopped));
     let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
     let http = crate::http::spawn(app.clone(), listener, http_stopped);
     Ok(RunningHost {

@@ -218,6 +218,12 @@ pub trait Ats: Send + Sync {
         Ok(())
     }
 
+    /// The ATS's pipeline stages as `(id, name)`, read live, for a rule's stage picker. `None`:
+    /// this ATS has no stages to pick (it calls us with what to screen).
+    async fn stages(&self) -> Option<Result<Vec<(String, String)>, AtsError>> {
+        None
+    }
+
     /// The role of an event kind this ATS queues, or `None` when it is not one of its kinds.
     fn role(&self, kind: &str) -> Option<Role>;
 

@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::flow::breaker::Verdict;
 use crate::flow::bulkhead::{Dispatcher, Permit};
 use crate::flow::{self, Outcome};
+use crate::recording::CallLog;
 use crate::store::waiting::Wait;
 use crate::store::{now_ms, Event, EventState, Finish, WaitFor};
 use crate::timeline::TimelineEvent;
@@ -145,8 +146,10 @@ async fn handle(
     started_at_ms: i64,
 ) {
     let t = Instant::now();
-    let result = flow::process(app, &event).await;
+    let calls = CallLog::default();
+    let result = calls.clone().scope(flow::process(app, &event)).await;
     let took_ms = t.elapsed().as_millis() as i64;
+    record_calls(app, &event, &calls).await;
     let verdict = match &result {
         // A waiting event says nothing about the vendor (a full quota is not its fault).
         Ok(Outcome::Wait(..)) => Verdict::Neutral,
@@ -246,6 +249,21 @@ async fn handle(
         }
     }
     drop(permit);
+}
+
+/// Stores the outbound calls the attempt made (a failure is logged: the outcome matters more).
+async fn record_calls(app: &App, event: &Event, calls: &CallLog) {
+    let (kept, dropped) = calls.take();
+    if dropped > 0 {
+        tracing::warn!(
+            event = event.id,
+            dropped,
+            "outbound calls beyond the per-attempt bound not recorded"
+        );
+    }
+    if let Err(e) = app.store.record_calls(event.id, event.attempts, kept).await {
+        tracing::error!(event = event.id, error = %e, "cannot record the attempt's outbound calls");
+    }
 }
 
 /// Puts an event to wait for `what` (see [`crate::store::waiting`]): a permission or the quota

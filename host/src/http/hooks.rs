@@ -33,6 +33,8 @@ use super::reply;
 use crate::app::App;
 use crate::ats::{Ats, Intake, Rejection};
 use crate::flow::{VendorStatus, VENDOR_CALLBACK, VENDOR_STATUS};
+use crate::recording::mask_headers;
+use crate::store::traffic::Inbound;
 use crate::store::{now_ms, Enqueued};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::RawHttp;
@@ -42,6 +44,7 @@ use crate::wasm::quota::{check_updates, clip};
 pub async fn ats(
     State(app): State<Arc<App>>,
     Path((id, path_source)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let metrics = app.metrics.clone();
@@ -111,9 +114,13 @@ pub async fn ats(
         metrics.webhook(source, "connector_unavailable");
         return not_ready(&id, e);
     }
+    let inbound = Inbound {
+        headers: mask_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))),
+        signature: format!("valid ({source})"),
+    };
     match app
         .store
-        .enqueue_batched(&id, kind, &dedupe, &payload)
+        .enqueue_received(&id, kind, &dedupe, &payload, inbound)
         .await
     {
         Ok(Enqueued::New(event_id)) => {

@@ -8,7 +8,8 @@
 //!   `/gem/{integration}/...` (Gem calls us), Lever's `GET /oauth/lever/callback` (public; the
 //!   `state` authenticates it). [`lever_oauth`] is the old path of Lever's.
 //! - [`admin`]: `/admin/...` when an admin token is configured.
-//! - [`console`]: the operator console, `/console/...`, mounted with the admin API.
+//! - [`console`]: the operator console, `/console/...`, mounted with the admin API
+//!   ([`console::charts`]: its SVG charts).
 //! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!

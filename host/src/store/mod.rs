@@ -22,7 +22,10 @@
 //! renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the
 //! console's sessions, sign-in rate limits and audit log), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
-//! pass prunes and keeps, tombstones of pruned dedupe keys), [`writer`] (group commit).
+//! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
+//! headers and its attempts' outbound calls), [`search`] (the operators' event filter),
+//! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
+//! console's numbers: events and failures per minute, queue depth, latency per version), [`writer`] (group commit).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connection, [`Store::write`] and
 //! the statement cache are private to this module (`pub(in crate::store)`), so callers see only
@@ -39,8 +42,12 @@ pub mod gem;
 pub mod kv;
 pub mod orders;
 pub mod queue;
+pub mod replay;
 pub mod retention;
 pub mod runs;
+pub mod search;
+pub mod stats;
+pub mod traffic;
 pub mod writer;
 
 pub use crate::metrics::WriterStats;
@@ -228,6 +235,8 @@ impl Store {
         kv::migrate(&conn)?;
         waiting::migrate(&conn)?;
         conn.execute_batch(retention::SCHEMA)?;
+        conn.execute_batch(traffic::SCHEMA)?;
+        conn.execute_batch(replay::SCHEMA)?;
         retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;

@@ -155,7 +155,7 @@ pub struct Finish<'a> {
     pub took_ms: i64,
 }
 
-const EVENT_COLS: &str = "id, integration, kind, payload, state, attempts, last_error, \
+pub(super) const EVENT_COLS: &str = "id, integration, kind, payload, state, attempts, last_error, \
      connector_version, waiting_for, received_at";
 
 pub(crate) fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {

@@ -264,6 +264,7 @@ fn remove_listed_events(conn: &Connection, now: i64) -> Result<(u64, u64)> {
         "DELETE FROM attempts WHERE event_id IN (SELECT id FROM temp.prune_ids)",
         [],
     )? as u64;
+    super::traffic::remove_listed(conn)?;
     let events = conn.exec(
         "DELETE FROM events WHERE id IN (SELECT id FROM temp.prune_ids)",
         [],

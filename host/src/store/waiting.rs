@@ -13,7 +13,7 @@
 //! Waiting costs no attempt (the claim's count is taken back) and says nothing about the vendor
 //! (the circuit breaker does not see it). Each wait is one line of the event's history.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{record_attempt, AttemptOutcome};
@@ -175,33 +175,7 @@ impl Store {
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        let conn = self.conn();
-        let Some(state) = conn
-            .row("SELECT state FROM events WHERE id = ?1", params![id], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-        else {
-            return Ok(Retried::NotFound);
-        };
-        let state = EventState::parse(&state);
-        if !matches!(
-            state,
-            EventState::Waiting | EventState::Dead | EventState::Skipped
-        ) {
-            return Ok(Retried::Refused(state));
-        }
-        let n = conn.exec(
-            "UPDATE events SET state = 'queued', waiting_for = NULL, attempts = 0,
-                next_attempt_at = ?2, finished_at = NULL
-             WHERE id = ?1 AND state = ?3",
-            params![id, now_ms(), state.as_str()],
-        )?;
-        Ok(if n == 1 {
-            Retried::Queued
-        } else {
-            Retried::Refused(state)
-        })
+        super::replay::requeue_on(&self.conn(), id, false)
     }
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::screening;
 use super::signature::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::config::GemConfig;
+use crate::recording::{CallLog, CallTarget, OutboundCall};
 use crate::store::{Enqueued, Order, Store, StoreError};
 
 /// Event kind of one status webhook to Gem.
@@ -141,7 +142,8 @@ pub async fn send(
         now,
         delivery.body.as_bytes(),
     );
-    let response = http
+    let started_at_ms = crate::clock::now_ms();
+    let sent = http
         .post(&gem.webhook_url)
         .timeout(ATTEMPT_TIMEOUT)
         .header("content-type", "application/json")
@@ -150,9 +152,25 @@ pub async fn send(
         .header(HEADER_SIGNATURE, sig)
         .body(delivery.body.clone())
         .send()
-        .await
-        // The URL may carry a token of Gem's: keep it out of errors and logs.
-        .map_err(|e| DeliveryError::Unreachable(e.without_url().to_string()))?;
+        .await;
+    // The URL may carry a token of Gem's (in its path too): only its origin is recorded.
+    let origin = url::Url::parse(&gem.webhook_url)
+        .map(|u| format!("{}/…", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    let outcome = match &sent {
+        Ok(r) => Ok(r.status().as_u16()),
+        Err(e) if e.is_timeout() => Err("timeout".to_string()),
+        Err(_) => Err("unreachable".to_string()),
+    };
+    CallLog::record_current(OutboundCall::ended(
+        CallTarget::Ats,
+        "POST",
+        &origin,
+        started_at_ms,
+        outcome,
+    ));
+    // The URL may carry a token of Gem's: keep it out of errors and logs.
+    let response = sent.map_err(|e| DeliveryError::Unreachable(e.without_url().to_string()))?;
     let status = response.status().as_u16();
     match status {
         200..=299 => Ok(status),

@@ -13,6 +13,7 @@ pub use super::error::LeverError;
 use super::oauth::TokenSource;
 use super::permissions::{self, Endpoint};
 use crate::config::{LeverAuth, Secret};
+use crate::recording::{CallLog, CallTarget, OutboundCall};
 
 /// Attempts per API call before giving the failure back to the worker.
 const ATTEMPTS: u32 = 4;
@@ -118,7 +119,22 @@ impl LeverClient {
             if let Some(body) = body {
                 req = req.json(body);
             }
-            match req.send().await {
+            let started_at_ms = crate::clock::now_ms();
+            let sent = req.send().await;
+            // For the operators' view of the event (no header, no body: the URL, masked).
+            CallLog::record_current(OutboundCall::ended(
+                CallTarget::Ats,
+                method.as_str(),
+                &url,
+                started_at_ms,
+                match &sent {
+                    Ok(resp) => Ok(resp.status().as_u16()),
+                    Err(e) if e.is_timeout() => Err("timeout".to_string()),
+                    Err(e) if e.is_connect() => Err("cannot connect".to_string()),
+                    Err(_) => Err("request failed".to_string()),
+                },
+            ));
+            match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp

@@ -165,6 +165,14 @@ impl Ats for LeverAts {
         Ok(())
     }
 
+    async fn stages(&self) -> Option<Result<Vec<(String, String)>, AtsError>> {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(client.stages().await.map_err(AtsError::from))
+    }
+
     fn role(&self, kind: &str) -> Option<Role> {
         (kind == LEVER_STAGE_CHANGE).then_some(Role::Trigger)
     }

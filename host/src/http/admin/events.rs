@@ -1,17 +1,22 @@
 //! `/admin/events`: the queue as operators see it.
 //!
 //! - `GET /admin/events?state=dead&integration=acme&limit=50` — newest first, without payloads;
-//!   `state` one of `queued|running|done|skipped|waiting|dead`, `limit` at most 500 (default
-//!   50). A waiting event says what it waits for (`waiting_for`) and why (`last_error`).
+//!   also `connector`, `ats`, `candidate` (text in the payload), `error` (text in the last
+//!   error), `since`/`until` (RFC 3339 or unix ms) and `before` (the cursor: `next_cursor` of the
+//!   previous page); `state` one of `queued|running|done|skipped|waiting|dead`, `limit` at most
+//!   500 (default 50). A waiting event says what it waits for (`waiting_for`) and why
+//!   (`last_error`).
 //! - `GET /admin/events/{id}` — one event with its payload, timing, the run holding it (if
 //!   running) and its attempts (the last 20): when each started, how long it took, which run and
-//!   connector version ran it, how it ended and with which error.
+//!   connector version ran it, how it ended and with which error; the webhook's headers as
+//!   received (secrets masked) and its signature check; each attempt's vendor and ATS calls.
 //! - `DELETE /admin/events/{id}` — removes a dead letter and its attempts (409 for an event that
 //!   is not dead); its dedupe key stays taken (a tombstone), so a redelivery is not queued again.
 //! - `POST /admin/events/{id}/retry` — an operator's "retry now" (or replay): a waiting, dead
 //!   or skipped event (e.g. one not sent while its integration was off) is queued, due now, with
-//!   a fresh attempt budget. 409 for one queued, running or done. Safe to repeat: a screening
-//!   whose order is recorded is never started twice.
+//!   a fresh attempt budget; with `?force=true` a done one too. 409 for one queued or running
+//!   (or done, without force). Safe to repeat: a screening whose order is recorded is never
+//!   started twice.
 
 use std::sync::Arc;
 
@@ -23,9 +28,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::criteria::Criteria;
 use crate::app::App;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::store::retention::RemoveDead;
+use crate::store::traffic::{Inbound, RecordedCall};
 use crate::store::{Event, EventDetail, EventState, Retried, WaitFor};
 
 const MAX_LIMIT: u32 = 500;
@@ -37,8 +44,8 @@ pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(retry))
 }
 
-/// The filters of `GET /admin/events`.
-#[derive(Deserialize, IntoParams)]
+/// The filters of `GET /admin/events` (all optional; each one narrows the list).
+#[derive(Deserialize, IntoParams, Default)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
@@ -46,14 +53,48 @@ pub struct ListQuery {
     state: Option<EventState>,
     /// Only this integration's events.
     integration: Option<String>,
+    /// Only events of integrations served by this connector (e.g. `certn`).
+    connector: Option<String>,
+    /// Only events of integrations on this ATS (`lever`, `gem`).
+    ats: Option<String>,
+    /// Only events whose payload mentions this text: a candidate's or opportunity's id, an
+    /// email, an order reference.
+    candidate: Option<String>,
+    /// Only events whose last error contains this text.
+    error: Option<String>,
+    /// Received at or after this instant (RFC 3339, or unix ms).
+    since: Option<String>,
+    /// Received before this instant (RFC 3339, or unix ms).
+    until: Option<String>,
+    /// The cursor: only events with a smaller id (the `next_cursor` of the previous page).
+    before: Option<i64>,
     /// At most this many (1..500, default 50).
     limit: Option<u32>,
+}
+
+impl ListQuery {
+    /// The filter part, as a replay job takes it.
+    fn criteria(&self) -> Criteria {
+        Criteria {
+            state: self.state,
+            integration: self.integration.clone(),
+            connector: self.connector.clone(),
+            ats: self.ats.clone(),
+            candidate: self.candidate.clone(),
+            error: self.error.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 /// `GET /admin/events`: newest first.
 #[derive(Serialize, ToSchema)]
 pub struct EventList {
     pub events: Vec<EventSummary>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
 }
 
 /// An event without its payload.
@@ -100,44 +141,70 @@ async fn list(
 ) -> Result<Json<EventList>, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::bad_request(
-            "query: state=queued|running|done|skipped|waiting|dead, integration=<id>, limit=<1..500>",
+            "query: state=queued|running|done|skipped|waiting|dead, integration=<id>, \
+             connector=<id>, ats=<kind>, candidate=<text>, error=<text>, since=<time>, \
+             until=<time>, before=<id>, limit=<1..500>",
         ));
     };
+    let filter = q.criteria().filter(&app)?;
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_LIMIT);
     let events = app
         .store
-        .list_events(q.integration.as_deref(), q.state, limit)
+        .search_events(&filter, q.before, limit)
         .map_err(|e| {
             tracing::error!(error = %e, "cannot list events");
             ApiError::storage()
         })?;
+    let next_cursor = match events.last() {
+        Some(last) if events.len() == limit as usize => Some(last.id),
+        _ => None,
+    };
     Ok(Json(EventList {
         events: events.into_iter().map(EventSummary::from).collect(),
+        next_cursor,
     }))
+}
+
+/// An event as the console's event page shows it.
+#[derive(Serialize, ToSchema)]
+pub struct EventView {
+    #[serde(flatten)]
+    pub detail: EventDetail,
+    /// The webhook as received: headers (secret values masked) and the signature check. None
+    /// for events the host made itself (vendor status updates, deliveries) and events from
+    /// before this was recorded.
+    pub inbound: Option<Inbound>,
+    /// Every outbound call of its attempts (vendor and ATS), oldest first, each with its
+    /// `attempt`: at most 50 per attempt and 200 per event.
+    pub calls: Vec<RecordedCall>,
 }
 
 /// One event with its payload, timing and attempts (the last 20).
 #[utoipa::path(get, path = "/admin/events/{id}", tag = "events",
     params(("id" = i64, Path, description = "event id")),
-    responses((status = 200, body = EventDetail),
+    responses((status = 200, body = EventView),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 404, description = "no such event", body = ErrorBody),
         (status = 503, description = "storage unavailable", body = ErrorBody)))]
 async fn one(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-) -> Result<Json<EventDetail>, ApiError> {
+) -> Result<Json<EventView>, ApiError> {
     let Ok(id) = id.parse::<i64>() else {
         return Err(ApiError::bad_request("an event id is a number"));
     };
-    match app.store.event_detail(id) {
-        Ok(Some(detail)) => Ok(Json(detail)),
-        Ok(None) => Err(ApiError::not_found(format!("no event {id}"))),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read an event");
-            Err(ApiError::storage())
-        }
-    }
+    let storage = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "cannot read an event");
+        ApiError::storage()
+    };
+    let Some(detail) = app.store.event_detail(id).map_err(storage)? else {
+        return Err(ApiError::not_found(format!("no event {id}")));
+    };
+    Ok(Json(EventView {
+        detail,
+        inbound: app.store.inbound(id).map_err(storage)?,
+        calls: app.store.calls(id).map_err(storage)?,
+    }))
 }
 
 /// `DELETE /admin/events/{id}`: what was removed.
@@ -186,22 +253,41 @@ pub struct Requeued {
     pub state: EventState,
 }
 
-/// An operator's "retry now": a waiting, dead or skipped event is queued, due now.
+/// `POST /admin/events/{id}/retry` options.
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RetryQuery {
+    /// Replay a `done` event too (its screening is not started again: the order recorded under
+    /// its idempotency key answers).
+    force: Option<bool>,
+}
+
+/// An operator's "retry now" (or replay): a waiting, dead or skipped event, or with `force` a
+/// done one, is queued, due now.
 #[utoipa::path(post, path = "/admin/events/{id}/retry", tag = "events",
-    params(("id" = i64, Path, description = "event id")),
+    params(("id" = i64, Path, description = "event id"), RetryQuery),
     responses((status = 200, body = Requeued),
         (status = 400, description = "the id is not a number", body = ErrorBody),
         (status = 404, description = "no such event", body = ErrorBody),
-        (status = 409, description = "the event is queued, running or done", body = ErrorBody),
+        (status = 409, description = "the event is queued or running, or done without `force`", body = ErrorBody),
         (status = 503, description = "storage unavailable", body = ErrorBody)))]
 async fn retry(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    query: Result<Query<RetryQuery>, QueryRejection>,
 ) -> Result<Json<Requeued>, ApiError> {
     let Ok(id) = id.parse::<i64>() else {
         return Err(ApiError::bad_request("an event id is a number"));
     };
-    match app.store.retry_event(id) {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::bad_request("query: force=true|false"));
+    };
+    let retried = match q.force {
+        Some(true) => app.store.replay_event(id, true).await,
+        _ => app.store.retry_event(id),
+    };
+    match retried {
         Ok(Retried::Queued) => {
             tracing::info!(event = id, "event queued again by an operator");
             app.wake.notify_waiters();
@@ -211,7 +297,8 @@ async fn retry(
             }))
         }
         Ok(Retried::Refused(state)) => Err(ApiError::conflict(format!(
-            "event {id} is {}: only a waiting, dead or skipped event can be retried",
+            "event {id} is {}: only a waiting, dead or skipped event can be retried \
+             (a done one with force=true)",
             state.as_str()
         ))),
         Ok(Retried::NotFound) => Err(ApiError::not_found(format!("no event {id}"))),

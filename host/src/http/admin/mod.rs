@@ -1,8 +1,10 @@
 //! The admin API under `/admin`: connector versions ([`connectors`]), integrations
 //! ([`integrations`]) with their health and the resumption of their waiting events ([`health`]),
-//! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth
-//! connect/disconnect ([`lever`]) and the event queue with each event's attempt history
-//! ([`events`]). Mounted only when `server.admin_token` is set; every route requires
+//! the API keys of Gem integrations ([`gem_keys`]), Lever OAuth connect/disconnect ([`lever`]),
+//! the event queue with each event's attempt history, inbound headers and outbound calls
+//! ([`events`], filtered by [`criteria`]), bulk replay jobs ([`replay`]), a candidate's timeline
+//! ([`timeline`]), the console's numbers ([`stats`]) and the setup wizard's live lists
+//! ([`live`]). Mounted only when `server.admin_token` is set; every route requires
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise). Errors are
 //! [`ApiError`]s, `{"error": "...", "code": "..."}` with a 4xx for bad input, and a rejected
 //! request changes nothing.
@@ -12,12 +14,17 @@
 //! `GET /admin/openapi.json` behind the same token) come from the same list and cannot drift.
 
 mod connectors;
+mod criteria;
 mod events;
 mod gem_keys;
 mod health;
 // The console shows an integration as the API does and pauses it the same way.
 pub(crate) mod integrations;
 mod lever;
+mod live;
+mod replay;
+mod stats;
+mod timeline;
 
 use std::sync::Arc;
 
@@ -74,6 +81,10 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .merge(gem_keys::routes())
         .merge(events::routes())
         .merge(lever::routes())
+        .merge(replay::routes())
+        .merge(timeline::routes())
+        .merge(stats::routes())
+        .merge(live::routes())
         .routes(routes!(openapi_json))
 }
 
@@ -202,6 +213,15 @@ mod tests {
         "GET /admin/events/{id}",
         "DELETE /admin/events/{id}",
         "POST /admin/events/{id}/retry",
+        "GET /admin/replays",
+        "POST /admin/replays",
+        "GET /admin/replays/{id}",
+        "POST /admin/replays/{id}/cancel",
+        "POST /admin/integrations/{id}/replay",
+        "GET /admin/integrations/{id}/timeline",
+        "GET /admin/stats",
+        "GET /admin/integrations/{id}/stages",
+        "GET /admin/integrations/{id}/packages",
         "GET /admin/openapi.json",
     ];
 

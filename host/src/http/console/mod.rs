@@ -11,6 +11,7 @@
 //!   payload, retry/replay, a candidate's timeline.
 //! - [`integrations`]: health at a glance, webhook URLs to copy, pause/resume.
 //! - [`connectors`]: versions and manifests; upload, activate, roll back, remove.
+//! - [`charts`]: series → escaped SVG line and bar charts.
 //! - [`audit`]: the audit log ([`audit::record`]) and its page.
 //! - [`payload`]: a stored payload with its secrets masked; the candidate it names.
 //! - [`session`]: the signed-in session of a request, as pages see it.
@@ -20,6 +21,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod charts;
 pub mod connectors;
 pub mod events;
 pub mod integrations;

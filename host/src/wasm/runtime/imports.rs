@@ -38,6 +38,7 @@ use std::time::Duration;
 use crate::config::limits::{bytes, SandboxLimits};
 use crate::config::{IntegrationConfig, Secret};
 use crate::metrics::{Metrics, QuotaLevel};
+use crate::recording::{CallLog, CallTarget, OutboundCall};
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 use crate::wasm::policy::{self, HostEntry};
@@ -164,6 +165,9 @@ pub struct CallContext {
     pub wall_clock: Option<Duration>,
     /// Also receives every logged line (the offline harness); None in the server.
     pub log_sink: Option<Arc<dyn LogSink>>,
+    /// Where `outbound-http` calls are recorded for operators: the log of the attempt that built
+    /// this context (none outside an attempt).
+    pub calls: Option<CallLog>,
 }
 
 /// The default limits of a context the server has not given its own yet (shared: contexts are
@@ -201,6 +205,7 @@ impl CallContext {
             detached: true,
             wall_clock: None,
             log_sink: None,
+            calls: None,
         }
     }
 
@@ -264,6 +269,7 @@ impl CallContext {
             detached: false,
             wall_clock: None,
             log_sink: None,
+            calls: CallLog::current(),
         }
     }
 
@@ -362,6 +368,8 @@ impl CallContext {
             url.origin().ascii_serialization(),
             url.path()
         );
+        let method = request.method.clone();
+        let started_at_ms = crate::clock::now_ms();
         let mut result = self.http.send(request, timeout).await;
         match &mut result {
             Ok(r) if r.headers.len() > l.outbound_response_headers => {
@@ -381,6 +389,19 @@ impl CallContext {
             Err(HttpError::Timeout) => "timeout".into(),
             Err(e) => format!("{e:?}"),
         };
+        if let Some(calls) = &self.calls {
+            let ended = match &result {
+                Ok(r) => Ok(r.status),
+                Err(_) => Err(outcome.clone()),
+            };
+            calls.record(OutboundCall::ended(
+                CallTarget::Vendor,
+                &method,
+                url.as_str(),
+                started_at_ms,
+                ended,
+            ));
+        }
         self.timeline.emit(TimelineEvent::VendorCall {
             integration: self.integration_id.clone(),
             request: shown,

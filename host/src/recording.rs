@@ -1,0 +1,272 @@
+//! What the host records of an event's traffic for operators: the inbound request's headers with
+//! their secrets masked ([`mask_headers`]), and each attempt's outbound calls — the connector's
+//! vendor calls through `outbound-http` and the ATS clients' calls — with the URL's secrets
+//! masked ([`mask_url`]), the status or error and the timing ([`CallLog`]).
+//!
+//! A worker runs an attempt inside [`CallLog::scope`]; the calls made while it runs find the log
+//! with [`CallLog::current`] (a Tokio task-local, so the ATS clients need no new parameter on
+//! every call). The connector's calls run on the guest pool, another task: the sandbox context
+//! takes the log when it is built, on the worker's task. Outside a scope (intake, admin reads)
+//! nothing is recorded. Imports nothing of the host but the clock.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Calls kept per attempt; more are counted in [`CallLog::dropped`], not kept.
+pub const CALLS_PER_ATTEMPT: usize = 50;
+
+/// What an inbound header's or a query parameter's value is replaced with.
+pub const MASK: &str = "***";
+
+/// Who made an outbound call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallTarget {
+    /// The connector, to its vendor (`outbound-http`).
+    Vendor,
+    /// The host's ATS client (Lever, Gem).
+    Ats,
+}
+
+impl CallTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallTarget::Vendor => "vendor",
+            CallTarget::Ats => "ats",
+        }
+    }
+
+    pub fn parse(s: &str) -> CallTarget {
+        if s == "ats" {
+            CallTarget::Ats
+        } else {
+            CallTarget::Vendor
+        }
+    }
+}
+
+/// One outbound call as recorded: never a header or a body, only what an operator needs to see
+/// what was asked and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OutboundCall {
+    pub target: CallTarget,
+    pub method: String,
+    /// The URL with secret query values and any user info masked.
+    pub url: String,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// Why there was no answer (timeout, refused by policy, connection).
+    pub error: Option<String>,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    pub took_ms: i64,
+}
+
+impl OutboundCall {
+    /// A call to `url` that started at `started_at_ms` and ended now.
+    pub fn ended(
+        target: CallTarget,
+        method: &str,
+        url: &str,
+        started_at_ms: i64,
+        outcome: Result<u16, String>,
+    ) -> OutboundCall {
+        let (status, error) = match outcome {
+            Ok(status) => (Some(status), None),
+            Err(e) => (None, Some(clip(&e, 300))),
+        };
+        OutboundCall {
+            target,
+            method: method.to_string(),
+            url: mask_url(url),
+            status,
+            error,
+            started_at_ms,
+            took_ms: (crate::clock::now_ms() - started_at_ms).max(0),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Calls {
+    kept: Vec<OutboundCall>,
+    dropped: u32,
+}
+
+/// The calls of one attempt, bounded by [`CALLS_PER_ATTEMPT`]; cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct CallLog(Arc<Mutex<Calls>>);
+
+tokio::task_local! {
+    static CURRENT: CallLog;
+}
+
+impl CallLog {
+    /// Runs `f` with this log as the task's current one.
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        CURRENT.scope(self, f).await
+    }
+
+    /// The log of the attempt running on this task, if any.
+    pub fn current() -> Option<CallLog> {
+        CURRENT.try_with(CallLog::clone).ok()
+    }
+
+    /// Records `call` in the current task's log (nothing outside an attempt).
+    pub fn record_current(call: OutboundCall) {
+        if let Some(log) = CallLog::current() {
+            log.record(call);
+        }
+    }
+
+    /// Keeps `call`, or counts it once the attempt holds [`CALLS_PER_ATTEMPT`].
+    pub fn record(&self, call: OutboundCall) {
+        let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.kept.len() < CALLS_PER_ATTEMPT {
+            calls.kept.push(call);
+        } else {
+            calls.dropped = calls.dropped.saturating_add(1);
+        }
+    }
+
+    /// The calls kept so far, oldest first, and how many were left out.
+    pub fn take(&self) -> (Vec<OutboundCall>, u32) {
+        let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut calls.kept), calls.dropped)
+    }
+}
+
+/// Whether a header or query parameter named `name` may carry a secret (its value is masked,
+/// its name kept).
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    const PARTS: [&str; 12] = [
+        "auth",
+        "cookie",
+        "signature",
+        "secret",
+        "token",
+        "key",
+        "password",
+        "passwd",
+        "sig",
+        "session",
+        "credential",
+        "code",
+    ];
+    PARTS.iter().any(|p| name.contains(p))
+}
+
+/// Headers as received, in order, each secret-bearing value replaced by [`MASK`] (see
+/// [`is_secret_name`]); a value that is not text is shown as `<binary>`. At most 100 headers,
+/// each value clipped to 500 bytes.
+pub fn mask_headers<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .take(100)
+        .map(|(name, value)| {
+            let shown = if is_secret_name(name) {
+                MASK.to_string()
+            } else {
+                match std::str::from_utf8(value) {
+                    Ok(text) => clip(text, 500),
+                    Err(_) => "<binary>".to_string(),
+                }
+            };
+            (name.to_ascii_lowercase(), shown)
+        })
+        .collect()
+}
+
+/// `url` with every query value whose name may carry a secret, and any user info, replaced by
+/// [`MASK`]. Text that is not a URL is kept only up to its query string.
+pub fn mask_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return clip(url.split('?').next().unwrap_or(""), 500);
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let _ = parsed.set_username(MASK);
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_name(&k) {
+                    MASK.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.set_fragment(None);
+    clip(parsed.as_str(), 1000)
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_values_and_user_info_are_masked_names_kept() {
+        let shown =
+            mask_url("https://u:pw@api.example/v1/x?api_key=s3cr3t&page=2&access_token=t#f");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("pw@") && !shown.contains("=t"));
+        assert!(
+            shown.contains("api_key=***") && shown.contains("page=2"),
+            "{shown}"
+        );
+        assert!(shown.contains("access_token=***"), "{shown}");
+        assert_eq!(mask_url("not a url?key=x"), "not a url");
+    }
+
+    #[test]
+    fn secret_headers_are_masked_and_others_kept() {
+        let headers = [
+            ("Authorization", b"Bearer abc".as_slice()),
+            ("X-Lever-Signature", b"deadbeef".as_slice()),
+            ("Cookie", b"sid=1".as_slice()),
+            ("X-Api-Key", b"k".as_slice()),
+            ("Content-Type", b"application/json".as_slice()),
+        ];
+        let shown = mask_headers(headers);
+        let values: Vec<&str> = shown.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, [MASK, MASK, MASK, MASK, "application/json"]);
+        assert_eq!(shown[1].0, "x-lever-signature");
+    }
+
+    #[tokio::test]
+    async fn a_log_keeps_the_calls_made_in_its_scope_up_to_its_bound() {
+        let log = CallLog::default();
+        let call = OutboundCall::ended(CallTarget::Ats, "GET", "http://a/b", 0, Ok(200));
+        log.clone()
+            .scope(async {
+                for _ in 0..CALLS_PER_ATTEMPT + 3 {
+                    CallLog::record_current(call.clone());
+                }
+            })
+            .await;
+        // Outside the scope nothing is recorded.
+        CallLog::record_current(call);
+        let (kept, dropped) = log.take();
+        assert_eq!((kept.len(), dropped), (CALLS_PER_ATTEMPT, 3));
+    }
+}

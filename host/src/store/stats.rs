@@ -1,0 +1,207 @@
+//! Numbers for the console's pictures, read from the queue and the attempt history on each
+//! request: events received and attempts failed per integration and minute, the queue's depth
+//! and its oldest pending event, and per connector version its attempts, failures and latency
+//! (p50/p99 of an attempt's duration). Portable SQL: integer division for the minute buckets.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Cached, Result, Store};
+
+/// Attempts read per stats request at most (the newest), so a busy host's stats stay cheap.
+const MAX_ATTEMPTS_READ: i64 = 100_000;
+
+/// A count in one minute.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct MinuteCount {
+    pub integration: String,
+    /// The minute's start (unix ms).
+    pub minute_ms: i64,
+    pub count: i64,
+}
+
+/// The queue now.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default, utoipa::ToSchema)]
+pub struct QueueNow {
+    pub queued: i64,
+    pub running: i64,
+    pub waiting: i64,
+    pub dead: i64,
+    /// When the oldest queued or running event was received (unix ms).
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// One connector version's attempts in the window.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct VersionStats {
+    /// `id@version#hash12`.
+    pub connector_version: String,
+    pub attempts: i64,
+    /// Attempts that failed (retried later or dead-lettered).
+    pub failures: i64,
+    pub p50_ms: i64,
+    pub p99_ms: i64,
+}
+
+/// The value at quantile `q` of `sorted` (nearest rank), 0 when empty.
+fn quantile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+impl Store {
+    /// Events received per integration and minute since `since_ms`, oldest first.
+    pub fn events_per_minute(&self, since_ms: i64) -> Result<Vec<MinuteCount>> {
+        self.minute_counts(
+            "SELECT integration, (received_at / 60000) * 60000 AS minute, COUNT(*) FROM events
+             WHERE received_at >= ?1 GROUP BY integration, minute ORDER BY minute, integration",
+            since_ms,
+        )
+    }
+
+    /// Failed attempts (retried or dead-lettered) per integration and minute since `since_ms`.
+    pub fn failures_per_minute(&self, since_ms: i64) -> Result<Vec<MinuteCount>> {
+        self.minute_counts(
+            "SELECT e.integration, (a.started_at / 60000) * 60000 AS minute, COUNT(*)
+             FROM attempts a JOIN events e ON e.id = a.event_id
+             WHERE a.started_at >= ?1 AND a.outcome IN ('retry', 'dead')
+             GROUP BY e.integration, minute ORDER BY minute, e.integration",
+            since_ms,
+        )
+    }
+
+    fn minute_counts(&self, sql: &str, since_ms: i64) -> Result<Vec<MinuteCount>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![since_ms], |r| {
+            Ok(MinuteCount {
+                integration: r.get(0)?,
+                minute_ms: r.get(1)?,
+                count: r.get(2)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(Into::into)
+    }
+
+    /// The queue's depth by state and its oldest pending event.
+    pub fn queue_now(&self) -> Result<QueueNow> {
+        let conn = self.conn();
+        let mut now = QueueNow::default();
+        let mut stmt = conn.prepare_cached(
+            "SELECT state, COUNT(*) FROM events
+             WHERE state IN ('queued', 'running', 'waiting', 'dead') GROUP BY state",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (state, n) = row?;
+            match state.as_str() {
+                "queued" => now.queued = n,
+                "running" => now.running = n,
+                "waiting" => now.waiting = n,
+                _ => now.dead = n,
+            }
+        }
+        now.oldest_pending_ms = conn.row(
+            "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(now)
+    }
+
+    /// Per connector version: attempts, failures and latency since `since_ms` (of the newest
+    /// attempts read), ordered by version.
+    pub fn version_stats(&self, since_ms: i64) -> Result<Vec<VersionStats>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT connector_version, took_ms, outcome FROM attempts
+             WHERE started_at >= ?1 AND connector_version IS NOT NULL
+                AND outcome IN ('done', 'skipped', 'retry', 'dead')
+             ORDER BY id DESC LIMIT ?2",
+        )?;
+        let mut by_version: BTreeMap<String, (Vec<i64>, i64)> = BTreeMap::new();
+        let rows = stmt.query_map(params![since_ms, MAX_ATTEMPTS_READ], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (version, took, outcome) = row?;
+            let entry = by_version.entry(version).or_default();
+            entry.0.push(took);
+            if outcome == "retry" || outcome == "dead" {
+                entry.1 += 1;
+            }
+        }
+        Ok(by_version
+            .into_iter()
+            .map(|(connector_version, (mut took, failures))| {
+                took.sort_unstable();
+                VersionStats {
+                    connector_version,
+                    attempts: took.len() as i64,
+                    failures,
+                    p50_ms: quantile(&took, 0.5),
+                    p99_ms: quantile(&took, 0.99),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Claim, EventState, Finish};
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!((quantile(&v, 0.5), quantile(&v, 0.99)), (50, 99));
+        assert_eq!(quantile(&[7], 0.99), 7);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+
+    #[tokio::test]
+    async fn counts_failures_and_latency_come_from_the_queue_and_the_history() {
+        let dir = std::env::temp_dir().join(format!("sy-stats-{}", uuid::Uuid::new_v4()));
+        let s = Store::open(&dir.join("t.db")).expect("open");
+        for n in 0..3 {
+            s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
+        }
+        for (n, took, retry) in [(0, 10, true), (1, 30, false)] {
+            let e = s.claim(&Claim::any("r", 60_000)).unwrap().unwrap();
+            let f = Finish {
+                run: "r",
+                state: EventState::Done,
+                error: retry.then_some("vendor down"),
+                connector_version: Some("c@1#abc"),
+                retry_at: retry.then_some(crate::store::now_ms() + 60_000),
+                started_at_ms: crate::store::now_ms(),
+                took_ms: took + n,
+            };
+            assert!(s.finish(e.id, &f).await.unwrap());
+        }
+        let received = s.events_per_minute(0).unwrap();
+        assert_eq!(received.iter().map(|m| m.count).sum::<i64>(), 3);
+        assert!(received.iter().all(|m| m.minute_ms % 60_000 == 0));
+        let failed = s.failures_per_minute(0).unwrap();
+        assert_eq!(failed.iter().map(|m| m.count).sum::<i64>(), 1);
+        let q = s.queue_now().unwrap();
+        assert_eq!((q.queued, q.running, q.dead), (2, 0, 0));
+        assert!(q.oldest_pending_ms.is_some());
+        let v = s.version_stats(0).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].attempts, v[0].failures, v[0].p50_ms, v[0].p99_ms),
+            (2, 1, 10, 31)
+        );
+    }
+}
