@@ -23,7 +23,7 @@ mod health;
 pub(crate) mod integrations;
 mod lever;
 mod live;
-pub(crate) mod replay;
+pub mod replay;
 mod stats;
 mod timeline;
 
