@@ -360,23 +360,31 @@ async fn bulk_replay_by_filter_refuses_over_the_cap_and_replays_dead_letters_onc
     let store = stack.host().app.store.clone();
     let mut op = Console::operator(&stack).await;
 
-    // Over the cap: refused with the count, nothing started.
+    // Over the cap: refused with the count, nothing started. Events of a kind the ATS does not
+    // send dead-letter at once, without calling the vendor.
     let cap = switchyard::http::admin::replay::REPLAY_CAP;
     for n in 0..=cap {
-        store.enqueue("ghost", "test.bulk", &format!("bulk-{n}"), "{}")?;
+        store.enqueue(
+            CERTN,
+            "test.bulk",
+            &format!("bulk-{n}"),
+            r#"{"marker":"bulk-cap"}"#,
+        )?;
     }
-    // No such integration: each one dead-letters, so each is replayable.
-    let ghosts = switchyard::store::search::EventFilter {
-        integrations: Some(vec!["ghost".into()]),
+    let marked = switchyard::store::search::EventFilter {
+        text: Some("bulk-cap".into()),
         state: Some(EventState::Dead),
         ..Default::default()
     };
-    eventually("every ghost event dead", LONG, || {
-        (store.count_events(&ghosts).ok()? == cap + 1).then_some(())
+    eventually("every marked event dead", LONG, || {
+        (store.count_events(&marked).ok()? == cap + 1).then_some(())
     })
     .await;
     let (status, _, body) = op
-        .act("/console/replays", &[("integration", "ghost")])
+        .act(
+            "/console/replays",
+            &[("candidate", "bulk-cap"), ("state", "dead")],
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
@@ -394,6 +402,7 @@ async fn bulk_replay_by_filter_refuses_over_the_cap_and_replays_dead_letters_onc
     assert!(store.replay_jobs(10)?.is_empty(), "nothing started");
 
     // The vendor is down: each candidate's event dead-letters.
+    let since = switchyard::clock::now_ms();
     stack.certn.set_ignore_idempotency_keys(true);
     stack.certn.set_down(true);
     let mut opps = Vec::new();
@@ -403,27 +412,33 @@ async fn bulk_replay_by_filter_refuses_over_the_cap_and_replays_dead_letters_onc
         assert_eq!(stack.move_to(&opp, TRIGGER).await?, 200);
         opps.push(opp);
     }
+    let outage = switchyard::store::search::EventFilter {
+        integrations: Some(vec![CERTN.into()]),
+        state: Some(EventState::Dead),
+        since_ms: Some(since),
+        ..Default::default()
+    };
     eventually("three dead letters", LONG, || {
-        let dead = store
-            .list_events(Some(CERTN), Some(EventState::Dead), 10)
-            .ok()?;
-        (dead.len() == 3).then_some(())
+        (store.count_events(&outage).ok()? == 3).then_some(())
     })
     .await;
+    let since = since.to_string();
+    let fields = [
+        ("integration", CERTN),
+        ("state", "dead"),
+        ("since", since.as_str()),
+    ];
     let (_, list) = op
-        .get(&format!("/console/events?integration={CERTN}&state=dead"))
+        .get(&format!(
+            "/console/events?integration={CERTN}&state=dead&since={since}"
+        ))
         .await;
     assert!(list.contains("Replay all 3 matching"), "{list}");
 
     // Fixed: replay all matching, from the list's form.
     stack.certn.set_down(false);
-    let (status, location, _) = op
-        .act(
-            "/console/replays",
-            &[("integration", CERTN), ("state", "dead"), ("candidate", "")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, location, body) = op.act("/console/replays", &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(location, "/console/replays?ok=replay-started");
     for opp in &opps {
         stack
