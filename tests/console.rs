@@ -670,6 +670,14 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
     assert!(card.contains("/hooks/demo-certn/vendor"), "{card}");
     shot(&browser, "integrations").await?;
 
+    // The pictures, each with its numbers; the replay jobs page.
+    browser.goto(format!("{base}/console/pictures")).await?;
+    let latency = text(&browser, "#latency").await?;
+    assert!(latency.contains("certn@"), "{latency}");
+    shot(&browser, "pictures").await?;
+    browser.goto(format!("{base}/console/replays")).await?;
+    shot(&browser, "replays").await?;
+
     // The audit log has each action, with before and after.
     browser.goto(format!("{base}/console/audit")).await?;
     let audit = text(&browser, "#audit").await?;
