@@ -195,6 +195,311 @@ async fn nothing_a_webhook_carried_is_rendered_unescaped_and_secrets_are_masked(
     Ok(())
 }
 
+/// The part of `page` from the element with id `id` to the end of its table.
+fn table<'a>(page: &'a str, id: &str) -> &'a str {
+    let at = page.find(&format!("id=\"{id}\"")).unwrap_or(page.len());
+    let rest = &page[at..];
+    &rest[..rest.find("</table>").unwrap_or(rest.len())]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_events_list_searches_like_the_admin_api_and_pages_by_cursor() -> anyhow::Result<()> {
+    let stack = support_console::stack("filter", &["certn"], |_| {}).await?;
+    let store = &stack.host().app.store;
+    // A configured-nowhere integration: the worker leaves its events alone or fails them, and
+    // neither changes what the text filter finds.
+    for n in 0..30 {
+        let payload = serde_json::json!({ "data": { "opportunityId": format!("pager-{n:03}") } });
+        store.enqueue(
+            "ghost",
+            "test.filter",
+            &format!("pager-{n}"),
+            &payload.to_string(),
+        )?;
+    }
+    let other = serde_json::json!({ "data": { "opportunityId": "someone-else" } }).to_string();
+    store.enqueue("ghost", "test.filter", "other", &other)?;
+    let mut op = Console::operator(&stack).await;
+
+    let (status, first) = op.get("/console/events?candidate=pager-").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first.contains("<strong>30</strong> matching"), "{first}");
+    let rows = table(&first, "events");
+    assert_eq!(rows.matches(">pager-0").count(), 25, "25 a page");
+    assert!(rows.contains("pager-029") && !rows.contains("someone-else"));
+    let older = first
+        .split("id=\"older\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .map(|h| h.replace("&amp;", "&"))
+        .unwrap_or_else(|| panic!("an older page: {first}"));
+    assert!(
+        older.contains("candidate=pager-") && older.contains("before="),
+        "{older}"
+    );
+    let (_, second) = op.get(&older).await;
+    let rows = table(&second, "events");
+    assert_eq!(rows.matches(">pager-0").count(), 5, "the rest: {rows}");
+    assert!(rows.contains("pager-000") && !rows.contains("pager-029"));
+    assert!(!second.contains("id=\"older\""), "the last page");
+
+    // A time range: nothing was received before 2001, everything since.
+    let (_, old) = op
+        .get("/console/events?candidate=pager-&until=2001-01-01T00:00:00Z")
+        .await;
+    assert!(old.contains("<strong>0</strong> matching"), "{old}");
+    let (_, since) = op
+        .get("/console/events?candidate=pager-&since=2001-01-01T00:00")
+        .await;
+    assert!(since.contains("<strong>30</strong> matching"));
+    // Bad input: the form again with the problem, no rows.
+    let (status, bad) = op.get("/console/events?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("since: `yesterday`"), "{bad}");
+    assert!(table(&bad, "events").contains("No event matches"));
+    let (status, _) = op.get("/console/events?state=lost").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_page_shows_headers_signature_and_each_call_and_a_forced_replay_invites_nobody_again(
+) -> anyhow::Result<()> {
+    let stack = support_console::stack("calls", &["certn"], |_| {}).await?;
+    let posting = stack.lever.add_posting("Engineer", &["Engineering"]);
+    let ada = stack.candidate(
+        "Ada Calls",
+        Some("ada.calls@example.com"),
+        &[],
+        Some(&posting),
+    );
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await?;
+    let store = stack.host().app.store.clone();
+    let filter = switchyard::store::search::EventFilter {
+        text: Some(ada.clone()),
+        state: Some(EventState::Done),
+        ..Default::default()
+    };
+    let trigger = store
+        .search_events(&filter, None, 10)?
+        .into_iter()
+        .find(|e| e.kind != "vendor.status")
+        .ok_or_else(|| anyhow::anyhow!("no trigger event"))?;
+
+    let mut op = Console::operator(&stack).await;
+    let (status, page) = op.get(&format!("/console/events/{}", trigger.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    let calls = table(&page, "calls");
+    assert!(
+        calls.contains("<td>vendor</td>") && calls.contains("<td>ats</td>"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains("POST") && calls.contains(" ms</td>"),
+        "{calls}"
+    );
+    assert!(!calls.contains("No call recorded"));
+    let headers = table(&page, "headers");
+    assert!(
+        headers.to_ascii_lowercase().contains("content-type"),
+        "{headers}"
+    );
+    assert!(
+        !page.contains("not recorded (not received over HTTP)"),
+        "the signature check is shown"
+    );
+    assert!(
+        page.contains("Replay (force)"),
+        "a done event can be replayed"
+    );
+
+    // A viewer may not; an operator's replay is audited and invites nobody again.
+    let mut viewer = Console::viewer(&stack).await;
+    let replay = format!("/console/events/{}/replay", trigger.id);
+    assert_eq!(viewer.act(&replay, &[]).await.0, StatusCode::FORBIDDEN);
+    let invites = stack.certn.invite_requests();
+    let (status, location, _) = op.act(&replay, &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location,
+        format!("/console/events/{}?ok=replayed", trigger.id)
+    );
+    eventually("the replayed event done again", LONG, || {
+        let e = store.event_detail(trigger.id).ok()??;
+        (e.event.state == EventState::Done && e.attempts_history.len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stack.certn.invite_requests(),
+        invites,
+        "no second invitation"
+    );
+    assert_eq!(
+        stack.certn.invitations_for_email("ada.calls@example.com"),
+        1
+    );
+    let (_, audit) = op.get("/console/audit").await;
+    assert!(audit.contains("event.replay"), "{audit}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_replay_by_filter_refuses_over_the_cap_and_replays_dead_letters_once_each(
+) -> anyhow::Result<()> {
+    let stack = support_console::stack("bulk", &["certn"], |c| {
+        c.worker.max_attempts = 2;
+        c.worker.retry_base_ms = 50;
+        c.worker.breaker_failures = 1_000;
+    })
+    .await?;
+    let store = stack.host().app.store.clone();
+    let mut op = Console::operator(&stack).await;
+
+    // Over the cap: refused with the count, nothing started. Events of a kind the ATS does not
+    // send dead-letter at once, without calling the vendor.
+    let cap = switchyard::http::admin::replay::REPLAY_CAP;
+    for n in 0..=cap {
+        store.enqueue(
+            CERTN,
+            "test.bulk",
+            &format!("bulk-{n}"),
+            r#"{"marker":"bulk-cap"}"#,
+        )?;
+    }
+    let marked = switchyard::store::search::EventFilter {
+        text: Some("bulk-cap".into()),
+        state: Some(EventState::Dead),
+        ..Default::default()
+    };
+    eventually("every marked event dead", LONG, || {
+        (store.count_events(&marked).ok()? == cap + 1).then_some(())
+    })
+    .await;
+    let (status, _, body) = op
+        .act(
+            "/console/replays",
+            &[("candidate", "bulk-cap"), ("state", "dead")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains(&format!("{} events match", cap + 1)),
+        "{body}"
+    );
+    assert!(store.replay_jobs(10)?.is_empty(), "nothing started");
+    let (status, _, _) = op
+        .act(
+            &format!("/console/integrations/{CERTN}/replay"),
+            &[("since", "yesterday")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(store.replay_jobs(10)?.is_empty(), "nothing started");
+
+    // The vendor is down: each candidate's event dead-letters.
+    let since = switchyard::clock::now_ms();
+    stack.certn.set_ignore_idempotency_keys(true);
+    stack.certn.set_down(true);
+    let mut opps = Vec::new();
+    for n in 0..3 {
+        let email = format!("bulk{n}@example.com");
+        let opp = stack.candidate(&format!("Bulk {n}"), Some(&email), &[], None);
+        assert_eq!(stack.move_to(&opp, TRIGGER).await?, 200);
+        opps.push(opp);
+    }
+    let outage = switchyard::store::search::EventFilter {
+        integrations: Some(vec![CERTN.into()]),
+        state: Some(EventState::Dead),
+        since_ms: Some(since),
+        ..Default::default()
+    };
+    eventually("three dead letters", LONG, || {
+        (store.count_events(&outage).ok()? == 3).then_some(())
+    })
+    .await;
+    let since = since.to_string();
+    let fields = [
+        ("integration", CERTN),
+        ("state", "dead"),
+        ("since", since.as_str()),
+    ];
+    let (_, list) = op
+        .get(&format!(
+            "/console/events?integration={CERTN}&state=dead&since={since}"
+        ))
+        .await;
+    assert!(list.contains("Replay all 3 matching"), "{list}");
+
+    // Fixed: replay all matching, from the list's form.
+    stack.certn.set_down(false);
+    let (status, location, body) = op.act("/console/replays", &fields).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/console/replays?ok=replay-started");
+    for opp in &opps {
+        stack
+            .wait_for(opp, LONG, |o| {
+                o.tags.contains(&"CERTN - Complete".to_string())
+            })
+            .await?;
+    }
+    for n in 0..3 {
+        let email = format!("bulk{n}@example.com");
+        assert_eq!(stack.certn.invitations_for_email(&email), 1, "{email}");
+    }
+    let job = eventually("the job done", LONG, || {
+        let job = store.replay_jobs(1).ok()?.into_iter().next()?;
+        (job.pending == 0).then_some(job)
+    })
+    .await;
+    assert_eq!((job.total, job.queued), (3, 3), "{job:?}");
+    let (_, jobs) = op.get("/console/replays").await;
+    let rows = table(&jobs, "replays");
+    assert!(
+        rows.contains("<td>3</td>") && rows.contains("done"),
+        "{rows}"
+    );
+    let (_, audit) = op.get("/console/audit").await;
+    assert!(audit.contains("replay.start"), "{audit}");
+    assert!(
+        audit.contains(&format!("refused: {} events match", cap + 1)),
+        "{audit}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pictures_page_draws_escaped_svg_with_its_numbers_in_tables() -> anyhow::Result<()> {
+    let stack = support_console::stack("pictures", &["certn"], |_| {}).await?;
+    let store = &stack.host().app.store;
+    let evil = "<b>evil</b>";
+    store.enqueue(evil, "test.pictures", "pictures-1", "{}")?;
+    store.enqueue(evil, "test.pictures", "pictures-2", "{}")?;
+    let mut viewer = Console::viewer(&stack).await;
+    let (status, page) = viewer.get("/console/pictures?hours=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("<svg").count(), 4, "four pictures");
+    assert!(!page.contains(evil), "escaped everywhere");
+    assert!(
+        page.contains("&lt;b&gt;evil&lt;/b&gt;"),
+        "the integration is named"
+    );
+    let numbers = table(&page, "events-per-minute");
+    assert!(
+        numbers.contains("<td>2</td>"),
+        "two events this minute: {numbers}"
+    );
+    assert!(table(&page, "queue").contains("<td>"));
+    assert!(table(&page, "latency").contains("Connector version"));
+    let (status, _) = viewer.get("/console/pictures?hours=5").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    Ok(())
+}
+
 /// Clicks the element `css` selects.
 async fn click(browser: &thirtyfour::WebDriver, css: &str) -> anyhow::Result<()> {
     browser.find(By::Css(css)).await?.click().await?;
@@ -364,6 +669,14 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
     let card = text(&browser, "section.integration").await?;
     assert!(card.contains("/hooks/demo-certn/vendor"), "{card}");
     shot(&browser, "integrations").await?;
+
+    // The pictures, each with its numbers; the replay jobs page.
+    browser.goto(format!("{base}/console/pictures")).await?;
+    let latency = text(&browser, "#latency").await?;
+    assert!(latency.contains("certn@"), "{latency}");
+    shot(&browser, "pictures").await?;
+    browser.goto(format!("{base}/console/replays")).await?;
+    shot(&browser, "replays").await?;
 
     // The audit log has each action, with before and after.
     browser.goto(format!("{base}/console/audit")).await?;

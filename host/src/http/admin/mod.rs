@@ -14,7 +14,8 @@
 //! `GET /admin/openapi.json` behind the same token) come from the same list and cannot drift.
 
 mod connectors;
-mod criteria;
+// The console filters and replays events with the API's criteria, cap and messages.
+pub(crate) mod criteria;
 mod events;
 mod gem_keys;
 mod health;
@@ -22,7 +23,7 @@ mod health;
 pub(crate) mod integrations;
 mod lever;
 mod live;
-mod replay;
+pub mod replay;
 mod stats;
 mod timeline;
 

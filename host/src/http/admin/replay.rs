@@ -81,7 +81,8 @@ fn job_id(id: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::bad_request("a replay job id is a number"))
 }
 
-async fn begin(
+/// Starts a replay job for `criteria` (the API's and the console's one way in).
+pub(crate) async fn begin(
     app: &App,
     criteria: &Criteria,
     force: bool,

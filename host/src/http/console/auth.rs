@@ -105,7 +105,7 @@ fn open_session(
     role: Role,
     client: &str,
     lasts_ms: i64,
-) -> Result<(Session, String), Response> {
+) -> Result<(Session, String), Box<Response>> {
     let id = random_hex();
     let now = now_ms();
     let session = Session {
@@ -118,7 +118,7 @@ fn open_session(
     };
     app.store.console_session_create(&session).map_err(|e| {
         tracing::error!(error = %e, "cannot store a console session");
-        layout::storage_error()
+        Box::new(layout::storage_error())
     })?;
     Ok((session, id))
 }
@@ -153,7 +153,7 @@ pub async fn sign_in_form(State(app): State<Arc<App>>, request: Request) -> Resp
                     sign_in_page(&session.csrf, None),
                 )
                     .into_response(),
-                Err(response) => response,
+                Err(response) => *response,
             }
         }
     }
@@ -224,7 +224,7 @@ pub async fn sign_in(
     }
     let (session, id) = match open_session(&app, role, &client, SESSION_MS) {
         Ok(opened) => opened,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let current = Current { session };
     audit::record(

@@ -1,15 +1,16 @@
 //! The events pages, where operators live.
 //!
-//! - `GET /console/events?integration=&state=&candidate=&page=` — newest first, 25 a page,
-//!   filtered by integration and state in the store (`Store::list_events`, as
-//!   `GET /admin/events`), and by candidate among the newest 500.
-//! - `GET /console/events/{id}` — the event as received (secrets masked), its state, timing,
-//!   connector version and every attempt; "Retry now" (waiting, dead) or "Replay" (skipped) for
+//! - `GET /console/events?integration=&connector=&ats=&candidate=&state=&error=&since=&until=&before=`
+//!   — newest first, 25 a page, searched in the store with the admin API's criteria
+//!   ([`super::filter`]) and paged by cursor (`before`: the last id shown), with the count of
+//!   matching events and, for operators, "Replay all N matching" (see [`super::replays`]).
+//! - `GET /console/events/{id}` — the event as received (payload and headers, secrets masked),
+//!   the signature check, its state, timing, connector version and every attempt with its
+//!   vendor and ATS calls; "Retry now" (waiting, dead) or "Replay (force)" (done, skipped) for
 //!   operators.
 //! - `POST /console/events/{id}/retry` — the admin API's retry (`Store::retry_event`), audited.
-//! - `GET /console/candidates/{id}` — one candidate's timeline from what is stored: each webhook
-//!   accepted, each attempt (connector version, outcome, error), the vendor's status updates,
-//!   and the orders with their current status.
+//! - `POST /console/events/{id}/replay` — a forced replay (`Store::replay_event(id, true)`),
+//!   audited: a screening whose order is recorded is never started twice.
 
 use std::sync::Arc;
 
@@ -21,44 +22,26 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::audit;
+use super::filter::FilterForm;
 use super::layout::{self, Done, Notice, Page, Section};
 use super::payload;
 use super::session::Current;
 use crate::app::App;
-use crate::store::{Event, EventDetail, EventState, Retried};
+use crate::store::traffic::RecordedCall;
+use crate::store::{EventDetail, EventState, Retried};
 
 const PER_PAGE: u32 = 25;
-/// The newest events the candidate filter and the timeline look through.
-const SCAN: u32 = 500;
 
-const STATES: [EventState; 6] = [
-    EventState::Queued,
-    EventState::Running,
-    EventState::Waiting,
-    EventState::Done,
-    EventState::Skipped,
-    EventState::Dead,
-];
-
-/// The list's filters (from its GET form).
+/// The list's query: the filter, the cursor and an action's notice.
 #[derive(Deserialize, Default)]
-pub struct Filters {
-    integration: Option<String>,
-    state: Option<String>,
-    candidate: Option<String>,
-    page: Option<u32>,
+pub struct ListQuery {
+    #[serde(flatten)]
+    filter: FilterForm,
+    before: Option<i64>,
     ok: Option<String>,
 }
 
-fn nonempty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn parse_state(s: &str) -> Option<EventState> {
-    STATES.into_iter().find(|st| st.as_str() == s)
-}
-
-fn state_badge(state: EventState) -> Markup {
+pub(super) fn state_badge(state: EventState) -> Markup {
     html! { span class={ "state " (state.as_str()) } { (state.as_str()) } }
 }
 
@@ -66,88 +49,55 @@ fn state_badge(state: EventState) -> Markup {
 pub async fn list(
     State(app): State<Arc<App>>,
     Extension(current): Extension<Current>,
-    Query(f): Query<Filters>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
-    let integration = nonempty(&f.integration);
-    let candidate = nonempty(&f.candidate);
-    let state = match nonempty(&f.state) {
-        None => None,
-        Some(s) => match parse_state(s) {
-            Some(st) => Some(st),
-            None => return layout::refused(StatusCode::BAD_REQUEST, "Unknown state."),
-        },
-    };
-    let page = f.page.unwrap_or(0).min(SCAN / PER_PAGE);
-    let limit = if candidate.is_some() {
-        SCAN
-    } else {
-        ((page + 1) * PER_PAGE + 1).min(SCAN)
-    };
-    let events = match app.store.list_events(integration, state, limit) {
-        Ok(events) => events,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list events");
-            return layout::storage_error();
-        }
-    };
-    let matching: Vec<(Event, Option<String>)> = events
-        .into_iter()
-        .map(|e| {
-            let c = payload::candidate(&e.payload);
-            (e, c)
-        })
-        .filter(|(_, c)| candidate.is_none_or(|want| c.as_deref() == Some(want)))
-        .collect();
-    let start = (page * PER_PAGE) as usize;
-    let shown: Vec<_> = matching
-        .iter()
-        .skip(start)
-        .take(PER_PAGE as usize)
-        .collect();
-    let has_next = matching.len() > start + PER_PAGE as usize;
     let integrations: Vec<String> = app
         .integrations()
         .iter()
         .map(|i| i.config.id.clone())
         .collect();
-    let link = |p: u32| {
-        let q = [
-            ("integration", integration.unwrap_or("")),
-            ("state", state.map(EventState::as_str).unwrap_or("")),
-            ("candidate", candidate.unwrap_or("")),
-        ];
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in q.iter().filter(|(_, v)| !v.is_empty()) {
-            s.append_pair(k, v);
+    let filter = q
+        .filter
+        .criteria()
+        .and_then(|c| c.filter(&app).map_err(|e| e.to_string()));
+    let (events, matching, problem) = match filter {
+        Err(problem) => (Vec::new(), 0, Some(problem)),
+        Ok(filter) => {
+            let found = app
+                .store
+                .search_events(&filter, q.before, PER_PAGE + 1)
+                .and_then(|events| Ok((events, app.store.count_events(&filter)?)));
+            match found {
+                Ok((events, count)) => (events, count, None),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot search events");
+                    return layout::storage_error();
+                }
+            }
         }
-        s.append_pair("page", &p.to_string());
-        format!("/console/events?{}", s.finish())
     };
+    let has_next = events.len() > PER_PAGE as usize;
+    let shown: Vec<_> = events
+        .into_iter()
+        .take(PER_PAGE as usize)
+        .map(|e| {
+            let c = payload::candidate(&e.payload);
+            (e, c)
+        })
+        .collect();
+    let next = shown.last().map(|(e, _)| e.id).filter(|_| has_next);
+    let f = &q.filter;
     let content = html! {
-        form.filters method="get" action="/console/events" {
-            label { "Integration"
-                select name="integration" {
-                    option value="" { "all" }
-                    @for id in &integrations {
-                        option value=(id) selected[integration == Some(id.as_str())] { (id) }
-                    }
-                }
-            }
-            label { "State"
-                select name="state" {
-                    option value="" { "all" }
-                    @for st in STATES {
-                        option value=(st.as_str()) selected[state == Some(st)] { (st.as_str()) }
-                    }
-                }
-            }
-            label { "Candidate (opportunity id)"
-                input type="search" name="candidate" value=(candidate.unwrap_or(""));
-            }
+        form.filters #filter method="get" action="/console/events" {
+            (f.fields(&integrations))
             button type="submit" { "Filter" }
+            a href="/console/events" { "Clear" }
         }
-        @if candidate.is_some() {
-            p.hint { "The candidate filter looks through the newest " (SCAN) " events." }
+        @if problem.is_none() {
+            p #matching { strong { (matching) } " matching events." }
+            @if matching > 0 {
+                (bulk_replay(&current, f, matching))
+            }
         }
         table #events {
             thead { tr {
@@ -172,37 +122,62 @@ pub async fn list(
             }
         }
         p.pager {
-            @if page > 0 { a href=(link(page - 1)) { "← Newer" } }
-            @if has_next { a href=(link(page + 1)) { "Older →" } }
+            @if q.before.is_some() { a href=(f.link(None)) { "← Newest" } }
+            @if let Some(next) = next { a #older href=(f.link(Some(next))) { "Older →" } }
         }
+    };
+    let (status, notice) = match problem {
+        Some(p) => (StatusCode::BAD_REQUEST, Some(Notice::Error(p))),
+        None => (StatusCode::OK, Notice::of_code(q.ok.as_deref())),
     };
     let page = Page {
         title: "Events",
         section: Section::Events,
-        notice: Notice::of_code(f.ok.as_deref()),
+        notice,
     };
-    layout::page(&current, page, content).into_response()
+    (status, layout::page(&current, page, content)).into_response()
 }
 
-fn urlencode(s: &str) -> String {
+/// "Replay all N matching" (operators): the filter as hidden fields, posted to
+/// `/console/replays`.
+fn bulk_replay(current: &Current, f: &FilterForm, matching: i64) -> Markup {
+    html! {
+        @if current.role() == crate::store::console::Role::Operator {
+            form.inline #bulk-replay method="post" action="/console/replays"
+                data-confirm={ "Replay all " (matching) " matching events?" } {
+                (layout::csrf(current))
+                (f.hidden())
+                label { input type="checkbox" name="force" value="true"; " also done ones (force)" }
+                " "
+                button type="submit" { "Replay all " (matching) " matching" }
+            }
+        }
+    }
+}
+
+pub(super) fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn parse_id(id: &str) -> Result<i64, Response> {
-    id.parse::<i64>()
-        .map_err(|_| layout::refused(StatusCode::BAD_REQUEST, "An event id is a number."))
+fn parse_id(id: &str) -> Result<i64, Box<Response>> {
+    id.parse::<i64>().map_err(|_| {
+        Box::new(layout::refused(
+            StatusCode::BAD_REQUEST,
+            "An event id is a number.",
+        ))
+    })
 }
 
-fn read_detail(app: &App, id: i64) -> Result<EventDetail, Response> {
+fn read_detail(app: &App, id: i64) -> Result<EventDetail, Box<Response>> {
     match app.store.event_detail(id) {
         Ok(Some(d)) => Ok(d),
-        Ok(None) => Err(layout::refused(
+        Ok(None) => Err(Box::new(layout::refused(
             StatusCode::NOT_FOUND,
             &format!("No event {id}."),
-        )),
+        ))),
         Err(e) => {
             tracing::error!(error = %e, "cannot read an event");
-            Err(layout::storage_error())
+            Err(Box::new(layout::storage_error()))
         }
     }
 }
@@ -216,14 +191,21 @@ pub async fn one(
 ) -> Response {
     let detail = match parse_id(&id).and_then(|id| read_detail(&app, id)) {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let e = &detail.event;
     let candidate = payload::candidate(&e.payload);
-    let retry_label = match e.state {
-        EventState::Waiting | EventState::Dead => Some("Retry now"),
-        EventState::Skipped => Some("Replay"),
+    let action = match e.state {
+        EventState::Waiting | EventState::Dead => Some(("retry", "Retry now")),
+        EventState::Done | EventState::Skipped => Some(("replay", "Replay (force)")),
         _ => None,
+    };
+    let (inbound, calls) = match (app.store.inbound(e.id), app.store.calls(e.id)) {
+        (Ok(inbound), Ok(calls)) => (inbound, calls),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(error = %err, "cannot read an event's traffic");
+            return layout::storage_error();
+        }
     };
     let content = html! {
         dl.facts {
@@ -241,9 +223,15 @@ pub async fn one(
             dt { "Connector version" } dd { @if let Some(v) = &e.connector_version { code { (v) } } @else { "—" } }
             @if let Some(run) = &detail.lease_run { dt { "Held by run" } dd { code { (run) } } }
             @if let Some(err) = &e.last_error { dt { "Last error" } dd.error { (err) } }
+            dt { "Signature check" } dd #signature {
+                @if let Some(i) = &inbound { (i.signature) } @else { "not recorded (not received over HTTP)" }
+            }
         }
-        @if let Some(label) = retry_label {
-            p { (layout::action(&current, &format!("/console/events/{}/retry", e.id), label, None)) }
+        @if let Some((verb, label)) = action {
+            p { (layout::action(&current, &format!("/console/events/{}/{verb}", e.id), label, None)) }
+            @if verb == "replay" {
+                p.hint { "A screening whose order is recorded is not started again: a replay only brings the ATS up to date." }
+            }
         }
         h2 { "Attempts" }
         table #attempts {
@@ -263,6 +251,19 @@ pub async fn one(
                 @if detail.attempts_history.is_empty() { tr { td colspan="7" { "No attempt yet." } } }
             }
         }
+        h2 { "Vendor and ATS calls" }
+        (calls_table(&calls))
+        h2 { "Headers as received" }
+        p.hint { "Secret values (signatures, tokens, keys) are masked as stored." }
+        table #headers {
+            thead { tr { th { "Header" } th { "Value" } } }
+            tbody {
+                @if let Some(i) = &inbound {
+                    @for (name, value) in &i.headers { tr { td { code { (name) } } td { code { (value) } } } }
+                }
+                @if inbound.as_ref().is_none_or(|i| i.headers.is_empty()) { tr { td colspan="2" { "Not recorded." } } }
+            }
+        }
         h2 { "Payload as received" }
         p.hint { "Secrets (tokens, signatures, keys) are masked." }
         pre #payload { code { (payload::masked(&e.payload)) } }
@@ -276,155 +277,95 @@ pub async fn one(
     layout::page(&current, page, content).into_response()
 }
 
+/// Each attempt's outbound calls, in the order made.
+fn calls_table(calls: &[RecordedCall]) -> Markup {
+    html! {
+        table #calls {
+            thead { tr { th { "Attempt" } th { "To" } th { "Method" } th { "URL (secrets masked)" } th { "Status or error" } th { "Started (UTC)" } th { "Took" } } }
+            tbody {
+                @for c in calls {
+                    tr {
+                        td { (c.attempt) }
+                        td { (c.call.target.as_str()) }
+                        td { (c.call.method) }
+                        td { code { (c.call.url) } }
+                        @if let Some(status) = c.call.status {
+                            td class=[(status >= 400).then_some("error")] { (status) }
+                        } @else {
+                            td.error { (c.call.error.as_deref().unwrap_or("no answer")) }
+                        }
+                        td { (layout::time(c.call.started_at_ms)) }
+                        td { (c.call.took_ms) " ms" }
+                    }
+                }
+                @if calls.is_empty() { tr { td colspan="7" { "No call recorded." } } }
+            }
+        }
+    }
+}
+
 /// `POST /console/events/{id}/retry` (operators; CSRF checked by the guard).
 pub async fn retry(
     State(app): State<Arc<App>>,
     Extension(current): Extension<Current>,
     Path(id): Path<String>,
 ) -> Response {
-    let detail = match parse_id(&id).and_then(|id| read_detail(&app, id)) {
+    requeue(&app, &current, &id, false).await
+}
+
+/// `POST /console/events/{id}/replay`: a forced replay, a done event too.
+pub async fn replay(
+    State(app): State<Arc<App>>,
+    Extension(current): Extension<Current>,
+    Path(id): Path<String>,
+) -> Response {
+    requeue(&app, &current, &id, true).await
+}
+
+/// Queues an event again (`force`: a done one too), audited either way.
+async fn requeue(app: &App, current: &Current, id: &str, force: bool) -> Response {
+    let detail = match parse_id(id).and_then(|id| read_detail(app, id)) {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let id = detail.event.id;
     let before = Some(detail.event.state.as_str().to_string());
     let target = format!("event {id}");
-    match app.store.retry_event(id) {
+    let (action, ok) = if force {
+        ("event.replay", "replayed")
+    } else {
+        ("event.retry", "retried")
+    };
+    let result = if force {
+        app.store.replay_event(id, true).await
+    } else {
+        app.store.retry_event(id)
+    };
+    match result {
         Ok(Retried::Queued) => {
             app.wake.notify_waiters();
-            tracing::info!(event = id, "event queued again from the console");
-            audit::record(
-                &app,
-                &current,
-                "event.retry",
-                &target,
-                "ok",
-                before,
-                Some("queued".into()),
-            );
-            Redirect::to(&format!("/console/events/{id}?ok=retried")).into_response()
+            tracing::info!(event = id, force, "event queued again from the console");
+            let after = Some("queued".to_string());
+            audit::record(app, current, action, &target, "ok", before, after);
+            Redirect::to(&format!("/console/events/{id}?ok={ok}")).into_response()
         }
         Ok(Retried::Refused(state)) => {
-            let why = format!(
-                "Event {id} is {}: only a waiting, dead or skipped event can be retried.",
-                state.as_str()
-            );
-            audit::record(
-                &app,
-                &current,
-                "event.retry",
-                &target,
-                &format!("refused: {why}"),
-                before,
-                None,
-            );
+            let why = if force {
+                format!("Event {id} is {}: it is being run already.", state.as_str())
+            } else {
+                format!(
+                    "Event {id} is {}: only a waiting, dead or skipped event can be retried.",
+                    state.as_str()
+                )
+            };
+            let outcome = format!("refused: {why}");
+            audit::record(app, current, action, &target, &outcome, before, None);
             layout::refused(StatusCode::CONFLICT, &why)
         }
         Ok(Retried::NotFound) => layout::refused(StatusCode::NOT_FOUND, &format!("No event {id}.")),
         Err(e) => {
-            tracing::error!(error = %e, "cannot retry an event");
+            tracing::error!(error = %e, "cannot queue an event again");
             layout::storage_error()
         }
     }
-}
-
-/// `GET /console/candidates/{id}`: the timeline.
-pub async fn candidate(
-    State(app): State<Arc<App>>,
-    Extension(current): Extension<Current>,
-    Path(candidate): Path<String>,
-) -> Response {
-    let events = match app.store.list_events(None, None, SCAN) {
-        Ok(events) => events,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list events");
-            return layout::storage_error();
-        }
-    };
-    let mine: Vec<&Event> = events
-        .iter()
-        .filter(|e| payload::candidate(&e.payload).as_deref() == Some(candidate.as_str()))
-        .collect();
-    let mut integrations: Vec<&str> = mine.iter().map(|e| e.integration.as_str()).collect();
-    integrations.sort_unstable();
-    integrations.dedup();
-    let mut orders = Vec::new();
-    for integration in &integrations {
-        match app.store.orders_of(integration, &candidate) {
-            Ok(o) => orders.extend(o),
-            Err(e) => tracing::error!(error = %e, "cannot read orders"),
-        }
-    }
-    // The vendor's status updates name the order, not the candidate.
-    let updates: Vec<&Event> = events
-        .iter()
-        .filter(|e| {
-            e.kind == crate::flow::VENDOR_STATUS
-                && orders
-                    .iter()
-                    .any(|o| o.integration == e.integration && e.payload.contains(&o.order_ref))
-        })
-        .collect();
-    let mut steps: Vec<(i64, bool, Markup)> = Vec::new();
-    for e in mine.iter().chain(updates.iter()) {
-        let what = if e.kind == crate::flow::VENDOR_STATUS {
-            "Vendor status update received"
-        } else {
-            "Webhook accepted"
-        };
-        steps.push((
-            e.received_at_ms,
-            false,
-            html! { (what) " (" (e.kind) ", " (e.integration) ") — " a href={ "/console/events/" (e.id) } { "event " (e.id) } " " (state_badge(e.state)) },
-        ));
-        let Ok(Some(detail)) = app.store.event_detail(e.id) else {
-            continue;
-        };
-        for a in &detail.attempts_history {
-            let bad = !matches!(a.outcome.as_str(), "done" | "skipped");
-            steps.push((
-                a.started_at_ms,
-                bad,
-                html! {
-                    "Connector invoked, attempt " (a.attempt) " → " span class={ "state " (a.outcome) } { (a.outcome) }
-                    " in " (a.took_ms) " ms"
-                    @if let Some(v) = &a.connector_version { " · " code { (v) } }
-                    @if let Some(err) = &a.error { br; span.error { (err) } }
-                },
-            ));
-        }
-    }
-    steps.sort_by_key(|(at, _, _)| *at);
-    let content = html! {
-        p.hint { "From what is stored: the newest " (SCAN) " events that name this candidate, their attempts, and the orders." }
-        h2 { "Timeline" }
-        ol.timeline #timeline {
-            @for (at, bad, what) in &steps {
-                li class=[bad.then_some("bad")] { span.when { (layout::time(*at)) } (what) }
-            }
-            @if steps.is_empty() { li { "Nothing stored for this candidate." } }
-        }
-        h2 { "Orders" }
-        table #orders {
-            thead { tr { th { "Integration" } th { "Connector" } th { "Order" } th { "State" } th { "Status" } th { "Verdict" } th { "Report" } } }
-            tbody {
-                @for o in &orders {
-                    tr {
-                        td { (o.integration) } td { (o.connector) } td { code { (o.order_ref) } }
-                        td { span class={ "state " (o.state) } { (o.state) } } td { (o.label) }
-                        td { @if let Some(v) = &o.verdict { (v) } }
-                        td { @if let Some(u) = &o.report_url { "recorded (" (u.len()) " characters; shown in the ATS)" } }
-                    }
-                }
-                @if orders.is_empty() { tr { td colspan="7" { "No order yet." } } }
-            }
-        }
-    };
-    let title = format!("Candidate {candidate}");
-    let page = Page {
-        title: &title,
-        section: Section::Events,
-        notice: None,
-    };
-    layout::page(&current, page, content).into_response()
 }

@@ -1,7 +1,7 @@
 //! The integrations page: each integration's health at a glance (enabled or paused, the health
 //! `GET /admin/integrations/{id}` computes, the Lever connection and its last Verify Connection,
 //! the last event, dead letters), its webhook and vendor-callback URLs with copy buttons, and
-//! pause/resume for operators.
+//! pause/resume and "replay everything since T" (posted to [`super::replays`]) for operators.
 //!
 //! - `GET /console/integrations`
 //! - `POST /console/integrations/{id}/pause`, `POST /console/integrations/{id}/resume` — the admin
@@ -20,6 +20,7 @@ use super::session::Current;
 use crate::app::App;
 use crate::config::IntegrationConfig;
 use crate::http::admin::integrations::{set_enabled, view};
+use crate::store::console::Role;
 use crate::store::EventState;
 
 /// Dead letters counted at most (the badge says "500+" past it).
@@ -90,6 +91,15 @@ fn card(app: &App, current: &Current, c: &IntegrationConfig) -> Markup {
                     (layout::action(current, &format!("/console/integrations/{}/pause", c.id), "Pause", None))
                 } @else {
                     (layout::action(current, &format!("/console/integrations/{}/resume", c.id), "Resume", None))
+                }
+            }
+            @if current.role() == Role::Operator {
+                form.inline.replay-since method="post" action={ "/console/integrations/" (c.id) "/replay" } {
+                    (layout::csrf(current))
+                    label { "Replay everything received since (UTC) "
+                        input type="text" name="since" required placeholder="2026-12-06T09:00:00Z"; }
+                    label { input type="checkbox" name="force" value="true"; " also done ones" }
+                    " " button type="submit" { "Replay since" }
                 }
             }
         }

@@ -21,11 +21,13 @@ pub enum Section {
     Events,
     Integrations,
     Connectors,
+    Replays,
+    Pictures,
     Audit,
 }
 
 impl Section {
-    const ALL: [(Section, &'static str, &'static str); 4] = [
+    const ALL: [(Section, &'static str, &'static str); 6] = [
         (Section::Events, "Events", "/console/events"),
         (
             Section::Integrations,
@@ -33,6 +35,8 @@ impl Section {
             "/console/integrations",
         ),
         (Section::Connectors, "Connectors", "/console/connectors"),
+        (Section::Replays, "Replay jobs", "/console/replays"),
+        (Section::Pictures, "Pictures", "/console/pictures"),
         (Section::Audit, "Audit log", "/console/audit"),
     ];
 }
@@ -62,6 +66,11 @@ impl Notice {
     pub fn of_code(code: Option<&str>) -> Option<Notice> {
         let text = match code? {
             "retried" => "Queued again: a worker takes it up now.",
+            "replayed" => {
+                "Replayed: queued again; a screening already ordered is not started twice."
+            }
+            "replay-started" => "Replay job started: its events are queued in the background.",
+            "replay-cancelled" => "Cancelled: the job queues nothing more.",
             "paused" => "Paused: its webhooks are refused with 503 until it is resumed.",
             "resumed" => "Resumed: its webhooks are accepted again.",
             "uploaded" => "Uploaded and validated.",

@@ -7,8 +7,13 @@
 //!   `server.viewer_token`), the session cookie, the CSRF token of every form, the role check of
 //!   every action, the sign-in rate limit per client address ([`guard`](auth::guard)).
 //! - [`layout`]: the page shell, assets, security headers, formatting.
-//! - [`events`]: the events list with filters and pages, an event with its attempts and masked
-//!   payload, retry/replay, a candidate's timeline.
+//! - [`events`]: the events list (searched and paged by cursor with [`filter`]), an event with
+//!   its masked headers and payload, signature check, attempts and their vendor and ATS calls,
+//!   retry and forced replay.
+//! - [`filter`]: the events filter of the console's forms, as the admin API's criteria.
+//! - [`timeline`]: a candidate's timeline.
+//! - [`replays`]: bulk replay by filter or since a time, the jobs with progress and cancel.
+//! - [`pictures`]: charts of events, failures, the queue and latency, each with its table.
 //! - [`integrations`]: health at a glance, webhook URLs to copy, pause/resume.
 //! - [`connectors`]: versions and manifests; upload, activate, roll back, remove.
 //! - [`charts`]: series → escaped SVG line and bar charts.
@@ -24,10 +29,14 @@ pub mod auth;
 pub mod charts;
 pub mod connectors;
 pub mod events;
+pub mod filter;
 pub mod integrations;
 pub mod layout;
 pub mod payload;
+pub mod pictures;
+pub mod replays;
 pub mod session;
+pub mod timeline;
 
 use std::sync::Arc;
 
@@ -61,7 +70,12 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
         .route("/console/events", get(events::list))
         .route("/console/events/{id}", get(events::one))
         .route("/console/events/{id}/retry", post(events::retry))
-        .route("/console/candidates/{id}", get(events::candidate))
+        .route("/console/events/{id}/replay", post(events::replay))
+        .route("/console/candidates/{id}", get(timeline::candidate))
+        .route("/console/replays", get(replays::list).post(replays::bulk))
+        .route("/console/replays/{id}/cancel", post(replays::cancel))
+        .route("/console/integrations/{id}/replay", post(replays::since))
+        .route("/console/pictures", get(pictures::page))
         .route("/console/integrations", get(integrations::list))
         .route(
             "/console/integrations/{id}/pause",
