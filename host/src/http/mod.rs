@@ -20,8 +20,6 @@
 //! sign-in rate limit counts per client address.
 
 pub mod admin;
-// Page helpers return an early `Response` as their error (answered at once, never stored).
-#[allow(clippy::result_large_err)]
 pub mod console;
 pub mod error;
 pub mod hooks;
