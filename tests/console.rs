@@ -501,6 +501,18 @@ async fn the_pictures_page_draws_escaped_svg_with_its_numbers_in_tables() -> any
 }
 
 /// Clicks the element `css` selects.
+/// Waits (bounded) until the browser shows a page whose path ends with `suffix`: a click's
+/// navigation completes after `click` returns, later on a loaded machine.
+async fn at_path(browser: &thirtyfour::WebDriver, suffix: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if browser.current_url().await?.path().ends_with(suffix) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the browser never reached a page ending in {suffix}")
+}
+
 async fn click(browser: &thirtyfour::WebDriver, css: &str) -> anyhow::Result<()> {
     browser.find(By::Css(css)).await?.click().await?;
     Ok(())
@@ -575,11 +587,7 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
 
     // Signed out, the console shows the sign-in page.
     browser.goto(format!("{base}/console/events")).await?;
-    assert!(browser
-        .current_url()
-        .await?
-        .path()
-        .ends_with("/console/sign-in"));
+    at_path(&browser, "/console/sign-in").await?;
     shot(&browser, "sign-in").await?;
     browser
         .find(By::Css("#token"))
@@ -587,11 +595,7 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
         .send_keys(TOKEN)
         .await?;
     click(&browser, "button[type=submit]").await?;
-    assert!(browser
-        .current_url()
-        .await?
-        .path()
-        .ends_with("/console/events"));
+    at_path(&browser, "/console/events").await?;
 
     // The candidate's event, its page and the timeline.
     let source = browser.source().await?;
@@ -693,17 +697,9 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
 
     // Sign out: back to the sign-in page, and the console is closed.
     click(&browser, "form[action='/console/sign-out'] button").await?;
-    assert!(browser
-        .current_url()
-        .await?
-        .path()
-        .ends_with("/console/sign-in"));
+    at_path(&browser, "/console/sign-in").await?;
     browser.goto(format!("{base}/console/audit")).await?;
-    assert!(browser
-        .current_url()
-        .await?
-        .path()
-        .ends_with("/console/sign-in"));
+    at_path(&browser, "/console/sign-in").await?;
     browser.quit().await?;
     drop(driver);
     Ok(())
