@@ -17,7 +17,8 @@
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
 //!
-//! Modules: this one (schema, intake), [`kv`] (connectors' `state`, with the totals its quota
+//! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
+//! database: writes to one opportunity, one OAuth refresh per integration), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
 //! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the console's
@@ -54,6 +55,7 @@ pub mod admin;
 pub mod console;
 pub mod gem;
 pub mod kv;
+pub mod locks;
 pub mod orders;
 pub mod queue;
 pub mod replay;
@@ -65,6 +67,7 @@ pub mod traffic;
 pub mod writer;
 
 pub use crate::metrics::WriterStats;
+pub use locks::{HeldLock, LockName};
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish};
 pub use runs::{Resumed, RunInfo};
@@ -142,6 +145,8 @@ pub const NOT_ON_POSTGRES: &[&str] = &[];
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    /// This process's named locks ([`locks`]).
+    locks: Arc<locks::Local>,
 }
 
 /// The database behind a [`Store`], with its group commit (whose thread ends with the last
@@ -310,6 +315,7 @@ impl Store {
         let writer = writer::Writer::start(conn.clone())?;
         Ok(Store {
             backend: Backend::Sqlite { conn, writer },
+            locks: Arc::default(),
         })
     }
 
@@ -325,6 +331,7 @@ impl Store {
                 pg: Arc::new(pg),
                 writer,
             },
+            locks: Arc::default(),
         })
     }
 

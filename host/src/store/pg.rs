@@ -25,6 +25,11 @@ use super::{Result, StoreError};
 /// Connections kept by the pool: the writer holds one of its own, outside the pool.
 const POOL_SIZE: usize = 8;
 
+/// Connections kept for advisory locks ([`Pg::advisory_lock`]): one per key held or awaited by
+/// this host (a host-local lock per key comes first, so two tasks of one host never hold two).
+/// Apart from the main pool, so lock holders always find a connection for their queries.
+const LOCK_POOL_SIZE: usize = 32;
+
 /// How long a start-up connection attempt may take before the host gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -34,6 +39,8 @@ pub(in crate::store) struct Pg {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
+    /// Connections that hold session-level advisory locks (see [`AdvisoryLock`]).
+    locks: Pool,
     config: tokio_postgres::Config,
     /// The URL without its password, for errors and logs.
     shown: String,
@@ -86,22 +93,25 @@ impl Pg {
             .thread_name("switchyard-pg")
             .enable_all()
             .build()?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| unreachable(e.to_string()))?;
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| unreachable(e.to_string()))
+        };
         let pg = Pg {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            pool,
+            pool: build(POOL_SIZE)?,
+            locks: build(LOCK_POOL_SIZE)?,
             config,
             shown: shown.clone(),
             translated: Arc::default(),
@@ -158,6 +168,65 @@ impl Pg {
             client: Client::Own(client),
             translated: self.translated.clone(),
         })
+    }
+}
+
+/// A session-level advisory lock held on a connection of the lock pool. Dropping it unlocks
+/// (in the background, on the store's runtime); if the unlock fails, the connection is closed
+/// instead of going back to the pool, which releases the lock server-side. A host that dies
+/// loses its connections, and PostgreSQL releases their locks with them.
+pub(in crate::store) struct AdvisoryLock {
+    client: Option<deadpool_postgres::Object>,
+    key: i64,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let key = self.key;
+        self.handle.spawn(async move {
+            let unlocked = client
+                .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+                .await
+                .and_then(|row| row.try_get::<_, bool>(0));
+            if !matches!(unlocked, Ok(true)) {
+                tracing::warn!("an advisory lock could not be released: closing its connection");
+                drop(deadpool_postgres::Object::take(client));
+            }
+        });
+    }
+}
+
+impl Pg {
+    /// Waits for the session-level advisory lock `key` on a connection of its own. The wait
+    /// runs on the store's runtime; if the caller stops waiting, a lock taken afterwards is
+    /// released at once (the task's result is dropped).
+    pub(in crate::store) async fn advisory_lock(&self, key: i64) -> Result<AdvisoryLock> {
+        let pool = self.locks.clone();
+        let handle = self.handle.clone();
+        let task = self.handle.spawn(async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Postgres(e.to_string()))?;
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await?;
+            Ok(AdvisoryLock {
+                client: Some(client),
+                key,
+                handle,
+            })
+        });
+        match task.await {
+            Ok(lock) => lock,
+            Err(e) => Err(StoreError::Postgres(format!(
+                "taking an advisory lock: {e}"
+            ))),
+        }
     }
 }
 

@@ -34,17 +34,14 @@ pub use client::{LeverClient, LeverError, Opportunity};
 use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
-use crate::store::{Event, WaitFor};
+use crate::store::{Event, LockName, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
 use webhook::{StageChange, Verified, Webhook};
 
 /// Event kind of a Lever stage change.
 pub const LEVER_STAGE_CHANGE: &str = "lever.stage_change";
 
-/// Lock stripes that serialize writes per opportunity (within this process).
-const STRIPES: usize = 64;
-
-/// A Lever integration's adapter: its settings, API client, stage-name cache and write locks.
+/// A Lever integration's adapter: its settings, API client and stage-name cache.
 pub struct LeverAts {
     config: LeverConfig,
     /// The host's OAuth app, for an integration connected through it (`ats.oauth = true`).
@@ -56,7 +53,6 @@ pub struct LeverAts {
     rule_postings: Vec<String>,
     /// `(stage id, name)` of the account, refreshed on a miss.
     stages: Mutex<Vec<(String, String)>>,
-    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl LeverAts {
@@ -80,7 +76,6 @@ impl LeverAts {
             client,
             rule_postings,
             stages: Mutex::new(Vec::new()),
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -106,14 +101,6 @@ impl LeverAts {
         let stages = self.client()?.stages().await?;
         *self.stages.lock().unwrap_or_else(|e| e.into_inner()) = stages;
         Ok(cached())
-    }
-
-    /// Serializes writes to one opportunity.
-    async fn lock_opportunity(&self, opportunity: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        opportunity.hash(&mut h);
-        self.stripes[(h.finish() as usize) % STRIPES].lock().await
     }
 }
 
@@ -277,7 +264,14 @@ impl Ats for LeverAts {
         verdict_labels: &[String],
     ) -> Result<(), AtsError> {
         let client = self.client()?;
-        let _guard = self.lock_opportunity(opportunity_id).await;
+        // Every host on the database writes to this opportunity in turn (see `store::locks`).
+        let _guard = cx
+            .store
+            .lock(LockName::Opportunity {
+                integration: cx.integration,
+                opportunity: opportunity_id,
+            })
+            .await?;
         sync::reconcile(
             client,
             cx.store,

@@ -10,7 +10,9 @@
 //! - [`TokenSource`]: what the Lever client asks for a Bearer token. It refreshes the access
 //!   token `refresh_margin_secs` before it expires, and once more when the API answers 401; a
 //!   rotated refresh token replaces the old one. Refreshes of one integration are serialized
-//!   (a rotated refresh token works once: two concurrent refreshes would burn it).
+//!   across every host on the database ([`crate::store::LockName::OAuthRefresh`]), and the
+//!   stored grant is read again once the lock is held: a token another host refreshed meanwhile
+//!   is used as is (a rotated refresh token works once: two refreshes would burn it).
 //! - Revocation: Lever answering the refresh with `invalid_grant`, or a 401 right after a
 //!   refresh, disconnects the integration (tokens deleted, reason and time recorded); its events
 //!   are parked until a new grant ([`crate::store::oauth`]). [`LeverOAuth::disconnect`] is the
@@ -19,8 +21,7 @@
 //! No token or client secret is ever logged or put in an error: errors name Lever's error code
 //! and description only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
@@ -34,7 +35,7 @@ use crate::ats::Disconnected;
 use crate::config::{LeverOAuthConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::oauth::OAuthTokens;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, HeldLock, LockName, Store, StoreError};
 
 /// Path of the OAuth callback (the redirect URI registered with Lever is the public URL + this).
 pub const CALLBACK_PATH: &str = "/oauth/lever/callback";
@@ -65,13 +66,12 @@ struct OAuthApp {
     config: LeverOAuthConfig,
 }
 
-/// The host's Lever OAuth app and the per-integration refresh locks. One per host.
+/// The host's Lever OAuth app. One per host.
 pub struct LeverOAuth {
     app: Option<OAuthApp>,
     store: Store,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A refresh or exchange that failed, classified.
@@ -171,7 +171,6 @@ impl LeverOAuth {
             store,
             http,
             metrics,
-            locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -238,8 +237,7 @@ impl LeverOAuth {
         &self,
         integration: &str,
     ) -> Result<(bool, Option<String>), OAuthError> {
-        let lock = self.lock_of(integration);
-        let _guard = lock.lock().await;
+        let _guard = self.lock_refresh(integration).await?;
         let Some(tokens) = self.store.oauth_tokens(integration)? else {
             self.store
                 .oauth_disconnect(integration, "disconnected by the operator")?;
@@ -332,13 +330,11 @@ impl LeverOAuth {
         }
     }
 
-    fn lock_of(&self, integration: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(integration.to_string())
-            .or_default()
-            .clone()
+    /// Holds off every other host's refresh (and disconnect) of `integration`.
+    async fn lock_refresh(&self, integration: &str) -> Result<HeldLock, StoreError> {
+        self.store
+            .lock(LockName::OAuthRefresh { integration })
+            .await
     }
 
     /// Records that Lever no longer honours the grant: tokens deleted, reason and time kept.
@@ -425,11 +421,15 @@ impl TokenSource {
         }
     }
 
-    /// Refreshes under the integration's lock. `seen`: the access token the caller had; if the
-    /// stored one differs, another call refreshed meanwhile and its token is returned as is.
+    /// Refreshes under the integration's lock (every host's). `seen`: the access token the
+    /// caller had; if the stored one differs, another call (of any host) refreshed meanwhile and
+    /// its token is returned as is.
     async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, LeverError> {
-        let lock = self.oauth.lock_of(&self.integration);
-        let _guard = lock.lock().await;
+        let _guard = self
+            .oauth
+            .lock_refresh(&self.integration)
+            .await
+            .map_err(|e| LeverError::Transient(e.to_string()))?;
         let tokens = self.stored()?;
         if seen.is_some_and(|s| *s != tokens.access_token) {
             return Ok(tokens.access_token);

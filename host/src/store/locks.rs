@@ -1,0 +1,228 @@
+//! Named locks held across awaits (an HTTP call to the ATS, a token refresh), by every host
+//! that shares the database: [`Store::lock`] returns a [`HeldLock`], released when dropped, on
+//! every path (an error, a panic unwinding the task, a cancelled future).
+//!
+//! Two layers. In-process: one `tokio` mutex per name, kept only while someone holds or awaits
+//! it, so one host never spends two connections on one name. On PostgreSQL, then, a
+//! session-level `pg_advisory_lock` keyed by a stable 64-bit hash of the name, on a connection
+//! held for as long as the lock ([`super::pg::AdvisoryLock`]): another host waits for it, and a
+//! host that dies releases it with its connections. No transaction is open meanwhile.
+//! SQLite is one process per file: the in-process layer is the whole lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::{Backend, Result, Store};
+
+/// What a [`Store::lock`] serializes.
+#[derive(Debug, Clone, Copy)]
+pub enum LockName<'a> {
+    /// Writes to one opportunity (or candidate) of an integration's ATS: two hosts never
+    /// interleave one candidate's tags and notes.
+    Opportunity {
+        integration: &'a str,
+        opportunity: &'a str,
+    },
+    /// An OAuth token refresh of one integration: a rotated refresh token works once, so two
+    /// hosts refreshing at once would lock the customer out.
+    OAuthRefresh { integration: &'a str },
+}
+
+impl LockName<'_> {
+    /// The name as one string (NUL-separated: no part can fake another's boundary).
+    fn key(&self) -> String {
+        match self {
+            LockName::Opportunity {
+                integration,
+                opportunity,
+            } => format!("opportunity\0{integration}\0{opportunity}"),
+            LockName::OAuthRefresh { integration } => format!("oauth-refresh\0{integration}"),
+        }
+    }
+}
+
+/// The advisory lock key of `name`: the first 8 bytes of its SHA-256, the same on every host
+/// and every build (unlike `std`'s hasher).
+fn advisory_key(name: &str) -> i64 {
+    let digest = Sha256::digest(format!("switchyard\0{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+type Entry = Arc<tokio::sync::Mutex<()>>;
+
+/// This process's lock per name, each dropped from the map once nobody holds or awaits it.
+#[derive(Default)]
+pub(in crate::store) struct Local {
+    held: Mutex<HashMap<String, Entry>>,
+}
+
+impl Local {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A lock taken by [`Store::lock`]; released when dropped. Fields drop in order: the
+/// database's lock first, then this host's.
+pub struct HeldLock {
+    _advisory: Option<super::pg::AdvisoryLock>,
+    local: Option<tokio::sync::OwnedMutexGuard<()>>,
+    key: String,
+    locks: Arc<Local>,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        drop(self.local.take());
+        let mut entries = self.locks.entries();
+        // Clones are made under this map's lock: a count of one is the map's own.
+        if entries
+            .get(&self.key)
+            .is_some_and(|e| Arc::strong_count(e) == 1)
+        {
+            entries.remove(&self.key);
+        }
+    }
+}
+
+impl Store {
+    /// Waits for the lock `name` and holds it until the returned guard is dropped: across every
+    /// host on this database (PostgreSQL), or within this process (SQLite, one process per
+    /// file). An error (the database unreachable) means the lock was not taken.
+    pub async fn lock(&self, name: LockName<'_>) -> Result<HeldLock> {
+        let key = name.key();
+        let entry = self.locks.entries().entry(key.clone()).or_default().clone();
+        let mut held = HeldLock {
+            _advisory: None,
+            local: None,
+            key,
+            locks: self.locks.clone(),
+        };
+        held.local = Some(entry.lock_owned().await);
+        if let Backend::Postgres { pg, .. } = &self.backend {
+            held._advisory = Some(pg.advisory_lock(advisory_key(&held.key)).await?);
+        }
+        Ok(held)
+    }
+
+    /// How many names this process holds or awaits (tests: nothing stays behind).
+    #[cfg(test)]
+    fn locks_in_use(&self) -> usize {
+        self.locks.entries().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::sql::args;
+    use super::super::testing::{self, on_both_async};
+    use super::*;
+
+    const OPP: LockName<'static> = LockName::Opportunity {
+        integration: "certn",
+        opportunity: "opp-1",
+    };
+
+    /// Whether `store` can take `name` within a short bound (a wait that is expected to end,
+    /// or to time out because the lock is held).
+    async fn can_take(store: &Store, name: LockName<'_>) -> bool {
+        tokio::time::timeout(Duration::from_millis(300), store.lock(name))
+            .await
+            .is_ok_and(|held| held.is_ok())
+    }
+
+    #[test]
+    fn keys_are_stable_and_tell_names_apart() {
+        // A fixed value: every host and every build must agree on it.
+        assert_eq!(advisory_key(&OPP.key()), -492393866058553772);
+        let other = LockName::Opportunity {
+            integration: "certn\0opp",
+            opportunity: "1",
+        };
+        assert_ne!(advisory_key(&OPP.key()), advisory_key(&other.key()));
+        let refresh = LockName::OAuthRefresh {
+            integration: "certn",
+        };
+        assert_ne!(advisory_key(&OPP.key()), advisory_key(&refresh.key()));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_held_lock_makes_the_next_holder_wait_until_it_is_dropped() {
+        on_both_async!(|store: Store| async move {
+            let held = store.lock(OPP).await.unwrap();
+            assert!(!can_take(&store, OPP).await, "the second holder waits");
+            let refresh = LockName::OAuthRefresh {
+                integration: "certn",
+            };
+            assert!(can_take(&store, refresh).await, "another name is free");
+            drop(held);
+            assert!(can_take(&store, OPP).await, "free once dropped");
+            assert_eq!(store.locks_in_use(), 0, "nothing kept once released");
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lock_dropped_by_a_panicking_task_is_released() {
+        on_both_async!(|store: Store| async move {
+            let s = store.clone();
+            let task = tokio::spawn(async move {
+                let _held = s.lock(OPP).await.unwrap();
+                panic!("the holder fails mid-write");
+            });
+            assert!(task.await.is_err());
+            assert!(can_take(&store, OPP).await);
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_hosts_on_one_postgres_database_wait_for_each_other() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let held = a.lock(OPP).await.unwrap();
+        assert!(!can_take(&b, OPP).await, "host b waits for host a");
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.lock(OPP).await.map(|_| ()) }
+        });
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("host b gets the lock once host a released it")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_dead_hosts_lock_is_released_with_its_connection() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let _held = a.lock(OPP).await.unwrap();
+        assert!(!can_take(&b, OPP).await);
+        // Host a's lock connection dies (as when its process is killed): PostgreSQL drops it.
+        let killed = b
+            .db(|db| {
+                db.query_one(
+                    "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_locks
+                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+                    args![],
+                )?
+                .int(0)
+            })
+            .unwrap();
+        assert_eq!(killed, 1, "one connection held the lock");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), b.lock(OPP))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            "host b takes the lock of the dead connection"
+        );
+    }
+}
