@@ -7,6 +7,7 @@ mod admin;
 mod authoring;
 mod authorized_app;
 mod canditech;
+mod cluster;
 mod console;
 mod console_data;
 mod contract;
