@@ -72,6 +72,9 @@ pub struct App {
     pub run_id: String,
     /// Set when the host is stopping: requests get 503 with `Retry-After`.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Whether this host leads housekeeping (`store::leader`), renewed by the heartbeat:
+    /// retention passes and the replay-job runner act only while it is set.
+    pub leader: std::sync::atomic::AtomicBool,
     pub(crate) integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
     /// Serializes the admin API's read-modify-write of integrations (no lost updates).
     pub integration_edits: tokio::sync::Mutex<()>,

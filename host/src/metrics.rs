@@ -29,6 +29,8 @@
 //!   because the quota was full (the call's event then waits: see `store::waiting`).
 //! - `switchyard_events_waiting{integration,waiting_for}` — events held waiting (`connect`,
 //!   `permission`, `quota`), read from the store when scraped.
+//! - `switchyard_leader` — 1 while this host leads housekeeping (`store::leader`; always 1 on
+//!   SQLite).
 
 use std::time::Duration;
 
@@ -151,6 +153,7 @@ pub struct Metrics {
     state_quota: Family<StateLabels, Gauge>,
     state_quota_reached: Family<StateLabels, Counter>,
     waiting: Family<WaitingLabels, Gauge>,
+    leader: Gauge,
     /// The last [`QuotaLevel`] seen per (integration, connector): a change is logged once.
     quota_levels: std::sync::Mutex<std::collections::HashMap<(String, String), QuotaLevel>>,
 }
@@ -290,7 +293,14 @@ impl Default for Metrics {
             "Events held waiting, by integration and what they wait for",
             waiting.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this host leads housekeeping (retention, pruning, replay jobs)",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             pruned,
             database_bytes,
             state_bytes,
@@ -485,6 +495,11 @@ impl Metrics {
                 })
                 .set(*n);
         }
+    }
+
+    /// Whether this host leads housekeeping now.
+    pub fn leader(&self, leads: bool) {
+        self.leader.set(leads.into());
     }
 
     /// The exposition ([`CONTENT_TYPE`]); `queue_depth` is read by the caller (`None`: the store

@@ -1,8 +1,10 @@
 //! The replay runner: carries on the bulk replay jobs kept in the store
 //! ([`crate::store::replay`]), a batch of events every tick, and wakes the workers for them.
 //! Paced so that a replay of many events never pushes new webhooks far back: events it queued
-//! are due now, like new ones, but only [`BATCH`] more join the queue per tick. Any host sharing
-//! the store may run it (each step is one write). Started by `crate::run` only.
+//! are due now, like new ones, but only [`BATCH`] more join the queue per tick. With several
+//! hosts on one database only the housekeeping leader steps jobs ([`App::leader`]), so two
+//! hosts never queue one job's batch twice; a job started on any host is carried on by the
+//! leader. Started by `crate::run` only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,9 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> tokio::task::Joi
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.changed() => break,
+            }
+            if !app.leader.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
             }
             match app.store.replay_step(BATCH).await {
                 Ok(0) => {}

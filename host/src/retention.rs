@@ -5,7 +5,9 @@
 //!
 //! A pass is a series of small batches, each one write of the store's group commit, so webhooks
 //! keep being committed between them; a crash or a stop mid-pass loses nothing (a batch is done
-//! or not). Started by `crate::run` only.
+//! or not). Only the host that leads housekeeping runs passes ([`App::leader`],
+//! `store::leader`); with one SQLite process that is always this one. Started by `crate::run`
+//! only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,10 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> tokio::task::Joi
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => break,
+            }
+            if !app.leader.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::debug!("retention pass skipped: another host leads housekeeping");
+                continue;
             }
             tokio::select! {
                 result = pass(&app, crate::clock::now_ms()) => log(&result),

@@ -248,6 +248,7 @@ pub async fn start_on(
         wake: Notify::new(),
         run_id: run.id.clone(),
         draining: AtomicBool::new(false),
+        leader: AtomicBool::new(false),
         integrations: RwLock::new(integrations),
         integration_edits: tokio::sync::Mutex::new(()),
         guests: sandbox.guests,
@@ -285,6 +286,7 @@ pub async fn start_on(
     // Take back at once what a previous run of this host (or any dead host) held.
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     let resumed = heartbeat::reap(&app, &run.id, lease_ms, &lock_dir);
+    heartbeat::lead(&app, &run.id, lease_ms);
     tracing::info!(run = %run.id, resumed, "run started");
     // A new config (a raised quota, a fixed key) may be what waiting events need.
     app.resume_waiting(None, "the host started");

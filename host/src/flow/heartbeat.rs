@@ -4,7 +4,9 @@
 //! a lease) loses its events to the queue at once, in their place ahead of the events received
 //! after them — logged (`resuming event … after its holder died`) and counted
 //! (`switchyard_events_resumed_total`). Each beat also queues the waiting events whose re-check
-//! time has come ([`crate::store::waiting`]).
+//! time has come ([`crate::store::waiting`]), and takes or renews the lead of housekeeping
+//! ([`crate::store::leader`], for a lease: [`lead`]). Every host reaps (taking back is one
+//! transaction, and must not wait for a new leader when the dead host was the leader).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::store::leader::HOUSEKEEPING;
 use crate::store::runs::{lock_abandoned, RunLock};
 use crate::store::{now_ms, Resumed, Store};
 
@@ -51,8 +54,30 @@ pub fn begin(store: &Store, dir: &Path) -> anyhow::Result<Run> {
     Ok(Run { id, lock })
 }
 
-/// Ends the run cleanly: what it still holds goes back to the queue uncounted.
+/// Takes or renews the lead of housekeeping for `run` until a lease from now, and records in
+/// [`App::leader`] (and `switchyard_leader`) whether this host leads. A failed renewal stops the
+/// lead at once: the row may be another host's before the next beat.
+pub fn lead(app: &App, run: &str, lease_ms: i64) {
+    let leads = match app.store.lead(HOUSEKEEPING, run, lease_ms) {
+        Ok(leads) => leads,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot renew the lead of housekeeping: not leading");
+            false
+        }
+    };
+    let before = app.leader.swap(leads, std::sync::atomic::Ordering::SeqCst);
+    if before != leads {
+        tracing::info!(run = %run, leads, "housekeeping leadership changed");
+    }
+    app.metrics.leader(leads);
+}
+
+/// Ends the run cleanly: what it still holds goes back to the queue uncounted; its lead of
+/// housekeeping, if it has it, goes to the next host at once.
 pub fn end(app: &App, run: Run) {
+    if let Err(e) = app.store.resign(HOUSEKEEPING, &run.id) {
+        tracing::warn!(error = %e, "cannot resign the lead of housekeeping; it will expire");
+    }
     match app.store.end_run(&run.id) {
         Ok(n) if n > 0 => {
             app.metrics.released(n as u64);
@@ -117,7 +142,8 @@ pub fn reap(app: &App, me: &str, lease_ms: i64, dir: &Path) -> usize {
     resumed.len()
 }
 
-/// The heartbeat task: renews this run's leases and reaps dead runs every third of a lease.
+/// The heartbeat task: renews this run's leases, reaps dead runs and renews the lead of
+/// housekeeping every third of a lease.
 pub fn spawn(
     app: Arc<App>,
     run: String,
@@ -140,6 +166,7 @@ pub fn spawn(
                 Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
             }
             reap(&app, &run, lease_ms, &dir);
+            lead(&app, &run, lease_ms);
             match app.store.wake_rechecks() {
                 Ok(0) => {}
                 Ok(n) => {

@@ -66,7 +66,13 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for a `Retry-After` header, when the caller should come back.
+    retry_after: Option<&'static str>,
 }
+
+/// Seconds a sender is asked to wait when the store cannot commit its request (the database
+/// unreachable): short, since most outages of a shared database are a failover.
+pub const STORAGE_RETRY_AFTER: &str = "5";
 
 impl ApiError {
     /// An error answered with `status`.
@@ -74,6 +80,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -108,12 +115,15 @@ impl ApiError {
     }
 
     /// 503 of the intake routes (webhooks, callbacks, Gem's API) when the store fails: the
-    /// sender is told to retry, and nothing of the request was stored.
+    /// sender is told to retry (`Retry-After`), and nothing of the request was stored.
     pub fn storage_retry_later() -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage unavailable, retry later",
-        )
+        ApiError {
+            retry_after: Some(STORAGE_RETRY_AFTER),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry later",
+            )
+        }
     }
 
     /// The status answered.
@@ -133,7 +143,14 @@ impl IntoResponse for ApiError {
             code: self.code(),
             error: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(seconds),
+            );
+        }
+        response
     }
 }
 

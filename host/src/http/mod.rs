@@ -10,7 +10,8 @@
 //! - [`admin`]: `/admin/...` when an admin token is configured.
 //! - [`console`]: the operator console, `/console/...`, mounted with the admin API
 //!   ([`console::charts`]: its SVG charts).
-//! - `GET /healthz`; `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//! - `GET /healthz`: 200 `{"status":"ok","leader":…}`, or 503 with the reason when the
+//!   database does not answer (`leader`: whether this host leads housekeeping); `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
@@ -43,7 +44,7 @@ use error::ApiError;
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
     let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/hooks/{integration}/vendor", any(hooks::vendor))
         .route("/hooks/{integration}/vendor/{*rest}", any(hooks::vendor))
@@ -61,6 +62,44 @@ pub fn router(app: Arc<App>) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(app.clone(), draining))
         .with_state(app)
+}
+
+/// How long `/healthz` waits for the database to answer.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Liveness and readiness: 503 with the reason while the database does not answer (the reason
+/// names the URL without its password), so a load balancer sends webhooks to another host.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let leader = app.leader.load(std::sync::atomic::Ordering::SeqCst);
+    // Off the async threads: a lost server blocks the check up to its connect timeout.
+    let store = app.store.clone();
+    let ping = tokio::task::spawn_blocking(move || store.ping());
+    let problem = match tokio::time::timeout(HEALTH_TIMEOUT, ping).await {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(format!("database unreachable: {e}")),
+        Ok(Err(_)) => Some("database check failed".to_string()),
+        Err(_) => Some(format!(
+            "database unreachable: no answer within {} s",
+            HEALTH_TIMEOUT.as_secs()
+        )),
+    };
+    match problem {
+        None => axum::Json(serde_json::json!({ "status": "ok", "leader": leader })).into_response(),
+        Some(reason) => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "status": "unavailable", "reason": reason, "leader": leader,
+                })),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(error::STORAGE_RETRY_AFTER),
+            );
+            response
+        }
+    }
 }
 
 /// Seconds a sender is asked to wait while this host stops.

@@ -55,6 +55,12 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0002_console.sqlite.sql")),
         postgres: include_str!("migrations/0002_console.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "cluster: partial indexes of the queued events (the claim's), housekeeping leaders",
+        sqlite: Sqlite::Sql(include_str!("migrations/0003_cluster.sqlite.sql")),
+        postgres: include_str!("migrations/0003_cluster.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -18,7 +18,8 @@
 //! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
-//! database: writes to one opportunity, one OAuth refresh per integration), [`kv`] (connectors' `state`, with the totals its quota
+//! database: writes to one opportunity, one OAuth refresh per integration), [`leader`] (which
+//! host leads housekeeping: a row with a TTL), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
 //! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the console's
@@ -55,6 +56,7 @@ pub mod admin;
 pub mod console;
 pub mod gem;
 pub mod kv;
+pub mod leader;
 pub mod locks;
 pub mod orders;
 pub mod queue;
@@ -400,6 +402,24 @@ impl Store {
     /// The database's schema version ([`migrations`]).
     pub fn schema_version(&self) -> Result<i64> {
         self.db(migrations::version)
+    }
+
+    /// Whether the database answers now (`/healthz`): always on SQLite (a file of this host);
+    /// on PostgreSQL, a `SELECT 1` on a pooled connection. The error names the URL without its
+    /// password. Blocks up to the connect timeout when the server is gone: call it off the
+    /// async threads, under a timeout.
+    pub fn ping(&self) -> Result<()> {
+        let Backend::Postgres { pg, .. } = &self.backend else {
+            return Ok(());
+        };
+        let unreachable = |e: StoreError| StoreError::Unreachable {
+            url: pg.shown().to_string(),
+            reason: e.to_string(),
+        };
+        pg.conn()
+            .and_then(|c| c.query("SELECT 1", &[]))
+            .map(|_| ())
+            .map_err(unreachable)
     }
 
     /// Runs `job` on the [`writer`] thread, in a transaction shared with the other writes that

@@ -181,7 +181,7 @@ fn count(n: i64) -> Result<u32> {
 
 /// What locks the rows a claim selects: on PostgreSQL, rows another host is claiming are
 /// skipped rather than waited for; SQLite's single writer needs nothing.
-fn skip_locked(dialect: Dialect) -> &'static str {
+pub(in crate::store) fn skip_locked(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",

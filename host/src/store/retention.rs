@@ -8,7 +8,9 @@
 //! - orders in a terminal state (`complete`, `error`, `cancelled`: [`super::rank`] 4) last updated
 //!   before the cutoff, with their notes and the Gem screenings that placed them;
 //! - Gem screenings that never got an order and whose `gem.send` event is pruned;
-//! - tombstones pruned more than `retention_days` ago.
+//! - tombstones pruned more than `retention_days` ago;
+//! - runs that ended before the cutoff and lease nothing, and replay jobs that finished (done or
+//!   cancelled) before it, with their lists of events.
 //!
 //! **Kept**: every event that is `queued`, `running`, `waiting` or `dead` (a dead letter stays
 //! until replayed or removed: [`Store::remove_dead_event`]); an event a kept Gem screening points
@@ -29,6 +31,11 @@
 //! every batch either done (rows gone, tombstones written) or not started. Batches are small so
 //! intake never waits long behind one.
 //!
+//! On PostgreSQL the rows a batch deletes are selected `FOR UPDATE SKIP LOCKED`: a row another
+//! transaction holds (an event being claimed, an order being recorded) waits for a later batch
+//! instead of stalling this one. The pass runs on the housekeeping leader only
+//! ([`super::leader`]).
+//!
 //! Written once for both backends; a batch lists its events in the connection's temporary table
 //! `prune_ids` (SQLite: created at open; PostgreSQL: by the batch, on the writer's connection).
 //! The file maintenance ([`Store::incremental_vacuum`], [`Store::pages`]) is SQLite's: on
@@ -36,6 +43,7 @@
 
 use rusqlite::Connection;
 
+use super::queue::skip_locked;
 use super::sql::{args, Db, Dialect};
 use super::{Backend, EventState, Result, Store};
 
@@ -80,6 +88,8 @@ pub struct Pruned {
     pub notes: u64,
     pub gem_screenings: u64,
     pub tombstones: u64,
+    pub runs: u64,
+    pub replay_jobs: u64,
 }
 
 impl Pruned {
@@ -91,6 +101,8 @@ impl Pruned {
             + self.notes
             + self.gem_screenings
             + self.tombstones
+            + self.runs
+            + self.replay_jobs
     }
 
     /// Adds `other`'s counts to these.
@@ -101,10 +113,12 @@ impl Pruned {
         self.notes += other.notes;
         self.gem_screenings += other.gem_screenings;
         self.tombstones += other.tombstones;
+        self.runs += other.runs;
+        self.replay_jobs += other.replay_jobs;
     }
 
     /// `(table, rows)` pairs, for metrics and logs.
-    pub fn by_table(&self) -> [(&'static str, u64); 6] {
+    pub fn by_table(&self) -> [(&'static str, u64); 8] {
         [
             ("events", self.events),
             ("attempts", self.attempts),
@@ -112,6 +126,8 @@ impl Pruned {
             ("notes", self.notes),
             ("gem_screenings", self.gem_screenings),
             ("tombstones", self.tombstones),
+            ("runs", self.runs),
+            ("replay_jobs", self.replay_jobs),
         ]
     }
 }
@@ -245,13 +261,16 @@ fn clear_listed(db: &dyn Db) -> Result<()> {
 
 fn prune_on(db: &dyn Db, cutoff: i64, now: i64, limit: u32) -> Result<Pruned> {
     let mut pruned = Pruned::default();
+    let skip = skip_locked(db.dialect());
     // Orders first: pruning one frees its Gem screening, which frees that screening's event.
     let orders = db.query(
-        "SELECT integration, order_ref FROM orders o
-         WHERE state IN ('complete', 'error', 'cancelled') AND updated_at < ?1
-           AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.integration = o.integration
-               AND n.order_ref = o.order_ref AND n.written_at IS NULL)
-         LIMIT ?2",
+        &format!(
+            "SELECT integration, order_ref FROM orders o
+             WHERE state IN ('complete', 'error', 'cancelled') AND updated_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM notes n WHERE n.integration = o.integration
+                   AND n.order_ref = o.order_ref AND n.written_at IS NULL)
+             LIMIT ?2{skip}"
+        ),
         args![cutoff, limit],
     )?;
     for row in &orders {
@@ -279,15 +298,17 @@ fn prune_on(db: &dyn Db, cutoff: i64, now: i64, limit: u32) -> Result<Pruned> {
     )?;
     clear_listed(db)?;
     db.execute(
-        "INSERT INTO prune_ids (id)
-         SELECT id FROM events e
-         WHERE state IN ('done', 'skipped') AND finished_at < ?1
-           AND NOT EXISTS (SELECT 1 FROM gem_screenings g
-               WHERE g.integration = e.integration AND g.event_id = e.id)
-           AND NOT EXISTS (SELECT 1 FROM orders o
-               WHERE o.integration = e.integration AND o.idempotency_key = e.dedupe_key
-                 AND o.state NOT IN ('complete', 'error', 'cancelled'))
-         LIMIT ?2",
+        &format!(
+            "INSERT INTO prune_ids (id)
+             SELECT id FROM events e
+             WHERE state IN ('done', 'skipped') AND finished_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM gem_screenings g
+                   WHERE g.integration = e.integration AND g.event_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM orders o
+                   WHERE o.integration = e.integration AND o.idempotency_key = e.dedupe_key
+                     AND o.state NOT IN ('complete', 'error', 'cancelled'))
+             LIMIT ?2{skip}"
+        ),
         args![cutoff, limit],
     )?;
     let (events, attempts) = remove_listed_events(db, now)?;
@@ -298,6 +319,25 @@ fn prune_on(db: &dyn Db, cutoff: i64, now: i64, limit: u32) -> Result<Pruned> {
              SELECT integration, dedupe_key FROM tombstones WHERE pruned_at < ?1 LIMIT ?2)",
         args![cutoff, limit],
     )?;
+    pruned.runs += db.execute(
+        "DELETE FROM runs WHERE id IN (
+             SELECT id FROM runs r WHERE ended_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.lease_run = r.id)
+             LIMIT ?2)",
+        args![cutoff, limit],
+    )?;
+    let jobs = db.query(
+        &format!(
+            "SELECT id FROM replay_jobs WHERE state IN ('done', 'cancelled') AND updated_at < ?1
+             LIMIT ?2{skip}"
+        ),
+        args![cutoff, limit],
+    )?;
+    for job in &jobs {
+        let id = job.int(0)?;
+        db.execute("DELETE FROM replay_job_events WHERE job_id = ?1", args![id])?;
+        pruned.replay_jobs += db.execute("DELETE FROM replay_jobs WHERE id = ?1", args![id])?;
+    }
     Ok(pruned)
 }
 
@@ -462,6 +502,77 @@ mod tests {
             assert_eq!(count(&s, "SELECT COUNT(*) FROM gem_screenings"), 1);
             // Nothing left to do: a second pass prunes nothing.
             assert_eq!(prune_all(&s, cutoff, 10_000).await, Pruned::default());
+        });
+    }
+
+    #[tokio::test]
+    async fn a_pass_prunes_old_ended_runs_and_finished_replay_jobs_only() {
+        on_both_async!(|s: Store| async move {
+            let (old, recent, cutoff) = (1_000, 9_000, 5_000);
+            for (id, ended) in [
+                ("ended", Some(old)),
+                ("live", None),
+                ("fresh", Some(recent)),
+            ] {
+                exec(
+                    &s,
+                    "INSERT INTO runs (id, node, pid, started_at, heartbeat_at, ended_at)
+                     VALUES (?1, 'n', 1, 0, 0, ?2)",
+                    args![id, ended],
+                );
+            }
+            // An ended run that still names a lease is kept until the lease is taken back.
+            exec(
+                &s,
+                "INSERT INTO runs (id, node, pid, started_at, heartbeat_at, ended_at)
+                 VALUES ('leasing', 'n', 1, 0, 0, ?1)",
+                args![old],
+            );
+            let running = event(&s, "lever:held", "running", old);
+            exec(
+                &s,
+                "UPDATE events SET lease_run = 'leasing' WHERE id = ?1",
+                args![running],
+            );
+            for (filter, state, at) in [
+                ("old-done", "done", old),
+                ("old-cancelled", "cancelled", old),
+                ("old-running", "running", old),
+                ("new-done", "done", recent),
+            ] {
+                exec(
+                    &s,
+                    "INSERT INTO replay_jobs (filter, include_done, state, total, created_at,
+                        updated_at) VALUES (?1, 0, ?2, 1, ?3, ?3)",
+                    args![filter, state, at],
+                );
+            }
+            exec(
+                &s,
+                "INSERT INTO replay_job_events (job_id, event_id, step)
+                 SELECT id, 1, 'done' FROM replay_jobs",
+                &[],
+            );
+
+            let pruned = prune_all(&s, cutoff, 10_000).await;
+
+            assert_eq!((pruned.runs, pruned.replay_jobs), (1, 2));
+            let left = |sql: &str| -> Vec<String> {
+                s.db(|db| db.query(sql, &[]))
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.text(0).unwrap())
+                    .collect()
+            };
+            assert_eq!(
+                left("SELECT id FROM runs ORDER BY id"),
+                ["fresh", "leasing", "live"]
+            );
+            assert_eq!(
+                left("SELECT filter FROM replay_jobs ORDER BY filter"),
+                ["new-done", "old-running"]
+            );
+            assert_eq!(count(&s, "SELECT COUNT(*) FROM replay_job_events"), 2);
         });
     }
 
