@@ -1,8 +1,15 @@
 //! Several hosts on one PostgreSQL database, coordinated through it: one OAuth refresh per
 //! integration across hosts (Lever rotates refresh tokens: a second refresh with the same token
-//! would lock the customer out). The locks themselves are tested in `host/src/store/locks.rs`.
+//! would lock the customer out); and PostgreSQL lost while a host runs (cut through a loopback
+//! proxy, never by stopping the shared test cluster). The locks themselves are tested in
+//! `host/src/store/locks.rs`, the leader row in `host/src/store/leader.rs`.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
 
 use switchyard::ats::lever::oauth::LeverOAuth;
 use switchyard::config::LeverOAuthConfig;
@@ -11,6 +18,8 @@ use switchyard::store::oauth::StateCheck;
 use switchyard::store::Store;
 use switchyard_sim::lever::LeverSim;
 use switchyard_testkit::lever_oauth::simulator_app;
+use switchyard_testkit::{Stack, CERTN, TRIGGER};
+use switchyard_tests::{all_done, certn_complete, options};
 
 const INTEGRATION: &str = "certn";
 
@@ -103,4 +112,178 @@ async fn hosts_refreshing_one_grant_at_once_send_one_refresh_and_share_the_new_t
         fresh.iter().all(|t| *t == stored),
         "every call on every host got the new token"
     );
+}
+
+/// A loopback TCP proxy to PostgreSQL that a test can cut (live connections dropped, new ones
+/// refused) and restore.
+struct Proxy {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let open = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (open, live) = (open.clone(), live.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees its connection closed
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    live.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(task.abort_handle());
+                }
+            }
+        });
+        Proxy {
+            addr,
+            open,
+            live,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for task in self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// `/healthz`: its status, `Retry-After` and JSON body.
+async fn health(stack: &Stack) -> (u16, Option<String>, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{}/healthz", stack.addr))
+        .await
+        .expect("healthz answers");
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, retry, resp.json().await.unwrap_or_default())
+}
+
+/// Polls `/healthz` (bounded) until it answers `status`; returns its body.
+async fn health_becomes(stack: &Stack, status: u16) -> (Option<String>, serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (now, retry, body) = health(stack).await;
+        if now == status {
+            return (retry, body);
+        }
+        assert!(Instant::now() < deadline, "/healthz stayed {now}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_processed_after() {
+    let database = reqwest::Url::parse(&switchyard_testkit::pg::database()).expect("test URL");
+    let upstream = format!(
+        "{}:{}",
+        database.host_str().expect("host"),
+        database.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(upstream).await;
+    let mut through = database.clone();
+    through.set_port(Some(proxy.addr.port())).expect("port");
+    through.set_host(Some("127.0.0.1")).expect("host");
+
+    let mut stack = Stack::prepare(options("pg-lost", |_| {}))
+        .await
+        .expect("stack prepared");
+    stack.config.storage.url = Some(through.to_string());
+    let stack = stack.run().await.expect("host starts on PostgreSQL");
+    // Lever retries a refused delivery after 1, 3, 7, 15 and 31 s.
+    stack.lever.set_webhook_retry_base(Duration::from_secs(1));
+    let (_, body) = health_becomes(&stack, 200).await;
+    assert_eq!(body["leader"], true, "the only host leads: {body}");
+    let before = stack.candidate("Before Outage", Some("before@example.com"), &[], None);
+    certn_complete(&stack, &before, Duration::from_secs(60)).await;
+
+    proxy.cut();
+    let (retry, body) = health_becomes(&stack, 503).await;
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("database unreachable")),
+        "/healthz says why: {body}"
+    );
+    assert!(retry.is_some(), "/healthz asks to come back later");
+    // A webhook now is refused with Retry-After, never acknowledged without a commit.
+    let during = stack.candidate("During Outage", Some("during@example.com"), &[], None);
+    let status = stack.move_to(&during, TRIGGER).await.expect("delivered");
+    assert_eq!(
+        status, 503,
+        "Lever's delivery is refused while the database is gone"
+    );
+    let delivery = stack
+        .lever
+        .deliveries()
+        .last()
+        .cloned()
+        .expect("a delivery");
+    let resp = reqwest::Client::new()
+        .post(&delivery.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(delivery.body.clone())
+        .send()
+        .await
+        .expect("intake answers");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(
+        resp.headers().get(reqwest::header::RETRY_AFTER).is_some(),
+        "503 with Retry-After"
+    );
+
+    proxy.restore();
+    health_becomes(&stack, 200).await;
+    // Lever's retry is acknowledged now, and processed once.
+    let opp = stack
+        .wait_for(&during, Duration::from_secs(60), |o| {
+            o.tags.contains(&"CERTN - Complete".to_string()) && !o.links.is_empty()
+        })
+        .await
+        .expect("the webhook refused during the outage is processed after it");
+    assert_eq!(opp.links.len(), 1, "{:?}", opp.links);
+    let events = all_done(&stack, CERTN, Duration::from_secs(30)).await;
+    assert_eq!(
+        events.len(),
+        2,
+        "one event per acknowledged webhook: {events:?}"
+    );
+    assert_eq!(stack.certn.invitations_for_email("during@example.com"), 1);
+    assert_eq!(stack.certn.invitations_for_email("before@example.com"), 1);
 }

@@ -5,7 +5,9 @@
 //! batches for every free worker). A claimed event is leased to this process's run and renewed by
 //! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
 //! stop, a worker finishes its event (or hands it back when the grace period ends) and claimed
-//! events nobody started go back to the queue uncounted.
+//! events nobody started go back to the queue uncounted. While claims fail (the database lost),
+//! workers back off (up to `MAX_BACKOFF`), logging the outage once when it starts and once when it
+//! ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,28 @@ use crate::timeline::TimelineEvent;
 
 /// Longest idle sleep: the store is polled at least this often.
 const IDLE: Duration = Duration::from_secs(1);
+/// Longest wait between claims while the store fails (the database lost): a worker backs off
+/// from [`IDLE`] to this, doubling, and resumes at once when a claim succeeds again.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Whether claims fail now, shared by the workers of a host: the outage is logged once when it
+/// starts and once when it ends, not once per worker per attempt.
+#[derive(Default)]
+struct Outage(std::sync::atomic::AtomicBool);
+
+impl Outage {
+    fn failed(&self, e: &crate::store::StoreError) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tracing::error!(error = %e, "cannot claim events: workers back off until the store answers");
+        }
+    }
+
+    fn answered(&self) {
+        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            tracing::info!("the store answers again: workers resume");
+        }
+    }
+}
 /// The longest `Retry-After` honoured, so a bogus answer cannot park an event for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
@@ -44,6 +68,7 @@ pub fn spawn(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let dispatcher = Dispatcher::new(&app);
     let run: Arc<str> = run.into();
+    let outage = Arc::new(Outage::default());
     (0..app.config.worker.concurrency.max(1))
         .map(|_| {
             on.spawn(work(
@@ -51,13 +76,21 @@ pub fn spawn(
                 dispatcher.clone(),
                 run.clone(),
                 signals.clone(),
+                outage.clone(),
             ))
         })
         .collect()
 }
 
-async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut signals: Signals) {
+async fn work(
+    app: Arc<App>,
+    dispatcher: Arc<Dispatcher>,
+    run: Arc<str>,
+    mut signals: Signals,
+    outage: Arc<Outage>,
+) {
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
+    let mut backoff = IDLE;
     while !*signals.stop.borrow() {
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
@@ -75,6 +108,10 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
             .await
             .unwrap_or((Err(crate::store::StoreError::Panicked), None))
         };
+        if next.is_ok() {
+            backoff = IDLE;
+            outage.answered();
+        }
         match next {
             Ok(Some((event, permit))) => {
                 let started_at_ms = now_ms();
@@ -112,8 +149,12 @@ async fn work(app: Arc<App>, dispatcher: Arc<Dispatcher>, run: Arc<str>, mut sig
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot claim events");
-                tokio::time::sleep(IDLE).await;
+                outage.failed(&e);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = signals.stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -211,7 +211,9 @@ mod tests {
             .db(|db| {
                 db.query_one(
                     "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_locks
-                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+                     WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
+                       AND database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())",
                     args![],
                 )?
                 .int(0)

@@ -324,15 +324,12 @@ impl Store {
     /// Connects to the PostgreSQL database at `url` (`password`, if given, instead of the
     /// URL's) and migrates it to this build's schema. Errors name the URL without its password.
     pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Store> {
-        let pg = pg::Pg::connect(url, password)?;
+        let pg = Arc::new(pg::Pg::connect(url, password)?);
         migrations::postgres(&pg.conn()?)?;
-        let writer = writer::Writer::start(pg.dedicated()?)?;
+        let writer = writer::Writer::start(pg::WriterConn::open(pg.clone())?)?;
         tracing::debug!(url = pg.shown(), "PostgreSQL store open");
         Ok(Store {
-            backend: Backend::Postgres {
-                pg: Arc::new(pg),
-                writer,
-            },
+            backend: Backend::Postgres { pg, writer },
             locks: Arc::default(),
         })
     }

@@ -230,6 +230,38 @@ impl Pg {
     }
 }
 
+/// The group commit's connection: its own, outside the pool, opened again when lost (the
+/// server restarted, a failover, the network cut). Until it can be, each batch fails at once
+/// and its writes get an error (intake answers 503); the first batch after the server is back
+/// reconnects.
+pub(in crate::store) struct WriterConn {
+    pg: Arc<Pg>,
+    conn: Mutex<PgConn>,
+}
+
+impl WriterConn {
+    pub(in crate::store) fn open(pg: Arc<Pg>) -> Result<WriterConn> {
+        let conn = Mutex::new(pg.dedicated()?);
+        Ok(WriterConn { pg, conn })
+    }
+
+    /// The connection, reconnected first if it was lost (kept as it is, closed, if it cannot
+    /// be: the batch then fails with the reason).
+    pub(in crate::store) fn current(&self) -> std::sync::MutexGuard<'_, PgConn> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_closed() {
+            match self.pg.dedicated() {
+                Ok(fresh) => {
+                    tracing::info!("the store writer reconnected to PostgreSQL");
+                    *conn = fresh;
+                }
+                Err(e) => tracing::debug!(error = %e, "the store writer cannot reconnect yet"),
+            }
+        }
+        conn
+    }
+}
+
 enum Client {
     Pooled(deadpool_postgres::Object),
     Own(tokio_postgres::Client),

@@ -23,7 +23,7 @@
 //! The thread ends when the last [`Store`] clone is dropped (its channel closes).
 //!
 //! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
-//! over one dedicated connection outside the pool: `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
+//! over one dedicated connection outside the pool (opened again when lost): `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
 //! (one WAL flush for the batch). A job ported to both backends takes a `&dyn Db`
 //! ([`super::Store::write_db`]); one written for SQLite only takes a `&Connection`.
 //!
@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::pg::PgConn;
+use super::pg::{PgConn, WriterConn};
 use super::{lock, Result, StoreError};
 use crate::metrics::WriterStats;
 
@@ -124,11 +124,11 @@ impl Source for Arc<Mutex<Connection>> {
     }
 }
 
-/// PostgreSQL: a connection of the writer's own.
-impl Source for PgConn {
+/// PostgreSQL: a connection of the writer's own, reconnected when lost.
+impl Source for WriterConn {
     type Conn = PgConn;
     fn with<R>(&self, f: impl FnOnce(&PgConn) -> R) -> R {
-        f(self)
+        f(&self.current())
     }
 }
 
