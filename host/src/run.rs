@@ -315,6 +315,17 @@ pub async fn start_on(
         app.clone(),
         workers_stopped.clone(),
     ));
+    // PostgreSQL: other hosts' intake wakes this host's workers (the idle poll stays the
+    // fallback); off with `storage.poll_only` (a pooler in transaction mode).
+    if !app.config.storage.poll_only {
+        if let Some(wakes) = app.store.listen() {
+            workers.push(crate::flow::worker::wake_on_notify(
+                app.clone(),
+                wakes,
+                workers_stopped.clone(),
+            ));
+        }
+    }
     workers.push(crate::replay::spawn(app.clone(), workers_stopped));
     let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
     let http = crate::http::spawn(app.clone(), listener, http_stopped);

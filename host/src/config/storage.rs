@@ -21,6 +21,10 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// The PostgreSQL user's password, usually `env:NAME` (read at start-up).
     pub password: Option<Secret>,
+    /// PostgreSQL only: no LISTEN/NOTIFY wake-ups, the workers find new events by polling
+    /// alone (within a second). For a connection pooler in transaction mode (PgBouncer), which
+    /// cannot hold a LISTEN.
+    pub poll_only: bool,
     /// Finished events, their attempts, and terminal orders with their notes and Gem screenings
     /// are pruned this many days after they finished (fractions allowed: `0.01` is 864 s).
     pub retention_days: f64,
@@ -39,6 +43,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("data/switchyard.db"),
             url: None,
             password: None,
+            poll_only: false,
             retention_days: 30.0,
             retention_interval_secs: 600,
             retention_batch: 500,

@@ -82,6 +82,26 @@ pub fn spawn(
         .collect()
 }
 
+/// Wakes this host's idle workers on each wake-up from the database (`store::notify`: events
+/// queued by any host), until `stop`.
+pub fn wake_on_notify(
+    app: Arc<App>,
+    mut wakes: tokio::sync::mpsc::Receiver<()>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                woken = wakes.recv() => match woken {
+                    Some(()) => app.wake.notify_waiters(),
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
 async fn work(
     app: Arc<App>,
     dispatcher: Arc<Dispatcher>,

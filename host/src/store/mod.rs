@@ -19,7 +19,8 @@
 //!
 //! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
 //! database: writes to one opportunity, one OAuth refresh per integration), [`leader`] (which
-//! host leads housekeeping: a row with a TTL), [`kv`] (connectors' `state`, with the totals its quota
+//! host leads housekeeping: a row with a TTL), [`notify`] (PostgreSQL's NOTIFY after intake
+//! commits and the LISTEN connection that wakes idle workers of every host), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
 //! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the console's
@@ -58,6 +59,7 @@ pub mod gem;
 pub mod kv;
 pub mod leader;
 pub mod locks;
+pub mod notify;
 pub mod orders;
 pub mod queue;
 pub mod replay;
@@ -486,8 +488,13 @@ impl Store {
             dedupe_key.to_owned(),
             payload.to_owned(),
         );
-        self.write_db(move |db| enqueue_on(db, &integration, &kind, &dedupe_key, &payload))
-            .await
+        let enqueued = self
+            .write_db(move |db| enqueue_on(db, &integration, &kind, &dedupe_key, &payload))
+            .await?;
+        if matches!(enqueued, Enqueued::New(_)) {
+            self.notify_queued();
+        }
+        Ok(enqueued)
     }
 
     /// [`Store::enqueue_all`] through the [`writer`]: all or none, in one savepoint of a shared
@@ -499,13 +506,18 @@ impl Store {
         events: Vec<(String, String)>,
     ) -> Result<Vec<Enqueued>> {
         let (integration, kind) = (integration.to_owned(), kind.to_owned());
-        self.write_db(move |db| {
-            events
-                .iter()
-                .map(|(key, payload)| enqueue_on(db, &integration, &kind, key, payload))
-                .collect()
-        })
-        .await
+        let enqueued: Vec<Enqueued> = self
+            .write_db(move |db| {
+                events
+                    .iter()
+                    .map(|(key, payload)| enqueue_on(db, &integration, &kind, key, payload))
+                    .collect()
+            })
+            .await?;
+        if enqueued.iter().any(|e| matches!(e, Enqueued::New(_))) {
+            self.notify_queued();
+        }
+        Ok(enqueued)
     }
 
     /// Queues an event unless its dedupe key was seen before. Committed when this returns, in a

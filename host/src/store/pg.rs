@@ -46,6 +46,8 @@ pub(in crate::store) struct Pg {
     shown: String,
     /// `?N` SQL → `$N` SQL, translated once per statement text.
     translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+    /// When this host last sent a NOTIFY (unix ms), for [`super::notify`]'s throttle.
+    pub(in crate::store) last_notify: std::sync::atomic::AtomicI64,
 }
 
 impl Drop for Pg {
@@ -115,6 +117,7 @@ impl Pg {
             config,
             shown: shown.clone(),
             translated: Arc::default(),
+            last_notify: std::sync::atomic::AtomicI64::new(0),
         };
         // Answers now, or the host does not start.
         let conn = pg.conn().map_err(|e| unreachable(e.to_string()))?;
@@ -138,6 +141,24 @@ impl Pg {
             Ok(output) => output,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
+    }
+
+    /// Starts `future` on the store's runtime, without waiting for it.
+    pub(in crate::store) fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.handle.spawn(future));
+    }
+
+    /// The pool, for a statement sent in the background ([`Pg::spawn`]).
+    pub(in crate::store) fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
+    /// The connection settings, for a connection of its own (the LISTEN one).
+    pub(in crate::store) fn config(&self) -> tokio_postgres::Config {
+        self.config.clone()
     }
 
     /// A connection from the pool.
