@@ -295,6 +295,7 @@ async fn handle(
     });
     let finish = Finish {
         run,
+        attempt: event.attempts,
         state,
         error: error.as_deref(),
         connector_version: version.as_deref(),

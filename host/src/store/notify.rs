@@ -82,7 +82,9 @@ async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>) {
             return;
         }
         if !lost {
-            let reason = ended.err().map_or_else(|| "closed".into(), |e| e.to_string());
+            let reason = ended
+                .err()
+                .map_or_else(|| "closed".into(), |e| e.to_string());
             tracing::warn!(error = %reason,
                 "the LISTEN connection to PostgreSQL is lost: reconnecting, workers poll meanwhile");
             lost = true;

@@ -143,10 +143,14 @@ pub struct EventDetail {
     pub attempts_history: Vec<Attempt>,
 }
 
-/// The outcome of one attempt, for [`Store::finish`].
+/// The outcome of one attempt, for [`Store::finish`]. Fenced by `run` and `attempt`: it is
+/// recorded only while that run still holds that attempt of the event (not after its lease was
+/// taken back, even if the same run claimed the event again since).
 #[derive(Debug, Clone)]
 pub struct Finish<'a> {
     pub run: &'a str,
+    /// The attempt this is the outcome of: the event's `attempts` as claimed.
+    pub attempt: u32,
     pub state: EventState,
     pub error: Option<&'a str>,
     pub connector_version: Option<&'a str>,
@@ -228,6 +232,7 @@ pub(in crate::store) fn record_attempt(
 /// [`Finish`], owned, for a job of the writer.
 struct Outcome {
     run: String,
+    attempt: u32,
     state: EventState,
     error: Option<String>,
     connector_version: Option<String>,
@@ -248,7 +253,7 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
             connector_version = COALESCE(?4, connector_version),
             next_attempt_at = CASE WHEN CAST(?5 AS BIGINT) > 0 THEN ?5 ELSE next_attempt_at END,
             lease_until = NULL, lease_run = NULL, finished_at = ?6
-         WHERE id = ?1 AND state = 'running' AND lease_run = ?7",
+         WHERE id = ?1 AND state = 'running' AND lease_run = ?7 AND attempts = ?8",
         args![
             id,
             state.as_str(),
@@ -256,7 +261,8 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
             f.connector_version.as_deref(),
             next,
             finished,
-            &f.run
+            &f.run,
+            f.attempt
         ],
     )?;
     if n == 1 {
@@ -375,6 +381,7 @@ impl Store {
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
         let outcome = Outcome {
             run: f.run.to_owned(),
+            attempt: f.attempt,
             state: f.state,
             error: f.error.map(str::to_owned),
             connector_version: f.connector_version.map(str::to_owned),
@@ -594,9 +601,15 @@ mod tests {
         }
     }
 
-    fn finish<'a>(run: &'a str, state: EventState, error: Option<&'static str>) -> Finish<'a> {
+    fn finish<'a>(
+        run: &'a str,
+        attempt: u32,
+        state: EventState,
+        error: Option<&'static str>,
+    ) -> Finish<'a> {
         Finish {
             run,
+            attempt,
             state,
             error,
             connector_version: Some("c@1#abc"),
@@ -648,13 +661,18 @@ mod tests {
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             let retry = Finish {
                 retry_at: Some(now_ms() - 1),
-                ..finish("r", EventState::Queued, Some("vendor timed out"))
+                ..finish(
+                    "r",
+                    e.attempts,
+                    EventState::Queued,
+                    Some("vendor timed out"),
+                )
             };
             assert!(s.finish(e.id, &retry).await.unwrap());
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             assert_eq!(e.attempts, 2);
             assert!(s
-                .finish(e.id, &finish("r", EventState::Done, None))
+                .finish(e.id, &finish("r", e.attempts, EventState::Done, None))
                 .await
                 .unwrap());
             let d = s.event_detail(e.id).unwrap().unwrap();
@@ -678,6 +696,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_attempt_taken_back_cannot_record_its_outcome_even_for_the_same_run() {
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let first = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            // Run r stalls past its lease: another host takes the event back, and r (alive
+            // again) claims it anew while its first attempt is still running somewhere.
+            s.db(|db| db.execute("UPDATE events SET lease_until = 0", &[]))
+                .unwrap();
+            assert_eq!(s.take_back_expired("other").unwrap().len(), 1);
+            let second = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            assert_eq!(second.attempts, first.attempts + 1);
+            let stale = finish("r", first.attempts, EventState::Done, None);
+            assert!(!s.finish(first.id, &stale).await.unwrap(), "fenced");
+            assert_eq!(
+                s.event_detail(first.id).unwrap().unwrap().event.state,
+                EventState::Running
+            );
+            let current = finish("r", second.attempts, EventState::Done, None);
+            assert!(s.finish(second.id, &current).await.unwrap());
+        });
+    }
+
+    #[tokio::test]
     async fn history_is_bounded_and_a_lost_lease_fences_the_outcome() {
         on_both_async!(|s: Store| async move {
             s.enqueue("a", "k", "1", "{}").unwrap();
@@ -685,14 +726,14 @@ mod tests {
                 let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
                 let retry = Finish {
                     retry_at: Some(now_ms() - 1),
-                    ..finish("r", EventState::Queued, Some("x"))
+                    ..finish("r", e.attempts, EventState::Queued, Some("x"))
                 };
                 assert!(s.finish(e.id, &retry).await.unwrap());
             }
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             // Another run's outcome for an event it does not hold changes nothing.
             assert!(!s
-                .finish(e.id, &finish("other", EventState::Done, None))
+                .finish(e.id, &finish("other", e.attempts, EventState::Done, None))
                 .await
                 .unwrap());
             let d = s.event_detail(e.id).unwrap().unwrap();
