@@ -172,12 +172,14 @@ async fn old_connector_versions_go_but_never_the_active_or_the_rollback_target(
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     };
-    assert!(
-        !files("connectors")
-            .iter()
-            .any(|f| f.starts_with(&hashes[1])),
-        "v2's upload deleted"
-    );
+    let stored: Vec<String> = app
+        .store
+        .components()?
+        .into_iter()
+        .map(|c| c.hash)
+        .collect();
+    assert!(!stored.contains(&hashes[1]), "v2's stored bytes deleted");
+    assert!(stored.contains(&hashes[0]), "the active version's bytes kept");
     assert!(
         !files("cache").iter().any(|f| f.starts_with(&hashes[1])),
         "v2's compiled code deleted"

@@ -55,6 +55,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0002_console.sqlite.sql")),
         postgres: include_str!("migrations/0002_console.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "shared: uploaded connector components in the database, shared revisions, \
+           integrations' edit revision",
+        sqlite: Sqlite::Sql(include_str!("migrations/0003_shared.sqlite.sql")),
+        postgres: include_str!("migrations/0003_shared.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.
