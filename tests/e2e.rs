@@ -25,4 +25,5 @@ mod polyglot;
 mod postgres;
 mod quota;
 mod retention;
+mod shared;
 mod spine;

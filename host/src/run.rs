@@ -51,7 +51,8 @@ fn outbound_problems(config: &Config, registry: &Registry) -> Vec<ConfigError> {
 
 /// What start-up would refuse once the connectors are loaded, for a config whose own checks
 /// failed (`serve` reports both together): the outbound hosts of each integration against the
-/// connectors of `runtime.connectors_dir` and, when the database exists, the kept uploads.
+/// connectors of `runtime.connectors_dir` and, when the SQLite database exists, the versions
+/// stored in it.
 /// Opens the database only if it exists; starts nothing.
 pub async fn connector_problems(config: &Config) -> Vec<ConfigError> {
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(config).join("cache"));
@@ -69,7 +70,10 @@ pub async fn connector_problems(config: &Config) -> Vec<ConfigError> {
     }
     if config.storage.path.exists() {
         if let Ok(store) = Store::open(&config.storage.path) {
-            crate::wasm::deploy::restore(&registry, &store, config).await;
+            // Reads only: the import of files kept by an older version waits for `serve`.
+            if let Err(e) = crate::wasm::deploy::catch_up(&registry, &store).await {
+                tracing::warn!(error = %e, "cannot read the stored connector versions");
+            }
         }
     }
     outbound_problems(config, &registry)
