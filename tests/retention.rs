@@ -179,7 +179,10 @@ async fn old_connector_versions_go_but_never_the_active_or_the_rollback_target(
         .map(|c| c.hash)
         .collect();
     assert!(!stored.contains(&hashes[1]), "v2's stored bytes deleted");
-    assert!(stored.contains(&hashes[0]), "the active version's bytes kept");
+    assert!(
+        stored.contains(&hashes[0]),
+        "the active version's bytes kept"
+    );
     assert!(
         !files("cache").iter().any(|f| f.starts_with(&hashes[1])),
         "v2's compiled code deleted"

@@ -116,7 +116,13 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
 ) -> anyhow::Result<()> {
     let pair = Pair::start("versions").await?;
     let original = pair.b.active("certn").await;
-    let original_hash = pair.app_b().registry.get("certn").expect("certn serves").hash.clone();
+    let original_hash = pair
+        .app_b()
+        .registry
+        .get("certn")
+        .expect("certn serves")
+        .hash
+        .clone();
 
     // Uploaded and activated through A: stored once, and B compiles and serves it.
     let v2 = variant(&plugin("certn"), "shared-v2");
@@ -128,7 +134,10 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let hash = body["version"]["hash"].as_str().unwrap_or_default().to_string();
+    let hash = body["version"]["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(pair.app_a().store.components()?.len(), 1, "stored once");
     let tag = until_active(&pair.b, "certn", &hash, "B").await;
     let (_, listing) = pair.b.get("/admin/connectors/certn").await;
@@ -140,7 +149,10 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
         .cloned()
         .unwrap_or_default();
     assert!(
-        on_b["source"].as_str().unwrap_or("").starts_with("database:"),
+        on_b["source"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("database:"),
         "B loaded it from the database: {listing}"
     );
     assert_eq!(on_b["status"], "active", "{listing}");
@@ -148,7 +160,10 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
     // Rolled back through B: A serves the original again.
     let (status, body) = pair.b.post("/admin/connectors/certn/rollback", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(until_active(&pair.a, "certn", &original_hash, "A").await, original);
+    assert_eq!(
+        until_active(&pair.a, "certn", &original_hash, "A").await,
+        original
+    );
 
     // Activated again through A, by hash prefix; then A stops, and the next event runs on B.
     let (status, body) = pair
@@ -164,7 +179,9 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
     if let Some(a) = pair.other.take() {
         a.shutdown().await;
     }
-    let ada = pair.stack.candidate("Ada", Some("ada@example.com"), &[], None);
+    let ada = pair
+        .stack
+        .candidate("Ada", Some("ada@example.com"), &[], None);
     assert_eq!(pair.stack.move_to(&ada, TRIGGER).await?, 200);
     pair.stack
         .wait_for(&ada, Duration::from_secs(30), |o| {
@@ -177,7 +194,10 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
             .iter()
             .any(|e| e.connector_version.as_deref() == Some(tag.as_str())),
         "an event processed on B records {tag}: {:?}",
-        events.iter().map(|e| &e.connector_version).collect::<Vec<_>>()
+        events
+            .iter()
+            .map(|e| &e.connector_version)
+            .collect::<Vec<_>>()
     );
     pair.stop().await;
     Ok(())
@@ -197,11 +217,19 @@ async fn a_removed_version_goes_on_every_host_and_a_host_started_later_serves_th
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        hashes.push(body["version"]["hash"].as_str().unwrap_or_default().to_string());
+        hashes.push(
+            body["version"]["hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     let (status, body) = pair
         .a
-        .post(&format!("/admin/connectors/certn/versions/{}/activate", hashes[0]), None)
+        .post(
+            &format!("/admin/connectors/certn/versions/{}/activate", hashes[0]),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     until_active(&pair.b, "certn", &hashes[0], "B").await;
@@ -209,7 +237,11 @@ async fn a_removed_version_goes_on_every_host_and_a_host_started_later_serves_th
     // Removed through B: gone from the database and from A.
     let (status, body) = pair
         .b
-        .call(Method::DELETE, &format!("/admin/connectors/certn/versions/{}", hashes[1]), None)
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{}", hashes[1]),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let registry = pair.app_a().registry.clone();
@@ -221,7 +253,11 @@ async fn a_removed_version_goes_on_every_host_and_a_host_started_later_serves_th
     // The active version cannot go, on either host.
     let (status, _) = pair
         .a
-        .call(Method::DELETE, &format!("/admin/connectors/certn/versions/{}", hashes[0]), None)
+        .call(
+            Method::DELETE,
+            &format!("/admin/connectors/certn/versions/{}", hashes[0]),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
@@ -269,7 +305,10 @@ async fn integrations_and_gem_keys_changed_on_one_host_reach_the_other() -> anyh
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
     // A key issued through A authenticates on B.
-    let (status, issued) = pair.a.post("/admin/integrations/gem-shared/gem-keys", None).await;
+    let (status, issued) = pair
+        .a
+        .post("/admin/integrations/gem-shared/gem-keys", None)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{issued}");
     let key = issued["key"].as_str().unwrap_or_default().to_string();
     let packages = reqwest::Client::new()

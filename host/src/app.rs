@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 
 use crate::ats::lever::oauth::LeverOAuth;
 use crate::ats::{Ats, AtsCx};
-use crate::config::limits::SandboxLimits;
 use crate::config::forms::SaveError;
+use crate::config::limits::SandboxLimits;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, WaitFor};
@@ -130,7 +130,10 @@ impl App {
 
     /// Creates or replaces an integration whatever is stored now: stored first (so it survives a
     /// restart and reaches every host), then served. Admin edits use [`App::save_integration`].
-    pub fn put_integration(&self, config: IntegrationConfig) -> Result<Arc<Integration>, SaveError> {
+    pub fn put_integration(
+        &self,
+        config: IntegrationConfig,
+    ) -> Result<Arc<Integration>, SaveError> {
         let json = crate::config::forms::to_storage(&config)?;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
         self.store.put_integration(&config.id, Some(&json))?;
@@ -155,7 +158,11 @@ impl App {
                 Ok((config, Some(row.revision)))
             }
             None => Ok((
-                self.config.integrations.iter().find(|c| c.id == id).cloned(),
+                self.config
+                    .integrations
+                    .iter()
+                    .find(|c| c.id == id)
+                    .cloned(),
                 None,
             )),
         }
@@ -171,7 +178,10 @@ impl App {
     ) -> Result<Option<Arc<Integration>>, SaveError> {
         let json = crate::config::forms::to_storage(&config)?;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
-        if !self.store.put_integration_at(&config.id, Some(&json), read)? {
+        if !self
+            .store
+            .put_integration_at(&config.id, Some(&json), read)?
+        {
             return Ok(None);
         }
         Ok(Some(self.serve_changed(&mut map, config)))

@@ -98,11 +98,8 @@ pub async fn pass(app: &App, now_ms: i64) -> Result<PassReport, RetentionError> 
     if report.pruned.total() > 0 {
         report.vacuumed_pages = vacuum(app).await?;
     }
-    report.versions_removed = crate::wasm::deploy::prune(
-        &app.registry,
-        &app.store,
-        storage.keep_connector_versions,
-    )?;
+    report.versions_removed =
+        crate::wasm::deploy::prune(&app.registry, &app.store, storage.keep_connector_versions)?;
     Ok(report)
 }
 

@@ -292,7 +292,11 @@ pub async fn start_on(
         workers_stopped.clone(),
     ));
     workers.push(crate::replay::spawn(app.clone(), workers_stopped.clone()));
-    workers.push(crate::shared::spawn(app.clone(), revisions, workers_stopped));
+    workers.push(crate::shared::spawn(
+        app.clone(),
+        revisions,
+        workers_stopped,
+    ));
     let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
     let http = crate::http::spawn(app.clone(), listener, http_stopped);
     Ok(RunningHost {

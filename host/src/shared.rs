@@ -54,7 +54,9 @@ pub async fn sync(app: &App, seen: Revisions) -> Revisions {
     if now.connectors != seen.connectors {
         match crate::wasm::deploy::catch_up(&app.registry, &app.store).await {
             Ok(()) => held.connectors = now.connectors,
-            Err(e) => tracing::warn!(error = %e, "cannot catch up with the stored connector versions; trying again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot catch up with the stored connector versions; trying again")
+            }
         }
     }
     if now.integrations != seen.integrations {

@@ -186,8 +186,12 @@ mod tests {
             let row = s.integration_row("i").unwrap().expect("stored");
             assert_eq!(row.config.as_deref(), Some("{\"a\":1}"));
             // Two edits read the same revision: the first lands, the second must read again.
-            assert!(s.put_integration_at("i", Some("{\"b\":1}"), Some(row.revision)).unwrap());
-            assert!(!s.put_integration_at("i", Some("{\"c\":1}"), Some(row.revision)).unwrap());
+            assert!(s
+                .put_integration_at("i", Some("{\"b\":1}"), Some(row.revision))
+                .unwrap());
+            assert!(!s
+                .put_integration_at("i", Some("{\"c\":1}"), Some(row.revision))
+                .unwrap());
             let now = s.integration_row("i").unwrap().expect("stored");
             assert_eq!(now.config.as_deref(), Some("{\"b\":1}"));
             assert!(s.put_integration_at("i", None, Some(now.revision)).unwrap());

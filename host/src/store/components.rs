@@ -112,7 +112,12 @@ mod tests {
             assert!(!s.delete_component("aaa").unwrap(), "active");
             assert!(!s.delete_component("bbb").unwrap(), "rollback target");
             assert!(s.delete_component("ccc").unwrap());
-            let hashes: Vec<String> = s.components().unwrap().into_iter().map(|c| c.hash).collect();
+            let hashes: Vec<String> = s
+                .components()
+                .unwrap()
+                .into_iter()
+                .map(|c| c.hash)
+                .collect();
             assert_eq!(hashes.len(), 2);
             assert!(hashes.contains(&"aaa".into()) && hashes.contains(&"bbb".into()));
         });

@@ -170,11 +170,7 @@ pub fn remove(
 /// Keeps the newest `keep` loaded versions of each connector (by load time) and removes the
 /// others with their stored bytes, never the active version or the rollback target; then drops
 /// the compiled-code cache entries of versions no longer loaded. Returns the tags removed.
-pub fn prune(
-    registry: &Registry,
-    store: &Store,
-    keep: usize,
-) -> Result<Vec<String>, DeployError> {
+pub fn prune(registry: &Registry, store: &Store, keep: usize) -> Result<Vec<String>, DeployError> {
     let mut removed = Vec::new();
     let mut loaded = std::collections::HashSet::new();
     for id in registry.connector_ids() {
@@ -277,7 +273,11 @@ pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreErr
             Err(e) => {
                 tracing::error!(connector = %c.connector, hash = %c.hash, error = %e,
                     "a stored connector version does not load on this host; it keeps serving its current version");
-                registry.record_problem(&c.connector, &c.hash, format!("does not load on this host: {e}"));
+                registry.record_problem(
+                    &c.connector,
+                    &c.hash,
+                    format!("does not load on this host: {e}"),
+                );
             }
         }
     }
@@ -295,7 +295,11 @@ pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreErr
                     tracing::error!(connector = %d.connector, hash = %d.active_hash, serving = ?serving, error = %e,
                         "the database names a version this host cannot serve; it keeps serving its current version");
                     if !registry.has_problem(&d.active_hash) {
-                        registry.record_problem(&d.connector, &d.active_hash, format!("active in the database, not served here: {e}"));
+                        registry.record_problem(
+                            &d.connector,
+                            &d.active_hash,
+                            format!("active in the database, not served here: {e}"),
+                        );
                     }
                 }
             }

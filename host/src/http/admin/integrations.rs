@@ -106,7 +106,9 @@ async fn edit(
         validate(app, &next, current.as_ref()).await?;
         match app.save_integration(next, read) {
             Ok(Some(i)) => return Ok((status, Json(view(app, &i.config)))),
-            Ok(None) => tracing::debug!(integration = %id, "edit lost to a concurrent one; reading again"),
+            Ok(None) => {
+                tracing::debug!(integration = %id, "edit lost to a concurrent one; reading again")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot save integration");
                 return Err(ApiError::internal("cannot save the integration"));
@@ -127,8 +129,7 @@ async fn validate(
     previous: Option<&IntegrationConfig>,
 ) -> Result<(), ApiError> {
     if let Some(connector) = app.registry.get(&config.connector) {
-        check_against(config, &connector.manifest)
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        check_against(config, &connector.manifest).map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     app.check_hosts(config).map_err(ApiError::invalid)?;
     let rules_changed = !config.rules.is_empty()
@@ -220,12 +221,15 @@ async fn create(
     let config = input
         .create()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    edit(&app, &config.id.clone(), StatusCode::CREATED, |current| {
-        match current {
+    edit(
+        &app,
+        &config.id.clone(),
+        StatusCode::CREATED,
+        |current| match current {
             Some(c) => Err(ApiError::conflict(format!("integration `{}` exists", c.id))),
             None => Ok(config.clone()),
-        }
-    })
+        },
+    )
     .await
 }
 
