@@ -1,7 +1,8 @@
 //! Two hosts on one PostgreSQL database agree within seconds on what operators change through
 //! either: connector versions (uploaded once, compiled by each host, activated and rolled back
 //! from any host) and integrations (created, paused, edited at once on both hosts), and a Gem key
-//! issued on one host works on the other.
+//! issued on one host works on the other, and a Lever connect link made on one host completes
+//! through the other's callback.
 //!
 //! Host B is the stack's own host (the Lever simulator sends its webhooks there); host A is a
 //! second `switchyard` on the same database, another port and its own data dir (code cache,
@@ -15,7 +16,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use switchyard::config::Secret;
 use switchyard::RunningHost;
-use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
+use switchyard_sim::justifacts::JustifactsOptions;
+use switchyard_testkit::{Stack, StackOptions, CERTN, JUSTIFACTS, TRIGGER};
 use switchyard_tests::support_admin::{self, plugin, variant, Admin, Body, TOKEN};
 
 /// How long a change made on one host may take to reach the other (`storage.sync_ms` is 1 s).
@@ -42,13 +44,24 @@ struct Pair {
 
 impl Pair {
     async fn start(test: &str) -> anyhow::Result<Pair> {
+        Pair::start_with(test, &["certn"], |_| {}).await
+    }
+
+    /// Host A answers for the same public URL as B, as hosts behind one load balancer do.
+    async fn start_with(
+        test: &str,
+        plugins: &[&str],
+        tweak: impl FnOnce(&mut StackOptions),
+    ) -> anyhow::Result<Pair> {
         let scratch = Scratch(std::env::temp_dir().join(format!(
             "sy-shared-{test}-{}-{}",
             std::process::id(),
             switchyard::clock::now_ms()
         )));
-        let dir = support_admin::connectors_dir(&scratch.0, &["certn"]);
-        let mut stack = Stack::prepare(StackOptions::new(&dir, &scratch.0.join("b"))).await?;
+        let dir = support_admin::connectors_dir(&scratch.0, plugins);
+        let mut opts = StackOptions::new(&dir, &scratch.0.join("b"));
+        tweak(&mut opts);
+        let mut stack = Stack::prepare(opts).await?;
         stack.config.server.admin_token = Some(Secret::new(TOKEN));
         stack.config.storage.url = Some(switchyard_testkit::pg::database());
         let mut config = stack.config.clone();
@@ -56,6 +69,7 @@ impl Pair {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         config.server.listen = addr.to_string();
+        config.server.public_url = Some(format!("http://{}", stack.addr));
         config.storage.path = scratch.0.join("a").join("switchyard.db");
         let other = switchyard::start_on(config, listener).await?;
         Ok(Pair {
@@ -393,6 +407,24 @@ async fn concurrent_patches_on_two_hosts_both_land() -> anyhow::Result<()> {
             }
         }
     }
+    pair.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lever_connect_link_made_on_one_host_completes_on_the_other() -> anyhow::Result<()> {
+    let pair = Pair::start_with("oauth", &["certn", "justifacts"], |o| {
+        o.justifacts = Some(JustifactsOptions::default());
+        o.justifacts_oauth = true;
+    })
+    .await?;
+    // The link (its state and PKCE verifier) is made by A; Lever sends the browser back to the
+    // public URL, which is B here: B checks the state A stored and stores the grant.
+    let a = pair.app_a();
+    assert_eq!(a.public_url, format!("http://{}", pair.stack.addr));
+    let answer = switchyard_testkit::lever_oauth::browser_connect(a, JUSTIFACTS).await?;
+    assert_eq!(answer["status"], "connected", "{answer}");
+    assert!(pair.app_b().store.oauth_tokens(JUSTIFACTS)?.is_some());
     pair.stop().await;
     Ok(())
 }
