@@ -428,3 +428,50 @@ async fn a_lever_connect_link_made_on_one_host_completes_on_the_other() -> anyho
     pair.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stored_version_a_host_cannot_load_is_reported_and_its_version_keeps_serving(
+) -> anyhow::Result<()> {
+    let pair = Pair::start("broken").await?;
+    let serving = pair.b.active("certn").await;
+    let original = pair
+        .app_b()
+        .registry
+        .get("certn")
+        .expect("certn serves")
+        .hash
+        .clone();
+    // Bytes no host can load, named active (as a damaged or foreign write to the database would).
+    let bad = "0badc0de".repeat(8);
+    let store = &pair.app_a().store;
+    store.put_component(&bad, "certn", b"not a component")?;
+    store.put_deployment(&switchyard::store::admin::Deployment {
+        connector: "certn".into(),
+        active_hash: bad.clone(),
+        previous_hash: Some(original),
+    })?;
+    for (name, admin) in [("A", &pair.a), ("B", &pair.b)] {
+        let deadline = Instant::now() + SYNC;
+        loop {
+            let (_, body) = admin.get("/admin/connectors/certn").await;
+            let reported = body["problems"].as_array().into_iter().flatten().any(|p| {
+                p["hash"] == bad.as_str() && p["reason"].as_str().is_some_and(|r| !r.is_empty())
+            });
+            if reported {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {name} does not report {bad}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            admin.active("certn").await,
+            serving,
+            "host {name} keeps serving"
+        );
+    }
+    pair.stop().await;
+    Ok(())
+}
