@@ -26,4 +26,5 @@ mod polyglot;
 mod postgres;
 mod quota;
 mod retention;
+mod shared;
 mod spine;

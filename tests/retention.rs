@@ -172,11 +172,16 @@ async fn old_connector_versions_go_but_never_the_active_or_the_rollback_target(
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     };
+    let stored: Vec<String> = app
+        .store
+        .components()?
+        .into_iter()
+        .map(|c| c.hash)
+        .collect();
+    assert!(!stored.contains(&hashes[1]), "v2's stored bytes deleted");
     assert!(
-        !files("connectors")
-            .iter()
-            .any(|f| f.starts_with(&hashes[1])),
-        "v2's upload deleted"
+        stored.contains(&hashes[0]),
+        "the active version's bytes kept"
     );
     assert!(
         !files("cache").iter().any(|f| f.starts_with(&hashes[1])),

@@ -1,6 +1,10 @@
 //! The shared state of a running host — configuration, store, connector registry and
 //! integrations — used by the HTTP handlers, the workers and the watcher. A plain value: it starts
 //! nothing and imports none of them; [`crate::run`] composes them around it.
+//!
+//! Integrations live in the database for every host on it: an admin edit reads the stored row
+//! and writes over the revision it read ([`App::save_integration`]), and each host reloads what
+//! another changed ([`App::reload_integrations`], polled by [`crate::shared`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -10,10 +14,11 @@ use tokio::sync::Notify;
 
 use crate::ats::lever::oauth::LeverOAuth;
 use crate::ats::{Ats, AtsCx};
+use crate::config::forms::SaveError;
 use crate::config::limits::SandboxLimits;
 use crate::config::{AtsConfig, Config, GemConfig, IntegrationConfig};
 use crate::metrics::Metrics;
-use crate::store::{Store, WaitFor};
+use crate::store::{Store, StoreError, WaitFor};
 use crate::timeline::Timeline;
 use crate::wasm::connector::{CallError, LoadedConnector};
 use crate::wasm::policy::OutboundClients;
@@ -76,8 +81,6 @@ pub struct App {
     /// retention passes and the replay-job runner act only while it is set.
     pub leader: std::sync::atomic::AtomicBool,
     pub(crate) integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
-    /// Serializes the admin API's read-modify-write of integrations (no lost updates).
-    pub integration_edits: tokio::sync::Mutex<()>,
     /// Where connector calls run (never on the HTTP threads), with bounded concurrency.
     pub guests: GuestPool,
     /// The HTTP clients of connectors' outbound requests (address checks at connect time).
@@ -128,36 +131,132 @@ impl App {
             .collect()
     }
 
-    /// Creates or replaces an integration: stored first (so it survives a restart), then served.
+    /// Creates or replaces an integration whatever is stored now: stored first (so it survives a
+    /// restart and reaches every host), then served. Admin edits use [`App::save_integration`].
     pub fn put_integration(
         &self,
         config: IntegrationConfig,
-    ) -> Result<Arc<Integration>, crate::config::forms::SaveError> {
+    ) -> Result<Arc<Integration>, SaveError> {
         let json = crate::config::forms::to_storage(&config)?;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
         self.store.put_integration(&config.id, Some(&json))?;
-        let integration = Arc::new(Integration::new(config, &self.http, &self.lever_oauth));
-        // A fresh adapter: its ATS account may have changed (no stale caches).
-        map.insert(integration.config.id.clone(), integration.clone());
-        drop(map);
-        // A changed integration (a new key, a raised quota) may be what its waiting events need.
-        self.resume_waiting(Some(&integration.config.id), "the integration changed");
-        Ok(integration)
+        Ok(self.serve_changed(&mut map, config))
     }
 
-    /// Deletes an integration (a tombstone keeps a config-file entry from coming back) and
-    /// revokes its Gem API keys, so a later integration with the same id does not inherit them.
-    pub fn delete_integration(&self, id: &str) -> Result<bool, crate::store::StoreError> {
-        let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(id) {
-            return Ok(false);
+    /// Integration `id` as an edit reads it, from the database (not this host's copy, which may
+    /// lag another host's edit by `storage.sync_ms`): the stored row, else the config file's
+    /// entry; None when it does not exist (or was deleted). With it, the edit revision to write
+    /// over (None: no row stored yet).
+    pub fn read_integration(
+        &self,
+        id: &str,
+    ) -> Result<(Option<IntegrationConfig>, Option<i64>), SaveError> {
+        match self.store.integration_row(id)? {
+            Some(row) => {
+                let config = row
+                    .config
+                    .as_deref()
+                    .map(crate::config::forms::from_storage)
+                    .transpose()?;
+                Ok((config, Some(row.revision)))
+            }
+            None => Ok((
+                self.config
+                    .integrations
+                    .iter()
+                    .find(|c| c.id == id)
+                    .cloned(),
+                None,
+            )),
         }
-        self.store.put_integration(id, None)?;
-        crate::ats::gem::keys::revoke_all(&self.store, id)?;
-        // A later integration with the same id must not inherit the grant.
-        self.store.oauth_forget(id)?;
-        map.remove(id);
-        Ok(true)
+    }
+
+    /// Stores `config` only if its row is still at the edit revision `read` (see
+    /// [`App::read_integration`]), then serves it. `Ok(None)`: another edit (on any host) came
+    /// first and nothing was written; read again and re-apply.
+    pub fn save_integration(
+        &self,
+        config: IntegrationConfig,
+        read: Option<i64>,
+    ) -> Result<Option<Arc<Integration>>, SaveError> {
+        let json = crate::config::forms::to_storage(&config)?;
+        let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
+        if !self
+            .store
+            .put_integration_at(&config.id, Some(&json), read)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.serve_changed(&mut map, config)))
+    }
+
+    /// Serves a changed integration with a fresh adapter (its ATS account may have changed: no
+    /// stale caches), and resumes what the change may unblock.
+    fn serve_changed(
+        &self,
+        map: &mut BTreeMap<String, Arc<Integration>>,
+        config: IntegrationConfig,
+    ) -> Arc<Integration> {
+        let integration = Arc::new(Integration::new(config, &self.http, &self.lever_oauth));
+        map.insert(integration.config.id.clone(), integration.clone());
+        // A changed integration (a new key, a raised quota) may be what its waiting events need.
+        self.resume_waiting(Some(&integration.config.id), "the integration changed");
+        integration
+    }
+
+    /// Deletes an integration (a tombstone keeps a config-file entry from coming back, on every
+    /// host) and revokes its Gem API keys, so a later integration with the same id does not
+    /// inherit them. False when it does not exist.
+    pub fn delete_integration(&self, id: &str) -> Result<bool, SaveError> {
+        loop {
+            let (current, read) = self.read_integration(id)?;
+            if current.is_none() {
+                return Ok(false);
+            }
+            let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
+            // Lost to a concurrent edit: read again (it may have deleted it already).
+            if !self.store.put_integration_at(id, None, read)? {
+                continue;
+            }
+            crate::ats::gem::keys::revoke_all(&self.store, id)?;
+            // A later integration with the same id must not inherit the grant.
+            self.store.oauth_forget(id)?;
+            map.remove(id);
+            return Ok(true);
+        }
+    }
+
+    /// Serves the integrations as the database has them now (what another host changed): a
+    /// changed one gets a fresh adapter, an unchanged one keeps its own (and its caches), a
+    /// deleted one goes. Returns how many changed.
+    pub fn reload_integrations(&self) -> Result<usize, StoreError> {
+        // Held while reading, so an edit of this host cannot land between the read and the swap
+        // and be replaced by the older row.
+        let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
+        let wanted = merged_integrations(&self.config, &self.store)?;
+        let storage = |c: &IntegrationConfig| crate::config::forms::to_storage(c).ok();
+        let mut changed = 0;
+        let keep: std::collections::HashSet<String> = wanted.iter().map(|c| c.id.clone()).collect();
+        map.retain(|id, _| {
+            let kept = keep.contains(id);
+            if !kept {
+                tracing::info!(integration = %id, "integration deleted through another host");
+                changed += 1;
+            }
+            kept
+        });
+        for config in wanted {
+            let same = map
+                .get(&config.id)
+                .is_some_and(|i| storage(&i.config) == storage(&config));
+            if !same {
+                tracing::info!(integration = %config.id, "integration changed through another host");
+                let integration = Integration::new(config, &self.http, &self.lever_oauth);
+                map.insert(integration.config.id.clone(), Arc::new(integration));
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     /// The connector version serving `integration` now.
@@ -313,4 +412,34 @@ impl App {
     pub fn callback_url(&self, integration: &str) -> String {
         crate::ats::section::hook_url(&self.public_url, integration, "vendor")
     }
+}
+
+/// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
+/// tombstone removes (see [`crate::config::forms`]).
+pub(crate) fn merged_integrations(
+    config: &Config,
+    store: &Store,
+) -> Result<Vec<IntegrationConfig>, StoreError> {
+    let mut all: BTreeMap<String, IntegrationConfig> = config
+        .integrations
+        .iter()
+        .map(|c| (c.id.clone(), c.clone()))
+        .collect();
+    for (id, json) in store.stored_integrations()? {
+        match json {
+            None => {
+                all.remove(&id);
+            }
+            Some(json) => match crate::config::forms::from_storage(&json) {
+                Ok(c) => {
+                    all.insert(id, c);
+                }
+                // Never print the row: it holds secrets.
+                Err(e) => {
+                    tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped")
+                }
+            },
+        }
+    }
+    Ok(all.into_values().collect())
 }

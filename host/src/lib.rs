@@ -11,6 +11,8 @@
 //! - [`recording`]: what operators see of an event's traffic (masked headers, outbound calls).
 //! - [`replay`]: the runner of bulk replay jobs.
 //! - [`retention`]: the periodic pass that prunes finished work and old connector versions.
+//! - [`shared`]: keeping this host in step with the others on one database (connector
+//!   versions, integrations), by polling the shared revisions.
 //! - [`run`]: composes the server, workers, watcher and retention pass around the shared
 //!   [`app::App`].
 
@@ -27,6 +29,7 @@ pub mod replay;
 pub mod retention;
 pub mod run;
 pub mod secret;
+pub mod shared;
 pub mod store;
 pub mod timeline;
 pub mod wasm;

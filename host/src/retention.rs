@@ -1,7 +1,9 @@
 //! The retention pass: every `storage.retention_interval_secs`, prunes what finished more than
 //! `storage.retention_days` ago (what is pruned and what is kept: [`crate::store::retention`]),
 //! returns free pages to the file system, and removes connector versions beyond the newest
-//! `storage.keep_connector_versions` with their compiled code.
+//! `storage.keep_connector_versions` with their compiled code and their bytes stored in the
+//! database (never the active version or the rollback target: the store refuses to delete a
+//! component a deployment names).
 //!
 //! A pass is a series of small batches, each one write of the store's group commit, so webhooks
 //! keep being committed between them; a crash or a stop mid-pass loses nothing (a batch is done
@@ -102,12 +104,8 @@ pub async fn pass(app: &App, now_ms: i64) -> Result<PassReport, RetentionError> 
     if report.pruned.total() > 0 {
         report.vacuumed_pages = vacuum(app).await?;
     }
-    report.versions_removed = crate::wasm::deploy::prune(
-        &app.registry,
-        &app.store,
-        &app.config,
-        storage.keep_connector_versions,
-    )?;
+    report.versions_removed =
+        crate::wasm::deploy::prune(&app.registry, &app.store, storage.keep_connector_versions)?;
     Ok(report)
 }
 

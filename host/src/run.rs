@@ -1,9 +1,9 @@
 //! Composition: opens the store, loads connectors, builds the shared [`App`] and runs the HTTP
-//! server, the workers, the retention pass and (with `--watch`) the connectors-directory watcher
-//! as tasks around it.
+//! server, the workers, the retention pass, the poll that keeps this host in step with the others
+//! on its database ([`crate::shared`]) and (with `--watch`) the connectors-directory watcher as
+//! tasks around it.
 //! Nothing else starts tasks of the host; nothing imports this module but the binary and tests.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
-use crate::config::{Config, ConfigError, IntegrationConfig, StorageConfig};
+use crate::config::{Config, ConfigError, StorageConfig};
 use crate::flow::heartbeat::{self, Run};
 use crate::flow::threads::WorkThreads;
 use crate::flow::worker::Signals;
@@ -25,33 +25,6 @@ use crate::wasm::cache::CodeCache;
 use crate::wasm::registry::Registry;
 use crate::wasm::runtime::Runtime;
 use crate::wasm::types::CallError;
-
-/// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
-/// tombstone removes (see [`crate::config::forms`]).
-fn merged_integrations(config: &Config, store: &Store) -> anyhow::Result<Vec<IntegrationConfig>> {
-    let mut all: BTreeMap<String, IntegrationConfig> = config
-        .integrations
-        .iter()
-        .map(|c| (c.id.clone(), c.clone()))
-        .collect();
-    for (id, json) in store.stored_integrations()? {
-        match json {
-            None => {
-                all.remove(&id);
-            }
-            Some(json) => match crate::config::forms::from_storage(&json) {
-                Ok(c) => {
-                    all.insert(id, c);
-                }
-                // Never print the row: it holds secrets.
-                Err(e) => {
-                    tracing::error!(integration = %id, error = %e, "stored integration is unreadable; skipped")
-                }
-            },
-        }
-    }
-    Ok(all.into_values().collect())
-}
 
 /// The config-file integrations whose `allowed_hosts` are not approved
 /// (`runtime.approved_hosts` plus the serving connector manifest's `outbound-hosts`).
@@ -78,7 +51,8 @@ fn outbound_problems(config: &Config, registry: &Registry) -> Vec<ConfigError> {
 
 /// What start-up would refuse once the connectors are loaded, for a config whose own checks
 /// failed (`serve` reports both together): the outbound hosts of each integration against the
-/// connectors of `runtime.connectors_dir` and, when the database exists, the kept uploads.
+/// connectors of `runtime.connectors_dir` and, when the SQLite database exists, the versions
+/// stored in it.
 /// Opens the database only if it exists; starts nothing.
 pub async fn connector_problems(config: &Config) -> Vec<ConfigError> {
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(config).join("cache"));
@@ -96,7 +70,10 @@ pub async fn connector_problems(config: &Config) -> Vec<ConfigError> {
     }
     if config.storage.path.exists() {
         if let Ok(store) = Store::open(&config.storage.path) {
-            crate::wasm::deploy::restore(&registry, &store, config).await;
+            // Reads only: the import of files kept by an older version waits for `serve`.
+            if let Err(e) = crate::wasm::deploy::catch_up(&registry, &store).await {
+                tracing::warn!(error = %e, "cannot read the stored connector versions");
+            }
         }
     }
     outbound_problems(config, &registry)
@@ -199,6 +176,8 @@ pub async fn start_on(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<RunningHost> {
     let store = open_store(&config.storage)?;
+    // Read before anything shared is loaded: a change made meanwhile is reloaded by the poll.
+    let revisions = store.revisions()?;
     let lock_dir = heartbeat::lock_dir(&config);
     let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
@@ -229,7 +208,7 @@ pub async fn start_on(
         http.clone(),
         metrics.clone(),
     )?);
-    let integrations = merged_integrations(&config, &store)?
+    let integrations = crate::app::merged_integrations(&config, &store)?
         .into_iter()
         .map(|c| {
             let integration = Integration::new(c, &http, &lever_oauth);
@@ -250,7 +229,6 @@ pub async fn start_on(
         draining: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         integrations: RwLock::new(integrations),
-        integration_edits: tokio::sync::Mutex::new(()),
         guests: sandbox.guests,
         outbound: sandbox.outbound,
         in_flight: sandbox.in_flight,
@@ -326,7 +304,12 @@ pub async fn start_on(
             ));
         }
     }
-    workers.push(crate::replay::spawn(app.clone(), workers_stopped));
+    workers.push(crate::replay::spawn(app.clone(), workers_stopped.clone()));
+    workers.push(crate::shared::spawn(
+        app.clone(),
+        revisions,
+        workers_stopped,
+    ));
     let heartbeat = heartbeat::spawn(app.clone(), run.id.clone(), lock_dir, heartbeat_stopped);
     let http = crate::http::spawn(app.clone(), listener, http_stopped);
     Ok(RunningHost {

@@ -25,7 +25,7 @@ fn reads<T: DeserializeOwned>(input: &AtsInput, kind: &str) -> Result<(), String
 ///
 /// Read as a body, a field of no ATS or a value of the wrong type is refused at once (a bad
 /// request), before the kind is known; another kind's field is refused once it is.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AtsInput {
     pub kind: Option<String>,
     /// The kind's own fields, read once the kind is known.

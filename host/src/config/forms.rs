@@ -32,7 +32,7 @@ pub struct InvalidIntegration(pub String);
 
 /// The body of a create (all required fields) or an update (only the fields to change).
 /// A secret given as `null` is removed; an omitted secret is kept.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationInput {
     pub id: Option<String>,

@@ -35,6 +35,10 @@ pub struct StorageConfig {
     /// Versions of each connector kept (uploaded bytes, loaded versions, compiled-code cache
     /// entries); older ones are removed, never the active one or the rollback target.
     pub keep_connector_versions: usize,
+    /// Milliseconds between two checks of what other hosts on the same database changed
+    /// (connector versions, integrations): a change made on one host serves on the others
+    /// within about this long. One small read per check.
+    pub sync_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -48,6 +52,7 @@ impl Default for StorageConfig {
             retention_interval_secs: 600,
             retention_batch: 500,
             keep_connector_versions: 5,
+            sync_ms: 1000,
         }
     }
 }
@@ -72,6 +77,12 @@ impl StorageConfig {
             return Err(format!(
                 "storage.retention_days must be at most 36500 (got {})",
                 self.retention_days
+            ));
+        }
+        if !(50..=60_000).contains(&self.sync_ms) {
+            return Err(format!(
+                "storage.sync_ms must be between 50 and 60000 (got {})",
+                self.sync_ms
             ));
         }
         if self.retention_interval_secs == 0 {
@@ -132,6 +143,8 @@ mod tests {
         assert!(err.contains("storage.retention_days"), "{err}");
         assert!(parse("retention_batch = 0").check().is_err());
         assert!(parse("retention_interval_secs = 0").check().is_err());
+        assert_eq!(parse("").sync_ms, 1000);
+        assert!(parse("sync_ms = 0").check().is_err());
         assert!(parse("retention_days = 1").check().is_ok());
     }
 

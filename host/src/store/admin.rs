@@ -1,10 +1,16 @@
-//! Store tables for state operators change through the admin API, so it survives restarts:
-//! integrations (`integrations`) and which connector version serves (`deployments`).
+//! Store tables for state operators change through the admin API, so it survives restarts and
+//! reaches every host on the database: integrations (`integrations`) and which connector version
+//! serves (`deployments`). Each write bumps its shared revision ([`crate::store::revision`]).
+//!
+//! An integration row carries an edit `revision`: an admin edit reads it with the row and writes
+//! only if it is unchanged ([`Store::put_integration_at`]), so two hosts editing one integration
+//! at once never silently drop one edit (the loser reads again and re-applies its change).
 //!
 //! Integration rows hold the whole configuration **including secrets in clear**: the database is
 //! the host's private durable state, like the config file. A row with `config` NULL is a tombstone:
 //! the integration was deleted through the API and must not come back from the config file.
 
+use super::revision::{bump, Topic};
 use super::sql::{args, Row};
 use crate::store::{now_ms, Result, Store};
 
@@ -24,6 +30,14 @@ CREATE TABLE IF NOT EXISTS deployments (
 
 /// A stored integration row: its storage JSON, or None for a tombstone.
 pub type StoredIntegration = (String, Option<String>);
+
+/// One integration's row as an edit reads it: its storage JSON (None: a tombstone) and its edit
+/// revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationRow {
+    pub config: Option<String>,
+    pub revision: i64,
+}
 
 /// Which version of a connector serves, as last chosen by an operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +66,64 @@ impl Store {
         })
     }
 
-    /// Stores an integration's storage JSON (None: a tombstone).
+    /// Stores an integration's storage JSON (None: a tombstone), whatever the row holds now.
     pub fn put_integration(&self, id: &str, config: Option<&str>) -> Result<()> {
-        self.db(|db| {
+        self.transaction(|db| {
             db.execute(
-                "INSERT INTO integrations (id, config, updated_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO integrations (id, config, updated_at, revision) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT (id) DO UPDATE SET config = excluded.config,
-                    updated_at = excluded.updated_at",
+                    updated_at = excluded.updated_at,
+                    revision = integrations.revision + 1",
                 args![id, config, now_ms()],
-            )
-        })?;
-        Ok(())
+            )?;
+            bump(db, Topic::Integrations)
+        })
+    }
+
+    /// Integration `id`'s row, if one is stored.
+    pub fn integration_row(&self, id: &str) -> Result<Option<IntegrationRow>> {
+        self.db(|db| {
+            db.query_opt(
+                "SELECT config, revision FROM integrations WHERE id = ?1",
+                args![id],
+            )?
+            .map(|r| {
+                Ok(IntegrationRow {
+                    config: r.opt_text(0)?,
+                    revision: r.int(1)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    /// Stores an integration's storage JSON (None: a tombstone) only if its row is still as the
+    /// edit read it: at edit revision `read` (None: no row yet). False when another edit came
+    /// first: nothing is written, and the caller reads again.
+    pub fn put_integration_at(
+        &self,
+        id: &str,
+        config: Option<&str>,
+        read: Option<i64>,
+    ) -> Result<bool> {
+        self.transaction(|db| {
+            let written = match read {
+                None => db.execute(
+                    "INSERT INTO integrations (id, config, updated_at, revision)
+                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO NOTHING",
+                    args![id, config, now_ms()],
+                )?,
+                Some(revision) => db.execute(
+                    "UPDATE integrations SET config = ?2, updated_at = ?3, revision = revision + 1
+                     WHERE id = ?1 AND revision = ?4",
+                    args![id, config, now_ms(), revision],
+                )?,
+            };
+            if written > 0 {
+                bump(db, Topic::Integrations)?;
+            }
+            Ok(written > 0)
+        })
     }
 
     /// Every remembered deployment.
@@ -80,7 +141,7 @@ impl Store {
 
     /// Remembers which version of `connector` serves and which one preceded it.
     pub fn put_deployment(&self, d: &Deployment) -> Result<()> {
-        self.db(|db| {
+        self.transaction(|db| {
             db.execute(
                 "INSERT INTO deployments (connector, active_hash, previous_hash, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
@@ -92,9 +153,9 @@ impl Store {
                     d.previous_hash.as_deref(),
                     now_ms()
                 ],
-            )
-        })?;
-        Ok(())
+            )?;
+            bump(db, Topic::Connectors)
+        })
     }
 
     /// The deployment of `connector`, if an operator chose one.
@@ -108,5 +169,34 @@ impl Store {
             .map(deployment_row)
             .transpose()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_edit_writes_only_over_the_revision_it_read() {
+        crate::store::testing::on_both(|s| {
+            let before = s.revisions().unwrap().integrations;
+            assert!(s.put_integration_at("i", Some("{\"a\":1}"), None).unwrap());
+            assert!(
+                !s.put_integration_at("i", Some("{\"a\":2}"), None).unwrap(),
+                "a second create over an existing row"
+            );
+            let row = s.integration_row("i").unwrap().expect("stored");
+            assert_eq!(row.config.as_deref(), Some("{\"a\":1}"));
+            // Two edits read the same revision: the first lands, the second must read again.
+            assert!(s
+                .put_integration_at("i", Some("{\"b\":1}"), Some(row.revision))
+                .unwrap());
+            assert!(!s
+                .put_integration_at("i", Some("{\"c\":1}"), Some(row.revision))
+                .unwrap());
+            let now = s.integration_row("i").unwrap().expect("stored");
+            assert_eq!(now.config.as_deref(), Some("{\"b\":1}"));
+            assert!(s.put_integration_at("i", None, Some(now.revision)).unwrap());
+            assert_eq!(s.integration_row("i").unwrap().and_then(|r| r.config), None);
+            assert_eq!(s.revisions().unwrap().integrations, before + 3);
+        });
     }
 }

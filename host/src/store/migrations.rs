@@ -61,6 +61,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0003_cluster.sqlite.sql")),
         postgres: include_str!("migrations/0003_cluster.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        name: "shared: uploaded connector components in the database, shared revisions, \
+           integrations' edit revision",
+        sqlite: Sqlite::Sql(include_str!("migrations/0004_shared.sqlite.sql")),
+        postgres: include_str!("migrations/0004_shared.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -23,7 +23,10 @@
 //! commits and the LISTEN connection that wakes idle workers of every host), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
-//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables), [`console`] (the console's
+//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables:
+//! integrations with their edit revision, deployments), [`components`] (uploaded connector
+//! components, stored once for every host), [`revision`] (the shared revisions hosts poll to
+//! reload what another host changed), [`console`] (the console's
 //! sessions, sign-in rate limits and audit log), [`oauth`] (Lever OAuth
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
@@ -54,6 +57,7 @@
 //! both backends (`testing::on_both`).
 
 pub mod admin;
+pub mod components;
 pub mod console;
 pub mod gem;
 pub mod kv;
@@ -64,6 +68,7 @@ pub mod orders;
 pub mod queue;
 pub mod replay;
 pub mod retention;
+pub mod revision;
 pub mod runs;
 pub mod search;
 pub mod stats;

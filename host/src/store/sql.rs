@@ -152,6 +152,14 @@ impl Row {
         }
     }
 
+    /// A binary column (never NULL).
+    pub(in crate::store) fn blob(&self, i: usize) -> Result<Vec<u8>> {
+        match self.at(i)? {
+            Value::Blob(v) => Ok(v.clone()),
+            _ => Err(self.mismatch(i, "bytes")),
+        }
+    }
+
     /// A floating-point column that may be NULL (an integer value reads as one).
     pub(in crate::store) fn opt_real(&self, i: usize) -> Result<Option<f64>> {
         match self.at(i)? {

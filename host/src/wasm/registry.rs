@@ -111,6 +111,17 @@ pub struct Registry {
     /// Files of the connectors dir that failed to load at start-up: file path → reason. Kept so
     /// an integration whose connector is missing can say why (see [`Registry::not_ready`]).
     failures: Mutex<BTreeMap<String, String>>,
+    /// Versions the database names (stored, or active in a deployment) that this host cannot
+    /// load or serve: hash → (connector, reason). Shown by `/admin/connectors`.
+    problems: Mutex<BTreeMap<String, (String, String)>>,
+}
+
+/// A version the database names that this host cannot load or serve.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionProblem {
+    pub hash: String,
+    /// What went wrong on this host (it keeps serving its current version).
+    pub reason: String,
 }
 
 impl Registry {
@@ -122,6 +133,7 @@ impl Registry {
             families: Mutex::new(BTreeMap::new()),
             slots: RwLock::new(BTreeMap::new()),
             failures: Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -270,16 +282,86 @@ impl Registry {
         Ok(version)
     }
 
-    /// Restores a remembered `previous` pointer (after a restart), if that version is loaded.
-    pub fn set_previous(&self, id: &str, hash: &str) {
+    /// Sets the rollback target as the database remembers it: `hash` if that version is loaded
+    /// and not serving, none for `None`.
+    pub fn set_previous(&self, id: &str, hash: Option<&str>) {
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(family) = families.get_mut(id) {
-            if family.versions.iter().any(|v| v.hash == hash)
-                && family.active.as_deref() != Some(hash)
-            {
-                family.previous = Some(hash.to_string());
+            match hash {
+                None => family.previous = None,
+                Some(hash) => {
+                    if family.versions.iter().any(|v| v.hash == hash)
+                        && family.active.as_deref() != Some(hash)
+                    {
+                        family.previous = Some(hash.to_string());
+                    }
+                }
             }
         }
+    }
+
+    /// The hashes of every loaded version.
+    pub fn hashes(&self) -> std::collections::HashSet<String> {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        families
+            .values()
+            .flat_map(|f| f.versions.iter().map(|v| v.hash.clone()))
+            .collect()
+    }
+
+    /// Records that version `hash` of `connector`, named by the database, cannot load or serve
+    /// on this host.
+    pub fn record_problem(&self, connector: &str, hash: &str, reason: String) {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash.to_string(), (connector.to_string(), reason));
+    }
+
+    /// Forgets a problem of version `hash` (it loaded or serves now).
+    pub fn clear_problem(&self, hash: &str) {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
+    }
+
+    /// Whether version `hash` has a recorded problem.
+    pub fn has_problem(&self, hash: &str) -> bool {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(hash)
+    }
+
+    /// Keeps only the problems of versions `keep` still names.
+    pub fn retain_problems(&self, keep: impl Fn(&str) -> bool) {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|hash, _| keep(hash));
+    }
+
+    /// The recorded problems of connector `id`.
+    pub fn problems(&self, id: &str) -> Vec<VersionProblem> {
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems
+            .iter()
+            .filter(|(_, (connector, _))| connector == id)
+            .map(|(hash, (_, reason))| VersionProblem {
+                hash: hash.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Ids of connectors with a loaded version or a recorded problem.
+    pub fn listed_ids(&self) -> Vec<String> {
+        let mut ids: std::collections::BTreeSet<String> =
+            self.connector_ids().into_iter().collect();
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        ids.extend(problems.values().map(|(connector, _)| connector.clone()));
+        ids.into_iter().collect()
     }
 
     /// Adds `loaded` and makes it serve; returns the version it replaced.

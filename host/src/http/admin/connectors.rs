@@ -8,6 +8,11 @@
 //! - `POST   /admin/connectors/{id}/versions/{hash}/activate` — hash or 12+ character prefix.
 //! - `POST   /admin/connectors/{id}/rollback`
 //! - `DELETE /admin/connectors/{id}/versions/{hash}` — only a version that is not serving.
+//!
+//! Every host on one database serves the same versions: an upload is stored once in the
+//! database, and an activation, rollback or removal through any host reaches the others within
+//! `storage.sync_ms` ([`crate::wasm::deploy`]). A listing shows what serves on the host asked, and
+//! under `problems` the versions the database names that this host cannot load or serve.
 
 use std::sync::Arc;
 
@@ -24,7 +29,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::wasm::deploy::{self, DeployError};
-use crate::wasm::registry::{RegistryError, VersionInfo};
+use crate::wasm::registry::{RegistryError, VersionInfo, VersionProblem};
 
 pub(super) fn routes() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::new()
@@ -48,6 +53,10 @@ pub struct ConnectorList {
 pub struct ConnectorVersions {
     pub id: String,
     pub versions: Vec<VersionInfo>,
+    /// Versions the database names that this host cannot load or serve (it keeps serving its
+    /// active version); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<VersionProblem>,
 }
 
 /// The answer to an upload.
@@ -114,11 +123,26 @@ impl From<DeployError> for ApiError {
 }
 
 fn versions_of(app: &App, id: &str) -> Option<ConnectorVersions> {
-    let versions = app.registry.versions(id)?;
+    let problems = app.registry.problems(id);
+    let versions = match app.registry.versions(id) {
+        Some(versions) => versions,
+        None if !problems.is_empty() => Vec::new(),
+        None => return None,
+    };
     Some(ConnectorVersions {
         id: id.to_string(),
         versions,
+        problems,
     })
+}
+
+/// Catches up with the database before a version operation, so a version uploaded or chosen
+/// through another host a moment ago is known here. A failure is logged: the operation then
+/// works on what this host holds.
+async fn catch_up(app: &App) {
+    if let Err(e) = deploy::catch_up(&app.registry, &app.store).await {
+        tracing::warn!(error = %e, "cannot catch up with the stored connector versions");
+    }
 }
 
 /// Every connector with its versions.
@@ -127,7 +151,7 @@ fn versions_of(app: &App, id: &str) -> Option<ConnectorVersions> {
 async fn list(State(app): State<Arc<App>>) -> Json<ConnectorList> {
     let connectors = app
         .registry
-        .connector_ids()
+        .listed_ids()
         .iter()
         .filter_map(|id| versions_of(&app, id))
         .collect();
@@ -238,6 +262,7 @@ async fn activate(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Activated>, ApiError> {
+    catch_up(&app).await;
     let v = deploy::activate(&app.registry, &app.store, &id, &hash)?;
     Ok(Json(Activated::of(&v)))
 }
@@ -252,6 +277,7 @@ async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Activated>, ApiError> {
+    catch_up(&app).await;
     let v = deploy::rollback(&app.registry, &app.store, &id)?;
     Ok(Json(Activated::of(&v)))
 }
@@ -267,7 +293,8 @@ async fn remove(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Removed>, ApiError> {
-    let v = deploy::remove(&app.registry, &app.store, &app.config, &id, &hash)?;
+    catch_up(&app).await;
+    let v = deploy::remove(&app.registry, &app.store, &id, &hash)?;
     Ok(Json(Removed {
         removed: v.version_tag(),
         hash: v.hash.clone(),

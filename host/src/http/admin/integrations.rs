@@ -1,6 +1,11 @@
 //! `/admin/integrations`: create, read, update, enable/disable and delete integrations. Secrets
 //! are write-only: responses say which are set, never their values. Changes are stored before they
-//! take effect, so they survive a restart.
+//! take effect, so they survive a restart and reach every host on the database (within
+//! `storage.sync_ms`).
+//!
+//! Edits read the integration from the database and write over the revision they read; one that
+//! loses to a concurrent edit (on this host or another) reads again and re-applies its change, so
+//! two PATCHes at once both land ([`edit`]).
 //!
 //! - `GET    /admin/integrations`, `GET /admin/integrations/{id}`
 //! - `POST   /admin/integrations` — create (201); 409 if the id exists.
@@ -80,34 +85,61 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no integration `{id}`"))
 }
 
-/// Validates against the connector (when it is loaded) and the operator's approved hosts, and
-/// saves. `previous`: the integration before this change (`None` for a new one); changed packages
-/// and rules are checked against the connector's `list-packages`.
-async fn save(
+/// Times an edit reads again after losing to concurrent edits before it answers 409.
+const EDIT_ATTEMPTS: usize = 8;
+
+/// Reads integration `id` from the database, applies `change` to it (None: it does not exist),
+/// validates the result and saves it over the revision read. An edit that loses to a concurrent
+/// one reads again and re-applies `change`, so neither is dropped.
+async fn edit(
     app: &App,
-    config: IntegrationConfig,
+    id: &str,
     status: StatusCode,
-    previous: Option<&IntegrationConfig>,
+    change: impl Fn(Option<IntegrationConfig>) -> Result<IntegrationConfig, ApiError>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
-    if let Some(connector) = app.registry.get(&config.connector) {
-        check_against(&config, &connector.manifest)
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    for _ in 0..EDIT_ATTEMPTS {
+        let (current, read) = app.read_integration(id).map_err(|e| {
+            tracing::error!(integration = %id, error = %e, "cannot read integration");
+            ApiError::storage()
+        })?;
+        let next = change(current.clone())?;
+        validate(app, &next, current.as_ref()).await?;
+        match app.save_integration(next, read) {
+            Ok(Some(i)) => return Ok((status, Json(view(app, &i.config)))),
+            Ok(None) => {
+                tracing::debug!(integration = %id, "edit lost to a concurrent one; reading again")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot save integration");
+                return Err(ApiError::internal("cannot save the integration"));
+            }
+        }
     }
-    app.check_hosts(&config).map_err(ApiError::invalid)?;
+    Err(ApiError::conflict(format!(
+        "integration `{id}` kept changing through other edits; try again"
+    )))
+}
+
+/// Validates against the connector (when it is loaded) and the operator's approved hosts.
+/// `previous`: the integration before this change (`None` for a new one); changed packages and
+/// rules are checked against the connector's `list-packages`.
+async fn validate(
+    app: &App,
+    config: &IntegrationConfig,
+    previous: Option<&IntegrationConfig>,
+) -> Result<(), ApiError> {
+    if let Some(connector) = app.registry.get(&config.connector) {
+        check_against(config, &connector.manifest).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    app.check_hosts(config).map_err(ApiError::invalid)?;
     let rules_changed = !config.rules.is_empty()
         && previous.map(|p| p.rules.as_slice()) != Some(config.rules.as_slice());
     let packages_changed = !config.packages.is_empty()
         && previous.map(|p| p.packages.as_slice()) != Some(config.packages.as_slice());
     if rules_changed || packages_changed {
-        check_packages(app, &config, rules_changed).await?;
+        check_packages(app, config, rules_changed).await?;
     }
-    match app.put_integration(config) {
-        Ok(i) => Ok((status, Json(view(app, &i.config)))),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot save integration");
-            Err(ApiError::internal("cannot save the integration"))
-        }
-    }
+    Ok(())
 }
 
 /// Asks the connector for its packages with the configuration being saved: a package it refuses
@@ -189,14 +221,16 @@ async fn create(
     let config = input
         .create()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let _edit = app.integration_edits.lock().await;
-    if app.integration(&config.id).is_some() {
-        return Err(ApiError::conflict(format!(
-            "integration `{}` exists",
-            config.id
-        )));
-    }
-    save(&app, config, StatusCode::CREATED, None).await
+    edit(
+        &app,
+        &config.id.clone(),
+        StatusCode::CREATED,
+        |current| match current {
+            Some(c) => Err(ApiError::conflict(format!("integration `{}` exists", c.id))),
+            None => Ok(config.clone()),
+        },
+    )
+    .await
 }
 
 /// Changes only the given fields (a `null` secret removes it).
@@ -214,12 +248,14 @@ async fn update(
     body: Result<Json<IntegrationInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let _edit = app.integration_edits.lock().await;
-    let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
-    let next = input
-        .apply(current.config.clone())
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    save(&app, next, StatusCode::OK, Some(&current.config)).await
+    edit(&app, &id, StatusCode::OK, |current| {
+        let current = current.ok_or_else(|| not_found(&id))?;
+        input
+            .clone()
+            .apply(current)
+            .map_err(|e| ApiError::invalid(e.to_string()))
+    })
+    .await
 }
 
 /// Enables or disables an integration, validated and saved like any change (also the console's
@@ -229,11 +265,12 @@ pub(crate) async fn set_enabled(
     id: String,
     enabled: bool,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
-    let _edit = app.integration_edits.lock().await;
-    let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
-    let mut next = current.config.clone();
-    next.enabled = enabled;
-    save(&app, next, StatusCode::OK, Some(&current.config)).await
+    edit(&app, &id, StatusCode::OK, |current| {
+        let mut next = current.ok_or_else(|| not_found(&id))?;
+        next.enabled = enabled;
+        Ok(next)
+    })
+    .await
 }
 
 /// Enables an integration; its view carries the webhook URLs to give the ATS and the vendor.
@@ -271,7 +308,6 @@ async fn remove(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let _edit = app.integration_edits.lock().await;
     // A Lever OAuth grant is revoked at Lever first (best effort; the tokens go either way).
     super::lever::revoke_before_delete(&app, &id).await;
     match app.delete_integration(&id) {

@@ -287,7 +287,7 @@ pub async fn remove(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = Some(format!("{hash} loaded"));
-    let result = deploy::remove(&app.registry, &app.store, &app.config, &id, &hash)
+    let result = deploy::remove(&app.registry, &app.store, &id, &hash)
         .map(|v| (format!("{} removed", v.version_tag()), "removed"));
     answer(&app, &current, "connector.remove", &id, before, result)
 }
