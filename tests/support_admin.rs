@@ -67,9 +67,9 @@ pub fn connectors_dir(data: &Path, names: &[&str]) -> PathBuf {
     dir
 }
 
-/// A fresh data dir.
-pub fn data_dir(test: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("sy-admin-{test}-{}", std::process::id()))
+/// A fresh data dir, removed when it drops.
+pub fn data_dir(test: &str) -> crate::Scratch {
+    crate::scratch(&format!("admin-{test}"))
 }
 
 /// A stack with the admin API on (token [`TOKEN`]) serving `plugins`.
@@ -84,9 +84,10 @@ pub async fn stack_with(
     adjust: impl FnOnce(&mut switchyard::Config),
 ) -> anyhow::Result<Stack> {
     let data = data_dir(test);
-    let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, plugins);
-    let mut stack = Stack::prepare(StackOptions::new(&dir, &data)).await?;
+    let mut opts = StackOptions::new(&dir, &data);
+    opts.scratch = Some(data.0);
+    let mut stack = Stack::prepare(opts).await?;
     stack.config.server.admin_token = Some(switchyard::config::Secret::new(TOKEN));
     adjust(&mut stack.config);
     stack.run().await
