@@ -240,16 +240,7 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
     eprintln!("sigkill test seed {seed}");
     let mut rng = Lcg(seed);
 
-    let opps: Vec<String> = (0..CANDIDATES)
-        .map(|i| {
-            stack.candidate(
-                &format!("Candidate {i}"),
-                Some(&format!("cand{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(CANDIDATES, "Candidate", "cand");
     let stack = std::sync::Arc::new(stack);
     let mut host = serve(&config, stack.addr).await;
 

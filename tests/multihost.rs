@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchyard::store::{EventState, Store};
 use switchyard_testkit::{Cluster, Stack, CERTN, TRIGGER};
 use switchyard_tests::host_process::binary;
-use switchyard_tests::support_admin::{connectors_dir, plugin, variant};
+use switchyard_tests::support_admin::{connectors_dir, plugin, variant, Admin, Body};
 use switchyard_tests::{certn_tags, eventually};
 
 /// Candidates moved to the trigger stage, in three waves: before the kill, while one host is
@@ -50,16 +50,7 @@ async fn three_hosts_on_one_postgres_through_a_kill_and_an_upload_process_every_
         .lever
         .set_webhook_retry_base(Duration::from_millis(500));
     let total: usize = WAVES.iter().sum();
-    let opps: Vec<String> = (0..total)
-        .map(|i| {
-            stack.candidate(
-                &format!("Candidate {i}"),
-                Some(&format!("cand{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(total, "Candidate", "cand");
     let (first, rest) = opps.split_at(WAVES[0]);
     let (second, third) = rest.split_at(WAVES[1]);
 
@@ -73,7 +64,7 @@ async fn three_hosts_on_one_postgres_through_a_kill_and_an_upload_process_every_
     cluster.kill(KILLED).expect("kill -9 host 0");
     sending.await;
     let sending = send_wave(&cluster.stack, second);
-    let admin = Admin::new(&cluster);
+    let admin = Admins::new(&cluster);
     let new_tag = admin.upload_and_activate(UPLOADER).await;
     sending.await;
     let killed_at = Instant::now();
@@ -278,38 +269,27 @@ fn now_ms() -> i64 {
 }
 
 /// The admin API of each host, bypassing the balancer.
-struct Admin {
-    urls: Vec<String>,
-    token: String,
-    http: reqwest::Client,
-}
+struct Admins(Vec<Admin>);
 
-impl Admin {
-    fn new(cluster: &Cluster) -> Admin {
-        Admin {
-            urls: (0..cluster.len()).map(|i| cluster.url(i)).collect(),
-            token: cluster.admin_token.clone(),
-            http: reqwest::Client::new(),
-        }
+impl Admins {
+    fn new(cluster: &Cluster) -> Admins {
+        Admins(
+            (0..cluster.len())
+                .map(|i| Admin::at(cluster.url(i), Some(&cluster.admin_token)))
+                .collect(),
+        )
     }
 
     /// Uploads a new Certn version (the built component with a marker section: another hash)
     /// through host `i` and activates it; returns its tag.
     async fn upload_and_activate(&self, i: usize) -> String {
         let bytes = variant(&plugin("certn"), "multihost");
-        let resp = self
-            .http
-            .post(format!(
-                "{}/admin/connectors/certn/versions?activate=true",
-                self.urls[i]
-            ))
-            .bearer_auth(&self.token)
-            .body(bytes)
-            .send()
-            .await
-            .expect("upload");
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, body) = self.0[i]
+            .post(
+                "/admin/connectors/certn/versions?activate=true",
+                Some(Body::Bytes(bytes)),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let tag = self.active(i).await;
         let hash = body["version"]["hash"].as_str().unwrap_or_default();
@@ -320,23 +300,8 @@ impl Admin {
         tag
     }
 
-    /// The tag of the Certn version host `i` serves ("" if it does not answer).
+    /// The tag of the Certn version host `i` serves.
     async fn active(&self, i: usize) -> String {
-        let Ok(resp) = self
-            .http
-            .get(format!("{}/admin/connectors/certn", self.urls[i]))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-        else {
-            return String::new();
-        };
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        body["versions"]
-            .as_array()
-            .and_then(|vs| vs.iter().find(|v| v["status"] == "active"))
-            .and_then(|v| v["tag"].as_str())
-            .unwrap_or_default()
-            .to_string()
+        self.0[i].active("certn").await
     }
 }

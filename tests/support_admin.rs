@@ -112,8 +112,13 @@ pub struct Admin {
 impl Admin {
     /// A client of `stack` using `token` (None: no Authorization header).
     pub fn new(stack: &Stack, token: Option<&str>) -> Admin {
+        Admin::at(format!("http://{}", stack.addr), token)
+    }
+
+    /// A client of the host at `base` (`http://host:port`).
+    pub fn at(base: String, token: Option<&str>) -> Admin {
         Admin {
-            base: format!("http://{}", stack.addr),
+            base,
             // No pooled connections: a request the server answers without reading its body
             // (a 413) leaves the connection unusable, and the next request must not inherit it.
             http: reqwest::Client::builder()

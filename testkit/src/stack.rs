@@ -442,6 +442,21 @@ impl Stack {
         })
     }
 
+    /// Adds `n` candidates named `{name} {i}` with the email `{email}{i}@example.com`; returns
+    /// their opportunity ids in order.
+    pub fn candidates(&self, n: usize, name: &str, email: &str) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                self.candidate(
+                    &format!("{name} {i}"),
+                    Some(&format!("{email}{i}@example.com")),
+                    &[],
+                    None,
+                )
+            })
+            .collect()
+    }
+
     /// Moves a candidate into stage `stage` (Lever then sends the signed webhook).
     pub async fn move_to(&self, opportunity: &str, stage: &str) -> anyhow::Result<u16> {
         let stage_id = self.lever.stage_id(stage).context("no such stage")?;

@@ -79,16 +79,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let sampler = RssSampler::start(host.pid());
 
     // Processing: PROCESS_EVENTS candidates moved to Certn's trigger stage at once.
-    let opps: Vec<String> = (0..PROCESS_EVENTS)
-        .map(|i| {
-            stack.candidate(
-                &format!("Bench {i}"),
-                Some(&format!("bench{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
     let opps_file = data.join("opportunities.txt");
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(&stack, CERTN)?;

@@ -52,16 +52,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         format!("PostgreSQL, {hosts} hosts behind the loopback balancer")
     };
 
-    let opps: Vec<String> = (0..PROCESS_EVENTS)
-        .map(|i| {
-            stack.candidate(
-                &format!("Bench {i}"),
-                Some(&format!("bench{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
     let opps_file = dir.path().join("opportunities.txt");
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(stack, CERTN)?;
