@@ -8,4 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --workspace --bins
+# The PostgreSQL rows (1 and 3 hosts on one database) run on a throwaway cluster.
+eval "$(scripts/pg.sh start)"
+trap 'scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"' EXIT
 cargo bench -p switchyard-tests --bench host

@@ -22,10 +22,10 @@ async fn admin_api_is_off_without_a_token_and_refuses_a_missing_or_wrong_one() -
 {
     // No token configured: the whole admin API is absent.
     let data = support_admin::data_dir("off");
-    let _ = std::fs::remove_dir_all(&data);
     let dir = support_admin::connectors_dir(&data, &["certn"]);
-    let off = switchyard_testkit::Stack::start(switchyard_testkit::StackOptions::new(&dir, &data))
-        .await?;
+    let mut opts = switchyard_testkit::StackOptions::new(&dir, &data);
+    opts.scratch = Some(data.0);
+    let off = switchyard_testkit::Stack::start(opts).await?;
     let (status, _) = Admin::new(&off, Some(TOKEN)).get("/admin/connectors").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 

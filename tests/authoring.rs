@@ -17,13 +17,15 @@ const LONG: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vendor_without_a_lookup_is_never_invited_twice_blindly_the_event_waits_for_an_operator()
 {
-    let dir = scratch("nolookup-connectors");
-    std::fs::copy(component("nolookup"), dir.join("nolookup.wasm")).expect("copy the fixture");
     let mut opts = options("nolookup", |o| {
         o.certn.step_delay = None;
         // The connector gives up on a vendor call after 1 s: a hanging invitation is lost.
         o.runtime.http_timeout_ms = 1_000;
     });
+    // In the data dir, which the stack owns (and removes).
+    let dir = opts.data_dir.join("connectors-dir");
+    std::fs::create_dir_all(&dir).expect("connectors dir");
+    std::fs::copy(component("nolookup"), dir.join("nolookup.wasm")).expect("copy the fixture");
     opts.connectors_dir = dir.clone();
     opts.runtime.connectors_dir = dir;
     let mut s = Stack::prepare(opts).await.expect("simulators start");

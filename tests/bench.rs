@@ -9,6 +9,8 @@
 //!    and from the compiled-code cache, processed events/s with an instant vendor, the raw
 //!    SQLite ceiling of the same disk, acknowledged webhooks/s at 16 and 64 connections, latency
 //!    at fixed offered rates (from intended send times), RSS idle and under load.
+//!    The same processing and intake figures with PostgreSQL, 1 host and 3 hosts on one
+//!    database behind a loopback balancer ([`postgres`]).
 //! 2. The runtime's connector-call figures ([`wasm`]), including the same connector logic native
 //!    vs Wasm at the level of the connector call.
 //! 3. The in-process host ([`in_process`]): bulkheads, resume after a crash, hot swap.
@@ -22,6 +24,8 @@ mod external;
 mod in_process;
 #[path = "bench/loadgen.rs"]
 mod loadgen;
+#[path = "bench/postgres.rs"]
+mod postgres;
 #[path = "bench/table.rs"]
 mod table;
 #[path = "bench/wasm.rs"]
@@ -33,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     external::run(&mut rows).await?;
+    postgres::run(&mut rows).await?;
     wasm::run(&mut rows).await?;
     in_process::run(&mut rows).await?;
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -64,6 +69,10 @@ const NOTES: &str = "
   unsent requests counted with the latency reached at the generator's deadline.
 - RSS: VmRSS of the serve process after start-up (idle), largest sampled every 50 ms during
   processing and intake (under load), VmHWM at the end.
+- PostgreSQL, 1 and 3 hosts: `switchyard serve` processes (certn and misbehave loaded) on one
+  database of the throwaway cluster scripts/bench.sh starts, behind the test kit's loopback
+  round-robin TCP balancer (also for 1 host: the same path), which runs in the bench process;
+  processed events/s as above (1,000 moves), acked webhooks/s closed loop at 16 connections.
 - instantiate + call, connector call/s: switchyard_tests::bench_wasm (connector-call level: the
   Lever intake, store and write-back around the call are not included).
 - bulkheads, resume, hot swap: the in-process host (simulators and host in the bench process).

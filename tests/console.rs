@@ -652,7 +652,8 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
 
     // Upload a new version (activated), then roll back to the original.
     let original = serving(&stack);
-    let file = scratch("console-upload").join("certn-v2.wasm");
+    let upload = scratch("console-upload");
+    let file = upload.join("certn-v2.wasm");
     std::fs::write(&file, variant(&plugin("certn"), "console-v2"))?;
     browser.goto(format!("{base}/console/connectors")).await?;
     browser

@@ -21,6 +21,7 @@ mod intake;
 mod isolation;
 mod justifacts;
 mod lever_grants;
+mod multihost;
 mod neighbours;
 mod polyglot;
 mod postgres;

@@ -76,7 +76,7 @@ fn running_events(store: &Store) -> Vec<switchyard::store::Event> {
 async fn sigterm_refuses_new_work_finishes_what_is_in_flight_and_exits_zero() {
     let dir = switchyard_tests::scratch("sigterm");
     let stack = Stack::prepare(options("sigterm", |o| {
-        o.data_dir = dir.clone();
+        o.data_dir = dir.to_path_buf();
     }))
     .await
     .expect("stack");
@@ -139,7 +139,7 @@ async fn past_the_grace_period_events_in_flight_are_handed_back_uncounted_and_fi
 {
     let dir = switchyard_tests::scratch("sigterm-release");
     let stack = Stack::prepare(options("sigterm-release", |o| {
-        o.data_dir = dir.clone();
+        o.data_dir = dir.to_path_buf();
     }))
     .await
     .expect("stack");
@@ -218,7 +218,7 @@ const KILLS: usize = 6;
 async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_done_twice() {
     let dir = switchyard_tests::scratch("sigkill");
     let stack = Stack::prepare(options("sigkill", |o| {
-        o.data_dir = dir.clone();
+        o.data_dir = dir.to_path_buf();
         // Certn ignores Idempotency-Key: only the connector can prevent a second invitation.
         o.certn.ignore_idempotency_keys = true;
         o.certn.step_delay = Some(Duration::from_millis(400));
@@ -240,16 +240,7 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
     eprintln!("sigkill test seed {seed}");
     let mut rng = Lcg(seed);
 
-    let opps: Vec<String> = (0..CANDIDATES)
-        .map(|i| {
-            stack.candidate(
-                &format!("Candidate {i}"),
-                Some(&format!("cand{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(CANDIDATES, "Candidate", "cand");
     let stack = std::sync::Arc::new(stack);
     let mut host = serve(&config, stack.addr).await;
 

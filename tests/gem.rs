@@ -18,17 +18,11 @@ fn connectors() -> PathBuf {
 }
 
 async fn stack(setup: GemSetup) -> anyhow::Result<Stack> {
-    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let data = switchyard_tests::scratch("gem");
     let mut opts = StackOptions::new(&connectors(), &data);
+    opts.scratch = Some(data.0);
     opts.gem = Some(setup);
     Stack::start(opts).await
-}
-
-fn uuid_like() -> String {
-    format!("{}-{:?}", std::process::id(), Instant::now())
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
 }
 
 fn check(application: &str, email: Option<&str>, package: Option<&str>) -> Value {
@@ -516,8 +510,9 @@ async fn the_justifacts_connector_serves_a_gem_integration_created_through_the_a
 ) -> anyhow::Result<()> {
     const TOKEN: &str = "gem-test-admin-token-0123456789";
     let setup = GemSetup::default();
-    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let data = switchyard_tests::scratch("gem");
     let mut opts = StackOptions::new(&connectors(), &data);
+    opts.scratch = Some(data.0);
     opts.gem = Some(setup.clone());
     opts.justifacts = Some(JustifactsOptions {
         step_delay: Some(Duration::from_millis(150)),
@@ -721,8 +716,9 @@ async fn a_retry_after_from_gem_is_honoured() -> anyhow::Result<()> {
 /// to Gem as an `error` status, so the recruiter is not left looking at "queued".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_that_cannot_start_reaches_gem_as_an_error() -> anyhow::Result<()> {
-    let data = std::env::temp_dir().join(format!("switchyard-gem-test-{}", uuid_like()));
+    let data = switchyard_tests::scratch("gem");
     let mut opts = StackOptions::new(&connectors(), &data);
+    opts.scratch = Some(data.0);
     opts.gem = Some(GemSetup::default());
     opts.worker.max_attempts = 2;
     let stack = Stack::start(opts).await?;

@@ -42,13 +42,11 @@ fn run(component: &Path, scenario: &Path) -> Report {
     harness::run_files(component, scenario, &Options::default()).expect("usable")
 }
 
-/// `base` (a file under tests/scenarios) changed by `edit`, written to a temporary file.
-fn variant(base: &str, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+/// `base` (a file under tests/scenarios) changed by `edit`, written to `dir/name`.
+fn variant(dir: &Path, base: &str, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let text = std::fs::read_to_string(scenario(base)).unwrap();
     let mut value: Value = serde_json::from_str(&text).unwrap();
     edit(&mut value);
-    let dir = std::env::temp_dir().join(format!("switchyard-harness-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, value.to_string()).unwrap();
     path
@@ -77,7 +75,8 @@ fn a_request_to_an_unapproved_host_is_denied_before_the_vendor() {
 
 #[test]
 fn hosts_the_operator_did_not_approve_fail_the_manifest_step() {
-    let unapproved = variant("certn-v01.json", "no-approval.json", |s| {
+    let dir = switchyard_tests::scratch("harness");
+    let unapproved = variant(&dir, "certn-v01.json", "no-approval.json", |s| {
         s["approved-hosts"] = serde_json::json!([]);
     });
     let report = run(&certn_v01(), &unapproved);
@@ -94,7 +93,7 @@ fn hosts_the_operator_did_not_approve_fail_the_manifest_step() {
         "{got}"
     );
 
-    let loopback = variant("certn-v01.json", "loopback.json", |s| {
+    let loopback = variant(&dir, "certn-v01.json", "loopback.json", |s| {
         s["approved-hosts"] = serde_json::json!(["api.certn.co", "127.0.0.1:9000"]);
         s["config"]["allowed-hosts"] = serde_json::json!(["127.0.0.1:9000"]);
     });
@@ -102,7 +101,7 @@ fn hosts_the_operator_did_not_approve_fail_the_manifest_step() {
     let got = &report.steps[0].problems[0].got;
     assert!(got.contains("is a loopback address"), "{got}");
 
-    let allowed = variant("certn-v01.json", "loopback-allowed.json", |s| {
+    let allowed = variant(&dir, "certn-v01.json", "loopback-allowed.json", |s| {
         s["approved-hosts"] = serde_json::json!(["api.certn.co", "127.0.0.1:9000"]);
         s["config"]["allowed-hosts"] = serde_json::json!(["127.0.0.1:9000"]);
         s["config"]["allow-loopback"] = Value::Bool(true);
@@ -142,8 +141,7 @@ async fn server_trap() -> String {
         .load(std::fs::read(certn_v01()).unwrap(), "test")
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("switchyard-harness-db-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = switchyard_tests::scratch("harness-db");
     let store = Store::open(&dir.join("state.db")).unwrap();
     let mut ctx = CallContext::detached();
     ctx.detached = false;

@@ -278,7 +278,7 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
     let bomb = start_bomb();
     let stack = Stack::prepare(options("hostile", |o| {
         o.extra = vec![(HOSTILE.into(), "hostile".into(), STAGE.into())];
-        o.data_dir = dir.clone();
+        o.data_dir = dir.to_path_buf();
     }))
     .await
     .unwrap();

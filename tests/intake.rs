@@ -84,7 +84,7 @@ fn http() -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_while_batches_are_written_every_acknowledged_webhook_is_whole_in_the_store() {
     let dir = switchyard_tests::scratch("intake-kill");
-    let stack = Stack::prepare(options("intake-kill", |o| o.data_dir = dir.clone()))
+    let stack = Stack::prepare(options("intake-kill", |o| o.data_dir = dir.to_path_buf()))
         .await
         .expect("stack");
     let config = write_config(&stack, &dir, "concurrency = 2");
@@ -166,7 +166,7 @@ BEGIN SELECT RAISE(ROLLBACK, 'injected batch failure'); END;";
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_write_or_batch_answers_503_to_its_requests_and_loses_nothing_else() {
     let dir = switchyard_tests::scratch("intake-poison");
-    let stack = Stack::prepare(options("intake-poison", |o| o.data_dir = dir.clone()))
+    let stack = Stack::prepare(options("intake-poison", |o| o.data_dir = dir.to_path_buf()))
         .await
         .expect("stack");
     let config = write_config(&stack, &dir, "concurrency = 2");

@@ -200,7 +200,7 @@ async fn a_host_killed_mid_flow_finishes_the_flow_after_restart() {
     let dir = switchyard_tests::scratch("crash");
     let stack = Stack::prepare(options("crash", |o| {
         o.certn.step_delay = None; // the test drives Certn
-        o.data_dir = dir.clone();
+        o.data_dir = dir.to_path_buf();
     }))
     .await
     .unwrap();

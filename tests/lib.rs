@@ -67,11 +67,16 @@ pub fn component(name: &str) -> PathBuf {
 }
 
 /// A connectors directory with the production connectors and [`TEST_CONNECTORS`], made once per
-/// test process (tests only read it).
+/// test process (tests only read it). A static is never dropped, so the directories of earlier
+/// test processes that are gone are removed here instead.
 pub fn test_connectors_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch("connectors");
+        let tmp = std::env::temp_dir();
+        remove_dead_processes_dirs(&tmp, CONNECTORS_PREFIX);
+        let dir = tmp.join(format!("{CONNECTORS_PREFIX}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the test connectors dir");
         let production = std::fs::read_dir(plugins_dir()).expect("read the connectors dir");
         for entry in production.flatten() {
             let path = entry.path();
@@ -88,27 +93,55 @@ pub fn test_connectors_dir() -> PathBuf {
     .clone()
 }
 
-/// A fresh scratch directory.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-test-{name}-{}-{}",
-        std::process::id(),
-        nanos()
-    ));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+const CONNECTORS_PREFIX: &str = "switchyard-test-connectors-";
+
+/// Removes `<tmp>/<prefix><pid>` directories whose process no longer runs.
+fn remove_dead_processes_dirs(tmp: &std::path::Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
-fn nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// A scratch directory, removed with its contents when this drops; derefs to its path.
+pub struct Scratch(pub tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh scratch directory (`switchyard-test-<name>-…` in the temporary directory).
+pub fn scratch(name: &str) -> Scratch {
+    Scratch(
+        tempfile::Builder::new()
+            .prefix(&format!("switchyard-test-{name}-"))
+            .tempdir()
+            .expect("scratch dir"),
+    )
 }
 
 /// Options for a test stack (fast retries, short deadlines), adjusted by `tweak`.
 pub fn options(name: &str, tweak: impl FnOnce(&mut StackOptions)) -> StackOptions {
-    let mut opts = StackOptions::new(&test_connectors_dir(), &scratch(name));
+    let dir = scratch(name);
+    let mut opts = StackOptions::new(&test_connectors_dir(), &dir);
+    opts.scratch = Some(dir.0);
     tweak(&mut opts);
     opts
 }

@@ -28,9 +28,9 @@ async fn metrics(stack: &Stack) -> String {
 /// triggered at [`FAST_STAGE`]), on a fresh data dir `name`.
 fn certn_and_fast(name: &str) -> StackOptions {
     let data = data_dir(name);
-    let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, &["certn", "misbehave"]);
     let mut opts = StackOptions::new(&dir, &data);
+    opts.scratch = Some(data.0);
     opts.extra = vec![("fast".into(), "misbehave".into(), FAST_STAGE.into())];
     opts
 }
@@ -176,11 +176,10 @@ async fn with_two_workers_a_hung_vendor_leaves_one_for_the_neighbour() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_attempt_of_a_retried_event_is_visible_through_the_admin_api() {
     let data = data_dir("history");
-    let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, &["certn"]);
-    let mut stack = Stack::prepare(StackOptions::new(&dir, &data))
-        .await
-        .expect("stack");
+    let mut opts = StackOptions::new(&dir, &data);
+    opts.scratch = Some(data.0);
+    let mut stack = Stack::prepare(opts).await.expect("stack");
     stack.config.server.admin_token = Some(Secret::new(TOKEN));
     let s = stack.run().await.expect("host");
     let admin = Admin::new(&s, Some(TOKEN));

@@ -46,11 +46,13 @@ async fn polyglot_stack(
     keep: &[(&str, &str)],
     tweak: impl FnOnce(&mut switchyard_testkit::StackOptions),
 ) -> Stack {
-    let dir = scratch(&format!("{name}-connectors"));
+    let mut opts = options(name, tweak);
+    // In the data dir, which the stack owns (and removes).
+    let dir = opts.data_dir.join("connectors-dir");
+    std::fs::create_dir_all(&dir).expect("connectors dir");
     for c in components {
         std::fs::copy(built(c), dir.join(c)).expect("copy component");
     }
-    let mut opts = options(name, tweak);
     opts.connectors_dir = dir.clone();
     opts.runtime.connectors_dir = dir;
     seed_code_cache(&opts.data_dir.join("cache"));

@@ -8,8 +8,7 @@ use switchyard_tests::host_process::binary;
 /// Runs `switchyard serve` on a config whose `[storage]` is `storage` and waits for it to exit
 /// (it must: neither case below starts the server).
 fn serve_with(storage: &str, env: &[(&str, &str)]) -> Output {
-    let dir = std::env::temp_dir().join(format!("sy-pg-serve-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = switchyard_tests::scratch("pg-serve");
     let config = dir.join("switchyard.toml");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\npath = {:?}\n{storage}\n",
@@ -38,16 +37,6 @@ fn serve_with(storage: &str, env: &[(&str, &str)]) -> Output {
     child.wait_with_output().expect("output")
 }
 
-fn uuid_like() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    )
-}
-
 #[test]
 fn an_unreachable_postgres_is_named_without_its_password_and_serve_exits_non_zero() {
     // Port 1 on loopback: nothing listens there.
@@ -71,8 +60,7 @@ fn an_unreachable_postgres_is_named_without_its_password_and_serve_exits_non_zer
 #[tokio::test]
 async fn a_reachable_postgres_is_migrated_and_served() {
     let url = switchyard_testkit::pg::database();
-    let dir = std::env::temp_dir().join(format!("sy-pg-serve-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = switchyard_tests::scratch("pg-serve");
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");

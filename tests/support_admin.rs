@@ -67,9 +67,9 @@ pub fn connectors_dir(data: &Path, names: &[&str]) -> PathBuf {
     dir
 }
 
-/// A fresh data dir.
-pub fn data_dir(test: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("sy-admin-{test}-{}", std::process::id()))
+/// A fresh data dir, removed when it drops.
+pub fn data_dir(test: &str) -> crate::Scratch {
+    crate::scratch(&format!("admin-{test}"))
 }
 
 /// A stack with the admin API on (token [`TOKEN`]) serving `plugins`.
@@ -84,9 +84,10 @@ pub async fn stack_with(
     adjust: impl FnOnce(&mut switchyard::Config),
 ) -> anyhow::Result<Stack> {
     let data = data_dir(test);
-    let _ = std::fs::remove_dir_all(&data);
     let dir = connectors_dir(&data, plugins);
-    let mut stack = Stack::prepare(StackOptions::new(&dir, &data)).await?;
+    let mut opts = StackOptions::new(&dir, &data);
+    opts.scratch = Some(data.0);
+    let mut stack = Stack::prepare(opts).await?;
     stack.config.server.admin_token = Some(switchyard::config::Secret::new(TOKEN));
     adjust(&mut stack.config);
     stack.run().await
@@ -111,8 +112,13 @@ pub struct Admin {
 impl Admin {
     /// A client of `stack` using `token` (None: no Authorization header).
     pub fn new(stack: &Stack, token: Option<&str>) -> Admin {
+        Admin::at(format!("http://{}", stack.addr), token)
+    }
+
+    /// A client of the host at `base` (`http://host:port`).
+    pub fn at(base: String, token: Option<&str>) -> Admin {
         Admin {
-            base: format!("http://{}", stack.addr),
+            base,
             // No pooled connections: a request the server answers without reading its body
             // (a 413) leaves the connection unusable, and the next request must not inherit it.
             http: reqwest::Client::builder()

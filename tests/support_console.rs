@@ -174,10 +174,12 @@ impl Console {
     }
 }
 
-/// A chromedriver child process, killed when dropped.
+/// A chromedriver child process, killed when dropped; then its temporary directory (its and
+/// Chromium's `TMPDIR`: profiles, scoped dirs) is removed.
 pub struct Driver {
     child: Child,
     pub url: String,
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -196,8 +198,15 @@ pub async fn driver() -> Driver {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
+    // Chromium's profile and chromedriver's scoped dirs go here, not in /tmp, where a killed
+    // session would leave them.
+    let tmp = tempfile::Builder::new()
+        .prefix("switchyard-chromium-")
+        .tempdir()
+        .expect("a temporary directory");
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -205,6 +214,7 @@ pub async fn driver() -> Driver {
     let driver = Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        _tmp: tmp,
     };
     let status = format!("{}/status", driver.url);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -99,11 +99,11 @@ fn rows_per_s(
 mod tests {
     #[test]
     fn measures_both_figures_and_leaves_nothing_behind() {
-        let dir = std::env::temp_dir().join(format!("loadgen-ceiling-test-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ceiling");
         let report = super::measure(&dir, 100, 50, 10).unwrap();
         assert!(report["batched_rows_per_s"].as_f64().unwrap() > 0.0);
         assert!(report["single_rows_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

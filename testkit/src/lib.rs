@@ -9,15 +9,19 @@
 //! - [`lever_oauth`]: the host's Lever OAuth app in the Lever simulator, and the operator's
 //!   browser doing the connect dance.
 //! - [`pg`]: a new PostgreSQL database per test on the test cluster (`scripts/pg.sh`).
+//! - [`cluster`]: [`Cluster`], several `switchyard serve` processes on one PostgreSQL database
+//!   behind a loopback round-robin load balancer, the simulators wired to it; kill -9, restart.
 //! - [`bench`]: instantiate + call of a connector through the host's call path, against
 //!   wasmtime's floor (an empty component) on the same engine.
 
 pub mod bench;
+pub mod cluster;
 pub mod demo;
 pub mod lever_oauth;
 pub mod pg;
 pub mod stack;
 
+pub use cluster::Cluster;
 pub use stack::{
     wait_for, CanditechCustomer, CanditechSetup, GemSetup, GemSide, JustifactsCustomer, Stack,
     StackOptions, CANDITECH, CANDITECH_STAGE, CERTN, GEM, JUSTIFACTS, PYTHON_ASSESSMENT,

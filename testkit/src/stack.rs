@@ -90,6 +90,9 @@ pub struct StackOptions {
     pub gem: Option<GemSetup>,
     /// Also run a third customer: its own Lever account wired to Canditech ([`CANDITECH`]).
     pub canditech: Option<CanditechSetup>,
+    /// A temporary directory (usually holding `data_dir`) the stack owns: removed when the
+    /// stack drops, after its host.
+    pub scratch: Option<tempfile::TempDir>,
 }
 
 /// How the Canditech customer of a [`Stack`] is set up.
@@ -176,6 +179,7 @@ impl StackOptions {
             justifacts_oauth: false,
             gem: None,
             canditech: None,
+            scratch: None,
         }
     }
 }
@@ -194,6 +198,8 @@ pub struct Stack {
     pub gem: Option<GemSide>,
     /// The Canditech customer, when [`StackOptions::canditech`] was set.
     pub canditech: Option<CanditechCustomer>,
+    /// [`StackOptions::scratch`]; last, so that it goes after the host.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 impl Stack {
@@ -369,6 +375,7 @@ impl Stack {
             addr,
             gem,
             canditech,
+            _scratch: opts.scratch,
         })
     }
 
@@ -433,6 +440,21 @@ impl Stack {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             posting_id: posting.map(str::to_string),
         })
+    }
+
+    /// Adds `n` candidates named `{name} {i}` with the email `{email}{i}@example.com`; returns
+    /// their opportunity ids in order.
+    pub fn candidates(&self, n: usize, name: &str, email: &str) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                self.candidate(
+                    &format!("{name} {i}"),
+                    Some(&format!("{email}{i}@example.com")),
+                    &[],
+                    None,
+                )
+            })
+            .collect()
     }
 
     /// Moves a candidate into stage `stage` (Lever then sends the signed webhook).

@@ -46,9 +46,10 @@ const BACKLOG_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs every phase against one served host and appends its rows.
 pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let data = std::env::temp_dir().join(format!("switchyard-bench-serve-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("switchyard-bench-serve-")
+        .tempdir()?;
+    let data = tmp.path().to_path_buf();
     let connectors = connectors_dir(&data, &["certn", "justifacts", "misbehave"]);
     let mut opts = StackOptions::new(&connectors, &data);
     opts.justifacts = Some(JustifactsOptions::default());
@@ -78,16 +79,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let sampler = RssSampler::start(host.pid());
 
     // Processing: PROCESS_EVENTS candidates moved to Certn's trigger stage at once.
-    let opps: Vec<String> = (0..PROCESS_EVENTS)
-        .map(|i| {
-            stack.candidate(
-                &format!("Bench {i}"),
-                Some(&format!("bench{i}@example.com")),
-                &[],
-                None,
-            )
-        })
-        .collect();
+    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
     let opps_file = data.join("opportunities.txt");
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(&stack, CERTN)?;
@@ -261,11 +253,11 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     ));
     drop(sampler);
     host.stop().await;
-    let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
 
-fn integration<'a>(
+/// Integration `id` of the stack's config.
+pub fn integration<'a>(
     stack: &'a Stack,
     id: &str,
 ) -> anyhow::Result<&'a switchyard::config::IntegrationConfig> {
@@ -284,7 +276,7 @@ fn ms(report: &Value, field: &str) -> String {
 }
 
 /// Requests of a drive report not answered 200 (other statuses and connection errors).
-fn failures(report: &Value) -> u64 {
+pub fn failures(report: &Value) -> u64 {
     report["non_200"].as_u64().unwrap_or(0) + report["errors"].as_u64().unwrap_or(0)
 }
 

@@ -240,7 +240,8 @@ mod tests {
 
     #[test]
     fn a_project_is_filled_in_and_an_existing_directory_refused() {
-        let base = std::env::temp_dir().join(format!("switchyard-new-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().to_path_buf();
         let dir = base.join("acme-checks");
         let project = NewProject {
             name: "acme-checks".into(),

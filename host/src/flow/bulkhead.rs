@@ -301,13 +301,13 @@ fn claim_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::TempStore;
     use crate::store::EventState;
 
     const RUN: &str = "run-1";
 
-    fn store_with(events: &[(&str, usize)]) -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-bulkhead-{}", uuid::Uuid::new_v4()));
-        let store = Store::open(&dir.join("t.db")).expect("open");
+    fn store_with(events: &[(&str, usize)]) -> TempStore {
+        let store = crate::store::testing::sqlite();
         store.begin_run(RUN, "test").unwrap();
         for (integration, n) in events {
             for i in 0..*n {

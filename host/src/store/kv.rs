@@ -317,7 +317,8 @@ mod tests {
 
     #[test]
     fn a_database_from_before_the_totals_gets_them_filled_at_open() {
-        let dir = std::env::temp_dir().join(format!("sy-kv-old-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db");
@@ -365,7 +366,8 @@ mod tests {
 
     #[test]
     fn a_database_from_before_screening_entries_gets_the_column_and_counts_them() {
-        let dir = std::env::temp_dir().join(format!("sy-kv-v1-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("db");
         {

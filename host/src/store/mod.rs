@@ -775,7 +775,8 @@ mod tests {
     #[test]
     fn a_database_from_a_newer_switchyard_is_refused_naming_both_versions() {
         let newer = migrations::latest() + 1;
-        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("t.db");
         drop(Store::open(&path).unwrap());
         Connection::open(&path)
@@ -816,7 +817,8 @@ mod tests {
     /// screenings or totals), with a row in each: opened, it is migrated in place and keeps them.
     #[test]
     fn a_database_from_before_versioning_migrates_in_place() {
-        let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("old.db");
         Connection::open(&path)

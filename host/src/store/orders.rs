@@ -594,7 +594,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_from_before_the_key_column_gets_it_at_open() {
-        let dir = std::env::temp_dir().join(format!("sy-orders-v1-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.db");
         {

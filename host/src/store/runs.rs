@@ -399,7 +399,8 @@ mod tests {
 
     #[test]
     fn a_lock_file_tells_a_live_run_from_a_dead_one() {
-        let dir = std::env::temp_dir().join(format!("sy-locks-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let lock = RunLock::acquire(&dir, "r1").unwrap();
         assert!(!lock_abandoned(&dir, "r1"), "held by a live run");
         assert!(!lock_abandoned(&dir, "unknown"), "no file: cannot tell");

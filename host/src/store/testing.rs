@@ -6,10 +6,27 @@
 
 use super::Store;
 
+/// A SQLite store and the temporary directory of its file, removed when this drops (after the
+/// store: fields drop in order).
+pub(crate) struct TempStore {
+    pub(crate) store: Store,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TempStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
 /// A store on a new SQLite file in a temporary directory.
-pub(crate) fn sqlite() -> Store {
-    let dir = std::env::temp_dir().join(format!("sy-store-{}", uuid::Uuid::new_v4()));
-    Store::open(&dir.join("t.db")).expect("open a SQLite store")
+pub(crate) fn sqlite() -> TempStore {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    TempStore {
+        store: Store::open(&dir.path().join("t.db")).expect("open a SQLite store"),
+        _dir: dir,
+    }
 }
 
 /// The URL of a new, empty database on the test cluster.
@@ -24,7 +41,8 @@ pub(crate) fn postgres() -> Store {
 
 /// Runs `body` on a fresh SQLite store, then on a fresh PostgreSQL one.
 pub(crate) fn on_both(body: impl Fn(Store)) {
-    body(sqlite());
+    let sqlite = sqlite();
+    body(sqlite.store);
     body(postgres());
 }
 
@@ -32,7 +50,8 @@ pub(crate) fn on_both(body: impl Fn(Store)) {
 macro_rules! on_both_async {
     ($body:expr) => {{
         let body = $body;
-        body($crate::store::testing::sqlite()).await;
+        let sqlite = $crate::store::testing::sqlite();
+        body(sqlite.store).await;
         body($crate::store::testing::postgres()).await;
     }};
 }

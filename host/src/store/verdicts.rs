@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn an_existing_database_gets_the_column() {
-        let dir = std::env::temp_dir().join(format!("sy-verdicts-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("old.db");
         {

@@ -325,6 +325,7 @@ fn run_jobs<C: Batching>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::TempStore;
     use crate::store::Store;
     use rusqlite::params;
 
@@ -335,9 +336,8 @@ mod tests {
         }
     }
 
-    fn temp_store() -> Store {
-        let dir = std::env::temp_dir().join(format!("sy-writer-{}", uuid::Uuid::new_v4()));
-        Store::open(&dir.join("t.db")).expect("open")
+    fn temp_store() -> TempStore {
+        crate::store::testing::sqlite()
     }
 
     fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<i64> + Send + 'static {
@@ -356,7 +356,7 @@ mod tests {
 
     /// A store with a table `t (n UNIQUE)`, and (on the writer's connection) a deferred foreign
     /// key that only COMMIT checks: a row of `child` whose parent is missing fails the batch.
-    fn store_with_tables() -> Store {
+    fn store_with_tables() -> TempStore {
         let store = temp_store();
         store
             .conn()

@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn issued_keys_authenticate_until_revoked_and_only_for_their_integration() {
-        let dir = std::env::temp_dir().join(format!("sy-keys-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let store = Store::open(&dir.join("t.db")).expect("open");
         let a = issue(&store, "gem-a").expect("issue");
         let b = issue(&store, "gem-a").expect("issue");

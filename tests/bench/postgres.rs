@@ -1,0 +1,130 @@
+//! PostgreSQL rows beside SQLite's, from the same run: 1 and 3 `switchyard serve` processes on
+//! one PostgreSQL database (the cluster `scripts/bench.sh` starts with `scripts/pg.sh`), behind
+//! the test kit's loopback balancer ([`Cluster`]), driven by the same external load generator:
+//! processed events/s (real candidates at Certn's trigger stage, instant vendor) and acked
+//! webhooks/s with p99 (closed loop, 16 connections, events later skipped).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use switchyard::store::{EventState, Store};
+use switchyard_testkit::{Cluster, CERTN, TRIGGER};
+use switchyard_tests::lever_of;
+use switchyard_tests::serve::binary;
+use switchyard_tests::support_admin::connectors_dir;
+
+use super::external::{failures, integration};
+use super::loadgen::{drive, Drive, Load};
+use super::table::Row;
+
+const INTAKE: &str = "bench-intake";
+const INTAKE_TRIGGER: &str = "Fast Stage";
+const INTAKE_STAGE: &str = "Offer";
+/// Fewer than the SQLite rows' moves: three hosts per run, and the figure settles well before.
+const PROCESS_EVENTS: usize = 1_000;
+const INTAKE_REQUESTS: usize = 10_000;
+const CONNECTIONS: usize = 16;
+const WAIT: Duration = Duration::from_secs(240);
+
+/// Appends the PostgreSQL rows for 1 and 3 hosts.
+pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    for hosts in [1, 3] {
+        one(rows, hosts)
+            .await
+            .with_context(|| format!("PostgreSQL, {hosts} host(s)"))?;
+    }
+    Ok(())
+}
+
+async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("sy-bench-pg-").tempdir()?;
+    let connectors = connectors_dir(dir.path(), &["certn", "misbehave"]);
+    let cluster = Cluster::start(&binary("switchyard"), &connectors, hosts, |o| {
+        o.extra = vec![(INTAKE.into(), "misbehave".into(), INTAKE_TRIGGER.into())];
+        o.certn.step_delay = None;
+    })
+    .await?;
+    let stack = &cluster.stack;
+    let store = Store::open_postgres(&cluster.database, None)?;
+    let label = if hosts == 1 {
+        "PostgreSQL, 1 host".to_string()
+    } else {
+        format!("PostgreSQL, {hosts} hosts behind the loopback balancer")
+    };
+
+    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
+    let opps_file = dir.path().join("opportunities.txt");
+    std::fs::write(&opps_file, opps.join("\n"))?;
+    let certn = integration(stack, CERTN)?;
+    let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
+    let started = Instant::now();
+    let sent = drive(
+        &Drive {
+            url: format!("{}/hooks/{CERTN}/lever", cluster.public_url()),
+            signature_token: lever_of(certn).signature_token.expose(),
+            stage: &trigger,
+            opportunities: Some(&opps_file),
+            connections: CONNECTIONS,
+        },
+        Load::Closed {
+            requests: PROCESS_EVENTS,
+            max_secs: 120,
+        },
+    )
+    .await?;
+    let done = drain(&store, CERTN).await?;
+    let took = started.elapsed();
+    rows.push(Row::plain(
+        format!("{label}: processed events/s ({PROCESS_EVENTS} moves)"),
+        format!(
+            "{:.0}/s ({done} done; {} webhooks not 200)",
+            done as f64 / took.as_secs_f64(),
+            failures(&sent)
+        ),
+        "-",
+    ));
+
+    let intake = integration(stack, INTAKE)?;
+    let stage = stack.lever.stage_id(INTAKE_STAGE).context("intake stage")?;
+    let r = drive(
+        &Drive {
+            url: format!("{}/hooks/{INTAKE}/lever", cluster.public_url()),
+            signature_token: lever_of(intake).signature_token.expose(),
+            stage: &stage,
+            opportunities: None,
+            connections: CONNECTIONS,
+        },
+        Load::Closed {
+            requests: INTAKE_REQUESTS,
+            max_secs: 20,
+        },
+    )
+    .await?;
+    let us = |f: &str| r["latency_us"][f].as_f64().unwrap_or_default() / 1000.0;
+    rows.push(Row::plain(
+        format!("{label}: acked webhooks/s, {CONNECTIONS} connections"),
+        format!(
+            "{:.0}/s (p50 {:.2} ms, p99 {:.2} ms; {} not 200)",
+            r["acked_per_s"].as_f64().unwrap_or_default(),
+            us("p50"),
+            us("p99"),
+            failures(&r)
+        ),
+        "-",
+    ));
+    Ok(())
+}
+
+/// Waits (at most [`WAIT`]) until nothing is queued; returns how many of `integration`'s events
+/// are done.
+async fn drain(store: &Store, integration: &str) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + WAIT;
+    while store.queue_depth()? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(store
+        .events(integration, 100_000)?
+        .iter()
+        .filter(|e| e.state == EventState::Done)
+        .count())
+}
