@@ -332,6 +332,15 @@ pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreErr
     Ok(())
 }
 
+/// [`catch_up`] before a version operation (activate, roll back, remove), so a version uploaded
+/// or chosen through another host a moment ago is known here. A failure is logged: the
+/// operation then works on what this host holds.
+pub async fn catch_up_first(registry: &Registry, store: &Store) {
+    if let Err(e) = catch_up(registry, store).await {
+        tracing::warn!(error = %e, "cannot catch up with the stored connector versions");
+    }
+}
+
 /// Stores a component an older switchyard kept in the uploads dir, then removes the file.
 async fn import_kept(registry: &Registry, store: &Store, path: &Path) {
     let result = match std::fs::read(path) {

@@ -136,15 +136,6 @@ fn versions_of(app: &App, id: &str) -> Option<ConnectorVersions> {
     })
 }
 
-/// Catches up with the database before a version operation, so a version uploaded or chosen
-/// through another host a moment ago is known here. A failure is logged: the operation then
-/// works on what this host holds.
-async fn catch_up(app: &App) {
-    if let Err(e) = deploy::catch_up(&app.registry, &app.store).await {
-        tracing::warn!(error = %e, "cannot catch up with the stored connector versions");
-    }
-}
-
 /// Every connector with its versions.
 #[utoipa::path(get, path = "/admin/connectors", tag = "connectors",
     responses((status = 200, body = ConnectorList)))]
@@ -262,7 +253,7 @@ async fn activate(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Activated>, ApiError> {
-    catch_up(&app).await;
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let v = deploy::activate(&app.registry, &app.store, &id, &hash)?;
     Ok(Json(Activated::of(&v)))
 }
@@ -277,7 +268,7 @@ async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Activated>, ApiError> {
-    catch_up(&app).await;
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let v = deploy::rollback(&app.registry, &app.store, &id)?;
     Ok(Json(Activated::of(&v)))
 }
@@ -293,7 +284,7 @@ async fn remove(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Removed>, ApiError> {
-    catch_up(&app).await;
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let v = deploy::remove(&app.registry, &app.store, &id, &hash)?;
     Ok(Json(Removed {
         removed: v.version_tag(),

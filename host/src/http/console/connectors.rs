@@ -263,6 +263,7 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Response {
     let before = serving(&app, &id);
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let result =
         deploy::rollback(&app.registry, &app.store, &id).map(|v| (v.version_tag(), "rolled-back"));
     answer(&app, &current, "connector.rollback", &id, before, result)
@@ -275,6 +276,7 @@ pub async fn activate(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = serving(&app, &id);
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let result = deploy::activate(&app.registry, &app.store, &id, &hash)
         .map(|v| (v.version_tag(), "activated"));
     answer(&app, &current, "connector.activate", &id, before, result)
@@ -287,6 +289,7 @@ pub async fn remove(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = Some(format!("{hash} loaded"));
+    deploy::catch_up_first(&app.registry, &app.store).await;
     let result = deploy::remove(&app.registry, &app.store, &id, &hash)
         .map(|v| (format!("{} removed", v.version_tag()), "removed"));
     answer(&app, &current, "connector.remove", &id, before, result)
