@@ -16,6 +16,7 @@
 //! | method + path | answer |
 //! | --- | --- |
 //! | `GET /v1/opportunities/:id[?expand=applications]` | `{"data":{id,name,contact,emails,phones:[{type,value}],tags,stage,stageChanges,links,applications,archived,archivedAt,...}}`; `applications` holds ids, or with `expand=applications` objects `{id,posting,type:"posting",...}` |
+//! | `GET /v1/postings[?state&limit&offset]` | `{"data":[<posting>],"hasNext":bool,"next"?:token}`, oldest first; `state` one of Lever's six (all simulated postings are `published`); `limit`/`offset` as for stages |
 //! | `GET /v1/postings/:id` | `{"data":{id,text,state:"published",tags,categories,...}}` |
 //! | `GET /v1/stages[?limit&offset]` | `{"data":[{id,text}],"hasNext":bool,"next"?:token}`; `limit` 1–100 (default 100), `offset` = a previous `next` |
 //! | `POST /v1/opportunities/:id/addTags` / `removeTags` | body `{"tags":[..]}` → 200 `{"data":<opportunity>}` |
