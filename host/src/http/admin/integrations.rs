@@ -186,6 +186,15 @@ async fn create(
     body: Result<Json<IntegrationInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    create_from(&app, input).await
+}
+
+/// Creates an integration from `input`, validated and saved like `POST /admin/integrations`
+/// (also the console's setup wizard).
+pub(crate) async fn create_from(
+    app: &App,
+    input: IntegrationInput,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let config = input
         .create()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -196,7 +205,7 @@ async fn create(
             config.id
         )));
     }
-    save(&app, config, StatusCode::CREATED, None).await
+    save(app, config, StatusCode::CREATED, None).await
 }
 
 /// Changes only the given fields (a `null` secret removes it).
@@ -214,12 +223,22 @@ async fn update(
     body: Result<Json<IntegrationInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    update_from(&app, &id, input).await
+}
+
+/// Applies `input` to integration `id`, validated and saved like `PATCH /admin/integrations/{id}`
+/// (also the console's setup wizard and secret rotation).
+pub(crate) async fn update_from(
+    app: &App,
+    id: &str,
+    input: IntegrationInput,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let _edit = app.integration_edits.lock().await;
-    let current = app.integration(&id).ok_or_else(|| not_found(&id))?;
+    let current = app.integration(id).ok_or_else(|| not_found(id))?;
     let next = input
         .apply(current.config.clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    save(&app, next, StatusCode::OK, Some(&current.config)).await
+    save(app, next, StatusCode::OK, Some(&current.config)).await
 }
 
 /// Enables or disables an integration, validated and saved like any change (also the console's
