@@ -9,6 +9,7 @@ mod authorized_app;
 mod canditech;
 mod console;
 mod console_data;
+mod console_wizard;
 mod contract;
 mod example_config;
 mod faults;
