@@ -472,22 +472,18 @@ async fn get_posting(State(shared): Shr, Path(id): Path<String>) -> Response {
     data(StatusCode::OK, posting_json(p))
 }
 
-/// `limit` (1–100, default 100) and `offset` (a previous page's `next`) of a list route.
-fn page_params(q: &[(String, String)]) -> Result<(usize, usize), Response> {
+/// `limit` (1–100, default 100) and `offset` (a previous page's `next`) of a list route, or
+/// the 400 message.
+fn page_params(q: &[(String, String)]) -> Result<(usize, usize), &'static str> {
     let limit = match param(q, "limit").map(str::parse::<usize>) {
         None => 100,
         Some(Ok(n @ 1..=100)) => n,
-        Some(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "limit must be between 1 and 100",
-            ))
-        }
+        Some(_) => return Err("limit must be between 1 and 100"),
     };
     let offset = match param(q, "offset").map(str::parse::<usize>) {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(_)) => return Err(error(StatusCode::BAD_REQUEST, "Invalid offset token")),
+        Some(Err(_)) => return Err("Invalid offset token"),
     };
     Ok((limit, offset))
 }
@@ -518,7 +514,7 @@ const POSTING_STATES: [&str; 6] = [
 async fn list_postings(State(shared): Shr, Query(q): Params) -> Response {
     let (limit, offset) = match page_params(&q) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let mut states = Vec::new();
     for (k, v) in q.iter().filter(|(k, _)| k == "state") {
@@ -550,7 +546,7 @@ async fn list_postings(State(shared): Shr, Query(q): Params) -> Response {
 async fn list_stages(State(shared): Shr, Query(q): Params) -> Response {
     let (limit, offset) = match page_params(&q) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let st = shared.lock();
     let stages = st
