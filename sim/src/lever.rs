@@ -234,6 +234,8 @@ struct Posting {
     text: String,
     tags: Vec<String>,
     created_at: u64,
+    /// Creation order (postings made in the same millisecond keep it in `GET /postings`).
+    seq: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -516,13 +518,15 @@ impl LeverSim {
     /// Adds a published posting with these tags and returns its id.
     pub fn add_posting(&self, text: &str, tags: &[&str]) -> String {
         let id = http_util::new_id();
+        let mut st = self.shared.lock();
         let posting = Posting {
             id: id.clone(),
             text: text.to_string(),
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             created_at: http_util::now_ms(),
+            seq: st.postings.len(),
         };
-        self.shared.lock().postings.insert(id.clone(), posting);
+        st.postings.insert(id.clone(), posting);
         id
     }
 

@@ -535,7 +535,7 @@ async fn list_postings(State(shared): Shr, Query(q): Params) -> Response {
         .values()
         .filter(|_| states.is_empty() || states.contains(&"published"))
         .collect();
-    postings.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    postings.sort_by_key(|p| p.seq);
     list_page(
         postings.into_iter().map(posting_json).collect(),
         limit,
