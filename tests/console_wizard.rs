@@ -366,3 +366,111 @@ fn shown_secret(page: &str) -> String {
     let from = from.unwrap_or_else(|| panic!("no copy button: {page}"));
     page[from..].split('"').next().unwrap_or("").to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wizard_connects_lever_as_an_app_and_goes_on_after_the_callback() -> anyhow::Result<()>
+{
+    use switchyard_tests::support_admin::{connectors_dir, data_dir};
+    let data = data_dir("console-wizard-oauth");
+    let _ = std::fs::remove_dir_all(&data);
+    let dir = connectors_dir(&data, &["certn"]);
+    let mut stack = Stack::prepare(switchyard_testkit::StackOptions::new(&dir, &data)).await?;
+    stack.config.server.admin_token = Some(switchyard::config::Secret::new(TOKEN));
+    let app = switchyard_testkit::lever_oauth::simulator_app(&stack.lever, &stack.host_url());
+    stack.config.lever_oauth = Some(app);
+    let stack = stack.run().await?;
+    let (status, body) = Admin::new(&stack, Some(TOKEN))
+        .call(
+            Method::DELETE,
+            &format!("/admin/integrations/{CERTN}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let posting = stack.lever.add_posting("Engineer", &[]);
+
+    let mut op = Console::operator(&stack).await;
+    let token = demo_signature_token(&stack);
+    let settings: Vec<(String, String)> = lever_certn_settings(&stack, CERTN, "", &token)
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "lever_auth" => (k, "oauth".to_string()),
+            _ => (k, v),
+        })
+        .filter(|(k, _)| k != "lever_api_key")
+        .collect();
+    op.get("/console/wizard").await;
+    let (status, location, body) = op.act("/console/wizard/settings", &refs(&settings)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let connect = format!("/console/wizard/{CERTN}/connect");
+    assert_eq!(location, connect);
+
+    // Not connected yet: Verify Connection refuses and the integration stays paused.
+    let (_, page) = op.get(&connect).await;
+    assert!(page.contains("not_connected"), "{page}");
+    let (status, _, page) = op
+        .act(&format!("/console/wizard/{CERTN}/finish"), &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        !stack
+            .host()
+            .app
+            .integration(CERTN)
+            .expect("created")
+            .config
+            .enabled
+    );
+
+    // The connect link, opened as the customer's browser would; Lever sends it back.
+    let (status, _, page) = op.act(&connect, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let at = page.find("id=\"connect-link\"").expect("a connect link");
+    let href = page[at..]
+        .split("href=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next());
+    let link = href.expect("the link's address").replace("&amp;", "&");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()?;
+    let back = browser.get(&link).send().await?;
+    assert_eq!(
+        back.status(),
+        StatusCode::OK,
+        "the callback stored the grant"
+    );
+
+    let (_, page) = op.get(&connect).await;
+    assert!(
+        page.contains(&format!("href=\"/console/wizard/{CERTN}/rules\"")),
+        "{page}"
+    );
+    let (status, page) = op.get(&format!("/console/wizard/{CERTN}/rules")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains(&format!("value=\"{posting}\"")),
+        "postings read with the grant: {page}"
+    );
+    let rules = [
+        ("trigger_stage", TRIGGER),
+        ("rule.0.posting", posting.as_str()),
+        ("rule.0.package", "Premium"),
+    ];
+    let (status, _, body) = op
+        .act(&format!("/console/wizard/{CERTN}/rules"), &rules)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    op.get(&format!("/console/wizard/{CERTN}/finish")).await;
+    let (status, location, body) = op
+        .act(&format!("/console/wizard/{CERTN}/finish"), &[])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(location, "/console/integrations?ok=set-up");
+
+    let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
+    switchyard_tests::certn_complete(&stack, &ada, LONG).await;
+    let (_, audit) = op.get("/console/audit").await;
+    assert!(audit.contains("integration.lever_connect_link"), "{audit}");
+    Ok(())
+}
