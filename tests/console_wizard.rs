@@ -434,11 +434,20 @@ async fn the_wizard_connects_lever_as_an_app_and_goes_on_after_the_callback() ->
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()?;
-    let back = browser.get(&link).send().await?;
+    let back = browser
+        .get(&link)
+        .header(reqwest::header::ACCEPT, "text/html")
+        .send()
+        .await?;
     assert_eq!(
         back.status(),
         StatusCode::OK,
         "the callback stored the grant"
+    );
+    let page = back.text().await?;
+    assert!(
+        page.contains(&format!("href=\"{connect}\"")),
+        "the way back: {page}"
     );
 
     let (_, page) = op.get(&connect).await;
