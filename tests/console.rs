@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use switchyard::store::EventState;
 use switchyard_testkit::{CERTN, TRIGGER};
-use switchyard_tests::support_admin::{plugin, variant, TOKEN};
-use switchyard_tests::support_console::{self, Console};
+use switchyard_tests::support_admin::{plugin, variant, Admin, TOKEN};
+use switchyard_tests::support_console::{
+    self, demo_signature_token, lever_certn_settings, Console, WIZARD_KEY,
+};
 use switchyard_tests::{eventually, scratch};
 use thirtyfour::By;
 
@@ -562,9 +564,80 @@ async fn shot(browser: &thirtyfour::WebDriver, name: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The tour in a real browser: sign in, an event of a moved candidate and its timeline, a dead
-/// event retried, a connector version uploaded and rolled back, the audit log, sign-out. Each
-/// page's screenshot goes to `docs/console/`.
+/// Fills the field named `name` of the page's form with `value` (replacing what it shows).
+async fn fill(browser: &thirtyfour::WebDriver, name: &str, value: &str) -> anyhow::Result<()> {
+    let input = browser.find(By::Name(name)).await?;
+    input.clear().await?;
+    input.send_keys(value).await?;
+    Ok(())
+}
+
+/// Picks `value` in the select named `name`.
+async fn choose(browser: &thirtyfour::WebDriver, name: &str, value: &str) -> anyhow::Result<()> {
+    click(
+        browser,
+        &format!("select[name='{name}'] option[value='{value}']"),
+    )
+    .await
+}
+
+/// Runs the setup wizard in the browser: `demo-certn` again, Lever (API key) → Certn, with a
+/// rule sending Premium to `posting`'s candidates. Screenshots of each step.
+async fn wizard(
+    browser: &thirtyfour::WebDriver,
+    stack: &switchyard_testkit::Stack,
+    base: &str,
+    posting: &str,
+) -> anyhow::Result<()> {
+    browser.goto(format!("{base}/console/integrations")).await?;
+    click(browser, "#set-up").await?;
+    at_path(browser, "/console/wizard").await?;
+    fill(browser, "id", CERTN).await?;
+    click(browser, "input[name=ats][value=lever]").await?;
+    choose(browser, "connector", "certn").await?;
+    shot(browser, "wizard-1-start").await?;
+    click(browser, "#wizard-start button[type=submit]").await?;
+    at_path(browser, "/console/wizard/settings").await?;
+
+    let key = stack.lever.generate_api_key(&WIZARD_KEY);
+    let token = demo_signature_token(stack);
+    click(browser, "input[name=lever_auth][value=api_key]").await?;
+    click(browser, "input[name=allow_loopback]").await?;
+    for (name, value) in lever_certn_settings(stack, CERTN, &key, &token) {
+        let hidden = ["id", "ats", "connector", "lever_auth", "allow_loopback"];
+        if name == "default_package" || hidden.contains(&name.as_str()) {
+            continue;
+        }
+        fill(browser, &name, &value).await?;
+    }
+    shot(browser, "wizard-2-settings").await?;
+    click(browser, "#wizard-settings button[type=submit]").await?;
+    at_path(browser, "/rules").await?;
+    let source = browser.source().await?;
+    assert!(
+        !source.contains(&key) && !source.contains(&token),
+        "no secret echoed"
+    );
+
+    choose(browser, "trigger_stage", TRIGGER).await?;
+    choose(browser, "rule.0.posting", posting).await?;
+    choose(browser, "rule.0.package", "Premium").await?;
+    shot(browser, "wizard-3-rules").await?;
+    click(browser, "#wizard-rules button[type=submit]").await?;
+    at_path(browser, "/finish").await?;
+    let urls = text(browser, "#urls").await?;
+    assert!(urls.contains("/hooks/demo-certn/lever"), "{urls}");
+    shot(browser, "wizard-4-finish").await?;
+    click(browser, "#wizard-finish button[type=submit]").await?;
+    notice(browser, "Set up").await;
+    assert!(enabled(stack), "verified and enabled");
+    Ok(())
+}
+
+/// The tour in a real browser: sign in, set up `demo-certn` with the wizard, an event of a moved
+/// candidate and its timeline, dead letters bulk-replayed by filter after a vendor outage, a
+/// connector version uploaded and rolled back, the audit log, sign-out. Each page's screenshot
+/// goes to `docs/console/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_in_a_browser() -> anyhow::Result<()> {
     let stack = support_console::stack("browser", &["certn"], |c| {
@@ -574,16 +647,16 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
     let base = format!("http://{}", stack.addr);
     let driver = support_console::driver().await;
     let browser = support_console::browser(&driver).await;
-
-    // A candidate goes through.
+    // The wizard sets the stack's integration up again, as an operator would.
+    let (status, body) = Admin::new(&stack, Some(TOKEN))
+        .call(
+            Method::DELETE,
+            &format!("/admin/integrations/{CERTN}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let posting = stack.lever.add_posting("Engineer", &["Engineering"]);
-    let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
-    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
-    stack
-        .wait_for(&ada, LONG, |o| {
-            o.tags.contains(&"CERTN - Complete".to_string())
-        })
-        .await?;
 
     // Signed out, the console shows the sign-in page.
     browser.goto(format!("{base}/console/events")).await?;
@@ -596,8 +669,26 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
         .await?;
     click(&browser, "button[type=submit]").await?;
     at_path(&browser, "/console/events").await?;
+    wizard(&browser, &stack, &base, &posting).await?;
+
+    // A candidate goes through, with the rule's package.
+    let ada = stack.candidate("Ada Lovelace", Some("ada@example.com"), &[], Some(&posting));
+    assert_eq!(stack.move_to(&ada, TRIGGER).await?, 200);
+    stack
+        .wait_for(&ada, LONG, |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await?;
+    let ordered: Vec<String> = stack
+        .certn
+        .applications()
+        .into_iter()
+        .map(|a| a.package)
+        .collect();
+    assert_eq!(ordered, ["Premium"]);
 
     // The candidate's event, its page and the timeline.
+    browser.goto(format!("{base}/console/events")).await?;
     let source = browser.source().await?;
     assert!(source.contains(&ada), "the candidate's event is listed");
     shot(&browser, "events").await?;
@@ -621,34 +712,39 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
     );
     shot(&browser, "timeline").await?;
 
-    // The vendor is down: a second candidate's event dead-letters; after the fix, retry it.
+    // The vendor is down: two candidates' events dead-letter; after the fix, replay every dead
+    // letter of the integration by filter (the confirmation accepted).
     stack.certn.set_down(true);
     let bob = stack.candidate("Bob Byte", Some("bob@example.com"), &[], Some(&posting));
-    assert_eq!(stack.move_to(&bob, TRIGGER).await?, 200);
+    let cy = stack.candidate("Cy Young", Some("cy@example.com"), &[], Some(&posting));
+    for who in [&bob, &cy] {
+        assert_eq!(stack.move_to(who, TRIGGER).await?, 200);
+    }
     let store = stack.host().app.store.clone();
-    let dead = eventually("the event dead-lettered", LONG, || {
+    eventually("both events dead-lettered", LONG, || {
         let dead = store
             .list_events(Some(CERTN), Some(EventState::Dead), 10)
             .ok()?;
-        dead.into_iter().next()
+        (dead.len() >= 2).then_some(())
     })
     .await;
     stack.certn.set_down(false);
     browser
-        .goto(format!("{base}/console/events?state=dead"))
+        .goto(format!(
+            "{base}/console/events?state=dead&integration={CERTN}"
+        ))
         .await?;
-    browser
-        .find(By::LinkText(dead.id.to_string()))
-        .await?
-        .click()
-        .await?;
-    click(&browser, "form[action$='/retry'] button").await?;
-    notice(&browser, "Queued again").await;
-    stack
-        .wait_for(&bob, LONG, |o| {
-            o.tags.contains(&"CERTN - Complete".to_string())
-        })
-        .await?;
+    shot(&browser, "dead-letters").await?;
+    click(&browser, "#bulk-replay button[type=submit]").await?;
+    browser.accept_alert().await?;
+    notice(&browser, "Replay job started").await;
+    for who in [&bob, &cy] {
+        stack
+            .wait_for(who, LONG, |o| {
+                o.tags.contains(&"CERTN - Complete".to_string())
+            })
+            .await?;
+    }
 
     // Upload a new version (activated), then roll back to the original.
     let original = serving(&stack);
@@ -688,7 +784,10 @@ async fn the_console_in_a_browser() -> anyhow::Result<()> {
     let audit = text(&browser, "#audit").await?;
     for action in [
         "session.sign_in",
-        "event.retry",
+        "integration.create",
+        "integration.rules",
+        "integration.verify_and_enable",
+        "replay.start",
         "connector.upload",
         "connector.rollback",
     ] {

@@ -10,6 +10,7 @@ mod canditech;
 mod cluster;
 mod console;
 mod console_data;
+mod console_wizard;
 mod contract;
 mod example_config;
 mod faults;

@@ -257,3 +257,68 @@ pub fn screenshots_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("docs/console");
     dir
 }
+
+/// The Lever API key permissions the setup wizard's tests paste: `docs/lever.md`'s Certn key,
+/// plus *Postings* read to pick a rule's posting from the live list.
+pub const WIZARD_KEY: [&str; 4] = [
+    "opportunities:read:admin",
+    "opportunities:write:admin",
+    "stages:read:admin",
+    "postings:read:admin",
+];
+
+/// The signature token Lever gave the stack's own `demo-certn` webhook (the wizard's tests
+/// delete that integration and set it up again with the same webhook).
+pub fn demo_signature_token(stack: &Stack) -> String {
+    stack
+        .config
+        .integrations
+        .iter()
+        .find(|i| i.id == switchyard_testkit::CERTN)
+        .and_then(|i| match &i.ats {
+            switchyard::config::AtsConfig::Lever(l) => Some(l.signature_token.expose().to_string()),
+            _ => None,
+        })
+        .expect("the stack's demo-certn Lever integration")
+}
+
+/// The setup wizard's settings step for a Lever (API key `key`, signature token `token`) →
+/// Certn integration `id` on `stack`'s simulators: packages Basic (the default) and Premium.
+pub fn lever_certn_settings(
+    stack: &Stack,
+    id: &str,
+    key: &str,
+    token: &str,
+) -> Vec<(String, String)> {
+    let certn = reqwest::Url::parse(&stack.certn.api_base()).expect("the Certn simulator's URL");
+    let host = format!(
+        "{}:{}",
+        certn.host_str().unwrap_or("127.0.0.1"),
+        certn.port_or_known_default().unwrap_or(80)
+    );
+    [
+        ("id", id.to_string()),
+        ("ats", "lever".into()),
+        ("connector", "certn".into()),
+        ("lever_auth", "api_key".into()),
+        ("lever_api_key", key.into()),
+        ("signature_token", token.into()),
+        ("lever_api_base", stack.lever.api_base()),
+        ("setting.api-base", stack.certn.api_base()),
+        ("setting.api-key", stack.certn.api_key()),
+        ("setting.webhook-secret", stack.certn.webhook_secret()),
+        ("allowed_hosts", host),
+        ("allow_loopback", "true".into()),
+        ("default_package", "0".into()),
+        ("package.0.name", "Basic".into()),
+        ("package.0.checks", "criminal_record_check".into()),
+        ("package.1.name", "Premium".into()),
+        (
+            "package.1.checks",
+            "criminal_record_check,identity_verification".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}

@@ -16,6 +16,7 @@
 //! | method + path | answer |
 //! | --- | --- |
 //! | `GET /v1/opportunities/:id[?expand=applications]` | `{"data":{id,name,contact,emails,phones:[{type,value}],tags,stage,stageChanges,links,applications,archived,archivedAt,...}}`; `applications` holds ids, or with `expand=applications` objects `{id,posting,type:"posting",...}` |
+//! | `GET /v1/postings[?state&limit&offset]` | `{"data":[<posting>],"hasNext":bool,"next"?:token}`, oldest first; `state` one of Lever's six (all simulated postings are `published`); `limit`/`offset` as for stages |
 //! | `GET /v1/postings/:id` | `{"data":{id,text,state:"published",tags,categories,...}}` |
 //! | `GET /v1/stages[?limit&offset]` | `{"data":[{id,text}],"hasNext":bool,"next"?:token}`; `limit` 1–100 (default 100), `offset` = a previous `next` |
 //! | `POST /v1/opportunities/:id/addTags` / `removeTags` | body `{"tags":[..]}` → 200 `{"data":<opportunity>}` |
@@ -233,6 +234,8 @@ struct Posting {
     text: String,
     tags: Vec<String>,
     created_at: u64,
+    /// Creation order (postings made in the same millisecond keep it in `GET /postings`).
+    seq: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -515,13 +518,15 @@ impl LeverSim {
     /// Adds a published posting with these tags and returns its id.
     pub fn add_posting(&self, text: &str, tags: &[&str]) -> String {
         let id = http_util::new_id();
+        let mut st = self.shared.lock();
         let posting = Posting {
             id: id.clone(),
             text: text.to_string(),
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             created_at: http_util::now_ms(),
+            seq: st.postings.len(),
         };
-        self.shared.lock().postings.insert(id.clone(), posting);
+        st.postings.insert(id.clone(), posting);
         id
     }
 

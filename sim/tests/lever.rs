@@ -110,6 +110,58 @@ async fn stages_paginate() {
 }
 
 #[tokio::test]
+async fn postings_list_oldest_first_in_pages_and_refuse_bad_parameters_and_missing_permission() {
+    let sim = LeverSim::start().await.unwrap();
+    let names = ["Engineer", "Designer", "Recruiter"];
+    for name in names {
+        sim.add_posting(name, &[]);
+    }
+    let (status, first) = get(&sim, "/postings?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["hasNext"], true);
+    let next = first["next"].as_str().unwrap().to_string();
+    let (_, rest) = get(
+        &sim,
+        &format!("/postings?limit=2&offset={next}&state=published"),
+    )
+    .await;
+    assert_eq!(rest["hasNext"], false);
+    let texts: Vec<&str> = (first["data"].as_array().unwrap().iter())
+        .chain(rest["data"].as_array().unwrap())
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, names);
+    let (_, closed) = get(&sim, "/postings?state=closed").await;
+    assert_eq!(
+        closed["data"],
+        json!([]),
+        "every simulated posting is published"
+    );
+    for bad in [
+        "/postings?limit=0",
+        "/postings?limit=101",
+        "/postings?offset=x",
+        "/postings?state=open",
+    ] {
+        assert_eq!(get(&sim, bad).await.0, 400, "{bad}");
+    }
+    // A key without Postings read is refused with Lever's message.
+    let key = sim.generate_api_key(&["stages:read:admin"]);
+    let resp = client()
+        .get(format!("{}/postings", sim.api_base()))
+        .basic_auth(key, None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "Missing required permission: postings:read:admin"
+    );
+}
+
+#[tokio::test]
 async fn posting_tags_are_inherited_and_applications_expand() {
     let sim = LeverSim::start().await.unwrap();
     let posting = sim.add_posting("Engineer", &["Standard", "CERTN"]);

@@ -224,6 +224,12 @@ pub trait Ats: Send + Sync {
         None
     }
 
+    /// The ATS's job postings as `(id, name)`, read live, for a rule's posting picker. `None`:
+    /// this ATS has no postings to pick.
+    async fn postings(&self) -> Option<Result<Vec<(String, String)>, AtsError>> {
+        None
+    }
+
     /// The role of an event kind this ATS queues, or `None` when it is not one of its kinds.
     fn role(&self, kind: &str) -> Option<Role>;
 

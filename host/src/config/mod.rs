@@ -458,6 +458,16 @@ impl Config {
     }
 }
 
+/// Why `id` cannot name an integration (it appears in URLs and the store), if it cannot.
+pub fn id_problem(id: &str) -> Option<&'static str> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (!valid).then_some("id must be 1-64 characters of [A-Za-z0-9_-]")
+}
+
 impl IntegrationConfig {
     /// Checks what serde cannot (see [`IntegrationConfig::problems`]); every problem, joined.
     pub fn check(&self) -> Result<(), String> {
@@ -473,14 +483,8 @@ impl IntegrationConfig {
     /// that are no internal address, exactly one default package, the rules. Every problem.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.id.is_empty()
-            || self.id.len() > 64
-            || !self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            problems.push("id must be 1-64 characters of [A-Za-z0-9_-]".into());
+        if let Some(p) = id_problem(&self.id) {
+            problems.push(p.into());
         }
         if self.connector.is_empty() {
             problems.push("connector must be set".into());

@@ -36,6 +36,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             get(list_notes).post(create_note),
         )
         .route("/v1/opportunities/{id}/stage", put(put_stage))
+        .route("/v1/postings", get(list_postings))
         .route("/v1/postings/{id}", get(get_posting))
         .route("/v1/stages", get(list_stages))
         .fallback(not_found)
@@ -438,60 +439,120 @@ async fn put_stage(State(shared): Shr, Path(id): Path<String>, body: Bytes) -> R
     data(StatusCode::OK, opp)
 }
 
+/// A posting as Lever shows it (only `published` ones are simulated).
+fn posting_json(p: &super::Posting) -> Value {
+    json!({
+        "id": p.id,
+        "text": p.text,
+        "state": "published",
+        "distributionChannels": ["public"],
+        "confidentiality": "non-confidential",
+        "categories": {
+            "team": null, "department": null, "location": null,
+            "commitment": null, "level": null, "allLocations": [],
+        },
+        "tags": p.tags,
+        "createdAt": p.created_at,
+        "updatedAt": p.created_at,
+        "user": null,
+        "owner": null,
+        "hiringManager": null,
+        "followers": [],
+        "reqCode": null,
+        "requisitionCodes": [],
+        "workplaceType": "unspecified",
+    })
+}
+
 async fn get_posting(State(shared): Shr, Path(id): Path<String>) -> Response {
     let st = shared.lock();
     let Some(p) = st.postings.get(&id) else {
         return error(StatusCode::NOT_FOUND, format!("Posting {id} was not found"));
     };
-    data(
-        StatusCode::OK,
-        json!({
-            "id": p.id,
-            "text": p.text,
-            "state": "published",
-            "distributionChannels": ["public"],
-            "confidentiality": "non-confidential",
-            "categories": {
-                "team": null, "department": null, "location": null,
-                "commitment": null, "level": null, "allLocations": [],
-            },
-            "tags": p.tags,
-            "createdAt": p.created_at,
-            "updatedAt": p.created_at,
-            "user": null,
-            "owner": null,
-            "hiringManager": null,
-            "followers": [],
-            "reqCode": null,
-            "requisitionCodes": [],
-            "workplaceType": "unspecified",
-        }),
+    data(StatusCode::OK, posting_json(p))
+}
+
+/// `limit` (1–100, default 100) and `offset` (a previous page's `next`) of a list route, or
+/// the 400 message.
+fn page_params(q: &[(String, String)]) -> Result<(usize, usize), &'static str> {
+    let limit = match param(q, "limit").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n @ 1..=100)) => n,
+        Some(_) => return Err("limit must be between 1 and 100"),
+    };
+    let offset = match param(q, "offset").map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Err("Invalid offset token"),
+    };
+    Ok((limit, offset))
+}
+
+/// One page of `items`, in Lever's list shape (`data`, `hasNext`, `next` while there is more).
+fn list_page(items: Vec<Value>, limit: usize, offset: usize) -> Response {
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    let end = offset.saturating_add(limit);
+    let mut body = json!({ "data": page, "hasNext": end < total });
+    if end < total {
+        body["next"] = json!(end.to_string());
+    }
+    Json(body).into_response()
+}
+
+/// The states `GET /postings?state=` accepts.
+const POSTING_STATES: [&str; 6] = [
+    "published",
+    "internal",
+    "closed",
+    "draft",
+    "pending",
+    "rejected",
+];
+
+/// `GET /postings[?state&limit&offset]`: oldest first; every simulated posting is `published`.
+async fn list_postings(State(shared): Shr, Query(q): Params) -> Response {
+    let (limit, offset) = match page_params(&q) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let mut states = Vec::new();
+    for (k, v) in q.iter().filter(|(k, _)| k == "state") {
+        if !POSTING_STATES.contains(&v.as_str()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Invalid {k} \"{v}\": must be one of {}",
+                    POSTING_STATES.join(", ")
+                ),
+            );
+        }
+        states.push(v.as_str());
+    }
+    let st = shared.lock();
+    let mut postings: Vec<&super::Posting> = st
+        .postings
+        .values()
+        .filter(|_| states.is_empty() || states.contains(&"published"))
+        .collect();
+    postings.sort_by_key(|p| p.seq);
+    list_page(
+        postings.into_iter().map(posting_json).collect(),
+        limit,
+        offset,
     )
 }
 
 async fn list_stages(State(shared): Shr, Query(q): Params) -> Response {
-    let limit = match param(&q, "limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n @ 1..=100)) => n,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 100"),
-    };
-    let offset = match param(&q, "offset").map(str::parse::<usize>) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid offset token"),
+    let (limit, offset) = match page_params(&q) {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let st = shared.lock();
-    let page: Vec<Value> = st
+    let stages = st
         .stages
         .iter()
-        .skip(offset)
-        .take(limit)
         .map(|s| json!({ "id": s.id, "text": s.text }))
         .collect();
-    let end = offset.saturating_add(limit);
-    let mut body = json!({ "data": page, "hasNext": end < st.stages.len() });
-    if end < st.stages.len() {
-        body["next"] = json!(end.to_string());
-    }
-    Json(body).into_response()
+    list_page(stages, limit, offset)
 }

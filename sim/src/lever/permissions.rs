@@ -19,7 +19,7 @@ pub const OPPORTUNITIES_WRITE: &str = "opportunities:write:admin";
 pub const NOTES_READ: &str = "notes:read:admin";
 /// `POST /opportunities/:id/notes`.
 pub const NOTES_WRITE: &str = "notes:write:admin";
-/// `GET /postings/:id`.
+/// `GET /postings`, `GET /postings/:id`.
 pub const POSTINGS_READ: &str = "postings:read:admin";
 /// `GET /stages`.
 pub const STAGES_READ: &str = "stages:read:admin";
@@ -54,7 +54,7 @@ pub fn required(method: &str, path: &str) -> Option<&'static str> {
         | ("PUT", ["v1", "opportunities", _, "stage"]) => Some(OPPORTUNITIES_WRITE),
         ("GET", ["v1", "opportunities", _, "notes"]) => Some(NOTES_READ),
         ("POST", ["v1", "opportunities", _, "notes"]) => Some(NOTES_WRITE),
-        ("GET", ["v1", "postings", _]) => Some(POSTINGS_READ),
+        ("GET", ["v1", "postings"] | ["v1", "postings", _]) => Some(POSTINGS_READ),
         ("GET", ["v1", "stages"]) => Some(STAGES_READ),
         _ => None,
     }
@@ -98,6 +98,7 @@ mod tests {
             Some(NOTES_WRITE)
         );
         assert_eq!(required("GET", "/v1/postings/p1"), Some(POSTINGS_READ));
+        assert_eq!(required("GET", "/v1/postings"), Some(POSTINGS_READ));
         assert_eq!(required("GET", "/v1/stages"), Some(STAGES_READ));
         assert_eq!(required("DELETE", "/v1/stages"), None);
         assert_eq!(required("GET", "/v1/nothing"), None);

@@ -258,16 +258,35 @@ impl LeverClient {
 
     /// `GET /stages`, every page: (id, name) pairs.
     pub async fn stages(&self) -> Result<Vec<(String, String)>, LeverError> {
+        self.every_page(permissions::LIST_STAGES, "/stages").await
+    }
+
+    /// `GET /postings`, every page: (id, name) pairs, for the console's rule picker.
+    pub async fn postings(&self) -> Result<Vec<(String, String)>, LeverError> {
+        self.every_page(permissions::LIST_POSTINGS, "/postings")
+            .await
+    }
+
+    /// Every page of a list of `{id, text}` items at `path`.
+    async fn every_page(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+    ) -> Result<Vec<(String, String)>, LeverError> {
         let mut out = Vec::new();
         let mut offset: Option<String> = None;
-        // Bounded: Lever pipelines have tens of stages.
+        // Bounded: Lever pipelines have tens of stages, accounts hundreds of postings.
         for _ in 0..50 {
-            let path = match &offset {
-                Some(o) => format!("/stages?limit=100&offset={o}"),
-                None => "/stages?limit=100".to_string(),
+            let page = match &offset {
+                // Lever's `next` is an opaque token.
+                Some(o) => format!(
+                    "{path}?limit=100&offset={}",
+                    url::form_urlencoded::byte_serialize(o.as_bytes()).collect::<String>()
+                ),
+                None => format!("{path}?limit=100"),
             };
             let v = self
-                .call(permissions::LIST_STAGES, reqwest::Method::GET, &path, None)
+                .call(endpoint, reqwest::Method::GET, &page, None)
                 .await?;
             for s in v["data"].as_array().into_iter().flatten() {
                 if let (Some(id), Some(text)) = (s["id"].as_str(), s["text"].as_str()) {

@@ -160,6 +160,14 @@ impl Ats for LeverAts {
         Some(client.stages().await.map_err(AtsError::from))
     }
 
+    async fn postings(&self) -> Option<Result<Vec<(String, String)>, AtsError>> {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(client.postings().await.map_err(AtsError::from))
+    }
+
     fn role(&self, kind: &str) -> Option<Role> {
         (kind == LEVER_STAGE_CHANGE).then_some(Role::Trigger)
     }

@@ -9,9 +9,10 @@
 //! | `POST /opportunities/:id/notes` | `notes:write:admin` | only if the connector writes notes (Justifacts, Canditech) |
 //! | `GET /opportunities/:id/notes` | `notes:read:admin` | with notes write: only after a note's write was interrupted (a lost answer, a crash), to learn whether Lever kept it, so that no note is written twice |
 //! | `GET /postings/:id` | `postings:read:admin` | only if a rule names a posting (the posting's name is read) |
+//! | `GET /postings` | `postings:read:admin` | only when an operator picks a rule's posting in the console's setup wizard |
 //!
 //! switchyard does not read Lever's notes otherwise (the notes it wrote are in its store), nor
-//! postings it does not need (a posting's tags are already on the opportunities that applied to
+//! postings it does not need outside the wizard's picker (a posting's tags are already on the opportunities that applied to
 //! it).
 
 /// One Lever API call: how errors name it, and the permission it needs.
@@ -44,6 +45,8 @@ pub const ADD_NOTE: Endpoint = call("POST /opportunities/:id/notes", "notes:writ
 pub const LIST_NOTES: Endpoint = call("GET /opportunities/:id/notes", "notes:read:admin");
 /// `GET /postings/:id`.
 pub const GET_POSTING: Endpoint = call("GET /postings/:id", "postings:read:admin");
+/// `GET /postings` (the console's rule picker).
+pub const LIST_POSTINGS: Endpoint = call("GET /postings", "postings:read:admin");
 /// `GET /stages`.
 pub const LIST_STAGES: Endpoint = call("GET /stages", "stages:read:admin");
 
@@ -72,6 +75,7 @@ mod tests {
             ADD_NOTE,
             LIST_NOTES,
             GET_POSTING,
+            LIST_POSTINGS,
             LIST_STAGES,
         ];
         for call in calls {

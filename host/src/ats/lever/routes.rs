@@ -51,6 +51,17 @@ fn escape(text: &str) -> String {
 
 /// An answer: `{"status"|"error", "message", ...}` as JSON, or the same as a small page.
 fn answer(html: bool, status: StatusCode, code: &str, message: &str) -> Response {
+    page_or_json(html, status, code, message, "")
+}
+
+/// [`answer`], its page ending with `extra` (trusted HTML).
+fn page_or_json(
+    html: bool,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    extra: &str,
+) -> Response {
     if html {
         let title = match code {
             _ if status.is_success() => "Connected to Lever",
@@ -59,7 +70,7 @@ fn answer(html: bool, status: StatusCode, code: &str, message: &str) -> Response
         };
         let body = format!(
             "<!doctype html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1>\
-             <p>{}</p><p><code>{}</code></p></body></html>\n",
+             <p>{}</p><p><code>{}</code></p>{extra}</body></html>\n",
             escape(message),
             escape(code)
         );
@@ -159,7 +170,15 @@ pub async fn callback(
             tracing::info!(%integration, resumed, "Lever integration connected through OAuth");
             let message = format!("Integration `{integration}` is connected to Lever; {resumed} waiting event(s) resumed.");
             if html {
-                return answer(true, StatusCode::OK, "connected", &message);
+                // The operator who connected from the console's setup wizard goes on there.
+                let next = match app.config.server.admin_token {
+                    Some(_) => format!(
+                        "<p><a href=\"/console/wizard/{}/connect\">Continue the setup in the console</a></p>",
+                        escape(&url::form_urlencoded::byte_serialize(integration.as_bytes()).collect::<String>())
+                    ),
+                    None => String::new(),
+                };
+                return page_or_json(true, StatusCode::OK, "connected", &message, &next);
             }
             Json(json!({
                 "status": "connected",

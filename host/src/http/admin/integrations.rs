@@ -218,11 +218,20 @@ async fn create(
     body: Result<Json<IntegrationInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    create_from(&app, input).await
+}
+
+/// Creates an integration from `input`, validated and saved like `POST /admin/integrations`
+/// (also the console's setup wizard).
+pub(crate) async fn create_from(
+    app: &App,
+    input: IntegrationInput,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let config = input
         .create()
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     edit(
-        &app,
+        app,
         &config.id.clone(),
         StatusCode::CREATED,
         |current| match current {
@@ -248,8 +257,18 @@ async fn update(
     body: Result<Json<IntegrationInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
     let Json(input) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    edit(&app, &id, StatusCode::OK, |current| {
-        let current = current.ok_or_else(|| not_found(&id))?;
+    update_from(&app, &id, input).await
+}
+
+/// Applies `input` to integration `id`, validated and saved like `PATCH /admin/integrations/{id}`
+/// (also the console's setup wizard and secret rotation).
+pub(crate) async fn update_from(
+    app: &App,
+    id: &str,
+    input: IntegrationInput,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
+    edit(app, id, StatusCode::OK, |current| {
+        let current = current.ok_or_else(|| not_found(id))?;
         input
             .clone()
             .apply(current)

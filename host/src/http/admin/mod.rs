@@ -22,7 +22,7 @@ mod health;
 // The console shows an integration as the API does and pauses it the same way.
 pub(crate) mod integrations;
 mod lever;
-mod live;
+pub(crate) mod live;
 pub mod replay;
 mod stats;
 mod timeline;

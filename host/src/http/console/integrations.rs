@@ -6,6 +6,8 @@
 //! - `GET /console/integrations`
 //! - `POST /console/integrations/{id}/pause`, `POST /console/integrations/{id}/resume` — the admin
 //!   API's disable/enable (validated and saved the same way), audited.
+//! - The rotation forms post to [`super::rotate`]; "Set up an integration" opens
+//!   [`super::wizard`].
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use super::audit;
 use super::layout::{self, Done, Notice, Page, Section};
 use super::session::Current;
 use crate::app::App;
-use crate::config::IntegrationConfig;
+use crate::config::{AtsConfig, IntegrationConfig};
 use crate::http::admin::integrations::{set_enabled, view};
 use crate::store::console::Role;
 use crate::store::EventState;
@@ -94,12 +96,46 @@ fn card(app: &App, current: &Current, c: &IntegrationConfig) -> Markup {
                 }
             }
             @if current.role() == Role::Operator {
+                (rotation(current, c))
                 form.inline.replay-since method="post" action={ "/console/integrations/" (c.id) "/replay" } {
                     (layout::csrf(current))
                     label { "Replay everything received since (UTC) "
                         input type="text" name="since" required placeholder="2026-12-06T09:00:00Z"; }
                     label { input type="checkbox" name="force" value="true"; " also done ones" }
                     " " button type="submit" { "Replay since" }
+                }
+            }
+        }
+    }
+}
+
+/// The rotation forms of `c`'s secrets (operators only; see [`super::rotate`]).
+fn rotation(current: &Current, c: &IntegrationConfig) -> Markup {
+    let base = format!("/console/integrations/{}/rotate", c.id);
+    html! {
+        div.rotation {
+            @match &c.ats {
+                AtsConfig::Lever(_) => {
+                    form.inline method="post" action={ (base) "/signature-token" } {
+                        (layout::csrf(current))
+                        label { "New Lever signature token "
+                            input type="password" name="signature_token" autocomplete="new-password" required; }
+                        " " button type="submit" { "Replace token" }
+                    }
+                }
+                AtsConfig::Gem(_) => {
+                    form.inline method="post" action={ (base) "/gem-key" }
+                        data-confirm="Issue a new Gem API key and revoke the current ones at once?" {
+                        (layout::csrf(current))
+                        button type="submit" { "New Gem API key" }
+                    }
+                    " "
+                    form.inline method="post" action={ (base) "/gem-webhook-secret" } {
+                        (layout::csrf(current))
+                        label { "Old secret still signs for (hours) "
+                            input type="number" name="overlap_hours" value="24" min="1" max="168"; }
+                        " " button type="submit" { "New webhook secret" }
+                    }
                 }
             }
         }
@@ -116,6 +152,7 @@ pub async fn list(
     let content = html! {
         @for i in &integrations { (card(&app, &current, &i.config)) }
         @if integrations.is_empty() { p { "No integration yet." } }
+        @if current.role() == Role::Operator { p { a #set-up href="/console/wizard" { "Set up an integration" } } }
     };
     let page = Page {
         title: "Integrations",

@@ -24,10 +24,11 @@ pub enum Section {
     Replays,
     Pictures,
     Audit,
+    Wizard,
 }
 
 impl Section {
-    const ALL: [(Section, &'static str, &'static str); 6] = [
+    const ALL: [(Section, &'static str, &'static str); 7] = [
         (Section::Events, "Events", "/console/events"),
         (
             Section::Integrations,
@@ -38,6 +39,7 @@ impl Section {
         (Section::Replays, "Replay jobs", "/console/replays"),
         (Section::Pictures, "Pictures", "/console/pictures"),
         (Section::Audit, "Audit log", "/console/audit"),
+        (Section::Wizard, "Set up", "/console/wizard"),
     ];
 }
 
@@ -77,6 +79,13 @@ impl Notice {
             "activated" => "Activated: new calls use this version.",
             "rolled-back" => "Rolled back: the previous version serves again.",
             "removed" => "Removed.",
+            "set-up" => {
+                "Set up: Verify Connection passed (the ATS accepts the credential, the connector \
+                 lists its packages) and the integration is enabled."
+            }
+            "token-replaced" => {
+                "Signature token replaced: webhooks signed with the old one are refused from now."
+            }
             _ => return None,
         };
         Some(Notice::Ok(text.to_string()))

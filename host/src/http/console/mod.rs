@@ -14,7 +14,11 @@
 //! - [`timeline`]: a candidate's timeline.
 //! - [`replays`]: bulk replay by filter or since a time, the jobs with progress and cancel.
 //! - [`pictures`]: charts of events, failures, the queue and latency, each with its table.
-//! - [`integrations`]: health at a glance, webhook URLs to copy, pause/resume.
+//! - [`integrations`]: health at a glance, webhook URLs to copy, pause/resume, the rotation forms.
+//! - [`wizard`]: the setup wizard (ATS, connector settings, packages, rules from live lists,
+//!   Verify Connection).
+//! - [`rotate`]: one-click secret rotation (Lever's signature token, Gem's API key and webhook
+//!   secret), each new secret shown once.
 //! - [`connectors`]: versions and manifests; upload, activate, roll back, remove.
 //! - [`charts`]: series → escaped SVG line and bar charts.
 //! - [`audit`]: the audit log ([`audit::record`]) and its page.
@@ -35,8 +39,10 @@ pub mod layout;
 pub mod payload;
 pub mod pictures;
 pub mod replays;
+pub mod rotate;
 pub mod session;
 pub mod timeline;
+pub mod wizard;
 
 use std::sync::Arc;
 
@@ -84,6 +90,35 @@ pub fn router(app: Arc<App>) -> Option<Router<Arc<App>>> {
         .route(
             "/console/integrations/{id}/resume",
             post(integrations::resume),
+        )
+        .route(
+            "/console/integrations/{id}/rotate/signature-token",
+            post(rotate::signature_token),
+        )
+        .route(
+            "/console/integrations/{id}/rotate/gem-key",
+            post(rotate::gem_key),
+        )
+        .route(
+            "/console/integrations/{id}/rotate/gem-webhook-secret",
+            post(rotate::gem_webhook_secret),
+        )
+        .route("/console/wizard", get(wizard::start::page))
+        .route(
+            "/console/wizard/settings",
+            get(wizard::settings::page).post(wizard::settings::create),
+        )
+        .route(
+            "/console/wizard/{id}/connect",
+            get(wizard::connect::page).post(wizard::connect::link),
+        )
+        .route(
+            "/console/wizard/{id}/rules",
+            get(wizard::rules::page).post(wizard::rules::save),
+        )
+        .route(
+            "/console/wizard/{id}/finish",
+            get(wizard::finish::page).post(wizard::finish::enable),
         )
         .route("/console/connectors", get(connectors::list))
         .route("/console/connectors/upload", post(connectors::upload))
