@@ -74,7 +74,7 @@ impl Pair {
         let other = switchyard::start_on(config, listener).await?;
         Ok(Pair {
             b: Admin::new(&stack, Some(TOKEN)),
-            a: Admin::at(addr, Some(TOKEN)),
+            a: Admin::at(format!("http://{addr}"), Some(TOKEN)),
             stack,
             other: Some(other),
             _scratch: scratch,

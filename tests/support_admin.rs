@@ -129,18 +129,6 @@ impl Admin {
         }
     }
 
-    /// A client of the host at `addr` (another host than a stack's own).
-    pub fn at(addr: std::net::SocketAddr, token: Option<&str>) -> Admin {
-        Admin {
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("an HTTP client"),
-            token: token.map(str::to_string),
-        }
-    }
-
     /// Sends a request; returns the status and the JSON body (Null if none).
     pub async fn call(
         &self,
