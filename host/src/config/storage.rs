@@ -22,8 +22,8 @@ pub struct StorageConfig {
     /// The PostgreSQL user's password, usually `env:NAME` (read at start-up).
     pub password: Option<Secret>,
     /// PostgreSQL only: no LISTEN/NOTIFY wake-ups, the workers find new events by polling
-    /// alone (within a second). For a connection pooler in transaction mode (PgBouncer), which
-    /// cannot hold a LISTEN.
+    /// alone (within a second), where LISTEN is not available. (A pooler must pool by session
+    /// either way: the cross-host locks are session advisory locks.)
     pub poll_only: bool,
     /// Finished events, their attempts, and terminal orders with their notes and Gem screenings
     /// are pruned this many days after they finished (fractions allowed: `0.01` is 864 s).

@@ -160,9 +160,14 @@ pub fn spawn(
             }
             match app.store.heartbeat(&run, lease_ms) {
                 Ok(true) => {}
-                Ok(false) => tracing::error!(run = %run,
-                    "this run was declared dead by another host: its events moved on, \
-                     and the outcomes of its steps in flight will be discarded"),
+                Ok(false) => {
+                    tracing::error!(run = %run,
+                        "this run was declared dead by another host: its events moved on, \
+                         and the outcomes of its steps in flight will be discarded; reviving it");
+                    if let Err(e) = app.store.revive(&run) {
+                        tracing::error!(error = %e, "cannot revive this run");
+                    }
+                }
                 Err(e) => tracing::error!(error = %e, "heartbeat failed; leases may expire"),
             }
             reap(&app, &run, lease_ms, &dir);

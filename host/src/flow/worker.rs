@@ -303,16 +303,31 @@ async fn handle(
         started_at_ms,
         took_ms,
     };
-    match app.store.finish(event.id, &finish).await {
-        Ok(true) => {}
-        // Another run took it (this one was declared dead): its outcome wins, not ours.
-        Ok(false) => tracing::warn!(
-            event = event.id,
-            "lease lost before the outcome was recorded; discarded"
-        ),
-        // The lease will expire and the event be retried: nothing is lost.
-        Err(e) => {
-            tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event")
+    // This run's heartbeat keeps renewing the event's lease, so an outcome that cannot be stored
+    // (the database lost) must be retried here, or the event would stay `running` until the host
+    // restarts. `finish` is fenced by run and attempt, so a retry never records it twice. A host
+    // that stops meanwhile gives up: its run ends and the event is taken back.
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match app.store.finish(event.id, &finish).await {
+            Ok(true) => break,
+            // Another run took it (this one was declared dead): its outcome wins, not ours.
+            Ok(false) => {
+                tracing::warn!(
+                    event = event.id,
+                    "lease lost before the outcome was recorded; discarded"
+                );
+                break;
+            }
+            Err(e) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event while stopping; it will be taken back");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(event = event.id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the outcome of an event; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
         }
     }
     drop(permit);

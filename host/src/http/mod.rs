@@ -67,8 +67,8 @@ pub fn router(app: Arc<App>) -> Router {
 /// How long `/healthz` waits for the database to answer.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Liveness and readiness: 503 with the reason while the database does not answer (the reason
-/// names the URL without its password), so a load balancer sends webhooks to another host.
+/// Liveness and readiness: 503 with the reason while the database does not answer (no address
+/// or user: the page is unauthenticated), so a load balancer sends webhooks to another host.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let leader = app.leader.load(std::sync::atomic::Ordering::SeqCst);
     // Off the async threads: a lost server blocks the check up to its connect timeout.
@@ -76,7 +76,12 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     let ping = tokio::task::spawn_blocking(move || store.ping());
     let problem = match tokio::time::timeout(HEALTH_TIMEOUT, ping).await {
         Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(e))) => Some(format!("database unreachable: {e}")),
+        // The details (the server's address, its user) go to the log, not to this
+        // unauthenticated page.
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "/healthz: the database does not answer");
+            Some("database unreachable: the store does not answer (the host's log says why)".into())
+        }
         Ok(Err(_)) => Some("database check failed".to_string()),
         Err(_) => Some(format!(
             "database unreachable: no answer within {} s",

@@ -4,7 +4,7 @@
 //!
 //! Two layers. In-process: one `tokio` mutex per name, kept only while someone holds or awaits
 //! it, so one host never spends two connections on one name. On PostgreSQL, then, a
-//! session-level `pg_advisory_lock` keyed by a stable 64-bit hash of the name, on a connection
+//! session-level `pgadvisory_lock` keyed by a stable 64-bit hash of the name, on a connection
 //! held for as long as the lock ([`super::pg::AdvisoryLock`]): another host waits for it, and a
 //! host that dies releases it with its connections. No transaction is open meanwhile.
 //! SQLite is one process per file: the in-process layer is the whole lock.
@@ -69,7 +69,7 @@ impl Local {
 /// A lock taken by [`Store::lock`]; released when dropped. Fields drop in order: the
 /// database's lock first, then this host's.
 pub struct HeldLock {
-    _advisory: Option<super::pg::AdvisoryLock>,
+    advisory: Option<super::pg::AdvisoryLock>,
     local: Option<tokio::sync::OwnedMutexGuard<()>>,
     key: String,
     locks: Arc<Local>,
@@ -77,6 +77,7 @@ pub struct HeldLock {
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
+        drop(self.advisory.take());
         drop(self.local.take());
         let mut entries = self.locks.entries();
         // Clones are made under this map's lock: a count of one is the map's own.
@@ -97,14 +98,14 @@ impl Store {
         let key = name.key();
         let entry = self.locks.entries().entry(key.clone()).or_default().clone();
         let mut held = HeldLock {
-            _advisory: None,
+            advisory: None,
             local: None,
             key,
             locks: self.locks.clone(),
         };
         held.local = Some(entry.lock_owned().await);
         if let Backend::Postgres { pg, .. } = &self.backend {
-            held._advisory = Some(pg.advisory_lock(advisory_key(&held.key)).await?);
+            held.advisory = Some(pg.advisory_lock(advisory_key(&held.key)).await?);
         }
         Ok(held)
     }

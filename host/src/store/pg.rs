@@ -30,6 +30,12 @@ const POOL_SIZE: usize = 8;
 /// Apart from the main pool, so lock holders always find a connection for their queries.
 const LOCK_POOL_SIZE: usize = 32;
 
+/// How long a lock waits for a free connection of the lock pool: a lock nested in another
+/// (Lever's OAuth refresh inside an opportunity's writes) needs a second connection, so with
+/// every connection held by a waiter the wait ends in an error (the step is retried) instead of
+/// a deadlock.
+const LOCK_POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a start-up connection attempt may take before the host gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -68,6 +74,21 @@ pub fn redact(url: &str) -> String {
                 // Only fails for URLs that cannot have a password: then it had none.
                 let _ = parsed.set_password(Some("***"));
             }
+            // libpq also takes the password as a query parameter.
+            if parsed.query_pairs().any(|(k, _)| k == "password") {
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "password" {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(kept);
+            }
             parsed.to_string()
         }
         Err(_) => "(an unparsable postgres URL)".into(),
@@ -95,7 +116,7 @@ impl Pg {
             .thread_name("switchyard-pg")
             .enable_all()
             .build()?;
-        let build = |size: usize| {
+        let build = |size: usize, wait: Option<std::time::Duration>| {
             let manager = Manager::from_config(
                 config.clone(),
                 NoTls,
@@ -105,6 +126,7 @@ impl Pg {
             );
             Pool::builder(manager)
                 .max_size(size)
+                .wait_timeout(wait)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
                 .map_err(|e| unreachable(e.to_string()))
@@ -112,8 +134,8 @@ impl Pg {
         let pg = Pg {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            pool: build(POOL_SIZE)?,
-            locks: build(LOCK_POOL_SIZE)?,
+            pool: build(POOL_SIZE, None)?,
+            locks: build(LOCK_POOL_SIZE, Some(LOCK_POOL_WAIT))?,
             config,
             shown: shown.clone(),
             translated: Arc::default(),
@@ -469,4 +491,23 @@ pub fn test_database() -> std::result::Result<String, String> {
     let mut url = url::Url::parse(&base).map_err(|e| format!("{TEST_URL_VAR}: {e}"))?;
     url.set_path(&name);
     Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_is_masked_in_the_userinfo_and_in_the_query() {
+        let shown =
+            redact("postgres://app:hunter2@db.internal:5432/sy?sslmode=disable&password=hunter3");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("db.internal") && shown.contains("sslmode=disable"),
+            "{shown}"
+        );
+    }
 }

@@ -173,6 +173,21 @@ impl Store {
         })
     }
 
+    /// Brings back run `run` after another host declared it dead (it was partitioned longer than
+    /// a lease, not dead): its old events have moved on (their outcomes are fenced by run), and
+    /// what it claims from now on is leased and renewed again. Without this a live host would
+    /// keep working under a dead run whose leases are never renewed, and every event it claims
+    /// would be taken back and run twice.
+    pub fn revive(&self, run: &str) -> Result<()> {
+        self.db(|db| {
+            db.execute(
+                "UPDATE runs SET ended_at = NULL, end_reason = NULL, heartbeat_at = ?2 WHERE id = ?1",
+                args![run, now_ms()],
+            )
+        })?;
+        Ok(())
+    }
+
     /// Runs not known to have ended.
     pub fn live_runs(&self) -> Result<Vec<RunInfo>> {
         self.db(|db| {
@@ -319,6 +334,24 @@ mod tests {
                     .collect::<Vec<_>>(),
                 ["new"]
             );
+        });
+    }
+
+    #[test]
+    fn a_run_declared_dead_while_alive_is_revived_and_its_new_claims_are_renewed() {
+        on_both(|s| {
+            s.begin_run("partitioned", "n").unwrap();
+            s.enqueue("i", "k", "a", "{}").unwrap();
+            let old = claim(&s, "partitioned").unwrap();
+            s.declare_dead("partitioned", "heartbeat stale").unwrap();
+            assert!(!s.heartbeat("partitioned", 1000).unwrap());
+            s.revive("partitioned").unwrap();
+            assert!(s.live_runs().unwrap().iter().any(|r| r.id == "partitioned"));
+            let again = claim(&s, "partitioned").unwrap();
+            assert_eq!(again.id, old.id, "the taken-back event is claimed again");
+            assert!(s.heartbeat("partitioned", 60_000).unwrap(), "alive again");
+            // Its lease was renewed: another host's expiry sweep leaves it alone.
+            assert!(s.take_back_expired("other").unwrap().is_empty());
         });
     }
 

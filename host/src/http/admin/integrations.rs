@@ -277,6 +277,20 @@ pub(crate) async fn update_from(
     .await
 }
 
+/// Changes integration `id` by `change` applied to the stored configuration (re-applied if
+/// another edit lands first), validated and saved like `PATCH` (the console's secret rotation:
+/// what it keeps of the old secret must be the stored one, not this host's copy).
+pub(crate) async fn update_with(
+    app: &App,
+    id: &str,
+    change: impl Fn(IntegrationConfig) -> Result<IntegrationConfig, ApiError>,
+) -> Result<(StatusCode, Json<IntegrationBody>), ApiError> {
+    edit(app, id, StatusCode::OK, |current| {
+        change(current.ok_or_else(|| not_found(id))?)
+    })
+    .await
+}
+
 /// Enables or disables an integration, validated and saved like any change (also the console's
 /// pause and resume).
 pub(crate) async fn set_enabled(

@@ -222,6 +222,7 @@ mod tests {
         "GET /admin/integrations/{id}/timeline",
         "GET /admin/stats",
         "GET /admin/integrations/{id}/stages",
+        "GET /admin/integrations/{id}/postings",
         "GET /admin/integrations/{id}/packages",
         "GET /admin/openapi.json",
     ];

@@ -28,8 +28,10 @@ use crate::ats::form::AtsInput;
 use crate::ats::gem::keys;
 use crate::clock::now_ms;
 use crate::config::forms::IntegrationInput;
-use crate::config::AtsConfig;
-use crate::http::admin::integrations::update_from;
+use crate::config::{AtsConfig, IntegrationConfig};
+use crate::http::admin::integrations::{update_from, update_with};
+use crate::http::error::ApiError;
+use crate::secret::Secret;
 
 /// Refuses unless `id` exists and is of ATS `kind`.
 fn of_kind(app: &App, id: &str, kind: &str) -> Result<(), Box<Response>> {
@@ -238,23 +240,22 @@ pub async fn gem_webhook_secret(
             );
         }
     };
-    let Some(AtsConfig::Gem(gem)) = app.integration(&id).map(|i| i.config.ats.clone()) else {
-        return layout::refused(StatusCode::NOT_FOUND, "No such integration.");
-    };
     let secret = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
     let until = now_ms() / 1000 + hours * 3600;
-    let mut fields = serde_json::Map::new();
-    fields.insert("webhook_secret".into(), secret.clone().into());
-    fields.insert(
-        "previous_webhook_secret".into(),
-        gem.webhook_secret.expose().into(),
-    );
-    fields.insert("previous_secret_expires_at".into(), until.into());
-    let input = IntegrationInput {
-        ats: Some(AtsInput { kind: None, fields }),
-        ..IntegrationInput::default()
+    // The old secret kept for the overlap is the stored one, read inside the edit: two
+    // rotations at once (on this host or another) never drop the secret Gem holds.
+    let rotate = |mut config: IntegrationConfig| match &mut config.ats {
+        AtsConfig::Gem(gem) => {
+            gem.previous_webhook_secret = Some(gem.webhook_secret.clone());
+            gem.webhook_secret = Secret::new(secret.clone());
+            gem.previous_secret_expires_at = Some(until);
+            Ok(config)
+        }
+        _ => Err(ApiError::conflict(format!(
+            "integration `{id}` is not a Gem integration"
+        ))),
     };
-    match update_from(&app, &id, input).await {
+    match update_with(&app, &id, rotate).await {
         Ok(_) => {
             tracing::info!(integration = %id, hours, "Gem webhook secret rotated from the console");
             audit::record(
