@@ -2,8 +2,8 @@
 //! switchyard_events` ([`Store::notify_queued`]), and every host's one dedicated LISTEN
 //! connection ([`Store::listen`]) turns it into a wake-up of its idle workers. A hint only: the
 //! workers' idle poll (`flow::worker`, every second at most) stays the fallback, so a lost
-//! NOTIFY (the LISTEN connection down, a pooler in transaction mode: `storage.poll_only`) only
-//! delays an event by that poll.
+//! NOTIFY (the LISTEN connection down, or `storage.poll_only` where LISTEN is not available)
+//! only delays an event by that poll.
 //!
 //! Throttled: a host sends at most one NOTIFY per [`THROTTLE_MS`] (in the background, on a
 //! pooled connection: never on the intake's path). The LISTEN connection is opened again after

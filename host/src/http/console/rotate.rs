@@ -71,6 +71,28 @@ fn shown_once(
     layout::page(current, page, content).into_response()
 }
 
+/// Audits a refused rotation (`why`) and answers with the page saying nothing was changed.
+fn refuse(
+    app: &App,
+    current: &Current,
+    action: &str,
+    id: &str,
+    why: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    audit::record(
+        app,
+        current,
+        action,
+        id,
+        &format!("refused: {why}"),
+        None,
+        None,
+    );
+    layout::refused(status, message)
+}
+
 /// The form of `POST .../rotate/signature-token`.
 #[derive(Deserialize)]
 pub struct NewToken {
@@ -91,16 +113,12 @@ pub async fn signature_token(
     }
     let token = form.signature_token.trim();
     if token.is_empty() {
-        audit::record(
+        return refuse(
             &app,
             &current,
             ACTION,
             &id,
-            "refused: empty token",
-            None,
-            None,
-        );
-        return layout::refused(
+            "empty token",
             StatusCode::UNPROCESSABLE_ENTITY,
             "Paste the new signature token from Lever's webhook settings: nothing was changed.",
         );
@@ -125,18 +143,15 @@ pub async fn signature_token(
             );
             Redirect::to("/console/integrations?ok=token-replaced").into_response()
         }
-        Err(e) => {
-            audit::record(
-                &app,
-                &current,
-                ACTION,
-                &id,
-                &format!("refused: {e}"),
-                None,
-                None,
-            );
-            layout::refused(e.status(), &format!("{e}: nothing was changed."))
-        }
+        Err(e) => refuse(
+            &app,
+            &current,
+            ACTION,
+            &id,
+            &e.to_string(),
+            e.status(),
+            &format!("{e}: nothing was changed."),
+        ),
     }
 }
 
@@ -225,16 +240,12 @@ pub async fn gem_webhook_secret(
     let hours = match form.overlap_hours.trim().parse::<i64>() {
         Ok(h @ 1..=168) => h,
         _ => {
-            audit::record(
+            return refuse(
                 &app,
                 &current,
                 ACTION,
                 &id,
-                "refused: bad overlap",
-                None,
-                None,
-            );
-            return layout::refused(
+                "bad overlap",
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "The overlap must be 1 to 168 hours: nothing was changed.",
             );
@@ -276,17 +287,14 @@ pub async fn gem_webhook_secret(
             };
             shown_once(&current, &id, "New Gem webhook secret", &secret, after)
         }
-        Err(e) => {
-            audit::record(
-                &app,
-                &current,
-                ACTION,
-                &id,
-                &format!("refused: {e}"),
-                None,
-                None,
-            );
-            layout::refused(e.status(), &format!("{e}: nothing was changed."))
-        }
+        Err(e) => refuse(
+            &app,
+            &current,
+            ACTION,
+            &id,
+            &e.to_string(),
+            e.status(),
+            &format!("{e}: nothing was changed."),
+        ),
     }
 }
