@@ -11,13 +11,19 @@
 //!    at fixed offered rates (from intended send times), RSS idle and under load.
 //!    The same processing and intake figures with PostgreSQL, 1 host and 3 hosts on one
 //!    database behind a loopback balancer ([`postgres`]).
+//!    The same intake with 1, 100, 1,000 and 10,000 configured integrations ([`customers`]).
 //! 2. The runtime's connector-call figures ([`wasm`]), including the same connector logic native
 //!    vs Wasm at the level of the connector call.
 //! 3. The in-process host ([`in_process`]): bulkheads, resume after a crash, hot swap.
 //!
+//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `external`, `customers`, `postgres`, `wasm`,
+//! `in_process`) runs only those phases.
+//!
 //! Figures taken while other work runs on the machine are noise; the table says nothing about
 //! them.
 
+#[path = "bench/customers.rs"]
+mod customers;
 #[path = "bench/external.rs"]
 mod external;
 #[path = "bench/in_process.rs"]
@@ -36,10 +42,24 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    external::run(&mut rows).await?;
-    postgres::run(&mut rows).await?;
-    wasm::run(&mut rows).await?;
-    in_process::run(&mut rows).await?;
+    // `SWITCHYARD_BENCH_ONLY=customers,wasm`: only these phases (all when unset).
+    let only = std::env::var("SWITCHYARD_BENCH_ONLY").unwrap_or_default();
+    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
+    if runs("external") {
+        external::run(&mut rows).await?;
+    }
+    if runs("customers") {
+        customers::run(&mut rows).await?;
+    }
+    if runs("postgres") {
+        postgres::run(&mut rows).await?;
+    }
+    if runs("wasm") {
+        wasm::run(&mut rows).await?;
+    }
+    if runs("in_process") {
+        in_process::run(&mut rows).await?;
+    }
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let first3 = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     println!(
@@ -67,6 +87,9 @@ const NOTES: &str = "
   are at a non-trigger stage: each is later skipped after a stage lookup (the backlog row).
 - ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
   unsent requests counted with the latency reached at the generator's deadline.
+- N integrations: `switchyard serve` configured with N Lever integrations (1, 100, 1,000,
+  10,000; one connector), a fresh database each, 10,000 webhooks closed loop over 64 connections
+  to one of them; start-up = spawned until /healthz answers 200.
 - RSS: VmRSS of the serve process after start-up (idle), largest sampled every 50 ms during
   processing and intake (under load), VmHWM at the end.
 - PostgreSQL, 1 and 3 hosts: `switchyard serve` processes (certn and misbehave loaded) on one

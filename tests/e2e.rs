@@ -22,6 +22,7 @@ mod intake;
 mod isolation;
 mod justifacts;
 mod lever_grants;
+mod many_integrations;
 mod multihost;
 mod neighbours;
 mod polyglot;

@@ -1,12 +1,16 @@
-//! Bulkheads: which events the workers take next. Integrations are served in turn (round robin
-//! over the configured integrations, starting after the one served first last time), so no
-//! integration's backlog starves another; an integration already holding
+//! Bulkheads: which events the workers take next. Integrations are served in turn (round robin,
+//! in name order, over the configured integrations that have queued events, starting after the
+//! one served first last time), so no integration's backlog starves another; an integration already holding
 //! `worker.integration_concurrency` events, or paused by its circuit breaker
 //! ([`super::breaker`]), is skipped, and a half-open breaker lets exactly one probe through, so a
 //! slow or failing vendor or ATS holds at most its own share of the workers. With 2 or more
 //! workers that share is at most all but one, whatever `integration_concurrency` says, so a
 //! neighbour always finds a worker. Events of integrations no longer configured are taken last
 //! (they end dead with the reason).
+//!
+//! **Many integrations.** Each look starts from the integrations that have queued events
+//! ([`Store::queued_integrations`]: one index seek each), never from the configured list: a host
+//! serving 10,000 integrations with webhooks for a few pays for those few, per look.
 //!
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
@@ -39,22 +43,21 @@ use crate::store::{Claim, Event, Result, Store};
 struct State {
     /// Events claimed or running, per integration (each holds a place).
     in_flight: HashMap<String, usize>,
-    cursor: usize,
+    /// The integration served first by the last claim that found work; the next starts after it.
+    cursor: Option<String>,
     breakers: Breakers,
     /// Claimed (leased to this run) and not started yet, in the order to start them.
     ready: VecDeque<Event>,
     /// When events of integrations no longer configured were last looked for (see
     /// [`ORPHANS_EVERY`]).
     orphans_checked: Option<Instant>,
-    /// The last look found no room: every configured integration at its limit or paused.
+    /// The last look found no room: every configured integration with queued events at its
+    /// limit or paused.
     full: bool,
 }
 
-/// How often to look for events of integrations no longer configured. That query cannot use an
-/// index (`integration NOT IN (…)`): it reads every due event of the configured ones, so run on
-/// every idle wake-up behind a large backlog (each new webhook wakes the idle workers) it cost
-/// more CPU than the work itself. Such events are rare and only end dead, so a second's delay is
-/// nothing.
+/// How often to take events of integrations no longer configured. Such events are rare and only
+/// end dead, so a second's delay is nothing, and an idle wake-up never pays for them.
 const ORPHANS_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
@@ -117,7 +120,7 @@ impl Dispatcher {
             freed: tokio::sync::Notify::new(),
             state: Mutex::new(State {
                 in_flight: HashMap::new(),
-                cursor: 0,
+                cursor: None,
                 breakers,
                 ready: VecDeque::new(),
                 orphans_checked: None,
@@ -138,18 +141,14 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
-        let ids: Vec<String> = app
-            .integrations()
-            .iter()
-            .map(|i| i.config.id.clone())
-            .collect();
-        self.next_of(&ids, &app.store, &app.metrics, run, lease_ms)
+        let configured = |id: &str| app.integration(id).is_some();
+        self.next_of(&configured, &app.store, &app.metrics, run, lease_ms)
     }
 
-    /// [`Dispatcher::next`] over the configured integrations `ids`.
+    /// [`Dispatcher::next`], `configured` telling which integrations are configured.
     fn next_of(
         self: &Arc<Self>,
-        ids: &[String],
+        configured: &dyn Fn(&str) -> bool,
         store: &Store,
         metrics: &Metrics,
         run: &str,
@@ -163,11 +162,18 @@ impl Dispatcher {
         if free == 0 {
             return Ok(None);
         }
-        let n = ids.len();
-        let start = if n == 0 { 0 } else { state.cursor % n };
-        let mut wants: Vec<(&str, usize)> = Vec::with_capacity(n);
-        for k in 0..n {
-            let id = ids[(start + k) % n].as_str();
+        let (ids, orphans): (Vec<String>, Vec<String>) = store
+            .queued_integrations()?
+            .into_iter()
+            .partition(|id| configured(id));
+        // In name order, starting after the one served first last time.
+        let start = state
+            .cursor
+            .as_deref()
+            .map_or(0, |last| ids.partition_point(|id| id.as_str() <= last));
+        let mut wants: Vec<(&str, usize)> = Vec::with_capacity(ids.len());
+        for id in ids[start..].iter().chain(&ids[..start]) {
+            let id = id.as_str();
             let held = state.in_flight.get(id).copied().unwrap_or(0);
             if held >= self.limit || !state.breakers.admits(id, metrics) {
                 continue;
@@ -179,10 +185,12 @@ impl Dispatcher {
             };
             wants.push((id, want));
         }
-        state.full = wants.is_empty();
+        // Full: events are queued, but no configured integration may take one now (each at its
+        // limit or paused, or only removed integrations' events are left).
+        state.full = wants.is_empty() && !(ids.is_empty() && orphans.is_empty());
         let claimed = claim_batch(store, run, lease_ms, &wants, free)?;
-        if !claimed.is_empty() {
-            state.cursor = (start + 1) % n.max(1);
+        if let (false, Some((first, _))) = (claimed.is_empty(), wants.first()) {
+            state.cursor = Some(first.to_string());
         }
         let mut claimed = claimed.into_iter();
         let first = match claimed.next() {
@@ -193,13 +201,7 @@ impl Dispatcher {
                     return Ok(None);
                 }
                 state.orphans_checked = Some(Instant::now());
-                let orphan = store.claim(&Claim {
-                    run,
-                    lease_ms,
-                    integration: None,
-                    exclude: ids,
-                })?;
-                match orphan {
+                match claim_orphan(store, run, lease_ms, &orphans)? {
                     Some(event) => event,
                     None => return Ok(None),
                 }
@@ -284,6 +286,26 @@ impl Dispatcher {
     }
 }
 
+/// The oldest due event of the first of `orphans` (integrations no longer configured) that has
+/// one.
+fn claim_orphan(
+    store: &Store,
+    run: &str,
+    lease_ms: i64,
+    orphans: &[String],
+) -> Result<Option<Event>> {
+    for orphan in orphans {
+        let claim = Claim {
+            integration: Some(orphan.as_str()),
+            ..Claim::any(run, lease_ms)
+        };
+        if let Some(event) = store.claim(&claim)? {
+            return Ok(Some(event));
+        }
+    }
+    Ok(None)
+}
+
 /// [`Store::claim_batch`] for the plan, nothing asked when nothing may be claimed.
 fn claim_batch(
     store: &Store,
@@ -329,7 +351,8 @@ mod tests {
         s: &Store,
         m: &Metrics,
     ) -> Option<(Event, Permit)> {
-        d.next_of(ids, s, m, RUN, 60_000).unwrap()
+        d.next_of(&|id| ids.iter().any(|i| i == id), s, m, RUN, 60_000)
+            .unwrap()
     }
 
     #[test]

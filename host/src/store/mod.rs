@@ -23,7 +23,8 @@
 //! commits and the LISTEN connection that wakes idle workers of every host), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
-//! (claims, outcomes, attempt history), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables:
+//! (claims, outcomes, attempt history), [`queued_integrations`] (which integrations have queued
+//! events: a loose index scan, one seek each), [`runs`] (process runs, lease renewal, taking back a dead run's events), [`admin`] (operator tables:
 //! integrations with their edit revision, deployments), [`components`] (uploaded connector
 //! components, stored once for every host), [`revision`] (the shared revisions hosts poll to
 //! reload what another host changed), [`console`] (the console's
@@ -66,6 +67,7 @@ pub mod locks;
 pub mod notify;
 pub mod orders;
 pub mod queue;
+pub mod queued_integrations;
 pub mod replay;
 pub mod retention;
 pub mod revision;

@@ -192,6 +192,17 @@ pub(in crate::store) fn skip_locked(dialect: Dialect) -> &'static str {
     }
 }
 
+/// The strings of the JSON array parameter `?{n}`, as a subquery's rows.
+fn json_texts(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("SELECT value FROM json_each(?{n})"),
+        // Bound as text (the driver binds strings only to text types), then read as JSON.
+        Dialect::Postgres => {
+            format!("SELECT json_array_elements_text(CAST(CAST(?{n} AS TEXT) AS JSON))")
+        }
+    }
+}
+
 /// Appends an attempt to an event's history and trims it to [`HISTORY_PER_EVENT`].
 #[allow(clippy::too_many_arguments)]
 pub(in crate::store) fn record_attempt(
@@ -290,20 +301,26 @@ impl Store {
     /// Claims the oldest due queued event allowed by `claim`, leased to `claim.run`.
     pub fn claim(&self, claim: &Claim<'_>) -> Result<Option<Event>> {
         let now = now_ms();
+        // The exclusions are one parameter (a JSON array), so the statement's text is the same
+        // whatever their number: the statement caches keep it (a `NOT IN (?4, ?5, …)` built per
+        // call was parsed per call, its cost growing with the integrations configured).
+        let excluded = serde_json::Value::from(claim.exclude.to_vec()).to_string();
+        let mut args: Vec<Value> = vec![
+            claim.run.into(),
+            (now + claim.lease_ms).into(),
+            now.into(),
+            excluded.into(),
+        ];
         let mut filter = String::new();
-        let mut args: Vec<Value> =
-            vec![claim.run.into(), (now + claim.lease_ms).into(), now.into()];
         if let Some(only) = claim.integration {
             args.push(only.into());
-            filter.push_str(&format!(" AND integration = ?{}", args.len()));
-        }
-        if !claim.exclude.is_empty() {
-            let first = args.len() + 1;
-            args.extend(claim.exclude.iter().map(Value::from));
-            let marks: Vec<String> = (first..=args.len()).map(|n| format!("?{n}")).collect();
-            filter.push_str(&format!(" AND integration NOT IN ({})", marks.join(", ")));
+            filter.push_str(" AND integration = ?5");
         }
         self.db(|db| {
+            let filter = format!(
+                "{filter} AND integration NOT IN ({})",
+                json_texts(db.dialect(), 4)
+            );
             let sql = format!(
                 "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
                     claimed_at = ?3, attempts = attempts + 1
@@ -551,13 +568,20 @@ fn claim_batch_on(
         skip_locked(db.dialect())
     );
     let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
+    let mut with_due = 0;
     for (integration, want) in wants {
+        // The first round of the deal already fills `total` from the integrations found with
+        // due events: asking the rest would cost a statement each for nothing.
+        if with_due >= total {
+            break;
+        }
         let n = (*want).min(total) as i64;
         let ids = db
             .query(&select, args![now, integration, n])?
             .iter()
             .map(|r| r.int(0))
-            .collect::<Result<_>>()?;
+            .collect::<Result<std::collections::VecDeque<i64>>>()?;
+        with_due += usize::from(!ids.is_empty());
         due.push(ids);
     }
     // Deal: one per integration per round, until `total` or nothing is left.

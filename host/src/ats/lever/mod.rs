@@ -28,6 +28,7 @@ pub mod webhook;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 pub use client::{LeverClient, LeverError, Opportunity};
 
@@ -107,7 +108,7 @@ impl LeverAts {
 fn stored(event: &Event) -> Result<(Webhook, StageChange), AtsError> {
     let hook: Webhook = serde_json::from_str(&event.payload)
         .map_err(|e| AtsError::fatal(format!("stored webhook is unreadable: {e}")))?;
-    let change: StageChange = serde_json::from_value(hook.data.clone())
+    let change = StageChange::deserialize(&hook.data)
         .map_err(|e| AtsError::fatal(format!("stored stage change is unreadable: {e}")))?;
     Ok((hook, change))
 }

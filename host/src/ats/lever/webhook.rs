@@ -71,8 +71,9 @@ pub fn verify(
     let empty = hook.data.is_null() || hook.data.as_object().is_some_and(|o| o.is_empty());
     let verified = match hook.event.as_str() {
         "candidateHired" if empty => Verified::Ping,
+        // Read from the parsed tree in place: no second parse, no copy of `data`.
         "candidateStageChange" => Verified::StageChange(
-            serde_json::from_value(hook.data.clone())
+            StageChange::deserialize(&hook.data)
                 .map_err(|e| Rejection::Malformed(format!("stage change data: {e}")))?,
         ),
         other => Verified::Ignored(other.to_string()),
