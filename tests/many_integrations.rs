@@ -47,8 +47,9 @@ async fn two_thousand_integrations_start_route_and_are_served_in_turn() {
     let stack = Stack::prepare(opts).await.expect("stack");
     let stage = stack.lever.stage_id(STAGE).expect("the Offer stage");
     let opportunity = stack.candidate("Many", Some("many@example.com"), &[], None);
+    let integrations = stack.config.integrations.clone();
     let key = |n: usize| {
-        let config = stack.config.integrations.iter().find(|i| i.id == id(n));
+        let config = integrations.iter().find(|i| i.id == id(n));
         lever_of(config.expect("configured"))
             .signature_token
             .expose()
@@ -122,7 +123,10 @@ async fn two_thousand_integrations_start_route_and_are_served_in_turn() {
     };
     let backlog = eventually("the backlog skipped", LONG, || finished(7, BACKLOG)).await;
     let started_at = |event: &switchyard::store::Event| {
-        let detail = store.event_detail(event.id).expect("detail").expect("event");
+        let detail = store
+            .event_detail(event.id)
+            .expect("detail")
+            .expect("event");
         detail.attempts_history[0].started_at_ms
     };
     let mut backlog_starts: Vec<i64> = backlog.iter().map(started_at).collect();
