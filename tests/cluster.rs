@@ -1,8 +1,9 @@
 //! Several hosts on one PostgreSQL database, coordinated through it: one OAuth refresh per
 //! integration across hosts (Lever rotates refresh tokens: a second refresh with the same token
 //! would lock the customer out); and PostgreSQL lost while a host runs (cut through a loopback
-//! proxy, never by stopping the shared test cluster). The locks themselves are tested in
-//! `host/src/store/locks.rs`, the leader row in `host/src/store/leader.rs`.
+//! proxy, never by stopping the shared test cluster), and a lock lost with its connection. The
+//! locks themselves are tested in `host/src/store/locks.rs`, the leader row in
+//! `host/src/store/leader.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use switchyard::ats::lever::oauth::LeverOAuth;
 use switchyard::config::LeverOAuthConfig;
 use switchyard::metrics::Metrics;
 use switchyard::store::oauth::StateCheck;
-use switchyard::store::Store;
+use switchyard::store::{LockName, Store, StoreError};
 use switchyard_sim::lever::LeverSim;
 use switchyard_testkit::lever_oauth::simulator_app;
 use switchyard_testkit::{Stack, CERTN, TRIGGER};
@@ -115,10 +116,12 @@ async fn hosts_refreshing_one_grant_at_once_send_one_refresh_and_share_the_new_t
 }
 
 /// A loopback TCP proxy to PostgreSQL that a test can cut (live connections dropped, new ones
-/// refused) and restore.
+/// refused), stall (live connections dropped, new ones accepted and never answered, as when
+/// packets are dropped) and restore.
 struct Proxy {
     addr: SocketAddr,
     open: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -128,16 +131,22 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let open = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let accept = tokio::spawn({
-            let (open, live) = (open.clone(), live.clone());
+            let (open, stalled, live) = (open.clone(), stalled.clone(), live.clone());
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
                     if !open.load(Ordering::SeqCst) {
                         continue; // dropped: the client sees its connection closed
                     }
                     let upstream = upstream.clone();
+                    let stall = stalled.load(Ordering::SeqCst);
                     let task = tokio::spawn(async move {
+                        if stall {
+                            // Held open, never answered, until cut or restored.
+                            std::future::pending::<()>().await;
+                        }
                         if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
                             let _ =
                                 tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -152,9 +161,25 @@ impl Proxy {
         Proxy {
             addr,
             open,
+            stalled,
             live,
             accept,
         }
+    }
+
+    /// A proxy to the database of `url`, and the URL that reaches it through the proxy.
+    async fn to(url: &str) -> (Proxy, reqwest::Url) {
+        let database = reqwest::Url::parse(url).expect("test URL");
+        let upstream = format!(
+            "{}:{}",
+            database.host_str().expect("host"),
+            database.port().unwrap_or(5432)
+        );
+        let proxy = Proxy::start(upstream).await;
+        let mut through = database;
+        through.set_port(Some(proxy.addr.port())).expect("port");
+        through.set_host(Some("127.0.0.1")).expect("host");
+        (proxy, through)
     }
 
     fn cut(&self) {
@@ -169,7 +194,15 @@ impl Proxy {
         }
     }
 
+    fn stall(&self) {
+        self.cut();
+        self.stalled.store(true, Ordering::SeqCst);
+        self.open.store(true, Ordering::SeqCst);
+    }
+
     fn restore(&self) {
+        self.cut();
+        self.stalled.store(false, Ordering::SeqCst);
         self.open.store(true, Ordering::SeqCst);
     }
 }
@@ -179,6 +212,31 @@ impl Drop for Proxy {
         self.cut();
         self.accept.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_whose_lock_connection_died_learns_it_lost_the_lock_before_writing_again() {
+    let url = switchyard_testkit::pg::database();
+    let (proxy, through) = Proxy::to(&url).await;
+    let a = Store::open_postgres(through.as_str(), None).expect("host a's store");
+    let b = Store::open_postgres(&url, None).expect("host b's store");
+    let opportunity = LockName::Opportunity {
+        integration: INTEGRATION,
+        opportunity: "opp-1",
+    };
+    let held = a.lock(opportunity).await.expect("host a locks");
+    held.still_held().await.expect("held while connected");
+
+    // Host a's connections die; PostgreSQL ends its session, and host b takes the lock.
+    proxy.cut();
+    let _taken = tokio::time::timeout(Duration::from_secs(30), b.lock(opportunity))
+        .await
+        .expect("host b gets the lock of the dead connection")
+        .expect("host b locks");
+    assert!(
+        matches!(held.still_held().await, Err(StoreError::LockLost)),
+        "host a finds out before its next write"
+    );
 }
 
 /// `/healthz`: its status, `Retry-After` and JSON body.
@@ -210,17 +268,7 @@ async fn health_becomes(stack: &Stack, status: u16) -> (Option<String>, serde_js
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_processed_after() {
-    let database = reqwest::Url::parse(&switchyard_testkit::pg::database()).expect("test URL");
-    let upstream = format!(
-        "{}:{}",
-        database.host_str().expect("host"),
-        database.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(upstream).await;
-    let mut through = database.clone();
-    through.set_port(Some(proxy.addr.port())).expect("port");
-    through.set_host(Some("127.0.0.1")).expect("host");
-
+    let (proxy, through) = Proxy::to(&switchyard_testkit::pg::database()).await;
     let mut stack = Stack::prepare(options("pg-lost", |_| {}))
         .await
         .expect("stack prepared");
@@ -290,4 +338,36 @@ async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_
     );
     assert_eq!(stack.certn.invitations_for_email("during@example.com"), 1);
     assert_eq!(stack.certn.invitations_for_email("before@example.com"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_is_refused_within_seconds_while_the_database_drops_packets() {
+    let (proxy, through) = Proxy::to(&switchyard_testkit::pg::database()).await;
+    let mut stack = Stack::prepare(options("pg-stall", |_| {}))
+        .await
+        .expect("stack prepared");
+    stack.config.storage.url = Some(through.to_string());
+    let stack = stack.run().await.expect("host starts on PostgreSQL");
+    stack.lever.set_webhook_retry_base(Duration::from_secs(1));
+    health_becomes(&stack, 200).await;
+
+    // The writer's connection dies, and every new connection hangs unanswered.
+    proxy.stall();
+    let during = stack.candidate("During Stall", Some("stall@example.com"), &[], None);
+    let started = Instant::now();
+    let status = stack.move_to(&during, TRIGGER).await.expect("delivered");
+    let took = started.elapsed();
+    assert_eq!(status, 503, "refused, never acknowledged without a commit");
+    assert!(
+        took < Duration::from_secs(6),
+        "refused within the writer's reconnect bound, not after a connect timeout: {took:?}"
+    );
+
+    proxy.restore();
+    stack
+        .wait_for(&during, Duration::from_secs(60), |o| {
+            o.tags.contains(&"CERTN - Complete".to_string())
+        })
+        .await
+        .expect("Lever's retry is acknowledged once the database answers, and processed");
 }
