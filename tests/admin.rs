@@ -163,17 +163,9 @@ async fn an_activation_the_database_refuses_leaves_the_served_version_as_the_dat
     let stack = stack("refused-activation", &["certn"]).await?;
     let admin = Admin::new(&stack, Some(TOKEN));
     let serving = admin.active("certn").await;
-    let (status, body) = admin
-        .post(
-            "/admin/connectors/certn/versions",
-            Some(Body::Bytes(variant(&plugin("certn"), "refused"))),
-        )
+    let hash = admin
+        .upload("certn", variant(&plugin("certn"), "refused"))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let hash = body["version"]["hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     // The database refuses to record a deployment (as a full disk or a lost server would).
     let db = rusqlite::Connection::open(&stack.config.storage.path)?;
     db.execute_batch(

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use switchyard::ats::lever::oauth::LeverOAuth;
@@ -75,7 +76,19 @@ async fn connect(oauth: &LeverOAuth, store: &Store) {
 #[tokio::test(flavor = "multi_thread")]
 async fn hosts_refreshing_one_grant_at_once_send_one_refresh_and_share_the_new_token() {
     let lever = LeverSim::start().await.expect("Lever simulator");
-    let app = simulator_app(&lever, "http://127.0.0.1:9");
+    let mut app = simulator_app(&lever, "http://127.0.0.1:9");
+    // Every request to Lever's token endpoint takes 300 ms to arrive: calls that start together
+    // on both hosts all read the grant before a refresh is stored, so only the cross-host lock
+    // keeps the second host from spending the same refresh token.
+    let mut token_url = reqwest::Url::parse(&app.token_url).expect("token URL");
+    let upstream = format!(
+        "{}:{}",
+        token_url.host_str().expect("host"),
+        token_url.port_or_known_default().expect("port")
+    );
+    let slow = Proxy::start_slow(upstream, Duration::from_millis(300)).await;
+    token_url.set_port(Some(slow.addr.port())).expect("port");
+    app.token_url = token_url.to_string();
     let url = switchyard_testkit::pg::database();
     let (a, b) = (host(&url, &app), host(&url, &app));
     let store = Store::open_postgres(&url, None).expect("store");
@@ -86,6 +99,12 @@ async fn hosts_refreshing_one_grant_at_once_send_one_refresh_and_share_the_new_t
         .expect("connected")
         .access_token;
 
+    // Both hosts have read the grant once (their connections are open), so neither is slowed
+    // by a first connection when the calls race: without the cross-host lock, both refresh.
+    for oauth in [&a, &b] {
+        let current = oauth.tokens_for(INTEGRATION).access_token().await;
+        assert_eq!(current.expect("a token").expose(), seen.expose());
+    }
     // Lever answered 401 to the same token on both hosts, to three calls each, at once.
     let calls = [&a, &b, &a, &b, &a, &b].map(|oauth| {
         let source = oauth.tokens_for(INTEGRATION);
@@ -128,6 +147,11 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: String) -> Proxy {
+        Proxy::start_slow(upstream, Duration::ZERO).await
+    }
+
+    /// A proxy that holds every chunk the client sends for `delay` before passing it on.
+    async fn start_slow(upstream: String, delay: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let open = Arc::new(AtomicBool::new(true));
@@ -147,10 +171,27 @@ impl Proxy {
                             // Held open, never answered, until cut or restored.
                             std::future::pending::<()>().await;
                         }
-                        if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        if delay.is_zero() {
                             let _ =
                                 tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            return;
                         }
+                        let (mut from_client, mut to_client) = inbound.into_split();
+                        let (mut from_server, mut to_server) = outbound.into_split();
+                        let answers = tokio::spawn(async move {
+                            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                        });
+                        let mut chunk = vec![0; 16 * 1024];
+                        while let Ok(n @ 1..) = from_client.read(&mut chunk).await {
+                            tokio::time::sleep(delay).await;
+                            if to_server.write_all(&chunk[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        answers.abort();
                     });
                     live.lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -266,16 +307,22 @@ async fn health_becomes(stack: &Stack, status: u16) -> (Option<String>, serde_js
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_processed_after() {
+/// A stack whose host reaches a new PostgreSQL database through a [`Proxy`]; Lever retries a
+/// refused delivery after 1, 3, 7, 15 and 31 s.
+async fn stack_through_proxy(test: &str) -> (Proxy, Stack) {
     let (proxy, through) = Proxy::to(&switchyard_testkit::pg::database()).await;
-    let mut stack = Stack::prepare(options("pg-lost", |_| {}))
+    let mut stack = Stack::prepare(options(test, |_| {}))
         .await
         .expect("stack prepared");
     stack.config.storage.url = Some(through.to_string());
     let stack = stack.run().await.expect("host starts on PostgreSQL");
-    // Lever retries a refused delivery after 1, 3, 7, 15 and 31 s.
     stack.lever.set_webhook_retry_base(Duration::from_secs(1));
+    (proxy, stack)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_processed_after() {
+    let (proxy, stack) = stack_through_proxy("pg-lost").await;
     let (_, body) = health_becomes(&stack, 200).await;
     assert_eq!(body["leader"], true, "the only host leads: {body}");
     let before = stack.candidate("Before Outage", Some("before@example.com"), &[], None);
@@ -342,13 +389,7 @@ async fn postgres_lost_while_running_answers_503_and_everything_acknowledged_is_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_webhook_is_refused_within_seconds_while_the_database_drops_packets() {
-    let (proxy, through) = Proxy::to(&switchyard_testkit::pg::database()).await;
-    let mut stack = Stack::prepare(options("pg-stall", |_| {}))
-        .await
-        .expect("stack prepared");
-    stack.config.storage.url = Some(through.to_string());
-    let stack = stack.run().await.expect("host starts on PostgreSQL");
-    stack.lever.set_webhook_retry_base(Duration::from_secs(1));
+    let (proxy, stack) = stack_through_proxy("pg-stall").await;
     health_becomes(&stack, 200).await;
 
     // The writer's connection dies, and every new connection hangs unanswered.

@@ -92,6 +92,12 @@ impl Pair {
         &self.stack.host().app
     }
 
+    /// The hash of the version of connector `id` host B serves.
+    fn serving_b(&self, id: &str) -> String {
+        let serving = self.app_b().registry.get(id);
+        serving.expect("the connector serves").hash.clone()
+    }
+
     async fn stop(mut self) {
         if let Some(host) = self.other.take() {
             host.shutdown().await;
@@ -204,17 +210,16 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
             o.tags.iter().any(|t| t.starts_with("CERTN - "))
         })
         .await?;
-    let events = pair.app_b().store.events(CERTN, 10)?;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.connector_version.as_deref() == Some(tag.as_str())),
-        "an event processed on B records {tag}: {:?}",
-        events
-            .iter()
-            .map(|e| &e.connector_version)
-            .collect::<Vec<_>>()
-    );
+    // The tag is written before the event's outcome (which names the version) is recorded.
+    let store = pair.app_b().store.clone();
+    until(&format!("an event processed on B records {tag}"), || {
+        store.events(CERTN, 10).is_ok_and(|events| {
+            events
+                .iter()
+                .any(|e| e.connector_version.as_deref() == Some(tag.as_str()))
+        })
+    })
+    .await;
     pair.stop().await;
     Ok(())
 }
@@ -436,13 +441,7 @@ async fn a_stored_version_a_host_cannot_load_is_reported_and_its_version_keeps_s
 ) -> anyhow::Result<()> {
     let pair = Pair::start("broken").await?;
     let serving = pair.b.active("certn").await;
-    let original = pair
-        .app_b()
-        .registry
-        .get("certn")
-        .expect("certn serves")
-        .hash
-        .clone();
+    let original = pair.serving_b("certn");
     // Bytes no host can load, named active (as a damaged or foreign write to the database would).
     let bad = "0badc0de".repeat(8);
     let store = &pair.app_a().store;
@@ -482,13 +481,7 @@ async fn a_stored_version_a_host_cannot_load_is_reported_and_its_version_keeps_s
 async fn a_version_stored_after_a_host_read_its_deployment_serves_there_at_a_later_sync(
 ) -> anyhow::Result<()> {
     let pair = Pair::start("late").await?;
-    let original = pair
-        .app_b()
-        .registry
-        .get("certn")
-        .expect("certn serves")
-        .hash
-        .clone();
+    let original = pair.serving_b("certn");
     let bytes = variant(&plugin("certn"), "late");
     let hash = hex::encode(sha2::Sha256::digest(&bytes));
     // What a host sees when its catch-up reads between another host's two writes of an upload

@@ -153,7 +153,7 @@ pub async fn rollback(
     // host's own (a dir version replaced by the watcher before any deployment).
     let previous = match store.deployment(id)? {
         Some(d) => d.previous_hash,
-        None => registry.previous(id),
+        None => registry.previous(id)?,
     }
     .ok_or_else(|| RegistryError::NoPrevious(id.into()))?;
     let (next, old) = switch_to(registry, store, id, &previous)?;
@@ -188,11 +188,14 @@ fn remove_locked(
         return Err(RegistryError::Active(version.version_tag()).into());
     }
     // What this host serves, as the database should still name it (it caught up just before).
-    let seen = registry.get(id).map(|active| Deployment {
-        connector: id.to_string(),
-        active_hash: active.hash.clone(),
-        previous_hash: registry.previous(id),
-    });
+    let seen = match registry.get(id) {
+        Some(active) => Some(Deployment {
+            connector: id.to_string(),
+            active_hash: active.hash.clone(),
+            previous_hash: registry.previous(id)?,
+        }),
+        None => None,
+    };
     if store.delete_component(&version.hash, seen.as_ref())? == ComponentDelete::InUse {
         return Err(DeployError::InUse(version.version_tag()));
     }
@@ -257,7 +260,7 @@ fn switch_to(
     let serving = registry.get(id).filter(|v| v.hash != next.hash);
     let previous = match &serving {
         Some(v) => Some(v.hash.clone()),
-        None => registry.previous(id),
+        None => registry.previous(id)?,
     };
     store.put_deployment(&Deployment {
         connector: id.to_string(),

@@ -273,9 +273,12 @@ impl Registry {
     }
 
     /// The rollback target of connector `id` on this host.
-    pub fn previous(&self, id: &str) -> Option<String> {
+    pub fn previous(&self, id: &str) -> Result<Option<String>, RegistryError> {
         let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        families.get(id).and_then(|f| f.previous.clone())
+        let family = families
+            .get(id)
+            .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
+        Ok(family.previous.clone())
     }
 
     /// Forgets a version that is not serving. Calls still running on it finish (they hold an `Arc`).
