@@ -134,8 +134,7 @@ pub async fn activate(
     id: &str,
     hash: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
-    let _turn = registry.deploy_turn().await;
-    logged(catch_up_locked(registry, store).await);
+    let _turn = turn_caught_up(registry, store).await;
     let (next, old) = switch_to(registry, store, id, hash)?;
     tracing::info!(connector = %next.version_tag(), replaced = ?old, "connector version activated");
     Ok(next)
@@ -147,8 +146,7 @@ pub async fn rollback(
     store: &Store,
     id: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
-    let _turn = registry.deploy_turn().await;
-    logged(catch_up_locked(registry, store).await);
+    let _turn = turn_caught_up(registry, store).await;
     // The database's rollback target when an operator chose versions (on any host), else this
     // host's own (a dir version replaced by the watcher before any deployment).
     let previous = match store.deployment(id)? {
@@ -171,8 +169,7 @@ pub async fn remove(
     id: &str,
     hash: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
-    let _turn = registry.deploy_turn().await;
-    logged(catch_up_locked(registry, store).await);
+    let _turn = turn_caught_up(registry, store).await;
     remove_locked(registry, store, id, hash)
 }
 
@@ -394,13 +391,19 @@ async fn catch_up_locked(registry: &Registry, store: &Store) -> Result<bool, Sto
     Ok(!registry.has_problems())
 }
 
-/// Logs a failed catch-up before a version operation (activate, roll back, remove), which then
-/// works on what this host holds: catching up first makes a version uploaded or chosen through
-/// another host a moment ago known here.
-fn logged(caught_up: Result<bool, StoreError>) {
-    if let Err(e) = caught_up {
+/// This host's deploy turn, caught up with the database first, for a version operation
+/// (activate, roll back, remove): a version uploaded or chosen through another host a moment
+/// ago is known here. A failed catch-up is logged: the operation then works on what this host
+/// holds.
+async fn turn_caught_up<'r>(
+    registry: &'r Registry,
+    store: &Store,
+) -> tokio::sync::MutexGuard<'r, ()> {
+    let turn = registry.deploy_turn().await;
+    if let Err(e) = catch_up_locked(registry, store).await {
         tracing::warn!(error = %e, "cannot catch up with the stored connector versions");
     }
+    turn
 }
 
 /// Stores a component an older switchyard kept in the uploads dir, then removes the file.
