@@ -1,5 +1,5 @@
 //! The admin API end to end: connector versions (upload → validate → activate → rollback →
-//! remove), rejected uploads, a hot swap under webhook load, the compiled-code cache across
+//! remove; an activation the database refuses serves nothing new), rejected uploads, a hot swap under webhook load, the compiled-code cache across
 //! restarts, and integrations CRUD (persisted, secrets never echoed).
 //!
 //! Needs the built plugins and fixtures (see plugins/README.md).
@@ -154,6 +154,38 @@ async fn upload_validate_activate_rollback_and_remove_a_connector_version() -> a
     assert_eq!(body["versions"].as_array().map(Vec::len), Some(1), "{body}");
     let (status, _) = admin.post("/admin/connectors/nope/rollback", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_activation_the_database_refuses_leaves_the_served_version_as_the_database_names_it(
+) -> anyhow::Result<()> {
+    let stack = stack("refused-activation", &["certn"]).await?;
+    let admin = Admin::new(&stack, Some(TOKEN));
+    let serving = admin.active("certn").await;
+    let hash = admin
+        .upload("certn", variant(&plugin("certn"), "refused"))
+        .await;
+    // The database refuses to record a deployment (as a full disk or a lost server would).
+    let db = rusqlite::Connection::open(&stack.config.storage.path)?;
+    db.execute_batch(
+        "CREATE TRIGGER refuse_insert BEFORE INSERT ON deployments
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;
+         CREATE TRIGGER refuse_update BEFORE UPDATE ON deployments
+           BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )?;
+    let activate = format!("/admin/connectors/certn/versions/{hash}/activate");
+    let (status, body) = admin.post(&activate, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(
+        admin.active("certn").await,
+        serving,
+        "not served here while the database does not name it"
+    );
+    db.execute_batch("DROP TRIGGER refuse_insert; DROP TRIGGER refuse_update;")?;
+    let (status, body) = admin.post(&activate, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(admin.active("certn").await.ends_with(&hash[..12]));
     Ok(())
 }
 

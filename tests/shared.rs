@@ -2,7 +2,8 @@
 //! either: connector versions (uploaded once, compiled by each host, activated and rolled back
 //! from any host) and integrations (created, paused, edited at once on both hosts), and a Gem key
 //! issued on one host works on the other, and a Lever connect link made on one host completes
-//! through the other's callback.
+//! through the other's callback. A version a host could not serve yet (its bytes stored after
+//! the host read the deployment naming it) is tried again at a later sync.
 //!
 //! Host B is the stack's own host (the Lever simulator sends its webhooks there); host A is a
 //! second `switchyard` on the same database, another port and its own data dir (code cache,
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use sha2::Digest as _;
 use switchyard::config::Secret;
 use switchyard::RunningHost;
 use switchyard_sim::justifacts::JustifactsOptions;
@@ -88,6 +90,12 @@ impl Pair {
 
     fn app_b(&self) -> &switchyard::app::App {
         &self.stack.host().app
+    }
+
+    /// The hash of the version of connector `id` host B serves.
+    fn serving_b(&self, id: &str) -> String {
+        let serving = self.app_b().registry.get(id);
+        serving.expect("the connector serves").hash.clone()
     }
 
     async fn stop(mut self) {
@@ -202,17 +210,16 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
             o.tags.iter().any(|t| t.starts_with("CERTN - "))
         })
         .await?;
-    let events = pair.app_b().store.events(CERTN, 10)?;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.connector_version.as_deref() == Some(tag.as_str())),
-        "an event processed on B records {tag}: {:?}",
-        events
-            .iter()
-            .map(|e| &e.connector_version)
-            .collect::<Vec<_>>()
-    );
+    // The tag is written before the event's outcome (which names the version) is recorded.
+    let store = pair.app_b().store.clone();
+    until(&format!("an event processed on B records {tag}"), || {
+        store.events(CERTN, 10).is_ok_and(|events| {
+            events
+                .iter()
+                .any(|e| e.connector_version.as_deref() == Some(tag.as_str()))
+        })
+    })
+    .await;
     pair.stop().await;
     Ok(())
 }
@@ -434,13 +441,7 @@ async fn a_stored_version_a_host_cannot_load_is_reported_and_its_version_keeps_s
 ) -> anyhow::Result<()> {
     let pair = Pair::start("broken").await?;
     let serving = pair.b.active("certn").await;
-    let original = pair
-        .app_b()
-        .registry
-        .get("certn")
-        .expect("certn serves")
-        .hash
-        .clone();
+    let original = pair.serving_b("certn");
     // Bytes no host can load, named active (as a damaged or foreign write to the database would).
     let bad = "0badc0de".repeat(8);
     let store = &pair.app_a().store;
@@ -472,6 +473,35 @@ async fn a_stored_version_a_host_cannot_load_is_reported_and_its_version_keeps_s
             "host {name} keeps serving"
         );
     }
+    pair.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_stored_after_a_host_read_its_deployment_serves_there_at_a_later_sync(
+) -> anyhow::Result<()> {
+    let pair = Pair::start("late").await?;
+    let original = pair.serving_b("certn");
+    let bytes = variant(&plugin("certn"), "late");
+    let hash = hex::encode(sha2::Sha256::digest(&bytes));
+    // What a host sees when its catch-up reads between another host's two writes of an upload
+    // with activation: the deployment names a version whose bytes it did not list.
+    let store = &pair.app_a().store;
+    store.put_deployment(&switchyard::store::admin::Deployment {
+        connector: "certn".into(),
+        active_hash: hash.clone(),
+        previous_hash: Some(original),
+    })?;
+    let registry = pair.app_b().registry.clone();
+    until("B records that it cannot serve the version yet", || {
+        registry.problems("certn").iter().any(|p| p.hash == hash)
+    })
+    .await;
+    store.put_component(&hash, "certn", &bytes)?;
+    // Tried again on a later sync (not only at the next restart): both hosts serve it.
+    until_active(&pair.b, "certn", &hash, "B").await;
+    until_active(&pair.a, "certn", &hash, "A").await;
+    assert!(registry.problems("certn").is_empty(), "the problem is gone");
     pair.stop().await;
     Ok(())
 }

@@ -162,6 +162,17 @@ impl Admin {
         self.call(Method::POST, path, body).await
     }
 
+    /// Uploads `bytes` as a new version of connector `id` (not activated); its hash.
+    pub async fn upload(&self, id: &str, bytes: Vec<u8>) -> String {
+        let path = format!("/admin/connectors/{id}/versions");
+        let (status, body) = self.post(&path, Some(Body::Bytes(bytes))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["version"]["hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// The serving version's tag of connector `id`.
     pub async fn active(&self, id: &str) -> String {
         let (_, body) = self.get(&format!("/admin/connectors/{id}")).await;

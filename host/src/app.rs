@@ -7,6 +7,7 @@
 //! another changed ([`App::reload_integrations`], polled by [`crate::shared`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -81,6 +82,10 @@ pub struct App {
     /// retention passes and the replay-job runner act only while it is set.
     pub leader: std::sync::atomic::AtomicBool,
     pub(crate) integrations: RwLock<BTreeMap<String, Arc<Integration>>>,
+    /// Integration edits made through this host, counted under the integrations' write lock:
+    /// a reload whose database read may predate one of them must not swap (see
+    /// [`App::reload_integrations`]).
+    pub(crate) edits: AtomicU64,
     /// Where connector calls run (never on the HTTP threads), with bounded concurrency.
     pub guests: GuestPool,
     /// The HTTP clients of connectors' outbound requests (address checks at connect time).
@@ -199,6 +204,7 @@ impl App {
     ) -> Arc<Integration> {
         let integration = Arc::new(Integration::new(config, &self.http, &self.lever_oauth));
         map.insert(integration.config.id.clone(), integration.clone());
+        self.edits.fetch_add(1, Ordering::SeqCst);
         // A changed integration (a new key, a raised quota) may be what its waiting events need.
         self.resume_waiting(Some(&integration.config.id), "the integration changed");
         integration
@@ -215,25 +221,35 @@ impl App {
             }
             let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
             // Lost to a concurrent edit: read again (it may have deleted it already).
-            if !self.store.put_integration_at(id, None, read)? {
+            if !self.store.delete_integration_at(id, read)? {
                 continue;
             }
-            crate::ats::gem::keys::revoke_all(&self.store, id)?;
-            // A later integration with the same id must not inherit the grant.
-            self.store.oauth_forget(id)?;
             map.remove(id);
+            self.edits.fetch_add(1, Ordering::SeqCst);
             return Ok(true);
         }
     }
 
     /// Serves the integrations as the database has them now (what another host changed): a
     /// changed one gets a fresh adapter, an unchanged one keeps its own (and its caches), a
-    /// deleted one goes. Returns how many changed.
-    pub fn reload_integrations(&self) -> Result<usize, StoreError> {
-        // Held while reading, so an edit of this host cannot land between the read and the swap
-        // and be replaced by the older row.
+    /// deleted one goes. The database is read on a blocking thread with no lock held; the
+    /// integrations' lock is taken only to swap. Returns how many changed, or None when an edit
+    /// made through this host landed meanwhile (the read may predate it and would undo it:
+    /// nothing is swapped, and the caller tries again later).
+    pub async fn reload_integrations(&self) -> Result<Option<usize>, StoreError> {
+        let edits = self.edits.load(Ordering::SeqCst);
+        let (file, store) = (self.config.integrations.clone(), self.store.clone());
+        let wanted = tokio::task::spawn_blocking(move || merged_integrations(&file, &store))
+            .await
+            .map_err(|e| {
+                StoreError::Io(std::io::Error::other(format!(
+                    "the integrations read was lost: {e}"
+                )))
+            })??;
         let mut map = self.integrations.write().unwrap_or_else(|e| e.into_inner());
-        let wanted = merged_integrations(&self.config, &self.store)?;
+        if self.edits.load(Ordering::SeqCst) != edits {
+            return Ok(None);
+        }
         let storage = |c: &IntegrationConfig| crate::config::forms::to_storage(c).ok();
         let mut changed = 0;
         let keep: std::collections::HashSet<String> = wanted.iter().map(|c| c.id.clone()).collect();
@@ -256,7 +272,7 @@ impl App {
                 changed += 1;
             }
         }
-        Ok(changed)
+        Ok(Some(changed))
     }
 
     /// The connector version serving `integration` now.
@@ -417,14 +433,11 @@ impl App {
 /// The config file's integrations overlaid with the stored ones: a stored row wins, a stored
 /// tombstone removes (see [`crate::config::forms`]).
 pub(crate) fn merged_integrations(
-    config: &Config,
+    file: &[IntegrationConfig],
     store: &Store,
 ) -> Result<Vec<IntegrationConfig>, StoreError> {
-    let mut all: BTreeMap<String, IntegrationConfig> = config
-        .integrations
-        .iter()
-        .map(|c| (c.id.clone(), c.clone()))
-        .collect();
+    let mut all: BTreeMap<String, IntegrationConfig> =
+        file.iter().map(|c| (c.id.clone(), c.clone())).collect();
     for (id, json) in store.stored_integrations()? {
         match json {
             None => {

@@ -31,6 +31,8 @@
 //!   `permission`, `quota`), read from the store when scraped.
 //! - `switchyard_leader` — 1 while this host leads housekeeping (`store::leader`; always 1 on
 //!   SQLite).
+//! - `switchyard_clock_skew_ms` — the database's clock minus this host's, measured each
+//!   heartbeat round (`flow::skew`; PostgreSQL only).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -157,6 +159,9 @@ pub struct Metrics {
     state_quota_reached: Family<StateLabels, Counter>,
     waiting: Family<WaitingLabels, Gauge>,
     leader: Gauge,
+    clock_skew: Gauge,
+    /// Whether the clock skew was past its warning level at the last measure.
+    clock_far: std::sync::atomic::AtomicBool,
     /// The last [`QuotaLevel`] seen per (integration, connector): a change is logged once.
     quota_levels: std::sync::Mutex<std::collections::HashMap<(String, String), QuotaLevel>>,
 }
@@ -302,8 +307,16 @@ impl Default for Metrics {
             "1 while this host leads housekeeping (retention, pruning, replay jobs)",
             leader.clone(),
         );
+        let clock_skew = Gauge::default();
+        registry.register(
+            "clock_skew_ms",
+            "The database's clock minus this host's, in milliseconds (PostgreSQL only)",
+            clock_skew.clone(),
+        );
         Metrics {
             leader,
+            clock_skew,
+            clock_far: Default::default(),
             pruned,
             database_bytes,
             state_bytes,
@@ -498,6 +511,21 @@ impl Metrics {
                 })
                 .set(*n);
         }
+    }
+
+    /// The clock skew just measured, and whether it is past its warning level: true when it
+    /// just went past it (to be logged once).
+    pub fn clock_skew(&self, skew_ms: i64, far: bool) -> bool {
+        self.clock_skew.set(skew_ms);
+        let was = self
+            .clock_far
+            .swap(far, std::sync::atomic::Ordering::SeqCst);
+        far && !was
+    }
+
+    /// The clock skew last measured (0 before any, and on SQLite).
+    pub fn clock_skew_ms(&self) -> i64 {
+        self.clock_skew.get()
     }
 
     /// Whether this host leads housekeeping now.

@@ -105,7 +105,8 @@ pub async fn pass(app: &App, now_ms: i64) -> Result<PassReport, RetentionError> 
         report.vacuumed_pages = vacuum(app).await?;
     }
     report.versions_removed =
-        crate::wasm::deploy::prune(&app.registry, &app.store, storage.keep_connector_versions)?;
+        crate::wasm::deploy::prune(&app.registry, &app.store, storage.keep_connector_versions)
+            .await?;
     Ok(report)
 }
 

@@ -176,6 +176,8 @@ pub async fn start_on(
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<RunningHost> {
     let store = open_store(&config.storage)?;
+    // Leases and the lead are compared across hosts: refuse a clock a lease away.
+    let skew = crate::flow::skew::at_start(&store, config.worker.lease_secs, crate::clock::now_ms)?;
     // Read before anything shared is loaded: a change made meanwhile is reloaded by the poll.
     let revisions = store.revisions()?;
     let lock_dir = heartbeat::lock_dir(&config);
@@ -208,7 +210,7 @@ pub async fn start_on(
         http.clone(),
         metrics.clone(),
     )?);
-    let integrations = crate::app::merged_integrations(&config, &store)?
+    let integrations = crate::app::merged_integrations(&config.integrations, &store)?
         .into_iter()
         .map(|c| {
             let integration = Integration::new(c, &http, &lever_oauth);
@@ -229,6 +231,7 @@ pub async fn start_on(
         draining: AtomicBool::new(false),
         leader: AtomicBool::new(false),
         integrations: RwLock::new(integrations),
+        edits: Default::default(),
         guests: sandbox.guests,
         outbound: sandbox.outbound,
         in_flight: sandbox.in_flight,
@@ -265,6 +268,10 @@ pub async fn start_on(
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     let resumed = heartbeat::reap(&app, &run.id, lease_ms, &lock_dir);
     heartbeat::lead(&app, &run.id, lease_ms);
+    if let Some(skew_ms) = skew {
+        app.metrics.clock_skew(skew_ms, false);
+    }
+    crate::flow::skew::observe(&app);
     tracing::info!(run = %run.id, resumed, "run started");
     // A new config (a raised quota, a fixed key) may be what waiting events need.
     app.resume_waiting(None, "the host started");

@@ -53,15 +53,18 @@ pub async fn sync(app: &App, seen: Revisions) -> Revisions {
     let mut held = seen;
     if now.connectors != seen.connectors {
         match crate::wasm::deploy::catch_up(&app.registry, &app.store).await {
-            Ok(()) => held.connectors = now.connectors,
+            Ok(true) => held.connectors = now.connectors,
+            // A version to try again (after its wait): the next check catches up again.
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot catch up with the stored connector versions; trying again")
             }
         }
     }
     if now.integrations != seen.integrations {
-        match app.reload_integrations() {
-            Ok(_) => held.integrations = now.integrations,
+        match app.reload_integrations().await {
+            Ok(Some(_)) => held.integrations = now.integrations,
+            Ok(None) => tracing::debug!("integrations edited here during the reload; trying again"),
             Err(e) => tracing::warn!(error = %e, "cannot reload the integrations; trying again"),
         }
     }

@@ -5,7 +5,8 @@
 //! after them — logged (`resuming event … after its holder died`) and counted
 //! (`switchyard_events_resumed_total`). Each beat also queues the waiting events whose re-check
 //! time has come ([`crate::store::waiting`]), and takes or renews the lead of housekeeping
-//! ([`crate::store::leader`], for a lease: [`lead`]). Every host reaps (taking back is one
+//! ([`crate::store::leader`], for a lease: [`lead`]), and compares this host's clock with the
+//! database's ([`super::skew`]). Every host reaps (taking back is one
 //! transaction, and must not wait for a new leader when the dead host was the leader).
 
 use std::path::{Path, PathBuf};
@@ -172,6 +173,7 @@ pub fn spawn(
             }
             reap(&app, &run, lease_ms, &dir);
             lead(&app, &run, lease_ms);
+            super::skew::observe(&app);
             match app.store.wake_rechecks() {
                 Ok(0) => {}
                 Ok(n) => {

@@ -22,6 +22,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod heartbeat;
 pub mod rules;
+pub mod skew;
 pub mod threads;
 pub mod worker;
 

@@ -10,8 +10,10 @@
 //! - [`admin`]: `/admin/...` when an admin token is configured.
 //! - [`console`]: the operator console, `/console/...`, mounted with the admin API
 //!   ([`console::charts`]: its SVG charts).
-//! - `GET /healthz`: 200 `{"status":"ok","leader":…}`, or 503 with the reason when the
-//!   database does not answer (`leader`: whether this host leads housekeeping); `GET /metrics` (Prometheus text, see [`crate::metrics`]).
+//! - `GET /healthz`: 200 `{"status":"ok","leader":…,"clock_skew_ms":…}`, or 503 with the
+//!   reason when the database does not answer (`leader`: whether this host leads housekeeping;
+//!   `clock_skew_ms`: the database's clock minus this host's, see [`crate::flow::skew`]);
+//!   `GET /metrics` (Prometheus text, see [`crate::metrics`]).
 //! - [`error`]: [`ApiError`], the one error type: `{"error": "<message>", "code": "<code>"}`.
 //!
 //! While the host is stopping ([`App::draining`]) every route but `/metrics` answers 503 with
@@ -71,6 +73,8 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// or user: the page is unauthenticated), so a load balancer sends webhooks to another host.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let leader = app.leader.load(std::sync::atomic::Ordering::SeqCst);
+    // The database's clock minus this host's, as of the last heartbeat (`flow::skew`).
+    let clock_skew_ms = app.metrics.clock_skew_ms();
     // Off the async threads: a lost server blocks the check up to its connect timeout.
     let store = app.store.clone();
     let ping = tokio::task::spawn_blocking(move || store.ping());
@@ -89,12 +93,16 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         )),
     };
     match problem {
-        None => axum::Json(serde_json::json!({ "status": "ok", "leader": leader })).into_response(),
+        None => axum::Json(serde_json::json!({
+            "status": "ok", "leader": leader, "clock_skew_ms": clock_skew_ms,
+        }))
+        .into_response(),
         Some(reason) => {
             let mut response = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(serde_json::json!({
                     "status": "unavailable", "reason": reason, "leader": leader,
+                    "clock_skew_ms": clock_skew_ms,
                 })),
             )
                 .into_response();

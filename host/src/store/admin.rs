@@ -10,8 +10,9 @@
 //! the host's private durable state, like the config file. A row with `config` NULL is a tombstone:
 //! the integration was deleted through the API and must not come back from the config file.
 
+use super::locks::{lock_in_transaction, LockName};
 use super::revision::{bump, Topic};
-use super::sql::{args, Row};
+use super::sql::{args, Db, Row};
 use crate::store::{now_ms, Result, Store};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -47,12 +48,33 @@ pub struct Deployment {
     pub previous_hash: Option<String>,
 }
 
-fn deployment_row(r: &Row) -> Result<Deployment> {
+pub(super) fn deployment_row(r: &Row) -> Result<Deployment> {
     Ok(Deployment {
         connector: r.text(0)?,
         active_hash: r.text(1)?,
         previous_hash: r.opt_text(2)?,
     })
+}
+
+/// Writes integration `id`'s row (None: a tombstone) over edit revision `read` (None: no row
+/// yet) and bumps the shared revision; false when the row is not at `read`.
+fn write_at(db: &dyn Db, id: &str, config: Option<&str>, read: Option<i64>) -> Result<bool> {
+    let written = match read {
+        None => db.execute(
+            "INSERT INTO integrations (id, config, updated_at, revision)
+             VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO NOTHING",
+            args![id, config, now_ms()],
+        )?,
+        Some(revision) => db.execute(
+            "UPDATE integrations SET config = ?2, updated_at = ?3, revision = revision + 1
+             WHERE id = ?1 AND revision = ?4",
+            args![id, config, now_ms(), revision],
+        )?,
+    };
+    if written > 0 {
+        bump(db, Topic::Integrations)?;
+    }
+    Ok(written > 0)
 }
 
 impl Store {
@@ -106,23 +128,23 @@ impl Store {
         config: Option<&str>,
         read: Option<i64>,
     ) -> Result<bool> {
+        self.transaction(|db| write_at(db, id, config, read))
+    }
+
+    /// Deletes integration `id` if its row is still at edit revision `read` (None: no row yet,
+    /// the config file's entry): its tombstone, its Gem keys revoked, its Lever grant, connect
+    /// states and connection record deleted, the revision bumped, all in one transaction, so a
+    /// crash or an error midway leaves it whole. False when another edit came first: nothing
+    /// is written, and the caller reads again.
+    pub fn delete_integration_at(&self, id: &str, read: Option<i64>) -> Result<bool> {
         self.transaction(|db| {
-            let written = match read {
-                None => db.execute(
-                    "INSERT INTO integrations (id, config, updated_at, revision)
-                     VALUES (?1, ?2, ?3, 1) ON CONFLICT (id) DO NOTHING",
-                    args![id, config, now_ms()],
-                )?,
-                Some(revision) => db.execute(
-                    "UPDATE integrations SET config = ?2, updated_at = ?3, revision = revision + 1
-                     WHERE id = ?1 AND revision = ?4",
-                    args![id, config, now_ms(), revision],
-                )?,
-            };
-            if written > 0 {
-                bump(db, Topic::Integrations)?;
+            if !write_at(db, id, None, read)? {
+                return Ok(false);
             }
-            Ok(written > 0)
+            super::gem::revoke_keys_on(db, id)?;
+            // A later integration with the same id must not inherit the grant.
+            super::oauth::forget_on(db, id)?;
+            Ok(true)
         })
     }
 
@@ -142,6 +164,7 @@ impl Store {
     /// Remembers which version of `connector` serves and which one preceded it.
     pub fn put_deployment(&self, d: &Deployment) -> Result<()> {
         self.transaction(|db| {
+            lock_in_transaction(db, LockName::Deployments)?;
             db.execute(
                 "INSERT INTO deployments (connector, active_hash, previous_hash, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
@@ -197,6 +220,66 @@ mod tests {
             assert!(s.put_integration_at("i", None, Some(now.revision)).unwrap());
             assert_eq!(s.integration_row("i").unwrap().and_then(|r| r.config), None);
             assert_eq!(s.revisions().unwrap().integrations, before + 3);
+        });
+    }
+
+    /// Integration `i` with a Gem key and a Lever grant; its row's edit revision.
+    fn with_key_and_grant(s: &crate::store::Store) -> i64 {
+        assert!(s.put_integration_at("i", Some("{}"), None).unwrap());
+        s.insert_gem_key("i", "k1", "hash").unwrap();
+        s.db(|db| {
+            db.execute(
+                "INSERT INTO ats_connections (integration, verified_at) VALUES ('i', 1)",
+                &[],
+            )
+        })
+        .unwrap();
+        s.integration_row("i").unwrap().expect("stored").revision
+    }
+
+    fn active_keys(s: &crate::store::Store) -> usize {
+        let keys = s.gem_keys("i").unwrap();
+        keys.iter().filter(|k| k.revoked_at_ms.is_none()).count()
+    }
+
+    #[test]
+    fn deleting_an_integration_removes_its_row_keys_and_grant_together_or_not_at_all() {
+        crate::store::testing::on_both(|s| {
+            let read = with_key_and_grant(&s);
+            let before = s.revisions().unwrap().integrations;
+            assert!(
+                !s.delete_integration_at("i", Some(read + 1)).unwrap(),
+                "stale read"
+            );
+            assert_eq!(active_keys(&s), 1, "a refused delete changes nothing");
+
+            // One of its later writes fails: the whole delete is rolled back.
+            s.db(|db| db.execute("DROP TABLE oauth_states", &[]))
+                .unwrap();
+            assert!(s.delete_integration_at("i", Some(read)).is_err());
+            let row = s.integration_row("i").unwrap().expect("still stored");
+            assert_eq!((row.config.as_deref(), row.revision), (Some("{}"), read));
+            assert_eq!(active_keys(&s), 1, "its key still works");
+            assert_eq!(s.revisions().unwrap().integrations, before);
+            s.db(|db| {
+                db.execute(
+                    "CREATE TABLE oauth_states (integration TEXT NOT NULL, state TEXT)",
+                    &[],
+                )
+            })
+            .unwrap();
+
+            assert!(s.delete_integration_at("i", Some(read)).unwrap());
+            assert_eq!(s.integration_row("i").unwrap().and_then(|r| r.config), None);
+            assert_eq!(active_keys(&s), 0, "its keys are revoked");
+            let connections = s
+                .db(|db| {
+                    db.query_one("SELECT COUNT(*) FROM ats_connections", &[])?
+                        .int(0)
+                })
+                .unwrap();
+            assert_eq!(connections, 0, "its connection record is gone");
+            assert_eq!(s.revisions().unwrap().integrations, before + 1);
         });
     }
 }

@@ -3,6 +3,7 @@
 //! starts it and, once placed, the vendor order). The rules around them (key format, hashing,
 //! idempotency) stay in `crate::ats::gem`; this module holds only their SQL.
 
+use super::locks::LockName;
 use super::sql::{args, Db, Row};
 use super::{enqueue_on, now_ms, Enqueued, Result, Store, StoreError};
 
@@ -127,17 +128,36 @@ fn payload_on(db: &dyn Db, integration: &str, dedupe_key: &str) -> Result<Option
     .transpose()
 }
 
+fn insert_key_on(db: &dyn Db, integration: &str, key_id: &str, hash: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO api_keys (integration, key_id, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        args![integration, key_id, hash, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Revokes every active key of `integration` on `db`; the ids of those it revoked.
+pub(super) fn revoke_keys_on(db: &dyn Db, integration: &str) -> Result<Vec<String>> {
+    let active = db
+        .query(
+            "SELECT key_id FROM api_keys WHERE integration = ?1 AND revoked_at IS NULL
+             ORDER BY created_at, key_id",
+            args![integration],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>>>()?;
+    db.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE integration = ?1 AND revoked_at IS NULL",
+        args![integration, now_ms()],
+    )?;
+    Ok(active)
+}
+
 impl Store {
     /// Stores the hash of a new Gem API key.
     pub fn insert_gem_key(&self, integration: &str, key_id: &str, hash: &str) -> Result<()> {
-        self.db(|db| {
-            db.execute(
-                "INSERT INTO api_keys (integration, key_id, hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                args![integration, key_id, hash, now_ms()],
-            )
-        })?;
-        Ok(())
+        self.db(|db| insert_key_on(db, integration, key_id, hash))
     }
 
     /// Revokes key `key_id` of `integration`, keeping the first revocation time; whether the key
@@ -153,15 +173,22 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Revokes every Gem API key of `integration`.
-    pub fn revoke_gem_keys(&self, integration: &str) -> Result<()> {
-        self.db(|db| {
-            db.execute(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE integration = ?1",
-                args![integration, now_ms()],
-            )
-        })?;
-        Ok(())
+    /// Rotates `integration`'s Gem API keys in one transaction: stores the new key's hash and
+    /// revokes every key active before it; returns the revoked key ids. Rotations of one
+    /// integration run one at a time on every host (a transaction-scoped lock on PostgreSQL;
+    /// SQLite writes one at a time), so two at once leave exactly one active key, never zero.
+    pub fn rotate_gem_key(
+        &self,
+        integration: &str,
+        key_id: &str,
+        hash: &str,
+    ) -> Result<Vec<String>> {
+        self.transaction(|db| {
+            super::locks::lock_in_transaction(db, LockName::GemKeys { integration })?;
+            let revoked = revoke_keys_on(db, integration)?;
+            insert_key_on(db, integration, key_id, hash)?;
+            Ok(revoked)
+        })
     }
 
     /// Every Gem API key of `integration`, oldest first.
@@ -268,5 +295,62 @@ impl Store {
             .map(screening)
             .transpose()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::super::testing;
+    use super::*;
+
+    fn active(s: &Store) -> Vec<String> {
+        let keys = s.gem_keys("g").unwrap().into_iter();
+        keys.filter(|k| k.revoked_at_ms.is_none())
+            .map(|k| k.key_id)
+            .collect()
+    }
+
+    #[test]
+    fn a_rotation_replaces_every_active_key_with_the_new_one() {
+        testing::on_both(|s| {
+            s.insert_gem_key("g", "k1", "h1").unwrap();
+            s.insert_gem_key("g", "k2", "h2").unwrap();
+            s.insert_gem_key("other", "k9", "h9").unwrap();
+            assert_eq!(s.rotate_gem_key("g", "k3", "h3").unwrap(), ["k1", "k2"]);
+            assert_eq!(active(&s), ["k3"]);
+            assert!(s.gem_key("k9").unwrap().unwrap().revoked_at_ms.is_none());
+        });
+    }
+
+    #[test]
+    fn two_hosts_rotating_at_once_leave_exactly_one_active_key() {
+        let url = testing::postgres_url();
+        let hosts = [
+            Store::open_postgres(&url, None).unwrap(),
+            Store::open_postgres(&url, None).unwrap(),
+        ];
+        hosts[0].insert_gem_key("g", "k0", "h0").unwrap();
+        for round in 0..20 {
+            let start = Arc::new(Barrier::new(2));
+            let rotations: Vec<_> = hosts
+                .iter()
+                .enumerate()
+                .map(|(host, store)| {
+                    let (store, start) = (store.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        store.rotate_gem_key("g", &format!("r{round}h{host}"), "h")
+                    })
+                })
+                .collect();
+            for rotation in rotations {
+                rotation.join().expect("joined").expect("rotated");
+            }
+            let now = active(&hosts[0]);
+            assert_eq!(now.len(), 1, "round {round}: one active key, not {now:?}");
+            assert!(now[0].starts_with(&format!("r{round}h")), "{now:?}");
+        }
     }
 }

@@ -37,6 +37,27 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// How far the database's clock is ahead of `now` (this host's clock, unix ms; negative:
+    /// behind), measured against the middle of the query's round trip; None on SQLite, whose
+    /// database is on this host. Leases and the lead are written with each host's clock and
+    /// read by the others: see `crate::flow::skew`.
+    pub fn clock_skew_ms(&self, now: impl Fn() -> i64) -> Result<Option<i64>> {
+        if let Backend::Sqlite { .. } = self.backend {
+            return Ok(None);
+        }
+        self.db(|db| {
+            let sent = now();
+            let database = db
+                .query_one(
+                    "SELECT CAST(extract(epoch from clock_timestamp()) * 1000 AS BIGINT)",
+                    &[],
+                )?
+                .int(0)?;
+            let received = now();
+            Ok(Some(database - (sent + received) / 2))
+        })
+    }
+
     /// Gives up the lead of `duty` if `holder` has it (a graceful stop), so another host takes
     /// over at once rather than after the lead expires.
     pub fn resign(&self, duty: &str, holder: &str) -> Result<()> {

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::{Backend, Result, Store};
+use super::sql::{args, Db, Dialect};
+use super::{Backend, Result, Store, StoreError};
 
 /// What a [`Store::lock`] serializes.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,12 @@ pub enum LockName<'a> {
     /// An OAuth token refresh of one integration: a rotated refresh token works once, so two
     /// hosts refreshing at once would lock the customer out.
     OAuthRefresh { integration: &'a str },
+    /// A rotation of one integration's Gem API keys (taken in its transaction,
+    /// [`lock_in_transaction`]): two at once would each keep their own new key.
+    GemKeys { integration: &'a str },
+    /// A change of which connector versions are deployed or stored (taken in its transaction):
+    /// a version is never deleted while another host makes it serve.
+    Deployments,
 }
 
 impl LockName<'_> {
@@ -39,6 +46,8 @@ impl LockName<'_> {
                 opportunity,
             } => format!("opportunity\0{integration}\0{opportunity}"),
             LockName::OAuthRefresh { integration } => format!("oauth-refresh\0{integration}"),
+            LockName::GemKeys { integration } => format!("gem-keys\0{integration}"),
+            LockName::Deployments => "deployments".into(),
         }
     }
 }
@@ -50,6 +59,19 @@ fn advisory_key(name: &str) -> i64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
+}
+
+/// Takes lock `name` for the rest of the transaction `db` is in, on every host: a
+/// transaction-scoped advisory lock on PostgreSQL, released by the commit or rollback. SQLite
+/// runs one write transaction at a time: nothing to take.
+pub(in crate::store) fn lock_in_transaction(db: &dyn Db, name: LockName<'_>) -> Result<()> {
+    if db.dialect() == Dialect::Postgres {
+        db.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            args![advisory_key(&name.key())],
+        )?;
+    }
+    Ok(())
 }
 
 type Entry = Arc<tokio::sync::Mutex<()>>;
@@ -86,6 +108,20 @@ impl Drop for HeldLock {
             .is_some_and(|e| Arc::strong_count(e) == 1)
         {
             entries.remove(&self.key);
+        }
+    }
+}
+
+impl HeldLock {
+    /// Checks that the lock is still held, before each effect made under it: on PostgreSQL the
+    /// lock lives as long as its connection, and a connection that died (the network cut, the
+    /// server restarted) took it along, so another host may hold it now.
+    /// [`StoreError::LockLost`] then: the caller stops and its step is retried under a new
+    /// lock. SQLite's in-process lock cannot be lost.
+    pub async fn still_held(&self) -> Result<()> {
+        match &self.advisory {
+            Some(lock) if !lock.alive().await => Err(StoreError::LockLost),
+            _ => Ok(()),
         }
     }
 }

@@ -18,8 +18,10 @@
 //! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
-//! database: writes to one opportunity, one OAuth refresh per integration), [`leader`] (which
-//! host leads housekeeping: a row with a TTL), [`notify`] (PostgreSQL's NOTIFY after intake
+//! database: writes to one opportunity, one OAuth refresh per integration, a holder checking
+//! its lock still holds before each effect; transaction-scoped ones for Gem key rotations and
+//! deployment changes), [`leader`] (which host leads housekeeping: a row with a TTL; the
+//! database's clock against this host's), [`notify`] (PostgreSQL's NOTIFY after intake
 //! commits and the LISTEN connection that wakes idle workers of every host), [`kv`] (connectors' `state`, with the totals its quota
 //! checks and the screening-scoped entries dropped with their order), [`orders`] (orders with the
 //! idempotency key that started them, notes, a status recorded in one transaction), [`queue`]
@@ -132,6 +134,10 @@ pub enum StoreError {
     /// A method not yet ported to PostgreSQL was called on a PostgreSQL store.
     #[error("this store operation is not available on PostgreSQL yet")]
     NotOnPostgres,
+    /// A cross-host lock ([`locks`]) was lost with its database connection: another host may
+    /// hold it now, so nothing more may be done under it.
+    #[error("a cross-host lock was lost with its database connection")]
+    LockLost,
     /// A query expected a row and found none.
     #[error("no row found")]
     NoRow,

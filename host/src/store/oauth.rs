@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::sql::{args, Value};
+use super::sql::{args, Db, Value};
 
 use crate::config::Secret;
 use crate::store::{now_ms, Result, Store, WaitFor};
@@ -96,6 +96,17 @@ fn token_args(integration: &str, tokens: &OAuthTokens, at: i64) -> [Value; 6] {
         tokens.scope.as_deref().into(),
         at.into(),
     ]
+}
+
+/// Deletes `integration`'s grant, connect states and connection record on `db`.
+pub(super) fn forget_on(db: &dyn Db, integration: &str) -> Result<()> {
+    for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
+        db.execute(
+            &format!("DELETE FROM {table} WHERE integration = ?1"),
+            args![integration],
+        )?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -245,19 +256,6 @@ impl Store {
                 args![integration, now_ms(), reason],
             )?;
             Ok(had > 0)
-        })
-    }
-
-    /// Forgets everything about an integration's connection (it was deleted).
-    pub fn oauth_forget(&self, integration: &str) -> Result<()> {
-        self.db(|db| {
-            for table in ["oauth_tokens", "oauth_states", "ats_connections"] {
-                db.execute(
-                    &format!("DELETE FROM {table} WHERE integration = ?1"),
-                    args![integration],
-                )?;
-            }
-            Ok(())
         })
     }
 

@@ -197,21 +197,25 @@ impl Pg {
 
     /// A connection of its own, outside the pool (the writer's: it holds it for good).
     pub(in crate::store) fn dedicated(&self) -> Result<PgConn> {
-        let config = self.config.clone();
-        let client = self.run(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::error!(error = %e, "the store writer's PostgreSQL connection ended");
-                }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
-        })?;
-        Ok(PgConn {
-            client: Client::Own(client),
-            translated: self.translated.clone(),
-        })
+        Ok(self.run(own_connection(self.config.clone(), self.translated.clone()))?)
     }
+}
+
+/// Opens a connection outside the pool; its I/O runs on the current (the store's) runtime.
+async fn own_connection(
+    config: tokio_postgres::Config,
+    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+) -> std::result::Result<PgConn, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "the store writer's PostgreSQL connection ended");
+        }
+    });
+    Ok(PgConn {
+        client: Client::Own(client),
+        translated,
+    })
 }
 
 /// A session-level advisory lock held on a connection of the lock pool. Dropping it unlocks
@@ -240,6 +244,27 @@ impl Drop for AdvisoryLock {
                 drop(deadpool_postgres::Object::take(client));
             }
         });
+    }
+}
+
+/// How long [`AdvisoryLock::alive`] waits for its connection's answer.
+const LOCK_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl AdvisoryLock {
+    /// Whether the lock's session still lives, by a round trip on its connection (bounded): a
+    /// session-level lock lasts exactly as long as its session, so a lost connection means the
+    /// lock is gone and another host may hold it.
+    pub(in crate::store) async fn alive(&self) -> bool {
+        let Some(client) = self.client.as_ref() else {
+            return false;
+        };
+        if client.is_closed() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(LOCK_CHECK_TIMEOUT, client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
     }
 }
 
@@ -273,35 +298,103 @@ impl Pg {
     }
 }
 
+/// How long a batch waits for the writer's lost connection to be opened again. A server whose
+/// packets are dropped would otherwise hold the batch for the whole connect timeout (or, once
+/// TCP connects, without end); past this wait the batch fails at once (intake answers 503 with
+/// `Retry-After`) while the attempt goes on in the background.
+const WRITER_RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Each background attempt to open the writer's connection again is bounded by this.
+const RECONNECT_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The pause between two failed attempts: doubling from the first, up to the last.
+const RECONNECT_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RECONNECT_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// The group commit's connection: its own, outside the pool, opened again when lost (the
-/// server restarted, a failover, the network cut). Until it can be, each batch fails at once
-/// and its writes get an error (intake answers 503); the first batch after the server is back
-/// reconnects.
+/// server restarted, a failover, the network cut). The reconnection runs in the background,
+/// with backoff, and a batch waits for it at most [`WRITER_RECONNECT_WAIT`]: until it
+/// succeeds, each batch fails with the reason and its writes get an error (intake answers 503).
 pub(in crate::store) struct WriterConn {
     pg: Arc<Pg>,
     conn: Mutex<PgConn>,
+    reconnect: Arc<(Mutex<Reconnect>, std::sync::Condvar)>,
+}
+
+/// The background reconnection: whether one runs, and the connection it opened, not yet taken.
+#[derive(Default)]
+struct Reconnect {
+    running: bool,
+    opened: Option<PgConn>,
 }
 
 impl WriterConn {
     pub(in crate::store) fn open(pg: Arc<Pg>) -> Result<WriterConn> {
         let conn = Mutex::new(pg.dedicated()?);
-        Ok(WriterConn { pg, conn })
+        Ok(WriterConn {
+            pg,
+            conn,
+            reconnect: Arc::default(),
+        })
     }
 
-    /// The connection, reconnected first if it was lost (kept as it is, closed, if it cannot
-    /// be: the batch then fails with the reason).
+    /// The connection, opened again first if it was lost (kept as it is, closed, if that
+    /// cannot be done within [`WRITER_RECONNECT_WAIT`]: the batch then fails with the reason).
     pub(in crate::store) fn current(&self) -> std::sync::MutexGuard<'_, PgConn> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if conn.is_closed() {
-            match self.pg.dedicated() {
-                Ok(fresh) => {
-                    tracing::info!("the store writer reconnected to PostgreSQL");
-                    *conn = fresh;
-                }
-                Err(e) => tracing::debug!(error = %e, "the store writer cannot reconnect yet"),
+            if let Some(fresh) = self.reopened() {
+                tracing::info!("the store writer reconnected to PostgreSQL");
+                *conn = fresh;
             }
         }
         conn
+    }
+
+    /// A connection opened again by the background reconnection (started if none runs),
+    /// waiting for it at most [`WRITER_RECONNECT_WAIT`].
+    fn reopened(&self) -> Option<PgConn> {
+        let (state, changed) = &*self.reconnect;
+        let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
+        if now.opened.is_none() && !now.running {
+            now.running = true;
+            self.pg.spawn(reconnect(
+                self.pg.config(),
+                self.pg.translated.clone(),
+                self.reconnect.clone(),
+            ));
+        }
+        let (mut now, _) = changed
+            .wait_timeout_while(now, WRITER_RECONNECT_WAIT, |s| s.opened.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        now.opened.take()
+    }
+}
+
+/// Opens the writer's connection again, each attempt bounded, pausing longer after each
+/// failure, until one succeeds; hands it over through `to`.
+async fn reconnect(
+    config: tokio_postgres::Config,
+    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+    to: Arc<(Mutex<Reconnect>, std::sync::Condvar)>,
+) {
+    let mut pause = RECONNECT_PAUSE_FIRST;
+    loop {
+        let attempt = own_connection(config.clone(), translated.clone());
+        match tokio::time::timeout(RECONNECT_ATTEMPT, attempt).await {
+            Ok(Ok(conn)) => {
+                let (state, changed) = &*to;
+                let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
+                now.opened = Some(conn);
+                now.running = false;
+                changed.notify_all();
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "the store writer cannot reconnect yet"),
+            Err(_) => tracing::debug!("the store writer's reconnection attempt timed out"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RECONNECT_PAUSE_MAX);
     }
 }
 

@@ -17,8 +17,13 @@
 //! The connectors dir is each host's own: its files are loaded at start-up and never stored. A
 //! connector with a deployment serves the deployment's version on every host (the database wins
 //! over the dir); one without serves the dir's file. A host that cannot load or serve a version
-//! the database names logs it, shows it in `/admin/connectors` (`problems`) and keeps serving
-//! what it served.
+//! the database names logs it, shows it in `/admin/connectors` (`problems`), keeps serving
+//! what it served, and tries that version again later (after a wait that doubles).
+//!
+//! Every change of what a host serves (an upload that activates, activate, rollback, remove,
+//! prune, catch-up) runs in the host's deploy turn ([`Registry::deploy_turn`], one async
+//! mutex), and stores the deployment before it swaps the serving slot: a host never serves a
+//! version the database does not name.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +32,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::store::admin::Deployment;
+use crate::store::components::ComponentDelete;
 use crate::store::{Store, StoreError, WaitFor};
 use crate::wasm::connector::LoadedConnector;
 use crate::wasm::registry::{Registry, RegistryError, VersionStatus};
@@ -48,6 +54,10 @@ pub enum DeployError {
     Store(#[from] StoreError),
     #[error("cannot keep the component: {0}")]
     Io(#[from] std::io::Error),
+    /// The database names the version as a connector's active version or rollback target
+    /// (perhaps just chosen through another host).
+    #[error("{0} is the active version or the rollback target in the database (perhaps chosen through another host): activate or roll back to another version first")]
+    InUse(String),
 }
 
 /// The outcome of an upload.
@@ -106,7 +116,8 @@ pub async fn upload(
     registry.clear_problem(&loaded.hash);
     let (version, new) = registry.add(loaded);
     if activate {
-        self::activate(registry, store, &id, &version.hash)?;
+        let _turn = registry.deploy_turn().await;
+        switch_to(registry, store, &id, &version.hash)?;
     }
     Ok(Uploaded {
         version,
@@ -115,54 +126,77 @@ pub async fn upload(
     })
 }
 
-/// Makes a loaded version serve, and remembers that.
-pub fn activate(
+/// Makes a loaded version serve on every host: catches up with the database, stores the
+/// deployment, then swaps this host's serving slot (in this host's deploy turn).
+pub async fn activate(
     registry: &Registry,
     store: &Store,
     id: &str,
     hash: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
-    let (next, old) = registry.activate(id, hash)?;
-    remember(registry, store, id, &next)?;
-    tracing::info!(connector = %next.version_tag(), replaced = ?old.map(|o| o.version_tag()), "connector version activated");
+    let _turn = turn_caught_up(registry, store).await;
+    let (next, old) = switch_to(registry, store, id, hash)?;
+    tracing::info!(connector = %next.version_tag(), replaced = ?old, "connector version activated");
     Ok(next)
 }
 
-/// Serves the previous version again, and remembers that.
-pub fn rollback(
+/// Serves the previous version again on every host, as [`activate`] does.
+pub async fn rollback(
     registry: &Registry,
     store: &Store,
     id: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
+    let _turn = turn_caught_up(registry, store).await;
     // The database's rollback target when an operator chose versions (on any host), else this
     // host's own (a dir version replaced by the watcher before any deployment).
-    let (next, old) = match store.deployment(id)? {
-        Some(d) => {
-            let previous = d
-                .previous_hash
-                .ok_or_else(|| RegistryError::NoPrevious(id.into()))?;
-            registry.activate(id, &previous)?
-        }
-        None => registry.rollback(id)?,
-    };
-    remember(registry, store, id, &next)?;
-    tracing::info!(connector = %next.version_tag(), replaced = ?old.map(|o| o.version_tag()), "connector rolled back");
+    let previous = match store.deployment(id)? {
+        Some(d) => d.previous_hash,
+        None => registry.previous(id)?,
+    }
+    .ok_or_else(|| RegistryError::NoPrevious(id.into()))?;
+    let (next, old) = switch_to(registry, store, id, &previous)?;
+    tracing::info!(connector = %next.version_tag(), replaced = ?old, "connector rolled back");
     Ok(next)
 }
 
 /// Forgets a version that is not serving, and deletes its stored bytes (every host forgets it).
-pub fn remove(
+/// Refused, changing nothing, while it serves here or a deployment names it as the active
+/// version or the rollback target (checked by the delete itself, so another host's activation
+/// cannot slip in between).
+pub async fn remove(
     registry: &Registry,
     store: &Store,
     id: &str,
     hash: &str,
 ) -> Result<Arc<LoadedConnector>, DeployError> {
-    let removed = registry.remove(id, hash)?;
-    if let Some(serving) = registry.get(id) {
-        remember(registry, store, id, &serving)?;
+    let _turn = turn_caught_up(registry, store).await;
+    remove_locked(registry, store, id, hash)
+}
+
+/// [`remove`] in the caller's deploy turn.
+fn remove_locked(
+    registry: &Registry,
+    store: &Store,
+    id: &str,
+    hash: &str,
+) -> Result<Arc<LoadedConnector>, DeployError> {
+    let version = registry.version(id, hash)?;
+    if registry.get(id).is_some_and(|v| v.hash == version.hash) {
+        return Err(RegistryError::Active(version.version_tag()).into());
     }
-    // Refused by the store while a deployment (another host's choice) still names it.
-    store.delete_component(&removed.hash)?;
+    // What this host serves, as the database should still name it (it caught up just before).
+    let seen = match registry.get(id) {
+        Some(active) => Some(Deployment {
+            connector: id.to_string(),
+            active_hash: active.hash.clone(),
+            previous_hash: registry.previous(id)?,
+        }),
+        None => None,
+    };
+    if store.delete_component(&version.hash, seen.as_ref())? == ComponentDelete::InUse {
+        return Err(DeployError::InUse(version.version_tag()));
+    }
+    let removed = registry.remove(id, &version.hash)?;
     tracing::info!(connector = %removed.version_tag(), "connector version removed");
     Ok(removed)
 }
@@ -170,7 +204,12 @@ pub fn remove(
 /// Keeps the newest `keep` loaded versions of each connector (by load time) and removes the
 /// others with their stored bytes, never the active version or the rollback target; then drops
 /// the compiled-code cache entries of versions no longer loaded. Returns the tags removed.
-pub fn prune(registry: &Registry, store: &Store, keep: usize) -> Result<Vec<String>, DeployError> {
+pub async fn prune(
+    registry: &Registry,
+    store: &Store,
+    keep: usize,
+) -> Result<Vec<String>, DeployError> {
+    let _turn = registry.deploy_turn().await;
     let mut removed = Vec::new();
     let mut loaded = std::collections::HashSet::new();
     for id in registry.connector_ids() {
@@ -179,10 +218,15 @@ pub fn prune(registry: &Registry, store: &Store, keep: usize) -> Result<Vec<Stri
         let excess = versions.len().saturating_sub(keep);
         let (old, kept) = versions.split_at(excess);
         for v in old {
-            if v.status == VersionStatus::Inactive {
-                removed.push(remove(registry, store, &id, &v.hash)?.version_tag());
-            } else {
-                loaded.insert(v.hash.clone());
+            let pruned = (v.status == VersionStatus::Inactive)
+                .then(|| remove_locked(registry, store, &id, &v.hash));
+            match pruned {
+                Some(Ok(gone)) => removed.push(gone.version_tag()),
+                // Another host's rollback target: kept until the database lets it go.
+                Some(Err(DeployError::InUse(_))) | None => {
+                    loaded.insert(v.hash.clone());
+                }
+                Some(Err(e)) => return Err(e),
             }
         }
         loaded.extend(kept.iter().map(|v| v.hash.clone()));
@@ -200,29 +244,35 @@ pub fn prune(registry: &Registry, store: &Store, keep: usize) -> Result<Vec<Stri
     Ok(removed)
 }
 
-fn remember(
+/// Stores the deployment that makes version `hash` of `id` serve (the version serving now, if
+/// another, becomes the rollback target), then swaps this host's slot: a host never serves a
+/// version the database does not name. Returns the new version and the one it replaced.
+fn switch_to(
     registry: &Registry,
     store: &Store,
     id: &str,
-    active: &LoadedConnector,
-) -> Result<(), DeployError> {
-    let previous = registry.versions(id).and_then(|vs| {
-        vs.into_iter()
-            .find(|v| v.status == VersionStatus::Previous)
-            .map(|v| v.hash)
-    });
+    hash: &str,
+) -> Result<(Arc<LoadedConnector>, Option<String>), DeployError> {
+    let next = registry.version(id, hash)?;
+    let serving = registry.get(id).filter(|v| v.hash != next.hash);
+    let previous = match &serving {
+        Some(v) => Some(v.hash.clone()),
+        None => registry.previous(id)?,
+    };
     store.put_deployment(&Deployment {
         connector: id.to_string(),
-        active_hash: active.hash.clone(),
-        previous_hash: previous,
+        active_hash: next.hash.clone(),
+        previous_hash: previous.clone(),
     })?;
+    registry.activate(id, &next.hash)?;
+    registry.set_previous(id, previous.as_deref());
     // Another version may keep less state: events waiting for room try again (those of other
     // connectors' integrations too; they wait again at once if nothing changed for them).
     let resumed = store.resume_waiting(None, Some(WaitFor::Quota))?;
     if resumed > 0 {
         tracing::info!(connector = %id, events = resumed, "events waiting for state quota resumed");
     }
-    Ok(())
+    Ok((next, serving.map(|v| v.version_tag())))
 }
 
 /// At start-up, after the connectors dir is loaded: imports the uploads an older switchyard
@@ -247,15 +297,24 @@ fn is_stored(source: &str) -> bool {
     source.starts_with("upload") || source.starts_with(FROM_DATABASE)
 }
 
-/// Brings this host's registry in line with the database: loads the stored versions it lacks
-/// (compiled into its own code cache), serves the version each deployment names with its
-/// rollback target, and forgets stored versions deleted through another host. A version that
-/// cannot load or serve here is logged and recorded ([`Registry::problems`]); the host keeps
-/// serving what it served, and does not try a version that failed to load again until restart.
-pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreError> {
+/// Brings this host's registry in line with the database (in this host's deploy turn): loads
+/// the stored versions it lacks (compiled into its own code cache), serves the version each
+/// deployment names with its rollback target, and forgets stored versions deleted through
+/// another host. A version that cannot load or serve here is logged and recorded
+/// ([`Registry::problems`]); the host keeps serving what it served, and tries that version
+/// again after a wait that doubles with each failure (a version stored just after its
+/// deployment was read serves a second later; a broken one is not recompiled at every sync).
+/// `Ok(false)`: some version is still to be tried again, so the caller calls again.
+pub async fn catch_up(registry: &Registry, store: &Store) -> Result<bool, StoreError> {
+    let _turn = registry.deploy_turn().await;
+    catch_up_locked(registry, store).await
+}
+
+/// [`catch_up`] in the caller's deploy turn.
+async fn catch_up_locked(registry: &Registry, store: &Store) -> Result<bool, StoreError> {
     let loaded: HashSet<String> = registry.hashes();
     for c in store.components()? {
-        if loaded.contains(&c.hash) || registry.has_problem(&c.hash) {
+        if loaded.contains(&c.hash) || !registry.retry_due(&c.hash) {
             continue;
         }
         // Deleted since the listing: nothing to load.
@@ -294,7 +353,7 @@ pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreErr
                 Err(e) => {
                     tracing::error!(connector = %d.connector, hash = %d.active_hash, serving = ?serving, error = %e,
                         "the database names a version this host cannot serve; it keeps serving its current version");
-                    if !registry.has_problem(&d.active_hash) {
+                    if registry.retry_due(&d.active_hash) {
                         registry.record_problem(
                             &d.connector,
                             &d.active_hash,
@@ -329,16 +388,22 @@ pub async fn catch_up(registry: &Registry, store: &Store) -> Result<(), StoreErr
     registry.retain_problems(|hash| {
         stored.contains(hash) || deployments.iter().any(|d| d.active_hash == hash)
     });
-    Ok(())
+    Ok(!registry.has_problems())
 }
 
-/// [`catch_up`] before a version operation (activate, roll back, remove), so a version uploaded
-/// or chosen through another host a moment ago is known here. A failure is logged: the
-/// operation then works on what this host holds.
-pub async fn catch_up_first(registry: &Registry, store: &Store) {
-    if let Err(e) = catch_up(registry, store).await {
+/// This host's deploy turn, caught up with the database first, for a version operation
+/// (activate, roll back, remove): a version uploaded or chosen through another host a moment
+/// ago is known here. A failed catch-up is logged: the operation then works on what this host
+/// holds.
+async fn turn_caught_up<'r>(
+    registry: &'r Registry,
+    store: &Store,
+) -> tokio::sync::MutexGuard<'r, ()> {
+    let turn = registry.deploy_turn().await;
+    if let Err(e) = catch_up_locked(registry, store).await {
         tracing::warn!(error = %e, "cannot catch up with the stored connector versions");
     }
+    turn
 }
 
 /// Stores a component an older switchyard kept in the uploads dir, then removes the file.

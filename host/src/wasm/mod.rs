@@ -4,8 +4,10 @@
 //!   the contract-version check and the generated bindings.
 //! - [`types`]: the host-neutral connector types (manifest, statuses, requests, call errors).
 //! - [`connector`]: the host's typed view of a loaded connector and its calls.
-//! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap.
-//! - [`deploy`]: validate, keep, activate, roll back and remove connector versions.
+//! - [`registry`]: every loaded version per connector; the serving one behind an atomic swap;
+//!   the versions the database names that this host cannot serve yet (tried again later).
+//! - [`deploy`]: validate, keep, activate, roll back and remove connector versions, one change
+//!   at a time per host, each stored before it is served.
 //! - [`cache`]: the on-disk compiled-code cache.
 //! - [`harness`]: `switchyard connector test`, the offline scenario harness.
 //! - [`inspect`]: `switchyard connector validate|inspect`, offline.

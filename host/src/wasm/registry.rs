@@ -112,9 +112,24 @@ pub struct Registry {
     /// an integration whose connector is missing can say why (see [`Registry::not_ready`]).
     failures: Mutex<BTreeMap<String, String>>,
     /// Versions the database names (stored, or active in a deployment) that this host cannot
-    /// load or serve: hash → (connector, reason). Shown by `/admin/connectors`.
-    problems: Mutex<BTreeMap<String, (String, String)>>,
+    /// load or serve, by hash. Shown by `/admin/connectors`.
+    problems: Mutex<BTreeMap<String, Problem>>,
+    /// Held by each change of what this host serves ([`Registry::deploy_turn`]).
+    deploys: tokio::sync::Mutex<()>,
 }
+
+/// A recorded problem of one version, and when to try it again.
+struct Problem {
+    connector: String,
+    reason: String,
+    tries: u32,
+    retry_at: std::time::Instant,
+}
+
+/// The wait before a version that failed is tried again: doubling from the first, up to the
+/// last, so one that keeps failing is not recompiled at every sync.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A version the database names that this host cannot load or serve.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -134,6 +149,7 @@ impl Registry {
             slots: RwLock::new(BTreeMap::new()),
             failures: Mutex::new(BTreeMap::new()),
             problems: Mutex::new(BTreeMap::new()),
+            deploys: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -247,22 +263,22 @@ impl Registry {
         Ok((next, replaced))
     }
 
-    /// Serves the previous version again (the current one becomes `previous`).
-    pub fn rollback(
-        &self,
-        id: &str,
-    ) -> Result<(Arc<LoadedConnector>, Option<Arc<LoadedConnector>>), RegistryError> {
-        let previous = {
-            let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-            let family = families
-                .get(id)
-                .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
-            family
-                .previous
-                .clone()
-                .ok_or_else(|| RegistryError::NoPrevious(id.into()))?
-        };
-        self.activate(id, &previous)
+    /// Version `hash` (or a 12+ character prefix) of connector `id`, if loaded here.
+    pub fn version(&self, id: &str, hash: &str) -> Result<Arc<LoadedConnector>, RegistryError> {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        families
+            .get(id)
+            .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?
+            .find(id, hash)
+    }
+
+    /// The rollback target of connector `id` on this host.
+    pub fn previous(&self, id: &str) -> Result<Option<String>, RegistryError> {
+        let families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        let family = families
+            .get(id)
+            .ok_or_else(|| RegistryError::UnknownConnector(id.into()))?;
+        Ok(family.previous.clone())
     }
 
     /// Forgets a version that is not serving. Calls still running on it finish (they hold an `Arc`).
@@ -309,13 +325,47 @@ impl Registry {
             .collect()
     }
 
+    /// Waits for this host's turn to change what it serves, and holds it while the guard
+    /// lives: uploads that activate, activations, rollbacks, removals and catching up with the
+    /// database run one at a time, so each stores its deployment and swaps in the same order.
+    pub async fn deploy_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.deploys.lock().await
+    }
+
     /// Records that version `hash` of `connector`, named by the database, cannot load or serve
-    /// on this host.
+    /// on this host; it is tried again after a wait that doubles with each failure.
     pub fn record_problem(&self, connector: &str, hash: &str, reason: String) {
-        self.problems
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        let tries = problems.get(hash).map_or(1, |p| p.tries.saturating_add(1));
+        let wait = RETRY_FIRST
+            .saturating_mul(1 << tries.saturating_sub(1).min(16))
+            .min(RETRY_MAX);
+        problems.insert(
+            hash.to_string(),
+            Problem {
+                connector: connector.to_string(),
+                reason,
+                tries,
+                retry_at: std::time::Instant::now() + wait,
+            },
+        );
+    }
+
+    /// Whether version `hash` may be tried now: it has no problem, or its wait is over.
+    pub fn retry_due(&self, hash: &str) -> bool {
+        let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems
+            .get(hash)
+            .is_none_or(|p| p.retry_at <= std::time::Instant::now())
+    }
+
+    /// Whether any version the database names has a problem here (to be tried again).
+    pub fn has_problems(&self) -> bool {
+        !self
+            .problems
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(hash.to_string(), (connector.to_string(), reason));
+            .is_empty()
     }
 
     /// Forgets a problem of version `hash` (it loaded or serves now).
@@ -324,14 +374,6 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(hash);
-    }
-
-    /// Whether version `hash` has a recorded problem.
-    pub fn has_problem(&self, hash: &str) -> bool {
-        self.problems
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(hash)
     }
 
     /// Keeps only the problems of versions `keep` still names.
@@ -347,10 +389,10 @@ impl Registry {
         let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
         problems
             .iter()
-            .filter(|(_, (connector, _))| connector == id)
-            .map(|(hash, (_, reason))| VersionProblem {
+            .filter(|(_, p)| p.connector == id)
+            .map(|(hash, p)| VersionProblem {
                 hash: hash.clone(),
-                reason: reason.clone(),
+                reason: p.reason.clone(),
             })
             .collect()
     }
@@ -360,7 +402,7 @@ impl Registry {
         let mut ids: std::collections::BTreeSet<String> =
             self.connector_ids().into_iter().collect();
         let problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
-        ids.extend(problems.values().map(|(connector, _)| connector.clone()));
+        ids.extend(problems.values().map(|p| p.connector.clone()));
         ids.into_iter().collect()
     }
 

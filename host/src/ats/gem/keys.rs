@@ -47,8 +47,8 @@ fn key_id_of(key: &str) -> Option<&str> {
         .then_some(id)
 }
 
-/// Issues a new key for `integration` and stores its hash.
-pub fn issue(store: &Store, integration: &str) -> Result<IssuedKey, KeyError> {
+/// A new random key (not stored yet).
+fn generate() -> IssuedKey {
     let mut rng = rand::thread_rng();
     let key_id = hex::encode(rng.gen::<[u8; 6]>());
     let secret: String = (&mut rng)
@@ -57,8 +57,23 @@ pub fn issue(store: &Store, integration: &str) -> Result<IssuedKey, KeyError> {
         .map(char::from)
         .collect();
     let key = format!("sy_{key_id}_{secret}");
-    store.insert_gem_key(integration, &key_id, &hash(&key))?;
-    Ok(IssuedKey { key_id, key })
+    IssuedKey { key_id, key }
+}
+
+/// Issues a new key for `integration` and stores its hash.
+pub fn issue(store: &Store, integration: &str) -> Result<IssuedKey, KeyError> {
+    let issued = generate();
+    store.insert_gem_key(integration, &issued.key_id, &hash(&issued.key))?;
+    Ok(issued)
+}
+
+/// Replaces every active key of `integration` with one new key, in one transaction (see
+/// [`Store::rotate_gem_key`]): on every host, two rotations at once leave one active key.
+/// Returns the new key and the ids of the keys it revoked.
+pub fn rotate(store: &Store, integration: &str) -> Result<(IssuedKey, Vec<String>), KeyError> {
+    let issued = generate();
+    let revoked = store.rotate_gem_key(integration, &issued.key_id, &hash(&issued.key))?;
+    Ok((issued, revoked))
 }
 
 /// Revokes key `key_id` of `integration` (idempotent: revoking twice keeps the first time).
@@ -67,11 +82,6 @@ pub fn revoke(store: &Store, integration: &str, key_id: &str) -> Result<(), KeyE
         return Err(KeyError::UnknownKey(key_id.to_string()));
     }
     Ok(())
-}
-
-/// Revokes every key of `integration` (when it is deleted).
-pub fn revoke_all(store: &Store, integration: &str) -> Result<(), StoreError> {
-    store.revoke_gem_keys(integration)
 }
 
 /// Every key of `integration`, oldest first.

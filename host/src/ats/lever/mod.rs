@@ -274,7 +274,7 @@ impl Ats for LeverAts {
     ) -> Result<(), AtsError> {
         let client = self.client()?;
         // Every host on the database writes to this opportunity in turn (see `store::locks`).
-        let _guard = cx
+        let held = cx
             .store
             .lock(LockName::Opportunity {
                 integration: cx.integration,
@@ -283,6 +283,7 @@ impl Ats for LeverAts {
             .await?;
         sync::reconcile(
             client,
+            &held,
             cx.store,
             cx.integration,
             opportunity_id,

@@ -425,7 +425,7 @@ impl TokenSource {
     /// caller had; if the stored one differs, another call (of any host) refreshed meanwhile and
     /// its token is returned as is.
     async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, LeverError> {
-        let _guard = self
+        let held = self
             .oauth
             .lock_refresh(&self.integration)
             .await
@@ -444,6 +444,10 @@ impl TokenSource {
                 "the access token expired and Lever issued no refresh token (offline_access)",
             ));
         };
+        // A refresh token works once: never spend it without the lock.
+        held.still_held()
+            .await
+            .map_err(|e| LeverError::Transient(e.to_string()))?;
         let result = app
             .client
             .exchange_refresh_token(&RefreshToken::new(refresh.expose().to_string()))

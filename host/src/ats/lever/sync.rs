@@ -18,13 +18,18 @@
 //!   note is written exactly once, and the common path never reads notes.
 
 use crate::ats::lever::{LeverClient, LeverError};
+use crate::store::locks::HeldLock;
 use crate::store::Store;
 use crate::timeline::{Timeline, TimelineEvent};
 
-/// Brings opportunity `opportunity_id` in line with the orders stored for it.
+/// Brings opportunity `opportunity_id` in line with the orders stored for it, under `held`
+/// (the opportunity's cross-host lock), checked still held before each write: a lock lost with
+/// its connection stops the reconciliation, and the step is retried.
 /// `status_labels` and `verdict_labels` are all labels the connector may use (its manifest).
+#[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
     client: &LeverClient,
+    held: &HeldLock,
     store: &Store,
     integration: &str,
     opportunity_id: &str,
@@ -62,16 +67,19 @@ pub async fn reconcile(
         .cloned()
         .collect();
     if !stale.is_empty() {
+        held.still_held().await?;
         client.remove_tags(opportunity_id, &stale).await?;
         write(format!("removeTags {stale:?}"));
     }
     if !opp.tags.contains(&newest.label) {
+        held.still_held().await?;
         client
             .add_tags(opportunity_id, std::slice::from_ref(&newest.label))
             .await?;
         write(format!("addTags [{:?}]", newest.label));
     }
     if let Some(verdict) = verdict.filter(|v| !opp.tags.contains(v)) {
+        held.still_held().await?;
         client
             .add_tags(opportunity_id, std::slice::from_ref(verdict))
             .await?;
@@ -85,6 +93,7 @@ pub async fn reconcile(
         }
     }
     if !links.is_empty() {
+        held.still_held().await?;
         client.add_links(opportunity_id, &links).await?;
         write(format!("addLinks {links:?}"));
     }
@@ -104,6 +113,7 @@ pub async fn reconcile(
                 continue;
             }
         }
+        held.still_held().await?;
         store.note_attempted(integration, &note.order_ref, &note.text)?;
         client
             .add_note(opportunity_id, &note.text, note.secret)

@@ -112,7 +112,7 @@ impl From<DeployError> for ApiError {
             DeployError::Registry(
                 RegistryError::UnknownConnector(_) | RegistryError::UnknownVersion(..),
             ) => StatusCode::NOT_FOUND,
-            DeployError::Registry(_) => StatusCode::CONFLICT,
+            DeployError::Registry(_) | DeployError::InUse(_) => StatusCode::CONFLICT,
             DeployError::Store(_) | DeployError::Io(_) => {
                 tracing::error!(error = %e, "connector deployment failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -253,8 +253,7 @@ async fn activate(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Activated>, ApiError> {
-    deploy::catch_up_first(&app.registry, &app.store).await;
-    let v = deploy::activate(&app.registry, &app.store, &id, &hash)?;
+    let v = deploy::activate(&app.registry, &app.store, &id, &hash).await?;
     Ok(Json(Activated::of(&v)))
 }
 
@@ -268,8 +267,7 @@ async fn rollback(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<Activated>, ApiError> {
-    deploy::catch_up_first(&app.registry, &app.store).await;
-    let v = deploy::rollback(&app.registry, &app.store, &id)?;
+    let v = deploy::rollback(&app.registry, &app.store, &id).await?;
     Ok(Json(Activated::of(&v)))
 }
 
@@ -279,13 +277,12 @@ async fn rollback(
         ("hash" = String, Path, description = "version hash or a 12+ character prefix")),
     responses((status = 200, body = Removed),
         (status = 404, description = "no such connector or version", body = ErrorBody),
-        (status = 409, description = "the version serves", body = ErrorBody)))]
+        (status = 409, description = "the version serves here, or the database names it as a connector's active version or rollback target (nothing is removed)", body = ErrorBody)))]
 async fn remove(
     State(app): State<Arc<App>>,
     Path((id, hash)): Path<(String, String)>,
 ) -> Result<Json<Removed>, ApiError> {
-    deploy::catch_up_first(&app.registry, &app.store).await;
-    let v = deploy::remove(&app.registry, &app.store, &id, &hash)?;
+    let v = deploy::remove(&app.registry, &app.store, &id, &hash).await?;
     Ok(Json(Removed {
         removed: v.version_tag(),
         hash: v.hash.clone(),

@@ -263,9 +263,9 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Response {
     let before = serving(&app, &id);
-    deploy::catch_up_first(&app.registry, &app.store).await;
-    let result =
-        deploy::rollback(&app.registry, &app.store, &id).map(|v| (v.version_tag(), "rolled-back"));
+    let result = deploy::rollback(&app.registry, &app.store, &id)
+        .await
+        .map(|v| (v.version_tag(), "rolled-back"));
     answer(&app, &current, "connector.rollback", &id, before, result)
 }
 
@@ -276,8 +276,8 @@ pub async fn activate(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = serving(&app, &id);
-    deploy::catch_up_first(&app.registry, &app.store).await;
     let result = deploy::activate(&app.registry, &app.store, &id, &hash)
+        .await
         .map(|v| (v.version_tag(), "activated"));
     answer(&app, &current, "connector.activate", &id, before, result)
 }
@@ -289,8 +289,8 @@ pub async fn remove(
     Path((id, hash)): Path<(String, String)>,
 ) -> Response {
     let before = Some(format!("{hash} loaded"));
-    deploy::catch_up_first(&app.registry, &app.store).await;
     let result = deploy::remove(&app.registry, &app.store, &id, &hash)
+        .await
         .map(|v| (format!("{} removed", v.version_tag()), "removed"));
     answer(&app, &current, "connector.remove", &id, before, result)
 }

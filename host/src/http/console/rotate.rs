@@ -165,37 +165,15 @@ pub async fn gem_key(
     if let Err(refused) = of_kind(&app, &id, "gem") {
         return *refused;
     }
-    let old = match keys::list(&app.store, &id) {
-        Ok(list) => list
-            .into_iter()
-            .filter(|k| k.revoked_at_ms.is_none())
-            .collect::<Vec<_>>(),
+    let (issued, revoked) = match keys::rotate(&app.store, &id) {
+        Ok(rotated) => rotated,
         Err(e) => {
-            tracing::error!(integration = %id, error = %e, "cannot read the Gem keys");
+            tracing::error!(integration = %id, error = %e, "cannot rotate the Gem keys");
             return layout::storage_error();
         }
     };
-    let issued = match keys::issue(&app.store, &id) {
-        Ok(issued) => issued,
-        Err(e) => {
-            tracing::error!(integration = %id, error = %e, "cannot issue a Gem key");
-            return layout::storage_error();
-        }
-    };
-    let mut revoked = Vec::new();
-    for key in &old {
-        match keys::revoke(&app.store, &id, &key.key_id) {
-            Ok(()) => revoked.push(key.key_id.clone()),
-            Err(e) => {
-                tracing::error!(integration = %id, key_id = %key.key_id, error = %e, "cannot revoke an old Gem key")
-            }
-        }
-    }
     tracing::info!(integration = %id, key_id = %issued.key_id, revoked = revoked.len(), "Gem API key rotated from the console");
-    let before = (old.iter())
-        .map(|k| k.key_id.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let before = revoked.join(", ");
     audit::record(
         &app,
         &current,

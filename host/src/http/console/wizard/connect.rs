@@ -66,7 +66,7 @@ pub async fn page(
     if let Err(refused) = form::operator_only(&current) {
         return *refused;
     }
-    match form::integration(&app, &id) {
+    match form::integration(&app, &id).await {
         Ok(i) => render(&app, &current, &i.config, None),
         Err(missing) => *missing,
     }
@@ -78,7 +78,7 @@ pub async fn link(
     Extension(current): Extension<Current>,
     Path(id): Path<String>,
 ) -> Response {
-    let integration = match form::integration(&app, &id) {
+    let integration = match form::integration(&app, &id).await {
         Ok(i) => i,
         Err(missing) => return *missing,
     };

@@ -83,7 +83,7 @@ pub async fn page(
     if let Err(refused) = form::operator_only(&current) {
         return *refused;
     }
-    match form::integration(&app, &id) {
+    match form::integration(&app, &id).await {
         Ok(i) => render(&app, &current, &i, &Problems::new()),
         Err(missing) => *missing,
     }
@@ -130,7 +130,7 @@ pub async fn enable(
     Extension(current): Extension<Current>,
     Path(id): Path<String>,
 ) -> Response {
-    let integration = match form::integration(&app, &id) {
+    let integration = match form::integration(&app, &id).await {
         Ok(i) => i,
         Err(missing) => return *missing,
     };

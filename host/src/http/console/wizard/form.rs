@@ -157,13 +157,14 @@ pub fn operator_only(current: &Current) -> Result<(), Box<Response>> {
 /// The integration `id`, or a 404 page. Behind a load balancer the step before may have
 /// created it through another host: one not known here yet is looked up in the database
 /// before the page says it does not exist.
-pub fn integration(app: &App, id: &str) -> Result<Arc<Integration>, Box<Response>> {
-    let found = app.integration(id).or_else(|| {
-        if let Err(e) = app.reload_integrations() {
+pub async fn integration(app: &App, id: &str) -> Result<Arc<Integration>, Box<Response>> {
+    let mut found = app.integration(id);
+    if found.is_none() {
+        if let Err(e) = app.reload_integrations().await {
             tracing::error!(error = %e, "cannot read the integrations");
         }
-        app.integration(id)
-    });
+        found = app.integration(id);
+    }
     found.ok_or_else(|| {
         Box::new(layout::refused(
             StatusCode::NOT_FOUND,

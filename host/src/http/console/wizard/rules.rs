@@ -146,7 +146,7 @@ pub async fn page(
     if let Err(refused) = form::operator_only(&current) {
         return *refused;
     }
-    let integration = match form::integration(&app, &id) {
+    let integration = match form::integration(&app, &id).await {
         Ok(i) => i,
         Err(missing) => return *missing,
     };
@@ -184,7 +184,7 @@ pub async fn save(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let integration = match form::integration(&app, &id) {
+    let integration = match form::integration(&app, &id).await {
         Ok(i) => i,
         Err(missing) => return *missing,
     };
