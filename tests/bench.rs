@@ -17,6 +17,10 @@
 //!
 //! Figures taken while other work runs on the machine are noise; the table says nothing about
 //! them.
+//!
+//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `processing`, `external`, `postgres`, `wasm`,
+//! `in_process`) runs only those parts; `processing` is the real binary's start-up and
+//! processing rows without its intake phases. Unset: everything.
 
 #[path = "bench/external.rs"]
 mod external;
@@ -36,10 +40,20 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    external::run(&mut rows).await?;
-    postgres::run(&mut rows).await?;
-    wasm::run(&mut rows).await?;
-    in_process::run(&mut rows).await?;
+    let only = std::env::var("SWITCHYARD_BENCH_ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    if part("external") || part("processing") {
+        external::run(&mut rows, !part("external")).await?;
+    }
+    if part("postgres") {
+        postgres::run(&mut rows).await?;
+    }
+    if part("wasm") {
+        wasm::run(&mut rows).await?;
+    }
+    if part("in_process") {
+        in_process::run(&mut rows).await?;
+    }
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let first3 = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     println!(

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::flow::breaker::Verdict;
 use crate::flow::bulkhead::{Dispatcher, Permit};
 use crate::flow::{self, Outcome};
-use crate::recording::CallLog;
+use crate::recording::{CallLog, OutboundCall};
 use crate::store::waiting::Wait;
 use crate::store::{now_ms, Event, EventState, Finish, WaitFor};
 use crate::timeline::TimelineEvent;
@@ -210,7 +210,7 @@ async fn handle(
     let calls = CallLog::default();
     let result = calls.clone().scope(flow::process(app, &event)).await;
     let took_ms = t.elapsed().as_millis() as i64;
-    record_calls(app, &event, &calls).await;
+    let calls = taken_calls(&event, &calls);
     let verdict = match &result {
         // A waiting event says nothing about the vendor (a full quota is not its fault).
         Ok(Outcome::Wait(..)) => Verdict::Neutral,
@@ -233,6 +233,7 @@ async fn handle(
                 why,
                 drop_screening,
             };
+            record_calls(app, &event, calls).await;
             return wait(app, &event, run, held, started_at_ms, took_ms).await;
         }
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
@@ -309,7 +310,12 @@ async fn handle(
     // that stops meanwhile gives up: its run ends and the event is taken back.
     let mut wait = Duration::from_millis(250);
     loop {
-        match app.store.finish(event.id, &finish).await {
+        // The calls go with the outcome: one commit for both.
+        match app
+            .store
+            .finish_with_calls(event.id, &finish, calls.clone())
+            .await
+        {
             Ok(true) => break,
             // Another run took it (this one was declared dead): its outcome wins, not ours.
             Ok(false) => {
@@ -333,8 +339,8 @@ async fn handle(
     drop(permit);
 }
 
-/// Stores the outbound calls the attempt made (a failure is logged: the outcome matters more).
-async fn record_calls(app: &App, event: &Event, calls: &CallLog) {
+/// The outbound calls the attempt made, as kept by its log (the ones beyond its bound logged).
+fn taken_calls(event: &Event, calls: &CallLog) -> Vec<OutboundCall> {
     let (kept, dropped) = calls.take();
     if dropped > 0 {
         tracing::warn!(
@@ -343,7 +349,17 @@ async fn record_calls(app: &App, event: &Event, calls: &CallLog) {
             "outbound calls beyond the per-attempt bound not recorded"
         );
     }
-    if let Err(e) = app.store.record_calls(event.id, event.attempts, kept).await {
+    kept
+}
+
+/// Stores the outbound calls of an attempt that ends waiting (a failure is logged: the wait
+/// matters more).
+async fn record_calls(app: &App, event: &Event, calls: Vec<OutboundCall>) {
+    if let Err(e) = app
+        .store
+        .record_calls(event.id, event.attempts, calls)
+        .await
+    {
         tracing::error!(event = event.id, error = %e, "cannot record the attempt's outbound calls");
     }
 }

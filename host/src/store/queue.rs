@@ -363,7 +363,7 @@ impl Store {
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
     pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let next = self.db(|db| {
+        let next = self.read_db(|db| {
             db.query_one(
                 "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
                 &[],
@@ -379,6 +379,18 @@ impl Store {
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
+        self.finish_with_calls(id, f, Vec::new()).await
+    }
+
+    /// [`Store::finish`], recording the attempt's outbound `calls` in the same write (one
+    /// commit for both, instead of one each). The calls are kept even when the outcome is
+    /// fenced off (another run took the event): they were made.
+    pub async fn finish_with_calls(
+        &self,
+        id: i64,
+        f: &Finish<'_>,
+        calls: Vec<crate::recording::OutboundCall>,
+    ) -> Result<bool> {
         let outcome = Outcome {
             run: f.run.to_owned(),
             attempt: f.attempt,
@@ -389,7 +401,12 @@ impl Store {
             started_at_ms: f.started_at_ms,
             took_ms: f.took_ms,
         };
-        self.write_db(move |db| finish_on(db, id, &outcome)).await
+        let attempt = f.attempt;
+        self.write_db(move |db| {
+            super::traffic::record_calls_on(db, id, attempt, &calls)?;
+            finish_on(db, id, &outcome)
+        })
+        .await
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
