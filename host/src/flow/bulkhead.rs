@@ -34,7 +34,11 @@ use crate::app::App;
 use crate::config::WorkerConfig;
 use crate::flow::breaker::{Breakers, Verdict};
 use crate::metrics::Metrics;
-use crate::store::{Claim, Event, Result, Store};
+use crate::store::{Claim, Event, Finished, Result, Store, StoreError};
+
+/// A finished attempt handed to [`Dispatcher::next`] and whether it was recorded (see
+/// [`Store::finish`]).
+pub type Recorded = (Finished, Result<bool>);
 
 struct State {
     /// Events claimed or running, per integration (each holds a place).
@@ -132,21 +136,36 @@ impl Dispatcher {
 
     /// The next event for a free worker of `run`: a ready one, or else a new batch is claimed
     /// (fairly across integrations, within the limits) and its first event returned.
+    ///
+    /// `finished`: the attempt this worker just ended, recorded in the same write as the claim
+    /// (one commit for both), or alone when no claim is written (a ready event taken, no room);
+    /// how that went is returned with it, for the worker to retry the outcome alone on an error.
     pub fn next(
         self: &Arc<Self>,
         app: &App,
         run: &str,
         lease_ms: i64,
-    ) -> Result<Option<(Event, Permit)>> {
+        finished: Option<Finished>,
+    ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
         let ids: Vec<String> = app
             .integrations()
             .iter()
             .map(|i| i.config.id.clone())
             .collect();
-        self.next_of(&ids, &app.store, &app.metrics, run, lease_ms)
+        let mut recorded = None;
+        let next = self.next_after(
+            &ids,
+            &app.store,
+            &app.metrics,
+            (run, lease_ms),
+            finished,
+            &mut recorded,
+        );
+        (next, recorded)
     }
 
-    /// [`Dispatcher::next`] over the configured integrations `ids`.
+    /// [`Dispatcher::next`] over the configured integrations `ids`, nothing finished.
+    #[cfg(test)]
     fn next_of(
         self: &Arc<Self>,
         ids: &[String],
@@ -155,12 +174,35 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
+        self.next_after(ids, store, metrics, (run, lease_ms), None, &mut None)
+    }
+
+    /// [`Dispatcher::next`] over `ids`; how `finished` was recorded goes to `recorded`.
+    fn next_after(
+        self: &Arc<Self>,
+        ids: &[String],
+        store: &Store,
+        metrics: &Metrics,
+        (run, lease_ms): (&str, i64),
+        finished: Option<Finished>,
+        recorded: &mut Option<Recorded>,
+    ) -> Result<Option<(Event, Permit)>> {
+        let alone = |finished: Option<Finished>| {
+            finished.map(|f| {
+                let result = store.record_finished_blocking(f.clone());
+                (f, result)
+            })
+        };
         let mut state = self.lock();
         if let Some(event) = state.ready.pop_front() {
+            drop(state);
+            *recorded = alone(finished);
             return Ok(Some(self.started(event)));
         }
         let free = self.workers.saturating_sub(state.total_in_flight());
         if free == 0 {
+            drop(state);
+            *recorded = alone(finished);
             return Ok(None);
         }
         let n = ids.len();
@@ -180,7 +222,25 @@ impl Dispatcher {
             wants.push((id, want));
         }
         state.full = wants.is_empty();
-        let claimed = claim_batch(store, run, lease_ms, &wants, free)?;
+        let claimed = match finished {
+            Some(f) if !wants.is_empty() => {
+                match store.claim_batch_after(f.clone(), run, lease_ms, &wants, free) {
+                    Ok((done, claimed)) => {
+                        *recorded = Some((f, Ok(done)));
+                        claimed
+                    }
+                    Err(e) => {
+                        let claim = StoreError::Batch(e.to_string());
+                        *recorded = Some((f, Err(e)));
+                        return Err(claim);
+                    }
+                }
+            }
+            finished => {
+                *recorded = alone(finished);
+                claim_batch(store, run, lease_ms, &wants, free)?
+            }
+        };
         if !claimed.is_empty() {
             state.cursor = (start + 1) % n.max(1);
         }

@@ -79,7 +79,7 @@ pub mod writer;
 pub use crate::metrics::WriterStats;
 pub use locks::{HeldLock, LockName};
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
-pub use queue::{Attempt, Claim, EventDetail, Finish};
+pub use queue::{Attempt, Claim, EventDetail, Finish, Finished};
 pub use runs::{Resumed, RunInfo};
 pub mod migrations;
 pub mod oauth;

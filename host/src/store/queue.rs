@@ -230,6 +230,7 @@ pub(in crate::store) fn record_attempt(
 }
 
 /// [`Finish`], owned, for a job of the writer.
+#[derive(Debug, Clone)]
 struct Outcome {
     run: String,
     attempt: u32,
@@ -239,6 +240,47 @@ struct Outcome {
     retry_at: Option<i64>,
     started_at_ms: i64,
     took_ms: i64,
+}
+
+/// An attempt's outcome and its outbound calls, owned: what a worker records when the attempt
+/// ends, alone or with its next claim.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    id: i64,
+    outcome: Outcome,
+    calls: Vec<crate::recording::OutboundCall>,
+}
+
+impl Finished {
+    /// Outcome `f` of event `id`, with the outbound `calls` its attempt made.
+    pub fn new(id: i64, f: &Finish<'_>, calls: Vec<crate::recording::OutboundCall>) -> Finished {
+        Finished {
+            id,
+            outcome: Outcome {
+                run: f.run.to_owned(),
+                attempt: f.attempt,
+                state: f.state,
+                error: f.error.map(str::to_owned),
+                connector_version: f.connector_version.map(str::to_owned),
+                retry_at: f.retry_at,
+                started_at_ms: f.started_at_ms,
+                took_ms: f.took_ms,
+            },
+            calls,
+        }
+    }
+
+    /// The event it is the outcome of.
+    pub fn event(&self) -> i64 {
+        self.id
+    }
+}
+
+/// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
+/// (another run took the event): they were made.
+fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
+    super::traffic::record_calls_on(db, f.id, f.outcome.attempt, &f.calls)?;
+    finish_on(db, f.id, &f.outcome)
 }
 
 /// [`Store::finish`] on a connection the caller holds in a transaction (or savepoint).
@@ -341,6 +383,26 @@ impl Store {
         self.write_db_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
     }
 
+    /// [`Store::claim_batch`] that first records a worker's finished attempt in the same write:
+    /// one commit for "finish A, claim the next", instead of one each. Returns whether the
+    /// outcome was recorded (see [`Store::finish`]) and the claimed events; on an error neither
+    /// is stored.
+    pub fn claim_batch_after(
+        &self,
+        finished: Finished,
+        run: &str,
+        lease_ms: i64,
+        wants: &[(&str, usize)],
+        total: usize,
+    ) -> Result<(bool, Vec<Event>)> {
+        let run = run.to_owned();
+        let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+        self.write_db_blocking(move |db| {
+            let recorded = finished_on(db, &finished)?;
+            Ok((recorded, claim_batch_on(db, &run, lease_ms, &wants, total)?))
+        })
+    }
+
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
     /// they were, in their place (`next_attempt_at` untouched, so they are claimed before events
     /// received after them), the claim's attempt not counted, nothing added to their history.
@@ -379,34 +441,19 @@ impl Store {
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
-        self.finish_with_calls(id, f, Vec::new()).await
+        self.record_finished(Finished::new(id, f, Vec::new())).await
     }
 
-    /// [`Store::finish`], recording the attempt's outbound `calls` in the same write (one
-    /// commit for both, instead of one each). The calls are kept even when the outcome is
-    /// fenced off (another run took the event): they were made.
-    pub async fn finish_with_calls(
-        &self,
-        id: i64,
-        f: &Finish<'_>,
-        calls: Vec<crate::recording::OutboundCall>,
-    ) -> Result<bool> {
-        let outcome = Outcome {
-            run: f.run.to_owned(),
-            attempt: f.attempt,
-            state: f.state,
-            error: f.error.map(str::to_owned),
-            connector_version: f.connector_version.map(str::to_owned),
-            retry_at: f.retry_at,
-            started_at_ms: f.started_at_ms,
-            took_ms: f.took_ms,
-        };
-        let attempt = f.attempt;
-        self.write_db(move |db| {
-            super::traffic::record_calls_on(db, id, attempt, &calls)?;
-            finish_on(db, id, &outcome)
-        })
-        .await
+    /// Records `finished` (its outcome and its outbound calls) in one write; see
+    /// [`Store::finish`]. A worker records it with its next claim instead
+    /// ([`Store::claim_batch_after`]) and comes here when that cannot be.
+    pub async fn record_finished(&self, finished: Finished) -> Result<bool> {
+        self.write_db(move |db| finished_on(db, &finished)).await
+    }
+
+    /// [`Store::record_finished`] from a blocking thread.
+    pub fn record_finished_blocking(&self, finished: Finished) -> Result<bool> {
+        self.write_db_blocking(move |db| finished_on(db, &finished))
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
