@@ -700,6 +700,42 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_rides_with_the_next_claim_in_one_commit() {
+        on_both(|s| {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            s.enqueue("a", "k", "2", "{}").unwrap();
+            let first = s.claim_batch("r", 60_000, &[("a", 1)], 1).unwrap();
+            let call = crate::recording::OutboundCall::ended(
+                crate::recording::CallTarget::Vendor,
+                "POST",
+                "https://vendor.example/invite",
+                now_ms(),
+                Ok(201),
+            );
+            let done = Finished::new(
+                first[0].id,
+                &finish("r", first[0].attempts, EventState::Done, None),
+                vec![call],
+            );
+            let commits = s.writer_stats().commits;
+            let (recorded, next) = s
+                .claim_batch_after(done.clone(), "r", 60_000, &[("a", 1)], 1)
+                .unwrap();
+            assert_eq!(s.writer_stats().commits, commits + 1, "one commit for both");
+            assert!(recorded);
+            assert_eq!(next.len(), 1);
+            assert_ne!(next[0].id, first[0].id);
+            let ended = s.event(first[0].id).unwrap().unwrap();
+            assert_eq!(ended.state, EventState::Done);
+            assert_eq!(s.calls(first[0].id).unwrap().len(), 1, "its calls with it");
+            // Recorded again: fenced by run and attempt, the outcome is not counted twice.
+            assert!(!s.record_finished_blocking(done).unwrap());
+            let history = s.event_detail(first[0].id).unwrap().unwrap().attempts_history;
+            assert_eq!(history.len(), 1, "{history:?}");
+        });
+    }
+
+    #[test]
     fn events_handed_back_keep_their_place_ahead_of_later_ones() {
         on_both(|s| {
             s.enqueue("a", "k", "1", "{}").unwrap();
