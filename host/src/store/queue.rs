@@ -730,7 +730,11 @@ mod tests {
             assert_eq!(s.calls(first[0].id).unwrap().len(), 1, "its calls with it");
             // Recorded again: fenced by run and attempt, the outcome is not counted twice.
             assert!(!s.record_finished_blocking(done).unwrap());
-            let history = s.event_detail(first[0].id).unwrap().unwrap().attempts_history;
+            let history = s
+                .event_detail(first[0].id)
+                .unwrap()
+                .unwrap()
+                .attempts_history;
             assert_eq!(history.len(), 1, "{history:?}");
         });
     }
