@@ -202,11 +202,21 @@ async fn a_version_uploaded_through_one_host_serves_on_the_other_and_rolls_back_
             o.tags.iter().any(|t| t.starts_with("CERTN - "))
         })
         .await?;
-    let events = pair.app_b().store.events(CERTN, 10)?;
-    assert!(
+    // The outcome (with the version) is recorded after the write-back, with the worker's
+    // next claim: wait for it rather than read at once.
+    let store = pair.app_b().store.clone();
+    let done = |events: &[switchyard::store::Event]| {
         events
             .iter()
-            .any(|e| e.connector_version.as_deref() == Some(tag.as_str())),
+            .any(|e| e.connector_version.as_deref() == Some(tag.as_str()))
+    };
+    switchyard_tests::eventually("the event's outcome on B", Duration::from_secs(10), || {
+        store.events(CERTN, 10).ok().filter(|e| done(e)).map(drop)
+    })
+    .await;
+    let events = store.events(CERTN, 10)?;
+    assert!(
+        done(&events),
         "an event processed on B records {tag}: {:?}",
         events
             .iter()
