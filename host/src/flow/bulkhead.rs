@@ -11,7 +11,8 @@
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
 //! are workers not holding an event, as one write of the store's group commit
-//! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile). What it does not start itself waits in `ready` for the next free
+//! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile;
+//! the claiming worker's finished attempt rides in the same write). What it does not start itself waits in `ready` for the next free
 //! worker (the others are woken). A claimed event holds its integration's place from the claim,
 //! so the limits count ready and running events alike; it is leased to this run from the claim
 //! too, so the heartbeat renews it and a crash hands it back like a running one. On a graceful

@@ -1,6 +1,8 @@
 //! Workers: take due events from the [`Dispatcher`], run them through [`flow`](super), and record
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
-//! after `max_attempts`, each attempt kept in the event's history. Which event a free worker takes
+//! after `max_attempts`, each attempt kept in the event's history with its outbound calls. The
+//! outcome is recorded in the same write as the worker's next claim (one commit for "finish A,
+//! claim the next"), alone when no claim is written, and retried alone if that write failed. Which event a free worker takes
 //! is the dispatcher's choice (fair across integrations, bulkheads, circuit breakers; claimed in
 //! batches for every free worker). A claimed event is leased to this process's run and renewed by
 //! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
