@@ -16,11 +16,12 @@
 //!    vs Wasm at the level of the connector call.
 //! 3. The in-process host ([`in_process`]): bulkheads, resume after a crash, hot swap.
 //!
-//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `external`, `customers`, `postgres`, `wasm`,
-//! `in_process`) runs only those phases.
-//!
 //! Figures taken while other work runs on the machine are noise; the table says nothing about
 //! them.
+//!
+//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `processing`, `external`, `customers`, `postgres`,
+//! `wasm`, `in_process`) runs only those parts; `processing` is the real binary's start-up and
+//! processing rows without its intake phases. Unset: everything.
 
 #[path = "bench/customers.rs"]
 mod customers;
@@ -42,22 +43,21 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    // `SWITCHYARD_BENCH_ONLY=customers,wasm`: only these phases (all when unset).
     let only = std::env::var("SWITCHYARD_BENCH_ONLY").unwrap_or_default();
-    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
-    if runs("external") {
-        external::run(&mut rows).await?;
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    if part("external") || part("processing") {
+        external::run(&mut rows, !part("external")).await?;
     }
-    if runs("customers") {
+    if part("customers") {
         customers::run(&mut rows).await?;
     }
-    if runs("postgres") {
+    if part("postgres") {
         postgres::run(&mut rows).await?;
     }
-    if runs("wasm") {
+    if part("wasm") {
         wasm::run(&mut rows).await?;
     }
-    if runs("in_process") {
+    if part("in_process") {
         in_process::run(&mut rows).await?;
     }
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

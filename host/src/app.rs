@@ -109,7 +109,10 @@ impl Sandbox {
         let limits = config.runtime.limits.clone();
         Ok(Sandbox {
             guests: GuestPool::new(&limits)?,
-            outbound: OutboundClients::new()?,
+            // One idle connection per call that can run at once, so none is reopened.
+            outbound: OutboundClients::sized(
+                config.worker.concurrency.max(limits.max_concurrent_calls),
+            )?,
             in_flight: InFlight::default(),
             limits: Arc::new(limits),
         })
@@ -306,6 +309,16 @@ impl App {
         integration: &Integration,
         connector: &LoadedConnector,
     ) -> Arc<CallContext> {
+        Arc::new(self.sandbox_context(integration, connector))
+    }
+
+    /// [`App::call_context`] before it is shared, for a caller that replaces a part of it (the
+    /// flow's `state` of a `start-screening` call).
+    pub fn sandbox_context(
+        &self,
+        integration: &Integration,
+        connector: &LoadedConnector,
+    ) -> CallContext {
         let mut config = integration.config.clone();
         let approved = &self.config.runtime.approved_hosts;
         let manifest = &connector.manifest.outbound_hosts;
@@ -320,7 +333,7 @@ impl App {
                 .is_ok()
             });
         }
-        let ctx = CallContext::for_integration(
+        CallContext::for_integration(
             &config,
             &connector.manifest.id,
             manifest,
@@ -335,8 +348,7 @@ impl App {
             self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&integration.config.id),
-        );
-        Arc::new(ctx)
+        )
     }
 
     /// Resumes waiting events that a change may have unblocked: those waiting for a permission

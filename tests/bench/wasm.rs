@@ -27,7 +27,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 r.floor.median_us, r.floor.p99_us
             ),
         ),
-        "<= 15 µs median",
+        "<= 3x the floor",
     ));
     let n = native_vs_wasm(CALLS, CONCURRENCY).await?;
     rows.push(Row::against(

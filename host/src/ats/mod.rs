@@ -9,7 +9,8 @@
 //! Modules: [`config`] ([`AtsConfig`], the `[integrations.ats]` section, one variant per ATS),
 //! [`section`] (what each ATS's section answers: kind, checks, secrets, webhook URLs — the one
 //! place the `/hooks/` path is spelled), [`form`] (the `ats` part of the admin API's integration
-//! form, by kind), [`lever`], [`gem`].
+//! form, by kind), [`expiring`] (ATS reads kept for a short lifetime: Lever's postings and
+//! stages), [`lever`], [`gem`].
 //!
 //! **Adding an ATS** (Greenhouse, Ashby, Workable, …) is one folder `ats/<name>/` — its config
 //! section implementing [`section::AtsSection`] (`config.rs`), its admin form (`form.rs`: input,
@@ -37,6 +38,7 @@ macro_rules! each_ats {
 pub(crate) use each_ats;
 
 pub mod config;
+pub mod expiring;
 pub mod form;
 pub mod gem;
 pub mod lever;

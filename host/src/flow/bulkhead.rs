@@ -15,7 +15,8 @@
 //! **Batched claims.** A worker that finds nothing ready claims for every free worker at once:
 //! up to each integration's free places (one for a half-open breaker), at most as many as there
 //! are workers not holding an event, as one write of the store's group commit
-//! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile). What it does not start itself waits in `ready` for the next free
+//! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile;
+//! the claiming worker's finished attempt rides in the same write). What it does not start itself waits in `ready` for the next free
 //! worker (the others are woken). A claimed event holds its integration's place from the claim,
 //! so the limits count ready and running events alike; it is leased to this run from the claim
 //! too, so the heartbeat renews it and a crash hands it back like a running one. On a graceful
@@ -38,7 +39,11 @@ use crate::app::App;
 use crate::config::WorkerConfig;
 use crate::flow::breaker::{Breakers, Verdict};
 use crate::metrics::Metrics;
-use crate::store::{Claim, Event, Result, Store};
+use crate::store::{Claim, Event, Finished, Result, Store, StoreError};
+
+/// A finished attempt handed to [`Dispatcher::next`] and whether it was recorded (see
+/// [`Store::finish`]).
+pub type Recorded = (Finished, Result<bool>);
 
 struct State {
     /// Events claimed or running, per integration (each holds a place).
@@ -135,17 +140,33 @@ impl Dispatcher {
 
     /// The next event for a free worker of `run`: a ready one, or else a new batch is claimed
     /// (fairly across integrations, within the limits) and its first event returned.
+    ///
+    /// `finished`: the attempt this worker just ended, recorded in the same write as the claim
+    /// (one commit for both), or alone when no claim is written (a ready event taken, no room);
+    /// how that went is returned with it, for the worker to retry the outcome alone on an error.
     pub fn next(
         self: &Arc<Self>,
         app: &App,
         run: &str,
         lease_ms: i64,
-    ) -> Result<Option<(Event, Permit)>> {
+        finished: Option<Finished>,
+    ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
         let configured = |id: &str| app.integration(id).is_some();
-        self.next_of(&configured, &app.store, &app.metrics, run, lease_ms)
+        let mut recorded = None;
+        let next = self.next_after(
+            &configured,
+            &app.store,
+            &app.metrics,
+            (run, lease_ms),
+            finished,
+            &mut recorded,
+        );
+        (next, recorded)
     }
 
-    /// [`Dispatcher::next`], `configured` telling which integrations are configured.
+    /// [`Dispatcher::next`], `configured` telling which integrations are configured, nothing
+    /// finished.
+    #[cfg(test)]
     fn next_of(
         self: &Arc<Self>,
         configured: &dyn Fn(&str) -> bool,
@@ -154,18 +175,47 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
+        self.next_after(configured, store, metrics, (run, lease_ms), None, &mut None)
+    }
+
+    /// [`Dispatcher::next`]; how `finished` was recorded goes to `recorded`.
+    fn next_after(
+        self: &Arc<Self>,
+        configured: &dyn Fn(&str) -> bool,
+        store: &Store,
+        metrics: &Metrics,
+        (run, lease_ms): (&str, i64),
+        finished: Option<Finished>,
+        recorded: &mut Option<Recorded>,
+    ) -> Result<Option<(Event, Permit)>> {
+        let alone = |finished: Option<Finished>| {
+            finished.map(|f| {
+                let result = store.record_finished_blocking(f.clone());
+                (f, result)
+            })
+        };
         let mut state = self.lock();
         if let Some(event) = state.ready.pop_front() {
+            drop(state);
+            *recorded = alone(finished);
             return Ok(Some(self.started(event)));
         }
         let free = self.workers.saturating_sub(state.total_in_flight());
         if free == 0 {
+            drop(state);
+            *recorded = alone(finished);
             return Ok(None);
         }
-        let (ids, orphans): (Vec<String>, Vec<String>) = store
-            .queued_integrations()?
-            .into_iter()
-            .partition(|id| configured(id));
+        let queued = match store.queued_integrations() {
+            Ok(queued) => queued,
+            Err(e) => {
+                drop(state);
+                *recorded = alone(finished);
+                return Err(e);
+            }
+        };
+        let (ids, orphans): (Vec<String>, Vec<String>) =
+            queued.into_iter().partition(|id| configured(id));
         // In name order, starting after the one served first last time.
         let start = state
             .cursor
@@ -188,7 +238,25 @@ impl Dispatcher {
         // Full: events are queued, but no configured integration may take one now (each at its
         // limit or paused, or only removed integrations' events are left).
         state.full = wants.is_empty() && !(ids.is_empty() && orphans.is_empty());
-        let claimed = claim_batch(store, run, lease_ms, &wants, free)?;
+        let claimed = match finished {
+            Some(f) if !wants.is_empty() => {
+                match store.claim_batch_after(f.clone(), run, lease_ms, &wants, free) {
+                    Ok((done, claimed)) => {
+                        *recorded = Some((f, Ok(done)));
+                        claimed
+                    }
+                    Err(e) => {
+                        let claim = StoreError::Batch(e.to_string());
+                        *recorded = Some((f, Err(e)));
+                        return Err(claim);
+                    }
+                }
+            }
+            finished => {
+                *recorded = alone(finished);
+                claim_batch(store, run, lease_ms, &wants, free)?
+            }
+        };
         if let (false, Some((first, _))) = (claimed.is_empty(), wants.first()) {
             state.cursor = Some(first.to_string());
         }

@@ -33,9 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
 use crate::ats::{AtsError, Disconnected, Role, Trigger};
+use crate::store::kv::KvWrite;
 use crate::store::{Event, NewNote, Order, StatusRecord, StoreError, WaitFor};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
+use crate::wasm::runtime::deferred::DeferredState;
 use crate::wasm::runtime::InvokeError;
 
 /// Event kind of a status update from a vendor callback.
@@ -291,26 +293,33 @@ async fn start(
     // The host owns idempotency: once the order of this key is recorded (a retry after that, a
     // replay), the connector is not asked again; its state for the screening is gone by then.
     let recorded = app.store.order_for_key(&integration.config.id, key)?;
-    let (order_ref, first_status) = match recorded {
+    let (order_ref, first_status, state) = match recorded {
         Some(order) => {
             tracing::info!(integration = %integration.config.id, event = event.id,
                 order = %order.order_ref,
                 "the order of this screening is recorded; not calling start-screening again");
-            (order.order_ref, None)
+            (order.order_ref, None, None)
         }
         None => {
-            let started = start_screening(app, integration, &connector, &request, event.id)
-                .await
-                .map_err(|e| e.by(&version))?;
+            let (started, state) =
+                start_screening(app, integration, &connector, &request, event.id)
+                    .await
+                    .map_err(|e| e.by(&version))?;
             // No vendor order (e.g. no email): the status still belongs on the candidacy, under
             // a local reference unique to this event.
             let order_ref = started
                 .order_ref
                 .unwrap_or_else(|| format!("local:{}", event.id));
-            (order_ref, Some(started.status))
+            (order_ref, Some(started.status), Some(state))
         }
     };
-    integration.ats.started(&cx, event, &order_ref)?;
+    if let Err(e) = integration.ats.started(&cx, event, &order_ref) {
+        // The outcome is not recorded: what the connector wrote after its requests still is.
+        if let Some(state) = &state {
+            flush_state(state);
+        }
+        return Err(e.into());
+    }
     let opportunity = &request.opportunity_id;
     if let Some(status) = &first_status {
         record_status(
@@ -322,6 +331,7 @@ async fn start(
             status,
             event.id,
             Some(key),
+            state.map(|s| s.take()).unwrap_or_default(),
         )
         .await?;
     }
@@ -348,8 +358,17 @@ async fn start_screening(
     connector: &Arc<LoadedConnector>,
     request: &ScreeningRequest,
     event_id: i64,
-) -> Result<crate::wasm::connector::Started, FlowError> {
-    let ctx = app.call_context(integration, connector);
+) -> Result<(crate::wasm::connector::Started, Arc<DeferredState>), FlowError> {
+    // The connector's `state` writes after its last request are committed with the order
+    // ([`DeferredState`]); the ones before each request, before it leaves.
+    let state = DeferredState::new(
+        app.store.clone(),
+        &integration.config.id,
+        &connector.manifest.id,
+    );
+    let mut ctx = app.sandbox_context(integration, connector);
+    ctx.state = Some(state.clone());
+    let ctx = Arc::new(ctx);
     let runtime = app.registry.runtime().clone();
     let key = request.idempotency_key.clone();
     let (called, request) = (connector.clone(), request.clone());
@@ -357,18 +376,36 @@ async fn start_screening(
         .guest_call(&integration.config.id, async move {
             called.start_screening(&runtime, ctx, &request).await
         })
-        .await
-        .map_err(|e| match e.needs_operator() {
-            Some(reason) => needs_operator(app, reason, key, event_id),
-            None => call_failed(app, e),
-        })?;
+        .await;
+    let started = started.map_err(|e| match e.needs_operator() {
+        Some(reason) => needs_operator(app, reason, key, event_id),
+        None => call_failed(app, e),
+    });
     // What the connector returns is stored and shown: bounded like a callback's updates.
-    crate::wasm::quota::check_status(&started.status, &app.limits).map_err(|reason| {
-        app.metrics
-            .sandbox_limit(&connector.manifest.id, "status_field_bytes");
-        FlowError::new(format!("start-screening returned {reason}"), false)
-    })?;
-    Ok(started)
+    let started = started.and_then(|started| {
+        crate::wasm::quota::check_status(&started.status, &app.limits).map_err(|reason| {
+            app.metrics
+                .sandbox_limit(&connector.manifest.id, "status_field_bytes");
+            FlowError::new(format!("start-screening returned {reason}"), false)
+        })?;
+        Ok(started)
+    });
+    match started {
+        Ok(started) => Ok((started, state)),
+        Err(e) => {
+            // No outcome to record: what the call wrote stands all the same.
+            flush_state(&state);
+            Err(e)
+        }
+    }
+}
+
+/// Commits a call's held `state` writes when no outcome will carry them. A failure is logged:
+/// the attempt's own error is the one to report, and the intent each request needed is durable.
+fn flush_state(state: &DeferredState) {
+    if let Err(e) = state.flush() {
+        tracing::error!(error = %e, "cannot store the connector's state writes of a failed call");
+    }
 }
 
 async fn vendor_status(
@@ -396,6 +433,7 @@ async fn vendor_status(
         &update.status,
         event.id,
         None,
+        Vec::new(),
     )
     .await?;
     integration
@@ -421,7 +459,8 @@ fn verdict_labels(connector: &LoadedConnector) -> &[String] {
 /// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
 /// the state stays the same) and its note, if any. `seq` orders the updates as they were
 /// accepted (the id of the event carrying this one). `idempotency_key`: the request that started
-/// the order (its first status), recorded with it.
+/// the order (its first status), recorded with it; `state`: the connector's `state` writes made
+/// after its last request, committed in the same write, before the screening's entries go.
 #[allow(clippy::too_many_arguments)]
 async fn record_status(
     app: &App,
@@ -432,6 +471,7 @@ async fn record_status(
     status: &Status,
     seq: i64,
     idempotency_key: Option<&str>,
+    state: Vec<KvWrite>,
 ) -> Result<(), FlowError> {
     let id = &integration.config.id;
     let record = StatusRecord {
@@ -458,7 +498,7 @@ async fn record_status(
     };
     // One transaction: new order inserted, known one (a retry, a callback) moved forward, never
     // back; the verdict and the note with it, or nothing.
-    app.store.record_status(record).await?;
+    app.store.record_status_with_state(record, state).await?;
     let shown = status
         .verdict
         .as_ref()

@@ -1,6 +1,8 @@
 //! Workers: take due events from the [`Dispatcher`], run them through [`flow`](super), and record
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
-//! after `max_attempts`, each attempt kept in the event's history. Which event a free worker takes
+//! after `max_attempts`, each attempt kept in the event's history with its outbound calls. The
+//! outcome is recorded in the same write as the worker's next claim (one commit for "finish A,
+//! claim the next"), alone when no claim is written, and retried alone if that write failed. Which event a free worker takes
 //! is the dispatcher's choice (fair across integrations, bulkheads, circuit breakers; claimed in
 //! batches for every free worker). A claimed event is leased to this process's run and renewed by
 //! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
@@ -18,9 +20,9 @@ use crate::app::App;
 use crate::flow::breaker::Verdict;
 use crate::flow::bulkhead::{Dispatcher, Permit};
 use crate::flow::{self, Outcome};
-use crate::recording::CallLog;
+use crate::recording::{CallLog, OutboundCall};
 use crate::store::waiting::Wait;
-use crate::store::{now_ms, Event, EventState, Finish, WaitFor};
+use crate::store::{now_ms, Event, EventState, Finish, Finished, WaitFor};
 use crate::timeline::TimelineEvent;
 
 /// Longest idle sleep: the store is polled at least this often.
@@ -111,23 +113,34 @@ async fn work(
 ) {
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     let mut backoff = IDLE;
+    // The outcome of the attempt this worker just ended: recorded with its next claim.
+    let mut finished: Option<Finished> = None;
     while !*signals.stop.borrow() {
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
-        let (next, due_in) = {
+        let (next, due_in, recorded) = {
             let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
+            let kept = finished.clone();
+            let finished = finished.take();
             tokio::task::spawn_blocking(move || {
-                let next = dispatcher.next(&app, &run, lease_ms);
+                let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished);
                 // Nothing to take though there was room: sleep until the next due event.
                 let due_in = match &next {
                     Ok(None) if !dispatcher.full() => app.store.next_due_in().ok().flatten(),
                     _ => None,
                 };
-                (next, due_in)
+                (next, due_in, recorded)
             })
             .await
-            .unwrap_or((Err(crate::store::StoreError::Panicked), None))
+            .unwrap_or_else(|_| {
+                let panicked = crate::store::StoreError::Panicked;
+                let recorded = kept.map(|f| (f, Err(crate::store::StoreError::Panicked)));
+                (Err(panicked), None, recorded)
+            })
         };
+        if let Some((f, result)) = recorded {
+            settle(&app, f, result).await;
+        }
         if next.is_ok() {
             backoff = IDLE;
             outage.answered();
@@ -137,7 +150,9 @@ async fn work(
                 let started_at_ms = now_ms();
                 let id = event.id;
                 tokio::select! {
-                    _ = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {}
+                    ended = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {
+                        finished = ended;
+                    }
                     _ = abandoned(&mut signals.abandon) => {
                         // Grace period over: hand it back uncounted; a later run redoes the
                         // step (every step is idempotent, as after a crash).
@@ -178,6 +193,11 @@ async fn work(
             }
         }
     }
+    // Stopping: the last outcome goes alone.
+    if let Some(f) = finished.take() {
+        let result = app.store.record_finished(f.clone()).await;
+        settle(&app, f, result).await;
+    }
     // Claimed for workers that will not start them now: back to the queue, uncounted.
     let n = dispatcher.hand_back(&app.store, &run);
     if n > 0 {
@@ -205,12 +225,12 @@ async fn handle(
     event: Event,
     permit: Permit,
     started_at_ms: i64,
-) {
+) -> Option<Finished> {
     let t = Instant::now();
     let calls = CallLog::default();
     let result = calls.clone().scope(flow::process(app, &event)).await;
     let took_ms = t.elapsed().as_millis() as i64;
-    record_calls(app, &event, &calls).await;
+    let calls = taken_calls(&event, &calls);
     let verdict = match &result {
         // A waiting event says nothing about the vendor (a full quota is not its fault).
         Ok(Outcome::Wait(..)) => Verdict::Neutral,
@@ -233,7 +253,9 @@ async fn handle(
                 why,
                 drop_screening,
             };
-            return wait(app, &event, run, held, started_at_ms, took_ms).await;
+            record_calls(app, &event, calls).await;
+            wait(app, &event, run, held, started_at_ms, took_ms).await;
+            return None;
         }
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
         Ok(Outcome::Skipped(why)) => (
@@ -303,38 +325,46 @@ async fn handle(
         started_at_ms,
         took_ms,
     };
-    // This run's heartbeat keeps renewing the event's lease, so an outcome that cannot be stored
-    // (the database lost) must be retried here, or the event would stay `running` until the host
-    // restarts. `finish` is fenced by run and attempt, so a retry never records it twice. A host
-    // that stops meanwhile gives up: its run ends and the event is taken back.
+    // Recorded with this worker's next claim (one commit for both); its place is free now.
+    drop(permit);
+    Some(Finished::new(event.id, &finish, calls))
+}
+
+/// Settles how an attempt's outcome was recorded. This run's heartbeat keeps renewing the
+/// event's lease, so an outcome that could not be stored (the database lost) is retried here,
+/// alone, or the event would stay `running` until the host restarts. The outcome is fenced by
+/// run and attempt, so a retry never records it twice. A host that stops meanwhile gives up:
+/// its run ends and the event is taken back.
+async fn settle(app: &App, finished: Finished, mut result: crate::store::Result<bool>) {
+    let id = finished.event();
     let mut wait = Duration::from_millis(250);
     loop {
-        match app.store.finish(event.id, &finish).await {
-            Ok(true) => break,
+        match result {
+            Ok(true) => return,
             // Another run took it (this one was declared dead): its outcome wins, not ours.
             Ok(false) => {
                 tracing::warn!(
-                    event = event.id,
+                    event = id,
                     "lease lost before the outcome was recorded; discarded"
                 );
-                break;
+                return;
             }
             Err(e) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::error!(event = event.id, error = %e, "cannot record the outcome of an event while stopping; it will be taken back");
-                break;
+                tracing::error!(event = id, error = %e, "cannot record the outcome of an event while stopping; it will be taken back");
+                return;
             }
             Err(e) => {
-                tracing::error!(event = event.id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the outcome of an event; retrying");
+                tracing::error!(event = id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the outcome of an event; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_BACKOFF);
             }
         }
+        result = app.store.record_finished(finished.clone()).await;
     }
-    drop(permit);
 }
 
-/// Stores the outbound calls the attempt made (a failure is logged: the outcome matters more).
-async fn record_calls(app: &App, event: &Event, calls: &CallLog) {
+/// The outbound calls the attempt made, as kept by its log (the ones beyond its bound logged).
+fn taken_calls(event: &Event, calls: &CallLog) -> Vec<OutboundCall> {
     let (kept, dropped) = calls.take();
     if dropped > 0 {
         tracing::warn!(
@@ -343,7 +373,17 @@ async fn record_calls(app: &App, event: &Event, calls: &CallLog) {
             "outbound calls beyond the per-attempt bound not recorded"
         );
     }
-    if let Err(e) = app.store.record_calls(event.id, event.attempts, kept).await {
+    kept
+}
+
+/// Stores the outbound calls of an attempt that ends waiting (a failure is logged: the wait
+/// matters more).
+async fn record_calls(app: &App, event: &Event, calls: Vec<OutboundCall>) {
+    if let Err(e) = app
+        .store
+        .record_calls(event.id, event.attempts, calls)
+        .await
+    {
         tracing::error!(event = event.id, error = %e, "cannot record the attempt's outbound calls");
     }
 }

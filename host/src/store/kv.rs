@@ -142,10 +142,88 @@ pub(in crate::store) fn drop_screening_on(
     Ok(dropped as usize)
 }
 
+/// One change to a connector's state, as its `state` import asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvWrite {
+    /// `state.set`.
+    Set { key: String, value: String },
+    /// `state.set-for-screening`: dropped with the screening's order.
+    SetForScreening {
+        screening: String,
+        key: String,
+        value: String,
+    },
+    /// `state.delete`.
+    Delete { key: String },
+}
+
+impl KvWrite {
+    /// The key it changes.
+    pub fn key(&self) -> &str {
+        match self {
+            KvWrite::Set { key, .. }
+            | KvWrite::SetForScreening { key, .. }
+            | KvWrite::Delete { key } => key,
+        }
+    }
+}
+
+/// Makes `write` in the caller's write. False for a screening's entry not kept (that
+/// screening's order is already recorded: the host never asks about it again).
+pub(in crate::store) fn kv_write_on(
+    db: &dyn Db,
+    integration: &str,
+    connector: &str,
+    write: &KvWrite,
+) -> Result<bool> {
+    match write {
+        KvWrite::Set { key, value } => db.execute(
+            "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (integration, connector, key)
+             DO UPDATE SET value = excluded.value, screening = NULL",
+            args![integration, connector, key, value],
+        )?,
+        KvWrite::SetForScreening {
+            screening,
+            key,
+            value,
+        } => {
+            if super::orders::order_ref_for_key_on(db, integration, screening)?.is_some() {
+                return Ok(false);
+            }
+            db.execute(
+                "INSERT INTO kv (integration, connector, key, value, screening)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (integration, connector, key)
+                 DO UPDATE SET value = excluded.value, screening = excluded.screening",
+                args![integration, connector, key, value, screening],
+            )?
+        }
+        KvWrite::Delete { key } => db.execute(
+            "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
+            args![integration, connector, key],
+        )?,
+    };
+    Ok(true)
+}
+
+/// [`Store::kv_apply`] in the caller's write.
+pub(in crate::store) fn kv_apply_on(
+    db: &dyn Db,
+    integration: &str,
+    connector: &str,
+    writes: &[KvWrite],
+) -> Result<()> {
+    for write in writes {
+        kv_write_on(db, integration, connector, write)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// A connector's state value.
     pub fn kv_get(&self, integration: &str, connector: &str, key: &str) -> Result<Option<String>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query_opt(
                 "SELECT value FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
                 args![integration, connector, key],
@@ -157,16 +235,11 @@ impl Store {
 
     /// Sets a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_set(&self, integration: &str, connector: &str, key: &str, value: &str) -> Result<()> {
-        let row = [integration, connector, key, value].map(str::to_owned);
-        self.write_now(move |db| {
-            db.execute(
-                "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (integration, connector, key)
-                 DO UPDATE SET value = excluded.value, screening = NULL",
-                args![&row[0], &row[1], &row[2], &row[3]],
-            )?;
-            Ok(())
-        })
+        let write = KvWrite::Set {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        self.kv_write(integration, connector, write).map(drop)
     }
 
     /// Sets a connector's state value that belongs to the screening with `idempotency_key`
@@ -180,26 +253,33 @@ impl Store {
         key: &str,
         value: &str,
     ) -> Result<bool> {
-        let row = [integration, connector, key, value, idempotency_key].map(str::to_owned);
-        self.write_now(move |db| {
-            if super::orders::order_ref_for_key_on(db, &row[0], &row[4])?.is_some() {
-                return Ok(false);
-            }
-            db.execute(
-                "INSERT INTO kv (integration, connector, key, value, screening)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (integration, connector, key)
-                 DO UPDATE SET value = excluded.value, screening = excluded.screening",
-                args![&row[0], &row[1], &row[2], &row[3], &row[4]],
-            )?;
-            Ok(true)
-        })
+        let write = KvWrite::SetForScreening {
+            screening: idempotency_key.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        };
+        self.kv_write(integration, connector, write)
+    }
+
+    /// Commits a connector's `writes`, in order, as one write of the group commit; durable when
+    /// it returns.
+    pub fn kv_apply(&self, integration: &str, connector: &str, writes: Vec<KvWrite>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (integration, connector) = (integration.to_owned(), connector.to_owned());
+        self.write_now(move |db| kv_apply_on(db, &integration, &connector, &writes))
+    }
+
+    fn kv_write(&self, integration: &str, connector: &str, write: KvWrite) -> Result<bool> {
+        let (integration, connector) = (integration.to_owned(), connector.to_owned());
+        self.write_now(move |db| kv_write_on(db, &integration, &connector, &write))
     }
 
     /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
     /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
-        self.db(|db| {
+        self.read_db(|db| {
             let total = db
                 .query_opt(
                     "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
@@ -235,14 +315,10 @@ impl Store {
 
     /// Deletes a connector's state value; durable when it returns (see [`Store::write_now`]).
     pub fn kv_delete(&self, integration: &str, connector: &str, key: &str) -> Result<()> {
-        let row = [integration, connector, key].map(str::to_owned);
-        self.write_now(move |db| {
-            db.execute(
-                "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-                args![&row[0], &row[1], &row[2]],
-            )?;
-            Ok(())
-        })
+        let write = KvWrite::Delete {
+            key: key.to_owned(),
+        };
+        self.kv_write(integration, connector, write).map(drop)
     }
 
     /// A write from synchronous code that may run anywhere — a connector's `state` import runs

@@ -10,9 +10,10 @@
 //! - a note is recorded once per `(integration, order, text)` and marked written after the ATS
 //!   confirmed it.
 //!
-//! SQLite: one connection behind a mutex: SQLite serializes writers anyway, and every statement
-//! here is short. Calls block briefly; they are made from async code on purpose
-//! (sub-millisecond in WAL). PostgreSQL: a small pool on the store's own runtime ([`pg`]).
+//! SQLite: one read-write connection behind a mutex (SQLite serializes writers anyway, and every
+//! statement here is short), plus read connections ([`readers`]) for the reads of the
+//! processing path, which so never wait for the group commit's batch or its fsync. Calls block
+//! briefly; they are made from async code on purpose (sub-millisecond in WAL). PostgreSQL: a small pool on the store's own runtime ([`pg`]).
 //! Writes on a hot path go through [`Store::write_db`] instead: the [`writer`] thread commits
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
@@ -37,7 +38,7 @@
 //! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
 //! console's numbers: events and failures per minute, queue depth, latency per version),
 //! [`writer`] (group commit, on both
-//! backends), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
+//! backends), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
 //! [`pg`] (PostgreSQL's pool and connections), `testing` (tests: a store per backend,
 //! `on_both`).
@@ -82,11 +83,12 @@ pub mod writer;
 pub use crate::metrics::WriterStats;
 pub use locks::{HeldLock, LockName};
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
-pub use queue::{Attempt, Claim, EventDetail, Finish};
+pub use queue::{Attempt, Claim, EventDetail, Finish, Finished};
 pub use runs::{Resumed, RunInfo};
 pub mod migrations;
 pub mod oauth;
 pub mod pg;
+mod readers;
 pub(in crate::store) mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -173,6 +175,7 @@ enum Backend {
     Sqlite {
         conn: Arc<Mutex<Connection>>,
         writer: writer::Writer<Connection>,
+        readers: Arc<readers::Readers>,
     },
     Postgres {
         pg: Arc<pg::Pg>,
@@ -330,8 +333,13 @@ impl Store {
         retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
         let writer = writer::Writer::start(conn.clone())?;
+        let readers = Arc::new(readers::Readers::new(path));
         Ok(Store {
-            backend: Backend::Sqlite { conn, writer },
+            backend: Backend::Sqlite {
+                conn,
+                writer,
+                readers,
+            },
             locks: Arc::default(),
         })
     }
@@ -369,6 +377,16 @@ impl Store {
     pub(in crate::store) fn db<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         match &self.backend {
             Backend::Sqlite { conn, .. } => f(&*lock(conn)),
+            Backend::Postgres { pg, .. } => f(&pg.conn()?),
+        }
+    }
+
+    /// Runs read-only `f` beside the writer: on SQLite on a read connection ([`readers`]: it
+    /// never waits for the group commit's batch or fsync, and refuses writes), on PostgreSQL on a
+    /// pooled connection. It sees every write whose call returned before it started.
+    pub(in crate::store) fn read_db<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => readers.with(|c| f(c)),
             Backend::Postgres { pg, .. } => f(&pg.conn()?),
         }
     }

@@ -177,7 +177,7 @@ impl Store {
 
     /// The integration's OAuth tokens, if it is connected.
     pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query_opt(
                 "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
                  FROM oauth_tokens WHERE integration = ?1",

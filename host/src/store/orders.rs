@@ -255,7 +255,23 @@ impl Store {
     /// the moment (one fsync for all), answered once that transaction committed; on an error
     /// nothing of this status is stored.
     pub async fn record_status(&self, rec: StatusRecord) -> Result<()> {
-        self.write_db(move |db| record_status_on(db, &rec)).await
+        self.record_status_with_state(rec, Vec::new()).await
+    }
+
+    /// [`Store::record_status`] with the `state` writes the order's connector made after its
+    /// last outbound request, made first in the same write (one commit for both): the
+    /// screening's own entries among them are dropped with it at once.
+    pub async fn record_status_with_state(
+        &self,
+        rec: StatusRecord,
+        state: Vec<super::kv::KvWrite>,
+    ) -> Result<()> {
+        self.write_db(move |db| {
+            let order = &rec.order;
+            super::kv::kv_apply_on(db, &order.integration, &order.connector, &state)?;
+            record_status_on(db, &rec)
+        })
+        .await
     }
 
     /// Records a new order, or returns the existing one (a retried start-screening).
@@ -267,7 +283,7 @@ impl Store {
 
     /// An order by reference.
     pub fn order(&self, integration: &str, order_ref: &str) -> Result<Option<Order>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query_opt(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND order_ref = ?2"
@@ -283,7 +299,7 @@ impl Store {
     /// The order recorded for the screening request with `idempotency_key`, if any: the flow
     /// does not call `start-screening` again for it.
     pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query_opt(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"
@@ -298,7 +314,7 @@ impl Store {
 
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query(
                 &format!(
                     "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
@@ -336,7 +352,7 @@ impl Store {
         integration: &str,
         opportunity_id: &str,
     ) -> Result<Vec<PendingNote>> {
-        self.db(|db| {
+        self.read_db(|db| {
             // Notes in the order they were recorded: SQLite's rowid, PostgreSQL's `seq`.
             let recorded = match db.dialect() {
                 Dialect::Sqlite => "n.rowid",

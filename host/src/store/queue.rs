@@ -241,6 +241,7 @@ pub(in crate::store) fn record_attempt(
 }
 
 /// [`Finish`], owned, for a job of the writer.
+#[derive(Debug, Clone)]
 struct Outcome {
     run: String,
     attempt: u32,
@@ -250,6 +251,47 @@ struct Outcome {
     retry_at: Option<i64>,
     started_at_ms: i64,
     took_ms: i64,
+}
+
+/// An attempt's outcome and its outbound calls, owned: what a worker records when the attempt
+/// ends, alone or with its next claim.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    id: i64,
+    outcome: Outcome,
+    calls: Vec<crate::recording::OutboundCall>,
+}
+
+impl Finished {
+    /// Outcome `f` of event `id`, with the outbound `calls` its attempt made.
+    pub fn new(id: i64, f: &Finish<'_>, calls: Vec<crate::recording::OutboundCall>) -> Finished {
+        Finished {
+            id,
+            outcome: Outcome {
+                run: f.run.to_owned(),
+                attempt: f.attempt,
+                state: f.state,
+                error: f.error.map(str::to_owned),
+                connector_version: f.connector_version.map(str::to_owned),
+                retry_at: f.retry_at,
+                started_at_ms: f.started_at_ms,
+                took_ms: f.took_ms,
+            },
+            calls,
+        }
+    }
+
+    /// The event it is the outcome of.
+    pub fn event(&self) -> i64 {
+        self.id
+    }
+}
+
+/// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
+/// (another run took the event): they were made.
+fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
+    super::traffic::record_calls_on(db, f.id, f.outcome.attempt, &f.calls)?;
+    finish_on(db, f.id, &f.outcome)
 }
 
 /// [`Store::finish`] on a connection the caller holds in a transaction (or savepoint).
@@ -358,6 +400,26 @@ impl Store {
         self.write_db_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
     }
 
+    /// [`Store::claim_batch`] that first records a worker's finished attempt in the same write:
+    /// one commit for "finish A, claim the next", instead of one each. Returns whether the
+    /// outcome was recorded (see [`Store::finish`]) and the claimed events; on an error neither
+    /// is stored.
+    pub fn claim_batch_after(
+        &self,
+        finished: Finished,
+        run: &str,
+        lease_ms: i64,
+        wants: &[(&str, usize)],
+        total: usize,
+    ) -> Result<(bool, Vec<Event>)> {
+        let run = run.to_owned();
+        let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+        self.write_db_blocking(move |db| {
+            let recorded = finished_on(db, &finished)?;
+            Ok((recorded, claim_batch_on(db, &run, lease_ms, &wants, total)?))
+        })
+    }
+
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
     /// they were, in their place (`next_attempt_at` untouched, so they are claimed before events
     /// received after them), the claim's attempt not counted, nothing added to their history.
@@ -380,7 +442,7 @@ impl Store {
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
     pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let next = self.db(|db| {
+        let next = self.read_db(|db| {
             db.query_one(
                 "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
                 &[],
@@ -396,17 +458,19 @@ impl Store {
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
-        let outcome = Outcome {
-            run: f.run.to_owned(),
-            attempt: f.attempt,
-            state: f.state,
-            error: f.error.map(str::to_owned),
-            connector_version: f.connector_version.map(str::to_owned),
-            retry_at: f.retry_at,
-            started_at_ms: f.started_at_ms,
-            took_ms: f.took_ms,
-        };
-        self.write_db(move |db| finish_on(db, id, &outcome)).await
+        self.record_finished(Finished::new(id, f, Vec::new())).await
+    }
+
+    /// Records `finished` (its outcome and its outbound calls) in one write; see
+    /// [`Store::finish`]. A worker records it with its next claim instead
+    /// ([`Store::claim_batch_after`]) and comes here when that cannot be.
+    pub async fn record_finished(&self, finished: Finished) -> Result<bool> {
+        self.write_db(move |db| finished_on(db, &finished)).await
+    }
+
+    /// [`Store::record_finished`] from a blocking thread.
+    pub fn record_finished_blocking(&self, finished: Finished) -> Result<bool> {
+        self.write_db_blocking(move |db| finished_on(db, &finished))
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
@@ -656,6 +720,46 @@ mod tests {
             assert_eq!(got.integration, "a");
             // Running events are not claimable again here.
             assert!(s.claim(&claim("r2", None, &[])).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn an_outcome_rides_with_the_next_claim_in_one_commit() {
+        on_both(|s| {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            s.enqueue("a", "k", "2", "{}").unwrap();
+            let first = s.claim_batch("r", 60_000, &[("a", 1)], 1).unwrap();
+            let call = crate::recording::OutboundCall::ended(
+                crate::recording::CallTarget::Vendor,
+                "POST",
+                "https://vendor.example/invite",
+                now_ms(),
+                Ok(201),
+            );
+            let done = Finished::new(
+                first[0].id,
+                &finish("r", first[0].attempts, EventState::Done, None),
+                vec![call],
+            );
+            let commits = s.writer_stats().commits;
+            let (recorded, next) = s
+                .claim_batch_after(done.clone(), "r", 60_000, &[("a", 1)], 1)
+                .unwrap();
+            assert_eq!(s.writer_stats().commits, commits + 1, "one commit for both");
+            assert!(recorded);
+            assert_eq!(next.len(), 1);
+            assert_ne!(next[0].id, first[0].id);
+            let ended = s.event(first[0].id).unwrap().unwrap();
+            assert_eq!(ended.state, EventState::Done);
+            assert_eq!(s.calls(first[0].id).unwrap().len(), 1, "its calls with it");
+            // Recorded again: fenced by run and attempt, the outcome is not counted twice.
+            assert!(!s.record_finished_blocking(done).unwrap());
+            let history = s
+                .event_detail(first[0].id)
+                .unwrap()
+                .unwrap()
+                .attempts_history;
+            assert_eq!(history.len(), 1, "{history:?}");
         });
     }
 

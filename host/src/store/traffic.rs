@@ -64,7 +64,8 @@ impl Store {
     }
 
     /// Records the outbound calls of attempt `attempt` of event `event_id` (one write), and
-    /// keeps the event's newest [`CALLS_PER_EVENT`].
+    /// keeps the event's newest [`CALLS_PER_EVENT`]. A worker records them with the attempt's
+    /// outcome instead ([`Store::finish_with_calls`]).
     pub async fn record_calls(
         &self,
         event_id: i64,
@@ -74,33 +75,8 @@ impl Store {
         if calls.is_empty() {
             return Ok(());
         }
-        self.write_db(move |db| {
-            for c in &calls {
-                db.execute(
-                    "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
-                        error, started_at, took_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    args![
-                        event_id,
-                        attempt,
-                        c.target.as_str(),
-                        &c.method,
-                        &c.url,
-                        c.status.map(i64::from),
-                        c.error.as_ref(),
-                        c.started_at_ms,
-                        c.took_ms
-                    ],
-                )?;
-            }
-            db.execute(
-                "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
-                    (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
-                args![event_id, CALLS_PER_EVENT],
-            )?;
-            Ok(())
-        })
-        .await
+        self.write_db(move |db| record_calls_on(db, event_id, attempt, &calls))
+            .await
     }
 
     /// The inbound request of event `id`, if one was recorded.
@@ -202,6 +178,42 @@ pub(super) fn remove_listed(db: &dyn Db) -> Result<u64> {
         &[],
     )?;
     Ok(calls + inbound)
+}
+
+/// [`Store::record_calls`] inside a write the caller holds.
+pub(in crate::store) fn record_calls_on(
+    db: &dyn Db,
+    event_id: i64,
+    attempt: u32,
+    calls: &[OutboundCall],
+) -> Result<()> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    for c in calls {
+        db.execute(
+            "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
+                error, started_at, took_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            args![
+                event_id,
+                attempt,
+                c.target.as_str(),
+                &c.method,
+                &c.url,
+                c.status.map(i64::from),
+                c.error.as_ref(),
+                c.started_at_ms,
+                c.took_ms
+            ],
+        )?;
+    }
+    db.execute(
+        "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
+            (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
+        args![event_id, CALLS_PER_EVENT],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -313,8 +313,19 @@ pub struct OutboundClients {
     loopback: reqwest::Client,
 }
 
+/// Idle connections kept per vendor host by [`OutboundClients::new`]: the default workers'.
+const DEFAULT_IDLE_PER_HOST: usize = 16;
+
 impl OutboundClients {
+    /// Clients keeping the default workers' worth of idle connections per host.
     pub fn new() -> anyhow::Result<OutboundClients> {
+        OutboundClients::sized(DEFAULT_IDLE_PER_HOST)
+    }
+
+    /// Clients keeping up to `idle_per_host` idle connections per vendor host: as many as calls
+    /// run at once, so that a busy vendor's calls reuse connections instead of each opening
+    /// (and the pool closing) one.
+    pub fn sized(idle_per_host: usize) -> anyhow::Result<OutboundClients> {
         let build = |allow_loopback| {
             reqwest::Client::builder()
                 // A redirect could lead to an unapproved host; a proxy from the environment
@@ -322,7 +333,7 @@ impl OutboundClients {
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .dns_resolver(Arc::new(GuardedResolver { allow_loopback }))
-                .pool_max_idle_per_host(4)
+                .pool_max_idle_per_host(idle_per_host.max(1))
                 .build()
         };
         Ok(OutboundClients {

@@ -25,7 +25,7 @@ pub mod signature;
 pub mod sync;
 pub mod webhook;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -33,6 +33,7 @@ use serde::Deserialize;
 pub use client::{LeverClient, LeverError, Opportunity};
 
 use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
+use crate::ats::expiring::Expiring;
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
 use crate::store::{Event, LockName, WaitFor};
@@ -52,9 +53,18 @@ pub struct LeverAts {
     /// The postings the integration's rules name (by name or id): the only reason to read a
     /// posting (`postings:read:admin`).
     rule_postings: Vec<String>,
-    /// `(stage id, name)` of the account, refreshed on a miss.
-    stages: Mutex<Vec<(String, String)>>,
+    /// `(stage id, name)` of the account, refreshed on a miss and after its lifetime.
+    stages: Expiring<Arc<Vec<(String, String)>>>,
+    /// Each posting's name and tags, read again after their lifetime (a tag fixed on Lever is
+    /// seen within it).
+    postings: Expiring<(Option<String>, Vec<String>)>,
 }
+
+/// Postings kept per integration (the ones its recent candidates applied to).
+const POSTINGS_CACHED: usize = 1024;
+
+/// The key of the one stage list in its cache.
+const STAGES: &str = "stages";
 
 impl LeverAts {
     /// The adapter of integration `integration`; `rule_postings` are the postings its rules name.
@@ -76,7 +86,8 @@ impl LeverAts {
             config,
             client,
             rule_postings,
-            stages: Mutex::new(Vec::new()),
+            stages: Expiring::new(1),
+            postings: Expiring::new(POSTINGS_CACHED),
         }
     }
 
@@ -86,22 +97,35 @@ impl LeverAts {
             .ok_or_else(|| AtsError::fatal("the Lever integration has no usable credential"))
     }
 
-    /// The name of stage `stage_id`, from the cache refreshed on a miss.
+    /// The name of stage `stage_id`, from the cache refreshed on a miss and after its lifetime.
     async fn stage_name(&self, stage_id: &str) -> Result<Option<String>, AtsError> {
-        let cached = || {
-            self.stages
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+        let named = |stages: &[(String, String)]| {
+            stages
                 .iter()
                 .find(|(id, _)| id == stage_id)
                 .map(|(_, name)| name.clone())
         };
-        if let Some(name) = cached() {
+        if let Some(name) = self.stages.get(STAGES).and_then(|s| named(&s)) {
             return Ok(Some(name));
         }
         let stages = self.client()?.stages().await?;
-        *self.stages.lock().unwrap_or_else(|e| e.into_inner()) = stages;
-        Ok(cached())
+        let name = named(&stages);
+        self.stages.put(STAGES, Arc::new(stages));
+        Ok(name)
+    }
+
+    /// Posting `id`'s name and tags, from the cache while fresh.
+    async fn posting(
+        &self,
+        client: &LeverClient,
+        id: &str,
+    ) -> Result<(Option<String>, Vec<String>), AtsError> {
+        if let Some(posting) = self.postings.get(id) {
+            return Ok(posting);
+        }
+        let posting = client.posting(id).await?;
+        self.postings.put(id, posting.clone());
+        Ok(posting)
     }
 }
 
@@ -240,7 +264,7 @@ impl Ats for LeverAts {
             .iter()
             .any(|p| !opp.posting_ids.iter().any(|id| id == p.trim()));
         for posting in opp.posting_ids.iter().filter(|_| by_name) {
-            let (text, tags) = client.posting(posting).await?;
+            let (text, tags) = self.posting(client, posting).await?;
             // The first posting is the one `posting_id` names.
             posting_name = posting_name.or(text);
             for tag in tags {

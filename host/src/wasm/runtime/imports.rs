@@ -122,6 +122,12 @@ pub trait StateBackend: Send + Sync {
     fn usage_without(&self, _key: &str) -> anyhow::Result<u64> {
         Ok(0)
     }
+    /// Makes every write so far durable: called before each outbound request leaves, so that
+    /// a crash during the request never loses what the connector recorded before it (its
+    /// intent). A backend whose writes are durable when they return has nothing to do.
+    fn before_outbound(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where the offline harness keeps the log lines a connector wrote, as the host logged them
@@ -369,6 +375,15 @@ impl CallContext {
             url.path()
         );
         let method = request.method.clone();
+        if let Some(state) = &self.state {
+            if let Err(e) = state.before_outbound() {
+                tracing::error!(integration = %self.integration_id, connector = %self.connector_id,
+                    error = %e, "state writes could not be stored: the request is not sent");
+                return Err(HttpError::Connection(
+                    "the connector's state could not be stored; the request was not sent".into(),
+                ));
+            }
+        }
         let started_at_ms = crate::clock::now_ms();
         let mut result = self.http.send(request, timeout).await;
         match &mut result {

@@ -21,7 +21,8 @@
 //!
 //! Modules: `alloc` (pooling or on-demand allocation, sized from `[runtime.pool]`), `bindings`
 //! (generated, per version),
-//! `contract` (version check), `imports` (host imports on neutral types, and the harness seam),
+//! `contract` (version check), `deferred` (a `start-screening` call's `state`, its writes
+//! committed before each outbound request or with the call's outcome), `imports` (host imports on neutral types, and the harness seam),
 //! `crypto` (the 0.2 `crypto` import), `diagnose` (what a toolchain's error means for the
 //! author), `limits` (caps and grants), `output` (bounded guest stderr).
 
@@ -30,6 +31,7 @@ pub mod alloc;
 pub mod bindings;
 pub mod contract;
 pub mod crypto;
+pub mod deferred;
 mod diagnose;
 pub mod imports;
 pub mod limits;

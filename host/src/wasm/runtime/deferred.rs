@@ -1,0 +1,207 @@
+//! The server's `state` for a `start-screening` call: writes are held in memory and committed
+//! either before the call's next outbound request or, after its last one, with the call's
+//! outcome (the caller takes them, [`DeferredState::take`], into the write that records the
+//! order: one commit instead of one per `state` call).
+//!
+//! Intent-before-call stays: [`StateBackend::before_outbound`] commits every held write before a
+//! request leaves, so what a connector recorded before inviting (its `intent:`) is durable
+//! before the vendor hears of it, and a crash during or after the request cannot duplicate an
+//! invitation. What is written after the last request (the `order:` it got, the intent's
+//! removal) is lost in a crash before the outcome commits, exactly as the outcome is: the next
+//! attempt finds the intent and looks the order up at the vendor instead of inviting again.
+//!
+//! Reads see the held writes (read-your-writes within the call); the quota check counts them.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::store::kv::KvWrite;
+use crate::store::Store;
+use crate::wasm::runtime::imports::StateBackend;
+
+/// A connector's `state` for one call, scoped to one integration and connector, its writes
+/// held until an outbound request or the call's outcome.
+pub struct DeferredState {
+    store: Store,
+    integration: String,
+    connector: String,
+    held: Mutex<Vec<KvWrite>>,
+}
+
+impl DeferredState {
+    /// `state` of `connector` for `integration`, nothing held.
+    pub fn new(store: Store, integration: &str, connector: &str) -> Arc<DeferredState> {
+        Arc::new(DeferredState {
+            store,
+            integration: integration.to_owned(),
+            connector: connector.to_owned(),
+            held: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The writes held since the last outbound request, in order, for the caller to commit
+    /// with the call's outcome ([`Store::record_status_with_state`]).
+    pub fn take(&self) -> Vec<KvWrite> {
+        std::mem::take(&mut *self.held())
+    }
+
+    /// Commits the writes held (one write of the group commit); durable when it returns. For a
+    /// call whose outcome is not recorded (it failed): what it wrote still stands.
+    pub fn flush(&self) -> crate::store::Result<()> {
+        let writes = self.take();
+        let kept = writes.clone();
+        self.store
+            .kv_apply(&self.integration, &self.connector, writes)
+            .inspect_err(|_| {
+                // Not stored: held again, so a later flush still has them.
+                let mut held = self.held();
+                let later = std::mem::replace(&mut *held, kept);
+                held.extend(later);
+            })
+    }
+
+    fn held(&self) -> MutexGuard<'_, Vec<KvWrite>> {
+        // A panic while pushing leaves a consistent Vec.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hold(&self, write: KvWrite) {
+        self.held().push(write);
+    }
+}
+
+/// Bytes of a held entry as the quota counts them (key, value, the screening's key).
+fn held_bytes(write: &KvWrite) -> u64 {
+    match write {
+        KvWrite::Set { key, value } => (key.len() + value.len()) as u64,
+        KvWrite::SetForScreening {
+            screening,
+            key,
+            value,
+        } => (key.len() + value.len() + screening.len()) as u64,
+        KvWrite::Delete { .. } => 0,
+    }
+}
+
+impl StateBackend for DeferredState {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let newest = self.held().iter().rev().find(|w| w.key() == key).cloned();
+        Ok(match newest {
+            Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }) => {
+                Some(value)
+            }
+            Some(KvWrite::Delete { .. }) => None,
+            None => self.store.kv_get(&self.integration, &self.connector, key)?,
+        })
+    }
+
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.hold(KvWrite::Set {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn set_for_screening(
+        &self,
+        idempotency_key: &str,
+        key: &str,
+        value: &str,
+    ) -> anyhow::Result<()> {
+        self.hold(KvWrite::SetForScreening {
+            screening: idempotency_key.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.hold(KvWrite::Delete {
+            key: key.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// The stored total plus every held entry's bytes (the newest per key, `key` left out): an
+    /// entry held over a stored one counts twice until committed, so the check errs on the side
+    /// of the quota.
+    fn usage_without(&self, key: &str) -> anyhow::Result<u64> {
+        let stored = self
+            .store
+            .kv_usage(&self.integration, &self.connector, key)?;
+        let held = self.held();
+        let mut seen: Vec<&str> = vec![key];
+        let mut extra = 0;
+        for write in held.iter().rev() {
+            if !seen.contains(&write.key()) {
+                seen.push(write.key());
+                extra += held_bytes(write);
+            }
+        }
+        Ok(stored + extra)
+    }
+
+    fn before_outbound(&self) -> anyhow::Result<()> {
+        Ok(self.flush()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn writes_are_held_until_a_request_leaves_and_read_back_meanwhile() {
+        let (_dir, store) = store();
+        let state = DeferredState::new(store.clone(), "i", "c");
+        state.set_for_screening("key", "intent:key", "1").unwrap();
+        assert_eq!(state.get("intent:key").unwrap().as_deref(), Some("1"));
+        assert_eq!(store.kv_get("i", "c", "intent:key").unwrap(), None);
+        // Before the vendor is called, the intent is durable.
+        state.before_outbound().unwrap();
+        assert_eq!(
+            store.kv_get("i", "c", "intent:key").unwrap().as_deref(),
+            Some("1")
+        );
+        // After the last request: held, and read back as the connector left it.
+        state.set_for_screening("key", "order:key", "o-1").unwrap();
+        state.delete("intent:key").unwrap();
+        assert_eq!(state.get("intent:key").unwrap(), None);
+        assert_eq!(state.get("order:key").unwrap().as_deref(), Some("o-1"));
+        assert!(store.kv_get("i", "c", "intent:key").unwrap().is_some());
+        let held = state.take();
+        assert_eq!(held.len(), 2);
+        assert!(state.take().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_flush_commits_what_a_failed_call_wrote() {
+        let (_dir, store) = store();
+        let state = DeferredState::new(store.clone(), "i", "c");
+        state.set("cursor", "7").unwrap();
+        state.flush().unwrap();
+        assert_eq!(
+            store.kv_get("i", "c", "cursor").unwrap().as_deref(),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn the_quota_counts_held_entries_once_per_key() {
+        let (_dir, store) = store();
+        let state = DeferredState::new(store, "i", "c");
+        state.set("a", "xx").unwrap();
+        state.set("a", "yyyy").unwrap();
+        state.set("b", "z").unwrap();
+        // "a" (1 + 4) and "b" (1 + 1); the key being written is left out.
+        assert_eq!(state.usage_without("c").unwrap(), 7);
+        assert_eq!(state.usage_without("a").unwrap(), 2);
+    }
+}
