@@ -135,13 +135,13 @@ async fn work(
         match next {
             Ok(Some((event, permit))) => {
                 let started_at_ms = now_ms();
-                let id = event.id;
+                let (id, claim_seq) = (event.id, event.claim_seq);
                 tokio::select! {
                     _ = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {}
                     _ = abandoned(&mut signals.abandon) => {
                         // Grace period over: hand it back uncounted; a later run redoes the
                         // step (every step is idempotent, as after a crash).
-                        match app.store.release(id, &run, started_at_ms) {
+                        match app.store.release(id, &run, claim_seq, started_at_ms) {
                             Ok(true) => {
                                 app.metrics.released(1);
                                 tracing::warn!(event = id, "grace period over: event handed back to the queue");
@@ -295,7 +295,7 @@ async fn handle(
     });
     let finish = Finish {
         run,
-        attempt: event.attempts,
+        claim_seq: event.claim_seq,
         state,
         error: error.as_deref(),
         connector_version: version.as_deref(),
@@ -305,7 +305,7 @@ async fn handle(
     };
     // This run's heartbeat keeps renewing the event's lease, so an outcome that cannot be stored
     // (the database lost) must be retried here, or the event would stay `running` until the host
-    // restarts. `finish` is fenced by run and attempt, so a retry never records it twice. A host
+    // restarts. `finish` is fenced by run and claim, so a retry never records it twice. A host
     // that stops meanwhile gives up: its run ends and the event is taken back.
     let mut wait = Duration::from_millis(250);
     loop {
@@ -379,6 +379,7 @@ async fn wait(app: &App, event: &Event, run: &str, held: Held, started_at_ms: i6
     };
     let wait = Wait {
         run: run.to_string(),
+        claim_seq: event.claim_seq,
         reason: why,
         waiting_for: what,
         recheck_at,

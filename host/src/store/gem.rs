@@ -116,7 +116,8 @@ fn insert_screening(db: &dyn Db, s: &NewScreening) -> Result<ScreeningEnqueued> 
 
 fn payload_on(db: &dyn Db, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
     db.query_opt(
-        "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2
+        "SELECT b.body FROM events e JOIN event_bodies b ON b.event_id = e.id
+         WHERE e.integration = ?1 AND e.dedupe_key = ?2
          UNION ALL
          SELECT reply FROM tombstones
          WHERE integration = ?1 AND dedupe_key = ?2 AND reply IS NOT NULL

@@ -68,6 +68,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0004_shared.sqlite.sql")),
         postgres: include_str!("migrations/0004_shared.postgres.sql"),
     },
+    Migration {
+        version: 5,
+        name: "bodies: event bodies in `event_bodies`, apart from the hot `events` rows; the \
+           claim sequence that fences outcomes",
+        sqlite: Sqlite::Sql(include_str!("migrations/0005_bodies.sqlite.sql")),
+        postgres: include_str!("migrations/0005_bodies.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

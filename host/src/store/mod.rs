@@ -226,6 +226,10 @@ pub struct Event {
     pub waiting_for: Option<WaitFor>,
     /// When the webhook or callback carrying it was accepted (unix ms).
     pub received_at_ms: i64,
+    /// The claim that holds it (bumped by every claim, never decreased): outcomes are fenced by
+    /// it ([`Finish::claim_seq`]). Internal, not shown to operators.
+    #[serde(skip)]
+    pub claim_seq: i64,
 }
 
 /// Result of offering a new event to the queue.
@@ -568,22 +572,22 @@ impl Store {
         self.transaction(|db| {
             let id = db
                 .query_one(
-                    "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload,
+                    "INSERT INTO events (integration, kind, dedupe_key, payload_hash,
                         state, attempts, next_attempt_at, received_at, finished_at, last_error,
                         connector_version)
-                     VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)
+                     VALUES (?1, ?2, ?3, '', 'dead', 1, ?4, ?4, ?4, ?5, ?6)
                      RETURNING id",
                     args![
                         integration,
                         kind,
                         format!("failure:{}", uuid::Uuid::new_v4()),
-                        payload,
                         now,
                         error,
                         connector_version
                     ],
                 )?
                 .int(0)?;
+            insert_body(db, id, payload)?;
             queue::record_attempt(
                 db,
                 id,
@@ -648,17 +652,19 @@ pub(in crate::store) fn enqueue_on(
     // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
     // The casts: PostgreSQL infers no type for a parameter in a SELECT list.
     let inserted = db.query_opt(
-        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, state,
                 next_attempt_at, received_at)
              SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
-                    CAST(?5 AS TEXT), 'queued', CAST(?6 AS BIGINT), CAST(?6 AS BIGINT)
+                    'queued', CAST(?5 AS BIGINT), CAST(?5 AS BIGINT)
              WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE integration = ?1 AND dedupe_key = ?3)
              ON CONFLICT (integration, dedupe_key) DO NOTHING
              RETURNING id",
-        args![integration, kind, dedupe_key, &hash, payload, now],
+        args![integration, kind, dedupe_key, &hash, now],
     )?;
     if let Some(row) = inserted {
-        return Ok(Enqueued::New(row.int(0)?));
+        let id = row.int(0)?;
+        insert_body(db, id, payload)?;
+        return Ok(Enqueued::New(id));
     }
     let stored = db.query_opt(
         "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
@@ -672,6 +678,16 @@ pub(in crate::store) fn enqueue_on(
         id,
         same_payload: old_hash == hash,
     })
+}
+
+/// Stores an event's body in `event_bodies`, apart from the `events` row that claims and
+/// outcomes rewrite (in the caller's transaction: an event is never without its body).
+pub(in crate::store) fn insert_body(db: &dyn Db, event_id: i64, body: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO event_bodies (event_id, body) VALUES (?1, ?2)",
+        args![event_id, body],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
