@@ -365,6 +365,7 @@ impl Store {
             }
             Ok(n as usize)
         })
+        .inspect(|n| self.notify_due(*n > 0))
     }
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
@@ -430,6 +431,7 @@ impl Store {
             }
             Ok(n == 1)
         })
+        .inspect(|released| self.notify_due(*released))
     }
 
     /// One event by id.

@@ -189,7 +189,9 @@ impl Store {
         integration: Option<&str>,
         waiting_for: Option<WaitFor>,
     ) -> Result<usize> {
-        self.db(|db| resume_on(db, integration, waiting_for))
+        let resumed = self.db(|db| resume_on(db, integration, waiting_for))?;
+        self.notify_due(resumed > 0);
+        Ok(resumed)
     }
 
     /// Re-checks: waiting events whose re-check time has come are queued. Returns how many.
@@ -201,6 +203,7 @@ impl Store {
                 args![now_ms()],
             )
         })?;
+        self.notify_due(woken > 0);
         Ok(woken as usize)
     }
 
@@ -208,7 +211,9 @@ impl Store {
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        self.db(|db| super::replay::requeue_on(db, id, false))
+        let retried = self.db(|db| super::replay::requeue_on(db, id, false))?;
+        self.notify_due(retried == Retried::Queued);
+        Ok(retried)
     }
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.
@@ -288,8 +293,8 @@ pub(in crate::store) fn resume_on(
 mod tests {
     use super::*;
     use crate::store::queue::Claim;
-    use crate::store::Event;
     use crate::store::testing::on_both_async;
+    use crate::store::Event;
 
     /// A wait of claim `e`, as run `run` would record it.
     fn wait(e: &Event, run: &str, what: WaitFor, recheck_at: Option<i64>) -> Wait {
