@@ -215,7 +215,9 @@ impl Store {
     /// Commits a Gem screening and the event that starts it together, in one write of the group
     /// commit (one savepoint: both or neither).
     pub async fn enqueue_gem_screening(&self, new: NewScreening) -> Result<ScreeningEnqueued> {
-        self.write_db(move |db| insert_screening(db, &new)).await
+        let enqueued = self.write_db(move |db| insert_screening(db, &new)).await?;
+        self.notify_due(matches!(enqueued, ScreeningEnqueued::New { .. }));
+        Ok(enqueued)
     }
 
     /// Links screening `id` to `order_ref`; with `only_unlinked`, only if it has no order yet.

@@ -17,7 +17,8 @@
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
 //!
-//! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
+//! Modules: this one (schema, intake), [`intake`] (the group commit's intake inserts: a batch's
+//! webhooks as one multi-row insert per table), [`locks`] (named locks across every host on the
 //! database: writes to one opportunity, one OAuth refresh per integration), [`leader`] (which
 //! host leads housekeeping: a row with a TTL), [`notify`] (PostgreSQL's NOTIFY after intake
 //! commits and the LISTEN connection that wakes idle workers of every host), [`kv`] (connectors' `state`, with the totals its quota
@@ -60,6 +61,7 @@ pub mod admin;
 pub mod components;
 pub mod console;
 pub mod gem;
+pub mod intake;
 pub mod kv;
 pub mod leader;
 pub mod locks;
@@ -498,7 +500,13 @@ impl Store {
             payload.to_owned(),
         );
         let enqueued = self
-            .write_db(move |db| enqueue_on(db, &integration, &kind, &dedupe_key, &payload))
+            .write_intake(intake::IntakeRow {
+                integration,
+                kind,
+                dedupe_key,
+                body: payload,
+                inbound: None,
+            })
             .await?;
         if matches!(enqueued, Enqueued::New(_)) {
             self.notify_queued();
@@ -539,7 +547,9 @@ impl Store {
         dedupe_key: &str,
         payload: &str,
     ) -> Result<Enqueued> {
-        self.db(|db| enqueue_on(db, integration, kind, dedupe_key, payload))
+        let enqueued = self.db(|db| enqueue_on(db, integration, kind, dedupe_key, payload))?;
+        self.notify_due(matches!(enqueued, Enqueued::New(_)));
+        Ok(enqueued)
     }
 
     /// Queues several events of one kind in one transaction: all or none are committed (a
@@ -550,12 +560,14 @@ impl Store {
         kind: &str,
         events: &[(String, String)],
     ) -> Result<Vec<Enqueued>> {
-        self.transaction(|db| {
+        let enqueued: Vec<Enqueued> = self.transaction(|db| {
             events
                 .iter()
                 .map(|(dedupe_key, payload)| enqueue_on(db, integration, kind, dedupe_key, payload))
                 .collect()
-        })
+        })?;
+        self.notify_due(enqueued.iter().any(|e| matches!(e, Enqueued::New(_))));
+        Ok(enqueued)
     }
 
     /// Records a request that failed before it could be queued (e.g. a connector trapped while
@@ -666,6 +678,17 @@ pub(in crate::store) fn enqueue_on(
         insert_body(db, id, payload)?;
         return Ok(Enqueued::New(id));
     }
+    duplicate_on(db, integration, dedupe_key, &hash)
+}
+
+/// The answer for a key already taken (by a stored event, or a pruned one's tombstone):
+/// `hash` is the offered payload's, to tell a redelivery from a replay.
+pub(in crate::store) fn duplicate_on(
+    db: &dyn Db,
+    integration: &str,
+    dedupe_key: &str,
+    hash: &str,
+) -> Result<Enqueued> {
     let stored = db.query_opt(
         "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
         args![integration, dedupe_key],
