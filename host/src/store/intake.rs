@@ -230,6 +230,53 @@ mod tests {
         }
     }
 
+    /// Figures, not a pass/fail test (`cargo test --release -p switchyard --lib intake_figures
+    /// -- --ignored --nocapture`): webhooks/s of N concurrent intake writes merged into
+    /// multi-row inserts vs one statement per webhook (the path before), on each backend.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn intake_figures() {
+        const N: usize = 5_000;
+        let sqlite = crate::store::testing::sqlite();
+        for (name, s) in [
+            ("sqlite", sqlite.store.clone()),
+            ("postgres", crate::store::testing::postgres()),
+        ] {
+            for merged in [false, true] {
+                let before = s.writer_stats();
+                let started = std::time::Instant::now();
+                let mut tasks = tokio::task::JoinSet::new();
+                for n in 0..N {
+                    let s = s.clone();
+                    let r = row(&format!("{merged}-{n}"), &"x".repeat(420), true);
+                    tasks.spawn(async move {
+                        if merged {
+                            s.write_intake(r).await
+                        } else {
+                            s.write_db(move |db| enqueue_one_on(db, &r)).await
+                        }
+                    });
+                }
+                while let Some(r) = tasks.join_next().await {
+                    assert!(matches!(r.unwrap().unwrap(), Enqueued::New(_)));
+                }
+                let took = started.elapsed();
+                let after = s.writer_stats();
+                eprintln!(
+                    "figure: {name}, {}: {:.0} webhooks/s (mean batch {:.1})",
+                    if merged {
+                        "merged"
+                    } else {
+                        "one statement each"
+                    },
+                    N as f64 / took.as_secs_f64(),
+                    (after.writes - before.writes) as f64
+                        / (after.commits - before.commits).max(1) as f64
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_batch_is_cut_into_the_bounded_statement_sizes() {
         assert_eq!(chunk_sizes(200), vec![128, 32, 32, 8]);
@@ -297,6 +344,25 @@ mod tests {
                 s.inbound(before).unwrap().is_none(),
                 "a duplicate records nothing"
             );
+
+            // A key twice within one statement (a chunk of 8): the first is new, the second a
+            // duplicate of it.
+            let rows: Vec<IntakeRow> = (0..8)
+                .map(|n| row(&format!("d{}", n.min(6)), &format!("{{\"d\":{n}}}"), false))
+                .collect();
+            let refs: Vec<&IntakeRow> = rows.iter().collect();
+            let answers = s.transaction(|db| enqueue_many_on(db, &refs)).unwrap();
+            let Enqueued::New(first) = answers[6] else {
+                panic!("new: {answers:?}");
+            };
+            assert_eq!(
+                answers[7],
+                Enqueued::Duplicate {
+                    id: first,
+                    same_payload: false
+                }
+            );
+            assert_eq!(s.queue_depth().unwrap(), 138 + 7);
         });
     }
 }

@@ -21,6 +21,14 @@
 //! writer (one connection behind a mutex).
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
+//!
+//! **The claim fence.** Every claim bumps `claim_seq`, which nothing decreases (`attempts`, the
+//! user-visible count, goes back down when a claim is handed back uncounted and to 0 on a
+//! retry). Every call that writes an outcome of a claim ([`Store::finish`],
+//! [`Store::wait_event`], [`Store::release`], [`Store::unclaim`]) matches the event's run **and**
+//! `claim_seq`, so an older claim's outcome changes nothing even when run and attempt match.
+//! The body is not in `events` (it is in `event_bodies`, written once with the event): a claim
+//! reads it by the event's key for the worker and never rewrites it.
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -381,8 +389,9 @@ impl Store {
     }
 
     /// Records the outcome of an attempt and appends it to the event's history, atomically.
-    /// Fenced by the lease: if `f.run` no longer holds the event (its run was declared dead and
-    /// another run took it), nothing changes and this returns false. Through the
+    /// Fenced by run and claim: if `f.run` no longer holds that claim of the event (its run was
+    /// declared dead and another run took it, or it was handed back and claimed again), nothing
+    /// changes and this returns false. Through the
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {

@@ -16,6 +16,10 @@
 //! back and every job of the batch gets [`StoreError::Batch`]: nothing of it is half-written,
 //! and the next batch starts clean.
 //!
+//! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more become one
+//! multi-row insert per table in a savepoint of their own (see [`super::intake`]); if that
+//! fails it is rolled back and each runs alone, as any job.
+//!
 //! A job gets the connection as `&Connection` and must not begin, commit or roll back a
 //! transaction itself (its savepoint already makes it atomic), nor call any [`Store`] method:
 //! those lock the connection the writer already holds (a deadlock).
