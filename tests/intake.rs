@@ -158,9 +158,9 @@ async fn killed_while_batches_are_written_every_acknowledged_webhook_is_whole_in
 /// Triggers that fail one insert (`RAISE(ABORT)`: the write fails alone) or the whole
 /// transaction holding it (`RAISE(ROLLBACK)`: its batch cannot commit).
 const POISON: &str = "
-CREATE TRIGGER poison_write BEFORE INSERT ON events WHEN NEW.payload LIKE '%poison-write%'
+CREATE TRIGGER poison_write BEFORE INSERT ON event_bodies WHEN NEW.body LIKE '%poison-write%'
 BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;
-CREATE TRIGGER poison_batch BEFORE INSERT ON events WHEN NEW.payload LIKE '%poison-batch%'
+CREATE TRIGGER poison_batch BEFORE INSERT ON event_bodies WHEN NEW.body LIKE '%poison-batch%'
 BEGIN SELECT RAISE(ROLLBACK, 'injected batch failure'); END;";
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
-//! The raw SQLite ceiling of a disk: rows/s of inserts shaped like the host's `events` row
-//! (same columns, the same unique key and due index, a webhook-sized payload) into a WAL database
+//! The raw SQLite ceiling of a disk: rows/s of inserts shaped like the host's `events` row and
+//! its `event_bodies` row (same columns, the same unique key and due index, a webhook-sized
+//! body in a table of its own, as the host stores it) into a WAL database
 //! with `synchronous=FULL` — the host's settings — committing `batch` rows at a time, then one row
 //! per commit. The reference the host's intake is compared with: what the disk allows when every
 //! row is durable before it is acknowledged.
@@ -18,7 +19,6 @@ CREATE TABLE events (
     kind TEXT NOT NULL,
     dedupe_key TEXT NOT NULL,
     payload_hash TEXT NOT NULL,
-    payload TEXT NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
@@ -30,6 +30,10 @@ CREATE TABLE events (
     UNIQUE (integration, dedupe_key)
 );
 CREATE INDEX events_due ON events (state, next_attempt_at);
+CREATE TABLE event_bodies (
+    event_id INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+);
 ";
 
 /// Measures both figures in a scratch database in `dir` (removed afterwards).
@@ -80,13 +84,16 @@ fn rows_per_s(
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
-                 next_attempt_at, received_at) VALUES ('bench', 'lever.stage_change', ?1, ?2, ?3,
-                 'queued', ?4, ?4)",
+                "INSERT INTO events (integration, kind, dedupe_key, payload_hash, state,
+                 next_attempt_at, received_at) VALUES ('bench', 'lever.stage_change', ?1, ?2,
+                 'queued', ?3, ?3)",
             )?;
+            let mut body =
+                tx.prepare_cached("INSERT INTO event_bodies (event_id, body) VALUES (?1, ?2)")?;
             for _ in 0..batch.min(first + rows - i) {
                 let key = format!("{i:048x}");
-                insert.execute(params![key, key, payload, i as i64])?;
+                insert.execute(params![key, key, i as i64])?;
+                body.execute(params![tx.last_insert_rowid(), payload])?;
                 i += 1;
             }
         }

@@ -303,7 +303,7 @@ impl Dispatcher {
     /// Hands the ready events (claimed, never started) back to the queue, uncounted: the host
     /// is stopping. Returns how many.
     pub fn hand_back(&self, store: &Store, run: &str) -> usize {
-        let ids: Vec<i64> = {
+        let claims: Vec<(i64, i64)> = {
             let mut state = self.lock();
             let ready: Vec<Event> = state.ready.drain(..).collect();
             // Their places go with them.
@@ -312,16 +312,16 @@ impl Dispatcher {
                     *n = n.saturating_sub(1);
                 }
             }
-            ready.iter().map(|e| e.id).collect()
+            ready.iter().map(|e| (e.id, e.claim_seq)).collect()
         };
-        if ids.is_empty() {
+        if claims.is_empty() {
             return 0;
         }
-        match store.unclaim(&ids, run) {
+        match store.unclaim(&claims, run) {
             Ok(n) => n,
             Err(e) => {
                 // The run's end (or, after a crash, the next run) takes them back instead.
-                tracing::error!(error = %e, events = ids.len(), "cannot hand back claimed events");
+                tracing::error!(error = %e, events = claims.len(), "cannot hand back claimed events");
                 0
             }
         }

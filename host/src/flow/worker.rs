@@ -148,7 +148,7 @@ async fn work(
         match next {
             Ok(Some((event, permit))) => {
                 let started_at_ms = now_ms();
-                let id = event.id;
+                let (id, claim_seq) = (event.id, event.claim_seq);
                 tokio::select! {
                     ended = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {
                         finished = ended;
@@ -156,7 +156,7 @@ async fn work(
                     _ = abandoned(&mut signals.abandon) => {
                         // Grace period over: hand it back uncounted; a later run redoes the
                         // step (every step is idempotent, as after a crash).
-                        match app.store.release(id, &run, started_at_ms) {
+                        match app.store.release(id, &run, claim_seq, started_at_ms) {
                             Ok(true) => {
                                 app.metrics.released(1);
                                 tracing::warn!(event = id, "grace period over: event handed back to the queue");
@@ -317,7 +317,7 @@ async fn handle(
     });
     let finish = Finish {
         run,
-        attempt: event.attempts,
+        claim_seq: event.claim_seq,
         state,
         error: error.as_deref(),
         connector_version: version.as_deref(),
@@ -327,13 +327,13 @@ async fn handle(
     };
     // Recorded with this worker's next claim (one commit for both); its place is free now.
     drop(permit);
-    Some(Finished::new(event.id, &finish, calls))
+    Some(Finished::new(event.id, event.attempts, &finish, calls))
 }
 
 /// Settles how an attempt's outcome was recorded. This run's heartbeat keeps renewing the
 /// event's lease, so an outcome that could not be stored (the database lost) is retried here,
 /// alone, or the event would stay `running` until the host restarts. The outcome is fenced by
-/// run and attempt, so a retry never records it twice. A host that stops meanwhile gives up:
+/// run and claim, so a retry never records it twice. A host that stops meanwhile gives up:
 /// its run ends and the event is taken back.
 async fn settle(app: &App, finished: Finished, mut result: crate::store::Result<bool>) {
     let id = finished.event();
@@ -419,6 +419,7 @@ async fn wait(app: &App, event: &Event, run: &str, held: Held, started_at_ms: i6
     };
     let wait = Wait {
         run: run.to_string(),
+        claim_seq: event.claim_seq,
         reason: why,
         waiting_for: what,
         recheck_at,

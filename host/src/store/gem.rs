@@ -117,7 +117,8 @@ fn insert_screening(db: &dyn Db, s: &NewScreening) -> Result<ScreeningEnqueued> 
 
 fn payload_on(db: &dyn Db, integration: &str, dedupe_key: &str) -> Result<Option<String>> {
     db.query_opt(
-        "SELECT payload FROM events WHERE integration = ?1 AND dedupe_key = ?2
+        "SELECT b.body FROM events e JOIN event_bodies b ON b.event_id = e.id
+         WHERE e.integration = ?1 AND e.dedupe_key = ?2
          UNION ALL
          SELECT reply FROM tombstones
          WHERE integration = ?1 AND dedupe_key = ?2 AND reply IS NOT NULL
@@ -241,7 +242,9 @@ impl Store {
     /// Commits a Gem screening and the event that starts it together, in one write of the group
     /// commit (one savepoint: both or neither).
     pub async fn enqueue_gem_screening(&self, new: NewScreening) -> Result<ScreeningEnqueued> {
-        self.write_db(move |db| insert_screening(db, &new)).await
+        let enqueued = self.write_db(move |db| insert_screening(db, &new)).await?;
+        self.notify_due(matches!(enqueued, ScreeningEnqueued::New { .. }));
+        Ok(enqueued)
     }
 
     /// Links screening `id` to `order_ref`; with `only_unlinked`, only if it has no order yet.

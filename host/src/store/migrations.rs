@@ -68,6 +68,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0004_shared.sqlite.sql")),
         postgres: include_str!("migrations/0004_shared.postgres.sql"),
     },
+    Migration {
+        version: 5,
+        name: "bodies: event bodies in `event_bodies`, apart from the hot `events` rows; the \
+           claim sequence that fences outcomes",
+        sqlite: Sqlite::Sql(include_str!("migrations/0005_bodies.sqlite.sql")),
+        postgres: include_str!("migrations/0005_bodies.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.
@@ -94,6 +101,11 @@ fn check_not_newer(found: Option<i64>) -> Result<i64> {
 
 /// Brings a SQLite database to [`latest`].
 pub(in crate::store) fn sqlite(conn: &Connection) -> Result<()> {
+    sqlite_to(conn, latest())
+}
+
+/// Brings a SQLite database to version `target` (tests: a database as an older build left it).
+pub(in crate::store) fn sqlite_to(conn: &Connection, target: i64) -> Result<()> {
     // Read first: a database at the latest version opens without DDL (another process, such as
     // a running host, may hold the write lock).
     let has_table = conn
@@ -110,7 +122,10 @@ pub(in crate::store) fn sqlite(conn: &Connection) -> Result<()> {
     let current = check_not_newer(
         Db::query_one(conn, "SELECT MAX(version) FROM schema_migrations", &[])?.opt_int(0)?,
     )?;
-    for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current && m.version <= target)
+    {
         match migration.sqlite {
             // Its own transactions (it predates versioning, and each of its steps is idempotent:
             // a crash halfway is finished by the next open).
@@ -137,6 +152,11 @@ pub(in crate::store) fn sqlite(conn: &Connection) -> Result<()> {
 /// Brings a PostgreSQL database to [`latest`]. Hosts starting together take turns (an advisory
 /// lock held by the transaction), so each migration runs once.
 pub(in crate::store) fn postgres(conn: &PgConn) -> Result<()> {
+    postgres_to(conn, latest())
+}
+
+/// Brings a PostgreSQL database to version `target` (tests: as an older build left it).
+pub(in crate::store) fn postgres_to(conn: &PgConn, target: i64) -> Result<()> {
     conn.batch(&format!(
         "BEGIN; SELECT pg_advisory_xact_lock({LOCK}); {TABLE};"
     ))?;
@@ -144,7 +164,10 @@ pub(in crate::store) fn postgres(conn: &PgConn) -> Result<()> {
         let current = check_not_newer(
             Db::query_one(conn, "SELECT MAX(version) FROM schema_migrations", &[])?.opt_int(0)?,
         )?;
-        for migration in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for migration in MIGRATIONS
+            .iter()
+            .filter(|m| m.version > current && m.version <= target)
+        {
             conn.batch(migration.postgres)?;
             record(conn, migration.version)?;
             tracing::info!(
@@ -183,4 +206,94 @@ pub(in crate::store) fn version(db: &dyn Db) -> Result<i64> {
         .query_one("SELECT MAX(version) FROM schema_migrations", &[])?
         .opt_int(0)?
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::search::EventFilter;
+    use crate::store::{EventState, Finish, Store};
+
+    /// Events as a build at version 4 stored them: the body in the `events` row.
+    fn old_events(db: &dyn Db) {
+        for (key, body, state, finished) in [
+            ("old-1", r#"{"opportunityId":"opp_old"}"#, "queued", None),
+            ("old-2", r#"{"n":2}"#, "done", Some(1_i64)),
+        ] {
+            db.execute(
+                "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+                    next_attempt_at, received_at, finished_at)
+                 VALUES ('acme', 'lever.stage_change', ?1, 'h', ?2, ?3, 0, 0, ?4)",
+                args![key, body, state, finished],
+            )
+            .unwrap();
+        }
+    }
+
+    /// A database at version 4 with events, opened by this build: the bodies moved to
+    /// `event_bodies`, and the events are still shown, searched, processed and pruned.
+    async fn check_migrated(s: Store) {
+        assert_eq!(s.schema_version().unwrap(), latest());
+        let shown: Vec<(String, String)> = s
+            .events("acme", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.payload))
+            .collect();
+        assert_eq!(shown.len(), 2);
+        assert_eq!(shown[1].1, r#"{"opportunityId":"opp_old"}"#);
+        let found = EventFilter {
+            text: Some("opp_old".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(s.count_events(&found).unwrap(), 1, "searched in the body");
+
+        let e = s
+            .claim(&crate::store::Claim::any("r", 60_000))
+            .unwrap()
+            .expect("the old queued event is claimable");
+        assert_eq!(e.payload, r#"{"opportunityId":"opp_old"}"#);
+        let done = Finish {
+            run: "r",
+            claim_seq: e.claim_seq,
+            state: EventState::Done,
+            error: None,
+            connector_version: None,
+            retry_at: None,
+            started_at_ms: now_ms(),
+            took_ms: 1,
+        };
+        assert!(s.finish(e.id, &done).await.unwrap());
+
+        // The old finished event goes with its body; the one just finished stays.
+        let pruned = s.prune_batch(10, now_ms(), 100).await.unwrap();
+        assert_eq!(pruned.events, 1);
+        let bodies = s
+            .db(|db| {
+                db.query_one("SELECT COUNT(*) FROM event_bodies", &[])?
+                    .int(0)
+            })
+            .unwrap();
+        assert_eq!(bodies, 1);
+    }
+
+    #[tokio::test]
+    async fn a_database_at_version_4_migrates_its_bodies_in_place_on_both_backends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v4.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            sqlite_to(&conn, 4).unwrap();
+            old_events(&conn);
+        }
+        check_migrated(Store::open(&path).unwrap()).await;
+
+        let url = crate::store::testing::postgres_url();
+        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
+        let conn = pg.conn().unwrap();
+        postgres_to(&conn, 4).unwrap();
+        old_events(&conn);
+        drop(conn);
+        check_migrated(Store::open_postgres(&url, None).unwrap()).await;
+    }
 }

@@ -18,7 +18,8 @@
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
 //!
-//! Modules: this one (schema, intake), [`locks`] (named locks across every host on the
+//! Modules: this one (schema, intake), [`intake`] (the group commit's intake inserts: a batch's
+//! webhooks as one multi-row insert per table), [`locks`] (named locks across every host on the
 //! database: writes to one opportunity, one OAuth refresh per integration, a holder checking
 //! its lock still holds before each effect; transaction-scoped ones for Gem key rotations and
 //! deployment changes), [`leader`] (which host leads housekeeping: a row with a TTL; the
@@ -64,6 +65,7 @@ pub mod admin;
 pub mod components;
 pub mod console;
 pub mod gem;
+pub mod intake;
 pub mod kv;
 pub mod leader;
 pub mod locks;
@@ -237,6 +239,10 @@ pub struct Event {
     pub waiting_for: Option<WaitFor>,
     /// When the webhook or callback carrying it was accepted (unix ms).
     pub received_at_ms: i64,
+    /// The claim that holds it (bumped by every claim, never decreased): outcomes are fenced by
+    /// it ([`Finish::claim_seq`]). Internal, not shown to operators.
+    #[serde(skip)]
+    pub claim_seq: i64,
 }
 
 /// Result of offering a new event to the queue.
@@ -520,7 +526,13 @@ impl Store {
             payload.to_owned(),
         );
         let enqueued = self
-            .write_db(move |db| enqueue_on(db, &integration, &kind, &dedupe_key, &payload))
+            .write_intake(intake::IntakeRow {
+                integration,
+                kind,
+                dedupe_key,
+                body: payload,
+                inbound: None,
+            })
             .await?;
         if matches!(enqueued, Enqueued::New(_)) {
             self.notify_queued();
@@ -561,7 +573,9 @@ impl Store {
         dedupe_key: &str,
         payload: &str,
     ) -> Result<Enqueued> {
-        self.db(|db| enqueue_on(db, integration, kind, dedupe_key, payload))
+        let enqueued = self.db(|db| enqueue_on(db, integration, kind, dedupe_key, payload))?;
+        self.notify_due(matches!(enqueued, Enqueued::New(_)));
+        Ok(enqueued)
     }
 
     /// Queues several events of one kind in one transaction: all or none are committed (a
@@ -572,12 +586,14 @@ impl Store {
         kind: &str,
         events: &[(String, String)],
     ) -> Result<Vec<Enqueued>> {
-        self.transaction(|db| {
+        let enqueued: Vec<Enqueued> = self.transaction(|db| {
             events
                 .iter()
                 .map(|(dedupe_key, payload)| enqueue_on(db, integration, kind, dedupe_key, payload))
                 .collect()
-        })
+        })?;
+        self.notify_due(enqueued.iter().any(|e| matches!(e, Enqueued::New(_))));
+        Ok(enqueued)
     }
 
     /// Records a request that failed before it could be queued (e.g. a connector trapped while
@@ -594,22 +610,22 @@ impl Store {
         self.transaction(|db| {
             let id = db
                 .query_one(
-                    "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload,
+                    "INSERT INTO events (integration, kind, dedupe_key, payload_hash,
                         state, attempts, next_attempt_at, received_at, finished_at, last_error,
                         connector_version)
-                     VALUES (?1, ?2, ?3, '', ?4, 'dead', 1, ?5, ?5, ?5, ?6, ?7)
+                     VALUES (?1, ?2, ?3, '', 'dead', 1, ?4, ?4, ?4, ?5, ?6)
                      RETURNING id",
                     args![
                         integration,
                         kind,
                         format!("failure:{}", uuid::Uuid::new_v4()),
-                        payload,
                         now,
                         error,
                         connector_version
                     ],
                 )?
                 .int(0)?;
+            insert_body(db, id, payload)?;
             queue::record_attempt(
                 db,
                 id,
@@ -674,18 +690,31 @@ pub(in crate::store) fn enqueue_on(
     // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
     // The casts: PostgreSQL infers no type for a parameter in a SELECT list.
     let inserted = db.query_opt(
-        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, payload, state,
+        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, state,
                 next_attempt_at, received_at)
              SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
-                    CAST(?5 AS TEXT), 'queued', CAST(?6 AS BIGINT), CAST(?6 AS BIGINT)
+                    'queued', CAST(?5 AS BIGINT), CAST(?5 AS BIGINT)
              WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE integration = ?1 AND dedupe_key = ?3)
              ON CONFLICT (integration, dedupe_key) DO NOTHING
              RETURNING id",
-        args![integration, kind, dedupe_key, &hash, payload, now],
+        args![integration, kind, dedupe_key, &hash, now],
     )?;
     if let Some(row) = inserted {
-        return Ok(Enqueued::New(row.int(0)?));
+        let id = row.int(0)?;
+        insert_body(db, id, payload)?;
+        return Ok(Enqueued::New(id));
     }
+    duplicate_on(db, integration, dedupe_key, &hash)
+}
+
+/// The answer for a key already taken (by a stored event, or a pruned one's tombstone):
+/// `hash` is the offered payload's, to tell a redelivery from a replay.
+pub(in crate::store) fn duplicate_on(
+    db: &dyn Db,
+    integration: &str,
+    dedupe_key: &str,
+    hash: &str,
+) -> Result<Enqueued> {
     let stored = db.query_opt(
         "SELECT id, payload_hash FROM events WHERE integration = ?1 AND dedupe_key = ?2",
         args![integration, dedupe_key],
@@ -698,6 +727,16 @@ pub(in crate::store) fn enqueue_on(
         id,
         same_payload: old_hash == hash,
     })
+}
+
+/// Stores an event's body in `event_bodies`, apart from the `events` row that claims and
+/// outcomes rewrite (in the caller's transaction: an event is never without its body).
+pub(in crate::store) fn insert_body(db: &dyn Db, event_id: i64, body: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO event_bodies (event_id, body) VALUES (?1, ?2)",
+        args![event_id, body],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

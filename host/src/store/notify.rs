@@ -6,11 +6,15 @@
 //! only delays an event by that poll.
 //!
 //! Throttled: a host sends at most one NOTIFY per [`THROTTLE_MS`] (in the background, on a
-//! pooled connection: never on the intake's path). The LISTEN connection is opened again after
+//! pooled connection: never on the intake's path). A commit inside the window is not dropped: it
+//! schedules one trailing NOTIFY at the window's end ([`Throttle`]), so the last events of a
+//! burst wake other hosts too instead of waiting for their poll. Every path that makes events
+//! due (intake, an operator's retry or resume, a replay, re-checks, events taken back from a
+//! dead run or handed back by a stopping one) notifies. The LISTEN connection is opened again after
 //! a loss, with a backoff, and wakes the workers once connected (events may have been queued
 //! while it was down). SQLite is one process per file: the in-process wake-up is enough.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,25 +30,71 @@ pub const THROTTLE_MS: i64 = 5;
 /// Longest wait between two attempts to open the LISTEN connection again.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// When a host sends its next NOTIFY: at once, or once at the end of the throttle window.
+#[derive(Debug, Default)]
+pub(in crate::store) struct Throttle {
+    /// When the last NOTIFY was sent (unix ms).
+    last: AtomicI64,
+    /// A trailing NOTIFY is scheduled and not sent yet: it covers every commit until it is.
+    trailing: AtomicBool,
+}
+
+/// What to do for a commit that queued events.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Now,
+    /// Schedule the trailing NOTIFY in this many milliseconds.
+    After(i64),
+    /// A trailing NOTIFY is scheduled already, and it is sent after this commit.
+    Covered,
+}
+
+impl Throttle {
+    /// For a commit made before `now`: sent at once outside the window, else after it (once).
+    fn offer(&self, now: i64) -> Next {
+        let last = self.last.load(Ordering::SeqCst);
+        if now - last >= THROTTLE_MS
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            return Next::Now;
+        }
+        // Within the window (or another commit sent at this instant, maybe before ours was
+        // seen): one NOTIFY at the window's end covers this commit and those until then.
+        if self.trailing.swap(true, Ordering::SeqCst) {
+            return Next::Covered;
+        }
+        Next::After((last + THROTTLE_MS - now).clamp(0, THROTTLE_MS))
+    }
+
+    /// The trailing NOTIFY goes now: commits from here on need a NOTIFY of their own.
+    fn trailing_due(&self, now: i64) {
+        self.last.store(now, Ordering::SeqCst);
+        self.trailing.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Store {
-    /// Tells every host listening that events were queued (after their commit); throttled.
-    /// Nothing on SQLite.
+    /// Tells every host listening that events were queued or made due (after their commit);
+    /// throttled, never dropped. Nothing on SQLite.
     pub(in crate::store) fn notify_queued(&self) {
         let Backend::Postgres { pg, .. } = &self.backend else {
             return;
         };
-        let now = now_ms();
-        let last = pg.last_notify.load(Ordering::Relaxed);
-        if now - last < THROTTLE_MS
-            || pg
-                .last_notify
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
+        let delay = match pg.notify.offer(now_ms()) {
+            Next::Now => None,
+            Next::After(ms) => Some(ms),
+            Next::Covered => return,
+        };
         let pool = pg.pool();
+        let throttle = pg.notify.clone();
         pg.spawn(async move {
+            if let Some(ms) = delay {
+                tokio::time::sleep(Duration::from_millis(ms.unsigned_abs())).await;
+                throttle.trailing_due(now_ms());
+            }
             let sent = match pool.get().await {
                 Ok(conn) => conn
                     .batch_execute(&format!("NOTIFY {CHANNEL}"))
@@ -56,6 +106,15 @@ impl Store {
                 tracing::debug!(error = %e, "NOTIFY not sent: other hosts find the events by polling");
             }
         });
+    }
+
+    /// [`Store::notify_queued`] if `made_due`: after a commit that queued events again (a retry,
+    /// a replay, a resume, a take-back), which idle workers of other hosts should not wait for
+    /// their poll to find.
+    pub(in crate::store) fn notify_due(&self, made_due: bool) {
+        if made_due {
+            self.notify_queued();
+        }
     }
 
     /// Listens for wake-ups on a connection of its own: one message per notification (coalesced
@@ -146,6 +205,72 @@ mod tests {
     use super::*;
 
     const WITHIN: Duration = Duration::from_secs(10);
+
+    /// A commit inside the throttle window is never dropped: it gets one trailing NOTIFY at the
+    /// window's end, which covers every commit until it is sent.
+    #[test]
+    fn a_burst_inside_the_window_gets_one_trailing_notify() {
+        let t = Throttle::default();
+        assert_eq!(t.offer(1_000), Next::Now);
+        assert_eq!(t.offer(1_002), Next::After(3), "the burst's tail");
+        assert_eq!(t.offer(1_003), Next::Covered, "by the scheduled one");
+        t.trailing_due(1_005);
+        assert_eq!(
+            t.offer(1_006),
+            Next::After(4),
+            "after the trailing one went"
+        );
+        t.trailing_due(1_010);
+        assert_eq!(t.offer(1_020), Next::Now);
+    }
+
+    /// Waits until nothing wakes `wakes` for a while (what earlier commits sent has arrived).
+    async fn quiet(wakes: &mut mpsc::Receiver<()>) {
+        while tokio::time::timeout(Duration::from_millis(300), wakes.recv())
+            .await
+            .is_ok()
+        {}
+    }
+
+    /// An event made due again by an operator's retry on host a wakes idle host b, which has no
+    /// poll of its own here (only NOTIFY reaches `listen`), and b claims it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_event_retried_on_one_host_wakes_another_which_claims_it() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let mut wakes = b.listen().expect("a LISTEN connection on PostgreSQL");
+        a.enqueue_batched("acme", "lever.stage_change", "lever:1", "{}")
+            .await
+            .unwrap();
+        let e = a
+            .claim(&crate::store::Claim::any("run-a", 60_000))
+            .unwrap()
+            .unwrap();
+        let dead = crate::store::Finish {
+            run: "run-a",
+            claim_seq: e.claim_seq,
+            state: crate::store::EventState::Dead,
+            error: Some("vendor refused"),
+            connector_version: None,
+            retry_at: None,
+            started_at_ms: now_ms(),
+            took_ms: 1,
+        };
+        assert!(a.finish(e.id, &dead).await.unwrap());
+        quiet(&mut wakes).await;
+
+        assert_eq!(a.retry_event(e.id).unwrap(), crate::store::Retried::Queued);
+        tokio::time::timeout(WITHIN, wakes.recv())
+            .await
+            .expect("host b is woken by host a's retry")
+            .expect("still listening");
+        let claimed = b
+            .claim(&crate::store::Claim::any("run-b", 60_000))
+            .unwrap()
+            .expect("b claims the retried event");
+        assert_eq!(claimed.id, e.id);
+    }
 
     #[test]
     fn sqlite_has_no_listen_connection() {

@@ -344,8 +344,9 @@ mod tests {
             let ev = claim().expect("claimable");
             assert_eq!(ev.attempts, 1);
             s.oauth_disconnect("acme", "revoked").unwrap();
-            let wait = |reason: &str| crate::store::waiting::Wait {
+            let wait = |e: &crate::store::Event, reason: &str| crate::store::waiting::Wait {
                 run: "test-run".into(),
+                claim_seq: e.claim_seq,
                 reason: reason.into(),
                 waiting_for: WaitFor::Connect,
                 recheck_at: None,
@@ -354,7 +355,7 @@ mod tests {
                 took_ms: 1,
                 drop_screening: None,
             };
-            assert!(s.wait_event(ev.id, wait("revoked")).await.unwrap());
+            assert!(s.wait_event(ev.id, wait(&ev, "revoked")).await.unwrap());
             assert!(claim().is_none(), "a waiting event is not due");
             assert_eq!(s.waiting_for("acme", WaitFor::Connect).unwrap(), 1);
             let row = s.connection("acme").unwrap();
@@ -364,7 +365,7 @@ mod tests {
             assert_eq!((again.id, again.attempts), (ev.id, 1));
             assert!(s.connection("acme").unwrap().disconnected_at.is_none());
             // A wait for a connect that raced a connect: due at once.
-            assert!(s.wait_event(again.id, wait("raced")).await.unwrap());
+            assert!(s.wait_event(again.id, wait(&again, "raced")).await.unwrap());
             assert!(claim().is_some());
         });
     }

@@ -52,8 +52,8 @@ pub(in crate::store) struct Pg {
     shown: String,
     /// `?N` SQL → `$N` SQL, translated once per statement text.
     translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
-    /// When this host last sent a NOTIFY (unix ms), for [`super::notify`]'s throttle.
-    pub(in crate::store) last_notify: std::sync::atomic::AtomicI64,
+    /// This host's NOTIFY throttle ([`super::notify`]).
+    pub(in crate::store) notify: Arc<super::notify::Throttle>,
 }
 
 impl Drop for Pg {
@@ -139,7 +139,7 @@ impl Pg {
             config,
             shown: shown.clone(),
             translated: Arc::default(),
-            last_notify: std::sync::atomic::AtomicI64::new(0),
+            notify: Arc::default(),
         };
         // Answers now, or the host does not start.
         let conn = pg.conn().map_err(|e| unreachable(e.to_string()))?;

@@ -21,6 +21,14 @@
 //! writer (one connection behind a mutex).
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
+//!
+//! **The claim fence.** Every claim bumps `claim_seq`, which nothing decreases (`attempts`, the
+//! user-visible count, goes back down when a claim is handed back uncounted and to 0 on a
+//! retry). Every call that writes an outcome of a claim ([`Store::finish`],
+//! [`Store::wait_event`], [`Store::release`], [`Store::unclaim`]) matches the event's run **and**
+//! `claim_seq`, so an older claim's outcome changes nothing even when run and attempt match.
+//! The body is not in `events` (it is in `event_bodies`, written once with the event): a claim
+//! reads it by the event's key for the worker and never rewrites it.
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -143,14 +151,15 @@ pub struct EventDetail {
     pub attempts_history: Vec<Attempt>,
 }
 
-/// The outcome of one attempt, for [`Store::finish`]. Fenced by `run` and `attempt`: it is
-/// recorded only while that run still holds that attempt of the event (not after its lease was
+/// The outcome of one attempt, for [`Store::finish`]. Fenced by `run` and `claim_seq`: it is
+/// recorded only while that run still holds that claim of the event (not after its lease was
 /// taken back, even if the same run claimed the event again since).
 #[derive(Debug, Clone)]
 pub struct Finish<'a> {
     pub run: &'a str,
-    /// The attempt this is the outcome of: the event's `attempts` as claimed.
-    pub attempt: u32,
+    /// The claim this is the outcome of: the event's [`Event::claim_seq`] as claimed. Unlike
+    /// `attempts` (handed back by a wait or a release, reset by a retry) it only grows.
+    pub claim_seq: i64,
     pub state: EventState,
     pub error: Option<&'a str>,
     pub connector_version: Option<&'a str>,
@@ -160,8 +169,11 @@ pub struct Finish<'a> {
     pub took_ms: i64,
 }
 
-pub(super) const EVENT_COLS: &str = "id, integration, kind, payload, state, attempts, last_error, \
-     connector_version, waiting_for, received_at";
+/// An event's columns as [`event_row`] reads them. The body is read from `event_bodies` by the
+/// event's key (where an event is shown or processed); nothing here writes it.
+pub(super) const EVENT_COLS: &str = "id, integration, kind, \
+     (SELECT body FROM event_bodies b WHERE b.event_id = events.id), state, attempts, last_error, \
+     connector_version, waiting_for, received_at, claim_seq";
 
 pub(in crate::store) fn event_row(r: &Row) -> Result<Event> {
     Ok(Event {
@@ -175,6 +187,7 @@ pub(in crate::store) fn event_row(r: &Row) -> Result<Event> {
         connector_version: r.opt_text(7)?,
         waiting_for: r.opt_text(8)?.as_deref().and_then(super::WaitFor::parse),
         received_at_ms: r.int(9)?,
+        claim_seq: r.int(10)?,
     })
 }
 
@@ -244,7 +257,7 @@ pub(in crate::store) fn record_attempt(
 #[derive(Debug, Clone)]
 struct Outcome {
     run: String,
-    attempt: u32,
+    claim_seq: i64,
     state: EventState,
     error: Option<String>,
     connector_version: Option<String>,
@@ -258,18 +271,27 @@ struct Outcome {
 #[derive(Debug, Clone)]
 pub struct Finished {
     id: i64,
+    /// The attempt's number as users see it (the event's `attempts` as claimed), for its calls.
+    attempt: u32,
     outcome: Outcome,
     calls: Vec<crate::recording::OutboundCall>,
 }
 
 impl Finished {
-    /// Outcome `f` of event `id`, with the outbound `calls` its attempt made.
-    pub fn new(id: i64, f: &Finish<'_>, calls: Vec<crate::recording::OutboundCall>) -> Finished {
+    /// Outcome `f` of attempt number `attempt` of event `id`, with the outbound `calls` that
+    /// attempt made.
+    pub fn new(
+        id: i64,
+        attempt: u32,
+        f: &Finish<'_>,
+        calls: Vec<crate::recording::OutboundCall>,
+    ) -> Finished {
         Finished {
             id,
+            attempt,
             outcome: Outcome {
                 run: f.run.to_owned(),
-                attempt: f.attempt,
+                claim_seq: f.claim_seq,
                 state: f.state,
                 error: f.error.map(str::to_owned),
                 connector_version: f.connector_version.map(str::to_owned),
@@ -290,7 +312,7 @@ impl Finished {
 /// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
 /// (another run took the event): they were made.
 fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
-    super::traffic::record_calls_on(db, f.id, f.outcome.attempt, &f.calls)?;
+    super::traffic::record_calls_on(db, f.id, f.attempt, &f.calls)?;
     finish_on(db, f.id, &f.outcome)
 }
 
@@ -306,7 +328,7 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
             connector_version = COALESCE(?4, connector_version),
             next_attempt_at = CASE WHEN CAST(?5 AS BIGINT) > 0 THEN ?5 ELSE next_attempt_at END,
             lease_until = NULL, lease_run = NULL, finished_at = ?6
-         WHERE id = ?1 AND state = 'running' AND lease_run = ?7 AND attempts = ?8",
+         WHERE id = ?1 AND state = 'running' AND lease_run = ?7 AND claim_seq = ?8",
         args![
             id,
             state.as_str(),
@@ -315,7 +337,7 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
             next,
             finished,
             &f.run,
-            f.attempt
+            f.claim_seq
         ],
     )?;
     if n == 1 {
@@ -365,7 +387,7 @@ impl Store {
             );
             let sql = format!(
                 "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
-                    claimed_at = ?3, attempts = attempts + 1
+                    claimed_at = ?3, attempts = attempts + 1, claim_seq = claim_seq + 1
                  WHERE id = (SELECT id FROM events
                              WHERE state = 'queued' AND next_attempt_at <= ?3{filter}
                              ORDER BY next_attempt_at, id LIMIT 1{})
@@ -423,21 +445,23 @@ impl Store {
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
     /// they were, in their place (`next_attempt_at` untouched, so they are claimed before events
     /// received after them), the claim's attempt not counted, nothing added to their history.
-    /// Returns how many were still held.
-    pub fn unclaim(&self, ids: &[i64], run: &str) -> Result<usize> {
+    /// Returns how many were still held. `claims` are `(id, claim_seq)` as claimed: an event
+    /// claimed again since (after its lease was taken back) is left alone.
+    pub fn unclaim(&self, claims: &[(i64, i64)], run: &str) -> Result<usize> {
         self.transaction(|db| {
             let sql = format!(
                 "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                     claimed_at = NULL, attempts = {}(attempts - 1, 0)
-                 WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                 WHERE id = ?1 AND state = 'running' AND lease_run = ?2 AND claim_seq = ?3",
                 db.dialect().greatest()
             );
             let mut n = 0;
-            for id in ids {
-                n += db.execute(&sql, args![*id, run])?;
+            for (id, claim_seq) in claims {
+                n += db.execute(&sql, args![*id, run, *claim_seq])?;
             }
             Ok(n as usize)
         })
+        .inspect(|n| self.notify_due(*n > 0))
     }
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
@@ -453,12 +477,13 @@ impl Store {
     }
 
     /// Records the outcome of an attempt and appends it to the event's history, atomically.
-    /// Fenced by the lease: if `f.run` no longer holds the event (its run was declared dead and
-    /// another run took it), nothing changes and this returns false. Through the
+    /// Fenced by run and claim: if `f.run` no longer holds that claim of the event (its run was
+    /// declared dead and another run took it, or it was handed back and claimed again), nothing
+    /// changes and this returns false. Through the
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
-        self.record_finished(Finished::new(id, f, Vec::new())).await
+        self.record_finished(Finished::new(id, 0, f, Vec::new())).await
     }
 
     /// Records `finished` (its outcome and its outbound calls) in one write; see
@@ -474,8 +499,9 @@ impl Store {
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
-    /// stop), in its place (its due time kept). Returns whether it was still held.
-    pub fn release(&self, id: i64, run: &str, started_at_ms: i64) -> Result<bool> {
+    /// stop), in its place (its due time kept). Fenced by run and claim like an outcome. Returns
+    /// whether it was still held.
+    pub fn release(&self, id: i64, run: &str, claim_seq: i64, started_at_ms: i64) -> Result<bool> {
         let now = now_ms();
         self.transaction(|db| {
             let d = db.dialect();
@@ -484,11 +510,11 @@ impl Store {
                     "UPDATE events SET state = 'queued', lease_run = NULL, lease_until = NULL,
                         next_attempt_at = {}(next_attempt_at, ?3),
                         attempts = {}(attempts - 1, 0)
-                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2 AND claim_seq = ?4",
                     d.least(),
                     d.greatest()
                 ),
-                args![id, run, now],
+                args![id, run, now, claim_seq],
             )?;
             if n == 1 {
                 record_attempt(
@@ -504,6 +530,7 @@ impl Store {
             }
             Ok(n == 1)
         })
+        .inspect(|released| self.notify_due(*released))
     }
 
     /// One event by id.
@@ -553,9 +580,9 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some((
                 event_row(&row)?,
-                row.int(10)?,
-                row.opt_int(11)?,
-                row.opt_text(12)?,
+                row.int(11)?,
+                row.opt_int(12)?,
+                row.opt_text(13)?,
                 history,
             )))
         })?
@@ -663,7 +690,7 @@ fn claim_batch_on(
     let mut claimed = Vec::with_capacity(order.len());
     let update = format!(
         "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
-            claimed_at = ?4, attempts = attempts + 1
+            claimed_at = ?4, attempts = attempts + 1, claim_seq = claim_seq + 1
          WHERE id = ?1 AND state = 'queued'
          RETURNING {EVENT_COLS}"
     );
@@ -691,13 +718,13 @@ mod tests {
 
     fn finish<'a>(
         run: &'a str,
-        attempt: u32,
+        claim_seq: i64,
         state: EventState,
         error: Option<&'static str>,
     ) -> Finish<'a> {
         Finish {
             run,
-            attempt,
+            claim_seq,
             state,
             error,
             connector_version: Some("c@1#abc"),
@@ -738,7 +765,8 @@ mod tests {
             );
             let done = Finished::new(
                 first[0].id,
-                &finish("r", first[0].attempts, EventState::Done, None),
+                first[0].attempts,
+                &finish("r", first[0].claim_seq, EventState::Done, None),
                 vec![call],
             );
             let commits = s.writer_stats().commits;
@@ -752,7 +780,7 @@ mod tests {
             let ended = s.event(first[0].id).unwrap().unwrap();
             assert_eq!(ended.state, EventState::Done);
             assert_eq!(s.calls(first[0].id).unwrap().len(), 1, "its calls with it");
-            // Recorded again: fenced by run and attempt, the outcome is not counted twice.
+            // Recorded again: fenced by run and claim, the outcome is not counted twice.
             assert!(!s.record_finished_blocking(done).unwrap());
             let history = s
                 .event_detail(first[0].id)
@@ -774,8 +802,14 @@ mod tests {
             s.enqueue("a", "k", "3", "{}").unwrap();
             std::thread::sleep(std::time::Duration::from_millis(3));
             // One claimed and never started (unclaim), one stopped while running (release).
-            assert_eq!(s.unclaim(&[first[0].id], "r").unwrap(), 1);
-            assert!(s.release(first[1].id, "r", now_ms()).unwrap());
+            assert_eq!(
+                s.unclaim(&[(first[0].id, first[0].claim_seq)], "r")
+                    .unwrap(),
+                1
+            );
+            assert!(s
+                .release(first[1].id, "r", first[1].claim_seq, now_ms())
+                .unwrap());
             let again = s.claim_batch("r2", 60_000, &[("a", 3)], 3).unwrap();
             let order: Vec<i64> = again.iter().map(|e| e.id).collect();
             assert_eq!(order[..2], [first[0].id, first[1].id], "{order:?}");
@@ -791,7 +825,7 @@ mod tests {
                 retry_at: Some(now_ms() - 1),
                 ..finish(
                     "r",
-                    e.attempts,
+                    e.claim_seq,
                     EventState::Queued,
                     Some("vendor timed out"),
                 )
@@ -800,7 +834,7 @@ mod tests {
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             assert_eq!(e.attempts, 2);
             assert!(s
-                .finish(e.id, &finish("r", e.attempts, EventState::Done, None))
+                .finish(e.id, &finish("r", e.claim_seq, EventState::Done, None))
                 .await
                 .unwrap());
             let d = s.event_detail(e.id).unwrap().unwrap();
@@ -835,13 +869,13 @@ mod tests {
             assert_eq!(s.take_back_expired("other").unwrap().len(), 1);
             let second = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             assert_eq!(second.attempts, first.attempts + 1);
-            let stale = finish("r", first.attempts, EventState::Done, None);
+            let stale = finish("r", first.claim_seq, EventState::Done, None);
             assert!(!s.finish(first.id, &stale).await.unwrap(), "fenced");
             assert_eq!(
                 s.event_detail(first.id).unwrap().unwrap().event.state,
                 EventState::Running
             );
-            let current = finish("r", second.attempts, EventState::Done, None);
+            let current = finish("r", second.claim_seq, EventState::Done, None);
             assert!(s.finish(second.id, &current).await.unwrap());
         });
     }
@@ -854,14 +888,14 @@ mod tests {
                 let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
                 let retry = Finish {
                     retry_at: Some(now_ms() - 1),
-                    ..finish("r", e.attempts, EventState::Queued, Some("x"))
+                    ..finish("r", e.claim_seq, EventState::Queued, Some("x"))
                 };
                 assert!(s.finish(e.id, &retry).await.unwrap());
             }
             let e = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             // Another run's outcome for an event it does not hold changes nothing.
             assert!(!s
-                .finish(e.id, &finish("other", e.attempts, EventState::Done, None))
+                .finish(e.id, &finish("other", e.claim_seq, EventState::Done, None))
                 .await
                 .unwrap());
             let d = s.event_detail(e.id).unwrap().unwrap();
@@ -872,9 +906,56 @@ mod tests {
                 Some((HISTORY_PER_EVENT + 5) as u32)
             );
             // A graceful release hands it back without burning the attempt.
-            assert!(s.release(e.id, "r", now_ms()).unwrap());
+            assert!(s.release(e.id, "r", e.claim_seq, now_ms()).unwrap());
             let again = s.claim(&claim("r", None, &[])).unwrap().unwrap();
             assert_eq!(again.attempts, e.attempts);
+        });
+    }
+
+    /// `attempts` goes back down when a claim is handed back, so an older claim of the same run
+    /// can show the same run and attempt as the current one: only the claim sequence tells them
+    /// apart. Every outcome-writing call (finish, wait, release, unclaim) with the older claim
+    /// changes nothing.
+    #[tokio::test]
+    async fn an_older_claim_with_the_same_run_and_attempt_is_fenced() {
+        on_both_async!(|s: Store| async move {
+            s.enqueue("a", "k", "1", "{}").unwrap();
+            let old = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            // Handed back uncounted (attempts 1 → 0), then claimed again (0 → 1) by the same run.
+            assert!(s.release(old.id, "r", old.claim_seq, now_ms()).unwrap());
+            let now = s.claim(&claim("r", None, &[])).unwrap().unwrap();
+            assert_eq!((now.id, now.attempts), (old.id, old.attempts));
+            assert!(now.claim_seq > old.claim_seq);
+
+            let stale = finish("r", old.claim_seq, EventState::Done, None);
+            assert!(!s.finish(old.id, &stale).await.unwrap(), "finish fenced");
+            let wait = crate::store::waiting::Wait {
+                run: "r".into(),
+                claim_seq: old.claim_seq,
+                reason: "stale".into(),
+                waiting_for: crate::store::WaitFor::Quota,
+                recheck_at: None,
+                connector_version: None,
+                started_at_ms: now_ms(),
+                took_ms: 1,
+                drop_screening: None,
+            };
+            assert!(!s.wait_event(old.id, wait).await.unwrap(), "wait fenced");
+            assert!(
+                !s.release(old.id, "r", old.claim_seq, now_ms()).unwrap(),
+                "release fenced"
+            );
+            assert_eq!(
+                s.unclaim(&[(old.id, old.claim_seq)], "r").unwrap(),
+                0,
+                "unclaim fenced"
+            );
+            let d = s.event_detail(old.id).unwrap().unwrap();
+            assert_eq!((d.event.state, d.event.attempts), (EventState::Running, 1));
+            assert_eq!(d.event.claim_seq, now.claim_seq);
+            // The current claim's outcome still lands.
+            let current = finish("r", now.claim_seq, EventState::Done, None);
+            assert!(s.finish(now.id, &current).await.unwrap());
         });
     }
 

@@ -166,7 +166,9 @@ fn job_on(db: &dyn Db, id: i64) -> Result<Option<ReplayJob>> {
 impl Store {
     /// Queues one event again: a waiting, dead or skipped one, or with `force` a done one too.
     pub async fn replay_event(&self, id: i64, force: bool) -> Result<Retried> {
-        self.write_db(move |db| requeue_on(db, id, force)).await
+        let retried = self.write_db(move |db| requeue_on(db, id, force)).await?;
+        self.notify_due(retried == Retried::Queued);
+        Ok(retried)
     }
 
     /// Starts a job replaying every replayable event matching `filter` (see the module docs),
@@ -220,7 +222,7 @@ impl Store {
     /// Queues up to `batch` more events of the oldest running job, oldest events first, and
     /// ends the job when none is left. Returns how many were queued (0: nothing to do).
     pub async fn replay_step(&self, batch: u32) -> Result<usize> {
-        self.write_db(move |db| {
+        let queued = self.write_db(move |db| {
             let Some(row) = db.query_opt(
                 "SELECT id, include_done FROM replay_jobs WHERE state = 'running'
                  ORDER BY id LIMIT 1",
@@ -271,7 +273,9 @@ impl Store {
             )?;
             Ok(queued)
         })
-        .await
+        .await?;
+        self.notify_due(queued > 0);
+        Ok(queued)
     }
 
     /// One job with its progress.

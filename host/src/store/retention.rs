@@ -3,7 +3,7 @@
 //! this module holds only the SQL, so the PostgreSQL backend implements the same statements.
 //!
 //! **Pruned**, once older than the cutoff (`storage.retention_days` before now):
-//! - events that are `done` or `skipped` (their payloads with them: delivered Gem webhooks
+//! - events that are `done` or `skipped` (their bodies in `event_bodies` with them: delivered Gem webhooks
 //!   included) and their attempt history;
 //! - orders in a terminal state (`complete`, `error`, `cancelled`: [`super::rank`] 4) last updated
 //!   before the cutoff, with their notes and the Gem screenings that placed them;
@@ -68,13 +68,13 @@ fn reply(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {
             "CASE WHEN kind = 'gem.send' THEN json_object(
-                'screening_id', json_extract(payload, '$.screening_id'),
-                'sent_digest', json_extract(payload, '$.sent_digest')) END"
+                'screening_id', json_extract(body, '$.screening_id'),
+                'sent_digest', json_extract(body, '$.sent_digest')) END"
         }
         Dialect::Postgres => {
             "CASE WHEN kind = 'gem.send' THEN CAST(jsonb_build_object(
-                'screening_id', CAST(payload AS jsonb) -> 'screening_id',
-                'sent_digest', CAST(payload AS jsonb) -> 'sent_digest') AS TEXT) END"
+                'screening_id', CAST(body AS jsonb) -> 'screening_id',
+                'sent_digest', CAST(body AS jsonb) -> 'sent_digest') AS TEXT) END"
         }
     }
 }
@@ -350,7 +350,7 @@ fn remove_listed_events(db: &dyn Db, now: i64) -> Result<(u64, u64)> {
             "INSERT INTO tombstones
                  (integration, dedupe_key, event_id, payload_hash, reply, pruned_at)
              SELECT integration, dedupe_key, id, payload_hash, {}, CAST(?1 AS BIGINT)
-             FROM events
+             FROM events LEFT JOIN event_bodies b ON b.event_id = events.id
              WHERE id IN (SELECT id FROM prune_ids) AND dedupe_key NOT LIKE 'failure:%'
              ON CONFLICT (integration, dedupe_key) DO UPDATE SET event_id = excluded.event_id,
                 payload_hash = excluded.payload_hash, reply = excluded.reply,
@@ -364,6 +364,10 @@ fn remove_listed_events(db: &dyn Db, now: i64) -> Result<(u64, u64)> {
         &[],
     )?;
     super::traffic::remove_listed(db)?;
+    db.execute(
+        "DELETE FROM event_bodies WHERE event_id IN (SELECT id FROM prune_ids)",
+        &[],
+    )?;
     let events = db.execute(
         "DELETE FROM events WHERE id IN (SELECT id FROM prune_ids)",
         &[],
@@ -712,7 +716,10 @@ mod tests {
         for i in 0..200 {
             s.enqueue("acme", "k", &format!("k{i}"), &big).unwrap();
         }
-        s.conn().unwrap().execute("DELETE FROM events", []).unwrap();
+        s.conn()
+            .unwrap()
+            .execute_batch("DELETE FROM events; DELETE FROM event_bodies;")
+            .unwrap();
         let before = s.pages().unwrap();
         assert!(before.free > 100, "{before:?}");
         s.incremental_vacuum(10_000).unwrap();

@@ -214,32 +214,36 @@ impl Store {
 
     /// Marks run `run` dead (`why`) and takes back every event it held, in one transaction.
     pub fn declare_dead(&self, run: &str, why: &str) -> Result<Vec<Resumed>> {
-        self.transaction(|db| {
+        let resumed = self.transaction(|db| {
             db.execute(
                 "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
                 args![run, now_ms(), format!("died: {why}")],
             )?;
             take_back(db, "lease_run = ?2", run, &format!("holder died ({why})"))
-        })
+        })?;
+        self.notify_due(!resumed.is_empty());
+        Ok(resumed)
     }
 
     /// Takes back running events whose lease ran out without renewal (a stuck or partitioned
     /// holder), except those of `except` (this run: its own leases are fenced by `finish`).
     pub fn take_back_expired(&self, except: &str) -> Result<Vec<Resumed>> {
-        self.transaction(|db| {
+        let resumed = self.transaction(|db| {
             take_back(
                 db,
                 "lease_until < ?1 AND COALESCE(lease_run, '') <> ?2",
                 except,
                 "lease expired without renewal",
             )
-        })
+        })?;
+        self.notify_due(!resumed.is_empty());
+        Ok(resumed)
     }
 
     /// Ends run `run` cleanly: what it still holds goes back to the queue uncounted.
     pub fn end_run(&self, run: &str) -> Result<usize> {
         let now = now_ms();
-        self.transaction(|db| {
+        let handed_back = self.transaction(|db| {
             let held = db.query(
                 "SELECT id, COALESCE(claimed_at, ?2) FROM events
                  WHERE state = 'running' AND lease_run = ?1",
@@ -276,7 +280,9 @@ impl Store {
                 args![run, now],
             )?;
             Ok(held.len())
-        })
+        })?;
+        self.notify_due(handed_back > 0);
+        Ok(handed_back)
     }
 
     /// Events held (running) by `run`, for tests and operators.

@@ -79,7 +79,8 @@ impl EventFilter {
         if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
             arg(
                 &mut sql,
-                " AND LOWER(payload) LIKE LOWER(CAST(? AS TEXT)) ESCAPE '\\'",
+                " AND EXISTS (SELECT 1 FROM event_bodies b WHERE b.event_id = events.id
+                     AND LOWER(b.body) LIKE LOWER(CAST(? AS TEXT)) ESCAPE '\\')",
                 contains(text).into(),
             );
         }

@@ -178,7 +178,7 @@ mod tests {
                 let e = s.claim(&Claim::any("r", 60_000)).unwrap().unwrap();
                 let f = Finish {
                     run: "r",
-                    attempt: e.attempts,
+                    claim_seq: e.claim_seq,
                     state: EventState::Done,
                     error: retry.then_some("vendor down"),
                     connector_version: Some("c@1#abc"),

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::sql::{args, Db, Row};
-use super::{enqueue_on, Enqueued, Result, Store, StoreError};
+use super::{Enqueued, Result, Store, StoreError};
 use crate::recording::{CallTarget, OutboundCall};
 
 /// Calls kept per event, over all its attempts (older ones are deleted as new ones arrive).
@@ -48,19 +48,18 @@ impl Store {
             dedupe_key.to_owned(),
             payload.to_owned(),
         );
-        self.write_db(move |db| {
-            let done = enqueue_on(db, &integration, &kind, &dedupe_key, &payload)?;
-            if let Enqueued::New(id) = done {
-                let headers = serde_json::to_string(&inbound.headers).unwrap_or_default();
-                db.execute(
-                    "INSERT INTO inbound_requests (event_id, headers, signature)
-                     VALUES (?1, ?2, ?3)",
-                    args![id, headers, inbound.signature],
-                )?;
-            }
-            Ok(done)
-        })
-        .await
+        let headers = serde_json::to_string(&inbound.headers).unwrap_or_default();
+        let enqueued = self
+            .write_intake(super::intake::IntakeRow {
+                integration,
+                kind,
+                dedupe_key,
+                body: payload,
+                inbound: Some((headers, inbound.signature)),
+            })
+            .await?;
+        self.notify_due(matches!(enqueued, Enqueued::New(_)));
+        Ok(enqueued)
     }
 
     /// Records the outbound calls of attempt `attempt` of event `event_id` (one write), and

@@ -88,6 +88,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct Wait {
     pub run: String,
+    /// The claim put to wait ([`super::Event::claim_seq`]): the fence, with `run`.
+    pub claim_seq: i64,
     pub reason: String,
     pub waiting_for: WaitFor,
     /// When it is re-checked by itself (unix ms); `None`: only a trigger resumes it.
@@ -121,8 +123,8 @@ pub enum Retried {
 }
 
 impl Store {
-    /// Puts an event this run holds to wait, without counting the attempt. Fenced by the lease
-    /// like an outcome (false: the run no longer holds it). A wait for a connect that raced a
+    /// Puts an event this run holds to wait, without counting the attempt. Fenced by run and
+    /// claim like an outcome (false: that claim no longer holds it). A wait for a connect that raced a
     /// connect (the integration has a grant now) is queued due now instead: it cannot wait
     /// forever for a connect that already happened.
     pub async fn wait_event(&self, id: i64, wait: Wait) -> Result<bool> {
@@ -134,7 +136,7 @@ impl Store {
                         attempts = {}(attempts - 1, 0), next_attempt_at = ?5,
                         connector_version = COALESCE(?6, connector_version),
                         lease_until = NULL, lease_run = NULL
-                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2",
+                     WHERE id = ?1 AND state = 'running' AND lease_run = ?2 AND claim_seq = ?7",
                     db.dialect().greatest()
                 ),
                 args![
@@ -143,7 +145,8 @@ impl Store {
                     wait.waiting_for.as_str(),
                     &wait.reason,
                     next,
-                    wait.connector_version.as_deref()
+                    wait.connector_version.as_deref(),
+                    wait.claim_seq
                 ],
             )?;
             if n == 0 {
@@ -186,7 +189,9 @@ impl Store {
         integration: Option<&str>,
         waiting_for: Option<WaitFor>,
     ) -> Result<usize> {
-        self.db(|db| resume_on(db, integration, waiting_for))
+        let resumed = self.db(|db| resume_on(db, integration, waiting_for))?;
+        self.notify_due(resumed > 0);
+        Ok(resumed)
     }
 
     /// Re-checks: waiting events whose re-check time has come are queued. Returns how many.
@@ -198,6 +203,7 @@ impl Store {
                 args![now_ms()],
             )
         })?;
+        self.notify_due(woken > 0);
         Ok(woken as usize)
     }
 
@@ -205,7 +211,9 @@ impl Store {
     /// fresh attempt budget (its history kept). A replay is safe: every step is idempotent, and
     /// an order already recorded for the event's screening is not started again.
     pub fn retry_event(&self, id: i64) -> Result<Retried> {
-        self.db(|db| super::replay::requeue_on(db, id, false))
+        let retried = self.db(|db| super::replay::requeue_on(db, id, false))?;
+        self.notify_due(retried == Retried::Queued);
+        Ok(retried)
     }
 
     /// An integration's waiting events, counted by what they wait for, with the latest reason.
@@ -286,10 +294,13 @@ mod tests {
     use super::*;
     use crate::store::queue::Claim;
     use crate::store::testing::on_both_async;
+    use crate::store::Event;
 
-    fn wait(run: &str, what: WaitFor, recheck_at: Option<i64>) -> Wait {
+    /// A wait of claim `e`, as run `run` would record it.
+    fn wait(e: &Event, run: &str, what: WaitFor, recheck_at: Option<i64>) -> Wait {
         Wait {
             run: run.into(),
+            claim_seq: e.claim_seq,
             reason: format!("needs {}", what.as_str()),
             waiting_for: what,
             recheck_at,
@@ -300,7 +311,7 @@ mod tests {
         }
     }
 
-    fn claim(s: &Store) -> Option<crate::store::Event> {
+    fn claim(s: &Store) -> Option<Event> {
         s.claim(&Claim::any("r", 60_000)).unwrap()
     }
 
@@ -310,7 +321,7 @@ mod tests {
             s.enqueue("a", "k", "1", "{}").unwrap();
             let e = claim(&s).unwrap();
             assert!(s
-                .wait_event(e.id, wait("r", WaitFor::Permission, None))
+                .wait_event(e.id, wait(&e, "r", WaitFor::Permission, None))
                 .await
                 .unwrap());
             let shown = s.event(e.id).unwrap().unwrap();
@@ -346,11 +357,11 @@ mod tests {
             s.enqueue("a", "k", "1", "{}").unwrap();
             let e = claim(&s).unwrap();
             assert!(!s
-                .wait_event(e.id, wait("other-run", WaitFor::Quota, None))
+                .wait_event(e.id, wait(&e, "other-run", WaitFor::Quota, None))
                 .await
                 .unwrap());
             assert!(s
-                .wait_event(e.id, wait("r", WaitFor::Quota, Some(now_ms() - 1)))
+                .wait_event(e.id, wait(&e, "r", WaitFor::Quota, Some(now_ms() - 1)))
                 .await
                 .unwrap());
             assert_eq!(s.waiting_for("a", WaitFor::Quota).unwrap(), 1);
@@ -370,7 +381,7 @@ mod tests {
             let e = claim(&s).unwrap();
             let held = Wait {
                 drop_screening: Some("lever:t1".into()),
-                ..wait("r", WaitFor::Operator, None)
+                ..wait(&e, "r", WaitFor::Operator, None)
             };
             assert!(s.wait_event(e.id, held).await.unwrap());
             assert_eq!(s.kv_get("a", "c", "intent:lever:t1").unwrap(), None);
@@ -395,7 +406,7 @@ mod tests {
             s.enqueue("a", "k", "1", "{}").unwrap();
             let e = claim(&s).unwrap();
             assert!(s
-                .wait_event(e.id, wait("r", WaitFor::Connect, None))
+                .wait_event(e.id, wait(&e, "r", WaitFor::Connect, None))
                 .await
                 .unwrap());
             assert_eq!(s.retry_event(e.id).unwrap(), Retried::Queued);

@@ -16,6 +16,10 @@
 //! back and every job of the batch gets [`StoreError::Batch`]: nothing of it is half-written,
 //! and the next batch starts clean.
 //!
+//! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more become one
+//! multi-row insert per table in a savepoint of their own (see [`super::intake`]); if that
+//! fails it is rolled back and each runs alone, as any job.
+//!
 //! A job gets the connection as `&Connection` and must not begin, commit or roll back a
 //! transaction itself (its savepoint already makes it atomic), nor call any [`Store`] method:
 //! those lock the connection the writer already holds (a deadlock).
@@ -36,8 +40,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::intake::{enqueue_many_on, enqueue_one_on, IntakeRow};
 use super::pg::{PgConn, WriterConn};
-use super::{lock, Result, StoreError};
+use super::sql::Db;
+use super::{lock, Enqueued, Result, StoreError};
 use crate::metrics::WriterStats;
 
 /// Most jobs committed together; a bound on how long one batch holds the connection.
@@ -72,7 +78,7 @@ impl<C> Clone for Writer<C> {
 }
 
 /// A connection the writer can batch on.
-pub(in crate::store) trait Batching {
+pub(in crate::store) trait Batching: Db {
     /// What opens a batch's transaction.
     const BEGIN: &'static str;
     /// Runs a transaction-control statement (`SAVEPOINT job`, `COMMIT`, …).
@@ -138,6 +144,69 @@ trait Job<C>: Send {
     fn run(&mut self, conn: &C) -> bool;
     /// Answers the caller; `batch` is the outcome of the transaction that held the job.
     fn answer(self: Box<Self>, batch: &std::result::Result<(), String>);
+    /// The webhook this job queues, while it is an intake insert the batch may still merge.
+    fn intake(&self) -> Option<&IntakeRow> {
+        None
+    }
+    /// Its part of the batch's merged intake insert: done, it does not run again.
+    fn settle(&mut self, _done: Enqueued) {}
+    /// Done by the merged intake insert: no savepoint of its own.
+    fn settled(&self) -> bool {
+        false
+    }
+}
+
+/// A webhook to queue ([`super::intake`]): merged with the batch's others, or run alone.
+struct IntakeJob {
+    row: IntakeRow,
+    done: Option<Result<Enqueued>>,
+    reply: oneshot::Sender<Result<Enqueued>>,
+}
+
+impl<C: Batching> Job<C> for IntakeJob {
+    fn run(&mut self, conn: &C) -> bool {
+        if self.done.is_none() {
+            let row = &self.row;
+            self.done = Some(
+                catch_unwind(AssertUnwindSafe(|| enqueue_one_on(conn, row)))
+                    .unwrap_or(Err(StoreError::Panicked)),
+            );
+        }
+        matches!(self.done, Some(Ok(_)))
+    }
+
+    fn answer(self: Box<Self>, batch: &std::result::Result<(), String>) {
+        reply(self.done, batch, self.reply);
+    }
+
+    fn intake(&self) -> Option<&IntakeRow> {
+        self.done.is_none().then_some(&self.row)
+    }
+
+    fn settle(&mut self, done: Enqueued) {
+        self.done = Some(Ok(done));
+    }
+
+    fn settled(&self) -> bool {
+        self.done.is_some()
+    }
+}
+
+/// Answers a job: its own failure, else the batch's outcome.
+fn reply<T>(
+    done: Option<Result<T>>,
+    batch: &std::result::Result<(), String>,
+    to: oneshot::Sender<Result<T>>,
+) {
+    let answer = match (done, batch) {
+        // Its own failure: nothing of it was kept, whatever the batch did.
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(value)), Ok(())) => Ok(value),
+        (_, Err(reason)) => Err(StoreError::Batch(reason.clone())),
+        (None, Ok(())) => Err(StoreError::Batch("the write did not run".into())),
+    };
+    // The caller may have gone (request cancelled): the write stands, nobody to tell.
+    let _ = to.send(answer);
 }
 
 struct Pending<T, F> {
@@ -164,15 +233,7 @@ where
     }
 
     fn answer(self: Box<Self>, batch: &std::result::Result<(), String>) {
-        let answer = match (self.done, batch) {
-            // Its own failure: nothing of it was kept, whatever the batch did.
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(reason)) => Err(StoreError::Batch(reason.clone())),
-            (None, Ok(())) => Err(StoreError::Batch("the write did not run".into())),
-        };
-        // The caller may have gone (request cancelled): the write stands, nobody to tell.
-        let _ = self.reply.send(answer);
+        reply(self.done, batch, self.reply);
     }
 }
 
@@ -195,6 +256,22 @@ impl<C: Batching + 'static> Writer<C> {
         F: FnOnce(&C) -> Result<T> + Send + 'static,
     {
         let (job, answer) = pending(job);
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Queues a webhook in the next batch, merged with the batch's other webhooks into one
+    /// multi-row insert per table ([`super::intake`]); answers after the batch committed.
+    pub(in crate::store) async fn enqueue(&self, row: IntakeRow) -> Result<Enqueued> {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job<C>> = Box::new(IntakeJob {
+            row,
+            done: None,
+            reply,
+        });
         self.jobs
             .send(job)
             .await
@@ -304,7 +381,8 @@ fn run_jobs<C: Batching>(
     conn: &C,
     jobs: &mut [Box<dyn Job<C>>],
 ) -> std::result::Result<(), String> {
-    for job in jobs.iter_mut() {
+    merge_intake(conn, jobs)?;
+    for job in jobs.iter_mut().filter(|job| !job.settled()) {
         conn.control("SAVEPOINT job")
             .map_err(|e| format!("cannot open a savepoint: {e}"))?;
         let ok = job.run(conn);
@@ -320,6 +398,45 @@ fn run_jobs<C: Batching>(
             .map_err(|e| format!("cannot release a savepoint: {e}"))?;
     }
     Ok(())
+}
+
+/// The batch's webhooks (two or more), queued together by one multi-row insert per table in a
+/// savepoint of their own. If that fails, it is rolled back and each runs alone afterwards (its
+/// own savepoint, its own error), as any job.
+fn merge_intake<C: Batching>(
+    conn: &C,
+    jobs: &mut [Box<dyn Job<C>>],
+) -> std::result::Result<(), String> {
+    let (at, rows): (Vec<usize>, Vec<&IntakeRow>) = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(n, job)| job.intake().map(|row| (n, row)))
+        .unzip();
+    let count = rows.len();
+    if count < 2 {
+        return Ok(());
+    }
+    conn.control("SAVEPOINT intake")
+        .map_err(|e| format!("cannot open a savepoint: {e}"))?;
+    let merged = catch_unwind(AssertUnwindSafe(|| enqueue_many_on(conn, &rows)))
+        .unwrap_or(Err(StoreError::Panicked));
+    if !conn.in_transaction() {
+        return Err("the batch's transaction was ended by its intake insert".into());
+    }
+    match merged {
+        Ok(answers) => {
+            for (n, done) in at.into_iter().zip(answers) {
+                jobs[n].settle(done);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = count, "merged intake insert failed: one by one");
+            conn.control("ROLLBACK TO intake")
+                .map_err(|e| format!("cannot roll back a failed intake insert: {e}"))?;
+        }
+    }
+    conn.control("RELEASE intake")
+        .map_err(|e| format!("cannot release a savepoint: {e}"))
 }
 
 #[cfg(test)]
@@ -435,6 +552,46 @@ mod tests {
             "the held job's batch, then one batch of all {N}"
         );
         assert_eq!(rows(&store), (0..N).collect::<Vec<_>>());
+    }
+
+    /// Webhooks waiting together are one batch and one merged insert: each is answered with
+    /// its own outcome, in the order they were sent, after the one commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn webhooks_of_one_batch_are_queued_together_in_order() {
+        let store = temp_store();
+        const N: u64 = 40;
+        let (release, gate) = hold_writer(&store).await;
+        let mut answers = Vec::new();
+        for n in 0..N {
+            let s = store.clone();
+            // Keys 10 and 11 are one key: the second is a replay (another body).
+            let key = format!("k{}", if n == 11 { 10 } else { n });
+            answers.push(tokio::spawn(async move {
+                s.enqueue_batched("acme", "k", &key, &format!("{{\"n\":{n}}}"))
+                    .await
+            }));
+            // Sent one after the other: the channel's order is the batch's.
+            wait_sent(&store, 2 + n).await;
+        }
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        let mut ids = Vec::new();
+        for (n, answer) in answers.into_iter().enumerate() {
+            match answer.await.unwrap().unwrap() {
+                Enqueued::New(id) => ids.push(id),
+                Enqueued::Duplicate { id, same_payload } => {
+                    assert_eq!((n, same_payload), (11, false));
+                    assert_eq!(Some(&id), ids.last());
+                }
+            }
+        }
+        assert_eq!(ids.len() as u64, N - 1);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(store.writer_stats().commits, 2, "the held job's, then one");
+        assert_eq!(
+            store.event(ids[39 - 1]).unwrap().unwrap().payload,
+            "{\"n\":39}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
