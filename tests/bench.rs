@@ -36,10 +36,15 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    external::run(&mut rows).await?;
-    postgres::run(&mut rows).await?;
-    wasm::run(&mut rows).await?;
-    in_process::run(&mut rows).await?;
+    // `SWITCHYARD_BENCH_ONLY=postgres` runs the PostgreSQL rows alone (iterating on that backend).
+    if std::env::var("SWITCHYARD_BENCH_ONLY").as_deref() == Ok("postgres") {
+        postgres::run(&mut rows).await?;
+    } else {
+        external::run(&mut rows).await?;
+        postgres::run(&mut rows).await?;
+        wasm::run(&mut rows).await?;
+        in_process::run(&mut rows).await?;
+    }
     let after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let first3 = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     println!(

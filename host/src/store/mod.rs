@@ -83,6 +83,7 @@ pub use runs::{Resumed, RunInfo};
 pub mod migrations;
 pub mod oauth;
 pub mod pg;
+mod pg_direct;
 pub(in crate::store) mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -380,11 +381,11 @@ impl Store {
             }
             Backend::Postgres { pg, .. } => {
                 let conn = pg.conn()?;
-                conn.batch("BEGIN")?;
+                conn.begin();
                 match f(&conn) {
-                    Ok(value) => conn.batch("COMMIT").map(|()| value),
+                    Ok(value) => conn.commit().map(|()| value),
                     Err(e) => {
-                        if let Err(rollback) = conn.batch("ROLLBACK") {
+                        if let Err(rollback) = conn.rollback() {
                             tracing::error!(error = %rollback, "cannot roll back a transaction");
                         }
                         Err(e)

@@ -99,8 +99,16 @@ impl Batching for Connection {
 impl Batching for PgConn {
     const BEGIN: &'static str = "BEGIN";
 
+    /// Only `COMMIT` and `ROLLBACK` wait for the server: the rest (`BEGIN`, a job's
+    /// `SAVEPOINT`/`RELEASE`/`ROLLBACK TO`) is sent with the next statement, in its round trip.
     fn control(&self, sql: &'static str) -> Result<()> {
-        self.batch(sql)
+        match sql {
+            "BEGIN" => self.begin(),
+            "COMMIT" => return self.commit(),
+            "ROLLBACK" => return self.rollback(),
+            _ => self.defer(sql),
+        }
+        Ok(())
     }
 
     /// A failed statement does not end a PostgreSQL transaction (its savepoint is rolled back);
