@@ -12,7 +12,9 @@
 //!
 //! SQLite: one connection behind a mutex: SQLite serializes writers anyway, and every statement
 //! here is short. Calls block briefly; they are made from async code on purpose
-//! (sub-millisecond in WAL). PostgreSQL: a small pool on the store's own runtime ([`pg`]).
+//! (sub-millisecond in WAL). PostgreSQL: a pool of connections each driven on the thread that
+//! holds it ([`pg`], `pg_direct`): a statement blocks its caller for one round trip, no thread
+//! switch.
 //! Writes on a hot path go through [`Store::write_db`] instead: the [`writer`] thread commits
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
@@ -36,7 +38,8 @@
 //! [`writer`] (group commit, on both
 //! backends), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
-//! [`pg`] (PostgreSQL's pool and connections), `testing` (tests: a store per backend,
+//! [`pg`] (PostgreSQL's pools and connections), `pg_direct` (a PostgreSQL connection driven on
+//! the calling thread, without a runtime), `testing` (tests: a store per backend,
 //! `on_both`).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connections, the writer and

@@ -396,14 +396,6 @@ impl PgConn {
         f(direct, &deferred)
     }
 
-    fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
-        let mut direct = self.direct.borrow_mut();
-        direct
-            .as_mut()
-            .ok_or_else(|| StoreError::Postgres("the connection is gone".into()))?
-            .prepare(sql, to_postgres)
-    }
-
     /// Statements without parameters or results, several at once (migrations, transaction
     /// control), sent with what was deferred.
     pub(in crate::store) fn batch(&self, sql: &str) -> Result<()> {
@@ -471,6 +463,23 @@ where
     Ok(done?)
 }
 
+/// The statement for `sql` (`?N` text), prepared on first use with `deferred` pipelined ahead
+/// (a statement cannot be prepared inside a transaction a failed job left aborted until its
+/// deferred `ROLLBACK TO` ran); what of `deferred` is still to send.
+fn prepared<'d>(
+    direct: &mut Direct,
+    deferred: &'d str,
+    sql: &str,
+) -> Result<(tokio_postgres::Statement, &'d str)> {
+    if let Some(statement) = direct.cached(sql) {
+        return Ok((statement, deferred));
+    }
+    let text = to_postgres(sql);
+    let statement = pipelined(direct, deferred, |c| c.prepare(&text))?;
+    direct.remember(sql, statement.clone());
+    Ok((statement, ""))
+}
+
 fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
@@ -481,16 +490,19 @@ impl Db for PgConn {
     }
 
     fn execute(&self, sql: &str, values: &[Value]) -> Result<u64> {
-        let stmt = self.prepare(sql)?;
         let params = params(values);
-        self.with(|direct, deferred| pipelined(direct, deferred, |c| c.execute(&stmt, &params)))
+        self.with(|direct, deferred| {
+            let (stmt, deferred) = prepared(direct, deferred, sql)?;
+            pipelined(direct, deferred, |c| c.execute(&stmt, &params))
+        })
     }
 
     fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
-        let stmt = self.prepare(sql)?;
         let params = params(values);
-        let rows =
-            self.with(|direct, deferred| pipelined(direct, deferred, |c| c.query(&stmt, &params)))?;
+        let rows = self.with(|direct, deferred| {
+            let (stmt, deferred) = prepared(direct, deferred, sql)?;
+            pipelined(direct, deferred, |c| c.query(&stmt, &params))
+        })?;
         rows.iter().map(from_postgres).collect()
     }
 }

@@ -232,23 +232,17 @@ impl Direct {
         )
     }
 
-    /// The prepared statement for `sql` (`?N` text; `translate` gives PostgreSQL's), prepared
-    /// on this connection the first time.
-    pub(in crate::store) fn prepare(
-        &mut self,
-        sql: &str,
-        translate: impl FnOnce(&str) -> String,
-    ) -> Result<Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let text = translate(sql);
-        let statement = self.run(|client| client.prepare(&text))??;
+    /// The statement prepared for `sql` (its `?N` text) on this connection, if it was.
+    pub(in crate::store) fn cached(&self, sql: &str) -> Option<Statement> {
+        self.statements.get(sql).cloned()
+    }
+
+    /// Keeps `statement`, prepared for `sql`, for the next calls.
+    pub(in crate::store) fn remember(&mut self, sql: &str, statement: Statement) {
         if self.statements.len() >= STATEMENTS {
             self.statements.clear();
         }
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        self.statements.insert(sql.to_owned(), statement);
     }
 }
 
