@@ -129,6 +129,14 @@ impl Cluster {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The process ids of the hosts that run now (for CPU figures from `/proc/<pid>/stat`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.hosts
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Connections the balancer handed to each host so far.
     pub fn connections(&self) -> Vec<usize> {
         self.balancer.connections()

@@ -2,7 +2,9 @@
 //! one PostgreSQL database (the cluster `scripts/bench.sh` starts with `scripts/pg.sh`), behind
 //! the test kit's loopback balancer ([`Cluster`]), driven by the same external load generator:
 //! processed events/s (real candidates at Certn's trigger stage, instant vendor) and acked
-//! webhooks/s with p99 (closed loop, 16 connections, events later skipped).
+//! webhooks/s with p99 (closed loop, 16 connections, events later skipped), each with the
+//! hosts' CPU (summed over their processes) per processed event and per ack, and the statements
+//! the database ran per event and per ack when `pg_stat_statements` is loaded on the cluster.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use anyhow::Context;
 use switchyard::store::{EventState, Store};
 use switchyard_testkit::{Cluster, CERTN, TRIGGER};
 use switchyard_tests::lever_of;
-use switchyard_tests::serve::binary;
+use switchyard_tests::serve::{binary, cpu_secs};
 use switchyard_tests::support_admin::connectors_dir;
 
 use super::external::{failures, integration};
@@ -57,6 +59,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(stack, CERTN)?;
     let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
+    let (cpu, statements) = (hosts_cpu(&cluster), statement_count(&cluster.database));
     let started = Instant::now();
     let sent = drive(
         &Drive {
@@ -83,9 +86,15 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         ),
         "-",
     ));
+    rows.push(Row::plain(
+        format!("{label}: host CPU per event (all hosts)"),
+        per_unit(&cluster, cpu, statements, done as f64, 1000.0, "ms"),
+        "<= 0.5 ms",
+    ));
 
     let intake = integration(stack, INTAKE)?;
     let stage = stack.lever.stage_id(INTAKE_STAGE).context("intake stage")?;
+    let (cpu, statements) = (hosts_cpu(&cluster), statement_count(&cluster.database));
     let r = drive(
         &Drive {
             url: format!("{}/hooks/{INTAKE}/lever", cluster.public_url()),
@@ -112,7 +121,58 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         ),
         "-",
     ));
+    let acked = r["ok"].as_f64().unwrap_or_default();
+    rows.push(Row::plain(
+        format!("{label}: host CPU per ack (all hosts, processing included)"),
+        per_unit(&cluster, cpu, statements, acked, 1e6, "µs"),
+        "<= 20 µs",
+    ));
     Ok(())
+}
+
+/// The hosts' CPU seconds so far, summed over their processes.
+fn hosts_cpu(cluster: &Cluster) -> f64 {
+    cluster.pids().into_iter().filter_map(cpu_secs).sum()
+}
+
+/// The hosts' CPU since `cpu` per unit (`scale`: 1000 for ms, 1e6 for µs), and the statements
+/// per unit since `statements` when the cluster counts them.
+fn per_unit(
+    cluster: &Cluster,
+    cpu: f64,
+    statements: Option<f64>,
+    units: f64,
+    scale: f64,
+    unit: &str,
+) -> String {
+    let units = units.max(1.0);
+    let cpu = (hosts_cpu(cluster) - cpu) * scale / units;
+    match statements.zip(statement_count(&cluster.database)) {
+        Some((before, after)) => format!(
+            "{cpu:.1} {unit} ({:.1} statements each)",
+            (after - before) / units
+        ),
+        None => format!("{cpu:.1} {unit}"),
+    }
+}
+
+/// Statements the hosts' database ran so far, from `pg_stat_statements` (through `psql`); `None`
+/// when the cluster does not load it (`scripts/pg.sh` does not: restart it with
+/// `shared_preload_libraries=pg_stat_statements` to count).
+fn statement_count(database: &str) -> Option<f64> {
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    let out = psql(
+        "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// Waits (at most [`WAIT`]) until nothing is queued; returns how many of `integration`'s events

@@ -13,7 +13,9 @@
 //! SQLite: one read-write connection behind a mutex (SQLite serializes writers anyway, and every
 //! statement here is short), plus read connections ([`readers`]) for the reads of the
 //! processing path, which so never wait for the group commit's batch or its fsync. Calls block
-//! briefly; they are made from async code on purpose (sub-millisecond in WAL). PostgreSQL: a small pool on the store's own runtime ([`pg`]).
+//! briefly; they are made from async code on purpose (sub-millisecond in WAL). PostgreSQL: a
+//! pool of connections each driven on the thread that holds it ([`pg`], `pg_direct`): a
+//! statement blocks its caller for one round trip, no thread switch.
 //! Writes on a hot path go through [`Store::write_db`] instead: the [`writer`] thread commits
 //! concurrent writes together (group commit, one fsync per batch) and answers each only after
 //! its batch committed, without blocking an async thread during the fsync.
@@ -41,7 +43,8 @@
 //! [`writer`] (group commit, on both
 //! backends), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
-//! [`pg`] (PostgreSQL's pool and connections), `testing` (tests: a store per backend,
+//! [`pg`] (PostgreSQL's pools and connections), `pg_direct` (a PostgreSQL connection driven on
+//! the calling thread, without a runtime), `testing` (tests: a store per backend,
 //! `on_both`).
 //!
 //! **Backend seam.** All SQL of the host lives in `store/`: the connections, the writer and
@@ -91,6 +94,7 @@ pub mod migrations;
 pub mod oauth;
 pub mod pg;
 mod readers;
+mod pg_direct;
 pub(in crate::store) mod sql;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -412,11 +416,11 @@ impl Store {
             }
             Backend::Postgres { pg, .. } => {
                 let conn = pg.conn()?;
-                conn.batch("BEGIN")?;
+                conn.begin();
                 match f(&conn) {
-                    Ok(value) => conn.batch("COMMIT").map(|()| value),
+                    Ok(value) => conn.commit().map(|()| value),
                     Err(e) => {
-                        if let Err(rollback) = conn.batch("ROLLBACK") {
+                        if let Err(rollback) = conn.rollback() {
                             tracing::error!(error = %rollback, "cannot roll back a transaction");
                         }
                         Err(e)

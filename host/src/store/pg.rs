@@ -1,29 +1,41 @@
-//! The PostgreSQL backend's connections: a deadpool-postgres pool on a small tokio runtime owned
-//! by the store, behind the synchronous [`Db`] of [`super::sql`].
+//! The PostgreSQL backend's connections, behind the synchronous [`Db`] of [`super::sql`].
 //!
-//! `Store`'s methods stay synchronous (no caller changes this round). A method runs its query's
-//! future with `futures::executor::block_on`, which (unlike tokio's) may be called on a thread of
-//! the caller's runtime: the connections' I/O tasks run on the store's own runtime
-//! (`switchyard-pg` threads), never on the blocked thread, so the wait cannot deadlock.
-//! Taking a connection from the pool is spawned onto that runtime too (connecting needs its
-//! reactor).
+//! `Store`'s methods stay synchronous: a statement blocks its caller until the server answered,
+//! as on SQLite. Statements run on [`pg_direct`] connections, driven on the calling thread
+//! (no runtime, no thread switch per statement): a pool of them for [`Pg::conn`] (idle ones
+//! kept, at most [`POOL_SIZE`] open), and the group commit's own ([`WriterConn`]).
+//! Transaction control (`BEGIN`, the writer's `SAVEPOINT`/`RELEASE` per job) is deferred and
+//! sent with the next statement, pipelined in its round trip; `COMMIT` carries what is left.
+//!
+//! What must run in the background or wait asynchronously (the NOTIFY after intake, advisory
+//! locks, the LISTEN connection) uses deadpool-postgres pools on a small tokio runtime owned by
+//! the store (`switchyard-pg` threads).
 //!
 //! No TLS in this phase: the database is reached on loopback or a private network.
 
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
+use super::pg_direct::Direct;
 use super::sql::{to_postgres, Db, Dialect, Row, Value};
 use super::{Result, StoreError};
 
-/// Connections kept by the pool: the writer holds one of its own, outside the pool.
-const POOL_SIZE: usize = 8;
+/// Connections [`Pg::conn`] keeps open at most: one per thread that may hold one at once (the
+/// workers' and the server's threads, the blocking threads' reads), with room to spare. The
+/// writer holds one of its own, outside the pool.
+const POOL_SIZE: usize = 16;
+
+/// How long [`Pg::conn`] waits for a connection when all [`POOL_SIZE`] are in use.
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connections of the background pool: NOTIFYs after intake commits, one at a time per host.
+const NOTIFY_POOL_SIZE: usize = 2;
 
 /// Connections kept for advisory locks ([`Pg::advisory_lock`]): one per key held or awaited by
 /// this host (a host-local lock per key comes first, so two tasks of one host never hold two).
@@ -44,14 +56,15 @@ pub(in crate::store) struct Pg {
     /// Taken only by `drop`.
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
+    /// Synchronous connections for [`Pg::conn`].
+    direct: Arc<Slots>,
+    /// Connections for statements sent in the background ([`Pg::pool`]).
     pool: Pool,
     /// Connections that hold session-level advisory locks (see [`AdvisoryLock`]).
     locks: Pool,
     config: tokio_postgres::Config,
     /// The URL without its password, for errors and logs.
     shown: String,
-    /// `?N` SQL → `$N` SQL, translated once per statement text.
-    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
     /// This host's NOTIFY throttle ([`super::notify`]).
     pub(in crate::store) notify: Arc<super::notify::Throttle>,
 }
@@ -134,11 +147,11 @@ impl Pg {
         let pg = Pg {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            pool: build(POOL_SIZE, None)?,
+            direct: Arc::default(),
+            pool: build(NOTIFY_POOL_SIZE, None)?,
             locks: build(LOCK_POOL_SIZE, Some(LOCK_POOL_WAIT))?,
             config,
             shown: shown.clone(),
-            translated: Arc::default(),
             notify: Arc::default(),
         };
         // Answers now, or the host does not start.
@@ -151,18 +164,6 @@ impl Pg {
     /// The URL as shown (without its password).
     pub(in crate::store) fn shown(&self) -> &str {
         &self.shown
-    }
-
-    /// Runs `future` on the store's runtime and waits for it from any thread.
-    fn run<F>(&self, future: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        match futures::executor::block_on(self.handle.spawn(future)) {
-            Ok(output) => output,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
     }
 
     /// Starts `future` on the store's runtime, without waiting for it.
@@ -183,39 +184,79 @@ impl Pg {
         self.config.clone()
     }
 
-    /// A connection from the pool.
+    /// A connection of the pool: an idle one (checked still open), or a new one while fewer
+    /// than [`POOL_SIZE`] are open; otherwise waits up to [`POOL_WAIT`] for one to come back.
     pub(in crate::store) fn conn(&self) -> Result<PgConn> {
-        let pool = self.pool.clone();
-        let client = self
-            .run(async move { pool.get().await })
-            .map_err(|e| StoreError::Postgres(e.to_string()))?;
-        Ok(PgConn {
-            client: Client::Pooled(client),
-            translated: self.translated.clone(),
-        })
+        let slots = &self.direct;
+        let deadline = std::time::Instant::now() + POOL_WAIT;
+        let mut state = slots.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(mut direct) = state.idle.pop() {
+                drop(state);
+                if !direct.probe() {
+                    return Ok(PgConn::new(direct, Some(slots.clone())));
+                }
+                // Closed while idle (the server restarted): its place is free again.
+                state = slots.state.lock().unwrap_or_else(|e| e.into_inner());
+                state.open -= 1;
+                continue;
+            }
+            if state.open < POOL_SIZE {
+                state.open += 1;
+                drop(state);
+                return match Direct::connect(&self.config) {
+                    Ok(direct) => Ok(PgConn::new(direct, Some(slots.clone()))),
+                    Err(e) => {
+                        slots.release(None);
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Postgres(format!(
+                    "no database connection free within {POOL_WAIT:?} (all {POOL_SIZE} in use)"
+                )));
+            }
+            state = slots
+                .free
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// A connection of its own, outside the pool (the writer's: it holds it for good).
     pub(in crate::store) fn dedicated(&self) -> Result<PgConn> {
-        Ok(self.run(own_connection(self.config.clone(), self.translated.clone()))?)
+        Ok(PgConn::new(Direct::connect(&self.config)?, None))
     }
 }
 
-/// Opens a connection outside the pool; its I/O runs on the current (the store's) runtime.
-async fn own_connection(
-    config: tokio_postgres::Config,
-    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
-) -> std::result::Result<PgConn, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(error = %e, "the store writer's PostgreSQL connection ended");
+/// The pool of [`Pg::conn`]: idle connections and how many are open (idle or in use).
+#[derive(Default)]
+struct Slots {
+    state: Mutex<SlotState>,
+    /// Signalled when a connection comes back or its place frees up.
+    free: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    idle: Vec<Direct>,
+    open: usize,
+}
+
+impl Slots {
+    /// Takes back a connection (`Some`: kept idle for the next caller) or frees its place.
+    fn release(&self, direct: Option<Direct>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match direct {
+            Some(direct) => state.idle.push(direct),
+            None => state.open -= 1,
         }
-    });
-    Ok(PgConn {
-        client: Client::Own(client),
-        translated,
-    })
+        drop(state);
+        self.free.notify_one();
+    }
 }
 
 /// A session-level advisory lock held on a connection of the lock pool. Dropping it unlocks
@@ -342,7 +383,7 @@ impl WriterConn {
     /// cannot be done within [`WRITER_RECONNECT_WAIT`]: the batch then fails with the reason).
     pub(in crate::store) fn current(&self) -> std::sync::MutexGuard<'_, PgConn> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if conn.is_closed() {
+        if conn.probe() {
             if let Some(fresh) = self.reopened() {
                 tracing::info!("the store writer reconnected to PostgreSQL");
                 *conn = fresh;
@@ -358,11 +399,14 @@ impl WriterConn {
         let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
         if now.opened.is_none() && !now.running {
             now.running = true;
-            self.pg.spawn(reconnect(
-                self.pg.config(),
-                self.pg.translated.clone(),
-                self.reconnect.clone(),
-            ));
+            let (config, to) = (self.pg.config(), self.reconnect.clone());
+            let started = std::thread::Builder::new()
+                .name("switchyard-pg-reconnect".into())
+                .spawn(move || reconnect(config, to));
+            if let Err(e) = started {
+                now.running = false;
+                tracing::error!(error = %e, "cannot start the store writer's reconnection");
+            }
         }
         let (mut now, _) = changed
             .wait_timeout_while(now, WRITER_RECONNECT_WAIT, |s| s.opened.is_none())
@@ -371,83 +415,161 @@ impl WriterConn {
     }
 }
 
-/// Opens the writer's connection again, each attempt bounded, pausing longer after each
-/// failure, until one succeeds; hands it over through `to`.
-async fn reconnect(
-    config: tokio_postgres::Config,
-    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+/// Opens the writer's connection again, each attempt bounded by [`RECONNECT_ATTEMPT`] (the
+/// whole handshake, not only the socket's connect: a server that stalls is given up on), pausing
+/// longer after each failure, until one succeeds; hands it over through `to`. A thread of its
+/// own: a connection attempt blocks.
+fn reconnect(
+    mut config: tokio_postgres::Config,
     to: Arc<(Mutex<Reconnect>, std::sync::Condvar)>,
 ) {
+    config.connect_timeout(RECONNECT_ATTEMPT);
     let mut pause = RECONNECT_PAUSE_FIRST;
     loop {
-        let attempt = own_connection(config.clone(), translated.clone());
-        match tokio::time::timeout(RECONNECT_ATTEMPT, attempt).await {
-            Ok(Ok(conn)) => {
+        match Direct::connect(&config) {
+            Ok(direct) => {
                 let (state, changed) = &*to;
                 let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
-                now.opened = Some(conn);
+                now.opened = Some(PgConn::new(direct, None));
                 now.running = false;
                 changed.notify_all();
                 return;
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "the store writer cannot reconnect yet"),
-            Err(_) => tracing::debug!("the store writer's reconnection attempt timed out"),
+            Err(e) => tracing::debug!(error = %e, "the store writer cannot reconnect yet"),
         }
-        tokio::time::sleep(pause).await;
+        std::thread::sleep(pause);
         pause = (pause * 2).min(RECONNECT_PAUSE_MAX);
     }
 }
 
-enum Client {
-    Pooled(deadpool_postgres::Object),
-    Own(tokio_postgres::Client),
+/// One PostgreSQL connection, used synchronously by one thread at a time.
+pub(in crate::store) struct PgConn {
+    /// `None` only while dropping.
+    direct: RefCell<Option<Direct>>,
+    /// Transaction control not sent yet (`BEGIN;SAVEPOINT job;…`): it goes out ahead of the
+    /// next statement, in the same round trip.
+    deferred: RefCell<String>,
+    /// A transaction was begun and not yet ended: such a connection never goes back idle.
+    in_transaction: Cell<bool>,
+    /// The pool it returns to when dropped (`None`: the writer's own).
+    home: Option<Arc<Slots>>,
 }
 
-/// One PostgreSQL connection, used synchronously.
-pub(in crate::store) struct PgConn {
-    client: Client,
-    translated: Arc<Mutex<HashMap<String, Arc<str>>>>,
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        let Some(home) = self.home.take() else {
+            return;
+        };
+        let direct = self.direct.get_mut().take();
+        // A connection left inside a transaction (a panic, a failed rollback) or closed is not
+        // reused: dropping it closes it, and the server rolls back what it held.
+        let reusable = !self.in_transaction.get() && !std::thread::panicking();
+        home.release(direct.filter(|d| reusable && !d.is_closed()));
+    }
 }
 
 impl PgConn {
-    fn client(&self) -> &tokio_postgres::Client {
-        match &self.client {
-            Client::Pooled(object) => object,
-            Client::Own(client) => client,
+    fn new(direct: Direct, home: Option<Arc<Slots>>) -> PgConn {
+        PgConn {
+            direct: RefCell::new(Some(direct)),
+            deferred: RefCell::default(),
+            in_transaction: Cell::new(false),
+            home,
         }
     }
 
-    /// The statement in PostgreSQL's syntax, translated once.
-    fn translate(&self, sql: &str) -> Arc<str> {
-        let mut cache = self.translated.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(sql.to_owned())
-            .or_insert_with(|| to_postgres(sql).into())
-            .clone()
-    }
-
-    /// A prepared statement: the pool's connections keep theirs cached; the writer's own
-    /// connection prepares per call (its statements are the batch's few).
-    fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
-        let sql = self.translate(sql);
-        let prepared = match &self.client {
-            Client::Pooled(object) => futures::executor::block_on(object.prepare_cached(&sql)),
-            Client::Own(client) => futures::executor::block_on(client.prepare(&sql)),
-        };
-        Ok(prepared?)
+    /// Runs `f` on the connection with the deferred transaction control (taken: `f` sends it).
+    fn with<T>(&self, f: impl FnOnce(&mut Direct, &str) -> Result<T>) -> Result<T> {
+        let deferred = self.deferred.take();
+        let mut direct = self.direct.borrow_mut();
+        let direct = direct
+            .as_mut()
+            .ok_or_else(|| StoreError::Postgres("the connection is gone".into()))?;
+        f(direct, &deferred)
     }
 
     /// Statements without parameters or results, several at once (migrations, transaction
-    /// control).
+    /// control), sent with what was deferred.
     pub(in crate::store) fn batch(&self, sql: &str) -> Result<()> {
-        Ok(futures::executor::block_on(
-            self.client().batch_execute(sql),
-        )?)
+        self.with(|direct, deferred| {
+            let text = format!("{deferred}{sql}");
+            Ok(direct.run(|c| c.batch_execute(&text))??)
+        })
     }
 
-    pub(in crate::store) fn is_closed(&self) -> bool {
-        self.client().is_closed()
+    /// Queues `sql` (transaction control that answers nothing the caller reads) to go out
+    /// with the next statement; its error, if any, is that statement's.
+    pub(in crate::store) fn defer(&self, sql: &str) {
+        let mut deferred = self.deferred.borrow_mut();
+        deferred.push_str(sql);
+        deferred.push(';');
     }
+
+    /// Opens a transaction (sent with its first statement).
+    pub(in crate::store) fn begin(&self) {
+        self.in_transaction.set(true);
+        self.defer("BEGIN");
+    }
+
+    /// Commits, with whatever was deferred, in one round trip.
+    pub(in crate::store) fn commit(&self) -> Result<()> {
+        self.batch("COMMIT")?;
+        self.in_transaction.set(false);
+        Ok(())
+    }
+
+    /// Rolls back; what was deferred is dropped (it belonged to the transaction).
+    pub(in crate::store) fn rollback(&self) -> Result<()> {
+        self.deferred.borrow_mut().clear();
+        self.batch("ROLLBACK")?;
+        self.in_transaction.set(false);
+        Ok(())
+    }
+
+    /// Whether the connection is known to have ended.
+    pub(in crate::store) fn is_closed(&self) -> bool {
+        self.direct.borrow().as_ref().is_none_or(Direct::is_closed)
+    }
+
+    /// Whether the connection ended, reading what the server sent while it sat idle first.
+    pub(in crate::store) fn probe(&self) -> bool {
+        self.direct.borrow_mut().as_mut().is_none_or(Direct::probe)
+    }
+}
+
+/// What `make` builds from the client, with `deferred` (transaction control) pipelined ahead of
+/// it: one round trip for both. The statement's error is the deferred control's if that failed.
+fn pipelined<'a, T, F>(
+    direct: &'a mut Direct,
+    deferred: &'a str,
+    make: impl FnOnce(&'a tokio_postgres::Client) -> F,
+) -> Result<T>
+where
+    F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + 'a,
+{
+    if deferred.is_empty() {
+        return Ok(direct.run(make)??);
+    }
+    let (sent, done) = direct.run(|c| futures::future::join(c.batch_execute(deferred), make(c)))?;
+    sent?;
+    Ok(done?)
+}
+
+/// The statement for `sql` (`?N` text), prepared on first use with `deferred` pipelined ahead
+/// (a statement cannot be prepared inside a transaction a failed job left aborted until its
+/// deferred `ROLLBACK TO` ran); what of `deferred` is still to send.
+fn prepared<'d>(
+    direct: &mut Direct,
+    deferred: &'d str,
+    sql: &str,
+) -> Result<(tokio_postgres::Statement, &'d str)> {
+    if let Some(statement) = direct.cached(sql) {
+        return Ok((statement, deferred));
+    }
+    let text = to_postgres(sql);
+    let statement = pipelined(direct, deferred, |c| c.prepare(&text))?;
+    direct.remember(sql, statement.clone());
+    Ok((statement, ""))
 }
 
 fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
@@ -460,15 +582,19 @@ impl Db for PgConn {
     }
 
     fn execute(&self, sql: &str, values: &[Value]) -> Result<u64> {
-        let stmt = self.prepare(sql)?;
-        Ok(futures::executor::block_on(
-            self.client().execute(&stmt, &params(values)),
-        )?)
+        let params = params(values);
+        self.with(|direct, deferred| {
+            let (stmt, deferred) = prepared(direct, deferred, sql)?;
+            pipelined(direct, deferred, |c| c.execute(&stmt, &params))
+        })
     }
 
     fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
-        let stmt = self.prepare(sql)?;
-        let rows = futures::executor::block_on(self.client().query(&stmt, &params(values)))?;
+        let params = params(values);
+        let rows = self.with(|direct, deferred| {
+            let (stmt, deferred) = prepared(direct, deferred, sql)?;
+            pipelined(direct, deferred, |c| c.query(&stmt, &params))
+        })?;
         rows.iter().map(from_postgres).collect()
     }
 }

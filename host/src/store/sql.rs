@@ -4,7 +4,7 @@
 //! A method of `store/` ported onto this layer takes a [`Db`] (a connection, a transaction, or
 //! the writer's batch), passes its parameters as [`Value`]s ([`args!`]) and reads [`Row`]s with
 //! typed getters. Both implementations keep statements prepared (SQLite's statement cache;
-//! deadpool-postgres's per-connection cache), so the hot paths do not parse SQL per call.
+//! each PostgreSQL connection's own cache, [`super::pg_direct`]), so the hot paths do not parse SQL per call.
 //!
 //! Writing SQL that runs on both: `CAST(?N AS BIGINT)` where PostgreSQL cannot infer a
 //! parameter's type (a `SELECT ?N` list); `ON CONFLICT … DO NOTHING` rather than `INSERT OR

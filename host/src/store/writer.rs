@@ -105,8 +105,16 @@ impl Batching for Connection {
 impl Batching for PgConn {
     const BEGIN: &'static str = "BEGIN";
 
+    /// Only `COMMIT` and `ROLLBACK` wait for the server: the rest (`BEGIN`, a job's
+    /// `SAVEPOINT`/`RELEASE`/`ROLLBACK TO`) is sent with the next statement, in its round trip.
     fn control(&self, sql: &'static str) -> Result<()> {
-        self.batch(sql)
+        match sql {
+            "BEGIN" => self.begin(),
+            "COMMIT" => return self.commit(),
+            "ROLLBACK" => return self.rollback(),
+            _ => self.defer(sql),
+        }
+        Ok(())
     }
 
     /// A failed statement does not end a PostgreSQL transaction (its savepoint is rolled back);
@@ -446,10 +454,15 @@ mod tests {
     use crate::store::Store;
     use rusqlite::params;
 
-    fn sqlite_writer(store: &Store) -> &Writer<Connection> {
+    /// Jobs the writer took so far, and jobs sent so far (taken or waiting), on either backend.
+    fn counts(store: &Store) -> (u64, u64) {
         match &store.backend {
-            crate::store::Backend::Sqlite { writer, .. } => writer,
-            crate::store::Backend::Postgres { .. } => panic!("a SQLite store"),
+            crate::store::Backend::Sqlite { writer, .. } => {
+                (writer.counters.taken.load(Ordering::SeqCst), writer.sent())
+            }
+            crate::store::Backend::Postgres { writer, .. } => {
+                (writer.counters.taken.load(Ordering::SeqCst), writer.sent())
+            }
         }
     }
 
@@ -497,12 +510,12 @@ mod tests {
         std::sync::mpsc::Sender<()>,
         tokio::task::JoinHandle<Result<()>>,
     ) {
-        let taken = || sqlite_writer(store).counters.taken.load(Ordering::SeqCst);
+        let taken = || counts(store).0;
         let before = taken();
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let s = store.clone();
         let gate = tokio::spawn(async move {
-            s.write(move |_| {
+            s.write_db(move |_| {
                 let _ = wait.recv();
                 Ok(())
             })
@@ -521,12 +534,12 @@ mod tests {
     /// Waits (bounded) until `n` writes were sent since the store opened.
     async fn wait_sent(store: &Store, n: u64) {
         for _ in 0..10_000 {
-            if sqlite_writer(store).sent() >= n {
+            if counts(store).1 >= n {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        panic!("only {} of {n} writes sent", sqlite_writer(store).sent());
+        panic!("only {} of {n} writes sent", counts(store).1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -690,6 +703,71 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM child", [], |r| r.get(0))
             .unwrap();
         assert_eq!(orphans, 0);
+    }
+
+    /// PostgreSQL defers a job's `SAVEPOINT`/`RELEASE`/`ROLLBACK TO` into the next statement's
+    /// round trip: a write after a failed one in the same batch (its first statement new to the
+    /// connection, so prepared first) still runs after the rollback, and commits; the failed
+    /// one leaves nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres_a_write_after_a_failed_one_in_its_batch_commits() {
+        use crate::store::sql::args;
+        let store = crate::store::testing::postgres();
+        store
+            .db(|db| db.execute("CREATE TABLE t (n BIGINT NOT NULL UNIQUE)", &[]))
+            .unwrap();
+        let insert = |n: i64| {
+            move |db: &dyn crate::store::sql::Db| {
+                db.execute("INSERT INTO t (n) VALUES (?1)", args![n])
+            }
+        };
+        store.write_db(insert(1)).await.unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let bad = tokio::spawn({
+            let s = store.clone();
+            async move {
+                s.write_db(|db| {
+                    db.execute("INSERT INTO t (n) VALUES (?1)", args![3_i64])?;
+                    db.execute("INSERT INTO t (n) VALUES (?1)", args![1_i64])
+                })
+                .await
+            }
+        });
+        wait_sent(&store, 3).await;
+        let good = tokio::spawn({
+            let s = store.clone();
+            async move {
+                s.write_db(|db| {
+                    let before =
+                        db.query_one("SELECT COUNT(*) FROM t WHERE n > ?1", args![0_i64])?;
+                    db.execute("INSERT INTO t (n) VALUES (?1)", args![2_i64])?;
+                    before.int(0)
+                })
+                .await
+            }
+        });
+        let after = tokio::spawn({
+            let s = store.clone();
+            async move { s.write_db(insert(4)).await }
+        });
+        wait_sent(&store, 5).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert!(matches!(bad.await.unwrap(), Err(StoreError::Postgres(_))));
+        assert_eq!(
+            good.await.unwrap().unwrap(),
+            1,
+            "it saw the table as before the failed write"
+        );
+        assert_eq!(after.await.unwrap().unwrap(), 1);
+        let rows: Vec<i64> = store
+            .db(|db| db.query("SELECT n FROM t ORDER BY n", &[]))
+            .unwrap()
+            .iter()
+            .map(|r| r.int(0).unwrap())
+            .collect();
+        assert_eq!(rows, vec![1, 2, 4]);
+        assert_eq!(store.writer_stats().failed_batches, 0);
     }
 
     /// Figures, not a pass/fail test (`cargo test --release -p switchyard --lib writer_figures
