@@ -137,12 +137,18 @@ async fn hosts_refreshing_one_grant_at_once_send_one_refresh_and_share_the_new_t
 /// A loopback TCP proxy to PostgreSQL that a test can cut (live connections dropped, new ones
 /// refused), stall (live connections dropped, new ones accepted and never answered, as when
 /// packets are dropped) and restore.
+///
+/// It runs on a runtime of its own, like the network element it stands for: the host under
+/// test makes its store calls synchronously, and a proxy task queued behind such a call on the
+/// test's runtime would never forward the bytes the call waits for.
 struct Proxy {
     addr: SocketAddr,
     open: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
+    /// Taken only by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Proxy {
@@ -152,12 +158,23 @@ impl Proxy {
 
     /// A proxy that holds every chunk the client sends for `delay` before passing it on.
     async fn start_slow(upstream: String, delay: Duration) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("test-pg-proxy")
+            .enable_all()
+            .build()
+            .expect("the proxy's runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("address");
+        let listener = {
+            let _inside = runtime.enter();
+            TcpListener::from_std(listener).expect("listener")
+        };
         let open = Arc::new(AtomicBool::new(true));
         let stalled = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let accept = tokio::spawn({
+        let accept = runtime.spawn({
             let (open, stalled, live) = (open.clone(), stalled.clone(), live.clone());
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
@@ -205,6 +222,7 @@ impl Proxy {
             stalled,
             live,
             accept,
+            runtime: Some(runtime),
         }
     }
 
@@ -252,6 +270,10 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
         self.accept.abort();
+        // Dropped in async code, where a runtime may not block to shut down.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -252,10 +252,15 @@ impl Dispatcher {
                     }
                 }
             }
-            finished => {
-                *recorded = alone(finished);
-                claim_batch(store, run, lease_ms, &wants, free)?
+            Some(f) => {
+                // Nothing to claim: the outcome commits alone, without holding the dispatcher
+                // (other workers and freed permits wait on it).
+                drop(state);
+                *recorded = alone(Some(f));
+                state = self.lock();
+                Vec::new()
             }
+            None => claim_batch(store, run, lease_ms, &wants, free)?,
         };
         if let (false, Some((first, _))) = (claimed.is_empty(), wants.first()) {
             state.cursor = Some(first.to_string());

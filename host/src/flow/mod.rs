@@ -322,7 +322,8 @@ async fn start(
     }
     let opportunity = &request.opportunity_id;
     if let Some(status) = &first_status {
-        record_status(
+        let writes = state.as_ref().map(|s| s.take()).unwrap_or_default();
+        let recorded = record_status(
             app,
             integration,
             &connector,
@@ -331,9 +332,17 @@ async fn start(
             status,
             event.id,
             Some(key),
-            state.map(|s| s.take()).unwrap_or_default(),
+            writes.clone(),
         )
-        .await?;
+        .await;
+        if let Err(e) = recorded {
+            // The order is not recorded: the connector's writes after its requests still are.
+            if let Some(state) = &state {
+                state.hold_again(writes);
+                flush_state(state);
+            }
+            return Err(e);
+        }
     }
     integration
         .ats

@@ -156,7 +156,17 @@ pub enum StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(e.to_string())
+        // A server error's DETAIL can quote the failing row (a webhook's body, its headers):
+        // only its severity, code and message go into the error (and so into logs).
+        match e.as_db_error() {
+            Some(db) => StoreError::Postgres(format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            )),
+            None => StoreError::Postgres(e.to_string()),
+        }
     }
 }
 

@@ -399,7 +399,7 @@ impl WriterConn {
         let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
         if now.opened.is_none() && !now.running {
             now.running = true;
-            let (config, to) = (self.pg.config(), self.reconnect.clone());
+            let (config, to) = (self.pg.config(), Arc::downgrade(&self.reconnect));
             let started = std::thread::Builder::new()
                 .name("switchyard-pg-reconnect".into())
                 .spawn(move || reconnect(config, to));
@@ -415,19 +415,21 @@ impl WriterConn {
     }
 }
 
-/// Opens the writer's connection again, each attempt bounded by [`RECONNECT_ATTEMPT`] (the
-/// whole handshake, not only the socket's connect: a server that stalls is given up on), pausing
-/// longer after each failure, until one succeeds; hands it over through `to`. A thread of its
-/// own: a connection attempt blocks.
+/// Opens the writer's connection again, pausing longer after each failure, until one succeeds;
+/// hands it over through `to`. Each attempt is bounded: [`RECONNECT_ATTEMPT`] for the socket's
+/// connect and again for the handshake (a server that accepts and stalls is given up on). A
+/// thread of its own, since an attempt blocks; it ends without a connection once the writer is
+/// gone (the store dropped).
 fn reconnect(
     mut config: tokio_postgres::Config,
-    to: Arc<(Mutex<Reconnect>, std::sync::Condvar)>,
+    to: std::sync::Weak<(Mutex<Reconnect>, std::sync::Condvar)>,
 ) {
     config.connect_timeout(RECONNECT_ATTEMPT);
     let mut pause = RECONNECT_PAUSE_FIRST;
-    loop {
+    while to.strong_count() > 0 {
         match Direct::connect(&config) {
             Ok(direct) => {
+                let Some(to) = to.upgrade() else { return };
                 let (state, changed) = &*to;
                 let mut now = state.lock().unwrap_or_else(|e| e.into_inner());
                 now.opened = Some(PgConn::new(direct, None));

@@ -44,6 +44,14 @@ impl DeferredState {
         std::mem::take(&mut *self.held())
     }
 
+    /// Holds `writes` (taken by [`DeferredState::take`]) again, ahead of any held since: their
+    /// outcome could not be recorded, so a [`DeferredState::flush`] must still store them.
+    pub fn hold_again(&self, writes: Vec<KvWrite>) {
+        let mut held = self.held();
+        let later = std::mem::replace(&mut *held, writes);
+        held.extend(later);
+    }
+
     /// Commits the writes held (one write of the group commit); durable when it returns. For a
     /// call whose outcome is not recorded (it failed): what it wrote still stands.
     pub fn flush(&self) -> crate::store::Result<()> {
@@ -51,12 +59,8 @@ impl DeferredState {
         let kept = writes.clone();
         self.store
             .kv_apply(&self.integration, &self.connector, writes)
-            .inspect_err(|_| {
-                // Not stored: held again, so a later flush still has them.
-                let mut held = self.held();
-                let later = std::mem::replace(&mut *held, kept);
-                held.extend(later);
-            })
+            // Not stored: held again, so a later flush still has them.
+            .inspect_err(|_| self.hold_again(kept))
     }
 
     fn held(&self) -> MutexGuard<'_, Vec<KvWrite>> {
