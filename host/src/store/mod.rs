@@ -93,8 +93,8 @@ pub use runs::{Resumed, RunInfo};
 pub mod migrations;
 pub mod oauth;
 pub mod pg;
-mod readers;
 mod pg_direct;
+mod readers;
 pub(in crate::store) mod sql;
 #[cfg(test)]
 pub(crate) mod testing;

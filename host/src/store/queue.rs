@@ -483,7 +483,8 @@ impl Store {
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
     /// the moment, answered once that transaction committed.
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
-        self.record_finished(Finished::new(id, 0, f, Vec::new())).await
+        self.record_finished(Finished::new(id, 0, f, Vec::new()))
+            .await
     }
 
     /// Records `finished` (its outcome and its outbound calls) in one write; see
