@@ -179,7 +179,7 @@ pub async fn start_on(
     // Leases and the lead are compared across hosts: refuse a clock a lease away.
     let skew = crate::flow::skew::at_start(&store, config.worker.lease_secs, crate::clock::now_ms)?;
     // Read before anything shared is loaded: a change made meanwhile is reloaded by the poll.
-    let revisions = store.revisions()?;
+    let mut revisions = store.revisions()?;
     let lock_dir = heartbeat::lock_dir(&config);
     let run = heartbeat::begin(&store, &lock_dir)?;
     let cache = CodeCache::new(crate::wasm::deploy::data_dir(&config).join("cache"));
@@ -192,7 +192,11 @@ pub async fn start_on(
     } else {
         tracing::warn!(dir = %config.runtime.connectors_dir.display(), "connectors dir does not exist");
     }
-    crate::wasm::deploy::restore(&registry, &store, &config).await;
+    if !crate::wasm::deploy::restore(&registry, &store, &config).await {
+        // Not caught up: a revision the database never holds makes the sync task try again
+        // (else it would wait for the next change made through another host).
+        revisions.connectors = -1;
+    }
     // Refused together with the packages' problems below: one start names them all.
     let mut problems = outbound_problems(&config, &registry);
     log_adjusted_limits(&config);

@@ -278,15 +278,22 @@ fn switch_to(
 /// At start-up, after the connectors dir is loaded: imports the uploads an older switchyard
 /// kept as files, then [`catch_up`] with the database. Problems are logged, never fatal, so a
 /// host always comes up with what it can serve.
-pub async fn restore(registry: &Registry, store: &Store, config: &Config) {
+///
+/// Returns whether this host serves what the database names; `false` (the database could not
+/// be read, or a version is to be tried again) tells the caller to catch up again later.
+pub async fn restore(registry: &Registry, store: &Store, config: &Config) -> bool {
     let dir = uploads_dir(config);
     if dir.exists() {
         for path in crate::wasm::registry::wasm_files(&dir).unwrap_or_default() {
             import_kept(registry, store, &path).await;
         }
     }
-    if let Err(e) = catch_up(registry, store).await {
-        tracing::error!(error = %e, "cannot read the stored connector versions; serving the connectors dir");
+    match catch_up(registry, store).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the stored connector versions; serving the connectors dir");
+            false
+        }
     }
 }
 
