@@ -301,6 +301,14 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// Microseconds of CPU process `pid` spent since `before` (a [`cpu_secs`] reading), per one of
+/// `units`; 0 when either reading is missing.
+pub fn cpu_us_per(before: Option<f64>, pid: u32, units: f64) -> f64 {
+    before
+        .zip(cpu_secs(pid))
+        .map_or(0.0, |(b, a)| (a - b) * 1e6 / units.max(1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use switchyard::config::Config;

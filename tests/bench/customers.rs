@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use switchyard_testkit::{Stack, StackOptions};
 use switchyard_tests::lever_of;
-use switchyard_tests::serve::{cpu_secs, serve, write_config};
+use switchyard_tests::serve::{cpu_secs, cpu_us_per, serve, write_config};
 use switchyard_tests::support_admin::connectors_dir;
 
 use super::external::{failures, integration};
@@ -76,9 +76,7 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .await?;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
         let ok = r["ok"].as_f64().unwrap_or_default();
-        let cpu_us = cpu
-            .zip(cpu_secs(host.pid()))
-            .map_or(0.0, |(b, a)| (a - b) * 1e6 / ok.max(1.0));
+        let cpu_us = cpu_us_per(cpu, host.pid(), ok);
         rows.push(Row::plain(
             format!("{count} integrations: acked webhooks/s, host CPU per ack, start-up"),
             format!(

@@ -18,7 +18,7 @@ use serde_json::Value;
 use switchyard_sim::justifacts::JustifactsOptions;
 use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_tests::lever_of;
-use switchyard_tests::serve::{cpu_secs, rss_mib, serve, write_config};
+use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config};
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
 use super::table::Row;
@@ -192,9 +192,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         .await?;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
         let ok = r["ok"].as_f64().unwrap_or_default();
-        let cpu_us = cpu
-            .zip(cpu_secs(host.pid()))
-            .map_or(0.0, |(b, a)| (a - b) * 1e6 / ok.max(1.0));
+        let cpu_us = cpu_us_per(cpu, host.pid(), ok);
         rows.push(Row::against(
             format!("acked webhooks/s, external loadgen, {connections} connections"),
             (
