@@ -72,8 +72,10 @@ pub struct App {
     pub timeline: Timeline,
     /// The host's Lever OAuth app (connect links, token refresh, revocation).
     pub lever_oauth: Arc<LeverOAuth>,
-    /// Wakes idle workers when an event is queued.
-    pub wake: Notify,
+    /// Wakes idle workers when an event is queued: the store's [`Store::queued`], which the
+    /// group commit signals once per batch of new webhooks; other paths that queue or release
+    /// events signal it themselves.
+    pub wake: Arc<Notify>,
     /// This process's run: the holder named in the leases it takes (see `store::runs`).
     pub run_id: String,
     /// Set when the host is stopping: requests get 503 with `Retry-After`.

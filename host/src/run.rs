@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::app::{App, Integration};
 use crate::ats::lever::oauth::LeverOAuth;
@@ -221,6 +221,7 @@ pub async fn start_on(
             (integration.config.id.clone(), Arc::new(integration))
         })
         .collect();
+    let wake = store.queued();
     let app = Arc::new(App {
         public_url,
         lever_oauth,
@@ -230,7 +231,7 @@ pub async fn start_on(
         http,
         metrics,
         timeline: Timeline::default(),
-        wake: Notify::new(),
+        wake,
         run_id: run.id.clone(),
         draining: AtomicBool::new(false),
         leader: AtomicBool::new(false),

@@ -48,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::config::IntegrationConfig;
@@ -100,7 +101,8 @@ pub enum Intake {
     Event {
         kind: &'static str,
         dedupe_key: String,
-        payload: String,
+        /// What is stored: the request's body itself (shared, not copied), UTF-8.
+        payload: Bytes,
         /// One line for the timeline.
         summary: String,
     },
@@ -240,7 +242,7 @@ pub trait Ats: Send + Sync {
     fn verify_webhook(
         &self,
         _source: &str,
-        _body: &[u8],
+        _body: &Bytes,
         _now_ms: i64,
         _max_age_secs: u64,
     ) -> Option<Result<Intake, Rejection>> {

@@ -118,14 +118,14 @@ pub async fn ats(
         headers: mask_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))),
         signature: format!("valid ({source})"),
     };
+    // The group commit wakes a worker once per batch of new events (`Store::queued`).
     match app
         .store
-        .enqueue_received(&id, kind, &dedupe, &payload, inbound)
+        .enqueue_received(&id, kind, dedupe, payload, inbound)
         .await
     {
         Ok(Enqueued::New(event_id)) => {
             metrics.webhook(source, "accepted");
-            app.wake.notify_one();
             app.timeline.emit(TimelineEvent::WebhookAccepted {
                 integration: id.clone(),
                 source: source.into(),

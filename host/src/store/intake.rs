@@ -17,13 +17,53 @@
 //! [`Store::enqueue_received`]: super::Store::enqueue_received
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
 
 use super::sql::{Db, Value};
-use super::{duplicate_on, enqueue_on, insert_body, now_ms, Backend, Enqueued, Result, Store};
+use super::{
+    duplicate_on, enqueue_on, insert_body, now_ms, Backend, Enqueued, Result, Store, StoreError,
+};
 
 /// Row counts a multi-row statement is written for, largest first: a batch is cut into chunks
 /// of these sizes (200 rows: 128 + 32 + 32 + 8).
 pub(in crate::store) const CHUNKS: [usize; 4] = [128, 32, 8, 1];
+
+/// A webhook's body: UTF-8 text shared with the request that carried it, so it moves from the
+/// request into the stored row without a copy ([`Value::Shared`]).
+#[derive(Debug, Clone)]
+pub(in crate::store) struct Body(Bytes);
+
+impl TryFrom<Bytes> for Body {
+    type Error = StoreError;
+
+    /// Refuses a body that is not UTF-8 (the column is text on both backends).
+    fn try_from(bytes: Bytes) -> Result<Body> {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(Body(bytes)),
+            Err(e) => Err(StoreError::Row(format!("a webhook body that is not UTF-8: {e}"))),
+        }
+    }
+}
+
+impl From<&str> for Body {
+    fn from(text: &str) -> Body {
+        Body(Bytes::copy_from_slice(text.as_bytes()))
+    }
+}
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&Body> for Value {
+    fn from(body: &Body) -> Value {
+        Value::Shared(body.0.clone())
+    }
+}
 
 /// One webhook to queue.
 #[derive(Debug, Clone)]
@@ -31,7 +71,7 @@ pub(in crate::store) struct IntakeRow {
     pub integration: String,
     pub kind: String,
     pub dedupe_key: String,
-    pub body: String,
+    pub body: Body,
     /// The inbound request's masked headers (JSON) and signature, kept for a new event.
     pub inbound: Option<(String, String)>,
 }
@@ -50,7 +90,7 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
     let now = now_ms();
     let hashes: Vec<String> = rows
         .iter()
-        .map(|r| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(r.body.as_bytes())))
+        .map(|r| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body)))
         .collect();
     let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
     let mut start = 0;
@@ -66,7 +106,7 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
                 now.into(),
             ]);
         }
-        for r in db.query(&insert_events_sql(size), &args)? {
+        for r in db.query(statement(&INSERT_EVENTS, size), &args)? {
             inserted.insert((r.text(1)?, r.text(2)?), r.int(0)?);
         }
         start += size;
@@ -139,6 +179,35 @@ fn values(rows: usize, types: &[&str]) -> String {
         .join(", ")
 }
 
+/// A multi-row statement's text per [`CHUNKS`] size, built once: a batch only looks it up.
+type Statements = LazyLock<[String; CHUNKS.len()]>;
+
+static INSERT_EVENTS: Statements = LazyLock::new(|| CHUNKS.map(insert_events_sql));
+static INSERT_BODIES: Statements = LazyLock::new(|| {
+    CHUNKS.map(|rows| {
+        format!(
+            "INSERT INTO event_bodies (event_id, body) VALUES {}",
+            values(rows, &["", ""])
+        )
+    })
+});
+static INSERT_INBOUND: Statements = LazyLock::new(|| {
+    CHUNKS.map(|rows| {
+        format!(
+            "INSERT INTO inbound_requests (event_id, headers, signature) VALUES {}",
+            values(rows, &["", "", ""])
+        )
+    })
+});
+
+/// The text of `statements` for a chunk of `rows` rows (one of [`CHUNKS`]: sizes come from
+/// [`chunk_sizes`]; another would get the one-row text, which then fails on its parameter
+/// count, never runs wrong).
+fn statement(statements: &'static Statements, rows: usize) -> &'static str {
+    let at = CHUNKS.iter().position(|&n| n == rows).unwrap_or(CHUNKS.len() - 1);
+    &statements[at]
+}
+
 /// The multi-row `events` insert of `rows` rows: a key already stored or tombstoned is skipped
 /// (answered as a duplicate afterwards). The casts: PostgreSQL infers no type for a parameter
 /// in `VALUES` outside an `INSERT`'s own list.
@@ -159,21 +228,15 @@ fn insert_events_sql(rows: usize) -> String {
 /// The new events' bodies, a multi-row insert per chunk.
 fn insert_bodies(db: &dyn Db, new: &[(i64, &IntakeRow)]) -> Result<()> {
     if let [(id, row)] = new {
-        return insert_body(db, *id, &row.body);
+        return insert_body(db, *id, (&row.body).into());
     }
     let mut start = 0;
     for size in chunk_sizes(new.len()) {
         let args: Vec<Value> = new[start..start + size]
             .iter()
-            .flat_map(|(id, row)| [(*id).into(), row.body.as_str().into()])
+            .flat_map(|(id, row)| [(*id).into(), (&row.body).into()])
             .collect();
-        db.execute(
-            &format!(
-                "INSERT INTO event_bodies (event_id, body) VALUES {}",
-                values(size, &["", ""])
-            ),
-            &args,
-        )?;
+        db.execute(statement(&INSERT_BODIES, size), &args)?;
         start += size;
     }
     Ok(())
@@ -193,13 +256,7 @@ fn insert_inbound(db: &dyn Db, rows: &[(i64, &String, &String)]) -> Result<()> {
                 ]
             })
             .collect();
-        db.execute(
-            &format!(
-                "INSERT INTO inbound_requests (event_id, headers, signature) VALUES {}",
-                values(size, &["", "", ""])
-            ),
-            &args,
-        )?;
+        db.execute(statement(&INSERT_INBOUND, size), &args)?;
         start += size;
     }
     Ok(())

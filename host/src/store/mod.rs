@@ -108,7 +108,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use sql::{args, Db};
+use sql::{args, Db, Value};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +182,8 @@ pub struct Store {
     backend: Backend,
     /// This process's named locks ([`locks`]).
     locks: Arc<locks::Local>,
+    /// Signalled once per group commit that queued new webhooks ([`Store::queued`]).
+    queued: Arc<tokio::sync::Notify>,
 }
 
 /// The database behind a [`Store`], with its group commit (whose thread ends with the last
@@ -352,7 +354,8 @@ impl Store {
         migrations::sqlite(&conn)?;
         retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
-        let writer = writer::Writer::start(conn.clone())?;
+        let queued = Arc::default();
+        let writer = writer::Writer::start(conn.clone(), Arc::clone(&queued))?;
         let readers = Arc::new(readers::Readers::new(path));
         Ok(Store {
             backend: Backend::Sqlite {
@@ -361,6 +364,7 @@ impl Store {
                 readers,
             },
             locks: Arc::default(),
+            queued,
         })
     }
 
@@ -369,12 +373,23 @@ impl Store {
     pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Store> {
         let pg = Arc::new(pg::Pg::connect(url, password)?);
         migrations::postgres(&pg.conn()?)?;
-        let writer = writer::Writer::start(pg::WriterConn::open(pg.clone())?)?;
+        let queued = Arc::default();
+        let writer =
+            writer::Writer::start(pg::WriterConn::open(pg.clone())?, Arc::clone(&queued))?;
         tracing::debug!(url = pg.shown(), "PostgreSQL store open");
         Ok(Store {
             backend: Backend::Postgres { pg, writer },
             locks: Arc::default(),
+            queued,
         })
+    }
+
+    /// Signalled (`notify_one`) once per group commit that queued new webhooks
+    /// ([`Store::enqueue_received`], [`Store::enqueue_batched`]), before any of them is
+    /// answered: the host's workers wait on it (`App::wake`), so a batch wakes one worker, who
+    /// claims for the others, instead of each webhook waking one.
+    pub fn queued(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.queued)
     }
 
     /// Which backend this store runs on.
@@ -533,18 +548,12 @@ impl Store {
         dedupe_key: &str,
         payload: &str,
     ) -> Result<Enqueued> {
-        let (integration, kind, dedupe_key, payload) = (
-            integration.to_owned(),
-            kind.to_owned(),
-            dedupe_key.to_owned(),
-            payload.to_owned(),
-        );
         let enqueued = self
             .write_intake(intake::IntakeRow {
-                integration,
-                kind,
-                dedupe_key,
-                body: payload,
+                integration: integration.to_owned(),
+                kind: kind.to_owned(),
+                dedupe_key: dedupe_key.to_owned(),
+                body: intake::Body::from(payload),
                 inbound: None,
             })
             .await?;
@@ -639,7 +648,7 @@ impl Store {
                     ],
                 )?
                 .int(0)?;
-            insert_body(db, id, payload)?;
+            insert_body(db, id, payload.into())?;
             queue::record_attempt(
                 db,
                 id,
@@ -691,14 +700,17 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 
 /// [`Store::enqueue`] on a connection (or transaction) the caller holds, so that an event can be
 /// committed together with rows that describe it.
-pub(in crate::store) fn enqueue_on(
+pub(in crate::store) fn enqueue_on<B>(
     db: &dyn Db,
     integration: &str,
     kind: &str,
     dedupe_key: &str,
-    payload: &str,
-) -> Result<Enqueued> {
-    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()));
+    payload: B,
+) -> Result<Enqueued>
+where
+    B: AsRef<[u8]> + Into<Value>,
+{
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_ref()));
     let now = now_ms();
 
     // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
@@ -715,7 +727,7 @@ pub(in crate::store) fn enqueue_on(
     )?;
     if let Some(row) = inserted {
         let id = row.int(0)?;
-        insert_body(db, id, payload)?;
+        insert_body(db, id, payload.into())?;
         return Ok(Enqueued::New(id));
     }
     duplicate_on(db, integration, dedupe_key, &hash)
@@ -745,10 +757,10 @@ pub(in crate::store) fn duplicate_on(
 
 /// Stores an event's body in `event_bodies`, apart from the `events` row that claims and
 /// outcomes rewrite (in the caller's transaction: an event is never without its body).
-pub(in crate::store) fn insert_body(db: &dyn Db, event_id: i64, body: &str) -> Result<()> {
+pub(in crate::store) fn insert_body(db: &dyn Db, event_id: i64, body: Value) -> Result<()> {
     db.execute(
         "INSERT INTO event_bodies (event_id, body) VALUES (?1, ?2)",
-        args![event_id, body],
+        &[event_id.into(), body],
     )?;
     Ok(())
 }

@@ -659,6 +659,7 @@ impl ToSql for Value {
                 _ => v.to_sql(ty, out),
             },
             Value::Text(v) => v.as_str().to_sql(ty, out),
+            Value::Shared(v) => std::str::from_utf8(v)?.to_sql(ty, out),
             Value::Blob(v) => v.as_slice().to_sql(ty, out),
         }
     }

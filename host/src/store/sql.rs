@@ -48,6 +48,9 @@ pub(in crate::store) enum Value {
     Int(i64),
     Real(f64),
     Text(String),
+    /// UTF-8 text shared with where it came from (a webhook's body, [`super::intake::Body`]):
+    /// bound without a copy.
+    Shared(bytes::Bytes),
     Blob(Vec<u8>),
 }
 
@@ -197,6 +200,7 @@ impl rusqlite::ToSql for Value {
             Value::Int(v) => ValueRef::Integer(*v),
             Value::Real(v) => ValueRef::Real(*v),
             Value::Text(v) => ValueRef::Text(v.as_bytes()),
+            Value::Shared(v) => ValueRef::Text(v),
             Value::Blob(v) => ValueRef::Blob(v),
         }))
     }

@@ -5,8 +5,10 @@
 //! Both go with their event: a retention pass or an operator's removal deletes them (see
 //! [`super::retention`]). Portable SQL only (`?N` parameters, no SQLite-only functions).
 
+use bytes::Bytes;
 use serde::Serialize;
 
+use super::intake::Body;
 use super::sql::{args, Db, Row};
 use super::{Enqueued, Result, Store, StoreError};
 use crate::recording::{CallTarget, OutboundCall};
@@ -33,28 +35,23 @@ pub struct RecordedCall {
 
 impl Store {
     /// [`Store::enqueue_batched`] that also records the inbound request of a new event, in the
-    /// same write (a duplicate keeps the first delivery's record).
+    /// same write (a duplicate keeps the first delivery's record). `payload` is the request's
+    /// body, moved into the stored row without a copy; text that is not UTF-8 is refused.
     pub async fn enqueue_received(
         &self,
         integration: &str,
         kind: &str,
-        dedupe_key: &str,
-        payload: &str,
+        dedupe_key: String,
+        payload: Bytes,
         inbound: Inbound,
     ) -> Result<Enqueued> {
-        let (integration, kind, dedupe_key, payload) = (
-            integration.to_owned(),
-            kind.to_owned(),
-            dedupe_key.to_owned(),
-            payload.to_owned(),
-        );
         let headers = serde_json::to_string(&inbound.headers).unwrap_or_default();
         let enqueued = self
             .write_intake(super::intake::IntakeRow {
-                integration,
-                kind,
+                integration: integration.to_owned(),
+                kind: kind.to_owned(),
                 dedupe_key,
-                body: payload,
+                body: Body::try_from(payload)?,
                 inbound: Some((headers, inbound.signature)),
             })
             .await?;
@@ -232,7 +229,7 @@ mod tests {
                 signature: "valid".into(),
             };
             let Enqueued::New(id) = s
-                .enqueue_received("i", "k", "d", "{}", inbound.clone())
+                .enqueue_received("i", "k", "d".into(), Bytes::from_static(b"{}"), inbound.clone())
                 .await
                 .unwrap()
             else {

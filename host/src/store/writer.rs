@@ -18,7 +18,9 @@
 //!
 //! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more become one
 //! multi-row insert per table in a savepoint of their own (see [`super::intake`]); if that
-//! fails it is rolled back and each runs alone, as any job.
+//! fails it is rolled back and each runs alone, as any job. A committed batch that queued new
+//! webhooks signals the store's `queued` [`Notify`] once (`notify_one`), before any of them is
+//! answered: one idle worker wakes per batch, not one per webhook, and claims for the others.
 //!
 //! A job gets the connection as `&Connection` and must not begin, commit or roll back a
 //! transaction itself (its savepoint already makes it atomic), nor call any [`Store`] method:
@@ -38,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::intake::{enqueue_many_on, enqueue_one_on, IntakeRow};
 use super::pg::{PgConn, WriterConn};
@@ -162,6 +164,10 @@ trait Job<C>: Send {
     fn settled(&self) -> bool {
         false
     }
+    /// It queued a new event (the workers should look once its batch committed).
+    fn queued_new(&self) -> bool {
+        false
+    }
 }
 
 /// A webhook to queue ([`super::intake`]): merged with the batch's others, or run alone.
@@ -197,6 +203,10 @@ impl<C: Batching> Job<C> for IntakeJob {
 
     fn settled(&self) -> bool {
         self.done.is_some()
+    }
+
+    fn queued_new(&self) -> bool {
+        matches!(self.done, Some(Ok(Enqueued::New(_))))
     }
 }
 
@@ -246,14 +256,18 @@ where
 }
 
 impl<C: Batching + 'static> Writer<C> {
-    /// Starts the writer thread over `conn`.
-    pub(in crate::store) fn start<S: Source<Conn = C>>(conn: S) -> std::io::Result<Writer<C>> {
+    /// Starts the writer thread over `conn`; `queued` is signalled once per committed batch
+    /// that queued new webhooks.
+    pub(in crate::store) fn start<S: Source<Conn = C>>(
+        conn: S,
+        queued: Arc<Notify>,
+    ) -> std::io::Result<Writer<C>> {
         let (jobs, rx) = mpsc::channel(CHANNEL);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         std::thread::Builder::new()
             .name("switchyard-store-writer".into())
-            .spawn(move || run(&conn, rx, &thread_counters))?;
+            .spawn(move || run(&conn, rx, &thread_counters, &queued))?;
         Ok(Writer { jobs, counters })
     }
 
@@ -335,7 +349,12 @@ where
 }
 
 /// The writer thread's loop; returns when every sender is gone.
-fn run<S: Source>(source: &S, mut rx: mpsc::Receiver<Box<dyn Job<S::Conn>>>, counters: &Counters) {
+fn run<S: Source>(
+    source: &S,
+    mut rx: mpsc::Receiver<Box<dyn Job<S::Conn>>>,
+    counters: &Counters,
+    queued: &Notify,
+) {
     let mut batch: Vec<Box<dyn Job<S::Conn>>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -355,6 +374,10 @@ fn run<S: Source>(source: &S, mut rx: mpsc::Receiver<Box<dyn Job<S::Conn>>>, cou
                 counters
                     .writes
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                // Once per batch, not per webhook: the woken worker claims for the others.
+                if batch.iter().any(|job| job.queued_new()) {
+                    queued.notify_one();
+                }
             }
             Err(reason) => {
                 counters.failed_batches.fetch_add(1, Ordering::Relaxed);

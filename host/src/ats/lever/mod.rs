@@ -28,6 +28,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::Deserialize;
 
 pub use client::{LeverClient, LeverError, Opportunity};
@@ -62,6 +63,16 @@ pub struct LeverAts {
 
 /// Postings kept per integration (the ones its recent candidates applied to).
 const POSTINGS_CACHED: usize = 1024;
+
+/// A verified delivery's body as it is stored: the request's own bytes, shared, not copied.
+/// A body that parsed is UTF-8 but for the strings of fields the parse skipped, which are not
+/// checked: such a body is stored as a lossy copy.
+fn stored_body(body: &Bytes) -> Bytes {
+    match std::str::from_utf8(body) {
+        Ok(_) => body.clone(),
+        Err(_) => Bytes::from(String::from_utf8_lossy(body).into_owned()),
+    }
+}
 
 /// The key of the one stage list in its cache.
 const STAGES: &str = "stages";
@@ -200,7 +211,7 @@ impl Ats for LeverAts {
     fn verify_webhook(
         &self,
         source: &str,
-        body: &[u8],
+        body: &Bytes,
         now_ms: i64,
         max_age_secs: u64,
     ) -> Option<Result<Intake, Rejection>> {
@@ -216,8 +227,7 @@ impl Ats for LeverAts {
             Ok((hook, Verified::StageChange(change))) => Ok(Intake::Event {
                 kind: LEVER_STAGE_CHANGE,
                 dedupe_key: format!("lever:{}", hook.token),
-                // The body parsed as JSON, so it is UTF-8.
-                payload: String::from_utf8_lossy(body).into_owned(),
+                payload: stored_body(body),
                 summary: format!(
                     "candidateStageChange opportunity {} → stage {}",
                     change.opportunity_id, change.to_stage_id
