@@ -133,6 +133,12 @@ impl Timeline {
         tracing::debug!(target: "switchyard::timeline", "{event}");
         let _ = self.tx.send(event);
     }
+    /// Whether an emitted step goes anywhere (a subscriber, or the debug log): a hot path
+    /// skips building one that would be dropped.
+    pub fn watched(&self) -> bool {
+        self.tx.receiver_count() > 0
+            || tracing::enabled!(target: "switchyard::timeline", tracing::Level::DEBUG)
+    }
     /// A receiver of every step emitted from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<TimelineEvent> {
         self.tx.subscribe()

@@ -33,8 +33,7 @@ use super::reply;
 use crate::app::App;
 use crate::ats::{Ats, Intake, Rejection};
 use crate::flow::{VendorStatus, VENDOR_CALLBACK, VENDOR_STATUS};
-use crate::recording::mask_headers;
-use crate::store::traffic::Inbound;
+use crate::recording::masked_headers_json;
 use crate::store::{now_ms, Enqueued};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::RawHttp;
@@ -114,24 +113,31 @@ pub async fn ats(
         metrics.webhook(source, "connector_unavailable");
         return not_ready(&id, e);
     }
-    let inbound = Inbound {
-        headers: mask_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))),
-        signature: format!("valid ({source})"),
-    };
+    let masked = masked_headers_json(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
     // The group commit wakes a worker once per batch of new events (`Store::queued`).
     match app
         .store
-        .enqueue_received(&id, kind, dedupe, payload, inbound)
+        .enqueue_received(
+            &id,
+            kind,
+            dedupe,
+            payload,
+            masked,
+            format!("valid ({source})"),
+        )
         .await
     {
         Ok(Enqueued::New(event_id)) => {
             metrics.webhook(source, "accepted");
-            app.timeline.emit(TimelineEvent::WebhookAccepted {
-                integration: id.clone(),
-                source: source.into(),
-                event_id,
-                summary,
-            });
+            // Built only when someone follows the timeline: not on every webhook.
+            if app.timeline.watched() {
+                app.timeline.emit(TimelineEvent::WebhookAccepted {
+                    integration: id.clone(),
+                    source: source.into(),
+                    event_id,
+                    summary,
+                });
+            }
             answered("accepted", event_id)
         }
         Ok(Enqueued::Duplicate {

@@ -37,22 +37,24 @@ impl Store {
     /// [`Store::enqueue_batched`] that also records the inbound request of a new event, in the
     /// same write (a duplicate keeps the first delivery's record). `payload` is the request's
     /// body, moved into the stored row without a copy; text that is not UTF-8 is refused.
+    /// `headers` is the request's masked headers as JSON
+    /// ([`crate::recording::masked_headers_json`], read back as [`Inbound::headers`]).
     pub async fn enqueue_received(
         &self,
         integration: &str,
         kind: &str,
         dedupe_key: String,
         payload: Bytes,
-        inbound: Inbound,
+        headers: String,
+        signature: String,
     ) -> Result<Enqueued> {
-        let headers = serde_json::to_string(&inbound.headers).unwrap_or_default();
         let enqueued = self
             .write_intake(super::intake::IntakeRow {
                 integration: integration.to_owned(),
                 kind: kind.to_owned(),
                 dedupe_key,
                 body: Body::try_from(payload)?,
-                inbound: Some((headers, inbound.signature)),
+                inbound: Some((headers, signature)),
             })
             .await?;
         self.notify_due(matches!(enqueued, Enqueued::New(_)));
@@ -229,7 +231,14 @@ mod tests {
                 signature: "valid".into(),
             };
             let Enqueued::New(id) = s
-                .enqueue_received("i", "k", "d".into(), Bytes::from_static(b"{}"), inbound.clone())
+                .enqueue_received(
+                    "i",
+                    "k",
+                    "d".into(),
+                    Bytes::from_static(b"{}"),
+                    serde_json::to_string(&inbound.headers).unwrap(),
+                    inbound.signature.clone(),
+                )
                 .await
                 .unwrap()
             else {

@@ -630,6 +630,58 @@ mod tests {
         );
     }
 
+    /// A batch of new webhooks wakes one waiting worker, once, before any of them is answered;
+    /// a batch of duplicates wakes nobody.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_batch_of_new_webhooks_wakes_one_worker_once() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let store = temp_store();
+        let queued = store.queued();
+        // Two idle workers waiting (registered before anything is sent).
+        let mut first = Box::pin(queued.notified());
+        let mut second = Box::pin(queued.notified());
+        first.as_mut().enable();
+        second.as_mut().enable();
+        let woken = |n: &mut std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>| {
+            n.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        };
+
+        let (release, gate) = hold_writer(&store).await;
+        let mut answers = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let s = store.clone();
+            answers.spawn(async move {
+                s.enqueue_batched("acme", "k", &format!("k{n}"), "{}").await
+            });
+        }
+        wait_sent(&store, 21).await;
+        assert!(!woken(&mut first), "nothing committed yet");
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        while let Some(r) = answers.join_next().await {
+            assert!(matches!(r.unwrap().unwrap(), Enqueued::New(_)));
+        }
+        assert_eq!(store.writer_stats().commits, 2, "the held job's, then one");
+        assert!(woken(&mut first), "the batch woke a worker");
+        assert!(
+            !woken(&mut second),
+            "one wake-up for the batch, not one per webhook"
+        );
+
+        // Redeliveries queue nothing and wake nobody.
+        for n in 0..3 {
+            let again = store
+                .enqueue_batched("acme", "k", &format!("k{n}"), "{}")
+                .await
+                .unwrap();
+            assert!(matches!(again, Enqueued::Duplicate { .. }));
+        }
+        assert!(!woken(&mut second), "duplicates wake nobody");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_failing_write_fails_alone() {
         let store = store_with_tables();
