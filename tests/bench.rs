@@ -87,6 +87,9 @@ const NOTES: &str = "
   are at a non-trigger stage: each is later skipped after a stage lookup (the backlog row).
 - ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
   unsent requests counted with the latency reached at the generator's deadline.
+  …queued behind a down ATS: the same runs after 50,000 webhooks were sent (closed loop) to a
+  third integration whose Lever API is a closed port: its events fail to reach the ATS, are
+  retried later and open its circuit breaker, while they stay queued beside the intake.
 - N integrations: `switchyard serve` configured with N Lever integrations (1, 100, 1,000,
   10,000; one connector), a fresh database each, 10,000 webhooks closed loop over 64 connections
   to one of them; start-up = spawned until /healthz answers 200.

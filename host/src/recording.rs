@@ -297,7 +297,10 @@ mod tests {
             serde_json::to_string(&shown).unwrap()
         );
         let long = "x".repeat(600);
-        let escaped = [("X-Note", "a \"quoted\" value".as_bytes()), ("x-long", long.as_bytes())];
+        let escaped = [
+            ("X-Note", "a \"quoted\" value".as_bytes()),
+            ("x-long", long.as_bytes()),
+        ];
         assert_eq!(
             masked_headers_json(escaped),
             serde_json::to_string(&mask_headers(escaped)).unwrap()

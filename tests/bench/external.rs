@@ -235,7 +235,9 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         skipped.push(timed_drain(&db, INTAKE).await?);
     }
     // The same with a backlog behind an integration whose ATS is down.
-    let down = lever_of(integration(&stack, DOWN)?).signature_token.expose();
+    let down = lever_of(integration(&stack, DOWN)?)
+        .signature_token
+        .expose();
     let backlog = drive(
         &Drive {
             url: format!("http://{}/hooks/{DOWN}/lever", stack.addr),

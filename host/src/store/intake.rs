@@ -42,7 +42,9 @@ impl TryFrom<Bytes> for Body {
     fn try_from(bytes: Bytes) -> Result<Body> {
         match std::str::from_utf8(&bytes) {
             Ok(_) => Ok(Body(bytes)),
-            Err(e) => Err(StoreError::Row(format!("a webhook body that is not UTF-8: {e}"))),
+            Err(e) => Err(StoreError::Row(format!(
+                "a webhook body that is not UTF-8: {e}"
+            ))),
         }
     }
 }
@@ -204,7 +206,10 @@ static INSERT_INBOUND: Statements = LazyLock::new(|| {
 /// [`chunk_sizes`]; another would get the one-row text, which then fails on its parameter
 /// count, never runs wrong).
 fn statement(statements: &'static Statements, rows: usize) -> &'static str {
-    let at = CHUNKS.iter().position(|&n| n == rows).unwrap_or(CHUNKS.len() - 1);
+    let at = CHUNKS
+        .iter()
+        .position(|&n| n == rows)
+        .unwrap_or(CHUNKS.len() - 1);
     &statements[at]
 }
 

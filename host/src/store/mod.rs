@@ -374,8 +374,7 @@ impl Store {
         let pg = Arc::new(pg::Pg::connect(url, password)?);
         migrations::postgres(&pg.conn()?)?;
         let queued = Arc::default();
-        let writer =
-            writer::Writer::start(pg::WriterConn::open(pg.clone())?, Arc::clone(&queued))?;
+        let writer = writer::Writer::start(pg::WriterConn::open(pg.clone())?, Arc::clone(&queued))?;
         tracing::debug!(url = pg.shown(), "PostgreSQL store open");
         Ok(Store {
             backend: Backend::Postgres { pg, writer },

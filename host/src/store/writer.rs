@@ -653,9 +653,8 @@ mod tests {
         let mut answers = tokio::task::JoinSet::new();
         for n in 0..20 {
             let s = store.clone();
-            answers.spawn(async move {
-                s.enqueue_batched("acme", "k", &format!("k{n}"), "{}").await
-            });
+            answers
+                .spawn(async move { s.enqueue_batched("acme", "k", &format!("k{n}"), "{}").await });
         }
         wait_sent(&store, 21).await;
         assert!(!woken(&mut first), "nothing committed yet");
