@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sql::{args, Db, Dialect, Row};
 
-use super::kv::drop_screening_on;
+use super::kv::drop_recorded_screening_on;
 use super::verdicts::record_verdict_on;
 use super::{now_ms, Result, Store};
 
@@ -112,14 +112,14 @@ pub struct StatusRecord {
 /// with `idempotency_key` unless another order of the integration holds that key already (the
 /// unique index would refuse the whole status). A known order without a key gets this one.
 fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
-    let key = match idempotency_key {
-        Some(key) if order_ref_for_key_on(db, &order.integration, key)?.is_none() => Some(key),
-        _ => None,
-    };
+    // The key's check is in the statement (one round trip, not a read before it).
     db.execute(
         "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
             report_url, score, verdict, updated_at, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+            CASE WHEN EXISTS (SELECT 1 FROM orders WHERE integration = ?1
+                              AND idempotency_key = CAST(?11 AS TEXT))
+                 THEN NULL ELSE CAST(?11 AS TEXT) END)
          ON CONFLICT (integration, order_ref)
          DO UPDATE SET idempotency_key = COALESCE(orders.idempotency_key, excluded.idempotency_key)",
         args![
@@ -133,24 +133,10 @@ fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) ->
             order.score,
             order.verdict.as_deref(),
             now_ms(),
-            key
+            idempotency_key
         ],
     )?;
     Ok(())
-}
-
-/// The reference of the order recorded for `idempotency_key`, if any.
-pub(in crate::store) fn order_ref_for_key_on(
-    db: &dyn Db,
-    integration: &str,
-    idempotency_key: &str,
-) -> Result<Option<String>> {
-    db.query_opt(
-        "SELECT order_ref FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
-        args![integration, idempotency_key],
-    )?
-    .map(|r| r.text(0))
-    .transpose()
 }
 
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
@@ -222,9 +208,7 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
     // host never calls start-screening for it again, so the connector's entries for it go. A key
     // left unrecorded (the vendor named an order another key already holds) keeps them.
     if let Some(key) = key {
-        if order_ref_for_key_on(conn, integration, key)?.is_some() {
-            drop_screening_on(conn, integration, key)?;
-        }
+        drop_recorded_screening_on(conn, integration, key)?;
     }
     Ok(())
 }
