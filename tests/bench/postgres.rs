@@ -174,7 +174,10 @@ fn psql(database: &str, sql: &str) -> Option<String> {
 /// does not load it (`scripts/pg.sh` does not: restart it with
 /// `shared_preload_libraries=pg_stat_statements` to count).
 fn statement_calls(database: &str) -> Option<HashMap<String, f64>> {
-    psql(database, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    psql(
+        database,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+    )?;
     let out = psql(
         database,
         "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
@@ -202,8 +205,20 @@ fn statements_per(
     let after = statement_calls(database)?;
     let mut each: Vec<(f64, &str)> = after
         .iter()
-        .map(|(q, n)| ((n - before.get(q).copied().unwrap_or_default()) / units, q.as_str()))
-        .filter(|(n, q)| *n > 0.0 && !q.contains("pg_stat_statements"))
+        .map(|(q, n)| {
+            (
+                (n - before.get(q).copied().unwrap_or_default()) / units,
+                q.as_str(),
+            )
+        })
+        // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
+        // inside the statement that fired them, which `track=all` lists apart).
+        .filter(|(n, q)| {
+            *n > 0.0
+                && !q.contains("pg_stat_statements")
+                && !q.contains("NEW.")
+                && !q.contains("OLD.")
+        })
         .collect();
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
     let piggybacked = |q: &str| {
@@ -211,7 +226,11 @@ fn statements_per(
         q.starts_with("BEGIN") || q.starts_with("SAVEPOINT") || q.starts_with("RELEASE")
     };
     let all: f64 = each.iter().map(|(n, _)| n).sum();
-    let trips: f64 = each.iter().filter(|(_, q)| !piggybacked(q)).map(|(n, _)| n).sum();
+    let trips: f64 = each
+        .iter()
+        .filter(|(_, q)| !piggybacked(q))
+        .map(|(n, _)| n)
+        .sum();
     if std::env::var_os("SWITCHYARD_BENCH_PG_STATEMENTS").is_some() {
         eprintln!("--- {label}: {all:.2} statements, {trips:.2} round trips per unit");
         for (n, q) in each.iter().filter(|(n, _)| *n >= 0.05) {

@@ -75,13 +75,29 @@ pub struct PendingNote {
 /// Forward-only ordering of normalized screening states. Terminal states share the top rank so
 /// that none of them can be replaced by an earlier state.
 pub fn rank(state: &str) -> u8 {
-    match state {
-        "pending" => 1,
-        "analyzing" => 2,
-        "partial" => 3,
-        "complete" | "error" | "cancelled" => 4,
-        _ => 0,
-    }
+    RANKS
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, r)| *r)
+}
+
+/// The ranks of [`rank`] (any other state ranks 0).
+const RANKS: [(&str, u8); 6] = [
+    ("pending", 1),
+    ("analyzing", 2),
+    ("partial", 3),
+    ("complete", 4),
+    ("error", 4),
+    ("cancelled", 4),
+];
+
+/// [`rank`] of the `state` column, in SQL: the forward-only check inside the update itself.
+fn rank_sql() -> String {
+    let whens: String = RANKS
+        .iter()
+        .map(|(s, r)| format!(" WHEN '{s}' THEN {r}"))
+        .collect();
+    format!("CASE state{whens} ELSE 0 END")
 }
 
 /// A note an order's status asks to be written to the ATS.
@@ -141,35 +157,28 @@ fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) ->
 
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
 fn advance_order_on(db: &dyn Db, update: &Order) -> Result<bool> {
-    let current = db
-        .query_opt(
-            "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
-            args![&update.integration, &update.order_ref],
-        )?
-        .map(|r| r.text(0))
-        .transpose()?;
-    match current {
-        Some(cur) if rank(&update.state) >= rank(&cur) => {
-            let n = db.execute(
-                "UPDATE orders SET state = ?3, label = ?4,
-                    report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
-                    verdict = COALESCE(?7, verdict), updated_at = ?8
-                 WHERE integration = ?1 AND order_ref = ?2",
-                args![
-                    &update.integration,
-                    &update.order_ref,
-                    &update.state,
-                    &update.label,
-                    update.report_url.as_deref(),
-                    update.score,
-                    update.verdict.as_deref(),
-                    now_ms()
-                ],
-            )?;
-            Ok(n == 1)
-        }
-        _ => Ok(false),
-    }
+    // One statement: the rank check is in it (no read of the state first).
+    let n = db.execute(
+        &format!(
+            "UPDATE orders SET state = ?3, label = ?4,
+                report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
+                verdict = COALESCE(?7, verdict), updated_at = ?8
+             WHERE integration = ?1 AND order_ref = ?2 AND {} <= ?9",
+            rank_sql()
+        ),
+        args![
+            &update.integration,
+            &update.order_ref,
+            &update.state,
+            &update.label,
+            update.report_url.as_deref(),
+            update.score,
+            update.verdict.as_deref(),
+            now_ms(),
+            i64::from(rank(&update.state))
+        ],
+    )?;
+    Ok(n == 1)
 }
 
 fn add_note_on(
