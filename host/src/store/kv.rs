@@ -135,11 +135,7 @@ pub(in crate::store) fn drop_screening_on(
     integration: &str,
     idempotency_key: &str,
 ) -> Result<usize> {
-    let dropped = db.execute(
-        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2",
-        args![integration, idempotency_key],
-    )?;
-    Ok(dropped as usize)
+    drop_screening(db, integration, idempotency_key, "")
 }
 
 /// [`drop_screening_on`] only once an order holds `idempotency_key` (recorded in the caller's
@@ -149,12 +145,15 @@ pub(in crate::store) fn drop_recorded_screening_on(
     integration: &str,
     idempotency_key: &str,
 ) -> Result<usize> {
-    let dropped = db.execute(
-        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2
-            AND EXISTS (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?2)",
-        args![integration, idempotency_key],
-    )?;
-    Ok(dropped as usize)
+    let recorded =
+        " AND EXISTS (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?2)";
+    drop_screening(db, integration, idempotency_key, recorded)
+}
+
+/// Deletes the screening's entries that also meet `and` (SQL appended to the `WHERE`).
+fn drop_screening(db: &dyn Db, integration: &str, key: &str, and: &str) -> Result<usize> {
+    let sql = format!("DELETE FROM kv WHERE integration = ?1 AND screening = ?2{and}");
+    Ok(db.execute(&sql, args![integration, key])? as usize)
 }
 
 /// One change to a connector's state, as its `state` import asked for it.
