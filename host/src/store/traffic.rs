@@ -3,7 +3,9 @@
 //! event; and each attempt's outbound calls (vendor and ATS), bounded per attempt
 //! ([`crate::recording::CALLS_PER_ATTEMPT`]) and per event ([`CALLS_PER_EVENT`], oldest dropped).
 //! Both go with their event: a retention pass or an operator's removal deletes them (see
-//! [`super::retention`]). Portable SQL only (`?N` parameters, no SQLite-only functions).
+//! [`super::retention`]). Portable SQL (`?N` parameters), except an attempt's calls: one
+//! statement of fixed text for all of them (a JSON parameter; each backend's JSON functions),
+//! on PostgreSQL with the trim of the event's oldest in the same round trip.
 
 use serde::Serialize;
 
