@@ -22,6 +22,11 @@
 //! `SWITCHYARD_BENCH_ONLY` (comma-separated: `processing`, `external`, `customers`, `postgres`,
 //! `wasm`, `in_process`) runs only those parts; `processing` is the real binary's start-up and
 //! processing rows without its intake phases. Unset: everything.
+//!
+//! The PostgreSQL rows count statements and round trips when the cluster loads
+//! `pg_stat_statements` (`shared_preload_libraries=pg_stat_statements`);
+//! `SWITCHYARD_BENCH_PG_STATEMENTS=1` also prints each statement's calls per event and per ack
+//! to stderr.
 
 #[path = "bench/customers.rs"]
 mod customers;

@@ -4,8 +4,10 @@
 //! processed events/s (real candidates at Certn's trigger stage, instant vendor) and acked
 //! webhooks/s with p99 (closed loop, 16 connections, events later skipped), each with the
 //! hosts' CPU (summed over their processes) per processed event and per ack, and the statements
-//! the database ran per event and per ack when `pg_stat_statements` is loaded on the cluster.
+//! and round trips the database ran per event and per ack when `pg_stat_statements` is loaded on
+//! the cluster (each statement's share on stderr with `SWITCHYARD_BENCH_PG_STATEMENTS=1`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -59,7 +61,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(stack, CERTN)?;
     let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
-    let (cpu, statements) = (hosts_cpu(&cluster), statement_count(&cluster.database));
+    let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
     let started = Instant::now();
     let sent = drive(
         &Drive {
@@ -94,7 +96,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
 
     let intake = integration(stack, INTAKE)?;
     let stage = stack.lever.stage_id(INTAKE_STAGE).context("intake stage")?;
-    let (cpu, statements) = (hosts_cpu(&cluster), statement_count(&cluster.database));
+    let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
     let r = drive(
         &Drive {
             url: format!("{}/hooks/{INTAKE}/lever", cluster.public_url()),
@@ -140,39 +142,103 @@ fn hosts_cpu(cluster: &Cluster) -> f64 {
 fn per_unit(
     cluster: &Cluster,
     cpu: f64,
-    statements: Option<f64>,
+    statements: Option<HashMap<String, f64>>,
     units: f64,
     scale: f64,
     unit: &str,
 ) -> String {
     let units = units.max(1.0);
     let cpu = (hosts_cpu(cluster) - cpu) * scale / units;
-    match statements.zip(statement_count(&cluster.database)) {
-        Some((before, after)) => format!(
-            "{cpu:.1} {unit} ({:.1} statements each)",
-            (after - before) / units
-        ),
+    let label = format!("{} host(s), per {unit}", cluster.pids().len());
+    match statements.and_then(|before| statements_per(&cluster.database, &before, units, &label)) {
+        Some((all, trips)) => {
+            format!("{cpu:.1} {unit} ({all:.1} statements, {trips:.1} round trips each)")
+        }
         None => format!("{cpu:.1} {unit}"),
     }
 }
 
-/// Statements the hosts' database ran so far, from `pg_stat_statements` (through `psql`); `None`
-/// when the cluster does not load it (`scripts/pg.sh` does not: restart it with
+/// Runs `sql` on `database` through `psql`; its output, or `None` if it failed (no `psql`, or
+/// the cluster does not load `pg_stat_statements`).
+fn psql(database: &str, sql: &str) -> Option<String> {
+    std::process::Command::new("psql")
+        .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Calls per statement the hosts' database ran so far, from `pg_stat_statements` (through
+/// `psql`), keyed by the statement's text with its whitespace folded; `None` when the cluster
+/// does not load it (`scripts/pg.sh` does not: restart it with
 /// `shared_preload_libraries=pg_stat_statements` to count).
-fn statement_count(database: &str) -> Option<f64> {
-    let psql = |sql: &str| {
-        std::process::Command::new("psql")
-            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-    };
-    psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+fn statement_calls(database: &str) -> Option<HashMap<String, f64>> {
+    psql(
+        database,
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+    )?;
     let out = psql(
-        "SELECT COALESCE(SUM(calls), 0) FROM pg_stat_statements \
+        database,
+        "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    let mut calls = HashMap::new();
+    for line in out.lines() {
+        if let Some((n, query)) = line.split_once('|') {
+            *calls.entry(query.to_string()).or_default() += n.parse::<f64>().unwrap_or_default();
+        }
+    }
+    Some(calls)
+}
+
+/// Statements since `before` (a [`statement_calls`]) per unit, in all and counted as round
+/// trips: `BEGIN`, `SAVEPOINT` and `RELEASE` travel with the next statement (`pg_direct`), so
+/// they are no round trip of their own. With `SWITCHYARD_BENCH_PG_STATEMENTS` set, prints each
+/// statement's calls per unit (those of at least 0.05) to stderr under `label`.
+fn statements_per(
+    database: &str,
+    before: &HashMap<String, f64>,
+    units: f64,
+    label: &str,
+) -> Option<(f64, f64)> {
+    let after = statement_calls(database)?;
+    let mut each: Vec<(f64, &str)> = after
+        .iter()
+        .map(|(q, n)| {
+            (
+                (n - before.get(q).copied().unwrap_or_default()) / units,
+                q.as_str(),
+            )
+        })
+        // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
+        // inside the statement that fired them, which `track=all` lists apart).
+        .filter(|(n, q)| {
+            *n > 0.0
+                && !q.contains("pg_stat_statements")
+                && !q.contains("NEW.")
+                && !q.contains("OLD.")
+        })
+        .collect();
+    each.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let piggybacked = |q: &str| {
+        let q = q.trim_start().to_ascii_uppercase();
+        q.starts_with("BEGIN") || q.starts_with("SAVEPOINT") || q.starts_with("RELEASE")
+    };
+    let all: f64 = each.iter().map(|(n, _)| n).sum();
+    let trips: f64 = each
+        .iter()
+        .filter(|(_, q)| !piggybacked(q))
+        .map(|(n, _)| n)
+        .sum();
+    if std::env::var_os("SWITCHYARD_BENCH_PG_STATEMENTS").is_some() {
+        eprintln!("--- {label}: {all:.2} statements, {trips:.2} round trips per unit");
+        for (n, q) in each.iter().filter(|(n, _)| *n >= 0.05) {
+            let short: String = q.chars().take(160).collect();
+            eprintln!("{n:8.2}  {short}");
+        }
+    }
+    Some((all, trips))
 }
 
 /// Waits (at most [`WAIT`]) until nothing is queued; returns how many of `integration`'s events

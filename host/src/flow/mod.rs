@@ -292,7 +292,12 @@ async fn start(
     let key = &request.idempotency_key;
     // The host owns idempotency: once the order of this key is recorded (a retry after that, a
     // replay), the connector is not asked again; its state for the screening is gone by then.
-    let recorded = app.store.order_for_key(&integration.config.id, key)?;
+    let recorded = {
+        let (id, key) = (integration.config.id.clone(), key.clone());
+        app.store
+            .off_async(move |s| s.order_for_key(&id, &key))
+            .await?
+    };
     let (order_ref, first_status, state) = match recorded {
         Some(order) => {
             tracing::info!(integration = %integration.config.id, event = event.id,

@@ -135,11 +135,25 @@ pub(in crate::store) fn drop_screening_on(
     integration: &str,
     idempotency_key: &str,
 ) -> Result<usize> {
-    let dropped = db.execute(
-        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2",
-        args![integration, idempotency_key],
-    )?;
-    Ok(dropped as usize)
+    drop_screening(db, integration, idempotency_key, "")
+}
+
+/// [`drop_screening_on`] only once an order holds `idempotency_key` (recorded in the caller's
+/// transaction or before): one statement, the order's check inside it.
+pub(in crate::store) fn drop_recorded_screening_on(
+    db: &dyn Db,
+    integration: &str,
+    idempotency_key: &str,
+) -> Result<usize> {
+    let recorded =
+        " AND EXISTS (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?2)";
+    drop_screening(db, integration, idempotency_key, recorded)
+}
+
+/// Deletes the screening's entries that also meet `and` (SQL appended to the `WHERE`).
+fn drop_screening(db: &dyn Db, integration: &str, key: &str, and: &str) -> Result<usize> {
+    let sql = format!("DELETE FROM kv WHERE integration = ?1 AND screening = ?2{and}");
+    Ok(db.execute(&sql, args![integration, key])? as usize)
 }
 
 /// One change to a connector's state, as its `state` import asked for it.
@@ -183,21 +197,23 @@ pub(in crate::store) fn kv_write_on(
              DO UPDATE SET value = excluded.value, screening = NULL",
             args![integration, connector, key, value],
         )?,
+        // Kept only while the screening's order is not recorded: one conditional statement.
         KvWrite::SetForScreening {
             screening,
             key,
             value,
         } => {
-            if super::orders::order_ref_for_key_on(db, integration, screening)?.is_some() {
-                return Ok(false);
-            }
-            db.execute(
+            let kept = db.execute(
                 "INSERT INTO kv (integration, connector, key, value, screening)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
+                        CAST(?5 AS TEXT)
+                 WHERE NOT EXISTS
+                     (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?5)
                  ON CONFLICT (integration, connector, key)
                  DO UPDATE SET value = excluded.value, screening = excluded.screening",
                 args![integration, connector, key, value, screening],
-            )?
+            )?;
+            return Ok(kept == 1);
         }
         KvWrite::Delete { key } => db.execute(
             "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
@@ -279,23 +295,21 @@ impl Store {
     /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
     /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
+        // One statement (a round trip on PostgreSQL), not one per lookup.
         self.read_db(|db| {
-            let total = db
-                .query_opt(
-                    "SELECT bytes FROM kv_totals WHERE integration = ?1 AND connector = ?2",
-                    args![integration, connector],
-                )?
-                .map_or(Ok(0), |r| r.int(0))?;
-            let this = db
-                .query_opt(
+            let usage = db
+                .query_one(
                     &format!(
-                        "SELECT CAST({ROW_BYTES} AS BIGINT) FROM kv
-                         WHERE integration = ?1 AND connector = ?2 AND key = ?3"
+                        "SELECT CAST(COALESCE((SELECT bytes FROM kv_totals
+                                 WHERE integration = ?1 AND connector = ?2), 0)
+                            - COALESCE((SELECT {ROW_BYTES} FROM kv
+                                 WHERE integration = ?1 AND connector = ?2 AND key = ?3), 0)
+                            AS BIGINT)"
                     ),
                     args![integration, connector, except_key],
                 )?
-                .map_or(Ok(0), |r| r.int(0))?;
-            Ok((total - this).max(0) as u64)
+                .int(0)?;
+            Ok(usage.max(0) as u64)
         })
     }
 

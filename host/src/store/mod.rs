@@ -399,6 +399,28 @@ impl Store {
         }
     }
 
+    /// Runs `f` (synchronous store calls) from async code without holding an async thread
+    /// while the database answers. On PostgreSQL each statement is a round trip, and while the
+    /// server is unreachable a statement waits up to the sockets' keepalive bound: there `f` runs
+    /// on a blocking thread, so the threads that serve HTTP keep answering (intake's 503s
+    /// included). On SQLite it runs in place: its reads go to read connections that never wait
+    /// for the writer, and a thread hop would cost more than the read.
+    pub async fn off_async<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        match self.backend {
+            Backend::Sqlite { .. } => f(self),
+            Backend::Postgres { .. } => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || f(&store))
+                    .await
+                    .unwrap_or(Err(StoreError::Panicked))
+            }
+        }
+    }
+
     /// SQLite's connection, for the methods not ported to [`sql::Db`] yet.
     pub(in crate::store) fn conn(&self) -> Result<MutexGuard<'_, Connection>> {
         match &self.backend {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sql::{args, Db, Dialect, Row};
 
-use super::kv::drop_screening_on;
+use super::kv::drop_recorded_screening_on;
 use super::verdicts::record_verdict_on;
 use super::{now_ms, Result, Store};
 
@@ -75,13 +75,29 @@ pub struct PendingNote {
 /// Forward-only ordering of normalized screening states. Terminal states share the top rank so
 /// that none of them can be replaced by an earlier state.
 pub fn rank(state: &str) -> u8 {
-    match state {
-        "pending" => 1,
-        "analyzing" => 2,
-        "partial" => 3,
-        "complete" | "error" | "cancelled" => 4,
-        _ => 0,
-    }
+    RANKS
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, r)| *r)
+}
+
+/// The ranks of [`rank`] (any other state ranks 0).
+const RANKS: [(&str, u8); 6] = [
+    ("pending", 1),
+    ("analyzing", 2),
+    ("partial", 3),
+    ("complete", 4),
+    ("error", 4),
+    ("cancelled", 4),
+];
+
+/// [`rank`] of the `state` column, in SQL: the forward-only check inside the update itself.
+fn rank_sql() -> String {
+    let whens: String = RANKS
+        .iter()
+        .map(|(s, r)| format!(" WHEN '{s}' THEN {r}"))
+        .collect();
+    format!("CASE state{whens} ELSE 0 END")
 }
 
 /// A note an order's status asks to be written to the ATS.
@@ -112,14 +128,14 @@ pub struct StatusRecord {
 /// with `idempotency_key` unless another order of the integration holds that key already (the
 /// unique index would refuse the whole status). A known order without a key gets this one.
 fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
-    let key = match idempotency_key {
-        Some(key) if order_ref_for_key_on(db, &order.integration, key)?.is_none() => Some(key),
-        _ => None,
-    };
+    // The key's check is in the statement (one round trip, not a read before it).
     db.execute(
         "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
             report_url, score, verdict, updated_at, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+            CASE WHEN EXISTS (SELECT 1 FROM orders WHERE integration = ?1
+                              AND idempotency_key = CAST(?11 AS TEXT))
+                 THEN NULL ELSE CAST(?11 AS TEXT) END)
          ON CONFLICT (integration, order_ref)
          DO UPDATE SET idempotency_key = COALESCE(orders.idempotency_key, excluded.idempotency_key)",
         args![
@@ -133,57 +149,36 @@ fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) ->
             order.score,
             order.verdict.as_deref(),
             now_ms(),
-            key
+            idempotency_key
         ],
     )?;
     Ok(())
 }
 
-/// The reference of the order recorded for `idempotency_key`, if any.
-pub(in crate::store) fn order_ref_for_key_on(
-    db: &dyn Db,
-    integration: &str,
-    idempotency_key: &str,
-) -> Result<Option<String>> {
-    db.query_opt(
-        "SELECT order_ref FROM orders WHERE integration = ?1 AND idempotency_key = ?2",
-        args![integration, idempotency_key],
-    )?
-    .map(|r| r.text(0))
-    .transpose()
-}
-
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
 fn advance_order_on(db: &dyn Db, update: &Order) -> Result<bool> {
-    let current = db
-        .query_opt(
-            "SELECT state FROM orders WHERE integration = ?1 AND order_ref = ?2",
-            args![&update.integration, &update.order_ref],
-        )?
-        .map(|r| r.text(0))
-        .transpose()?;
-    match current {
-        Some(cur) if rank(&update.state) >= rank(&cur) => {
-            let n = db.execute(
-                "UPDATE orders SET state = ?3, label = ?4,
-                    report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
-                    verdict = COALESCE(?7, verdict), updated_at = ?8
-                 WHERE integration = ?1 AND order_ref = ?2",
-                args![
-                    &update.integration,
-                    &update.order_ref,
-                    &update.state,
-                    &update.label,
-                    update.report_url.as_deref(),
-                    update.score,
-                    update.verdict.as_deref(),
-                    now_ms()
-                ],
-            )?;
-            Ok(n == 1)
-        }
-        _ => Ok(false),
-    }
+    // One statement: the rank check is in it (no read of the state first).
+    let n = db.execute(
+        &format!(
+            "UPDATE orders SET state = ?3, label = ?4,
+                report_url = COALESCE(?5, report_url), score = COALESCE(?6, score),
+                verdict = COALESCE(?7, verdict), updated_at = ?8
+             WHERE integration = ?1 AND order_ref = ?2 AND {} <= ?9",
+            rank_sql()
+        ),
+        args![
+            &update.integration,
+            &update.order_ref,
+            &update.state,
+            &update.label,
+            update.report_url.as_deref(),
+            update.score,
+            update.verdict.as_deref(),
+            now_ms(),
+            i64::from(rank(&update.state))
+        ],
+    )?;
+    Ok(n == 1)
 }
 
 fn add_note_on(
@@ -222,9 +217,7 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
     // host never calls start-screening for it again, so the connector's entries for it go. A key
     // left unrecorded (the vendor named an order another key already holds) keeps them.
     if let Some(key) = key {
-        if order_ref_for_key_on(conn, integration, key)?.is_some() {
-            drop_screening_on(conn, integration, key)?;
-        }
+        drop_recorded_screening_on(conn, integration, key)?;
     }
     Ok(())
 }

@@ -13,12 +13,13 @@
 //! An event handed or taken back keeps its `next_attempt_at`, so it goes back to its place in
 //! the claim order, ahead of the events received after it.
 //!
-//! Written once for both backends ([`super::sql`]). On PostgreSQL, per integration:
-//! `SELECT id … WHERE state = 'queued' AND next_attempt_at <= $now AND integration = $i
-//!  ORDER BY next_attempt_at, id LIMIT $k FOR UPDATE SKIP LOCKED` followed by the same `UPDATE`
-//! (`LIMIT 1` for [`Store::claim`]), all in one transaction that ends before the claim returns
-//! (no transaction is held while a connector runs); SQLite gets the same effect from its single
-//! writer (one connection behind a mutex).
+//! Written once for both backends ([`super::sql`]), except the batch claim's choice of rows. On
+//! PostgreSQL a batch claim is **one statement** ([`CLAIM_POSTGRES`]): the asked integrations'
+//! oldest due events `FOR UPDATE SKIP LOCKED`, dealt and leased by the same `UPDATE … RETURNING`
+//! (a host never waits for rows another host is claiming); [`Store::claim`] is one `UPDATE …
+//! WHERE id = (SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED)`. Either runs in a transaction that ends
+//! before the claim returns (no transaction is held while a connector runs). SQLite gets the same
+//! effect from its single writer: a `SELECT` per integration asked, one `UPDATE` for the batch.
 //! Running events are never claimed here: a lease is taken back only through [`super::runs`]
 //! (its holder died, or its lease expired without renewal), which logs and counts it.
 //!
@@ -228,30 +229,49 @@ pub(in crate::store) fn record_attempt(
     error: Option<&str>,
     connector_version: Option<&str>,
 ) -> Result<()> {
-    // The casts: PostgreSQL infers no type for a parameter in a SELECT list.
-    db.execute(
-        "INSERT INTO attempts (event_id, attempt, run_id, started_at, took_ms, outcome, error,
-            connector_version)
-         SELECT id, attempts, CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
-                CAST(?5 AS TEXT), CAST(?6 AS TEXT), COALESCE(CAST(?7 AS TEXT), connector_version)
-         FROM events WHERE id = ?1",
-        args![
-            event_id,
-            run,
-            started_at_ms,
-            took_ms,
-            outcome.as_str(),
-            error,
-            connector_version
-        ],
-    )?;
-    db.execute(
-        "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
-            (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
-        args![event_id, HISTORY_PER_EVENT],
-    )?;
+    let args = args![
+        event_id,
+        run,
+        started_at_ms,
+        took_ms,
+        outcome.as_str(),
+        error,
+        connector_version,
+        HISTORY_PER_EVENT
+    ];
+    match db.dialect() {
+        // One round trip: the trim does not see the row inserted beside it (one snapshot), so
+        // it keeps one fewer of the older ones.
+        Dialect::Postgres => db.execute(
+            &format!(
+                "WITH ins AS ({ATTEMPT_INSERT} FROM events WHERE id = ?1 RETURNING id)
+                 {TRIM} LIMIT ?8 - (SELECT COUNT(*) FROM ins))"
+            ),
+            args,
+        )?,
+        Dialect::Sqlite => {
+            db.execute(
+                &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
+                &args[..7],
+            )?;
+            db.execute(&format!("{TRIM} LIMIT ?8)"), args)?
+        }
+    };
     Ok(())
 }
+
+/// An attempt's row from an event's (`id`, `attempts`, `connector_version`): `?2` run, `?3`
+/// started at, `?4` took, `?5` outcome, `?6` error, `?7` connector version (else the event's).
+/// The casts: PostgreSQL infers no type for a parameter in a SELECT list.
+const ATTEMPT_INSERT: &str = "INSERT INTO attempts (event_id, attempt, run_id, started_at,
+        took_ms, outcome, error, connector_version)
+    SELECT id, attempts, CAST(?2 AS TEXT), CAST(?3 AS BIGINT), CAST(?4 AS BIGINT),
+           CAST(?5 AS TEXT), CAST(?6 AS TEXT), COALESCE(CAST(?7 AS TEXT), connector_version)";
+
+/// Trims event `?1`'s history to the newest rows; the caller closes it with the `LIMIT` of rows
+/// kept and `)`.
+const TRIM: &str = "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
+    (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC";
 
 /// [`Finish`], owned, for a job of the writer.
 #[derive(Debug, Clone)]
@@ -322,43 +342,63 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
         Some(at) => (EventState::Queued, at, None),
         None => (f.state, 0, Some(now_ms())),
     };
+    let outcome = match (f.retry_at, f.state) {
+        (Some(_), _) => AttemptOutcome::Retry,
+        (None, EventState::Done) => AttemptOutcome::Done,
+        (None, EventState::Skipped) => AttemptOutcome::Skipped,
+        _ => AttemptOutcome::Dead,
+    };
     // A success keeps the last error: what went wrong before stays visible (and in history).
-    let n = db.execute(
-        "UPDATE events SET state = ?2, last_error = COALESCE(?3, last_error),
-            connector_version = COALESCE(?4, connector_version),
-            next_attempt_at = CASE WHEN CAST(?5 AS BIGINT) > 0 THEN ?5 ELSE next_attempt_at END,
-            lease_until = NULL, lease_run = NULL, finished_at = ?6
-         WHERE id = ?1 AND state = 'running' AND lease_run = ?7 AND claim_seq = ?8",
-        args![
-            id,
-            state.as_str(),
-            f.error.as_deref(),
-            f.connector_version.as_deref(),
-            next,
-            finished,
-            &f.run,
-            f.claim_seq
-        ],
-    )?;
-    if n == 1 {
-        let outcome = match (f.retry_at, f.state) {
-            (Some(_), _) => AttemptOutcome::Retry,
-            (None, EventState::Done) => AttemptOutcome::Done,
-            (None, EventState::Skipped) => AttemptOutcome::Skipped,
-            _ => AttemptOutcome::Dead,
-        };
-        record_attempt(
-            db,
-            id,
-            Some(&f.run),
-            f.started_at_ms,
-            f.took_ms,
-            outcome,
-            f.error.as_deref(),
-            f.connector_version.as_deref(),
-        )?;
-    }
-    Ok(n == 1)
+    // `?1`..`?7` as [`record_attempt`] takes them; `?8`.. the update's own.
+    let update = "UPDATE events SET state = ?8, last_error = COALESCE(?6, last_error),
+            connector_version = COALESCE(?7, connector_version),
+            next_attempt_at = CASE WHEN CAST(?9 AS BIGINT) > 0 THEN ?9 ELSE next_attempt_at END,
+            lease_until = NULL, lease_run = NULL, finished_at = ?10
+         WHERE id = ?1 AND state = 'running' AND lease_run = ?2 AND claim_seq = ?11";
+    let args = args![
+        id,
+        &f.run,
+        f.started_at_ms,
+        f.took_ms,
+        outcome.as_str(),
+        f.error.as_deref(),
+        f.connector_version.as_deref(),
+        state.as_str(),
+        next,
+        finished,
+        f.claim_seq,
+        HISTORY_PER_EVENT
+    ];
+    let recorded = match db.dialect() {
+        // One round trip: the outcome, its history row and the history's trim (which does not
+        // see the row inserted beside it, so it keeps one fewer of the older ones).
+        Dialect::Postgres => {
+            db.query_one(
+                &format!(
+                    "WITH u AS ({update} RETURNING id, attempts, connector_version),
+                     ins AS ({ATTEMPT_INSERT} FROM u RETURNING id),
+                     trimmed AS ({TRIM} LIMIT ?12 - (SELECT COUNT(*) FROM ins)))
+                     SELECT COUNT(*) FROM u"
+                ),
+                args,
+            )?
+            .int(0)?
+                == 1
+        }
+        // Statements in-process: the shared texts, each with the parameters it numbers.
+        Dialect::Sqlite => {
+            let n = db.execute(update, &args[..11])?;
+            if n == 1 {
+                db.execute(
+                    &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
+                    &args[..7],
+                )?;
+                db.execute(&format!("{TRIM} LIMIT ?12)"), args)?;
+            }
+            n == 1
+        }
+    };
+    Ok(recorded)
 }
 
 impl Store {
@@ -644,7 +684,53 @@ impl Store {
     }
 }
 
-/// [`Store::claim_batch`] on the writer's connection, inside its transaction.
+/// The UPDATE that leases claimed events to a run: `?1` now, `?2` the run, `?3` the lease's
+/// end. A claim statement appends which rows (`WHERE …`, or `FROM … WHERE …`).
+const LEASE: &str = "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
+    claimed_at = ?1, attempts = attempts + 1, claim_seq = claim_seq + 1";
+
+/// PostgreSQL's whole claim, one statement. `?4` is the wants as a JSON array of
+/// `[integration, want]` in the deal's order, `?5` the total.
+///
+/// `walk` reads the wants one at a time (lazily: a recursive CTE stops at its condition) until
+/// `?5` integrations with due events were seen: the first round of the deal fills the total from
+/// those, so the integrations after them are never asked (a host with 10,000 queued
+/// integrations asks a handful). `picked` takes each asked integration's oldest due events,
+/// locked, skipping rows another host is claiming; `dealt` deals them round robin (round `rn`,
+/// then the wants' order) up to the total; the UPDATE leases those. Its rows come back in no
+/// order: each carries its deal position for the caller to sort by. (`MATERIALIZED`: the wants
+/// are parsed once, not at every step of the walk. The walk's check skips no locked row: an
+/// integration whose due events another host is claiming counts as seen, so this claim may
+/// take fewer than it could, never more.)
+const CLAIM_POSTGRES: &str = "
+WITH RECURSIVE wants AS MATERIALIZED (SELECT CAST(CAST(?4 AS TEXT) AS JSONB) AS j),
+walk(ord, integration, want, found) AS (
+    SELECT CAST(0 AS BIGINT), CAST(NULL AS TEXT), CAST(0 AS BIGINT), CAST(0 AS BIGINT)
+    UNION ALL
+    SELECT k.ord + 1, x.integration, x.want,
+           k.found + CASE WHEN EXISTS (SELECT 1 FROM events e
+                WHERE e.state = 'queued' AND e.next_attempt_at <= ?1
+                  AND e.integration = x.integration) THEN 1 ELSE 0 END
+    FROM walk k, wants w,
+         LATERAL (SELECT w.j -> CAST(k.ord AS INT) ->> 0 AS integration,
+                         CAST(w.j -> CAST(k.ord AS INT) ->> 1 AS BIGINT) AS want) x
+    WHERE k.found < ?5 AND k.ord < jsonb_array_length(w.j)
+),
+picked AS (
+    SELECT l.id, w.ord,
+           row_number() OVER (PARTITION BY w.ord ORDER BY l.next_attempt_at, l.id) AS rn
+    FROM walk w CROSS JOIN LATERAL (
+        SELECT id, next_attempt_at FROM events
+        WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = w.integration
+        ORDER BY next_attempt_at, id LIMIT LEAST(w.want, ?5) FOR UPDATE SKIP LOCKED) l
+    WHERE w.ord > 0
+),
+dealt AS (SELECT id AS dealt_id, rn AS dealt_rn, ord AS dealt_ord FROM picked
+          ORDER BY rn, ord LIMIT ?5)";
+
+/// [`Store::claim_batch`] on the writer's connection, inside its transaction: on PostgreSQL one
+/// statement ([`CLAIM_POSTGRES`]); on SQLite (one writer, statements in-process) one `SELECT`
+/// per integration asked and one `UPDATE` for all.
 fn claim_batch_on(
     db: &dyn Db,
     run: &str,
@@ -652,31 +738,75 @@ fn claim_batch_on(
     wants: &[(String, usize)],
     total: usize,
 ) -> Result<Vec<Event>> {
+    if wants.is_empty() || total == 0 {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
-    let select = format!(
-        "SELECT id FROM events
+    let mut claimed = match db.dialect() {
+        Dialect::Postgres => {
+            let wants = serde_json::Value::from(
+                wants
+                    .iter()
+                    .map(|(i, n)| serde_json::json!([i, n]))
+                    .collect::<Vec<_>>(),
+            )
+            .to_string();
+            let sql = format!(
+                "{CLAIM_POSTGRES}
+                 {LEASE} FROM dealt WHERE events.id = dealt.dealt_id AND events.state = 'queued'
+                 RETURNING {EVENT_COLS}, dealt.dealt_rn, dealt.dealt_ord"
+            );
+            db.query(&sql, args![now, run, now + lease_ms, wants, total as i64])?
+                .iter()
+                .map(|r| Ok(((r.int(11)?, r.int(12)?), event_row(r)?)))
+                .collect::<Result<Vec<_>>>()?
+        }
+        Dialect::Sqlite => {
+            let order = deal_sqlite(db, now, wants, total)?;
+            if order.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids = serde_json::Value::from(order.clone()).to_string();
+            let sql = format!(
+                "{LEASE} WHERE id IN ({}) AND state = 'queued' RETURNING {EVENT_COLS}",
+                json_texts(Dialect::Sqlite, 4)
+            );
+            db.query(&sql, args![now, run, now + lease_ms, ids])?
+                .iter()
+                .map(|r| {
+                    let event = event_row(r)?;
+                    let at = order.iter().position(|id| *id == event.id).unwrap_or(0);
+                    Ok(((at as i64, 0), event))
+                })
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    claimed.sort_by_key(|(at, _)| *at);
+    Ok(claimed.into_iter().map(|(_, event)| event).collect())
+}
+
+/// SQLite's deal: each integration's oldest due event ids (one `SELECT` each, until `total`
+/// integrations with due events were seen: the first round fills the total from those), dealt
+/// one per integration per round, in the order of `wants`, up to `total`.
+fn deal_sqlite(db: &dyn Db, now: i64, wants: &[(String, usize)], total: usize) -> Result<Vec<i64>> {
+    let select = "SELECT id FROM events
          WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?2
-         ORDER BY next_attempt_at, id LIMIT ?3{}",
-        skip_locked(db.dialect())
-    );
+         ORDER BY next_attempt_at, id LIMIT ?3";
     let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
     let mut with_due = 0;
     for (integration, want) in wants {
-        // The first round of the deal already fills `total` from the integrations found with
-        // due events: asking the rest would cost a statement each for nothing.
         if with_due >= total {
             break;
         }
         let n = (*want).min(total) as i64;
         let ids = db
-            .query(&select, args![now, integration, n])?
+            .query(select, args![now, integration, n])?
             .iter()
             .map(|r| r.int(0))
             .collect::<Result<std::collections::VecDeque<i64>>>()?;
         with_due += usize::from(!ids.is_empty());
         due.push(ids);
     }
-    // Deal: one per integration per round, until `total` or nothing is left.
     let mut order = Vec::new();
     while order.len() < total && due.iter().any(|d| !d.is_empty()) {
         for ids in due.iter_mut() {
@@ -688,25 +818,14 @@ fn claim_batch_on(
             }
         }
     }
-    let mut claimed = Vec::with_capacity(order.len());
-    let update = format!(
-        "UPDATE events SET state = 'running', lease_run = ?2, lease_until = ?3,
-            claimed_at = ?4, attempts = attempts + 1, claim_seq = claim_seq + 1
-         WHERE id = ?1 AND state = 'queued'
-         RETURNING {EVENT_COLS}"
-    );
-    for id in order {
-        if let Some(row) = db.query_opt(&update, args![id, run, now + lease_ms, now])? {
-            claimed.push(event_row(&row)?);
-        }
-    }
-    Ok(claimed)
+    Ok(order)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::testing::{on_both, on_both_async, postgres_url};
+    use crate::store::Enqueued;
 
     fn claim<'a>(run: &'a str, only: Option<&'a str>, exclude: &'a [String]) -> Claim<'a> {
         Claim {
@@ -789,6 +908,48 @@ mod tests {
                 .unwrap()
                 .attempts_history;
             assert_eq!(history.len(), 1, "{history:?}");
+        });
+    }
+
+    /// The batch claim deals one event per integration per round, in the order asked, oldest
+    /// first within each, up to each integration's want and the total; integrations without a
+    /// due event, and events due later, are passed over. Then the rest, in later claims.
+    #[test]
+    fn a_batch_claim_deals_round_robin_in_the_order_asked() {
+        on_both(|s| {
+            let mut ids = std::collections::HashMap::new();
+            for (integration, n) in [("a", 3), ("b", 1), ("c", 2)] {
+                for i in 1..=n {
+                    let key = format!("{integration}{i}");
+                    let Enqueued::New(id) = s.enqueue(integration, "k", &key, "{}").unwrap() else {
+                        panic!("{key} is new");
+                    };
+                    ids.insert(id, key);
+                }
+            }
+            s.enqueue("d", "k", "d1", "{}").unwrap();
+            s.db(|db| {
+                db.execute(
+                    "UPDATE events SET next_attempt_at = ?1 WHERE integration = 'd'",
+                    args![now_ms() + 3_600_000],
+                )
+            })
+            .unwrap();
+            let names = |events: &[Event]| -> Vec<String> {
+                events.iter().map(|e| ids[&e.id].clone()).collect()
+            };
+            let wants = [("d", 5), ("c", 2), ("none", 4), ("a", 2), ("b", 1)];
+            let first = s.claim_batch("r", 60_000, &wants, 4).unwrap();
+            assert_eq!(names(&first), ["c1", "a1", "b1", "c2"]);
+            assert!(first.iter().all(|e| e.state == EventState::Running));
+            let rest = s
+                .claim_batch("r", 60_000, &[("a", 1), ("c", 2)], 10)
+                .unwrap();
+            assert_eq!(names(&rest), ["a2"], "a's want is 1 in this claim");
+            let last = s.claim_batch("r", 60_000, &[("a", 5)], 10).unwrap();
+            assert_eq!(names(&last), ["a3"]);
+            assert!(s.claim_batch("r", 60_000, &wants, 10).unwrap().is_empty());
+            assert!(s.claim_batch("r", 60_000, &[], 10).unwrap().is_empty());
         });
     }
 

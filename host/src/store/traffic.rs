@@ -3,13 +3,15 @@
 //! event; and each attempt's outbound calls (vendor and ATS), bounded per attempt
 //! ([`crate::recording::CALLS_PER_ATTEMPT`]) and per event ([`CALLS_PER_EVENT`], oldest dropped).
 //! Both go with their event: a retention pass or an operator's removal deletes them (see
-//! [`super::retention`]). Portable SQL only (`?N` parameters, no SQLite-only functions).
+//! [`super::retention`]). Portable SQL (`?N` parameters), except an attempt's calls: one
+//! statement of fixed text for all of them (a JSON parameter; each backend's JSON functions),
+//! on PostgreSQL with the trim of the event's oldest in the same round trip.
 
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::intake::Body;
-use super::sql::{args, Db, Row};
+use super::sql::{args, Db, Dialect, Row};
 use super::{Enqueued, Result, Store, StoreError};
 use crate::recording::{CallTarget, OutboundCall};
 
@@ -188,29 +190,62 @@ pub(in crate::store) fn record_calls_on(
     if calls.is_empty() {
         return Ok(());
     }
-    for c in calls {
-        db.execute(
-            "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
-                error, started_at, took_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            args![
-                event_id,
-                attempt,
-                c.target.as_str(),
-                &c.method,
-                &c.url,
-                c.status.map(i64::from),
-                c.error.as_ref(),
-                c.started_at_ms,
-                c.took_ms
-            ],
-        )?;
-    }
-    db.execute(
-        "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
-            (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC LIMIT ?2)",
-        args![event_id, CALLS_PER_EVENT],
-    )?;
+    // All of them as one JSON parameter: one statement of fixed text however many there are.
+    let rows = serde_json::Value::from(
+        calls
+            .iter()
+            .map(|c| {
+                serde_json::json!([
+                    c.target.as_str(),
+                    c.method,
+                    c.url,
+                    c.status,
+                    c.error,
+                    c.started_at_ms,
+                    c.took_ms
+                ])
+            })
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
+    let trim = "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
+        (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC";
+    match db.dialect() {
+        // One round trip: the trim does not see the rows inserted beside it (one snapshot), so
+        // it keeps that many fewer of the older ones.
+        Dialect::Postgres => db.execute(
+            &format!(
+                "WITH ins AS (
+                    INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
+                        error, started_at, took_ms)
+                    SELECT CAST(?1 AS BIGINT), CAST(?2 AS BIGINT), c ->> 0, c ->> 1, c ->> 2,
+                           CAST(c ->> 3 AS BIGINT), c ->> 4, CAST(c ->> 5 AS BIGINT),
+                           CAST(c ->> 6 AS BIGINT)
+                    FROM json_array_elements(CAST(CAST(?3 AS TEXT) AS JSON))
+                         WITH ORDINALITY AS j(c, n)
+                    ORDER BY n
+                    RETURNING id)
+                 {trim} LIMIT GREATEST(?4 - (SELECT COUNT(*) FROM ins), 0))"
+            ),
+            args![event_id, attempt, rows, CALLS_PER_EVENT],
+        )?,
+        Dialect::Sqlite => {
+            db.execute(
+                "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
+                    error, started_at, took_ms)
+                 SELECT ?1, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                        json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                        json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                        json_extract(value, '$[6]')
+                 FROM json_each(?3) ORDER BY key",
+                args![event_id, attempt, rows],
+            )?;
+            db.execute(
+                &format!("{trim} LIMIT ?2)"),
+                args![event_id, CALLS_PER_EVENT],
+            )?
+        }
+    };
     Ok(())
 }
 

@@ -30,7 +30,10 @@
 //!
 //! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
 //! over one dedicated connection outside the pool (opened again when lost): `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
-//! (one WAL flush for the batch). A job ported to both backends takes a `&dyn Db`
+//! (one WAL flush for the batch). A PostgreSQL batch holds at most 62 jobs with a savepoint of
+//! their own (`Batching::MAX_SAVEPOINTS`; webhooks share one): more would overflow the
+//! server's cache of a transaction's 64 subtransactions, slowing every other session's
+//! snapshots. The next job waits for the next batch. A job ported to both backends takes a `&dyn Db`
 //! ([`super::Store::write_db`]); one written for SQLite only takes a `&Connection`.
 //!
 //! [`Store`]: super::Store
@@ -87,6 +90,8 @@ pub(in crate::store) trait Batching: Db {
     fn control(&self, sql: &'static str) -> Result<()>;
     /// Whether the batch's transaction is still open (SQLite ends it on some errors).
     fn in_transaction(&self) -> bool;
+    /// Jobs with a savepoint of their own a batch takes at most (webhooks share one).
+    const MAX_SAVEPOINTS: usize = MAX_BATCH;
 }
 
 impl Batching for Connection {
@@ -106,6 +111,12 @@ impl Batching for Connection {
 
 impl Batching for PgConn {
     const BEGIN: &'static str = "BEGIN";
+
+    /// A transaction's backend caches 64 subtransactions that wrote (each job's savepoint is
+    /// one); past that, every other session's snapshot overflows to `pg_subtrans` lookups.
+    /// 62 jobs and the webhooks' merged insert stay within it (the per-webhook fallback after
+    /// a failed merge may exceed it, once).
+    const MAX_SAVEPOINTS: usize = 62;
 
     /// Only `COMMIT` and `ROLLBACK` wait for the server: the rest (`BEGIN`, a job's
     /// `SAVEPOINT`/`RELEASE`/`ROLLBACK TO`) is sent with the next statement, in its round trip.
@@ -356,17 +367,38 @@ fn run<S: Source>(
     queued: &Notify,
 ) {
     let mut batch: Vec<Box<dyn Job<S::Conn>>> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    // A job taken that would have opened one savepoint too many: it starts the next batch.
+    let mut carried: Option<Box<dyn Job<S::Conn>>> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match rx.blocking_recv() {
+                Some(job) => {
+                    counters.taken.fetch_add(1, Ordering::SeqCst);
+                    job
+                }
+                None => break,
+            },
+        };
+        let mut savepoints = usize::from(first.intake().is_none());
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    counters.taken.fetch_add(1, Ordering::SeqCst);
+                    // Webhooks share the merged insert's one savepoint.
+                    if job.intake().is_none() {
+                        if savepoints == S::Conn::MAX_SAVEPOINTS {
+                            carried = Some(job);
+                            break;
+                        }
+                        savepoints += 1;
+                    }
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
-        counters
-            .taken
-            .fetch_add(batch.len() as u64, Ordering::SeqCst);
         let outcome = source.with(|conn| commit(conn, &mut batch));
         match &outcome {
             Ok(()) => {
@@ -842,6 +874,49 @@ mod tests {
             .collect();
         assert_eq!(rows, vec![1, 2, 4]);
         assert_eq!(store.writer_stats().failed_batches, 0);
+    }
+
+    /// A PostgreSQL batch opens at most [`PgConn::MAX_SAVEPOINTS`] job savepoints (more would
+    /// overflow the server's per-transaction subtransaction cache and slow every session's
+    /// snapshots): 100 writes waiting together commit in two batches, every one of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres_a_batch_stays_within_the_subtransaction_cache() {
+        use crate::store::sql::args;
+        const N: i64 = 100;
+        let store = crate::store::testing::postgres();
+        store
+            .db(|db| db.execute("CREATE TABLE t (n BIGINT NOT NULL UNIQUE)", &[]))
+            .unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let commits = store.writer_stats().commits;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..N {
+            let s = store.clone();
+            tasks.spawn(async move {
+                s.write_db(move |db| db.execute("INSERT INTO t (n) VALUES (?1)", args![n]))
+                    .await
+            });
+        }
+        wait_sent(&store, 1 + N as u64).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        while let Some(r) = tasks.join_next().await {
+            assert_eq!(r.unwrap().unwrap(), 1);
+        }
+        let stats = store.writer_stats();
+        assert_eq!(
+            stats.commits - commits,
+            3,
+            "the held job's batch, then {} writes and the other {}",
+            PgConn::MAX_SAVEPOINTS,
+            N as usize - PgConn::MAX_SAVEPOINTS
+        );
+        let rows = store
+            .db(|db| db.query_one("SELECT COUNT(*) FROM t", &[]))
+            .unwrap()
+            .int(0)
+            .unwrap();
+        assert_eq!(rows, N);
     }
 
     /// Figures, not a pass/fail test (`cargo test --release -p switchyard --lib writer_figures

@@ -37,7 +37,10 @@ pub async fn reconcile(
     verdict_labels: &[String],
     timeline: &Timeline,
 ) -> Result<(), SyncError> {
-    let orders = store.orders_of(integration, opportunity_id)?;
+    let orders = {
+        let (id, opp) = (integration.to_owned(), opportunity_id.to_owned());
+        store.off_async(move |s| s.orders_of(&id, &opp)).await?
+    };
     let Some(newest) = orders.last() else {
         return Ok(());
     };
@@ -100,7 +103,13 @@ pub async fn reconcile(
 
     // Read once, and only when an earlier write may have gone through.
     let mut on_lever: Option<Vec<String>> = None;
-    for note in store.unwritten_notes(integration, opportunity_id)? {
+    let notes = {
+        let (id, opp) = (integration.to_owned(), opportunity_id.to_owned());
+        store
+            .off_async(move |s| s.unwritten_notes(&id, &opp))
+            .await?
+    };
+    for note in notes {
         if note.attempted {
             if on_lever.is_none() {
                 on_lever = Some(client.note_texts(opportunity_id).await?);
