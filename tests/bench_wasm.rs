@@ -45,6 +45,9 @@ pub struct InstantiateCallReport {
     pub guest_pool: Figures,
     /// wasmtime's floor: the empty component, bare store, same engine, same run.
     pub floor: Figures,
+    /// The same connector component in a bare store (imports as traps), same engine, same run:
+    /// wasmtime's cost for this component without the host's sandbox around the call.
+    pub bare: Figures,
     /// The connector measured, `id@version#hash12`.
     pub connector: String,
     /// The instance allocator in use (pooling with its slots, or on demand).
@@ -73,6 +76,7 @@ pub async fn instantiate_call_with(
         host: figures.host,
         guest_pool,
         floor: figures.floor,
+        bare: figures.bare,
         connector: figures.connector,
         allocation: figures.allocation,
     })

@@ -5,7 +5,11 @@
 //!   with the sandbox's limiter, deadline and WASI context, instantiation from the `InstancePre`,
 //!   the call, the store dropped), and, in the same run on the same engine, wasmtime's floor: an
 //!   empty component written in WAT exporting one function, instantiated from an `InstancePre`
-//!   into a bare store and called (no WASI, no limiter, no imports).
+//!   into a bare store and called (no WASI, no limiter, no imports); and between the two, the
+//!   same connector component instantiated into a bare store and its `list-packages` called
+//!   (imports linked as traps: the call makes none), which is wasmtime's own cost for that
+//!   component (its core instances, their imports, its memory reset) without the host's sandbox
+//!   around it (WASI context, limiter, deadlines, metrics).
 //! - [`through_guest_pool`]: the same call handed to the guest pool's runtime, as the server does
 //!   (adds a cross-thread hand-off).
 //!
@@ -53,6 +57,9 @@ pub struct InstantiateCall {
     pub host: Figures,
     /// The empty WAT component: bare store, instantiate from its `InstancePre`, call.
     pub floor: Figures,
+    /// The same connector component, bare store, instantiate from its `InstancePre`, call: what
+    /// wasmtime itself spends on this component; `host` minus this is the host's sandbox.
+    pub bare: Figures,
     /// The connector measured (`id@version#hash12`).
     pub connector: String,
     /// The engine's instance allocator (pooling with its slots, or on demand).
@@ -80,11 +87,13 @@ pub async fn instantiate_and_call(
 ) -> anyhow::Result<InstantiateCall> {
     let ctx = Arc::new(CallContext::detached());
     let floor = Floor::new(runtime)?;
+    let bare = Bare::new(runtime, connector)?;
     for _ in 0..WARM_UP {
         host_call(runtime, connector, &ctx).await?;
         floor.call().await?;
+        bare.call().await?;
     }
-    let (mut host, mut empty) = (Vec::new(), Vec::new());
+    let (mut host, mut empty, mut same) = (Vec::new(), Vec::new(), Vec::new());
     const BLOCK: usize = 100;
     while host.len() < iterations {
         for _ in 0..BLOCK.min(iterations - host.len()) {
@@ -94,11 +103,15 @@ pub async fn instantiate_and_call(
             let started = Instant::now();
             floor.call().await?;
             empty.push(started.elapsed());
+            let started = Instant::now();
+            bare.call().await?;
+            same.push(started.elapsed());
         }
     }
     Ok(InstantiateCall {
         host: Figures::of(host),
         floor: Figures::of(empty),
+        bare: Figures::of(same),
         connector: connector.version_tag(),
         allocation: runtime.allocation().to_string(),
     })
@@ -140,6 +153,66 @@ async fn host_call(
         .await
         .map(drop)
         .map_err(|e| anyhow::anyhow!("list-packages failed: {e}"))
+}
+
+/// The connector's own component, pre-instantiated on the runtime's engine with every import a
+/// trap, called into a bare store (the floor's shape, the connector's code).
+struct Bare {
+    engine: wasmtime::Engine,
+    pre: wasmtime::component::InstancePre<()>,
+    list_packages: wasmtime::component::ComponentExportIndex,
+}
+
+impl Bare {
+    fn new(runtime: &Runtime, connector: &LoadedConnector) -> anyhow::Result<Bare> {
+        let engine = runtime.engine().clone();
+        let component = &connector.compiled.component;
+        let interface = format!(
+            "switchyard:connector/screening@{}",
+            connector.compiled.contract_version
+        );
+        let screening = component
+            .get_export_index(None, &interface)
+            .ok_or_else(|| anyhow::anyhow!("the connector exports no `{interface}`"))?;
+        let list_packages = component
+            .get_export_index(Some(&screening), "list-packages")
+            .ok_or_else(|| anyhow::anyhow!("the connector exports no `list-packages`"))?;
+        let mut linker = Linker::<()>::new(&engine);
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(Bare {
+            engine,
+            pre,
+            list_packages,
+        })
+    }
+
+    async fn call(&self) -> anyhow::Result<()> {
+        let mut store = Store::new(&self.engine, ());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let func = instance
+            .get_func(&mut store, self.list_packages)
+            .ok_or_else(|| anyhow::anyhow!("`list-packages` is not a function"))?;
+        let mut result = [wasmtime::component::Val::Bool(false)];
+        func.call_async(&mut store, &[], &mut result)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        anyhow::ensure!(
+            matches!(result[0], wasmtime::component::Val::Result(Ok(_))),
+            "the bare connector's `list-packages` failed: {:?}",
+            result[0]
+        );
+        Ok(())
+    }
 }
 
 /// The empty component, pre-instantiated on the runtime's engine.

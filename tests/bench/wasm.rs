@@ -1,5 +1,6 @@
 //! Connector-call figures from `switchyard_tests::bench_wasm` (the runtime's measurements):
-//! instantiate + call of a trivial export vs wasmtime's empty component in the same run, and the
+//! instantiate + call of a trivial export vs wasmtime's empty component in the same run (and vs
+//! the same component in a bare store: what of the call is wasmtime's and what the host's), and the
 //! same connector logic (`plugins/twin`) native vs as a component — at the level of the host's
 //! connector call, not end to end (see that module's docs).
 
@@ -28,6 +29,18 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             ),
         ),
         "<= 3x the floor",
+    ));
+    rows.push(Row::against(
+        "instantiate + call µs, the same component in a bare store (no sandbox)",
+        (
+            r.host.median_us,
+            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
+        ),
+        (
+            r.bare.median_us,
+            format!("bare {:.1} / {:.1} µs", r.bare.median_us, r.bare.p99_us),
+        ),
+        "-",
     ));
     let n = native_vs_wasm(CALLS, CONCURRENCY).await?;
     rows.push(Row::against(

@@ -97,11 +97,11 @@ impl WasiView for Invocation {
 
 /// A pre-instantiated component of either served contract version (exports type-checked).
 pub enum Pre {
-    V0_1(bindings::v0_1::ConnectorPre<Invocation>),
-    V0_2(bindings::v0_2::ConnectorPre<Invocation>),
+    V0_1(bindings::Linked<bindings::v0_1::ConnectorPre<Invocation>>),
+    V0_2(bindings::Linked<bindings::v0_2::ConnectorPre<Invocation>>),
 }
 
-/// Something that instantiates into a fresh store: a version's `ConnectorPre`.
+/// Something that instantiates into a fresh store: a version's [`bindings::Linked`] component.
 pub trait Instantiate: Send + Sync {
     type Instance: Send + Sync + 'static;
     fn instantiate<'a>(
@@ -278,12 +278,16 @@ impl Runtime {
         };
         let pre = self.linker.instantiate_pre(&component).map_err(contract)?;
         let pre = match version {
-            ContractVersion::V0_1 => {
-                Pre::V0_1(bindings::v0_1::ConnectorPre::new(pre).map_err(contract)?)
-            }
-            ContractVersion::V0_2 => {
-                Pre::V0_2(bindings::v0_2::ConnectorPre::new(pre).map_err(contract)?)
-            }
+            ContractVersion::V0_1 => Pre::V0_1(
+                bindings::v0_1::ConnectorPre::new(pre)
+                    .and_then(bindings::v0_1::link)
+                    .map_err(contract)?,
+            ),
+            ContractVersion::V0_2 => Pre::V0_2(
+                bindings::v0_2::ConnectorPre::new(pre)
+                    .and_then(bindings::v0_2::link)
+                    .map_err(contract)?,
+            ),
         };
         Ok(Compiled {
             component,

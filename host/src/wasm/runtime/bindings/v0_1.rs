@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
 
 use self::switchyard::connector::{config, log, outbound_http, state, types};
 
-super::shared_glue!();
+super::shared_glue!("switchyard:connector/screening@0.1.0";);
 
 fn manifest_from(m: types::Manifest) -> crate::wasm::types::Manifest {
     crate::wasm::types::Manifest {

@@ -14,6 +14,7 @@ use self::switchyard::connector::{config, crypto, log, outbound_http, state, typ
 use crate::wasm::runtime::crypto as host_crypto;
 
 super::shared_glue! {
+    "switchyard:connector/screening@0.2.1";
     async fn set_for_screening(
         &mut self,
         idempotency_key: String,
