@@ -119,9 +119,9 @@ async fn work(
     while !*signals.stop.borrow() {
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
+        let kept = finished.clone();
         let (next, due_in, recorded) = {
             let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
-            let kept = finished.clone();
             let finished = finished.take();
             tokio::task::spawn_blocking(move || {
                 // A panic in here is caught and logged by the dispatcher, its claims handed back.
@@ -139,14 +139,15 @@ async fn work(
             })
             .await
             .unwrap_or_else(|e| {
-                // Cancelled: the runtime is going away. Whether the outcome was recorded is
-                // unknown, so it is tried again (fenced: never twice).
+                // Cancelled: the runtime is going away.
                 tracing::error!(error = %e, "the claiming task ended without an answer");
-                let panicked = crate::store::StoreError::Panicked;
-                let recorded = kept.map(|f| (f, Err(crate::store::StoreError::Panicked)));
-                (Err(panicked), None, recorded)
+                (Err(crate::store::StoreError::Panicked), None, None)
             })
         };
+        // An outcome the dispatcher never got to record (it panicked first, or its task was
+        // cancelled) is recorded alone below (fenced: never twice).
+        let recorded =
+            recorded.or_else(|| kept.map(|f| (f, Err(crate::store::StoreError::Panicked))));
         if let Some((f, result)) = recorded {
             settle(&app, f, result).await;
         }
