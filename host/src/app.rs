@@ -421,10 +421,22 @@ impl App {
         F: std::future::Future<Output = Result<R, CallError>> + Send + 'static,
         R: Send + 'static,
     {
-        match self.guests.run(integration, call).await {
-            Ok(result) => result,
-            Err(busy) => Err(CallError::Transient(format!("{busy}, retry later"))),
-        }
+        self.guests
+            .run(integration, call)
+            .await
+            .unwrap_or_else(|busy| Err(busy_error(&busy)))
+    }
+
+    /// [`App::guest_call`] for a worker: on the worker's own task (its runtime is apart from
+    /// the threads that serve HTTP), within the same slots ([`GuestPool::run_here`]).
+    pub async fn worker_guest_call<R, F>(&self, integration: &str, call: F) -> Result<R, CallError>
+    where
+        F: std::future::Future<Output = Result<R, CallError>>,
+    {
+        self.guests
+            .run_here(integration, call)
+            .await
+            .unwrap_or_else(|busy| Err(busy_error(&busy)))
     }
 
     /// Where the ATS sends this integration's webhooks (the seeds' "webhook URL"), for an ATS
@@ -469,4 +481,9 @@ pub(crate) fn merged_integrations(
         }
     }
     Ok(all.into_values().collect())
+}
+
+/// A call that found no guest slot in time: retried later.
+fn busy_error(busy: &crate::wasm::pool::Busy) -> CallError {
+    CallError::Transient(format!("{busy}, retry later"))
 }

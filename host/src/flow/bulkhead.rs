@@ -32,6 +32,7 @@
 //! [`Store::claim_batch`]: crate::store::Store::claim_batch
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,16 @@ use crate::store::{Claim, Event, Finished, Result, Store, StoreError};
 /// A finished attempt handed to [`Dispatcher::next`] and whether it was recorded (see
 /// [`Store::finish`]).
 pub type Recorded = (Finished, Result<bool>);
+
+/// What one [`Dispatcher::next`] has done so far, kept outside it so that a panic halfway loses
+/// none of it: how the finished attempt was recorded, and the events claimed (committed) but not
+/// yet placed with a worker or in `ready`, which are then handed back to the queue.
+#[derive(Default)]
+struct Progress {
+    recorded: Option<Recorded>,
+    /// `(id, claim_seq)` of each.
+    unplaced: Vec<(i64, i64)>,
+}
 
 struct State {
     /// Events claimed or running, per integration (each holds a place).
@@ -79,6 +90,9 @@ pub struct Dispatcher {
     /// Signalled when a place is freed or claimed events are ready: a worker that found nothing
     /// it may take waits on it (instead of polling a queue whose due events it may not take).
     pub freed: tokio::sync::Notify,
+    /// Fault seam: panic right after the next committed claim.
+    #[cfg(test)]
+    panic_after_claim: std::sync::atomic::AtomicBool,
 }
 
 /// A claimed event's place in its integration's bulkhead; freed when dropped.
@@ -123,6 +137,8 @@ impl Dispatcher {
             limit: limit.max(1),
             workers: workers.max(1),
             freed: tokio::sync::Notify::new(),
+            #[cfg(test)]
+            panic_after_claim: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State {
                 in_flight: HashMap::new(),
                 cursor: None,
@@ -144,6 +160,10 @@ impl Dispatcher {
     /// `finished`: the attempt this worker just ended, recorded in the same write as the claim
     /// (one commit for both), or alone when no claim is written (a ready event taken, no room);
     /// how that went is returned with it, for the worker to retry the outcome alone on an error.
+    ///
+    /// A panic in here is caught: it is logged, the events it had claimed and not placed yet go
+    /// back to the queue uncounted, and the finished attempt's recording is reported as it went
+    /// (recorded before the panic, or not: never a misleading "lease lost").
     pub fn next(
         self: &Arc<Self>,
         app: &App,
@@ -152,20 +172,43 @@ impl Dispatcher {
         finished: Option<Finished>,
     ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
         let configured = |id: &str| app.integration(id).is_some();
-        let mut recorded = None;
-        let next = self.next_after(
-            &configured,
-            &app.store,
-            &app.metrics,
-            (run, lease_ms),
-            finished,
-            &mut recorded,
-        );
-        (next, recorded)
+        let scope = (&app.store, &*app.metrics);
+        self.next_caught(&configured, scope, (run, lease_ms), finished)
     }
 
-    /// [`Dispatcher::next`], `configured` telling which integrations are configured, nothing
-    /// finished.
+    /// [`Dispatcher::next`], `configured` telling which integrations are configured.
+    fn next_caught(
+        self: &Arc<Self>,
+        configured: &dyn Fn(&str) -> bool,
+        (store, metrics): (&Store, &Metrics),
+        lease: (&str, i64),
+        finished: Option<Finished>,
+    ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
+        let mut progress = Progress::default();
+        let next = catch_unwind(AssertUnwindSafe(|| {
+            self.next_after(configured, store, metrics, lease, finished, &mut progress)
+        }));
+        let next = next.unwrap_or_else(|panic| {
+            let run = lease.0;
+            let handed_back = match progress.unplaced.as_slice() {
+                [] => 0,
+                claims => store.unclaim(claims, run).unwrap_or_else(|e| {
+                    // The run's end (or the next run) takes them back instead.
+                    tracing::error!(error = %e, events = claims.len(), "cannot hand back claimed events");
+                    0
+                }),
+            };
+            tracing::error!(
+                panic = panic_text(panic.as_ref()),
+                handed_back,
+                "the dispatcher panicked; the events it had claimed and not started are queued again"
+            );
+            Err(StoreError::Panicked)
+        });
+        (next, progress.recorded)
+    }
+
+    /// [`Dispatcher::next`] for tests, nothing finished.
     #[cfg(test)]
     fn next_of(
         self: &Arc<Self>,
@@ -175,10 +218,11 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
-        self.next_after(configured, store, metrics, (run, lease_ms), None, &mut None)
+        self.next_caught(configured, (store, metrics), (run, lease_ms), None)
+            .0
     }
 
-    /// [`Dispatcher::next`]; how `finished` was recorded goes to `recorded`.
+    /// [`Dispatcher::next`]; what it did so far goes to `progress`.
     fn next_after(
         self: &Arc<Self>,
         configured: &dyn Fn(&str) -> bool,
@@ -186,8 +230,9 @@ impl Dispatcher {
         metrics: &Metrics,
         (run, lease_ms): (&str, i64),
         finished: Option<Finished>,
-        recorded: &mut Option<Recorded>,
+        progress: &mut Progress,
     ) -> Result<Option<(Event, Permit)>> {
+        let recorded = &mut progress.recorded;
         let alone = |finished: Option<Finished>| {
             finished.map(|f| {
                 let result = store.record_finished_blocking(f.clone());
@@ -262,6 +307,14 @@ impl Dispatcher {
             }
             None => claim_batch(store, run, lease_ms, &wants, free)?,
         };
+        progress.unplaced = claimed.iter().map(|e| (e.id, e.claim_seq)).collect();
+        #[cfg(test)]
+        if self
+            .panic_after_claim
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("fault seam: the dispatcher panics after a committed claim");
+        }
         if let (false, Some((first, _))) = (claimed.is_empty(), wants.first()) {
             state.cursor = Some(first.to_string());
         }
@@ -275,7 +328,10 @@ impl Dispatcher {
                 }
                 state.orphans_checked = Some(Instant::now());
                 match claim_orphan(store, run, lease_ms, &orphans)? {
-                    Some(event) => event,
+                    Some(event) => {
+                        progress.unplaced = vec![(event.id, event.claim_seq)];
+                        event
+                    }
                     None => return Ok(None),
                 }
             }
@@ -289,6 +345,8 @@ impl Dispatcher {
         }
         let others = claimed.len();
         state.ready.extend(claimed);
+        // Placed: `first` goes to this worker, the others wait in `ready`.
+        progress.unplaced.clear();
         drop(state);
         for _ in 0..others {
             self.freed.notify_one();
@@ -357,6 +415,15 @@ impl Dispatcher {
     pub fn in_flight(&self, integration: &str) -> usize {
         self.lock().in_flight.get(integration).copied().unwrap_or(0)
     }
+}
+
+/// What a caught panic says (its message when it has one).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// The oldest due event of the first of `orphans` (integrations no longer configured) that has
@@ -546,6 +613,58 @@ mod tests {
         }
         drop(permit);
         assert_eq!(d.in_flight("a"), 0);
+    }
+
+    #[test]
+    fn a_panic_after_a_committed_claim_hands_its_events_back_and_reports_the_outcome() {
+        let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = Dispatcher::with(
+            2,
+            2,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
+        let (first, permit) = next(&d, &names, &s, &m).unwrap();
+        let (second, _held) = next(&d, &names, &s, &m).unwrap();
+        let finish = crate::store::Finish {
+            run: RUN,
+            claim_seq: first.claim_seq,
+            state: EventState::Done,
+            error: None,
+            connector_version: None,
+            retry_at: None,
+            started_at_ms: 0,
+            took_ms: 1,
+        };
+        let finished = Finished::new(first.id, first.attempts, &finish, Vec::new());
+        drop(permit);
+        d.panic_after_claim
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // The outcome and a claim of the freed place commit together, then the dispatcher panics.
+        let (next_one, recorded) =
+            d.next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished));
+        assert!(matches!(next_one, Err(StoreError::Panicked)));
+        let (_, how) = recorded.expect("the outcome's recording is reported");
+        assert!(
+            matches!(how, Ok(true)),
+            "recorded before the panic: {how:?}"
+        );
+        assert_eq!(s.event(first.id).unwrap().unwrap().state, EventState::Done);
+        // The event claimed in that write is queued again, uncounted; only `second` is held.
+        assert_eq!(s.held_by(RUN).unwrap(), 1);
+        let queued: Vec<Event> = s
+            .events("a", 10)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.state == EventState::Queued)
+            .collect();
+        assert_eq!(queued.len(), 2);
+        assert!(queued.iter().all(|e| e.attempts == 0), "{queued:?}");
+        // The dispatcher goes on: the handed-back events are claimed again.
+        let (again, _p) = next(&d, &names, &s, &m).expect("claimable again");
+        assert!(queued.iter().any(|e| e.id == again.id));
+        assert_ne!(again.id, second.id);
     }
 
     #[test]

@@ -383,13 +383,14 @@ async fn start_screening(
     let mut ctx = app.sandbox_context(integration, connector);
     ctx.state = Some(state.clone());
     let ctx = Arc::new(ctx);
-    let runtime = app.registry.runtime().clone();
+    let runtime = app.registry.runtime();
     let key = request.idempotency_key.clone();
-    let (called, request) = (connector.clone(), request.clone());
+    // On the worker's task: no hop to a guest thread and back.
     let started = app
-        .guest_call(&integration.config.id, async move {
-            called.start_screening(&runtime, ctx, &request).await
-        })
+        .worker_guest_call(
+            &integration.config.id,
+            connector.start_screening(runtime, ctx, request),
+        )
         .await;
     let started = started.map_err(|e| match e.needs_operator() {
         Some(reason) => needs_operator(app, reason, key, event_id),

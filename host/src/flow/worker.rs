@@ -11,6 +11,7 @@
 //! workers back off (up to `MAX_BACKOFF`), logging the outage once when it starts and once when it
 //! ends.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,26 +119,35 @@ async fn work(
     while !*signals.stop.borrow() {
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
+        let kept = finished.clone();
         let (next, due_in, recorded) = {
             let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
-            let kept = finished.clone();
             let finished = finished.take();
             tokio::task::spawn_blocking(move || {
+                // A panic in here is caught and logged by the dispatcher, its claims handed back.
                 let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished);
                 // Nothing to take though there was room: sleep until the next due event.
+                // (A panic of this read is the idle tick's problem, not the outcome's.)
                 let due_in = match &next {
-                    Ok(None) if !dispatcher.full() => app.store.next_due_in().ok().flatten(),
+                    Ok(None) if !dispatcher.full() => {
+                        let read = AssertUnwindSafe(|| app.store.next_due_in());
+                        catch_unwind(read).ok().and_then(|r| r.ok().flatten())
+                    }
                     _ => None,
                 };
                 (next, due_in, recorded)
             })
             .await
-            .unwrap_or_else(|_| {
-                let panicked = crate::store::StoreError::Panicked;
-                let recorded = kept.map(|f| (f, Err(crate::store::StoreError::Panicked)));
-                (Err(panicked), None, recorded)
+            .unwrap_or_else(|e| {
+                // Cancelled: the runtime is going away.
+                tracing::error!(error = %e, "the claiming task ended without an answer");
+                (Err(crate::store::StoreError::Panicked), None, None)
             })
         };
+        // An outcome the dispatcher never got to record (it panicked first, or its task was
+        // cancelled) is recorded alone below (fenced: never twice).
+        let recorded =
+            recorded.or_else(|| kept.map(|f| (f, Err(crate::store::StoreError::Panicked))));
         if let Some((f, result)) = recorded {
             settle(&app, f, result).await;
         }
@@ -253,8 +263,8 @@ async fn handle(
                 why,
                 drop_screening,
             };
-            record_calls(app, &event, calls).await;
-            wait(app, &event, run, held, started_at_ms, took_ms).await;
+            let timing = (started_at_ms, took_ms);
+            wait(app, &event, run, held, timing, calls).await;
             return None;
         }
         Ok(Outcome::Done(version)) => (EventState::Done, None, version, None, "done".to_string()),
@@ -376,18 +386,6 @@ fn taken_calls(event: &Event, calls: &CallLog) -> Vec<OutboundCall> {
     kept
 }
 
-/// Stores the outbound calls of an attempt that ends waiting (a failure is logged: the wait
-/// matters more).
-async fn record_calls(app: &App, event: &Event, calls: Vec<OutboundCall>) {
-    if let Err(e) = app
-        .store
-        .record_calls(event.id, event.attempts, calls)
-        .await
-    {
-        tracing::error!(event = event.id, error = %e, "cannot record the attempt's outbound calls");
-    }
-}
-
 /// What an event waits for, why, and the screening whose connector state goes with the wait.
 struct Held {
     what: WaitFor,
@@ -398,7 +396,14 @@ struct Held {
 /// Puts an event to wait (see [`crate::store::waiting`]): a permission or the quota is
 /// re-checked every `worker.recheck_secs`; a connect only by its trigger; an operator's decision
 /// only by an operator.
-async fn wait(app: &App, event: &Event, run: &str, held: Held, started_at_ms: i64, took_ms: i64) {
+async fn wait(
+    app: &App,
+    event: &Event,
+    run: &str,
+    held: Held,
+    (started_at_ms, took_ms): (i64, i64),
+    calls: Vec<OutboundCall>,
+) {
     let Held {
         what,
         why,
@@ -428,7 +433,12 @@ async fn wait(app: &App, event: &Event, run: &str, held: Held, started_at_ms: i6
         took_ms,
         drop_screening,
     };
-    match app.store.wait_event(event.id, wait).await {
+    // The attempt's outbound calls go in the same write as the wait (one commit).
+    let recorded = app
+        .store
+        .wait_event_with_calls(event.id, wait, event.attempts, calls)
+        .await;
+    match recorded {
         Ok(true) => {}
         Ok(false) => tracing::warn!(event = event.id, "lease lost before the wait was recorded"),
         // The lease will expire and the event be claimed (and held) again: nothing is lost.

@@ -287,6 +287,21 @@ impl Store {
         self.write_now(move |db| kv_apply_on(db, &integration, &connector, &writes))
     }
 
+    /// [`Store::kv_apply`] for async code: awaits the group commit, blocking no thread.
+    pub async fn kv_apply_committed(
+        &self,
+        integration: &str,
+        connector: &str,
+        writes: Vec<KvWrite>,
+    ) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (integration, connector) = (integration.to_owned(), connector.to_owned());
+        self.write_db(move |db| kv_apply_on(db, &integration, &connector, &writes))
+            .await
+    }
+
     fn kv_write(&self, integration: &str, connector: &str, write: KvWrite) -> Result<bool> {
         let (integration, connector) = (integration.to_owned(), connector.to_owned());
         self.write_now(move |db| kv_write_on(db, &integration, &connector, &write))

@@ -254,12 +254,17 @@ impl Store {
     /// [`Store::record_status`] with the `state` writes the order's connector made after its
     /// last outbound request, made first in the same write (one commit for both): the
     /// screening's own entries among them are dropped with it at once.
+    ///
+    /// Its flush may wait for the next flushed commit: a status lost to a power loss is
+    /// recorded again when the step is redone (the intent, flushed before the vendor call, makes
+    /// the connector look its order up instead of inviting again; the ATS write-back reconciles,
+    /// and a note's attempt mark is flushed before the note is written).
     pub async fn record_status_with_state(
         &self,
         rec: StatusRecord,
         state: Vec<super::kv::KvWrite>,
     ) -> Result<()> {
-        self.write_db(move |db| {
+        self.write_db_later(move |db| {
             let order = &rec.order;
             super::kv::kv_apply_on(db, &order.integration, &order.connector, &state)?;
             record_status_on(db, &rec)

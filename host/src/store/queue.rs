@@ -449,7 +449,8 @@ impl Store {
     /// The claim is one write of the group commit ([`Store::write_blocking`]): it shares the
     /// commit (and its fsync) with the webhooks arriving meanwhile, runs on the writer's thread,
     /// and never holds the connection while a worker thread waits for a CPU. It returns once
-    /// the leases are durable. Call it from a blocking thread.
+    /// the leases are committed; their flush may wait for the next flushed commit (a claim lost
+    /// to a power loss leaves its events queued). Call it from a blocking thread.
     pub fn claim_batch(
         &self,
         run: &str,
@@ -459,7 +460,7 @@ impl Store {
     ) -> Result<Vec<Event>> {
         let run = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_db_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
+        self.write_db_later_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
     }
 
     /// [`Store::claim_batch`] that first records a worker's finished attempt in the same write:
@@ -476,7 +477,7 @@ impl Store {
     ) -> Result<(bool, Vec<Event>)> {
         let run = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_db_blocking(move |db| {
+        self.write_db_later_blocking(move |db| {
             let recorded = finished_on(db, &finished)?;
             Ok((recorded, claim_batch_on(db, &run, lease_ms, &wants, total)?))
         })
@@ -521,7 +522,8 @@ impl Store {
     /// declared dead and another run took it, or it was handed back and claimed again), nothing
     /// changes and this returns false. Through the
     /// [`writer`](super::writer): one savepoint in a transaction shared with the other writes of
-    /// the moment, answered once that transaction committed.
+    /// the moment, answered once that transaction committed; its flush may wait for the next
+    /// flushed commit (an outcome lost to a power loss is redone: its event is taken back).
     pub async fn finish(&self, id: i64, f: &Finish<'_>) -> Result<bool> {
         self.record_finished(Finished::new(id, 0, f, Vec::new()))
             .await
@@ -531,12 +533,13 @@ impl Store {
     /// [`Store::finish`]. A worker records it with its next claim instead
     /// ([`Store::claim_batch_after`]) and comes here when that cannot be.
     pub async fn record_finished(&self, finished: Finished) -> Result<bool> {
-        self.write_db(move |db| finished_on(db, &finished)).await
+        self.write_db_later(move |db| finished_on(db, &finished))
+            .await
     }
 
     /// [`Store::record_finished`] from a blocking thread.
     pub fn record_finished_blocking(&self, finished: Finished) -> Result<bool> {
-        self.write_db_blocking(move |db| finished_on(db, &finished))
+        self.write_db_later_blocking(move |db| finished_on(db, &finished))
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful

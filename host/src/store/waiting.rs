@@ -128,7 +128,21 @@ impl Store {
     /// connect (the integration has a grant now) is queued due now instead: it cannot wait
     /// forever for a connect that already happened.
     pub async fn wait_event(&self, id: i64, wait: Wait) -> Result<bool> {
+        self.wait_event_with_calls(id, wait, 0, Vec::new()).await
+    }
+
+    /// [`Store::wait_event`] that also records the outbound `calls` of attempt number `attempt`
+    /// in the same write (one commit, as an outcome and its calls): they are kept even when
+    /// the wait is fenced off, since they were made.
+    pub async fn wait_event_with_calls(
+        &self,
+        id: i64,
+        wait: Wait,
+        attempt: u32,
+        calls: Vec<crate::recording::OutboundCall>,
+    ) -> Result<bool> {
         self.write_db(move |db| {
+            super::traffic::record_calls_on(db, id, attempt, &calls)?;
             let next = wait.recheck_at.unwrap_or(NEVER);
             let n = db.execute(
                 &format!(
@@ -351,19 +365,37 @@ mod tests {
         });
     }
 
+    fn vendor_call(url: &str) -> crate::recording::OutboundCall {
+        use crate::recording::{CallTarget, OutboundCall};
+        OutboundCall::ended(CallTarget::Vendor, "POST", url, now_ms(), Ok(201))
+    }
+
     #[tokio::test]
     async fn a_recheck_time_resumes_by_itself_and_a_lost_lease_changes_nothing() {
         on_both_async!(|s: Store| async move {
             s.enqueue("a", "k", "1", "{}").unwrap();
             let e = claim(&s).unwrap();
+            let fenced = wait(&e, "other-run", WaitFor::Quota, None);
+            let calls = vec![vendor_call("http://v/fenced")];
             assert!(!s
-                .wait_event(e.id, wait(&e, "other-run", WaitFor::Quota, None))
+                .wait_event_with_calls(e.id, fenced, e.attempts, calls)
                 .await
                 .unwrap());
+            assert_eq!(s.event(e.id).unwrap().unwrap().state, EventState::Running);
+            let held = wait(&e, "r", WaitFor::Quota, Some(now_ms() - 1));
+            let calls = vec![vendor_call("http://v/held")];
             assert!(s
-                .wait_event(e.id, wait(&e, "r", WaitFor::Quota, Some(now_ms() - 1)))
+                .wait_event_with_calls(e.id, held, e.attempts, calls)
                 .await
                 .unwrap());
+            // The calls were made: kept with the wait, and even when the wait was fenced off.
+            let urls: Vec<String> = s
+                .calls(e.id)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.call.url)
+                .collect();
+            assert_eq!(urls, ["http://v/fenced", "http://v/held"]);
             assert_eq!(s.waiting_for("a", WaitFor::Quota).unwrap(), 1);
             assert_eq!(s.wake_rechecks().unwrap(), 1);
             assert_eq!(claim(&s).unwrap().id, e.id);

@@ -28,6 +28,19 @@
 //!
 //! The thread ends when the last [`Store`] clone is dropped (its channel closes).
 //!
+//! **When a commit reaches the disk ([`Flush`]).** Every write is committed before it is
+//! answered; most are also flushed (fsync) before it is answered. A processing step's
+//! bookkeeping (a claim, an attempt's outcome, a status recorded before its ATS write-back) may
+//! ask for [`Flush::Later`]: a batch made only of such writes commits with
+//! `synchronous=NORMAL` (SQLite, WAL: no fsync), and the next flushed commit — the next webhook,
+//! intent, note mark or checkpoint — makes it durable with itself. WAL recovery keeps commits in
+//! order (each frame's checksum chains to the one before), so a power loss can lose only the
+//! newest unflushed writes, never one older than a flushed commit; a process crash (kill -9)
+//! loses nothing, the kernel has the pages. A lost step is redone as after any crash (its event
+//! is taken back and every step is idempotent), and nothing the outside world acts on relies on
+//! an unflushed write: an ack, an intent before its vendor call and a note's attempt mark are
+//! flushed. PostgreSQL flushes every commit, as before.
+//!
 //! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
 //! over one dedicated connection outside the pool (opened again when lost): `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
 //! (one WAL flush for the batch). A PostgreSQL batch holds at most 62 jobs with a savepoint of
@@ -50,6 +63,16 @@ use super::pg::{PgConn, WriterConn};
 use super::sql::Db;
 use super::{lock, Enqueued, Result, StoreError};
 use crate::metrics::WriterStats;
+
+/// When a write's commit must be on disk (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::store) enum Flush {
+    /// Before the write is answered: anything acknowledged or acted on outside.
+    Now,
+    /// With the next flushed commit: a processing step's bookkeeping, redone after a power
+    /// loss that took it.
+    Later,
+}
 
 /// Most jobs committed together; a bound on how long one batch holds the connection.
 pub const MAX_BATCH: usize = 512;
@@ -92,6 +115,9 @@ pub(in crate::store) trait Batching: Db {
     fn in_transaction(&self) -> bool;
     /// Jobs with a savepoint of their own a batch takes at most (webhooks share one).
     const MAX_SAVEPOINTS: usize = MAX_BATCH;
+    /// Whether the next commits are flushed before they return (the default) or may wait for
+    /// a later flushed commit. Called outside a transaction.
+    fn flush_commits(&self, now: bool) -> Result<()>;
 }
 
 impl Batching for Connection {
@@ -106,6 +132,14 @@ impl Batching for Connection {
 
     fn in_transaction(&self) -> bool {
         !self.is_autocommit()
+    }
+
+    fn flush_commits(&self, now: bool) -> Result<()> {
+        let sql = match now {
+            true => "PRAGMA synchronous = FULL",
+            false => "PRAGMA synchronous = NORMAL",
+        };
+        Ok(self.prepare_cached(sql)?.execute([]).map(drop)?)
     }
 }
 
@@ -134,6 +168,11 @@ impl Batching for PgConn {
     /// only a lost connection does.
     fn in_transaction(&self) -> bool {
         !self.is_closed()
+    }
+
+    /// Every commit is flushed on PostgreSQL.
+    fn flush_commits(&self, _now: bool) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -178,6 +217,10 @@ trait Job<C>: Send {
     /// It queued a new event (the workers should look once its batch committed).
     fn queued_new(&self) -> bool {
         false
+    }
+    /// When its commit must be on disk.
+    fn flush(&self) -> Flush {
+        Flush::Now
     }
 }
 
@@ -242,6 +285,7 @@ struct Pending<T, F> {
     work: Option<F>,
     done: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    flush: Flush,
 }
 
 impl<C, T, F> Job<C> for Pending<T, F>
@@ -263,6 +307,10 @@ where
 
     fn answer(self: Box<Self>, batch: &std::result::Result<(), String>) {
         reply(self.done, batch, self.reply);
+    }
+
+    fn flush(&self) -> Flush {
+        self.flush
     }
 }
 
@@ -288,7 +336,16 @@ impl<C: Batching + 'static> Writer<C> {
         T: Send + 'static,
         F: FnOnce(&C) -> Result<T> + Send + 'static,
     {
-        let (job, answer) = pending(job);
+        self.write_flushed(Flush::Now, job).await
+    }
+
+    /// [`Writer::write`], its commit on disk as `flush` says.
+    pub(in crate::store) async fn write_flushed<T, F>(&self, flush: Flush, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&C) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = pending(job, flush);
         self.jobs
             .send(job)
             .await
@@ -318,7 +375,16 @@ impl<C: Batching + 'static> Writer<C> {
         T: Send + 'static,
         F: FnOnce(&C) -> Result<T> + Send + 'static,
     {
-        let (job, answer) = pending(job);
+        self.write_blocking_flushed(Flush::Now, job)
+    }
+
+    /// [`Writer::write_blocking`], its commit on disk as `flush` says.
+    pub(in crate::store) fn write_blocking_flushed<T, F>(&self, flush: Flush, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&C) -> Result<T> + Send + 'static,
+    {
+        let (job, answer) = pending(job, flush);
         self.jobs
             .blocking_send(job)
             .map_err(|_| StoreError::WriterStopped)?;
@@ -344,7 +410,7 @@ impl<C: Batching + 'static> Writer<C> {
 }
 
 /// `work` as a job for the writer, and where its answer will come.
-fn pending<C, T, F>(work: F) -> (Box<dyn Job<C>>, oneshot::Receiver<Result<T>>)
+fn pending<C, T, F>(work: F, flush: Flush) -> (Box<dyn Job<C>>, oneshot::Receiver<Result<T>>)
 where
     C: 'static,
     T: Send + 'static,
@@ -355,6 +421,7 @@ where
         work: Some(work),
         done: None,
         reply,
+        flush,
     });
     (job, answer)
 }
@@ -399,7 +466,9 @@ fn run<S: Source>(
                 Err(_) => break,
             }
         }
-        let outcome = source.with(|conn| commit(conn, &mut batch));
+        // Flushed unless every job of the batch may wait for a later flush.
+        let now = batch.iter().any(|job| job.flush() == Flush::Now);
+        let outcome = source.with(|conn| commit_flushed(conn, &mut batch, now));
         match &outcome {
             Ok(()) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -421,6 +490,27 @@ fn run<S: Source>(
             job.answer(&outcome);
         }
     }
+}
+
+/// [`commit`]; `now`: flushed before it returns, else (all jobs [`Flush::Later`]) left for the
+/// next flushed commit. The connection is flushing again afterwards: its other users (and the
+/// next batch) commit as before.
+fn commit_flushed<C: Batching>(
+    conn: &C,
+    jobs: &mut [Box<dyn Job<C>>],
+    now: bool,
+) -> std::result::Result<(), String> {
+    if now {
+        return commit(conn, jobs);
+    }
+    conn.flush_commits(false)
+        .map_err(|e| format!("cannot relax the commit's flush: {e}"))?;
+    let result = commit(conn, jobs);
+    if let Err(e) = conn.flush_commits(true) {
+        // Every other commit of this connection would go unflushed: nothing may commit on it.
+        panic!("cannot make the store's commits flushed again: {e}");
+    }
+    result
 }
 
 /// One transaction over `jobs`. `Err` = rolled back, nothing of the batch is stored.
@@ -500,6 +590,48 @@ fn merge_intake<C: Batching>(
     }
     conn.control("RELEASE intake")
         .map_err(|e| format!("cannot release a savepoint: {e}"))
+}
+
+impl super::Store {
+    /// [`Store::write_db`](super::Store::write_db) whose commit may wait for the next flushed
+    /// one ([`Flush::Later`]): only for a processing step's bookkeeping that a power loss may
+    /// take back (the step is then redone).
+    pub(in crate::store) async fn write_db_later<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        use super::Backend;
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer
+                    .write_flushed(Flush::Later, move |c: &Connection| job(c))
+                    .await
+            }
+            Backend::Postgres { writer, .. } => {
+                writer
+                    .write_flushed(Flush::Later, move |c: &PgConn| job(c))
+                    .await
+            }
+        }
+    }
+
+    /// [`Store::write_db_later`] from a blocking thread.
+    pub(in crate::store) fn write_db_later_blocking<T, F>(&self, job: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        use super::Backend;
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                writer.write_blocking_flushed(Flush::Later, move |c: &Connection| job(c))
+            }
+            Backend::Postgres { writer, .. } => {
+                writer.write_blocking_flushed(Flush::Later, move |c: &PgConn| job(c))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -620,6 +752,35 @@ mod tests {
             "the held job's batch, then one batch of all {N}"
         );
         assert_eq!(rows(&store), (0..N).collect::<Vec<_>>());
+    }
+
+    /// `PRAGMA synchronous` as a job sees it: 1 = NORMAL (no fsync at commit), 2 = FULL.
+    fn synchronous(c: &dyn Db) -> Result<i64> {
+        c.query_one("PRAGMA synchronous", &[])?.int(0)
+    }
+
+    /// A batch of only `Later` writes commits unflushed; one `Now` write among them flushes
+    /// the whole batch; and every other commit of the connection is flushed again afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_a_batch_of_later_writes_commits_unflushed() {
+        let store = temp_store();
+        let full = |s: &Store| s.db(synchronous).unwrap();
+        assert_eq!(full(&store), 2);
+        assert_eq!(store.write_db_later(synchronous).await.unwrap(), 1);
+        assert_eq!(full(&store), 2, "flushed again after the batch");
+        assert_eq!(store.write_db(synchronous).await.unwrap(), 2);
+        // A later write and a flushed one in one batch: the batch is flushed.
+        let (release, gate) = hold_writer(&store).await;
+        let sent = counts(&store).1;
+        let (a, b) = (store.clone(), store.clone());
+        let later = tokio::spawn(async move { a.write_db_later(synchronous).await });
+        let now = tokio::spawn(async move { b.write_db(synchronous).await });
+        wait_sent(&store, sent + 2).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        assert_eq!(later.await.unwrap().unwrap(), 2);
+        assert_eq!(now.await.unwrap().unwrap(), 2);
+        assert_eq!(full(&store), 2);
     }
 
     /// Webhooks waiting together are one batch and one merged insert: each is answered with

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::limits::SandboxLimits;
 
@@ -77,6 +77,31 @@ impl GuestPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let slots = self.slots(integration).await?;
+        self.handle
+            .spawn(async move {
+                let _slots = slots;
+                call.await
+            })
+            .await
+            .map_err(|e| Busy::Lost(e.to_string()))
+    }
+
+    /// [`GuestPool::run`] on the caller's own task, within the same slots: for callers that
+    /// already run apart from the threads that serve HTTP (the workers' runtime), where the hop
+    /// to a guest thread and back cost two thread switches per call and bought no isolation.
+    /// The sandbox's bounds (fuel, epoch deadline, memory) hold on any thread. Dropping the
+    /// future cancels the call, as a crash would.
+    pub async fn run_here<F: Future>(&self, integration: &str, call: F) -> Result<F::Output, Busy> {
+        let _slots = self.slots(integration).await?;
+        Ok(call.await)
+    }
+
+    /// A slot of `integration` and one of the host, each waited for up to `call_queue_ms`.
+    async fn slots(
+        &self,
+        integration: &str,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Busy> {
         let wait = Duration::from_millis(self.limits.call_queue_ms);
         let mine = tokio::time::timeout(wait, self.slots_of(integration).acquire_owned())
             .await
@@ -86,13 +111,7 @@ impl GuestPool {
             .await
             .map_err(|_| Busy::Host(self.limits.max_concurrent_calls))?
             .map_err(|e| Busy::Lost(e.to_string()))?;
-        self.handle
-            .spawn(async move {
-                let _slots = (mine, host);
-                call.await
-            })
-            .await
-            .map_err(|e| Busy::Lost(e.to_string()))
+        Ok((mine, host))
     }
 }
 
@@ -135,6 +154,37 @@ mod tests {
         assert!(matches!(busy, Err(Busy::Integration(1))), "{busy:?}");
         assert!(pool.run("b", async {}).await.is_ok());
         assert!(long.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_call_run_here_stays_on_the_callers_thread_within_the_same_slots() {
+        let limits = SandboxLimits {
+            max_calls_per_integration: 1,
+            call_queue_ms: 100,
+            ..SandboxLimits::default()
+        };
+        let pool = Arc::new(GuestPool::new(&limits).unwrap());
+        let caller = std::thread::current().id();
+        let here = pool
+            .run_here("a", async { std::thread::current().id() })
+            .await
+            .unwrap();
+        assert_eq!(here, caller);
+        // `a`'s one slot is taken by a call on the guest threads: a call here waits, then
+        // gives up as busy, like any other call of `a`.
+        let p = pool.clone();
+        let long = tokio::spawn(async move {
+            p.run("a", tokio::time::sleep(Duration::from_millis(1000)))
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let busy = pool.run_here("a", async {}).await;
+        assert!(matches!(busy, Err(Busy::Integration(1))), "{busy:?}");
+        assert!(long.await.unwrap().is_ok());
+        assert!(
+            pool.run_here("a", async {}).await.is_ok(),
+            "its slot is free again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

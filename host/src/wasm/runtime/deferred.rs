@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::kv::KvWrite;
 use crate::store::Store;
-use crate::wasm::runtime::imports::StateBackend;
+use crate::wasm::runtime::imports::{BoxFuture, StateBackend};
 
 /// A connector's `state` for one call, scoped to one integration and connector, its writes
 /// held until an outbound request or the call's outcome.
@@ -146,8 +146,20 @@ impl StateBackend for DeferredState {
         Ok(stored + extra)
     }
 
-    fn before_outbound(&self) -> anyhow::Result<()> {
-        Ok(self.flush()?)
+    /// Awaits the group commit of the held writes: no thread blocks for it (a blocking wait
+    /// lent the runtime's thread away, `block_in_place`, at the cost of thread switches per
+    /// request).
+    fn before_outbound(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let writes = self.take();
+            let kept = writes.clone();
+            self.store
+                .kv_apply_committed(&self.integration, &self.connector, writes)
+                .await
+                // Not stored: held again, so a later flush still has them.
+                .inspect_err(|_| self.hold_again(kept))?;
+            Ok(())
+        })
     }
 }
 
@@ -161,15 +173,15 @@ mod tests {
         (dir, store)
     }
 
-    #[test]
-    fn writes_are_held_until_a_request_leaves_and_read_back_meanwhile() {
+    #[tokio::test]
+    async fn writes_are_held_until_a_request_leaves_and_read_back_meanwhile() {
         let (_dir, store) = store();
         let state = DeferredState::new(store.clone(), "i", "c");
         state.set_for_screening("key", "intent:key", "1").unwrap();
         assert_eq!(state.get("intent:key").unwrap().as_deref(), Some("1"));
         assert_eq!(store.kv_get("i", "c", "intent:key").unwrap(), None);
         // Before the vendor is called, the intent is durable.
-        state.before_outbound().unwrap();
+        state.before_outbound().await.unwrap();
         assert_eq!(
             store.kv_get("i", "c", "intent:key").unwrap().as_deref(),
             Some("1")

@@ -124,9 +124,10 @@ pub trait StateBackend: Send + Sync {
     }
     /// Makes every write so far durable: called before each outbound request leaves, so that
     /// a crash during the request never loses what the connector recorded before it (its
-    /// intent). A backend whose writes are durable when they return has nothing to do.
-    fn before_outbound(&self) -> anyhow::Result<()> {
-        Ok(())
+    /// intent). A backend whose writes are durable when they return has nothing to do. Async:
+    /// the call awaits the commit instead of blocking its thread.
+    fn before_outbound(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -376,7 +377,7 @@ impl CallContext {
         );
         let method = request.method.clone();
         if let Some(state) = &self.state {
-            if let Err(e) = state.before_outbound() {
+            if let Err(e) = state.before_outbound().await {
                 tracing::error!(integration = %self.integration_id, connector = %self.connector_id,
                     error = %e, "state writes could not be stored: the request is not sent");
                 return Err(HttpError::Connection(
