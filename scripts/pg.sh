@@ -3,6 +3,7 @@
 #
 #   eval "$(scripts/pg.sh start)"   # prints the exports: SWITCHYARD_TEST_PG_URL, SWITCHYARD_TEST_PG_DIR
 #   scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"
+#   scripts/pg.sh install           # only installs Debian's postgresql when missing
 #
 # Installs Debian's `postgresql` if it is missing. initdb refuses to run as root, so as root the
 # cluster belongs to the `postgres` user (runuser). Trust authentication on loopback only: the
@@ -57,6 +58,7 @@ stop() {
 
 case "${1:-}" in
   start) start ;;
+  install) pg_bin >/dev/null ;;
   stop) stop "${2:-}" ;;
-  *) echo "usage: scripts/pg.sh start | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: scripts/pg.sh start | stop DIR | install" >&2; exit 2 ;;
 esac

@@ -6,33 +6,130 @@
 # wasm32-wasip2: the production ones into plugins/target/ (scripts/setup.sh), the test and
 # benchmark ones into plugins/fixtures/target/; each Python/JavaScript one once by
 # scripts/toolchains.sh (plugins/examples/target/, skipped when up to date).
+#
+# What does not depend on the host's build runs beside it, in the background: the downloads and
+# system packages (network and apt), the connectors (their own target directories, mostly one
+# crate at a time: LTO with one codegen unit), then the Python/JavaScript builds beside the test
+# targets' compile. A background job's output is printed, whole, when the script waits for it;
+# each phase prints its wall and CPU time (its processes', children included) when it ends, and
+# the list is printed again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-# The console's browser tests (tests/console.rs) drive a headless Chromium through chromedriver:
-# Debian's packages, installed once here when missing (never from inside a test).
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
-fi
+logs=target/test-logs
+mkdir -p "$logs"
+: >"$logs/phases"
+start=$(date +%s.%N)
+
+# phase <name> <command...>: runs the command (in a subshell, so that its CPU time is its own),
+# then prints how long it took.
+phase() {
+  local name=$1
+  shift
+  (
+    me=$BASHPID
+    cpu() { awk '{print $16 + $17}' "/proc/$me/stat"; }
+    t0=$(date +%s.%N)
+    c0=$(cpu)
+    "$@"
+    awk -v n="$name" -v t0="$t0" -v t1="$(date +%s.%N)" -v c0="$c0" -v c1="$(cpu)" \
+      -v hz="$(getconf CLK_TCK)" -v at="$(awk -v s="$start" -v t="$t0" 'BEGIN { print t - s }')" \
+      'BEGIN { printf "test.sh: %-34s %7.1f s wall %7.1f s CPU (from %.0f s)\n", n, t1 - t0, (c1 - c0) / hz, at }' |
+      tee -a "$logs/phases" >&2
+  )
+}
+
+# bg <id> <name> <command...>: a phase in the background, its output into $logs/<id>.log.
+declare -A jobs_by_id
+bg() {
+  local id=$1
+  shift
+  phase "$@" >"$logs/$id.log" 2>&1 &
+  jobs_by_id[$id]=$!
+}
+# join <id>: waits for a background phase and prints its output; stops the script if it failed.
+join() {
+  local id=$1 rc=0
+  wait "${jobs_by_id[$id]}" || rc=$?
+  unset "jobs_by_id[$id]"
+  cat "$logs/$id.log" >&2
+  if ((rc != 0)); then
+    echo "test.sh: $id failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+# On exit: the background phases still running (after a failure) are stopped with their
+# processes, and the test cluster is removed.
+cleanup() {
+  local pid
+  for pid in "${jobs_by_id[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  if [[ -n "${SWITCHYARD_TEST_PG_DIR:-}" ]]; then scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"; fi
+}
+trap cleanup EXIT
+
+# Debian's packages, installed once here when missing (never from inside a test): Chromium and
+# chromedriver, which the console's browser tests (tests/console.rs) drive, and PostgreSQL, for
+# the cluster started below. One job, since two apt-gets cannot run at once.
+system_packages() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  fi
+  scripts/pg.sh install
+}
+bg system "system packages" system_packages
+# The pinned Python and JavaScript toolchains (PyPI, npm) into .tools/: downloads.
+bg toolchains-install "toolchains.sh install" scripts/toolchains.sh install
+
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+# The connectors' native unit tests test their logic, not the shipped build: no LTO and several
+# codegen units (the components keep their profile: plugins/Cargo.toml).
+native_tests() { # <manifest> [cargo test arguments]
+  local manifest=$1
+  shift
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo test --release --manifest-path "$manifest" --target "$host_triple" "$@"
+}
+connectors() {
+  phase "connectors (wasm)" scripts/setup.sh
+  phase "connectors' unit tests (native)" native_tests plugins/Cargo.toml
+  # Test and benchmark components (own workspace, kept out of the connectors directory): those
+  # the admin tests upload and expect to be rejected, the old-contract Certn, misbehave, hostile,
+  # twin.
+  phase "fixtures (wasm)" \
+    cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml
+  phase "fixtures' unit tests (native)" \
+    native_tests plugins/fixtures/Cargo.toml -p misbehave -p hostile -p twin
+}
+bg connectors "connectors and fixtures" connectors
+
+# The crash tests run the switchyard binary as a separate process; `connector test` runs the
+# scenarios below.
+phase "cargo build --bins" cargo build --release --workspace --bins
+# Python and JavaScript connectors: the examples and the three templates (instantiated by
+# `switchyard connector new`) built once into plugins/examples/target/, their unit tests, and
+# every scenario through `switchyard connector test` (which leaves their compiled code in
+# plugins/examples/target/compiled/ for tests/polyglot.rs, which runs them in the host).
+join toolchains-install
+bg toolchains "toolchains.sh test" scripts/toolchains.sh test
+phase "cargo test (compile)" cargo test --release --workspace --no-run
+join connectors
+join toolchains
+join system
 # A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
 # started once for the whole run, stopped and removed on exit.
 eval "$(scripts/pg.sh start)"
-trap 'scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"' EXIT
-host_triple=$(rustc -vV | sed -n 's/^host: //p')
-cargo test --release --manifest-path plugins/Cargo.toml --target "$host_triple"
-# Test and benchmark components (own workspace, kept out of the connectors directory): those the
-# admin tests upload and expect to be rejected, the old-contract Certn, misbehave, hostile, twin.
-cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml
-cargo test --release --manifest-path plugins/fixtures/Cargo.toml --target "$host_triple" \
-  -p misbehave -p hostile -p twin
-# The crash tests run the switchyard binary as a separate process; `connector test` runs the
-# scenarios below.
-cargo build --release --workspace --bins
-# Python and JavaScript connectors: the pinned toolchains (PyPI, npm) into .tools/, the examples
-# and the three templates (instantiated by `switchyard connector new`) built once into
-# plugins/examples/target/, their unit tests, and every scenario through `switchyard connector
-# test` (which leaves their compiled code in plugins/examples/target/compiled/ for
-# tests/polyglot.rs, which runs them in the host).
-scripts/toolchains.sh test
-cargo test --release --workspace
+# Two test processes at once: the integration tests (tests/: the end-to-end ones, mostly waiting
+# on loopback HTTP and timers; sim/tests/) beside the unit tests, then the doc tests. Every test has
+# its own ports, temporary directories and database, so they do not meet. Both select targets,
+# not packages, so their features (and the build) are the workspace's, as compiled above.
+bg integration "cargo test (run): integration tests" cargo test --release --workspace --test '*'
+phase "cargo test (run): unit tests" cargo test --release --workspace --lib --bins
+phase "cargo test (run): doc tests" cargo test --release --workspace --doc
+join integration
+echo "test.sh: phases (wall, CPU, start):" >&2
+cat "$logs/phases" >&2
+awk -v t0="$start" -v t1="$(date +%s.%N)" -v c="$(awk '{print $16 + $17}' "/proc/$$/stat")" \
+  -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "test.sh: total %.1f s wall %.1f s CPU\n", t1 - t0, c / hz }' >&2

@@ -233,7 +233,9 @@ unit_tests() {
   node --test "$ROOT"/plugins/examples/js/test/*.test.mjs "$OUT"/templates/js/test/*.test.mjs
   if [[ -f "$OUT/templates/rust/Cargo.toml" ]]; then
     say "Rust template unit tests"
-    cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
+    # Its logic, natively: no LTO and several codegen units (the component keeps its profile).
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+      cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
       --target "$(rustc -vV | sed -n 's/^host: //p')"
   fi
   say "unit tests done in $(elapsed "$t0")"
