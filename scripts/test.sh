@@ -59,11 +59,17 @@ join() {
 }
 # On exit: the background phases still running (after a failure) are stopped with their
 # processes, and the test cluster is removed.
+# kill_tree <pid>: the process and all its descendants (a background phase is two subshells
+# deep before cargo and the test binaries), children first.
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
 cleanup() {
   local pid
   for pid in "${jobs_by_id[@]}"; do
-    pkill -TERM -P "$pid" 2>/dev/null || true
-    kill "$pid" 2>/dev/null || true
+    kill_tree "$pid"
   done
   if [[ -n "${SWITCHYARD_TEST_PG_DIR:-}" ]]; then scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"; fi
 }

@@ -137,6 +137,16 @@ impl Batching for Connection {
     fn flush_commits(&self, now: bool) -> Result<()> {
         let sql = match now {
             true => "PRAGMA synchronous = FULL",
+            // NORMAL keeps commits in order only in WAL mode; a file system where SQLite could
+            // not enter WAL (it then stays in its old mode) keeps every commit flushed.
+            false
+                if self
+                    .prepare_cached("PRAGMA journal_mode")?
+                    .query_row([], |r| r.get::<_, String>(0))?
+                    != "wal" =>
+            {
+                return Ok(())
+            }
             false => "PRAGMA synchronous = NORMAL",
         };
         Ok(self.prepare_cached(sql)?.execute([]).map(drop)?)
@@ -507,8 +517,11 @@ fn commit_flushed<C: Batching>(
         .map_err(|e| format!("cannot relax the commit's flush: {e}"))?;
     let result = commit(conn, jobs);
     if let Err(e) = conn.flush_commits(true) {
-        // Every other commit of this connection would go unflushed: nothing may commit on it.
-        panic!("cannot make the store's commits flushed again: {e}");
+        // Every other commit of this connection would go unflushed, and a panic would end only
+        // this thread (the host would live on, refusing every write): stop the process, whose
+        // restart takes its events back.
+        tracing::error!(error = %e, "cannot make the store's commits flushed again; aborting");
+        std::process::abort();
     }
     result
 }

@@ -1,13 +1,20 @@
-//! Where guest code runs: a dedicated tokio runtime (`runtime.limits.guest_threads` threads named
-//! `switchyard-guest`), never the threads that serve HTTP, with bounded concurrency — at most
-//! `max_concurrent_calls` calls at once and `max_calls_per_integration` per integration. A spinning
-//! guest therefore delays only other guest calls, and (because guests yield to the executor on
-//! every epoch tick) not even those for long; `/healthz`, intake and the admin API are untouched.
+//! Where guest code runs, with bounded concurrency — at most `max_concurrent_calls` calls at
+//! once and `max_calls_per_integration` per integration, shared by both places:
+//! - [`GuestPool::run`]: a dedicated tokio runtime (`runtime.limits.guest_threads` threads named
+//!   `switchyard-guest`), for calls made while an HTTP request waits (vendor callbacks, Gem
+//!   package lists). One integration never takes the whole pool: its calls are at most
+//!   `max_concurrent_calls - 1`, and the runtime has at least one thread more than it may run
+//!   calls ([`SandboxLimits::effective_calls_per_integration`],
+//!   [`SandboxLimits::effective_guest_threads`]), so a neighbour's callback finds a slot and a
+//!   thread while one integration's calls all loop.
+//! - [`GuestPool::run_here`]: on the caller's task, for a worker's `start-screening` (the
+//!   workers' runtime, `worker.threads`, niced below HTTP): no hop to another thread per event.
+//!   There the per-integration slots bound the calls, not the threads: while one integration's
+//!   calls loop, a neighbour's event shares the workers' threads with them and gets its turn at
+//!   every epoch tick (10 ms), so it is slowed, not stopped, and its own deadline keeps running.
 //!
-//! One integration never takes the whole pool: its calls are at most `max_concurrent_calls - 1`,
-//! and the runtime has at least one thread more than it may run calls
-//! ([`SandboxLimits::effective_calls_per_integration`], [`SandboxLimits::effective_guest_threads`]),
-//! so a neighbour's call finds a slot and a thread while one integration's calls all loop.
+//! Never on the threads that serve HTTP: `/healthz`, intake and the admin API are untouched by a
+//! spinning guest.
 //!
 //! A call waits up to `call_queue_ms` for a slot and then fails as [`Busy`] (a callback answers
 //! 503 with `Retry-After`, an event is retried later).

@@ -12,7 +12,7 @@
 //!
 //! Exports are called through [`Linked`]: the component's `InstancePre` with its four exports'
 //! indices found once at link time. A call instantiates the bare component and type-checks only
-//! the export it calls; the generated `ConnectorPre::instantiate_async` would look up and
+//! the export it calls (the `manifest` call, which validates a version, checks all four); the generated `ConnectorPre::instantiate_async` would look up and
 //! type-check all four on every instance (about 0.7 µs of a 10 µs call, per the profile).
 
 pub mod v0_1;
@@ -219,19 +219,36 @@ macro_rules! shared_glue {
             }
         }
 
-        /// Calls `manifest` (in a fresh sandbox with `grant`).
+        /// Calls `manifest` (in a fresh sandbox with `grant`), after type-checking all four
+        /// exports: the manifest call is how a version is validated (upload, start-up,
+        /// `--watch`), so a component whose other exports have the wrong types is refused
+        /// there, not at its first event (the other calls check only their own export).
         pub(crate) async fn manifest(
             runtime: &Runtime,
             pre: &Linked<ConnectorPre<Invocation>>,
             grant: Grant,
             ctx: Arc<CallContext>,
         ) -> Result<$crate::wasm::types::Manifest, InvokeError> {
-            let export = pre.exports.manifest;
+            let exports = pre.exports;
             let m = runtime
                 .invoke(pre, grant, ctx, move |instance, store| {
                     Box::pin(async move {
-                        let f = instance
-                            .get_typed_func::<(), (types::Manifest,)>(&mut *store, export)?;
+                        instance.get_typed_func::<
+                            (),
+                            (Result<Vec<types::Package>, types::ConnectorError>,),
+                        >(&mut *store, exports.list_packages)?;
+                        instance.get_typed_func::<
+                            (&types::ScreeningRequest,),
+                            (Result<types::Started, types::ConnectorError>,),
+                        >(&mut *store, exports.start_screening)?;
+                        instance.get_typed_func::<
+                            (&types::HttpRequest,),
+                            (Result<types::CallbackResult, types::ConnectorError>,),
+                        >(&mut *store, exports.handle_callback)?;
+                        let f = instance.get_typed_func::<(), (types::Manifest,)>(
+                            &mut *store,
+                            exports.manifest,
+                        )?;
                         Ok(f.call_async(store, ()).await?.0)
                     })
                 })
