@@ -192,13 +192,7 @@ impl Bare {
     }
 
     async fn call(&self) -> anyhow::Result<()> {
-        let mut store = Store::new(&self.engine, ());
-        store.set_epoch_deadline(u64::MAX / 2);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let (mut store, instance) = instantiate(&self.engine, &self.pre).await?;
         let func = instance
             .get_func(&mut store, self.list_packages)
             .ok_or_else(|| anyhow::anyhow!("`list-packages` is not a function"))?;
@@ -213,6 +207,21 @@ impl Bare {
         );
         Ok(())
     }
+}
+
+/// A fresh store (no data) and `pre` instantiated in it: the bare and floor references' setup.
+async fn instantiate(
+    engine: &wasmtime::Engine,
+    pre: &wasmtime::component::InstancePre<()>,
+) -> anyhow::Result<(Store<()>, wasmtime::component::Instance)> {
+    let mut store = Store::new(engine, ());
+    // The engine interrupts on epochs; a store's deadline starts at 0.
+    store.set_epoch_deadline(u64::MAX / 2);
+    let instance = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    Ok((store, instance))
 }
 
 /// The empty component, pre-instantiated on the runtime's engine.
@@ -238,14 +247,7 @@ impl Floor {
     }
 
     async fn call(&self) -> anyhow::Result<()> {
-        let mut store = Store::new(&self.engine, ());
-        // The engine interrupts on epochs; a store's deadline starts at 0.
-        store.set_epoch_deadline(u64::MAX / 2);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let (mut store, instance) = instantiate(&self.engine, &self.pre).await?;
         let run = instance
             .get_typed_func::<(), (u32,)>(&mut store, &self.run)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
