@@ -48,6 +48,9 @@ pub struct InstantiateCallReport {
     /// The same connector component in a bare store (imports as traps), same engine, same run:
     /// wasmtime's cost for this component without the host's sandbox around the call.
     pub bare: Figures,
+    /// The empty component with one page of memory its call writes to, bare store, same engine,
+    /// same run: the least any component with a linear memory costs.
+    pub memory_floor: Figures,
     /// The connector measured, `id@version#hash12`.
     pub connector: String,
     /// The instance allocator in use (pooling with its slots, or on demand).
@@ -77,6 +80,7 @@ pub async fn instantiate_call_with(
         guest_pool,
         floor: figures.floor,
         bare: figures.bare,
+        memory_floor: figures.memory_floor,
         connector: figures.connector,
         allocation: figures.allocation,
     })

@@ -9,7 +9,10 @@
 //!   same connector component instantiated into a bare store and its `list-packages` called
 //!   (imports linked as traps: the call makes none), which is wasmtime's own cost for that
 //!   component (its core instances, their imports, its memory reset) without the host's sandbox
-//!   around it (WASI context, limiter, deadlines, metrics).
+//!   around it (WASI context, limiter, deadlines, metrics); and the memory floor: the empty
+//!   component plus one page of linear memory its call writes to, the least any component with a
+//!   memory costs (the pool slot's reset: a `PAGEMAP_SCAN` of the memory and a copy of each page
+//!   ever written), which bounds how close a real connector can get to the empty floor.
 //! - [`through_guest_pool`]: the same call handed to the guest pool's runtime, as the server does
 //!   (adds a cross-thread hand-off).
 //!
@@ -60,6 +63,10 @@ pub struct InstantiateCall {
     /// The same connector component, bare store, instantiate from its `InstancePre`, call: what
     /// wasmtime itself spends on this component; `host` minus this is the host's sandbox.
     pub bare: Figures,
+    /// The empty component with one page of linear memory that its call writes to, bare store:
+    /// what any component with a memory costs wasmtime (the pool slot's reset of that memory),
+    /// the floor a connector cannot go below.
+    pub memory_floor: Figures,
     /// The connector measured (`id@version#hash12`).
     pub connector: String,
     /// The engine's instance allocator (pooling with its slots, or on demand).
@@ -70,6 +77,17 @@ pub struct InstantiateCall {
 const EMPTY_COMPONENT: &str = r#"
 (component
   (core module $m (func (export "run") (result i32) i32.const 42))
+  (core instance $i (instantiate $m))
+  (func (export "run") (result u32) (canon lift (core func $i "run"))))
+"#;
+
+/// The memory floor's component: the empty component plus one page of linear memory, which its
+/// call writes to (as every call of a real component writes its stack and heap).
+const MEMORY_COMPONENT: &str = r#"
+(component
+  (core module $m
+    (memory 1)
+    (func (export "run") (result i32) (i32.store (i32.const 1024) (i32.const 42)) i32.const 42))
   (core instance $i (instantiate $m))
   (func (export "run") (result u32) (canon lift (core func $i "run"))))
 "#;
@@ -86,14 +104,17 @@ pub async fn instantiate_and_call(
     iterations: usize,
 ) -> anyhow::Result<InstantiateCall> {
     let ctx = Arc::new(CallContext::detached());
-    let floor = Floor::new(runtime)?;
+    let floor = Floor::new(runtime, EMPTY_COMPONENT)?;
+    let memory_floor = Floor::new(runtime, MEMORY_COMPONENT)?;
     let bare = Bare::new(runtime, connector)?;
     for _ in 0..WARM_UP {
         host_call(runtime, connector, &ctx).await?;
         floor.call().await?;
+        memory_floor.call().await?;
         bare.call().await?;
     }
     let (mut host, mut empty, mut same) = (Vec::new(), Vec::new(), Vec::new());
+    let mut memory = Vec::new();
     const BLOCK: usize = 100;
     while host.len() < iterations {
         for _ in 0..BLOCK.min(iterations - host.len()) {
@@ -106,12 +127,16 @@ pub async fn instantiate_and_call(
             let started = Instant::now();
             bare.call().await?;
             same.push(started.elapsed());
+            let started = Instant::now();
+            memory_floor.call().await?;
+            memory.push(started.elapsed());
         }
     }
     Ok(InstantiateCall {
         host: Figures::of(host),
         floor: Figures::of(empty),
         bare: Figures::of(same),
+        memory_floor: Figures::of(memory),
         connector: connector.version_tag(),
         allocation: runtime.allocation().to_string(),
     })
@@ -224,7 +249,7 @@ async fn instantiate(
     Ok((store, instance))
 }
 
-/// The empty component, pre-instantiated on the runtime's engine.
+/// A reference component exporting `run` (returns 42), pre-instantiated on the runtime's engine.
 struct Floor {
     engine: wasmtime::Engine,
     pre: wasmtime::component::InstancePre<()>,
@@ -233,8 +258,8 @@ struct Floor {
 }
 
 impl Floor {
-    fn new(runtime: &Runtime) -> anyhow::Result<Floor> {
-        let bytes = wat::parse_str(EMPTY_COMPONENT)?;
+    fn new(runtime: &Runtime, wat: &str) -> anyhow::Result<Floor> {
+        let bytes = wat::parse_str(wat)?;
         let engine = runtime.engine().clone();
         let component = Component::new(&engine, bytes).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let run = component
@@ -255,7 +280,7 @@ impl Floor {
             .call_async(&mut store, ())
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        anyhow::ensure!(n == 42, "the empty component returned {n}");
+        anyhow::ensure!(n == 42, "the reference component returned {n}");
         Ok(())
     }
 }

@@ -42,6 +42,21 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         ),
         "-",
     ));
+    rows.push(Row::against(
+        "instantiate + call µs, vs one page of memory (no component goes below it)",
+        (
+            r.host.median_us,
+            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
+        ),
+        (
+            r.memory_floor.median_us,
+            format!(
+                "memory floor {:.1} / {:.1} µs",
+                r.memory_floor.median_us, r.memory_floor.p99_us
+            ),
+        ),
+        "-",
+    ));
     let n = native_vs_wasm(CALLS, CONCURRENCY).await?;
     rows.push(Row::against(
         "connector call/s, Wasm vs native twin (not end to end)",
