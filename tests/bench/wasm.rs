@@ -4,6 +4,7 @@
 //! same connector logic (`plugins/twin`) native vs as a component — at the level of the host's
 //! connector call, not end to end (see that module's docs).
 
+use switchyard_testkit::bench::Figures;
 use switchyard_tests::bench_wasm::{instantiate_call, native_vs_wasm};
 
 use super::table::Row;
@@ -15,46 +16,23 @@ const CONCURRENCY: usize = 8;
 /// Appends the rows.
 pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let r = instantiate_call(ITERATIONS).await?;
+    let host = shown("", &r.host);
     rows.push(Row::against(
         format!("instantiate + call µs, median / p99 ({})", r.allocation),
-        (
-            r.host.median_us,
-            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
-        ),
-        (
-            r.floor.median_us,
-            format!(
-                "empty component {:.1} / {:.1} µs",
-                r.floor.median_us, r.floor.p99_us
-            ),
-        ),
+        host.clone(),
+        shown("empty component ", &r.floor),
         "<= 3x the floor",
     ));
     rows.push(Row::against(
         "instantiate + call µs, the same component in a bare store (no sandbox)",
-        (
-            r.host.median_us,
-            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
-        ),
-        (
-            r.bare.median_us,
-            format!("bare {:.1} / {:.1} µs", r.bare.median_us, r.bare.p99_us),
-        ),
+        host.clone(),
+        shown("bare ", &r.bare),
         "-",
     ));
     rows.push(Row::against(
         "instantiate + call µs, vs one page of memory (no component goes below it)",
-        (
-            r.host.median_us,
-            format!("{:.1} / {:.1} µs", r.host.median_us, r.host.p99_us),
-        ),
-        (
-            r.memory_floor.median_us,
-            format!(
-                "memory floor {:.1} / {:.1} µs",
-                r.memory_floor.median_us, r.memory_floor.p99_us
-            ),
-        ),
+        host,
+        shown("memory floor ", &r.memory_floor),
         "-",
     ));
     let n = native_vs_wasm(CALLS, CONCURRENCY).await?;
@@ -65,4 +43,12 @@ pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         ">= 0.80",
     ));
     Ok(())
+}
+
+/// A figure as a row's (value, shown) pair: its median, and "<label>median / p99 µs".
+fn shown(label: &str, f: &Figures) -> (f64, String) {
+    (
+        f.median_us,
+        format!("{label}{:.1} / {:.1} µs", f.median_us, f.p99_us),
+    )
 }
