@@ -5,7 +5,9 @@
 //! webhooks/s with p99 (closed loop, 16 connections, events later skipped), each with the
 //! hosts' CPU (summed over their processes) per processed event and per ack, and the statements
 //! and round trips the database ran per event and per ack when `pg_stat_statements` is loaded on
-//! the cluster (each statement's share on stderr with `SWITCHYARD_BENCH_PG_STATEMENTS=1`).
+//! the cluster (each statement's calls per unit and mean time on stderr with
+//! `SWITCHYARD_BENCH_PG_STATEMENTS=1`). `SWITCHYARD_BENCH_PG_HOSTS` (comma-separated, default
+//! `1,3`) picks the host counts measured.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,9 +32,20 @@ const INTAKE_REQUESTS: usize = 10_000;
 const CONNECTIONS: usize = 16;
 const WAIT: Duration = Duration::from_secs(240);
 
-/// Appends the PostgreSQL rows for 1 and 3 hosts.
+/// Appends the PostgreSQL rows for 1 and 3 hosts (or those `SWITCHYARD_BENCH_PG_HOSTS` names).
 pub async fn run(rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    for hosts in [1, 3] {
+    let hosts: Vec<usize> = match std::env::var("SWITCHYARD_BENCH_PG_HOSTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .context("SWITCHYARD_BENCH_PG_HOSTS: host counts")
+            })
+            .collect::<anyhow::Result<_>>()?,
+        Err(_) => vec![1, 3],
+    };
+    for hosts in hosts {
         one(rows, hosts)
             .await
             .with_context(|| format!("PostgreSQL, {hosts} host(s)"))?;
@@ -142,7 +155,7 @@ fn hosts_cpu(cluster: &Cluster) -> f64 {
 fn per_unit(
     cluster: &Cluster,
     cpu: f64,
-    statements: Option<HashMap<String, f64>>,
+    statements: Option<HashMap<String, Calls>>,
     units: f64,
     scale: f64,
     unit: &str,
@@ -169,24 +182,35 @@ fn psql(database: &str, sql: &str) -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// A statement's calls and the server's milliseconds spent in them, from `pg_stat_statements`.
+#[derive(Clone, Copy, Default)]
+struct Calls {
+    calls: f64,
+    ms: f64,
+}
+
 /// Calls per statement the hosts' database ran so far, from `pg_stat_statements` (through
 /// `psql`), keyed by the statement's text with its whitespace folded; `None` when the cluster
 /// does not load it (`scripts/pg.sh` does not: restart it with
 /// `shared_preload_libraries=pg_stat_statements` to count).
-fn statement_calls(database: &str) -> Option<HashMap<String, f64>> {
+fn statement_calls(database: &str) -> Option<HashMap<String, Calls>> {
     psql(
         database,
         "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
     )?;
     let out = psql(
         database,
-        "SELECT calls, regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements \
+        "SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') \
+         FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )?;
-    let mut calls = HashMap::new();
+    let mut calls: HashMap<String, Calls> = HashMap::new();
     for line in out.lines() {
-        if let Some((n, query)) = line.split_once('|') {
-            *calls.entry(query.to_string()).or_default() += n.parse::<f64>().unwrap_or_default();
+        let mut fields = line.splitn(3, '|');
+        if let (Some(n), Some(ms), Some(query)) = (fields.next(), fields.next(), fields.next()) {
+            let c = calls.entry(query.to_string()).or_default();
+            c.calls += n.parse::<f64>().unwrap_or_default();
+            c.ms += ms.parse::<f64>().unwrap_or_default();
         }
     }
     Some(calls)
@@ -195,25 +219,27 @@ fn statement_calls(database: &str) -> Option<HashMap<String, f64>> {
 /// Statements since `before` (a [`statement_calls`]) per unit, in all and counted as round
 /// trips: `BEGIN`, `SAVEPOINT` and `RELEASE` travel with the next statement (`pg_direct`), so
 /// they are no round trip of their own. With `SWITCHYARD_BENCH_PG_STATEMENTS` set, prints each
-/// statement's calls per unit (those of at least 0.05) to stderr under `label`.
+/// statement's calls per unit (those of at least 0.05) and the server's mean milliseconds per
+/// call to stderr under `label`.
 fn statements_per(
     database: &str,
-    before: &HashMap<String, f64>,
+    before: &HashMap<String, Calls>,
     units: f64,
     label: &str,
 ) -> Option<(f64, f64)> {
     let after = statement_calls(database)?;
-    let mut each: Vec<(f64, &str)> = after
+    // (calls per unit, mean ms per call, text)
+    let mut each: Vec<(f64, f64, &str)> = after
         .iter()
-        .map(|(q, n)| {
-            (
-                (n - before.get(q).copied().unwrap_or_default()) / units,
-                q.as_str(),
-            )
+        .map(|(q, c)| {
+            let was = before.get(q).copied().unwrap_or_default();
+            let calls = c.calls - was.calls;
+            let mean = (c.ms - was.ms) / calls.max(1.0);
+            (calls / units, mean, q.as_str())
         })
-        // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
-        // inside the statement that fired them, which `track=all` lists apart).
-        .filter(|(n, q)| {
+        // Not the hosts' statements: this helper's own, and the `kv_totals` trigger's (run
+        // inside the statement or the commit that fired it, which `track=all` lists apart).
+        .filter(|(n, _, q)| {
             *n > 0.0
                 && !q.contains("pg_stat_statements")
                 && !q.contains("NEW.")
@@ -225,17 +251,18 @@ fn statements_per(
         let q = q.trim_start().to_ascii_uppercase();
         q.starts_with("BEGIN") || q.starts_with("SAVEPOINT") || q.starts_with("RELEASE")
     };
-    let all: f64 = each.iter().map(|(n, _)| n).sum();
+    let all: f64 = each.iter().map(|(n, _, _)| n).sum();
     let trips: f64 = each
         .iter()
-        .filter(|(_, q)| !piggybacked(q))
-        .map(|(n, _)| n)
+        .filter(|(_, _, q)| !piggybacked(q))
+        .map(|(n, _, _)| n)
         .sum();
     if std::env::var_os("SWITCHYARD_BENCH_PG_STATEMENTS").is_some() {
         eprintln!("--- {label}: {all:.2} statements, {trips:.2} round trips per unit");
-        for (n, q) in each.iter().filter(|(n, _)| *n >= 0.05) {
-            let short: String = q.chars().take(160).collect();
-            eprintln!("{n:8.2}  {short}");
+        eprintln!("calls/unit  mean ms  statement");
+        for (n, mean, q) in each.iter().filter(|(n, _, _)| *n >= 0.05) {
+            let short: String = q.chars().take(150).collect();
+            eprintln!("{n:10.2}  {mean:7.3}  {short}");
         }
     }
     Some((all, trips))

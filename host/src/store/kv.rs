@@ -14,7 +14,10 @@
 //! however many screenings run. The key's bytes count in the quota too (every byte a connector
 //! makes the host keep is counted). A database from before the column gets it at open, and the
 //! triggers are recreated to count it.
-//! (PostgreSQL: the same triggers, or the same statements in `kv_set`/`kv_delete` and the drop.)
+//! (PostgreSQL: the same accounting in one trigger function, deferred to the commit: the totals'
+//! row is locked only while a transaction commits, not through the rest of a group commit's
+//! batch, so the hosts sharing a database do not queue behind it. Totals are read from other
+//! connections, which see committed rows only.)
 
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
@@ -376,6 +379,37 @@ mod tests {
     use super::*;
 
     use crate::store::testing::on_both;
+
+    /// On PostgreSQL a transaction that wrote a connector's state and is still open (one host's
+    /// group commit, mid-batch) does not hold back another connection's write of the same
+    /// connector's state (another host's): the totals' row is updated at commit. Once both
+    /// committed, the totals count both.
+    #[test]
+    fn on_postgres_an_open_state_write_does_not_hold_back_another() {
+        let store = crate::store::testing::postgres();
+        let insert = |key: &str, value: &str| {
+            format!(
+                "INSERT INTO kv (integration, connector, key, value)
+                 VALUES ('a', 'certn', '{key}', '{value}')"
+            )
+        };
+        store
+            .db(|first| {
+                first.execute("BEGIN", &[])?;
+                first.execute(&insert("k1", "v1"), &[])?;
+                // Another connection; bounded, so a wait for `first` fails instead of hanging.
+                let other = store.db(|second| {
+                    second.execute("SET statement_timeout = 2000", &[])?;
+                    let written = second.execute(&insert("k2", "v22"), &[]);
+                    second.execute("SET statement_timeout = 0", &[])?;
+                    written
+                });
+                first.execute("COMMIT", &[])?;
+                other.map(drop)
+            })
+            .expect("the second write went through while the first was open");
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 5);
+    }
 
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {
         store

@@ -75,6 +75,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0005_bodies.sqlite.sql")),
         postgres: include_str!("migrations/0005_bodies.postgres.sql"),
     },
+    Migration {
+        version: 6,
+        name: "pgack: PostgreSQL's `state` quota totals updated at commit (a deferred trigger), \
+           not at each write",
+        sqlite: Sqlite::Sql(include_str!("migrations/0006_pgack.sqlite.sql")),
+        postgres: include_str!("migrations/0006_pgack.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,2 @@
+-- PostgreSQL only (its `kv_totals` trigger deferred to the commit): SQLite has a single writer,
+-- so no other transaction ever waits for the totals' row. Nothing to change here.
