@@ -32,7 +32,8 @@ const INTAKE: &str = "bench-intake";
 /// The intake integration's trigger; its webhooks go to [`INTAKE_STAGE`] instead.
 const INTAKE_TRIGGER: &str = "Fast Stage";
 const INTAKE_STAGE: &str = "Offer";
-/// Webhooks per closed-loop intake run.
+/// Webhooks per closed-loop intake run (`SWITCHYARD_BENCH_INTAKE_REQUESTS` overrides it: a
+/// longer run to attach `perf` or `strace` to).
 const INTAKE_REQUESTS: usize = 20_000;
 /// Bound on one closed-loop intake run (a slow host sends fewer than [`INTAKE_REQUESTS`]).
 const CLOSED_SECS: u32 = 20;
@@ -190,16 +191,23 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     };
     let mut skipped = Vec::new();
     let mut per_ack = 0.0;
+    let requests = std::env::var("SWITCHYARD_BENCH_INTAKE_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(INTAKE_REQUESTS);
+    let closed_secs = CLOSED_SECS * (requests / INTAKE_REQUESTS).max(1) as u32;
     for connections in INTAKE_CONNECTIONS {
         let cpu = cpu_secs(host.pid());
+        let commits = metric(stack.addr, "switchyard_store_commits_total").await;
         let r = drive(
             &to_intake(connections),
             Load::Closed {
-                requests: INTAKE_REQUESTS,
-                max_secs: CLOSED_SECS,
+                requests,
+                max_secs: closed_secs,
             },
         )
         .await?;
+        let commits = metric(stack.addr, "switchyard_store_commits_total").await - commits;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
         let ok = r["ok"].as_f64().unwrap_or_default();
         let cpu_us = cpu_us_per(cpu, host.pid(), ok);
@@ -209,11 +217,12 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
                 acked,
                 format!(
                     "{acked:.0}/s (p50 {}, p99 {}; {} not 200, {} unsent; host CPU {cpu_us:.0} µs \
-                     per ack, processing included)",
+                     per ack, processing included; {:.1} acks per group commit)",
                     ms(&r, "p50"),
                     ms(&r, "p99"),
                     failures(&r),
-                    r["unsent"]
+                    r["unsent"],
+                    ok / commits.max(1.0)
                 ),
             ),
             (batched, format!("{batched:.0}/s")),
