@@ -352,8 +352,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Each group-commit job runs in a savepoint, which copies every page it first changes
-        // to a statement journal: in memory, not a temporary file (it was more bytes written
-        // than the WAL itself under intake).
+        // to a statement journal: in memory, not a temporary file (on disk it was opened,
+        // written and unlinked about once per processed event, and was more bytes than the WAL
+        // itself under intake). A batch is bounded (`writer::MAX_BATCH`), so is this memory.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         // The writer's pages (KiB): the queue's index leaves stay cached, not read back
         // through the file system on every batch (the default is 2 MiB).
@@ -1016,5 +1017,17 @@ mod tests {
             Store::open(&path).unwrap().schema_version().unwrap(),
             migrations::latest()
         );
+    }
+
+    /// The writer's batches keep their savepoint journals in memory: on disk (SQLite's default)
+    /// they spilled to a fresh temporary file about once per processed event.
+    #[tokio::test]
+    async fn the_writers_savepoint_journals_stay_in_memory() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let temp_store =
+            |db: &dyn Db| -> Result<i64> { db.query_one("PRAGMA temp_store", &[])?.int(0) };
+        // 2 = MEMORY, as a job of a batch sees its connection.
+        assert_eq!(store.write_db(temp_store).await.unwrap(), 2);
     }
 }
