@@ -5,7 +5,11 @@
 # how), so the second compiles only the test targets. Each connector is built once for
 # wasm32-wasip2: the production ones into plugins/target/ (scripts/setup.sh), the test and
 # benchmark ones into plugins/fixtures/target/; each Python/JavaScript one once by
-# scripts/toolchains.sh (plugins/examples/target/, skipped when up to date).
+# scripts/toolchains.sh (plugins/examples/target/, skipped when up to date). Every cargo build on
+# the connectors' side (connectors, fixtures, the Rust template; wasm and native) keeps its
+# intermediate files in one build directory, plugins/target/ (cargo's `build-dir`), so that the
+# crates they share (serde, wit-bindgen and its proc-macro chain, the SDK) compile once per
+# profile instead of once per workspace; each keeps its own output directory.
 #
 # What does not depend on the host's build runs beside it, in the background: the downloads and
 # system packages (network and apt), the connectors (their own target directories, mostly one
@@ -99,6 +103,9 @@ native_tests() { # <manifest> [cargo test arguments]
     cargo test --release --manifest-path "$manifest" --target "$host_triple" "$@"
 }
 connectors() {
+  # The connectors' target directory is also the fixtures' build directory: the crates both
+  # workspaces use compile once (their components still land in plugins/fixtures/target/).
+  export CARGO_BUILD_BUILD_DIR=$PWD/plugins/target
   phase "connectors (wasm)" scripts/setup.sh
   phase "connectors' unit tests (native)" native_tests plugins/Cargo.toml
   # Test and benchmark components (own workspace, kept out of the connectors directory): those
@@ -113,14 +120,14 @@ bg connectors "connectors and fixtures" connectors
 
 # The crash tests run the switchyard binary as a separate process; `connector test` runs the
 # scenarios below.
-phase "cargo build --bins" cargo build --release --workspace --bins
+phase "cargo build --bins" cargo build --release --workspace --bins --timings
 # Python and JavaScript connectors: the examples and the three templates (instantiated by
 # `switchyard connector new`) built once into plugins/examples/target/, their unit tests, and
 # every scenario through `switchyard connector test` (which leaves their compiled code in
 # plugins/examples/target/compiled/ for tests/polyglot.rs, which runs them in the host).
 join toolchains-install
 bg toolchains "toolchains.sh test" scripts/toolchains.sh test
-phase "cargo test (compile)" cargo test --release --workspace --no-run
+phase "cargo test (compile)" cargo test --release --workspace --no-run --timings
 join connectors
 join toolchains
 join system

@@ -29,7 +29,9 @@
 # the same inputs; SWITCHYARD_SDK=<dir> points at
 # the Rust SDK crate (default plugins/sdk); SWITCHYARD=<binary> (default target/release/switchyard);
 # JS_DISABLE overrides the componentize-js features
-# disabled (default `http fetch-event`).
+# disabled (default `http fetch-event`); TEMPLATE_BUILD_DIR is the Rust template's build directory
+# (cargo's `build-dir`: its intermediate files; default plugins/target/, the connectors', which
+# it then shares crates with; its component still lands in plugins/examples/target/cargo/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +45,7 @@ COMPONENTIZE_PY=$PY/bin/componentize-py
 COMPONENTIZE_JS=$NM/@bytecodealliance/componentize-js/src/cli.js
 JCO=$NM/@bytecodealliance/jco/dist/jco.js
 SDK=${SWITCHYARD_SDK:-$ROOT/plugins/sdk}
+TEMPLATE_BUILD_DIR=${TEMPLATE_BUILD_DIR:-$ROOT/plugins/target}
 # The host binary: `connector new` instantiates the templates, `connector test` runs the scenarios.
 SWITCHYARD=${SWITCHYARD:-${CARGO_TARGET_DIR:-$ROOT/target}/release/switchyard}
 # componentize-js features to disable. Adding `stdio` drops the wasi:filesystem, stdin/stdout and
@@ -173,12 +176,16 @@ build_templates() {
     return
   fi
   instantiate_template rust
+  # The versions the connectors are built and tested with (plugins/Cargo.lock), not whatever the
+  # registry holds today: the same build every run, and one compile of the crates it shares with
+  # the connectors (TEMPLATE_BUILD_DIR below). Cargo drops the connectors' own entries.
+  [[ -f "$OUT/templates/rust/Cargo.lock" ]] || cp "$ROOT/plugins/Cargo.lock" "$OUT/templates/rust/Cargo.lock"
   local t0
   t0=$(now)
   if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
   fi
-  cargo build --quiet --release --target wasm32-wasip2 \
+  CARGO_BUILD_BUILD_DIR=$TEMPLATE_BUILD_DIR cargo build --quiet --release --target wasm32-wasip2 \
     --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo"
   cp "$OUT/cargo/wasm32-wasip2/release/example_vendor.wasm" "$OUT/template_rust.wasm"
   say "built plugins/examples/target/template_rust.wasm in $(elapsed "$t0")"
@@ -235,7 +242,7 @@ unit_tests() {
     say "Rust template unit tests"
     # Its logic, natively: no LTO and several codegen units (the component keeps its profile).
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-      cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
+      CARGO_BUILD_BUILD_DIR=$TEMPLATE_BUILD_DIR cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
       --target "$(rustc -vV | sed -n 's/^host: //p')"
   fi
   say "unit tests done in $(elapsed "$t0")"

@@ -29,5 +29,6 @@ mod polyglot;
 mod postgres;
 mod quota;
 mod retention;
+mod serve_config;
 mod shared;
 mod spine;

@@ -2,7 +2,7 @@
 //! invitations, idempotency, lookup, errors, rate limits), scripted progression with verdicts and
 //! verdict changes, signed webhooks with retries, and failure injection.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

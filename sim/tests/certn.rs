@@ -1,6 +1,6 @@
 //! Certn simulator: invite API, idempotency, progression, signed callbacks, failure injection.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Lever simulator: API, auth, failure injection and webhooks.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
