@@ -41,7 +41,7 @@
 //! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
 //! console's numbers: events and failures per minute, queue depth, latency per version),
 //! [`writer`] (group commit, on both
-//! backends), `checkpoint` (SQLite's WAL checkpoints on a thread of their own, the WAL bounded), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
+//! backends), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
 //! [`pg`] (PostgreSQL's pools and connections), `pg_direct` (a PostgreSQL connection driven on
 //! the calling thread, without a runtime), `testing` (tests: a store per backend,
@@ -65,7 +65,6 @@
 //! both backends (`testing::on_both`).
 
 pub mod admin;
-mod checkpoint;
 pub mod components;
 pub mod console;
 pub mod gem;
@@ -363,7 +362,6 @@ impl Store {
         migrations::sqlite(&conn)?;
         retention::prepare(&conn)?;
         let conn = Arc::new(Mutex::new(conn));
-        checkpoint::start(path, &lock(&conn), Arc::downgrade(&conn))?;
         let queued = Arc::default();
         let writer = writer::Writer::start(conn.clone(), Arc::clone(&queued))?;
         let readers = Arc::new(readers::Readers::new(path));
