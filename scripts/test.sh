@@ -134,14 +134,13 @@ join system
 # A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
 # started once for the whole run, stopped and removed on exit.
 eval "$(scripts/pg.sh start)"
-# Two test processes at once: the integration tests (tests/: the end-to-end ones, mostly waiting
-# on loopback HTTP and timers; sim/tests/) beside the unit tests, then the doc tests. Every test has
-# its own ports, temporary directories and database, so they do not meet. Both select targets,
+# The unit and integration tests (tests/: the end-to-end ones; sim/tests/) in one run, then the
+# doc tests. `--tests` runs the targets whose manifest leaves `test` on, as the compile above
+# built them; `--lib --bins` would build and run a harness for the targets that set
+# `test = false` too (cargo ignores the flag for explicit target filters). Both select targets,
 # not packages, so their features (and the build) are the workspace's, as compiled above.
-bg integration "cargo test (run): integration tests" cargo test --release --workspace --test '*'
-phase "cargo test (run): unit tests" cargo test --release --workspace --lib --bins
+phase "cargo test (run): unit and integration tests" cargo test --release --workspace --tests
 phase "cargo test (run): doc tests" cargo test --release --workspace --doc
-join integration
 echo "test.sh: phases (wall, CPU, start):" >&2
 cat "$logs/phases" >&2
 awk -v t0="$start" -v t1="$(date +%s.%N)" -v c="$(awk '{print $16 + $17}' "/proc/$$/stat")" \

@@ -179,7 +179,8 @@ build_templates() {
   # The versions the connectors are built and tested with (plugins/Cargo.lock), not whatever the
   # registry holds today: the same build every run, and one compile of the crates it shares with
   # the connectors (TEMPLATE_BUILD_DIR below). Cargo drops the connectors' own entries.
-  [[ -f "$OUT/templates/rust/Cargo.lock" ]] || cp "$ROOT/plugins/Cargo.lock" "$OUT/templates/rust/Cargo.lock"
+  # Copied before every build, so a change of plugins/Cargo.lock reaches the template.
+  cp "$ROOT/plugins/Cargo.lock" "$OUT/templates/rust/Cargo.lock"
   local t0
   t0=$(now)
   if ! rustup target list --installed | grep -qx wasm32-wasip2; then

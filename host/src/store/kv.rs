@@ -1,8 +1,9 @@
 //! Connectors' `state`: values per (integration, connector, key), and the bytes each
 //! (integration, connector) holds in all, for the `state` quota.
 //!
-//! The total is kept in `kv_totals` by triggers on `kv`, in the same statement as the change, so
-//! the quota check is two key lookups. It used to be a `SUM` over the connector's rows on every
+//! The total is kept in `kv_totals` by triggers on `kv` (on SQLite in the same statement as the
+//! change; on PostgreSQL at the transaction's commit, a deferred constraint trigger), so the
+//! quota check is two key lookups. It used to be a `SUM` over the connector's rows on every
 //! `state-set`: a connector that keeps a row per order (Certn keeps one per screening) made each
 //! write cost a scan of every earlier one, and processing slowed as the database grew. A
 //! database from before the table gets it filled from `kv` once, at open. Writes are writes of

@@ -925,6 +925,12 @@ mod tests {
         };
         let scans: Vec<&String> = plan.iter().filter(|l| l.contains("Scan")).collect();
         assert!(!scans.is_empty(), "{plan:#?}");
+        // A sequential scan that filters down to the 3 rows also says rows=3: what it read
+        // and threw away shows as "Rows Removed by Filter".
+        assert!(
+            !plan.iter().any(|l| l.contains("Rows Removed by Filter")),
+            "a scan that read rows it does not lease: {plan:#?}"
+        );
         for scan in scans {
             assert!(
                 rows_of(scan) <= 3,

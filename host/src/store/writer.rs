@@ -1026,6 +1026,8 @@ mod tests {
                 .await
             }
         });
+        // In the batch after `good`, not racing it for the channel (it would be counted first).
+        wait_sent(&store, 4).await;
         let after = tokio::spawn({
             let s = store.clone();
             async move { s.write_db(insert(4)).await }
