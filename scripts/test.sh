@@ -8,7 +8,7 @@
 # scripts/toolchains.sh (plugins/examples/target/, skipped when up to date). Every cargo build on
 # the connectors' side (connectors, fixtures, the Rust template; wasm and native) keeps its
 # intermediate files in one build directory, plugins/target/ (cargo's `build-dir`), so that the
-# crates they share (serde, wit-bindgen and its proc-macro chain, the SDK) compile once per
+# crates they share (serde, wit-bindgen and its proc-macro chain: registry crates) compile once per
 # profile instead of once per workspace; each keeps its own output directory.
 #
 # What does not depend on the host's build runs beside it, in the background: the downloads and
