@@ -191,10 +191,14 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     };
     let mut skipped = Vec::new();
     let mut per_ack = 0.0;
-    let requests = std::env::var("SWITCHYARD_BENCH_INTAKE_REQUESTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(INTAKE_REQUESTS);
+    // A value that is not a count is refused, not silently replaced by the default.
+    let requests = match std::env::var("SWITCHYARD_BENCH_INTAKE_REQUESTS") {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .context("SWITCHYARD_BENCH_INTAKE_REQUESTS: a number of webhooks")?,
+        Err(_) => INTAKE_REQUESTS,
+    };
     let closed_secs = CLOSED_SECS * (requests / INTAKE_REQUESTS).max(1) as u32;
     for connections in INTAKE_CONNECTIONS {
         let cpu = cpu_secs(host.pid());
