@@ -208,7 +208,7 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
     assert!(body["error"].is_string(), "{body}");
     assert_eq!(body["code"], "too_large", "{body}");
     assert_eq!(admin.active("certn").await, serving);
-    let cases: [(&str, Vec<u8>, &str); 6] = [
+    let cases: [(&str, Vec<u8>, &str); 7] = [
         (
             "not wasm",
             b"hello, I am not a component".to_vec(),
@@ -224,6 +224,11 @@ async fn rejected_uploads_say_why_and_leave_the_serving_version_untouched() -> a
             "incompatible version",
             fixture("contract_v3"),
             "incompatible contract version",
+        ),
+        (
+            "mistyped export",
+            fixture("mistyped"),
+            "`start-screening` export does not have the type",
         ),
         ("unapproved host", fixture("greedy"), "exfil.example.net"),
         ("another connector", plugin("misbehave"), "not `certn`"),

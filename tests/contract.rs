@@ -145,6 +145,25 @@ async fn versions_it_does_not_serve_are_refused_naming_what_it_serves() {
 }
 
 #[tokio::test]
+async fn a_served_version_whose_export_has_the_wrong_type_is_refused_naming_the_export() {
+    // The fixture speaks 0.2.1, but its `start-screening` takes a string: refused at load, as a
+    // contract mismatch naming the export, not first at a candidate's screening.
+    let e = registry(Caps::default())
+        .load(fixture("mistyped"), "test")
+        .await
+        .err()
+        .expect("a mistyped start-screening is refused")
+        .to_string();
+    assert!(
+        e.contains("does not fit the switchyard:connector contract"),
+        "{e}"
+    );
+    assert!(e.contains("`start-screening` export"), "{e}");
+    assert!(e.contains("expected `record` found `string`"), "{e}");
+    assert!(!e.contains("trapped"), "{e}");
+}
+
+#[tokio::test]
 async fn a_component_needing_more_than_the_caps_is_refused_naming_the_setting() {
     let e = registry(Caps::default())
         .load(fixture("hungry"), "test")

@@ -108,6 +108,7 @@ impl LoadedConnector {
             Err(CallError::Invoke(InvokeError::Timeout(_))) => "timeout",
             Err(CallError::Invoke(InvokeError::OutOfMemory(_))) => "oom",
             Err(CallError::Invoke(InvokeError::Instantiate(_))) => "instantiate",
+            Err(CallError::Invoke(InvokeError::ExportType(_))) => "export_type",
             Err(CallError::Invoke(InvokeError::LiftBytes(_))) => {
                 runtime
                     .metrics()

@@ -176,6 +176,11 @@ pub enum InvokeError {
     /// there is room (the flow holds the event: see `store::waiting`).
     #[error("connector trapped: {0}")]
     StateQuota(String),
+    /// One of the component's `screening` exports does not have the type its contract version
+    /// gives it (found when the manifest call type-checks all four): the build is wrong, not
+    /// the call.
+    #[error("{0}")]
+    ExportType(#[from] ExportMismatch),
 }
 
 /// The error a refused `state.set` traps with when the quota is full; [`InvokeError::StateQuota`]
@@ -183,3 +188,16 @@ pub enum InvokeError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StateQuotaFull(pub String);
+
+/// A `screening` export whose type is not the contract's, e.g. a `start-screening` taking a
+/// string where the contract passes a `screening-request`; [`InvokeError::ExportType`] once the
+/// call ended.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("its `{export}` export does not have the type the contract gives it ({cause})")]
+pub struct ExportMismatch {
+    /// The export's WIT name (`start-screening`).
+    pub export: &'static str,
+    /// wasmtime's type-check message, e.g. "type mismatch with parameters: expected `record`
+    /// found `string`".
+    pub cause: String,
+}

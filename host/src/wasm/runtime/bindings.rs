@@ -233,22 +233,34 @@ macro_rules! shared_glue {
             let m = runtime
                 .invoke(pre, grant, ctx, move |instance, store| {
                     Box::pin(async move {
+                        // Named, so that a wrongly typed export is refused as a contract
+                        // mismatch saying which one, not as a trap.
+                        let mistyped = |export| move |e: wasmtime::Error| {
+                            wasmtime::Error::new($crate::wasm::types::ExportMismatch {
+                                export,
+                                cause: format!("{e:#}"),
+                            })
+                        };
                         instance.get_typed_func::<
                             (),
                             (Result<Vec<types::Package>, types::ConnectorError>,),
-                        >(&mut *store, exports.list_packages)?;
+                        >(&mut *store, exports.list_packages)
+                        .map_err(mistyped("list-packages"))?;
                         instance.get_typed_func::<
                             (&types::ScreeningRequest,),
                             (Result<types::Started, types::ConnectorError>,),
-                        >(&mut *store, exports.start_screening)?;
+                        >(&mut *store, exports.start_screening)
+                        .map_err(mistyped("start-screening"))?;
                         instance.get_typed_func::<
                             (&types::HttpRequest,),
                             (Result<types::CallbackResult, types::ConnectorError>,),
-                        >(&mut *store, exports.handle_callback)?;
+                        >(&mut *store, exports.handle_callback)
+                        .map_err(mistyped("handle-callback"))?;
                         let f = instance.get_typed_func::<(), (types::Manifest,)>(
                             &mut *store,
                             exports.manifest,
-                        )?;
+                        )
+                        .map_err(mistyped("manifest"))?;
                         Ok(f.call_async(store, ()).await?.0)
                     })
                 })

@@ -113,6 +113,7 @@ impl Caps {
                     self.max_instances
                 ))
             }
+            InvokeError::ExportType(m) => LoadError::Contract(m.to_string()),
             other => LoadError::Manifest(other.to_string()),
         }
     }

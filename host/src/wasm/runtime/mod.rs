@@ -45,7 +45,7 @@ use wasmtime::{Engine, Store, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use crate::wasm::types::InvokeError;
-use crate::wasm::types::StateQuotaFull;
+use crate::wasm::types::{ExportMismatch, StateQuotaFull};
 pub use alloc::Allocation;
 pub use contract::{ContractVersion, Surface};
 pub use imports::CallContext;
@@ -400,6 +400,9 @@ fn classify(
     grant: Grant,
     lift_bytes: usize,
 ) -> InvokeError {
+    if let Some(mismatch) = e.downcast_ref::<ExportMismatch>() {
+        return InvokeError::ExportType(mismatch.clone());
+    }
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         if *trap == wasmtime::Trap::Interrupt {
             return InvokeError::Timeout(started.elapsed().as_millis() as u64);
