@@ -411,6 +411,36 @@ fn the_templates_pass_validate_as_created() {
     }
 }
 
+/// `target.wasm32-wasip2.rustflags` of a cargo config file.
+fn wasm_rustflags(config: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let config: toml::Value =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    config["target"]["wasm32-wasip2"]["rustflags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no target.wasm32-wasip2.rustflags in {text}"))
+        .iter()
+        .map(|f| f.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_connector_created_from_the_rust_template_builds_with_our_connectors_settings() {
+    // Our connectors and the template's build in CI both pick up the repository's root
+    // `.cargo/config.toml`; an author's project, outside this repository, has only the one
+    // `connector new` wrote. A drift between the two would go unnoticed by every other test.
+    if !root().join("plugins/sdk/Cargo.toml").exists() {
+        eprintln!("no plugins/sdk: the Rust template is not instantiated");
+        return;
+    }
+    let ours = wasm_rustflags(&root().join(".cargo/config.toml"));
+    let created =
+        wasm_rustflags(&root().join("plugins/examples/target/templates/rust/.cargo/config.toml"));
+    assert!(ours.iter().any(|f| f.contains("stack-size")), "{ours:?}");
+    assert_eq!(created, ours);
+}
+
 /// The `switchyard` binary built beside this test (`cargo build --release --bins`).
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
