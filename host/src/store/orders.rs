@@ -204,8 +204,12 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
         ..rec.order.clone()
     };
     let key = rec.idempotency_key.as_deref();
-    insert_order_on(conn, &order, key)?;
-    advance_order_on(conn, &order)?;
+    // Advanced first: a known order (a callback's status) is one row write and no insert; a new
+    // one is inserted once, where inserting then advancing it wrote the same row twice. A key
+    // still goes onto a known order that has none (a retried start-screening).
+    if !advance_order_on(conn, &order)? || key.is_some() {
+        insert_order_on(conn, &order, key)?;
+    }
     let (integration, order_ref) = (&order.integration, &order.order_ref);
     if let Some(verdict) = &rec.verdict {
         record_verdict_on(conn, integration, order_ref, verdict, rec.seq)?;
