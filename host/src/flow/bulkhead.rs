@@ -608,12 +608,20 @@ mod tests {
         );
         assert!(d.take_ready().is_none(), "nothing claimed yet");
         let (first, _p1) = next(&d, &names, &s, &m).unwrap();
-        assert_eq!(s.held_by(RUN).unwrap(), 3, "one claim for the three workers");
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            3,
+            "one claim for the three workers"
+        );
         let (second, _p2) = d.take_ready().expect("claimed for the second worker");
         let (third, _p3) = d.take_ready().expect("claimed for the third worker");
         assert!(first.id < second.id && second.id < third.id, "oldest first");
         assert!(d.take_ready().is_none());
-        assert_eq!(s.held_by(RUN).unwrap(), 3, "taking a ready event claims nothing");
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            3,
+            "taking a ready event claims nothing"
+        );
         assert_eq!(d.in_flight("a"), 3, "each holds its place");
     }
 

@@ -611,6 +611,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_known_order_without_a_key_gets_the_key_of_its_started_screening() {
+        on_both_async!(|s: Store| async move {
+            // Recorded first without a key, then by the start that names it, at the same state
+            // (the status advances in place): the key goes on all the same.
+            s.record_status(status(pending(), None, 1, None))
+                .await
+                .unwrap();
+            s.kv_set_for_screening("i", "certn", "k1", "intent:k1", "1")
+                .unwrap();
+            s.record_status(started("o1", "k1")).await.unwrap();
+            let o = s.order_for_key("i", "k1").unwrap().expect("keyed");
+            assert_eq!((o.order_ref.as_str(), o.state.as_str()), ("o1", "pending"));
+            assert_eq!(s.kv_get("i", "certn", "intent:k1").unwrap(), None);
+        });
+    }
+
+    #[tokio::test]
     async fn a_database_from_before_the_key_column_gets_it_at_open() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
