@@ -40,6 +40,8 @@ mod loadgen;
 mod postgres;
 #[path = "bench/table.rs"]
 mod table;
+#[path = "bench/threads.rs"]
+mod threads;
 #[path = "bench/wasm.rs"]
 mod wasm;
 
@@ -84,7 +86,11 @@ const NOTES: &str = "
 - processed events/s: webhooks for real candidates at the Certn integration's trigger stage; each
   event reads the opportunity from the Lever simulator, invites at the Certn simulator (answers at
   once, applications do not progress: no callbacks) and writes the status back to Lever; from the
-  generator's start to the last event finished.
+  generator's start to the last event finished. Store writes: the group commit's jobs (each
+  webhook, claim, outcome, intent, status), several per commit. By thread: CPU and context
+  switches of the host's threads by name (`switchyard-stor` the writer, `switchyard-work` the
+  workers and their blocking threads, `tokio-rt-worker` HTTP), from /proc between the same two
+  readings.
 - SQLite ceiling: switchyard-loadgen sqlite-ceiling, events-shaped rows, WAL + synchronous=FULL,
   in the host's database directory, measured between processing and intake.
 - acked webhooks/s: switchyard-loadgen (a separate process, one core) sends pre-signed, distinct

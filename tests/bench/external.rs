@@ -26,6 +26,7 @@ use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
 use super::table::Row;
+use super::threads;
 use switchyard_tests::support_admin::connectors_dir;
 
 const INTAKE: &str = "bench-intake";
@@ -100,6 +101,8 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
     let (host_cpu, own_cpu) = (cpu_secs(host.pid()), cpu_secs(0));
     let commits = metric(stack.addr, "switchyard_store_commits_total").await;
+    let writes = metric(stack.addr, "switchyard_store_batched_writes_total").await;
+    let threads_before = threads::by_name(host.pid());
     let started = Instant::now();
     let sent = drive(
         &Drive {
@@ -138,7 +141,9 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let host_ms = per_event(host_cpu, cpu_secs(host.pid()));
     let sims_ms = per_event(own_cpu, cpu_secs(0));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let threads_after = threads::by_name(host.pid());
     let commits = metric(stack.addr, "switchyard_store_commits_total").await - commits;
+    let writes = metric(stack.addr, "switchyard_store_batched_writes_total").await - writes;
     rows.push(Row::plain(
         "processed: CPU ms per event, host / simulators (bench process)",
         format!(
@@ -155,6 +160,23 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     rows.push(Row::plain(
         "group commits per event (incl. the webhook's)",
         format!("{:.2}", commits / done.max(1) as f64),
+        "-",
+    ));
+    // What the commits carry, and where the host's CPU and wake-ups go (incl. the webhook's).
+    rows.push(Row::plain(
+        "processed: store writes per event, context switches per event",
+        format!(
+            "{:.2} writes, {:.1} cs",
+            writes / done.max(1) as f64,
+            threads::switches(&threads_after).saturating_sub(threads::switches(&threads_before))
+                as f64
+                / done.max(1) as f64
+        ),
+        "-",
+    ));
+    rows.push(Row::plain(
+        "processed: host CPU ms / context switches per event by thread",
+        threads::per_unit(&threads_before, &threads_after, done),
         "-",
     ));
     if processing_only {

@@ -354,6 +354,14 @@ impl Dispatcher {
         Ok(Some(self.started(first)))
     }
 
+    /// A claimed event waiting in `ready`, if any, for a worker to start now: no store write
+    /// and no blocking thread (its place was taken at the claim). The caller records its own
+    /// finished attempt apart (see [`Dispatcher::next`] for when it rides with a claim).
+    pub fn take_ready(self: &Arc<Self>) -> Option<(Event, Permit)> {
+        let event = self.lock().ready.pop_front()?;
+        Some(self.started(event))
+    }
+
     /// The permit of a claimed event (its place was taken at the claim).
     fn started(self: &Arc<Self>, event: Event) -> (Event, Permit) {
         let permit = Permit {
@@ -587,6 +595,34 @@ mod tests {
             3,
             "up to `a`'s limit of 4 with the probe still held"
         );
+    }
+
+    #[test]
+    fn a_worker_starts_an_event_claimed_for_it_without_claiming_again() {
+        let (s, m) = (store_with(&[("a", 5)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = Dispatcher::with(
+            3,
+            3,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        );
+        assert!(d.take_ready().is_none(), "nothing claimed yet");
+        let (first, _p1) = next(&d, &names, &s, &m).unwrap();
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            3,
+            "one claim for the three workers"
+        );
+        let (second, _p2) = d.take_ready().expect("claimed for the second worker");
+        let (third, _p3) = d.take_ready().expect("claimed for the third worker");
+        assert!(first.id < second.id && second.id < third.id, "oldest first");
+        assert!(d.take_ready().is_none());
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            3,
+            "taking a ready event claims nothing"
+        );
+        assert_eq!(d.in_flight("a"), 3, "each holds its place");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
 //! after `max_attempts`, each attempt kept in the event's history with its outbound calls. The
 //! outcome is recorded in the same write as the worker's next claim (one commit for "finish A,
-//! claim the next"), alone when no claim is written, and retried alone if that write failed. Which event a free worker takes
+//! claim the next"); when the worker's next event was already claimed for it (`ready`), alone
+//! and beside that event's first steps on the worker's own task (no blocking thread, no wait
+//! before starting); retried alone if that write failed. Which event a free worker takes
 //! is the dispatcher's choice (fair across integrations, bulkheads, circuit breakers; claimed in
 //! batches for every free worker). A claimed event is leased to this process's run and renewed by
 //! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
@@ -117,6 +119,17 @@ async fn work(
     // The outcome of the attempt this worker just ended: recorded with its next claim.
     let mut finished: Option<Finished> = None;
     while !*signals.stop.borrow() {
+        // An event claimed for this worker by another's batch: started at once, on this task
+        // (no blocking thread, no store write first); the attempt just ended is recorded
+        // alone, beside it (`lone`).
+        if let Some(ready) = dispatcher.take_ready() {
+            let lone = finished.take();
+            match run_one(&app, &dispatcher, &run, ready, lone, &mut signals).await {
+                Some(ended) => finished = ended,
+                None => break,
+            }
+            continue;
+        }
         // Claiming takes the store's connection, which the group commit's writer holds through
         // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
         let kept = finished.clone();
@@ -156,26 +169,10 @@ async fn work(
             outage.answered();
         }
         match next {
-            Ok(Some((event, permit))) => {
-                let started_at_ms = now_ms();
-                let (id, claim_seq) = (event.id, event.claim_seq);
-                tokio::select! {
-                    ended = handle(&app, &dispatcher, &run, event, permit, started_at_ms) => {
-                        finished = ended;
-                    }
-                    _ = abandoned(&mut signals.abandon) => {
-                        // Grace period over: hand it back uncounted; a later run redoes the
-                        // step (every step is idempotent, as after a crash).
-                        match app.store.release(id, &run, claim_seq, started_at_ms) {
-                            Ok(true) => {
-                                app.metrics.released(1);
-                                tracing::warn!(event = id, "grace period over: event handed back to the queue");
-                            }
-                            Ok(false) => {}
-                            Err(e) => tracing::error!(event = id, error = %e, "cannot hand back an event"),
-                        }
-                        break;
-                    }
+            Ok(Some(next)) => {
+                match run_one(&app, &dispatcher, &run, next, None, &mut signals).await {
+                    Some(ended) => finished = ended,
+                    None => break,
                 }
             }
             Ok(None) => {
@@ -216,6 +213,50 @@ async fn work(
             events = n,
             "stopping: claimed events not started handed back"
         );
+    }
+}
+
+/// Runs one claimed event to its end. Returns its finished attempt (recorded by the caller with
+/// its next claim), or `None` when the grace period ended first (the event handed back).
+///
+/// `lone`: this worker's previous attempt, when no claim will carry it (the event came from
+/// `ready`). It is recorded beside this event's steps, not before them: the write shares the
+/// worker's task, so nothing waits for it on a thread of its own, and its commit overlaps the
+/// new event's first ATS read. Fenced as ever, so a retry after a failed write never records
+/// it twice; if the grace period ends before it is answered, the run ends and the event is
+/// taken back like any unrecorded one.
+async fn run_one(
+    app: &Arc<App>,
+    dispatcher: &Arc<Dispatcher>,
+    run: &str,
+    (event, permit): (Event, Permit),
+    lone: Option<Finished>,
+    signals: &mut Signals,
+) -> Option<Option<Finished>> {
+    let started_at_ms = now_ms();
+    let (id, claim_seq) = (event.id, event.claim_seq);
+    let previous = async {
+        if let Some(f) = lone {
+            let result = app.store.record_finished(f.clone()).await;
+            settle(app, f, result).await;
+        }
+    };
+    let this = handle(app, dispatcher, run, event, permit, started_at_ms);
+    tokio::select! {
+        (ended, ()) = async { tokio::join!(this, previous) } => Some(ended),
+        _ = abandoned(&mut signals.abandon) => {
+            // Grace period over: hand it back uncounted; a later run redoes the step (every
+            // step is idempotent, as after a crash).
+            match app.store.release(id, run, claim_seq, started_at_ms) {
+                Ok(true) => {
+                    app.metrics.released(1);
+                    tracing::warn!(event = id, "grace period over: event handed back to the queue");
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(event = id, error = %e, "cannot hand back an event"),
+            }
+            None
+        }
     }
 }
 

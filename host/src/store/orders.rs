@@ -204,8 +204,12 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
         ..rec.order.clone()
     };
     let key = rec.idempotency_key.as_deref();
-    insert_order_on(conn, &order, key)?;
-    advance_order_on(conn, &order)?;
+    // Advanced first: a known order (a callback's status) is one row write and no insert; a new
+    // one is inserted once, where inserting then advancing it wrote the same row twice. A key
+    // still goes onto a known order that has none (a retried start-screening).
+    if !advance_order_on(conn, &order)? || key.is_some() {
+        insert_order_on(conn, &order, key)?;
+    }
     let (integration, order_ref) = (&order.integration, &order.order_ref);
     if let Some(verdict) = &rec.verdict {
         record_verdict_on(conn, integration, order_ref, verdict, rec.seq)?;
@@ -603,6 +607,23 @@ mod tests {
                 s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
                 Some("o1".into())
             );
+        });
+    }
+
+    #[tokio::test]
+    async fn a_known_order_without_a_key_gets_the_key_of_its_started_screening() {
+        on_both_async!(|s: Store| async move {
+            // Recorded first without a key, then by the start that names it, at the same state
+            // (the status advances in place): the key goes on all the same.
+            s.record_status(status(pending(), None, 1, None))
+                .await
+                .unwrap();
+            s.kv_set_for_screening("i", "certn", "k1", "intent:k1", "1")
+                .unwrap();
+            s.record_status(started("o1", "k1")).await.unwrap();
+            let o = s.order_for_key("i", "k1").unwrap().expect("keyed");
+            assert_eq!((o.order_ref.as_str(), o.state.as_str()), ("o1", "pending"));
+            assert_eq!(s.kv_get("i", "certn", "intent:k1").unwrap(), None);
         });
     }
 

@@ -1,0 +1,77 @@
+//! A process's CPU time and context switches by thread name, read from `/proc/<pid>/task`: what
+//! the processing rows split per event (the store's writer, the workers and their blocking
+//! threads, the HTTP threads, the guest runtime). A thread that ended between two readings takes
+//! its share out of its name's figure (the process total keeps it).
+
+use std::collections::BTreeMap;
+
+/// CPU seconds and context switches (voluntary + involuntary) of one thread name.
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_secs: f64,
+    pub switches: u64,
+}
+
+/// Each thread name of process `pid` (the kernel's 15-byte `comm`) with its threads' summed
+/// usage; empty when the process is gone.
+pub fn by_name(pid: u32) -> BTreeMap<String, Usage> {
+    let mut names: BTreeMap<String, Usage> = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return names;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(dir.join("stat")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name, from field 3: utime is 14, stime 15, in USER_HZ (100/s).
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        let switches: u64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        let usage = names.entry(name).or_default();
+        usage.cpu_secs += (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0;
+        usage.switches += switches;
+    }
+    names
+}
+
+/// `after - before` per thread name, per one of `units`, as "name ms / switches" pieces,
+/// largest CPU first; names with no CPU in between are left out.
+pub fn per_unit(
+    before: &BTreeMap<String, Usage>,
+    after: &BTreeMap<String, Usage>,
+    units: u64,
+) -> String {
+    let units = units.max(1) as f64;
+    let mut rows: Vec<(String, f64, f64)> = after
+        .iter()
+        .map(|(name, a)| {
+            let b = before.get(name).copied().unwrap_or_default();
+            let ms = (a.cpu_secs - b.cpu_secs).max(0.0) * 1000.0 / units;
+            let sw = a.switches.saturating_sub(b.switches) as f64 / units;
+            (name.clone(), ms, sw)
+        })
+        .filter(|(_, ms, _)| *ms > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    rows.iter()
+        .map(|(name, ms, sw)| format!("{name} {ms:.2} ms / {sw:.1} cs"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Context switches of all of `usage`'s threads.
+pub fn switches(usage: &BTreeMap<String, Usage>) -> u64 {
+    usage.values().map(|u| u.switches).sum()
+}
