@@ -427,4 +427,112 @@ mod tests {
             assert_eq!(s.queue_depth().unwrap(), 138 + 7);
         });
     }
+
+    /// What a queued webhook costs in indexes (SQLite): it enters only the unique key and the
+    /// one full index by state, besides the claim's partial ones; every reader of the indexes
+    /// migration 7 dropped or narrowed still searches an index on a table of queued, running,
+    /// waiting, dead and finished events (a scan would grow with the history); and the batch
+    /// claim's lease, on the writer every webhook waits for, looks its ids up by rowid instead
+    /// of walking every queued event (it did, through an index by state, as the backlog grew).
+    #[test]
+    fn a_queued_webhook_enters_only_the_indexes_its_readers_need() {
+        let s = crate::store::testing::sqlite();
+        for n in 0..300 {
+            s.enqueue("acme", "k", &format!("key-{n}"), "{}").unwrap();
+        }
+        let conn = s.conn().unwrap();
+        conn.execute_batch(
+            "UPDATE events SET state = 'done', finished_at = id WHERE id <= 100;
+             UPDATE events SET state = 'skipped', finished_at = id WHERE id BETWEEN 101 AND 200;
+             UPDATE events SET state = 'dead', finished_at = id WHERE id BETWEEN 201 AND 210;
+             UPDATE events SET state = 'waiting', waiting_for = 'connect' WHERE id BETWEEN 211 AND 230;
+             UPDATE events SET state = 'running', lease_run = 'r' WHERE id BETWEEN 231 AND 240;",
+        )
+        .unwrap();
+
+        // Every index of `events` whose rows include a queued event: the full ones and the
+        // claim's partial ones (`WHERE state = 'queued'`).
+        let mut queued_in: Vec<String> = conn
+            .prepare(
+                "SELECT i.name FROM pragma_index_list('events') i
+                 LEFT JOIN sqlite_schema m ON m.type = 'index' AND m.name = i.name
+                 WHERE NOT i.partial OR m.sql LIKE '%WHERE state = ''queued''%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        queued_in.sort();
+        assert_eq!(
+            queued_in,
+            [
+                "events_by_integration_due",
+                "events_queued_due",
+                "events_queued_next",
+                "sqlite_autoindex_events_1",
+            ]
+        );
+
+        // The readers, as their modules write them (stats, queue, waiting, retention), and the
+        // index search each must keep.
+        let by_state = "events_by_integration_due (state=?)";
+        let finished = "events_finished (state=? AND finished_at<?)";
+        let lease = crate::store::queue::lease_batch_sql(crate::store::sql::Dialect::Sqlite);
+        for (reader, search) in [
+            (
+                "SELECT state, COUNT(*) FROM events
+                 WHERE state IN ('queued', 'running', 'waiting', 'dead') GROUP BY state",
+                by_state,
+            ),
+            (
+                "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
+                by_state,
+            ),
+            (
+                "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
+                by_state,
+            ),
+            (
+                "UPDATE events SET state = 'queued', waiting_for = NULL
+                 WHERE state = 'waiting' AND next_attempt_at <= ?1",
+                by_state,
+            ),
+            (
+                "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
+                 GROUP BY integration, waiting_for",
+                by_state,
+            ),
+            (
+                "SELECT id FROM events e WHERE state IN ('done', 'skipped') AND finished_at < ?1
+                 LIMIT ?2",
+                finished,
+            ),
+            (lease.as_str(), "events USING INTEGER PRIMARY KEY (rowid=?)"),
+            (
+                "SELECT g.integration, g.id FROM gem_screenings g JOIN events e
+                 ON e.id = g.event_id
+                 WHERE g.order_ref IS NULL AND e.state IN ('done', 'skipped')
+                   AND e.finished_at < ?1 LIMIT ?2",
+                finished,
+            ),
+        ] {
+            let mut explain = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {reader}"))
+                .unwrap();
+            let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|line| line.ends_with(search))
+                    && !plan
+                        .iter()
+                        .any(|line| line.starts_with("SCAN events") || line.starts_with("SCAN e ")),
+                "{reader}\nplans {plan:?}"
+            );
+        }
+    }
 }
