@@ -23,7 +23,8 @@ use bytes::Bytes;
 
 use super::sql::{Db, Value};
 use super::{
-    duplicate_on, enqueue_on, insert_body, now_ms, Backend, Enqueued, Result, Store, StoreError,
+    duplicate_on, enqueue_hashed_on, insert_body, now_ms, Backend, Enqueued, Result, Store,
+    StoreError,
 };
 
 /// Row counts a multi-row statement is written for, largest first: a batch is cut into chunks
@@ -31,9 +32,26 @@ use super::{
 pub(in crate::store) const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 
 /// A webhook's body: UTF-8 text shared with the request that carried it, so it moves from the
-/// request into the stored row without a copy ([`Value::Shared`]).
+/// request into the stored row without a copy ([`Value::Shared`]), with its SHA-256 (hex), which
+/// tells a redelivery from a replay. The hash is taken where the body is made, on the request's
+/// thread: the writer thread, which every webhook waits for, only binds it.
 #[derive(Debug, Clone)]
-pub(in crate::store) struct Body(Bytes);
+pub(in crate::store) struct Body {
+    bytes: Bytes,
+    hash: String,
+}
+
+impl Body {
+    fn new(bytes: Bytes) -> Body {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        Body { bytes, hash }
+    }
+
+    /// The body's SHA-256, hex.
+    pub(in crate::store) fn hash(&self) -> &str {
+        &self.hash
+    }
+}
 
 impl TryFrom<Bytes> for Body {
     type Error = StoreError;
@@ -41,7 +59,7 @@ impl TryFrom<Bytes> for Body {
     /// Refuses a body that is not UTF-8 (the column is text on both backends).
     fn try_from(bytes: Bytes) -> Result<Body> {
         match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(Body(bytes)),
+            Ok(_) => Ok(Body::new(bytes)),
             Err(e) => Err(StoreError::Row(format!(
                 "a webhook body that is not UTF-8: {e}"
             ))),
@@ -51,19 +69,13 @@ impl TryFrom<Bytes> for Body {
 
 impl From<&str> for Body {
     fn from(text: &str) -> Body {
-        Body(Bytes::copy_from_slice(text.as_bytes()))
-    }
-}
-
-impl AsRef<[u8]> for Body {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
+        Body::new(Bytes::copy_from_slice(text.as_bytes()))
     }
 }
 
 impl From<&Body> for Value {
     fn from(body: &Body) -> Value {
-        Value::Shared(body.0.clone())
+        Value::Shared(body.bytes.clone())
     }
 }
 
@@ -80,7 +92,14 @@ pub(in crate::store) struct IntakeRow {
 
 /// Queues `row` on its own (a batch with one webhook, or after the merged statements failed).
 pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<Enqueued> {
-    let done = enqueue_on(db, &row.integration, &row.kind, &row.dedupe_key, &row.body)?;
+    let done = enqueue_hashed_on(
+        db,
+        &row.integration,
+        &row.kind,
+        &row.dedupe_key,
+        (&row.body).into(),
+        row.body.hash(),
+    )?;
     if let (Enqueued::New(id), Some((headers, signature))) = (&done, &row.inbound) {
         insert_inbound(db, &[(*id, headers, signature)])?;
     }
@@ -90,26 +109,31 @@ pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<E
 /// Queues `rows` with one multi-row statement per table and chunk; one answer per row, in order.
 pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Result<Vec<Enqueued>> {
     let now = now_ms();
-    let hashes: Vec<String> = rows
-        .iter()
-        .map(|r| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body)))
-        .collect();
-    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+    // Each key's first row in the batch, and the id its insert returned (none: refused).
+    let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(rows.len());
+    for (at, row) in rows.iter().enumerate() {
+        first
+            .entry((row.integration.as_str(), row.dedupe_key.as_str()))
+            .or_insert(at);
+    }
+    let mut inserted: Vec<Option<i64>> = vec![None; rows.len()];
     let mut start = 0;
     for size in chunk_sizes(rows.len()) {
-        let chunk = &rows[start..start + size];
         let mut args: Vec<Value> = Vec::with_capacity(size * 5);
-        for (row, hash) in chunk.iter().zip(&hashes[start..start + size]) {
+        for row in &rows[start..start + size] {
             args.extend([
                 row.integration.as_str().into(),
                 row.kind.as_str().into(),
                 row.dedupe_key.as_str().into(),
-                hash.as_str().into(),
+                row.body.hash().into(),
                 now.into(),
             ]);
         }
         for r in db.query(statement(&INSERT_EVENTS, size), &args)? {
-            inserted.insert((r.text(1)?, r.text(2)?), r.int(0)?);
+            let (integration, key) = (r.text(1)?, r.text(2)?);
+            if let Some(&at) = first.get(&(integration.as_str(), key.as_str())) {
+                inserted[at] = Some(r.int(0)?);
+            }
         }
         start += size;
     }
@@ -117,20 +141,18 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
     // In batch order: the first row of a key inserted is new; a later one, or one refused
     // (stored before, or tombstoned), is a duplicate, told apart as the single-row path does.
     let mut answers = Vec::with_capacity(rows.len());
-    let mut first_of: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
-    for (row, hash) in rows.iter().zip(&hashes) {
+    for (at, row) in rows.iter().enumerate() {
         let key = (row.integration.as_str(), row.dedupe_key.as_str());
-        if let Some((id, first_hash)) = first_of.get(&key) {
-            answers.push(Enqueued::Duplicate {
-                id: *id,
-                same_payload: first_hash == hash,
-            });
-        } else if let Some(id) = inserted.get(&(key.0.to_owned(), key.1.to_owned())) {
-            first_of.insert(key, (*id, hash.as_str()));
-            answers.push(Enqueued::New(*id));
-        } else {
-            answers.push(duplicate_on(db, key.0, key.1, hash)?);
-        }
+        let hash = row.body.hash();
+        let first_at = first.get(&key).copied().unwrap_or(at);
+        answers.push(match inserted[first_at] {
+            Some(id) if first_at == at => Enqueued::New(id),
+            Some(id) => Enqueued::Duplicate {
+                id,
+                same_payload: rows[first_at].body.hash() == hash,
+            },
+            None => duplicate_on(db, key.0, key.1, hash)?,
+        });
     }
 
     let new: Vec<(i64, &IntakeRow)> = answers
