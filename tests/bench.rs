@@ -96,6 +96,8 @@ const NOTES: &str = "
 - acked webhooks/s: switchyard-loadgen (a separate process, one core) sends pre-signed, distinct
   Lever webhooks over N keep-alive connections, closed loop; a 200 means committed. Their events
   are at a non-trigger stage: each is later skipped after a stage lookup (the backlog row).
+  KiB written per ack: the host's `write_bytes` (/proc/<pid>/io: WAL frames and checkpoints,
+  processing's writes included) over the run, per 200.
 - ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
   unsent requests counted with the latency reached at the generator's deadline.
   …queued behind a down ATS: the same runs after 50,000 webhooks were sent (closed loop) to a

@@ -308,3 +308,12 @@ pub fn cpu_us_per(before: Option<f64>, pid: u32, units: f64) -> f64 {
         .zip(cpu_secs(pid))
         .map_or(0.0, |(b, a)| (a - b) * 1e6 / units.max(1.0))
 }
+
+/// Bytes a process has caused to be written to storage so far (`write_bytes` of
+/// `/proc/<pid>/io`: its WAL frames and checkpoints); `None` when unreadable.
+pub fn written_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+}

@@ -22,7 +22,7 @@ use serde_json::Value;
 use switchyard_sim::justifacts::JustifactsOptions;
 use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_tests::lever_of;
-use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config};
+use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config, written_bytes};
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
 use super::table::Row;
@@ -224,6 +224,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let closed_secs = CLOSED_SECS * (requests / INTAKE_REQUESTS).max(1) as u32;
     for connections in INTAKE_CONNECTIONS {
         let cpu = cpu_secs(host.pid());
+        let written = written_bytes(host.pid());
         let commits = metric(stack.addr, "switchyard_store_commits_total").await;
         let r = drive(
             &to_intake(connections),
@@ -237,13 +238,18 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
         let ok = r["ok"].as_f64().unwrap_or_default();
         let cpu_us = cpu_us_per(cpu, host.pid(), ok);
+        // WAL frames and checkpoints (the database file), processing's writes included.
+        let kib_per_ack = written
+            .zip(written_bytes(host.pid()))
+            .map_or(0.0, |(b, a)| (a - b) as f64 / 1024.0 / ok.max(1.0));
         rows.push(Row::against(
             format!("acked webhooks/s, external loadgen, {connections} connections"),
             (
                 acked,
                 format!(
                     "{acked:.0}/s (p50 {}, p99 {}; {} not 200, {} unsent; host CPU {cpu_us:.0} µs \
-                     per ack, processing included; {:.1} acks per group commit)",
+                     per ack, processing included; {:.1} acks per group commit; \
+                     {kib_per_ack:.1} KiB written per ack)",
                     ms(&r, "p50"),
                     ms(&r, "p99"),
                     failures(&r),

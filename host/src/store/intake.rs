@@ -23,17 +23,37 @@ use bytes::Bytes;
 
 use super::sql::{Db, Value};
 use super::{
-    duplicate_on, enqueue_on, insert_body, now_ms, Backend, Enqueued, Result, Store, StoreError,
+    duplicate_on, enqueue_hashed_on, insert_body, now_ms, Backend, Enqueued, Result, Store,
+    StoreError,
 };
 
 /// Row counts a multi-row statement is written for, largest first: a batch is cut into chunks
-/// of these sizes (200 rows: 128 + 32 + 32 + 8).
-pub(in crate::store) const CHUNKS: [usize; 4] = [128, 32, 8, 1];
+/// of these sizes, the powers of two, so `n` rows take one statement per bit of `n` (200 rows:
+/// 128 + 64 + 8; 30: 16 + 8 + 4 + 2, where sizes 32, 8 and 1 took nine), each statement's
+/// fixed cost paid on the writer thread every webhook waits for.
+pub(in crate::store) const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 
 /// A webhook's body: UTF-8 text shared with the request that carried it, so it moves from the
-/// request into the stored row without a copy ([`Value::Shared`]).
+/// request into the stored row without a copy ([`Value::Shared`]), with its SHA-256 (hex), which
+/// tells a redelivery from a replay. The hash is taken where the body is made, on the request's
+/// thread: the writer thread, which every webhook waits for, only binds it.
 #[derive(Debug, Clone)]
-pub(in crate::store) struct Body(Bytes);
+pub(in crate::store) struct Body {
+    bytes: Bytes,
+    hash: String,
+}
+
+impl Body {
+    fn new(bytes: Bytes) -> Body {
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        Body { bytes, hash }
+    }
+
+    /// The body's SHA-256, hex.
+    pub(in crate::store) fn hash(&self) -> &str {
+        &self.hash
+    }
+}
 
 impl TryFrom<Bytes> for Body {
     type Error = StoreError;
@@ -41,7 +61,7 @@ impl TryFrom<Bytes> for Body {
     /// Refuses a body that is not UTF-8 (the column is text on both backends).
     fn try_from(bytes: Bytes) -> Result<Body> {
         match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(Body(bytes)),
+            Ok(_) => Ok(Body::new(bytes)),
             Err(e) => Err(StoreError::Row(format!(
                 "a webhook body that is not UTF-8: {e}"
             ))),
@@ -51,19 +71,13 @@ impl TryFrom<Bytes> for Body {
 
 impl From<&str> for Body {
     fn from(text: &str) -> Body {
-        Body(Bytes::copy_from_slice(text.as_bytes()))
-    }
-}
-
-impl AsRef<[u8]> for Body {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
+        Body::new(Bytes::copy_from_slice(text.as_bytes()))
     }
 }
 
 impl From<&Body> for Value {
     fn from(body: &Body) -> Value {
-        Value::Shared(body.0.clone())
+        Value::Shared(body.bytes.clone())
     }
 }
 
@@ -80,7 +94,14 @@ pub(in crate::store) struct IntakeRow {
 
 /// Queues `row` on its own (a batch with one webhook, or after the merged statements failed).
 pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<Enqueued> {
-    let done = enqueue_on(db, &row.integration, &row.kind, &row.dedupe_key, &row.body)?;
+    let done = enqueue_hashed_on(
+        db,
+        &row.integration,
+        &row.kind,
+        &row.dedupe_key,
+        (&row.body).into(),
+        row.body.hash(),
+    )?;
     if let (Enqueued::New(id), Some((headers, signature))) = (&done, &row.inbound) {
         insert_inbound(db, &[(*id, headers, signature)])?;
     }
@@ -90,26 +111,31 @@ pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<E
 /// Queues `rows` with one multi-row statement per table and chunk; one answer per row, in order.
 pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Result<Vec<Enqueued>> {
     let now = now_ms();
-    let hashes: Vec<String> = rows
-        .iter()
-        .map(|r| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&r.body)))
-        .collect();
-    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+    // Each key's first row in the batch, and the id its insert returned (none: refused).
+    let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(rows.len());
+    for (at, row) in rows.iter().enumerate() {
+        first
+            .entry((row.integration.as_str(), row.dedupe_key.as_str()))
+            .or_insert(at);
+    }
+    let mut inserted: Vec<Option<i64>> = vec![None; rows.len()];
     let mut start = 0;
     for size in chunk_sizes(rows.len()) {
-        let chunk = &rows[start..start + size];
         let mut args: Vec<Value> = Vec::with_capacity(size * 5);
-        for (row, hash) in chunk.iter().zip(&hashes[start..start + size]) {
+        for row in &rows[start..start + size] {
             args.extend([
                 row.integration.as_str().into(),
                 row.kind.as_str().into(),
                 row.dedupe_key.as_str().into(),
-                hash.as_str().into(),
+                row.body.hash().into(),
                 now.into(),
             ]);
         }
         for r in db.query(statement(&INSERT_EVENTS, size), &args)? {
-            inserted.insert((r.text(1)?, r.text(2)?), r.int(0)?);
+            let (integration, key) = (r.text(1)?, r.text(2)?);
+            if let Some(&at) = first.get(&(integration.as_str(), key.as_str())) {
+                inserted[at] = Some(r.int(0)?);
+            }
         }
         start += size;
     }
@@ -117,20 +143,18 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
     // In batch order: the first row of a key inserted is new; a later one, or one refused
     // (stored before, or tombstoned), is a duplicate, told apart as the single-row path does.
     let mut answers = Vec::with_capacity(rows.len());
-    let mut first_of: HashMap<(&str, &str), (i64, &str)> = HashMap::new();
-    for (row, hash) in rows.iter().zip(&hashes) {
+    for (at, row) in rows.iter().enumerate() {
         let key = (row.integration.as_str(), row.dedupe_key.as_str());
-        if let Some((id, first_hash)) = first_of.get(&key) {
-            answers.push(Enqueued::Duplicate {
-                id: *id,
-                same_payload: first_hash == hash,
-            });
-        } else if let Some(id) = inserted.get(&(key.0.to_owned(), key.1.to_owned())) {
-            first_of.insert(key, (*id, hash.as_str()));
-            answers.push(Enqueued::New(*id));
-        } else {
-            answers.push(duplicate_on(db, key.0, key.1, hash)?);
-        }
+        let hash = row.body.hash();
+        let first_at = first.get(&key).copied().unwrap_or(at);
+        answers.push(match inserted[first_at] {
+            Some(id) if first_at == at => Enqueued::New(id),
+            Some(id) => Enqueued::Duplicate {
+                id,
+                same_payload: rows[first_at].body.hash() == hash,
+            },
+            None => duplicate_on(db, key.0, key.1, hash)?,
+        });
     }
 
     let new: Vec<(i64, &IntakeRow)> = answers
@@ -341,8 +365,9 @@ mod tests {
 
     #[test]
     fn a_batch_is_cut_into_the_bounded_statement_sizes() {
-        assert_eq!(chunk_sizes(200), vec![128, 32, 32, 8]);
+        assert_eq!(chunk_sizes(200), vec![128, 64, 8]);
         assert_eq!(chunk_sizes(137), vec![128, 8, 1]);
+        assert_eq!(chunk_sizes(30), vec![16, 8, 4, 2]);
         assert_eq!(chunk_sizes(1), vec![1]);
         assert!(chunk_sizes(0).is_empty());
     }
@@ -426,5 +451,113 @@ mod tests {
             );
             assert_eq!(s.queue_depth().unwrap(), 138 + 7);
         });
+    }
+
+    /// What a queued webhook costs in indexes (SQLite): it enters only the unique key and the
+    /// one full index by state, besides the claim's partial ones; every reader of the indexes
+    /// migration 7 dropped or narrowed still searches an index on a table of queued, running,
+    /// waiting, dead and finished events (a scan would grow with the history); and the batch
+    /// claim's lease, on the writer every webhook waits for, looks its ids up by rowid instead
+    /// of walking every queued event (it did, through an index by state, as the backlog grew).
+    #[test]
+    fn a_queued_webhook_enters_only_the_indexes_its_readers_need() {
+        let s = crate::store::testing::sqlite();
+        for n in 0..300 {
+            s.enqueue("acme", "k", &format!("key-{n}"), "{}").unwrap();
+        }
+        let conn = s.conn().unwrap();
+        conn.execute_batch(
+            "UPDATE events SET state = 'done', finished_at = id WHERE id <= 100;
+             UPDATE events SET state = 'skipped', finished_at = id WHERE id BETWEEN 101 AND 200;
+             UPDATE events SET state = 'dead', finished_at = id WHERE id BETWEEN 201 AND 210;
+             UPDATE events SET state = 'waiting', waiting_for = 'connect' WHERE id BETWEEN 211 AND 230;
+             UPDATE events SET state = 'running', lease_run = 'r' WHERE id BETWEEN 231 AND 240;",
+        )
+        .unwrap();
+
+        // Every index of `events` whose rows include a queued event: the full ones and the
+        // claim's partial ones (`WHERE state = 'queued'`).
+        let mut queued_in: Vec<String> = conn
+            .prepare(
+                "SELECT i.name FROM pragma_index_list('events') i
+                 LEFT JOIN sqlite_schema m ON m.type = 'index' AND m.name = i.name
+                 WHERE NOT i.partial OR m.sql LIKE '%WHERE state = ''queued''%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        queued_in.sort();
+        assert_eq!(
+            queued_in,
+            [
+                "events_by_integration_due",
+                "events_queued_due",
+                "events_queued_next",
+                "sqlite_autoindex_events_1",
+            ]
+        );
+
+        // The readers, as their modules write them (stats, queue, waiting, retention), and the
+        // index search each must keep.
+        let by_state = "events_by_integration_due (state=?)";
+        let finished = "events_finished (state=? AND finished_at<?)";
+        let lease = crate::store::queue::lease_batch_sql(crate::store::sql::Dialect::Sqlite);
+        for (reader, search) in [
+            (
+                "SELECT state, COUNT(*) FROM events
+                 WHERE state IN ('queued', 'running', 'waiting', 'dead') GROUP BY state",
+                by_state,
+            ),
+            (
+                "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
+                by_state,
+            ),
+            (
+                "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
+                by_state,
+            ),
+            (
+                "UPDATE events SET state = 'queued', waiting_for = NULL
+                 WHERE state = 'waiting' AND next_attempt_at <= ?1",
+                by_state,
+            ),
+            (
+                "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
+                 GROUP BY integration, waiting_for",
+                by_state,
+            ),
+            (
+                "SELECT id FROM events e WHERE state IN ('done', 'skipped') AND finished_at < ?1
+                 LIMIT ?2",
+                finished,
+            ),
+            (lease.as_str(), "events USING INTEGER PRIMARY KEY (rowid=?)"),
+            (
+                "SELECT g.integration, g.id FROM gem_screenings g JOIN events e
+                 ON e.id = g.event_id
+                 WHERE g.order_ref IS NULL AND e.state IN ('done', 'skipped')
+                   AND e.finished_at < ?1 LIMIT ?2",
+                finished,
+            ),
+        ] {
+            let mut explain = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {reader}"))
+                .unwrap();
+            let nulls = vec![rusqlite::types::Null; explain.parameter_count()];
+            let plan: Vec<String> = explain
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|line| line.ends_with(search))
+                    && !plan
+                        .iter()
+                        .any(|line| line.starts_with("SCAN events") || line.starts_with("SCAN e ")),
+                "{reader}\nplans {plan:?}"
+            );
+        }
     }
 }

@@ -82,6 +82,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0006_pgack.sqlite.sql")),
         postgres: include_str!("migrations/0006_pgack.postgres.sql"),
     },
+    Migration {
+        version: 7,
+        name: "ack4: fewer index entries per queued webhook (`events_due` dropped, \
+           `events_finished` only of done and skipped events)",
+        sqlite: Sqlite::Sql(include_str!("migrations/0007_ack4.sqlite.sql")),
+        postgres: include_str!("migrations/0007_ack4.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

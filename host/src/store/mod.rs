@@ -744,6 +744,18 @@ where
     B: AsRef<[u8]> + Into<Value>,
 {
     let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_ref()));
+    enqueue_hashed_on(db, integration, kind, dedupe_key, payload.into(), &hash)
+}
+
+/// [`enqueue_on`] with the payload's SHA-256 (hex) already taken.
+pub(in crate::store) fn enqueue_hashed_on(
+    db: &dyn Db,
+    integration: &str,
+    kind: &str,
+    dedupe_key: &str,
+    payload: Value,
+    hash: &str,
+) -> Result<Enqueued> {
     let now = now_ms();
 
     // A key whose event was pruned is still taken: its tombstone answers (see [`retention`]).
@@ -756,14 +768,14 @@ where
              WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE integration = ?1 AND dedupe_key = ?3)
              ON CONFLICT (integration, dedupe_key) DO NOTHING
              RETURNING id",
-        args![integration, kind, dedupe_key, &hash, now],
+        args![integration, kind, dedupe_key, hash, now],
     )?;
     if let Some(row) = inserted {
         let id = row.int(0)?;
-        insert_body(db, id, payload.into())?;
+        insert_body(db, id, payload)?;
         return Ok(Enqueued::New(id));
     }
-    duplicate_on(db, integration, dedupe_key, &hash)
+    duplicate_on(db, integration, dedupe_key, hash)
 }
 
 /// The answer for a key already taken (by a stored event, or a pruned one's tombstone):

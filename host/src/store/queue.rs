@@ -745,9 +745,17 @@ fn claim_batch_on(
 
 /// The batch claim's lease of the ids [`deal`] chose: [`LEASE`]'s parameters, and `?4` the ids
 /// as a JSON array.
-fn lease_batch_sql(dialect: Dialect) -> String {
+pub(in crate::store) fn lease_batch_sql(dialect: Dialect) -> String {
+    // SQLite (no table statistics) takes `state = 'queued'` for a selective index term and
+    // walked every queued event's index entry to find the few ids asked: a claim's cost grew
+    // with the backlog, on the writer every webhook waits for. `+` keeps the term off any
+    // index, so the ids are looked up by rowid.
+    let state = match dialect {
+        Dialect::Sqlite => "+state",
+        Dialect::Postgres => "state",
+    };
     format!(
-        "{LEASE} WHERE {} AND state = 'queued' RETURNING {EVENT_COLS}",
+        "{LEASE} WHERE {} AND {state} = 'queued' RETURNING {EVENT_COLS}",
         id_in_json(dialect, 4)
     )
 }

@@ -1,0 +1,10 @@
+-- Fewer index entries per queued webhook (store/intake.rs): each full index of `events` took one
+-- entry (and, per group commit, a few WAL pages) for every webhook stored.
+-- `events_due (state, next_attempt_at)` repeated the leading column of
+-- `events_by_integration_due (state, integration, next_attempt_at)`: its readers (the release
+-- of due waits, the console's counts by state, the queue depth) search that one by state.
+DROP INDEX events_due;
+-- Retention reads finished events only as `state IN ('done', 'skipped')` (the same term, so
+-- SQLite proves the partial index usable): queued, running and waiting events get no entry.
+DROP INDEX events_finished;
+CREATE INDEX events_finished ON events (state, finished_at) WHERE state IN ('done', 'skipped');
