@@ -82,6 +82,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0006_pgack.sqlite.sql")),
         postgres: include_str!("migrations/0006_pgack.postgres.sql"),
     },
+    Migration {
+        version: 7,
+        name: "pg4: PostgreSQL's `state` quota totals updated once per key per transaction, in \
+           key order, at commit",
+        sqlite: Sqlite::Sql(include_str!("migrations/0007_pg4.sqlite.sql")),
+        postgres: include_str!("migrations/0007_pg4.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.
