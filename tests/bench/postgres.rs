@@ -30,10 +30,10 @@ const INTAKE_TRIGGER: &str = "Fast Stage";
 const INTAKE_STAGE: &str = "Offer";
 /// Fewer than the SQLite rows' moves: three hosts per run, and the figure settles well before.
 const PROCESS_EVENTS: usize = 1_000;
-/// Moves processed before the figures, so the tables have rows and statistics (more than
-/// `store::statistics::GROWN_ROWS`); `SWITCHYARD_BENCH_PG_WARM_UP` sets another count (0: none,
+/// Moves processed before the figures, so the tables have rows and statistics of enough of
+/// them that their plans look rows up by index (`store::statistics`); `SWITCHYARD_BENCH_PG_WARM_UP` sets another count (0: none,
 /// the plans of a fresh database's empty tables).
-const WARM_UP_EVENTS: usize = 300;
+const WARM_UP_EVENTS: usize = 1_000;
 const INTAKE_REQUESTS: usize = 10_000;
 const CONNECTIONS: usize = 16;
 const WAIT: Duration = Duration::from_secs(240);
