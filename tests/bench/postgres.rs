@@ -276,13 +276,15 @@ fn statements_per(
             let mean = (c.ms - was.ms) / calls.max(1.0);
             (calls / units, mean, q.as_str())
         })
-        // Not the hosts' statements: this helper's own, and the `kv_totals` trigger's (run
-        // inside the statement or the commit that fired it, which `track=all` lists apart).
+        // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
+        // inside the statement or the commit that fired them, which `track=all` lists apart).
         .filter(|(n, _, q)| {
             *n > 0.0
                 && !q.contains("pg_stat_statements")
                 && !q.contains("NEW.")
                 && !q.contains("OLD.")
+                && !q.contains("set_config(")
+                && !q.contains("INSERT INTO kv_totals AS t")
         })
         .collect();
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
