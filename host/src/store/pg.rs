@@ -523,8 +523,9 @@ impl PgConn {
 
     /// Commits, with whatever was deferred, in one round trip when nothing goes wrong. The
     /// transaction's deferred work (the `kv_totals` constraint trigger) runs first, in a
-    /// savepoint of its own, so a deadlock or serialization failure there (another host's batch
-    /// taking the same totals rows in the other order) rolls back only that work, which is tried again after a short jittered pause, up to
+    /// savepoint of its own, so a deadlock or serialization failure there (the totals rows are
+    /// taken in key order since migration 7, but any deferred work may meet another host's
+    /// locks) rolls back only that work, which is tried again after a short jittered pause, up to
     /// [`COMMIT_ATTEMPTS`] times; the statements before it never run twice (a group commit's
     /// batch is not failed for it). Any other failure, or the last attempt's, is the commit's
     /// (the caller rolls back).
