@@ -7,7 +7,9 @@
 //! and round trips the database ran per event and per ack when `pg_stat_statements` is loaded on
 //! the cluster (each statement's calls per unit and mean time on stderr with
 //! `SWITCHYARD_BENCH_PG_STATEMENTS=1`). `SWITCHYARD_BENCH_PG_HOSTS` (comma-separated, default
-//! `1,3`) picks the host counts measured.
+//! `1,3`) picks the host counts measured. Each database is fresh: the figures come after a
+//! warm-up of [`WARM_UP_EVENTS`] moves and an analysis of the tables that grew
+//! (`SWITCHYARD_BENCH_PG_WARM_UP`), the steady state of a database in use.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -28,6 +30,10 @@ const INTAKE_TRIGGER: &str = "Fast Stage";
 const INTAKE_STAGE: &str = "Offer";
 /// Fewer than the SQLite rows' moves: three hosts per run, and the figure settles well before.
 const PROCESS_EVENTS: usize = 1_000;
+/// Moves processed before the figures, so the tables have rows and statistics of enough of
+/// them that their plans look rows up by index (`store::statistics`); `SWITCHYARD_BENCH_PG_WARM_UP` sets another count (0: none,
+/// the plans of a fresh database's empty tables).
+const WARM_UP_EVENTS: usize = 1_000;
 const INTAKE_REQUESTS: usize = 10_000;
 const CONNECTIONS: usize = 16;
 const WAIT: Duration = Duration::from_secs(240);
@@ -69,28 +75,34 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         format!("PostgreSQL, {hosts} hosts behind the loopback balancer")
     };
 
-    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
-    let opps_file = dir.path().join("opportunities.txt");
-    std::fs::write(&opps_file, opps.join("\n"))?;
-    let certn = integration(stack, CERTN)?;
     let trigger = stack.lever.stage_id(TRIGGER).context("trigger stage")?;
+    let moves = |n: usize, name: &str| -> anyhow::Result<std::path::PathBuf> {
+        let file = dir.path().join(format!("{name}.txt"));
+        std::fs::write(&file, stack.candidates(n, name, name).join("\n"))?;
+        Ok(file)
+    };
+    // The steady state: tables with rows and statistics, as the hosts' leader makes them
+    // (`Store::analyze_grown_tables`, at its next heartbeat) — not the plans every connection
+    // would otherwise keep from the empty tables of this fresh database for the whole run.
+    let warm_up = match std::env::var("SWITCHYARD_BENCH_PG_WARM_UP") {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .context("SWITCHYARD_BENCH_PG_WARM_UP: a count of moves")?,
+        Err(_) => WARM_UP_EVENTS,
+    };
+    let mut warmed = 0;
+    if warm_up > 0 {
+        let warm = moves(warm_up, "warm")?;
+        warmed = process(&cluster, &store, &trigger, &warm, warm_up).await?.1;
+        let analyzed = store.analyze_grown_tables()?;
+        eprintln!("{label}: warmed up with {warm_up} moves, analyzed {analyzed:?}");
+    }
+    let opps_file = moves(PROCESS_EVENTS, "bench")?;
     let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
     let started = Instant::now();
-    let sent = drive(
-        &Drive {
-            url: format!("{}/hooks/{CERTN}/lever", cluster.public_url()),
-            signature_token: lever_of(certn).signature_token.expose(),
-            stage: &trigger,
-            opportunities: Some(&opps_file),
-            connections: CONNECTIONS,
-        },
-        Load::Closed {
-            requests: PROCESS_EVENTS,
-            max_secs: 120,
-        },
-    )
-    .await?;
-    let done = drain(&store, CERTN).await?;
+    let (sent, done) = process(&cluster, &store, &trigger, &opps_file, PROCESS_EVENTS).await?;
+    let done = done.saturating_sub(warmed);
     let took = started.elapsed();
     rows.push(Row::plain(
         format!("{label}: processed events/s ({PROCESS_EVENTS} moves)"),
@@ -143,6 +155,33 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         "<= 20 µs",
     ));
     Ok(())
+}
+
+/// Moves `requests` candidates of `opportunities` to Certn's trigger stage; what the load
+/// generator reports, and how many of Certn's events are done once nothing is queued.
+async fn process(
+    cluster: &Cluster,
+    store: &Store,
+    trigger: &str,
+    opportunities: &std::path::Path,
+    requests: usize,
+) -> anyhow::Result<(serde_json::Value, usize)> {
+    let certn = integration(&cluster.stack, CERTN)?;
+    let sent = drive(
+        &Drive {
+            url: format!("{}/hooks/{CERTN}/lever", cluster.public_url()),
+            signature_token: lever_of(certn).signature_token.expose(),
+            stage: trigger,
+            opportunities: Some(opportunities),
+            connections: CONNECTIONS,
+        },
+        Load::Closed {
+            requests,
+            max_secs: 120,
+        },
+    )
+    .await?;
+    Ok((sent, drain(store, CERTN).await?))
 }
 
 /// The hosts' CPU seconds so far, summed over their processes.
@@ -217,10 +256,10 @@ fn statement_calls(database: &str) -> Option<HashMap<String, Calls>> {
 }
 
 /// Statements since `before` (a [`statement_calls`]) per unit, in all and counted as round
-/// trips: `BEGIN`, `SAVEPOINT` and `RELEASE` travel with the next statement (`pg_direct`), so
-/// they are no round trip of their own. With `SWITCHYARD_BENCH_PG_STATEMENTS` set, prints each
-/// statement's calls per unit (those of at least 0.05) and the server's mean milliseconds per
-/// call to stderr under `label`.
+/// trips: `BEGIN`, `SAVEPOINT` and `RELEASE` travel with the next statement (`pg_direct`), and
+/// `SET CONSTRAINTS` with the `COMMIT` after it, so they are no round trip of their own. With
+/// `SWITCHYARD_BENCH_PG_STATEMENTS` set, prints each statement's calls per unit (those of at
+/// least 0.05) and the server's mean milliseconds per call to stderr under `label`.
 fn statements_per(
     database: &str,
     before: &HashMap<String, Calls>,
@@ -237,19 +276,24 @@ fn statements_per(
             let mean = (c.ms - was.ms) / calls.max(1.0);
             (calls / units, mean, q.as_str())
         })
-        // Not the hosts' statements: this helper's own, and the `kv_totals` trigger's (run
-        // inside the statement or the commit that fired it, which `track=all` lists apart).
+        // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
+        // inside the statement or the commit that fired them, which `track=all` lists apart).
         .filter(|(n, _, q)| {
             *n > 0.0
                 && !q.contains("pg_stat_statements")
                 && !q.contains("NEW.")
                 && !q.contains("OLD.")
+                && !q.contains("set_config(")
+                && !q.contains("INSERT INTO kv_totals AS t")
         })
         .collect();
     each.sort_by(|a, b| b.0.total_cmp(&a.0));
     let piggybacked = |q: &str| {
         let q = q.trim_start().to_ascii_uppercase();
-        q.starts_with("BEGIN") || q.starts_with("SAVEPOINT") || q.starts_with("RELEASE")
+        q.starts_with("BEGIN")
+            || q.starts_with("SAVEPOINT")
+            || q.starts_with("RELEASE")
+            || q.starts_with("SET CONSTRAINTS")
     };
     let all: f64 = each.iter().map(|(n, _, _)| n).sum();
     let trips: f64 = each

@@ -5,7 +5,8 @@
 //! after them — logged (`resuming event … after its holder died`) and counted
 //! (`switchyard_events_resumed_total`). Each beat also queues the waiting events whose re-check
 //! time has come ([`crate::store::waiting`]), and takes or renews the lead of housekeeping
-//! ([`crate::store::leader`], for a lease: [`lead`]), and compares this host's clock with the
+//! ([`crate::store::leader`], for a lease: [`lead`]); the leader analyzes the tables that outgrew
+//! their statistics ([`crate::store::statistics`]). Each beat also compares this host's clock with the
 //! database's ([`super::skew`]). Every host reaps (taking back is one
 //! transaction, and must not wait for a new leader when the dead host was the leader).
 
@@ -143,6 +144,18 @@ pub fn reap(app: &App, me: &str, lease_ms: i64, dir: &Path) -> usize {
     resumed.len()
 }
 
+/// PostgreSQL: statistics for the tables that outgrew theirs, so the plans cached on them
+/// are made again ([`crate::store::statistics`]). Done by the host that leads housekeeping.
+fn analyze_grown_tables(app: &App) {
+    match app.store.analyze_grown_tables() {
+        Ok(tables) if tables.is_empty() => {}
+        Ok(tables) => tracing::info!(?tables, "analyzed tables that outgrew their statistics"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot analyze the tables that outgrew their statistics")
+        }
+    }
+}
+
 /// The heartbeat task: renews this run's leases, reaps dead runs and renews the lead of
 /// housekeeping every third of a lease.
 pub fn spawn(
@@ -173,6 +186,9 @@ pub fn spawn(
             }
             reap(&app, &run, lease_ms, &dir);
             lead(&app, &run, lease_ms);
+            if app.leader.load(std::sync::atomic::Ordering::SeqCst) {
+                analyze_grown_tables(&app);
+            }
             super::skew::observe(&app);
             match app.store.wake_rechecks() {
                 Ok(0) => {}

@@ -15,10 +15,13 @@
 //! however many screenings run. The key's bytes count in the quota too (every byte a connector
 //! makes the host keep is counted). A database from before the column gets it at open, and the
 //! triggers are recreated to count it.
-//! (PostgreSQL: the same accounting in one trigger function, deferred to the commit: the totals'
-//! row is locked only while a transaction commits, not through the rest of a group commit's
-//! batch, so the hosts sharing a database do not queue behind it. Totals are read from other
-//! connections, which see committed rows only.)
+//! (PostgreSQL: each `kv` change adds its delta to a transaction-local setting, rolled back with
+//! its savepoint like the row; a trigger deferred to the commit applies the summed deltas, one
+//! update per totals row, in key order (migration 8). A totals row is locked only while a
+//! transaction commits, not through the rest of a group commit's batch, so the hosts sharing a
+//! database do not queue behind it; a batch makes one version of it, not one per write; and two
+//! hosts take totals rows in the same order, so their commits cannot deadlock on them. Totals
+//! are read from other connections, which see committed rows only.)
 
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
@@ -410,6 +413,89 @@ mod tests {
             })
             .expect("the second write went through while the first was open");
         assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 5);
+    }
+
+    /// Two hosts' transactions that wrote two connectors' state in opposite order commit
+    /// without a deadlock: each updates the totals rows once, in key order, at commit. Staged
+    /// so the old order (each row as written) deadlocks: a third transaction holds totals row
+    /// `a` while the first (a, b) waits on it and the second (b, a) waits behind.
+    #[test]
+    fn on_postgres_opposite_state_writes_of_two_hosts_commit_without_a_deadlock() {
+        let store = crate::store::testing::postgres();
+        let write = |integration: &str, key: &str| {
+            format!(
+                "INSERT INTO kv (integration, connector, key, value)
+                 VALUES ('{integration}', 'certn', '{key}', 'v')"
+            )
+        };
+        store
+            .db(|db| {
+                db.execute(&write("a", "k0"), &[])?;
+                db.execute(&write("b", "k0"), &[])
+            })
+            .unwrap();
+        // A plain COMMIT (no retry of its deferred work): a deadlock would fail it.
+        let host = |first: &'static str, second: &'static str| {
+            let (store, first, second) = (store.clone(), write(first, "k1"), write(second, "k2"));
+            std::thread::spawn(move || {
+                store.db(|db| {
+                    db.execute("BEGIN", &[])?;
+                    db.execute(&first, &[])?;
+                    db.execute(&second, &[])?;
+                    db.execute("COMMIT", &[])
+                })
+            })
+        };
+        let waiting = |n: i64| {
+            for _ in 0..1_000 {
+                let now = store
+                    .db(|db| {
+                        db.query_one(
+                            "SELECT COUNT(*) FROM pg_stat_activity
+                             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                            &[],
+                        )?
+                        .int(0)
+                    })
+                    .unwrap();
+                if now >= n {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("fewer than {n} transactions waiting for a lock");
+        };
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (locked, holding) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.transaction(|db| {
+                    db.query(
+                        "SELECT bytes FROM kv_totals WHERE integration = 'a' FOR UPDATE",
+                        &[],
+                    )?;
+                    let _ = locked.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+            }
+        });
+        holding.recv().unwrap();
+        let ab = host("a", "b");
+        waiting(1);
+        let ba = host("b", "a");
+        waiting(2);
+        release.send(()).unwrap();
+        holder.join().unwrap().unwrap();
+        ab.join().unwrap().expect("the first host's commit");
+        ba.join().unwrap().expect("the second host's commit");
+        for integration in ["a", "b"] {
+            assert_eq!(
+                store.kv_usage(integration, "certn", "none").unwrap() as i64,
+                sum(&store, integration, "certn")
+            );
+        }
     }
 
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {

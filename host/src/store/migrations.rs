@@ -89,6 +89,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0007_ack4.sqlite.sql")),
         postgres: include_str!("migrations/0007_ack4.postgres.sql"),
     },
+    Migration {
+        version: 8,
+        name: "pg4: PostgreSQL's `state` quota totals updated once per key per transaction, in \
+           key order, at commit",
+        sqlite: Sqlite::Sql(include_str!("migrations/0008_pg4.sqlite.sql")),
+        postgres: include_str!("migrations/0008_pg4.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

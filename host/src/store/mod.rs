@@ -38,7 +38,9 @@
 //! grants), [`gem`] (Gem's API keys and screenings), [`verdicts`], [`retention`] (what a retention
 //! pass prunes and keeps, tombstones of pruned dedupe keys), [`traffic`] (each event's inbound
 //! headers and its attempts' outbound calls), [`search`] (the operators' event filter),
-//! [`replay`] (replaying one event or a filter's events as a stored job), [`stats`] (the
+//! [`replay`] (replaying one event or a filter's events as a stored job), [`statistics`]
+//! (PostgreSQL: analyzing the tables that outgrew their statistics, whose cached plans were
+//! made on a few rows), [`stats`] (the
 //! console's numbers: events and failures per minute, queue depth, latency per version),
 //! [`writer`] (group commit, on both
 //! backends), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
@@ -81,6 +83,7 @@ pub mod retention;
 pub mod revision;
 pub mod runs;
 pub mod search;
+pub mod statistics;
 pub mod stats;
 pub mod traffic;
 pub mod writer;

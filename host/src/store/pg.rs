@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
@@ -444,6 +445,13 @@ fn reconnect(
     }
 }
 
+/// How many times [`PgConn::commit`] runs a transaction's deferred work that deadlocked.
+pub(in crate::store) const COMMIT_ATTEMPTS: u32 = 4;
+
+/// The pause before the deferred work's next attempt, times the attempt, jittered ±50 %: two
+/// hosts that deadlocked do not meet again at once.
+const COMMIT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// One PostgreSQL connection, used synchronously by one thread at a time.
 pub(in crate::store) struct PgConn {
     /// `None` only while dropping.
@@ -513,11 +521,47 @@ impl PgConn {
         self.defer("BEGIN");
     }
 
-    /// Commits, with whatever was deferred, in one round trip.
+    /// Commits, with whatever was deferred, in one round trip when nothing goes wrong. The
+    /// transaction's deferred work (the `kv_totals` constraint trigger) runs first, in a
+    /// savepoint of its own, so a deadlock or serialization failure there (the totals rows are
+    /// taken in key order since migration 8, but any deferred work may meet another host's
+    /// locks) rolls back only that work, which is tried again after a short jittered pause, up to
+    /// [`COMMIT_ATTEMPTS`] times; the statements before it never run twice (a group commit's
+    /// batch is not failed for it). Any other failure, or the last attempt's, is the commit's
+    /// (the caller rolls back).
     pub(in crate::store) fn commit(&self) -> Result<()> {
-        self.batch("COMMIT")?;
-        self.in_transaction.set(false);
-        Ok(())
+        let mut sql = "SAVEPOINT deferred_work;SET CONSTRAINTS ALL IMMEDIATE;\
+                       RELEASE deferred_work;COMMIT";
+        let mut attempt = 1;
+        loop {
+            let sent = self.with(|direct, deferred| {
+                let text = format!("{deferred}{sql}");
+                direct.run(|c| c.batch_execute(&text))
+            })?;
+            let Err(e) = sent else {
+                self.in_transaction.set(false);
+                return Ok(());
+            };
+            let retried = e.code().is_some_and(|code| {
+                *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            });
+            if !retried || attempt == COMMIT_ATTEMPTS {
+                return Err(e.into());
+            }
+            tracing::warn!(
+                attempt,
+                error = %StoreError::from(e),
+                "a store batch's deferred work failed at commit: trying it again"
+            );
+            // Undoes only the deferred work, releasing its locks (the other transaction goes
+            // on); its trigger events are pending again.
+            self.batch("ROLLBACK TO deferred_work")?;
+            let jitter = 0.5 + rand::random::<f64>();
+            std::thread::sleep(COMMIT_RETRY_PAUSE.mul_f64(f64::from(attempt) * jitter));
+            sql = "SET CONSTRAINTS ALL IMMEDIATE;RELEASE deferred_work;COMMIT";
+            attempt += 1;
+        }
     }
 
     /// Rolls back; what was deferred is dropped (it belonged to the transaction).

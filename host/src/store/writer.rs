@@ -43,8 +43,11 @@
 //!
 //! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
 //! over one dedicated connection outside the pool (opened again when lost): `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
-//! (one WAL flush for the batch). A PostgreSQL batch holds at most 62 jobs with a savepoint of
-//! their own (`Batching::MAX_SAVEPOINTS`; webhooks share one): more would overflow the
+//! (one WAL flush for the batch), whose deferred work (the `kv_totals` trigger) runs in a
+//! savepoint of its own first and is tried again alone if it deadlocks with another host's
+//! (`PgConn::commit`): the batch fails for that only after the last attempt. A PostgreSQL
+//! batch holds at most 61 jobs with a savepoint of their own (`Batching::MAX_SAVEPOINTS`;
+//! webhooks share one, the deferred work has one): more would overflow the
 //! server's cache of a transaction's 64 subtransactions, slowing every other session's
 //! snapshots. The next job waits for the next batch. A job ported to both backends takes a `&dyn Db`
 //! ([`super::Store::write_db`]); one written for SQLite only takes a `&Connection`.
@@ -158,9 +161,9 @@ impl Batching for PgConn {
 
     /// A transaction's backend caches 64 subtransactions that wrote (each job's savepoint is
     /// one); past that, every other session's snapshot overflows to `pg_subtrans` lookups.
-    /// 62 jobs and the webhooks' merged insert stay within it (the per-webhook fallback after
-    /// a failed merge may exceed it, once).
-    const MAX_SAVEPOINTS: usize = 62;
+    /// 61 jobs, the webhooks' merged insert and the commit's deferred work stay within it (the
+    /// per-webhook fallback after a failed merge may exceed it, once).
+    const MAX_SAVEPOINTS: usize = 61;
 
     /// Only `COMMIT` and `ROLLBACK` wait for the server: the rest (`BEGIN`, a job's
     /// `SAVEPOINT`/`RELEASE`/`ROLLBACK TO`) is sent with the next statement, in its round trip.
@@ -1093,6 +1096,147 @@ mod tests {
             .int(0)
             .unwrap();
         assert_eq!(rows, N);
+    }
+
+    /// A PostgreSQL store with a table `t (n UNIQUE)` whose rows are checked at COMMIT by a
+    /// deferred trigger that fails its first `failures` runs with SQLSTATE 40P01, as PostgreSQL
+    /// fails one of two hosts whose batches take two `kv_totals` rows in opposite order; the
+    /// sequence `t_checks` counts its runs.
+    fn postgres_with_deadlocking_checks(failures: u32) -> Store {
+        let store = crate::store::testing::postgres();
+        let function = format!(
+            "CREATE FUNCTION t_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 IF nextval('t_checks') <= {failures} THEN
+                     RAISE EXCEPTION 'deadlock detected (a test)' USING ERRCODE = '40P01';
+                 END IF;
+                 RETURN NULL;
+             END $$"
+        );
+        store
+            .db(|db| {
+                db.execute("CREATE TABLE t (n BIGINT NOT NULL UNIQUE)", &[])?;
+                db.execute("CREATE SEQUENCE t_checks", &[])?;
+                db.execute(&function, &[])?;
+                db.execute(
+                    "CREATE CONSTRAINT TRIGGER t_check AFTER INSERT ON t
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t_check()",
+                    &[],
+                )
+            })
+            .unwrap();
+        store
+    }
+
+    /// What a PostgreSQL store holds: the rows of `t`, the runs of its deferred check, the
+    /// events queued.
+    fn postgres_holds(store: &Store) -> (Vec<i64>, i64, i64) {
+        store
+            .db(|db| {
+                let t = db.query("SELECT n FROM t ORDER BY n", &[])?;
+                let t = t.iter().map(|r| r.int(0)).collect::<Result<_>>()?;
+                let checks = db.query_one(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_checks",
+                    &[],
+                )?;
+                let events = db.query_one("SELECT COUNT(*) FROM events", &[])?;
+                Ok((t, checks.int(0)?, events.int(0)?))
+            })
+            .unwrap()
+    }
+
+    /// A batch of webhooks and writes sent while the writer is held; `t` gets 1 and 3, and a
+    /// write of 2 then 1 fails alone. The webhooks' answers, then the three writes'.
+    async fn deadlock_batch(
+        store: &Store,
+    ) -> (Vec<Result<Enqueued>>, Result<()>, Result<()>, Result<()>) {
+        use crate::store::sql::args;
+        let insert = |ns: &'static [i64]| {
+            let s = store.clone();
+            async move {
+                s.write_db(move |db| {
+                    for &n in ns {
+                        db.execute("INSERT INTO t (n) VALUES (?1)", args![n])?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        };
+        let (release, gate) = hold_writer(store).await;
+        let sent = counts(store).1;
+        let mut webhooks = Vec::new();
+        for n in 0..5 {
+            let s = store.clone();
+            webhooks.push(tokio::spawn(async move {
+                s.enqueue_batched("acme", "k", &format!("k{n}"), "{}").await
+            }));
+        }
+        wait_sent(store, sent + 5).await;
+        // One after the other: the batch runs them in this order.
+        let first = tokio::spawn(insert(&[1]));
+        wait_sent(store, sent + 6).await;
+        let failing = tokio::spawn(insert(&[2, 1]));
+        wait_sent(store, sent + 7).await;
+        let last = tokio::spawn(insert(&[3]));
+        wait_sent(store, sent + 8).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for webhook in webhooks {
+            answers.push(webhook.await.unwrap());
+        }
+        let first = first.await.unwrap();
+        let failing = failing.await.unwrap();
+        (answers, first, failing, last.await.unwrap())
+    }
+
+    /// A deadlock in a batch's deferred work at COMMIT is tried again alone: the batch
+    /// commits, every webhook is stored once and answered, every other job gets its own
+    /// answer, and no job ran twice (the check ran once failing, then once per row kept).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres_a_deadlock_at_commit_does_not_fail_the_batch() {
+        let store = postgres_with_deadlocking_checks(1);
+        let commits = store.writer_stats().commits;
+        let (webhooks, first, failing, last) = deadlock_batch(&store).await;
+        for answer in webhooks {
+            assert!(matches!(answer, Ok(Enqueued::New(_))), "{answer:?}");
+        }
+        first.unwrap();
+        assert!(
+            matches!(failing, Err(StoreError::Postgres(_))),
+            "{failing:?}"
+        );
+        last.unwrap();
+        assert_eq!(postgres_holds(&store), (vec![1, 3], 1 + 2, 5));
+        let stats = store.writer_stats();
+        assert_eq!((stats.commits - commits, stats.failed_batches), (2, 0));
+    }
+
+    /// A deadlock that comes back at every attempt fails the batch after the last one, as any
+    /// failed commit: nothing of it stored, every job told; the next batch commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres_a_deadlock_at_every_commit_attempt_fails_the_batch() {
+        use crate::store::pg::COMMIT_ATTEMPTS;
+        let store = postgres_with_deadlocking_checks(COMMIT_ATTEMPTS);
+        let (webhooks, first, failing, last) = deadlock_batch(&store).await;
+        for answer in webhooks {
+            assert!(matches!(answer, Err(StoreError::Batch(_))), "{answer:?}");
+        }
+        assert!(matches!(first, Err(StoreError::Batch(_))), "{first:?}");
+        assert!(
+            matches!(failing, Err(StoreError::Postgres(_))),
+            "{failing:?}"
+        );
+        assert!(matches!(last, Err(StoreError::Batch(_))), "{last:?}");
+        let checks = i64::from(COMMIT_ATTEMPTS);
+        assert_eq!(postgres_holds(&store), (vec![], checks, 0));
+        assert_eq!(store.writer_stats().failed_batches, 1);
+
+        let (webhooks, first, _, last) = deadlock_batch(&store).await;
+        assert!(webhooks.iter().all(|a| matches!(a, Ok(Enqueued::New(_)))));
+        first.unwrap();
+        last.unwrap();
+        assert_eq!(postgres_holds(&store), (vec![1, 3], checks + 2, 5));
     }
 
     /// Figures, not a pass/fail test (`cargo test --release -p switchyard --lib writer_figures

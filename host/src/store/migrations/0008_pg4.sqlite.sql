@@ -1,0 +1,3 @@
+-- PostgreSQL only (its `kv_totals` updated once per key per transaction, in key order, at
+-- commit): SQLite has a single writer, so two transactions never take the totals' rows in
+-- opposite order. Nothing to change here.
