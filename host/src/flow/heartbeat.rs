@@ -186,9 +186,6 @@ pub fn spawn(
             }
             reap(&app, &run, lease_ms, &dir);
             lead(&app, &run, lease_ms);
-            if app.leader.load(std::sync::atomic::Ordering::SeqCst) {
-                analyze_grown_tables(&app);
-            }
             super::skew::observe(&app);
             match app.store.wake_rechecks() {
                 Ok(0) => {}
@@ -197,6 +194,10 @@ pub fn spawn(
                     app.wake.notify_waiters();
                 }
                 Err(e) => tracing::error!(error = %e, "cannot queue waiting events for a re-check"),
+            }
+            // Last: the round's leases and wake-ups do not wait for it.
+            if app.leader.load(std::sync::atomic::Ordering::SeqCst) {
+                analyze_grown_tables(&app);
             }
         }
     })

@@ -243,7 +243,8 @@ async fn run_one(
     };
     let this = handle(app, dispatcher, run, event, permit, started_at_ms);
     tokio::select! {
-        (ended, ()) = async { tokio::join!(this, previous) } => Some(ended),
+        // `previous` first: its write is sent before this event's first await.
+        ((), ended) = async { tokio::join!(previous, this) } => Some(ended),
         _ = abandoned(&mut signals.abandon) => {
             // Grace period over: hand it back uncounted; a later run redoes the step (every
             // step is idempotent, as after a crash).

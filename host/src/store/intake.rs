@@ -504,6 +504,7 @@ mod tests {
         let by_state = "events_by_integration_due (state=?)";
         let finished = "events_finished (state=? AND finished_at<?)";
         let lease = crate::store::queue::lease_batch_sql(crate::store::sql::Dialect::Sqlite);
+        let wake = crate::store::waiting::wake_sql(crate::store::sql::Dialect::Sqlite);
         for (reader, search) in [
             (
                 "SELECT state, COUNT(*) FROM events
@@ -518,11 +519,7 @@ mod tests {
                 "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
                 by_state,
             ),
-            (
-                "UPDATE events SET state = 'queued', waiting_for = NULL
-                 WHERE state = 'waiting' AND next_attempt_at <= ?1",
-                by_state,
-            ),
+            (wake.as_str(), "events_waiting_due (next_attempt_at<?)"),
             (
                 "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
                  GROUP BY integration, waiting_for",

@@ -85,7 +85,8 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 7,
         name: "ack4: fewer index entries per queued webhook (`events_due` dropped, \
-           `events_finished` only of done and skipped events)",
+           `events_finished` only of done and skipped events, `events_waiting_due` only of \
+           waiting ones)",
         sqlite: Sqlite::Sql(include_str!("migrations/0007_ack4.sqlite.sql")),
         postgres: include_str!("migrations/0007_ack4.postgres.sql"),
     },

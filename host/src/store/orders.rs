@@ -93,11 +93,27 @@ const RANKS: [(&str, u8); 6] = [
 
 /// [`rank`] of the `state` column, in SQL: the forward-only check inside the update itself.
 fn rank_sql() -> String {
+    rank_of("state")
+}
+
+/// [`rank`] of a state `column` (e.g. `excluded.state`), in SQL.
+fn rank_of(column: &str) -> String {
     let whens: String = RANKS
         .iter()
         .map(|(s, r)| format!(" WHEN '{s}' THEN {r}"))
         .collect();
-    format!("CASE state{whens} ELSE 0 END")
+    format!("CASE {column}{whens} ELSE 0 END")
+}
+
+/// What inserting an order does to one already there.
+#[derive(Clone, Copy)]
+enum OnConflict {
+    /// Keeps it as it is, only giving it the key if it has none.
+    KeepIt,
+    /// Also moves it forward to the inserted state (never back), as [`advance_order_on`] does: a
+    /// status whose advance found no order, while another transaction was inserting it
+    /// (PostgreSQL), is not dropped when its insert then meets that order.
+    Advance,
 }
 
 /// A note an order's status asks to be written to the ATS.
@@ -127,17 +143,49 @@ pub struct StatusRecord {
 /// Inserts `order` unless its reference is known (a retried start-screening keeps the first),
 /// with `idempotency_key` unless another order of the integration holds that key already (the
 /// unique index would refuse the whole status). A known order without a key gets this one.
-fn insert_order_on(db: &dyn Db, order: &Order, idempotency_key: Option<&str>) -> Result<()> {
+fn insert_order_on(
+    db: &dyn Db,
+    order: &Order,
+    idempotency_key: Option<&str>,
+    on_conflict: OnConflict,
+) -> Result<()> {
+    let advance = match on_conflict {
+        OnConflict::KeepIt => String::new(),
+        OnConflict::Advance => {
+            // Every right-hand side reads the row as it was, so one test serves them all.
+            let newer = format!(
+                "{} >= {}",
+                rank_of("excluded.state"),
+                rank_of("orders.state")
+            );
+            format!(
+                ", state = CASE WHEN {newer} THEN excluded.state ELSE orders.state END,
+                 label = CASE WHEN {newer} THEN excluded.label ELSE orders.label END,
+                 report_url = CASE WHEN {newer}
+                     THEN COALESCE(excluded.report_url, orders.report_url)
+                     ELSE orders.report_url END,
+                 score = CASE WHEN {newer}
+                     THEN COALESCE(excluded.score, orders.score) ELSE orders.score END,
+                 verdict = CASE WHEN {newer}
+                     THEN COALESCE(excluded.verdict, orders.verdict) ELSE orders.verdict END,
+                 updated_at = CASE WHEN {newer}
+                     THEN excluded.updated_at ELSE orders.updated_at END"
+            )
+        }
+    };
     // The key's check is in the statement (one round trip, not a read before it).
     db.execute(
-        "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
-            report_url, score, verdict, updated_at, idempotency_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-            CASE WHEN EXISTS (SELECT 1 FROM orders WHERE integration = ?1
-                              AND idempotency_key = CAST(?11 AS TEXT))
-                 THEN NULL ELSE CAST(?11 AS TEXT) END)
-         ON CONFLICT (integration, order_ref)
-         DO UPDATE SET idempotency_key = COALESCE(orders.idempotency_key, excluded.idempotency_key)",
+        &format!(
+            "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
+                report_url, score, verdict, updated_at, idempotency_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                CASE WHEN EXISTS (SELECT 1 FROM orders WHERE integration = ?1
+                                  AND idempotency_key = CAST(?11 AS TEXT))
+                     THEN NULL ELSE CAST(?11 AS TEXT) END)
+             ON CONFLICT (integration, order_ref)
+             DO UPDATE SET idempotency_key =
+                 COALESCE(orders.idempotency_key, excluded.idempotency_key){advance}"
+        ),
         args![
             &order.integration,
             &order.order_ref,
@@ -207,8 +255,10 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
     // Advanced first: a known order (a callback's status) is one row write and no insert; a new
     // one is inserted once, where inserting then advancing it wrote the same row twice. A key
     // still goes onto a known order that has none (a retried start-screening).
-    if !advance_order_on(conn, &order)? || key.is_some() {
-        insert_order_on(conn, &order, key)?;
+    if !advance_order_on(conn, &order)? {
+        insert_order_on(conn, &order, key, OnConflict::Advance)?;
+    } else if key.is_some() {
+        insert_order_on(conn, &order, key, OnConflict::KeepIt)?;
     }
     let (integration, order_ref) = (&order.integration, &order.order_ref);
     if let Some(verdict) = &rec.verdict {
@@ -278,7 +328,7 @@ impl Store {
 
     /// Records a new order, or returns the existing one (a retried start-screening).
     pub fn upsert_order(&self, order: &Order) -> Result<Order> {
-        self.db(|db| insert_order_on(db, order, None))?;
+        self.db(|db| insert_order_on(db, order, None, OnConflict::KeepIt))?;
         self.order(&order.integration, &order.order_ref)
             .map(|o| o.unwrap_or_else(|| order.clone()))
     }
@@ -522,6 +572,70 @@ mod tests {
         let o = s.order("i", "o1").unwrap().unwrap();
         assert_eq!(o.verdict.as_deref(), Some("Up"));
         assert_eq!(s.unwritten_notes("i", "opp").unwrap().len(), 1);
+    }
+
+    /// A status whose advance finds no order because another transaction is inserting it
+    /// (PostgreSQL: two runs racing on one start) still moves the order forward when its own
+    /// insert then meets that row: it is not dropped for the other's older state.
+    #[test]
+    fn on_postgres_a_status_racing_the_insert_of_its_order_still_moves_it_forward() {
+        let store = crate::store::testing::postgres();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (inserted, holding) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.transaction(|db| {
+                    insert_order_on(db, &pending(), None, OnConflict::KeepIt)?;
+                    let _ = inserted.send(());
+                    let _ = held.recv();
+                    Ok(())
+                })
+            }
+        });
+        holding.recv().unwrap();
+        let complete = status(
+            Order {
+                state: "complete".into(),
+                label: "C".into(),
+                report_url: Some("https://r".into()),
+                ..pending()
+            },
+            None,
+            2,
+            None,
+        );
+        let racer = std::thread::spawn({
+            let store = store.clone();
+            move || store.transaction(|db| record_status_on(db, &complete))
+        });
+        // The racer's advance found nothing; its insert waits on the holder's key.
+        let mut waiting = 0;
+        for _ in 0..1_000 {
+            waiting = store
+                .db(|db| {
+                    db.query_one(
+                        "SELECT COUNT(*) FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                        &[],
+                    )?
+                    .int(0)
+                })
+                .unwrap();
+            if waiting >= 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(waiting, 1, "the racer never waited on the insert");
+        release.send(()).unwrap();
+        holder.join().unwrap().unwrap();
+        racer.join().unwrap().unwrap();
+        let o = store.order("i", "o1").unwrap().expect("recorded");
+        assert_eq!(
+            (o.state.as_str(), o.label.as_str(), o.report_url.as_deref()),
+            ("complete", "C", Some("https://r"))
+        );
     }
 
     fn started(order_ref: &str, key: &str) -> StatusRecord {

@@ -549,14 +549,18 @@ impl PgConn {
             if !retried || attempt == COMMIT_ATTEMPTS {
                 return Err(e.into());
             }
+            // Undoes only the deferred work, releasing its locks (the other transaction goes
+            // on); its trigger events are pending again. It fails when the error came from
+            // COMMIT itself (the transaction is over): the error to report is still `e`.
+            if let Err(undo) = self.batch("ROLLBACK TO deferred_work") {
+                tracing::warn!(error = %undo, "cannot undo a store batch's deferred work");
+                return Err(e.into());
+            }
             tracing::warn!(
                 attempt,
                 error = %StoreError::from(e),
                 "a store batch's deferred work failed at commit: trying it again"
             );
-            // Undoes only the deferred work, releasing its locks (the other transaction goes
-            // on); its trigger events are pending again.
-            self.batch("ROLLBACK TO deferred_work")?;
             let jitter = 0.5 + rand::random::<f64>();
             std::thread::sleep(COMMIT_RETRY_PAUSE.mul_f64(f64::from(attempt) * jitter));
             sql = "SET CONSTRAINTS ALL IMMEDIATE;RELEASE deferred_work;COMMIT";

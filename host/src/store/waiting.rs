@@ -18,7 +18,7 @@ use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use super::queue::{record_attempt, AttemptOutcome};
-use super::sql::{args, Db};
+use super::sql::{args, Db, Dialect};
 use super::{now_ms, EventState, Result, Store};
 
 /// `next_attempt_at` of an event that waits for a trigger only (year 9999): never due by time.
@@ -210,13 +210,7 @@ impl Store {
 
     /// Re-checks: waiting events whose re-check time has come are queued. Returns how many.
     pub fn wake_rechecks(&self) -> Result<usize> {
-        let woken = self.db(|db| {
-            db.execute(
-                "UPDATE events SET state = 'queued', waiting_for = NULL
-                 WHERE state = 'waiting' AND next_attempt_at <= ?1",
-                args![now_ms()],
-            )
-        })?;
+        let woken = self.db(|db| db.execute(&wake_sql(db.dialect()), args![now_ms()]))?;
         self.notify_due(woken > 0);
         Ok(woken as usize)
     }
@@ -301,6 +295,21 @@ pub(in crate::store) fn resume_on(
         args![integration, waiting_for.map(WaitFor::as_str), now_ms()],
     )?;
     Ok(resumed as usize)
+}
+
+/// [`Store::wake_rechecks`]'s statement: the due waits queued again.
+pub(in crate::store) fn wake_sql(dialect: Dialect) -> String {
+    // SQLite (no table statistics) would pick the full index by state and walk every waiting
+    // event, those due never (a connect, an operator) too; PostgreSQL's statistics find the
+    // partial index of waits by due time.
+    let events = match dialect {
+        Dialect::Sqlite => "events INDEXED BY events_waiting_due",
+        Dialect::Postgres => "events",
+    };
+    format!(
+        "UPDATE {events} SET state = 'queued', waiting_for = NULL
+         WHERE state = 'waiting' AND next_attempt_at <= ?1"
+    )
 }
 
 #[cfg(test)]

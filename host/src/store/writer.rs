@@ -1100,7 +1100,7 @@ mod tests {
 
     /// A PostgreSQL store with a table `t (n UNIQUE)` whose rows are checked at COMMIT by a
     /// deferred trigger that fails its first `failures` runs with SQLSTATE 40P01, as PostgreSQL
-    /// fails one of two hosts whose batches take two `kv_totals` rows in opposite order; the
+    /// fails one of two transactions whose deferred work deadlocks at COMMIT; the
     /// sequence `t_checks` counts its runs.
     fn postgres_with_deadlocking_checks(failures: u32) -> Store {
         let store = crate::store::testing::postgres();

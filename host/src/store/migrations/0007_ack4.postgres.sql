@@ -4,3 +4,5 @@
 DROP INDEX events_due;
 DROP INDEX events_finished;
 CREATE INDEX events_finished ON events (state, finished_at) WHERE state IN ('done', 'skipped');
+-- The re-check of due waits keeps a range search (see the SQLite file).
+CREATE INDEX events_waiting_due ON events (next_attempt_at) WHERE state = 'waiting';

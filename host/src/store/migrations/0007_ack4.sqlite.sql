@@ -8,3 +8,7 @@ DROP INDEX events_due;
 -- SQLite proves the partial index usable): queued, running and waiting events get no entry.
 DROP INDEX events_finished;
 CREATE INDEX events_finished ON events (state, finished_at) WHERE state IN ('done', 'skipped');
+-- The re-check of waits (store/waiting.rs `wake_rechecks`, every heartbeat) reads the waiting
+-- events that are due: `events_due` gave it a range; without it, it would walk every waiting
+-- event, those waiting for a connect or an operator (due never) too. Queued webhooks get no entry.
+CREATE INDEX events_waiting_due ON events (next_attempt_at) WHERE state = 'waiting';

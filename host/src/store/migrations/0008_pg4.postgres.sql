@@ -40,6 +40,7 @@ BEGIN
     INSERT INTO kv_totals AS t (integration, connector, bytes)
     SELECT k::jsonb->>0, k::jsonb->>1, v::bigint
       FROM jsonb_each_text(pending::jsonb) AS d(k, v)
+     WHERE v::bigint <> 0
      ORDER BY 1, 2
     ON CONFLICT (integration, connector) DO UPDATE SET bytes = t.bytes + EXCLUDED.bytes;
     PERFORM set_config('switchyard.kv_totals_pending', '', true);
@@ -48,7 +49,9 @@ END;
 $$;
 
 DROP TRIGGER kv_totals_change ON kv;
-CREATE TRIGGER kv_totals_note AFTER INSERT OR UPDATE OR DELETE ON kv
+-- Named to sort before `kv_totals_change`: a row's AFTER triggers fire in name order, so were
+-- the constraint ever made IMMEDIATE, each row's delta is noted before the flush runs.
+CREATE TRIGGER kv_totals_add AFTER INSERT OR UPDATE OR DELETE ON kv
     FOR EACH ROW EXECUTE FUNCTION kv_totals_note();
 CREATE CONSTRAINT TRIGGER kv_totals_change AFTER INSERT OR UPDATE OR DELETE ON kv
     DEFERRABLE INITIALLY DEFERRED

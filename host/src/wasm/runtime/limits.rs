@@ -135,6 +135,7 @@ impl Grant {
                     self.instances
                 ))
             }
+            InvokeError::ExportType(m) => LoadError::Contract(m.to_string()),
             other => LoadError::Manifest(other.to_string()),
         }
     }
