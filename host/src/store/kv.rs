@@ -446,25 +446,7 @@ mod tests {
                 })
             })
         };
-        let waiting = |n: i64| {
-            for _ in 0..1_000 {
-                let now = store
-                    .db(|db| {
-                        db.query_one(
-                            "SELECT COUNT(*) FROM pg_stat_activity
-                             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                            &[],
-                        )?
-                        .int(0)
-                    })
-                    .unwrap();
-                if now >= n {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            panic!("fewer than {n} transactions waiting for a lock");
-        };
+        let waiting = |n: i64| crate::store::testing::wait_for_lock_waiters(&store, n);
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (locked, holding) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn({

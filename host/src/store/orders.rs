@@ -610,24 +610,7 @@ mod tests {
             move || store.transaction(|db| record_status_on(db, &complete))
         });
         // The racer's advance found nothing; its insert waits on the holder's key.
-        let mut waiting = 0;
-        for _ in 0..1_000 {
-            waiting = store
-                .db(|db| {
-                    db.query_one(
-                        "SELECT COUNT(*) FROM pg_stat_activity
-                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                        &[],
-                    )?
-                    .int(0)
-                })
-                .unwrap();
-            if waiting >= 1 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(waiting, 1, "the racer never waited on the insert");
+        crate::store::testing::wait_for_lock_waiters(&store, 1);
         release.send(()).unwrap();
         holder.join().unwrap().unwrap();
         racer.join().unwrap().unwrap();

@@ -39,6 +39,28 @@ pub(crate) fn postgres() -> Store {
     Store::open_postgres(&postgres_url(), None).expect("open a PostgreSQL store")
 }
 
+/// Waits (bounded) until at least `n` sessions of `store`'s PostgreSQL database wait for a
+/// lock: a staged conflict has reached the point the test needs.
+pub(crate) fn wait_for_lock_waiters(store: &Store, n: i64) {
+    for _ in 0..1_000 {
+        let now = store
+            .db(|db| {
+                db.query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )?
+                .int(0)
+            })
+            .unwrap();
+        if now >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("fewer than {n} sessions waiting for a lock");
+}
+
 /// Runs `body` on a fresh SQLite store, then on a fresh PostgreSQL one.
 pub(crate) fn on_both(body: impl Fn(Store)) {
     let sqlite = sqlite();
