@@ -1,6 +1,6 @@
 //! What plugin authors and operators meet first: a connector whose vendor cannot be searched
-//! never invites twice by itself (its event waits for an operator), and `serve` names every
-//! problem of a config in one run, without a backtrace.
+//! never invites twice by itself (its event waits for an operator, and a wait the store refuses
+//! is retried), and `serve` names every problem of a config in one run, without a backtrace.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,10 +14,10 @@ use switchyard_tests::{all_done, component, eventually, options, plugins_dir, sc
 
 const LONG: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_vendor_without_a_lookup_is_never_invited_twice_blindly_the_event_waits_for_an_operator()
-{
-    let mut opts = options("nolookup", |o| {
+/// A host serving Certn's integration through the `nolookup` fixture, whose vendor cannot be
+/// searched: an invitation that hangs puts its event to wait for an operator.
+async fn nolookup_stack(name: &str) -> Stack {
+    let mut opts = options(name, |o| {
         o.certn.step_delay = None;
         // The connector gives up on a vendor call after 1 s: a hanging invitation is lost.
         o.runtime.http_timeout_ms = 1_000;
@@ -32,7 +32,13 @@ async fn a_vendor_without_a_lookup_is_never_invited_twice_blindly_the_event_wait
     s.config.integrations.retain(|i| i.id == CERTN);
     s.config.integrations[0].connector = "nolookup".into();
     s.config.server.admin_token = Some(Secret::new(TOKEN));
-    let s = s.run().await.expect("host starts");
+    s.run().await.expect("host starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendor_without_a_lookup_is_never_invited_twice_blindly_the_event_waits_for_an_operator()
+{
+    let s = nolookup_stack("nolookup").await;
     let store = &s.host().app.store;
 
     // The vendor does not answer the invitation in time: it may or may not have placed the order.
@@ -95,6 +101,56 @@ async fn a_vendor_without_a_lookup_is_never_invited_twice_blindly_the_event_wait
         2,
         "the failed one and the operator's"
     );
+}
+
+/// A wait the store refuses is retried until it is written: the event does not stay running
+/// under this run's lease, which its heartbeat keeps renewing, until the host restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_the_store_refuses_is_retried_so_the_event_does_not_stay_running() {
+    let s = nolookup_stack("wait-refused").await;
+    let store = &s.host().app.store;
+    let db = rusqlite::Connection::open(&s.config.storage.path).expect("open the database");
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TABLE poison_waits (on_ INTEGER);
+         INSERT INTO poison_waits VALUES (1);
+         CREATE TRIGGER poison_wait BEFORE UPDATE OF state ON events
+         WHEN NEW.state = 'waiting' AND EXISTS (SELECT 1 FROM poison_waits)
+         BEGIN SELECT RAISE(ABORT, 'a refused wait (test)'); END;",
+    )
+    .expect("install the trigger");
+
+    s.certn.hang_next(1);
+    let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
+    assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
+    let retried = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("switchyard_event_writes_retried_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|n| *n >= 1.0)
+    };
+    eventually("the refused wait is retried", LONG, || {
+        retried(s.host().app.metrics.render(None))
+    })
+    .await;
+    let held = store.events(CERTN, 10).unwrap();
+    assert!(
+        held.iter().all(|e| e.state == EventState::Running),
+        "{held:?}"
+    );
+
+    // The store takes writes again: the next try puts it to wait, with no restart.
+    db.execute("DELETE FROM poison_waits", []).unwrap();
+    let waiting = eventually("the event waits for an operator", LONG, || {
+        store
+            .events(CERTN, 10)
+            .ok()?
+            .into_iter()
+            .find(|e| e.state == EventState::Waiting)
+    })
+    .await;
+    assert_eq!(waiting.waiting_for, Some(WaitFor::Operator), "{waiting:?}");
+    assert_eq!(s.certn.invite_requests(), 1, "nothing invited again");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!   `log_lines_per_call` counts every dropped line).
 //! - `switchyard_events_resumed_total{why}` — events taken back from a run that could not finish
 //!   them (`holder_died`, `lease_expired`); `switchyard_events_released_total` — handed back
-//!   uncounted by a host stopping.
+//!   uncounted by a host stopping; `switchyard_event_writes_retried_total` — an event's outcome
+//!   or wait the store refused, retried with backoff (the event stays running meanwhile).
 //! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
 //!   — circuit breaker per integration (see `flow::breaker`).
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
@@ -144,6 +145,7 @@ pub struct Metrics {
     limits: Family<LimitLabels, Counter>,
     resumed: Family<WhyLabels, Counter>,
     released: Counter,
+    writes_retried: Counter,
     breaker_transitions: Family<BreakerLabels, Counter>,
     breaker_open: Family<IntegrationLabels, Gauge>,
     lever_oauth: Family<OutcomeLabels, Counter>,
@@ -218,6 +220,7 @@ impl Default for Metrics {
         );
         let resumed = Family::<WhyLabels, Counter>::default();
         let released = Counter::default();
+        let writes_retried = Counter::default();
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         let breaker_open = Family::<IntegrationLabels, Gauge>::default();
         registry.register(
@@ -229,6 +232,11 @@ impl Default for Metrics {
             "events_released",
             "Events handed back uncounted by a stopping host",
             released.clone(),
+        );
+        registry.register(
+            "event_writes_retried",
+            "Event outcomes and waits the store refused, retried",
+            writes_retried.clone(),
         );
         registry.register(
             "breaker_transitions",
@@ -331,6 +339,7 @@ impl Default for Metrics {
             limits,
             resumed,
             released,
+            writes_retried,
             breaker_transitions,
             breaker_open,
             lever_oauth,
@@ -420,6 +429,11 @@ impl Metrics {
     /// Events were handed back uncounted by a stopping host.
     pub fn released(&self, n: u64) {
         self.released.inc_by(n);
+    }
+
+    /// The store refused an event's outcome or wait; it is tried again.
+    pub fn write_retried(&self) {
+        self.writes_retried.inc();
     }
 
     /// An integration's circuit breaker moved to `state` (`closed`, `open`, `half-open`).

@@ -407,6 +407,7 @@ async fn settle(app: &App, finished: Finished, mut result: crate::store::Result<
             }
             Err(e) => {
                 tracing::error!(event = id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the outcome of an event; retrying");
+                app.metrics.write_retried();
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(MAX_BACKOFF);
             }
@@ -475,16 +476,33 @@ async fn wait(
         took_ms,
         drop_screening,
     };
-    // The attempt's outbound calls go in the same write as the wait (one commit).
-    let recorded = app
-        .store
-        .wait_event_with_calls(event.id, wait, event.attempts, calls)
-        .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(event = event.id, "lease lost before the wait was recorded"),
-        // The lease will expire and the event be claimed (and held) again: nothing is lost.
-        Err(e) => tracing::error!(event = event.id, error = %e, "cannot put an event to wait"),
+    // The attempt's outbound calls go in the same write as the wait (one commit). Retried as an
+    // outcome is (`settle`): this run's heartbeat keeps renewing the event's lease, so a failed
+    // write left alone would keep it running until the host restarts. A stopping host leaves it
+    // to the run's end, which hands it back.
+    let mut pause = Duration::from_millis(250);
+    loop {
+        let recorded = app
+            .store
+            .wait_event_with_calls(event.id, wait.clone(), event.attempts, calls.clone())
+            .await;
+        match recorded {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(event = event.id, "lease lost before the wait was recorded");
+                return;
+            }
+            Err(e) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::error!(event = event.id, error = %e, "cannot put an event to wait while stopping; it will be taken back");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(event = event.id, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot put an event to wait; retrying");
+                app.metrics.write_retried();
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }
     }
 }
 
