@@ -292,7 +292,11 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
         0 => "/proc/self/stat".to_string(),
         pid => format!("/proc/{pid}/stat"),
     };
-    let stat = std::fs::read_to_string(path).ok()?;
+    stat_cpu_secs(&std::fs::read_to_string(path).ok()?)
+}
+
+/// User + system CPU seconds in the text of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat`.
+pub fn stat_cpu_secs(stat: &str) -> Option<f64> {
     // Fields after the command (which may hold spaces), from field 3: utime is 14, stime 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

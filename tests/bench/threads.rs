@@ -31,16 +31,13 @@ pub fn by_name(pid: u32) -> BTreeMap<String, Usage> {
             continue;
         };
         let name = stat[open + 1..close].to_string();
-        // Fields after the name, from field 3: utime is 14, stime 15, in USER_HZ (100/s).
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
         let switches: u64 = status
             .lines()
             .filter(|l| l.contains("ctxt_switches:"))
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum();
         let usage = names.entry(name).or_default();
-        usage.cpu_secs += (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0;
+        usage.cpu_secs += switchyard_tests::serve::stat_cpu_secs(&stat).unwrap_or(0.0);
         usage.switches += switches;
     }
     names
