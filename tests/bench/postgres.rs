@@ -285,6 +285,8 @@ fn statements_per(
                 && !q.contains("OLD.")
                 && !q.contains("set_config(")
                 && !q.contains("INSERT INTO kv_totals AS t")
+                && !q.contains("FROM kv_totals t ")
+                && !q.starts_with("UPDATE kv_totals")
         })
         .collect();
     each.sort_by(|a, b| b.0.total_cmp(&a.0));

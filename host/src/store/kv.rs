@@ -21,7 +21,11 @@
 //! transaction commits, not through the rest of a group commit's batch, so the hosts sharing a
 //! database do not queue behind it; a batch makes one version of it, not one per write; and two
 //! hosts take totals rows in the same order, so their commits cannot deadlock on them. Totals
-//! are read from other connections, which see committed rows only.)
+//! are read from other connections, which see committed rows only. Since migration 9 a
+//! connector's total is the sum of its stripes: the flush adds to the first stripe no other
+//! transaction holds, `FOR UPDATE SKIP LOCKED`, or makes a new one, so two hosts' commits that
+//! wrote one connector's state do not wait on each other; a connector has about one stripe
+//! per host. SQLite keeps one row per connector, its sum.)
 
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
@@ -317,12 +321,13 @@ impl Store {
     /// Bytes (keys, values, screenings' keys) a connector keeps for an integration, not counting
     /// the entry `except_key`.
     pub fn kv_usage(&self, integration: &str, connector: &str, except_key: &str) -> Result<u64> {
-        // One statement (a round trip on PostgreSQL), not one per lookup.
+        // One statement (a round trip on PostgreSQL), not one per lookup; the total is the sum
+        // of the connector's stripes (PostgreSQL), an index search of the key's prefix.
         self.read_db(|db| {
             let usage = db
                 .query_one(
                     &format!(
-                        "SELECT CAST(COALESCE((SELECT bytes FROM kv_totals
+                        "SELECT CAST(COALESCE((SELECT SUM(bytes) FROM kv_totals
                                  WHERE integration = ?1 AND connector = ?2), 0)
                             - COALESCE((SELECT {ROW_BYTES} FROM kv
                                  WHERE integration = ?1 AND connector = ?2 AND key = ?3), 0)
@@ -339,8 +344,8 @@ impl Store {
     pub fn kv_totals(&self) -> Result<Vec<(String, String, u64)>> {
         self.db(|db| {
             db.query(
-                "SELECT integration, connector, bytes FROM kv_totals
-                 ORDER BY integration, connector",
+                "SELECT integration, connector, CAST(SUM(bytes) AS BIGINT) FROM kv_totals
+                 GROUP BY integration, connector ORDER BY integration, connector",
                 &[],
             )?
             .iter()
@@ -391,34 +396,43 @@ mod tests {
     #[test]
     fn on_postgres_an_open_state_write_does_not_hold_back_another() {
         let store = crate::store::testing::postgres();
+        write_beside_an_open_one(&store, None)
+            .expect("the second write went through while the first was open");
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 5);
+    }
+
+    /// Writes `k1` (4 bytes) on one connection and, while that transaction is open (after
+    /// `then` in it), commits `k2` (5 bytes) on another, bounded so that a wait for the first
+    /// fails instead of hanging; then commits the first.
+    fn write_beside_an_open_one(store: &Store, then: Option<&str>) -> Result<()> {
         let insert = |key: &str, value: &str| {
             format!(
                 "INSERT INTO kv (integration, connector, key, value)
                  VALUES ('a', 'certn', '{key}', '{value}')"
             )
         };
-        store
-            .db(|first| {
-                first.execute("BEGIN", &[])?;
-                first.execute(&insert("k1", "v1"), &[])?;
-                // Another connection; bounded, so a wait for `first` fails instead of hanging.
-                let other = store.db(|second| {
-                    second.execute("SET statement_timeout = 2000", &[])?;
-                    let written = second.execute(&insert("k2", "v22"), &[]);
-                    second.execute("SET statement_timeout = 0", &[])?;
-                    written
-                });
-                first.execute("COMMIT", &[])?;
-                other.map(drop)
-            })
-            .expect("the second write went through while the first was open");
-        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 5);
+        store.db(|first| {
+            first.execute("BEGIN", &[])?;
+            first.execute(&insert("k1", "v1"), &[])?;
+            if let Some(then) = then {
+                first.execute(then, &[])?;
+            }
+            let other = store.db(|second| {
+                second.execute("SET statement_timeout = 2000", &[])?;
+                let written = second.execute(&insert("k2", "v22"), &[]);
+                second.execute("SET statement_timeout = 0", &[])?;
+                written
+            });
+            first.execute("COMMIT", &[])?;
+            other.map(drop)
+        })
     }
 
     /// Two hosts' transactions that wrote two connectors' state in opposite order commit
     /// without a deadlock: each updates the totals rows once, in key order, at commit. Staged
-    /// so the old order (each row as written) deadlocks: a third transaction holds totals row
-    /// `a` while the first (a, b) waits on it and the second (b, a) waits behind.
+    /// so the old order (each row as written) deadlocks: a third transaction holds `a`'s totals
+    /// (its stripe, and the new stripe it is making, the one wait left since migration 9) while
+    /// the first (a, b) waits on it and the second (b, a) waits behind.
     #[test]
     fn on_postgres_opposite_state_writes_of_two_hosts_commit_without_a_deadlock() {
         let store = crate::store::testing::postgres();
@@ -457,6 +471,11 @@ mod tests {
                         "SELECT bytes FROM kv_totals WHERE integration = 'a' FOR UPDATE",
                         &[],
                     )?;
+                    db.execute(
+                        "INSERT INTO kv_totals (integration, connector, stripe, bytes)
+                         VALUES ('a', 'certn', 1, 0)",
+                        &[],
+                    )?;
                     let _ = locked.send(());
                     let _ = held.recv();
                     Ok(())
@@ -478,6 +497,66 @@ mod tests {
                 sum(&store, integration, "certn")
             );
         }
+    }
+
+    /// On PostgreSQL a host's commit that is applying its state writes to a connector's totals
+    /// (its deferred work run, the transaction still open) does not hold back another host's
+    /// commit of the same connector's state: that one adds to another stripe. One totals row
+    /// per connector made the second wait until the first ended.
+    #[test]
+    fn on_postgres_two_commits_of_one_connectors_totals_do_not_wait_on_each_other() {
+        let store = crate::store::testing::postgres();
+        store.kv_set("a", "certn", "k0", "v").unwrap();
+        // The flush that COMMIT runs first, run now: the first holds the totals it updated.
+        write_beside_an_open_one(&store, Some("SET CONSTRAINTS ALL IMMEDIATE"))
+            .expect("the second commit went through while the first held its totals");
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 3 + 4 + 5);
+        assert_eq!(
+            store.kv_usage("a", "certn", "none").unwrap() as i64,
+            sum(&store, "a", "certn")
+        );
+        assert_eq!(
+            store.kv_totals().unwrap(),
+            vec![("a".into(), "certn".into(), 12)]
+        );
+    }
+
+    /// A `kv` change of a connector without a totals row (lost, or never made) makes the
+    /// true total, counted from `kv`: a delete made a negative row that hid the rest.
+    #[test]
+    fn on_postgres_a_change_without_totals_counts_them_from_the_state() {
+        let store = crate::store::testing::postgres();
+        store.kv_set("a", "certn", "k1", "xxxx").unwrap();
+        store.kv_set("a", "certn", "k2", "yy").unwrap();
+        store
+            .db(|db| db.execute("DELETE FROM kv_totals", &[]))
+            .unwrap();
+        store.kv_delete("a", "certn", "k1").unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 2 + 2);
+        assert_eq!(
+            store.kv_usage("a", "certn", "none").unwrap() as i64,
+            sum(&store, "a", "certn")
+        );
+    }
+
+    /// A PostgreSQL database at version 8 keeps its totals through migration 9 (as stripe 0),
+    /// and counts on from them.
+    #[test]
+    fn on_postgres_totals_from_before_stripes_are_carried_over() {
+        let url = crate::store::testing::postgres_url();
+        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
+        let conn = pg.conn().unwrap();
+        crate::store::migrations::postgres_to(&conn, 8).unwrap();
+        conn.execute(
+            "INSERT INTO kv (integration, connector, key, value) VALUES ('a', 'certn', 'k', 'vvv')",
+            &[],
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open_postgres(&url, None).unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 1 + 3);
+        store.kv_set("a", "certn", "k2", "v").unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 3);
     }
 
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {

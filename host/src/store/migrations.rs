@@ -97,6 +97,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0008_pg4.sqlite.sql")),
         postgres: include_str!("migrations/0008_pg4.postgres.sql"),
     },
+    Migration {
+        version: 9,
+        name: "pg5: PostgreSQL's `state` quota totals in stripes, so hosts' commits do not \
+           queue on one row; a connector's first totals row counted from `kv`",
+        sqlite: Sqlite::Sql(include_str!("migrations/0009_pg5.sqlite.sql")),
+        postgres: include_str!("migrations/0009_pg5.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

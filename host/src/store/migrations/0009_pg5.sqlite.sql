@@ -1,0 +1,3 @@
+-- PostgreSQL only (its `kv_totals` split into stripes, so hosts' commits do not queue on one
+-- row): SQLite has a single writer, and its one totals row per connector is the sum the quota
+-- reads. Nothing to change here.
