@@ -403,7 +403,8 @@ mod tests {
 
     /// Writes `k1` (4 bytes) on one connection and, while that transaction is open (after
     /// `then` in it), commits `k2` (5 bytes) on another, bounded so that a wait for the first
-    /// fails instead of hanging; then commits the first.
+    /// fails instead of hanging (`lock_timeout`: the totals are written at commit, after
+    /// PostgreSQL has stopped the statement's `statement_timeout`); then commits the first.
     fn write_beside_an_open_one(store: &Store, then: Option<&str>) -> Result<()> {
         let insert = |key: &str, value: &str| {
             format!(
@@ -418,9 +419,9 @@ mod tests {
                 first.execute(then, &[])?;
             }
             let other = store.db(|second| {
-                second.execute("SET statement_timeout = 2000", &[])?;
+                second.execute("SET lock_timeout = 2000", &[])?;
                 let written = second.execute(&insert("k2", "v22"), &[]);
-                second.execute("SET statement_timeout = 0", &[])?;
+                second.execute("SET lock_timeout = 0", &[])?;
                 written
             });
             first.execute("COMMIT", &[])?;
