@@ -439,7 +439,7 @@ impl Dispatcher {
         }
         // Full: events are queued, but no configured integration may take one now (each at its
         // limit or paused, or only removed integrations' events are left).
-        state.full = wants.is_empty() && !(ids.is_empty() && !orphans);
+        state.full = wants.is_empty() && (orphans || !ids.is_empty());
         if wants.is_empty() {
             return Plan::Nothing;
         }
@@ -510,7 +510,7 @@ impl Dispatcher {
         }
         let reserved = {
             let mut state = self.lock();
-            let due = !(state.orphans_checked).is_some_and(|at| at.elapsed() < ORPHANS_EVERY);
+            let due = (state.orphans_checked).is_none_or(|at| at.elapsed() >= ORPHANS_EVERY);
             if !due || state.total_in_flight() >= self.workers {
                 return Ok(None);
             }
