@@ -142,6 +142,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    // SAFETY: first thing, before any thread or connection: no other SQLite call can run.
+    if !unsafe { switchyard::store::page_cache::install() } {
+        eprintln!("warning: SQLite's page cache wrapper not installed (SQLite was initialized)");
+    }
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -1,0 +1,407 @@
+//! SQLite's page cache, wrapped so a commit does not scan the whole cache.
+//!
+//! At the end of every write transaction SQLite drops the cached pages past the database's end
+//! (`pager_end_transaction` → `sqlite3PcacheTruncate(dbSize)`). Its default cache (`pcache1`)
+//! walks only the hash slots between the limit and the largest page number it has seen since
+//! the last truncation, unless those are more than its hash table holds: then it walks every
+//! slot and every page of the cache. When a B-tree page splits and the new pages are out of
+//! order, `balance_nonroot` swaps their numbers through a temporary one, the page of the
+//! pending-byte lock (`PENDING_BYTE / page_size + 1`: page 262,145 at 4 KiB), far past the end
+//! of any database under 1 GiB. The page is moved away again at once, but `pcache1` remembers
+//! the number, so the next commit walks the whole cache: the writer's 32 MiB, at every commit
+//! with such a split (most intake batches: the random `(integration, dedupe_key)` index).
+//!
+//! The wrapper keeps the default cache and forwards every call to it, and remembers the
+//! largest page number held apart from that temporary one (`Keys`). A truncation with no page
+//! at or past its limit is a no-op, and is not forwarded; any other is.
+//!
+//! [`install`] must run before SQLite is initialized (its first connection), with no other
+//! thread using SQLite: the binary calls it first thing. Without it (the library's tests, an
+//! embedding) SQLite keeps its default cache, which is correct, only slower.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use rusqlite::ffi;
+
+/// The default cache's methods, which the wrapper forwards to.
+static INNER: OnceLock<Methods> = OnceLock::new();
+
+/// SQLite's method table: function pointers and the default cache's argument (null), set once
+/// and only read afterwards, from any thread as SQLite does.
+struct Methods(ffi::sqlite3_pcache_methods2);
+
+// SAFETY: written once before SQLite starts, then only read; the pointer is SQLite's own.
+unsafe impl Send for Methods {}
+unsafe impl Sync for Methods {}
+
+/// Truncations skipped where the default cache would have walked its whole hash table.
+static WALKS_AVOIDED: AtomicU64 = AtomicU64::new(0);
+
+/// SQLite's default `PENDING_BYTE`: the temporary page number of a swap is the page holding it.
+const PENDING_BYTE: u32 = 0x4000_0000;
+
+/// Which page numbers one cache may hold, as far as a truncation needs to know.
+#[derive(Debug, Clone, Copy)]
+struct Keys {
+    /// Largest page number fetched or moved to, the swap's temporary one aside (an upper bound:
+    /// pages evicted since are not subtracted).
+    max: u32,
+    /// Pages now at the temporary number (moved there and not yet away).
+    parked: u32,
+    /// The temporary number of this cache's page size.
+    temporary: u32,
+    /// The largest number the default cache has seen since its last truncation, the temporary
+    /// one included: a truncation below it walks its hash table.
+    seen: u32,
+}
+
+impl Keys {
+    fn new(page_size: u32) -> Keys {
+        Keys {
+            max: 0,
+            parked: 0,
+            temporary: PENDING_BYTE / page_size.max(1) + 1,
+            seen: 0,
+        }
+    }
+
+    /// A page was found or created at `key`.
+    fn fetched(&mut self, key: u32) {
+        self.max = self.max.max(key);
+        self.seen = self.seen.max(key);
+    }
+
+    /// A page moved from `old` to `new`.
+    fn rekeyed(&mut self, old: u32, new: u32) {
+        if old == self.temporary {
+            self.parked = self.parked.saturating_sub(1);
+        }
+        if new == self.temporary {
+            self.parked += 1;
+        } else {
+            self.max = self.max.max(new);
+        }
+        self.seen = self.seen.max(new);
+    }
+
+    /// What a truncation at `limit` (drop pages `>= limit`) does: forwarded when a page may be
+    /// at or past `limit` (none remains after it), else skipped.
+    fn truncate(&mut self, limit: u32) -> Truncation {
+        let parked = self.parked > 0 && self.temporary >= limit;
+        if self.max < limit && !parked {
+            return match self.seen >= limit {
+                true => Truncation::WalkAvoided,
+                false => Truncation::Skipped,
+            };
+        }
+        self.max = self.max.min(limit.saturating_sub(1));
+        self.seen = self.seen.min(limit.saturating_sub(1));
+        if self.temporary >= limit {
+            self.parked = 0;
+        }
+        Truncation::Forwarded
+    }
+}
+
+/// What became of a truncation.
+#[derive(Debug, PartialEq, Eq)]
+enum Truncation {
+    /// Passed to the default cache: a page may be at or past the limit.
+    Forwarded,
+    /// Nothing to drop, and the default cache would have found so at once.
+    Skipped,
+    /// Nothing to drop, where the default cache would have walked its hash table.
+    WalkAvoided,
+}
+
+/// One cache: the default one's handle and what it may hold.
+struct Cache {
+    inner: *mut ffi::sqlite3_pcache,
+    keys: Keys,
+}
+
+fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
+    // Only reachable through the methods `install` gave SQLite after setting it.
+    &INNER.get().expect("page cache installed").0
+}
+
+/// The wrapper's `Cache` behind SQLite's opaque handle.
+///
+/// # Safety
+/// `p` is a handle `create` returned and `destroy` has not freed; SQLite calls one cache's
+/// methods from one thread at a time (under its connection).
+unsafe fn cache<'a>(p: *mut ffi::sqlite3_pcache) -> &'a mut Cache {
+    unsafe { &mut *(p as *mut Cache) }
+}
+
+unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+    let i = inner();
+    match i.xInit {
+        Some(f) => unsafe { f(i.pArg) },
+        None => ffi::SQLITE_OK,
+    }
+}
+
+unsafe extern "C" fn shutdown(_: *mut c_void) {
+    let i = inner();
+    if let Some(f) = i.xShutdown {
+        unsafe { f(i.pArg) }
+    }
+}
+
+unsafe extern "C" fn create(
+    page: c_int,
+    extra: c_int,
+    purgeable: c_int,
+) -> *mut ffi::sqlite3_pcache {
+    let Some(f) = inner().xCreate else {
+        return std::ptr::null_mut();
+    };
+    let handle = unsafe { f(page, extra, purgeable) };
+    if handle.is_null() {
+        return handle;
+    }
+    let keys = Keys::new(u32::try_from(page).unwrap_or(1));
+    Box::into_raw(Box::new(Cache {
+        inner: handle,
+        keys,
+    })) as *mut ffi::sqlite3_pcache
+}
+
+unsafe extern "C" fn cachesize(p: *mut ffi::sqlite3_pcache, n: c_int) {
+    if let Some(f) = inner().xCachesize {
+        unsafe { f(cache(p).inner, n) }
+    }
+}
+
+unsafe extern "C" fn pagecount(p: *mut ffi::sqlite3_pcache) -> c_int {
+    match inner().xPagecount {
+        Some(f) => unsafe { f(cache(p).inner) },
+        None => 0,
+    }
+}
+
+unsafe extern "C" fn fetch(
+    p: *mut ffi::sqlite3_pcache,
+    key: c_uint,
+    create: c_int,
+) -> *mut ffi::sqlite3_pcache_page {
+    let Some(f) = inner().xFetch else {
+        return std::ptr::null_mut();
+    };
+    let c = unsafe { cache(p) };
+    let page = unsafe { f(c.inner, key, create) };
+    // A lookup that found nothing (a swap checks its target first) adds no page.
+    if !page.is_null() {
+        c.keys.fetched(key);
+    }
+    page
+}
+
+unsafe extern "C" fn unpin(
+    p: *mut ffi::sqlite3_pcache,
+    page: *mut ffi::sqlite3_pcache_page,
+    discard: c_int,
+) {
+    if let Some(f) = inner().xUnpin {
+        unsafe { f(cache(p).inner, page, discard) }
+    }
+}
+
+unsafe extern "C" fn rekey(
+    p: *mut ffi::sqlite3_pcache,
+    page: *mut ffi::sqlite3_pcache_page,
+    old: c_uint,
+    new: c_uint,
+) {
+    let c = unsafe { cache(p) };
+    if let Some(f) = inner().xRekey {
+        unsafe { f(c.inner, page, old, new) }
+    }
+    c.keys.rekeyed(old, new);
+}
+
+unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
+    let c = unsafe { cache(p) };
+    match c.keys.truncate(limit) {
+        Truncation::Skipped => {}
+        Truncation::WalkAvoided => {
+            WALKS_AVOIDED.fetch_add(1, Ordering::Relaxed);
+        }
+        Truncation::Forwarded => {
+            if let Some(f) = inner().xTruncate {
+                unsafe { f(c.inner, limit) }
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn destroy(p: *mut ffi::sqlite3_pcache) {
+    let c = unsafe { Box::from_raw(p as *mut Cache) };
+    if let Some(f) = inner().xDestroy {
+        unsafe { f(c.inner) }
+    }
+}
+
+unsafe extern "C" fn shrink(p: *mut ffi::sqlite3_pcache) {
+    if let Some(f) = inner().xShrink {
+        unsafe { f(cache(p).inner) }
+    }
+}
+
+/// Puts the wrapper in front of SQLite's default page cache; false if SQLite refused (it was
+/// already initialized: the default cache stays).
+///
+/// # Safety
+/// No other thread may call SQLite while this runs (`sqlite3_config` is not thread-safe); call
+/// it before the first connection, as the binary does first thing.
+pub unsafe fn install() -> bool {
+    if INNER.get().is_some() {
+        return true;
+    }
+    let mut default = std::mem::MaybeUninit::<ffi::sqlite3_pcache_methods2>::zeroed();
+    let got = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_GETPCACHE2, default.as_mut_ptr()) };
+    if got != ffi::SQLITE_OK {
+        return false;
+    }
+    let default = unsafe { default.assume_init() };
+    if INNER.set(Methods(default)).is_err() {
+        return true;
+    }
+    let wrapper = ffi::sqlite3_pcache_methods2 {
+        iVersion: 1,
+        pArg: std::ptr::null_mut(),
+        xInit: Some(init),
+        xShutdown: Some(shutdown),
+        xCreate: Some(create),
+        xCachesize: Some(cachesize),
+        xPagecount: Some(pagecount),
+        xFetch: Some(fetch),
+        xUnpin: Some(unpin),
+        xRekey: Some(rekey),
+        xTruncate: Some(truncate),
+        xDestroy: Some(destroy),
+        xShrink: Some(shrink),
+    };
+    // SQLite copies the struct.
+    unsafe {
+        ffi::sqlite3_config(
+            ffi::SQLITE_CONFIG_PCACHE2,
+            &wrapper as *const ffi::sqlite3_pcache_methods2,
+        ) == ffi::SQLITE_OK
+    }
+}
+
+/// Truncations skipped so far (process-wide) where the default cache would have walked its
+/// hash table.
+pub fn walks_avoided() -> u64 {
+    WALKS_AVOIDED.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Enqueued, Store};
+
+    #[test]
+    fn a_truncation_is_forwarded_only_when_a_page_may_be_at_or_past_its_limit() {
+        use Truncation::*;
+        let mut k = Keys::new(4096);
+        assert_eq!(k.temporary, 262_145);
+        for key in 1..=100 {
+            k.fetched(key);
+        }
+        assert_eq!(k.truncate(101), Skipped);
+        // A split swapping pages 40 and 90 through the temporary number.
+        k.rekeyed(40, k.temporary);
+        k.rekeyed(90, 40);
+        k.rekeyed(k.temporary, 90);
+        assert_eq!(k.truncate(101), WalkAvoided, "nothing past the end");
+        assert_eq!(k.truncate(51), Forwarded, "a shrink drops pages 51..=100");
+        assert_eq!(k.truncate(51), Skipped, "and then nothing is left past 50");
+        // A page left at the temporary number (SQLite never leaves one): forwarded.
+        k.rekeyed(7, k.temporary);
+        assert_eq!(k.truncate(60), Forwarded);
+        assert_eq!(k.truncate(60), Skipped);
+        k.fetched(70);
+        assert_eq!(k.truncate(1), Forwarded, "clearing the cache");
+    }
+
+    /// Set in the child process of [`a_store_with_the_wrapper_commits_without_walking_its_cache`].
+    const CHILD: &str = "SWITCHYARD_PAGE_CACHE_CHILD";
+
+    /// With the wrapper installed (in a child process of this test binary, where SQLite is not
+    /// initialized yet and no other test runs), webhooks with random keys split the unique
+    /// index's pages out of order, and their commits skip the default cache's walk; what they
+    /// stored reads back whole, after a batch that grew the file was rolled back too.
+    #[test]
+    fn a_store_with_the_wrapper_commits_without_walking_its_cache() {
+        let name =
+            "store::page_cache::tests::a_store_with_the_wrapper_commits_without_walking_its_cache";
+        if std::env::var_os(CHILD).is_none() {
+            let exe = std::env::current_exe().unwrap();
+            let out = std::process::Command::new(exe)
+                .args(["--exact", name, "--test-threads=1", "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "child: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("1 passed"), "the child ran the test: {text}");
+            return;
+        }
+        // SAFETY: this process runs only this test, on this thread, and has not used SQLite.
+        assert!(unsafe { install() }, "installed before SQLite's first use");
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let keys: Vec<String> = (0..3000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("lever:{state:016x}")
+            })
+            .collect();
+        runtime.block_on(async {
+            for chunk in keys.chunks(50) {
+                let writes = chunk
+                    .iter()
+                    .map(|key| store.enqueue_batched("acme", "lever.stage_change", key, "{}"));
+                for done in futures::future::join_all(writes).await {
+                    assert!(matches!(done.unwrap(), Enqueued::New(_)));
+                }
+            }
+        });
+        assert!(walks_avoided() > 0, "no commit skipped a walk");
+        // A batch that grows the file, rolled back: its pages past the end are dropped.
+        let conn = store.conn().unwrap();
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; CREATE TABLE filler (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
+             INSERT INTO filler SELECT zeroblob(4000) FROM n;
+             ROLLBACK;
+             CREATE TABLE later (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+             INSERT INTO later SELECT randomblob(3000) FROM n;",
+        )
+        .unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 3000);
+    }
+}
