@@ -23,7 +23,8 @@ use crate::store::StoreError;
 /// Batches one pass runs at most, so a pass always ends (the next one continues).
 const MAX_BATCHES: u32 = 10_000;
 
-/// Free pages returned to the file system per `incremental_vacuum` step (4 MiB of 4 KiB pages):
+/// Free pages returned to the file system per `incremental_vacuum` step (2 or 4 MiB, as the
+/// database's pages are 2 or 4 KiB):
 /// each step holds the connection, so intake waits at most one step.
 const VACUUM_STEP: u32 = 1024;
 

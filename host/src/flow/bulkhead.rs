@@ -85,6 +85,11 @@ struct State {
     /// The last look found no room: every configured integration with queued events at its
     /// limit or paused.
     full: bool,
+    /// A look found no room while claims held reservations: the places a claim reserved and
+    /// did not fill wake that many workers when it ends. Without such a look nobody waits for
+    /// them, and a wake-up would only start another claim (one that finds nothing, among hosts
+    /// racing for the same events or beside events not due yet, would wake the next: a loop).
+    turned_away: bool,
 }
 
 /// How often to take events of integrations no longer configured. Such events are rare and only
@@ -162,6 +167,14 @@ impl Reserved<'_> {
     /// Gives the places back; `got` are the integrations of the events placed (their probes
     /// stay taken).
     fn release(&mut self, state: &mut State, got: &[&str]) {
+        // Held per integration (`wants`, which may sum past the total) and in all (`total`):
+        // whichever is more, less what was placed, may have kept workers from a place.
+        let held = self
+            .wants
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<usize>()
+            .max(self.total);
         for (id, n) in self.wants.drain(..) {
             if let Some(r) = state.claiming.get_mut(&id) {
                 *r = r.saturating_sub(n);
@@ -176,9 +189,12 @@ impl Reserved<'_> {
                 state.breakers.unclaimed(&probe);
             }
         }
-        let unused = self.total.saturating_sub(got.len());
+        let unused = match std::mem::take(&mut state.turned_away) {
+            true => held.saturating_sub(got.len()).min(self.dispatcher.workers),
+            false => 0,
+        };
         self.total = 0;
-        // Workers that found no room because of this reservation look again.
+        // Workers that found no room because of a reservation look again.
         for _ in 0..unused {
             self.dispatcher.freed.notify_one();
         }
@@ -240,6 +256,7 @@ impl Dispatcher {
                 ready: VecDeque::new(),
                 orphans_checked: None,
                 full: false,
+                turned_away: false,
             }),
         })
     }
@@ -294,23 +311,35 @@ impl Dispatcher {
         ))
         .catch_unwind()
         .await;
-        let next = next.unwrap_or_else(|panic| {
-            let run = lease.0;
-            let handed_back = match progress.unplaced.as_slice() {
-                [] => 0,
-                claims => store.unclaim(claims, run).unwrap_or_else(|e| {
-                    // The run's end (or the next run) takes them back instead.
-                    tracing::error!(error = %e, events = claims.len(), "cannot hand back claimed events");
-                    0
-                }),
-            };
-            tracing::error!(
-                panic = panic_text(panic.as_ref()),
-                handed_back,
-                "the dispatcher panicked; the events it had claimed and not started are queued again"
-            );
-            Err(StoreError::Panicked)
-        });
+        let next = match next {
+            Ok(next) => next,
+            Err(panic) => {
+                let run = lease.0;
+                let handed_back = match progress.unplaced.as_slice() {
+                    [] => 0,
+                    claims => {
+                        // A blocking transaction (the writer's connection, or PostgreSQL's
+                        // I/O): on a blocking thread, not the async worker's.
+                        let events = claims.len();
+                        let (store, claims, run) = (store.clone(), claims.to_vec(), run.to_owned());
+                        tokio::task::spawn_blocking(move || store.unclaim(&claims, &run))
+                            .await
+                            .unwrap_or(Err(StoreError::Panicked))
+                            .unwrap_or_else(|e| {
+                                // The run's end (or the next run) takes them back instead.
+                                tracing::error!(error = %e, events, "cannot hand back claimed events");
+                                0
+                            })
+                    }
+                };
+                tracing::error!(
+                    panic = panic_text(panic.as_ref()),
+                    handed_back,
+                    "the dispatcher panicked; the events it had claimed and not started are queued again"
+                );
+                Err(StoreError::Panicked)
+            }
+        };
         (next, progress.recorded)
     }
 
@@ -343,7 +372,12 @@ impl Dispatcher {
             progress.recorded = alone(store, finished).await;
             return Ok(Some(ready));
         }
-        let full = { self.lock().total_in_flight() >= self.workers };
+        let full = {
+            let mut state = self.lock();
+            let full = state.total_in_flight() >= self.workers;
+            state.turned_away |= full && state.claiming_total > 0;
+            full
+        };
         if full {
             progress.recorded = alone(store, finished).await;
             return Ok(None);
@@ -414,6 +448,7 @@ impl Dispatcher {
         }
         let free = self.workers.saturating_sub(state.total_in_flight());
         if free == 0 {
+            state.turned_away |= state.claiming_total > 0;
             return Plan::Nothing;
         }
         let start = state
@@ -424,7 +459,11 @@ impl Dispatcher {
         let mut probes = Vec::new();
         for id in ids[start..].iter().chain(&ids[..start]) {
             let held = state.held(id);
-            if held >= self.limit || !state.breakers.admits(id, metrics) {
+            if held >= self.limit {
+                state.turned_away |= state.claiming.contains_key(id);
+                continue;
+            }
+            if !state.breakers.admits(id, metrics) {
                 continue;
             }
             let want = if state.breakers.state(id) == "half-open" {
@@ -805,6 +844,58 @@ mod tests {
             "the holding job's commit, then one for both claims"
         );
         assert_eq!((d.in_flight("a"), d.lock().claiming_total), (3, 0));
+    }
+
+    /// A claim that finds nothing (its integration's events queued but not due, or taken by
+    /// another host first) wakes no worker when none was turned away for its reservation: a
+    /// wake-up would only start another such claim, which would wake the next, in a loop.
+    #[tokio::test]
+    async fn a_claim_that_finds_nothing_wakes_no_worker_when_none_was_turned_away() {
+        let (s, m) = (store_with(&[("a", 1)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = dispatcher(4, 2);
+        let (e, permit) = next(&d, &names, &s, &m).await.expect("claimed");
+        let later = crate::store::Finish {
+            run: RUN,
+            claim_seq: e.claim_seq,
+            state: EventState::Queued,
+            error: Some("the ATS is down"),
+            connector_version: None,
+            retry_at: Some(crate::clock::now_ms() + 600_000),
+            started_at_ms: crate::clock::now_ms(),
+            took_ms: 1,
+        };
+        assert!(s.finish(e.id, &later).await.unwrap());
+        drop(permit);
+        // The ended event's own wake-up, taken.
+        let _ = futures::poll!(Box::pin(d.freed.notified()));
+        assert!(next(&d, &names, &s, &m).await.is_none(), "queued, not due");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_pending(),
+            "nobody woken"
+        );
+    }
+
+    /// A worker that found no room because a claim reserved the places is woken for each place
+    /// the claim did not fill.
+    #[tokio::test]
+    async fn a_worker_turned_away_by_a_reservation_is_woken_for_the_places_it_left() {
+        let (s, m) = (store_with(&[("a", 1)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = dispatcher(2, 2);
+        let held = crate::store::testing::hold_writer(&s);
+        let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(futures::poll!(&mut one).is_pending(), "its claim waits");
+        assert_eq!(d.lock().claiming_total, 2, "both places reserved");
+        assert!(next(&d, &names, &s, &m).await.is_none(), "no room");
+        assert!(futures::poll!(Box::pin(d.freed.notified())).is_pending());
+        drop(held);
+        let (_e, _p) = one.await.unwrap().expect("the one event");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
+            "the place the claim left wakes the worker it turned away"
+        );
     }
 
     /// A worker that ends its event frees the place for its own next look without waking an

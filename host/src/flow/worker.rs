@@ -125,6 +125,11 @@ async fn work(
         // alone, beside it (`lone`).
         if let Some(ready) = dispatcher.take_ready() {
             let lone = finished.take();
+            // The attempt just ended freed its place for this worker's next look, and this
+            // worker takes a claimed event instead: another worker may use the place.
+            if lone.is_some() {
+                dispatcher.freed.notify_one();
+            }
             match run_one(&app, &dispatcher, &run, ready, lone, &mut signals).await {
                 Some(ended) => finished = ended,
                 None => break,
@@ -133,6 +138,13 @@ async fn work(
         }
         // Claimed on this task: the claim is a write of the group commit, awaited (no blocking
         // thread), and shares its commit with the claims of workers finishing at once.
+        // Registered as a waiter for freed places before looking: when several workers find
+        // no room because of one claim's reservation, each place it frees (`notify_one` per
+        // place) wakes a distinct worker, even one not yet waiting; Notify stores only one
+        // wake-up for tasks that are not. Dropped unused, its wake-up passes to another waiter.
+        let freed = dispatcher.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
         let kept = finished.clone();
         let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished.take()).await;
         // Nothing to take though there was room: sleep until the next due event. (A panic of
@@ -176,7 +188,7 @@ async fn work(
                 };
                 tokio::select! {
                     _ = app.wake.notified() => {}
-                    _ = dispatcher.freed.notified() => {}
+                    _ = &mut freed => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = signals.stop.changed() => {}
                 }

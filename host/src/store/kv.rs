@@ -24,8 +24,8 @@
 //! are read from other connections, which see committed rows only. Since migration 9 a
 //! connector's total is the sum of its stripes: the flush adds to the first stripe no other
 //! transaction holds, `FOR UPDATE SKIP LOCKED`, or makes a new one, so two hosts' commits that
-//! wrote one connector's state do not wait on each other; a connector has about one stripe
-//! per host. SQLite keeps one row per connector, its sum.)
+//! wrote one connector's state rarely wait on each other (only two making the same new stripe
+//! do); a connector has about one stripe per host (bounded by its concurrent writers). SQLite keeps one row per connector, its sum.)
 
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
@@ -430,10 +430,13 @@ mod tests {
     }
 
     /// Two hosts' transactions that wrote two connectors' state in opposite order commit
-    /// without a deadlock: each updates the totals rows once, in key order, at commit. Staged
-    /// so the old order (each row as written) deadlocks: a third transaction holds `a`'s totals
-    /// (its stripe, and the new stripe it is making, the one wait left since migration 9) while
-    /// the first (a, b) waits on it and the second (b, a) waits behind.
+    /// without a deadlock, with right totals: each updates the totals rows once, in key order,
+    /// at commit. Staged as under migration 8, where the old order (each row as written)
+    /// deadlocked: a third transaction holds `a`'s totals (its stripe, and the new stripe it is
+    /// making, the one wait left since migration 9) while the first (a, b) waits on it and the
+    /// second (b, a) waits behind. Since the stripes a flush that waited finds a free stripe
+    /// afterwards, so this no longer shows the key order itself (which matters only when two
+    /// transactions make the same new stripes).
     #[test]
     fn on_postgres_opposite_state_writes_of_two_hosts_commit_without_a_deadlock() {
         let store = crate::store::testing::postgres();

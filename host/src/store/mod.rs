@@ -354,7 +354,7 @@ impl Store {
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         // Before the first table: a new database returns pruned pages to the file system on
         // `PRAGMA incremental_vacuum`. An older one (auto_vacuum off) is not converted, since a
-        // full VACUUM rewrites the file and needs as much free disk again; it reuses its free
+        // full VACUUM rewrites the file and needs up to twice its size free; it reuses its free
         // pages instead, so it stops growing once retention prunes as much as arrives.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         // WAL + synchronous=FULL: a committed event survives a crash or power loss.

@@ -36,8 +36,16 @@ struct Methods(ffi::sqlite3_pcache_methods2);
 unsafe impl Send for Methods {}
 unsafe impl Sync for Methods {}
 
-/// Truncations skipped where the default cache would have walked its whole hash table.
+/// Truncations skipped where the default cache would have scanned its hash table.
 static WALKS_AVOIDED: AtomicU64 = AtomicU64::new(0);
+
+/// Tests: each truncation the wrapper would skip is forwarded anyway, and counted in
+/// [`WRONG_SKIPS`] if the default cache then held fewer pages (the skip would have kept a page
+/// it must drop).
+#[cfg(test)]
+static VERIFY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+#[cfg(test)]
+static WRONG_SKIPS: AtomicU64 = AtomicU64::new(0);
 
 /// SQLite's default `PENDING_BYTE`: the temporary page number of a swap is the page holding it.
 const PENDING_BYTE: u32 = 0x4000_0000;
@@ -225,7 +233,19 @@ unsafe extern "C" fn rekey(
 
 unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
     let c = unsafe { cache(p) };
-    match c.keys.truncate(limit) {
+    let decided = c.keys.truncate(limit);
+    #[cfg(test)]
+    if decided != Truncation::Forwarded && VERIFY.load(Ordering::Relaxed) {
+        let i = inner();
+        if let (Some(count), Some(f)) = (i.xPagecount, i.xTruncate) {
+            let before = unsafe { count(c.inner) };
+            unsafe { f(c.inner, limit) };
+            if unsafe { count(c.inner) } < before {
+                WRONG_SKIPS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    match decided {
         Truncation::Skipped => {}
         Truncation::WalkAvoided => {
             WALKS_AVOIDED.fetch_add(1, Ordering::Relaxed);
@@ -294,8 +314,8 @@ pub unsafe fn install() -> bool {
     }
 }
 
-/// Truncations skipped so far (process-wide) where the default cache would have walked its
-/// hash table.
+/// Truncations skipped so far (process-wide) where the default cache would have scanned its
+/// hash table (all of it, or the slots between the limit and the largest key it saw).
 pub fn walks_avoided() -> u64 {
     WALKS_AVOIDED.load(Ordering::Relaxed)
 }
@@ -358,6 +378,7 @@ mod tests {
         }
         // SAFETY: this process runs only this test, on this thread, and has not used SQLite.
         assert!(unsafe { install() }, "installed before SQLite's first use");
+        VERIFY.store(true, Ordering::Relaxed);
         let dir = tempfile::TempDir::new().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -383,6 +404,31 @@ mod tests {
             }
         });
         assert!(walks_avoided() > 0, "no commit skipped a walk");
+        // Pruned and returned to the file system, then grown again: pages move and the file
+        // shrinks under the cache (pointer-map pages read back), read connections between.
+        for key in keys.iter().step_by(2) {
+            store
+                .conn()
+                .unwrap()
+                .execute("DELETE FROM events WHERE dedupe_key = ?1", [key])
+                .unwrap();
+        }
+        store.incremental_vacuum(u32::MAX).unwrap();
+        let half: i64 = store
+            .read_db(|db| db.query_one("SELECT COUNT(*) FROM events", &[])?.int(0))
+            .unwrap();
+        assert_eq!(half, 1500);
+        runtime.block_on(async {
+            for key in keys.iter().step_by(2) {
+                let again = store.enqueue_batched("acme", "lever.stage_change", key, "{}");
+                assert!(matches!(again.await.unwrap(), Enqueued::New(_)));
+            }
+        });
+        assert_eq!(
+            WRONG_SKIPS.load(Ordering::Relaxed),
+            0,
+            "a skipped truncation would have kept pages past the end"
+        );
         // A batch that grows the file, rolled back: its pages past the end are dropped.
         let conn = store.conn().unwrap();
         conn.execute_batch(

@@ -3,9 +3,11 @@
 -- its one totals row, and every other host's commit that wrote the same connector's state
 -- queued behind it on that row's lock (0.141 ms a flush at 3 hosts against 0.031 at 1). Now the
 -- flush at commit adds its delta to the first stripe no other transaction holds
--- (`FOR UPDATE SKIP LOCKED`) and makes a new stripe when every one is held, so commits never
--- wait on each other's totals: a connector gets as many stripes as commits ever overlapped on it
--- (about one per host). The quota's read sums them (an index search of the key's prefix).
+-- (`FOR UPDATE SKIP LOCKED`) and makes a new stripe when every one is held, so commits rarely
+-- wait on each other's totals: only two making the same new stripe, or one whose look for the
+-- newest stripe came just before another made it, wait (never in a circle: key order). A
+-- connector gets as many stripes as commits ever overlapped on it, a number bounded by its
+-- concurrent writers (about one per host); stripes are never merged. The quota's read sums them (an index search of the key's prefix).
 -- Existing totals are carried over as stripe 0.
 --
 -- A connector's first totals row is counted from `kv` itself (this transaction's changes
