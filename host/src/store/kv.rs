@@ -25,7 +25,8 @@
 //! connector's total is the sum of its stripes: the flush adds to the first stripe no other
 //! transaction holds, `FOR UPDATE SKIP LOCKED`, or makes a new one, so two hosts' commits that
 //! wrote one connector's state rarely wait on each other (only two making the same new stripe
-//! do); a connector has about one stripe per host (bounded by its concurrent writers). SQLite keeps one row per connector, its sum.)
+//! do); a connector has about one stripe per host (bounded by its concurrent writers). SQLite
+//! keeps one row per connector, its sum.)
 
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
@@ -434,9 +435,9 @@ mod tests {
     /// at commit. Staged as under migration 8, where the old order (each row as written)
     /// deadlocked: a third transaction holds `a`'s totals (its stripe, and the new stripe it is
     /// making, the one wait left since migration 9) while the first (a, b) waits on it and the
-    /// second (b, a) waits behind. Since the stripes a flush that waited finds a free stripe
-    /// afterwards, so this no longer shows the key order itself (which matters only when two
-    /// transactions make the same new stripes).
+    /// second (b, a) waits behind. Since migration 9 a flush that waited finds a free stripe
+    /// afterwards, so this test no longer shows the key order itself (which matters only when
+    /// two transactions make the same new stripes).
     #[test]
     fn on_postgres_opposite_state_writes_of_two_hosts_commit_without_a_deadlock() {
         let store = crate::store::testing::postgres();
