@@ -49,7 +49,8 @@ const OPEN_CONNECTIONS: usize = 64;
 const DOWN: &str = "bench-down";
 /// Events queued behind [`DOWN`] before the second latency runs.
 const QUEUED_BEHIND: usize = 50_000;
-/// Candidates moved to the Certn integration's trigger stage.
+/// Candidates moved to the Certn integration's trigger stage
+/// (`SWITCHYARD_BENCH_PROCESS_EVENTS` overrides it: a longer run to attach `perf` to).
 const PROCESS_EVENTS: usize = 2_000;
 /// Bound on waiting for the processing run's events.
 const PROCESS_WAIT: Duration = Duration::from_secs(240);
@@ -94,7 +95,14 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let sampler = RssSampler::start(host.pid());
 
     // Processing: PROCESS_EVENTS candidates moved to Certn's trigger stage at once.
-    let opps = stack.candidates(PROCESS_EVENTS, "Bench", "bench");
+    let process_events = match std::env::var("SWITCHYARD_BENCH_PROCESS_EVENTS") {
+        Ok(n) => n
+            .trim()
+            .parse()
+            .context("SWITCHYARD_BENCH_PROCESS_EVENTS: a number of events")?,
+        Err(_) => PROCESS_EVENTS,
+    };
+    let opps = stack.candidates(process_events, "Bench", "bench");
     let opps_file = data.join("opportunities.txt");
     std::fs::write(&opps_file, opps.join("\n"))?;
     let certn = integration(&stack, CERTN)?;
@@ -113,7 +121,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
             connections: 16,
         },
         Load::Closed {
-            requests: PROCESS_EVENTS,
+            requests: process_events,
             max_secs: 120,
         },
     )
@@ -122,11 +130,11 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let took = started.elapsed();
     let done = finished.get("done").copied().unwrap_or(0);
     rows.push(Row::plain(
-        format!("processed events/s, instant vendor ({PROCESS_EVENTS} moves)"),
+        format!("processed events/s, instant vendor ({process_events} moves)"),
         format!(
             "{:.0}/s ({done} done, {} other: {finished:?}; {} webhooks not 200)",
             done as f64 / took.as_secs_f64(),
-            PROCESS_EVENTS as u64 - done,
+            process_events as u64 - done,
             failures(&sent)
         ),
         ">= 2,000/s",

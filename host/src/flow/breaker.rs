@@ -134,6 +134,14 @@ impl Breakers {
         }
     }
 
+    /// A probe taken for `integration` found no event (or its claim failed): the next claim may
+    /// probe.
+    pub fn unclaimed(&mut self, integration: &str) {
+        if let Some(State::HalfOpen { probing, .. }) = self.states.get_mut(integration) {
+            *probing = false;
+        }
+    }
+
     /// Records how an attempt of `integration` went.
     pub fn record(&mut self, integration: &str, verdict: Verdict, metrics: &Metrics) {
         self.record_at(integration, verdict, Instant::now(), metrics)

@@ -24,17 +24,24 @@
 //! breaker opened after the claim still runs, like one that was running when it opened.
 //!
 //! Why one batch decided here and not one claim per worker: a batch decided under one lock keeps
-//! "deciding and claiming are one step" (two workers never both take a half-open breaker's probe
-//! or exceed a limit) with one statement per integration, while per-worker claims would each
-//! re-run the round robin and cost a statement per event. The lock is held until the claim is
-//! durable; the workers waiting for it wait on blocking threads.
+//! fairness and the limits with one statement per integration, while per-worker claims would
+//! each re-run the round robin and cost a statement per event. The lock is held only to decide
+//! and to place, never through the claim's commit: the decision reserves its places (per
+//! integration what the deal can give it, in all the free workers it claims for, a half-open
+//! breaker's probe), counted like held ones until the claimed events are placed, so claims of
+//! several workers run at once and share one group commit, and together they never exceed a
+//! limit or take a probe twice. (Held through the commit, the lock let one claim through per
+//! commit, the other finishing workers waiting on blocking threads.) The claim is awaited on the
+//! worker's own task, no blocking thread in between.
 //!
 //! [`Store::claim_batch`]: crate::store::Store::claim_batch
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use crate::app::App;
 use crate::config::WorkerConfig;
@@ -45,6 +52,9 @@ use crate::store::{Claim, Event, Finished, Result, Store, StoreError};
 /// A finished attempt handed to [`Dispatcher::next`] and whether it was recorded (see
 /// [`Store::finish`]).
 pub type Recorded = (Finished, Result<bool>);
+
+/// Which integrations are configured (the dispatcher's view of the app).
+type Configured<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
 /// What one [`Dispatcher::next`] has done so far, kept outside it so that a panic halfway loses
 /// none of it: how the finished attempt was recorded, and the events claimed (committed) but not
@@ -59,6 +69,11 @@ struct Progress {
 struct State {
     /// Events claimed or running, per integration (each holds a place).
     in_flight: HashMap<String, usize>,
+    /// Places reserved by claims being committed now, per integration and in all: counted like
+    /// held ones, so several workers' claims run at once (in one group commit) without the lock
+    /// held through a commit, and still never exceed a limit together (see [`Reserved`]).
+    claiming: HashMap<String, usize>,
+    claiming_total: usize,
     /// The integration served first by the last claim that found work; the next starts after it.
     cursor: Option<String>,
     breakers: Breakers,
@@ -70,6 +85,11 @@ struct State {
     /// The last look found no room: every configured integration with queued events at its
     /// limit or paused.
     full: bool,
+    /// A look found no room while claims held reservations: the places a claim reserved and
+    /// did not fill wake that many workers when it ends. Without such a look nobody waits for
+    /// them, and a wake-up would only start another claim (one that finds nothing, among hosts
+    /// racing for the same events or beside events not due yet, would wake the next: a loop).
+    turned_away: bool,
 }
 
 /// How often to take events of integrations no longer configured. Such events are rare and only
@@ -77,8 +97,15 @@ struct State {
 const ORPHANS_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
+    /// Places taken in all: held (claimed or running) and reserved by claims in flight.
     fn total_in_flight(&self) -> usize {
-        self.in_flight.values().sum()
+        self.in_flight.values().sum::<usize>() + self.claiming_total
+    }
+
+    /// Places of `integration` taken: held and reserved.
+    fn held(&self, integration: &str) -> usize {
+        self.in_flight.get(integration).copied().unwrap_or(0)
+            + self.claiming.get(integration).copied().unwrap_or(0)
     }
 }
 
@@ -99,6 +126,17 @@ pub struct Dispatcher {
 pub struct Permit {
     dispatcher: Arc<Dispatcher>,
     integration: String,
+    /// Whether freeing it wakes a waiting worker (see [`Permit::release_to_holder`]).
+    wake: bool,
+}
+
+impl Permit {
+    /// Frees the place without waking a waiting worker: for the worker that held it and looks
+    /// for its next event at once (a wake-up would have another worker race it for the place,
+    /// and the loser record its outcome alone and sleep again).
+    pub fn release_to_holder(mut self) {
+        self.wake = false;
+    }
 }
 
 impl Drop for Permit {
@@ -108,8 +146,78 @@ impl Drop for Permit {
             *n = n.saturating_sub(1);
         }
         drop(state);
-        self.dispatcher.freed.notify_one();
+        if self.wake {
+            self.dispatcher.freed.notify_one();
+        }
     }
+}
+
+/// The places one claim reserved while it commits: per integration at most what the deal can
+/// give it (its want, within the total), in all the claim's total, and the probes of half-open
+/// breakers it takes. Given back when the claim's events are placed, or when it fails, panics or
+/// is cancelled (dropped): a probe that found no event is let through again.
+struct Reserved<'a> {
+    dispatcher: &'a Dispatcher,
+    wants: Vec<(String, usize)>,
+    total: usize,
+    probes: Vec<String>,
+}
+
+impl Reserved<'_> {
+    /// Gives the places back; `got` are the integrations of the events placed (their probes
+    /// stay taken).
+    fn release(&mut self, state: &mut State, got: &[&str]) {
+        // Held per integration (`wants`, which may sum past the total) and in all (`total`):
+        // whichever is more, less what was placed, may have kept workers from a place.
+        let held = self
+            .wants
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<usize>()
+            .max(self.total);
+        for (id, n) in self.wants.drain(..) {
+            if let Some(r) = state.claiming.get_mut(&id) {
+                *r = r.saturating_sub(n);
+                if *r == 0 {
+                    state.claiming.remove(&id);
+                }
+            }
+        }
+        state.claiming_total = state.claiming_total.saturating_sub(self.total);
+        for probe in self.probes.drain(..) {
+            if !got.contains(&probe.as_str()) {
+                state.breakers.unclaimed(&probe);
+            }
+        }
+        let unused = match std::mem::take(&mut state.turned_away) {
+            true => held.saturating_sub(got.len()).min(self.dispatcher.workers),
+            false => 0,
+        };
+        self.total = 0;
+        // Workers that found no room because of a reservation look again.
+        for _ in 0..unused {
+            self.dispatcher.freed.notify_one();
+        }
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.total > 0 || !self.probes.is_empty() {
+            let mut state = self.dispatcher.lock();
+            self.release(&mut state, &[]);
+        }
+    }
+}
+
+/// What a look under the lock decided.
+enum Plan<'a> {
+    /// An event another worker's claim left in `ready`.
+    Ready(Event),
+    /// Claim these (integration, want), at most `total`, with the places reserved.
+    Claim(Vec<(String, usize)>, Reserved<'a>),
+    /// No room, or nothing a configured integration may take now.
+    Nothing,
 }
 
 impl Dispatcher {
@@ -141,11 +249,14 @@ impl Dispatcher {
             panic_after_claim: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(State {
                 in_flight: HashMap::new(),
+                claiming: HashMap::new(),
+                claiming_total: 0,
                 cursor: None,
                 breakers,
                 ready: VecDeque::new(),
                 orphans_checked: None,
                 full: false,
+                turned_away: false,
             }),
         })
     }
@@ -161,10 +272,14 @@ impl Dispatcher {
     /// (one commit for both), or alone when no claim is written (a ready event taken, no room);
     /// how that went is returned with it, for the worker to retry the outcome alone on an error.
     ///
+    /// On the worker's own task: the claim is a write of the group commit awaited like any
+    /// other (no blocking thread), and the dispatcher's lock is held only to decide and to place,
+    /// never through a commit, so the claims of workers finishing at once share one commit.
+    ///
     /// A panic in here is caught: it is logged, the events it had claimed and not placed yet go
     /// back to the queue uncounted, and the finished attempt's recording is reported as it went
     /// (recorded before the panic, or not: never a misleading "lease lost").
-    pub fn next(
+    pub async fn next(
         self: &Arc<Self>,
         app: &App,
         run: &str,
@@ -174,138 +289,135 @@ impl Dispatcher {
         let configured = |id: &str| app.integration(id).is_some();
         let scope = (&app.store, &*app.metrics);
         self.next_caught(&configured, scope, (run, lease_ms), finished)
+            .await
     }
 
     /// [`Dispatcher::next`], `configured` telling which integrations are configured.
-    fn next_caught(
+    async fn next_caught(
         self: &Arc<Self>,
-        configured: &dyn Fn(&str) -> bool,
+        configured: Configured<'_>,
         (store, metrics): (&Store, &Metrics),
         lease: (&str, i64),
         finished: Option<Finished>,
     ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
         let mut progress = Progress::default();
-        let next = catch_unwind(AssertUnwindSafe(|| {
-            self.next_after(configured, store, metrics, lease, finished, &mut progress)
-        }));
-        let next = next.unwrap_or_else(|panic| {
-            let run = lease.0;
-            let handed_back = match progress.unplaced.as_slice() {
-                [] => 0,
-                claims => store.unclaim(claims, run).unwrap_or_else(|e| {
-                    // The run's end (or the next run) takes them back instead.
-                    tracing::error!(error = %e, events = claims.len(), "cannot hand back claimed events");
-                    0
-                }),
-            };
-            tracing::error!(
-                panic = panic_text(panic.as_ref()),
-                handed_back,
-                "the dispatcher panicked; the events it had claimed and not started are queued again"
-            );
-            Err(StoreError::Panicked)
-        });
+        let next = AssertUnwindSafe(self.next_after(
+            configured,
+            store,
+            metrics,
+            lease,
+            finished,
+            &mut progress,
+        ))
+        .catch_unwind()
+        .await;
+        let next = match next {
+            Ok(next) => next,
+            Err(panic) => {
+                let run = lease.0;
+                let handed_back = match progress.unplaced.as_slice() {
+                    [] => 0,
+                    claims => {
+                        // A blocking transaction (the writer's connection, or PostgreSQL's
+                        // I/O): on a blocking thread, not the async worker's.
+                        let events = claims.len();
+                        let (store, claims, run) = (store.clone(), claims.to_vec(), run.to_owned());
+                        tokio::task::spawn_blocking(move || store.unclaim(&claims, &run))
+                            .await
+                            .unwrap_or(Err(StoreError::Panicked))
+                            .unwrap_or_else(|e| {
+                                // The run's end (or the next run) takes them back instead.
+                                tracing::error!(error = %e, events, "cannot hand back claimed events");
+                                0
+                            })
+                    }
+                };
+                tracing::error!(
+                    panic = panic_text(panic.as_ref()),
+                    handed_back,
+                    "the dispatcher panicked; the events it had claimed and not started are queued again"
+                );
+                Err(StoreError::Panicked)
+            }
+        };
         (next, progress.recorded)
     }
 
     /// [`Dispatcher::next`] for tests, nothing finished.
     #[cfg(test)]
-    fn next_of(
+    async fn next_of(
         self: &Arc<Self>,
-        configured: &dyn Fn(&str) -> bool,
+        configured: Configured<'_>,
         store: &Store,
         metrics: &Metrics,
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
         self.next_caught(configured, (store, metrics), (run, lease_ms), None)
+            .await
             .0
     }
 
     /// [`Dispatcher::next`]; what it did so far goes to `progress`.
-    fn next_after(
+    async fn next_after(
         self: &Arc<Self>,
-        configured: &dyn Fn(&str) -> bool,
+        configured: Configured<'_>,
         store: &Store,
         metrics: &Metrics,
         (run, lease_ms): (&str, i64),
         finished: Option<Finished>,
         progress: &mut Progress,
     ) -> Result<Option<(Event, Permit)>> {
-        let recorded = &mut progress.recorded;
-        let alone = |finished: Option<Finished>| {
-            finished.map(|f| {
-                let result = store.record_finished_blocking(f.clone());
-                (f, result)
-            })
-        };
-        let mut state = self.lock();
-        if let Some(event) = state.ready.pop_front() {
-            drop(state);
-            *recorded = alone(finished);
-            return Ok(Some(self.started(event)));
+        if let Some(ready) = self.take_ready() {
+            progress.recorded = alone(store, finished).await;
+            return Ok(Some(ready));
         }
-        let free = self.workers.saturating_sub(state.total_in_flight());
-        if free == 0 {
-            drop(state);
-            *recorded = alone(finished);
+        let full = {
+            let mut state = self.lock();
+            let full = state.total_in_flight() >= self.workers;
+            state.turned_away |= full && state.claiming_total > 0;
+            full
+        };
+        if full {
+            progress.recorded = alone(store, finished).await;
             return Ok(None);
         }
-        let queued = match store.queued_integrations() {
+        let queued = match store.off_async(|s| s.queued_integrations()).await {
             Ok(queued) => queued,
             Err(e) => {
-                drop(state);
-                *recorded = alone(finished);
+                progress.recorded = alone(store, finished).await;
                 return Err(e);
             }
         };
         let (ids, orphans): (Vec<String>, Vec<String>) =
             queued.into_iter().partition(|id| configured(id));
-        // In name order, starting after the one served first last time.
-        let start = state
-            .cursor
-            .as_deref()
-            .map_or(0, |last| ids.partition_point(|id| id.as_str() <= last));
-        let mut wants: Vec<(&str, usize)> = Vec::with_capacity(ids.len());
-        for id in ids[start..].iter().chain(&ids[..start]) {
-            let id = id.as_str();
-            let held = state.in_flight.get(id).copied().unwrap_or(0);
-            if held >= self.limit || !state.breakers.admits(id, metrics) {
-                continue;
+        let (wants, reserved) = match self.plan(&ids, !orphans.is_empty(), metrics) {
+            Plan::Ready(event) => {
+                progress.recorded = alone(store, finished).await;
+                return Ok(Some(self.started(event)));
             }
-            let want = if state.breakers.state(id) == "half-open" {
-                1
-            } else {
-                self.limit - held
-            };
-            wants.push((id, want));
-        }
-        // Full: events are queued, but no configured integration may take one now (each at its
-        // limit or paused, or only removed integrations' events are left).
-        state.full = wants.is_empty() && !(ids.is_empty() && orphans.is_empty());
-        let claimed = match finished {
-            Some(f) if !wants.is_empty() => {
-                match store.claim_batch_after(f.clone(), run, lease_ms, &wants, free) {
-                    Ok((done, claimed)) => {
-                        *recorded = Some((f, Ok(done)));
-                        claimed
-                    }
-                    Err(e) => {
-                        let claim = StoreError::Batch(e.to_string());
-                        *recorded = Some((f, Err(e)));
-                        return Err(claim);
-                    }
-                }
+            Plan::Nothing => {
+                // Nothing to claim: the outcome commits alone.
+                progress.recorded = alone(store, finished).await;
+                return self.claim_orphan(store, (run, lease_ms), orphans).await;
             }
-            Some(f) => {
-                // Nothing to claim: the outcome commits alone, without holding the dispatcher
-                // (other workers and freed permits wait on it).
-                drop(state);
-                *recorded = alone(Some(f));
-                state = self.lock();
-                Vec::new()
+            Plan::Claim(wants, reserved) => (wants, reserved),
+        };
+        let asked: Vec<(&str, usize)> = wants.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+        let kept = finished.clone();
+        let claimed = store
+            .claim_batch_after(finished, run, lease_ms, &asked, reserved.total)
+            .await;
+        let claimed = match (claimed, kept) {
+            (Ok((done, claimed)), kept) => {
+                progress.recorded = kept.zip(done).map(|(f, done)| (f, Ok(done)));
+                claimed
             }
-            None => claim_batch(store, run, lease_ms, &wants, free)?,
+            (Err(e), kept) => {
+                let claim = StoreError::Batch(e.to_string());
+                progress.recorded = kept.map(|f| (f, Err(e)));
+                return Err(claim);
+            }
         };
         progress.unplaced = claimed.iter().map(|e| (e.id, e.claim_seq)).collect();
         #[cfg(test)]
@@ -315,43 +427,158 @@ impl Dispatcher {
         {
             panic!("fault seam: the dispatcher panics after a committed claim");
         }
-        if let (false, Some((first, _))) = (claimed.is_empty(), wants.first()) {
+        let first = wants.first().map(|(id, _)| id.as_str());
+        let placed = self.place(reserved, claimed, first);
+        progress.unplaced.clear();
+        match placed {
+            Some(first) => Ok(Some(first)),
+            None => self.claim_orphan(store, (run, lease_ms), orphans).await,
+        }
+    }
+
+    /// Decides under the lock what to claim, and reserves its places: an event left in `ready`
+    /// meanwhile first; then, within the free workers, each configured integration with queued
+    /// events in turn (starting after the one served first last time), up to its free places
+    /// (one probe for a half-open breaker). `orphans`: whether integrations no longer configured
+    /// have queued events.
+    fn plan(&self, ids: &[String], orphans: bool, metrics: &Metrics) -> Plan<'_> {
+        let mut state = self.lock();
+        if let Some(event) = state.ready.pop_front() {
+            return Plan::Ready(event);
+        }
+        let free = self.workers.saturating_sub(state.total_in_flight());
+        if free == 0 {
+            state.turned_away |= state.claiming_total > 0;
+            return Plan::Nothing;
+        }
+        let start = state
+            .cursor
+            .as_deref()
+            .map_or(0, |last| ids.partition_point(|id| id.as_str() <= last));
+        let mut wants: Vec<(String, usize)> = Vec::with_capacity(ids.len());
+        let mut probes = Vec::new();
+        for id in ids[start..].iter().chain(&ids[..start]) {
+            let held = state.held(id);
+            if held >= self.limit {
+                state.turned_away |= state.claiming.contains_key(id);
+                continue;
+            }
+            if !state.breakers.admits(id, metrics) {
+                continue;
+            }
+            let want = if state.breakers.state(id) == "half-open" {
+                // Taken now, so a claim beside this one does not probe too.
+                state.breakers.claimed(id);
+                probes.push(id.clone());
+                1
+            } else {
+                self.limit - held
+            };
+            wants.push((id.clone(), want));
+        }
+        // Full: events are queued, but no configured integration may take one now (each at its
+        // limit or paused, or only removed integrations' events are left).
+        state.full = wants.is_empty() && (orphans || !ids.is_empty());
+        if wants.is_empty() {
+            return Plan::Nothing;
+        }
+        // At most the free workers, and no more than the integrations want: a claim beside this
+        // one still finds the rest free.
+        let total = free.min(wants.iter().map(|(_, want)| want).sum());
+        let reserved: Vec<(String, usize)> = wants
+            .iter()
+            .map(|(id, want)| (id.clone(), (*want).min(total)))
+            .collect();
+        for (id, n) in &reserved {
+            *state.claiming.entry(id.clone()).or_insert(0) += n;
+        }
+        state.claiming_total += total;
+        let reserved = Reserved {
+            dispatcher: self,
+            wants: reserved,
+            total,
+            probes,
+        };
+        Plan::Claim(wants, reserved)
+    }
+
+    /// Places a committed claim's events: the first for the calling worker, the others in
+    /// `ready` (the other workers woken), each holding its integration's place; the claim's
+    /// reservation given back. `first_asked`: the integration the claim asked first (the next
+    /// claim starts after it when this one found work).
+    fn place(
+        self: &Arc<Self>,
+        mut reserved: Reserved<'_>,
+        claimed: Vec<Event>,
+        first_asked: Option<&str>,
+    ) -> Option<(Event, Permit)> {
+        let mut state = self.lock();
+        let got: Vec<&str> = claimed.iter().map(|e| e.integration.as_str()).collect();
+        reserved.release(&mut state, &got);
+        if let (false, Some(first)) = (claimed.is_empty(), first_asked) {
             state.cursor = Some(first.to_string());
         }
-        let mut claimed = claimed.into_iter();
-        let first = match claimed.next() {
-            Some(first) => first,
-            None => {
-                // Events of integrations that are no longer configured, at most once a second.
-                if (state.orphans_checked).is_some_and(|at| at.elapsed() < ORPHANS_EVERY) {
-                    return Ok(None);
-                }
-                state.orphans_checked = Some(Instant::now());
-                match claim_orphan(store, run, lease_ms, &orphans)? {
-                    Some(event) => {
-                        progress.unplaced = vec![(event.id, event.claim_seq)];
-                        event
-                    }
-                    None => return Ok(None),
-                }
-            }
-        };
-        for event in std::iter::once(&first).chain(claimed.as_slice()) {
+        for event in &claimed {
             state.breakers.claimed(&event.integration);
             *state
                 .in_flight
                 .entry(event.integration.clone())
                 .or_insert(0) += 1;
         }
+        let mut claimed = claimed.into_iter();
+        let first = claimed.next()?;
         let others = claimed.len();
         state.ready.extend(claimed);
-        // Placed: `first` goes to this worker, the others wait in `ready`.
-        progress.unplaced.clear();
         drop(state);
         for _ in 0..others {
             self.freed.notify_one();
         }
-        Ok(Some(self.started(first)))
+        Some(self.started(first))
+    }
+
+    /// The oldest due event of an integration no longer configured, at most once a second, if
+    /// a worker is free: such events are rare and only end dead.
+    async fn claim_orphan(
+        self: &Arc<Self>,
+        store: &Store,
+        (run, lease_ms): (&str, i64),
+        orphans: Vec<String>,
+    ) -> Result<Option<(Event, Permit)>> {
+        if orphans.is_empty() {
+            return Ok(None);
+        }
+        let reserved = {
+            let mut state = self.lock();
+            let due = (state.orphans_checked).is_none_or(|at| at.elapsed() >= ORPHANS_EVERY);
+            if !due || state.total_in_flight() >= self.workers {
+                return Ok(None);
+            }
+            state.orphans_checked = Some(Instant::now());
+            state.claiming_total += 1;
+            Reserved {
+                dispatcher: self,
+                wants: Vec::new(),
+                total: 1,
+                probes: Vec::new(),
+            }
+        };
+        // A single-row claim on the store's connection: off the worker's threads.
+        let (store, run) = (store.clone(), run.to_owned());
+        let claimed = tokio::task::spawn_blocking(move || -> Result<Option<Event>> {
+            for orphan in &orphans {
+                let claim = Claim {
+                    integration: Some(orphan.as_str()),
+                    ..Claim::any(&run, lease_ms)
+                };
+                if let Some(event) = store.claim(&claim)? {
+                    return Ok(Some(event));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Panicked))?;
+        Ok(self.place(reserved, claimed.into_iter().collect(), None))
     }
 
     /// A claimed event waiting in `ready`, if any, for a worker to start now: no store write
@@ -367,6 +594,7 @@ impl Dispatcher {
         let permit = Permit {
             dispatcher: self.clone(),
             integration: event.integration.clone(),
+            wake: true,
         };
         (event, permit)
     }
@@ -434,38 +662,11 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-/// The oldest due event of the first of `orphans` (integrations no longer configured) that has
-/// one.
-fn claim_orphan(
-    store: &Store,
-    run: &str,
-    lease_ms: i64,
-    orphans: &[String],
-) -> Result<Option<Event>> {
-    for orphan in orphans {
-        let claim = Claim {
-            integration: Some(orphan.as_str()),
-            ..Claim::any(run, lease_ms)
-        };
-        if let Some(event) = store.claim(&claim)? {
-            return Ok(Some(event));
-        }
-    }
-    Ok(None)
-}
-
-/// [`Store::claim_batch`] for the plan, nothing asked when nothing may be claimed.
-fn claim_batch(
-    store: &Store,
-    run: &str,
-    lease_ms: i64,
-    wants: &[(&str, usize)],
-    total: usize,
-) -> Result<Vec<Event>> {
-    if wants.is_empty() {
-        return Ok(Vec::new());
-    }
-    store.claim_batch(run, lease_ms, wants, total)
+/// Records a worker's finished attempt alone (no claim carries it).
+async fn alone(store: &Store, finished: Option<Finished>) -> Option<Recorded> {
+    let f = finished?;
+    let result = store.record_finished(f.clone()).await;
+    Some((f, result))
 }
 
 #[cfg(test)]
@@ -489,36 +690,53 @@ mod tests {
         store
     }
 
+    /// A dispatcher for `workers` workers, `limit` per integration, breakers that stay closed.
+    fn dispatcher(workers: usize, limit: usize) -> Arc<Dispatcher> {
+        Dispatcher::with(
+            workers,
+            limit,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+        )
+    }
+
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
     }
 
-    fn next(
+    async fn next(
         d: &Arc<Dispatcher>,
         ids: &[String],
         s: &Store,
         m: &Metrics,
     ) -> Option<(Event, Permit)> {
         d.next_of(&|id| ids.iter().any(|i| i == id), s, m, RUN, 60_000)
+            .await
             .unwrap()
     }
 
-    #[test]
-    fn one_claim_serves_every_free_worker_in_turn_within_the_limits() {
+    /// Every event the dispatcher hands out now, one [`next`] after the other.
+    async fn all(
+        d: &Arc<Dispatcher>,
+        ids: &[String],
+        s: &Store,
+        m: &Metrics,
+    ) -> Vec<(Event, Permit)> {
+        let mut taken = Vec::new();
+        while let Some(t) = next(d, ids, s, m).await {
+            taken.push(t);
+        }
+        taken
+    }
+
+    #[tokio::test]
+    async fn one_claim_serves_every_free_worker_in_turn_within_the_limits() {
         let (s, m) = (
             store_with(&[("a", 10), ("b", 10), ("c", 1)]),
             Metrics::default(),
         );
         let names = ids(&["a", "b", "c"]);
-        let d = Dispatcher::with(
-            6,
-            2,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
-        let mut taken = Vec::new();
-        while let Some(t) = next(&d, &names, &s, &m) {
-            taken.push(t);
-        }
+        let d = dispatcher(6, 2);
+        let mut taken = all(&d, &names, &s, &m).await;
         let order: Vec<&str> = taken.iter().map(|(e, _)| e.integration.as_str()).collect();
         // Dealt in turn; `c` has one event; each integration holds at most 2 places.
         assert_eq!(order, ["a", "b", "c", "a", "b"]);
@@ -530,66 +748,63 @@ mod tests {
         // A freed place of `a` goes to `a`'s next event (`b` is at its limit, `c` has none).
         let pos = order.iter().position(|i| *i == "a").unwrap();
         drop(taken.remove(pos));
-        let (e, _p) = next(&d, &names, &s, &m).expect("a place is free");
+        let (e, _p) = next(&d, &names, &s, &m).await.expect("a place is free");
         assert_eq!(e.integration, "a");
-        assert!(next(&d, &names, &s, &m).is_none());
+        assert!(next(&d, &names, &s, &m).await.is_none());
     }
 
-    #[test]
-    fn claims_never_exceed_the_free_workers_and_start_after_the_last_served() {
+    #[tokio::test]
+    async fn claims_never_exceed_the_free_workers_and_start_after_the_last_served() {
         let (s, m) = (store_with(&[("a", 5), ("b", 5)]), Metrics::default());
         let names = ids(&["a", "b"]);
-        let d = Dispatcher::with(
-            3,
-            4,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
-        let first: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        let d = dispatcher(3, 4);
+        let first: Vec<_> = all(&d, &names, &s, &m).await;
         let order: Vec<&str> = first.iter().map(|(e, _)| e.integration.as_str()).collect();
         assert_eq!(order, ["a", "b", "a"]);
         drop(first);
         // The next batch starts with `b`.
-        let (e, _p) = next(&d, &names, &s, &m).unwrap();
+        let (e, _p) = next(&d, &names, &s, &m).await.unwrap();
         assert_eq!(e.integration, "b");
     }
 
-    #[test]
-    fn events_of_removed_integrations_are_still_taken_at_most_once_a_second_and_full_is_told() {
+    #[tokio::test]
+    async fn events_of_removed_integrations_are_still_taken_at_most_once_a_second_and_full_is_told()
+    {
         let (s, m) = (store_with(&[("gone", 2), ("a", 1)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(
-            4,
-            1,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
-        let (a, _pa) = next(&d, &names, &s, &m).expect("a's event first");
+        let d = dispatcher(4, 1);
+        let (a, _pa) = next(&d, &names, &s, &m).await.expect("a's event first");
         assert_eq!(a.integration, "a");
         // `a` is at its limit: nothing of it may be taken, and the dispatcher says so.
-        let (g1, _p1) = next(&d, &names, &s, &m).expect("a removed integration's event");
+        let (g1, _p1) = next(&d, &names, &s, &m)
+            .await
+            .expect("a removed integration's event");
         assert_eq!(g1.integration, "gone");
         assert!(d.full(), "every configured integration is at its limit");
         // The next one waits for the next look, a second later (the look scans the queue).
-        assert!(next(&d, &names, &s, &m).is_none());
+        assert!(next(&d, &names, &s, &m).await.is_none());
         std::thread::sleep(ORPHANS_EVERY + Duration::from_millis(50));
-        let (g2, _p2) = next(&d, &names, &s, &m).expect("taken at the next look");
+        let (g2, _p2) = next(&d, &names, &s, &m)
+            .await
+            .expect("taken at the next look");
         assert_eq!(g2.integration, "gone");
         assert_ne!(g1.id, g2.id);
     }
 
-    #[test]
-    fn a_half_open_breaker_lets_exactly_one_probe_through() {
+    #[tokio::test]
+    async fn a_half_open_breaker_lets_exactly_one_probe_through() {
         let (s, m) = (store_with(&[("a", 5), ("b", 2)]), Metrics::default());
         let names = ids(&["a", "b"]);
         let d = Dispatcher::with(8, 4, Breakers::new(1, Duration::ZERO, Duration::ZERO));
         d.lock().breakers.record("a", Verdict::VendorFailure, &m);
         assert_eq!(d.breaker_state("a"), "open");
-        let taken: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        let taken: Vec<_> = all(&d, &names, &s, &m).await;
         let of_a = taken.iter().filter(|(e, _)| e.integration == "a").count();
         assert_eq!((of_a, taken.len()), (1, 3), "one probe of `a`, all of `b`");
         assert_eq!(d.breaker_state("a"), "half-open");
         // The probe succeeds: `a` is served in full again.
         d.record_with(&m, "a", Verdict::Success);
-        let more: Vec<_> = std::iter::from_fn(|| next(&d, &names, &s, &m)).collect();
+        let more: Vec<_> = all(&d, &names, &s, &m).await;
         assert_eq!(
             more.len(),
             3,
@@ -597,17 +812,121 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_worker_starts_an_event_claimed_for_it_without_claiming_again() {
+    /// The dispatcher's lock is not held through a claim's commit: a worker finishing while
+    /// another's claim waits for the writer claims beside it, and both claims share one commit.
+    #[tokio::test]
+    async fn claims_of_workers_finishing_at_once_share_one_commit() {
+        let (s, m) = (store_with(&[("a", 10)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = dispatcher(4, 3);
+        let mut running = all(&d, &names, &s, &m).await;
+        assert_eq!(running.len(), 3, "`a` at its limit");
+        let held = crate::store::testing::hold_writer(&s);
+        let commits = s.writer_stats().commits;
+        drop(running.pop());
+        let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(
+            futures::poll!(&mut one).is_pending(),
+            "its claim waits for the writer"
+        );
+        drop(running.pop());
+        let mut two = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(futures::poll!(&mut two).is_pending());
+        assert_eq!(d.lock().claiming_total, 2, "both claims under way at once");
+        drop(held);
+        let (one, two) = (one.await.unwrap(), two.await.unwrap());
+        let (one, two) = (one.expect("claimed"), two.expect("claimed"));
+        assert_ne!(one.0.id, two.0.id);
+        assert_eq!(
+            s.writer_stats().commits,
+            commits + 2,
+            "the holding job's commit, then one for both claims"
+        );
+        assert_eq!((d.in_flight("a"), d.lock().claiming_total), (3, 0));
+    }
+
+    /// A claim that finds nothing (its integration's events queued but not due, or taken by
+    /// another host first) wakes no worker when none was turned away for its reservation: a
+    /// wake-up would only start another such claim, which would wake the next, in a loop.
+    #[tokio::test]
+    async fn a_claim_that_finds_nothing_wakes_no_worker_when_none_was_turned_away() {
+        let (s, m) = (store_with(&[("a", 1)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = dispatcher(4, 2);
+        let (e, permit) = next(&d, &names, &s, &m).await.expect("claimed");
+        let later = crate::store::Finish {
+            run: RUN,
+            claim_seq: e.claim_seq,
+            state: EventState::Queued,
+            error: Some("the ATS is down"),
+            connector_version: None,
+            retry_at: Some(crate::clock::now_ms() + 600_000),
+            started_at_ms: crate::clock::now_ms(),
+            took_ms: 1,
+        };
+        assert!(s.finish(e.id, &later).await.unwrap());
+        drop(permit);
+        // The ended event's own wake-up, taken.
+        let _ = futures::poll!(Box::pin(d.freed.notified()));
+        assert!(next(&d, &names, &s, &m).await.is_none(), "queued, not due");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_pending(),
+            "nobody woken"
+        );
+    }
+
+    /// A worker that found no room because a claim reserved the places is woken for each place
+    /// the claim did not fill.
+    #[tokio::test]
+    async fn a_worker_turned_away_by_a_reservation_is_woken_for_the_places_it_left() {
+        let (s, m) = (store_with(&[("a", 1)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = dispatcher(2, 2);
+        let held = crate::store::testing::hold_writer(&s);
+        let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(futures::poll!(&mut one).is_pending(), "its claim waits");
+        assert_eq!(d.lock().claiming_total, 2, "both places reserved");
+        assert!(next(&d, &names, &s, &m).await.is_none(), "no room");
+        assert!(futures::poll!(Box::pin(d.freed.notified())).is_pending());
+        drop(held);
+        let (_e, _p) = one.await.unwrap().expect("the one event");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
+            "the place the claim left wakes the worker it turned away"
+        );
+    }
+
+    /// A worker that ends its event frees the place for its own next look without waking an
+    /// idle worker to race it; a place freed otherwise (a wait, a hand-back) wakes one.
+    #[tokio::test]
+    async fn a_place_freed_for_its_holder_wakes_no_other_worker() {
+        let (s, m) = (store_with(&[("a", 3)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = dispatcher(4, 2);
+        let mut running = all(&d, &names, &s, &m).await;
+        assert_eq!(running.len(), 2);
+        // The claim's wake-up for its ready event, taken already.
+        let _ = futures::poll!(Box::pin(d.freed.notified()));
+        running.pop().unwrap().1.release_to_holder();
+        assert_eq!(d.in_flight("a"), 1, "the place is free");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_pending(),
+            "nobody woken"
+        );
+        drop(running.pop());
+        assert!(futures::poll!(Box::pin(d.freed.notified())).is_ready());
+        assert_eq!(d.in_flight("a"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_worker_starts_an_event_claimed_for_it_without_claiming_again() {
         let (s, m) = (store_with(&[("a", 5)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(
-            3,
-            3,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
+        let d = dispatcher(3, 3);
         assert!(d.take_ready().is_none(), "nothing claimed yet");
-        let (first, _p1) = next(&d, &names, &s, &m).unwrap();
+        let (first, _p1) = next(&d, &names, &s, &m).await.unwrap();
         assert_eq!(
             s.held_by(RUN).unwrap(),
             3,
@@ -625,16 +944,12 @@ mod tests {
         assert_eq!(d.in_flight("a"), 3, "each holds its place");
     }
 
-    #[test]
-    fn claimed_events_not_started_are_handed_back_uncounted() {
+    #[tokio::test]
+    async fn claimed_events_not_started_are_handed_back_uncounted() {
         let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
         let names = ids(&["a"]);
-        let d = Dispatcher::with(
-            4,
-            4,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
-        let (started, permit) = next(&d, &names, &s, &m).unwrap();
+        let d = dispatcher(4, 4);
+        let (started, permit) = next(&d, &names, &s, &m).await.unwrap();
         assert_eq!(s.held_by(RUN).unwrap(), 4, "the batch is leased to the run");
         assert_eq!(d.hand_back(&s, RUN), 3);
         assert_eq!(d.in_flight("a"), 1, "only the started one holds a place");
@@ -651,18 +966,14 @@ mod tests {
         assert_eq!(d.in_flight("a"), 0);
     }
 
-    #[test]
-    fn a_panic_after_a_committed_claim_hands_its_events_back_and_reports_the_outcome() {
+    #[tokio::test]
+    async fn a_panic_after_a_committed_claim_hands_its_events_back_and_reports_the_outcome() {
         let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
         let names = ids(&["a"]);
         let configured = |id: &str| names.iter().any(|i| i == id);
-        let d = Dispatcher::with(
-            2,
-            2,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        );
-        let (first, permit) = next(&d, &names, &s, &m).unwrap();
-        let (second, _held) = next(&d, &names, &s, &m).unwrap();
+        let d = dispatcher(2, 2);
+        let (first, permit) = next(&d, &names, &s, &m).await.unwrap();
+        let (second, _held) = next(&d, &names, &s, &m).await.unwrap();
         let finish = crate::store::Finish {
             run: RUN,
             claim_seq: first.claim_seq,
@@ -678,8 +989,9 @@ mod tests {
         d.panic_after_claim
             .store(true, std::sync::atomic::Ordering::SeqCst);
         // The outcome and a claim of the freed place commit together, then the dispatcher panics.
-        let (next_one, recorded) =
-            d.next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished));
+        let (next_one, recorded) = d
+            .next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished))
+            .await;
         assert!(matches!(next_one, Err(StoreError::Panicked)));
         let (_, how) = recorded.expect("the outcome's recording is reported");
         assert!(
@@ -698,13 +1010,13 @@ mod tests {
         assert_eq!(queued.len(), 2);
         assert!(queued.iter().all(|e| e.attempts == 0), "{queued:?}");
         // The dispatcher goes on: the handed-back events are claimed again.
-        let (again, _p) = next(&d, &names, &s, &m).expect("claimable again");
+        let (again, _p) = next(&d, &names, &s, &m).await.expect("claimable again");
         assert!(queued.iter().any(|e| e.id == again.id));
         assert_ne!(again.id, second.id);
     }
 
-    #[test]
-    fn with_two_workers_a_hung_integration_leaves_one_for_its_neighbour() {
+    #[tokio::test]
+    async fn with_two_workers_a_hung_integration_leaves_one_for_its_neighbour() {
         let (s, m) = (store_with(&[("hung", 5)]), Metrics::default());
         let names = ids(&["hung", "ok"]);
         // The default integration_concurrency (8) is above the 2 workers.
@@ -714,14 +1026,13 @@ mod tests {
         };
         let d = Dispatcher::of_config(&w);
         // `hung`'s backlog came first; its events never finish (their permits are held).
-        let mut held = Vec::new();
-        while let Some(t) = next(&d, &names, &s, &m) {
-            held.push(t);
-        }
+        let held = all(&d, &names, &s, &m).await;
         assert_eq!(held.len(), 1, "`hung` holds one of the two workers");
         // The neighbour's event arrives afterwards and is taken by the other worker.
         s.enqueue("ok", "k", "ok-1", "{}").unwrap();
-        let (e, _p) = next(&d, &names, &s, &m).expect("a worker is left for `ok`");
+        let (e, _p) = next(&d, &names, &s, &m)
+            .await
+            .expect("a worker is left for `ok`");
         assert_eq!(e.integration, "ok");
     }
 }

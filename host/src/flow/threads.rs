@@ -1,5 +1,5 @@
 //! Where the workers run: a tokio runtime of their own (`worker.threads` threads named
-//! `switchyard-work`, plus its blocking threads, which claim), apart from the threads that serve
+//! `switchyard-work`, plus its blocking threads), apart from the threads that serve
 //! HTTP, at a lower CPU priority (`worker.nice`, Linux).
 //!
 //! Why: on a machine whose CPUs are all busy, processing (Lever reads and write-backs, JSON,

@@ -13,10 +13,11 @@
 //! workers back off (up to `MAX_BACKOFF`), logging the outage once when it starts and once when it
 //! ends.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::watch;
 
 use crate::app::App;
@@ -124,38 +125,40 @@ async fn work(
         // alone, beside it (`lone`).
         if let Some(ready) = dispatcher.take_ready() {
             let lone = finished.take();
+            // The attempt just ended freed its place for this worker's next look, and this
+            // worker takes a claimed event instead: another worker may use the place.
+            if lone.is_some() {
+                dispatcher.freed.notify_one();
+            }
             match run_one(&app, &dispatcher, &run, ready, lone, &mut signals).await {
                 Some(ended) => finished = ended,
                 None => break,
             }
             continue;
         }
-        // Claiming takes the store's connection, which the group commit's writer holds through
-        // each fsync: wait for it on a blocking thread, never on the threads that serve HTTP.
+        // Claimed on this task: the claim is a write of the group commit, awaited (no blocking
+        // thread), and shares its commit with the claims of workers finishing at once.
+        // Registered as a waiter for freed places before looking: when several workers find
+        // no room because of one claim's reservation, each place it frees (`notify_one` per
+        // place) wakes a distinct worker, even one not yet waiting; Notify stores only one
+        // wake-up for tasks that are not. Dropped unused, its wake-up passes to another waiter.
+        let freed = dispatcher.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
         let kept = finished.clone();
-        let (next, due_in, recorded) = {
-            let (app, dispatcher, run) = (app.clone(), dispatcher.clone(), run.clone());
-            let finished = finished.take();
-            tokio::task::spawn_blocking(move || {
-                // A panic in here is caught and logged by the dispatcher, its claims handed back.
-                let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished);
-                // Nothing to take though there was room: sleep until the next due event.
-                // (A panic of this read is the idle tick's problem, not the outcome's.)
-                let due_in = match &next {
-                    Ok(None) if !dispatcher.full() => {
-                        let read = AssertUnwindSafe(|| app.store.next_due_in());
-                        catch_unwind(read).ok().and_then(|r| r.ok().flatten())
-                    }
-                    _ => None,
-                };
-                (next, due_in, recorded)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                // Cancelled: the runtime is going away.
-                tracing::error!(error = %e, "the claiming task ended without an answer");
-                (Err(crate::store::StoreError::Panicked), None, None)
-            })
+        let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished.take()).await;
+        // Nothing to take though there was room: sleep until the next due event. (A panic of
+        // this read is the idle tick's problem, not the outcome's.)
+        let due_in = match &next {
+            Ok(None) if !dispatcher.full() => {
+                let read = app.store.off_async(|s| s.next_due_in());
+                AssertUnwindSafe(read)
+                    .catch_unwind()
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().flatten())
+            }
+            _ => None,
         };
         // An outcome the dispatcher never got to record (it panicked first, or its task was
         // cancelled) is recorded alone below (fenced: never twice).
@@ -185,7 +188,7 @@ async fn work(
                 };
                 tokio::select! {
                     _ = app.wake.notified() => {}
-                    _ = dispatcher.freed.notified() => {}
+                    _ = &mut freed => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = signals.stop.changed() => {}
                 }
@@ -377,8 +380,9 @@ async fn handle(
         started_at_ms,
         took_ms,
     };
-    // Recorded with this worker's next claim (one commit for both); its place is free now.
-    drop(permit);
+    // Recorded with this worker's next claim (one commit for both); its place is free now, for
+    // this worker's next look (no other worker woken to race it for the place).
+    permit.release_to_holder();
     Some(Finished::new(event.id, event.attempts, &finish, calls))
 }
 

@@ -3,7 +3,8 @@
 //! read side operators use (one event with its attempts, listings by state).
 //!
 //! Two claims. [`Store::claim`]: one row, "the oldest due event of this integration (or of any
-//! integration not excluded) that nobody holds". [`Store::claim_batch`]: what the dispatcher uses,
+//! integration not excluded) that nobody holds". [`Store::claim_batch`] (the dispatcher's is
+//! [`Store::claim_batch_after`], with the worker's finished attempt, awaited on its task),
 //! up to a given number of due events per integration and in total, as **one write of the group
 //! commit** (one transaction with the webhooks that arrived meanwhile, one fsync for all),
 //! dealt round robin across the integrations. Every claimed event is
@@ -477,24 +478,25 @@ impl Store {
         self.write_db_later_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
     }
 
-    /// [`Store::claim_batch`] that first records a worker's finished attempt in the same write:
-    /// one commit for "finish A, claim the next", instead of one each. Returns whether the
-    /// outcome was recorded (see [`Store::finish`]) and the claimed events; on an error neither
-    /// is stored.
-    pub fn claim_batch_after(
+    /// [`Store::claim_batch`] from an async task (a worker: no blocking thread), that first
+    /// records the worker's finished attempt, if any, in the same write: one commit for "finish
+    /// A, claim the next", instead of one each. Returns whether the outcome was recorded (see
+    /// [`Store::finish`]) and the claimed events; on an error neither is stored.
+    pub async fn claim_batch_after(
         &self,
-        finished: Finished,
+        finished: Option<Finished>,
         run: &str,
         lease_ms: i64,
         wants: &[(&str, usize)],
         total: usize,
-    ) -> Result<(bool, Vec<Event>)> {
+    ) -> Result<(Option<bool>, Vec<Event>)> {
         let run = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_db_later_blocking(move |db| {
-            let recorded = finished_on(db, &finished)?;
+        self.write_db_later(move |db| {
+            let recorded = finished.map(|f| finished_on(db, &f)).transpose()?;
             Ok((recorded, claim_batch_on(db, &run, lease_ms, &wants, total)?))
         })
+        .await
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
@@ -549,11 +551,6 @@ impl Store {
     pub async fn record_finished(&self, finished: Finished) -> Result<bool> {
         self.write_db_later(move |db| finished_on(db, &finished))
             .await
-    }
-
-    /// [`Store::record_finished`] from a blocking thread.
-    pub fn record_finished_blocking(&self, finished: Finished) -> Result<bool> {
-        self.write_db_later_blocking(move |db| finished_on(db, &finished))
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
@@ -855,12 +852,15 @@ mod tests {
         });
     }
 
-    #[test]
-    fn an_outcome_rides_with_the_next_claim_in_one_commit() {
-        on_both(|s| {
+    #[tokio::test]
+    async fn an_outcome_rides_with_the_next_claim_in_one_commit() {
+        on_both_async!(|s: Store| async move {
             s.enqueue("a", "k", "1", "{}").unwrap();
             s.enqueue("a", "k", "2", "{}").unwrap();
-            let first = s.claim_batch("r", 60_000, &[("a", 1)], 1).unwrap();
+            let (_, first) = s
+                .claim_batch_after(None, "r", 60_000, &[("a", 1)], 1)
+                .await
+                .unwrap();
             let call = crate::recording::OutboundCall::ended(
                 crate::recording::CallTarget::Vendor,
                 "POST",
@@ -876,17 +876,18 @@ mod tests {
             );
             let commits = s.writer_stats().commits;
             let (recorded, next) = s
-                .claim_batch_after(done.clone(), "r", 60_000, &[("a", 1)], 1)
+                .claim_batch_after(Some(done.clone()), "r", 60_000, &[("a", 1)], 1)
+                .await
                 .unwrap();
             assert_eq!(s.writer_stats().commits, commits + 1, "one commit for both");
-            assert!(recorded);
+            assert_eq!(recorded, Some(true));
             assert_eq!(next.len(), 1);
             assert_ne!(next[0].id, first[0].id);
             let ended = s.event(first[0].id).unwrap().unwrap();
             assert_eq!(ended.state, EventState::Done);
             assert_eq!(s.calls(first[0].id).unwrap().len(), 1, "its calls with it");
             // Recorded again: fenced by run and claim, the outcome is not counted twice.
-            assert!(!s.record_finished_blocking(done).unwrap());
+            assert!(!s.record_finished(done).await.unwrap());
             let history = s
                 .event_detail(first[0].id)
                 .unwrap()

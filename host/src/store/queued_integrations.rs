@@ -22,9 +22,11 @@ WITH RECURSIVE queued(integration) AS (
 SELECT integration FROM queued WHERE integration IS NOT NULL";
 
 impl Store {
-    /// The integrations with at least one queued event (due or not), in name order.
+    /// The integrations with at least one queued event (due or not), in name order. Read beside
+    /// the writer ([`Store::read_db`]): the dispatcher asks it before each claim, and on the
+    /// writer's connection it waited for the batch being committed and its fsync.
     pub fn queued_integrations(&self) -> Result<Vec<String>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query(QUEUED_INTEGRATIONS, &[])?
                 .iter()
                 .map(|r| r.text(0))
@@ -58,5 +60,24 @@ mod tests {
             assert!(s.claim(&claim).unwrap().is_some());
             assert_eq!(s.queued_integrations().unwrap(), ["b", "c"]);
         });
+    }
+
+    /// The dispatcher's look before each claim does not wait for the writer's connection (held
+    /// through a batch and its fsync), and sees what was committed before it.
+    #[test]
+    fn answers_while_the_writer_holds_its_connection() {
+        let store = crate::store::testing::sqlite();
+        store.enqueue("a", "k", "a-1", "{}").unwrap();
+        let held = store.conn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = store.store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.queued_integrations());
+        });
+        let listed = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the look waited for the writer's connection");
+        drop(held);
+        assert_eq!(listed.unwrap(), ["a"]);
     }
 }

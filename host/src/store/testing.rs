@@ -61,6 +61,25 @@ pub(crate) fn wait_for_lock_waiters(store: &Store, n: i64) {
     panic!("fewer than {n} sessions waiting for a lock");
 }
 
+/// Keeps `store`'s writer busy inside a job of its own until the returned sender is dropped (or
+/// sent to): the writes sent meanwhile wait, and then commit together in the next batch.
+pub(crate) fn hold_writer(store: &Store) -> std::sync::mpsc::Sender<()> {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, started) = std::sync::mpsc::channel::<()>();
+    let store = store.clone();
+    std::thread::spawn(move || {
+        store.write_db_blocking(move |_| {
+            let _ = running.send(());
+            let _ = held.recv();
+            Ok(())
+        })
+    });
+    started
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the writer runs the holding job");
+    release
+}
+
 /// Runs `body` on a fresh SQLite store, then on a fresh PostgreSQL one.
 pub(crate) fn on_both(body: impl Fn(Store)) {
     let sqlite = sqlite();
