@@ -95,6 +95,7 @@ pub use locks::{HeldLock, LockName};
 pub use orders::{rank, NewNote, Order, PendingNote, StatusRecord};
 pub use queue::{Attempt, Claim, EventDetail, Finish, Finished};
 pub use runs::{Resumed, RunInfo};
+pub use sql::Dialect;
 pub mod migrations;
 pub mod oauth;
 pub mod pg;
