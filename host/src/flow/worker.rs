@@ -386,14 +386,48 @@ async fn handle(
     Some(Finished::new(event.id, event.attempts, &finish, calls))
 }
 
-/// Settles how an attempt's outcome was recorded. This run's heartbeat keeps renewing the
-/// event's lease, so an outcome that could not be stored (the database lost) is retried here,
-/// alone, or the event would stay `running` until the host restarts. The outcome is fenced by
-/// run and claim, so a retry never records it twice. A host that stops meanwhile gives up:
-/// its run ends and the event is taken back.
-async fn settle(app: &App, finished: Finished, mut result: crate::store::Result<bool>) {
+/// Settles how an attempt's outcome was recorded: retried alone until written (see
+/// [`retry_event_write`]).
+async fn settle(app: &App, finished: Finished, result: crate::store::Result<bool>) {
     let id = finished.event();
-    let mut wait = Duration::from_millis(250);
+    let write = || app.store.record_finished(finished.clone());
+    retry_event_write(app, id, EventWrite::Outcome, result, write).await;
+}
+
+/// Which write of an event [`retry_event_write`] retries, for its logs.
+#[derive(Clone, Copy)]
+enum EventWrite {
+    Outcome,
+    Wait,
+}
+
+impl EventWrite {
+    /// What the write records.
+    fn noun(self) -> &'static str {
+        match self {
+            EventWrite::Outcome => "the outcome",
+            EventWrite::Wait => "the wait",
+        }
+    }
+}
+
+/// Retries an event's write (its outcome, or its wait) that the store refused, alone, with
+/// backoff, until it is written, fenced off, or the host stops. This run's heartbeat keeps
+/// renewing the event's lease, so a write given up (the database lost) would keep the event
+/// `running` until the host restarts. The write is fenced by run and claim, so a retry never
+/// records it twice. A host that stops meanwhile gives up: its run ends and the event is taken
+/// back. `result`: how the first try went; `write` tries again.
+async fn retry_event_write<F, W>(
+    app: &App,
+    id: i64,
+    what: EventWrite,
+    mut result: crate::store::Result<bool>,
+    write: W,
+) where
+    W: Fn() -> F,
+    F: std::future::Future<Output = crate::store::Result<bool>>,
+{
+    let mut pause = Duration::from_millis(250);
     loop {
         match result {
             Ok(true) => return,
@@ -401,22 +435,23 @@ async fn settle(app: &App, finished: Finished, mut result: crate::store::Result<
             Ok(false) => {
                 tracing::warn!(
                     event = id,
-                    "lease lost before the outcome was recorded; discarded"
+                    "lease lost before {} was recorded; discarded",
+                    what.noun()
                 );
                 return;
             }
             Err(e) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::error!(event = id, error = %e, "cannot record the outcome of an event while stopping; it will be taken back");
+                tracing::error!(event = id, error = %e, "cannot record {} of an event while stopping; it will be taken back", what.noun());
                 return;
             }
             Err(e) => {
-                tracing::error!(event = id, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record the outcome of an event; retrying");
+                tracing::error!(event = id, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot record {} of an event; retrying", what.noun());
                 app.metrics.write_retried();
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
             }
         }
-        result = app.store.record_finished(finished.clone()).await;
+        result = write().await;
     }
 }
 
@@ -480,34 +515,15 @@ async fn wait(
         took_ms,
         drop_screening,
     };
-    // The attempt's outbound calls go in the same write as the wait (one commit). Retried as an
-    // outcome is (`settle`): this run's heartbeat keeps renewing the event's lease, so a failed
-    // write left alone would keep it running until the host restarts. A stopping host leaves it
-    // to the run's end, which hands it back.
-    let mut pause = Duration::from_millis(250);
-    loop {
-        let recorded = app
-            .store
+    // The attempt's outbound calls go in the same write as the wait (one commit); shared, not
+    // copied, by each try.
+    let (wait, calls) = (Arc::new(wait), Arc::<[OutboundCall]>::from(calls));
+    let write = || {
+        app.store
             .wait_event_with_calls(event.id, wait.clone(), event.attempts, calls.clone())
-            .await;
-        match recorded {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(event = event.id, "lease lost before the wait was recorded");
-                return;
-            }
-            Err(e) if app.draining.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::error!(event = event.id, error = %e, "cannot put an event to wait while stopping; it will be taken back");
-                return;
-            }
-            Err(e) => {
-                tracing::error!(event = event.id, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot put an event to wait; retrying");
-                app.metrics.write_retried();
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+    };
+    let first = write().await;
+    retry_event_write(app, event.id, EventWrite::Wait, first, write).await;
 }
 
 /// Delay before attempt `attempts + 1`: base · 2^(attempts−1), capped, ±20 % jitter.

@@ -32,6 +32,8 @@
 //! The body is not in `events` (it is in `event_bodies`, written once with the event): a claim
 //! reads it by the event's key for the worker and never rewrites it.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -302,9 +304,13 @@ struct Outcome {
 }
 
 /// An attempt's outcome and its outbound calls, owned: what a worker records when the attempt
-/// ends, alone or with its next claim.
+/// ends, alone or with its next claim. Shared: the worker keeps one for a retry of the write
+/// while the write takes another, without copying the calls.
 #[derive(Debug, Clone)]
-pub struct Finished {
+pub struct Finished(Arc<FinishedParts>);
+
+#[derive(Debug)]
+struct FinishedParts {
     id: i64,
     /// The attempt's number as users see it (the event's `attempts` as claimed), for its calls.
     attempt: u32,
@@ -321,7 +327,7 @@ impl Finished {
         f: &Finish<'_>,
         calls: Vec<crate::recording::OutboundCall>,
     ) -> Finished {
-        Finished {
+        Finished(Arc::new(FinishedParts {
             id,
             attempt,
             outcome: Outcome {
@@ -335,18 +341,19 @@ impl Finished {
                 took_ms: f.took_ms,
             },
             calls,
-        }
+        }))
     }
 
     /// The event it is the outcome of.
     pub fn event(&self) -> i64 {
-        self.id
+        self.0.id
     }
 }
 
 /// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
 /// (another run took the event): they were made.
 fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
+    let f = &*f.0;
     super::traffic::record_calls_on(db, f.id, f.attempt, &f.calls)?;
     finish_on(db, f.id, &f.outcome)
 }

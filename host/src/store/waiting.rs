@@ -14,6 +14,8 @@
 //! Waiting costs no attempt (the claim's count is taken back) and says nothing about the vendor
 //! (the circuit breaker does not see it). Each wait is one line of the event's history.
 
+use std::sync::Arc;
+
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
@@ -128,18 +130,20 @@ impl Store {
     /// connect (the integration has a grant now) is queued due now instead: it cannot wait
     /// forever for a connect that already happened.
     pub async fn wait_event(&self, id: i64, wait: Wait) -> Result<bool> {
-        self.wait_event_with_calls(id, wait, 0, Vec::new()).await
+        self.wait_event_with_calls(id, Arc::new(wait), 0, Arc::new([]))
+            .await
     }
 
     /// [`Store::wait_event`] that also records the outbound `calls` of attempt number `attempt`
     /// in the same write (one commit, as an outcome and its calls): they are kept even when
-    /// the wait is fenced off, since they were made.
+    /// the wait is fenced off, since they were made. Shared, so a worker retrying the write
+    /// copies neither.
     pub async fn wait_event_with_calls(
         &self,
         id: i64,
-        wait: Wait,
+        wait: Arc<Wait>,
         attempt: u32,
-        calls: Vec<crate::recording::OutboundCall>,
+        calls: Arc<[crate::recording::OutboundCall]>,
     ) -> Result<bool> {
         self.write_db(move |db| {
             super::traffic::record_calls_on(db, id, attempt, &calls)?;
@@ -387,14 +391,14 @@ mod tests {
             let fenced = wait(&e, "other-run", WaitFor::Quota, None);
             let calls = vec![vendor_call("http://v/fenced")];
             assert!(!s
-                .wait_event_with_calls(e.id, fenced, e.attempts, calls)
+                .wait_event_with_calls(e.id, fenced.into(), e.attempts, calls.into())
                 .await
                 .unwrap());
             assert_eq!(s.event(e.id).unwrap().unwrap().state, EventState::Running);
             let held = wait(&e, "r", WaitFor::Quota, Some(now_ms() - 1));
             let calls = vec![vendor_call("http://v/held")];
             assert!(s
-                .wait_event_with_calls(e.id, held, e.attempts, calls)
+                .wait_event_with_calls(e.id, held.into(), e.attempts, calls.into())
                 .await
                 .unwrap());
             // The calls were made: kept with the wait, and even when the wait was fenced off.
