@@ -23,8 +23,9 @@
 //! `wasm`, `in_process`) runs only those parts; `processing` is the real binary's start-up and
 //! processing rows without its intake phases. Unset: everything.
 //!
-//! The PostgreSQL rows count statements and round trips when the cluster loads
-//! `pg_stat_statements` (`shared_preload_libraries=pg_stat_statements`);
+//! The PostgreSQL rows count statements when the cluster loads `pg_stat_statements`
+//! (`shared_preload_libraries=pg_stat_statements`), and round trips as the hosts count them
+//! (`switchyard_store_round_trips_total`: statements sent together count once);
 //! `SWITCHYARD_BENCH_PG_STATEMENTS=1` also prints each statement's calls per event and per ack
 //! to stderr.
 

@@ -20,7 +20,9 @@
 //!   longer honours the grant: the integration is disconnected), `disconnected` (by an operator).
 //! - `switchyard_store_commits_total`, `switchyard_store_batched_writes_total`,
 //!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
-//!   writes / commits is the mean batch size (read from the store when scraped).
+//!   writes / commits is the mean batch size (read from the store when scraped);
+//!   `switchyard_store_round_trips_total` — round trips to PostgreSQL (statements sent together
+//!   count once; 0 on SQLite).
 //! - `switchyard_retention_pruned_rows_total{table}` — rows removed by retention passes;
 //!   `switchyard_database_bytes` — the database file and its WAL on disk (read when scraped).
 //! - `switchyard_connector_state_bytes{integration,connector}`,
@@ -152,6 +154,7 @@ pub struct Metrics {
     store_commits: Counter,
     store_writes: Counter,
     store_failed_batches: Counter,
+    store_round_trips: Counter,
     pruned: Family<TableLabels, Counter>,
     database_bytes: Gauge,
     /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
@@ -271,6 +274,12 @@ impl Default for Metrics {
             "Group-commit batches rolled back (each of their writes answered with an error)",
             store_failed_batches.clone(),
         );
+        let store_round_trips = Counter::default();
+        registry.register(
+            "store_round_trips",
+            "Round trips to PostgreSQL on the store's connections (statements sent together count once)",
+            store_round_trips.clone(),
+        );
         let (pruned, database_bytes) =
             (Family::<TableLabels, Counter>::default(), Gauge::default());
         registry.register(
@@ -335,6 +344,7 @@ impl Default for Metrics {
             store_commits,
             store_writes,
             store_failed_batches,
+            store_round_trips,
             store_sync: std::sync::Mutex::new(()),
             limits,
             resumed,
@@ -458,6 +468,7 @@ impl Metrics {
             (&self.store_commits, stats.commits),
             (&self.store_writes, stats.writes),
             (&self.store_failed_batches, stats.failed_batches),
+            (&self.store_round_trips, stats.round_trips),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
@@ -571,6 +582,8 @@ pub struct WriterStats {
     pub writes: u64,
     /// Batches rolled back because `BEGIN`, a savepoint or `COMMIT` failed.
     pub failed_batches: u64,
+    /// Round trips to PostgreSQL, on every connection of the store (0 on SQLite).
+    pub round_trips: u64,
 }
 
 #[cfg(test)]
@@ -614,6 +627,7 @@ mod tests {
             commits,
             writes,
             failed_batches: 0,
+            round_trips: 0,
         };
         m.store_writer(&stats(2, 10));
         m.store_writer(&stats(3, 40));

@@ -4,9 +4,10 @@
 //! processed events/s (real candidates at Certn's trigger stage, instant vendor) and acked
 //! webhooks/s with p99 (closed loop, 16 connections, events later skipped), each with the
 //! hosts' CPU (summed over their processes) per processed event and per ack, and the statements
-//! and round trips the database ran per event and per ack when `pg_stat_statements` is loaded on
+//! the database ran per event and per ack when `pg_stat_statements` is loaded on
 //! the cluster (each statement's calls per unit and mean time on stderr with
-//! `SWITCHYARD_BENCH_PG_STATEMENTS=1`). `SWITCHYARD_BENCH_PG_HOSTS` (comma-separated, default
+//! `SWITCHYARD_BENCH_PG_STATEMENTS=1`), and the round trips the hosts counted (statements sent
+//! together count once). `SWITCHYARD_BENCH_PG_HOSTS` (comma-separated, default
 //! `1,3`) picks the host counts measured. Each database is fresh: the figures come after a
 //! warm-up of [`WARM_UP_EVENTS`] moves and an analysis of the tables that grew
 //! (`SWITCHYARD_BENCH_PG_WARM_UP`), the steady state of a database in use.
@@ -100,6 +101,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
     }
     let opps_file = moves(PROCESS_EVENTS, "bench")?;
     let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
+    let trips = round_trips(&cluster).await;
     let started = Instant::now();
     let (sent, done) = process(&cluster, &store, &trigger, &opps_file, PROCESS_EVENTS).await?;
     let done = done.saturating_sub(warmed);
@@ -113,15 +115,17 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         ),
         "-",
     ));
+    let trips = round_trips(&cluster).await - trips;
     rows.push(Row::plain(
         format!("{label}: host CPU per event (all hosts)"),
-        per_unit(&cluster, cpu, statements, done as f64, 1000.0, "ms"),
+        per_unit(&cluster, cpu, statements, trips, done as f64, 1000.0, "ms"),
         "<= 0.5 ms",
     ));
 
     let intake = integration(stack, INTAKE)?;
     let stage = stack.lever.stage_id(INTAKE_STAGE).context("intake stage")?;
     let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
+    let trips = round_trips(&cluster).await;
     let r = drive(
         &Drive {
             url: format!("{}/hooks/{INTAKE}/lever", cluster.public_url()),
@@ -149,9 +153,10 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         "-",
     ));
     let acked = r["ok"].as_f64().unwrap_or_default();
+    let trips = round_trips(&cluster).await - trips;
     rows.push(Row::plain(
         format!("{label}: host CPU per ack (all hosts, processing included)"),
-        per_unit(&cluster, cpu, statements, acked, 1e6, "µs"),
+        per_unit(&cluster, cpu, statements, trips, acked, 1e6, "µs"),
         "<= 20 µs",
     ));
     Ok(())
@@ -184,6 +189,27 @@ async fn process(
     Ok((sent, drain(store, CERTN).await?))
 }
 
+/// Round trips to the database the hosts counted so far (`switchyard_store_round_trips_total`,
+/// summed): statements sent together count once, which `pg_stat_statements` cannot tell.
+async fn round_trips(cluster: &Cluster) -> f64 {
+    let mut sum = 0.0;
+    for i in 0..cluster.len() {
+        let Ok(response) = reqwest::get(format!("{}/metrics", cluster.url(i))).await else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        sum += text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("switchyard_store_round_trips_total ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0);
+    }
+    sum
+}
+
 /// The hosts' CPU seconds so far, summed over their processes.
 fn hosts_cpu(cluster: &Cluster) -> f64 {
     cluster.pids().into_iter().filter_map(cpu_secs).sum()
@@ -195,6 +221,7 @@ fn per_unit(
     cluster: &Cluster,
     cpu: f64,
     statements: Option<HashMap<String, Calls>>,
+    trips: f64,
     units: f64,
     scale: f64,
     unit: &str,
@@ -202,11 +229,13 @@ fn per_unit(
     let units = units.max(1.0);
     let cpu = (hosts_cpu(cluster) - cpu) * scale / units;
     let label = format!("{} host(s), per {unit}", cluster.pids().len());
+    let counted = trips / units;
     match statements.and_then(|before| statements_per(&cluster.database, &before, units, &label)) {
-        Some((all, trips)) => {
-            format!("{cpu:.1} {unit} ({all:.1} statements, {trips:.1} round trips each)")
-        }
-        None => format!("{cpu:.1} {unit}"),
+        Some((all, sent)) => format!(
+            "{cpu:.1} {unit} ({all:.1} statements, {sent:.1} besides transaction control, \
+             {counted:.1} round trips counted by the hosts, each)"
+        ),
+        None => format!("{cpu:.1} {unit} ({counted:.1} round trips each)"),
     }
 }
 
@@ -304,7 +333,9 @@ fn statements_per(
         .map(|(n, _, _)| n)
         .sum();
     if std::env::var_os("SWITCHYARD_BENCH_PG_STATEMENTS").is_some() {
-        eprintln!("--- {label}: {all:.2} statements, {trips:.2} round trips per unit");
+        eprintln!(
+            "--- {label}: {all:.2} statements, {trips:.2} besides transaction control, per unit"
+        );
         eprintln!("calls/unit  mean ms  statement");
         for (n, mean, q) in each.iter().filter(|(n, _, _)| *n >= 0.05) {
             let short: String = q.chars().take(150).collect();

@@ -21,10 +21,9 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use super::sql::{Db, Value};
+use super::sql::{Db, Statement, Value};
 use super::{
-    duplicate_on, enqueue_hashed_on, insert_body, now_ms, Backend, Enqueued, Result, Store,
-    StoreError,
+    duplicate_on, enqueue_hashed_on, now_ms, Backend, Enqueued, Result, Store, StoreError,
 };
 
 /// Row counts a multi-row statement is written for, largest first: a batch is cut into chunks
@@ -103,7 +102,7 @@ pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<E
         row.body.hash(),
     )?;
     if let (Enqueued::New(id), Some((headers, signature))) = (&done, &row.inbound) {
-        insert_inbound(db, &[(*id, headers, signature)])?;
+        db.execute_all(&inbound_inserts(&[(*id, headers, signature)]))?;
     }
     Ok(done)
 }
@@ -165,12 +164,14 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
             Enqueued::Duplicate { .. } => None,
         })
         .collect();
-    insert_bodies(db, &new)?;
     let inbound: Vec<(i64, &String, &String)> = new
         .iter()
         .filter_map(|(id, row)| row.inbound.as_ref().map(|(h, s)| (*id, h, s)))
         .collect();
-    insert_inbound(db, &inbound)?;
+    let mut inserts = body_inserts(&new);
+    inserts.extend(inbound_inserts(&inbound));
+    // Nothing waits for their answers: one round trip on PostgreSQL.
+    db.execute_all(&inserts)?;
     Ok(answers)
 }
 
@@ -254,26 +255,25 @@ fn insert_events_sql(rows: usize) -> String {
     )
 }
 
-/// The new events' bodies, a multi-row insert per chunk.
-fn insert_bodies(db: &dyn Db, new: &[(i64, &IntakeRow)]) -> Result<()> {
-    if let [(id, row)] = new {
-        return insert_body(db, *id, (&row.body).into());
-    }
+/// The new events' bodies, a multi-row insert per chunk (one row: `insert_body`'s text).
+fn body_inserts(new: &[(i64, &IntakeRow)]) -> Vec<Statement> {
     let mut start = 0;
+    let mut inserts = Vec::new();
     for size in chunk_sizes(new.len()) {
         let args: Vec<Value> = new[start..start + size]
             .iter()
             .flat_map(|(id, row)| [(*id).into(), (&row.body).into()])
             .collect();
-        db.execute(statement(&INSERT_BODIES, size), &args)?;
+        inserts.push(Statement::new(statement(&INSERT_BODIES, size), args));
         start += size;
     }
-    Ok(())
+    inserts
 }
 
 /// The new events' inbound requests (headers, signature), a multi-row insert per chunk.
-fn insert_inbound(db: &dyn Db, rows: &[(i64, &String, &String)]) -> Result<()> {
+fn inbound_inserts(rows: &[(i64, &String, &String)]) -> Vec<Statement> {
     let mut start = 0;
+    let mut inserts = Vec::new();
     for size in chunk_sizes(rows.len()) {
         let args: Vec<Value> = rows[start..start + size]
             .iter()
@@ -285,10 +285,10 @@ fn insert_inbound(db: &dyn Db, rows: &[(i64, &String, &String)]) -> Result<()> {
                 ]
             })
             .collect();
-        db.execute(statement(&INSERT_INBOUND, size), &args)?;
+        inserts.push(Statement::new(statement(&INSERT_INBOUND, size), args));
         start += size;
     }
-    Ok(())
+    inserts
 }
 
 impl Store {

@@ -31,7 +31,7 @@
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::sql::{args, Db};
+use super::sql::{args, values, Db, Statement};
 use super::{Result, Store};
 
 const SCHEMA: &str = r#"
@@ -147,25 +147,35 @@ pub(in crate::store) fn drop_screening_on(
     integration: &str,
     idempotency_key: &str,
 ) -> Result<usize> {
-    drop_screening(db, integration, idempotency_key, "")
+    let changed = db.execute(
+        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2",
+        args![integration, idempotency_key],
+    )?;
+    Ok(changed as usize)
 }
 
-/// [`drop_screening_on`] only once an order holds `idempotency_key` (recorded in the caller's
-/// transaction or before): one statement, the order's check inside it.
-pub(in crate::store) fn drop_recorded_screening_on(
-    db: &dyn Db,
+/// The statement that removes every entry kept for the screening with `idempotency_key` once
+/// an order holds that key (recorded in the caller's transaction or before): the order's check
+/// is inside it.
+pub(in crate::store) fn drop_recorded_screening_statement(
     integration: &str,
     idempotency_key: &str,
-) -> Result<usize> {
-    let recorded =
-        " AND EXISTS (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?2)";
-    drop_screening(db, integration, idempotency_key, recorded)
+) -> Statement {
+    Statement::new(
+        "DELETE FROM kv WHERE integration = ?1 AND screening = ?2
+           AND EXISTS (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?2)",
+        values![integration, idempotency_key],
+    )
 }
 
-/// Deletes the screening's entries that also meet `and` (SQL appended to the `WHERE`).
-fn drop_screening(db: &dyn Db, integration: &str, key: &str, and: &str) -> Result<usize> {
-    let sql = format!("DELETE FROM kv WHERE integration = ?1 AND screening = ?2{and}");
-    Ok(db.execute(&sql, args![integration, key])? as usize)
+/// A connector's state entry as [`Store::kv_get_counted`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub value: Option<String>,
+    /// Bytes the entry counts for the quota (key, value, screening's key); 0 without one.
+    pub bytes: u64,
+    /// Bytes the connector keeps in all, when asked for.
+    pub total: Option<u64>,
 }
 
 /// One change to a connector's state, as its `state` import asked for it.
@@ -202,50 +212,60 @@ pub(in crate::store) fn kv_write_on(
     connector: &str,
     write: &KvWrite,
 ) -> Result<bool> {
+    let statement = kv_write_statement(integration, connector, write);
+    let changed = db.execute(&statement.sql, &statement.values)?;
+    Ok(!matches!(write, KvWrite::SetForScreening { .. }) || changed == 1)
+}
+
+/// The statement that makes `write`. A screening's entry is kept only while the screening's
+/// order is not recorded: one conditional statement (it changes no row otherwise).
+pub(in crate::store) fn kv_write_statement(
+    integration: &str,
+    connector: &str,
+    write: &KvWrite,
+) -> Statement {
     match write {
-        KvWrite::Set { key, value } => db.execute(
+        KvWrite::Set { key, value } => Statement::new(
             "INSERT INTO kv (integration, connector, key, value) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (integration, connector, key)
              DO UPDATE SET value = excluded.value, screening = NULL",
-            args![integration, connector, key, value],
-        )?,
-        // Kept only while the screening's order is not recorded: one conditional statement.
+            values![integration, connector, key, value],
+        ),
         KvWrite::SetForScreening {
             screening,
             key,
             value,
-        } => {
-            let kept = db.execute(
-                "INSERT INTO kv (integration, connector, key, value, screening)
-                 SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
-                        CAST(?5 AS TEXT)
-                 WHERE NOT EXISTS
-                     (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?5)
-                 ON CONFLICT (integration, connector, key)
-                 DO UPDATE SET value = excluded.value, screening = excluded.screening",
-                args![integration, connector, key, value, screening],
-            )?;
-            return Ok(kept == 1);
-        }
-        KvWrite::Delete { key } => db.execute(
+        } => Statement::new(
+            "INSERT INTO kv (integration, connector, key, value, screening)
+             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
+                    CAST(?5 AS TEXT)
+             WHERE NOT EXISTS
+                 (SELECT 1 FROM orders WHERE integration = ?1 AND idempotency_key = ?5)
+             ON CONFLICT (integration, connector, key)
+             DO UPDATE SET value = excluded.value, screening = excluded.screening",
+            values![integration, connector, key, value, screening],
+        ),
+        KvWrite::Delete { key } => Statement::new(
             "DELETE FROM kv WHERE integration = ?1 AND connector = ?2 AND key = ?3",
-            args![integration, connector, key],
-        )?,
-    };
-    Ok(true)
+            values![integration, connector, key],
+        ),
+    }
 }
 
-/// [`Store::kv_apply`] in the caller's write.
+/// [`Store::kv_apply`] in the caller's write: its statements in one round trip on PostgreSQL
+/// ([`Db::execute_all`]). The rows each write changed (0: a screening's entry not kept, or a
+/// delete of nothing).
 pub(in crate::store) fn kv_apply_on(
     db: &dyn Db,
     integration: &str,
     connector: &str,
     writes: &[KvWrite],
-) -> Result<()> {
-    for write in writes {
-        kv_write_on(db, integration, connector, write)?;
-    }
-    Ok(())
+) -> Result<Vec<u64>> {
+    let statements: Vec<Statement> = writes
+        .iter()
+        .map(|write| kv_write_statement(integration, connector, write))
+        .collect();
+    db.execute_all(&statements)
 }
 
 impl Store {
@@ -258,6 +278,38 @@ impl Store {
             )?
             .map(|r| r.text(0))
             .transpose()
+        })
+    }
+
+    /// A connector's state value with the bytes its entry counts for the quota (0 without
+    /// one) and, if `with_total`, the bytes the connector keeps in all: one statement (a round
+    /// trip on PostgreSQL) for what a call's first read and its later quota checks need.
+    pub fn kv_get_counted(
+        &self,
+        integration: &str,
+        connector: &str,
+        key: &str,
+        with_total: bool,
+    ) -> Result<KvEntry> {
+        let total = if with_total {
+            "CAST(COALESCE((SELECT SUM(bytes) FROM kv_totals
+                             WHERE integration = ?1 AND connector = ?2), 0) AS BIGINT)"
+        } else {
+            "CAST(NULL AS BIGINT)"
+        };
+        // Left-joined to one row: an absent key still answers the total.
+        let sql = format!(
+            "SELECT kv.value, CAST(COALESCE({ROW_BYTES}, 0) AS BIGINT), {total}
+               FROM (SELECT 1 AS one) AS one
+               LEFT JOIN kv ON kv.integration = ?1 AND kv.connector = ?2 AND kv.key = ?3"
+        );
+        self.read_db(|db| {
+            let row = db.query_one(&sql, args![integration, connector, key])?;
+            Ok(KvEntry {
+                value: row.opt_text(0)?,
+                bytes: row.int(1)?.max(0) as u64,
+                total: row.opt_int(2)?.map(|t| t.max(0) as u64),
+            })
         })
     }
 
@@ -296,18 +348,19 @@ impl Store {
             return Ok(());
         }
         let (integration, connector) = (integration.to_owned(), connector.to_owned());
-        self.write_now(move |db| kv_apply_on(db, &integration, &connector, &writes))
+        self.write_now(move |db| kv_apply_on(db, &integration, &connector, &writes).map(drop))
     }
 
-    /// [`Store::kv_apply`] for async code: awaits the group commit, blocking no thread.
+    /// [`Store::kv_apply`] for async code: awaits the group commit, blocking no thread. The
+    /// rows each write changed (0: a screening's entry not kept, or a delete of nothing).
     pub async fn kv_apply_committed(
         &self,
         integration: &str,
         connector: &str,
         writes: Vec<KvWrite>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let (integration, connector) = (integration.to_owned(), connector.to_owned());
         self.write_db(move |db| kv_apply_on(db, &integration, &connector, &writes))
@@ -548,20 +601,99 @@ mod tests {
     /// and counts on from them.
     #[test]
     fn on_postgres_totals_from_before_stripes_are_carried_over() {
-        let url = crate::store::testing::postgres_url();
-        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
-        let conn = pg.conn().unwrap();
-        crate::store::migrations::postgres_to(&conn, 8).unwrap();
-        conn.execute(
-            "INSERT INTO kv (integration, connector, key, value) VALUES ('a', 'certn', 'k', 'vvv')",
-            &[],
-        )
-        .unwrap();
-        drop(conn);
+        let url = postgres_at(
+            8,
+            &["INSERT INTO kv (integration, connector, key, value) VALUES ('a', 'certn', 'k', 'vvv')"],
+        );
         let store = Store::open_postgres(&url, None).unwrap();
         assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 1 + 3);
         store.kv_set("a", "certn", "k2", "v").unwrap();
         assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 3);
+    }
+
+    /// A PostgreSQL database at version 9 whose totals went wrong (migration 8's DELETE
+    /// without a totals row made a negative one) has them counted again from `kv` by migration
+    /// 10, and counts on from there.
+    #[test]
+    fn on_postgres_wrong_totals_are_counted_again_at_the_upgrade() {
+        let url = postgres_at(
+            9,
+            &[
+                "INSERT INTO kv (integration, connector, key, value)
+                     VALUES ('a', 'certn', 'k', 'vvv'), ('b', 'certn', 'k', 'v')",
+                // Committed (its totals made at commit): now made wrong.
+                "UPDATE kv_totals SET bytes = -7 WHERE integration = 'a';
+                 INSERT INTO kv_totals (integration, connector, stripe, bytes)
+                     VALUES ('b', 'certn', 1, 40), ('gone', 'certn', 0, 9);",
+            ],
+        );
+        let store = Store::open_postgres(&url, None).unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 1 + 3);
+        assert_eq!(store.kv_usage("b", "certn", "none").unwrap(), 1 + 1);
+        assert_eq!(store.kv_usage("gone", "certn", "none").unwrap(), 0);
+        store.kv_set("a", "certn", "k2", "v").unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 4 + 3);
+        assert_eq!(
+            store.kv_totals().unwrap(),
+            vec![
+                ("a".into(), "certn".into(), 7),
+                ("b".into(), "certn".into(), 2)
+            ]
+        );
+    }
+
+    /// One statement answers a key's value, its counted size and, when asked, the total.
+    #[test]
+    fn a_counted_read_answers_the_entry_and_the_total() {
+        on_both(|store| {
+            store.kv_set("a", "certn", "k", "vvv").unwrap();
+            store
+                .kv_set_for_screening("a", "certn", "s1", "intent:s1", "1")
+                .unwrap();
+            let read = |key: &str, with_total: bool| {
+                store.kv_get_counted("a", "certn", key, with_total).unwrap()
+            };
+            let total = 4 + (9 + 1 + 2);
+            assert_eq!(
+                read("k", true),
+                KvEntry {
+                    value: Some("vvv".into()),
+                    bytes: 4,
+                    total: Some(total)
+                }
+            );
+            assert_eq!(read("intent:s1", false).bytes, 12);
+            assert_eq!(read("intent:s1", false).total, None);
+            assert_eq!(
+                read("missing", true),
+                KvEntry {
+                    value: None,
+                    bytes: 0,
+                    total: Some(total)
+                }
+            );
+            assert_eq!(
+                store.kv_get_counted("nobody", "certn", "k", true).unwrap(),
+                KvEntry {
+                    value: None,
+                    bytes: 0,
+                    total: Some(0)
+                }
+            );
+        });
+    }
+
+    /// A new PostgreSQL database at schema `version`, each of `sql` then committed alone: its
+    /// URL.
+    fn postgres_at(version: i64, sql: &[&str]) -> String {
+        let url = crate::store::testing::postgres_url();
+        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
+        let conn = pg.conn().unwrap();
+        crate::store::migrations::postgres_to(&conn, version).unwrap();
+        for sql in sql {
+            conn.batch(sql).unwrap();
+        }
+        url
     }
 
     fn sum(store: &Store, integration: &str, connector: &str) -> i64 {

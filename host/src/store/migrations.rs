@@ -104,6 +104,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0009_pg5.sqlite.sql")),
         postgres: include_str!("migrations/0009_pg5.postgres.sql"),
     },
+    Migration {
+        version: 10,
+        name: "pg6: PostgreSQL's `state` quota totals counted again from `kv` (a total migration \
+           8's DELETE made wrong is right again)",
+        sqlite: Sqlite::Sql(include_str!("migrations/0010_pg6.sqlite.sql")),
+        postgres: include_str!("migrations/0010_pg6.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

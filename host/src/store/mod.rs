@@ -584,7 +584,10 @@ impl Store {
     pub fn writer_stats(&self) -> WriterStats {
         match &self.backend {
             Backend::Sqlite { writer, .. } => writer.stats(),
-            Backend::Postgres { writer, .. } => writer.stats(),
+            Backend::Postgres { writer, pg, .. } => WriterStats {
+                round_trips: pg.round_trips(),
+                ..writer.stats()
+            },
         }
     }
 

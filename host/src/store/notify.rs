@@ -90,11 +90,13 @@ impl Store {
         };
         let pool = pg.pool();
         let throttle = pg.notify.clone();
+        let trips = pg.trips();
         pg.spawn(async move {
             if let Some(ms) = delay {
                 tokio::time::sleep(Duration::from_millis(ms.unsigned_abs())).await;
                 throttle.trailing_due(now_ms());
             }
+            trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let sent = match pool.get().await {
                 Ok(conn) => conn
                     .batch_execute(&format!("NOTIFY {CHANNEL}"))

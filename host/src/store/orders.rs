@@ -18,11 +18,11 @@
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::sql::{args, Db, Dialect, Row};
+use super::sql::{args, values, Db, Dialect, Row, Statement};
 
-use super::kv::drop_recorded_screening_on;
-use super::verdicts::record_verdict_on;
-use super::{now_ms, Result, Store};
+use super::kv::{drop_recorded_screening_statement, kv_write_statement};
+use super::verdicts::record_verdict_statement;
+use super::{now_ms, Result, Store, StoreError};
 
 /// Adds `idempotency_key` to an `orders` table from before it, and its index.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
@@ -62,7 +62,7 @@ pub struct Order {
 }
 
 /// A note waiting to be written, or written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingNote {
     pub order_ref: String,
     pub text: String,
@@ -149,6 +149,17 @@ fn insert_order_on(
     idempotency_key: Option<&str>,
     on_conflict: OnConflict,
 ) -> Result<()> {
+    let statement = insert_order_statement(order, idempotency_key, on_conflict);
+    db.execute(&statement.sql, &statement.values)?;
+    Ok(())
+}
+
+/// The statement of [`insert_order_on`].
+fn insert_order_statement(
+    order: &Order,
+    idempotency_key: Option<&str>,
+    on_conflict: OnConflict,
+) -> Statement {
     let advance = match on_conflict {
         OnConflict::KeepIt => String::new(),
         OnConflict::Advance => {
@@ -174,8 +185,8 @@ fn insert_order_on(
         }
     };
     // The key's check is in the statement (one round trip, not a read before it).
-    db.execute(
-        &format!(
+    Statement::new(
+        format!(
             "INSERT INTO orders (integration, order_ref, connector, opportunity_id, state, label,
                 report_url, score, verdict, updated_at, idempotency_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
@@ -186,7 +197,7 @@ fn insert_order_on(
              DO UPDATE SET idempotency_key =
                  COALESCE(orders.idempotency_key, excluded.idempotency_key){advance}"
         ),
-        args![
+        values![
             &order.integration,
             &order.order_ref,
             &order.connector,
@@ -199,8 +210,7 @@ fn insert_order_on(
             now_ms(),
             idempotency_key
         ],
-    )?;
-    Ok(())
+    )
 }
 
 /// [`Store::advance_order`] on a connection (or transaction) the caller holds.
@@ -236,44 +246,118 @@ fn add_note_on(
     text: &str,
     secret: bool,
 ) -> Result<()> {
-    db.execute(
-        "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT DO NOTHING",
-        args![integration, order_ref, text, secret],
-    )?;
+    let statement = add_note_statement(integration, order_ref, text, secret);
+    db.execute(&statement.sql, &statement.values)?;
     Ok(())
 }
 
-/// [`Store::record_status`] on a connection (or transaction) the caller holds: the caller makes
-/// it atomic.
-fn record_status_on(conn: &dyn Db, rec: &StatusRecord) -> Result<()> {
+fn add_note_statement(integration: &str, order_ref: &str, text: &str, secret: bool) -> Statement {
+    Statement::new(
+        "INSERT INTO notes (integration, order_ref, text, secret) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
+        values![integration, order_ref, text, secret],
+    )
+}
+
+/// [`Store::record_status`] on a connection (or transaction) the caller holds, with `state` (a
+/// connector's `state` writes): the caller makes it atomic. Statements whose answers nothing
+/// waits for go out together ([`Db::execute_all`]: one round trip on PostgreSQL).
+fn record_status_on(conn: &dyn Db, rec: &StatusRecord, state: Vec<Statement>) -> Result<()> {
     let order = Order {
         verdict: None,
         ..rec.order.clone()
     };
     let key = rec.idempotency_key.as_deref();
-    // Advanced first: a known order (a callback's status) is one row write and no insert; a new
-    // one is inserted once, where inserting then advancing it wrote the same row twice. A key
-    // still goes onto a known order that has none (a retried start-screening).
-    if !advance_order_on(conn, &order)? {
-        insert_order_on(conn, &order, key, OnConflict::Advance)?;
-    } else if key.is_some() {
-        insert_order_on(conn, &order, key, OnConflict::KeepIt)?;
+    let mut statements = Vec::with_capacity(state.len() + 4);
+    match key {
+        // A started screening's order: one upsert inserts it, or moves a known one forward (a
+        // retried start-screening) and gives it the key if it has none, as an advance followed
+        // by an insert of the key did, with no answer to wait for in between.
+        Some(key) => statements.push(insert_order_statement(
+            &order,
+            Some(key),
+            OnConflict::Advance,
+        )),
+        // Advanced first: a known order (a callback's status) is one row write and no insert; a
+        // new one is inserted once, where inserting then advancing it wrote the same row twice.
+        None => {
+            if !advance_order_on(conn, &order)? {
+                statements.push(insert_order_statement(&order, None, OnConflict::Advance));
+            }
+        }
     }
+    // After the order: an entry of the screening it records is not kept at all (the statement
+    // checks for the order), where written before it was inserted and then dropped.
+    statements.extend(state);
     let (integration, order_ref) = (&order.integration, &order.order_ref);
     if let Some(verdict) = &rec.verdict {
-        record_verdict_on(conn, integration, order_ref, verdict, rec.seq)?;
+        statements.push(record_verdict_statement(
+            integration,
+            order_ref,
+            verdict,
+            rec.seq,
+        ));
     }
     if let Some(note) = &rec.note {
-        add_note_on(conn, integration, order_ref, &note.text, note.secret)?;
+        statements.push(add_note_statement(
+            integration,
+            order_ref,
+            &note.text,
+            note.secret,
+        ));
     }
     // The screening is recorded (by this order, or by one recorded before for the same key): the
     // host never calls start-screening for it again, so the connector's entries for it go. A key
     // left unrecorded (the vendor named an order another key already holds) keeps them.
     if let Some(key) = key {
-        drop_recorded_screening_on(conn, integration, key)?;
+        statements.push(drop_recorded_screening_statement(integration, key));
     }
+    conn.execute_all(&statements)?;
     Ok(())
+}
+
+/// The orders of one opportunity, oldest first ([`order_row`]).
+fn orders_of_statement(integration: &str, opportunity_id: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
+             ORDER BY seq"
+        ),
+        values![integration, opportunity_id],
+    )
+}
+
+/// The notes of one opportunity's orders not written to the ATS yet, oldest order first, in
+/// the order they were recorded: SQLite's rowid, PostgreSQL's `seq` ([`note_row`]).
+fn unwritten_notes_statement(
+    dialect: Dialect,
+    integration: &str,
+    opportunity_id: &str,
+) -> Statement {
+    let recorded = match dialect {
+        Dialect::Sqlite => "n.rowid",
+        Dialect::Postgres => "n.seq",
+    };
+    Statement::new(
+        format!(
+            "SELECT n.order_ref, n.text, n.secret,
+                    CASE WHEN n.attempted_at IS NULL THEN 0 ELSE 1 END
+             FROM notes n
+             JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
+             WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
+             ORDER BY o.seq, {recorded}"
+        ),
+        values![integration, opportunity_id],
+    )
+}
+
+fn note_row(r: &Row) -> Result<PendingNote> {
+    Ok(PendingNote {
+        order_ref: r.text(0)?,
+        text: r.text(1)?,
+        secret: r.int(2)? != 0,
+        attempted: r.int(3)? != 0,
+    })
 }
 
 /// The columns [`order_row`] reads, in its order.
@@ -320,8 +404,11 @@ impl Store {
     ) -> Result<()> {
         self.write_db_later(move |db| {
             let order = &rec.order;
-            super::kv::kv_apply_on(db, &order.integration, &order.connector, &state)?;
-            record_status_on(db, &rec)
+            let state = state
+                .iter()
+                .map(|write| kv_write_statement(&order.integration, &order.connector, write))
+                .collect();
+            record_status_on(db, &rec, state)
         })
         .await
     }
@@ -366,17 +453,36 @@ impl Store {
 
     /// Every order of one opportunity, oldest first.
     pub fn orders_of(&self, integration: &str, opportunity_id: &str) -> Result<Vec<Order>> {
+        let read = orders_of_statement(integration, opportunity_id);
         self.read_db(|db| {
-            db.query(
-                &format!(
-                    "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND opportunity_id = ?2 \
-                     ORDER BY seq"
-                ),
-                args![integration, opportunity_id],
-            )?
-            .iter()
-            .map(order_row)
-            .collect()
+            db.query(&read.sql, &read.values)?
+                .iter()
+                .map(order_row)
+                .collect()
+        })
+    }
+
+    /// [`Store::orders_of`] and [`Store::unwritten_notes`] of one opportunity, read together
+    /// (one round trip on PostgreSQL): what reconciling its ATS reads before it writes.
+    pub fn orders_and_unwritten_notes(
+        &self,
+        integration: &str,
+        opportunity_id: &str,
+    ) -> Result<(Vec<Order>, Vec<PendingNote>)> {
+        self.read_db(|db| {
+            let reads = [
+                orders_of_statement(integration, opportunity_id),
+                unwritten_notes_statement(db.dialect(), integration, opportunity_id),
+            ];
+            let mut answers = db.query_all(&reads)?.into_iter();
+            let (orders, notes) = (answers.next(), answers.next());
+            let (Some(orders), Some(notes)) = (orders, notes) else {
+                return Err(StoreError::NoRow);
+            };
+            Ok((
+                orders.iter().map(order_row).collect::<Result<_>>()?,
+                notes.iter().map(note_row).collect::<Result<_>>()?,
+            ))
         })
     }
 
@@ -405,32 +511,11 @@ impl Store {
         opportunity_id: &str,
     ) -> Result<Vec<PendingNote>> {
         self.read_db(|db| {
-            // Notes in the order they were recorded: SQLite's rowid, PostgreSQL's `seq`.
-            let recorded = match db.dialect() {
-                Dialect::Sqlite => "n.rowid",
-                Dialect::Postgres => "n.seq",
-            };
-            db.query(
-                &format!(
-                    "SELECT n.order_ref, n.text, n.secret,
-                            CASE WHEN n.attempted_at IS NULL THEN 0 ELSE 1 END
-                     FROM notes n
-                     JOIN orders o ON o.integration = n.integration AND o.order_ref = n.order_ref
-                     WHERE n.integration = ?1 AND o.opportunity_id = ?2 AND n.written_at IS NULL
-                     ORDER BY o.seq, {recorded}"
-                ),
-                args![integration, opportunity_id],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(PendingNote {
-                    order_ref: r.text(0)?,
-                    text: r.text(1)?,
-                    secret: r.int(2)? != 0,
-                    attempted: r.int(3)? != 0,
-                })
-            })
-            .collect()
+            let read = unwritten_notes_statement(db.dialect(), integration, opportunity_id);
+            db.query(&read.sql, &read.values)?
+                .iter()
+                .map(note_row)
+                .collect()
         })
     }
 
@@ -546,7 +631,63 @@ mod tests {
             let notes = s.unwritten_notes("i", "opp").unwrap();
             assert_eq!(notes.len(), 1);
             assert_eq!(notes[0].text, "report ready");
+            // Read together, the same answers.
+            let (orders, together) = s.orders_and_unwritten_notes("i", "opp").unwrap();
+            assert_eq!(orders, s.orders_of("i", "opp").unwrap());
+            assert_eq!(together, notes);
         });
+    }
+
+    /// On PostgreSQL a started order's statements go out together: one that fails (the note's
+    /// insert) leaves nothing of the status written, its `state` writes included.
+    #[tokio::test]
+    async fn on_postgres_a_status_sent_together_that_fails_part_way_leaves_nothing_written() {
+        use crate::store::kv::KvWrite;
+        let s = crate::store::testing::postgres();
+        s.db(|db| {
+            db.execute(
+                "CREATE FUNCTION no_notes() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'disk says no'; END; $$",
+                &[],
+            )?;
+            db.execute(
+                "CREATE TRIGGER no_notes BEFORE INSERT ON notes
+                     FOR EACH ROW EXECUTE FUNCTION no_notes()",
+                &[],
+            )
+        })
+        .unwrap();
+        let rec = StatusRecord {
+            note: Some(NewNote {
+                text: "hello".into(),
+                secret: false,
+            }),
+            ..started("o1", "k1")
+        };
+        let cursor = || {
+            vec![KvWrite::Set {
+                key: "cursor".into(),
+                value: "7".into(),
+            }]
+        };
+        let failed = s.record_status_with_state(rec.clone(), cursor()).await;
+        assert!(
+            failed
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("disk says no")),
+            "{failed:?}"
+        );
+        assert_eq!(s.order("i", "o1").unwrap(), None, "no order half-recorded");
+        assert_eq!(s.kv_get("i", "certn", "cursor").unwrap(), None);
+        s.db(|db| db.execute("DROP TRIGGER no_notes ON notes", &[]))
+            .unwrap();
+        s.record_status_with_state(rec, cursor()).await.unwrap();
+        assert!(s.order_for_key("i", "k1").unwrap().is_some());
+        assert_eq!(
+            s.kv_get("i", "certn", "cursor").unwrap().as_deref(),
+            Some("7")
+        );
+        assert_eq!(s.unwritten_notes("i", "opp").unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -607,7 +748,7 @@ mod tests {
         );
         let racer = std::thread::spawn({
             let store = store.clone();
-            move || store.transaction(|db| record_status_on(db, &complete))
+            move || store.transaction(|db| record_status_on(db, &complete, Vec::new()))
         });
         // The racer's advance found nothing; its insert waits on the holder's key.
         crate::store::testing::wait_for_lock_waiters(&store, 1);
@@ -680,6 +821,50 @@ mod tests {
                 .kv_set_for_screening("i", "certn", "lever:t1", "late", "x")
                 .unwrap());
             assert_eq!(kv("i", "late"), None);
+        });
+    }
+
+    /// A started order recorded with the `state` writes its call made after its last request:
+    /// the screening's own entries go (the one written now is not even kept), the rest stay,
+    /// and the totals count what stays.
+    #[tokio::test]
+    async fn a_started_order_with_its_calls_state_writes_keeps_what_outlives_the_screening() {
+        use crate::store::kv::KvWrite;
+        on_both_async!(|s: Store| async move {
+            s.kv_set_for_screening("i", "certn", "k1", "intent:k1", "1")
+                .unwrap();
+            let writes = vec![
+                KvWrite::SetForScreening {
+                    screening: "k1".into(),
+                    key: "order:k1".into(),
+                    value: "o1".into(),
+                },
+                KvWrite::Delete {
+                    key: "intent:k1".into(),
+                },
+                KvWrite::Set {
+                    key: "cursor".into(),
+                    value: "7".into(),
+                },
+                KvWrite::SetForScreening {
+                    screening: "k2".into(),
+                    key: "intent:k2".into(),
+                    value: "2".into(),
+                },
+            ];
+            s.record_status_with_state(started("o1", "k1"), writes)
+                .await
+                .unwrap();
+            let kv = |k: &str| s.kv_get("i", "certn", k).unwrap();
+            assert_eq!(kv("order:k1"), None);
+            assert_eq!(kv("intent:k1"), None);
+            assert_eq!(kv("cursor").as_deref(), Some("7"));
+            assert_eq!(kv("intent:k2").as_deref(), Some("2"));
+            assert_eq!(s.kv_usage("i", "certn", "none").unwrap(), 7 + (9 + 1 + 2));
+            assert_eq!(
+                s.order_for_key("i", "k1").unwrap().map(|o| o.order_ref),
+                Some("o1".into())
+            );
         });
     }
 

@@ -16,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -24,7 +25,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
 use super::pg_direct::Direct;
-use super::sql::{to_postgres, Db, Dialect, Row, Value};
+use super::sql::{to_postgres, Db, Dialect, Row, Statement, Value};
 use super::{Result, StoreError};
 
 /// Connections [`Pg::conn`] keeps open at most: one per thread that may hold one at once (the
@@ -68,6 +69,8 @@ pub(in crate::store) struct Pg {
     shown: String,
     /// This host's NOTIFY throttle ([`super::notify`]).
     pub(in crate::store) notify: Arc<super::notify::Throttle>,
+    /// Round trips to the server so far, on every connection ([`Pg::round_trips`]).
+    trips: Arc<AtomicU64>,
 }
 
 impl Drop for Pg {
@@ -154,6 +157,7 @@ impl Pg {
             config,
             shown: shown.clone(),
             notify: Arc::default(),
+            trips: Arc::default(),
         };
         // Answers now, or the host does not start.
         let conn = pg.conn().map_err(|e| unreachable(e.to_string()))?;
@@ -165,6 +169,17 @@ impl Pg {
     /// The URL as shown (without its password).
     pub(in crate::store) fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Round trips to the server so far: the store's statements (several sent together count
+    /// once), the advisory locks' lock, check and unlock, and NOTIFYs.
+    pub(in crate::store) fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    /// The counter of [`Pg::round_trips`], for a round trip made in the background (a NOTIFY).
+    pub(in crate::store) fn trips(&self) -> Arc<AtomicU64> {
+        self.trips.clone()
     }
 
     /// Starts `future` on the store's runtime, without waiting for it.
@@ -205,7 +220,7 @@ impl Pg {
             if state.open < POOL_SIZE {
                 state.open += 1;
                 drop(state);
-                return match Direct::connect(&self.config) {
+                return match Direct::connect(&self.config, self.trips.clone()) {
                     Ok(direct) => Ok(PgConn::new(direct, Some(slots.clone()))),
                     Err(e) => {
                         slots.release(None);
@@ -229,7 +244,10 @@ impl Pg {
 
     /// A connection of its own, outside the pool (the writer's: it holds it for good).
     pub(in crate::store) fn dedicated(&self) -> Result<PgConn> {
-        Ok(PgConn::new(Direct::connect(&self.config)?, None))
+        Ok(PgConn::new(
+            Direct::connect(&self.config, self.trips.clone())?,
+            None,
+        ))
     }
 }
 
@@ -268,6 +286,7 @@ pub(in crate::store) struct AdvisoryLock {
     client: Option<deadpool_postgres::Object>,
     key: i64,
     handle: tokio::runtime::Handle,
+    trips: Arc<AtomicU64>,
 }
 
 impl Drop for AdvisoryLock {
@@ -276,6 +295,7 @@ impl Drop for AdvisoryLock {
             return;
         };
         let key = self.key;
+        self.trips.fetch_add(1, Ordering::Relaxed);
         self.handle.spawn(async move {
             let unlocked = client
                 .query_one("SELECT pg_advisory_unlock($1)", &[&key])
@@ -303,6 +323,7 @@ impl AdvisoryLock {
         if client.is_closed() {
             return false;
         }
+        self.trips.fetch_add(1, Ordering::Relaxed);
         matches!(
             tokio::time::timeout(LOCK_CHECK_TIMEOUT, client.simple_query("SELECT 1")).await,
             Ok(Ok(_))
@@ -317,6 +338,8 @@ impl Pg {
     pub(in crate::store) async fn advisory_lock(&self, key: i64) -> Result<AdvisoryLock> {
         let pool = self.locks.clone();
         let handle = self.handle.clone();
+        let trips = self.trips.clone();
+        trips.fetch_add(1, Ordering::Relaxed);
         let task = self.handle.spawn(async move {
             let client = pool
                 .get()
@@ -329,6 +352,7 @@ impl Pg {
                 client: Some(client),
                 key,
                 handle,
+                trips,
             })
         });
         match task.await {
@@ -401,9 +425,10 @@ impl WriterConn {
         if now.opened.is_none() && !now.running {
             now.running = true;
             let (config, to) = (self.pg.config(), Arc::downgrade(&self.reconnect));
+            let trips = self.pg.trips.clone();
             let started = std::thread::Builder::new()
                 .name("switchyard-pg-reconnect".into())
-                .spawn(move || reconnect(config, to));
+                .spawn(move || reconnect(config, trips, to));
             if let Err(e) = started {
                 now.running = false;
                 tracing::error!(error = %e, "cannot start the store writer's reconnection");
@@ -423,12 +448,13 @@ impl WriterConn {
 /// gone (the store dropped).
 fn reconnect(
     mut config: tokio_postgres::Config,
+    trips: Arc<AtomicU64>,
     to: std::sync::Weak<(Mutex<Reconnect>, std::sync::Condvar)>,
 ) {
     config.connect_timeout(RECONNECT_ATTEMPT);
     let mut pause = RECONNECT_PAUSE_FIRST;
     while to.strong_count() > 0 {
-        match Direct::connect(&config) {
+        match Direct::connect(&config, trips.clone()) {
             Ok(direct) => {
                 let Some(to) = to.upgrade() else { return };
                 let (state, changed) = &*to;
@@ -587,6 +613,75 @@ impl PgConn {
     }
 }
 
+/// What one of the statements sent together ([`PgConn::together`]) answered.
+enum Answer {
+    Changed(u64),
+    Rows(Vec<tokio_postgres::Row>),
+}
+
+impl PgConn {
+    /// `statements`, prepared first where needed (once per connection), sent together with
+    /// what was deferred: one round trip for all (tokio-postgres pipelines the futures polled
+    /// together, in order). Their changed-row counts, or with `rows` their rows; the first
+    /// error is the call's.
+    fn together(&self, statements: &[Statement], rows: bool) -> Result<Vec<Answer>> {
+        let params: Vec<_> = statements.iter().map(|s| params(&s.values)).collect();
+        self.with(|direct, mut deferred| {
+            let mut prepared_all = Vec::with_capacity(statements.len());
+            for s in statements {
+                let (statement, rest) = prepared(direct, deferred, &s.sql)?;
+                deferred = rest;
+                prepared_all.push(statement);
+            }
+            let (sent, done) = direct.run(|c| {
+                let control = async move {
+                    match deferred {
+                        "" => Ok(()),
+                        deferred => c.batch_execute(deferred).await,
+                    }
+                };
+                let each = prepared_all
+                    .iter()
+                    .zip(&params)
+                    .map(|(statement, params)| async move {
+                        if rows {
+                            c.query(statement, params).await.map(Answer::Rows)
+                        } else {
+                            c.execute(statement, params).await.map(Answer::Changed)
+                        }
+                    });
+                futures::future::join(control, in_order(each.collect()))
+            })?;
+            sent?;
+            done.into_iter()
+                .map(|answer| answer.map_err(StoreError::from))
+                .collect()
+        })
+    }
+}
+
+/// Runs `futures` together, each polled in its turn until all are done; their outputs in order.
+/// A tokio-postgres request goes out when its future is first polled, so the statements run in
+/// this order (`join_all` polls more than 30 futures in no set order).
+async fn in_order<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures
+        .into_iter()
+        .map(|f| Box::pin(futures::future::maybe_done(f)))
+        .collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for future in &mut futures {
+            pending |= future.as_mut().poll(cx).is_pending();
+        }
+        if pending {
+            return std::task::Poll::Pending;
+        }
+        let outputs = futures.iter_mut().filter_map(|f| f.as_mut().take_output());
+        std::task::Poll::Ready(outputs.collect())
+    })
+    .await
+}
+
 /// What `make` builds from the client, with `deferred` (transaction control) pipelined ahead of
 /// it: one round trip for both. The statement's error is the deferred control's if that failed.
 fn pipelined<'a, T, F>(
@@ -637,6 +732,40 @@ impl Db for PgConn {
             let (stmt, deferred) = prepared(direct, deferred, sql)?;
             pipelined(direct, deferred, |c| c.execute(&stmt, &params))
         })
+    }
+
+    /// Inside a transaction: sent together ([`PgConn::together`]), one round trip for all.
+    fn execute_all(&self, statements: &[Statement]) -> Result<Vec<u64>> {
+        if statements.len() < 2 || !self.in_transaction.get() {
+            return statements
+                .iter()
+                .map(|s| self.execute(&s.sql, &s.values))
+                .collect();
+        }
+        self.together(statements, false)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Changed(n) => Ok(n),
+                Answer::Rows(_) => Err(StoreError::Row("rows where a count was asked".into())),
+            })
+            .collect()
+    }
+
+    /// Sent together ([`PgConn::together`]), one round trip for all.
+    fn query_all(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
+        if statements.len() < 2 {
+            return statements
+                .iter()
+                .map(|s| self.query(&s.sql, &s.values))
+                .collect();
+        }
+        self.together(statements, true)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Rows(rows) => rows.iter().map(from_postgres).collect(),
+                Answer::Changed(_) => Err(StoreError::Row("a count where rows were asked".into())),
+            })
+            .collect()
     }
 
     fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
@@ -765,7 +894,81 @@ pub fn test_database() -> std::result::Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::super::sql::{values, Db, Statement};
+    use super::{redact, Pg, PgConn};
+
+    /// Statements run together in a transaction go out in one round trip, each with its own
+    /// row count; one that fails fails the call with its own error (not the aborted
+    /// transaction's), and the ones after it change nothing.
+    #[test]
+    fn on_postgres_statements_run_together_take_one_round_trip_and_fail_together() {
+        let pg = Pg::connect(&crate::store::testing::postgres_url(), None).unwrap();
+        let round_trips = |_: &PgConn| pg.round_trips();
+        let conn = pg.conn().unwrap();
+        conn.batch("CREATE TABLE t (n BIGINT PRIMARY KEY)").unwrap();
+        let insert = |n: i64| {
+            Statement::new(
+                "INSERT INTO t (n) VALUES (?1) ON CONFLICT (n) DO NOTHING",
+                values![n],
+            )
+        };
+        let strict = |n: i64| Statement::new("INSERT INTO t (n) VALUES (?1)", values![n]);
+        conn.begin();
+        // Prepared on first use, once per connection.
+        conn.execute_all(&[insert(0), strict(100)]).unwrap();
+        let before = round_trips(&conn);
+        assert_eq!(
+            conn.execute_all(&[insert(1), insert(1), strict(2)])
+                .unwrap(),
+            vec![1, 0, 1]
+        );
+        assert_eq!(round_trips(&conn) - before, 1, "one round trip for three");
+        // Many at once run in their order: each insert finds the row the delete before it
+        // removed gone, each delete finds the insert before it.
+        let flip: Vec<Statement> = (0..41)
+            .map(|i| match i % 2 {
+                0 => insert(1000),
+                _ => Statement::new("DELETE FROM t WHERE n = ?1", values![1000_i64]),
+            })
+            .collect();
+        assert_eq!(conn.execute_all(&flip).unwrap(), vec![1; 41]);
+        conn.execute("DELETE FROM t WHERE n = 1000", &[]).unwrap();
+        conn.defer("SAVEPOINT s");
+        let failed = conn
+            .execute_all(&[strict(3), strict(1), strict(4)])
+            .unwrap_err()
+            .to_string();
+        assert!(failed.contains("duplicate key"), "{failed}");
+        conn.defer("ROLLBACK TO s");
+        conn.commit().unwrap();
+        let rows: Vec<i64> = conn
+            .query("SELECT n FROM t ORDER BY n", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.int(0).unwrap())
+            .collect();
+        assert_eq!(rows, vec![0, 1, 2, 100]);
+        // Reads, outside a transaction too: one round trip once prepared.
+        let reads = [
+            Statement::new("SELECT n FROM t WHERE n < 2 ORDER BY n", Vec::new()),
+            Statement::new("SELECT n FROM t WHERE n > 2", Vec::new()),
+        ];
+        conn.query_all(&reads).unwrap();
+        let before = round_trips(&conn);
+        let answers = conn.query_all(&reads).unwrap();
+        assert_eq!(
+            round_trips(&conn) - before,
+            1,
+            "one round trip for two reads"
+        );
+        let ints = |rows: &Vec<super::Row>| -> Vec<i64> {
+            rows.iter().map(|r| r.int(0).unwrap()).collect()
+        };
+        assert_eq!(
+            answers.iter().map(ints).collect::<Vec<_>>(),
+            vec![vec![0, 1], vec![100]]
+        );
+    }
 
     #[test]
     fn a_password_is_masked_in_the_userinfo_and_in_the_query() {

@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -160,12 +160,14 @@ pub(in crate::store) struct Direct {
     link: Link,
     /// Prepared statements by their `?N` text.
     statements: HashMap<String, Statement>,
+    /// Round trips ([`Direct::run`]) of every connection of the store, counted for metrics.
+    trips: Arc<AtomicU64>,
 }
 
 impl Direct {
     /// Connects to the first host of `config` that answers (each bounded by its
-    /// `connect_timeout`), and authenticates.
-    pub(in crate::store) fn connect(config: &Config) -> Result<Direct> {
+    /// `connect_timeout`), and authenticates. Its round trips are added to `trips`.
+    pub(in crate::store) fn connect(config: &Config, trips: Arc<AtomicU64>) -> Result<Direct> {
         let timeout = config.get_connect_timeout().copied();
         let socket = open(config, timeout)?;
         let write_blocked = Arc::new(AtomicBool::new(false));
@@ -191,6 +193,7 @@ impl Direct {
                 closed: false,
             },
             statements: HashMap::new(),
+            trips,
         })
     }
 
@@ -219,6 +222,7 @@ impl Direct {
         &'a mut self,
         make: impl FnOnce(&'a Client) -> F,
     ) -> Result<F::Output> {
+        self.trips.fetch_add(1, Ordering::Relaxed);
         let Direct { client, link, .. } = self;
         if link.closed {
             return Err(StoreError::Postgres("the connection is closed".into()));

@@ -108,6 +108,33 @@ macro_rules! args {
 }
 pub(in crate::store) use args;
 
+/// A statement with its parameters, for [`Db::execute_all`].
+#[derive(Debug, Clone)]
+pub(in crate::store) struct Statement {
+    pub sql: std::borrow::Cow<'static, str>,
+    pub values: Vec<Value>,
+}
+
+impl Statement {
+    pub(in crate::store) fn new(
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        values: Vec<Value>,
+    ) -> Statement {
+        Statement {
+            sql: sql.into(),
+            values,
+        }
+    }
+}
+
+/// The parameters of a [`Statement`]: `values![a, b]` is `vec![Value::from(a), Value::from(b)]`.
+macro_rules! values {
+    ($($v:expr),* $(,)?) => {
+        vec![$($crate::store::sql::Value::from($v)),*]
+    };
+}
+pub(in crate::store) use values;
+
 /// A result row, read by column index with the getter of the type the column holds.
 #[derive(Debug, Clone, PartialEq)]
 pub(in crate::store) struct Row(pub(in crate::store) Vec<Value>);
@@ -181,6 +208,29 @@ pub(in crate::store) trait Db {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<u64>;
     /// Runs a query; every row.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+
+    /// Runs `statements` in order; the rows each changed. The first error is the call's, and
+    /// the statements after it do not count: on PostgreSQL inside a transaction they are sent
+    /// together, in one round trip (tokio-postgres pipelines them), and a failed one aborts the
+    /// transaction, so the rest fail too, as one by one they would not have run. Outside a
+    /// transaction (where each would commit alone) and on SQLite, one by one.
+    fn execute_all(&self, statements: &[Statement]) -> Result<Vec<u64>> {
+        statements
+            .iter()
+            .map(|s| self.execute(&s.sql, &s.values))
+            .collect()
+    }
+
+    /// Runs the queries `statements` in order; each one's rows; the first error is the call's.
+    /// On PostgreSQL they are sent together, in one round trip: for reads (outside a
+    /// transaction each runs on its own, and one that fails does not stop the others), or
+    /// inside a transaction. On SQLite one by one.
+    fn query_all(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
+        statements
+            .iter()
+            .map(|s| self.query(&s.sql, &s.values))
+            .collect()
+    }
 
     /// The first row, if any.
     fn query_opt(&self, sql: &str, params: &[Value]) -> Result<Option<Row>> {

@@ -10,7 +10,7 @@
 
 use rusqlite::Connection;
 
-use super::sql::{args, Db};
+use super::sql::{values, Db, Statement};
 use super::{now_ms, Result, Store};
 
 /// Adds the columns this module needs to an existing database (idempotent).
@@ -46,14 +46,24 @@ pub(in crate::store) fn record_verdict_on(
     verdict: &str,
     seq: i64,
 ) -> Result<bool> {
-    let n = db.execute(
+    let statement = record_verdict_statement(integration, order_ref, verdict, seq);
+    Ok(db.execute(&statement.sql, &statement.values)? == 1)
+}
+
+/// The statement of [`record_verdict_on`].
+pub(in crate::store) fn record_verdict_statement(
+    integration: &str,
+    order_ref: &str,
+    verdict: &str,
+    seq: i64,
+) -> Statement {
+    Statement::new(
         "UPDATE orders SET verdict = ?3, verdict_seq = ?4, updated_at = ?5
          WHERE integration = ?1 AND order_ref = ?2
            AND (verdict_seq IS NULL OR verdict_seq <= ?4)
            AND (verdict IS DISTINCT FROM ?3 OR verdict_seq IS DISTINCT FROM ?4)",
-        args![integration, order_ref, verdict, seq, now_ms()],
-    )?;
-    Ok(n == 1)
+        values![integration, order_ref, verdict, seq, now_ms()],
+    )
 }
 
 #[cfg(test)]

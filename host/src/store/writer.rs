@@ -411,6 +411,7 @@ impl<C: Batching + 'static> Writer<C> {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+            round_trips: 0,
         }
     }
 

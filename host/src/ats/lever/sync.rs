@@ -37,9 +37,13 @@ pub async fn reconcile(
     verdict_labels: &[String],
     timeline: &Timeline,
 ) -> Result<(), SyncError> {
-    let orders = {
+    // One read for the orders and the notes to write: the notes recorded with this event's
+    // status are there already; a status recorded after this read is written by its own event.
+    let (orders, notes) = {
         let (id, opp) = (integration.to_owned(), opportunity_id.to_owned());
-        store.off_async(move |s| s.orders_of(&id, &opp)).await?
+        store
+            .off_async(move |s| s.orders_and_unwritten_notes(&id, &opp))
+            .await?
     };
     let Some(newest) = orders.last() else {
         return Ok(());
@@ -103,12 +107,6 @@ pub async fn reconcile(
 
     // Read once, and only when an earlier write may have gone through.
     let mut on_lever: Option<Vec<String>> = None;
-    let notes = {
-        let (id, opp) = (integration.to_owned(), opportunity_id.to_owned());
-        store
-            .off_async(move |s| s.unwritten_notes(&id, &opp))
-            .await?
-    };
     for note in notes {
         if note.attempted {
             if on_lever.is_none() {

@@ -11,7 +11,19 @@
 //! attempt finds the intent and looks the order up at the vendor instead of inviting again.
 //!
 //! Reads see the held writes (read-your-writes within the call); the quota check counts them.
+//! A key is read from the store once per call, then answered from what the call read or
+//! committed (the event is leased to this call: its screening's keys change only through it).
+//!
+//! The quota check reads the store once per call, not once per write ([`Stored`]): the call's
+//! first read of the store also answers the connector's stored total, each read answers its
+//! key's stored size, and the call's own commits are added to what it read. What other calls
+//! (other workers, other hosts) commit meanwhile is seen by the next call. The check never was
+//! a lock: another call's writes held in memory were never counted either, and were committed
+//! any time before that call ended, so calls running together could always pass the quota by
+//! what they write together; reading at the call's start instead of at each write keeps that
+//! bound (what concurrent calls write), on every backend.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::store::kv::KvWrite;
@@ -24,7 +36,26 @@ pub struct DeferredState {
     store: Store,
     integration: String,
     connector: String,
-    held: Mutex<Vec<KvWrite>>,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Writes not committed yet, in order.
+    writes: Vec<KvWrite>,
+    /// What the store holds, as far as this call knows; `None` until first read.
+    stored: Option<Stored>,
+    /// Committed values this call read or wrote, by key (`None`: no entry): a key read twice
+    /// (Certn's `order:` key, by the connector and by the SDK's `start_once`) is read once.
+    values: HashMap<String, Option<String>>,
+}
+
+/// The connector's committed state as this call read it, with the call's own commits applied.
+struct Stored {
+    /// Bytes the connector keeps in all.
+    total: u64,
+    /// Bytes each key's stored entry counts (0: none), for the keys read or committed.
+    bytes: HashMap<String, u64>,
 }
 
 impl DeferredState {
@@ -34,22 +65,22 @@ impl DeferredState {
             store,
             integration: integration.to_owned(),
             connector: connector.to_owned(),
-            held: Mutex::new(Vec::new()),
+            held: Mutex::new(Held::default()),
         })
     }
 
     /// The writes held since the last outbound request, in order, for the caller to commit
     /// with the call's outcome ([`Store::record_status_with_state`]).
     pub fn take(&self) -> Vec<KvWrite> {
-        std::mem::take(&mut *self.held())
+        std::mem::take(&mut self.held().writes)
     }
 
     /// Holds `writes` (taken by [`DeferredState::take`]) again, ahead of any held since: their
     /// outcome could not be recorded, so a [`DeferredState::flush`] must still store them.
     pub fn hold_again(&self, writes: Vec<KvWrite>) {
         let mut held = self.held();
-        let later = std::mem::replace(&mut *held, writes);
-        held.extend(later);
+        let later = std::mem::replace(&mut held.writes, writes);
+        held.writes.extend(later);
     }
 
     /// Commits the writes held (one write of the group commit); durable when it returns. For a
@@ -63,13 +94,69 @@ impl DeferredState {
             .inspect_err(|_| self.hold_again(kept))
     }
 
-    fn held(&self) -> MutexGuard<'_, Vec<KvWrite>> {
-        // A panic while pushing leaves a consistent Vec.
+    fn held(&self) -> MutexGuard<'_, Held> {
+        // A panic while pushing leaves a consistent state.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn hold(&self, write: KvWrite) {
-        self.held().push(write);
+        self.held().writes.push(write);
+    }
+
+    /// Reads `key` from the store (with the connector's total on the call's first read), and
+    /// notes its stored size for the quota.
+    fn read(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let first = self.held().stored.is_none();
+        let entry = self
+            .store
+            .kv_get_counted(&self.integration, &self.connector, key, first)?;
+        let mut held = self.held();
+        held.values.insert(key.to_owned(), entry.value.clone());
+        if let Some(stored) = held.stored.as_mut() {
+            stored.bytes.insert(key.to_owned(), entry.bytes);
+        } else if let Some(total) = entry.total {
+            let bytes = HashMap::from([(key.to_owned(), entry.bytes)]);
+            held.stored = Some(Stored { total, bytes });
+        }
+        Ok(entry.value)
+    }
+
+    /// Applies `writes`, just committed with `changed` rows each, to what the call knows of the
+    /// store; a key whose stored size it did not know makes it read the store again.
+    fn committed(&self, writes: &[KvWrite], changed: &[u64]) {
+        let mut held = self.held();
+        for (write, &changed) in writes.iter().zip(changed) {
+            let key = write.key().to_owned();
+            match write {
+                KvWrite::Delete { .. } => held.values.insert(key, None),
+                KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }
+                    if changed > 0 =>
+                {
+                    held.values.insert(key, Some(value.clone()))
+                }
+                // A screening's entry not kept: what is stored is not known.
+                _ => held.values.remove(&key),
+            };
+        }
+        let Some(stored) = held.stored.as_mut() else {
+            return;
+        };
+        for (write, &changed) in writes.iter().zip(changed) {
+            if changed == 0 {
+                // Nothing stored changed: a screening's entry not kept, a delete of nothing.
+                if matches!(write, KvWrite::Delete { .. }) {
+                    stored.bytes.insert(write.key().to_owned(), 0);
+                }
+                continue;
+            }
+            let Some(before) = stored.bytes.get(write.key()).copied() else {
+                held.stored = None;
+                return;
+            };
+            let after = held_bytes(write);
+            stored.total = (stored.total + after).saturating_sub(before);
+            stored.bytes.insert(write.key().to_owned(), after);
+        }
     }
 }
 
@@ -87,15 +174,23 @@ fn held_bytes(write: &KvWrite) -> u64 {
 }
 
 impl StateBackend for DeferredState {
+    /// The newest held write of `key`, else what the call read or committed of it, else the
+    /// store's value (another call's write after this call's read of `key` is seen by the next
+    /// call).
     fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let newest = self.held().iter().rev().find(|w| w.key() == key).cloned();
-        Ok(match newest {
-            Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }) => {
-                Some(value)
+        let (newest, known) = {
+            let held = self.held();
+            let newest = held.writes.iter().rev().find(|w| w.key() == key).cloned();
+            (newest, held.values.get(key).cloned())
+        };
+        match (newest, known) {
+            (Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }), _) => {
+                Ok(Some(value))
             }
-            Some(KvWrite::Delete { .. }) => None,
-            None => self.store.kv_get(&self.integration, &self.connector, key)?,
-        })
+            (Some(KvWrite::Delete { .. }), _) => Ok(None),
+            (None, Some(value)) => Ok(value),
+            (None, None) => self.read(key),
+        }
     }
 
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
@@ -129,15 +224,30 @@ impl StateBackend for DeferredState {
 
     /// The stored total plus every held entry's bytes (the newest per key, `key` left out): an
     /// entry held over a stored one counts twice until committed, so the check errs on the side
-    /// of the quota.
+    /// of the quota. The stored figures are the call's ([`Stored`]): read from the store only
+    /// when the call has not read the total or `key`'s stored size yet.
     fn usage_without(&self, key: &str) -> anyhow::Result<u64> {
-        let stored = self
-            .store
-            .kv_usage(&self.integration, &self.connector, key)?;
+        let known = |held: &Held| {
+            held.stored
+                .as_ref()
+                .is_some_and(|s| s.bytes.contains_key(key))
+        };
+        if !known(&self.held()) {
+            self.read(key)?;
+        }
         let held = self.held();
+        let stored = match &held.stored {
+            Some(s) => s
+                .total
+                .saturating_sub(s.bytes.get(key).copied().unwrap_or(0)),
+            // Read just now; only a concurrent reset (never within one call) leaves none.
+            None => self
+                .store
+                .kv_usage(&self.integration, &self.connector, key)?,
+        };
         let mut seen: Vec<&str> = vec![key];
         let mut extra = 0;
-        for write in held.iter().rev() {
+        for write in held.writes.iter().rev() {
             if !seen.contains(&write.key()) {
                 seen.push(write.key());
                 extra += held_bytes(write);
@@ -153,11 +263,13 @@ impl StateBackend for DeferredState {
         Box::pin(async move {
             let writes = self.take();
             let kept = writes.clone();
-            self.store
+            let changed = self
+                .store
                 .kv_apply_committed(&self.integration, &self.connector, writes)
                 .await
                 // Not stored: held again, so a later flush still has them.
-                .inspect_err(|_| self.hold_again(kept))?;
+                .inspect_err(|_| self.hold_again(kept.clone()))?;
+            self.committed(&kept, &changed);
             Ok(())
         })
     }
@@ -207,6 +319,58 @@ mod tests {
             store.kv_get("i", "c", "cursor").unwrap().as_deref(),
             Some("7")
         );
+    }
+
+    /// The quota's stored figures are read once per call: a write committed by someone else
+    /// after the call's first read is counted by the next call, not by this one's checks. The
+    /// call's own commits are counted as they change the store (a replaced entry once).
+    #[tokio::test]
+    async fn the_quota_reads_the_store_once_per_call_and_counts_its_own_commits() {
+        let (_dir, store) = store();
+        store.kv_set("i", "c", "old", "zzz").unwrap(); // 6 bytes
+        store.kv_set("i", "c", "gone", "z").unwrap(); // 5 bytes
+        let state = DeferredState::new(store.clone(), "i", "c");
+        assert_eq!(state.get("old").unwrap().as_deref(), Some("zzz"));
+        store.kv_set("i", "c", "other", "0123456789").unwrap(); // 15 bytes, another call's
+        assert_eq!(
+            state.usage_without("new").unwrap(),
+            11,
+            "read at the call's start"
+        );
+        // Replaced and committed before a request: counted once, at its new size.
+        state.set("old", "z").unwrap();
+        state.before_outbound().await.unwrap();
+        assert_eq!(state.usage_without("new").unwrap(), 4 + 5);
+        // A key the call never read, deleted: the next check reads the store again.
+        state.delete("gone").unwrap();
+        state.before_outbound().await.unwrap();
+        assert_eq!(state.usage_without("new").unwrap(), 4 + 15);
+        // Another call reads what is stored now.
+        let next = DeferredState::new(store.clone(), "i", "c");
+        assert_eq!(next.usage_without("new").unwrap(), 4 + 15);
+    }
+
+    /// A key read once is not read from the store again in the same call: a value another
+    /// writer stored meanwhile is seen by the next call. What the call committed reads back.
+    #[tokio::test]
+    async fn a_key_is_read_from_the_store_once_per_call() {
+        let (_dir, store) = store();
+        store.kv_set("i", "c", "k", "v1").unwrap();
+        let state = DeferredState::new(store.clone(), "i", "c");
+        assert_eq!(state.get("k").unwrap().as_deref(), Some("v1"));
+        assert_eq!(state.get("gone").unwrap(), None);
+        store.kv_set("i", "c", "k", "v2").unwrap();
+        store.kv_set("i", "c", "gone", "back").unwrap();
+        assert_eq!(state.get("k").unwrap().as_deref(), Some("v1"));
+        assert_eq!(state.get("gone").unwrap(), None);
+        state.set("mine", "m").unwrap();
+        state.delete("k").unwrap();
+        state.before_outbound().await.unwrap();
+        assert_eq!(state.get("mine").unwrap().as_deref(), Some("m"));
+        assert_eq!(state.get("k").unwrap(), None);
+        let next = DeferredState::new(store.clone(), "i", "c");
+        assert_eq!(next.get("gone").unwrap().as_deref(), Some("back"));
+        assert_eq!(next.get("k").unwrap(), None);
     }
 
     #[test]

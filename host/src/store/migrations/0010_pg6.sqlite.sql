@@ -1,0 +1,3 @@
+-- PostgreSQL only (its `state` quota totals counted again from `kv`, after migration 8's
+-- `DELETE` bug): SQLite's totals are kept by triggers in the statement that changes `kv`, and
+-- never had that bug. Nothing to change here.
