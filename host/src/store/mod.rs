@@ -43,7 +43,8 @@
 //! made on a few rows), [`stats`] (the
 //! console's numbers: events and failures per minute, queue depth, latency per version),
 //! [`writer`] (group commit, on both
-//! backends), [`page_cache`] (SQLite's page cache without a walk of every cached page at the
+//! backends), `checkpoint` (SQLite's WAL copied into the database file beside the writer, which
+//! copies only the tail and so lets the WAL start over), [`page_cache`] (SQLite's page cache without a walk of every cached page at the
 //! commits that split pages), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
 //! [`pg`] (PostgreSQL's pools and connections), `pg_direct` (a PostgreSQL connection driven on
@@ -68,6 +69,7 @@
 //! both backends (`testing::on_both`).
 
 pub mod admin;
+mod checkpoint;
 pub mod components;
 pub mod console;
 pub mod gem;
@@ -200,6 +202,9 @@ enum Backend {
         conn: Arc<Mutex<Connection>>,
         writer: writer::Writer<Connection>,
         readers: Arc<readers::Readers>,
+        /// What the WAL checkpoints did (tests).
+        #[cfg(test)]
+        checkpoints: Arc<checkpoint::Counts>,
     },
     Postgres {
         pg: Arc<pg::Pg>,
@@ -369,27 +374,28 @@ impl Store {
         // The writer's pages (KiB): the queue's index leaves stay cached, not read back
         // through the file system on every batch (the default is 2 MiB).
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        // The writer checkpoints after the commit that takes the WAL past this (SQLite's
-        // autocheckpoint, counted in pages of this database's size): a page that many batches
-        // change (an index leaf) reaches the file once per checkpoint, not once per 4 MiB.
-        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WAL_CHECKPOINT_BYTES / page.max(512),
-        )?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::sqlite(&conn)?;
         retention::prepare(&conn)?;
+        // Checkpoints beside the writer, which copies only their tail ([`checkpoint`]).
+        let checkpoints = checkpoint::Checkpoints::start(path, &conn)?;
+        #[cfg(test)]
+        let counts = checkpoints.counts();
         let conn = Arc::new(Mutex::new(conn));
         let queued = Arc::default();
-        let writer = writer::Writer::start(conn.clone(), Arc::clone(&queued))?;
+        let source = writer::SqliteWriter {
+            conn: conn.clone(),
+            checkpoints,
+        };
+        let writer = writer::Writer::start(source, Arc::clone(&queued))?;
         let readers = Arc::new(readers::Readers::new(path));
         Ok(Store {
             backend: Backend::Sqlite {
                 conn,
                 writer,
                 readers,
+                #[cfg(test)]
+                checkpoints: counts,
             },
             locks: Arc::default(),
             queued,
@@ -751,9 +757,6 @@ const WRITER_CACHE_KIB: i64 = 32 << 10;
 /// A new database's page size, bytes (SQLite's default is 4096).
 const PAGE_SIZE: i64 = 2048;
 
-/// WAL bytes after which the writer's commit checkpoints (SQLite's default is 1,000 pages).
-const WAL_CHECKPOINT_BYTES: i64 = 8 << 20;
-
 /// The connection, even after a panic while it was held: SQLite stays consistent (statements and
 /// transactions are atomic; the writer rolls back what a panicking job left).
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -1070,8 +1073,8 @@ mod tests {
         assert_eq!(store.write_db(temp_store).await.unwrap(), 2);
     }
 
-    /// A new database gets 2 KiB pages, an existing one keeps its size; either checkpoints
-    /// every 8 MiB of WAL, in its own pages.
+    /// A new database gets 2 KiB pages, an existing one keeps its size; the writer's commits
+    /// never checkpoint (SQLite's autocheckpoint is off there: see `checkpoint`).
     #[test]
     fn a_new_database_has_small_pages_and_an_existing_one_keeps_its_own() {
         let dir = tempfile::TempDir::new().unwrap();
@@ -1084,7 +1087,7 @@ mod tests {
         };
         let fresh = Store::open(&dir.path().join("new.sqlite")).unwrap();
         assert_eq!(pragma(&fresh, "page_size"), 2048);
-        assert_eq!(pragma(&fresh, "wal_autocheckpoint"), 4096);
+        assert_eq!(pragma(&fresh, "wal_autocheckpoint"), 0);
 
         let old = dir.path().join("old.sqlite");
         Connection::open(&old)
@@ -1093,7 +1096,7 @@ mod tests {
             .unwrap();
         let existing = Store::open(&old).unwrap();
         assert_eq!(pragma(&existing, "page_size"), 4096);
-        assert_eq!(pragma(&existing, "wal_autocheckpoint"), 2048);
+        assert_eq!(pragma(&existing, "wal_autocheckpoint"), 0);
         existing.enqueue("acme", "k", "key", "{}").unwrap();
         assert_eq!(pragma(&existing, "page_size"), 4096, "still, once written");
     }

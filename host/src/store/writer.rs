@@ -28,6 +28,10 @@
 //!
 //! The thread ends when the last [`Store`] clone is dropped (its channel closes).
 //!
+//! On SQLite the commits never checkpoint the WAL: a thread beside copies it, and the writer,
+//! after a batch was answered, only asks for that or copies what was committed meanwhile
+//! (`checkpoint`).
+//!
 //! **When a commit reaches the disk ([`Flush`]).** Every write is committed before it is
 //! answered; most are also flushed (fsync) before it is answered. A processing step's
 //! bookkeeping (a claim, an attempt's outcome, a status recorded before its ATS write-back) may
@@ -61,6 +65,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::checkpoint::Checkpoints;
 use super::intake::{enqueue_many_on, enqueue_one_on, IntakeRow};
 use super::pg::{PgConn, WriterConn};
 use super::sql::Db;
@@ -193,13 +198,23 @@ impl Batching for PgConn {
 pub(in crate::store) trait Source: Send + 'static {
     type Conn: Batching;
     fn with<R>(&self, f: impl FnOnce(&Self::Conn) -> R) -> R;
+    /// After each batch, once it was answered: housekeeping that must not delay its answers.
+    fn after_batch(&self) {}
 }
 
-/// SQLite: the store's one connection, locked for the batch.
-impl Source for Arc<Mutex<Connection>> {
+/// SQLite: the store's one connection, locked for the batch, and its WAL checkpoints.
+pub(in crate::store) struct SqliteWriter {
+    pub(in crate::store) conn: Arc<Mutex<Connection>>,
+    pub(in crate::store) checkpoints: Checkpoints,
+}
+
+impl Source for SqliteWriter {
     type Conn = Connection;
     fn with<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
-        f(&lock(self))
+        f(&lock(&self.conn))
+    }
+    fn after_batch(&self) {
+        self.checkpoints.after_batch(&self.conn);
     }
 }
 
@@ -503,6 +518,7 @@ fn run<S: Source>(
         for job in batch.drain(..) {
             job.answer(&outcome);
         }
+        source.after_batch();
     }
 }
 

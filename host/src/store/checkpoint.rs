@@ -1,0 +1,284 @@
+//! SQLite's WAL checkpoints: the copying done beside the group commit's writer, the WAL still
+//! starting over.
+//!
+//! A checkpoint copies the pages the WAL holds into the database file and fsyncs that file. Run
+//! by the writer (SQLite's autocheckpoint, inside the `COMMIT` that takes the WAL past its bound)
+//! it holds up every request waiting for the next batch: with 8 MiB of WAL, tens of
+//! milliseconds of copying and flushing, the tail of the ack latency. A passive checkpoint on a
+//! connection of its own runs beside the writer, but alone it never lets the WAL start over
+//! (the next write transaction starts it over only if every frame is in the database file, and
+//! a writer that never pauses always adds frames meanwhile: the WAL grew past 100 MB). So the
+//! two share the work:
+//!
+//! - after a batch whose commit took the WAL past [`START_BYTES`], the writer asks the
+//!   checkpointer thread (`switchyard-checkpoint`) for a pass: a passive checkpoint on its
+//!   own connection, copying what is committed while the next batches go on;
+//! - after the first batch once the pass ended, the writer copies the rest itself (a passive
+//!   checkpoint on its connection, once that batch was answered): the frames committed during
+//!   the pass, if they are at most [`TAIL_BYTES`], else it asks for another pass. With every
+//!   frame copied, its next write transaction starts the WAL over;
+//! - if passes cannot keep up, the writer copies everything once the WAL is past
+//!   [`HARD_BYTES`]: the WAL stays bounded, as with SQLite's autocheckpoint.
+//!
+//! A page that many batches change (an index leaf) still reaches the file about once per
+//! [`START_BYTES`] of WAL. Durability does not change: a commit is durable once its WAL frames
+//! are fsynced (`synchronous=FULL`), whichever connection copies them later; each checkpoint
+//! fsyncs the WAL before copying and the database file after, and after a kill -9 SQLite
+//! recovers from the WAL as before. A reader that still needs frames keeps them from being
+//! copied (on either side) and the WAL from starting over; the writer then asks for the next
+//! pass once another [`TAIL_BYTES`] were committed.
+//!
+//! The writer learns how many frames the WAL holds from SQLite's WAL hook, called at each
+//! commit on the committing thread (it replaces SQLite's autocheckpoint on that connection).
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use super::{lock, Result};
+
+/// WAL bytes after which the writer asks for a pass.
+pub(in crate::store) const START_BYTES: i64 = 8 << 20;
+
+/// WAL bytes committed during a pass that the writer copies itself; past this, another pass.
+const TAIL_BYTES: i64 = 1 << 20;
+
+/// WAL bytes past which the writer copies whatever the passes left, itself.
+const HARD_BYTES: i64 = 4 * START_BYTES;
+
+/// What the checkpointer reports while a pass is asked for or running.
+const PENDING: i64 = -1;
+
+thread_local! {
+    /// Frames in the WAL after this thread's last commit on the writer's connection.
+    static FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// SQLite's WAL hook on the writer's connection: remembers the frames after each commit.
+fn count_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()> {
+    FRAMES.with(|f| f.set(i64::from(frames)));
+    Ok(())
+}
+
+/// Checkpoints done so far, beside the writer and by it.
+#[derive(Debug, Default)]
+pub(in crate::store) struct Counts {
+    pub(in crate::store) passes: AtomicU64,
+    pub(in crate::store) by_writer: AtomicU64,
+}
+
+/// The writer's side of the checkpoints (used from the writer thread only).
+pub(in crate::store) struct Checkpoints {
+    /// [`START_BYTES`], [`TAIL_BYTES`] and [`HARD_BYTES`] in frames of this database's pages.
+    start: i64,
+    tail: i64,
+    hard: i64,
+    /// Asks the checkpointer for a pass.
+    ask: SyncSender<()>,
+    /// Frames the last pass left copied; [`PENDING`] while one is asked for or running.
+    copied: Arc<AtomicI64>,
+    /// Frames at which the next pass is asked for: `start`, or a tail further if a reader kept
+    /// the WAL from starting over after the last one.
+    next: Cell<i64>,
+    /// A pass was asked for and its result not taken yet.
+    passing: Cell<bool>,
+    counts: Arc<Counts>,
+}
+
+impl Checkpoints {
+    /// Makes `writer` (the store's read-write connection to `path`) count its WAL frames, and
+    /// starts the checkpointer thread on a connection of its own. The thread ends once the
+    /// returned value is dropped (with the writer thread).
+    pub(in crate::store) fn start(path: &Path, writer: &Connection) -> Result<Checkpoints> {
+        let page: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let frames = |bytes: i64| bytes / page.max(512);
+        let conn = Connection::open(path)?;
+        // Its checkpoints fsync the WAL before copying and the database file after.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let (ask, asked) = sync_channel::<()>(1);
+        let copied = Arc::new(AtomicI64::new(PENDING));
+        let reported = Arc::clone(&copied);
+        let counts = Arc::new(Counts::default());
+        let passes = Arc::clone(&counts);
+        std::thread::Builder::new()
+            .name("switchyard-checkpoint".into())
+            .spawn(move || {
+                while asked.recv().is_ok() {
+                    let frames = passive(&conn).unwrap_or_else(|e| {
+                        // The WAL keeps every commit; the writer asks again (or copies itself).
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                        0
+                    });
+                    passes.passes.fetch_add(1, Ordering::Relaxed);
+                    reported.store(frames, Ordering::Release);
+                }
+            })?;
+        writer.wal_hook(Some(count_frames));
+        Ok(Checkpoints {
+            start: frames(START_BYTES),
+            tail: frames(TAIL_BYTES),
+            hard: frames(HARD_BYTES),
+            next: Cell::new(frames(START_BYTES)),
+            ask,
+            copied,
+            passing: Cell::new(false),
+            counts,
+        })
+    }
+
+    /// After each batch, answered, on the writer thread: asks for a pass, or copies the tail of
+    /// the last one on `conn`, the writer's connection.
+    pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) {
+        let frames = FRAMES.with(Cell::get);
+        let copied = self.pass_ended();
+        if frames < self.start {
+            // Under the bound, or the WAL started over since.
+            self.next.set(self.start);
+            return;
+        }
+        match copied {
+            // A pass is running (the WAL grows until it ends), or none is due yet.
+            None if self.passing.get() || frames < self.next.get() => {}
+            None => self.ask(),
+            Some(copied) if frames - copied <= self.tail || frames >= self.hard => {
+                // Every frame copied: the next write transaction starts the WAL over, unless
+                // a reader still needs some; then the next pass waits for a tail's more.
+                if let Err(e) = passive(&lock(conn)) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+                self.counts.by_writer.fetch_add(1, Ordering::Relaxed);
+                self.next.set(frames + self.tail);
+            }
+            Some(_) => self.ask(),
+        }
+    }
+
+    /// What the checkpoints did so far.
+    #[cfg(test)]
+    pub(in crate::store) fn counts(&self) -> Arc<Counts> {
+        Arc::clone(&self.counts)
+    }
+
+    /// The frames the pass asked for left copied, once it ended.
+    fn pass_ended(&self) -> Option<i64> {
+        if !self.passing.get() {
+            return None;
+        }
+        let copied = self.copied.load(Ordering::Acquire);
+        (copied != PENDING).then(|| {
+            self.passing.set(false);
+            copied
+        })
+    }
+
+    fn ask(&self) {
+        self.copied.store(PENDING, Ordering::Release);
+        self.passing.set(true);
+        // Room for one, and asked only when no pass is pending. Without the thread (it cannot
+        // end before this side is dropped) nothing is copied beside: the writer copies past
+        // `hard` itself.
+        if self.ask.try_send(()).is_err() {
+            self.copied.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// A passive checkpoint on `conn`; returns the frames of the WAL in the database file since it
+/// last started over (all of them unless a reader needed some; none if another checkpoint was
+/// running, which SQLite reports as -1).
+fn passive(conn: &Connection) -> Result<i64> {
+    let copied: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))?;
+    Ok(copied.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::store::Store;
+
+    /// The WAL file's size, and how many times it started over (its header's checkpoint
+    /// sequence number, big-endian at byte 12).
+    fn wal(path: &Path) -> (u64, u32) {
+        let bytes = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
+        let restarts = bytes
+            .get(12..16)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        (bytes.len() as u64, restarts)
+    }
+
+    impl Store {
+        fn checkpoint_counts(&self) -> Arc<Counts> {
+            match &self.backend {
+                crate::store::Backend::Sqlite { checkpoints, .. } => Arc::clone(checkpoints),
+                crate::store::Backend::Postgres { .. } => unreachable!("a SQLite store"),
+            }
+        }
+    }
+
+    /// Under writes that never pause, the copying runs beside the writer (passes on the
+    /// checkpointer's connection), yet the WAL starts over again and again and stays bounded:
+    /// the writer copies only what a pass left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_wal_is_copied_beside_the_writer_and_starts_over_under_steady_writes() {
+        const ROW: usize = 4000;
+        const WRITERS: usize = 16;
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Four times the bound, from writers that keep the writer busy throughout.
+        let rows = (4 * START_BYTES as usize / ROW).div_ceil(WRITERS);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..WRITERS {
+            let s = store.clone();
+            let path = path.clone();
+            tasks.spawn(async move {
+                let mut largest = 0;
+                for _ in 0..rows {
+                    s.write(|c| {
+                        c.execute("INSERT INTO t (pad) VALUES (zeroblob(?1))", [ROW as i64])?;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+                    largest = largest.max(wal(&path).0);
+                }
+                largest
+            });
+        }
+        let mut largest = 0;
+        while let Some(r) = tasks.join_next().await {
+            largest = largest.max(r.unwrap());
+        }
+        let counts = store.checkpoint_counts();
+        assert!(
+            counts.passes.load(Ordering::Relaxed) >= 2,
+            "copied beside the writer: {counts:?}"
+        );
+        assert!(wal(&path).1 >= 2, "the WAL started over: {:?}", wal(&path));
+        // The WAL's own bound, plus the batches committed meanwhile.
+        assert!(
+            largest <= (HARD_BYTES + START_BYTES) as u64,
+            "{largest} bytes"
+        );
+        let kept: i64 = store
+            .conn()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept as usize, rows * WRITERS, "every write kept");
+    }
+}
