@@ -142,11 +142,20 @@ async fn work(
         // no room because of one claim's reservation, each place it frees (`notify_one` per
         // place) wakes a distinct worker, even one not yet waiting; Notify stores only one
         // wake-up for tasks that are not. Dropped unused, its wake-up passes to another waiter.
-        let freed = dispatcher.freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
+        // Boxed so it can be dropped as soon as `next` gives this worker something to do (an
+        // event, an error): `notify_one` wakes the longest waiter first, and a busy worker's
+        // leftover waiter would take a wake meant for an idle one until its event ended.
+        let mut freed = Some(Box::pin(dispatcher.freed.notified()));
+        if let Some(freed) = freed.as_mut() {
+            freed.as_mut().enable();
+        }
         let kept = finished.clone();
         let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished.take()).await;
+        if !matches!(next, Ok(None)) {
+            // Busy (an event to run) or backing off: not waiting for a place, so any wake-up
+            // already given passes on to a waiting worker now, not when this iteration ends.
+            freed = None;
+        }
         // Nothing to take though there was room: sleep until the next due event. (A panic of
         // this read is the idle tick's problem, not the outcome's.)
         let due_in = match &next {
@@ -186,9 +195,10 @@ async fn work(
                     Some(ms) if ms > 0 => Duration::from_millis(ms as u64).min(IDLE),
                     _ => IDLE,
                 };
+                let freed = freed.as_mut().expect("kept while nothing was taken");
                 tokio::select! {
                     _ = app.wake.notified() => {}
-                    _ = &mut freed => {}
+                    _ = freed => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = signals.stop.changed() => {}
                 }
