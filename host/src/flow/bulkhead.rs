@@ -400,6 +400,11 @@ impl Dispatcher {
         };
         if let Some(ready) = self.take_ready() {
             drop(gate);
+            // The attempt just ended freed its place for this worker's own look (no wake-up),
+            // and this worker takes a claimed event instead: another worker may use the place.
+            if finished.is_some() {
+                self.freed.notify_one();
+            }
             progress.recorded = alone(store, finished).await;
             return Ok(Some(ready));
         }
@@ -427,6 +432,10 @@ impl Dispatcher {
         let (wants, reserved) = match self.plan(&ids, !orphans.is_empty(), metrics) {
             Plan::Ready(event) => {
                 drop(gate);
+                // As above: the place freed for this worker goes unused, another may take it.
+                if finished.is_some() {
+                    self.freed.notify_one();
+                }
                 progress.recorded = alone(store, finished).await;
                 return Ok(Some(self.started(event)));
             }
@@ -1019,6 +1028,41 @@ mod tests {
             "taking a ready event claims nothing"
         );
         assert_eq!(d.in_flight("a"), 3, "each holds its place");
+    }
+
+    /// A finishing worker that takes a ready event inside `next` leaves unused the place its
+    /// attempt freed for it (no wake-up then): another worker is woken for it.
+    #[tokio::test]
+    async fn a_finishing_worker_taking_a_ready_event_wakes_another_for_its_place() {
+        let (s, m) = (store_with(&[("a", 5)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = dispatcher(3, 3);
+        let (first, permit) = next(&d, &names, &s, &m).await.unwrap();
+        assert_eq!(d.lock().ready.len(), 2);
+        // The claim's wake-ups for its ready events, taken already.
+        let _ = futures::poll!(Box::pin(d.freed.notified()));
+        let finish = crate::store::Finish {
+            run: RUN,
+            claim_seq: first.claim_seq,
+            state: EventState::Done,
+            error: None,
+            connector_version: None,
+            retry_at: None,
+            started_at_ms: 0,
+            took_ms: 1,
+        };
+        let finished = Finished::new(first.id, first.attempts, &finish, Vec::new());
+        permit.release_to_holder();
+        let (taken, recorded) = d
+            .next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished))
+            .await;
+        assert!(taken.unwrap().is_some(), "a ready event");
+        assert!(matches!(recorded.expect("recorded alone").1, Ok(true)));
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
+            "the place freed by the finished attempt wakes another worker"
+        );
     }
 
     #[tokio::test]
