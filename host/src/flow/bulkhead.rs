@@ -203,10 +203,16 @@ impl Reserved<'_> {
                 state.breakers.unclaimed(&probe);
             }
         }
-        let unused = match std::mem::take(&mut state.turned_away) {
+        let unused = match state.turned_away {
             true => held.saturating_sub(got.len()).min(self.dispatcher.workers),
             false => 0,
         };
+        // Cleared only with the last reservation: a worker turned away while several claims
+        // held places waits for whichever leaves some unused, not only for the first to end
+        // (which may fill all of its own and wake nobody).
+        if state.claiming_total == 0 {
+            state.turned_away = false;
+        }
         self.total = 0;
         // Workers that found no room because of a reservation look again.
         for _ in 0..unused {
@@ -982,6 +988,46 @@ mod tests {
             futures::poll!(Box::pin(d.freed.notified())).is_ready(),
             "the place the claim left wakes the worker it turned away"
         );
+    }
+
+    /// A worker turned away while two claims hold reservations is woken by the one that leaves
+    /// places unused, even when the other ends first having filled all of its own.
+    #[tokio::test]
+    async fn a_worker_turned_away_by_two_claims_is_woken_by_the_one_that_leaves_places() {
+        let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = dispatcher(4, 3);
+        let mut running = all(&d, &names, &s, &m).await;
+        assert_eq!(running.len(), 3, "`a` at its limit, one event left");
+        let held = crate::store::testing::hold_writer(&s);
+        drop(running.pop());
+        let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(futures::poll!(&mut one).is_pending());
+        drop(running.pop());
+        let mut two = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
+        assert!(futures::poll!(&mut two).is_pending());
+        assert_eq!(
+            d.lock().claiming_total,
+            2,
+            "one place reserved by each claim"
+        );
+        // The ended events' wake-ups, taken.
+        let _ = futures::poll!(Box::pin(d.freed.notified()));
+        assert!(next(&d, &names, &s, &m).await.is_none(), "turned away");
+        assert!(futures::poll!(Box::pin(d.freed.notified())).is_pending());
+        drop(held);
+        let one = one.await.unwrap().expect("the last event");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_pending(),
+            "the first claim filled its place"
+        );
+        assert!(two.await.unwrap().is_none(), "nothing left for the second");
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
+            "the place the second claim left wakes the worker turned away"
+        );
+        drop(one);
     }
 
     /// A worker that ends its event frees the place for its own next look without waking an
