@@ -418,6 +418,11 @@ impl Dispatcher {
             let mut state = self.lock();
             let full = state.total_in_flight() >= self.workers;
             state.turned_away |= full && state.claiming_total > 0;
+            // Told to the worker (`full()`): it then waits for a freed place, with no look at
+            // the next due time (a round trip on PostgreSQL) that would not be used.
+            if full {
+                state.full = true;
+            }
             full
         };
         if full {
@@ -981,6 +986,10 @@ mod tests {
         assert!(futures::poll!(&mut one).is_pending(), "its claim waits");
         assert_eq!(d.lock().claiming_total, 2, "both places reserved");
         assert!(next(&d, &names, &s, &m).await.is_none(), "no room");
+        assert!(
+            d.full(),
+            "told: the worker waits for a place, not the next due time"
+        );
         assert!(futures::poll!(Box::pin(d.freed.notified())).is_pending());
         drop(held);
         let (_e, _p) = one.await.unwrap().expect("the one event");
