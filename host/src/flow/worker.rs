@@ -149,6 +149,10 @@ async fn work(
         if let Some(freed) = freed.as_mut() {
             freed.as_mut().enable();
         }
+        // Likewise for new events: a `notify_waiters` landing between the look and the wait
+        // below would otherwise be missed (it stores nothing for tasks not yet waiting).
+        let mut woken = Box::pin(app.wake.notified());
+        woken.as_mut().enable();
         let kept = finished.clone();
         let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished.take()).await;
         if !matches!(next, Ok(None)) {
@@ -197,7 +201,7 @@ async fn work(
                 };
                 let freed = freed.as_mut().expect("kept while nothing was taken");
                 tokio::select! {
-                    _ = app.wake.notified() => {}
+                    _ = &mut woken => {}
                     _ = freed => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = signals.stop.changed() => {}
