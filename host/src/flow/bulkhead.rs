@@ -304,7 +304,8 @@ impl Dispatcher {
     ///
     /// On the worker's own task: the claim is a write of the group commit awaited like any
     /// other (no blocking thread), and the dispatcher's lock is held only to decide and to place,
-    /// never through a commit, so the claims of workers finishing at once share one commit.
+    /// never through a commit, so the claims of workers finishing at once share one commit on
+    /// SQLite; on PostgreSQL they go one at a time (module doc, "On PostgreSQL").
     ///
     /// A panic in here is caught: it is logged, the events it had claimed and not placed yet go
     /// back to the queue uncounted, and the finished attempt's recording is reported as it went

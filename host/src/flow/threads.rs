@@ -109,7 +109,8 @@ mod tests {
         let tx = on_worker.0.clone();
         threads.handle().spawn(async move {
             let name = std::thread::current().name().map(str::to_string);
-            // The blocking threads (claims) too.
+            // The blocking threads too (PostgreSQL's looks, orphan claims, hand-backs; claims
+            // themselves are awaited on the worker's task).
             let blocking = tokio::task::spawn_blocking(current_nice).await.unwrap();
             let _ = tx.send((name, current_nice(), blocking));
         });

@@ -137,7 +137,8 @@ async fn work(
             continue;
         }
         // Claimed on this task: the claim is a write of the group commit, awaited (no blocking
-        // thread), and shares its commit with the claims of workers finishing at once.
+        // thread), and shares its commit with the claims of workers finishing at once on SQLite;
+        // on PostgreSQL they go one at a time (`bulkhead`'s module doc).
         // Registered as a waiter for freed places before looking: when several workers find
         // no room because of one claim's reservation, each place it frees (`notify_one` per
         // place) wakes a distinct worker, even one not yet waiting; Notify stores only one

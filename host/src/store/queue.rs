@@ -472,7 +472,9 @@ impl Store {
     /// commit (and its fsync) with the webhooks arriving meanwhile, runs on the writer's thread,
     /// and never holds the connection while a worker thread waits for a CPU. It returns once
     /// the leases are committed; their flush may wait for the next flushed commit (a claim lost
-    /// to a power loss leaves its events queued). Call it from a blocking thread.
+    /// to a power loss leaves its events queued). It blocks: call it from a blocking thread.
+    /// Used by tests only; the dispatcher claims with [`Store::claim_batch_after`], awaited on
+    /// the worker's task, with the outcome of the attempt it just ended.
     pub fn claim_batch(
         &self,
         run: &str,
