@@ -1192,6 +1192,42 @@ mod tests {
         assert_ne!(again.id, second.id);
     }
 
+    /// Serialized (PostgreSQL's dispatcher): a panic while the look-and-claim lock is held
+    /// releases it; the next look gets through and claims the handed-back events.
+    #[tokio::test]
+    async fn serialized_a_panic_after_a_claim_leaves_the_next_look_free_to_go() {
+        let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
+        let names = ids(&["a"]);
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let d = Dispatcher::build(
+            2,
+            2,
+            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
+            true,
+        );
+        let (first, permit) = next(&d, &names, &s, &m).await.unwrap();
+        let (_second, _held) = next(&d, &names, &s, &m).await.unwrap();
+        drop(permit);
+        d.panic_after_claim
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let panicked = d
+            .next_caught(&configured, (&s, &m), (RUN, 60_000), None)
+            .await;
+        assert!(matches!(panicked.0, Err(StoreError::Panicked)));
+        assert_eq!(
+            s.held_by(RUN).unwrap(),
+            2,
+            "`first` and `second`; the new claim handed back"
+        );
+        assert!(
+            d.serial.as_ref().expect("serialized").try_lock().is_ok(),
+            "the lock went with the panicked look"
+        );
+        let (again, _p) = next(&d, &names, &s, &m).await.expect("claimable again");
+        assert_ne!(again.id, first.id);
+        assert_eq!(s.held_by(RUN).unwrap(), 3);
+    }
+
     #[tokio::test]
     async fn with_two_workers_a_hung_integration_leaves_one_for_its_neighbour() {
         let (s, m) = (store_with(&[("hung", 5)]), Metrics::default());
