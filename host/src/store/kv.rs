@@ -642,6 +642,62 @@ mod tests {
         );
     }
 
+    /// An upgrade from schema 8 to 10 while an older host has written `kv` in an open
+    /// transaction waits for that transaction, which then commits (flushing its totals into
+    /// `kv_totals`), and then goes through: no deadlock between migration 9's hold on
+    /// `kv_totals` and migration 10's wait for `kv`. Waits are bounded (`lock_timeout`) so a
+    /// regression fails instead of hanging.
+    #[test]
+    fn on_postgres_an_upgrade_to_10_waits_for_an_old_hosts_state_write_without_a_deadlock() {
+        let url = postgres_at(8, &[]);
+        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
+        let old_host = pg.conn().unwrap();
+        old_host
+            .batch(
+                "SET lock_timeout = 5000; BEGIN;
+                 INSERT INTO kv (integration, connector, key, value) VALUES ('a', 'certn', 'k', 'vvv');",
+            )
+            .unwrap();
+        let upgrade = {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let pg = crate::store::pg::Pg::connect(&url, None)?;
+                let conn = pg.conn()?;
+                conn.batch("SET lock_timeout = 5000")?;
+                crate::store::migrations::postgres(&conn)
+            })
+        };
+        let watcher = pg.conn().unwrap();
+        let mut waiting = false;
+        for _ in 0..1_000 {
+            let n = Db::query_one(
+                &watcher,
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .int(0)
+            .unwrap();
+            if n >= 1 {
+                waiting = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(waiting, "the upgrade waits for the open write");
+        old_host
+            .batch("COMMIT")
+            .expect("the older host's write commits");
+        upgrade
+            .join()
+            .unwrap()
+            .expect("the upgrade goes through after it");
+        drop((old_host, watcher));
+        let store = Store::open_postgres(&url, None).unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 1 + 3);
+    }
+
     /// One statement answers a key's value, its counted size and, when asked, the total.
     #[test]
     fn a_counted_read_answers_the_entry_and_the_total() {
