@@ -205,7 +205,10 @@ pub(in crate::store) fn postgres_to(conn: &PgConn, target: i64) -> Result<()> {
             // TABLE kv_totals`: a host of an older version commits its `kv` writes and then
             // flushes their totals into `kv_totals`, so an upgrade holding `kv_totals` while it
             // waits for `kv` deadlocks with it. `kv` then `kv_totals`, as every host's commit.
-            conn.batch("LOCK TABLE kv IN SHARE MODE")?;
+            // Bounded: while it waits, and then until it commits, every `kv` write waits
+            // behind it (each host's writer thread, so its acks and claims too). Past 10
+            // seconds the upgrade fails, having changed nothing, and can be retried.
+            conn.batch("SET LOCAL lock_timeout = '10s'; LOCK TABLE kv IN SHARE MODE")?;
         }
         for migration in MIGRATIONS
             .iter()
