@@ -10,11 +10,11 @@
 //! the group commit (a screening's intent and order no longer cost an fsync each).
 //!
 //! Screening-scoped entries (contract 0.2.1 `state.set-for-screening`) carry the screening's
-//! idempotency key in `screening`; [`drop_screening_on`] removes them in the transaction that
-//! records that screening's order ([`super::orders`]), so a connector's state stays the same size
-//! however many screenings run. The key's bytes count in the quota too (every byte a connector
-//! makes the host keep is counted). A database from before the column gets it at open, and the
-//! triggers are recreated to count it.
+//! idempotency key in `screening`; [`drop_recorded_screening_statement`] removes them in the
+//! transaction that records that screening's order ([`super::orders`]), so a connector's state
+//! stays the same size however many screenings run. The key's bytes count in the quota too
+//! (every byte a connector makes the host keep is counted). A database from before the column
+//! gets it at open, and the triggers are recreated to count it.
 //! (PostgreSQL: each `kv` change adds its delta to a transaction-local setting, rolled back with
 //! its savepoint like the row; a trigger deferred to the commit applies the summed deltas, one
 //! update per totals row, in key order (migration 8). A totals row is locked only while a
