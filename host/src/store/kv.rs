@@ -10,11 +10,11 @@
 //! the group commit (a screening's intent and order no longer cost an fsync each).
 //!
 //! Screening-scoped entries (contract 0.2.1 `state.set-for-screening`) carry the screening's
-//! idempotency key in `screening`; [`drop_screening_on`] removes them in the transaction that
-//! records that screening's order ([`super::orders`]), so a connector's state stays the same size
-//! however many screenings run. The key's bytes count in the quota too (every byte a connector
-//! makes the host keep is counted). A database from before the column gets it at open, and the
-//! triggers are recreated to count it.
+//! idempotency key in `screening`; [`drop_recorded_screening_statement`] removes them in the
+//! transaction that records that screening's order ([`super::orders`]), so a connector's state
+//! stays the same size however many screenings run. The key's bytes count in the quota too
+//! (every byte a connector makes the host keep is counted). A database from before the column
+//! gets it at open, and the triggers are recreated to count it.
 //! (PostgreSQL: each `kv` change adds its delta to a transaction-local setting, rolled back with
 //! its savepoint like the row; a trigger deferred to the commit applies the summed deltas, one
 //! update per totals row, in key order (migration 8). A totals row is locked only while a
@@ -640,6 +640,62 @@ mod tests {
                 ("b".into(), "certn".into(), 2)
             ]
         );
+    }
+
+    /// An upgrade from schema 8 to 10 while an older host has written `kv` in an open
+    /// transaction waits for that transaction, which then commits (flushing its totals into
+    /// `kv_totals`), and then goes through: no deadlock between migration 9's hold on
+    /// `kv_totals` and migration 10's wait for `kv`. Waits are bounded (`lock_timeout`) so a
+    /// regression fails instead of hanging.
+    #[test]
+    fn on_postgres_an_upgrade_to_10_waits_for_an_old_hosts_state_write_without_a_deadlock() {
+        let url = postgres_at(8, &[]);
+        let pg = crate::store::pg::Pg::connect(&url, None).unwrap();
+        let old_host = pg.conn().unwrap();
+        old_host
+            .batch(
+                "SET lock_timeout = 5000; BEGIN;
+                 INSERT INTO kv (integration, connector, key, value) VALUES ('a', 'certn', 'k', 'vvv');",
+            )
+            .unwrap();
+        let upgrade = {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let pg = crate::store::pg::Pg::connect(&url, None)?;
+                let conn = pg.conn()?;
+                conn.batch("SET lock_timeout = 5000")?;
+                crate::store::migrations::postgres(&conn)
+            })
+        };
+        let watcher = pg.conn().unwrap();
+        let mut waiting = false;
+        for _ in 0..1_000 {
+            let n = Db::query_one(
+                &watcher,
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .int(0)
+            .unwrap();
+            if n >= 1 {
+                waiting = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(waiting, "the upgrade waits for the open write");
+        old_host
+            .batch("COMMIT")
+            .expect("the older host's write commits");
+        upgrade
+            .join()
+            .unwrap()
+            .expect("the upgrade goes through after it");
+        drop((old_host, watcher));
+        let store = Store::open_postgres(&url, None).unwrap();
+        assert_eq!(store.kv_usage("a", "certn", "none").unwrap(), 1 + 3);
     }
 
     /// One statement answers a key's value, its counted size and, when asked, the total.

@@ -200,6 +200,16 @@ pub(in crate::store) fn postgres_to(conn: &PgConn, target: i64) -> Result<()> {
         let current = check_not_newer(
             Db::query_one(conn, "SELECT MAX(version) FROM schema_migrations", &[])?.opt_int(0)?,
         )?;
+        if (1..PG6).contains(&current) && target >= PG6 {
+            // Migration 10 locks `kv` against writes. Taken first, before migration 9's `ALTER
+            // TABLE kv_totals`: a host of an older version commits its `kv` writes and then
+            // flushes their totals into `kv_totals`, so an upgrade holding `kv_totals` while it
+            // waits for `kv` deadlocks with it. `kv` then `kv_totals`, as every host's commit.
+            // Bounded: while it waits, and then until it commits, every `kv` write waits
+            // behind it (each host's writer thread, so its acks and claims too). Past 10
+            // seconds the upgrade fails, having changed nothing, and can be retried.
+            conn.batch("SET LOCAL lock_timeout = '10s'; LOCK TABLE kv IN SHARE MODE")?;
+        }
         for migration in MIGRATIONS
             .iter()
             .filter(|m| m.version > current && m.version <= target)
@@ -224,6 +234,9 @@ pub(in crate::store) fn postgres_to(conn: &PgConn, target: i64) -> Result<()> {
         }
     }
 }
+
+/// The migration that recounts `kv_totals` under a lock on `kv` (`0010_pg6`).
+const PG6: i64 = 10;
 
 /// The advisory lock key of migrations (any constant; "sy-migr" in ASCII).
 const LOCK: i64 = 0x0073_792d_6d69_6772;

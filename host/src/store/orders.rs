@@ -390,8 +390,8 @@ impl Store {
     }
 
     /// [`Store::record_status`] with the `state` writes the order's connector made after its
-    /// last outbound request, made first in the same write (one commit for both): the
-    /// screening's own entries among them are dropped with it at once.
+    /// last outbound request, applied after the order in the same write (one commit for both):
+    /// the screening's own entries among them are dropped with it at once.
     ///
     /// Its flush may wait for the next flushed commit: a status lost to a power loss is
     /// recorded again when the step is redone (the intent, flushed before the vendor call, makes

@@ -899,7 +899,7 @@ mod tests {
 
     /// Statements run together in a transaction go out in one round trip, each with its own
     /// row count; one that fails fails the call with its own error (not the aborted
-    /// transaction's), and the ones after it change nothing.
+    /// transaction's).
     #[test]
     fn on_postgres_statements_run_together_take_one_round_trip_and_fail_together() {
         let pg = Pg::connect(&crate::store::testing::postgres_url(), None).unwrap();

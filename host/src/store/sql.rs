@@ -212,8 +212,11 @@ pub(in crate::store) trait Db {
     /// Runs `statements` in order; the rows each changed. The first error is the call's, and
     /// the statements after it do not count: on PostgreSQL inside a transaction they are sent
     /// together, in one round trip (tokio-postgres pipelines them), and a failed one aborts the
-    /// transaction, so the rest fail too, as one by one they would not have run. Outside a
-    /// transaction (where each would commit alone) and on SQLite, one by one.
+    /// transaction, so the rest fail too, as one by one they would not have run. Except a
+    /// statement whose parameters fail to encode (`ToSql`): it fails before it is sent, and
+    /// the ones after it are still sent and applied. So the caller must roll back on error;
+    /// every caller does (the writer's job and intake's savepoints, `Store::transaction`).
+    /// Outside a transaction (where each would commit alone) and on SQLite, one by one.
     fn execute_all(&self, statements: &[Statement]) -> Result<Vec<u64>> {
         statements
             .iter()
