@@ -11,8 +11,6 @@
 //! attempt finds the intent and looks the order up at the vendor instead of inviting again.
 //!
 //! Reads see the held writes (read-your-writes within the call); the quota check counts them.
-//! A key is read from the store once per call, then answered from what the call read or
-//! committed (the event is leased to this call: its screening's keys change only through it).
 //!
 //! The quota check reads the store once per call, not once per write ([`Stored`]): the call's
 //! first read of the store also answers the connector's stored total, each read answers its
@@ -45,9 +43,6 @@ struct Held {
     writes: Vec<KvWrite>,
     /// What the store holds, as far as this call knows; `None` until first read.
     stored: Option<Stored>,
-    /// Committed values this call read or wrote, by key (`None`: no entry): a key read twice
-    /// (Certn's `order:` key, by the connector and by the SDK's `start_once`) is read once.
-    values: HashMap<String, Option<String>>,
 }
 
 /// The connector's committed state as this call read it, with the call's own commits applied.
@@ -111,7 +106,6 @@ impl DeferredState {
             .store
             .kv_get_counted(&self.integration, &self.connector, key, first)?;
         let mut held = self.held();
-        held.values.insert(key.to_owned(), entry.value.clone());
         if let Some(stored) = held.stored.as_mut() {
             stored.bytes.insert(key.to_owned(), entry.bytes);
         } else if let Some(total) = entry.total {
@@ -125,19 +119,6 @@ impl DeferredState {
     /// store; a key whose stored size it did not know makes it read the store again.
     fn committed(&self, writes: &[KvWrite], changed: &[u64]) {
         let mut held = self.held();
-        for (write, &changed) in writes.iter().zip(changed) {
-            let key = write.key().to_owned();
-            match write {
-                KvWrite::Delete { .. } => held.values.insert(key, None),
-                KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }
-                    if changed > 0 =>
-                {
-                    held.values.insert(key, Some(value.clone()))
-                }
-                // A screening's entry not kept: what is stored is not known.
-                _ => held.values.remove(&key),
-            };
-        }
         let Some(stored) = held.stored.as_mut() else {
             return;
         };
@@ -174,22 +155,20 @@ fn held_bytes(write: &KvWrite) -> u64 {
 }
 
 impl StateBackend for DeferredState {
-    /// The newest held write of `key`, else what the call read or committed of it, else the
-    /// store's value (another call's write after this call's read of `key` is seen by the next
-    /// call).
     fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let (newest, known) = {
-            let held = self.held();
-            let newest = held.writes.iter().rev().find(|w| w.key() == key).cloned();
-            (newest, held.values.get(key).cloned())
-        };
-        match (newest, known) {
-            (Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }), _) => {
+        let newest = self
+            .held()
+            .writes
+            .iter()
+            .rev()
+            .find(|w| w.key() == key)
+            .cloned();
+        match newest {
+            Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }) => {
                 Ok(Some(value))
             }
-            (Some(KvWrite::Delete { .. }), _) => Ok(None),
-            (None, Some(value)) => Ok(value),
-            (None, None) => self.read(key),
+            Some(KvWrite::Delete { .. }) => Ok(None),
+            None => self.read(key),
         }
     }
 
@@ -348,29 +327,6 @@ mod tests {
         // Another call reads what is stored now.
         let next = DeferredState::new(store.clone(), "i", "c");
         assert_eq!(next.usage_without("new").unwrap(), 4 + 15);
-    }
-
-    /// A key read once is not read from the store again in the same call: a value another
-    /// writer stored meanwhile is seen by the next call. What the call committed reads back.
-    #[tokio::test]
-    async fn a_key_is_read_from_the_store_once_per_call() {
-        let (_dir, store) = store();
-        store.kv_set("i", "c", "k", "v1").unwrap();
-        let state = DeferredState::new(store.clone(), "i", "c");
-        assert_eq!(state.get("k").unwrap().as_deref(), Some("v1"));
-        assert_eq!(state.get("gone").unwrap(), None);
-        store.kv_set("i", "c", "k", "v2").unwrap();
-        store.kv_set("i", "c", "gone", "back").unwrap();
-        assert_eq!(state.get("k").unwrap().as_deref(), Some("v1"));
-        assert_eq!(state.get("gone").unwrap(), None);
-        state.set("mine", "m").unwrap();
-        state.delete("k").unwrap();
-        state.before_outbound().await.unwrap();
-        assert_eq!(state.get("mine").unwrap().as_deref(), Some("m"));
-        assert_eq!(state.get("k").unwrap(), None);
-        let next = DeferredState::new(store.clone(), "i", "c");
-        assert_eq!(next.get("gone").unwrap().as_deref(), Some("back"));
-        assert_eq!(next.get("k").unwrap(), None);
     }
 
     #[test]
