@@ -660,6 +660,11 @@ impl PgConn {
     }
 }
 
+/// Statements per round trip in [`PgConn::together`]: [`in_order`] polls every pending one at
+/// each wake-up, so a round trip's cost grows with the square of its length, and a connector's
+/// call can hold any number of `state` deletes (they take no quota).
+const PIPELINE: usize = 256;
+
 /// Runs `futures` together, each polled in its turn until all are done; their outputs in order.
 /// A tokio-postgres request goes out when its future is first polled, so the statements run in
 /// this order (`join_all` polls more than 30 futures in no set order).
@@ -734,7 +739,7 @@ impl Db for PgConn {
         })
     }
 
-    /// Inside a transaction: sent together ([`PgConn::together`]), one round trip for all.
+    /// Inside a transaction: sent together ([`PgConn::together`]), one round trip per [`PIPELINE`].
     fn execute_all(&self, statements: &[Statement]) -> Result<Vec<u64>> {
         if statements.len() < 2 || !self.in_transaction.get() {
             return statements
@@ -742,16 +747,21 @@ impl Db for PgConn {
                 .map(|s| self.execute(&s.sql, &s.values))
                 .collect();
         }
-        self.together(statements, false)?
-            .into_iter()
-            .map(|answer| match answer {
-                Answer::Changed(n) => Ok(n),
-                Answer::Rows(_) => Err(StoreError::Row("rows where a count was asked".into())),
-            })
-            .collect()
+        let mut counts = Vec::with_capacity(statements.len());
+        for chunk in statements.chunks(PIPELINE) {
+            for answer in self.together(chunk, false)? {
+                counts.push(match answer {
+                    Answer::Changed(n) => n,
+                    Answer::Rows(_) => {
+                        return Err(StoreError::Row("rows where a count was asked".into()))
+                    }
+                });
+            }
+        }
+        Ok(counts)
     }
 
-    /// Sent together ([`PgConn::together`]), one round trip for all.
+    /// Sent together ([`PgConn::together`]), one round trip per [`PIPELINE`].
     fn query_all(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
         if statements.len() < 2 {
             return statements
@@ -759,13 +769,18 @@ impl Db for PgConn {
                 .map(|s| self.query(&s.sql, &s.values))
                 .collect();
         }
-        self.together(statements, true)?
-            .into_iter()
-            .map(|answer| match answer {
-                Answer::Rows(rows) => rows.iter().map(from_postgres).collect(),
-                Answer::Changed(_) => Err(StoreError::Row("a count where rows were asked".into())),
-            })
-            .collect()
+        let mut all = Vec::with_capacity(statements.len());
+        for chunk in statements.chunks(PIPELINE) {
+            for answer in self.together(chunk, true)? {
+                all.push(match answer {
+                    Answer::Rows(rows) => rows.iter().map(from_postgres).collect::<Result<_>>()?,
+                    Answer::Changed(_) => {
+                        return Err(StoreError::Row("a count where rows were asked".into()))
+                    }
+                });
+            }
+        }
+        Ok(all)
     }
 
     fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
@@ -895,7 +910,7 @@ pub fn test_database() -> std::result::Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::super::sql::{values, Db, Statement};
-    use super::{redact, Pg, PgConn};
+    use super::{redact, Pg, PgConn, PIPELINE};
 
     /// Statements run together in a transaction go out in one round trip, each with its own
     /// row count; one that fails fails the call with its own error (not the aborted
@@ -924,14 +939,18 @@ mod tests {
         );
         assert_eq!(round_trips(&conn) - before, 1, "one round trip for three");
         // Many at once run in their order: each insert finds the row the delete before it
-        // removed gone, each delete finds the insert before it.
-        let flip: Vec<Statement> = (0..41)
+        // removed gone, each delete finds the insert before it; sent [`PIPELINE`] at a time.
+        let flip: Vec<Statement> = (0..2 * PIPELINE + 1)
             .map(|i| match i % 2 {
                 0 => insert(1000),
                 _ => Statement::new("DELETE FROM t WHERE n = ?1", values![1000_i64]),
             })
             .collect();
-        assert_eq!(conn.execute_all(&flip).unwrap(), vec![1; 41]);
+        // Prepared first, so that the count is the statements' own round trips.
+        conn.execute_all(&flip[..2]).unwrap();
+        let before = round_trips(&conn);
+        assert_eq!(conn.execute_all(&flip).unwrap(), vec![1; 2 * PIPELINE + 1]);
+        assert_eq!(round_trips(&conn) - before, 3, "three round trips for 513");
         conn.execute("DELETE FROM t WHERE n = 1000", &[]).unwrap();
         conn.defer("SAVEPOINT s");
         let failed = conn

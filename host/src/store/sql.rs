@@ -211,7 +211,7 @@ pub(in crate::store) trait Db {
 
     /// Runs `statements` in order; the rows each changed. The first error is the call's, and
     /// the statements after it do not count: on PostgreSQL inside a transaction they are sent
-    /// together, in one round trip (tokio-postgres pipelines them), and a failed one aborts the
+    /// together, in one round trip per 256 (tokio-postgres pipelines them), and a failed one aborts the
     /// transaction, so the rest fail too, as one by one they would not have run. Except a
     /// statement whose parameters fail to encode (`ToSql`): it fails before it is sent, and
     /// the ones after it are still sent and applied. So the caller must roll back on error;
@@ -225,7 +225,7 @@ pub(in crate::store) trait Db {
     }
 
     /// Runs the queries `statements` in order; each one's rows; the first error is the call's.
-    /// On PostgreSQL they are sent together, in one round trip: for reads (outside a
+    /// On PostgreSQL they are sent together, in one round trip per 256: for reads (outside a
     /// transaction each runs on its own, and one that fails does not stop the others), or
     /// inside a transaction. On SQLite one by one.
     fn query_all(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
