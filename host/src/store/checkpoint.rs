@@ -43,13 +43,34 @@ use rusqlite::Connection;
 use super::{lock, Result};
 
 /// WAL bytes after which the writer asks for a pass.
-pub(in crate::store) const START_BYTES: i64 = 8 << 20;
+const START_BYTES: i64 = 8 << 20;
 
 /// WAL bytes committed during a pass that the writer copies itself; past this, another pass.
 const TAIL_BYTES: i64 = 1 << 20;
 
 /// WAL bytes past which the writer copies whatever the passes left, itself.
 const HARD_BYTES: i64 = 4 * START_BYTES;
+
+/// The WAL's bounds in bytes: the store's constants, smaller in tests (so that a test writes a
+/// few MiB, not hundreds, to see the WAL start over many times).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) struct Bounds {
+    /// Asks for a pass ([`START_BYTES`]).
+    pub(in crate::store) start: i64,
+    /// Copied by the writer after a pass ([`TAIL_BYTES`]).
+    pub(in crate::store) tail: i64,
+    /// Copied by the writer whatever the passes did ([`HARD_BYTES`]).
+    pub(in crate::store) hard: i64,
+}
+
+impl Bounds {
+    /// The store's.
+    pub(in crate::store) const STORE: Bounds = Bounds {
+        start: START_BYTES,
+        tail: TAIL_BYTES,
+        hard: HARD_BYTES,
+    };
+}
 
 /// What the checkpointer reports while a pass is asked for or running.
 const PENDING: i64 = -1;
@@ -68,8 +89,12 @@ fn count_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()>
 /// Checkpoints done so far, beside the writer and by it.
 #[derive(Debug, Default)]
 pub(in crate::store) struct Counts {
+    /// Passes on the checkpointer's connection.
     pub(in crate::store) passes: AtomicU64,
+    /// The writer's copies of what a pass left (the tail).
     pub(in crate::store) by_writer: AtomicU64,
+    /// The writer's copies past the hard bound (the passes could not keep up).
+    pub(in crate::store) forced: AtomicU64,
 }
 
 /// The writer's side of the checkpoints (used from the writer thread only).
@@ -94,7 +119,11 @@ impl Checkpoints {
     /// Makes `writer` (the store's read-write connection to `path`) count its WAL frames, and
     /// starts the checkpointer thread on a connection of its own. The thread ends once the
     /// returned value is dropped (with the writer thread).
-    pub(in crate::store) fn start(path: &Path, writer: &Connection) -> Result<Checkpoints> {
+    pub(in crate::store) fn start(
+        path: &Path,
+        writer: &Connection,
+        bounds: Bounds,
+    ) -> Result<Checkpoints> {
         let page: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let frames = |bytes: i64| bytes / page.max(512);
         let conn = Connection::open(path)?;
@@ -120,10 +149,10 @@ impl Checkpoints {
             })?;
         writer.wal_hook(Some(count_frames));
         Ok(Checkpoints {
-            start: frames(START_BYTES),
-            tail: frames(TAIL_BYTES),
-            hard: frames(HARD_BYTES),
-            next: Cell::new(frames(START_BYTES)),
+            start: frames(bounds.start),
+            tail: frames(bounds.tail),
+            hard: frames(bounds.hard),
+            next: Cell::new(frames(bounds.start)),
             ask,
             copied,
             passing: Cell::new(false),
@@ -151,7 +180,12 @@ impl Checkpoints {
                 if let Err(e) = passive(&lock(conn)) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
-                self.counts.by_writer.fetch_add(1, Ordering::Relaxed);
+                let by = if frames >= self.hard {
+                    &self.counts.forced
+                } else {
+                    &self.counts.by_writer
+                };
+                by.fetch_add(1, Ordering::Relaxed);
                 self.next.set(frames + self.tail);
             }
             Some(_) => self.ask(),
@@ -204,13 +238,19 @@ mod tests {
     use crate::store::Store;
 
     /// The WAL file's size, and how many times it started over (its header's checkpoint
-    /// sequence number, big-endian at byte 12).
+    /// sequence number, big-endian at byte 12): its length and 32-byte header only, not the
+    /// whole file.
     fn wal(path: &Path) -> (u64, u32) {
-        let bytes = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
-        let restarts = bytes
-            .get(12..16)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        (bytes.len() as u64, restarts)
+        use std::io::Read;
+        let wal = path.with_extension("db-wal");
+        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let mut header = [0u8; 32];
+        let restarts = std::fs::File::open(&wal)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .map_or(0, |()| {
+                u32::from_be_bytes([header[12], header[13], header[14], header[15]])
+            });
+        (len, restarts)
     }
 
     impl Store {
@@ -224,14 +264,20 @@ mod tests {
 
     /// Under writes that never pause, the copying runs beside the writer (passes on the
     /// checkpointer's connection), yet the WAL starts over again and again and stays bounded:
-    /// the writer copies only what a pass left.
+    /// the writer copies only what a pass left, not everything past the hard bound.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_wal_is_copied_beside_the_writer_and_starts_over_under_steady_writes() {
         const ROW: usize = 4000;
         const WRITERS: usize = 16;
+        // Small bounds, so the WAL starts over many times in a few MiB.
+        let bounds = Bounds {
+            start: 512 << 10,
+            tail: 256 << 10,
+            hard: 2 << 20,
+        };
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("switchyard.db");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_sqlite(&path, bounds).unwrap();
         store
             .write(|c| {
                 c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
@@ -239,8 +285,10 @@ mod tests {
             })
             .await
             .unwrap();
-        // Four times the bound, from writers that keep the writer busy throughout.
-        let rows = (4 * START_BYTES as usize / ROW).div_ceil(WRITERS);
+        // Three times past the hard bound and a pass, from writers that keep the writer busy
+        // throughout (each row is at least ROW bytes of WAL).
+        let written = 3 * (bounds.hard + bounds.start) as usize;
+        let rows = (written / ROW).div_ceil(WRITERS);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..WRITERS {
             let s = store.clone();
@@ -268,10 +316,20 @@ mod tests {
             counts.passes.load(Ordering::Relaxed) >= 2,
             "copied beside the writer: {counts:?}"
         );
-        assert!(wal(&path).1 >= 2, "the WAL started over: {:?}", wal(&path));
+        assert!(
+            counts.by_writer.load(Ordering::Relaxed) >= 2,
+            "the writer copied the passes' tails: {counts:?}"
+        );
+        // It starts over about once per start bound's worth of WAL (plus a pass's tail), so
+        // at least once per two of the bytes written: the hard bound alone would be a quarter.
+        let (_, restarts) = wal(&path);
+        assert!(
+            restarts as usize >= written / (2 * bounds.start) as usize,
+            "the WAL started over {restarts} times for {written} bytes: {counts:?}"
+        );
         // The WAL's own bound, plus the batches committed meanwhile.
         assert!(
-            largest <= (HARD_BYTES + START_BYTES) as u64,
+            largest <= (bounds.hard + bounds.start) as u64,
             "{largest} bytes"
         );
         let kept: i64 = store
