@@ -75,6 +75,9 @@ impl Bounds {
 /// What the checkpointer reports while a pass is asked for or running.
 const PENDING: i64 = -1;
 
+/// What it reports after a pass that failed (not a busy one, which copied nothing: `0`).
+const FAILED: i64 = -2;
+
 thread_local! {
     /// Frames in the WAL after this thread's last commit on the writer's connection.
     static FRAMES: Cell<i64> = const { Cell::new(0) };
@@ -137,12 +140,26 @@ impl Checkpoints {
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
             .spawn(move || {
+                // Warned once per run of failures: a persistent error (EIO, ENOSPC) fails every
+                // pass, one per tail of WAL.
+                let mut failing = false;
                 while asked.recv().is_ok() {
-                    let frames = passive(&conn).unwrap_or_else(|e| {
-                        // The WAL keeps every commit; the writer asks again (or copies itself).
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                        0
-                    });
+                    let frames = match passive(&conn) {
+                        Ok(frames) => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("WAL checkpoints succeed again");
+                            }
+                            frames
+                        }
+                        Err(e) => {
+                            // The WAL keeps every commit; the writer asks again after another
+                            // tail (or copies itself past the hard bound).
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %e, "WAL checkpoint failed");
+                            }
+                            FAILED
+                        }
+                    };
                     passes.passes.fetch_add(1, Ordering::Relaxed);
                     reported.store(frames, Ordering::Release);
                 }
@@ -174,7 +191,9 @@ impl Checkpoints {
             // A pass is running (the WAL grows until it ends), or none is due yet.
             None if self.passing.get() || frames < self.next.get() => {}
             None => self.ask(),
-            Some(copied) if frames - copied <= self.tail || frames >= self.hard => {
+            Some(copied)
+                if copied != FAILED && frames - copied <= self.tail || frames >= self.hard =>
+            {
                 // Every frame copied: the next write transaction starts the WAL over, unless
                 // a reader still needs some; then the next pass waits for a tail's more.
                 if let Err(e) = passive(&lock(conn)) {
@@ -188,7 +207,10 @@ impl Checkpoints {
                 by.fetch_add(1, Ordering::Relaxed);
                 self.next.set(frames + self.tail);
             }
-            Some(_) => self.ask(),
+            // The pass failed, or left more than a tail (a reader still needed frames, or the
+            // batches outran it): the next pass once another tail was committed, not after the
+            // very next batch.
+            Some(_) => self.next.set(frames + self.tail),
         }
     }
 
@@ -217,7 +239,7 @@ impl Checkpoints {
         // end before this side is dropped) nothing is copied beside: the writer copies past
         // `hard` itself.
         if self.ask.try_send(()).is_err() {
-            self.copied.store(0, Ordering::Release);
+            self.copied.store(FAILED, Ordering::Release);
         }
     }
 }
@@ -338,5 +360,54 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept as usize, rows * WRITERS, "every write kept");
+    }
+
+    /// A reader that keeps the WAL's frames from being copied makes each pass leave more than a
+    /// tail: the next pass waits for another tail of WAL, not the very next batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_kept_back_by_a_reader_is_asked_again_only_a_tail_later() {
+        const ROW: usize = 4000;
+        const ROWS: usize = 120;
+        let bounds = Bounds {
+            start: 256 << 10,
+            tail: 64 << 10,
+            hard: 4 << 20,
+        };
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open_sqlite(&path, bounds).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        // One row a batch, each more than ROW bytes of WAL, all under the hard bound.
+        for _ in 0..ROWS {
+            store
+                .write(|c| {
+                    c.execute("INSERT INTO t (pad) VALUES (zeroblob(?1))", [ROW as i64])?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let (len, _) = wal(&path);
+        let counts = store.checkpoint_counts();
+        let passes = counts.passes.load(Ordering::Relaxed);
+        assert!(passes >= 1, "{counts:?}");
+        // One pass per tail past the start, and the one running at the end; not one a batch.
+        let most = (len as i64 - bounds.start) / bounds.tail + 2;
+        assert!(
+            passes as i64 <= most,
+            "{passes} passes for {len} bytes of WAL: {counts:?}"
+        );
+        reader.execute_batch("COMMIT").unwrap();
     }
 }
