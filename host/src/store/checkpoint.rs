@@ -23,8 +23,11 @@
 //! A page that many batches change (an index leaf) still reaches the file about once per
 //! [`START_BYTES`] of WAL. Durability does not change: a commit is durable once its WAL frames
 //! are fsynced (`synchronous=FULL`), whichever connection copies them later; each checkpoint
-//! fsyncs the WAL before copying and the database file after, and after a kill -9 SQLite
-//! recovers from the WAL as before. A reader that still needs frames keeps them from being
+//! fsyncs the WAL before copying, SQLite fsyncs the database file only after one that reached
+//! the WAL's end (the writer's copy of the tail; a pass under steady writes never does), and
+//! the WAL starts over only after that fsync; after a kill -9 SQLite recovers from the WAL as
+//! before. So that the writer's fsync does not flush the pass's megabytes, the checkpointer
+//! fsyncs the database file itself after each pass that copied something. A reader that still needs frames keeps them from being
 //! copied (on either side) and the WAL from starting over; the writer then asks for the next
 //! pass once another [`TAIL_BYTES`] were committed.
 //!
@@ -130,7 +133,9 @@ impl Checkpoints {
         let page: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let frames = |bytes: i64| bytes / page.max(512);
         let conn = Connection::open(path)?;
-        // Its checkpoints fsync the WAL before copying and the database file after.
+        let file = path.to_path_buf();
+        // Its checkpoints fsync the WAL before copying (and the database file after, if they
+        // reached the WAL's end).
         conn.pragma_update(None, "synchronous", "FULL")?;
         let (ask, asked) = sync_channel::<()>(1);
         let copied = Arc::new(AtomicI64::new(PENDING));
@@ -144,7 +149,15 @@ impl Checkpoints {
                 // pass, one per tail of WAL.
                 let mut failing = false;
                 while asked.recv().is_ok() {
-                    let frames = match passive(&conn) {
+                    let frames = match passive(&conn).and_then(|frames| {
+                        // SQLite fsyncs the database file only after a pass that reached the
+                        // WAL's end: flush what this one copied here, not in the writer's copy
+                        // of the tail (any descriptor flushes the file's pages).
+                        if frames > 0 {
+                            std::fs::File::open(&file)?.sync_data()?;
+                        }
+                        Ok(frames)
+                    }) {
                         Ok(frames) => {
                             if std::mem::take(&mut failing) {
                                 tracing::info!("WAL checkpoints succeed again");
