@@ -18,7 +18,9 @@
 //!   the pass, if they are at most [`TAIL_BYTES`], else it asks for another pass. With every
 //!   frame copied, its next write transaction starts the WAL over;
 //! - if passes cannot keep up, the writer copies everything once the WAL is past
-//!   [`HARD_BYTES`]: the WAL stays bounded, as with SQLite's autocheckpoint.
+//!   [`HARD_BYTES`], after waiting for a pass still running (a slow disk) to end: the WAL stays
+//!   bounded, as with SQLite's autocheckpoint, and like it these checkpoints are passive, so a
+//!   reader that still needs frames keeps them in the WAL.
 //!
 //! A page that many batches change (an index leaf) still reaches the file about once per
 //! [`START_BYTES`] of WAL. Durability does not change: a commit is durable once its WAL frames
@@ -38,7 +40,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -111,6 +113,8 @@ pub(in crate::store) struct Checkpoints {
     hard: i64,
     /// Asks the checkpointer for a pass.
     ask: SyncSender<()>,
+    /// Told after each pass, once its result is in `copied`.
+    done: Receiver<()>,
     /// Frames the last pass left copied; [`PENDING`] while one is asked for or running.
     copied: Arc<AtomicI64>,
     /// Frames at which the next pass is asked for: `start`, or a tail further if a reader kept
@@ -138,6 +142,7 @@ impl Checkpoints {
         // reached the WAL's end).
         conn.pragma_update(None, "synchronous", "FULL")?;
         let (ask, asked) = sync_channel::<()>(1);
+        let (ended, done) = sync_channel::<()>(1);
         let copied = Arc::new(AtomicI64::new(PENDING));
         let reported = Arc::clone(&copied);
         let counts = Arc::new(Counts::default());
@@ -175,6 +180,8 @@ impl Checkpoints {
                     };
                     passes.passes.fetch_add(1, Ordering::Relaxed);
                     reported.store(frames, Ordering::Release);
+                    // Full: the writer did not wait, and one wake-up is enough.
+                    let _ = ended.try_send(());
                 }
             })?;
         writer.wal_hook(Some(count_frames));
@@ -184,6 +191,7 @@ impl Checkpoints {
             hard: frames(bounds.hard),
             next: Cell::new(frames(bounds.start)),
             ask,
+            done,
             copied,
             passing: Cell::new(false),
             counts,
@@ -194,6 +202,12 @@ impl Checkpoints {
     /// the last one on `conn`, the writer's connection.
     pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) {
         let frames = FRAMES.with(Cell::get);
+        if frames >= self.hard && self.passing.get() {
+            // A pass runs long and the WAL is past its bound: the writer copies the rest as soon
+            // as the pass ended (SQLite lets one checkpoint run at a time), as SQLite's
+            // autocheckpoint would, inside its commit.
+            self.wait_for_pass();
+        }
         let copied = self.pass_ended();
         if frames < self.start {
             // Under the bound, or the WAL started over since.
@@ -243,6 +257,17 @@ impl Checkpoints {
             self.passing.set(false);
             copied
         })
+    }
+
+    /// Waits until the pass asked for ended.
+    fn wait_for_pass(&self) {
+        // A wake-up may be a previous pass's, sent after the writer took its result: look again.
+        while self.copied.load(Ordering::Acquire) == PENDING {
+            if self.done.recv().is_err() {
+                // The checkpointer is gone (it panicked): the writer copies alone.
+                self.copied.store(FAILED, Ordering::Release);
+            }
+        }
     }
 
     fn ask(&self) {
