@@ -35,6 +35,9 @@
 //!
 //! The writer learns how many frames the WAL holds from SQLite's WAL hook, called at each
 //! commit on the committing thread (it replaces SQLite's autocheckpoint on that connection).
+//! The few commits on that connection outside the writer thread (retention's incremental
+//! vacuum, `Store::transaction`) call [`after_commit_here`], which copies the WAL past
+//! [`START_BYTES`] itself, as the autocheckpoint did.
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -282,6 +285,28 @@ impl Checkpoints {
     }
 }
 
+/// After a commit on the writer's connection `conn` outside the writer thread (which checkpoints
+/// only after its own batches): copies the WAL itself, passively, once it is past
+/// [`START_BYTES`], so that such commits alone (a long retention pass) do not grow it unbounded.
+pub(in crate::store) fn after_commit_here(conn: &Connection) {
+    // The hook set this thread's count at the commit; taken, so that a later call with no
+    // commit between does not copy again.
+    let frames = FRAMES.with(|f| f.replace(0));
+    if frames == 0 {
+        return;
+    }
+    let copy = || -> Result<()> {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        if frames * page >= START_BYTES {
+            passive(conn)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = copy() {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
+    }
+}
+
 /// A passive checkpoint on `conn`; returns the frames of the WAL in the database file since it
 /// last started over (all of them unless a reader needed some; none if another checkpoint was
 /// running, which SQLite reports as -1).
@@ -447,5 +472,35 @@ mod tests {
             "{passes} passes for {len} bytes of WAL: {counts:?}"
         );
         reader.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Commits outside the writer thread (retention's vacuum) copy the WAL past its bound
+    /// themselves: the writer's checkpoints never see them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_outside_the_writer_copy_the_wal_past_its_bound() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open(&path).unwrap();
+        let before = wal(&path).1;
+        // About twice START_BYTES of WAL, in transactions off the writer thread.
+        store
+            .transaction(|db| db.execute("CREATE TABLE t (pad BLOB NOT NULL)", &[]))
+            .unwrap();
+        for _ in 0..8 {
+            store
+                .transaction(|db| {
+                    db.execute(
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n                          WHERE i < 1100) INSERT INTO t (pad) SELECT zeroblob(2000) FROM n",
+                        &[],
+                    )
+                })
+                .unwrap();
+        }
+        assert!(
+            wal(&path).1 > before,
+            "the WAL started over: {:?}",
+            wal(&path)
+        );
+        assert!(wal(&path).0 < 2 * START_BYTES as u64, "{:?}", wal(&path));
     }
 }

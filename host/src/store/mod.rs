@@ -497,6 +497,8 @@ impl Store {
                 let tx = conn.transaction()?;
                 let value = f(&*tx)?;
                 tx.commit()?;
+                // Off the writer thread, whose checkpoints do not see this commit.
+                checkpoint::after_commit_here(&conn);
                 Ok(value)
             }
             Backend::Postgres { pg, .. } => {
