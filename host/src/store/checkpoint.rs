@@ -42,7 +42,9 @@
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -97,7 +99,8 @@ fn count_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// Checkpoints done so far, beside the writer and by it.
+/// Checkpoints done so far, beside the writer and by it (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(in crate::store) struct Counts {
     /// Passes on the checkpointer's connection.
@@ -125,6 +128,7 @@ pub(in crate::store) struct Checkpoints {
     next: Cell<i64>,
     /// A pass was asked for and its result not taken yet.
     passing: Cell<bool>,
+    #[cfg(test)]
     counts: Arc<Counts>,
 }
 
@@ -148,7 +152,9 @@ impl Checkpoints {
         let (ended, done) = sync_channel::<()>(1);
         let copied = Arc::new(AtomicI64::new(PENDING));
         let reported = Arc::clone(&copied);
+        #[cfg(test)]
         let counts = Arc::new(Counts::default());
+        #[cfg(test)]
         let passes = Arc::clone(&counts);
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
@@ -181,6 +187,7 @@ impl Checkpoints {
                             FAILED
                         }
                     };
+                    #[cfg(test)]
                     passes.passes.fetch_add(1, Ordering::Relaxed);
                     reported.store(frames, Ordering::Release);
                     // Full: the writer did not wait, and one wake-up is enough.
@@ -197,6 +204,7 @@ impl Checkpoints {
             done,
             copied,
             passing: Cell::new(false),
+            #[cfg(test)]
             counts,
         })
     }
@@ -229,12 +237,15 @@ impl Checkpoints {
                 if let Err(e) = passive(&lock(conn)) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
-                let by = if frames >= self.hard {
-                    &self.counts.forced
-                } else {
-                    &self.counts.by_writer
-                };
-                by.fetch_add(1, Ordering::Relaxed);
+                #[cfg(test)]
+                {
+                    let by = if frames >= self.hard {
+                        &self.counts.forced
+                    } else {
+                        &self.counts.by_writer
+                    };
+                    by.fetch_add(1, Ordering::Relaxed);
+                }
                 self.next.set(frames + self.tail);
             }
             // The pass failed, or left more than a tail (a reader still needed frames, or the
