@@ -18,24 +18,34 @@
 //!   the pass, if they are at most [`TAIL_BYTES`], else it asks for another pass. With every
 //!   frame copied, its next write transaction starts the WAL over;
 //! - if passes cannot keep up, the writer copies everything once the WAL is past
-//!   [`HARD_BYTES`]: the WAL stays bounded, as with SQLite's autocheckpoint.
+//!   [`HARD_BYTES`], after waiting for a pass still running (a slow disk) to end: the WAL stays
+//!   bounded, as with SQLite's autocheckpoint, and like it these checkpoints are passive, so a
+//!   reader that still needs frames keeps them in the WAL.
 //!
 //! A page that many batches change (an index leaf) still reaches the file about once per
 //! [`START_BYTES`] of WAL. Durability does not change: a commit is durable once its WAL frames
 //! are fsynced (`synchronous=FULL`), whichever connection copies them later; each checkpoint
-//! fsyncs the WAL before copying and the database file after, and after a kill -9 SQLite
-//! recovers from the WAL as before. A reader that still needs frames keeps them from being
+//! fsyncs the WAL before copying, SQLite fsyncs the database file only after one that reached
+//! the WAL's end (the writer's copy of the tail; a pass under steady writes never does), and
+//! the WAL starts over only after that fsync; after a kill -9 SQLite recovers from the WAL as
+//! before. So that the writer's fsync does not flush the pass's megabytes, the checkpointer
+//! fsyncs the database file itself after each pass that copied something. A reader that still needs frames keeps them from being
 //! copied (on either side) and the WAL from starting over; the writer then asks for the next
 //! pass once another [`TAIL_BYTES`] were committed.
 //!
 //! The writer learns how many frames the WAL holds from SQLite's WAL hook, called at each
 //! commit on the committing thread (it replaces SQLite's autocheckpoint on that connection).
+//! The few commits on that connection outside the writer thread (retention's incremental
+//! vacuum, `Store::transaction`) call [`after_commit_here`], which copies the WAL past
+//! [`START_BYTES`] itself, as the autocheckpoint did.
 
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -43,7 +53,7 @@ use rusqlite::Connection;
 use super::{lock, Result};
 
 /// WAL bytes after which the writer asks for a pass.
-pub(in crate::store) const START_BYTES: i64 = 8 << 20;
+const START_BYTES: i64 = 8 << 20;
 
 /// WAL bytes committed during a pass that the writer copies itself; past this, another pass.
 const TAIL_BYTES: i64 = 1 << 20;
@@ -51,8 +61,32 @@ const TAIL_BYTES: i64 = 1 << 20;
 /// WAL bytes past which the writer copies whatever the passes left, itself.
 const HARD_BYTES: i64 = 4 * START_BYTES;
 
+/// The WAL's bounds in bytes: the store's constants, smaller in tests (so that a test writes a
+/// few MiB, not hundreds, to see the WAL start over many times).
+#[derive(Debug, Clone, Copy)]
+pub(in crate::store) struct Bounds {
+    /// Asks for a pass ([`START_BYTES`]).
+    pub(in crate::store) start: i64,
+    /// Copied by the writer after a pass ([`TAIL_BYTES`]).
+    pub(in crate::store) tail: i64,
+    /// Copied by the writer whatever the passes did ([`HARD_BYTES`]).
+    pub(in crate::store) hard: i64,
+}
+
+impl Bounds {
+    /// The store's.
+    pub(in crate::store) const STORE: Bounds = Bounds {
+        start: START_BYTES,
+        tail: TAIL_BYTES,
+        hard: HARD_BYTES,
+    };
+}
+
 /// What the checkpointer reports while a pass is asked for or running.
 const PENDING: i64 = -1;
+
+/// What it reports after a pass that failed (not a busy one, which copied nothing: `0`).
+const FAILED: i64 = -2;
 
 thread_local! {
     /// Frames in the WAL after this thread's last commit on the writer's connection.
@@ -65,11 +99,16 @@ fn count_frames(_: &rusqlite::hooks::Wal, frames: c_int) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// Checkpoints done so far, beside the writer and by it.
+/// Checkpoints done so far, beside the writer and by it (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(in crate::store) struct Counts {
+    /// Passes on the checkpointer's connection.
     pub(in crate::store) passes: AtomicU64,
+    /// The writer's copies of what a pass left (the tail).
     pub(in crate::store) by_writer: AtomicU64,
+    /// The writer's copies past the hard bound (the passes could not keep up).
+    pub(in crate::store) forced: AtomicU64,
 }
 
 /// The writer's side of the checkpoints (used from the writer thread only).
@@ -80,6 +119,8 @@ pub(in crate::store) struct Checkpoints {
     hard: i64,
     /// Asks the checkpointer for a pass.
     ask: SyncSender<()>,
+    /// Told after each pass, once its result is in `copied`.
+    done: Receiver<()>,
     /// Frames the last pass left copied; [`PENDING`] while one is asked for or running.
     copied: Arc<AtomicI64>,
     /// Frames at which the next pass is asked for: `start`, or a tail further if a reader kept
@@ -87,6 +128,7 @@ pub(in crate::store) struct Checkpoints {
     next: Cell<i64>,
     /// A pass was asked for and its result not taken yet.
     passing: Cell<bool>,
+    #[cfg(test)]
     counts: Arc<Counts>,
 }
 
@@ -94,39 +136,75 @@ impl Checkpoints {
     /// Makes `writer` (the store's read-write connection to `path`) count its WAL frames, and
     /// starts the checkpointer thread on a connection of its own. The thread ends once the
     /// returned value is dropped (with the writer thread).
-    pub(in crate::store) fn start(path: &Path, writer: &Connection) -> Result<Checkpoints> {
+    pub(in crate::store) fn start(
+        path: &Path,
+        writer: &Connection,
+        bounds: Bounds,
+    ) -> Result<Checkpoints> {
         let page: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let frames = |bytes: i64| bytes / page.max(512);
         let conn = Connection::open(path)?;
-        // Its checkpoints fsync the WAL before copying and the database file after.
+        let file = path.to_path_buf();
+        // Its checkpoints fsync the WAL before copying (and the database file after, if they
+        // reached the WAL's end).
         conn.pragma_update(None, "synchronous", "FULL")?;
         let (ask, asked) = sync_channel::<()>(1);
+        let (ended, done) = sync_channel::<()>(1);
         let copied = Arc::new(AtomicI64::new(PENDING));
         let reported = Arc::clone(&copied);
+        #[cfg(test)]
         let counts = Arc::new(Counts::default());
+        #[cfg(test)]
         let passes = Arc::clone(&counts);
         std::thread::Builder::new()
             .name("switchyard-checkpoint".into())
             .spawn(move || {
+                // Warned once per run of failures: a persistent error (EIO, ENOSPC) fails every
+                // pass, one per tail of WAL.
+                let mut failing = false;
                 while asked.recv().is_ok() {
-                    let frames = passive(&conn).unwrap_or_else(|e| {
-                        // The WAL keeps every commit; the writer asks again (or copies itself).
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
-                        0
-                    });
+                    let frames = match passive(&conn).and_then(|frames| {
+                        // SQLite fsyncs the database file only after a pass that reached the
+                        // WAL's end: flush what this one copied here, not in the writer's copy
+                        // of the tail (any descriptor flushes the file's pages).
+                        if frames > 0 {
+                            std::fs::File::open(&file)?.sync_data()?;
+                        }
+                        Ok(frames)
+                    }) {
+                        Ok(frames) => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("WAL checkpoints succeed again");
+                            }
+                            frames
+                        }
+                        Err(e) => {
+                            // The WAL keeps every commit; the writer asks again after another
+                            // tail (or copies itself past the hard bound).
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %e, "WAL checkpoint failed");
+                            }
+                            FAILED
+                        }
+                    };
+                    #[cfg(test)]
                     passes.passes.fetch_add(1, Ordering::Relaxed);
                     reported.store(frames, Ordering::Release);
+                    // Full: the writer did not wait, and one wake-up is enough.
+                    let _ = ended.try_send(());
                 }
             })?;
         writer.wal_hook(Some(count_frames));
         Ok(Checkpoints {
-            start: frames(START_BYTES),
-            tail: frames(TAIL_BYTES),
-            hard: frames(HARD_BYTES),
-            next: Cell::new(frames(START_BYTES)),
+            start: frames(bounds.start),
+            tail: frames(bounds.tail),
+            hard: frames(bounds.hard),
+            next: Cell::new(frames(bounds.start)),
             ask,
+            done,
             copied,
             passing: Cell::new(false),
+            #[cfg(test)]
             counts,
         })
     }
@@ -135,6 +213,12 @@ impl Checkpoints {
     /// the last one on `conn`, the writer's connection.
     pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) {
         let frames = FRAMES.with(Cell::get);
+        if frames >= self.hard && self.passing.get() {
+            // A pass runs long and the WAL is past its bound: the writer copies the rest as soon
+            // as the pass ended (SQLite lets one checkpoint run at a time), as SQLite's
+            // autocheckpoint would, inside its commit.
+            self.wait_for_pass();
+        }
         let copied = self.pass_ended();
         if frames < self.start {
             // Under the bound, or the WAL started over since.
@@ -145,16 +229,29 @@ impl Checkpoints {
             // A pass is running (the WAL grows until it ends), or none is due yet.
             None if self.passing.get() || frames < self.next.get() => {}
             None => self.ask(),
-            Some(copied) if frames - copied <= self.tail || frames >= self.hard => {
+            Some(copied)
+                if copied != FAILED && frames - copied <= self.tail || frames >= self.hard =>
+            {
                 // Every frame copied: the next write transaction starts the WAL over, unless
                 // a reader still needs some; then the next pass waits for a tail's more.
                 if let Err(e) = passive(&lock(conn)) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
-                self.counts.by_writer.fetch_add(1, Ordering::Relaxed);
+                #[cfg(test)]
+                {
+                    let by = if frames >= self.hard {
+                        &self.counts.forced
+                    } else {
+                        &self.counts.by_writer
+                    };
+                    by.fetch_add(1, Ordering::Relaxed);
+                }
                 self.next.set(frames + self.tail);
             }
-            Some(_) => self.ask(),
+            // The pass failed, or left more than a tail (a reader still needed frames, or the
+            // batches outran it): the next pass once another tail was committed, not after the
+            // very next batch.
+            Some(_) => self.next.set(frames + self.tail),
         }
     }
 
@@ -176,6 +273,17 @@ impl Checkpoints {
         })
     }
 
+    /// Waits until the pass asked for ended.
+    fn wait_for_pass(&self) {
+        // A wake-up may be a previous pass's, sent after the writer took its result: look again.
+        while self.copied.load(Ordering::Acquire) == PENDING {
+            if self.done.recv().is_err() {
+                // The checkpointer is gone (it panicked): the writer copies alone.
+                self.copied.store(FAILED, Ordering::Release);
+            }
+        }
+    }
+
     fn ask(&self) {
         self.copied.store(PENDING, Ordering::Release);
         self.passing.set(true);
@@ -183,8 +291,30 @@ impl Checkpoints {
         // end before this side is dropped) nothing is copied beside: the writer copies past
         // `hard` itself.
         if self.ask.try_send(()).is_err() {
-            self.copied.store(0, Ordering::Release);
+            self.copied.store(FAILED, Ordering::Release);
         }
+    }
+}
+
+/// After a commit on the writer's connection `conn` outside the writer thread (which checkpoints
+/// only after its own batches): copies the WAL itself, passively, once it is past
+/// [`START_BYTES`], so that such commits alone (a long retention pass) do not grow it unbounded.
+pub(in crate::store) fn after_commit_here(conn: &Connection) {
+    // The hook set this thread's count at the commit; taken, so that a later call with no
+    // commit between does not copy again.
+    let frames = FRAMES.with(|f| f.replace(0));
+    if frames == 0 {
+        return;
+    }
+    let copy = || -> Result<()> {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        if frames * page >= START_BYTES {
+            passive(conn)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = copy() {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
     }
 }
 
@@ -204,13 +334,19 @@ mod tests {
     use crate::store::Store;
 
     /// The WAL file's size, and how many times it started over (its header's checkpoint
-    /// sequence number, big-endian at byte 12).
+    /// sequence number, big-endian at byte 12): its length and 32-byte header only, not the
+    /// whole file.
     fn wal(path: &Path) -> (u64, u32) {
-        let bytes = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
-        let restarts = bytes
-            .get(12..16)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        (bytes.len() as u64, restarts)
+        use std::io::Read;
+        let wal = path.with_extension("db-wal");
+        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let mut header = [0u8; 32];
+        let restarts = std::fs::File::open(&wal)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .map_or(0, |()| {
+                u32::from_be_bytes([header[12], header[13], header[14], header[15]])
+            });
+        (len, restarts)
     }
 
     impl Store {
@@ -224,14 +360,20 @@ mod tests {
 
     /// Under writes that never pause, the copying runs beside the writer (passes on the
     /// checkpointer's connection), yet the WAL starts over again and again and stays bounded:
-    /// the writer copies only what a pass left.
+    /// the writer copies only what a pass left, not everything past the hard bound.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_wal_is_copied_beside_the_writer_and_starts_over_under_steady_writes() {
         const ROW: usize = 4000;
         const WRITERS: usize = 16;
+        // Small bounds, so the WAL starts over many times in a few MiB.
+        let bounds = Bounds {
+            start: 512 << 10,
+            tail: 256 << 10,
+            hard: 2 << 20,
+        };
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("switchyard.db");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open_sqlite(&path, bounds).unwrap();
         store
             .write(|c| {
                 c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
@@ -239,8 +381,10 @@ mod tests {
             })
             .await
             .unwrap();
-        // Four times the bound, from writers that keep the writer busy throughout.
-        let rows = (4 * START_BYTES as usize / ROW).div_ceil(WRITERS);
+        // Three times past the hard bound and a pass, from writers that keep the writer busy
+        // throughout (each row is at least ROW bytes of WAL).
+        let written = 3 * (bounds.hard + bounds.start) as usize;
+        let rows = (written / ROW).div_ceil(WRITERS);
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..WRITERS {
             let s = store.clone();
@@ -268,10 +412,20 @@ mod tests {
             counts.passes.load(Ordering::Relaxed) >= 2,
             "copied beside the writer: {counts:?}"
         );
-        assert!(wal(&path).1 >= 2, "the WAL started over: {:?}", wal(&path));
+        assert!(
+            counts.by_writer.load(Ordering::Relaxed) >= 2,
+            "the writer copied the passes' tails: {counts:?}"
+        );
+        // It starts over about once per start bound's worth of WAL (plus a pass's tail), so
+        // at least once per two of the bytes written: the hard bound alone would be a quarter.
+        let (_, restarts) = wal(&path);
+        assert!(
+            restarts as usize >= written / (2 * bounds.start) as usize,
+            "the WAL started over {restarts} times for {written} bytes: {counts:?}"
+        );
         // The WAL's own bound, plus the batches committed meanwhile.
         assert!(
-            largest <= (HARD_BYTES + START_BYTES) as u64,
+            largest <= (bounds.hard + bounds.start) as u64,
             "{largest} bytes"
         );
         let kept: i64 = store
@@ -280,5 +434,84 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept as usize, rows * WRITERS, "every write kept");
+    }
+
+    /// A reader that keeps the WAL's frames from being copied makes each pass leave more than a
+    /// tail: the next pass waits for another tail of WAL, not the very next batch.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_kept_back_by_a_reader_is_asked_again_only_a_tail_later() {
+        const ROW: usize = 4000;
+        const ROWS: usize = 120;
+        let bounds = Bounds {
+            start: 256 << 10,
+            tail: 64 << 10,
+            hard: 4 << 20,
+        };
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open_sqlite(&path, bounds).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        // One row a batch, each more than ROW bytes of WAL, all under the hard bound.
+        for _ in 0..ROWS {
+            store
+                .write(|c| {
+                    c.execute("INSERT INTO t (pad) VALUES (zeroblob(?1))", [ROW as i64])?;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        let (len, _) = wal(&path);
+        let counts = store.checkpoint_counts();
+        let passes = counts.passes.load(Ordering::Relaxed);
+        assert!(passes >= 1, "{counts:?}");
+        // One pass per tail past the start, and the one running at the end; not one a batch.
+        let most = (len as i64 - bounds.start) / bounds.tail + 2;
+        assert!(
+            passes as i64 <= most,
+            "{passes} passes for {len} bytes of WAL: {counts:?}"
+        );
+        reader.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Commits outside the writer thread (retention's vacuum) copy the WAL past its bound
+    /// themselves: the writer's checkpoints never see them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_outside_the_writer_copy_the_wal_past_its_bound() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open(&path).unwrap();
+        let before = wal(&path).1;
+        // About twice START_BYTES of WAL, in transactions off the writer thread.
+        store
+            .transaction(|db| db.execute("CREATE TABLE t (pad BLOB NOT NULL)", &[]))
+            .unwrap();
+        for _ in 0..8 {
+            store
+                .transaction(|db| {
+                    db.execute(
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n                          WHERE i < 1100) INSERT INTO t (pad) SELECT zeroblob(2000) FROM n",
+                        &[],
+                    )
+                })
+                .unwrap();
+        }
+        assert!(
+            wal(&path).1 > before,
+            "the WAL started over: {:?}",
+            wal(&path)
+        );
+        assert!(wal(&path).0 < 2 * START_BYTES as u64, "{:?}", wal(&path));
     }
 }

@@ -347,6 +347,11 @@ pub(in crate::store) fn sqlite_baseline(conn: &Connection) -> Result<()> {
 impl Store {
     /// Opens (creating if needed) the database at `path` in WAL mode.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_sqlite(path, checkpoint::Bounds::STORE)
+    }
+
+    /// [`Store::open`], with the WAL's checkpoints at `bounds` (the store's, or a test's).
+    pub(in crate::store) fn open_sqlite(path: &Path, bounds: checkpoint::Bounds) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -378,7 +383,7 @@ impl Store {
         migrations::sqlite(&conn)?;
         retention::prepare(&conn)?;
         // Checkpoints beside the writer, which copies only their tail ([`checkpoint`]).
-        let checkpoints = checkpoint::Checkpoints::start(path, &conn)?;
+        let checkpoints = checkpoint::Checkpoints::start(path, &conn, bounds)?;
         #[cfg(test)]
         let counts = checkpoints.counts();
         let conn = Arc::new(Mutex::new(conn));
@@ -492,6 +497,8 @@ impl Store {
                 let tx = conn.transaction()?;
                 let value = f(&*tx)?;
                 tx.commit()?;
+                // Off the writer thread, whose checkpoints do not see this commit.
+                checkpoint::after_commit_here(&conn);
                 Ok(value)
             }
             Backend::Postgres { pg, .. } => {

@@ -190,6 +190,10 @@ impl Store {
         // Each step frees one page: step through them all.
         let mut rows = stmt.query([])?;
         while rows.next()?.is_some() {}
+        drop(rows);
+        drop(stmt);
+        // On a blocking thread, not the writer's: its checkpoints do not see these commits.
+        super::checkpoint::after_commit_here(&conn);
         Ok(())
     }
 
