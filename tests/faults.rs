@@ -211,6 +211,15 @@ impl Lcg {
     }
 }
 
+/// Whether Certn is done with a callback: answered with a status it does not retry, or out of
+/// retries (the first attempt and 3 more).
+fn callback_settled(c: &switchyard_sim::certn::CallbackDelivery) -> bool {
+    match c.attempts.last() {
+        None => false,
+        Some(s) => c.attempts.len() >= 4 || !matches!(s, 0 | 408 | 500 | 502 | 503 | 504),
+    }
+}
+
 const CANDIDATES: usize = 240;
 const KILLS: usize = 6;
 
@@ -289,11 +298,20 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
         accepted.len()
     );
 
-    // Every accepted event processed: nothing left queued or running, nothing dead.
+    // Every accepted event processed: nothing left queued or running, nothing dead. Certn keeps
+    // calling back after the last move (a step every 400 ms, retries up to 9 s later), and each
+    // callback swaps the status tag (remove, then add), so the flow is settled only once every
+    // application is COMPLETE and no callback has an attempt left to make.
     let store_path = stack.config.storage.path.clone();
     let store = Store::open(&store_path).unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        let settled = stack
+            .certn
+            .applications()
+            .iter()
+            .all(|a| a.status == "COMPLETE")
+            && stack.certn.callbacks().iter().all(callback_settled);
         let pending = store.queue_depth().unwrap();
         let invited = accepted
             .iter()
@@ -302,12 +320,13 @@ async fn killed_with_sigkill_under_load_nothing_accepted_is_lost_and_nothing_is_
                 !certn_tags(&opp).is_empty()
             })
             .count();
-        if pending == 0 && invited == accepted.len() {
+        if settled && pending == 0 && invited == accepted.len() {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "still {pending} events pending, {invited}/{} accepted candidates with a status",
+            "still {pending} events pending, {invited}/{} accepted candidates with a status, \
+             Certn settled: {settled}",
             accepted.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
