@@ -22,7 +22,8 @@
 //!   `switchyard_store_failed_batches_total` — the store's group commit (`store::writer`):
 //!   writes / commits is the mean batch size (read from the store when scraped);
 //!   `switchyard_store_round_trips_total` — round trips to PostgreSQL (statements sent together
-//!   count once; 0 on SQLite).
+//!   count once; 0 on SQLite); `switchyard_store_wal_frames_total` — pages the group commit's
+//!   commits appended to SQLite's WAL (each a page of the database; 0 on PostgreSQL).
 //! - `switchyard_retention_pruned_rows_total{table}` — rows removed by retention passes;
 //!   `switchyard_database_bytes` — the database file and its WAL on disk (read when scraped).
 //! - `switchyard_connector_state_bytes{integration,connector}`,
@@ -155,6 +156,7 @@ pub struct Metrics {
     store_writes: Counter,
     store_failed_batches: Counter,
     store_round_trips: Counter,
+    store_wal_frames: Counter,
     pruned: Family<TableLabels, Counter>,
     database_bytes: Gauge,
     /// Serializes [`Metrics::store_writer`]: two scrapes at once must not both add the difference.
@@ -280,6 +282,12 @@ impl Default for Metrics {
             "Round trips to PostgreSQL on the store's connections (statements sent together count once)",
             store_round_trips.clone(),
         );
+        let store_wal_frames = Counter::default();
+        registry.register(
+            "store_wal_frames",
+            "Pages the group commit's commits appended to SQLite's WAL (0 on PostgreSQL)",
+            store_wal_frames.clone(),
+        );
         let (pruned, database_bytes) =
             (Family::<TableLabels, Counter>::default(), Gauge::default());
         registry.register(
@@ -345,6 +353,7 @@ impl Default for Metrics {
             store_writes,
             store_failed_batches,
             store_round_trips,
+            store_wal_frames,
             store_sync: std::sync::Mutex::new(()),
             limits,
             resumed,
@@ -469,6 +478,7 @@ impl Metrics {
             (&self.store_writes, stats.writes),
             (&self.store_failed_batches, stats.failed_batches),
             (&self.store_round_trips, stats.round_trips),
+            (&self.store_wal_frames, stats.wal_frames),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
@@ -584,6 +594,8 @@ pub struct WriterStats {
     pub failed_batches: u64,
     /// Round trips to PostgreSQL, on every connection of the store (0 on SQLite).
     pub round_trips: u64,
+    /// Pages the commits appended to SQLite's WAL (0 on PostgreSQL).
+    pub wal_frames: u64,
 }
 
 #[cfg(test)]
@@ -628,6 +640,7 @@ mod tests {
             writes,
             failed_batches: 0,
             round_trips: 0,
+            wal_frames: 0,
         };
         m.store_writer(&stats(2, 10));
         m.store_writer(&stats(3, 40));

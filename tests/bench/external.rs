@@ -234,6 +234,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         let cpu = cpu_secs(host.pid());
         let written = written_bytes(host.pid());
         let commits = metric(stack.addr, "switchyard_store_commits_total").await;
+        let frames = metric(stack.addr, "switchyard_store_wal_frames_total").await;
         let r = drive(
             &to_intake(connections),
             Load::Closed {
@@ -243,6 +244,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         )
         .await?;
         let commits = metric(stack.addr, "switchyard_store_commits_total").await - commits;
+        let frames = metric(stack.addr, "switchyard_store_wal_frames_total").await - frames;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
         let ok = r["ok"].as_f64().unwrap_or_default();
         let cpu_us = cpu_us_per(cpu, host.pid(), ok);
@@ -257,12 +259,15 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
                 format!(
                     "{acked:.0}/s (p50 {}, p99 {}; {} not 200, {} unsent; host CPU {cpu_us:.0} µs \
                      per ack, processing included; {:.1} acks per group commit; \
-                     {kib_per_ack:.1} KiB written per ack)",
+                     {kib_per_ack:.1} KiB written per ack, {:.2} WAL frames per ack, \
+                     {:.1} per commit)",
                     ms(&r, "p50"),
                     ms(&r, "p99"),
                     failures(&r),
                     r["unsent"],
-                    ok / commits.max(1.0)
+                    ok / commits.max(1.0),
+                    frames / ok.max(1.0),
+                    frames / commits.max(1.0)
                 ),
             ),
             (batched, format!("{batched:.0}/s")),

@@ -128,6 +128,9 @@ pub(in crate::store) struct Checkpoints {
     next: Cell<i64>,
     /// A pass was asked for and its result not taken yet.
     passing: Cell<bool>,
+    /// Frames in the WAL after the last batch: the next one's appended frames are counted from
+    /// it (from 0 once the WAL started over).
+    seen: Cell<i64>,
     #[cfg(test)]
     counts: Arc<Counts>,
 }
@@ -204,15 +207,31 @@ impl Checkpoints {
             done,
             copied,
             passing: Cell::new(false),
+            seen: Cell::new(0),
             #[cfg(test)]
             counts,
         })
     }
 
     /// After each batch, answered, on the writer thread: asks for a pass, or copies the tail of
-    /// the last one on `conn`, the writer's connection.
-    pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) {
+    /// the last one on `conn`, the writer's connection. Returns the frames the batch's commit
+    /// appended to the WAL (the store's `wal_frames`: what a commit costs in pages written).
+    pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) -> u64 {
         let frames = FRAMES.with(Cell::get);
+        let seen = self.seen.replace(frames);
+        // Fewer than before: the WAL started over at this batch's commit.
+        let appended = u64::try_from(if frames >= seen {
+            frames - seen
+        } else {
+            frames
+        })
+        .unwrap_or_default();
+        self.checkpoint(conn, frames);
+        appended
+    }
+
+    /// [`Checkpoints::after_batch`]'s checkpoint work, `frames` in the WAL.
+    fn checkpoint(&self, conn: &Mutex<Connection>, frames: i64) {
         if frames >= self.hard && self.passing.get() {
             // A pass runs long and the WAL is past its bound: the writer copies the rest as soon
             // as the pass ended (SQLite lets one checkpoint run at a time), as SQLite's
@@ -407,6 +426,15 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             largest = largest.max(r.unwrap());
         }
+        // Every frame the commits appended is counted once, across the WAL's restarts (each
+        // row is at least ROW bytes of WAL, and at most a few pages more).
+        let frame_bytes =
+            store.writer_stats().wal_frames as usize * crate::store::PAGE_SIZE as usize;
+        let rows_bytes = rows * WRITERS * ROW;
+        assert!(
+            (rows_bytes..4 * rows_bytes).contains(&frame_bytes),
+            "{frame_bytes} bytes of frames counted for {rows_bytes} bytes of rows"
+        );
         let counts = store.checkpoint_counts();
         assert!(
             counts.passes.load(Ordering::Relaxed) >= 2,

@@ -505,6 +505,7 @@ mod tests {
         let finished = "events_finished (state=? AND finished_at<?)";
         let lease = crate::store::queue::lease_batch_sql(crate::store::sql::Dialect::Sqlite);
         let wake = crate::store::waiting::wake_sql(crate::store::sql::Dialect::Sqlite);
+        let next_due = crate::store::queue::next_due_sql(crate::store::sql::Dialect::Sqlite);
         for (reader, search) in [
             (
                 "SELECT state, COUNT(*) FROM events
@@ -531,6 +532,8 @@ mod tests {
                 finished,
             ),
             (lease.as_str(), "events USING INTEGER PRIMARY KEY (rowid=?)"),
+            // An idle worker's look: one seek, not every queued event's entry.
+            (next_due, "INDEX events_queued_next"),
             (
                 "SELECT g.integration, g.id FROM gem_screenings g JOIN events e
                  ON e.id = g.event_id

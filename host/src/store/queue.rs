@@ -532,13 +532,7 @@ impl Store {
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
     pub fn next_due_in(&self) -> Result<Option<i64>> {
-        let next = self.read_db(|db| {
-            db.query_one(
-                "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
-                &[],
-            )?
-            .opt_int(0)
-        })?;
+        let next = self.read_db(|db| db.query_one(next_due_sql(db.dialect()), &[])?.opt_int(0))?;
         Ok(next.map(|t| (t - now_ms()).max(0)))
     }
 
@@ -747,6 +741,20 @@ fn claim_batch_on(
         .collect::<Result<Vec<_>>>()?;
     claimed.sort_by_key(|(at, _)| *at);
     Ok(claimed.into_iter().map(|(_, event)| event).collect())
+}
+
+/// [`Store::next_due_in`]'s statement: the first entry of the partial index of queued events by
+/// due time. SQLite (no table statistics) picked the full index by state for `state =
+/// 'queued'` and aggregated every queued event's entry: each idle worker's look cost 31 ms with
+/// 90,000 queued (a backlog behind a down ATS), 3 µs on the partial index.
+pub(in crate::store) fn next_due_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT MIN(next_attempt_at) FROM events INDEXED BY events_queued_next
+             WHERE state = 'queued'"
+        }
+        Dialect::Postgres => "SELECT MIN(next_attempt_at) FROM events WHERE state = 'queued'",
+    }
 }
 
 /// The batch claim's lease of the ids [`deal`] chose: [`LEASE`]'s parameters, and `?4` the ids

@@ -93,6 +93,8 @@ struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
     failed_batches: AtomicU64,
+    /// WAL frames (pages) the commits appended (SQLite).
+    wal_frames: AtomicU64,
     /// Jobs taken off the channel (tests: with the channel's length, all jobs sent).
     taken: AtomicU64,
 }
@@ -199,7 +201,10 @@ pub(in crate::store) trait Source: Send + 'static {
     type Conn: Batching;
     fn with<R>(&self, f: impl FnOnce(&Self::Conn) -> R) -> R;
     /// After each batch, once it was answered: housekeeping that must not delay its answers.
-    fn after_batch(&self) {}
+    /// Returns the WAL frames the batch's commit appended (SQLite; 0 elsewhere).
+    fn after_batch(&self) -> u64 {
+        0
+    }
 }
 
 /// SQLite: the store's one connection, locked for the batch, and its WAL checkpoints.
@@ -213,8 +218,8 @@ impl Source for SqliteWriter {
     fn with<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
         f(&lock(&self.conn))
     }
-    fn after_batch(&self) {
-        self.checkpoints.after_batch(&self.conn);
+    fn after_batch(&self) -> u64 {
+        self.checkpoints.after_batch(&self.conn)
     }
 }
 
@@ -427,6 +432,7 @@ impl<C: Batching + 'static> Writer<C> {
             writes: self.counters.writes.load(Ordering::Relaxed),
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
             round_trips: 0,
+            wal_frames: self.counters.wal_frames.load(Ordering::Relaxed),
         }
     }
 
@@ -518,7 +524,8 @@ fn run<S: Source>(
         for job in batch.drain(..) {
             job.answer(&outcome);
         }
-        source.after_batch();
+        let frames = source.after_batch();
+        counters.wal_frames.fetch_add(frames, Ordering::Relaxed);
     }
 }
 
