@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
 use crate::ats::{AtsError, Disconnected, Role, Trigger};
-use crate::store::kv::KvWrite;
+use crate::store::kv::{KvEntry, KvWrite};
 use crate::store::{Event, NewNote, Order, StatusRecord, StoreError, WaitFor};
 use crate::timeline::TimelineEvent;
 use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
-use crate::wasm::runtime::deferred::DeferredState;
+use crate::wasm::runtime::deferred::{keys_read_ahead, DeferredState};
 use crate::wasm::runtime::InvokeError;
 
 /// Event kind of a status update from a vendor callback.
@@ -292,10 +292,14 @@ async fn start(
     let key = &request.idempotency_key;
     // The host owns idempotency: once the order of this key is recorded (a retry after that, a
     // replay), the connector is not asked again; its state for the screening is gone by then.
-    let recorded = {
-        let (id, key) = (integration.config.id.clone(), key.clone());
+    // Read with it, for the connector's call: the state its idempotency check reads first.
+    let ahead = keys_read_ahead(key);
+    let sent = std::time::Instant::now();
+    let (recorded, entries) = {
+        let (id, connector_id) = (integration.config.id.clone(), connector.manifest.id.clone());
+        let (key, keys) = (key.clone(), ahead.clone());
         app.store
-            .off_async(move |s| s.order_for_key(&id, &key))
+            .off_async(move |s| s.order_for_key_with_state(&id, &connector_id, &key, &keys))
             .await?
     };
     let (order_ref, first_status, state) = match recorded {
@@ -306,8 +310,9 @@ async fn start(
             (order.order_ref, None, None)
         }
         None => {
+            let read_ahead = (ahead, entries, sent);
             let (started, state) =
-                start_screening(app, integration, &connector, &request, event.id)
+                start_screening(app, integration, &connector, &request, event.id, read_ahead)
                     .await
                     .map_err(|e| e.by(&version))?;
             // No vendor order (e.g. no email): the status still belongs on the candidacy, under
@@ -372,6 +377,7 @@ async fn start_screening(
     connector: &Arc<LoadedConnector>,
     request: &ScreeningRequest,
     event_id: i64,
+    (keys, entries, sent): (Vec<String>, Vec<KvEntry>, std::time::Instant),
 ) -> Result<(crate::wasm::connector::Started, Arc<DeferredState>), FlowError> {
     // The connector's `state` writes after its last request are committed with the order
     // ([`DeferredState`]); the ones before each request, before it leaves.
@@ -380,6 +386,7 @@ async fn start_screening(
         &integration.config.id,
         &connector.manifest.id,
     );
+    state.read_ahead(&keys, entries, sent);
     let mut ctx = app.sandbox_context(integration, connector);
     ctx.state = Some(state.clone());
     let ctx = Arc::new(ctx);

@@ -31,8 +31,8 @@
 use super::Cached;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::sql::{args, values, Db, Statement};
-use super::{Result, Store};
+use super::sql::{args, values, Db, Row, Statement};
+use super::{Result, Store, StoreError};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS kv (
@@ -178,6 +178,38 @@ pub struct KvEntry {
     pub total: Option<u64>,
 }
 
+/// [`Store::kv_get_counted`]'s statement, to be sent with others.
+pub(in crate::store) fn kv_get_counted_statement(
+    integration: &str,
+    connector: &str,
+    key: &str,
+    with_total: bool,
+) -> Statement {
+    let total = if with_total {
+        "CAST(COALESCE((SELECT SUM(bytes) FROM kv_totals
+                         WHERE integration = ?1 AND connector = ?2), 0) AS BIGINT)"
+    } else {
+        "CAST(NULL AS BIGINT)"
+    };
+    // Left-joined to one row: an absent key still answers the total.
+    let sql = format!(
+        "SELECT kv.value, CAST(COALESCE({ROW_BYTES}, 0) AS BIGINT), {total}
+           FROM (SELECT 1 AS one) AS one
+           LEFT JOIN kv ON kv.integration = ?1 AND kv.connector = ?2 AND kv.key = ?3"
+    );
+    Statement::new(sql, values![integration, connector, key])
+}
+
+/// The entry [`kv_get_counted_statement`] answered.
+pub(in crate::store) fn kv_entry(rows: &[Row]) -> Result<KvEntry> {
+    let row = rows.first().ok_or(StoreError::NoRow)?;
+    Ok(KvEntry {
+        value: row.opt_text(0)?,
+        bytes: row.int(1)?.max(0) as u64,
+        total: row.opt_int(2)?.map(|t| t.max(0) as u64),
+    })
+}
+
 /// One change to a connector's state, as its `state` import asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvWrite {
@@ -291,26 +323,8 @@ impl Store {
         key: &str,
         with_total: bool,
     ) -> Result<KvEntry> {
-        let total = if with_total {
-            "CAST(COALESCE((SELECT SUM(bytes) FROM kv_totals
-                             WHERE integration = ?1 AND connector = ?2), 0) AS BIGINT)"
-        } else {
-            "CAST(NULL AS BIGINT)"
-        };
-        // Left-joined to one row: an absent key still answers the total.
-        let sql = format!(
-            "SELECT kv.value, CAST(COALESCE({ROW_BYTES}, 0) AS BIGINT), {total}
-               FROM (SELECT 1 AS one) AS one
-               LEFT JOIN kv ON kv.integration = ?1 AND kv.connector = ?2 AND kv.key = ?3"
-        );
-        self.read_db(|db| {
-            let row = db.query_one(&sql, args![integration, connector, key])?;
-            Ok(KvEntry {
-                value: row.opt_text(0)?,
-                bytes: row.int(1)?.max(0) as u64,
-                total: row.opt_int(2)?.map(|t| t.max(0) as u64),
-            })
-        })
+        let read = kv_get_counted_statement(integration, connector, key, with_total);
+        self.read_db(|db| kv_entry(&db.query(&read.sql, &read.values)?))
     }
 
     /// Sets a connector's state value; durable when it returns (see [`Store::write_now`]).

@@ -7,6 +7,8 @@
 //! session-level `pgadvisory_lock` keyed by a stable 64-bit hash of the name, on a connection
 //! held for as long as the lock ([`super::pg::AdvisoryLock`]): another host waits for it, and a
 //! host that dies releases it with its connections. No transaction is open meanwhile.
+//! [`Store::lock_with`] takes it on a connection the holder's thread drives, with the holder's
+//! first reads in the same round trip, when no other host holds it (else it waits as above).
 //! SQLite is one process per file: the in-process layer is the whole lock.
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::sql::{args, Db, Dialect};
+use super::sql::{args, Db, Dialect, Row, Statement};
 use super::{Backend, Result, Store, StoreError};
 
 /// What a [`Store::lock`] serializes.
@@ -88,10 +90,18 @@ impl Local {
     }
 }
 
+/// The database's side of a [`HeldLock`] (PostgreSQL).
+enum Advisory {
+    /// Taken by waiting, on the lock pool ([`super::pg::Pg::advisory_lock`]).
+    Waited(super::pg::AdvisoryLock),
+    /// Taken at once, on a connection of its own ([`super::pg::Pg::try_lock_with`]).
+    Direct(Box<super::pg::DirectLock>),
+}
+
 /// A lock taken by [`Store::lock`]; released when dropped. Fields drop in order: the
 /// database's lock first, then this host's.
 pub struct HeldLock {
-    advisory: Option<super::pg::AdvisoryLock>,
+    advisory: Option<Advisory>,
     local: Option<tokio::sync::OwnedMutexGuard<()>>,
     key: String,
     locks: Arc<Local>,
@@ -119,9 +129,15 @@ impl HeldLock {
     /// [`StoreError::LockLost`] then: the caller stops and its step is retried under a new
     /// lock. SQLite's in-process lock cannot be lost.
     pub async fn still_held(&self) -> Result<()> {
-        match &self.advisory {
-            Some(lock) if !lock.alive().await => Err(StoreError::LockLost),
-            _ => Ok(()),
+        let alive = match &self.advisory {
+            Some(Advisory::Waited(lock)) => lock.alive().await,
+            Some(Advisory::Direct(lock)) => lock.alive(),
+            None => true,
+        };
+        if alive {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost)
         }
     }
 }
@@ -131,6 +147,38 @@ impl Store {
     /// host on this database (PostgreSQL), or within this process (SQLite, one process per
     /// file). An error (the database unreachable) means the lock was not taken.
     pub async fn lock(&self, name: LockName<'_>) -> Result<HeldLock> {
+        let mut held = self.lock_here(name).await;
+        if let Backend::Postgres { pg, .. } = &self.backend {
+            let lock = pg.advisory_lock(advisory_key(&held.key)).await?;
+            held.advisory = Some(Advisory::Waited(lock));
+        }
+        Ok(held)
+    }
+
+    /// [`Store::lock`], then `reads` under it, in one round trip on PostgreSQL when no other
+    /// host holds the lock: it is taken without waiting, on a connection this thread drives (no
+    /// hop to the store's runtime for the lock, its checks and its release), with `reads`
+    /// pipelined after it. Another host holding it: waits like [`Store::lock`], then reads.
+    pub(in crate::store) async fn lock_with(
+        &self,
+        name: LockName<'_>,
+        reads: &[Statement],
+    ) -> Result<(HeldLock, Vec<Vec<Row>>)> {
+        let mut held = self.lock_here(name).await;
+        if let Backend::Postgres { pg, .. } = &self.backend {
+            let key = advisory_key(&held.key);
+            if let Some((lock, answers)) = pg.try_lock_with(key, reads)? {
+                held.advisory = Some(Advisory::Direct(Box::new(lock)));
+                return Ok((held, answers));
+            }
+            held.advisory = Some(Advisory::Waited(pg.advisory_lock(key).await?));
+        }
+        let answers = self.read_db(|db| db.query_all(reads))?;
+        Ok((held, answers))
+    }
+
+    /// This process's lock of `name`, waited for.
+    async fn lock_here(&self, name: LockName<'_>) -> HeldLock {
         let key = name.key();
         let entry = self.locks.entries().entry(key.clone()).or_default().clone();
         let mut held = HeldLock {
@@ -140,10 +188,7 @@ impl Store {
             locks: self.locks.clone(),
         };
         held.local = Some(entry.lock_owned().await);
-        if let Backend::Postgres { pg, .. } = &self.backend {
-            held.advisory = Some(pg.advisory_lock(advisory_key(&held.key)).await?);
-        }
-        Ok(held)
+        held
     }
 
     /// How many names this process holds or awaits (tests: nothing stays behind).
@@ -236,15 +281,100 @@ mod tests {
             .unwrap();
     }
 
+    fn seven() -> Vec<Statement> {
+        vec![Statement::new("SELECT CAST(7 AS BIGINT)", Vec::new())]
+    }
+
+    /// What `lock_with` read under the lock.
+    fn answered(answers: &[Vec<Row>]) -> i64 {
+        answers[0][0].int(0).unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
-    async fn a_dead_hosts_lock_is_released_with_its_connection() {
+    async fn a_lock_taken_with_reads_answers_them_and_holds_until_dropped() {
+        on_both_async!(|store: Store| async move {
+            let (held, answers) = store.lock_with(OPP, &seven()).await.unwrap();
+            assert_eq!(answered(&answers), 7);
+            assert!(!can_take(&store, OPP).await, "the second holder waits");
+            held.still_held().await.unwrap();
+            drop(held);
+            assert!(can_take(&store, OPP).await, "free once dropped");
+            assert_eq!(store.locks_in_use(), 0, "nothing kept once released");
+        });
+    }
+
+    /// Free on every host: the lock and the reads are one round trip, and its check and its
+    /// release one each, all on the caller's thread.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_free_lock_is_taken_with_its_reads_in_one_round_trip() {
         let url = testing::postgres_url();
         let a = Store::open_postgres(&url, None).unwrap();
         let b = Store::open_postgres(&url, None).unwrap();
-        let _held = a.lock(OPP).await.unwrap();
-        assert!(!can_take(&b, OPP).await);
-        // Host a's lock connection dies (as when its process is killed): PostgreSQL drops it.
-        let killed = b
+        // The connection's statements prepared first.
+        drop(a.lock_with(OPP, &seven()).await.unwrap());
+        let trips = || a.writer_stats().round_trips;
+        let before = trips();
+        let (held, answers) = a.lock_with(OPP, &seven()).await.unwrap();
+        assert_eq!((trips() - before, answered(&answers)), (1, 7));
+        assert!(!can_take(&b, OPP).await, "host b waits for host a");
+        let before = trips();
+        held.still_held().await.unwrap();
+        drop(held);
+        assert_eq!(trips() - before, 2, "a check and the release");
+        assert!(can_take(&b, OPP).await, "host b takes it once released");
+    }
+
+    /// Held by another host: the lock is waited for, then the reads are made under it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_lock_held_elsewhere_is_waited_for_then_read_under() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let (held, _) = a.lock_with(OPP, &seven()).await.unwrap();
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move {
+                let (held, answers) = b.lock_with(OPP, &seven()).await?;
+                held.still_held().await?;
+                Ok::<_, StoreError>(answered(&answers))
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "host b waits for host a");
+        drop(held);
+        let read = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("host b gets the lock once host a released it")
+            .unwrap()
+            .unwrap();
+        assert_eq!(read, 7);
+    }
+
+    /// A lock taken with reads lives as long as its connection: killed, the holder's check
+    /// says so, and another host takes the lock.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_lock_taken_with_reads_is_lost_with_its_connection() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let (held, _) = a.lock_with(OPP, &seven()).await.unwrap();
+        assert_eq!(
+            terminate_lock_holders(&b),
+            1,
+            "one connection held the lock"
+        );
+        assert!(matches!(held.still_held().await, Err(StoreError::LockLost)));
+        assert!(
+            can_take(&b, OPP).await,
+            "host b takes the lock of the dead connection"
+        );
+        drop(held);
+    }
+
+    /// Ends every other session of `store`'s database that holds an advisory lock (as when a
+    /// host's process is killed); how many.
+    fn terminate_lock_holders(store: &Store) -> i64 {
+        store
             .db(|db| {
                 db.query_one(
                     "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_locks
@@ -255,8 +385,22 @@ mod tests {
                 )?
                 .int(0)
             })
-            .unwrap();
-        assert_eq!(killed, 1, "one connection held the lock");
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_dead_hosts_lock_is_released_with_its_connection() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let _held = a.lock(OPP).await.unwrap();
+        assert!(!can_take(&b, OPP).await);
+        // Host a's lock connection dies (as when its process is killed): PostgreSQL drops it.
+        assert_eq!(
+            terminate_lock_holders(&b),
+            1,
+            "one connection held the lock"
+        );
         assert!(
             tokio::time::timeout(Duration::from_secs(10), b.lock(OPP))
                 .await

@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::sql::{args, values, Db, Dialect, Row, Statement};
 
-use super::kv::{drop_recorded_screening_statement, kv_write_statement};
+use super::kv::{
+    drop_recorded_screening_statement, kv_entry, kv_get_counted_statement, kv_write_statement,
+    KvEntry,
+};
+use super::locks::{HeldLock, LockName};
 use super::verdicts::record_verdict_statement;
 use super::{now_ms, Result, Store, StoreError};
 
@@ -316,6 +320,26 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord, state: Vec<Statement>) ->
     Ok(())
 }
 
+/// [`Store::order_for_key`]'s statement.
+fn order_for_key_statement(integration: &str, idempotency_key: &str) -> Statement {
+    Statement::new(
+        format!("SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"),
+        values![integration, idempotency_key],
+    )
+}
+
+/// The answers of [`orders_of_statement`] and [`unwritten_notes_statement`], read together.
+fn orders_and_notes(answers: Vec<Vec<Row>>) -> Result<(Vec<Order>, Vec<PendingNote>)> {
+    let mut answers = answers.into_iter();
+    let (Some(orders), Some(notes)) = (answers.next(), answers.next()) else {
+        return Err(StoreError::NoRow);
+    };
+    Ok((
+        orders.iter().map(order_row).collect::<Result<_>>()?,
+        notes.iter().map(note_row).collect::<Result<_>>()?,
+    ))
+}
+
 /// The orders of one opportunity, oldest first ([`order_row`]).
 fn orders_of_statement(integration: &str, opportunity_id: &str) -> Statement {
     Statement::new(
@@ -438,16 +462,38 @@ impl Store {
     /// The order recorded for the screening request with `idempotency_key`, if any: the flow
     /// does not call `start-screening` again for it.
     pub fn order_for_key(&self, integration: &str, idempotency_key: &str) -> Result<Option<Order>> {
+        let read = order_for_key_statement(integration, idempotency_key);
         self.read_db(|db| {
-            db.query_opt(
-                &format!(
-                    "SELECT {ORDER_COLS} FROM orders WHERE integration = ?1 AND idempotency_key = ?2"
-                ),
-                args![integration, idempotency_key],
-            )?
-            .as_ref()
-            .map(order_row)
-            .transpose()
+            db.query(&read.sql, &read.values)?
+                .first()
+                .map(order_row)
+                .transpose()
+        })
+    }
+
+    /// [`Store::order_for_key`], and `keys` of `connector`'s state as
+    /// [`Store::kv_get_counted`] reads them (the first with the connector's total): what a
+    /// screening's start reads before, and its connector first in, its call; one round trip
+    /// on PostgreSQL.
+    pub fn order_for_key_with_state(
+        &self,
+        integration: &str,
+        connector: &str,
+        idempotency_key: &str,
+        keys: &[String],
+    ) -> Result<(Option<Order>, Vec<KvEntry>)> {
+        let mut reads = vec![order_for_key_statement(integration, idempotency_key)];
+        reads.extend(
+            keys.iter()
+                .enumerate()
+                .map(|(i, key)| kv_get_counted_statement(integration, connector, key, i == 0)),
+        );
+        self.read_db(|db| {
+            let mut answers = db.query_all(&reads)?.into_iter();
+            let order = answers.next().ok_or(StoreError::NoRow)?;
+            let order = order.first().map(order_row).transpose()?;
+            let entries = answers.map(|rows| kv_entry(&rows)).collect::<Result<_>>()?;
+            Ok((order, entries))
         })
     }
 
@@ -474,16 +520,29 @@ impl Store {
                 orders_of_statement(integration, opportunity_id),
                 unwritten_notes_statement(db.dialect(), integration, opportunity_id),
             ];
-            let mut answers = db.query_all(&reads)?.into_iter();
-            let (orders, notes) = (answers.next(), answers.next());
-            let (Some(orders), Some(notes)) = (orders, notes) else {
-                return Err(StoreError::NoRow);
-            };
-            Ok((
-                orders.iter().map(order_row).collect::<Result<_>>()?,
-                notes.iter().map(note_row).collect::<Result<_>>()?,
-            ))
+            orders_and_notes(db.query_all(&reads)?)
         })
+    }
+
+    /// Takes the lock of an opportunity's writes ([`LockName::Opportunity`]) and reads under it
+    /// what [`Store::orders_and_unwritten_notes`] reads: one round trip on PostgreSQL when no
+    /// other host holds the lock ([`Store::lock_with`]).
+    pub async fn lock_opportunity(
+        &self,
+        integration: &str,
+        opportunity_id: &str,
+    ) -> Result<(HeldLock, Vec<Order>, Vec<PendingNote>)> {
+        let name = LockName::Opportunity {
+            integration,
+            opportunity: opportunity_id,
+        };
+        let reads = [
+            orders_of_statement(integration, opportunity_id),
+            unwritten_notes_statement(self.dialect(), integration, opportunity_id),
+        ];
+        let (held, answers) = self.lock_with(name, &reads).await?;
+        let (orders, notes) = orders_and_notes(answers)?;
+        Ok((held, orders, notes))
     }
 
     /// Applies `update`'s status (state, label, report URL, score, verdict) to the stored order
@@ -635,6 +694,10 @@ mod tests {
             let (orders, together) = s.orders_and_unwritten_notes("i", "opp").unwrap();
             assert_eq!(orders, s.orders_of("i", "opp").unwrap());
             assert_eq!(together, notes);
+            // And with the opportunity's lock.
+            let (held, locked, under) = s.lock_opportunity("i", "opp").await.unwrap();
+            assert_eq!((locked, under), (orders, notes));
+            held.still_held().await.unwrap();
         });
     }
 

@@ -39,9 +39,10 @@ const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections of the background pool: NOTIFYs after intake commits, one at a time per host.
 const NOTIFY_POOL_SIZE: usize = 2;
 
-/// Connections kept for advisory locks ([`Pg::advisory_lock`]): one per key held or awaited by
-/// this host (a host-local lock per key comes first, so two tasks of one host never hold two).
-/// Apart from the main pool, so lock holders always find a connection for their queries.
+/// Connections kept for advisory locks ([`Pg::advisory_lock`], and for each [`DirectLock`]
+/// as many again): one per key held or awaited by this host (a host-local lock per key comes
+/// first, so two tasks of one host never hold two). Apart from the main pool, so lock holders
+/// always find a connection for their queries.
 const LOCK_POOL_SIZE: usize = 32;
 
 /// How long a lock waits for a free connection of the lock pool: a lock nested in another
@@ -60,6 +61,8 @@ pub(in crate::store) struct Pg {
     handle: tokio::runtime::Handle,
     /// Synchronous connections for [`Pg::conn`].
     direct: Arc<Slots>,
+    /// Synchronous connections that hold a [`DirectLock`] (at most [`LOCK_POOL_SIZE`]).
+    lock_direct: Arc<Slots>,
     /// Connections for statements sent in the background ([`Pg::pool`]).
     pool: Pool,
     /// Connections that hold session-level advisory locks (see [`AdvisoryLock`]).
@@ -152,6 +155,7 @@ impl Pg {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             direct: Arc::default(),
+            lock_direct: Arc::default(),
             pool: build(NOTIFY_POOL_SIZE, None)?,
             locks: build(LOCK_POOL_SIZE, Some(LOCK_POOL_WAIT))?,
             config,
@@ -203,8 +207,12 @@ impl Pg {
     /// A connection of the pool: an idle one (checked still open), or a new one while fewer
     /// than [`POOL_SIZE`] are open; otherwise waits up to [`POOL_WAIT`] for one to come back.
     pub(in crate::store) fn conn(&self) -> Result<PgConn> {
-        let slots = &self.direct;
-        let deadline = std::time::Instant::now() + POOL_WAIT;
+        self.take(&self.direct, POOL_SIZE, POOL_WAIT)
+    }
+
+    /// [`Pg::conn`] from `slots`, of which at most `size` are open, waiting at most `wait`.
+    fn take(&self, slots: &Arc<Slots>, size: usize, wait: std::time::Duration) -> Result<PgConn> {
+        let deadline = std::time::Instant::now() + wait;
         let mut state = slots.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(mut direct) = state.idle.pop() {
@@ -217,7 +225,7 @@ impl Pg {
                 state.open -= 1;
                 continue;
             }
-            if state.open < POOL_SIZE {
+            if state.open < size {
                 state.open += 1;
                 drop(state);
                 return match Direct::connect(&self.config, self.trips.clone()) {
@@ -231,7 +239,7 @@ impl Pg {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Err(StoreError::Postgres(format!(
-                    "no database connection free within {POOL_WAIT:?} (all {POOL_SIZE} in use)"
+                    "no database connection free within {wait:?} (all {size} in use)"
                 )));
             }
             state = slots
@@ -360,6 +368,86 @@ impl Pg {
             Err(e) => Err(StoreError::Postgres(format!(
                 "taking an advisory lock: {e}"
             ))),
+        }
+    }
+}
+
+/// A session-level advisory lock taken without waiting, on a connection of its own driven by
+/// the holder's thread ([`pg_direct`]): taking it, checking it and releasing it are each one
+/// round trip on that thread, where the lock pool's ([`AdvisoryLock`]) each also hop to the
+/// store's runtime and back. Taking it carries the holder's first reads in the same round trip
+/// ([`Pg::try_lock_with`]). Dropping it unlocks (bounded, [`LOCK_CHECK_TIMEOUT`]); a
+/// connection whose unlock fails is closed instead, which releases the lock server-side.
+pub(in crate::store) struct DirectLock {
+    conn: Mutex<PgConn>,
+    key: i64,
+}
+
+impl DirectLock {
+    fn conn(&self) -> std::sync::MutexGuard<'_, PgConn> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the lock's session still lives: a round trip on its connection, bounded by
+    /// [`LOCK_CHECK_TIMEOUT`] (see [`AdvisoryLock::alive`]).
+    pub(in crate::store) fn alive(&self) -> bool {
+        self.conn().answers_within(LOCK_CHECK_TIMEOUT)
+    }
+}
+
+impl Drop for DirectLock {
+    fn drop(&mut self) {
+        let conn = self.conn();
+        if std::thread::panicking() {
+            // Not reused (see `PgConn`'s drop): closing it releases the lock.
+            return;
+        }
+        let unlock = format!("SELECT pg_advisory_unlock({})", self.key);
+        let unlocked = conn.simple_within(&unlock, LOCK_CHECK_TIMEOUT);
+        if !matches!(unlocked.as_ref().map(Option::as_deref), Ok(Some("t"))) {
+            tracing::warn!("an advisory lock could not be released: closing its connection");
+            conn.close();
+        }
+    }
+}
+
+impl Pg {
+    /// Takes the session-level advisory lock `key` if no other session holds it, and runs
+    /// `reads` under it, all in one round trip: the lock and the reads' answers, or `None`
+    /// (nothing held, the reads' answers dropped) when another session holds it.
+    pub(in crate::store) fn try_lock_with(
+        &self,
+        key: i64,
+        reads: &[Statement],
+    ) -> Result<Option<(DirectLock, Vec<Vec<Row>>)>> {
+        let conn = self.take(&self.lock_direct, LOCK_POOL_SIZE, LOCK_POOL_WAIT)?;
+        let mut statements = Vec::with_capacity(reads.len() + 1);
+        statements.push(Statement::new(
+            "SELECT pg_try_advisory_lock(?1)",
+            vec![Value::Int(key)],
+        ));
+        statements.extend_from_slice(reads);
+        let answered = conn.query_all(&statements).and_then(|answers| {
+            let mut answers = answers.into_iter();
+            let taken = answers.next().ok_or(StoreError::NoRow)?;
+            let taken = taken.first().ok_or(StoreError::NoRow)?.int(0)? == 1;
+            Ok((taken, answers.collect()))
+        });
+        match answered {
+            Ok((true, rows)) => Ok(Some((
+                DirectLock {
+                    conn: Mutex::new(conn),
+                    key,
+                },
+                rows,
+            ))),
+            // Nothing held: the connection goes back as it is.
+            Ok((false, _)) => Ok(None),
+            Err(e) => {
+                // Whether the lock was taken is not known: closing releases it if it was.
+                conn.close();
+                Err(e)
+            }
         }
     }
 }
@@ -600,6 +688,41 @@ impl PgConn {
         self.batch("ROLLBACK")?;
         self.in_transaction.set(false);
         Ok(())
+    }
+
+    /// Ends the connection when it drops (never reused): the server then ends its session, and
+    /// the session's locks with it.
+    pub(in crate::store) fn close(&self) {
+        if let Some(direct) = self.direct.borrow_mut().as_mut() {
+            direct.close();
+        }
+    }
+
+    /// Whether the server answers a statement within `timeout`; a connection that does not is
+    /// closed (its statement may still be in flight).
+    pub(in crate::store) fn answers_within(&self, timeout: std::time::Duration) -> bool {
+        self.simple_within("SELECT 1", timeout).is_ok()
+    }
+
+    /// The first column of the first row `sql` (a statement without parameters, sent as text:
+    /// nothing to prepare) answers, waiting at most `timeout` for it; a connection that does
+    /// not answer in time is closed.
+    pub(in crate::store) fn simple_within(
+        &self,
+        sql: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let messages = self.with(|direct, deferred| {
+            if !deferred.is_empty() {
+                return Err(StoreError::Postgres("a transaction is open".into()));
+            }
+            direct.run_until(|c| c.simple_query(sql), Some(deadline))
+        })??;
+        Ok(messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
     }
 
     /// Whether the connection is known to have ended.

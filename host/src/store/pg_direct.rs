@@ -222,6 +222,16 @@ impl Direct {
         &'a mut self,
         make: impl FnOnce(&'a Client) -> F,
     ) -> Result<F::Output> {
+        self.run_until(make, None)
+    }
+
+    /// [`Direct::run`], given up past `deadline` (if any): the connection is then closed (an
+    /// answer may still come, and would be taken for the next statement's).
+    pub(in crate::store) fn run_until<'a, F: Future + 'a>(
+        &'a mut self,
+        make: impl FnOnce(&'a Client) -> F,
+        deadline: Option<Instant>,
+    ) -> Result<F::Output> {
         self.trips.fetch_add(1, Ordering::Relaxed);
         let Direct { client, link, .. } = self;
         if link.closed {
@@ -232,8 +242,13 @@ impl Direct {
             &link.write_blocked,
             Some((&mut link.connection, &mut link.closed)),
             make(client),
-            None,
+            deadline,
         )
+    }
+
+    /// Marks the connection ended: never used again, closed when dropped.
+    pub(in crate::store) fn close(&mut self) {
+        self.link.closed = true;
     }
 
     /// The statement prepared for `sql` (its `?N` text) on this connection, if it was.
@@ -290,6 +305,9 @@ fn wait_for<F: Future>(
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
+                    if let Some((_, closed)) = connection.as_mut() {
+                        **closed = true;
+                    }
                     return Err(StoreError::Postgres(
                         "timed out waiting for the server".into(),
                     ));

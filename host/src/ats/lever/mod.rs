@@ -37,7 +37,7 @@ use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger
 use crate::ats::expiring::Expiring;
 use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
-use crate::store::{Event, LockName, WaitFor};
+use crate::store::{Event, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
 use webhook::{StageChange, Verified, Webhook};
 
@@ -307,17 +307,16 @@ impl Ats for LeverAts {
         verdict_labels: &[String],
     ) -> Result<(), AtsError> {
         let client = self.client()?;
-        // Every host on the database writes to this opportunity in turn (see `store::locks`).
-        let held = cx
+        // Every host on the database writes to this opportunity in turn (see `store::locks`);
+        // what to write is read under the lock, with it.
+        let (held, orders, notes) = cx
             .store
-            .lock(LockName::Opportunity {
-                integration: cx.integration,
-                opportunity: opportunity_id,
-            })
+            .lock_opportunity(cx.integration, opportunity_id)
             .await?;
         sync::reconcile(
             client,
             &held,
+            (orders, notes),
             cx.store,
             cx.integration,
             opportunity_id,

@@ -19,17 +19,20 @@
 
 use crate::ats::lever::{LeverClient, LeverError};
 use crate::store::locks::HeldLock;
-use crate::store::Store;
+use crate::store::{Order, PendingNote, Store};
 use crate::timeline::{Timeline, TimelineEvent};
 
-/// Brings opportunity `opportunity_id` in line with the orders stored for it, under `held`
-/// (the opportunity's cross-host lock), checked still held before each write: a lock lost with
-/// its connection stops the reconciliation, and the step is retried.
+/// Brings opportunity `opportunity_id` in line with `orders` stored for it and the `notes` to
+/// write, read under `held` (the opportunity's cross-host lock, [`Store::lock_opportunity`]),
+/// checked still held before each write: a lock lost with its connection stops the
+/// reconciliation, and the step is retried. The notes recorded with this event's status are
+/// there already; a status recorded after the read is written by its own event.
 /// `status_labels` and `verdict_labels` are all labels the connector may use (its manifest).
 #[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
     client: &LeverClient,
     held: &HeldLock,
+    (orders, notes): (Vec<Order>, Vec<PendingNote>),
     store: &Store,
     integration: &str,
     opportunity_id: &str,
@@ -37,14 +40,6 @@ pub async fn reconcile(
     verdict_labels: &[String],
     timeline: &Timeline,
 ) -> Result<(), SyncError> {
-    // One read for the orders and the notes to write: the notes recorded with this event's
-    // status are there already; a status recorded after this read is written by its own event.
-    let (orders, notes) = {
-        let (id, opp) = (integration.to_owned(), opportunity_id.to_owned());
-        store
-            .off_async(move |s| s.orders_and_unwritten_notes(&id, &opp))
-            .await?
-    };
     let Some(newest) = orders.last() else {
         return Ok(());
     };

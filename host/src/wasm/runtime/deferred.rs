@@ -12,6 +12,15 @@
 //!
 //! Reads see the held writes (read-your-writes within the call); the quota check counts them.
 //!
+//! A key read from the store is read once per stretch of the call between two outbound
+//! requests ([`Held::read`]): Certn reads `order:<key>` twice in a row (its own check, then the
+//! SDK's `start_once`), one PostgreSQL round trip each. What the call read is forgotten when a
+//! request leaves ([`StateBackend::before_outbound`]) and once [`FRESH_FOR`] has passed: other
+//! calls commit while this one waits, and a request is how a connector waits (for the vendor,
+//! which may itself have heard from another call); the bound covers the other ways a call can
+//! let time pass (a WASI sleep, a long computation). So a read returns what the store held at
+//! the stretch's first read of the key, at most [`FRESH_FOR`] before (`docs/connectors.md`).
+//!
 //! The quota check reads the store once per call, not once per write ([`Stored`]): the call's
 //! first read of the store also answers the connector's stored total, each read answers its
 //! key's stored size, and the call's own commits are added to what it read. What other calls
@@ -23,10 +32,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use crate::store::kv::KvWrite;
+use crate::store::kv::{KvEntry, KvWrite};
 use crate::store::Store;
 use crate::wasm::runtime::imports::{BoxFuture, StateBackend};
+
+/// How long a value read from the store answers the call's later reads of its key, within one
+/// stretch between outbound requests. Certn's two reads of one key are microseconds apart.
+const FRESH_FOR: Duration = Duration::from_millis(100);
 
 /// A connector's `state` for one call, scoped to one integration and connector, its writes
 /// held until an outbound request or the call's outcome.
@@ -35,6 +49,8 @@ pub struct DeferredState {
     integration: String,
     connector: String,
     held: Mutex<Held>,
+    /// [`FRESH_FOR`], but in tests.
+    fresh_for: Duration,
 }
 
 #[derive(Default)]
@@ -43,6 +59,33 @@ struct Held {
     writes: Vec<KvWrite>,
     /// What the store holds, as far as this call knows; `None` until first read.
     stored: Option<Stored>,
+    /// Values read from the store since the call's last outbound request (or its start), by
+    /// key (`None`: no entry), with when each read was sent.
+    read: HashMap<String, (Option<String>, Instant)>,
+}
+
+impl Held {
+    /// Notes what a read of `key` sent at `sent` answered: its value for the stretch, its
+    /// stored size (and the total, if asked for) for the quota.
+    fn note(&mut self, key: &str, entry: KvEntry, sent: Instant) {
+        if let Some(stored) = self.stored.as_mut() {
+            stored.bytes.insert(key.to_owned(), entry.bytes);
+        } else if let Some(total) = entry.total {
+            let bytes = HashMap::from([(key.to_owned(), entry.bytes)]);
+            self.stored = Some(Stored { total, bytes });
+        }
+        self.read.insert(key.to_owned(), (entry.value, sent));
+    }
+}
+
+/// The keys of a `start-screening` call's `state` read ahead with the screening's recorded
+/// order ([`Store::order_for_key_with_state`]): the idempotency pattern's (`docs/connectors.md`,
+/// the SDK's `start_once`) reads both before anything else. Any other key is read when asked.
+pub fn keys_read_ahead(idempotency_key: &str) -> Vec<String> {
+    vec![
+        format!("order:{idempotency_key}"),
+        format!("intent:{idempotency_key}"),
+    ]
 }
 
 /// The connector's committed state as this call read it, with the call's own commits applied.
@@ -56,11 +99,21 @@ struct Stored {
 impl DeferredState {
     /// `state` of `connector` for `integration`, nothing held.
     pub fn new(store: Store, integration: &str, connector: &str) -> Arc<DeferredState> {
+        Self::fresh_for(store, integration, connector, FRESH_FOR)
+    }
+
+    fn fresh_for(
+        store: Store,
+        integration: &str,
+        connector: &str,
+        fresh_for: Duration,
+    ) -> Arc<DeferredState> {
         Arc::new(DeferredState {
             store,
             integration: integration.to_owned(),
             connector: connector.to_owned(),
             held: Mutex::new(Held::default()),
+            fresh_for,
         })
     }
 
@@ -102,17 +155,23 @@ impl DeferredState {
     /// notes its stored size for the quota.
     fn read(&self, key: &str) -> anyhow::Result<Option<String>> {
         let first = self.held().stored.is_none();
+        let sent = Instant::now();
         let entry = self
             .store
             .kv_get_counted(&self.integration, &self.connector, key, first)?;
+        let value = entry.value.clone();
+        self.held().note(key, entry, sent);
+        Ok(value)
+    }
+
+    /// Takes `entries` of `keys` ([`keys_read_ahead`]), read from the store with the
+    /// screening's recorded order just before the call (the read sent at `sent`), as the call's
+    /// first reads of them: the connector's first `get`s cost no round trip of their own.
+    pub fn read_ahead(&self, keys: &[String], entries: Vec<KvEntry>, sent: Instant) {
         let mut held = self.held();
-        if let Some(stored) = held.stored.as_mut() {
-            stored.bytes.insert(key.to_owned(), entry.bytes);
-        } else if let Some(total) = entry.total {
-            let bytes = HashMap::from([(key.to_owned(), entry.bytes)]);
-            held.stored = Some(Stored { total, bytes });
+        for (key, entry) in keys.iter().zip(entries) {
+            held.note(key, entry, sent);
         }
-        Ok(entry.value)
     }
 
     /// Applies `writes`, just committed with `changed` rows each, to what the call knows of the
@@ -155,21 +214,25 @@ fn held_bytes(write: &KvWrite) -> u64 {
 }
 
 impl StateBackend for DeferredState {
+    /// The newest held write of `key`, else the value read in this stretch (see the module
+    /// documentation), else the store's.
     fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let newest = self
-            .held()
-            .writes
-            .iter()
-            .rev()
-            .find(|w| w.key() == key)
-            .cloned();
-        match newest {
-            Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }) => {
-                Ok(Some(value))
+        {
+            let held = self.held();
+            match held.writes.iter().rev().find(|w| w.key() == key) {
+                Some(KvWrite::Set { value, .. } | KvWrite::SetForScreening { value, .. }) => {
+                    return Ok(Some(value.clone()))
+                }
+                Some(KvWrite::Delete { .. }) => return Ok(None),
+                None => {}
             }
-            Some(KvWrite::Delete { .. }) => Ok(None),
-            None => self.read(key),
+            if let Some((value, sent)) = held.read.get(key) {
+                if sent.elapsed() < self.fresh_for {
+                    return Ok(value.clone());
+                }
+            }
         }
+        self.read(key)
     }
 
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
@@ -237,9 +300,10 @@ impl StateBackend for DeferredState {
 
     /// Awaits the group commit of the held writes: no thread blocks for it (a blocking wait
     /// lent the runtime's thread away, `block_in_place`, at the cost of thread switches per
-    /// request).
+    /// request). Ends the stretch: what the call read is read again after the request.
     fn before_outbound(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
+            self.held().read.clear();
             let writes = self.take();
             let kept = writes.clone();
             let changed = self
@@ -257,6 +321,10 @@ impl StateBackend for DeferredState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::on_both_async;
+    use crate::wasm::runtime::imports::{
+        CallContext, HttpError, HttpResponse, Outbound, OutgoingRequest,
+    };
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::TempDir::new().unwrap();
@@ -327,6 +395,92 @@ mod tests {
         // Another call reads what is stored now.
         let next = DeferredState::new(store.clone(), "i", "c");
         assert_eq!(next.usage_without("new").unwrap(), 4 + 15);
+    }
+
+    /// "Another call": writes `shared` = `v2` while this call's request is out.
+    struct WritesDuringTheRequest(Store);
+    impl Outbound for WritesDuringTheRequest {
+        fn send(
+            &self,
+            _: OutgoingRequest,
+            _: Duration,
+        ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+            Box::pin(async move {
+                self.0.kv_set("i", "c", "shared", "v2").unwrap();
+                Ok(HttpResponse {
+                    status: 200,
+                    ..HttpResponse::default()
+                })
+            })
+        }
+    }
+
+    /// A key is read from the store once per stretch between outbound requests; another call's
+    /// change of a key shared by calls, made while this call's request was out, is what the
+    /// call reads after the request (a0609bb answered it from the call's first read).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_read_after_an_outbound_request_sees_what_another_call_changed() {
+        on_both_async!(|store: Store| async move {
+            store.kv_set("i", "c", "shared", "v1").unwrap();
+            let state = DeferredState::new(store.clone(), "i", "c");
+            let mut ctx = CallContext::detached();
+            ctx.state = Some(state.clone());
+            ctx.http = Arc::new(WritesDuringTheRequest(store.clone()));
+            ctx.allowed_hosts = vec!["vendor.example".into()];
+            assert_eq!(ctx.state_get("shared").unwrap().as_deref(), Some("v1"));
+            // Another call's write within the stretch: the call's next read is its first's,
+            // not read from the store again.
+            store.kv_set("i", "c", "shared", "v1b").unwrap();
+            let trips = store.writer_stats().round_trips;
+            assert_eq!(ctx.state_get("shared").unwrap().as_deref(), Some("v1"));
+            assert_eq!(store.writer_stats().round_trips, trips);
+            let request = OutgoingRequest {
+                method: "GET".into(),
+                url: "https://vendor.example/orders".into(),
+                headers: vec![],
+                body: vec![],
+                timeout_ms: None,
+            };
+            assert_eq!(ctx.send(request).await.unwrap().status, 200);
+            assert_eq!(ctx.state_get("shared").unwrap().as_deref(), Some("v2"));
+        });
+    }
+
+    /// The idempotency pattern's keys, read with the screening's recorded order before the
+    /// call, answer the call's first reads and its quota check: no round trip of their own.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn state_read_ahead_with_the_order_answers_the_first_reads() {
+        on_both_async!(|store: Store| async move {
+            store
+                .kv_set_for_screening("i", "c", "k", "intent:k", "1")
+                .unwrap();
+            let keys = keys_read_ahead("k");
+            let sent = Instant::now();
+            let (order, entries) = store
+                .order_for_key_with_state("i", "c", "k", &keys)
+                .unwrap();
+            assert!(order.is_none());
+            let state = DeferredState::new(store.clone(), "i", "c");
+            state.read_ahead(&keys, entries, sent);
+            let trips = store.writer_stats().round_trips;
+            assert_eq!(state.get("order:k").unwrap(), None);
+            assert_eq!(state.get("intent:k").unwrap().as_deref(), Some("1"));
+            // "intent:k" + "1" + the screening's "k", as the SDK's write of "order:k" checks.
+            assert_eq!(state.usage_without("order:k").unwrap(), 10);
+            assert_eq!(store.writer_stats().round_trips, trips);
+        });
+    }
+
+    /// A value read answers the call's reads only for a while: a call that lets time pass
+    /// without a request (a WASI sleep) reads the store again (here at once: no freshness).
+    #[test]
+    fn a_read_value_answers_again_only_while_fresh() {
+        let (_dir, store) = store();
+        store.kv_set("i", "c", "shared", "v1").unwrap();
+        let state = DeferredState::fresh_for(store.clone(), "i", "c", Duration::ZERO);
+        assert_eq!(state.get("shared").unwrap().as_deref(), Some("v1"));
+        store.kv_set("i", "c", "shared", "v2").unwrap();
+        assert_eq!(state.get("shared").unwrap().as_deref(), Some("v2"));
     }
 
     #[test]
