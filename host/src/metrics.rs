@@ -12,7 +12,11 @@
 //! - `switchyard_events_resumed_total{why}` — events taken back from a run that could not finish
 //!   them (`holder_died`, `lease_expired`); `switchyard_events_released_total` — handed back
 //!   uncounted by a host stopping; `switchyard_event_writes_retried_total` — an event's outcome
-//!   or wait the store refused, retried with backoff (the event stays running meanwhile).
+//!   or wait the store refused, retried with backoff (the event stays running meanwhile);
+//!   `switchyard_outcomes_recorded_total{with}` — how a worker's finished attempts were written:
+//!   `claim` (in the write of the worker's next claim), or alone: `ready` (beside an event
+//!   already claimed for the worker), `no_room`, `nothing` (no event to claim), `error` (the
+//!   look failed), `stopping`.
 //! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
 //!   — circuit breaker per integration (see `flow::breaker`).
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
@@ -149,6 +153,7 @@ pub struct Metrics {
     resumed: Family<WhyLabels, Counter>,
     released: Counter,
     writes_retried: Counter,
+    outcomes: Family<WithLabels, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
     breaker_open: Family<IntegrationLabels, Gauge>,
     lever_oauth: Family<OutcomeLabels, Counter>,
@@ -176,6 +181,11 @@ pub struct Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WithLabels {
+    with: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -226,6 +236,7 @@ impl Default for Metrics {
         let resumed = Family::<WhyLabels, Counter>::default();
         let released = Counter::default();
         let writes_retried = Counter::default();
+        let outcomes = Family::<WithLabels, Counter>::default();
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         let breaker_open = Family::<IntegrationLabels, Gauge>::default();
         registry.register(
@@ -242,6 +253,11 @@ impl Default for Metrics {
             "event_writes_retried",
             "Event outcomes and waits the store refused, retried",
             writes_retried.clone(),
+        );
+        registry.register(
+            "outcomes_recorded",
+            "Finished attempts written, with the worker's next claim or alone (and why)",
+            outcomes.clone(),
         );
         registry.register(
             "breaker_transitions",
@@ -359,6 +375,7 @@ impl Default for Metrics {
             resumed,
             released,
             writes_retried,
+            outcomes,
             breaker_transitions,
             breaker_open,
             lever_oauth,
@@ -453,6 +470,16 @@ impl Metrics {
     /// The store refused an event's outcome or wait; it is tried again.
     pub fn write_retried(&self) {
         self.writes_retried.inc();
+    }
+
+    /// A worker's finished attempt was written: `with` its next `claim`, or alone and why
+    /// (`ready`, `no_room`, `nothing`, `error`, `stopping`).
+    pub fn outcome_recorded(&self, with: &'static str) {
+        self.outcomes
+            .get_or_create(&WithLabels {
+                with: Cow::Borrowed(with),
+            })
+            .inc();
     }
 
     /// An integration's circuit breaker moved to `state` (`closed`, `open`, `half-open`).

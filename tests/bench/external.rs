@@ -111,6 +111,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
     let commits = metric(stack.addr, "switchyard_store_commits_total").await;
     let writes = metric(stack.addr, "switchyard_store_batched_writes_total").await;
     let threads_before = threads::by_name(host.pid());
+    let outcomes_before = outcomes(stack.addr).await;
     let started = Instant::now();
     let sent = drive(
         &Drive {
@@ -180,6 +181,18 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
                 as f64
                 / done.max(1) as f64
         ),
+        "-",
+    ));
+    // How workers wrote their finished attempts: in their next claim's write, or alone (why).
+    let outcomes_after = outcomes(stack.addr).await;
+    let outcomes: Vec<String> = OUTCOMES_WITH
+        .iter()
+        .zip(outcomes_before.iter().zip(&outcomes_after))
+        .map(|(with, (b, a))| format!("{with} {:.2}", (a - b) / done.max(1) as f64))
+        .collect();
+    rows.push(Row::plain(
+        "processed: outcomes per event, with the next claim / alone (why)",
+        outcomes.join(", "),
         "-",
     ));
     rows.push(Row::plain(
@@ -476,6 +489,19 @@ async fn timed_drain(db: &Path, integration: &str) -> anyhow::Result<(u64, Durat
     let counts = drain(db, integration, BACKLOG_WAIT).await?;
     let pending = counts.values().sum::<u64>() - finished(&counts);
     Ok((finished(&counts) - before, t.elapsed(), pending))
+}
+
+/// The ways a worker's finished attempt is written (`switchyard_outcomes_recorded_total{with}`).
+const OUTCOMES_WITH: [&str; 6] = ["claim", "ready", "no_room", "nothing", "error", "stopping"];
+
+/// `switchyard_outcomes_recorded_total` for each of [`OUTCOMES_WITH`].
+async fn outcomes(addr: std::net::SocketAddr) -> Vec<f64> {
+    let mut counts = Vec::with_capacity(OUTCOMES_WITH.len());
+    for with in OUTCOMES_WITH {
+        let name = format!("switchyard_outcomes_recorded_total{{with=\"{with}\"}}");
+        counts.push(metric(addr, &name).await);
+    }
+    counts
 }
 
 /// A counter of the host's `/metrics` (0 when absent or unreadable).

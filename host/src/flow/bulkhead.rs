@@ -17,7 +17,12 @@
 //! are workers not holding an event, as one write of the store's group commit
 //! ([`Store::claim_batch`]: no fsync of its own, shared with the webhooks committed meanwhile;
 //! the claiming worker's finished attempt rides in the same write). What it does not start itself waits in `ready` for the next free
-//! worker (the others are woken). A claimed event holds its integration's place from the claim,
+//! worker (the others are woken). A worker that just finished keeps its place until its look
+//! plans ([`Permit::release_to_holder`]): two workers finishing at once then claim one event
+//! each, each with its own outcome, where the first used to claim both places and turn the
+//! second away with its outcome written alone. A finishing worker given a ready event instead
+//! gets its outcome back unwritten ([`Next::unwritten`]), written beside that event's first
+//! steps, not awaited before them. A claimed event holds its integration's place from the claim,
 //! so the limits count ready and running events alike; it is leased to this run from the claim
 //! too, so the heartbeat renews it and a crash hands it back like a running one. On a graceful
 //! stop, ready events are handed back uncounted ([`Dispatcher::hand_back`]). A ready event whose
@@ -64,6 +69,18 @@ use crate::store::{Claim, Event, Finished, Result, Store, StoreError};
 /// [`Store::finish`]).
 pub type Recorded = (Finished, Result<bool>);
 
+/// What [`Dispatcher::next`] gives a worker.
+pub struct Next {
+    /// The event to run next, with its place; none; or why the look failed.
+    pub event: Result<Option<(Event, Permit)>>,
+    /// How the finished attempt handed in was written (with the claim, or alone), if it was.
+    pub recorded: Option<Recorded>,
+    /// The finished attempt handed in, not written: `event` was already claimed for the worker
+    /// (no claim of its own to carry it), and the worker writes it beside that event's first
+    /// steps rather than wait for its commit before starting.
+    pub unwritten: Option<Finished>,
+}
+
 /// Which integrations are configured (the dispatcher's view of the app).
 type Configured<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 
@@ -73,6 +90,7 @@ type Configured<'a> = &'a (dyn Fn(&str) -> bool + Sync);
 #[derive(Default)]
 struct Progress {
     recorded: Option<Recorded>,
+    unwritten: Option<Finished>,
     /// `(id, claim_seq)` of each.
     unplaced: Vec<(i64, i64)>,
 }
@@ -142,19 +160,47 @@ pub struct Permit {
     integration: String,
     /// Whether freeing it wakes a waiting worker (see [`Permit::release_to_holder`]).
     wake: bool,
+    /// Still counted in `in_flight` (false once freed under the lock, [`Place::free_in`]).
+    held: bool,
 }
 
 impl Permit {
-    /// Frees the place without waking a waiting worker: for the worker that held it and looks
-    /// for its next event at once (a wake-up would have another worker race it for the place,
-    /// and the loser record its outcome alone and sleep again).
-    pub fn release_to_holder(mut self) {
+    /// Keeps the place for the worker that held it, which looks for its next event at once with
+    /// its finished attempt: counted as held until that look plans ([`Dispatcher::next`]), so a
+    /// worker finishing beside it cannot claim this place too and leave its holder no room (its
+    /// outcome then written alone, not with a claim); then freed without waking anyone (a
+    /// wake-up would have another worker race the holder for it).
+    pub fn release_to_holder(mut self) -> Place {
         self.wake = false;
+        Place(self)
+    }
+}
+
+/// A finished event's place kept for its holder's next look (see [`Permit::release_to_holder`]);
+/// freed without a wake-up when dropped.
+pub struct Place(Permit);
+
+impl Place {
+    /// Frees the place and wakes a waiting worker for it: its holder takes an event already
+    /// claimed for it instead.
+    pub fn pass_on(mut self) {
+        self.0.wake = true;
+    }
+
+    /// Frees the place under the dispatcher's lock, for its holder's own look.
+    fn free_in(mut self, state: &mut State) {
+        if let Some(n) = state.in_flight.get_mut(&self.0.integration) {
+            *n = n.saturating_sub(1);
+        }
+        self.0.held = false;
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
         let mut state = self.dispatcher.lock();
         if let Some(n) = state.in_flight.get_mut(&self.integration) {
             *n = n.saturating_sub(1);
@@ -299,8 +345,11 @@ impl Dispatcher {
     /// (fairly across integrations, within the limits) and its first event returned.
     ///
     /// `finished`: the attempt this worker just ended, recorded in the same write as the claim
-    /// (one commit for both), or alone when no claim is written (a ready event taken, no room);
+    /// (one commit for both), or alone when no claim is written (no room, nothing to claim);
     /// how that went is returned with it, for the worker to retry the outcome alone on an error.
+    /// When the worker is given an event already claimed for it, `finished` comes back unwritten
+    /// ([`Next::unwritten`]). `place`: that attempt's place, kept for this look (see
+    /// [`Permit::release_to_holder`]).
     ///
     /// On the worker's own task: the claim is a write of the group commit awaited like any
     /// other (no blocking thread), and the dispatcher's lock is held only to decide and to place,
@@ -316,10 +365,11 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
         finished: Option<Finished>,
-    ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
+        place: Option<Place>,
+    ) -> Next {
         let configured = |id: &str| app.integration(id).is_some();
         let scope = (&app.store, &*app.metrics);
-        self.next_caught(&configured, scope, (run, lease_ms), finished)
+        self.next_caught(&configured, scope, (run, lease_ms), finished, place)
             .await
     }
 
@@ -330,14 +380,14 @@ impl Dispatcher {
         (store, metrics): (&Store, &Metrics),
         lease: (&str, i64),
         finished: Option<Finished>,
-    ) -> (Result<Option<(Event, Permit)>>, Option<Recorded>) {
+        place: Option<Place>,
+    ) -> Next {
         let mut progress = Progress::default();
         let next = AssertUnwindSafe(self.next_after(
             configured,
-            store,
-            metrics,
+            (store, metrics),
             lease,
-            finished,
+            (finished, place),
             &mut progress,
         ))
         .catch_unwind()
@@ -371,7 +421,11 @@ impl Dispatcher {
                 Err(StoreError::Panicked)
             }
         };
-        (next, progress.recorded)
+        Next {
+            event: next,
+            recorded: progress.recorded,
+            unwritten: progress.unwritten,
+        }
     }
 
     /// [`Dispatcher::next`] for tests, nothing finished.
@@ -384,19 +438,18 @@ impl Dispatcher {
         run: &str,
         lease_ms: i64,
     ) -> Result<Option<(Event, Permit)>> {
-        self.next_caught(configured, (store, metrics), (run, lease_ms), None)
+        self.next_caught(configured, (store, metrics), (run, lease_ms), None, None)
             .await
-            .0
+            .event
     }
 
     /// [`Dispatcher::next`]; what it did so far goes to `progress`.
     async fn next_after(
         self: &Arc<Self>,
         configured: Configured<'_>,
-        store: &Store,
-        metrics: &Metrics,
+        (store, metrics): (&Store, &Metrics),
         (run, lease_ms): (&str, i64),
-        finished: Option<Finished>,
+        (finished, mut place): (Option<Finished>, Option<Place>),
         progress: &mut Progress,
     ) -> Result<Option<(Event, Permit)>> {
         // On PostgreSQL, one look and claim at a time: held until the claim's events are placed,
@@ -407,17 +460,20 @@ impl Dispatcher {
         };
         if let Some(ready) = self.take_ready() {
             drop(gate);
-            // The attempt just ended freed its place for this worker's own look (no wake-up),
-            // and this worker takes a claimed event instead: another worker may use the place.
-            if finished.is_some() {
-                self.freed.notify_one();
+            // The place kept for this worker's look goes unused (it takes a claimed event
+            // instead): another worker may use it. The outcome goes back unwritten: no claim
+            // carries it, and the worker writes it beside this event's first steps.
+            if let Some(place) = place {
+                place.pass_on();
             }
-            progress.recorded = alone(store, finished).await;
+            progress.unwritten = finished;
             return Ok(Some(ready));
         }
         let full = {
             let mut state = self.lock();
-            let full = state.total_in_flight() >= self.workers;
+            // This worker's own place (kept for this look) is not taken.
+            let own = usize::from(place.is_some());
+            let full = state.total_in_flight().saturating_sub(own) >= self.workers;
             state.turned_away |= full && state.claiming_total > 0;
             // Told to the worker (`full()`): it then waits for a freed place, with no look at
             // the next due time (a round trip on PostgreSQL) that would not be used.
@@ -427,34 +483,34 @@ impl Dispatcher {
             full
         };
         if full {
-            drop(gate);
-            progress.recorded = alone(store, finished).await;
+            drop((gate, place));
+            progress.recorded = alone((store, metrics), finished, "no_room").await;
             return Ok(None);
         }
         let queued = match store.off_async(|s| s.queued_integrations()).await {
             Ok(queued) => queued,
             Err(e) => {
-                drop(gate);
-                progress.recorded = alone(store, finished).await;
+                drop((gate, place));
+                progress.recorded = alone((store, metrics), finished, "error").await;
                 return Err(e);
             }
         };
         let (ids, orphans): (Vec<String>, Vec<String>) =
             queued.into_iter().partition(|id| configured(id));
-        let (wants, reserved) = match self.plan(&ids, !orphans.is_empty(), metrics) {
+        let (wants, reserved) = match self.plan(&ids, !orphans.is_empty(), metrics, &mut place) {
             Plan::Ready(event) => {
                 drop(gate);
-                // As above: the place freed for this worker goes unused, another may take it.
-                if finished.is_some() {
-                    self.freed.notify_one();
+                // As above: the place goes to another worker, the outcome back unwritten.
+                if let Some(place) = place {
+                    place.pass_on();
                 }
-                progress.recorded = alone(store, finished).await;
+                progress.unwritten = finished;
                 return Ok(Some(self.started(event)));
             }
             Plan::Nothing => {
                 // Nothing to claim: the outcome commits alone.
                 drop(gate);
-                progress.recorded = alone(store, finished).await;
+                progress.recorded = alone((store, metrics), finished, "nothing").await;
                 return self.claim_orphan(store, (run, lease_ms), orphans).await;
             }
             Plan::Claim(wants, reserved) => (wants, reserved),
@@ -466,6 +522,9 @@ impl Dispatcher {
             .await;
         let claimed = match (claimed, kept) {
             (Ok((done, claimed)), kept) => {
+                if done.is_some() {
+                    metrics.outcome_recorded("claim");
+                }
                 progress.recorded = kept.zip(done).map(|(f, done)| (f, Ok(done)));
                 claimed
             }
@@ -497,11 +556,21 @@ impl Dispatcher {
     /// meanwhile first; then, within the free workers, each configured integration with queued
     /// events in turn (starting after the one served first last time), up to its free places
     /// (one probe for a half-open breaker). `orphans`: whether integrations no longer configured
-    /// have queued events.
-    fn plan(&self, ids: &[String], orphans: bool, metrics: &Metrics) -> Plan<'_> {
+    /// have queued events. `place`: the calling worker's place, kept for this look, freed here
+    /// (under the lock, so no other look can take it first) unless an event is ready.
+    fn plan(
+        &self,
+        ids: &[String],
+        orphans: bool,
+        metrics: &Metrics,
+        place: &mut Option<Place>,
+    ) -> Plan<'_> {
         let mut state = self.lock();
         if let Some(event) = state.ready.pop_front() {
             return Plan::Ready(event);
+        }
+        if let Some(place) = place.take() {
+            place.free_in(&mut state);
         }
         let free = self.workers.saturating_sub(state.total_in_flight());
         if free == 0 {
@@ -652,6 +721,7 @@ impl Dispatcher {
             dispatcher: self.clone(),
             integration: event.integration.clone(),
             wake: true,
+            held: true,
         };
         (event, permit)
     }
@@ -719,9 +789,15 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-/// Records a worker's finished attempt alone (no claim carries it).
-async fn alone(store: &Store, finished: Option<Finished>) -> Option<Recorded> {
+/// Records a worker's finished attempt alone (no claim carries it), counted by why (`with`, see
+/// [`Metrics::outcome_recorded`]).
+async fn alone(
+    (store, metrics): (&Store, &Metrics),
+    finished: Option<Finished>,
+    with: &'static str,
+) -> Option<Recorded> {
     let f = finished?;
+    metrics.outcome_recorded(with);
     let result = store.record_finished(f.clone()).await;
     Some((f, result))
 }
@@ -1051,7 +1127,9 @@ mod tests {
         assert_eq!(running.len(), 2);
         // The claim's wake-up for its ready event, taken already.
         let _ = futures::poll!(Box::pin(d.freed.notified()));
-        running.pop().unwrap().1.release_to_holder();
+        let place = running.pop().unwrap().1.release_to_holder();
+        assert_eq!(d.in_flight("a"), 2, "kept for its holder's next look");
+        drop(place);
         assert_eq!(d.in_flight("a"), 1, "the place is free");
         assert!(
             futures::poll!(Box::pin(d.freed.notified())).is_pending(),
@@ -1092,15 +1170,35 @@ mod tests {
     async fn a_finishing_worker_taking_a_ready_event_wakes_another_for_its_place() {
         let (s, m) = (store_with(&[("a", 5)]), Metrics::default());
         let names = ids(&["a"]);
-        let configured = |id: &str| names.iter().any(|i| i == id);
         let d = dispatcher(3, 3);
         let (first, permit) = next(&d, &names, &s, &m).await.unwrap();
         assert_eq!(d.lock().ready.len(), 2);
         // The claim's wake-ups for its ready events, taken already.
         let _ = futures::poll!(Box::pin(d.freed.notified()));
+        let place = permit.release_to_holder();
+        let next = look_after(&d, &names, (&s, &m), &first, place).await;
+        assert!(next.event.unwrap().is_some(), "a ready event");
+        assert!(next.recorded.is_none(), "no claim to carry the outcome");
+        let unwritten = next
+            .unwritten
+            .expect("handed back, for the worker to write");
+        assert_eq!(unwritten.event(), first.id);
+        assert_eq!(
+            s.event(first.id).unwrap().unwrap().state,
+            EventState::Running,
+            "not written before the ready event starts"
+        );
+        assert!(
+            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
+            "the place freed by the finished attempt wakes another worker"
+        );
+    }
+
+    /// The outcome of `event`, done, as its worker hands it to its next look.
+    fn done(event: &Event) -> Finished {
         let finish = crate::store::Finish {
             run: RUN,
-            claim_seq: first.claim_seq,
+            claim_seq: event.claim_seq,
             state: EventState::Done,
             error: None,
             connector_version: None,
@@ -1108,17 +1206,51 @@ mod tests {
             started_at_ms: 0,
             took_ms: 1,
         };
-        let finished = Finished::new(first.id, first.attempts, &finish, Vec::new());
-        permit.release_to_holder();
-        let (taken, recorded) = d
-            .next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished))
-            .await;
-        assert!(taken.unwrap().is_some(), "a ready event");
-        assert!(matches!(recorded.expect("recorded alone").1, Ok(true)));
+        Finished::new(event.id, event.attempts, &finish, Vec::new())
+    }
+
+    /// A worker's look after it ended `ended` (done), its place kept for the look.
+    async fn look_after(
+        d: &Arc<Dispatcher>,
+        names: &[String],
+        (s, m): (&Store, &Metrics),
+        ended: &Event,
+        place: Place,
+    ) -> Next {
+        let configured = |id: &str| names.iter().any(|i| i == id);
+        let lease = (RUN, 60_000);
+        d.next_caught(&configured, (s, m), lease, Some(done(ended)), Some(place))
+            .await
+    }
+
+    /// Two workers ending at once each claim their next event with their own outcome: the first
+    /// to look does not take the place the second kept for its look (and leave it nothing to
+    /// claim, its outcome then written alone).
+    #[tokio::test]
+    async fn workers_finishing_at_once_each_claim_with_their_own_outcome() {
+        let (s, m) = (store_with(&[("a", 6)]), Metrics::default());
+        let names = ids(&["a"]);
+        let d = dispatcher(4, 2);
+        let mut running = all(&d, &names, &s, &m).await;
+        assert_eq!(running.len(), 2, "`a` at its limit");
+        let (two, p2) = running.pop().unwrap();
+        let (one, p1) = running.pop().unwrap();
+        let (place1, place2) = (p1.release_to_holder(), p2.release_to_holder());
+        let first = look_after(&d, &names, (&s, &m), &one, place1).await;
+        let _third = first.event.unwrap().expect("a claim of its own");
+        assert!(matches!(first.recorded, Some((_, Ok(true)))));
+        assert!(d.lock().ready.is_empty(), "the second's place left to it");
+        let second = look_after(&d, &names, (&s, &m), &two, place2).await;
+        let _fourth = second.event.unwrap().expect("a claim of its own");
         assert!(
-            futures::poll!(Box::pin(d.freed.notified())).is_ready(),
-            "the place freed by the finished attempt wakes another worker"
+            matches!(second.recorded, Some((_, Ok(true)))),
+            "its outcome written with that claim"
         );
+        assert!(second.unwritten.is_none());
+        for e in [&one, &two] {
+            assert_eq!(s.event(e.id).unwrap().unwrap().state, EventState::Done);
+        }
+        assert_eq!(d.in_flight("a"), 2);
     }
 
     #[tokio::test]
@@ -1166,11 +1298,13 @@ mod tests {
         d.panic_after_claim
             .store(true, std::sync::atomic::Ordering::SeqCst);
         // The outcome and a claim of the freed place commit together, then the dispatcher panics.
-        let (next_one, recorded) = d
-            .next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished))
+        let panicked = d
+            .next_caught(&configured, (&s, &m), (RUN, 60_000), Some(finished), None)
             .await;
-        assert!(matches!(next_one, Err(StoreError::Panicked)));
-        let (_, how) = recorded.expect("the outcome's recording is reported");
+        assert!(matches!(panicked.event, Err(StoreError::Panicked)));
+        let (_, how) = panicked
+            .recorded
+            .expect("the outcome's recording is reported");
         assert!(
             matches!(how, Ok(true)),
             "recorded before the panic: {how:?}"
@@ -1211,9 +1345,9 @@ mod tests {
         d.panic_after_claim
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let panicked = d
-            .next_caught(&configured, (&s, &m), (RUN, 60_000), None)
+            .next_caught(&configured, (&s, &m), (RUN, 60_000), None, None)
             .await;
-        assert!(matches!(panicked.0, Err(StoreError::Panicked)));
+        assert!(matches!(panicked.event, Err(StoreError::Panicked)));
         assert_eq!(
             s.held_by(RUN).unwrap(),
             2,

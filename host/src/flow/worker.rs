@@ -2,9 +2,12 @@
 //! the outcome — done, skipped, retried later (exponential backoff with jitter) or dead-lettered
 //! after `max_attempts`, each attempt kept in the event's history with its outbound calls. The
 //! outcome is recorded in the same write as the worker's next claim (one commit for "finish A,
-//! claim the next"); when the worker's next event was already claimed for it (`ready`), alone
-//! and beside that event's first steps on the worker's own task (no blocking thread, no wait
-//! before starting); retried alone if that write failed. Which event a free worker takes
+//! claim the next"; the finished event's place is kept for that claim's look, so a worker
+//! finishing beside it cannot take it first and leave this one nothing to claim); when the
+//! worker's next event was already claimed for it (`ready`, taken here or handed back by the
+//! dispatcher with the outcome unwritten), alone and beside that event's first steps on the
+//! worker's own task (no blocking thread, no wait for a commit before starting); retried alone
+//! if that write failed. Which event a free worker takes
 //! is the dispatcher's choice (fair across integrations, bulkheads, circuit breakers; claimed in
 //! batches for every free worker). A claimed event is leased to this process's run and renewed by
 //! its heartbeat ([`super::heartbeat`]); after a crash the next run takes it back at once. On a
@@ -22,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::flow::breaker::Verdict;
-use crate::flow::bulkhead::{Dispatcher, Permit};
+use crate::flow::bulkhead::{Dispatcher, Next, Permit, Place};
 use crate::flow::{self, Outcome};
 use crate::recording::{CallLog, OutboundCall};
 use crate::store::waiting::Wait;
@@ -117,19 +120,20 @@ async fn work(
 ) {
     let lease_ms = app.config.worker.lease_secs.max(1) as i64 * 1000;
     let mut backoff = IDLE;
-    // The outcome of the attempt this worker just ended: recorded with its next claim.
-    let mut finished: Option<Finished> = None;
+    // The outcome of the attempt this worker just ended, recorded with its next claim, and its
+    // place, kept for that claim's look.
+    let mut finished: Option<(Finished, Place)> = None;
     while !*signals.stop.borrow() {
         // An event claimed for this worker by another's batch: started at once, on this task
         // (no blocking thread, no store write first); the attempt just ended is recorded
         // alone, beside it (`lone`).
         if let Some(ready) = dispatcher.take_ready() {
-            let lone = finished.take();
-            // The attempt just ended freed its place for this worker's next look, and this
-            // worker takes a claimed event instead: another worker may use the place.
-            if lone.is_some() {
-                dispatcher.freed.notify_one();
-            }
+            // This worker takes a claimed event instead of looking: another worker may use the
+            // place kept for its look.
+            let lone = finished.take().map(|(f, place)| {
+                place.pass_on();
+                f
+            });
             match run_one(&app, &dispatcher, &run, ready, lone, &mut signals).await {
                 Some(ended) => finished = ended,
                 None => break,
@@ -154,8 +158,13 @@ async fn work(
         // below would otherwise be missed (it stores nothing for tasks not yet waiting).
         let mut woken = Box::pin(app.wake.notified());
         woken.as_mut().enable();
-        let kept = finished.clone();
-        let (next, recorded) = dispatcher.next(&app, &run, lease_ms, finished.take()).await;
+        let (ended, place) = finished.take().unzip();
+        let kept = ended.clone();
+        let Next {
+            event: next,
+            recorded,
+            unwritten,
+        } = dispatcher.next(&app, &run, lease_ms, ended, place).await;
         if !matches!(next, Ok(None)) {
             // Busy (an event to run) or backing off: not waiting for a place, so any wake-up
             // already given passes on to a waiting worker now, not when this iteration ends.
@@ -174,10 +183,24 @@ async fn work(
             }
             _ => None,
         };
+        // An outcome handed back unwritten goes beside the ready event it came with.
+        let (lone, unwritten) = match &next {
+            Ok(Some(_)) => (unwritten, None),
+            _ => (None, unwritten),
+        };
         // An outcome the dispatcher never got to record (it panicked first, or its task was
         // cancelled) is recorded alone below (fenced: never twice).
-        let recorded =
-            recorded.or_else(|| kept.map(|f| (f, Err(crate::store::StoreError::Panicked))));
+        let recorded = match (recorded, unwritten) {
+            (Some(recorded), _) => Some(recorded),
+            (None, Some(f)) => {
+                app.metrics.outcome_recorded("error");
+                let result = app.store.record_finished(f.clone()).await;
+                Some((f, result))
+            }
+            (None, None) => kept
+                .filter(|_| lone.is_none())
+                .map(|f| (f, Err(crate::store::StoreError::Panicked))),
+        };
         if let Some((f, result)) = recorded {
             settle(&app, f, result).await;
         }
@@ -187,7 +210,7 @@ async fn work(
         }
         match next {
             Ok(Some(next)) => {
-                match run_one(&app, &dispatcher, &run, next, None, &mut signals).await {
+                match run_one(&app, &dispatcher, &run, next, lone, &mut signals).await {
                     Some(ended) => finished = ended,
                     None => break,
                 }
@@ -219,7 +242,8 @@ async fn work(
         }
     }
     // Stopping: the last outcome goes alone.
-    if let Some(f) = finished.take() {
+    if let Some((f, _place)) = finished.take() {
+        app.metrics.outcome_recorded("stopping");
         let result = app.store.record_finished(f.clone()).await;
         settle(&app, f, result).await;
     }
@@ -235,7 +259,8 @@ async fn work(
 }
 
 /// Runs one claimed event to its end. Returns its finished attempt (recorded by the caller with
-/// its next claim), or `None` when the grace period ended first (the event handed back).
+/// its next claim) and its place (kept for that claim's look), or `None` when the grace period
+/// ended first (the event handed back).
 ///
 /// `lone`: this worker's previous attempt, when no claim will carry it (the event came from
 /// `ready`). It is recorded beside this event's steps, not before them: the write shares the
@@ -250,11 +275,12 @@ async fn run_one(
     (event, permit): (Event, Permit),
     lone: Option<Finished>,
     signals: &mut Signals,
-) -> Option<Option<Finished>> {
+) -> Option<Option<(Finished, Place)>> {
     let started_at_ms = now_ms();
     let (id, claim_seq) = (event.id, event.claim_seq);
     let previous = async {
         if let Some(f) = lone {
+            app.metrics.outcome_recorded("ready");
             let result = app.store.record_finished(f.clone()).await;
             settle(app, f, result).await;
         }
@@ -295,7 +321,7 @@ async fn handle(
     event: Event,
     permit: Permit,
     started_at_ms: i64,
-) -> Option<Finished> {
+) -> Option<(Finished, Place)> {
     let t = Instant::now();
     let calls = CallLog::default();
     let result = calls.clone().scope(flow::process(app, &event)).await;
@@ -395,10 +421,13 @@ async fn handle(
         started_at_ms,
         took_ms,
     };
-    // Recorded with this worker's next claim (one commit for both); its place is free now, for
-    // this worker's next look (no other worker woken to race it for the place).
-    permit.release_to_holder();
-    Some(Finished::new(event.id, event.attempts, &finish, calls))
+    // Recorded with this worker's next claim (one commit for both); its place is kept for this
+    // worker's next look (no other worker woken, or able, to take it first).
+    let place = permit.release_to_holder();
+    Some((
+        Finished::new(event.id, event.attempts, &finish, calls),
+        place,
+    ))
 }
 
 /// Settles how an attempt's outcome was recorded: retried alone until written (see
