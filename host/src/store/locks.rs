@@ -93,7 +93,7 @@ impl Local {
 /// The database's side of a [`HeldLock`] (PostgreSQL).
 enum Advisory {
     /// Taken by waiting, on the lock pool ([`super::pg::Pg::advisory_lock`]).
-    Waited(super::pg::AdvisoryLock),
+    Waited(Box<super::pg::AdvisoryLock>),
     /// Taken at once, on a connection of its own ([`super::pg::Pg::try_lock_with`]).
     Direct(Box<super::pg::DirectLock>),
 }
@@ -150,7 +150,7 @@ impl Store {
         let mut held = self.lock_here(name).await;
         if let Backend::Postgres { pg, .. } = &self.backend {
             let lock = pg.advisory_lock(advisory_key(&held.key)).await?;
-            held.advisory = Some(Advisory::Waited(lock));
+            held.advisory = Some(Advisory::Waited(Box::new(lock)));
         }
         Ok(held)
     }
@@ -171,7 +171,7 @@ impl Store {
                 held.advisory = Some(Advisory::Direct(Box::new(lock)));
                 return Ok((held, answers));
             }
-            held.advisory = Some(Advisory::Waited(pg.advisory_lock(key).await?));
+            held.advisory = Some(Advisory::Waited(Box::new(pg.advisory_lock(key).await?)));
         }
         let answers = self.read_db(|db| db.query_all(reads))?;
         Ok((held, answers))
