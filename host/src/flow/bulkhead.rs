@@ -825,11 +825,16 @@ mod tests {
 
     /// A dispatcher for `workers` workers, `limit` per integration, breakers that stay closed.
     fn dispatcher(workers: usize, limit: usize) -> Arc<Dispatcher> {
-        Dispatcher::with(
-            workers,
-            limit,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-        )
+        Dispatcher::build(workers, limit, closed_breakers(), false)
+    }
+
+    /// [`dispatcher`], one look and claim at a time (PostgreSQL's).
+    fn serialized(workers: usize, limit: usize) -> Arc<Dispatcher> {
+        Dispatcher::build(workers, limit, closed_breakers(), true)
+    }
+
+    fn closed_breakers() -> Breakers {
+        Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60))
     }
 
     fn ids(names: &[&str]) -> Vec<String> {
@@ -988,12 +993,7 @@ mod tests {
         let (s, m) = (store_with(&[("a", 10)]), Metrics::default());
         let names = ids(&["a"]);
         let configured = |id: &str| names.iter().any(|i| i == id);
-        let d = Dispatcher::build(
-            4,
-            4,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-            true,
-        );
+        let d = serialized(4, 4);
         let mut running = all(&d, &names, &s, &m).await;
         assert_eq!(running.len(), 4);
         let held = crate::store::testing::hold_writer(&s);
@@ -1333,12 +1333,7 @@ mod tests {
         let (s, m) = (store_with(&[("a", 4)]), Metrics::default());
         let names = ids(&["a"]);
         let configured = |id: &str| names.iter().any(|i| i == id);
-        let d = Dispatcher::build(
-            2,
-            2,
-            Breakers::new(5, Duration::from_secs(60), Duration::from_secs(60)),
-            true,
-        );
+        let d = serialized(2, 2);
         let (first, permit) = next(&d, &names, &s, &m).await.unwrap();
         let (_second, _held) = next(&d, &names, &s, &m).await.unwrap();
         drop(permit);

@@ -377,6 +377,22 @@ mod tests {
         }
     }
 
+    /// A store with `bounds` in a fresh directory (kept while the guard lives), its database's
+    /// path, and one table `t (n, pad)` to fill.
+    async fn store_with_table(bounds: Bounds) -> (tempfile::TempDir, std::path::PathBuf, Store) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("switchyard.db");
+        let store = Store::open_sqlite(&path, bounds).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        (dir, path, store)
+    }
+
     /// Under writes that never pause, the copying runs beside the writer (passes on the
     /// checkpointer's connection), yet the WAL starts over again and again and stays bounded:
     /// the writer copies only what a pass left, not everything past the hard bound.
@@ -390,16 +406,7 @@ mod tests {
             tail: 256 << 10,
             hard: 2 << 20,
         };
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("switchyard.db");
-        let store = Store::open_sqlite(&path, bounds).unwrap();
-        store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        let (_dir, path, store) = store_with_table(bounds).await;
         // Three times past the hard bound and a pass, from writers that keep the writer busy
         // throughout (each row is at least ROW bytes of WAL).
         let written = 3 * (bounds.hard + bounds.start) as usize;
@@ -475,16 +482,7 @@ mod tests {
             tail: 64 << 10,
             hard: 4 << 20,
         };
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("switchyard.db");
-        let store = Store::open_sqlite(&path, bounds).unwrap();
-        store
-            .write(|c| {
-                c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB NOT NULL)")?;
-                Ok(())
-            })
-            .await
-            .unwrap();
+        let (_dir, path, store) = store_with_table(bounds).await;
         let reader = rusqlite::Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
