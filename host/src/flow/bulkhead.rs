@@ -812,6 +812,12 @@ mod tests {
 
     fn store_with(events: &[(&str, usize)]) -> TempStore {
         let store = crate::store::testing::sqlite();
+        fill(&store, events);
+        store
+    }
+
+    /// Begins [`RUN`] on `store` and queues `events` (integration, how many).
+    fn fill(store: &Store, events: &[(&str, usize)]) {
         store.begin_run(RUN, "test").unwrap();
         for (integration, n) in events {
             for i in 0..*n {
@@ -820,7 +826,27 @@ mod tests {
                     .unwrap();
             }
         }
-        store
+    }
+
+    /// Polls `next` (a look and claim) until the claims in flight reserve `total` places,
+    /// checking that it still waits: a look may first be a round trip on a blocking thread
+    /// (PostgreSQL), which one poll does not see through.
+    async fn until_claiming<F: std::future::Future + Unpin>(
+        d: &Dispatcher,
+        next: &mut F,
+        total: usize,
+    ) {
+        for _ in 0..2_000 {
+            assert!(
+                futures::poll!(&mut *next).is_pending(),
+                "its claim waits for the writer"
+            );
+            if d.lock().claiming_total >= total {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("no claim reserved {total} places");
     }
 
     /// A dispatcher for `workers` workers, `limit` per integration, breakers that stay closed.
@@ -954,7 +980,12 @@ mod tests {
     /// another's claim waits for the writer claims beside it, and both claims share one commit.
     #[tokio::test]
     async fn claims_of_workers_finishing_at_once_share_one_commit() {
-        let (s, m) = (store_with(&[("a", 10)]), Metrics::default());
+        crate::store::testing::on_both_async!(claims_share_one_commit);
+    }
+
+    async fn claims_share_one_commit(s: Store) {
+        fill(&s, &[("a", 10)]);
+        let m = Metrics::default();
         let names = ids(&["a"]);
         let configured = |id: &str| names.iter().any(|i| i == id);
         let d = dispatcher(4, 3);
@@ -964,13 +995,10 @@ mod tests {
         let commits = s.writer_stats().commits;
         drop(running.pop());
         let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
-        assert!(
-            futures::poll!(&mut one).is_pending(),
-            "its claim waits for the writer"
-        );
+        until_claiming(&d, &mut one, 1).await;
         drop(running.pop());
         let mut two = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
-        assert!(futures::poll!(&mut two).is_pending());
+        until_claiming(&d, &mut two, 2).await;
         assert_eq!(d.lock().claiming_total, 2, "both claims under way at once");
         drop(held);
         let (one, two) = (one.await.unwrap(), two.await.unwrap());
@@ -990,7 +1018,12 @@ mod tests {
     /// record its outcome alone).
     #[tokio::test]
     async fn serialized_a_worker_waits_for_the_claim_in_flight_and_takes_what_it_left_ready() {
-        let (s, m) = (store_with(&[("a", 10)]), Metrics::default());
+        crate::store::testing::on_both_async!(serialized_waits_for_the_claim_in_flight);
+    }
+
+    async fn serialized_waits_for_the_claim_in_flight(s: Store) {
+        fill(&s, &[("a", 10)]);
+        let m = Metrics::default();
         let names = ids(&["a"]);
         let configured = |id: &str| names.iter().any(|i| i == id);
         let d = serialized(4, 4);
@@ -1001,7 +1034,7 @@ mod tests {
         drop(running.pop());
         drop(running.pop());
         let mut one = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
-        assert!(futures::poll!(&mut one).is_pending(), "its claim waits");
+        until_claiming(&d, &mut one, 2).await;
         let mut two = Box::pin(d.next_of(&configured, &s, &m, RUN, 60_000));
         assert!(
             futures::poll!(&mut two).is_pending(),
