@@ -9,10 +9,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::sql::{args, Db, Value};
+use super::sql::{args, Db, Row, Statement, Value};
 
 use crate::config::Secret;
-use crate::store::{now_ms, Result, Store, WaitFor};
+use crate::store::{now_ms, HeldLock, LockName, Result, Store, WaitFor};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS oauth_states (
@@ -84,6 +84,26 @@ pub struct ConnectionRow {
 /// The stored form of a `state` (its SHA-256, hex).
 pub fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+/// The read of an integration's stored tokens (a row for [`tokens_row`], or none).
+fn tokens_statement(integration: &str) -> Statement {
+    Statement::new(
+        "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
+         FROM oauth_tokens WHERE integration = ?1",
+        vec![integration.into()],
+    )
+}
+
+fn tokens_row(r: &Row) -> Result<OAuthTokens> {
+    Ok(OAuthTokens {
+        access_token: Secret::new(r.text(0)?),
+        refresh_token: r.opt_text(1)?.map(Secret::new),
+        expires_at: r.opt_int(2)?,
+        scope: r.opt_text(3)?,
+        connected_at: r.int(4)?,
+        refreshed_at: r.opt_int(5)?,
+    })
 }
 
 /// `(integration, access, refresh, expires, scope, time)`: `?1`…`?6` of a token write.
@@ -177,24 +197,34 @@ impl Store {
 
     /// The integration's OAuth tokens, if it is connected.
     pub fn oauth_tokens(&self, integration: &str) -> Result<Option<OAuthTokens>> {
+        let read = tokens_statement(integration);
         self.read_db(|db| {
-            db.query_opt(
-                "SELECT access_token, refresh_token, expires_at, scope, connected_at, refreshed_at
-                 FROM oauth_tokens WHERE integration = ?1",
-                args![integration],
-            )?
-            .map(|r| {
-                Ok(OAuthTokens {
-                    access_token: Secret::new(r.text(0)?),
-                    refresh_token: r.opt_text(1)?.map(Secret::new),
-                    expires_at: r.opt_int(2)?,
-                    scope: r.opt_text(3)?,
-                    connected_at: r.int(4)?,
-                    refreshed_at: r.opt_int(5)?,
-                })
-            })
-            .transpose()
+            db.query_opt(&read.sql, &read.values)?
+                .as_ref()
+                .map(tokens_row)
+                .transpose()
         })
+    }
+
+    /// Takes the lock of `integration`'s token refreshes ([`LockName::OAuthRefresh`]: one at a
+    /// time across hosts) and reads its stored tokens under it, as [`Store::oauth_tokens`]:
+    /// one round trip on PostgreSQL when no other host holds the lock, on a connection the
+    /// caller's thread drives ([`Store::lock_with`]); else the lock is waited for, then read.
+    pub async fn lock_oauth_refresh(
+        &self,
+        integration: &str,
+    ) -> Result<(HeldLock, Option<OAuthTokens>)> {
+        let name = LockName::OAuthRefresh { integration };
+        let (held, answers) = self
+            .lock_with(name, &[tokens_statement(integration)])
+            .await?;
+        let tokens = answers
+            .into_iter()
+            .next()
+            .and_then(|rows| rows.into_iter().next())
+            .map(|row| tokens_row(&row))
+            .transpose()?;
+        Ok((held, tokens))
     }
 
     /// A new grant: stores its tokens, clears any disconnection and resumes the integration's
@@ -368,6 +398,66 @@ mod tests {
             assert!(s.wait_event(again.id, wait(&again, "raced")).await.unwrap());
             assert!(claim().is_some());
         });
+    }
+
+    /// The access token the refresh lock read, if any.
+    fn access(read: Option<OAuthTokens>) -> Option<String> {
+        read.map(|t| t.access_token.expose().to_owned())
+    }
+
+    /// A refresh of `acme` started on `s`, checked to wait for the lock held meanwhile; it
+    /// answers the access token it read under the lock.
+    async fn waiting_refresh(s: &Store) -> tokio::task::JoinHandle<Result<Option<String>>> {
+        let next = tokio::spawn({
+            let s = s.clone();
+            async move { s.lock_oauth_refresh("acme").await.map(|(_, t)| access(t)) }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!next.is_finished(), "the next refresh waits for the lock");
+        next
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_refresh_lock_reads_the_grant_under_it_and_holds_off_the_next_refresh() {
+        on_both_async!(|s: Store| async move {
+            let (held, read) = s.lock_oauth_refresh("acme").await.unwrap();
+            assert_eq!(access(read), None, "not connected");
+            drop(held);
+            s.oauth_connect("acme", &tokens("a1")).unwrap();
+            let (held, read) = s.lock_oauth_refresh("acme").await.unwrap();
+            assert_eq!(access(read).as_deref(), Some("a1"));
+            let next = waiting_refresh(&s).await;
+            held.still_held().await.unwrap();
+            assert!(s.oauth_refreshed("acme", &tokens("a2")).unwrap());
+            drop(held);
+            let read = next.await.unwrap().unwrap();
+            assert_eq!(read.as_deref(), Some("a2"), "it reads the refreshed grant");
+        });
+    }
+
+    /// Across hosts: free, the lock and the grant's read are one round trip; held by another
+    /// host, it is waited for and the grant read after that host's refresh.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_the_refresh_lock_is_one_round_trip_and_holds_off_another_host() {
+        let url = crate::store::testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        a.oauth_connect("acme", &tokens("a1")).unwrap();
+        // The connection's statements prepared first.
+        drop(a.lock_oauth_refresh("acme").await.unwrap());
+        let before = a.writer_stats().round_trips;
+        let (held, read) = a.lock_oauth_refresh("acme").await.unwrap();
+        assert_eq!(a.writer_stats().round_trips - before, 1);
+        assert_eq!(access(read).as_deref(), Some("a1"));
+        let other = waiting_refresh(&b).await;
+        assert!(a.oauth_refreshed("acme", &tokens("a2")).unwrap());
+        drop(held);
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), other)
+            .await
+            .expect("host b gets the lock once host a released it")
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.as_deref(), Some("a2"));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   token `refresh_margin_secs` before it expires, and once more when the API answers 401; a
 //!   rotated refresh token replaces the old one. Refreshes of one integration are serialized
 //!   across every host on the database ([`crate::store::LockName::OAuthRefresh`]), and the
-//!   stored grant is read again once the lock is held: a token another host refreshed meanwhile
-//!   is used as is (a rotated refresh token works once: two refreshes would burn it).
+//!   stored grant is read again under the lock (with it, one round trip on PostgreSQL when no
+//!   other host holds it: [`Store::lock_oauth_refresh`]): a token another host refreshed
+//!   meanwhile is used as is (a rotated refresh token works once: two refreshes would burn it).
 //! - Revocation: Lever answering the refresh with `invalid_grant`, or a 401 right after a
 //!   refresh, disconnects the integration (tokens deleted, reason and time recorded); its events
 //!   are parked until a new grant ([`crate::store::oauth`]). [`LeverOAuth::disconnect`] is the
@@ -35,7 +36,7 @@ use crate::ats::Disconnected;
 use crate::config::{LeverOAuthConfig, Secret};
 use crate::metrics::Metrics;
 use crate::store::oauth::OAuthTokens;
-use crate::store::{now_ms, HeldLock, LockName, Store, StoreError};
+use crate::store::{now_ms, HeldLock, Store, StoreError};
 
 /// Path of the OAuth callback (the redirect URI registered with Lever is the public URL + this).
 pub const CALLBACK_PATH: &str = "/oauth/lever/callback";
@@ -237,8 +238,8 @@ impl LeverOAuth {
         &self,
         integration: &str,
     ) -> Result<(bool, Option<String>), OAuthError> {
-        let _guard = self.lock_refresh(integration).await?;
-        let Some(tokens) = self.store.oauth_tokens(integration)? else {
+        let (_guard, stored) = self.lock_refresh(integration).await?;
+        let Some(tokens) = stored else {
             self.store
                 .oauth_disconnect(integration, "disconnected by the operator")?;
             return Ok((false, None));
@@ -330,11 +331,13 @@ impl LeverOAuth {
         }
     }
 
-    /// Holds off every other host's refresh (and disconnect) of `integration`.
-    async fn lock_refresh(&self, integration: &str) -> Result<HeldLock, StoreError> {
-        self.store
-            .lock(LockName::OAuthRefresh { integration })
-            .await
+    /// Holds off every other host's refresh (and disconnect) of `integration`, with its stored
+    /// tokens read under the lock (a refresh another host made meanwhile is seen).
+    async fn lock_refresh(
+        &self,
+        integration: &str,
+    ) -> Result<(HeldLock, Option<OAuthTokens>), StoreError> {
+        self.store.lock_oauth_refresh(integration).await
     }
 
     /// Records that Lever no longer honours the grant: tokens deleted, reason and time kept.
@@ -407,8 +410,15 @@ impl TokenSource {
     }
 
     fn stored(&self) -> Result<OAuthTokens, LeverError> {
-        let store = &self.oauth.store;
-        match store.oauth_tokens(&self.integration) {
+        self.connected(self.oauth.store.oauth_tokens(&self.integration))
+    }
+
+    /// The tokens `read` found, or why there are none (not connected, or the read failed).
+    fn connected(
+        &self,
+        read: Result<Option<OAuthTokens>, StoreError>,
+    ) -> Result<OAuthTokens, LeverError> {
+        match read {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(LeverError::Disconnected(
                 self.oauth
@@ -425,12 +435,12 @@ impl TokenSource {
     /// caller had; if the stored one differs, another call (of any host) refreshed meanwhile and
     /// its token is returned as is.
     async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, LeverError> {
-        let held = self
+        let (held, stored) = self
             .oauth
             .lock_refresh(&self.integration)
             .await
             .map_err(|e| LeverError::Transient(e.to_string()))?;
-        let tokens = self.stored()?;
+        let tokens = self.connected(Ok(stored))?;
         if seen.is_some_and(|s| *s != tokens.access_token) {
             return Ok(tokens.access_token);
         }
