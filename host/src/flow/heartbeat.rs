@@ -1,6 +1,7 @@
 //! This process's run (see [`crate::store::runs`]): registered at start-up with a lock file,
 //! kept alive by a heartbeat that renews the leases of the events it holds every third of a
-//! lease, and watching the other runs: one that is dead (its lock file free, or no heartbeat for
+//! lease (those this process knows it holds: a claim whose answer was lost is left to expire,
+//! and [`reap`] takes it back like another run's), and watching the other runs: one that is dead (its lock file free, or no heartbeat for
 //! a lease) loses its events to the queue at once, in their place ahead of the events received
 //! after them — logged (`resuming event … after its holder died`) and counted
 //! (`switchyard_events_resumed_total`). Each beat also queues the waiting events whose re-check

@@ -190,6 +190,8 @@ pub struct Store {
     backend: Backend,
     /// This process's named locks ([`locks`]).
     locks: Arc<locks::Local>,
+    /// The events this process's runs hold ([`runs::Held`]): what their heartbeats renew.
+    held: Arc<runs::Held>,
     /// Signalled once per group commit that queued new webhooks ([`Store::queued`]).
     queued: Arc<tokio::sync::Notify>,
 }
@@ -403,6 +405,7 @@ impl Store {
                 checkpoints: counts,
             },
             locks: Arc::default(),
+            held: Arc::default(),
             queued,
         })
     }
@@ -418,6 +421,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Postgres { pg, writer },
             locks: Arc::default(),
+            held: Arc::default(),
             queued,
         })
     }

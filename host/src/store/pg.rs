@@ -373,11 +373,12 @@ impl Pg {
 }
 
 /// A session-level advisory lock taken without waiting, on a connection of its own driven by
-/// the holder's thread ([`pg_direct`]): taking it, checking it and releasing it are each one
-/// round trip on that thread, where the lock pool's ([`AdvisoryLock`]) each also hop to the
-/// store's runtime and back. Taking it carries the holder's first reads in the same round trip
-/// ([`Pg::try_lock_with`]). Dropping it unlocks (bounded, [`LOCK_CHECK_TIMEOUT`]); a
-/// connection whose unlock fails is closed instead, which releases the lock server-side.
+/// the holder's thread ([`pg_direct`]): taking it and checking it are each one round trip on
+/// that thread, and releasing it none, where the lock pool's ([`AdvisoryLock`]) each also hop
+/// to the store's runtime and back. Taking it carries the holder's first reads in the same round trip
+/// ([`Pg::try_lock_with`]). Dropping it sends the unlock without waiting for its answer
+/// ([`PgConn::send_only`]); a connection that cannot send it is closed instead, which releases
+/// the lock server-side.
 pub(in crate::store) struct DirectLock {
     conn: Mutex<PgConn>,
     key: i64,
@@ -402,9 +403,12 @@ impl Drop for DirectLock {
             // Not reused (see `PgConn`'s drop): closing it releases the lock.
             return;
         }
+        // Sent without waiting for the answer (the server releases the lock as the message
+        // arrives; the connection's next user reads the answer): not a round trip of the
+        // holder's. The lock is held by this session, so the unlock cannot fail but with the
+        // connection, which releases it too.
         let unlock = format!("SELECT pg_advisory_unlock({})", self.key);
-        let unlocked = conn.simple_within(&unlock, LOCK_CHECK_TIMEOUT);
-        if !matches!(unlocked.as_ref().map(Option::as_deref), Ok(Some("t"))) {
+        if !conn.send_only(&unlock) {
             tracing::warn!("an advisory lock could not be released: closing its connection");
             conn.close();
         }
@@ -723,6 +727,13 @@ impl PgConn {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
             _ => None,
         }))
+    }
+
+    /// Sends `sql` (a simple statement whose answer nobody reads) without waiting for its
+    /// answer ([`Direct::send_only`]); false if it may not have left whole.
+    pub(in crate::store) fn send_only(&self, sql: &str) -> bool {
+        self.with(|direct, deferred| Ok(deferred.is_empty() && direct.send_only(sql)))
+            .unwrap_or(false)
     }
 
     /// Whether the connection is known to have ended.

@@ -246,6 +246,35 @@ impl Direct {
         )
     }
 
+    /// Sends `sql` (simple statements whose answer nobody reads) without waiting for its
+    /// answer: the server runs it as soon as it arrives, and the connection's next use reads
+    /// the answer first and drops it (answers come in order). False when it may not have
+    /// left whole (the connection ended, or the socket's buffer was full): the caller then
+    /// closes the connection. Not a round trip: nothing waits.
+    pub(in crate::store) fn send_only(&mut self, sql: &str) -> bool {
+        let Direct { client, link, .. } = self;
+        if link.closed {
+            return false;
+        }
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken);
+        let mut cx = Context::from_waker(&waker);
+        // Its first poll queues the request for the connection; dropped after that, its
+        // answer is read and dropped by the connection (tokio-postgres pages through the
+        // answers of a request whose receiver is gone).
+        let mut statement = pin!(client.batch_execute(sql));
+        if statement.as_mut().poll(&mut cx).is_ready() {
+            // Answered at once: the client is closed.
+            return false;
+        }
+        link.write_blocked.store(false, Ordering::Relaxed);
+        if Pin::new(&mut link.connection).poll(&mut cx).is_ready() {
+            link.closed = true;
+            return false;
+        }
+        !link.write_blocked.load(Ordering::Relaxed)
+    }
+
     /// Marks the connection ended: never used again, closed when dropped.
     pub(in crate::store) fn close(&mut self) {
         self.link.closed = true;

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::sql::{args, Db, Dialect, Row, Value};
+use super::sql::{args, Db, Dialect, Row, Statement, Value};
 use super::{now_ms, Event, EventState, Result, Store, StoreError};
 
 /// Attempts kept per event (older ones are deleted as new ones are recorded).
@@ -213,7 +213,7 @@ pub(in crate::store) fn skip_locked(dialect: Dialect) -> &'static str {
 /// (`= ANY`), so the planner looks each id up in the primary key: as an `IN (subquery)` it
 /// estimated 100 rows and hash-joined them against every queued event (a scan of the whole
 /// queue and its dead index entries per claim: ~4 ms with 9,000 queued, against ~0.5 ms).
-fn id_in_json(dialect: Dialect, n: usize) -> String {
+pub(in crate::store) fn id_in_json(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Sqlite => format!("id IN (SELECT value FROM json_each(?{n}))"),
         Dialect::Postgres => format!(
@@ -348,18 +348,77 @@ impl Finished {
     pub fn event(&self) -> i64 {
         self.0.id
     }
+
+    /// Its claim is no longer held by its run once this is written (see [`super::runs::Held`]).
+    fn written(&self, held: &super::runs::Held) {
+        held.ended(&self.0.outcome.run, self.0.id, self.0.outcome.claim_seq);
+    }
 }
 
 /// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
 /// (another run took the event): they were made.
 fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
     let f = &*f.0;
+    if db.dialect() == Dialect::Postgres {
+        // One round trip: the calls and the outcome do not wait on each other.
+        let mut statements: Vec<Statement> =
+            super::traffic::calls_statement_pg(f.id, f.attempt, &f.calls)
+                .into_iter()
+                .collect();
+        statements.push(finish_statement_pg(f.id, &f.outcome));
+        let answers = db.query_all(&statements)?;
+        return recorded(answers.last());
+    }
     super::traffic::record_calls_on(db, f.id, f.attempt, &f.calls)?;
     finish_on(db, f.id, &f.outcome)
 }
 
+/// Whether [`finish_statement_pg`] recorded its outcome, from its answer.
+fn recorded(answer: Option<&Vec<Row>>) -> Result<bool> {
+    let row = answer
+        .and_then(|rows| rows.first())
+        .ok_or(StoreError::NoRow)?;
+    Ok(row.int(0)? == 1)
+}
+
 /// [`Store::finish`] on a connection the caller holds in a transaction (or savepoint).
 fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
+    if db.dialect() == Dialect::Postgres {
+        let finish = finish_statement_pg(id, f);
+        return Ok(db.query_one(&finish.sql, &finish.values)?.int(0)? == 1);
+    }
+    let (update, args) = finish_parts(id, f);
+    // Statements in-process: the shared texts, each with the parameters it numbers.
+    let n = db.execute(update, &args[..11])?;
+    if n == 1 {
+        db.execute(
+            &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
+            &args[..7],
+        )?;
+        db.execute(&format!("{TRIM} LIMIT ?12)"), &args)?;
+    }
+    Ok(n == 1)
+}
+
+/// [`finish_on`] on PostgreSQL as one statement answering whether it recorded the outcome: the
+/// outcome, its history row and the history's trim (which does not see the row inserted
+/// beside it, so it keeps one fewer of the older ones).
+fn finish_statement_pg(id: i64, f: &Outcome) -> Statement {
+    let (update, args) = finish_parts(id, f);
+    Statement::new(
+        format!(
+            "WITH u AS ({update} RETURNING id, attempts, connector_version),
+             ins AS ({ATTEMPT_INSERT} FROM u RETURNING id),
+             trimmed AS ({TRIM} LIMIT ?12 - (SELECT COUNT(*) FROM ins)))
+             SELECT COUNT(*) FROM u"
+        ),
+        args,
+    )
+}
+
+/// An outcome's `UPDATE` and its parameters: `?1`..`?7` as [`record_attempt`] takes them,
+/// `?8`.. the update's own, `?12` the history kept.
+fn finish_parts(id: i64, f: &Outcome) -> (&'static str, Vec<Value>) {
     let (state, next, finished) = match f.retry_at {
         Some(at) => (EventState::Queued, at, None),
         None => (f.state, 0, Some(now_ms())),
@@ -391,36 +450,7 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
         f.claim_seq,
         HISTORY_PER_EVENT
     ];
-    let recorded = match db.dialect() {
-        // One round trip: the outcome, its history row and the history's trim (which does not
-        // see the row inserted beside it, so it keeps one fewer of the older ones).
-        Dialect::Postgres => {
-            db.query_one(
-                &format!(
-                    "WITH u AS ({update} RETURNING id, attempts, connector_version),
-                     ins AS ({ATTEMPT_INSERT} FROM u RETURNING id),
-                     trimmed AS ({TRIM} LIMIT ?12 - (SELECT COUNT(*) FROM ins)))
-                     SELECT COUNT(*) FROM u"
-                ),
-                args,
-            )?
-            .int(0)?
-                == 1
-        }
-        // Statements in-process: the shared texts, each with the parameters it numbers.
-        Dialect::Sqlite => {
-            let n = db.execute(update, &args[..11])?;
-            if n == 1 {
-                db.execute(
-                    &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
-                    &args[..7],
-                )?;
-                db.execute(&format!("{TRIM} LIMIT ?12)"), args)?;
-            }
-            n == 1
-        }
-    };
-    Ok(recorded)
+    (update, args.to_vec())
 }
 
 impl Store {
@@ -461,6 +491,7 @@ impl Store {
                 .map(event_row)
                 .transpose()
         })
+        .inspect(|event| self.held.claimed(claim.run, event.as_slice()))
     }
 
     /// Claims, in one transaction, up to `want` due events of each integration and at most
@@ -482,9 +513,10 @@ impl Store {
         wants: &[(&str, usize)],
         total: usize,
     ) -> Result<Vec<Event>> {
-        let run = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_db_later_blocking(move |db| claim_batch_on(db, &run, lease_ms, &wants, total))
+        let mine = run.to_owned();
+        self.write_db_later_blocking(move |db| claim_batch_on(db, &mine, lease_ms, &wants, total))
+            .inspect(|events| self.held.claimed(run, events))
     }
 
     /// [`Store::claim_batch`] from an async task (a worker: no blocking thread), that first
@@ -499,13 +531,25 @@ impl Store {
         wants: &[(&str, usize)],
         total: usize,
     ) -> Result<(Option<bool>, Vec<Event>)> {
-        let run = run.to_owned();
+        let mine = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
-        self.write_db_later(move |db| {
-            let recorded = finished.map(|f| finished_on(db, &f)).transpose()?;
-            Ok((recorded, claim_batch_on(db, &run, lease_ms, &wants, total)?))
-        })
-        .await
+        let written = finished.clone();
+        let answer = self
+            .write_db_later(move |db| {
+                let recorded = finished.map(|f| finished_on(db, &f)).transpose()?;
+                Ok((
+                    recorded,
+                    claim_batch_on(db, &mine, lease_ms, &wants, total)?,
+                ))
+            })
+            .await;
+        if let Ok((_, events)) = &answer {
+            if let Some(f) = written {
+                f.written(&self.held);
+            }
+            self.held.claimed(run, events);
+        }
+        answer
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
@@ -527,7 +571,12 @@ impl Store {
             }
             Ok(n as usize)
         })
-        .inspect(|n| self.notify_due(*n > 0))
+        .inspect(|n| {
+            for (id, claim_seq) in claims {
+                self.held.ended(run, *id, *claim_seq);
+            }
+            self.notify_due(*n > 0)
+        })
     }
 
     /// Milliseconds until the next queued event is due (None when nothing is queued).
@@ -552,8 +601,10 @@ impl Store {
     /// [`Store::finish`]. A worker records it with its next claim instead
     /// ([`Store::claim_batch_after`]) and comes here when that cannot be.
     pub async fn record_finished(&self, finished: Finished) -> Result<bool> {
+        let written = finished.clone();
         self.write_db_later(move |db| finished_on(db, &finished))
             .await
+            .inspect(|_| written.written(&self.held))
     }
 
     /// Hands an event this run holds back to the queue without counting the attempt (graceful
@@ -588,7 +639,10 @@ impl Store {
             }
             Ok(n == 1)
         })
-        .inspect(|released| self.notify_due(*released))
+        .inspect(|released| {
+            self.held.ended(run, id, claim_seq);
+            self.notify_due(*released)
+        })
     }
 
     /// One event by id.
@@ -912,6 +966,45 @@ mod tests {
                 .attempts_history;
             assert_eq!(history.len(), 1, "{history:?}");
         });
+    }
+
+    /// On PostgreSQL an outcome and its outbound calls are one round trip (then the commit's):
+    /// neither waits for the other's answer.
+    #[tokio::test]
+    async fn on_postgres_an_outcome_with_its_calls_is_one_round_trip() {
+        let s = crate::store::testing::postgres();
+        for key in ["1", "2"] {
+            s.enqueue("a", "k", key, "{}").unwrap();
+        }
+        let call = || {
+            vec![crate::recording::OutboundCall::ended(
+                crate::recording::CallTarget::Vendor,
+                "POST",
+                "https://vendor.example/invite",
+                now_ms(),
+                Ok(201),
+            )]
+        };
+        let mut trips = Vec::new();
+        for _ in 0..2 {
+            let (_, claimed) = s
+                .claim_batch_after(None, "r", 60_000, &[("a", 1)], 1)
+                .await
+                .unwrap();
+            let e = &claimed[0];
+            let done = Finished::new(
+                e.id,
+                e.attempts,
+                &finish("r", e.claim_seq, EventState::Done, None),
+                call(),
+            );
+            let before = s.writer_stats().round_trips;
+            assert!(s.record_finished(done).await.unwrap());
+            trips.push(s.writer_stats().round_trips - before);
+            assert_eq!(s.calls(e.id).unwrap().len(), 1);
+        }
+        // The second: its statements prepared by the first.
+        assert_eq!(trips[1], 2, "the outcome with its calls, then the commit");
     }
 
     /// On PostgreSQL the batch claim's lease reads only the rows it leases, however long the

@@ -11,13 +11,22 @@
 //! recorded in their history (`abandoned`) and reported to the caller, which logs and counts it.
 //! An event taken or handed back keeps its due time (`next_attempt_at`), so it is claimed again
 //! before the events received after it.
+//!
+//! **What a run renews.** The heartbeat renews only the events this process knows its run holds
+//! ([`Held`]: claimed through this store, and their outcome not recorded yet), not every event
+//! leased to the run: a claim committed whose answer was lost (the connection dropped after
+//! the server's COMMIT) leases events to the run that no worker has. Their lease then runs out,
+//! and the run's own sweep ([`Store::take_back_expired`]) takes them back like another run's,
+//! while the events it holds stay its own (their outcomes are fenced by run and claim).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use super::queue::{record_attempt, AttemptOutcome};
-use super::sql::{args, Db};
-use super::{now_ms, Result, Store, StoreError};
+use super::queue::{id_in_json, record_attempt, AttemptOutcome};
+use super::sql::{args, Db, Value};
+use super::{now_ms, Event, Result, Store, StoreError};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,6 +40,71 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS events_by_lease ON events (lease_run) WHERE lease_run IS NOT NULL;
 "#;
+
+/// The events each run of this process holds: `(id → claim_seq)` per run, added when a claim
+/// returns and removed when the claim's outcome is recorded (or found fenced off), or when a
+/// heartbeat finds the event no longer running under the run. A claim whose answer never
+/// came is not here: the heartbeat leaves its lease to run out (see the module's doc).
+#[derive(Default)]
+pub(in crate::store) struct Held {
+    runs: Mutex<HashMap<String, HashMap<i64, i64>>>,
+}
+
+impl Held {
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<i64, i64>>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `events` were claimed for `run` (their claim committed and answered).
+    pub(in crate::store) fn claimed(&self, run: &str, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut runs = self.runs();
+        let held = runs.entry(run.to_owned()).or_default();
+        held.extend(events.iter().map(|e| (e.id, e.claim_seq)));
+    }
+
+    /// The outcome of claim `claim_seq` of event `id` by `run` is recorded, or that claim no
+    /// longer holds it. A later claim of the same event by the run stays held.
+    pub(in crate::store) fn ended(&self, run: &str, id: i64, claim_seq: i64) {
+        let mut runs = self.runs();
+        if let Some(held) = runs.get_mut(run) {
+            if held.get(&id) == Some(&claim_seq) {
+                held.remove(&id);
+            }
+            if held.is_empty() {
+                runs.remove(run);
+            }
+        }
+    }
+
+    /// What `run` holds now: `(id, claim_seq)`.
+    fn of(&self, run: &str) -> Vec<(i64, i64)> {
+        self.runs()
+            .get(run)
+            .map(|held| held.iter().map(|(id, seq)| (*id, *seq)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets what `run` held of `seen` that is not in `running` (its outcome recorded by a
+    /// path that does not say so, or the event taken back), unless claimed again since.
+    fn keep_running(&self, run: &str, seen: &[(i64, i64)], running: &[i64]) {
+        for (id, seq) in seen.iter().filter(|(id, _)| !running.contains(id)) {
+            self.ended(run, *id, *seq);
+        }
+    }
+
+    /// `run` holds nothing any more (it ended).
+    fn forget(&self, run: &str) {
+        self.runs().remove(run);
+    }
+}
+
+/// The ids of `held` as the JSON array parameter of [`id_in_json`].
+fn ids_json(held: &[(i64, i64)]) -> String {
+    serde_json::Value::from(held.iter().map(|(id, _)| *id).collect::<Vec<_>>()).to_string()
+}
 
 /// A run still registered as live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,15 +167,17 @@ pub fn lock_abandoned(dir: &Path, run: &str) -> bool {
 }
 
 /// Requeues every running event matching `filter` (a `WHERE` clause on `events` with `?1` the
-/// current time and `?2` an argument), recording an `abandoned` attempt for each.
-fn take_back(db: &dyn Db, filter: &str, arg: &str, why: &str) -> Result<Vec<Resumed>> {
+/// current time and `?2`, `?3`, … `more`), recording an `abandoned` attempt for each.
+fn take_back(db: &dyn Db, filter: &str, more: Vec<Value>, why: &str) -> Result<Vec<Resumed>> {
     let now = now_ms();
+    let mut params = vec![Value::from(now)];
+    params.extend(more);
     let held = db.query(
         &format!(
             "SELECT id, integration, COALESCE(lease_run, ''), COALESCE(claimed_at, ?1) FROM events
              WHERE state = 'running' AND {filter}"
         ),
-        args![now, arg],
+        &params,
     )?;
     let least = db.dialect().least();
     let mut resumed = Vec::with_capacity(held.len());
@@ -154,23 +230,41 @@ impl Store {
         Ok(())
     }
 
-    /// The run's heartbeat: records it and renews every lease it holds to `lease_ms` from now,
-    /// in one transaction. False if the run was declared dead meanwhile (its leases are gone).
+    /// The run's heartbeat: records it and renews the lease of every event this process knows
+    /// the run holds ([`Held`]) to `lease_ms` from now, in one transaction: one statement for
+    /// the run, one for its events (none when it holds nothing). False if the run was declared
+    /// dead meanwhile (its leases are gone). An event leased to the run that it does not know
+    /// of (a claim whose answer was lost) is not renewed: its lease runs out and
+    /// [`Store::take_back_expired`] takes it back.
     pub fn heartbeat(&self, run: &str, lease_ms: i64) -> Result<bool> {
         let now = now_ms();
-        self.transaction(|db| {
+        let held = self.held.of(run);
+        let (alive, running) = self.transaction(|db| {
             let alive = db.execute(
                 "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND ended_at IS NULL",
                 args![run, now],
             )? == 1;
-            if alive {
-                db.execute(
-                    "UPDATE events SET lease_until = ?2 WHERE lease_run = ?1 AND state = 'running'",
-                    args![run, now + lease_ms],
-                )?;
+            if !alive || held.is_empty() {
+                return Ok((alive, None));
             }
-            Ok(alive)
-        })
+            let running = db
+                .query(
+                    &format!(
+                        "UPDATE events SET lease_until = ?2
+                         WHERE {} AND lease_run = ?1 AND state = 'running' RETURNING id",
+                        id_in_json(db.dialect(), 3)
+                    ),
+                    args![run, now + lease_ms, ids_json(&held)],
+                )?
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<Vec<i64>>>()?;
+            Ok((alive, Some(running)))
+        })?;
+        if let Some(running) = running {
+            self.held.keep_running(run, &held, &running);
+        }
+        Ok(alive)
     }
 
     /// Brings back run `run` after another host declared it dead (it was partitioned longer than
@@ -219,20 +313,31 @@ impl Store {
                 "UPDATE runs SET ended_at = ?2, end_reason = ?3 WHERE id = ?1 AND ended_at IS NULL",
                 args![run, now_ms(), format!("died: {why}")],
             )?;
-            take_back(db, "lease_run = ?2", run, &format!("holder died ({why})"))
+            take_back(
+                db,
+                "lease_run = ?2",
+                vec![run.into()],
+                &format!("holder died ({why})"),
+            )
         })?;
         self.notify_due(!resumed.is_empty());
         Ok(resumed)
     }
 
     /// Takes back running events whose lease ran out without renewal (a stuck or partitioned
-    /// holder), except those of `except` (this run: its own leases are fenced by `finish`).
-    pub fn take_back_expired(&self, except: &str) -> Result<Vec<Resumed>> {
+    /// holder, a claim whose answer was lost), except those `me` (this run) holds ([`Held`]:
+    /// its workers may still be at them, and their outcomes are fenced by run and claim).
+    pub fn take_back_expired(&self, me: &str) -> Result<Vec<Resumed>> {
+        let held = ids_json(&self.held.of(me));
         let resumed = self.transaction(|db| {
+            let filter = format!(
+                "lease_until < ?1 AND (COALESCE(lease_run, '') <> ?2 OR NOT {})",
+                id_in_json(db.dialect(), 3)
+            );
             take_back(
                 db,
-                "lease_until < ?1 AND COALESCE(lease_run, '') <> ?2",
-                except,
+                &filter,
+                vec![me.into(), held.into()],
                 "lease expired without renewal",
             )
         })?;
@@ -281,6 +386,7 @@ impl Store {
             )?;
             Ok(held.len())
         })?;
+        self.held.forget(run);
         self.notify_due(handed_back > 0);
         Ok(handed_back)
     }
@@ -304,9 +410,14 @@ mod tests {
     use crate::store::{Claim, EventState};
 
     fn claim(s: &Store, run: &str) -> Option<crate::store::Event> {
+        leased(s, run, 60_000)
+    }
+
+    /// The oldest due event claimed for `run`, leased for `lease_ms`.
+    fn leased(s: &Store, run: &str, lease_ms: i64) -> Option<crate::store::Event> {
         s.claim(&Claim {
             run,
-            lease_ms: 60_000,
+            lease_ms,
             integration: None,
             exclude: &[],
         })
@@ -433,6 +544,73 @@ mod tests {
             assert_eq!(s.end_run("b").unwrap(), 1);
             let e = s.event(eb.id).unwrap().unwrap();
             assert_eq!((e.state, e.attempts), (EventState::Queued, 0));
+        });
+    }
+
+    /// Leases the oldest queued event to `run` with a lease already run out, as a claim whose
+    /// COMMIT the server made while the host never got the answer: `(id, claim_seq)`.
+    fn claim_behind_the_hosts_back(s: &Store, run: &str) -> (i64, i64) {
+        s.db(|db| {
+            let row = db.query_one(
+                "UPDATE events SET state = 'running', lease_run = ?1, lease_until = ?2,
+                    claimed_at = ?2, attempts = attempts + 1, claim_seq = claim_seq + 1
+                 WHERE id = (SELECT MIN(id) FROM events WHERE state = 'queued')
+                 RETURNING id, claim_seq",
+                args![run, now_ms() - 1],
+            )?;
+            Ok((row.int(0)?, row.int(1)?))
+        })
+        .unwrap()
+    }
+
+    /// A claim committed for this run whose answer was lost: no worker has its event, so the
+    /// heartbeat leaves its lease to run out and the run's own sweep takes it back (before,
+    /// the heartbeat renewed it and the sweep skipped the run's own: stuck `running` until the
+    /// host stopped). What the run holds stays its own, and the lost claim stays fenced.
+    #[test]
+    fn a_claim_whose_answer_was_lost_is_taken_back_after_its_lease() {
+        on_both(|s| {
+            s.begin_run("me", "n").unwrap();
+            s.enqueue("i", "k", "1", "{}").unwrap();
+            s.enqueue("i", "k", "2", "{}").unwrap();
+            let held = leased(&s, "me", -1).unwrap();
+            let (lost, lost_seq) = claim_behind_the_hosts_back(&s, "me");
+            assert!(s.heartbeat("me", 60_000).unwrap());
+            let back = s.take_back_expired("me").unwrap();
+            assert_eq!(back.iter().map(|r| r.event_id).collect::<Vec<_>>(), [lost]);
+            assert_eq!(
+                s.event(held.id).unwrap().unwrap().state,
+                EventState::Running
+            );
+            assert_eq!(s.held_by("me").unwrap(), 1);
+            let again = claim(&s, "me").unwrap();
+            assert_eq!(again.id, lost, "queued again, in its place");
+            assert!(
+                !s.release(lost, "me", lost_seq, now_ms()).unwrap(),
+                "the lost claim's outcome is refused"
+            );
+            // Both claims are now the run's own: renewed, and never taken back by it.
+            assert!(s.heartbeat("me", 60_000).unwrap());
+            assert!(s.take_back_expired("me").unwrap().is_empty());
+            assert!(s.take_back_expired("other").unwrap().is_empty());
+        });
+    }
+
+    /// The heartbeat renews only what the run holds, and forgets what it finished.
+    #[test]
+    fn the_heartbeat_renews_what_the_run_holds_and_forgets_what_it_ended() {
+        on_both(|s| {
+            s.begin_run("me", "n").unwrap();
+            s.enqueue("i", "k", "1", "{}").unwrap();
+            let e = leased(&s, "me", -1).unwrap();
+            assert_eq!(s.held.of("me"), [(e.id, e.claim_seq)]);
+            assert!(s.heartbeat("me", 60_000).unwrap());
+            assert!(
+                s.take_back_expired("other").unwrap().is_empty(),
+                "renewed: another host leaves it alone"
+            );
+            assert!(s.release(e.id, "me", e.claim_seq, now_ms()).unwrap());
+            assert!(s.held.of("me").is_empty(), "its outcome is recorded");
         });
     }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::intake::Body;
-use super::sql::{args, Db, Dialect, Row};
+use super::sql::{args, Db, Dialect, Row, Statement};
 use super::{Enqueued, Result, Store, StoreError};
 use crate::recording::{CallTarget, OutboundCall};
 
@@ -190,8 +190,65 @@ pub(in crate::store) fn record_calls_on(
     if calls.is_empty() {
         return Ok(());
     }
-    // All of them as one JSON parameter: one statement of fixed text however many there are.
-    let rows = serde_json::Value::from(
+    if db.dialect() == Dialect::Postgres {
+        if let Some(insert) = calls_statement_pg(event_id, attempt, calls) {
+            db.execute(&insert.sql, &insert.values)?;
+        }
+        return Ok(());
+    }
+    db.execute(
+        "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
+            error, started_at, took_ms)
+         SELECT ?1, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+                json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+                json_extract(value, '$[6]')
+         FROM json_each(?3) ORDER BY key",
+        args![event_id, attempt, calls_json(calls)],
+    )?;
+    db.execute(
+        &format!("{TRIM_CALLS} LIMIT ?2)"),
+        args![event_id, CALLS_PER_EVENT],
+    )?;
+    Ok(())
+}
+
+/// Trims an event's calls (`?1`) to the newest; the caller closes it with the `LIMIT` and `)`.
+const TRIM_CALLS: &str = "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
+    (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC";
+
+/// [`record_calls_on`] on PostgreSQL as one statement (the insert and the trim: one round
+/// trip, which a caller may pipeline with its own), none without calls. The trim does not see
+/// the rows inserted beside it (one snapshot), so it keeps that many fewer of the older ones.
+pub(in crate::store) fn calls_statement_pg(
+    event_id: i64,
+    attempt: u32,
+    calls: &[OutboundCall],
+) -> Option<Statement> {
+    if calls.is_empty() {
+        return None;
+    }
+    Some(Statement::new(
+        format!(
+            "WITH ins AS (
+                INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
+                    error, started_at, took_ms)
+                SELECT CAST(?1 AS BIGINT), CAST(?2 AS BIGINT), c ->> 0, c ->> 1, c ->> 2,
+                       CAST(c ->> 3 AS BIGINT), c ->> 4, CAST(c ->> 5 AS BIGINT),
+                       CAST(c ->> 6 AS BIGINT)
+                FROM json_array_elements(CAST(CAST(?3 AS TEXT) AS JSON))
+                     WITH ORDINALITY AS j(c, n)
+                ORDER BY n
+                RETURNING id)
+             {TRIM_CALLS} LIMIT GREATEST(?4 - (SELECT COUNT(*) FROM ins), 0))"
+        ),
+        args![event_id, attempt, calls_json(calls), CALLS_PER_EVENT].to_vec(),
+    ))
+}
+
+/// The calls as one JSON parameter: one statement of fixed text however many there are.
+fn calls_json(calls: &[OutboundCall]) -> String {
+    serde_json::Value::from(
         calls
             .iter()
             .map(|c| {
@@ -207,46 +264,7 @@ pub(in crate::store) fn record_calls_on(
             })
             .collect::<Vec<_>>(),
     )
-    .to_string();
-    let trim = "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
-        (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC";
-    match db.dialect() {
-        // One round trip: the trim does not see the rows inserted beside it (one snapshot), so
-        // it keeps that many fewer of the older ones.
-        Dialect::Postgres => db.execute(
-            &format!(
-                "WITH ins AS (
-                    INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
-                        error, started_at, took_ms)
-                    SELECT CAST(?1 AS BIGINT), CAST(?2 AS BIGINT), c ->> 0, c ->> 1, c ->> 2,
-                           CAST(c ->> 3 AS BIGINT), c ->> 4, CAST(c ->> 5 AS BIGINT),
-                           CAST(c ->> 6 AS BIGINT)
-                    FROM json_array_elements(CAST(CAST(?3 AS TEXT) AS JSON))
-                         WITH ORDINALITY AS j(c, n)
-                    ORDER BY n
-                    RETURNING id)
-                 {trim} LIMIT GREATEST(?4 - (SELECT COUNT(*) FROM ins), 0))"
-            ),
-            args![event_id, attempt, rows, CALLS_PER_EVENT],
-        )?,
-        Dialect::Sqlite => {
-            db.execute(
-                "INSERT INTO outbound_calls (event_id, attempt, target, method, url, status,
-                    error, started_at, took_ms)
-                 SELECT ?1, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-                        json_extract(value, '$[2]'), json_extract(value, '$[3]'),
-                        json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-                        json_extract(value, '$[6]')
-                 FROM json_each(?3) ORDER BY key",
-                args![event_id, attempt, rows],
-            )?;
-            db.execute(
-                &format!("{trim} LIMIT ?2)"),
-                args![event_id, CALLS_PER_EVENT],
-            )?
-        }
-    };
-    Ok(())
+    .to_string()
 }
 
 #[cfg(test)]

@@ -145,6 +145,7 @@ impl Store {
         attempt: u32,
         calls: Arc<[crate::recording::OutboundCall]>,
     ) -> Result<bool> {
+        let fence = (wait.run.clone(), wait.claim_seq);
         self.write_db(move |db| {
             super::traffic::record_calls_on(db, id, attempt, &calls)?;
             let next = wait.recheck_at.unwrap_or(NEVER);
@@ -197,6 +198,7 @@ impl Store {
             Ok(true)
         })
         .await
+        .inspect(|_| self.held.ended(&fence.0, id, fence.1))
     }
 
     /// Makes waiting events due now: of one integration or all, waiting for one thing or any.
