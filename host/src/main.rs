@@ -150,8 +150,15 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     // SAFETY: first thing, before any thread or connection: no other SQLite call can run.
-    if !unsafe { switchyard::store::page_cache::install() } {
+    let sqlite = unsafe { switchyard::store::sqlite_global::configure() };
+    if !sqlite.page_cache {
         eprintln!("warning: SQLite's page cache wrapper not installed (SQLite was initialized)");
+    }
+    if !sqlite.memstatus_off {
+        eprintln!("warning: SQLite's memory statistics left on (SQLite was initialized)");
+    }
+    if !sqlite.wal_writes {
+        eprintln!("warning: SQLite writes its WAL frame by frame (no default VFS to wrap)");
     }
     let cli = Cli::parse();
     let filter =

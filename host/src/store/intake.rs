@@ -3,11 +3,13 @@
 //!
 //! A webhook sent through [`Store::enqueue_batched`] or [`Store::enqueue_received`] is an
 //! [`IntakeJob`] of the [`writer`](super::writer) (`IntakeJob`). When a batch holds two or more, the writer
-//! runs them first, together, in one savepoint ([`enqueue_many_on`]); each is answered with its
-//! own [`Enqueued`] once the batch committed, as before. Statement texts exist for a bounded set
-//! of row counts ([`CHUNKS`]), so both backends' statement caches keep them. If the merged
-//! statements fail, their savepoint is rolled back and each job runs alone in its own savepoint
-//! (the single-row [`enqueue_on`]), so one bad row still fails only its own request.
+//! runs them first, together, at the start of the batch's transaction ([`enqueue_many_on`]);
+//! each is answered with its own [`Enqueued`] once the batch committed, as before. Statement
+//! texts exist for a bounded set of row counts ([`CHUNKS`]), so both backends' statement caches
+//! keep them. If the merged statements fail, the transaction is rolled back and begun again
+//! (nothing else ran in it yet) and each job runs alone in its own savepoint (the single-row
+//! [`enqueue_on`]), so one bad row still fails only its own request. Neither a savepoint nor
+//! (SQLite, `OR FAIL`) a statement journal copies the pages the merged statements change.
 //!
 //! Kept from the single-row path: ids follow the order of the batch (`VALUES` rows are inserted
 //! in order), a key seen before (stored, tombstoned, or earlier in the same batch) is a
@@ -21,7 +23,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use super::sql::{Db, Statement, Value};
+use super::sql::{Db, Dialect, Statement, Value};
 use super::{
     duplicate_on, enqueue_hashed_on, now_ms, Backend, Enqueued, Result, Store, StoreError,
 };
@@ -102,7 +104,7 @@ pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<E
         row.body.hash(),
     )?;
     if let (Enqueued::New(id), Some((headers, signature))) = (&done, &row.inbound) {
-        db.execute_all(&inbound_inserts(&[(*id, headers, signature)]))?;
+        db.execute_all(&inbound_inserts(db, &[(*id, headers, signature)]))?;
     }
     Ok(done)
 }
@@ -130,7 +132,7 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
                 now.into(),
             ]);
         }
-        for r in db.query(statement(&INSERT_EVENTS, size), &args)? {
+        for r in db.query(statement(&INSERT_EVENTS, db, size), &args)? {
             let (integration, key) = (r.text(1)?, r.text(2)?);
             if let Some(&at) = first.get(&(integration.as_str(), key.as_str())) {
                 inserted[at] = Some(r.int(0)?);
@@ -168,8 +170,8 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
         .iter()
         .filter_map(|(id, row)| row.inbound.as_ref().map(|(h, s)| (*id, h, s)))
         .collect();
-    let mut inserts = body_inserts(&new);
-    inserts.extend(inbound_inserts(&inbound));
+    let mut inserts = body_inserts(db, &new);
+    inserts.extend(inbound_inserts(db, &inbound));
     // Nothing waits for their answers: one round trip on PostgreSQL.
     db.execute_all(&inserts)?;
     Ok(answers)
@@ -206,44 +208,69 @@ fn values(rows: usize, types: &[&str]) -> String {
         .join(", ")
 }
 
-/// A multi-row statement's text per [`CHUNKS`] size, built once: a batch only looks it up.
-type Statements = LazyLock<[String; CHUNKS.len()]>;
+/// A multi-row statement's text per dialect (SQLite's, PostgreSQL's) and [`CHUNKS`] size,
+/// built once: a batch only looks it up.
+type Statements = LazyLock<[[String; CHUNKS.len()]; 2]>;
 
-static INSERT_EVENTS: Statements = LazyLock::new(|| CHUNKS.map(insert_events_sql));
+/// How each multi-row insert starts. On SQLite `OR FAIL`: a statement that fails keeps the rows
+/// it inserted before the failure instead of undoing them, so it needs no statement journal (a
+/// copy of every page it changes, on the writer every webhook waits for). The merged inserts
+/// stay all or nothing through the batch's transaction, which a failed merge rolls back
+/// ([`super::writer`]); a single webhook's insert runs in its job's savepoint.
+fn insert_into(dialect: usize) -> &'static str {
+    ["INSERT OR FAIL INTO", "INSERT INTO"][dialect]
+}
+
+/// The index of `db`'s dialect in a [`Statements`].
+fn dialect(db: &dyn Db) -> usize {
+    match db.dialect() {
+        Dialect::Sqlite => 0,
+        Dialect::Postgres => 1,
+    }
+}
+
+static INSERT_EVENTS: Statements =
+    LazyLock::new(|| [0, 1].map(|d| CHUNKS.map(|rows| insert_events_sql(d, rows))));
 static INSERT_BODIES: Statements = LazyLock::new(|| {
-    CHUNKS.map(|rows| {
-        format!(
-            "INSERT INTO event_bodies (event_id, body) VALUES {}",
-            values(rows, &["", ""])
-        )
+    [0, 1].map(|d| {
+        CHUNKS.map(|rows| {
+            format!(
+                "{} event_bodies (event_id, body) VALUES {}",
+                insert_into(d),
+                values(rows, &["", ""])
+            )
+        })
     })
 });
 static INSERT_INBOUND: Statements = LazyLock::new(|| {
-    CHUNKS.map(|rows| {
-        format!(
-            "INSERT INTO inbound_requests (event_id, headers, signature) VALUES {}",
-            values(rows, &["", "", ""])
-        )
+    [0, 1].map(|d| {
+        CHUNKS.map(|rows| {
+            format!(
+                "{} inbound_requests (event_id, headers, signature) VALUES {}",
+                insert_into(d),
+                values(rows, &["", "", ""])
+            )
+        })
     })
 });
 
-/// The text of `statements` for a chunk of `rows` rows (one of [`CHUNKS`]: sizes come from
-/// [`chunk_sizes`]; another would get the one-row text, which then fails on its parameter
+/// The text of `statements` for `db` and a chunk of `rows` rows (one of [`CHUNKS`]: sizes come
+/// from [`chunk_sizes`]; another would get the one-row text, which then fails on its parameter
 /// count, never runs wrong).
-fn statement(statements: &'static Statements, rows: usize) -> &'static str {
+fn statement(statements: &'static Statements, db: &dyn Db, rows: usize) -> &'static str {
     let at = CHUNKS
         .iter()
         .position(|&n| n == rows)
         .unwrap_or(CHUNKS.len() - 1);
-    &statements[at]
+    &statements[dialect(db)][at]
 }
 
 /// The multi-row `events` insert of `rows` rows: a key already stored or tombstoned is skipped
 /// (answered as a duplicate afterwards). The casts: PostgreSQL infers no type for a parameter
 /// in `VALUES` outside an `INSERT`'s own list.
-fn insert_events_sql(rows: usize) -> String {
+fn insert_events_sql(dialect: usize, rows: usize) -> String {
     format!(
-        "INSERT INTO events (integration, kind, dedupe_key, payload_hash, state,
+        "{} events (integration, kind, dedupe_key, payload_hash, state,
                 next_attempt_at, received_at)
          SELECT v.column1, v.column2, v.column3, v.column4, 'queued', v.column5, v.column5
          FROM (VALUES {}) AS v
@@ -251,12 +278,13 @@ fn insert_events_sql(rows: usize) -> String {
                            WHERE t.integration = v.column1 AND t.dedupe_key = v.column3)
          ON CONFLICT (integration, dedupe_key) DO NOTHING
          RETURNING id, integration, dedupe_key",
+        insert_into(dialect),
         values(rows, &["TEXT", "TEXT", "TEXT", "TEXT", "BIGINT"])
     )
 }
 
-/// The new events' bodies, a multi-row insert per chunk (one row: `insert_body`'s text).
-fn body_inserts(new: &[(i64, &IntakeRow)]) -> Vec<Statement> {
+/// The new events' bodies, a multi-row insert per chunk.
+fn body_inserts(db: &dyn Db, new: &[(i64, &IntakeRow)]) -> Vec<Statement> {
     let mut start = 0;
     let mut inserts = Vec::new();
     for size in chunk_sizes(new.len()) {
@@ -264,14 +292,14 @@ fn body_inserts(new: &[(i64, &IntakeRow)]) -> Vec<Statement> {
             .iter()
             .flat_map(|(id, row)| [(*id).into(), (&row.body).into()])
             .collect();
-        inserts.push(Statement::new(statement(&INSERT_BODIES, size), args));
+        inserts.push(Statement::new(statement(&INSERT_BODIES, db, size), args));
         start += size;
     }
     inserts
 }
 
 /// The new events' inbound requests (headers, signature), a multi-row insert per chunk.
-fn inbound_inserts(rows: &[(i64, &String, &String)]) -> Vec<Statement> {
+fn inbound_inserts(db: &dyn Db, rows: &[(i64, &String, &String)]) -> Vec<Statement> {
     let mut start = 0;
     let mut inserts = Vec::new();
     for size in chunk_sizes(rows.len()) {
@@ -285,7 +313,7 @@ fn inbound_inserts(rows: &[(i64, &String, &String)]) -> Vec<Statement> {
                 ]
             })
             .collect();
-        inserts.push(Statement::new(statement(&INSERT_INBOUND, size), args));
+        inserts.push(Statement::new(statement(&INSERT_INBOUND, db, size), args));
         start += size;
     }
     inserts

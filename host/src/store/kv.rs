@@ -408,9 +408,10 @@ impl Store {
         })
     }
 
-    /// Bytes each connector keeps for each integration: `(integration, connector, bytes)`.
+    /// Bytes each connector keeps for each integration: `(integration, connector, bytes)`, on a
+    /// read connection (`/metrics`: never behind the group commit's batch).
     pub fn kv_totals(&self) -> Result<Vec<(String, String, u64)>> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query(
                 "SELECT integration, connector, CAST(SUM(bytes) AS BIGINT) FROM kv_totals
                  GROUP BY integration, connector ORDER BY integration, connector",

@@ -355,7 +355,10 @@ mod tests {
     /// With the wrapper installed (in a child process of this test binary, where SQLite is not
     /// initialized yet and no other test runs), webhooks with random keys split the unique
     /// index's pages out of order, and their commits skip the default cache's walk; what they
-    /// stored reads back whole, after a batch that grew the file was rolled back too.
+    /// stored reads back whole, after a batch that grew the file was rolled back too. (With the
+    /// binary's whole configuration, [`sqlite_global`](crate::store::sqlite_global): SQLite's
+    /// memory statistics are off too, and count nothing; the group commit's WAL writes are
+    /// gathered, and what they wrote reads back, whole, through other connections.)
     #[test]
     fn a_store_with_the_wrapper_commits_without_walking_its_cache() {
         let name =
@@ -377,7 +380,11 @@ mod tests {
             return;
         }
         // SAFETY: this process runs only this test, on this thread, and has not used SQLite.
-        assert!(unsafe { install() }, "installed before SQLite's first use");
+        // The binary's whole configuration, as `main` sets it.
+        let configured = unsafe { crate::store::sqlite_global::configure() };
+        assert!(configured.page_cache, "installed before SQLite's first use");
+        assert!(configured.memstatus_off);
+        assert!(configured.wal_writes);
         VERIFY.store(true, Ordering::Relaxed);
         let dir = tempfile::TempDir::new().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
@@ -449,5 +456,13 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 3000);
+        // Memory statistics off: SQLite counted none of the allocations above.
+        assert_eq!(unsafe { ffi::sqlite3_memory_used() }, 0);
+        // The group commit's WAL writes were gathered, several into each call.
+        let (gathered, calls) = crate::store::wal_writes::gathered();
+        assert!(
+            calls > 0 && gathered > 4 * calls,
+            "{gathered} writes in {calls} calls"
+        );
     }
 }

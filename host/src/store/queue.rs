@@ -743,9 +743,11 @@ impl Store {
         })
     }
 
-    /// Number of events queued or in progress (not those held in `waiting`).
+    /// Number of events queued or in progress (not those held in `waiting`). On a read
+    /// connection: `/metrics` asks on an HTTP thread, and the writer's connection is held
+    /// through each batch and its fsync (the count walks every queued entry of an index).
     pub fn queue_depth(&self) -> Result<i64> {
-        self.db(|db| {
+        self.read_db(|db| {
             db.query_one(
                 "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",
                 &[],

@@ -42,6 +42,11 @@ impl Readers {
         }
     }
 
+    /// The database's file.
+    pub(in crate::store) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Runs `f` on a read connection, handed back to the pool afterwards.
     pub(in crate::store) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let taken = self.idle().pop();

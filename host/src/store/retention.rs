@@ -232,15 +232,17 @@ impl Store {
 
     /// Bytes on disk: the database file and its write-ahead log.
     pub fn disk_bytes(&self) -> Result<u64> {
-        if let Backend::Postgres { .. } = self.backend {
-            return Ok(self.database_bytes()?.max(0) as u64);
+        match &self.backend {
+            Backend::Postgres { .. } => Ok(self.database_bytes()?.max(0) as u64),
+            // The path the store opened, not the writer's connection's: that one is held
+            // through each batch and its fsync.
+            Backend::Sqlite { readers, .. } => {
+                let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+                let mut wal = readers.path().as_os_str().to_owned();
+                wal.push("-wal");
+                Ok(size(readers.path()) + size(std::path::Path::new(&wal)))
+            }
         }
-        let conn = self.conn()?;
-        let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
-            return Ok(0);
-        };
-        let size = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        Ok(size(path) + size(&format!("{path}-wal")))
     }
 }
 

@@ -90,9 +90,10 @@ impl Store {
         })
     }
 
-    /// The queue's depth by state and its oldest pending event.
+    /// The queue's depth by state and its oldest pending event, on a read connection (it
+    /// walks the whole backlog; the writer's connection would hold up the group commit).
     pub fn queue_now(&self) -> Result<QueueNow> {
-        self.db(|db| {
+        self.read_db(|db| {
             let mut now = QueueNow::default();
             for row in db.query(
                 "SELECT state, COUNT(*) FROM events
@@ -202,6 +203,71 @@ mod tests {
                 (v[0].attempts, v[0].failures, v[0].p50_ms, v[0].p99_ms),
                 (2, 1, 10, 31)
             );
+        });
+    }
+
+    /// What `/metrics` and the console read of the queue is read beside the writer (SQLite):
+    /// with the writer's connection held, as through a batch and its fsync, every figure comes
+    /// before it is let go, and each is right.
+    #[test]
+    fn the_queue_figures_are_read_beside_the_writer() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let s = crate::store::testing::sqlite();
+        for n in 0..10 {
+            s.enqueue("a", "k", &n.to_string(), "{}").unwrap();
+        }
+        s.kv_set("a", "c", "key", "value").unwrap();
+        s.conn()
+            .unwrap()
+            .execute_batch(
+                "UPDATE events SET state = 'running', received_at = 7 WHERE id IN (1, 2);
+                 UPDATE events SET state = 'waiting', waiting_for = 'connect' WHERE id = 3;
+                 UPDATE events SET state = 'dead' WHERE id = 4;
+                 UPDATE events SET state = 'done' WHERE id = 5;",
+            )
+            .unwrap();
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let let_go = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let (store, let_go) = (&s, &let_go);
+            scope.spawn(move || {
+                let conn = store.conn().unwrap();
+                held.send(()).unwrap();
+                // A guard against a hang, not a measure: a read that waits for the writer's
+                // connection gets it only then, and the test fails.
+                let _ = released.recv_timeout(std::time::Duration::from_secs(30));
+                let_go.store(true, Ordering::SeqCst);
+                drop(conn);
+            });
+            is_held.recv().unwrap();
+            let depth = s.queue_depth().unwrap();
+            let now = s.queue_now().unwrap();
+            let waiting = s.waiting_all().unwrap();
+            let totals = s.kv_totals().unwrap();
+            let bytes = s.disk_bytes().unwrap();
+            assert!(
+                !let_go.load(Ordering::SeqCst),
+                "a read waited for the writer's connection"
+            );
+            release.send(()).unwrap();
+            assert_eq!(depth, 7);
+            assert_eq!(
+                now,
+                QueueNow {
+                    queued: 5,
+                    running: 2,
+                    waiting: 1,
+                    dead: 1,
+                    oldest_pending_ms: Some(7),
+                }
+            );
+            assert_eq!(
+                waiting,
+                vec![("a".to_string(), crate::store::WaitFor::Connect, 1)]
+            );
+            assert_eq!(totals.len(), 1);
+            assert!(bytes > 0);
         });
     }
 

@@ -256,9 +256,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Waiting events of every integration: `(integration, waiting_for, events)`.
+    /// Waiting events of every integration: `(integration, waiting_for, events)`, on a read
+    /// connection (`/metrics`: never behind the group commit's batch).
     pub fn waiting_all(&self) -> Result<Vec<(String, WaitFor, i64)>> {
-        let rows = self.db(|db| {
+        let rows = self.read_db(|db| {
             db.query(
                 "SELECT integration, waiting_for, COUNT(*) FROM events WHERE state = 'waiting'
                  GROUP BY integration, waiting_for",

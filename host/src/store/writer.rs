@@ -17,8 +17,9 @@
 //! and the next batch starts clean.
 //!
 //! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more become one
-//! multi-row insert per table in a savepoint of their own (see [`super::intake`]); if that
-//! fails it is rolled back and each runs alone, as any job. A committed batch that queued new
+//! multi-row insert per table, first in the transaction and without a savepoint (see
+//! [`super::intake`]); if that fails the transaction is rolled back and begun again, and each
+//! runs alone, as any job. A committed batch that queued new
 //! webhooks signals the store's `queued` [`Notify`] once (`notify_one`), before any of them is
 //! answered: one idle worker wakes per batch, not one per webhook, and claims for the others.
 //!
@@ -538,7 +539,8 @@ fn commit_flushed<C: Batching>(
     now: bool,
 ) -> std::result::Result<(), String> {
     if now {
-        return commit(conn, jobs);
+        // Every commit of the batch ends in the WAL's fsync: its frames are written together.
+        return super::wal_writes::flushed_commit(|| commit(conn, jobs));
     }
     conn.flush_commits(false)
         .map_err(|e| format!("cannot relax the commit's flush: {e}"))?;
@@ -593,9 +595,12 @@ fn run_jobs<C: Batching>(
     Ok(())
 }
 
-/// The batch's webhooks (two or more), queued together by one multi-row insert per table in a
-/// savepoint of their own. If that fails, it is rolled back and each runs alone afterwards (its
-/// own savepoint, its own error), as any job.
+/// The batch's webhooks (two or more), queued together by one multi-row insert per table. They
+/// run first in the batch's transaction, without a savepoint of their own: a savepoint copies
+/// every page it first changes to the statement journal (the unique key's random leaves, the
+/// tables' and indexes' last pages: most of a batch's pages), and nothing before them needs
+/// keeping. If they fail, the transaction is rolled back and begun again (nothing else had run
+/// in it), and each runs alone afterwards (its own savepoint, its own error), as any job.
 fn merge_intake<C: Batching>(
     conn: &C,
     jobs: &mut [Box<dyn Job<C>>],
@@ -609,8 +614,6 @@ fn merge_intake<C: Batching>(
     if count < 2 {
         return Ok(());
     }
-    conn.control("SAVEPOINT intake")
-        .map_err(|e| format!("cannot open a savepoint: {e}"))?;
     let merged = catch_unwind(AssertUnwindSafe(|| enqueue_many_on(conn, &rows)))
         .unwrap_or(Err(StoreError::Panicked));
     if !conn.in_transaction() {
@@ -621,15 +624,16 @@ fn merge_intake<C: Batching>(
             for (n, done) in at.into_iter().zip(answers) {
                 jobs[n].settle(done);
             }
+            Ok(())
         }
         Err(e) => {
             tracing::warn!(error = %e, jobs = count, "merged intake insert failed: one by one");
-            conn.control("ROLLBACK TO intake")
+            conn.control("ROLLBACK")
                 .map_err(|e| format!("cannot roll back a failed intake insert: {e}"))?;
+            conn.control(C::BEGIN)
+                .map_err(|e| format!("cannot begin again after a failed intake insert: {e}"))
         }
     }
-    conn.control("RELEASE intake")
-        .map_err(|e| format!("cannot release a savepoint: {e}"))
 }
 
 impl super::Store {
@@ -912,6 +916,72 @@ mod tests {
             assert!(matches!(again, Enqueued::Duplicate { .. }));
         }
         assert!(!woken(&mut second), "duplicates wake nobody");
+    }
+
+    /// A webhook the merged insert refuses (a trigger refuses its body, after the batch's event
+    /// rows were inserted) fails alone: what the merged statements did is undone, each other
+    /// webhook is then stored once, new, with its own body, and the batch's other write commits
+    /// with them, in the one commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_webhook_the_merged_insert_refuses_fails_alone() {
+        let store = store_with_tables();
+        store
+            .conn()
+            .unwrap()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON event_bodies
+                 WHEN NEW.body = 'refused' BEGIN SELECT RAISE(ABORT, 'refused by this test'); END;",
+            )
+            .unwrap();
+        let (release, gate) = hold_writer(&store).await;
+        let mut webhooks = Vec::new();
+        for n in 0..6 {
+            let s = store.clone();
+            let body = match n {
+                4 => "refused".to_string(),
+                n => format!("{{\"n\":{n}}}"),
+            };
+            webhooks.push(tokio::spawn(async move {
+                s.enqueue_batched("acme", "k", &format!("k{n}"), &body)
+                    .await
+            }));
+            wait_sent(&store, 2 + n).await;
+        }
+        let write = tokio::spawn({
+            let s = store.clone();
+            async move { s.write(insert(1)).await }
+        });
+        wait_sent(&store, 8).await;
+        release.send(()).unwrap();
+        gate.await.unwrap().unwrap();
+        for (n, answer) in webhooks.into_iter().enumerate() {
+            match (n, answer.await.unwrap()) {
+                (4, Err(StoreError::Sqlite(_))) => {}
+                (n, Ok(Enqueued::New(id))) if n != 4 => assert_eq!(
+                    store.event(id).unwrap().unwrap().payload,
+                    format!("{{\"n\":{n}}}")
+                ),
+                (n, other) => panic!("webhook {n}: {other:?}"),
+            }
+        }
+        assert_eq!(write.await.unwrap().unwrap(), 1);
+        assert_eq!(rows(&store), vec![1]);
+        let stored: (i64, i64) = store
+            .conn()
+            .unwrap()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM event_bodies)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, (5, 5), "the refused webhook stored nothing");
+        let stats = store.writer_stats();
+        assert_eq!(
+            (stats.commits, stats.failed_batches),
+            (2, 0),
+            "the held job's, then one"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
