@@ -2,7 +2,9 @@
 # The whole test suite: connector unit tests (native), then host, simulator and end-to-end tests.
 # One release build shared by the host, the test kit, the simulators and the tests (target/): the
 # `cargo build` below and the final `cargo test` resolve the same features (tests/Cargo.toml says
-# how), so the second compiles only the test targets. Each connector is built once for
+# how), so the second compiles only the test targets, and those (test harnesses) at opt-level 1
+# (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only tests run,
+# in Cargo.toml, likewise). Each connector is built once for
 # wasm32-wasip2: the production ones into plugins/target/ (scripts/setup.sh), the test and
 # benchmark ones into plugins/fixtures/target/; each Python/JavaScript one once by
 # scripts/toolchains.sh (plugins/examples/target/, skipped when up to date). Every cargo build on
@@ -139,6 +141,9 @@ eval "$(scripts/pg.sh start)"
 # built them; `--lib --bins` would build and run a harness for the targets that set
 # `test = false` too (cargo ignores the flag for explicit target filters). Both select targets,
 # not packages, so their features (and the build) are the workspace's, as compiled above.
+# libtest runs one test per core; the tests mostly wait (loopback HTTP, child processes, timers),
+# so a core sits idle through most of this step. RUST_TEST_THREADS=4 would use it, but has not
+# yet been run often enough under load to show the suite stays reliable with it.
 phase "cargo test (run): unit and integration tests" cargo test --release --workspace --tests
 phase "cargo test (run): doc tests" cargo test --release --workspace --doc
 echo "test.sh: phases (wall, CPU, start):" >&2
