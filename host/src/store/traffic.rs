@@ -207,8 +207,10 @@ pub(in crate::store) fn record_calls_on(
         args![event_id, attempt, calls_json(calls)],
     )?;
     db.execute(
-        &format!("{TRIM_CALLS} LIMIT ?2)"),
-        args![event_id, CALLS_PER_EVENT],
+        // The bound inlined: SQLite re-prepares a statement whose `LIMIT` is a bound parameter
+        // each time that parameter is bound.
+        &format!("{TRIM_CALLS} LIMIT {CALLS_PER_EVENT})"),
+        args![event_id],
     )?;
     Ok(())
 }
