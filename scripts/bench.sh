@@ -11,4 +11,5 @@ cargo build --release --workspace --bins
 # The PostgreSQL rows (1 and 3 hosts on one database) run on a throwaway cluster.
 eval "$(scripts/pg.sh start)"
 trap 'scripts/pg.sh stop "$SWITCHYARD_TEST_PG_DIR"' EXIT
-cargo bench -p switchyard-tests --bench host
+# `bench`: the benchmark-only code the test command leaves out (tests/Cargo.toml).
+cargo bench -p switchyard-tests --bench host --features bench

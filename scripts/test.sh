@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite: connector unit tests (native), then host, simulator and end-to-end tests.
-# One release build shared by the host, the test kit, the simulators and the tests (target/): the
-# `cargo build` below and the final `cargo test` resolve the same features (tests/Cargo.toml says
-# how), so the second compiles only the test targets, and those (test harnesses) at opt-level 1
-# (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only tests run,
-# in Cargo.toml, likewise). Each connector is built once for
-# wasm32-wasip2: the production ones into plugins/target/ (scripts/setup.sh), the test and
-# benchmark ones into plugins/fixtures/target/; each Python/JavaScript one once by
-# scripts/toolchains.sh (plugins/examples/target/, skipped when up to date). Every cargo build on
-# the connectors' side (connectors, fixtures, the Rust template; wasm and native) keeps its
-# intermediate files in one build directory, plugins/target/ (cargo's `build-dir`), so that the
-# crates they share (serde, wit-bindgen and its proc-macro chain: registry crates) compile once per
-# profile instead of once per workspace; each keeps its own output directory.
+# One release build shared by the host, the test kit, the simulators and the tests (target/), in
+# ONE cargo invocation: the `switchyard` binary (the crash tests and `connector test` run it) and
+# every test target, so that the test harnesses compile beside the host instead of after it (a
+# harness needs the host's dependencies, not the host). Every later cargo command (the test run,
+# scripts/bench.sh and scripts/demo.sh's `cargo build --bins`) resolves the same features
+# (tests/Cargo.toml says how) and compiles nothing shared again. Test harnesses compile at
+# opt-level 1 (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only
+# tests run, in Cargo.toml, likewise); the demo, soak and load-generator binaries, which no test
+# runs, are not built, nor the benchmark-only code (tests/Cargo.toml's `bench` feature). Each
+# connector is built once for wasm32-wasip2: the production ones into plugins/target/
+# (scripts/setup.sh), the test and benchmark ones into plugins/fixtures/target/; each
+# Python/JavaScript one once by scripts/toolchains.sh (plugins/examples/target/, skipped when up to
+# date). Every cargo build on the connectors' side (connectors, fixtures, the Rust template; wasm
+# and native) keeps its intermediate files in one build directory, plugins/target/ (cargo's
+# `build-dir`), so that the crates they share (serde, wit-bindgen and its proc-macro chain:
+# registry crates) compile once per profile instead of once per workspace; each keeps its own
+# output directory. The native unit tests keep that profile (scripts/native-tests.sh says how).
 #
-# What does not depend on the host's build runs beside it, in the background: the downloads and
-# system packages (network and apt), the connectors (their own target directories, mostly one
-# crate at a time: LTO with one codegen unit), then the Python/JavaScript builds beside the test
-# targets' compile. A background job's output is printed, whole, when the script waits for it;
-# each phase prints its wall and CPU time (its processes', children included) when it ends, and
-# the list is printed again at the end.
+# What does not need the host's build runs beside it, in the background: the downloads and system
+# packages (network and apt), the connectors (their own target directories, mostly one crate at a
+# time: LTO with one codegen unit), the Python/JavaScript examples; the templates and every
+# scenario (`switchyard connector test`) start as soon as cargo has linked the binary, while the
+# test targets still compile. The tests then run as two processes side by side (the end-to-end
+# binary, and everything else), since the tests mostly wait (loopback HTTP, child processes,
+# timers) and libtest runs one binary at a time. A background job's output is printed, whole,
+# when the script waits for it; each phase prints its wall and CPU time (its processes', children
+# included) when it ends, and the list is printed again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 logs=target/test-logs
@@ -44,15 +52,16 @@ phase() {
   )
 }
 
-# bg <id> <name> <command...>: a phase in the background, its output into $logs/<id>.log.
+# bg <id> <command...>: a command (a phase, or a function running phases) in the background, its
+# output into $logs/<id>.log.
 declare -A jobs_by_id
 bg() {
   local id=$1
   shift
-  phase "$@" >"$logs/$id.log" 2>&1 &
+  "$@" >"$logs/$id.log" 2>&1 &
   jobs_by_id[$id]=$!
 }
-# join <id>: waits for a background phase and prints its output; stops the script if it failed.
+# join <id>: waits for a background job and prints its output; stops the script if it failed.
 join() {
   local id=$1 rc=0
   wait "${jobs_by_id[$id]}" || rc=$?
@@ -91,61 +100,105 @@ system_packages() {
   fi
   scripts/pg.sh install
 }
-bg system "system packages" system_packages
-# The pinned Python and JavaScript toolchains (PyPI, npm) into .tools/: downloads.
-bg toolchains-install "toolchains.sh install" scripts/toolchains.sh install
+bg system phase "system packages" system_packages
 
-host_triple=$(rustc -vV | sed -n 's/^host: //p')
-# The connectors' native unit tests test their logic, not the shipped build: no LTO and several
-# codegen units (the components keep their profile: plugins/Cargo.toml).
-native_tests() { # <manifest> [cargo test arguments]
-  local manifest=$1
-  shift
-  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo test --release --manifest-path "$manifest" --target "$host_triple" "$@"
+# Written by the build's reader (below) when cargo has linked target/release/switchyard.
+binary_ready=$logs/switchyard.linked
+rm -f "$binary_ready"
+# The Python and JavaScript connectors: the pinned toolchains (PyPI, npm: downloads) into
+# .tools/, the examples (which need no host), then, once the binary is linked, the three
+# templates (instantiated by `switchyard connector new`), their unit tests and every scenario
+# through `switchyard connector test` (which leaves their compiled code in
+# plugins/examples/target/compiled/ for tests/polyglot.rs, which runs them in the host), all into
+# plugins/examples/target/.
+toolchains() {
+  phase "toolchains.sh install" scripts/toolchains.sh install
+  phase "toolchains.sh examples" scripts/toolchains.sh examples
+  while [[ ! -e "$binary_ready" ]]; do sleep 1; done
+  phase "toolchains.sh test" scripts/toolchains.sh test
 }
+bg toolchains toolchains
+
 connectors() {
   # The connectors' target directory is also the fixtures' build directory: the crates both
   # workspaces use compile once (their components still land in plugins/fixtures/target/).
   export CARGO_BUILD_BUILD_DIR=$PWD/plugins/target
   phase "connectors (wasm)" scripts/setup.sh
-  phase "connectors' unit tests (native)" native_tests plugins/Cargo.toml
   # Test and benchmark components (own workspace, kept out of the connectors directory): those
   # the admin tests upload and expect to be rejected, the old-contract Certn, misbehave, hostile,
   # twin.
   phase "fixtures (wasm)" \
     cargo build --release --target wasm32-wasip2 --manifest-path plugins/fixtures/Cargo.toml
-  phase "fixtures' unit tests (native)" \
-    native_tests plugins/fixtures/Cargo.toml -p misbehave -p hostile -p twin
 }
-bg connectors "connectors and fixtures" connectors
+bg connectors connectors
 
-# The crash tests run the switchyard binary as a separate process; `connector test` runs the
-# scenarios below.
-phase "cargo build --bins" cargo build --release --workspace --bins --timings
-# Python and JavaScript connectors: the examples and the three templates (instantiated by
-# `switchyard connector new`) built once into plugins/examples/target/, their unit tests, and
-# every scenario through `switchyard connector test` (which leaves their compiled code in
-# plugins/examples/target/compiled/ for tests/polyglot.rs, which runs them in the host).
-join toolchains-install
-bg toolchains "toolchains.sh test" scripts/toolchains.sh test
-phase "cargo test (compile)" cargo test --release --workspace --no-run --timings
+# The connectors' native unit tests (they feed nothing else: run beside the test run).
+native_tests() {
+  export CARGO_BUILD_BUILD_DIR=$PWD/plugins/target
+  phase "connectors' unit tests (native)" scripts/native-tests.sh --manifest-path plugins/Cargo.toml
+  phase "fixtures' unit tests (native)" \
+    scripts/native-tests.sh --manifest-path plugins/fixtures/Cargo.toml -p misbehave -p hostile -p twin
+}
+
+# The host's build: cargo's JSON messages (stdout; its progress and diagnostics stay on stderr)
+# tell when the binary is linked, and list the test executables ($logs/tests: target name,
+# package directory, path) for the test run below.
+tests_list=$logs/tests
+read_build_messages() {
+  local line name dir exe
+  : >"$tests_list"
+  while IFS= read -r line; do
+    [[ "$line" =~ \"executable\":\"([^\"]+)\" ]] || continue
+    exe=${BASH_REMATCH[1]}
+    if [[ "$exe" == */release/switchyard ]]; then
+      touch "$binary_ready"
+    elif [[ "$line" =~ \"profile\":\{[^}]*\"test\":true ]]; then
+      [[ "$line" =~ \"manifest_path\":\"([^\"]+)\" ]] && dir=$(dirname "${BASH_REMATCH[1]}")
+      [[ "$line" =~ \"target\":\{[^}]*\"name\":\"([^\"]+)\" ]] && name=${BASH_REMATCH[1]}
+      printf '%s\t%s\t%s\n' "$name" "$dir" "$exe" >>"$tests_list"
+    fi
+  done
+}
+build() {
+  cargo build --release --workspace --bin switchyard --tests --timings \
+    --message-format=json-render-diagnostics | read_build_messages
+}
+phase "cargo build (switchyard, test targets)" build
+# Already written when cargo linked it (belt and braces: the toolchains job waits for this).
+touch "$binary_ready"
 join connectors
 join toolchains
 join system
 # A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
 # started once for the whole run, stopped and removed on exit.
 eval "$(scripts/pg.sh start)"
-# The unit and integration tests (tests/: the end-to-end ones; sim/tests/) in one run, then the
-# doc tests. `--tests` runs the targets whose manifest leaves `test` on, as the compile above
-# built them; `--lib --bins` would build and run a harness for the targets that set
-# `test = false` too (cargo ignores the flag for explicit target filters). Both select targets,
-# not packages, so their features (and the build) are the workspace's, as compiled above.
-# libtest runs one test per core; the tests mostly wait (loopback HTTP, child processes, timers),
-# so a core sits idle through most of this step. RUST_TEST_THREADS=4 would use it, but has not
-# yet been run often enough under load to show the suite stays reliable with it.
-phase "cargo test (run): unit and integration tests" cargo test --release --workspace --tests
-phase "cargo test (run): doc tests" cargo test --release --workspace --doc
+
+# run_tests <name...>: the listed test executables (all but those named, when the names start
+# with `!`), one after the other, as `cargo test` runs them: from their package's directory.
+run_tests() {
+  local name dir exe skip=0 want rc=0
+  [[ "${1:-}" == '!' ]] && { skip=1; shift; }
+  while IFS=$'\t' read -r name dir exe; do
+    want=$skip
+    for n; do [[ "$n" == "$name" ]] && want=$((1 - skip)); done
+    ((want)) || continue
+    echo "     Running $name (${exe#"$PWD/"})"
+    (cd "$dir" && "$exe") || rc=$?
+  done <"$tests_list"
+  return "$rc"
+}
+# The end-to-end binary (~120 s, mostly waiting) beside the rest: the unit tests, the simulators'
+# and lever_oauth's tests, the doc tests and the connectors' native unit tests. Each binary still
+# runs one test per core.
+others() {
+  phase "tests: unit, simulators, lever_oauth" run_tests ! e2e
+  phase "doc tests" cargo test --release --workspace --doc
+  native_tests
+}
+bg e2e phase "tests: end-to-end (e2e)" run_tests e2e
+bg others others
+join others
+join e2e
 echo "test.sh: phases (wall, CPU, start):" >&2
 cat "$logs/phases" >&2
 awk -v t0="$start" -v t1="$(date +%s.%N)" -v c="$(awk '{print $16 + $17}' "/proc/$$/stat")" \

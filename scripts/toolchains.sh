@@ -4,6 +4,9 @@
 #
 #   scripts/toolchains.sh [install]   componentize-py (pip, .tools/py venv) and componentize-js +
 #                                     jco (npm ci, .tools/node); skipped when already installed
+#   scripts/toolchains.sh examples    install, then build the examples below (not the templates,
+#                                     whose instantiation needs the host binary: scripts/test.sh
+#                                     runs this while the host compiles)
 #   scripts/toolchains.sh build       install, then build into plugins/examples/target/:
 #                                       certn_py.wasm        plugins/examples/python (Python, Certn)
 #                                       justifacts_js.wasm   plugins/examples/js     (JS, Justifacts)
@@ -192,7 +195,7 @@ build_templates() {
   say "built plugins/examples/target/template_rust.wasm in $(elapsed "$t0")"
 }
 
-build() {
+build_examples() {
   install
   mkdir -p "$OUT"
   build_python "$ROOT/plugins/examples/python" "$OUT/certn_py.wasm"
@@ -201,6 +204,10 @@ build() {
   build_js "$ROOT/plugins/examples/broken_js/connector.js" "$OUT/broken_js.wasm"
   # Disabling only fetch-event still imports wasi:http/types: the mistake the host must name.
   JS_DISABLE=fetch-event build_js "$ROOT/plugins/examples/broken_js/connector.js" "$OUT/broken_js_http.wasm"
+}
+
+build() {
+  build_examples
   build_templates
 }
 
@@ -241,10 +248,9 @@ unit_tests() {
   node --test "$ROOT"/plugins/examples/js/test/*.test.mjs "$OUT"/templates/js/test/*.test.mjs
   if [[ -f "$OUT/templates/rust/Cargo.toml" ]]; then
     say "Rust template unit tests"
-    # Its logic, natively: no LTO and several codegen units (the component keeps its profile).
-    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-      CARGO_BUILD_BUILD_DIR=$TEMPLATE_BUILD_DIR cargo test --quiet --release --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo" \
-      --target "$(rustc -vV | sed -n 's/^host: //p')"
+    # Its logic, natively (no LTO, several codegen units; the component keeps its profile).
+    CARGO_BUILD_BUILD_DIR=$TEMPLATE_BUILD_DIR "$ROOT/scripts/native-tests.sh" --quiet \
+      --manifest-path "$OUT/templates/rust/Cargo.toml" --target-dir "$OUT/cargo"
   fi
   say "unit tests done in $(elapsed "$t0")"
 }
@@ -314,10 +320,11 @@ case "${1:-install}" in
   install) install ;;
   build) build ;;
   unit) build && unit_tests ;;
+  examples) build_examples ;;
   test) build && tests_once ;;
   inspect) build && inspect ;;
   *)
-    echo "usage: scripts/toolchains.sh [install|build|unit|test|inspect]" >&2
+    echo "usage: scripts/toolchains.sh [install|examples|build|unit|test|inspect]" >&2
     exit 2
     ;;
 esac

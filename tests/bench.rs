@@ -1,7 +1,8 @@
 //! The benchmark (not run by the test suite; figures, not pass/fail). Run `scripts/bench.sh`: it
 //! builds the connectors, `switchyard` and `switchyard-loadgen`, then runs this
-//! (`cargo bench -p switchyard-tests --bench host`), which prints ONE table at the end: figure,
-//! value, the reference measured in the same run, their ratio, the target.
+//! (`cargo bench -p switchyard-tests --bench host --features bench`: the feature adds the
+//! benchmark-only code), which prints ONE table at the end: figure, value, the reference measured
+//! in the same run, their ratio, the target.
 //!
 //! 1. The real binary ([`external`]): `switchyard serve` as a child process with three
 //!    connectors loaded, driven over loopback HTTP by `switchyard-loadgen` (a separate process

@@ -8,6 +8,8 @@ pub mod support_admin;
 
 pub mod support_console;
 
+/// The benchmark's connector-call figures: only with the `bench` feature (the benchmark's build).
+#[cfg(feature = "bench")]
 pub mod bench_wasm;
 
 use std::path::PathBuf;

@@ -12,8 +12,10 @@
 //! - [`cluster`]: [`Cluster`], several `switchyard serve` processes on one PostgreSQL database
 //!   behind a loopback round-robin load balancer, the simulators wired to it; kill -9, restart.
 //! - [`bench`]: instantiate + call of a connector through the host's call path, against
-//!   wasmtime's floor (an empty component) on the same engine.
+//!   wasmtime's floor (an empty component) on the same engine. Only with the `bench` feature
+//!   (the benchmark's build): the test command compiles neither it nor `wat`.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cluster;
 pub mod demo;
