@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-// The global allocator stays glibc's. mimalloc 0.1.52 (v3) as `#[global_allocator]` was
-// measured against it (issue 25, A/B binaries alternated on a loaded 2-core machine): host CPU
-// per ack at 64 connections 88/89/87 µs (glibc) vs 94/82/94 µs; per event 1.16/1.32/1.01 vs
-// 1.32/1.05/1.17 ms (processing alone 1.52/1.72 vs 1.57/1.06). The allocator's share of host
-// samples fell from ~11 % to ~9 % (SQLite's allocations stay on glibc): within the noise, while
-// RSS rose from 28 to 52-58 MiB idle and from 75 to 103-109 MiB under load. Not worth it.
+/// mimalloc, for the host's allocations and SQLite's (`store::sqlite_malloc`, set in
+/// `sqlite_global::configure`): malloc/free were top frames of both the group commit's writer
+/// and the HTTP threads on glibc's allocator. (Issue 25's first trial, the host's allocations
+/// alone on mimalloc with SQLite's left on glibc, measured within the noise.)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -153,6 +153,9 @@ fn run() -> anyhow::Result<()> {
     let sqlite = unsafe { switchyard::store::sqlite_global::configure() };
     if !sqlite.page_cache {
         eprintln!("warning: SQLite's page cache wrapper not installed (SQLite was initialized)");
+    }
+    if !sqlite.mimalloc {
+        eprintln!("warning: SQLite allocates through the C library (SQLite was initialized)");
     }
     if !sqlite.memstatus_off {
         eprintln!("warning: SQLite's memory statistics left on (SQLite was initialized)");

@@ -164,7 +164,33 @@ pub fn spawn(
     })
 }
 
+/// `GET /metrics`: the exposition is gathered on a blocking thread ([`off_http`]).
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    match off_http(move || exposition(&app)).await {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        None => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable").into_response()
+        }
+    }
+}
+
+/// Runs `read` on the runtime's blocking threads, not on the HTTP threads that acknowledge
+/// webhooks: the store's figures of a scrape walk the backlog's index entries (milliseconds with
+/// tens of thousands queued), during which a webhook's answer on that thread would wait. `None`
+/// if `read` panicked.
+async fn off_http<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(read).await.ok()
+}
+
+/// The Prometheus text: the store's figures read now, then every metric.
+fn exposition(app: &App) -> String {
     let depth = app.store.queue_depth().ok();
     let metrics = &app.metrics;
     metrics.store_writer(&app.store.writer_stats());
@@ -191,12 +217,29 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             .collect();
         metrics.waiting(&rows);
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            crate::metrics::CONTENT_TYPE,
-        )],
-        metrics.render(depth),
-    )
-        .into_response()
+    metrics.render(depth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::off_http;
+
+    /// A scrape's reads do not hold the HTTP thread: on a runtime of one thread, a read that
+    /// blocks until another task of that runtime has run still lets that task run (inline, it
+    /// would wait forever; the bound fails the test instead).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_scrapes_reads_leave_the_http_thread_free() {
+        let (ran, other_task_ran) = std::sync::mpsc::channel();
+        let read = off_http(move || {
+            other_task_ran
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_ok()
+        });
+        tokio::spawn(async move { ran.send(()) });
+        assert_eq!(
+            read.await,
+            Some(true),
+            "the read blocked the runtime's thread"
+        );
+    }
 }

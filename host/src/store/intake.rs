@@ -482,7 +482,8 @@ mod tests {
     }
 
     /// What a queued webhook costs in indexes (SQLite): it enters only the unique key and the
-    /// one full index by state, besides the claim's partial ones; every reader of the indexes
+    /// one full index by state, besides the claim's partial ones and the pending events'
+    /// receipt times (migration 11: the last leaf, shared by a batch); every reader of the indexes
     /// migration 7 dropped or narrowed still searches an index on a table of queued, running,
     /// waiting, dead and finished events (a scan would grow with the history); and the batch
     /// claim's lease, on the writer every webhook waits for, looks its ids up by rowid instead
@@ -504,12 +505,12 @@ mod tests {
         .unwrap();
 
         // Every index of `events` whose rows include a queued event: the full ones and the
-        // claim's partial ones (`WHERE state = 'queued'`).
+        // partial ones whose condition names it (the claim's, the pending receipt times).
         let mut queued_in: Vec<String> = conn
             .prepare(
                 "SELECT i.name FROM pragma_index_list('events') i
                  LEFT JOIN sqlite_schema m ON m.type = 'index' AND m.name = i.name
-                 WHERE NOT i.partial OR m.sql LIKE '%WHERE state = ''queued''%'",
+                 WHERE NOT i.partial OR m.sql LIKE '%WHERE state%''queued''%'",
             )
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -521,6 +522,7 @@ mod tests {
             queued_in,
             [
                 "events_by_integration_due",
+                "events_pending_received",
                 "events_queued_due",
                 "events_queued_next",
                 "sqlite_autoindex_events_1",
@@ -541,8 +543,8 @@ mod tests {
                 by_state,
             ),
             (
-                "SELECT MIN(received_at) FROM events WHERE state IN ('queued', 'running')",
-                by_state,
+                crate::store::stats::oldest_pending_sql(crate::store::sql::Dialect::Sqlite),
+                "INDEX events_pending_received",
             ),
             (
                 "SELECT COUNT(*) FROM events WHERE state IN ('queued', 'running')",

@@ -111,6 +111,13 @@ pub(in crate::store) const MIGRATIONS: &[Migration] = &[
         sqlite: Sqlite::Sql(include_str!("migrations/0010_pg6.sqlite.sql")),
         postgres: include_str!("migrations/0010_pg6.postgres.sql"),
     },
+    Migration {
+        version: 11,
+        name: "ack9: the oldest pending event's receipt time read from an index of the queued \
+           and running events (`events_pending_received`), not from every one of their rows",
+        sqlite: Sqlite::Sql(include_str!("migrations/0011_ack9.sqlite.sql")),
+        postgres: include_str!("migrations/0011_ack9.postgres.sql"),
+    },
 ];
 
 /// The schema version this build writes.

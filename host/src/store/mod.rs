@@ -46,7 +46,7 @@
 //! backends), `checkpoint` (SQLite's WAL copied into the database file beside the writer, which
 //! copies only the tail and so lets the WAL start over), [`page_cache`] (SQLite's page cache without a walk of every cached page at the
 //! commits that split pages), [`sqlite_global`] (SQLite's process-wide configuration, set by the
-//! binary: memory statistics off, the page cache wrapper, `wal_writes`: a flushed commit's WAL
+//! binary: memory statistics off, its allocations through mimalloc (`sqlite_malloc`), the page cache wrapper, `wal_writes`: a flushed commit's WAL
 //! frames written in one call), `readers` (SQLite's read connections beside the writer: [`Store::read_db`]), [`migrations`] (versioned schema, both backends; **how to add a schema change** is
 //! there), [`sql`] (the backend-neutral layer: `?N` SQL, values, rows, the [`sql::Db`] trait),
 //! [`pg`] (PostgreSQL's pools and connections), `pg_direct` (a PostgreSQL connection driven on
@@ -90,6 +90,7 @@ pub mod revision;
 pub mod runs;
 pub mod search;
 pub mod sqlite_global;
+mod sqlite_malloc;
 pub mod statistics;
 pub mod stats;
 pub mod traffic;

@@ -384,6 +384,7 @@ mod tests {
         let configured = unsafe { crate::store::sqlite_global::configure() };
         assert!(configured.page_cache, "installed before SQLite's first use");
         assert!(configured.memstatus_off);
+        assert!(configured.mimalloc, "SQLite allocates through mimalloc");
         assert!(configured.wal_writes);
         VERIFY.store(true, Ordering::Relaxed);
         let dir = tempfile::TempDir::new().unwrap();
