@@ -297,7 +297,8 @@ pub(in crate::store) fn kv_apply_on(
         .iter()
         .map(|write| kv_write_statement(integration, connector, write))
         .collect();
-    db.execute_all(&statements)
+    // A write of its own: alone in its batch, they carry its commit.
+    db.execute_all_last(&statements)
 }
 
 impl Store {

@@ -316,7 +316,8 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord, state: Vec<Statement>) ->
     if let Some(key) = key {
         statements.push(drop_recorded_screening_statement(integration, key));
     }
-    conn.execute_all(&statements)?;
+    // The write's last: alone in its batch, they carry its commit.
+    conn.execute_all_last(&statements)?;
     Ok(())
 }
 

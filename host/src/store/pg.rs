@@ -563,6 +563,11 @@ fn reconnect(
     }
 }
 
+/// What commits a transaction: its deferred work (the `kv_totals` constraint trigger) first, in
+/// a savepoint of its own that [`PgConn::commit`] can undo and run again.
+const COMMIT: &str =
+    "SAVEPOINT deferred_work;SET CONSTRAINTS ALL IMMEDIATE;RELEASE deferred_work;COMMIT";
+
 /// How many times [`PgConn::commit`] runs a transaction's deferred work that deadlocked.
 pub(in crate::store) const COMMIT_ATTEMPTS: u32 = 4;
 
@@ -579,6 +584,12 @@ pub(in crate::store) struct PgConn {
     deferred: RefCell<String>,
     /// A transaction was begun and not yet ended: such a connection never goes back idle.
     in_transaction: Cell<bool>,
+    /// The group commit's batch is one write: its last statements may carry the `COMMIT`
+    /// ([`PgConn::set_alone`]).
+    alone: Cell<bool>,
+    /// The batch's transaction was committed with its write's last statements: the writer's
+    /// `RELEASE` and `COMMIT` that follow have nothing left to do.
+    ended: Cell<bool>,
     /// The pool it returns to when dropped (`None`: the writer's own).
     home: Option<Arc<Slots>>,
 }
@@ -602,12 +613,19 @@ impl PgConn {
             direct: RefCell::new(Some(direct)),
             deferred: RefCell::default(),
             in_transaction: Cell::new(false),
+            alone: Cell::new(false),
+            ended: Cell::new(false),
             home,
         }
     }
 
     /// Runs `f` on the connection with the deferred transaction control (taken: `f` sends it).
     fn with<T>(&self, f: impl FnOnce(&mut Direct, &str) -> Result<T>) -> Result<T> {
+        if self.ended.get() {
+            return Err(StoreError::Postgres(
+                "a statement after its write's last ones, which committed".into(),
+            ));
+        }
         let deferred = self.deferred.take();
         let mut direct = self.direct.borrow_mut();
         let direct = direct
@@ -628,6 +646,10 @@ impl PgConn {
     /// Queues `sql` (transaction control that answers nothing the caller reads) to go out
     /// with the next statement; its error, if any, is that statement's.
     pub(in crate::store) fn defer(&self, sql: &str) {
+        if self.ended.get() {
+            // The transaction committed with the write's last statements (a `RELEASE job`).
+            return;
+        }
         let mut deferred = self.deferred.borrow_mut();
         deferred.push_str(sql);
         deferred.push(';');
@@ -635,6 +657,7 @@ impl PgConn {
 
     /// Opens a transaction (sent with its first statement).
     pub(in crate::store) fn begin(&self) {
+        self.ended.set(false);
         self.in_transaction.set(true);
         self.defer("BEGIN");
     }
@@ -648,14 +671,25 @@ impl PgConn {
     /// batch is not failed for it). Any other failure, or the last attempt's, is the commit's
     /// (the caller rolls back).
     pub(in crate::store) fn commit(&self) -> Result<()> {
-        let mut sql = "SAVEPOINT deferred_work;SET CONSTRAINTS ALL IMMEDIATE;\
-                       RELEASE deferred_work;COMMIT";
+        if self.ended.replace(false) {
+            // Committed already, with the write's last statements ([`PgConn::last`]).
+            return Ok(());
+        }
+        let sent = self.with(|direct, deferred| {
+            let text = format!("{deferred}{COMMIT}");
+            direct.run(|c| c.batch_execute(&text))
+        })?;
+        self.commit_retried(sent)
+    }
+
+    /// The rest of [`PgConn::commit`] once [`COMMIT`] was sent and answered `sent`: done, or
+    /// the deferred work tried again after a deadlock or serialization failure.
+    fn commit_retried(
+        &self,
+        mut sent: std::result::Result<(), tokio_postgres::Error>,
+    ) -> Result<()> {
         let mut attempt = 1;
         loop {
-            let sent = self.with(|direct, deferred| {
-                let text = format!("{deferred}{sql}");
-                direct.run(|c| c.batch_execute(&text))
-            })?;
             let Err(e) = sent else {
                 self.in_transaction.set(false);
                 return Ok(());
@@ -681,13 +715,29 @@ impl PgConn {
             );
             let jitter = 0.5 + rand::random::<f64>();
             std::thread::sleep(COMMIT_RETRY_PAUSE.mul_f64(f64::from(attempt) * jitter));
-            sql = "SET CONSTRAINTS ALL IMMEDIATE;RELEASE deferred_work;COMMIT";
+            sent = self.with(|direct, deferred| {
+                let text =
+                    format!("{deferred}SET CONSTRAINTS ALL IMMEDIATE;RELEASE deferred_work;COMMIT");
+                direct.run(|c| c.batch_execute(&text))
+            })?;
             attempt += 1;
         }
     }
 
+    /// Whether the group commit's batch on this connection is one write (set by the writer
+    /// for each batch): its last statements may then carry the batch's `COMMIT`
+    /// ([`Db::execute_all_last`]).
+    pub(in crate::store) fn set_alone(&self, alone: bool) {
+        self.alone.set(alone);
+    }
+
     /// Rolls back; what was deferred is dropped (it belonged to the transaction).
     pub(in crate::store) fn rollback(&self) -> Result<()> {
+        if self.ended.replace(false) {
+            return Err(StoreError::Postgres(
+                "cannot roll back a write committed with its last statements".into(),
+            ));
+        }
         self.deferred.borrow_mut().clear();
         self.batch("ROLLBACK")?;
         self.in_transaction.set(false);
@@ -753,12 +803,23 @@ enum Answer {
     Rows(Vec<tokio_postgres::Row>),
 }
 
+/// What [`PgConn::together`] sent after the statements (`then`) answered, if it was sent.
+type Then = Option<std::result::Result<(), tokio_postgres::Error>>;
+
 impl PgConn {
     /// `statements`, prepared first where needed (once per connection), sent together with
     /// what was deferred: one round trip for all (tokio-postgres pipelines the futures polled
     /// together, in order). Their changed-row counts, or with `rows` their rows; the first
-    /// error is the call's.
-    fn together(&self, statements: &[Statement], rows: bool) -> Result<Vec<Answer>> {
+    /// error is the call's. `then` (statements without parameters: a `COMMIT`) goes out after
+    /// them in the same round trip, and its answer comes back beside theirs; it is not sent
+    /// when a statement's parameters cannot be encoded (such a statement is never sent, and
+    /// the others would be committed without it).
+    fn together(
+        &self,
+        statements: &[Statement],
+        rows: bool,
+        then: Option<&str>,
+    ) -> Result<(Vec<Answer>, Then)> {
         let params: Vec<_> = statements.iter().map(|s| params(&s.values)).collect();
         self.with(|direct, mut deferred| {
             let mut prepared_all = Vec::with_capacity(statements.len());
@@ -767,7 +828,13 @@ impl PgConn {
                 deferred = rest;
                 prepared_all.push(statement);
             }
-            let (sent, done) = direct.run(|c| {
+            let then = then.filter(|_| {
+                prepared_all
+                    .iter()
+                    .zip(&params)
+                    .all(|(statement, params)| encodes(statement, params))
+            });
+            let (sent, done, then) = direct.run(|c| {
                 let control = async move {
                     match deferred {
                         "" => Ok(()),
@@ -784,14 +851,74 @@ impl PgConn {
                             c.execute(statement, params).await.map(Answer::Changed)
                         }
                     });
-                futures::future::join(control, in_order(each.collect()))
+                let then = async move {
+                    match then {
+                        Some(sql) => Some(c.batch_execute(sql).await),
+                        None => None,
+                    }
+                };
+                futures::future::join3(control, in_order(each.collect()), then)
             })?;
             sent?;
-            done.into_iter()
+            let done = done
+                .into_iter()
                 .map(|answer| answer.map_err(StoreError::from))
-                .collect()
+                .collect::<Result<_>>();
+            if done.is_err() && matches!(then, Some(Ok(()))) {
+                // Committed all the same (the server ran every statement; this side failed
+                // after): nothing is left for the writer to commit or roll back.
+                self.in_transaction.set(false);
+                self.ended.set(true);
+            }
+            Ok((done?, then))
         })
     }
+
+    /// A write's last statements ([`Db::execute_all_last`]): alone in its batch, sent with the
+    /// batch's [`COMMIT`] (one round trip when nothing goes wrong; a deadlock of the deferred
+    /// work is tried again as [`PgConn::commit`] does). A statement that fails, or a commit that
+    /// fails for good, leaves the transaction open for the writer to roll back, as any failed
+    /// write does.
+    fn last(&self, statements: &[Statement], rows: bool) -> Result<Vec<Answer>> {
+        debug_assert!(self.commits_last());
+        if statements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let at = (statements.len() - 1) / PIPELINE * PIPELINE;
+        let mut answers = Vec::with_capacity(statements.len());
+        for chunk in statements[..at].chunks(PIPELINE) {
+            answers.extend(self.together(chunk, rows, None)?.0);
+        }
+        let (done, then) = self.together(&statements[at..], rows, Some(COMMIT))?;
+        answers.extend(done);
+        match then {
+            Some(sent) => {
+                self.commit_retried(sent)?;
+                self.ended.set(true);
+            }
+            // Not sent (a parameter that cannot be encoded): the writer's COMMIT follows.
+            None => {}
+        }
+        Ok(answers)
+    }
+}
+
+impl PgConn {
+    /// Whether a write's last statements carry its batch's `COMMIT` ([`PgConn::last`]).
+    fn commits_last(&self) -> bool {
+        self.alone.get() && self.in_transaction.get()
+    }
+}
+
+/// Whether `params` encode as `statement`'s parameters (as tokio-postgres checks before
+/// sending it).
+fn encodes(statement: &tokio_postgres::Statement, params: &[&(dyn ToSql + Sync)]) -> bool {
+    let mut buf = bytes::BytesMut::new();
+    statement.params().len() == params.len()
+        && statement.params().iter().zip(params).all(|(ty, value)| {
+            buf.clear();
+            value.to_sql_checked(ty, &mut buf).is_ok()
+        })
 }
 
 /// Statements per round trip in [`PgConn::together`]: [`in_order`] polls every pending one at
@@ -883,7 +1010,7 @@ impl Db for PgConn {
         }
         let mut counts = Vec::with_capacity(statements.len());
         for chunk in statements.chunks(PIPELINE) {
-            for answer in self.together(chunk, false)? {
+            for answer in self.together(chunk, false, None)?.0 {
                 counts.push(match answer {
                     Answer::Changed(n) => n,
                     Answer::Rows(_) => {
@@ -893,6 +1020,48 @@ impl Db for PgConn {
             }
         }
         Ok(counts)
+    }
+
+    /// Alone in the group commit's batch: with its `COMMIT` ([`PgConn::last`]).
+    fn execute_all_last(&self, statements: &[Statement]) -> Result<Vec<u64>> {
+        if !self.commits_last() {
+            return self.execute_all(statements);
+        }
+        self.last(statements, false)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Changed(n) => Ok(n),
+                Answer::Rows(_) => Err(StoreError::Row("rows where a count was asked".into())),
+            })
+            .collect()
+    }
+
+    /// Alone in the group commit's batch: with its `COMMIT` ([`PgConn::last`]); the rows are
+    /// read after it.
+    fn query_all_last(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
+        if !self.commits_last() {
+            return self.query_all(statements);
+        }
+        self.last(statements, true)?
+            .into_iter()
+            .map(|answer| match answer {
+                Answer::Rows(rows) => rows.iter().map(from_postgres).collect(),
+                Answer::Changed(_) => Err(StoreError::Row("a count where rows were asked".into())),
+            })
+            .collect()
+    }
+
+    /// Alone in the group commit's batch: with its `COMMIT` ([`PgConn::last`]); the rows are
+    /// read after it.
+    fn query_last(&self, sql: &str, values: &[Value]) -> Result<Vec<Row>> {
+        if !self.commits_last() {
+            return self.query(sql, values);
+        }
+        let statement = Statement::new(sql.to_owned(), values.to_vec());
+        match self.last(std::slice::from_ref(&statement), true)?.pop() {
+            Some(Answer::Rows(rows)) => rows.iter().map(from_postgres).collect(),
+            _ => Err(StoreError::Row("a count where rows were asked".into())),
+        }
     }
 
     /// Sent together ([`PgConn::together`]), one round trip per [`PIPELINE`].
@@ -905,7 +1074,7 @@ impl Db for PgConn {
         }
         let mut all = Vec::with_capacity(statements.len());
         for chunk in statements.chunks(PIPELINE) {
-            for answer in self.together(chunk, true)? {
+            for answer in self.together(chunk, true, None)?.0 {
                 all.push(match answer {
                     Answer::Rows(rows) => rows.iter().map(from_postgres).collect::<Result<_>>()?,
                     Answer::Changed(_) => {
@@ -1044,6 +1213,7 @@ pub fn test_database() -> std::result::Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::super::sql::{values, Db, Statement};
+    use super::super::StoreError;
     use super::{redact, Pg, PgConn, PIPELINE};
 
     /// Statements run together in a transaction go out in one round trip, each with its own
@@ -1121,6 +1291,97 @@ mod tests {
             answers.iter().map(ints).collect::<Vec<_>>(),
             vec![vec![0, 1], vec![100]]
         );
+    }
+
+    /// The writer's tests' store whose rows of `t` a deferred trigger checks at COMMIT, failing
+    /// its first `deadlocks` runs with SQLSTATE 40P01 (runs counted by `t_checks`), with a
+    /// table `small (n INTEGER)` besides.
+    fn store_with_checked_rows(deadlocks: u32) -> crate::store::Store {
+        let store = crate::store::writer::tests::postgres_with_deadlocking_checks(deadlocks);
+        store
+            .db(|db| db.execute("CREATE TABLE small (n INTEGER)", &[]))
+            .unwrap();
+        store
+    }
+
+    /// `sql` with each of `ns` as its `?1`, as the last statements of one write of the group
+    /// commit: its answer.
+    async fn last_write(
+        store: &crate::store::Store,
+        sql: &'static str,
+        ns: &[i64],
+    ) -> crate::store::Result<Vec<u64>> {
+        let statements: Vec<Statement> = ns
+            .iter()
+            .map(|n| Statement::new(sql, values![*n]))
+            .collect();
+        store
+            .write_db(move |db| db.execute_all_last(&statements))
+            .await
+    }
+
+    fn ints(store: &crate::store::Store, sql: &str) -> Vec<i64> {
+        store
+            .db(|db| db.query(sql, &[])?.iter().map(|r| r.int(0)).collect())
+            .unwrap()
+    }
+
+    /// A write alone in its batch sends its last statements with the batch's COMMIT (one round
+    /// trip); one that fails leaves nothing of the write, and its own error reaches the caller;
+    /// a parameter that cannot be encoded keeps the COMMIT back (the other statements would
+    /// commit without it): nothing of that write either. The next write commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_a_lone_writes_last_statements_carry_its_commit_or_nothing_is_applied() {
+        let store = store_with_checked_rows(0);
+        let insert = "INSERT INTO t (n) VALUES (?1)";
+        last_write(&store, insert, &[1]).await.unwrap();
+        let before = store.writer_stats().round_trips;
+        assert_eq!(
+            last_write(&store, insert, &[2, 3]).await.unwrap(),
+            vec![1, 1]
+        );
+        assert_eq!(
+            store.writer_stats().round_trips - before,
+            1,
+            "statements and commit"
+        );
+
+        let failed = last_write(&store, insert, &[4, 1, 5]).await.unwrap_err();
+        assert!(matches!(failed, StoreError::Postgres(_)), "{failed:?}");
+        assert!(failed.to_string().contains("duplicate key"), "{failed}");
+        assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), vec![1, 2, 3]);
+
+        let small = "INSERT INTO small (n) VALUES (?1)";
+        last_write(&store, small, &[7]).await.unwrap();
+        let failed = last_write(&store, small, &[8, i64::MAX]).await.unwrap_err();
+        assert!(
+            failed.to_string().contains("serializing parameter"),
+            "{failed}"
+        );
+        assert_eq!(ints(&store, "SELECT n FROM small"), vec![7]);
+
+        last_write(&store, insert, &[6]).await.unwrap();
+        assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), vec![1, 2, 3, 6]);
+        assert_eq!(store.writer_stats().failed_batches, 0);
+    }
+
+    /// A lone write's deferred work that deadlocks at the COMMIT its statements carried is tried
+    /// again, as any batch's: the write commits once; at every attempt, nothing is applied and
+    /// the error reaches the caller.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_a_lone_write_whose_commit_deadlocks_is_tried_again() {
+        let insert = "INSERT INTO t (n) VALUES (?1)";
+        let store = store_with_checked_rows(1);
+        assert_eq!(last_write(&store, insert, &[1]).await.unwrap(), vec![1]);
+        assert_eq!(ints(&store, "SELECT n FROM t"), vec![1]);
+        assert_eq!(ints(&store, "SELECT last_value FROM t_checks"), vec![2]);
+
+        let store = store_with_checked_rows(super::COMMIT_ATTEMPTS);
+        let failed = last_write(&store, insert, &[1]).await.unwrap_err();
+        assert!(failed.to_string().contains("deadlock"), "{failed}");
+        assert!(ints(&store, "SELECT n FROM t").is_empty());
+        last_write(&store, insert, &[2]).await.unwrap();
+        assert_eq!(ints(&store, "SELECT n FROM t"), vec![2]);
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //! Written once for both backends ([`super::sql`]), except the row locks of a claim. A batch
 //! claim reads each asked integration's oldest due events (on PostgreSQL `FOR UPDATE SKIP
 //! LOCKED`: a host never waits for rows another host is claiming), deals them round robin and
-//! leases them with one `UPDATE … RETURNING`; [`Store::claim`] is one `UPDATE …
+//! leases them with one `UPDATE … RETURNING` (on PostgreSQL, where every integration asked gets
+//! all it wants, each one's are selected and leased by one statement, all sent together, with
+//! the worker's finished attempt and, alone in the group commit's batch, its commit: one round
+//! trip); [`Store::claim`] is one `UPDATE …
 //! WHERE id = (SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED)`. Either runs in a transaction that ends
 //! before the claim returns (no transaction is held while a connector runs). SQLite gets the same
 //! effect from its single writer.
@@ -37,7 +40,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::sql::{args, Db, Dialect, Row, Statement, Value};
+use super::sql::{args, values, Db, Dialect, Row, Statement, Value};
 use super::{now_ms, Event, EventState, Result, Store, StoreError};
 
 /// Attempts kept per event (older ones are deleted as new ones are recorded).
@@ -360,19 +363,26 @@ impl Finished {
 /// [`Finished`] in the caller's write: the calls are kept even when the outcome is fenced off
 /// (another run took the event): they were made.
 fn finished_on(db: &dyn Db, f: &Finished) -> Result<bool> {
-    let f = &*f.0;
     if db.dialect() == Dialect::Postgres {
         // One round trip: the calls and the outcome do not wait on each other.
-        let mut statements: Vec<Statement> =
-            super::traffic::calls_statement_pg(f.id, f.attempt, &f.calls)
-                .into_iter()
-                .collect();
-        statements.push(finish_statement_pg(f.id, &f.outcome));
-        let answers = db.query_all(&statements)?;
+        let answers = db.query_all(&finished_statements_pg(f))?;
         return recorded(answers.last());
     }
+    let f = &*f.0;
     super::traffic::record_calls_on(db, f.id, f.attempt, &f.calls)?;
     finish_on(db, f.id, &f.outcome)
+}
+
+/// [`finished_on`]'s statements on PostgreSQL, the outcome's last: they answer rows (sent with
+/// [`Db::query_all`]).
+fn finished_statements_pg(f: &Finished) -> Vec<Statement> {
+    let f = &*f.0;
+    let mut statements: Vec<Statement> =
+        super::traffic::calls_statement_pg(f.id, f.attempt, &f.calls)
+            .into_iter()
+            .collect();
+    statements.push(finish_statement_pg(f.id, &f.outcome));
+    statements
 }
 
 /// Whether [`finish_statement_pg`] recorded its outcome, from its answer.
@@ -539,6 +549,9 @@ impl Store {
         let written = finished.clone();
         let answer = self
             .write_db_later(move |db| {
+                if db.dialect() == Dialect::Postgres {
+                    return claim_after_pg(db, finished.as_ref(), &mine, lease_ms, &wants, total);
+                }
                 let recorded = finished.map(|f| finished_on(db, &f)).transpose()?;
                 Ok((
                     recorded,
@@ -777,17 +790,27 @@ fn claim_batch_on(
     wants: &[(String, usize)],
     total: usize,
 ) -> Result<Vec<Event>> {
+    if db.dialect() == Dialect::Postgres {
+        return Ok(claim_after_pg(db, None, run, lease_ms, wants, total)?.1);
+    }
     if wants.is_empty() || total == 0 {
         return Ok(Vec::new());
     }
     let now = now_ms();
     let order = deal(db, now, wants, total)?;
+    lease(db, run, (now, lease_ms), &order)
+}
+
+/// Leases the events `order` (ids, in the deal's order) to `run` from `now` for `lease_ms`:
+/// the claim's last statement (on PostgreSQL, alone in its batch, it carries the commit). The
+/// events leased, in that order.
+fn lease(db: &dyn Db, run: &str, (now, lease_ms): (i64, i64), order: &[i64]) -> Result<Vec<Event>> {
     if order.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = serde_json::Value::from(order.clone()).to_string();
+    let ids = serde_json::Value::from(order.to_vec()).to_string();
     let mut claimed = db
-        .query(
+        .query_last(
             &lease_batch_sql(db.dialect()),
             args![now, run, now + lease_ms, ids],
         )?
@@ -800,6 +823,141 @@ fn claim_batch_on(
         .collect::<Result<Vec<_>>>()?;
     claimed.sort_by_key(|(at, _)| *at);
     Ok(claimed.into_iter().map(|(_, event)| event).collect())
+}
+
+/// [`Store::claim_batch_after`] on PostgreSQL: the finished attempt's statements (its calls and
+/// its fenced outcome, [`finished_statements_pg`]) go out with the deal's first `SELECT`s, one
+/// round trip for both (they do not wait on each other's answers; the `SELECT`s run after the
+/// outcome, in the same transaction, so an outcome that queues its event again for now lets it
+/// be claimed at once, as before), then the lease, which carries the commit when the claim is
+/// alone in its batch. Whether the outcome was recorded (`None`: none given), and the events.
+fn claim_after_pg(
+    db: &dyn Db,
+    finished: Option<&Finished>,
+    run: &str,
+    lease_ms: i64,
+    wants: &[(String, usize)],
+    total: usize,
+) -> Result<(Option<bool>, Vec<Event>)> {
+    if wants.is_empty() || total == 0 {
+        let recorded = finished.map(|f| finished_on(db, f)).transpose()?;
+        return Ok((recorded, Vec::new()));
+    }
+    let now = now_ms();
+    let lead = finished.map(finished_statements_pg).unwrap_or_default();
+    let fits = wants
+        .iter()
+        .map(|(_, want)| (*want).min(total))
+        .sum::<usize>()
+        <= total;
+    let (answers, claimed) = if fits {
+        lease_each_pg(db, lead, run, (now, lease_ms), wants, total)?
+    } else {
+        let (answers, order) = deal_pg(db, now, wants, total, lead)?;
+        (answers, lease(db, run, (now, lease_ms), &order)?)
+    };
+    let recorded = finished.map(|_| recorded(answers.last())).transpose()?;
+    Ok((recorded, claimed))
+}
+
+/// Leases the oldest due events of integration `?4`, at most `?5`, with [`LEASE`]'s `?1`..`?3`:
+/// a [`DUE_POSTGRES`] and its lease in one statement; each row also answers its due time.
+static LEASE_DUE_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{LEASE} WHERE id = ANY(ARRAY(SELECT id FROM events
+            WHERE state = 'queued' AND next_attempt_at <= ?1 AND integration = ?4
+            ORDER BY next_attempt_at, id LIMIT ?5 FOR UPDATE SKIP LOCKED))
+         RETURNING {EVENT_COLS}, next_attempt_at"
+    )
+});
+
+/// The claim when every integration asked can have all it wants (their wants, each capped at
+/// `total`, add up to no more than it): the deal then gives each its oldest due events, so each
+/// integration's are selected and leased by one statement ([`LEASE_DUE_PG`]), all sent
+/// together after `lead` (statements answering rows) and, alone in the batch, with the commit:
+/// one round trip. `lead`'s answers, and the events in the deal's order (round robin in the
+/// order of `wants`, oldest first within each).
+fn lease_each_pg(
+    db: &dyn Db,
+    lead: Vec<Statement>,
+    run: &str,
+    (now, lease_ms): (i64, i64),
+    wants: &[(String, usize)],
+    total: usize,
+) -> Result<(Vec<Vec<Row>>, Vec<Event>)> {
+    let lead_len = lead.len();
+    let mut statements = lead;
+    statements.extend(wants.iter().map(|(integration, want)| {
+        let n = (*want).min(total) as i64;
+        Statement::new(
+            LEASE_DUE_PG.as_str(),
+            values![now, run, now + lease_ms, integration.as_str(), n],
+        )
+    }));
+    let mut answers = db.query_all_last(&statements)?;
+    let leased = answers.split_off(lead_len);
+    // Keyed by (rank within its integration, the integration's place): the deal's order.
+    let mut claimed = Vec::new();
+    for (at, rows) in leased.iter().enumerate() {
+        let mut events = rows
+            .iter()
+            .map(|r| Ok((r.int(11)?, event_row(r)?)))
+            .collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|(due, event)| (*due, event.id));
+        claimed.extend(
+            events
+                .into_iter()
+                .enumerate()
+                .map(|(rank, (_, event))| ((rank, at), event)),
+        );
+    }
+    claimed.sort_by_key(|(key, _)| *key);
+    Ok((
+        answers,
+        claimed.into_iter().map(|(_, event)| event).collect(),
+    ))
+}
+
+/// [`deal`] on PostgreSQL, its `SELECT`s sent together: each round those of as many
+/// integrations as could still fill `total` (the one-by-one deal would send each of them: it
+/// stops only once `total` integrations had due events), the first round after `lead`
+/// (statements answering rows). `lead`'s answers, and the ids dealt.
+fn deal_pg(
+    db: &dyn Db,
+    now: i64,
+    wants: &[(String, usize)],
+    total: usize,
+    lead: Vec<Statement>,
+) -> Result<(Vec<Vec<Row>>, Vec<i64>)> {
+    let mut statements = lead;
+    let mut lead = statements.len();
+    let mut lead_answers = Vec::new();
+    let mut due: Vec<std::collections::VecDeque<i64>> = Vec::with_capacity(wants.len());
+    let mut with_due = 0;
+    let mut asked = wants.iter();
+    while with_due < total {
+        let round: Vec<&(String, usize)> = asked.by_ref().take(total - with_due).collect();
+        if round.is_empty() {
+            break;
+        }
+        statements.extend(round.iter().map(|(integration, want)| {
+            let n = (*want).min(total) as i64;
+            Statement::new(DUE_POSTGRES, values![now, integration.as_str(), n])
+        }));
+        let mut answers = db.query_all(&statements)?.into_iter();
+        lead_answers.extend(answers.by_ref().take(lead));
+        for rows in answers {
+            let ids = rows
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<std::collections::VecDeque<i64>>>()?;
+            with_due += usize::from(!ids.is_empty());
+            due.push(ids);
+        }
+        statements = Vec::new();
+        lead = 0;
+    }
+    Ok((lead_answers, deal_round_robin(due, total)))
 }
 
 /// [`Store::next_due_in`]'s statement: the first entry of the partial index of queued events by
@@ -866,6 +1024,12 @@ fn deal(db: &dyn Db, now: i64, wants: &[(String, usize)], total: usize) -> Resul
         with_due += usize::from(!ids.is_empty());
         due.push(ids);
     }
+    Ok(deal_round_robin(due, total))
+}
+
+/// Each integration's due ids (in the order asked) dealt one per integration per round, up to
+/// `total`.
+fn deal_round_robin(mut due: Vec<std::collections::VecDeque<i64>>, total: usize) -> Vec<i64> {
     let mut order = Vec::new();
     while order.len() < total && due.iter().any(|d| !d.is_empty()) {
         for ids in due.iter_mut() {
@@ -877,7 +1041,7 @@ fn deal(db: &dyn Db, now: i64, wants: &[(String, usize)], total: usize) -> Resul
             }
         }
     }
-    Ok(order)
+    order
 }
 
 #[cfg(test)]
@@ -982,15 +1146,6 @@ mod tests {
         for key in ["1", "2"] {
             s.enqueue("a", "k", key, "{}").unwrap();
         }
-        let call = || {
-            vec![crate::recording::OutboundCall::ended(
-                crate::recording::CallTarget::Vendor,
-                "POST",
-                "https://vendor.example/invite",
-                now_ms(),
-                Ok(201),
-            )]
-        };
         let mut trips = Vec::new();
         for _ in 0..2 {
             let (_, claimed) = s
@@ -998,19 +1153,124 @@ mod tests {
                 .await
                 .unwrap();
             let e = &claimed[0];
-            let done = Finished::new(
-                e.id,
-                e.attempts,
-                &finish("r", e.claim_seq, EventState::Done, None),
-                call(),
-            );
             let before = s.writer_stats().round_trips;
-            assert!(s.record_finished(done).await.unwrap());
+            assert!(s.record_finished(done(e, vendor_call())).await.unwrap());
             trips.push(s.writer_stats().round_trips - before);
             assert_eq!(s.calls(e.id).unwrap().len(), 1);
         }
         // The second: its statements prepared by the first.
         assert_eq!(trips[1], 2, "the outcome with its calls, then the commit");
+    }
+
+    /// An outbound call, for an attempt's outcome.
+    fn vendor_call() -> Vec<crate::recording::OutboundCall> {
+        vec![crate::recording::OutboundCall::ended(
+            crate::recording::CallTarget::Vendor,
+            "POST",
+            "https://vendor.example/invite",
+            now_ms(),
+            Ok(201),
+        )]
+    }
+
+    /// Event `e`'s attempt done, as run `r` claimed it, with `calls`.
+    fn done(e: &Event, calls: Vec<crate::recording::OutboundCall>) -> Finished {
+        let outcome = finish("r", e.claim_seq, EventState::Done, None);
+        Finished::new(e.id, e.attempts, &outcome, calls)
+    }
+
+    /// A worker's outcome (with its calls) and its next claim, `wants` of at most `total`, on
+    /// PostgreSQL: the round trips, once its statements are prepared.
+    async fn outcome_and_claim_trips(s: &Store, wants: &[(&str, usize)], total: usize) -> u64 {
+        let (_, claimed) = s
+            .claim_batch_after(None, "r", 60_000, wants, total)
+            .await
+            .unwrap();
+        let e = claimed[0].clone();
+        let before = s.writer_stats().round_trips;
+        let (recorded, next) = s
+            .claim_batch_after(Some(done(&e, vendor_call())), "r", 60_000, wants, total)
+            .await
+            .unwrap();
+        let trips = s.writer_stats().round_trips - before;
+        assert_eq!(recorded, Some(true));
+        assert_eq!(s.event(e.id).unwrap().unwrap().state, EventState::Done);
+        assert_eq!(s.calls(e.id).unwrap().len(), 1, "its calls with it");
+        assert!(!next.is_empty());
+        assert!(next.iter().all(|e| e.state == EventState::Running));
+        trips
+    }
+
+    /// On PostgreSQL a worker's outcome rides with its next claim's first statements, alone in
+    /// the batch the claim's last carries the commit: where each integration gets all it
+    /// wants, one round trip for everything (each integration's events selected and leased by
+    /// one statement); where the deal must choose, two (the outcome with the `SELECT`s, the
+    /// lease with the commit). They were four: outcome, `SELECT`, lease, commit.
+    #[tokio::test]
+    async fn on_postgres_an_outcome_and_the_next_claim_take_one_or_two_round_trips() {
+        let s = crate::store::testing::postgres();
+        for integration in ["a", "b", "c"] {
+            for key in 0..6 {
+                s.enqueue(integration, "k", &key.to_string(), "{}").unwrap();
+            }
+        }
+        // Prepared by the first of each.
+        let mut trips = Vec::new();
+        for _ in 0..2 {
+            trips.push((
+                outcome_and_claim_trips(&s, &[("a", 1)], 1).await,
+                outcome_and_claim_trips(&s, &[("b", 2), ("c", 2)], 2).await,
+            ));
+        }
+        assert_eq!(trips[1], (1, 2), "{trips:?}");
+    }
+
+    /// The outcome sent with the claim's `SELECT` is still fenced: the outcome of a claim taken
+    /// back (and claimed again by the same run) changes nothing, while the claim beside it goes
+    /// through and the current claim's outcome lands.
+    #[tokio::test]
+    async fn on_postgres_a_fenced_outcome_riding_with_a_claim_changes_nothing() {
+        let s = crate::store::testing::postgres();
+        for key in ["1", "2"] {
+            s.enqueue("a", "k", key, "{}").unwrap();
+        }
+        let (_, first) = s
+            .claim_batch_after(None, "r", 60_000, &[("a", 1)], 1)
+            .await
+            .unwrap();
+        let old = first[0].clone();
+        s.db(|db| db.execute("UPDATE events SET lease_until = 0", &[]))
+            .unwrap();
+        assert_eq!(s.take_back_expired("other").unwrap().len(), 1);
+        let (_, again) = s
+            .claim_batch_after(None, "r", 60_000, &[("a", 1)], 1)
+            .await
+            .unwrap();
+        let now = again[0].clone();
+        assert_eq!(now.id, old.id, "taken back in its place");
+        assert!(now.claim_seq > old.claim_seq);
+
+        let stale = done(&old, vendor_call());
+        let (recorded, next) = s
+            .claim_batch_after(Some(stale), "r", 60_000, &[("a", 1)], 1)
+            .await
+            .unwrap();
+        assert_eq!(recorded, Some(false), "fenced");
+        assert_eq!(next.len(), 1, "the claim beside it went through");
+        assert_ne!(next[0].id, old.id);
+        let held = s.event(old.id).unwrap().unwrap();
+        assert_eq!(
+            (held.state, held.claim_seq),
+            (EventState::Running, now.claim_seq)
+        );
+        assert_eq!(s.calls(old.id).unwrap().len(), 1, "the calls made are kept");
+
+        let (recorded, _) = s
+            .claim_batch_after(Some(done(&now, Vec::new())), "r", 60_000, &[("a", 1)], 1)
+            .await
+            .unwrap();
+        assert_eq!(recorded, Some(true));
+        assert_eq!(s.event(old.id).unwrap().unwrap().state, EventState::Done);
     }
 
     /// On PostgreSQL the batch claim's lease reads only the rows it leases, however long the
@@ -1069,22 +1329,28 @@ mod tests {
         assert_eq!(leased.unwrap(), 3);
     }
 
+    /// Events a1..a3, b1, c1, c2 queued in that order: their names by id.
+    fn enqueue_named(s: &Store) -> std::collections::HashMap<i64, String> {
+        let mut ids = std::collections::HashMap::new();
+        for (integration, n) in [("a", 3), ("b", 1), ("c", 2)] {
+            for i in 1..=n {
+                let key = format!("{integration}{i}");
+                let Enqueued::New(id) = s.enqueue(integration, "k", &key, "{}").unwrap() else {
+                    panic!("{key} is new");
+                };
+                ids.insert(id, key);
+            }
+        }
+        ids
+    }
+
     /// The batch claim deals one event per integration per round, in the order asked, oldest
     /// first within each, up to each integration's want and the total; integrations without a
     /// due event, and events due later, are passed over. Then the rest, in later claims.
     #[test]
     fn a_batch_claim_deals_round_robin_in_the_order_asked() {
         on_both(|s| {
-            let mut ids = std::collections::HashMap::new();
-            for (integration, n) in [("a", 3), ("b", 1), ("c", 2)] {
-                for i in 1..=n {
-                    let key = format!("{integration}{i}");
-                    let Enqueued::New(id) = s.enqueue(integration, "k", &key, "{}").unwrap() else {
-                        panic!("{key} is new");
-                    };
-                    ids.insert(id, key);
-                }
-            }
+            let ids = enqueue_named(&s);
             s.enqueue("d", "k", "d1", "{}").unwrap();
             s.db(|db| {
                 db.execute(
@@ -1108,6 +1374,22 @@ mod tests {
             assert_eq!(names(&last), ["a3"]);
             assert!(s.claim_batch("r", 60_000, &wants, 10).unwrap().is_empty());
             assert!(s.claim_batch("r", 60_000, &[], 10).unwrap().is_empty());
+        });
+    }
+
+    /// A claim where every integration gets all it wants (on PostgreSQL each one's events
+    /// selected and leased by one statement) deals in the same order: round robin in the
+    /// order asked, oldest first within each.
+    #[test]
+    fn a_claim_within_every_want_deals_round_robin_too() {
+        on_both(|s| {
+            let ids = enqueue_named(&s);
+            let claimed = s
+                .claim_batch("r", 60_000, &[("c", 2), ("none", 1), ("a", 2), ("b", 1)], 8)
+                .unwrap();
+            let names: Vec<&str> = claimed.iter().map(|e| ids[&e.id].as_str()).collect();
+            assert_eq!(names, ["c1", "a1", "b1", "c2", "a2"]);
+            assert!(claimed.iter().all(|e| e.state == EventState::Running));
         });
     }
 

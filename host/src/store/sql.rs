@@ -235,6 +235,24 @@ pub(in crate::store) trait Db {
             .collect()
     }
 
+    /// [`Db::execute_all`] for the last statements of a write of the group commit: nothing
+    /// follows them on this connection in the write. On PostgreSQL, when the write is alone in
+    /// its batch, they go out with the batch's `COMMIT` (one round trip for both); a failed one
+    /// leaves the transaction open, as [`Db::execute_all`] does.
+    fn execute_all_last(&self, statements: &[Statement]) -> Result<Vec<u64>> {
+        self.execute_all(statements)
+    }
+
+    /// [`Db::query_all`] for the last statements of a write, as [`Db::execute_all_last`].
+    fn query_all_last(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>> {
+        self.query_all(statements)
+    }
+
+    /// [`Db::query`] for the last statement of a write, as [`Db::execute_all_last`].
+    fn query_last(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        self.query(sql, params)
+    }
+
     /// The first row, if any.
     fn query_opt(&self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())

@@ -129,6 +129,9 @@ pub(in crate::store) trait Batching: Db {
     /// Whether the next commits are flushed before they return (the default) or may wait for
     /// a later flushed commit. Called outside a transaction.
     fn flush_commits(&self, now: bool) -> Result<()>;
+    /// Whether the batch about to run is one job, whose last statements may then carry the
+    /// `COMMIT` ([`Db::execute_all_last`]; PostgreSQL).
+    fn alone(&self, _alone: bool) {}
 }
 
 impl Batching for Connection {
@@ -194,6 +197,10 @@ impl Batching for PgConn {
     /// Every commit is flushed on PostgreSQL.
     fn flush_commits(&self, _now: bool) -> Result<()> {
         Ok(())
+    }
+
+    fn alone(&self, alone: bool) {
+        self.set_alone(alone);
     }
 }
 
@@ -559,10 +566,12 @@ fn commit_flushed<C: Batching>(
 fn commit<C: Batching>(conn: &C, jobs: &mut [Box<dyn Job<C>>]) -> std::result::Result<(), String> {
     conn.control(C::BEGIN)
         .map_err(|e| format!("cannot begin: {e}"))?;
+    conn.alone(jobs.len() == 1);
     let result = run_jobs(conn, jobs).and_then(|()| {
         conn.control("COMMIT")
             .map_err(|e| format!("cannot commit: {e}"))
     });
+    conn.alone(false);
     if result.is_err() && conn.in_transaction() {
         // A failed COMMIT (e.g. a deferred constraint, a full disk) leaves the transaction open.
         if let Err(e) = conn.control("ROLLBACK") {
@@ -679,7 +688,7 @@ impl super::Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::store) mod tests {
     use super::*;
     use crate::store::testing::TempStore;
     use crate::store::Store;
@@ -1196,7 +1205,7 @@ mod tests {
     /// deferred trigger that fails its first `failures` runs with SQLSTATE 40P01, as PostgreSQL
     /// fails one of two transactions whose deferred work deadlocks at COMMIT; the
     /// sequence `t_checks` counts its runs.
-    fn postgres_with_deadlocking_checks(failures: u32) -> Store {
+    pub(in crate::store) fn postgres_with_deadlocking_checks(failures: u32) -> Store {
         let store = crate::store::testing::postgres();
         let function = format!(
             "CREATE FUNCTION t_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
