@@ -147,6 +147,9 @@ read_build_messages() {
     if [[ "$line" =~ \"executable\":\"[^\"]*/release/switchyard\" ]]; then touch "$binary_ready"; fi
   done
 }
+# Known: cargo gives the binary no precedence over the test harnesses (none has dependents), so
+# with two jobs its link can wait behind the host's harness and e2e's compile, which delays the
+# scenarios (seen in the one fresh run of 848bc8c); `-j3` or linking it first would fix that, untried.
 build() {
   cargo build --release --workspace --bin switchyard --tests --timings \
     --message-format=json-render-diagnostics | read_build_messages
