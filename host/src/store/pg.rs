@@ -891,13 +891,10 @@ impl PgConn {
         }
         let (done, then) = self.together(&statements[at..], rows, Some(COMMIT))?;
         answers.extend(done);
-        match then {
-            Some(sent) => {
-                self.commit_retried(sent)?;
-                self.ended.set(true);
-            }
-            // Not sent (a parameter that cannot be encoded): the writer's COMMIT follows.
-            None => {}
+        // Not sent (a parameter that cannot be encoded): the writer's COMMIT follows.
+        if let Some(sent) = then {
+            self.commit_retried(sent)?;
+            self.ended.set(true);
         }
         Ok(answers)
     }
