@@ -321,36 +321,44 @@ impl App {
         integration: &Integration,
         connector: &LoadedConnector,
     ) -> CallContext {
-        let mut config = integration.config.clone();
-        let approved = &self.config.runtime.approved_hosts;
+        let config = &integration.config;
         let manifest = &connector.manifest.outbound_hosts;
-        if let Some(hosts) = &mut config.allowed_hosts {
-            hosts.retain(|h| {
-                crate::wasm::policy::check_allowed(
-                    std::slice::from_ref(h),
-                    approved,
-                    manifest,
-                    config.allow_loopback,
-                )
-                .is_ok()
-            });
-        }
-        CallContext::for_integration(
-            &config,
+        let mut ctx = CallContext::for_integration(
+            config,
             &connector.manifest.id,
             manifest,
-            self.callback_url(&integration.config.id),
+            self.callback_url(&config.id),
             self.store.clone(),
             self.http.clone(),
             Duration::from_millis(self.config.runtime.http_timeout_ms),
             self.timeline.clone(),
         )
         .with_sandbox(
-            self.limits_of(&integration.config),
+            self.limits_of(config),
             self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
-            self.in_flight.of(&integration.config.id),
-        )
+            self.in_flight.of(&config.id),
+        );
+        // The manifest's hosts and the integration's that the operator still approves (checked
+        // here, not by copying the whole config first: every call builds a context).
+        if let Some(hosts) = &config.allowed_hosts {
+            let approved = &self.config.runtime.approved_hosts;
+            let still = |h: &&String| {
+                crate::wasm::policy::check_allowed(
+                    std::slice::from_ref(*h),
+                    approved,
+                    manifest,
+                    config.allow_loopback,
+                )
+                .is_ok()
+            };
+            ctx.allowed_hosts = manifest
+                .iter()
+                .chain(hosts.iter().filter(still))
+                .cloned()
+                .collect();
+        }
+        ctx
     }
 
     /// Resumes waiting events that a change may have unblocked: those waiting for a permission

@@ -73,6 +73,27 @@ impl OutboundCall {
         started_at_ms: i64,
         outcome: Result<u16, String>,
     ) -> OutboundCall {
+        OutboundCall::masked(target, method, mask_url(url), started_at_ms, outcome)
+    }
+
+    /// [`OutboundCall::ended`] of a URL the caller parsed already: not parsed again.
+    pub fn ended_at(
+        target: CallTarget,
+        method: &str,
+        url: &url::Url,
+        started_at_ms: i64,
+        outcome: Result<u16, String>,
+    ) -> OutboundCall {
+        OutboundCall::masked(target, method, mask_parsed(url), started_at_ms, outcome)
+    }
+
+    fn masked(
+        target: CallTarget,
+        method: &str,
+        url: String,
+        started_at_ms: i64,
+        outcome: Result<u16, String>,
+    ) -> OutboundCall {
         let (status, error) = match outcome {
             Ok(status) => (Some(status), None),
             Err(e) => (None, Some(clip(&e, 300))),
@@ -80,7 +101,7 @@ impl OutboundCall {
         OutboundCall {
             target,
             method: method.to_string(),
-            url: mask_url(url),
+            url,
             status,
             error,
             started_at_ms,
@@ -224,9 +245,24 @@ fn masked<'a>(name: &'a str, value: &'a [u8]) -> (Cow<'a, str>, Cow<'a, str>) {
 /// `url` with every query value whose name may carry a secret, and any user info, replaced by
 /// [`MASK`]. Text that is not a URL is kept only up to its query string.
 pub fn mask_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return clip(url.split('?').next().unwrap_or(""), 500);
-    };
+    match url::Url::parse(url) {
+        Ok(parsed) => mask_parsed(&parsed),
+        Err(_) => clip(url.split('?').next().unwrap_or(""), 500),
+    }
+}
+
+/// [`mask_url`] of a parsed URL (the ATS clients and the sandbox parsed it to send it): copied
+/// and rewritten only when it has user info, a query or a fragment. A query is written again
+/// even when nothing in it is secret, as [`mask_url`] always did.
+pub fn mask_parsed(url: &url::Url) -> String {
+    let plain = url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if plain {
+        return clip(url.as_str(), 1000);
+    }
+    let mut parsed = url.clone();
     if !parsed.username().is_empty() || parsed.password().is_some() {
         let _ = parsed.set_username(MASK);
         let _ = parsed.set_password(None);
@@ -276,6 +312,27 @@ mod tests {
         );
         assert!(shown.contains("access_token=***"), "{shown}");
         assert_eq!(mask_url("not a url?key=x"), "not a url");
+    }
+
+    /// A parsed URL is masked as its text is: the plain fast path and the rewritten ones.
+    #[test]
+    fn a_parsed_url_is_masked_like_its_text() {
+        for text in [
+            "https://api.example/v1/opportunities/abc",
+            "http://127.0.0.1:8080/v1/x?expand=applications",
+            "https://u:pw@api.example/v1/x?api_key=s3cr3t&page=2#f",
+            "https://api.example/a%20b/?q=a+b&token=t",
+            "https://api.example/x#frag",
+            "HTTPS://API.Example:443/./y/../z",
+        ] {
+            let parsed = url::Url::parse(text).unwrap();
+            assert_eq!(mask_parsed(&parsed), mask_url(text), "{text}");
+        }
+        let long = format!("https://api.example/{}", "p".repeat(2_000));
+        assert_eq!(
+            mask_parsed(&url::Url::parse(&long).unwrap()).len(),
+            1000 + "…".len()
+        );
     }
 
     #[test]

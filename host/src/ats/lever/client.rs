@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::answers;
+pub use super::answers::Opportunity;
 pub use super::error::LeverError;
 use super::oauth::TokenSource;
 use super::permissions::{self, Endpoint};
@@ -21,18 +23,6 @@ const ATTEMPTS: u32 = 4;
 const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Longest part of Lever's own 403 message kept in the error.
 const MAX_MESSAGE: usize = 200;
-
-/// The fields of an opportunity the flow uses.
-#[derive(Debug, Clone, Default)]
-pub struct Opportunity {
-    pub id: String,
-    pub name: String,
-    pub emails: Vec<String>,
-    pub phones: Vec<String>,
-    pub tags: Vec<String>,
-    pub links: Vec<String>,
-    pub posting_ids: Vec<String>,
-}
 
 /// How a client authenticates.
 #[derive(Clone)]
@@ -49,8 +39,42 @@ enum Credential {
 #[derive(Clone)]
 pub struct LeverClient {
     http: reqwest::Client,
-    base: String,
+    base: Base,
     auth: Credential,
+}
+
+/// The API's base URL, parsed once: each call's URL is the base with its path and query set,
+/// not a string parsed again (host and all) for the request and once more for its record.
+#[derive(Clone)]
+struct Base {
+    text: String,
+    parsed: Option<url::Url>,
+}
+
+impl Base {
+    fn new(base: &str) -> Base {
+        let text = base.trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&text)
+            .ok()
+            .filter(|u| !u.cannot_be_a_base() && u.query().is_none() && u.fragment().is_none());
+        Base { text, parsed }
+    }
+
+    /// The URL of `path` (`/x/y?query`) under the base; `Err` holds the text of one that does
+    /// not parse (sent as is: the request fails as it always did).
+    fn join(&self, path: &str) -> Result<url::Url, String> {
+        let Some(base) = &self.parsed else {
+            return Err(format!("{}{path}", self.text));
+        };
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let mut url = base.clone();
+        url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+        url.set_query(query);
+        Ok(url)
+    }
 }
 
 impl LeverClient {
@@ -63,7 +87,7 @@ impl LeverClient {
         };
         LeverClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: Base::new(base),
             auth,
         }
     }
@@ -72,11 +96,12 @@ impl LeverClient {
     pub fn with_tokens(http: reqwest::Client, base: &str, tokens: TokenSource) -> LeverClient {
         LeverClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base: Base::new(base),
             auth: Credential::Tokens(tokens),
         }
     }
 
+    /// A call's answer as JSON (`Null` when it is not JSON).
     async fn call(
         &self,
         endpoint: Endpoint,
@@ -84,7 +109,19 @@ impl LeverClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, LeverError> {
-        let url = format!("{}{}", self.base, path);
+        let bytes = self.call_bytes(endpoint, method, path, body).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// A call's answer as it came: the caller reads only the fields it needs.
+    async fn call_bytes(
+        &self,
+        endpoint: Endpoint,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes, LeverError> {
+        let url = self.base.join(path);
         let mut wait = Duration::from_millis(250);
         let mut last = String::new();
         // Once per call: a 401 on an OAuth token refreshes it and tries again at once.
@@ -100,7 +137,10 @@ impl LeverClient {
         };
         while attempt < attempts {
             attempt += 1;
-            let req = self.http.request(method.clone(), &url);
+            let req = match &url {
+                Ok(url) => self.http.request(method.clone(), url.clone()),
+                Err(text) => self.http.request(method.clone(), text.as_str()),
+            };
             let mut bearer = None;
             let mut req = match &self.auth {
                 Credential::Basic(key) => req.basic_auth(key.expose(), Some("")),
@@ -122,18 +162,23 @@ impl LeverClient {
             let started_at_ms = crate::clock::now_ms();
             let sent = req.send().await;
             // For the operators' view of the event (no header, no body: the URL, masked).
-            CallLog::record_current(OutboundCall::ended(
-                CallTarget::Ats,
-                method.as_str(),
-                &url,
-                started_at_ms,
-                match &sent {
+            if let Some(log) = CallLog::current() {
+                let outcome = match &sent {
                     Ok(resp) => Ok(resp.status().as_u16()),
                     Err(e) if e.is_timeout() => Err("timeout".to_string()),
                     Err(e) if e.is_connect() => Err("cannot connect".to_string()),
                     Err(_) => Err("request failed".to_string()),
-                },
-            ));
+                };
+                let method = method.as_str();
+                log.record(match &url {
+                    Ok(url) => {
+                        OutboundCall::ended_at(CallTarget::Ats, method, url, started_at_ms, outcome)
+                    }
+                    Err(text) => {
+                        OutboundCall::ended(CallTarget::Ats, method, text, started_at_ms, outcome)
+                    }
+                });
+            }
             match sent {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -143,11 +188,10 @@ impl LeverClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let text = resp.text().await.unwrap_or_default();
+                    let body = resp.bytes().await.unwrap_or_default();
+                    let text = || String::from_utf8_lossy(&body);
                     match status {
-                        200..=299 => {
-                            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
-                        }
+                        200..=299 => return Ok(body),
                         401 => {
                             if let (Credential::Tokens(source), Some(used)) = (&self.auth, &bearer)
                             {
@@ -161,7 +205,7 @@ impl LeverClient {
                             }
                             return Err(LeverError::Unauthorized(status));
                         }
-                        403 => return Err(forbidden(endpoint, &text)),
+                        403 => return Err(forbidden(endpoint, &text())),
                         429 | 500..=599 => {
                             last = format!("{status} on {method} {path}");
                             if let Some(ra) = retry_after {
@@ -169,10 +213,10 @@ impl LeverClient {
                             }
                         }
                         _ => {
-                            let message = serde_json::from_str::<Value>(&text)
+                            let message = serde_json::from_slice::<Value>(&body)
                                 .ok()
                                 .and_then(|v| v["message"].as_str().map(str::to_string))
-                                .unwrap_or(text);
+                                .unwrap_or_else(|| text().into_owned());
                             return Err(LeverError::Rejected { status, message });
                         }
                     }
@@ -189,49 +233,18 @@ impl LeverClient {
         Err(LeverError::Transient(last))
     }
 
-    /// `GET /opportunities/:id?expand=applications`.
+    /// `GET /opportunities/:id?expand=applications`, its answer read straight into the
+    /// fields used ([`answers::OpportunityAnswer`]).
     pub async fn opportunity(&self, id: &str) -> Result<Opportunity, LeverError> {
-        let v = self
-            .call(
+        let body = self
+            .call_bytes(
                 permissions::GET_OPPORTUNITY,
                 reqwest::Method::GET,
                 &format!("/opportunities/{id}?expand=applications"),
                 None,
             )
             .await?;
-        let d = &v["data"];
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Ok(Opportunity {
-            id: d["id"].as_str().unwrap_or(id).to_string(),
-            name: d["name"].as_str().unwrap_or_default().to_string(),
-            emails: strings(&d["emails"]),
-            phones: d["phones"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p["value"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            tags: strings(&d["tags"]),
-            links: strings(&d["links"]),
-            posting_ids: d["applications"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|app| app["posting"].as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
+        Ok(answers::opportunity(&body, id))
     }
 
     /// `GET /postings/:id` → its name (`text`) and tags.

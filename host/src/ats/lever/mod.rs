@@ -7,6 +7,7 @@
 //! - [`webhook`]: the webhook body and the checks every delivery passes (signature, freshness).
 //! - [`signature`]: Lever's HMAC over `token + triggeredAt`.
 //! - [`client`]: the REST API (429/5xx backoff; a 403 names the missing permission).
+//! - [`answers`]: its answers read straight into the fields used, as leniently as JSON values.
 //! - [`permissions`]: the permission (OAuth scope) each call needs, and the app's default scopes.
 //! - [`sync`]: writes an opportunity's recorded state back to Lever, idempotently.
 //! - [`oauth`]: Lever as an authorized app (authorization-code flow, token refresh, revocation).
@@ -14,6 +15,7 @@
 //!
 //! [`LeverAts`] is the adapter the flow and the intake route use (see [`crate::ats::Ats`]).
 
+pub mod answers;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -39,7 +41,7 @@ use crate::ats::section::AtsSection;
 use crate::config::{LeverAuth, LeverConfig};
 use crate::store::{Event, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
-use webhook::{StageChange, Verified, Webhook};
+use webhook::{StageChange, Verified};
 
 /// Event kind of a Lever stage change.
 pub const LEVER_STAGE_CHANGE: &str = "lever.stage_change";
@@ -140,12 +142,17 @@ impl LeverAts {
     }
 }
 
-fn stored(event: &Event) -> Result<(Webhook, StageChange), AtsError> {
-    let hook: Webhook = serde_json::from_str(&event.payload)
-        .map_err(|e| AtsError::fatal(format!("stored webhook is unreadable: {e}")))?;
-    let change = StageChange::deserialize(&hook.data)
-        .map_err(|e| AtsError::fatal(format!("stored stage change is unreadable: {e}")))?;
-    Ok((hook, change))
+/// What the flow reads of a stored stage change (verified at intake): its token and change,
+/// read in one pass, with no `Value` of `data` in between.
+#[derive(Deserialize)]
+struct Stored {
+    token: String,
+    data: StageChange,
+}
+
+fn stored(event: &Event) -> Result<Stored, AtsError> {
+    serde_json::from_str(&event.payload)
+        .map_err(|e| AtsError::fatal(format!("stored stage change is unreadable: {e}")))
 }
 
 impl From<LeverError> for AtsError {
@@ -245,7 +252,7 @@ impl Ats for LeverAts {
         if !cx.enabled {
             return Ok(Trigger::Skip("integration is disabled".into()));
         }
-        let (_, change) = stored(event)?;
+        let change = stored(event)?.data;
         Ok(match self.stage_name(&change.to_stage_id).await? {
             Some(name) => Trigger::StageReached(name),
             None => Trigger::Skip(format!("stage {:?} is unknown", change.to_stage_id)),
@@ -262,7 +269,10 @@ impl Ats for LeverAts {
         event: &Event,
         stage: &str,
     ) -> Result<ScreeningRequest, AtsError> {
-        let (hook, change) = stored(event)?;
+        let Stored {
+            token,
+            data: change,
+        } = stored(event)?;
         let client = self.client()?;
         let opp = client.opportunity(&change.opportunity_id).await?;
         let mut posting_tags = Vec::new();
@@ -284,13 +294,13 @@ impl Ats for LeverAts {
             }
         }
         Ok(ScreeningRequest {
-            idempotency_key: format!("lever:{}", hook.token),
-            name: opp.name.clone(),
-            emails: opp.emails.clone(),
-            phones: opp.phones.clone(),
-            opportunity_id: opp.id.clone(),
-            opportunity_tags: opp.tags.clone(),
-            posting_id: opp.posting_ids.first().cloned(),
+            idempotency_key: format!("lever:{token}"),
+            posting_id: opp.posting_ids.into_iter().next(),
+            name: opp.name,
+            emails: opp.emails,
+            phones: opp.phones,
+            opportunity_id: opp.id,
+            opportunity_tags: opp.tags,
             posting_name,
             posting_tags,
             stage: Some(stage.to_string()),

@@ -410,10 +410,10 @@ impl CallContext {
                 Ok(r) => Ok(r.status),
                 Err(_) => Err(outcome.clone()),
             };
-            calls.record(OutboundCall::ended(
+            calls.record(OutboundCall::ended_at(
                 CallTarget::Vendor,
                 &method,
-                url.as_str(),
+                &url,
                 started_at_ms,
                 ended,
             ));
