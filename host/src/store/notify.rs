@@ -14,7 +14,7 @@
 //! a loss, with a backoff, and wakes the workers once connected (events may have been queued
 //! while it was down). SQLite is one process per file: the in-process wake-up is enough.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -37,6 +37,8 @@ pub(in crate::store) struct Throttle {
     last: AtomicI64,
     /// A trailing NOTIFY is scheduled and not sent yet: it covers every commit until it is.
     trailing: AtomicBool,
+    /// NOTIFYs spawned whose round trip is not counted yet ([`Store::notifies_counted`]).
+    uncounted: AtomicUsize,
 }
 
 /// What to do for a commit that queued events.
@@ -91,12 +93,14 @@ impl Store {
         let pool = pg.pool();
         let throttle = pg.notify.clone();
         let trips = pg.trips();
+        throttle.uncounted.fetch_add(1, Ordering::SeqCst);
         pg.spawn(async move {
             if let Some(ms) = delay {
                 tokio::time::sleep(Duration::from_millis(ms.unsigned_abs())).await;
                 throttle.trailing_due(now_ms());
             }
-            trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            trips.fetch_add(1, Ordering::SeqCst);
+            throttle.uncounted.fetch_sub(1, Ordering::SeqCst);
             let sent = match pool.get().await {
                 Ok(conn) => conn
                     .batch_execute(&format!("NOTIFY {CHANNEL}"))
@@ -108,6 +112,22 @@ impl Store {
                 tracing::debug!(error = %e, "NOTIFY not sent: other hosts find the events by polling");
             }
         });
+    }
+
+    /// Waits (up to 10 s) until every NOTIFY spawned so far has counted its round trip: a test
+    /// that counts a write's round trips starts after those of the commits before it.
+    #[cfg(test)]
+    pub(in crate::store) async fn notifies_counted(&self) {
+        let Backend::Postgres { pg, .. } = &self.backend else {
+            return;
+        };
+        for _ in 0..1_000 {
+            if pg.notify.uncounted.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("a NOTIFY still uncounted after 10 s");
     }
 
     /// [`Store::notify_queued`] if `made_due`: after a commit that queued events again (a retry,
