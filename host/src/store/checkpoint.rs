@@ -451,11 +451,12 @@ mod tests {
             counts.by_writer.load(Ordering::Relaxed) >= 2,
             "the writer copied the passes' tails: {counts:?}"
         );
-        // It starts over about once per start bound's worth of WAL (plus a pass's tail), so
-        // at least once per two of the bytes written: the hard bound alone would be a quarter.
+        // It starts over about once per start bound's worth of WAL (plus a pass's tail): ~7
+        // times here on a quiet machine, fewer when the passes beside the writer are starved
+        // of CPU (6 seen on a loaded one), and more often than at the hard bound alone (3).
         let (_, restarts) = wal(&path);
         assert!(
-            restarts as usize >= written / (2 * bounds.start) as usize,
+            restarts as usize > written / (bounds.hard + bounds.start) as usize,
             "the WAL started over {restarts} times for {written} bytes: {counts:?}"
         );
         // The WAL's own bound, plus the batches committed meanwhile.
