@@ -322,11 +322,11 @@ impl App {
         connector: &LoadedConnector,
     ) -> CallContext {
         let config = &integration.config;
-        let manifest = &connector.manifest.outbound_hosts;
-        let mut ctx = CallContext::for_integration(
+        CallContext::for_integration(
             config,
             &connector.manifest.id,
-            manifest,
+            &connector.manifest.outbound_hosts,
+            &self.config.runtime.approved_hosts,
             self.callback_url(&config.id),
             self.store.clone(),
             self.http.clone(),
@@ -338,27 +338,7 @@ impl App {
             self.metrics.clone(),
             self.outbound.for_policy(config.allow_loopback),
             self.in_flight.of(&config.id),
-        );
-        // The manifest's hosts and the integration's that the operator still approves (checked
-        // here, not by copying the whole config first: every call builds a context).
-        if let Some(hosts) = &config.allowed_hosts {
-            let approved = &self.config.runtime.approved_hosts;
-            let still = |h: &&String| {
-                crate::wasm::policy::check_allowed(
-                    std::slice::from_ref(*h),
-                    approved,
-                    manifest,
-                    config.allow_loopback,
-                )
-                .is_ok()
-            };
-            ctx.allowed_hosts = manifest
-                .iter()
-                .chain(hosts.iter().filter(still))
-                .cloned()
-                .collect();
-        }
-        ctx
+        )
     }
 
     /// Resumes waiting events that a change may have unblocked: those waiting for a permission

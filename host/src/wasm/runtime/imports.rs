@@ -218,13 +218,15 @@ impl CallContext {
 
     /// The server's context for calls made for `integration` to connector `connector_id`: live
     /// HTTP through `http`, state in `store`. The connector may call its manifest's hosts
-    /// (`default_hosts`) plus the integration's `allowed_hosts` (the union). Default limits: the
-    /// server sets its own with [`CallContext::with_sandbox`].
+    /// (`default_hosts`) plus those of the integration's `allowed_hosts` that the operator still
+    /// approves (`approved`; a stored integration may name a host a connector change no longer
+    /// covers). Default limits: the server sets its own with [`CallContext::with_sandbox`].
     #[allow(clippy::too_many_arguments)]
     pub fn for_integration(
         integration: &IntegrationConfig,
         connector_id: &str,
         default_hosts: &[String],
+        approved: &[String],
         callback_url: String,
         store: Store,
         http: reqwest::Client,
@@ -249,6 +251,17 @@ impl CallContext {
                     .collect(),
             })
             .collect();
+        // Checked one entry at a time, not by copying the whole config first: every call builds
+        // a context.
+        let still = |h: &&String| {
+            crate::wasm::policy::check_allowed(
+                std::slice::from_ref(*h),
+                approved,
+                default_hosts,
+                integration.allow_loopback,
+            )
+            .is_ok()
+        };
         CallContext {
             integration_id: integration.id.clone(),
             connector_id: connector_id.to_string(),
@@ -258,7 +271,7 @@ impl CallContext {
             callback_url,
             allowed_hosts: default_hosts
                 .iter()
-                .chain(integration.allowed_hosts.iter().flatten())
+                .chain(integration.allowed_hosts.iter().flatten().filter(still))
                 .cloned()
                 .collect(),
             allow_loopback: integration.allow_loopback,
