@@ -274,9 +274,7 @@ pub(in crate::store) fn record_attempt(
                 &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
                 &args[..7],
             )?;
-            // The bound inlined: SQLite re-prepares a statement whose `LIMIT` is a bound
-            // parameter each time that parameter is bound (its value may change the plan).
-            db.execute(&format!("{TRIM} LIMIT {HISTORY_PER_EVENT})"), &args[..1])?
+            db.execute(&TRIM_SQLITE, &args[..1])?
         }
     };
     Ok(())
@@ -294,6 +292,23 @@ const ATTEMPT_INSERT: &str = "INSERT INTO attempts (event_id, attempt, run_id, s
 /// kept and `)`.
 const TRIM: &str = "DELETE FROM attempts WHERE event_id = ?1 AND id NOT IN
     (SELECT id FROM attempts WHERE event_id = ?1 ORDER BY id DESC";
+
+/// [`TRIM`] to [`HISTORY_PER_EVENT`] on SQLite ([`trim_sqlite`]).
+static TRIM_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| trim_sqlite("attempts", HISTORY_PER_EVENT));
+
+/// Deletes from `table` the rows of event `?1` older than its newest `keep`, on SQLite: one
+/// seek on the table's `(event_id, id)` index to the newest row past those kept, and a range
+/// delete up to it (nothing when there are no more than `keep`). What `id NOT IN (SELECT id …
+/// LIMIT keep)` did, without building the kept ids into a temporary index at every outcome on
+/// the group commit's writer. The bound is inlined: SQLite re-prepares a statement whose
+/// `LIMIT` or `OFFSET` is a bound parameter each time it is bound.
+pub(in crate::store) fn trim_sqlite(table: &str, keep: i64) -> String {
+    format!(
+        "DELETE FROM {table} WHERE event_id = ?1 AND id <=
+            (SELECT id FROM {table} WHERE event_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET {keep})"
+    )
+}
 
 /// [`Finish`], owned, for a job of the writer.
 #[derive(Debug, Clone)]
@@ -407,8 +422,7 @@ fn finish_on(db: &dyn Db, id: i64, f: &Outcome) -> Result<bool> {
             &format!("{ATTEMPT_INSERT} FROM events WHERE id = ?1"),
             &args[..7],
         )?;
-        // Inlined: a bound `LIMIT` is re-prepared at each bind (`record_attempt`).
-        db.execute(&format!("{TRIM} LIMIT {HISTORY_PER_EVENT})"), &args[..1])?;
+        db.execute(&TRIM_SQLITE, &args[..1])?;
     }
     Ok(n == 1)
 }

@@ -206,14 +206,13 @@ pub(in crate::store) fn record_calls_on(
          FROM json_each(?3) ORDER BY key",
         args![event_id, attempt, calls_json(calls)],
     )?;
-    db.execute(
-        // The bound inlined: SQLite re-prepares a statement whose `LIMIT` is a bound parameter
-        // each time that parameter is bound.
-        &format!("{TRIM_CALLS} LIMIT {CALLS_PER_EVENT})"),
-        args![event_id],
-    )?;
+    db.execute(&TRIM_CALLS_SQLITE, args![event_id])?;
     Ok(())
 }
+
+/// An event's calls trimmed to the newest [`CALLS_PER_EVENT`] on SQLite.
+static TRIM_CALLS_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| super::queue::trim_sqlite("outbound_calls", CALLS_PER_EVENT));
 
 /// Trims an event's calls (`?1`) to the newest; the caller closes it with the `LIMIT` and `)`.
 const TRIM_CALLS: &str = "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
@@ -249,24 +248,25 @@ pub(in crate::store) fn calls_statement_pg(
 }
 
 /// The calls as one JSON parameter: one statement of fixed text however many there are.
+/// Written straight from the calls (each an array), with no `serde_json::Value` tree between:
+/// it is built on the group commit's writer, for every outcome with calls.
 fn calls_json(calls: &[OutboundCall]) -> String {
-    serde_json::Value::from(
-        calls
-            .iter()
-            .map(|c| {
-                serde_json::json!([
-                    c.target.as_str(),
-                    c.method,
-                    c.url,
-                    c.status,
-                    c.error,
-                    c.started_at_ms,
-                    c.took_ms
-                ])
-            })
-            .collect::<Vec<_>>(),
-    )
-    .to_string()
+    let rows: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.target.as_str(),
+                &c.method,
+                &c.url,
+                c.status,
+                &c.error,
+                c.started_at_ms,
+                c.took_ms,
+            )
+        })
+        .collect();
+    // Strings, numbers and nulls only: writing them to a string cannot fail.
+    serde_json::to_string(&rows).unwrap_or_else(|_| String::from("[]"))
 }
 
 #[cfg(test)]
