@@ -182,6 +182,27 @@ pub(super) const EVENT_COLS: &str = "id, integration, kind, \
      (SELECT body FROM event_bodies b WHERE b.event_id = events.id), state, attempts, last_error, \
      connector_version, waiting_for, received_at, claim_seq";
 
+/// How many columns [`EVENT_COLS`] lists: the position of the first column a statement selects
+/// after them (a claim's due time, an event's detail), counted from the list itself so that a
+/// column added to it cannot shift what follows.
+pub(super) const EVENT_COLS_LEN: usize = columns(EVENT_COLS);
+
+/// The columns of a select list: its commas outside parentheses, plus one.
+const fn columns(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut depth, mut n, mut i) = (0usize, 1, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => n += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    n
+}
+
 pub(in crate::store) fn event_row(r: &Row) -> Result<Event> {
     Ok(Event {
         id: r.int(0)?,
@@ -708,9 +729,9 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some((
                 event_row(&row)?,
-                row.int(11)?,
-                row.opt_int(12)?,
-                row.opt_text(13)?,
+                row.int(EVENT_COLS_LEN)?,
+                row.opt_int(EVENT_COLS_LEN + 1)?,
+                row.opt_text(EVENT_COLS_LEN + 2)?,
                 history,
             )))
         })?
@@ -901,7 +922,7 @@ fn lease_each_pg(
     for (at, rows) in leased.iter().enumerate() {
         let mut events = rows
             .iter()
-            .map(|r| Ok((r.int(11)?, event_row(r)?)))
+            .map(|r| Ok((r.int(EVENT_COLS_LEN)?, event_row(r)?)))
             .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|(due, event)| (*due, event.id));
         claimed.extend(
@@ -1075,6 +1096,27 @@ mod tests {
             started_at_ms: now_ms(),
             took_ms: 3,
         }
+    }
+
+    /// What a statement selects after [`EVENT_COLS`] is read at [`EVENT_COLS_LEN`], which the
+    /// list itself gives (a subquery's commas are not columns).
+    #[test]
+    fn the_column_after_the_event_columns_is_found_from_their_list() {
+        assert_eq!(columns("a, (SELECT b FROM t WHERE c IN (1, 2)), d"), 3);
+        on_both(|s| {
+            s.enqueue("i", "k", "d1", "{}").unwrap();
+            let row = s
+                .read_db(|db| {
+                    db.query_one(
+                        &format!("SELECT {EVENT_COLS}, next_attempt_at FROM events"),
+                        &[],
+                    )
+                })
+                .unwrap();
+            assert_eq!(row.0.len(), EVENT_COLS_LEN + 1);
+            let event = event_row(&row).unwrap();
+            assert_eq!(row.int(EVENT_COLS_LEN).unwrap(), event.received_at_ms);
+        });
     }
 
     #[test]
