@@ -72,6 +72,8 @@ pub(in crate::store) struct Pg {
     shown: String,
     /// This host's NOTIFY throttle ([`super::notify`]).
     pub(in crate::store) notify: Arc<super::notify::Throttle>,
+    /// The integrations with queued events the last claim read ([`super::queued_integrations`]).
+    pub(in crate::store) looked: Arc<super::queued_integrations::Looked>,
     /// Round trips to the server so far, on every connection ([`Pg::round_trips`]).
     trips: Arc<AtomicU64>,
 }
@@ -161,6 +163,7 @@ impl Pg {
             config,
             shown: shown.clone(),
             notify: Arc::default(),
+            looked: Arc::default(),
             trips: Arc::default(),
         };
         // Answers now, or the host does not start.
