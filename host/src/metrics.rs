@@ -17,6 +17,9 @@
 //!   `claim` (in the write of the worker's next claim), or alone: `ready` (beside an event
 //!   already claimed for the worker), `no_room`, `nothing` (no event to claim), `error` (the
 //!   look failed), `stopping`.
+//! - `switchyard_dispatcher_looks_total{by,found}` — the dispatcher's looks for integrations
+//!   with queued events (`flow::bulkhead`): `by` the `store` (asked) or the `claim` before it
+//!   (read in its round trip on PostgreSQL, no round trip of its own); `found` `some` or `none`.
 //! - `switchyard_breaker_transitions_total{integration,state}`, `switchyard_breaker_open{integration}`
 //!   — circuit breaker per integration (see `flow::breaker`).
 //! - `switchyard_lever_oauth_total{outcome}` — Lever OAuth steps: `code_exchanged`, `refreshed`,
@@ -154,6 +157,7 @@ pub struct Metrics {
     released: Counter,
     writes_retried: Counter,
     outcomes: Family<WithLabels, Counter>,
+    looks: Family<LookLabels, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
     breaker_open: Family<IntegrationLabels, Gauge>,
     lever_oauth: Family<OutcomeLabels, Counter>,
@@ -186,6 +190,12 @@ struct TableLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WithLabels {
     with: Cow<'static, str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookLabels {
+    by: &'static str,
+    found: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,6 +247,7 @@ impl Default for Metrics {
         let released = Counter::default();
         let writes_retried = Counter::default();
         let outcomes = Family::<WithLabels, Counter>::default();
+        let looks = Family::<LookLabels, Counter>::default();
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         let breaker_open = Family::<IntegrationLabels, Gauge>::default();
         registry.register(
@@ -258,6 +269,11 @@ impl Default for Metrics {
             "outcomes_recorded",
             "Finished attempts written, with the worker's next claim or alone (and why)",
             outcomes.clone(),
+        );
+        registry.register(
+            "dispatcher_looks",
+            "The dispatcher's looks for integrations with queued events, by who answered and what",
+            looks.clone(),
         );
         registry.register(
             "breaker_transitions",
@@ -376,6 +392,7 @@ impl Default for Metrics {
             released,
             writes_retried,
             outcomes,
+            looks,
             breaker_transitions,
             breaker_open,
             lever_oauth,
@@ -480,6 +497,13 @@ impl Metrics {
                 with: Cow::Borrowed(with),
             })
             .inc();
+    }
+
+    /// The dispatcher looked for integrations with queued events: answered by the last `claim`
+    /// or by the `store`; whether it `found` any.
+    pub fn look(&self, by: &'static str, found: bool) {
+        let found = if found { "some" } else { "none" };
+        self.looks.get_or_create(&LookLabels { by, found }).inc();
     }
 
     /// An integration's circuit breaker moved to `state` (`closed`, `open`, `half-open`).

@@ -101,7 +101,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
     }
     let opps_file = moves(PROCESS_EVENTS, "bench")?;
     let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
-    let trips = round_trips(&cluster).await;
+    let trips = counted(&cluster).await;
     let started = Instant::now();
     let (sent, done) = process(&cluster, &store, &trigger, &opps_file, PROCESS_EVENTS).await?;
     let done = done.saturating_sub(warmed);
@@ -115,7 +115,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         ),
         "-",
     ));
-    let trips = round_trips(&cluster).await - trips;
+    let trips = counted(&cluster).await.minus(&trips);
     rows.push(Row::plain(
         format!("{label}: host CPU per event (all hosts)"),
         per_unit(&cluster, cpu, statements, trips, done as f64, 1000.0, "ms"),
@@ -125,7 +125,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
     let intake = integration(stack, INTAKE)?;
     let stage = stack.lever.stage_id(INTAKE_STAGE).context("intake stage")?;
     let (cpu, statements) = (hosts_cpu(&cluster), statement_calls(&cluster.database));
-    let trips = round_trips(&cluster).await;
+    let trips = counted(&cluster).await;
     let r = drive(
         &Drive {
             url: format!("{}/hooks/{INTAKE}/lever", cluster.public_url()),
@@ -153,7 +153,7 @@ async fn one(rows: &mut Vec<Row>, hosts: usize) -> anyhow::Result<()> {
         "-",
     ));
     let acked = r["ok"].as_f64().unwrap_or_default();
-    let trips = round_trips(&cluster).await - trips;
+    let trips = counted(&cluster).await.minus(&trips);
     rows.push(Row::plain(
         format!("{label}: host CPU per ack (all hosts, processing included)"),
         per_unit(&cluster, cpu, statements, trips, acked, 1e6, "µs"),
@@ -189,23 +189,56 @@ async fn process(
     Ok((sent, drain(store, CERTN).await?))
 }
 
-/// Round trips to the database the hosts counted so far (`switchyard_store_round_trips_total`,
-/// summed): statements sent together count once, which `pg_stat_statements` cannot tell.
-async fn round_trips(cluster: &Cluster) -> f64 {
-    let mut sum = 0.0;
+/// What the hosts counted so far, summed over them: round trips to the database
+/// (`switchyard_store_round_trips_total`: statements sent together count once, which
+/// `pg_stat_statements` cannot tell) and the dispatchers' looks
+/// (`switchyard_dispatcher_looks_total`).
+#[derive(Default)]
+struct Counted {
+    trips: f64,
+    /// Looks asked of the store (a round trip each), and how many of them found nothing.
+    asked: f64,
+    asked_empty: f64,
+    /// Looks the claim before them answered (no round trip of their own).
+    by_claim: f64,
+}
+
+impl Counted {
+    fn minus(&self, before: &Counted) -> Counted {
+        Counted {
+            trips: self.trips - before.trips,
+            asked: self.asked - before.asked,
+            asked_empty: self.asked_empty - before.asked_empty,
+            by_claim: self.by_claim - before.by_claim,
+        }
+    }
+}
+
+async fn counted(cluster: &Cluster) -> Counted {
+    let mut sum = Counted::default();
     for i in 0..cluster.len() {
         let Ok(response) = reqwest::get(format!("{}/metrics", cluster.url(i))).await else {
             continue;
         };
         let text = response.text().await.unwrap_or_default();
-        sum += text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("switchyard_store_round_trips_total ")?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0);
+        for line in text.lines() {
+            let Some((name, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let value = value.parse::<f64>().unwrap_or(0.0);
+            if name == "switchyard_store_round_trips_total" {
+                sum.trips += value;
+            } else if name.starts_with("switchyard_dispatcher_looks_total{") {
+                if name.contains("by=\"claim\"") {
+                    sum.by_claim += value;
+                } else {
+                    sum.asked += value;
+                    if name.contains("found=\"none\"") {
+                        sum.asked_empty += value;
+                    }
+                }
+            }
+        }
     }
     sum
 }
@@ -221,7 +254,7 @@ fn per_unit(
     cluster: &Cluster,
     cpu: f64,
     statements: Option<HashMap<String, Calls>>,
-    trips: f64,
+    counted: Counted,
     units: f64,
     scale: f64,
     unit: &str,
@@ -229,13 +262,19 @@ fn per_unit(
     let units = units.max(1.0);
     let cpu = (hosts_cpu(cluster) - cpu) * scale / units;
     let label = format!("{} host(s), per {unit}", cluster.pids().len());
-    let counted = trips / units;
+    let trips = counted.trips / units;
+    let looks = format!(
+        "looks: {:.2} asked ({:.2} empty), {:.2} answered by the claim before",
+        counted.asked / units,
+        counted.asked_empty / units,
+        counted.by_claim / units
+    );
     match statements.and_then(|before| statements_per(&cluster.database, &before, units, &label)) {
         Some((all, sent)) => format!(
             "{cpu:.1} {unit} ({all:.1} statements, {sent:.1} besides transaction control, \
-             {counted:.1} round trips counted by the hosts, each)"
+             {trips:.1} round trips counted by the hosts, each; {looks})"
         ),
-        None => format!("{cpu:.1} {unit} ({counted:.1} round trips each)"),
+        None => format!("{cpu:.1} {unit} ({trips:.1} round trips each; {looks})"),
     }
 }
 
@@ -250,11 +289,13 @@ fn psql(database: &str, sql: &str) -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// A statement's calls and the server's milliseconds spent in them, from `pg_stat_statements`.
+/// A statement's calls, the server's milliseconds spent in them and the rows they answered or
+/// changed, from `pg_stat_statements`.
 #[derive(Clone, Copy, Default)]
 struct Calls {
     calls: f64,
     ms: f64,
+    rows: f64,
 }
 
 /// Calls per statement the hosts' database ran so far, from `pg_stat_statements` (through
@@ -268,17 +309,20 @@ fn statement_calls(database: &str) -> Option<HashMap<String, Calls>> {
     )?;
     let out = psql(
         database,
-        "SELECT calls, total_exec_time, regexp_replace(query, '\\s+', ' ', 'g') \
+        "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g') \
          FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )?;
     let mut calls: HashMap<String, Calls> = HashMap::new();
     for line in out.lines() {
-        let mut fields = line.splitn(3, '|');
-        if let (Some(n), Some(ms), Some(query)) = (fields.next(), fields.next(), fields.next()) {
+        let mut fields = line.splitn(4, '|');
+        if let (Some(n), Some(ms), Some(rows), Some(query)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        {
             let c = calls.entry(query.to_string()).or_default();
             c.calls += n.parse::<f64>().unwrap_or_default();
             c.ms += ms.parse::<f64>().unwrap_or_default();
+            c.rows += rows.parse::<f64>().unwrap_or_default();
         }
     }
     Some(calls)
@@ -288,7 +332,8 @@ fn statement_calls(database: &str) -> Option<HashMap<String, Calls>> {
 /// trips: `BEGIN`, `SAVEPOINT` and `RELEASE` travel with the next statement (`pg_direct`), and
 /// `SET CONSTRAINTS` with the `COMMIT` after it, so they are no round trip of their own. With
 /// `SWITCHYARD_BENCH_PG_STATEMENTS` set, prints each statement's calls per unit (those of at
-/// least 0.05) and the server's mean milliseconds per call to stderr under `label`.
+/// least 0.05), the rows each call answered or changed on average (a look that found nothing
+/// answers none) and the server's mean milliseconds per call to stderr under `label`.
 fn statements_per(
     database: &str,
     before: &HashMap<String, Calls>,
@@ -296,18 +341,19 @@ fn statements_per(
     label: &str,
 ) -> Option<(f64, f64)> {
     let after = statement_calls(database)?;
-    // (calls per unit, mean ms per call, text)
-    let mut each: Vec<(f64, f64, &str)> = after
+    // (calls per unit, mean ms per call, text, rows per call)
+    let mut each: Vec<(f64, f64, &str, f64)> = after
         .iter()
         .map(|(q, c)| {
             let was = before.get(q).copied().unwrap_or_default();
             let calls = c.calls - was.calls;
             let mean = (c.ms - was.ms) / calls.max(1.0);
-            (calls / units, mean, q.as_str())
+            let rows = (c.rows - was.rows) / calls.max(1.0);
+            (calls / units, mean, q.as_str(), rows)
         })
         // Not the hosts' statements: this helper's own, and the `kv_totals` triggers' (run
         // inside the statement or the commit that fired them, which `track=all` lists apart).
-        .filter(|(n, _, q)| {
+        .filter(|(n, _, q, _)| {
             *n > 0.0
                 && !q.contains("pg_stat_statements")
                 && !q.contains("NEW.")
@@ -326,20 +372,20 @@ fn statements_per(
             || q.starts_with("RELEASE")
             || q.starts_with("SET CONSTRAINTS")
     };
-    let all: f64 = each.iter().map(|(n, _, _)| n).sum();
+    let all: f64 = each.iter().map(|(n, _, _, _)| n).sum();
     let trips: f64 = each
         .iter()
-        .filter(|(_, _, q)| !piggybacked(q))
-        .map(|(n, _, _)| n)
+        .filter(|(_, _, q, _)| !piggybacked(q))
+        .map(|(n, _, _, _)| n)
         .sum();
     if std::env::var_os("SWITCHYARD_BENCH_PG_STATEMENTS").is_some() {
         eprintln!(
             "--- {label}: {all:.2} statements, {trips:.2} besides transaction control, per unit"
         );
-        eprintln!("calls/unit  mean ms  statement");
-        for (n, mean, q) in each.iter().filter(|(n, _, _)| *n >= 0.05) {
+        eprintln!("calls/unit  rows/call  mean ms  statement");
+        for (n, mean, q, rows) in each.iter().filter(|(n, _, _, _)| *n >= 0.05) {
             let short: String = q.chars().take(150).collect();
-            eprintln!("{n:10.2}  {mean:7.3}  {short}");
+            eprintln!("{n:10.2}  {rows:9.2}  {mean:7.3}  {short}");
         }
     }
     Some((all, trips))

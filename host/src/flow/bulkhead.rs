@@ -487,8 +487,16 @@ impl Dispatcher {
             progress.recorded = alone((store, metrics), finished, "no_room").await;
             return Ok(None);
         }
-        let queued = match store.off_async(|s| s.queued_integrations()).await {
-            Ok(queued) => queued,
+        // On PostgreSQL the last claim may have read it already (no round trip).
+        let (looked, by) = match store.queued_integrations_known() {
+            Some(queued) => (Ok(queued), "claim"),
+            None => (store.off_async(|s| s.queued_integrations()).await, "store"),
+        };
+        let queued = match looked {
+            Ok(queued) => {
+                metrics.look(by, !queued.is_empty());
+                queued
+            }
             Err(e) => {
                 drop((gate, place));
                 progress.recorded = alone((store, metrics), finished, "error").await;

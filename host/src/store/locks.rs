@@ -303,8 +303,9 @@ mod tests {
         });
     }
 
-    /// Free on every host: the lock and the reads are one round trip, its check one, and its
-    /// release none (sent, not waited for), all on the caller's thread.
+    /// Free on every host: the lock and the reads are one round trip, its check none within a
+    /// second of it (the socket read, `pg::LOCK_FRESH`) and one past that, and its release none
+    /// (sent, not waited for), all on the caller's thread.
     #[tokio::test(flavor = "multi_thread")]
     async fn on_postgres_a_free_lock_is_taken_with_its_reads_in_one_round_trip() {
         let url = testing::postgres_url();
@@ -318,6 +319,10 @@ mod tests {
         assert_eq!((trips() - before, answered(&answers)), (1, 7));
         assert!(!can_take(&b, OPP).await, "host b waits for host a");
         let before = trips();
+        last_answer(&held, true);
+        held.still_held().await.unwrap();
+        assert_eq!(trips() - before, 0, "its socket read, no round trip");
+        last_answer(&held, false);
         held.still_held().await.unwrap();
         drop(held);
         assert_eq!(
@@ -358,14 +363,24 @@ mod tests {
         assert_eq!(read, 7);
     }
 
+    /// The last answer of a lock taken with reads `fresh` (its check reads the socket) or past
+    /// the second its socket answers for (its check is a round trip on its connection).
+    fn last_answer(held: &HeldLock, fresh: bool) {
+        match &held.advisory {
+            Some(Advisory::Direct(lock)) => lock.answered(fresh),
+            _ => panic!("taken with its reads"),
+        }
+    }
+
     /// A lock taken with reads lives as long as its connection: killed, the holder's check
-    /// says so, and another host takes the lock.
+    /// (its round trip) says so, and another host takes the lock.
     #[tokio::test(flavor = "multi_thread")]
     async fn on_postgres_a_lock_taken_with_reads_is_lost_with_its_connection() {
         let url = testing::postgres_url();
         let a = Store::open_postgres(&url, None).unwrap();
         let b = Store::open_postgres(&url, None).unwrap();
         let (held, _) = a.lock_with(OPP, &seven()).await.unwrap();
+        last_answer(&held, false);
         assert_eq!(
             terminate_lock_holders(&b),
             1,
@@ -377,6 +392,28 @@ mod tests {
             "host b takes the lock of the dead connection"
         );
         drop(held);
+    }
+
+    /// Within a second of its session's last answer the check reads the lock's socket instead
+    /// of a round trip: once another host can take the lock (its session ended), the holder's
+    /// check says it is lost, before any effect. A session the server ends sends its error
+    /// and closes its socket before its locks go.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_lock_lost_is_seen_by_the_check_without_a_round_trip() {
+        let url = testing::postgres_url();
+        let [a, b] = [(); 2].map(|_| Store::open_postgres(&url, None).unwrap());
+        let (held, _) = a.lock_with(OPP, &seven()).await.unwrap();
+        held.still_held().await.unwrap();
+        assert_eq!(terminate_lock_holders(&b), 1);
+        let taken = tokio::time::timeout(Duration::from_secs(10), b.lock(OPP)).await;
+        assert!(
+            taken.is_ok_and(|r| r.is_ok()),
+            "b takes the dead one's lock"
+        );
+        let trips = a.writer_stats().round_trips;
+        last_answer(&held, true);
+        assert!(matches!(held.still_held().await, Err(StoreError::LockLost)));
+        assert_eq!(a.writer_stats().round_trips, trips, "no round trip");
     }
 
     /// Ends every other session of `store`'s database that holds an advisory lock (as when a

@@ -15,12 +15,14 @@
 //! while it was down). SQLite is one process per file: the in-process wake-up is enough.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::queued_integrations::Looked;
 use super::{now_ms, Backend, Store};
 
 /// The channel hosts notify and listen on.
@@ -85,6 +87,7 @@ impl Store {
         let Backend::Postgres { pg, .. } = &self.backend else {
             return;
         };
+        pg.looked.changed();
         let delay = match pg.notify.offer(now_ms()) {
             Next::Now => None,
             Next::After(ms) => Some(ms),
@@ -147,18 +150,18 @@ impl Store {
             return None;
         };
         let (tx, rx) = mpsc::channel(1);
-        pg.spawn(listen_loop(pg.config(), tx));
+        pg.spawn(listen_loop(pg.config(), tx, pg.looked.clone()));
         Some(rx)
     }
 }
 
 /// Keeps a LISTEN connection open until `tx`'s receiver is gone, reconnecting with a backoff;
 /// a loss and a recovery are logged once each.
-async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>) {
+async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>, looked: Arc<Looked>) {
     let mut backoff = Duration::from_millis(100);
     let mut lost = false;
     loop {
-        let ended = listen_once(&config, &tx, &mut lost).await;
+        let ended = listen_once(&config, &tx, &looked, &mut lost).await;
         if tx.is_closed() {
             return;
         }
@@ -178,10 +181,13 @@ async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>) {
     }
 }
 
-/// One LISTEN connection, forwarding its notifications until it ends or nobody listens.
+/// One LISTEN connection, forwarding its notifications until it ends or nobody listens; each
+/// one (and the connection's opening) first makes the last claim's list of queued integrations
+/// stale ([`Looked`]): another host queued events.
 async fn listen_once(
     config: &tokio_postgres::Config,
     tx: &mpsc::Sender<()>,
+    looked: &Looked,
     lost: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
@@ -206,12 +212,16 @@ async fn listen_once(
         tracing::info!("listening for wake-ups from PostgreSQL again");
     }
     // Events may have been queued while nobody listened.
+    looked.changed();
     let _ = tx.try_send(());
     loop {
         tokio::select! {
             message = notified.recv() => match message {
                 // Full: a wake-up is pending already, which covers this one.
-                Some(()) => { let _ = tx.try_send(()); }
+                Some(()) => {
+                    looked.changed();
+                    let _ = tx.try_send(());
+                }
                 None => break,
             },
             _ = tx.closed() => break,

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
@@ -72,6 +73,8 @@ pub(in crate::store) struct Pg {
     shown: String,
     /// This host's NOTIFY throttle ([`super::notify`]).
     pub(in crate::store) notify: Arc<super::notify::Throttle>,
+    /// The integrations with queued events the last claim read ([`super::queued_integrations`]).
+    pub(in crate::store) looked: Arc<super::queued_integrations::Looked>,
     /// Round trips to the server so far, on every connection ([`Pg::round_trips`]).
     trips: Arc<AtomicU64>,
 }
@@ -161,6 +164,7 @@ impl Pg {
             config,
             shown: shown.clone(),
             notify: Arc::default(),
+            looked: Arc::default(),
             trips: Arc::default(),
         };
         // Answers now, or the host does not start.
@@ -380,25 +384,69 @@ impl Pg {
 /// ([`PgConn::send_only`]); a connection that cannot send it is closed instead, which releases
 /// the lock server-side.
 pub(in crate::store) struct DirectLock {
-    conn: Mutex<PgConn>,
+    conn: Mutex<Session>,
     key: i64,
 }
 
+/// A [`DirectLock`]'s connection, and when the last statement its session answered was sent.
+struct Session {
+    conn: PgConn,
+    proven: Instant,
+}
+
+/// How long after the lock's session last answered (counted from when that statement was sent)
+/// [`DirectLock::alive`] reads the session's socket instead of making a round trip.
+///
+/// Why this keeps the fencing: the lock is lost only when the server ends the session. A session
+/// the server ends (terminated, the server stopping or crashing, `idle_session_timeout`) sends
+/// its error and closes the socket before its locks go, so another host can take the lock only
+/// after that reached this host's socket (loopback or a network the host just talked over), and
+/// [`PgConn::probe`] reads it there. A session the server ends without reaching this host (the
+/// network cut) is ended by its dead-peer detection: TCP keepalives, at least 2 s after the
+/// last exchange (`tcp_keepalives_idle` and `_interval` are whole seconds), or
+/// `tcp_user_timeout` (off by default; README, "Running several hosts": not below this). Past
+/// this, or if the socket shows anything, the check is a round trip as before.
+const LOCK_FRESH: Duration = Duration::from_secs(1);
+
 impl DirectLock {
-    fn conn(&self) -> std::sync::MutexGuard<'_, PgConn> {
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the lock's session still lives: a round trip on its connection, bounded by
+    /// Whether the lock's session still lives: within [`LOCK_FRESH`] of its last answer, its
+    /// socket shows no end (no round trip); else a round trip on its connection, bounded by
     /// [`LOCK_CHECK_TIMEOUT`] (see [`AdvisoryLock::alive`]).
     pub(in crate::store) fn alive(&self) -> bool {
-        self.conn().answers_within(LOCK_CHECK_TIMEOUT)
+        let mut session = self.session();
+        if session.proven.elapsed() < LOCK_FRESH {
+            return !session.conn.probe();
+        }
+        let sent = Instant::now();
+        let alive = session.conn.answers_within(LOCK_CHECK_TIMEOUT);
+        if alive {
+            session.proven = sent;
+        }
+        alive
+    }
+
+    /// Makes the session's last answer `fresh` (within [`LOCK_FRESH`]) or not (tests: what the
+    /// check does must not depend on how fast the machine runs them).
+    #[cfg(test)]
+    pub(in crate::store) fn answered(&self, fresh: bool) {
+        let now = Instant::now();
+        let at = if fresh {
+            Some(now)
+        } else {
+            now.checked_sub(LOCK_FRESH)
+        };
+        self.session().proven = at.unwrap_or(now);
     }
 }
 
 impl Drop for DirectLock {
     fn drop(&mut self) {
-        let conn = self.conn();
+        let session = self.session();
+        let conn = &session.conn;
         if std::thread::panicking() {
             // Not reused (see `PgConn`'s drop): closing it releases the lock.
             return;
@@ -425,6 +473,7 @@ impl Pg {
         reads: &[Statement],
     ) -> Result<Option<(DirectLock, Vec<Vec<Row>>)>> {
         let conn = self.take(&self.lock_direct, LOCK_POOL_SIZE, LOCK_POOL_WAIT)?;
+        let sent = Instant::now();
         let mut statements = Vec::with_capacity(reads.len() + 1);
         statements.push(Statement::new(
             "SELECT pg_try_advisory_lock(?1)",
@@ -440,7 +489,7 @@ impl Pg {
         match answered {
             Ok((true, rows)) => Ok(Some((
                 DirectLock {
-                    conn: Mutex::new(conn),
+                    conn: Mutex::new(Session { conn, proven: sent }),
                     key,
                 },
                 rows,

@@ -40,8 +40,9 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde::Serialize;
 
+use super::queued_integrations::QUEUED_INTEGRATIONS;
 use super::sql::{args, values, Db, Dialect, Row, Statement, Value};
-use super::{now_ms, Event, EventState, Result, Store, StoreError};
+use super::{now_ms, Backend, Event, EventState, Result, Store, StoreError};
 
 /// Attempts kept per event (older ones are deleted as new ones are recorded).
 pub const HISTORY_PER_EVENT: i64 = 20;
@@ -181,6 +182,27 @@ pub struct Finish<'a> {
 pub(super) const EVENT_COLS: &str = "id, integration, kind, \
      (SELECT body FROM event_bodies b WHERE b.event_id = events.id), state, attempts, last_error, \
      connector_version, waiting_for, received_at, claim_seq";
+
+/// How many columns [`EVENT_COLS`] lists: the position of the first column a statement selects
+/// after them (a claim's due time, an event's detail), counted from the list itself so that a
+/// column added to it cannot shift what follows.
+pub(super) const EVENT_COLS_LEN: usize = columns(EVENT_COLS);
+
+/// The columns of a select list: its commas outside parentheses, plus one.
+const fn columns(list: &str) -> usize {
+    let bytes = list.as_bytes();
+    let (mut depth, mut n, mut i) = (0usize, 1, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => n += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    n
+}
 
 pub(in crate::store) fn event_row(r: &Row) -> Result<Event> {
     Ok(Event {
@@ -561,25 +583,32 @@ impl Store {
         let mine = run.to_owned();
         let wants: Vec<(String, usize)> = wants.iter().map(|(i, n)| (i.to_string(), *n)).collect();
         let written = finished.clone();
+        // On PostgreSQL the claim also reads which integrations have queued events, for the
+        // next look (`queued_integrations`): what may have queued events since it was sent
+        // makes that answer stale.
+        let looked = match &self.backend {
+            Backend::Postgres { pg, .. } => Some((pg.looked.clone(), pg.looked.since())),
+            Backend::Sqlite { .. } => None,
+        };
         let answer = self
             .write_db_later(move |db| {
                 if db.dialect() == Dialect::Postgres {
                     return claim_after_pg(db, finished.as_ref(), &mine, lease_ms, &wants, total);
                 }
                 let recorded = finished.map(|f| finished_on(db, &f)).transpose()?;
-                Ok((
-                    recorded,
-                    claim_batch_on(db, &mine, lease_ms, &wants, total)?,
-                ))
+                let claimed = claim_batch_on(db, &mine, lease_ms, &wants, total)?;
+                Ok((recorded, claimed, None))
             })
             .await;
-        if let Ok((_, events)) = &answer {
-            if let Some(f) = written {
-                f.written(&self.held);
-            }
-            self.held.claimed(run, events);
+        let (recorded, events, queued) = answer?;
+        if let Some(f) = written {
+            f.written(&self.held);
         }
-        answer
+        self.held.claimed(run, &events);
+        if let (Some((looked, since)), Some(queued)) = (looked, queued) {
+            looked.keep(since, queued);
+        }
+        Ok((recorded, events))
     }
 
     /// Hands back events this run claimed but never started (a graceful stop): queued again as
@@ -722,9 +751,9 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             Ok(Some((
                 event_row(&row)?,
-                row.int(11)?,
-                row.opt_int(12)?,
-                row.opt_text(13)?,
+                row.int(EVENT_COLS_LEN)?,
+                row.opt_int(EVENT_COLS_LEN + 1)?,
+                row.opt_text(EVENT_COLS_LEN + 2)?,
                 history,
             )))
         })?
@@ -839,12 +868,18 @@ fn lease(db: &dyn Db, run: &str, (now, lease_ms): (i64, i64), order: &[i64]) -> 
     Ok(claimed.into_iter().map(|(_, event)| event).collect())
 }
 
+/// The integrations with queued events a claim read after its leases, in its round trip, for
+/// the dispatcher's next look (`None`: not read).
+type QueuedAfter = Option<Vec<String>>;
+
 /// [`Store::claim_batch_after`] on PostgreSQL: the finished attempt's statements (its calls and
 /// its fenced outcome, [`finished_statements_pg`]) go out with the deal's first `SELECT`s, one
 /// round trip for both (they do not wait on each other's answers; the `SELECT`s run after the
 /// outcome, in the same transaction, so an outcome that queues its event again for now lets it
 /// be claimed at once, as before), then the lease, which carries the commit when the claim is
-/// alone in its batch. Whether the outcome was recorded (`None`: none given), and the events.
+/// alone in its batch. Whether the outcome was recorded (`None`: none given), the events, and
+/// the integrations with queued events after the lease when the claim read them
+/// ([`lease_each_pg`]).
 fn claim_after_pg(
     db: &dyn Db,
     finished: Option<&Finished>,
@@ -852,10 +887,10 @@ fn claim_after_pg(
     lease_ms: i64,
     wants: &[(String, usize)],
     total: usize,
-) -> Result<(Option<bool>, Vec<Event>)> {
+) -> Result<(Option<bool>, Vec<Event>, QueuedAfter)> {
     if wants.is_empty() || total == 0 {
         let recorded = finished.map(|f| finished_on(db, f)).transpose()?;
-        return Ok((recorded, Vec::new()));
+        return Ok((recorded, Vec::new(), None));
     }
     let now = now_ms();
     let lead = finished.map(finished_statements_pg).unwrap_or_default();
@@ -864,14 +899,14 @@ fn claim_after_pg(
         .map(|(_, want)| (*want).min(total))
         .sum::<usize>()
         <= total;
-    let (answers, claimed) = if fits {
+    let (answers, claimed, queued) = if fits {
         lease_each_pg(db, lead, run, (now, lease_ms), wants, total)?
     } else {
         let (answers, order) = deal_pg(db, now, wants, total, lead)?;
-        (answers, lease(db, run, (now, lease_ms), &order)?)
+        (answers, lease(db, run, (now, lease_ms), &order)?, None)
     };
     let recorded = finished.map(|_| recorded(answers.last())).transpose()?;
-    Ok((recorded, claimed))
+    Ok((recorded, claimed, queued))
 }
 
 /// Leases the oldest due events of integration `?4`, at most `?5`, with [`LEASE`]'s `?1`..`?3`:
@@ -889,8 +924,10 @@ static LEASE_DUE_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// `total`, add up to no more than it): the deal then gives each its oldest due events, so each
 /// integration's are selected and leased by one statement ([`LEASE_DUE_PG`]), all sent
 /// together after `lead` (statements answering rows) and, alone in the batch, with the commit:
-/// one round trip. `lead`'s answers, and the events in the deal's order (round robin in the
-/// order of `wants`, oldest first within each).
+/// one round trip. Last comes the dispatcher's next look, which integrations still have queued
+/// events ([`QUEUED_INTEGRATIONS`], after the leases in their transaction). `lead`'s answers,
+/// the events in the deal's order (round robin in the order of `wants`, oldest first within
+/// each), and that list.
 fn lease_each_pg(
     db: &dyn Db,
     lead: Vec<Statement>,
@@ -898,7 +935,7 @@ fn lease_each_pg(
     (now, lease_ms): (i64, i64),
     wants: &[(String, usize)],
     total: usize,
-) -> Result<(Vec<Vec<Row>>, Vec<Event>)> {
+) -> Result<(Vec<Vec<Row>>, Vec<Event>, QueuedAfter)> {
     let lead_len = lead.len();
     let mut statements = lead;
     statements.extend(wants.iter().map(|(integration, want)| {
@@ -908,14 +945,21 @@ fn lease_each_pg(
             values![now, run, now + lease_ms, integration.as_str(), n],
         )
     }));
+    statements.push(Statement::new(QUEUED_INTEGRATIONS, Vec::new()));
     let mut answers = db.query_all_last(&statements)?;
+    let queued = answers
+        .pop()
+        .ok_or(StoreError::NoRow)?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>>>()?;
     let leased = answers.split_off(lead_len);
     // Keyed by (rank within its integration, the integration's place): the deal's order.
     let mut claimed = Vec::new();
     for (at, rows) in leased.iter().enumerate() {
         let mut events = rows
             .iter()
-            .map(|r| Ok((r.int(11)?, event_row(r)?)))
+            .map(|r| Ok((r.int(EVENT_COLS_LEN)?, event_row(r)?)))
             .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|(due, event)| (*due, event.id));
         claimed.extend(
@@ -929,6 +973,7 @@ fn lease_each_pg(
     Ok((
         answers,
         claimed.into_iter().map(|(_, event)| event).collect(),
+        Some(queued),
     ))
 }
 
@@ -1089,6 +1134,27 @@ mod tests {
             started_at_ms: now_ms(),
             took_ms: 3,
         }
+    }
+
+    /// What a statement selects after [`EVENT_COLS`] is read at [`EVENT_COLS_LEN`], which the
+    /// list itself gives (a subquery's commas are not columns).
+    #[test]
+    fn the_column_after_the_event_columns_is_found_from_their_list() {
+        assert_eq!(columns("a, (SELECT b FROM t WHERE c IN (1, 2)), d"), 3);
+        on_both(|s| {
+            s.enqueue("i", "k", "d1", "{}").unwrap();
+            let row = s
+                .read_db(|db| {
+                    db.query_one(
+                        &format!("SELECT {EVENT_COLS}, next_attempt_at FROM events"),
+                        &[],
+                    )
+                })
+                .unwrap();
+            assert_eq!(row.0.len(), EVENT_COLS_LEN + 1);
+            let event = event_row(&row).unwrap();
+            assert_eq!(row.int(EVENT_COLS_LEN).unwrap(), event.received_at_ms);
+        });
     }
 
     #[test]
