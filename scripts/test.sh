@@ -6,7 +6,7 @@
 # harness needs the host's dependencies, not the host). Every later cargo command (the test run,
 # scripts/bench.sh and scripts/demo.sh's `cargo build --bins`) resolves the same features
 # (tests/Cargo.toml says how) and compiles nothing shared again. Test harnesses compile at
-# opt-level 1 (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only
+# opt-level 0 (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only
 # tests run, in Cargo.toml, likewise); the demo, soak and load-generator binaries, which no test
 # runs, are not built, nor the benchmark-only code (tests/Cargo.toml's `bench` feature). Each
 # connector is built once for wasm32-wasip2: the production ones into plugins/target/
