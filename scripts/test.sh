@@ -6,7 +6,7 @@
 # harness needs the host's dependencies, not the host). Every later cargo command (the test run,
 # scripts/bench.sh and scripts/demo.sh's `cargo build --bins`) resolves the same features
 # (tests/Cargo.toml says how) and compiles nothing shared again. Test harnesses compile at
-# opt-level 1 (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only
+# opt-level 0 (scripts/rustc-tests.sh, cargo's rustc for the workspace members; the crates only
 # tests run, in Cargo.toml, likewise); the demo, soak and load-generator binaries, which no test
 # runs, are not built, nor the benchmark-only code (tests/Cargo.toml's `bench` feature). Each
 # connector is built once for wasm32-wasip2: the production ones into plugins/target/
@@ -22,7 +22,8 @@
 # packages (network and apt), the connectors (their own target directories, mostly one crate at a
 # time: LTO with one codegen unit), the Python/JavaScript examples; the templates and every
 # scenario (`switchyard connector test`) start as soon as cargo has linked the binary, while the
-# test targets still compile; the connectors' native unit tests run beside the test run. A
+# test targets still compile, and every test but the end-to-end `polyglot::` ones (which need
+# them) runs beside them; the connectors' native unit tests run beside the last tests. A
 # background job's output is printed, whole, when the script waits for it; each phase prints its
 # wall and CPU time (its processes', children included) when it ends, and the list is printed
 # again at the end.
@@ -158,25 +159,31 @@ phase "cargo build (switchyard, test targets)" build
 # Already written when cargo linked it (belt and braces: the toolchains job waits for this).
 touch "$binary_ready"
 join connectors
-join toolchains
 join system
 # A throwaway PostgreSQL for the store's tests on that backend (they fail, never skip, without it):
 # started once for the whole run, stopped and removed on exit.
 eval "$(scripts/pg.sh start)"
 
-# The connectors' native unit tests beside the test run (their own cargo workspace and target
-# directory): they feed nothing else, and the test run leaves a core mostly idle.
-bg native native_tests
-# The unit and integration tests (tests/: the end-to-end ones; sim/tests/) in one run, then the
-# doc tests. `--tests` runs the targets whose manifest leaves `test` on, as the build above
-# built them; `--lib --bins` would build and run a harness for the targets that set
-# `test = false` too (cargo ignores the flag for explicit target filters). Both select targets,
-# not packages, so their features (and the build) are the workspace's, as compiled above.
+# The unit and integration tests (tests/: the end-to-end ones; sim/tests/), then the doc tests.
+# `--tests` runs the targets whose manifest leaves `test` on, as the build above built them;
+# `--lib --bins` would build and run a harness for the targets that set `test = false` too
+# (cargo ignores the flag for explicit target filters). Both select targets, not packages, so
+# their features (and the build) are the workspace's, as compiled above; so does `--workspace
+# --test e2e`. Only the end-to-end `polyglot::` tests need what `toolchains.sh test` makes (the
+# templates' components, the compiled-code cache of the scenarios), and it starts only once the
+# binary is linked: every other test runs beside it (it mostly compiles components, the tests
+# mostly wait), the polyglot tests after it.
 # libtest runs one binary at a time and one test per core; the tests mostly wait (loopback HTTP,
 # child processes, timers). Running the end-to-end binary beside the others, or more test
 # threads, would use the idle core, but neither has yet been run often enough under load to show
 # the suite stays reliable with it.
-phase "cargo test (run): unit and integration tests" cargo test --release --workspace --tests
+phase "cargo test (run): all but polyglot::" cargo test --release --workspace --tests -- --skip polyglot::
+join toolchains
+# The connectors' native unit tests beside the rest (their own cargo workspace and target
+# directory; after toolchains.sh test, whose Rust template shares their build directory): they
+# feed nothing else, and the test run leaves a core mostly idle.
+bg native native_tests
+phase "cargo test (run): polyglot::" cargo test --release --workspace --test e2e -- polyglot::
 phase "cargo test (run): doc tests" cargo test --release --workspace --doc
 join native
 echo "test.sh: phases (wall, CPU, start):" >&2
