@@ -40,6 +40,8 @@ mod in_process;
 mod loadgen;
 #[path = "bench/postgres.rs"]
 mod postgres;
+#[path = "bench/snapshot.rs"]
+mod snapshot;
 #[path = "bench/table.rs"]
 mod table;
 #[path = "bench/threads.rs"]
@@ -101,7 +103,12 @@ const NOTES: &str = "
   KiB written per ack: the host's `write_bytes` (/proc/<pid>/io: WAL frames and checkpoints,
   processing's writes included) over the run, per 200.
 - ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
-  unsent requests counted with the latency reached at the generator's deadline.
+  unsent requests counted with the latency reached at the generator's deadline; p99 by second:
+  of the requests due in each second of the run (a tail from one stall shows in one second).
+  "… per ack": what the host did between the run's start and end per 200, figures load on the
+  machine disturbs less than latency: CPU by thread (µs and context switches), the group
+  commit's writes, WAL frames, bytes written (checkpoints included), acks and WAL frames per
+  commit, and events retried per second (the down integration's, behind the backlog rows).
   …queued behind a down ATS: the same runs after 50,000 webhooks were sent (closed loop) to a
   third integration whose Lever API is a closed port: its events fail to reach the ATS, are
   retried later and open its circuit breaker, while they stay queued beside the intake.

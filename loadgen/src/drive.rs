@@ -98,6 +98,8 @@ pub enum Pace {
 
 /// One answered (or failed) request.
 struct Sample {
+    /// When it was meant to be sent, from the run's start (its second in `p99_by_second`).
+    at: Duration,
     latency: Duration,
     /// HTTP status; 0 for a connection error or timeout.
     status: u16,
@@ -156,6 +158,7 @@ pub async fn run(
         samples.extend((sent..total).filter_map(|i| {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             (due < stop).then(|| Sample {
+                at: due - start,
                 latency: stop - due,
                 status: UNSENT,
             })
@@ -230,6 +233,7 @@ async fn connection_task(
         };
         let now = Instant::now();
         result.samples.push(Sample {
+            at: intended - limits.start,
             latency: now - intended,
             status,
         });
@@ -266,6 +270,7 @@ fn report(
     let sent = samples.iter().filter(|s| s.status != UNSENT).count();
     statuses.remove(&UNSENT.to_string());
     samples.sort_by_key(|s| s.latency);
+    let by_second = p99_by_second(&samples);
     let counted = samples.len();
     let pct = |p: f64| {
         let i = ((counted.max(1) - 1) as f64 * p).round() as usize;
@@ -292,8 +297,30 @@ fn report(
             "p90": pct(0.90),
             "p99": pct(0.99),
             "max": samples.last().map_or(0, |s| s.latency.as_micros() as u64),
+            "p99_by_second": by_second,
         },
     })
+}
+
+/// The p99 latency (µs) of the requests meant to be sent in each second of the run, in order:
+/// whether a tail comes from one moment (a stall) or from the whole run. `sorted` by latency.
+fn p99_by_second(sorted: &[Sample]) -> Vec<u64> {
+    let mut seconds: Vec<Vec<u64>> = Vec::new();
+    for s in sorted {
+        let k = s.at.as_secs() as usize;
+        if seconds.len() <= k {
+            seconds.resize_with(k + 1, Vec::new);
+        }
+        seconds[k].push(s.latency.as_micros() as u64);
+    }
+    seconds
+        .iter()
+        .map(|l| {
+            l.get(((l.len().max(1) - 1) as f64 * 0.99).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 #[cfg(test)]

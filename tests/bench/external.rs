@@ -25,6 +25,7 @@ use switchyard_tests::lever_of;
 use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config, written_bytes};
 
 use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
+use super::snapshot::{metric, Snapshot};
 use super::table::Row;
 use super::threads;
 use switchyard_tests::support_admin::connectors_dir;
@@ -297,8 +298,11 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         "<= 20 µs",
     ));
     for rate in OPEN_RATES {
+        let before = Snapshot::take(stack.addr, host.pid()).await;
         let r = open_loop(&to_intake(OPEN_CONNECTIONS), rate).await?;
+        let after = Snapshot::take(stack.addr, host.pid()).await;
         rows.push(latency_row(&r, rate, ""));
+        rows.push(latency_figures(rate, "", before.per_ack(&after, ok(&r))));
         skipped.push(timed_drain(&db, INTAKE).await?);
     }
     // The same with a backlog behind an integration whose ATS is down.
@@ -323,7 +327,9 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
             .iter()
             .filter_map(|s| waiting.get(*s))
             .sum::<u64>();
+        let before = Snapshot::take(stack.addr, host.pid()).await;
         let r = open_loop(&to_intake(OPEN_CONNECTIONS), rate).await?;
+        let after = Snapshot::take(stack.addr, host.pid()).await;
         rows.push(latency_row(
             &r,
             rate,
@@ -331,6 +337,12 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
                 ", {behind} events queued behind a down ATS ({} of {QUEUED_BEHIND} acked)",
                 backlog["ok"]
             ),
+        ));
+        let figures = before.per_ack(&after, ok(&r));
+        rows.push(latency_figures(
+            rate,
+            ", backlog behind a down ATS",
+            figures,
         ));
         skipped.push(timed_drain(&db, INTAKE).await?);
     }
@@ -400,14 +412,16 @@ fn latency_row(r: &Value, rate: u32, with: &str) -> Row {
     Row::plain(
         format!("ack latency at {rate}/s offered, {OPEN_CONNECTIONS} connections{with}"),
         format!(
-            "p50 {}, p90 {}, p99 {}, max {} (achieved {:.0}/s; {} not 200, {} unsent)",
+            "p50 {}, p90 {}, p99 {}, max {} (achieved {:.0}/s; {} not 200, {} unsent; \
+             p99 by second {})",
             ms(r, "p50"),
             ms(r, "p90"),
             ms(r, "p99"),
             ms(r, "max"),
             r["achieved_per_s"].as_f64().unwrap_or_default(),
             failures(r),
-            r["unsent"]
+            r["unsent"],
+            by_second(r)
         ),
         if rate == 5_000 {
             "p99 <= 5 ms"
@@ -415,6 +429,17 @@ fn latency_row(r: &Value, rate: u32, with: &str) -> Row {
             "p99 <= 2 ms"
         },
     )
+}
+
+/// What the host did per ack in the open-loop run at `rate`/s (`figures`, from
+/// [`Snapshot::per_ack`]); `with` says what else the host holds.
+fn latency_figures(rate: u32, with: &str, figures: String) -> Row {
+    Row::plain(format!("… at {rate}/s{with}: per ack"), figures, "-")
+}
+
+/// Webhooks a drive report says were answered 200.
+fn ok(report: &Value) -> f64 {
+    report["ok"].as_f64().unwrap_or_default()
 }
 
 /// Integration `id` of the stack's config.
@@ -434,6 +459,19 @@ pub fn integration<'a>(
 fn ms(report: &Value, field: &str) -> String {
     let us = report["latency_us"][field].as_f64().unwrap_or_default();
     format!("{:.2} ms", us / 1000.0)
+}
+
+/// The p99 of each second of an open-loop run, in ms: `[4.1, 2.0, …]`.
+fn by_second(report: &Value) -> String {
+    let seconds: Vec<String> = report["latency_us"]["p99_by_second"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|us| format!("{:.1}", us.as_f64().unwrap_or_default() / 1000.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("[{}]", seconds.join(", "))
 }
 
 /// Requests of a drive report not answered 200 (other statuses and connection errors).
@@ -502,15 +540,4 @@ async fn outcomes(addr: std::net::SocketAddr) -> Vec<f64> {
         counts.push(metric(addr, &name).await);
     }
     counts
-}
-
-/// A counter of the host's `/metrics` (0 when absent or unreadable).
-async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("http://{addr}/metrics")).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }

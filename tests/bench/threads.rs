@@ -50,20 +50,39 @@ pub fn per_unit(
     after: &BTreeMap<String, Usage>,
     units: u64,
 ) -> String {
-    let units = units.max(1) as f64;
+    split(before, after, units.max(1) as f64, 1000.0, "ms")
+}
+
+/// [`per_unit`] in µs of CPU (per acknowledged webhook).
+pub fn per_unit_us(
+    before: &BTreeMap<String, Usage>,
+    after: &BTreeMap<String, Usage>,
+    units: f64,
+) -> String {
+    split(before, after, units.max(1.0), 1e6, "µs")
+}
+
+/// The pieces of [`per_unit`], CPU seconds times `scale` named `unit`.
+fn split(
+    before: &BTreeMap<String, Usage>,
+    after: &BTreeMap<String, Usage>,
+    units: f64,
+    scale: f64,
+    unit: &str,
+) -> String {
     let mut rows: Vec<(String, f64, f64)> = after
         .iter()
         .map(|(name, a)| {
             let b = before.get(name).copied().unwrap_or_default();
-            let ms = (a.cpu_secs - b.cpu_secs).max(0.0) * 1000.0 / units;
+            let cpu = (a.cpu_secs - b.cpu_secs).max(0.0) * scale / units;
             let sw = a.switches.saturating_sub(b.switches) as f64 / units;
-            (name.clone(), ms, sw)
+            (name.clone(), cpu, sw)
         })
-        .filter(|(_, ms, _)| *ms > 0.0)
+        .filter(|(_, cpu, _)| *cpu > 0.0)
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     rows.iter()
-        .map(|(name, ms, sw)| format!("{name} {ms:.2} ms / {sw:.1} cs"))
+        .map(|(name, cpu, sw)| format!("{name} {cpu:.2} {unit} / {sw:.2} cs"))
         .collect::<Vec<_>>()
         .join(", ")
 }

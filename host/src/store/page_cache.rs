@@ -39,6 +39,9 @@ unsafe impl Sync for Methods {}
 /// Truncations skipped where the default cache would have scanned its hash table.
 static WALKS_AVOIDED: AtomicU64 = AtomicU64::new(0);
 
+/// Truncations of every page done without the default cache's walk ([`emptied`]).
+static EMPTIED: AtomicU64 = AtomicU64::new(0);
+
 /// Tests: each truncation the wrapper would skip is forwarded anyway, and counted in
 /// [`WRONG_SKIPS`] if the default cache then held fewer pages (the skip would have kept a page
 /// it must drop).
@@ -251,10 +254,36 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
             WALKS_AVOIDED.fetch_add(1, Ordering::Relaxed);
         }
         Truncation::Forwarded => {
+            if limit <= 1 && unsafe { emptied(c.inner) } {
+                EMPTIED.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             if let Some(f) = inner().xTruncate {
                 unsafe { f(c.inner, limit) }
             }
         }
+    }
+}
+
+/// Whether the default cache `c` holds no page once its unpinned pages are dropped.
+///
+/// A truncation that drops every page (`limit` 1: a read connection's reset when another
+/// connection wrote since its last read, so under steady writes at each of its reads) walks
+/// every slot of the default cache's hash table, which keeps the size it grew to for the
+/// connection's largest read, however few pages it holds now: most of the CPU of a read of a
+/// few pages. `xShrink` drops the unpinned pages by walking them alone (its recently-used
+/// list); with none pinned (a reset pins none) nothing is left to truncate.
+///
+/// # Safety
+/// `c` is a live handle of the default cache, used from its connection's thread.
+unsafe fn emptied(c: *mut ffi::sqlite3_pcache) -> bool {
+    let i = inner();
+    match (i.xShrink, i.xPagecount) {
+        (Some(shrink), Some(count)) => unsafe {
+            shrink(c);
+            count(c) == 0
+        },
+        _ => false,
     }
 }
 
@@ -318,6 +347,12 @@ pub unsafe fn install() -> bool {
 /// hash table (all of it, or the slots between the limit and the largest key it saw).
 pub fn walks_avoided() -> u64 {
     WALKS_AVOIDED.load(Ordering::Relaxed)
+}
+
+/// Truncations of every page done so far (process-wide) by dropping the cache's pages alone,
+/// where the default cache would have walked its whole hash table ([`emptied`]).
+pub fn resets_emptied() -> u64 {
+    EMPTIED.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -457,6 +492,26 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, 3000);
+        // A read connection that read many pages, then reads again after a write: its cache
+        // is emptied without the walk of its hash table, and the read sees the write.
+        let reads = || {
+            store
+                .read_db(|db| {
+                    let all = db.query_one("SELECT COUNT(*) FROM events WHERE kind > ''", &[])?;
+                    let later = db.query_one("SELECT COUNT(*) FROM later", &[])?;
+                    Ok((all.int(0)?, later.int(0)?))
+                })
+                .unwrap()
+        };
+        assert_eq!(reads(), (3000, 200));
+        let before = resets_emptied();
+        conn.execute("DELETE FROM later WHERE rowid <= 50", [])
+            .unwrap();
+        assert_eq!(reads(), (3000, 150));
+        assert!(
+            resets_emptied() > before,
+            "the reader's reset walked its cache"
+        );
         // Memory statistics off: SQLite counted none of the allocations above.
         assert_eq!(unsafe { ffi::sqlite3_memory_used() }, 0);
         // The group commit's WAL writes were gathered, several into each call.
