@@ -182,11 +182,19 @@ async fn serve(config: &Path, addr: SocketAddr) -> Served {
         .spawn()
         .unwrap();
     let served = Served(child);
-    eventually("the host is up", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(addr).ok().map(|_| ())
-    })
-    .await;
-    served
+    // Until `/healthz` answers, not merely until the port accepts: the listener is bound before
+    // the connectors load, and a webhook sent meanwhile waits for them (the simulator's first
+    // delivery timed out at 5 s while a loaded machine compiled the hostile connector).
+    let url = format!("http://{addr}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = reqwest::get(&url).await;
+        if answer.is_ok_and(|r| r.status() == 200) {
+            return served;
+        }
+        assert!(Instant::now() < deadline, "the host did not come up in 60 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
