@@ -105,7 +105,7 @@ const NOTES: &str = "
 - ack latency: open loop at a fixed rate for 5 s; latency from each request's intended send time,
   unsent requests counted with the latency reached at the generator's deadline; p99 by second:
   of the requests due in each second of the run (a tail from one stall shows in one second).
-  "… per ack": what the host did between the run's start and end per 200, figures load on the
+  \"… per ack\": what the host did between the run's start and end per 200, figures load on the
   machine disturbs less than latency: CPU by thread (µs and context switches), the group
   commit's writes, WAL frames, bytes written (checkpoints included), acks and WAL frames per
   commit, and events retried per second (the down integration's, behind the backlog rows).

@@ -192,7 +192,10 @@ async fn serve(config: &Path, addr: SocketAddr) -> Served {
         if answer.is_ok_and(|r| r.status() == 200) {
             return served;
         }
-        assert!(Instant::now() < deadline, "the host did not come up in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the host did not come up in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
