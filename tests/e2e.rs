@@ -32,3 +32,16 @@ mod retention;
 mod serve_config;
 mod shared;
 mod spine;
+
+/// A port the test kit picks for a server started later (a host process, a restart) is free and
+/// lies below the kernel's ephemeral range, where outbound connections cannot take it meanwhile.
+#[test]
+fn a_port_for_a_later_server_is_free_and_below_the_ephemeral_range() {
+    use switchyard_testkit::ports::{ephemeral_from, free_loopback_addr, LOWEST};
+    let addr = free_loopback_addr().expect("a free port");
+    assert!(addr.ip().is_loopback());
+    if ephemeral_from() > LOWEST + 1_000 {
+        assert!((LOWEST..ephemeral_from()).contains(&addr.port()), "{addr}");
+    }
+    std::net::TcpListener::bind(addr).expect("still free");
+}

@@ -61,9 +61,7 @@ fn an_unreachable_postgres_is_named_without_its_password_and_serve_exits_non_zer
 async fn a_reachable_postgres_is_migrated_and_served() {
     let url = switchyard_testkit::pg::database();
     let dir = switchyard_tests::scratch("pg-serve");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let addr = switchyard_testkit::ports::free_loopback_addr().expect("a free port");
     let config = dir.join("switchyard.toml");
     std::fs::write(
         &config,

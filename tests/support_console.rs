@@ -194,8 +194,7 @@ const BROWSER_MISSING: &str = "chromium and chromedriver are needed for the brow
 
 /// Starts chromedriver on a free loopback port and waits (bounded) until it answers.
 pub async fn driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+    let port = switchyard_testkit::ports::free_loopback_addr()
         .map(|a| a.port())
         .expect("a free port");
     // Chromium's profile and chromedriver's scoped dirs go here, not in /tmp, where a killed

@@ -69,7 +69,7 @@ impl Cluster {
         let admin_token = format!("cluster-admin-{}", uuid::Uuid::new_v4().simple());
         let mut slots = Vec::with_capacity(hosts);
         for i in 0..hosts {
-            let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            let addr = crate::ports::free_loopback_addr()?;
             let host_dir = dir.path().join(format!("host{i}"));
             std::fs::create_dir_all(&host_dir)?;
             let mut config = stack.config.clone();

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod demo;
 pub mod lever_oauth;
 pub mod pg;
+pub mod ports;
 pub mod stack;
 
 pub use cluster::Cluster;

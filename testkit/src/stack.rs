@@ -215,7 +215,7 @@ impl Stack {
         let certn = CertnSim::start(opts.certn.clone()).await?;
         let addr = match opts.listen {
             Some(a) => a,
-            None => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+            None => crate::ports::free_loopback_addr()?,
         };
         let base = format!("http://{addr}");
         let certn_secrets = [
