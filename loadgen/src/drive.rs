@@ -273,8 +273,9 @@ fn report(
     let by_second = p99_by_second(&samples);
     let counted = samples.len();
     let pct = |p: f64| {
-        let i = ((counted.max(1) - 1) as f64 * p).round() as usize;
-        samples.get(i).map_or(0, |s| s.latency.as_micros() as u64)
+        samples
+            .get(rank(counted, p))
+            .map_or(0, |s| s.latency.as_micros() as u64)
     };
     let secs = elapsed.as_secs_f64().max(1e-9);
     json!({
@@ -315,17 +316,34 @@ fn p99_by_second(sorted: &[Sample]) -> Vec<u64> {
     }
     seconds
         .iter()
-        .map(|l| {
-            l.get(((l.len().max(1) - 1) as f64 * 0.99).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        })
+        .map(|l| l.get(rank(l.len(), 0.99)).copied().unwrap_or(0))
         .collect()
+}
+
+/// The index of percentile `p` (0..=1) among `len` sorted values (nearest rank).
+fn rank(len: usize, p: f64) -> usize {
+    ((len.max(1) - 1) as f64 * p).round() as usize
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stall in one second shows in that second's p99 alone.
+    #[test]
+    fn each_second_of_a_run_has_its_own_p99() {
+        let sample = |at_ms: u64, latency_us: u64| Sample {
+            at: Duration::from_millis(at_ms),
+            latency: Duration::from_micros(latency_us),
+            status: 200,
+        };
+        let mut samples: Vec<Sample> = (0..100)
+            .map(|i| sample(i * 5, 1_000))
+            .chain((0..100).map(|i| sample(1_000 + i * 5, if i >= 98 { 9_000 } else { 2_000 })))
+            .collect();
+        samples.sort_by_key(|s| s.latency);
+        assert_eq!(p99_by_second(&samples), [1_000, 9_000]);
+    }
 
     #[test]
     fn only_loopback_targets_are_accepted() {
