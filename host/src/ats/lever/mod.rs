@@ -90,7 +90,7 @@ fn stored_body(body: &Bytes) -> Bytes {
 /// The key of the one stage list in its cache.
 const STAGES: &str = "stages";
 
-/// Opportunity `opportunity` of `integration` among the records of [`crate::ats::written::Written`].
+/// Opportunity `opportunity` of `integration` as a record of [`crate::ats::written`].
 fn record(integration: &str, opportunity: &str) -> String {
     format!("lever\0{integration}\0{opportunity}")
 }
