@@ -328,3 +328,38 @@ async fn lever_rate_limiting_and_errors_are_retried() {
             >= 6
     );
 }
+
+/// On SQLite (one host) a started screening's tag is written back from the opportunity read to
+/// start it: nothing of this host wrote to it in between, so Lever is not asked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_started_screening_writes_its_tag_back_from_the_opportunity_it_read_to_start() {
+    let s = stack("oneread", |o| o.certn.step_delay = None).await;
+    let opp = s.candidate("Ada Lovelace", Some("ada@example.com"), &[], None);
+    s.lever.clear_request_log();
+    assert_eq!(s.move_to(&opp, TRIGGER).await.unwrap(), 200);
+    s.wait_for(&opp, LONG, |o| {
+        o.tags.contains(&"CERTN - Pending".to_string())
+    })
+    .await
+    .unwrap();
+    let log = s.lever.request_log();
+    let reads = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/opportunities/{opp}")))
+        .count();
+    assert_eq!(reads, 1, "one read of the opportunity: {log:?}");
+    // The next status is a write-back of its own: it reads what the first one wrote.
+    let app = s.certn.applications()[0].id.clone();
+    s.certn.advance(&app).await.unwrap();
+    let moved = s
+        .wait_for(&opp, LONG, |o| {
+            o.tags.contains(&"CERTN - Analyzing".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        certn_tags(&moved),
+        vec!["CERTN - Analyzing"],
+        "one status tag"
+    );
+}

@@ -72,6 +72,9 @@ pub struct App {
     pub timeline: Timeline,
     /// The host's Lever OAuth app (connect links, token refresh, revocation).
     pub lever_oauth: Arc<LeverOAuth>,
+    /// This host's writes to ATS records, shared by every integration's adapter (one rebuilt
+    /// by an edit included): see [`crate::ats::written`].
+    pub ats_written: crate::ats::written::Written,
     /// Wakes idle workers when an event is queued: the store's [`Store::queued`], which the
     /// group commit signals once per batch of new webhooks; other paths that queue or release
     /// events signal it themselves.
@@ -300,6 +303,7 @@ impl App {
             store: &self.store,
             timeline: &self.timeline,
             wake: &self.wake,
+            written: &self.ats_written,
         }
     }
 

@@ -222,9 +222,12 @@ pub async fn start_on(
         })
         .collect();
     let wake = store.queued();
+    // SQLite is one process per file: this host is the only one writing to the ATS for it.
+    let only_writer = store.dialect() == crate::store::Dialect::Sqlite;
     let app = Arc::new(App {
         public_url,
         lever_oauth,
+        ats_written: crate::ats::written::Written::new(only_writer),
         config,
         store,
         registry,

@@ -48,6 +48,14 @@ impl<V: Clone> Expiring<V> {
         (now - at < self.lifetime_ms).then(|| value.clone())
     }
 
+    /// [`Expiring::get`], removing the entry: a value used once, so the map holds only values
+    /// still waiting for their use.
+    pub fn take(&self, key: &str) -> Option<V> {
+        let now = (self.now)();
+        let (at, value) = self.entries().remove(key)?;
+        (now - at < self.lifetime_ms).then_some(value)
+    }
+
     /// Keeps `value` as read for `key` now.
     pub fn put(&self, key: &str, value: V) {
         let now = (self.now)();
@@ -102,5 +110,10 @@ mod tests {
         cache.put("posting-3", vec![]);
         assert_eq!(cache.get("posting-1"), None, "the oldest went");
         assert!(cache.get("posting-2").is_some() && cache.get("posting-3").is_some());
+        // Taken: used once.
+        assert_eq!(cache.take("posting-2"), Some(vec![]));
+        assert_eq!(cache.take("posting-2"), None);
+        NOW.store(62_000, Ordering::SeqCst);
+        assert_eq!(cache.take("posting-3"), None, "past its lifetime");
     }
 }

@@ -43,6 +43,7 @@ pub mod form;
 pub mod gem;
 pub mod lever;
 pub mod section;
+pub mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +89,8 @@ pub struct AtsCx<'a> {
     pub timeline: &'a Timeline,
     /// Wakes the workers when an adapter queues an event (Gem's status webhooks).
     pub wake: &'a Notify,
+    /// This host's writes to ATS records: whether a record read a moment ago may be reused.
+    pub written: &'a written::Written,
 }
 
 /// A verified webhook, as the intake route should treat it.

@@ -3,7 +3,9 @@
 //! 'queued'`, one seek per integration listed (a backlog of 50,000 events behind one
 //! integration is one seek, not 50,000 rows). The dispatcher asks only these integrations for
 //! due events, so what a claim costs follows the integrations with work, not the number
-//! configured (issue 25: a host serving 10,000 integrations).
+//! configured (issue 25: a host serving 10,000 integrations). On SQLite each seek is a cached
+//! statement of its own, run in turn: the recursive query keeps its queue in a temporary
+//! table, a B-tree with its own page cache opened and freed at every look.
 //!
 //! On PostgreSQL a look is a round trip (and a hop to a blocking thread), taken before nearly
 //! every claim. So a claim that leases each integration's events in one statement also reads
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::sql::{args, Dialect};
 use super::{Backend, Result, Store};
 
 /// How long a list read with a claim answers the next look. An integration queued meanwhile
@@ -75,16 +78,41 @@ WITH RECURSIVE queued(integration) AS (
 )
 SELECT integration FROM queued WHERE integration IS NOT NULL";
 
+/// SQLite: the first step of [`QUEUED_INTEGRATIONS`], as a statement of its own.
+const FIRST_QUEUED: &str = "SELECT integration FROM events WHERE state = 'queued'
+    ORDER BY integration LIMIT 1";
+/// SQLite: each next step of [`QUEUED_INTEGRATIONS`], as a statement of its own.
+const NEXT_QUEUED: &str = "SELECT integration FROM events WHERE state = 'queued'
+    AND integration > ?1 ORDER BY integration LIMIT 1";
+
 impl Store {
     /// The integrations with at least one queued event (due or not), in name order. Read beside
     /// the writer ([`Store::read_db`]): the dispatcher asks it before each claim, and on the
     /// writer's connection it waited for the batch being committed and its fsync.
     pub fn queued_integrations(&self) -> Result<Vec<String>> {
-        self.read_db(|db| {
-            db.query(QUEUED_INTEGRATIONS, &[])?
+        self.read_db(|db| match db.dialect() {
+            // The same seeks, each a cached statement run from here: the recursive query's
+            // queue is a temporary table, opened (a B-tree and its page cache) at every look.
+            // Each step reads its own snapshot: an integration queued throughout is found, one
+            // queued or claimed meanwhile is as a look a moment earlier or later would see it.
+            Dialect::Sqlite => {
+                let mut found: Vec<String> = Vec::new();
+                loop {
+                    let next = match found.last() {
+                        Some(last) => db.query_opt(NEXT_QUEUED, args![last.as_str()])?,
+                        None => db.query_opt(FIRST_QUEUED, &[])?,
+                    };
+                    match next {
+                        Some(row) => found.push(row.text(0)?),
+                        None => return Ok(found),
+                    }
+                }
+            }
+            Dialect::Postgres => db
+                .query(QUEUED_INTEGRATIONS, &[])?
                 .iter()
                 .map(|r| r.text(0))
-                .collect()
+                .collect(),
         })
     }
 
@@ -103,6 +131,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::Looked;
+    use crate::store::sql::{args, Value};
     use crate::store::testing::{on_both, postgres_url};
     use crate::store::{Backend, Claim, Store};
 
@@ -217,6 +246,24 @@ mod tests {
             assert!(s.claim(&claim).unwrap().is_some());
             assert_eq!(s.queued_integrations().unwrap(), ["b", "c"]);
         });
+    }
+
+    /// SQLite's steps are each one seek of an index (no scan, no temporary B-tree).
+    #[test]
+    fn on_sqlite_each_step_seeks_the_index_of_queued_events() {
+        let store = crate::store::testing::sqlite();
+        let next: &[Value] = args!["a"];
+        for (statement, params) in [(super::FIRST_QUEUED, &[][..]), (super::NEXT_QUEUED, next)] {
+            let explained = format!("EXPLAIN QUERY PLAN {statement}");
+            let steps = store.read_db(|db| db.query(&explained, params)).unwrap();
+            let details: Vec<String> = steps.iter().map(|r| r.text(3).unwrap()).collect();
+            assert!(
+                details
+                    .iter()
+                    .all(|d| d.starts_with("SEARCH events USING COVERING INDEX")),
+                "{statement}: {details:?}"
+            );
+        }
     }
 
     /// The dispatcher's look before each claim does not wait for the writer's connection (held

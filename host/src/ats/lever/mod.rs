@@ -38,6 +38,7 @@ pub use client::{LeverClient, LeverError, Opportunity};
 use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
 use crate::ats::expiring::Expiring;
 use crate::ats::section::AtsSection;
+use crate::ats::written::Ticket;
 use crate::config::{LeverAuth, LeverConfig};
 use crate::store::{Event, WaitFor};
 use crate::wasm::connector::ScreeningRequest;
@@ -61,7 +62,17 @@ pub struct LeverAts {
     /// Each posting's name and tags, read again after their lifetime (a tag fixed on Lever is
     /// seen within it).
     postings: Expiring<(Option<String>, Vec<String>)>,
+    /// Opportunities read to start a screening, for its write-back a moment later (taken by
+    /// it): used while this host wrote nothing to the opportunity since the read began
+    /// ([`crate::ats::written`]).
+    opened: Expiring<(Ticket, Opportunity)>,
 }
+
+/// Opportunities kept for their write-back.
+const OPENED_CACHED: usize = 1024;
+/// How long a read opportunity stands for Lever's for the write-back: a screening's start
+/// (its vendor call) within it reuses the read; a slower one reads again under the lock.
+const OPENED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Postings kept per integration (the ones its recent candidates applied to).
 const POSTINGS_CACHED: usize = 1024;
@@ -78,6 +89,11 @@ fn stored_body(body: &Bytes) -> Bytes {
 
 /// The key of the one stage list in its cache.
 const STAGES: &str = "stages";
+
+/// Opportunity `opportunity` of `integration` as a record of [`crate::ats::written`].
+fn record(integration: &str, opportunity: &str) -> String {
+    format!("lever\0{integration}\0{opportunity}")
+}
 
 impl LeverAts {
     /// The adapter of integration `integration`; `rule_postings` are the postings its rules name.
@@ -101,6 +117,7 @@ impl LeverAts {
             rule_postings,
             stages: Expiring::new(1),
             postings: Expiring::new(POSTINGS_CACHED),
+            opened: Expiring::with_clock(OPENED_CACHED, OPENED_FOR, crate::clock::now_ms),
         }
     }
 
@@ -265,7 +282,7 @@ impl Ats for LeverAts {
 
     async fn screening_request(
         &self,
-        _cx: &AtsCx<'_>,
+        cx: &AtsCx<'_>,
         event: &Event,
         stage: &str,
     ) -> Result<ScreeningRequest, AtsError> {
@@ -274,7 +291,11 @@ impl Ats for LeverAts {
             data: change,
         } = stored(event)?;
         let client = self.client()?;
+        let ticket = cx.written.before_read();
         let opp = client.opportunity(&change.opportunity_id).await?;
+        if let Some(ticket) = ticket {
+            self.opened.put(&opp.id, (ticket, opp.clone()));
+        }
         let mut posting_tags = Vec::new();
         let mut posting_name = None;
         // A posting's tags are already on the opportunities that applied to it: the posting is
@@ -323,9 +344,16 @@ impl Ats for LeverAts {
             .store
             .lock_opportunity(cx.integration, opportunity_id)
             .await?;
+        // Under the lock: no write of this host to it can start until the reconciliation ends.
+        let record = record(cx.integration, opportunity_id);
+        let opened = self
+            .opened
+            .take(opportunity_id)
+            .filter(|(ticket, _)| cx.written.unchanged_since(&record, *ticket))
+            .map(|(_, opp)| opp);
         sync::reconcile(
-            client,
-            &held,
+            (client, opened),
+            (&held, cx.written.writing(&record)),
             (orders, notes),
             cx.store,
             cx.integration,

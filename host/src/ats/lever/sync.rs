@@ -17,7 +17,8 @@
 //!   notes first (`notes:read:admin`, read only then) and written only if Lever lacks it. So a
 //!   note is written exactly once, and the common path never reads notes.
 
-use crate::ats::lever::{LeverClient, LeverError};
+use crate::ats::lever::{LeverClient, LeverError, Opportunity};
+use crate::ats::written::Writing;
 use crate::store::locks::HeldLock;
 use crate::store::{Order, PendingNote, Store};
 use crate::timeline::{Timeline, TimelineEvent};
@@ -28,10 +29,12 @@ use crate::timeline::{Timeline, TimelineEvent};
 /// reconciliation, and the step is retried. The notes recorded with this event's status are
 /// there already; a status recorded after the read is written by its own event.
 /// `status_labels` and `verdict_labels` are all labels the connector may use (its manifest).
+/// `opened`: the opportunity as read since this host's last write to it (the read that started
+/// the screening), else it is read now; `writing` marks each write for the next such read.
 #[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
-    client: &LeverClient,
-    held: &HeldLock,
+    (client, opened): (&LeverClient, Option<Opportunity>),
+    (held, mut writing): (&HeldLock, Writing<'_>),
     (orders, notes): (Vec<Order>, Vec<PendingNote>),
     store: &Store,
     integration: &str,
@@ -43,7 +46,10 @@ pub async fn reconcile(
     let Some(newest) = orders.last() else {
         return Ok(());
     };
-    let opp = client.opportunity(opportunity_id).await?;
+    let opp = match opened {
+        Some(opp) => opp,
+        None => client.opportunity(opportunity_id).await?,
+    };
     let write = |action: String| {
         timeline.emit(TimelineEvent::AtsWrite {
             integration: integration.to_string(),
@@ -70,11 +76,13 @@ pub async fn reconcile(
         .collect();
     if !stale.is_empty() {
         held.still_held().await?;
+        writing.arm();
         client.remove_tags(opportunity_id, &stale).await?;
         write(format!("removeTags {stale:?}"));
     }
     if !opp.tags.contains(&newest.label) {
         held.still_held().await?;
+        writing.arm();
         client
             .add_tags(opportunity_id, std::slice::from_ref(&newest.label))
             .await?;
@@ -82,6 +90,7 @@ pub async fn reconcile(
     }
     if let Some(verdict) = verdict.filter(|v| !opp.tags.contains(v)) {
         held.still_held().await?;
+        writing.arm();
         client
             .add_tags(opportunity_id, std::slice::from_ref(verdict))
             .await?;
@@ -96,6 +105,7 @@ pub async fn reconcile(
     }
     if !links.is_empty() {
         held.still_held().await?;
+        writing.arm();
         client.add_links(opportunity_id, &links).await?;
         write(format!("addLinks {links:?}"));
     }
@@ -117,6 +127,7 @@ pub async fn reconcile(
         }
         held.still_held().await?;
         store.note_attempted(integration, &note.order_ref, &note.text)?;
+        writing.arm();
         client
             .add_note(opportunity_id, &note.text, note.secret)
             .await?;

@@ -99,6 +99,17 @@ pub trait Outbound: Send + Sync {
         request: OutgoingRequest,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
+
+    /// [`Outbound::send`] with `request.url` parsed already (by the policy check): a transport
+    /// that parses it again may take this one instead.
+    fn send_parsed(
+        &self,
+        request: OutgoingRequest,
+        _url: reqwest::Url,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        self.send(request, timeout)
+    }
 }
 
 /// Where one integration's `state` of one connector lives: the store ([`StoreState`]) or, in the
@@ -399,7 +410,7 @@ impl CallContext {
             }
         }
         let started_at_ms = crate::clock::now_ms();
-        let mut result = self.http.send(request, timeout).await;
+        let mut result = self.http.send_parsed(request, url.clone(), timeout).await;
         match &mut result {
             Ok(r) if r.headers.len() > l.outbound_response_headers => {
                 r.headers.truncate(l.outbound_response_headers);
@@ -683,10 +694,22 @@ impl Outbound for LiveHttp {
         request: OutgoingRequest,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        match reqwest::Url::parse(&request.url) {
+            Ok(url) => self.send_parsed(request, url, timeout),
+            Err(_) => Box::pin(async { Err(HttpError::Invalid("not an absolute URL".into())) }),
+        }
+    }
+
+    fn send_parsed(
+        &self,
+        request: OutgoingRequest,
+        url: reqwest::Url,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
         Box::pin(async move {
             let method = reqwest::Method::from_bytes(request.method.as_bytes())
                 .map_err(|_| HttpError::Invalid("bad method".into()))?;
-            let mut builder = self.client.request(method, &request.url).timeout(timeout);
+            let mut builder = self.client.request(method, url).timeout(timeout);
             for (name, value) in &request.headers {
                 builder = builder.header(name, value);
             }
