@@ -647,8 +647,8 @@ pub(in crate::store) struct PgConn {
     deferred: RefCell<String>,
     /// A transaction was begun and not yet ended: such a connection never goes back idle.
     in_transaction: Cell<bool>,
-    /// The group commit's batch is one write: its last statements may carry the `COMMIT`
-    /// ([`PgConn::set_alone`]).
+    /// The write running is the group commit's batch's last: its last statements may carry
+    /// the `COMMIT` ([`PgConn::set_alone`]).
     alone: Cell<bool>,
     /// The batch's transaction was committed with its write's last statements: the writer's
     /// `RELEASE` and `COMMIT` that follow have nothing left to do.
@@ -787,9 +787,9 @@ impl PgConn {
         }
     }
 
-    /// Whether the group commit's batch on this connection is one write (set by the writer
-    /// for each batch): its last statements may then carry the batch's `COMMIT`
-    /// ([`Db::execute_all_last`]).
+    /// Whether the write the group commit runs next on this connection is its batch's last
+    /// (set by the writer for each write): its last statements may then carry the batch's
+    /// `COMMIT` ([`Db::execute_all_last`]).
     pub(in crate::store) fn set_alone(&self, alone: bool) {
         self.alone.set(alone);
     }
@@ -937,7 +937,7 @@ impl PgConn {
         })
     }
 
-    /// A write's last statements ([`Db::execute_all_last`]): alone in its batch, sent with the
+    /// A write's last statements ([`Db::execute_all_last`]): last in its batch, sent with the
     /// batch's [`COMMIT`] (one round trip when nothing goes wrong; a deadlock of the deferred
     /// work is tried again as [`PgConn::commit`] does). A statement that fails, or a commit that
     /// fails for good, leaves the transaction open for the writer to roll back, as any failed
@@ -1448,6 +1448,46 @@ mod tests {
 
         last_write(&store, insert, &[6]).await.unwrap();
         assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), vec![1, 2, 3, 6]);
+        assert_eq!(store.writer_stats().failed_batches, 0);
+    }
+
+    /// Writes sharing a batch: the last one's last statements carry the batch's COMMIT (one
+    /// round trip per write, none for the COMMIT); a last one that fails is rolled back to its
+    /// savepoint alone, and the others commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_the_last_write_of_a_batch_carries_its_commit_or_fails_alone() {
+        use crate::store::writer::tests::{counts, hold_writer, wait_sent};
+        let store = store_with_checked_rows(0);
+        let insert = "INSERT INTO t (n) VALUES (?1)";
+        last_write(&store, insert, &[1]).await.unwrap();
+        // (first, last, round trips, rows after): a duplicate last fails alone, and the
+        // batch's COMMIT is then its own round trip.
+        for (first, last, trips, kept) in [(2, 3, 3, vec![1, 2, 3]), (4, 1, 4, vec![1, 2, 3, 4])] {
+            let (release, gate) = hold_writer(&store).await;
+            let mut sent = counts(&store).1;
+            // In this order in the batch.
+            let mut write = |n: i64| {
+                let store = store.clone();
+                sent += 1;
+                (
+                    tokio::spawn(async move { last_write(&store, insert, &[n]).await }),
+                    sent,
+                )
+            };
+            let (first, one) = write(first);
+            wait_sent(&store, one).await;
+            let (second, two) = write(last);
+            wait_sent(&store, two).await;
+            let before = store.writer_stats().round_trips;
+            release.send(()).unwrap();
+            gate.await.unwrap().unwrap();
+            let (first, second) = (first.await.unwrap(), second.await.unwrap());
+            // The holding job's COMMIT, then one round trip per write.
+            assert_eq!(store.writer_stats().round_trips - before, trips);
+            assert!(first.is_ok(), "{first:?}");
+            assert_eq!(second.is_ok(), last != 1, "{second:?}");
+            assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), kept);
+        }
         assert_eq!(store.writer_stats().failed_batches, 0);
     }
 
