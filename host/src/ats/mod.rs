@@ -43,6 +43,7 @@ pub mod form;
 pub mod gem;
 pub mod lever;
 pub mod section;
+pub mod status;
 pub mod written;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use crate::store::{Event, Store, StoreError, WaitFor};
 use crate::timeline::Timeline;
 use crate::wasm::connector::ScreeningRequest;
 pub use config::AtsConfig;
+pub use status::StatusToRecord;
 
 /// Builds the ATS adapter of an integration: the one place that matches on the ATS kind.
 /// `lever_oauth` is the host's Lever OAuth app (used by Lever integrations with `oauth = true`).
@@ -291,6 +293,8 @@ pub trait Ats: Send + Sync {
     /// Must be idempotent: it runs again after every crash and retry. `status_labels` and
     /// `verdict_labels` are every label the connector may use (from its manifest): one status
     /// tag and at most one verdict tag are shown, each replacing the connector's others.
+    /// `status`, the status the flow just learned, is recorded (and marked so) before anything
+    /// is written to the ATS: with the adapter's store lock, or alone first.
     async fn sync(
         &self,
         cx: &AtsCx<'_>,
@@ -298,6 +302,7 @@ pub trait Ats: Send + Sync {
         opportunity_id: &str,
         status_labels: &[String],
         verdict_labels: &[String],
+        status: Option<&StatusToRecord>,
     ) -> Result<(), AtsError>;
 
     /// Sends a [`Role::Delivery`] event. Returns what was done, for the timeline.

@@ -32,10 +32,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::app::{App, Integration};
-use crate::ats::{AtsError, Disconnected, Role, Trigger};
+use crate::ats::{AtsError, Disconnected, Role, StatusToRecord, Trigger};
 use crate::store::kv::{KvEntry, KvWrite};
 use crate::store::{Event, NewNote, Order, StatusRecord, StoreError, WaitFor};
-use crate::timeline::TimelineEvent;
 use crate::wasm::connector::{CallError, LoadedConnector, ScreeningRequest, Status, StatusUpdate};
 use crate::wasm::runtime::deferred::{keys_read_ahead, DeferredState};
 use crate::wasm::runtime::InvokeError;
@@ -331,43 +330,41 @@ async fn start(
         return Err(e.into());
     }
     let opportunity = &request.opportunity_id;
-    if let Some(status) = &first_status {
-        let writes = state.as_ref().map(|s| s.take()).unwrap_or_default();
-        let recorded = record_status(
-            app,
+    let writes = state.as_ref().map(|s| s.take()).unwrap_or_default();
+    let status = first_status.as_ref().map(|status| {
+        let first = (event.id, Some(key.as_str()), writes.clone());
+        status_to_record(
             integration,
             &connector,
             &order_ref,
             opportunity,
             status,
-            event.id,
-            Some(key),
-            writes.clone(),
+            first,
         )
-        .await;
-        if let Err(e) = recorded {
+    });
+    let synced = sync(
+        app,
+        integration,
+        &connector,
+        &order_ref,
+        opportunity,
+        status.as_ref(),
+    )
+    .await;
+    if let Err(e) = synced {
+        if status.as_ref().is_some_and(|s| !s.recorded()) {
             // The order is not recorded: the connector's writes after its requests still are.
             if let Some(state) = &state {
                 state.hold_again(writes);
                 flush_state(state);
             }
-            return Err(e);
+            return Err(e.into());
         }
-    }
-    integration
-        .ats
-        .sync(
-            &cx,
-            &order_ref,
-            opportunity,
-            &connector.manifest.status_labels,
-            verdict_labels(&connector),
-        )
-        .await
-        .map_err(|e| FlowError {
+        return Err(FlowError {
             started: true,
             ..FlowError::from(e).by(&version)
-        })?;
+        });
+    }
     Ok(Outcome::Done(Some(version)))
 }
 
@@ -446,29 +443,32 @@ async fn vendor_status(
                 .by(&payload.connector_version),
         );
     };
-    record_status(
+    let (order_ref, opportunity) = (&order.order_ref, &order.opportunity_id);
+    let fields = (event.id, None, Vec::new());
+    let status = status_to_record(
+        integration,
+        &connector,
+        order_ref,
+        opportunity,
+        &update.status,
+        fields,
+    );
+    let synced = sync(
         app,
         integration,
         &connector,
-        &order.order_ref,
-        &order.opportunity_id,
-        &update.status,
-        event.id,
-        None,
-        Vec::new(),
+        order_ref,
+        opportunity,
+        Some(&status),
     )
-    .await?;
-    integration
-        .ats
-        .sync(
-            &app.ats_cx(integration),
-            &order.order_ref,
-            &order.opportunity_id,
-            &connector.manifest.status_labels,
-            verdict_labels(&connector),
-        )
-        .await
-        .map_err(|e| FlowError::from(e).by(&payload.connector_version))?;
+    .await;
+    if let Err(e) = synced {
+        // Not recorded: failed as the status's write (the ATS untouched).
+        return Err(match status.recorded() {
+            true => FlowError::from(e).by(&payload.connector_version),
+            false => e.into(),
+        });
+    }
     Ok(Outcome::Done(Some(payload.connector_version)))
 }
 
@@ -478,27 +478,23 @@ fn verdict_labels(connector: &LoadedConnector) -> &[String] {
     &connector.manifest.verdict_labels
 }
 
-/// Stores an order's status (the state forward only; a verdict replaced by a newer one even when
-/// the state stays the same) and its note, if any. `seq` orders the updates as they were
-/// accepted (the id of the event carrying this one). `idempotency_key`: the request that started
-/// the order (its first status), recorded with it; `state`: the connector's `state` writes made
+/// The status the connector gave for `order_ref`, for [`Ats::sync`](crate::ats::Ats::sync) to
+/// record before its ATS write-back (the state forward only; a verdict replaced by a newer one
+/// even when the state stays the same; its note). `seq` orders the updates as they were accepted
+/// (the id of the event carrying this one). `idempotency_key`: the request that started the
+/// order (its first status), recorded with it; `state`: the connector's `state` writes made
 /// after its last request, committed in the same write, before the screening's entries go.
-#[allow(clippy::too_many_arguments)]
-async fn record_status(
-    app: &App,
+fn status_to_record(
     integration: &Integration,
     connector: &LoadedConnector,
     order_ref: &str,
     opportunity_id: &str,
     status: &Status,
-    seq: i64,
-    idempotency_key: Option<&str>,
-    state: Vec<KvWrite>,
-) -> Result<(), FlowError> {
-    let id = &integration.config.id;
+    (seq, idempotency_key, state): (i64, Option<&str>, Vec<KvWrite>),
+) -> StatusToRecord {
     let record = StatusRecord {
         order: Order {
-            integration: id.clone(),
+            integration: integration.config.id.clone(),
             order_ref: order_ref.to_string(),
             connector: connector.manifest.id.clone(),
             opportunity_id: opportunity_id.to_string(),
@@ -518,21 +514,43 @@ async fn record_status(
         }),
         idempotency_key: idempotency_key.map(str::to_owned),
     };
-    // One transaction: new order inserted, known one (a retry, a callback) moved forward, never
-    // back; the verdict and the note with it, or nothing.
-    app.store.record_status_with_state(record, state).await?;
     let shown = status
         .verdict
         .as_ref()
         .filter(|v| verdict_labels(connector).contains(v));
-    app.timeline.emit(TimelineEvent::StatusRecorded {
-        integration: id.clone(),
-        order_ref: order_ref.to_string(),
-        label: match shown {
-            Some(v) => format!("{} + verdict {v}", status.label),
-            None => status.label.clone(),
-        },
-    });
+    let label = match shown {
+        Some(v) => format!("{} + verdict {v}", status.label),
+        None => status.label.clone(),
+    };
+    StatusToRecord::new(record, state, label)
+}
+
+/// Brings the ATS up to date with `order_ref`'s recorded state ([`Ats::sync`]), recording
+/// `status` first (one transaction: new order inserted, known one moved forward, never back;
+/// the verdict and the note with it, or nothing). An error with `status` not recorded failed
+/// before anything reached the ATS.
+///
+/// [`Ats::sync`]: crate::ats::Ats::sync
+async fn sync(
+    app: &App,
+    integration: &Integration,
+    connector: &LoadedConnector,
+    order_ref: &str,
+    opportunity_id: &str,
+    status: Option<&StatusToRecord>,
+) -> Result<(), AtsError> {
+    let cx = app.ats_cx(integration);
+    let labels = &connector.manifest.status_labels;
+    let verdicts = verdict_labels(connector);
+    let ats = &integration.ats;
+    ats.sync(&cx, order_ref, opportunity_id, labels, verdicts, status)
+        .await?;
+    if let Some(status) = status.filter(|s| !s.recorded()) {
+        // An adapter must record it before it writes: late, it is still not lost.
+        tracing::error!(integration = %integration.config.id, order = order_ref,
+            "the ATS adapter did not record the status before its write-back");
+        status.record(&app.store, &app.timeline).await?;
+    }
     Ok(())
 }
 

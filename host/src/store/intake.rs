@@ -172,8 +172,9 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
         .collect();
     let mut inserts = body_inserts(db, &new);
     inserts.extend(inbound_inserts(db, &inbound));
-    // Nothing waits for their answers: one round trip on PostgreSQL.
-    db.execute_all(&inserts)?;
+    // Nothing waits for their answers: one round trip on PostgreSQL, with the COMMIT when the
+    // batch holds only webhooks.
+    db.execute_all_last(&inserts)?;
     Ok(answers)
 }
 

@@ -267,28 +267,36 @@ fn add_note_statement(integration: &str, order_ref: &str, text: &str, secret: bo
 /// connector's `state` writes): the caller makes it atomic. Statements whose answers nothing
 /// waits for go out together ([`Db::execute_all`]: one round trip on PostgreSQL).
 fn record_status_on(conn: &dyn Db, rec: &StatusRecord, state: Vec<Statement>) -> Result<()> {
-    let order = Order {
+    // A callback's status (no key) is advanced first: a known order is one row write and no
+    // insert; a new one is inserted once, where inserting then advancing it wrote the same row
+    // twice.
+    let advanced = rec.idempotency_key.is_none() && advance_order_on(conn, &unverdicted(rec))?;
+    // The write's last: alone in its batch, they carry its commit.
+    conn.execute_all_last(&status_statements(rec, !advanced, state))?;
+    Ok(())
+}
+
+/// A status's order without its verdict, which is recorded apart (ordered by `seq`).
+fn unverdicted(rec: &StatusRecord) -> Order {
+    Order {
         verdict: None,
         ..rec.order.clone()
-    };
+    }
+}
+
+/// The statements of a status, none waiting for another's answer: the order's upsert (unless
+/// `upsert` is false: advanced already), then `state`, the verdict, the note, and the
+/// screening's dropped entries.
+fn status_statements(rec: &StatusRecord, upsert: bool, state: Vec<Statement>) -> Vec<Statement> {
+    let order = unverdicted(rec);
     let key = rec.idempotency_key.as_deref();
     let mut statements = Vec::with_capacity(state.len() + 4);
-    match key {
-        // A started screening's order: one upsert inserts it, or moves a known one forward (a
-        // retried start-screening) and gives it the key if it has none, as an advance followed
-        // by an insert of the key did, with no answer to wait for in between.
-        Some(key) => statements.push(insert_order_statement(
-            &order,
-            Some(key),
-            OnConflict::Advance,
-        )),
-        // Advanced first: a known order (a callback's status) is one row write and no insert; a
-        // new one is inserted once, where inserting then advancing it wrote the same row twice.
-        None => {
-            if !advance_order_on(conn, &order)? {
-                statements.push(insert_order_statement(&order, None, OnConflict::Advance));
-            }
-        }
+    // A started screening's order: one upsert inserts it, or moves a known one forward (a
+    // retried start-screening) and gives it the key if it has none, as an advance followed by
+    // an insert of the key did, with no answer to wait for in between. A callback's status the
+    // same, when it is not advanced first.
+    if upsert {
+        statements.push(insert_order_statement(&order, key, OnConflict::Advance));
     }
     // After the order: an entry of the screening it records is not kept at all (the statement
     // checks for the order), where written before it was inserted and then dropped.
@@ -316,9 +324,15 @@ fn record_status_on(conn: &dyn Db, rec: &StatusRecord, state: Vec<Statement>) ->
     if let Some(key) = key {
         statements.push(drop_recorded_screening_statement(integration, key));
     }
-    // The write's last: alone in its batch, they carry its commit.
-    conn.execute_all_last(&statements)?;
-    Ok(())
+    statements
+}
+
+/// A connector's `state` writes as the statements that apply them for `order`'s connector.
+fn state_statements(order: &Order, state: &[super::kv::KvWrite]) -> Vec<Statement> {
+    state
+        .iter()
+        .map(|write| kv_write_statement(&order.integration, &order.connector, write))
+        .collect()
 }
 
 /// [`Store::order_for_key`]'s statement.
@@ -428,12 +442,7 @@ impl Store {
         state: Vec<super::kv::KvWrite>,
     ) -> Result<()> {
         self.write_db_later(move |db| {
-            let order = &rec.order;
-            let state = state
-                .iter()
-                .map(|write| kv_write_statement(&order.integration, &order.connector, write))
-                .collect();
-            record_status_on(db, &rec, state)
+            record_status_on(db, &rec, state_statements(&rec.order, &state))
         })
         .await
     }
@@ -528,10 +537,18 @@ impl Store {
     /// Takes the lock of an opportunity's writes ([`LockName::Opportunity`]) and reads under it
     /// what [`Store::orders_and_unwritten_notes`] reads: one round trip on PostgreSQL when no
     /// other host holds the lock ([`Store::lock_with`]).
+    ///
+    /// `status` (what [`Store::record_status_with_state`] records) is committed first, whether
+    /// or not another host holds the lock, and the reads see it: on PostgreSQL in the lock's
+    /// round trip, on its connection (the status needs no lock: it moves its order forward
+    /// only), so a status and the lock of its ATS write-back are one round trip, not two (and
+    /// no hop to the group commit's thread); on SQLite through the group commit, before the
+    /// lock. On an error the status may not be recorded.
     pub async fn lock_opportunity(
         &self,
         integration: &str,
         opportunity_id: &str,
+        status: Option<(StatusRecord, Vec<super::kv::KvWrite>)>,
     ) -> Result<(HeldLock, Vec<Order>, Vec<PendingNote>)> {
         let name = LockName::Opportunity {
             integration,
@@ -541,7 +558,18 @@ impl Store {
             orders_of_statement(integration, opportunity_id),
             unwritten_notes_statement(self.dialect(), integration, opportunity_id),
         ];
-        let (held, answers) = self.lock_with(name, &reads).await?;
+        let writes = match (status, self.dialect()) {
+            (Some((rec, state)), Dialect::Postgres) => {
+                // All sent together: a callback's status upserts its order, not advanced first.
+                status_statements(&rec, true, state_statements(&rec.order, &state))
+            }
+            (Some((rec, state)), Dialect::Sqlite) => {
+                self.record_status_with_state(rec, state).await?;
+                Vec::new()
+            }
+            (None, _) => Vec::new(),
+        };
+        let (held, answers) = self.lock_with(name, &writes, &reads).await?;
         let (orders, notes) = orders_and_notes(answers)?;
         Ok((held, orders, notes))
     }
@@ -696,10 +724,142 @@ mod tests {
             assert_eq!(orders, s.orders_of("i", "opp").unwrap());
             assert_eq!(together, notes);
             // And with the opportunity's lock.
-            let (held, locked, under) = s.lock_opportunity("i", "opp").await.unwrap();
+            let (held, locked, under) = s.lock_opportunity("i", "opp", None).await.unwrap();
             assert_eq!((locked, under), (orders, notes));
             held.still_held().await.unwrap();
         });
+    }
+
+    /// A status handed to the opportunity's lock is recorded before the reads under it, which
+    /// see it: a callback's (moving a known order forward), a started screening's with its
+    /// `state` writes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_status_recorded_with_the_opportunitys_lock_is_read_under_it() {
+        use crate::store::kv::KvWrite;
+        on_both_async!(|s: Store| async move {
+            s.kv_set_for_screening("i", "certn", "k1", "intent:k1", "1")
+                .unwrap();
+            let cursor = vec![KvWrite::Set {
+                key: "cursor".into(),
+                value: "7".into(),
+            }];
+            let first = Some((started("o1", "k1"), cursor));
+            let (held, orders, notes) = s.lock_opportunity("i", "opp", first).await.unwrap();
+            assert_eq!(orders.len(), 1);
+            assert!(notes.is_empty());
+            drop(held);
+            let kv = |k: &str| s.kv_get("i", "certn", k).unwrap();
+            assert_eq!(
+                (kv("intent:k1"), kv("cursor").as_deref()),
+                (None, Some("7"))
+            );
+            let complete = Order {
+                state: "complete".into(),
+                label: "Done".into(),
+                ..pending()
+            };
+            let update = status(complete, Some("Up"), 5, Some("report ready"));
+            let (_held, orders, notes) = s
+                .lock_opportunity("i", "opp", Some((update, Vec::new())))
+                .await
+                .unwrap();
+            let o = &orders[0];
+            assert_eq!(
+                (o.state.as_str(), o.verdict.as_deref(), notes.len()),
+                ("complete", Some("Up"), 1)
+            );
+            assert!(s.order_for_key("i", "k1").unwrap().is_some(), "key kept");
+        });
+    }
+
+    /// On PostgreSQL a status and the lock of its ATS write-back (with the lock's reads) are one
+    /// round trip on the lock's connection, not a write of the group commit and then the lock.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_status_and_the_opportunitys_lock_are_one_round_trip() {
+        let s = crate::store::testing::postgres();
+        // The connection's statements prepared first, by a status of the same shape.
+        let o0 = Order {
+            order_ref: "o0".into(),
+            ..pending()
+        };
+        let first = Some((status(o0, Some("Down"), 1, Some("hi")), Vec::new()));
+        drop(s.lock_opportunity("i", "opp", first).await.unwrap());
+        let trips = s.writer_stats().round_trips;
+        let update = status(pending(), Some("Up"), 2, Some("hello"));
+        let (held, orders, notes) = s
+            .lock_opportunity("i", "opp", Some((update, Vec::new())))
+            .await
+            .unwrap();
+        assert_eq!(s.writer_stats().round_trips - trips, 1);
+        assert_eq!((orders.len(), notes.len()), (2, 2));
+        held.still_held().await.unwrap();
+    }
+
+    /// On PostgreSQL, with the lock held by another host, the status is committed all the same
+    /// (it needs no lock) and the reads made once the lock is taken see it; a status that fails
+    /// leaves nothing written and the lock free.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_status_with_the_lock_is_recorded_when_another_host_holds_it() {
+        let url = crate::store::testing::postgres_url();
+        let [a, b] = [(); 2].map(|_| Store::open_postgres(&url, None).unwrap());
+        let (held, _, _) = b.lock_opportunity("i", "opp", None).await.unwrap();
+        let waiter = tokio::spawn({
+            let a = a.clone();
+            async move {
+                let rec = Some((started("o1", "k1"), Vec::new()));
+                let (_held, orders, _) = a.lock_opportunity("i", "opp", rec).await?;
+                Ok::<_, StoreError>(orders.len())
+            }
+        });
+        for _ in 0..1_000 {
+            if a.order("i", "o1").unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            a.order("i", "o1").unwrap().is_some(),
+            "committed while waiting"
+        );
+        assert!(!waiter.is_finished(), "a waits for b's lock");
+        drop(held);
+        assert_eq!(waiter.await.unwrap().unwrap(), 1);
+
+        refuse_notes_on_postgres(&a);
+        let failing = status(
+            Order {
+                order_ref: "o2".into(),
+                ..pending()
+            },
+            None,
+            3,
+            Some("hello"),
+        );
+        let failed = a.lock_opportunity("i", "opp", Some((failing, Vec::new())));
+        assert!(failed.await.is_err());
+        assert_eq!(a.order("i", "o2").unwrap(), None, "nothing half-recorded");
+        let free = b.lock_opportunity("i", "opp", None);
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(10), free).await;
+        assert!(taken.is_ok_and(|r| r.is_ok()), "the lock is free");
+    }
+
+    /// Makes every insert of a note fail on `store`'s PostgreSQL database ("disk says no"),
+    /// until trigger `no_notes` is dropped.
+    fn refuse_notes_on_postgres(store: &Store) {
+        store
+            .db(|db| {
+                db.execute(
+                    "CREATE FUNCTION no_notes() RETURNS trigger LANGUAGE plpgsql AS
+                         $$ BEGIN RAISE EXCEPTION 'disk says no'; END; $$",
+                    &[],
+                )?;
+                db.execute(
+                    "CREATE TRIGGER no_notes BEFORE INSERT ON notes
+                         FOR EACH ROW EXECUTE FUNCTION no_notes()",
+                    &[],
+                )
+            })
+            .unwrap();
     }
 
     /// On PostgreSQL a started order's statements go out together: one that fails (the note's
@@ -708,19 +868,7 @@ mod tests {
     async fn on_postgres_a_status_sent_together_that_fails_part_way_leaves_nothing_written() {
         use crate::store::kv::KvWrite;
         let s = crate::store::testing::postgres();
-        s.db(|db| {
-            db.execute(
-                "CREATE FUNCTION no_notes() RETURNS trigger LANGUAGE plpgsql AS
-                     $$ BEGIN RAISE EXCEPTION 'disk says no'; END; $$",
-                &[],
-            )?;
-            db.execute(
-                "CREATE TRIGGER no_notes BEFORE INSERT ON notes
-                     FOR EACH ROW EXECUTE FUNCTION no_notes()",
-                &[],
-            )
-        })
-        .unwrap();
+        refuse_notes_on_postgres(&s);
         let rec = StatusRecord {
             note: Some(NewNote {
                 text: "hello".into(),

@@ -467,24 +467,38 @@ impl Pg {
     /// Takes the session-level advisory lock `key` if no other session holds it, and runs
     /// `reads` under it, all in one round trip: the lock and the reads' answers, or `None`
     /// (nothing held, the reads' answers dropped) when another session holds it.
+    ///
+    /// `writes` (those of the lock's holder that need no lock, such as a status recorded
+    /// before its ATS write-back) go in the same round trip, between the lock and the reads,
+    /// in a transaction that commits after the reads (which see them): on `Ok` they are
+    /// committed, the lock taken or not; on an error nothing of them is (the connection is
+    /// closed, which rolls back), except if the error came after the commit's answer.
     pub(in crate::store) fn try_lock_with(
         &self,
         key: i64,
+        writes: &[Statement],
         reads: &[Statement],
     ) -> Result<Option<(DirectLock, Vec<Vec<Row>>)>> {
         let conn = self.take(&self.lock_direct, LOCK_POOL_SIZE, LOCK_POOL_WAIT)?;
         let sent = Instant::now();
-        let mut statements = Vec::with_capacity(reads.len() + 1);
+        let mut statements = Vec::with_capacity(1 + writes.len() + reads.len());
+        // First: a session lock outlives the transaction it was taken in.
         statements.push(Statement::new(
             "SELECT pg_try_advisory_lock(?1)",
             vec![Value::Int(key)],
         ));
+        statements.extend_from_slice(writes);
         statements.extend_from_slice(reads);
-        let answered = conn.query_all(&statements).and_then(|answers| {
+        let answers = if writes.is_empty() {
+            conn.query_all(&statements)
+        } else {
+            conn.query_all_committed(&statements)
+        };
+        let answered = answers.and_then(|answers| {
             let mut answers = answers.into_iter();
             let taken = answers.next().ok_or(StoreError::NoRow)?;
             let taken = taken.first().ok_or(StoreError::NoRow)?.int(0)? == 1;
-            Ok((taken, answers.collect()))
+            Ok((taken, answers.skip(writes.len()).collect()))
         });
         match answered {
             Ok((true, rows)) => Ok(Some((
@@ -633,8 +647,8 @@ pub(in crate::store) struct PgConn {
     deferred: RefCell<String>,
     /// A transaction was begun and not yet ended: such a connection never goes back idle.
     in_transaction: Cell<bool>,
-    /// The group commit's batch is one write: its last statements may carry the `COMMIT`
-    /// ([`PgConn::set_alone`]).
+    /// The write running is the group commit's batch's last: its last statements may carry
+    /// the `COMMIT` ([`PgConn::set_alone`]).
     alone: Cell<bool>,
     /// The batch's transaction was committed with its write's last statements: the writer's
     /// `RELEASE` and `COMMIT` that follow have nothing left to do.
@@ -773,9 +787,9 @@ impl PgConn {
         }
     }
 
-    /// Whether the group commit's batch on this connection is one write (set by the writer
-    /// for each batch): its last statements may then carry the batch's `COMMIT`
-    /// ([`Db::execute_all_last`]).
+    /// Whether the write the group commit runs next on this connection is its batch's last
+    /// (set by the writer for each write): its last statements may then carry the batch's
+    /// `COMMIT` ([`Db::execute_all_last`]).
     pub(in crate::store) fn set_alone(&self, alone: bool) {
         self.alone.set(alone);
     }
@@ -923,13 +937,20 @@ impl PgConn {
         })
     }
 
-    /// A write's last statements ([`Db::execute_all_last`]): alone in its batch, sent with the
+    /// A write's last statements ([`Db::execute_all_last`]): last in its batch, sent with the
     /// batch's [`COMMIT`] (one round trip when nothing goes wrong; a deadlock of the deferred
     /// work is tried again as [`PgConn::commit`] does). A statement that fails, or a commit that
     /// fails for good, leaves the transaction open for the writer to roll back, as any failed
     /// write does.
     fn last(&self, statements: &[Statement], rows: bool) -> Result<Vec<Answer>> {
         debug_assert!(self.commits_last());
+        self.with_commit(statements, rows)
+    }
+
+    /// [`PgConn::last`]'s work in any open transaction: `statements`, then its [`COMMIT`], in
+    /// one round trip per [`PIPELINE`]. [`PgConn::commit`] after it ends the transaction here
+    /// (and sends the `COMMIT` if it could not go with them).
+    fn with_commit(&self, statements: &[Statement], rows: bool) -> Result<Vec<Answer>> {
         if statements.is_empty() {
             return Ok(Vec::new());
         }
@@ -950,6 +971,20 @@ impl PgConn {
 }
 
 impl PgConn {
+    /// `statements` in one transaction of their own, committed in the same round trip (per
+    /// [`PIPELINE`]): each one's rows. The deferred work at the commit is tried again as
+    /// [`PgConn::commit`] does. On an error the transaction may be open: the caller closes
+    /// the connection, which rolls it back.
+    pub(in crate::store) fn query_all_committed(
+        &self,
+        statements: &[Statement],
+    ) -> Result<Vec<Vec<Row>>> {
+        self.begin();
+        let answers = self.with_commit(statements, true)?;
+        self.commit()?;
+        rows_of(answers)
+    }
+
     /// Whether a write's last statements carry its batch's `COMMIT` ([`PgConn::last`]).
     fn commits_last(&self) -> bool {
         self.alone.get() && self.in_transaction.get()
@@ -1088,13 +1123,7 @@ impl Db for PgConn {
         if !self.commits_last() {
             return self.query_all(statements);
         }
-        self.last(statements, true)?
-            .into_iter()
-            .map(|answer| match answer {
-                Answer::Rows(rows) => rows.iter().map(from_postgres).collect(),
-                Answer::Changed(_) => Err(StoreError::Row("a count where rows were asked".into())),
-            })
-            .collect()
+        rows_of(self.last(statements, true)?)
     }
 
     /// Alone in the group commit's batch: with its `COMMIT` ([`PgConn::last`]); the rows are
@@ -1140,6 +1169,17 @@ impl Db for PgConn {
         })?;
         rows.iter().map(from_postgres).collect()
     }
+}
+
+/// The rows of each of [`PgConn::together`]'s answers (asked with `rows`).
+fn rows_of(answers: Vec<Answer>) -> Result<Vec<Vec<Row>>> {
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Rows(rows) => rows.iter().map(from_postgres).collect(),
+            Answer::Changed(_) => Err(StoreError::Row("a count where rows were asked".into())),
+        })
+        .collect()
 }
 
 /// A row as neutral values, read by each column's type.
@@ -1408,6 +1448,46 @@ mod tests {
 
         last_write(&store, insert, &[6]).await.unwrap();
         assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), vec![1, 2, 3, 6]);
+        assert_eq!(store.writer_stats().failed_batches, 0);
+    }
+
+    /// Writes sharing a batch: the last one's last statements carry the batch's COMMIT (one
+    /// round trip per write, none for the COMMIT); a last one that fails is rolled back to its
+    /// savepoint alone, and the others commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres_the_last_write_of_a_batch_carries_its_commit_or_fails_alone() {
+        use crate::store::writer::tests::{counts, hold_writer, wait_sent};
+        let store = store_with_checked_rows(0);
+        let insert = "INSERT INTO t (n) VALUES (?1)";
+        last_write(&store, insert, &[1]).await.unwrap();
+        // (first, last, round trips, rows after): a duplicate last fails alone, and the
+        // batch's COMMIT is then its own round trip.
+        for (first, last, trips, kept) in [(2, 3, 3, vec![1, 2, 3]), (4, 1, 4, vec![1, 2, 3, 4])] {
+            let (release, gate) = hold_writer(&store).await;
+            let mut sent = counts(&store).1;
+            // In this order in the batch.
+            let mut write = |n: i64| {
+                let store = store.clone();
+                sent += 1;
+                (
+                    tokio::spawn(async move { last_write(&store, insert, &[n]).await }),
+                    sent,
+                )
+            };
+            let (first, one) = write(first);
+            wait_sent(&store, one).await;
+            let (second, two) = write(last);
+            wait_sent(&store, two).await;
+            let before = store.writer_stats().round_trips;
+            release.send(()).unwrap();
+            gate.await.unwrap().unwrap();
+            let (first, second) = (first.await.unwrap(), second.await.unwrap());
+            // The holding job's COMMIT, then one round trip per write.
+            assert_eq!(store.writer_stats().round_trips - before, trips);
+            assert!(first.is_ok(), "{first:?}");
+            assert_eq!(second.is_ok(), last != 1, "{second:?}");
+            assert_eq!(ints(&store, "SELECT n FROM t ORDER BY n"), kept);
+        }
         assert_eq!(store.writer_stats().failed_batches, 0);
     }
 

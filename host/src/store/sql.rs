@@ -236,9 +236,9 @@ pub(in crate::store) trait Db {
     }
 
     /// [`Db::execute_all`] for the last statements of a write of the group commit: nothing
-    /// follows them on this connection in the write. On PostgreSQL, when the write is alone in
-    /// its batch, they go out with the batch's `COMMIT` (one round trip for both); a failed one
-    /// leaves the transaction open, as [`Db::execute_all`] does.
+    /// follows them on this connection in the write. On PostgreSQL, when the write is its
+    /// batch's last, they go out with the batch's `COMMIT` (one round trip for both); a failed
+    /// one leaves the transaction open, as [`Db::execute_all`] does.
     fn execute_all_last(&self, statements: &[Statement]) -> Result<Vec<u64>> {
         self.execute_all(statements)
     }

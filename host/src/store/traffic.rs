@@ -211,12 +211,9 @@ pub(in crate::store) fn record_calls_on(
 }
 
 /// An event's calls trimmed to the newest [`CALLS_PER_EVENT`] on SQLite.
-static TRIM_CALLS_SQLITE: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| super::queue::trim_sqlite("outbound_calls", CALLS_PER_EVENT));
-
-/// Trims an event's calls (`?1`) to the newest; the caller closes it with the `LIMIT` and `)`.
-const TRIM_CALLS: &str = "DELETE FROM outbound_calls WHERE event_id = ?1 AND id NOT IN
-    (SELECT id FROM outbound_calls WHERE event_id = ?1 ORDER BY id DESC";
+static TRIM_CALLS_SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    super::queue::trim_older("outbound_calls", &CALLS_PER_EVENT.to_string())
+});
 
 /// [`record_calls_on`] on PostgreSQL as one statement (the insert and the trim: one round
 /// trip, which a caller may pipeline with its own), none without calls. The trim does not see
@@ -241,7 +238,11 @@ pub(in crate::store) fn calls_statement_pg(
                      WITH ORDINALITY AS j(c, n)
                 ORDER BY n
                 RETURNING id)
-             {TRIM_CALLS} LIMIT GREATEST(?4 - (SELECT COUNT(*) FROM ins), 0))"
+             {}",
+            super::queue::trim_older(
+                "outbound_calls",
+                "GREATEST(?4 - (SELECT COUNT(*) FROM ins), 0)"
+            )
         ),
         args![event_id, attempt, calls_json(calls), CALLS_PER_EVENT].to_vec(),
     ))

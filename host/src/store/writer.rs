@@ -48,7 +48,8 @@
 //!
 //! **PostgreSQL.** The same batching, written once (generic over the connection, [`Batching`]),
 //! over one dedicated connection outside the pool (opened again when lost): `BEGIN`, a `SAVEPOINT` per job, one `COMMIT`
-//! (one WAL flush for the batch), whose deferred work (the `kv_totals` trigger) runs in a
+//! (one WAL flush for the batch; sent with the last job's last statements, or the webhooks'
+//! merged insert when they are the whole batch: no round trip of its own), whose deferred work (the `kv_totals` trigger) runs in a
 //! savepoint of its own first and is tried again alone if it deadlocks with another host's
 //! (`PgConn::commit`): the batch fails for that only after the last attempt. A PostgreSQL
 //! batch holds at most 61 jobs with a savepoint of their own (`Batching::MAX_SAVEPOINTS`;
@@ -129,8 +130,8 @@ pub(in crate::store) trait Batching: Db {
     /// Whether the next commits are flushed before they return (the default) or may wait for
     /// a later flushed commit. Called outside a transaction.
     fn flush_commits(&self, now: bool) -> Result<()>;
-    /// Whether the batch about to run is one job, whose last statements may then carry the
-    /// `COMMIT` ([`Db::execute_all_last`]; PostgreSQL).
+    /// Whether the write about to run is the batch's last, whose last statements may then
+    /// carry the `COMMIT` ([`Db::execute_all_last`]; PostgreSQL).
     fn alone(&self, _alone: bool) {}
 }
 
@@ -566,7 +567,6 @@ fn commit_flushed<C: Batching>(
 fn commit<C: Batching>(conn: &C, jobs: &mut [Box<dyn Job<C>>]) -> std::result::Result<(), String> {
     conn.control(C::BEGIN)
         .map_err(|e| format!("cannot begin: {e}"))?;
-    conn.alone(jobs.len() == 1);
     let result = run_jobs(conn, jobs).and_then(|()| {
         conn.control("COMMIT")
             .map_err(|e| format!("cannot commit: {e}"))
@@ -585,8 +585,18 @@ fn run_jobs<C: Batching>(
     conn: &C,
     jobs: &mut [Box<dyn Job<C>>],
 ) -> std::result::Result<(), String> {
+    // Webhooks alone: their merged insert's last statements may carry the COMMIT.
+    conn.alone(jobs.iter().all(|job| job.intake().is_some()));
     merge_intake(conn, jobs)?;
-    for job in jobs.iter_mut().filter(|job| !job.settled()) {
+    let last = jobs.iter().rposition(|job| !job.settled());
+    for (n, job) in jobs.iter_mut().enumerate() {
+        if job.settled() {
+            continue;
+        }
+        // The batch's last write's last statements may carry the COMMIT (PostgreSQL: one round
+        // trip fewer per batch); one that fails leaves the transaction open, rolled back to its
+        // savepoint as any failed write.
+        conn.alone(Some(n) == last);
         conn.control("SAVEPOINT job")
             .map_err(|e| format!("cannot open a savepoint: {e}"))?;
         let ok = job.run(conn);
@@ -695,7 +705,7 @@ pub(in crate::store) mod tests {
     use rusqlite::params;
 
     /// Jobs the writer took so far, and jobs sent so far (taken or waiting), on either backend.
-    fn counts(store: &Store) -> (u64, u64) {
+    pub(in crate::store) fn counts(store: &Store) -> (u64, u64) {
         match &store.backend {
             crate::store::Backend::Sqlite { writer, .. } => {
                 (writer.counters.taken.load(Ordering::SeqCst), writer.sent())
@@ -744,7 +754,7 @@ pub(in crate::store) mod tests {
 
     /// Holds the writer inside a job of its own until the returned sender is used: writes sent
     /// meanwhile wait in the channel and make up the next batch, whatever the machine's speed.
-    async fn hold_writer(
+    pub(in crate::store) async fn hold_writer(
         store: &Store,
     ) -> (
         std::sync::mpsc::Sender<()>,
@@ -772,7 +782,7 @@ pub(in crate::store) mod tests {
     }
 
     /// Waits (bounded) until `n` writes were sent since the store opened.
-    async fn wait_sent(store: &Store, n: u64) {
+    pub(in crate::store) async fn wait_sent(store: &Store, n: u64) {
         for _ in 0..10_000 {
             if counts(store).1 >= n {
                 return;

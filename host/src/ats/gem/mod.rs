@@ -28,7 +28,7 @@ pub mod signature;
 
 use async_trait::async_trait;
 
-use super::{Ats, AtsCx, AtsError, Role, Trigger};
+use super::{Ats, AtsCx, AtsError, Role, StatusToRecord, Trigger};
 use crate::ats::section::AtsSection;
 use crate::config::GemConfig;
 use crate::store::{Event, Order};
@@ -125,7 +125,11 @@ impl Ats for GemAts {
         _opportunity_id: &str,
         _status_labels: &[String],
         _verdict_labels: &[String],
+        status: Option<&StatusToRecord>,
     ) -> Result<(), AtsError> {
+        if let Some(status) = status {
+            status.record(cx.store, cx.timeline).await?;
+        }
         let Some(order) = cx.store.order(cx.integration, order_ref)? else {
             return Err(AtsError::new(
                 format!("order {order_ref} is not recorded"),

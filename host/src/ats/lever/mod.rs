@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 pub use client::{LeverClient, LeverError, Opportunity};
 
-use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, Trigger};
+use super::{Ats, AtsCx, AtsError, Disconnected, Intake, Rejection, Role, StatusToRecord, Trigger};
 use crate::ats::expiring::Expiring;
 use crate::ats::section::AtsSection;
 use crate::ats::written::Ticket;
@@ -336,14 +336,23 @@ impl Ats for LeverAts {
         opportunity_id: &str,
         status_labels: &[String],
         verdict_labels: &[String],
+        status: Option<&StatusToRecord>,
     ) -> Result<(), AtsError> {
-        let client = self.client()?;
         // Every host on the database writes to this opportunity in turn (see `store::locks`);
-        // what to write is read under the lock, with it.
+        // what to write is read under the lock, with it, and the status is recorded with it
+        // (one round trip on PostgreSQL), before any write.
         let (held, orders, notes) = cx
             .store
-            .lock_opportunity(cx.integration, opportunity_id)
+            .lock_opportunity(
+                cx.integration,
+                opportunity_id,
+                status.map(StatusToRecord::write),
+            )
             .await?;
+        if let Some(status) = status {
+            status.mark_recorded(cx.timeline);
+        }
+        let client = self.client()?;
         // Under the lock: no write of this host to it can start until the reconciliation ends.
         let record = record(cx.integration, opportunity_id);
         let opened = self
