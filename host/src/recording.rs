@@ -159,28 +159,47 @@ impl CallLog {
     }
 }
 
+/// What a name that may carry a secret contains, in any case.
+const SECRET_PARTS: [&str; 12] = [
+    "auth",
+    "cookie",
+    "signature",
+    "secret",
+    "token",
+    "key",
+    "password",
+    "passwd",
+    "sig",
+    "session",
+    "credential",
+    "code",
+];
+
 /// Whether a header or query parameter named `name` may carry a secret (its value is masked,
 /// its name kept).
 pub fn is_secret_name(name: &str) -> bool {
-    const PARTS: [&str; 12] = [
-        "auth",
-        "cookie",
-        "signature",
-        "secret",
-        "token",
-        "key",
-        "password",
-        "passwd",
-        "sig",
-        "session",
-        "credential",
-        "code",
-    ];
-    // Compared without a lowercased copy: this runs for every header of every webhook.
-    PARTS.iter().any(|p| {
-        name.as_bytes()
-            .windows(p.len())
-            .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+    // The parts' first letters: a position of the name that starts none is skipped.
+    const FIRSTS: u32 = {
+        let mut set = 0;
+        let mut at = 0;
+        while at < SECRET_PARTS.len() {
+            set |= 1 << (SECRET_PARTS[at].as_bytes()[0] - b'a');
+            at += 1;
+        }
+        set
+    };
+    // Compared without a lowercased copy, each part only where the name has its first letter:
+    // this runs for every header of every webhook (a window per part and position was 1.6 % of
+    // the HTTP threads' samples under intake).
+    let name = name.as_bytes();
+    (0..name.len()).any(|at| {
+        let first = name[at].to_ascii_lowercase();
+        first.is_ascii_lowercase()
+            && FIRSTS & (1 << (first - b'a')) != 0
+            && SECRET_PARTS.iter().any(|part| {
+                let rest = &name[at..];
+                rest.len() >= part.len() && rest[..part.len()].eq_ignore_ascii_case(part.as_bytes())
+            })
     })
 }
 
@@ -333,6 +352,44 @@ mod tests {
             mask_parsed(&url::Url::parse(&long).unwrap()).len(),
             1000 + "…".len()
         );
+    }
+
+    /// The first-letter search finds a part wherever a search of every window does: at the
+    /// start, inside, at the end, in any case, never past the name's end.
+    #[test]
+    fn a_secret_name_is_found_as_every_window_finds_it() {
+        let contains = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            SECRET_PARTS.iter().any(|p| name.contains(p))
+        };
+        for name in [
+            "authorization",
+            "X-Lever-Signature",
+            "x-api-KEY",
+            "set-cookie",
+            "content-type",
+            "host",
+            "user-agent",
+            "accept-encoding",
+            "x-request-id",
+            "ke",
+            "s",
+            "",
+            "passw",
+            "x-passwd",
+            "SESSIONID",
+            "x_code",
+            "co",
+            "credentia",
+            "tok",
+            "xtoken",
+            "é-sig",
+            "X-Password",
+            "zzz~{|}",
+            "@[`",
+        ] {
+            assert_eq!(is_secret_name(name), contains(name), "{name}");
+        }
     }
 
     #[test]

@@ -108,8 +108,6 @@ pub enum Intake {
         dedupe_key: String,
         /// What is stored: the request's body itself (shared, not copied), UTF-8.
         payload: Bytes,
-        /// One line for the timeline.
-        summary: String,
     },
 }
 
@@ -252,6 +250,12 @@ pub trait Ats: Send + Sync {
         _max_age_secs: u64,
     ) -> Option<Result<Intake, Rejection>> {
         None
+    }
+
+    /// One line for the timeline about a webhook this ATS sent (`kind` and `payload` of its
+    /// [`Intake::Event`]): built only when someone follows the timeline, not on every webhook.
+    fn summary(&self, kind: &str, _payload: &[u8]) -> String {
+        kind.to_owned()
     }
 
     /// What a stored [`Role::Trigger`] event asks for. `default_stage` is the connector's default

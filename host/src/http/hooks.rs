@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -39,13 +39,21 @@ use crate::timeline::TimelineEvent;
 use crate::wasm::connector::RawHttp;
 use crate::wasm::quota::{check_updates, clip};
 
-/// `POST /hooks/{integration}/{source}`: an ATS webhook.
+/// `POST /hooks/{integration}/{source}`: an ATS webhook. The request is taken whole, not as a
+/// `HeaderMap` and `Bytes`: axum's `HeaderMap` extractor clones every header of every webhook;
+/// here they are moved out of the request, and the body read as the `Bytes` extractor reads it
+/// (its limit and 413).
 pub async fn ats(
     State(app): State<Arc<App>>,
     Path((id, path_source)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let metrics = app.metrics.clone();
     let Some(integration) = app.integration(&id) else {
         // Not the path's text: metric labels must not grow with what strangers send.
@@ -85,7 +93,7 @@ pub async fn ats(
             "integration is disabled".into(),
         );
     }
-    let (kind, dedupe, payload, summary) = match verified {
+    let (kind, dedupe, payload) = match verified {
         Err(r @ Rejection::Malformed(_)) => return reject(StatusCode::BAD_REQUEST, r.to_string()),
         Err(r @ Rejection::Unauthorized(_)) => {
             return reject(StatusCode::UNAUTHORIZED, r.to_string())
@@ -104,8 +112,7 @@ pub async fn ats(
             kind,
             dedupe_key,
             payload,
-            summary,
-        }) => (kind, dedupe_key, payload, summary),
+        }) => (kind, dedupe_key, payload),
     };
     if let Err(e) = app.connector(&integration) {
         // A verified event is not accepted (pings still are): it could only be dead-lettered.
@@ -121,7 +128,7 @@ pub async fn ats(
             &id,
             kind,
             dedupe,
-            payload,
+            payload.clone(),
             masked,
             format!("valid ({source})"),
         )
@@ -135,7 +142,7 @@ pub async fn ats(
                     integration: id.clone(),
                     source: source.into(),
                     event_id,
-                    summary,
+                    summary: ats.summary(kind, &payload),
                 });
             }
             answered("accepted", event_id)

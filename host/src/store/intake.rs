@@ -46,7 +46,12 @@ pub(in crate::store) struct Body {
 
 impl Body {
     fn new(bytes: Bytes) -> Body {
-        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+        // Into a buffer, then one string: `hex::encode` pushes each digit as a `char`.
+        let mut hex = [0u8; 64];
+        // 32 bytes fill the 64 digits exactly: this cannot fail.
+        let _ = hex::encode_to_slice(digest, &mut hex);
+        let hash = String::from_utf8_lossy(&hex).into_owned();
         Body { bytes, hash }
     }
 

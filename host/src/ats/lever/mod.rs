@@ -248,16 +248,22 @@ impl Ats for LeverAts {
             Err(r) => Err(Rejection::Unauthorized(r.to_string())),
             Ok((_, Verified::Ping)) => Ok(Intake::Ping),
             Ok((_, Verified::Ignored(event))) => Ok(Intake::Ignored(event)),
-            Ok((hook, Verified::StageChange(change))) => Ok(Intake::Event {
+            Ok((hook, Verified::StageChange(_))) => Ok(Intake::Event {
                 kind: LEVER_STAGE_CHANGE,
                 dedupe_key: format!("lever:{}", hook.token),
                 payload: stored_body(body),
-                summary: format!(
-                    "candidateStageChange opportunity {} → stage {}",
-                    change.opportunity_id, change.to_stage_id
-                ),
             }),
         })
+    }
+
+    fn summary(&self, _kind: &str, payload: &[u8]) -> String {
+        match serde_json::from_slice::<Stored>(payload) {
+            Ok(Stored { data, .. }) => format!(
+                "candidateStageChange opportunity {} → stage {}",
+                data.opportunity_id, data.to_stage_id
+            ),
+            Err(_) => "candidateStageChange".into(),
+        }
     }
 
     async fn trigger(

@@ -1,22 +1,28 @@
 //! Lever's webhook body, and the checks every delivery must pass before it is stored.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::signature;
 
-/// A Lever webhook delivery. Only `token`, `triggeredAt` and the signature are signed, so `data`
-/// is trusted only because a token is accepted once and only while fresh.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Webhook {
-    #[serde(default)]
-    pub id: Option<String>,
-    pub event: String,
+/// A Lever webhook delivery, borrowed from the request's body. Only `token`, `triggeredAt` and
+/// the signature are signed, so `data` is trusted only because a token is accepted once and only
+/// while fresh. `data` stays its raw text: a stage change reads its fields from it, with no
+/// `serde_json::Value` tree built per request.
+#[derive(Debug, Deserialize)]
+pub struct Webhook<'a> {
+    #[serde(borrow)]
+    pub event: Cow<'a, str>,
     #[serde(rename = "triggeredAt")]
     pub triggered_at: i64,
     pub token: String,
-    pub signature: String,
-    #[serde(default)]
-    pub data: serde_json::Value,
+    #[serde(borrow)]
+    pub signature: Cow<'a, str>,
+    /// `None` when absent or `null`.
+    #[serde(default, borrow)]
+    pub data: Option<&'a RawValue>,
 }
 
 /// The part of a `candidateStageChange` the flow needs.
@@ -53,12 +59,12 @@ pub enum Verified {
 }
 
 /// Parses and verifies a delivery: JSON shape, signature, freshness.
-pub fn verify(
-    body: &[u8],
+pub fn verify<'a>(
+    body: &'a [u8],
     key: &str,
     max_age_secs: u64,
     now_ms: i64,
-) -> Result<(Webhook, Verified), Rejection> {
+) -> Result<(Webhook<'a>, Verified), Rejection> {
     let hook: Webhook =
         serde_json::from_slice(body).map_err(|e| Rejection::Malformed(e.to_string()))?;
     if !signature::verify(key, &hook.token, hook.triggered_at, &hook.signature) {
@@ -68,17 +74,24 @@ pub fn verify(
     if skew_secs.unsigned_abs() > max_age_secs {
         return Err(Rejection::Stale(skew_secs));
     }
-    let empty = hook.data.is_null() || hook.data.as_object().is_some_and(|o| o.is_empty());
-    let verified = match hook.event.as_str() {
-        "candidateHired" if empty => Verified::Ping,
-        // Read from the parsed tree in place: no second parse, no copy of `data`.
+    let verified = match &*hook.event {
+        "candidateHired" if empty(hook.data) => Verified::Ping,
+        // Read from `data`'s own text: one pass over it, no tree, no copy of it.
         "candidateStageChange" => Verified::StageChange(
-            StageChange::deserialize(&hook.data)
+            serde_json::from_str(hook.data.map_or("null", RawValue::get))
                 .map_err(|e| Rejection::Malformed(format!("stage change data: {e}")))?,
         ),
         other => Verified::Ignored(other.to_string()),
     };
     Ok((hook, verified))
+}
+
+/// Whether `data` is absent, `null` or `{}` (a ping's).
+fn empty(data: Option<&RawValue>) -> bool {
+    data.is_none_or(|raw| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+            .is_ok_and(|fields| fields.is_empty())
+    })
 }
 
 #[cfg(test)]
@@ -112,6 +125,52 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `data` is read from its raw text: a ping's is absent, `null` or `{}` (anything else is
+    /// another event), and a stage change's strings keep their escapes decoded.
+    #[test]
+    fn data_is_read_from_its_text_as_the_tree_read_it() {
+        let now = 1_700_000_000_000;
+        let token = "t1";
+        let signed = |event: &str, data: Option<&str>| {
+            let data = data.map_or(String::new(), |d| format!(r#","data":{d}"#));
+            format!(
+                r#"{{"triggeredAt":{now},"event":"{event}","token":"{token}","signature":"{}"{data}}}"#,
+                signature::sign("k", token, now)
+            )
+        };
+        for ping in [None, Some("null"), Some("{}"), Some(" { } ")] {
+            let body = signed("candidateHired", ping);
+            assert_eq!(
+                verify(body.as_bytes(), "k", 60, now).unwrap().1,
+                Verified::Ping
+            );
+        }
+        let hired = signed("candidateHired", Some(r#"{"opportunityId":"o1"}"#));
+        assert_eq!(
+            verify(hired.as_bytes(), "k", 60, now).unwrap().1,
+            Verified::Ignored("candidateHired".into())
+        );
+        let escaped = signed(
+            "candidateStageChange",
+            Some(r#"{"opportunityId":"o\u00e9\"1","toStageId":"s2","extra":[1,{"a":null}]}"#),
+        );
+        let (hook, verified) = verify(escaped.as_bytes(), "k", 60, now).unwrap();
+        assert_eq!(hook.token, token);
+        assert_eq!(
+            verified,
+            Verified::StageChange(StageChange {
+                opportunity_id: "o\u{e9}\"1".into(),
+                to_stage_id: "s2".into(),
+                from_stage_id: None,
+            })
+        );
+        let null = signed("candidateStageChange", Some("null"));
+        assert!(matches!(
+            verify(null.as_bytes(), "k", 60, now),
+            Err(Rejection::Malformed(_))
+        ));
     }
 
     #[test]
