@@ -266,8 +266,13 @@ fn calls_json(calls: &[OutboundCall]) -> String {
             )
         })
         .collect();
-    // Strings, numbers and nulls only: writing them to a string cannot fail.
-    serde_json::to_string(&rows).unwrap_or_else(|_| String::from("[]"))
+    // Strings, numbers and nulls only: writing them to a string cannot fail. Should a field's
+    // type ever change so that it can, the event's outcome still commits, without its calls,
+    // and the loss is logged rather than silent.
+    serde_json::to_string(&rows).unwrap_or_else(|e| {
+        tracing::error!(error = %e, calls = calls.len(), "outbound calls not recorded");
+        String::from("[]")
+    })
 }
 
 #[cfg(test)]
