@@ -373,7 +373,7 @@ async fn a_hostile_connector_is_contained_beside_a_working_neighbour() {
         "a log flood is dropped, not fatal"
     );
     assert!(metric(addr, "log_message_bytes").await >= 1);
-    assert!(metric(addr, "log_lines_per_call").await >= 999_000);
+    assert!(metric(addr, "log_lines_per_call").await >= 199_000);
     assert!(metric(addr, "outbound_response_bytes").await >= 1);
     assert!(metric(addr, "state_total_bytes").await >= 1);
     assert!(metric(addr, "lift_bytes").await >= 1);
