@@ -20,9 +20,11 @@
 //! Figures taken while other work runs on the machine are noise; the table says nothing about
 //! them.
 //!
-//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `processing`, `external`, `customers`, `postgres`,
-//! `wasm`, `in_process`) runs only those parts; `processing` is the real binary's start-up and
-//! processing rows without its intake phases. Unset: everything.
+//! `SWITCHYARD_BENCH_ONLY` (comma-separated: `processing`, `intake`, `external`, `customers`,
+//! `postgres`, `wasm`, `in_process`) runs only those parts; `processing` is the real binary's
+//! start-up and processing rows without its intake phases, `intake` the same and its
+//! closed-loop intake rows, without the latency runs (a profile or an A/B of intake). Unset:
+//! everything.
 //!
 //! The PostgreSQL rows count statements when the cluster loads `pg_stat_statements`
 //! (`shared_preload_libraries=pg_stat_statements`), and round trips as the hosts count them
@@ -56,8 +58,12 @@ async fn main() -> anyhow::Result<()> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let only = std::env::var("SWITCHYARD_BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
-    if part("external") || part("processing") {
-        external::run(&mut rows, !part("external")).await?;
+    if part("external") {
+        external::run(&mut rows, external::Phases::All).await?;
+    } else if part("processing") {
+        external::run(&mut rows, external::Phases::Processing).await?;
+    } else if part("intake") {
+        external::run(&mut rows, external::Phases::Intake).await?;
     }
     if part("customers") {
         customers::run(&mut rows).await?;

@@ -58,9 +58,20 @@ const PROCESS_WAIT: Duration = Duration::from_secs(240);
 /// Bound on waiting for an intake run's backlog before the next run.
 const BACKLOG_WAIT: Duration = Duration::from_secs(60);
 
-/// Runs every phase against one served host and appends its rows; `processing_only` stops after
-/// the processing rows (a profile of processing alone).
-pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<()> {
+/// Which phases of [`run`] run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    /// Every phase.
+    All,
+    /// Start-up and processing (a profile of processing alone).
+    Processing,
+    /// Start-up, processing and the closed-loop intake rows, without the latency runs (a profile
+    /// or an A/B of intake; `SWITCHYARD_BENCH_PROCESS_EVENTS` shortens the processing run).
+    Intake,
+}
+
+/// Runs `phases` against one served host and appends their rows.
+pub async fn run(rows: &mut Vec<Row>, phases: Phases) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("switchyard-bench-serve-")
         .tempdir()?;
@@ -201,7 +212,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         threads::per_unit(&threads_before, &threads_after, done),
         "-",
     ));
-    if processing_only {
+    if phases == Phases::Processing {
         drop(sampler);
         host.stop().await;
         return Ok(());
@@ -249,6 +260,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         let written = written_bytes(host.pid());
         let commits = metric(stack.addr, "switchyard_store_commits_total").await;
         let frames = metric(stack.addr, "switchyard_store_wal_frames_total").await;
+        let threads_before = threads::by_name(host.pid());
         let r = drive(
             &to_intake(connections),
             Load::Closed {
@@ -257,6 +269,7 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
             },
         )
         .await?;
+        let threads_after = threads::by_name(host.pid());
         let commits = metric(stack.addr, "switchyard_store_commits_total").await - commits;
         let frames = metric(stack.addr, "switchyard_store_wal_frames_total").await - frames;
         let acked = r["acked_per_s"].as_f64().unwrap_or_default();
@@ -287,6 +300,13 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
             (batched, format!("{batched:.0}/s")),
             ">= 20,000/s",
         ));
+        rows.push(Row::plain(
+            format!(
+                "… {connections} connections: host CPU µs / context switches per ack by thread"
+            ),
+            threads::per_unit_us(&threads_before, &threads_after, ok),
+            "-",
+        ));
         if connections == MAIN_CONNECTIONS {
             per_ack = cpu_us;
         }
@@ -297,6 +317,11 @@ pub async fn run(rows: &mut Vec<Row>, processing_only: bool) -> anyhow::Result<(
         format!("{per_ack:.1} µs"),
         "<= 20 µs",
     ));
+    if phases == Phases::Intake {
+        drop(sampler);
+        host.stop().await;
+        return Ok(());
+    }
     for rate in OPEN_RATES {
         let before = Snapshot::take(stack.addr, host.pid()).await;
         let r = open_loop(&to_intake(OPEN_CONNECTIONS), rate).await?;
