@@ -118,6 +118,13 @@ const NOTES: &str = "
   …queued behind a down ATS: the same runs after 50,000 webhooks were sent (closed loop) to a
   third integration whose Lever API is a closed port: its events fail to reach the ATS, are
   retried later and open its circuit breaker, while they stay queued beside the intake.
+- disk: write + fdatasync: switchyard-loadgen fsync, in the database's directory while the host
+  is idle, just before the latency runs: 16 KiB (four WAL frames) overwritten in a 4 MiB file,
+  then fdatasync, at most 2,000 times or 5 s — the flush each WAL commit with synchronous=FULL
+  waits for. Every ack waits for one such flush, and one arriving during another's waits for
+  that one too: when more than about 1 % of flushes take over 2 ms (5 ms), the p99 <= 2 ms
+  (5 ms) target cannot be met on this disk with every ack durable before its 200, whatever the
+  host does; the host's part is the latency above it.
 - N integrations: `switchyard serve` configured with N Lever integrations (1, 100, 1,000,
   10,000; one connector), a fresh database each, 10,000 webhooks closed loop over 64 connections
   to one of them; start-up = spawned until /healthz answers 200.

@@ -321,7 +321,7 @@ fn p99_by_second(sorted: &[Sample]) -> Vec<u64> {
 }
 
 /// The index of percentile `p` (0..=1) among `len` sorted values (nearest rank).
-fn rank(len: usize, p: f64) -> usize {
+pub(crate) fn rank(len: usize, p: f64) -> usize {
     ((len.max(1) - 1) as f64 * p).round() as usize
 }
 

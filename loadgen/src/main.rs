@@ -6,12 +6,15 @@
 //!   `--duration` seconds with latency measured from each request's intended send time.
 //! - `sqlite-ceiling`: rows/s of events-shaped inserts in `synchronous=FULL` WAL commits in a
 //!   directory (batched, then one row per commit) — the disk's ceiling for durable intake.
+//! - `fsync`: the latency of a small write + `fdatasync` in a directory, in a bounded loop — the
+//!   disk's floor under every durable acknowledgement.
 //!
 //! Prints one JSON line on stdout (the benchmark parses it) and a human summary on stderr.
 //! Loopback targets only; every loop is bounded by the number of pre-built requests.
 
 mod ceiling;
 mod drive;
+mod fsync;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -83,6 +86,18 @@ enum Command {
         /// Rows inserted one per commit.
         #[arg(long, default_value_t = 2_000)]
         single_rows: usize,
+    },
+    /// Measure the latency of a small write + fdatasync on the disk holding `--dir`.
+    Fsync {
+        /// Directory of the scratch file (the host's database directory: same disk).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Flushes timed at most.
+        #[arg(long, default_value_t = 2_000)]
+        count: usize,
+        /// Seconds the loop runs at most.
+        #[arg(long, default_value_t = 5.0)]
+        max_secs: f64,
     },
 }
 
@@ -184,6 +199,28 @@ fn main() -> anyhow::Result<()> {
                 dir.display(),
                 report["batched_rows_per_s"].as_f64().unwrap_or_default(),
                 report["single_rows_per_s"].as_f64().unwrap_or_default(),
+            );
+            println!("{report}");
+        }
+        Command::Fsync {
+            dir,
+            count,
+            max_secs,
+        } => {
+            let max = Duration::from_secs_f64(max_secs.clamp(0.0, 3600.0));
+            let report = fsync::measure(&dir, count, max)?;
+            let l = &report["latency_us"];
+            eprintln!(
+                "write + fdatasync in {}: {} syncs, p50 {} µs p90 {} µs p99 {} µs max {} µs; \
+                 {:.1} % over 2 ms, {:.1} % over 5 ms",
+                dir.display(),
+                report["syncs"],
+                l["p50"],
+                l["p90"],
+                l["p99"],
+                l["max"],
+                report["share_over_2ms"].as_f64().unwrap_or_default() * 100.0,
+                report["share_over_5ms"].as_f64().unwrap_or_default() * 100.0,
             );
             println!("{report}");
         }

@@ -24,7 +24,7 @@ use switchyard_testkit::{Stack, StackOptions, CERTN, TRIGGER};
 use switchyard_tests::lever_of;
 use switchyard_tests::serve::{cpu_secs, cpu_us_per, rss_mib, serve, write_config, written_bytes};
 
-use super::loadgen::{drive, sqlite_ceiling, Drive, Load, RssSampler};
+use super::loadgen::{drive, fsync_latency, sqlite_ceiling, Drive, Load, RssSampler};
 use super::snapshot::{metric, Snapshot};
 use super::table::Row;
 use super::threads;
@@ -322,6 +322,11 @@ pub async fn run(rows: &mut Vec<Row>, phases: Phases) -> anyhow::Result<()> {
         host.stop().await;
         return Ok(());
     }
+    // The disk's floor under the latency rows, measured beside them (the host idle).
+    rows.push(fsync_row(
+        &fsync_latency(&db_dir).await?,
+        "before the latency runs",
+    ));
     for rate in OPEN_RATES {
         let before = Snapshot::take(stack.addr, host.pid()).await;
         let r = open_loop(&to_intake(OPEN_CONNECTIONS), rate).await?;
@@ -346,6 +351,10 @@ pub async fn run(rows: &mut Vec<Row>, phases: Phases) -> anyhow::Result<()> {
         },
     )
     .await?;
+    rows.push(fsync_row(
+        &fsync_latency(&db_dir).await?,
+        "before the backlog's latency runs",
+    ));
     for rate in OPEN_RATES {
         let waiting = states(&db, DOWN)?;
         let behind = ["queued", "running"]
@@ -453,6 +462,25 @@ fn latency_row(r: &Value, rate: u32, with: &str) -> Row {
         } else {
             "p99 <= 2 ms"
         },
+    )
+}
+
+/// The disk's write + `fdatasync` latency (`switchyard-loadgen fsync`), measured `when`.
+fn fsync_row(r: &Value, when: &str) -> Row {
+    let share = |field: &str| r[field].as_f64().unwrap_or_default() * 100.0;
+    Row::plain(
+        format!("disk: write + fdatasync, database's directory, {when}"),
+        format!(
+            "p50 {}, p90 {}, p99 {}, max {}; {:.1} % over 2 ms, {:.1} % over 5 ms ({} syncs)",
+            ms(r, "p50"),
+            ms(r, "p90"),
+            ms(r, "p99"),
+            ms(r, "max"),
+            share("share_over_2ms"),
+            share("share_over_5ms"),
+            r["syncs"]
+        ),
+        "bounds the p99 rows",
     )
 }
 

@@ -88,6 +88,13 @@ pub async fn sqlite_ceiling(dir: &Path) -> anyhow::Result<Value> {
     tokio::task::spawn_blocking(move || loadgen(&args)).await?
 }
 
+/// The write + `fdatasync` latency of the disk holding `dir` (a bounded loop: at most 2,000
+/// flushes or 5 s).
+pub async fn fsync_latency(dir: &Path) -> anyhow::Result<Value> {
+    let args = vec!["fsync".into(), "--dir".into(), dir.display().to_string()];
+    tokio::task::spawn_blocking(move || loadgen(&args)).await?
+}
+
 /// Samples a process's `VmRSS` every 50 ms until dropped; keeps the largest seen.
 pub struct RssSampler {
     stop: Arc<AtomicBool>,

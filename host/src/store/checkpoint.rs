@@ -19,9 +19,11 @@
 //!   checkpoint on its connection, once that batch was answered): the frames committed since
 //!   the pass's last checkpoint, if they are at most [`TAIL_BYTES`], else it asks for another
 //!   pass. With every frame copied, its next write transaction starts the WAL over. This copy
-//!   stalls the group commit (requests wait behind it): two fsyncs and up to [`TAIL_BYTES`]
-//!   copied when the pass made one checkpoint (1.8 ms at the median on a loaded machine, at
-//!   2,000 webhooks/s); after a pass that caught up, what a few batches added, or nothing;
+//!   stalls the group commit (requests wait behind it): up to [`TAIL_BYTES`] copied and the
+//!   database file's fsync when the pass made one checkpoint (with SQLite's fsync of the WAL
+//!   before it, 1.8 ms at the median on a loaded machine, at 2,000 webhooks/s; that one is
+//!   skipped after a flushed commit, [`Checkpoints::copy_tail`]); after a pass that caught up,
+//!   what a few batches added, or nothing;
 //! - if passes cannot keep up, the writer copies everything once the WAL is past
 //!   [`HARD_BYTES`], after waiting for a pass still running (a slow disk) to end: the WAL stays
 //!   bounded, as with SQLite's autocheckpoint, and like it these checkpoints are passive, so a
@@ -58,8 +60,8 @@ use rusqlite::Connection;
 use super::{lock, Result};
 
 /// WAL bytes after which the writer asks for a pass. Each pass ends with the writer's check of
-/// the tail, one stall of the group commit (a few frames copied and two fsyncs, or none when
-/// the pass caught up): at 2,000 webhooks/s the WAL grew 8 MiB about every 150 ms.
+/// the tail, one stall of the group commit (a few frames copied and one or two fsyncs, or none
+/// when the pass caught up): at 2,000 webhooks/s the WAL grew 8 MiB about every 150 ms.
 const START_BYTES: i64 = 16 << 20;
 
 /// Checkpoints a pass makes at most after its first, each over what was committed during the
@@ -120,6 +122,8 @@ pub(in crate::store) struct Counts {
     pub(in crate::store) by_writer: AtomicU64,
     /// The writer's copies past the hard bound (the passes could not keep up).
     pub(in crate::store) forced: AtomicU64,
+    /// The writer's copies after a flushed commit, without SQLite's fsync of the WAL.
+    pub(in crate::store) unsynced_wal: AtomicU64,
 }
 
 /// The writer's side of the checkpoints (used from the writer thread only).
@@ -132,6 +136,8 @@ pub(in crate::store) struct Checkpoints {
     ask: SyncSender<()>,
     /// Told after each pass, once its result is in `copied`.
     done: Receiver<()>,
+    /// The database file, flushed after the writer's own copy ([`Checkpoints::copy_tail`]).
+    file: std::path::PathBuf,
     /// Frames the last pass left copied; [`PENDING`] while one is asked for or running.
     copied: Arc<AtomicI64>,
     /// Frames at which the next pass is asked for: `start`, or a tail further if a reader kept
@@ -159,6 +165,7 @@ impl Checkpoints {
         let frames = |bytes: i64| bytes / page.max(512);
         let conn = Connection::open(path)?;
         let file = path.to_path_buf();
+        let own_file = file.clone();
         // Its checkpoints fsync the WAL before copying (and the database file after, if they
         // reached the WAL's end).
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -208,6 +215,7 @@ impl Checkpoints {
             next: Cell::new(frames(bounds.start)),
             ask,
             done,
+            file: own_file,
             copied,
             passing: Cell::new(false),
             seen: Cell::new(0),
@@ -217,9 +225,10 @@ impl Checkpoints {
     }
 
     /// After each batch, answered, on the writer thread: asks for a pass, or copies the tail of
-    /// the last one on `conn`, the writer's connection. Returns the frames the batch's commit
-    /// appended to the WAL (the store's `wal_frames`: what a commit costs in pages written).
-    pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>) -> u64 {
+    /// the last one on `conn`, the writer's connection; `flushed`: every commit in the WAL is on
+    /// disk. Returns the frames the batch's commit appended to the WAL (the store's
+    /// `wal_frames`: what a commit costs in pages written).
+    pub(in crate::store) fn after_batch(&self, conn: &Mutex<Connection>, flushed: bool) -> u64 {
         let frames = FRAMES.with(Cell::get);
         let seen = self.seen.replace(frames);
         // Fewer than before: the WAL started over at this batch's commit.
@@ -229,12 +238,12 @@ impl Checkpoints {
             frames
         })
         .unwrap_or_default();
-        self.checkpoint(conn, frames);
+        self.checkpoint(conn, frames, flushed);
         appended
     }
 
     /// [`Checkpoints::after_batch`]'s checkpoint work, `frames` in the WAL.
-    fn checkpoint(&self, conn: &Mutex<Connection>, frames: i64) {
+    fn checkpoint(&self, conn: &Mutex<Connection>, frames: i64, flushed: bool) {
         if frames >= self.hard && self.passing.get() {
             // A pass runs long and the WAL is past its bound: the writer copies the rest as soon
             // as the pass ended (SQLite lets one checkpoint run at a time), as SQLite's
@@ -256,7 +265,7 @@ impl Checkpoints {
             {
                 // Every frame copied: the next write transaction starts the WAL over, unless
                 // a reader still needs some; then the next pass waits for a tail's more.
-                if let Err(e) = passive(&lock(conn)) {
+                if let Err(e) = self.copy_tail(&lock(conn), flushed, copied) {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
                 #[cfg(test)]
@@ -275,6 +284,42 @@ impl Checkpoints {
             // very next batch.
             Some(_) => self.next.set(frames + self.tail),
         }
+    }
+
+    /// The writer's copy of what the pass left (`copied`: the frames the pass left in the file,
+    /// flushed there), on its connection `conn`. The group commit waits meanwhile. When every
+    /// commit in the WAL is already on disk (`flushed`), SQLite's fsync of the WAL before copying
+    /// would only wait for the disk again (a flush of the device's cache even with nothing to
+    /// write): the copy then runs with `synchronous=OFF`, and the database file is flushed here
+    /// afterwards, as SQLite would, when the copy reached the WAL's end and added frames; before
+    /// the writer's next transaction, which may start the WAL over.
+    fn copy_tail(&self, conn: &Connection, flushed: bool, copied: i64) -> Result<()> {
+        if !flushed {
+            return passive(conn).map(drop);
+        }
+        conn.prepare_cached("PRAGMA synchronous = OFF")?
+            .execute([])?;
+        let result = passive_frames(conn);
+        if let Err(e) = conn
+            .prepare_cached("PRAGMA synchronous = FULL")
+            .and_then(|mut s| s.execute([]))
+        {
+            // Every later commit would go unflushed (the writer's commit_flushed does the same).
+            tracing::error!(error = %e, "cannot make the store's commits flushed again; aborting");
+            std::process::abort();
+        }
+        let (log, now) = result?;
+        if now == log && now > copied.max(0) {
+            // SQLite already counts these frames as copied: the next write transaction would
+            // start the WAL over on a file not on disk. A restart recovers from the WAL instead.
+            if let Err(e) = std::fs::File::open(&self.file).and_then(|f| f.sync_data()) {
+                tracing::error!(error = %e, "cannot flush the database file after a WAL copy; aborting");
+                std::process::abort();
+            }
+        }
+        #[cfg(test)]
+        self.counts.unsynced_wal.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// What the checkpoints did so far.
@@ -496,6 +541,19 @@ mod tests {
             counts.by_writer.load(Ordering::Relaxed) >= 2,
             "the writer copied the passes' tails: {counts:?}"
         );
+        // Every write here is flushed: the writer's copies skip SQLite's fsync of the WAL, and
+        // leave its connection flushing its commits again.
+        assert_eq!(
+            counts.unsynced_wal.load(Ordering::Relaxed),
+            counts.by_writer.load(Ordering::Relaxed) + counts.forced.load(Ordering::Relaxed),
+            "{counts:?}"
+        );
+        let synchronous: i64 = store
+            .conn()
+            .unwrap()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL again");
         // It starts over about once per start bound's worth of WAL (plus a pass's tail): ~7
         // times here on a quiet machine, fewer when the passes beside the writer are starved
         // of CPU (6 seen on a loaded one), and more often than at the hard bound alone (3).

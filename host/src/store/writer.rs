@@ -210,8 +210,9 @@ pub(in crate::store) trait Source: Send + 'static {
     type Conn: Batching;
     fn with<R>(&self, f: impl FnOnce(&Self::Conn) -> R) -> R;
     /// After each batch, once it was answered: housekeeping that must not delay its answers.
+    /// `flushed`: every commit so far is on disk (the last one that committed was flushed).
     /// Returns the WAL frames the batch's commit appended (SQLite; 0 elsewhere).
-    fn after_batch(&self) -> u64 {
+    fn after_batch(&self, _flushed: bool) -> u64 {
         0
     }
 }
@@ -227,8 +228,8 @@ impl Source for SqliteWriter {
     fn with<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
         f(&lock(&self.conn))
     }
-    fn after_batch(&self) -> u64 {
-        self.checkpoints.after_batch(&self.conn)
+    fn after_batch(&self, flushed: bool) -> u64 {
+        self.checkpoints.after_batch(&self.conn, flushed)
     }
 }
 
@@ -480,6 +481,8 @@ fn run<S: Source>(
     let mut batch: Vec<Box<dyn Job<S::Conn>>> = Vec::with_capacity(MAX_BATCH);
     // A job taken that would have opened one savepoint too many: it starts the next batch.
     let mut carried: Option<Box<dyn Job<S::Conn>>> = None;
+    // Whether the last batch that committed was flushed (so every commit before it too).
+    let mut flushed = true;
     loop {
         let first = match carried.take() {
             Some(job) => job,
@@ -515,6 +518,7 @@ fn run<S: Source>(
         let outcome = source.with(|conn| commit_flushed(conn, &mut batch, now));
         match &outcome {
             Ok(()) => {
+                flushed = now;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .writes
@@ -533,7 +537,7 @@ fn run<S: Source>(
         for job in batch.drain(..) {
             job.answer(&outcome);
         }
-        let frames = source.after_batch();
+        let frames = source.after_batch(flushed);
         counters.wal_frames.fetch_add(frames, Ordering::Relaxed);
     }
 }
