@@ -634,7 +634,8 @@ impl Store {
             })
             .await?;
         if matches!(enqueued, Enqueued::New(_)) {
-            self.notify_queued();
+            // Its batch woke a worker of this host already.
+            self.notify_intake();
         }
         Ok(enqueued)
     }
