@@ -91,8 +91,10 @@ pub fn spawn(
         .collect()
 }
 
-/// Wakes this host's idle workers on each wake-up from the database (`store::notify`: events
-/// queued by any host), until `stop`.
+/// Wakes one of this host's idle workers on each wake-up from the database (`store::notify`:
+/// events queued by another host), until `stop`: its look claims for every free worker, as
+/// after a local intake batch (waking them all made each look in turn, a round trip each on
+/// PostgreSQL, most finding what the first had claimed).
 pub fn wake_on_notify(
     app: Arc<App>,
     mut wakes: tokio::sync::mpsc::Receiver<()>,
@@ -102,7 +104,7 @@ pub fn wake_on_notify(
         loop {
             tokio::select! {
                 woken = wakes.recv() => match woken {
-                    Some(()) => app.wake.notify_waiters(),
+                    Some(()) => app.wake.notify_one(),
                     None => return,
                 },
                 _ = stop.changed() => return,

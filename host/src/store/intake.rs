@@ -2,8 +2,9 @@
 //! per table (`events`, `event_bodies`, `inbound_requests`) instead of a statement each.
 //!
 //! A webhook sent through [`Store::enqueue_batched`] or [`Store::enqueue_received`] is an
-//! [`IntakeJob`] of the [`writer`](super::writer) (`IntakeJob`). When a batch holds two or more, the writer
-//! runs them first, together, at the start of the batch's transaction ([`enqueue_many_on`]);
+//! [`IntakeJob`] of the [`writer`](super::writer) (`IntakeJob`). When a batch holds two or more
+//! (on PostgreSQL one or more), the writer runs them first, together, at the start of the
+//! batch's transaction ([`enqueue_many_on`]);
 //! each is answered with its own [`Enqueued`] once the batch committed, as before. Statement
 //! texts exist for a bounded set of row counts ([`CHUNKS`]), so both backends' statement caches
 //! keep them. If the merged statements fail, the transaction is rolled back and begun again
@@ -115,7 +116,11 @@ pub(in crate::store) fn enqueue_one_on(db: &dyn Db, row: &IntakeRow) -> Result<E
 }
 
 /// Queues `rows` with one multi-row statement per table and chunk; one answer per row, in order.
+/// PostgreSQL's is one statement per chunk for the three tables ([`super::pg_intake`]).
 pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Result<Vec<Enqueued>> {
+    if db.dialect() == Dialect::Postgres {
+        return super::pg_intake::enqueue_many_on(db, rows);
+    }
     let now = now_ms();
     // Each key's first row in the batch, and the id its insert returned (none: refused).
     let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(rows.len());
@@ -184,7 +189,7 @@ pub(in crate::store) fn enqueue_many_on(db: &dyn Db, rows: &[&IntakeRow]) -> Res
 }
 
 /// `n` cut into chunks of the [`CHUNKS`] sizes, largest first.
-fn chunk_sizes(mut n: usize) -> Vec<usize> {
+pub(in crate::store) fn chunk_sizes(mut n: usize) -> Vec<usize> {
     let mut sizes = Vec::new();
     for size in CHUNKS {
         while n >= size {

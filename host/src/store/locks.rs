@@ -162,12 +162,16 @@ impl Store {
     ///
     /// `writes` (PostgreSQL only: statements that need no lock, committed before the reads,
     /// which see them) ride in that round trip too ([`super::pg::Pg::try_lock_with`]), and are
-    /// committed whether or not the lock was free; an error means they may not be.
+    /// committed whether or not the lock was free. `committed` runs as soon as they are, before
+    /// the wait for a lock another host holds: an error after it (that wait failed) leaves them
+    /// committed, and the caller must not write them again; an error without it means they may
+    /// not be.
     pub(in crate::store) async fn lock_with(
         &self,
         name: LockName<'_>,
         writes: &[Statement],
         reads: &[Statement],
+        committed: impl FnOnce() + Send,
     ) -> Result<(HeldLock, Vec<Vec<Row>>)> {
         let mut held = self.lock_here(name).await;
         let Backend::Postgres { pg, .. } = &self.backend else {
@@ -176,7 +180,12 @@ impl Store {
             return Ok((held, answers));
         };
         let key = advisory_key(&held.key);
-        if let Some((lock, answers)) = pg.try_lock_with(key, writes, reads)? {
+        let mut written = false;
+        let tried = pg.try_lock_with(key, writes, reads, &mut written);
+        if written {
+            committed();
+        }
+        if let Some((lock, answers)) = tried? {
             held.advisory = Some(Advisory::Direct(Box::new(lock)));
             return Ok((held, answers));
         }
@@ -301,7 +310,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_lock_taken_with_reads_answers_them_and_holds_until_dropped() {
         on_both_async!(|store: Store| async move {
-            let (held, answers) = store.lock_with(OPP, &[], &seven()).await.unwrap();
+            let (held, answers) = store.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
             assert_eq!(answered(&answers), 7);
             assert!(!can_take(&store, OPP).await, "the second holder waits");
             held.still_held().await.unwrap();
@@ -320,10 +329,10 @@ mod tests {
         let a = Store::open_postgres(&url, None).unwrap();
         let b = Store::open_postgres(&url, None).unwrap();
         // The connection's statements prepared first.
-        drop(a.lock_with(OPP, &[], &seven()).await.unwrap());
+        drop(a.lock_with(OPP, &[], &seven(), || ()).await.unwrap());
         let trips = || a.writer_stats().round_trips;
         let before = trips();
-        let (held, answers) = a.lock_with(OPP, &[], &seven()).await.unwrap();
+        let (held, answers) = a.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
         assert_eq!((trips() - before, answered(&answers)), (1, 7));
         assert!(!can_take(&b, OPP).await, "host b waits for host a");
         let before = trips();
@@ -340,7 +349,7 @@ mod tests {
         );
         assert!(can_take(&b, OPP).await, "host b takes it once released");
         // The connection's next use reads the release's answer first, then its own.
-        let (held, answers) = a.lock_with(OPP, &[], &seven()).await.unwrap();
+        let (held, answers) = a.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
         assert_eq!(answered(&answers), 7);
         held.still_held().await.unwrap();
     }
@@ -351,11 +360,11 @@ mod tests {
         let url = testing::postgres_url();
         let a = Store::open_postgres(&url, None).unwrap();
         let b = Store::open_postgres(&url, None).unwrap();
-        let (held, _) = a.lock_with(OPP, &[], &seven()).await.unwrap();
+        let (held, _) = a.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
         let waiter = tokio::spawn({
             let b = b.clone();
             async move {
-                let (held, answers) = b.lock_with(OPP, &[], &seven()).await?;
+                let (held, answers) = b.lock_with(OPP, &[], &seven(), || ()).await?;
                 held.still_held().await?;
                 Ok::<_, StoreError>(answered(&answers))
             }
@@ -387,7 +396,7 @@ mod tests {
         let url = testing::postgres_url();
         let a = Store::open_postgres(&url, None).unwrap();
         let b = Store::open_postgres(&url, None).unwrap();
-        let (held, _) = a.lock_with(OPP, &[], &seven()).await.unwrap();
+        let (held, _) = a.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
         last_answer(&held, false);
         assert_eq!(
             terminate_lock_holders(&b),
@@ -410,7 +419,7 @@ mod tests {
     async fn on_postgres_a_lock_lost_is_seen_by_the_check_without_a_round_trip() {
         let url = testing::postgres_url();
         let [a, b] = [(); 2].map(|_| Store::open_postgres(&url, None).unwrap());
-        let (held, _) = a.lock_with(OPP, &[], &seven()).await.unwrap();
+        let (held, _) = a.lock_with(OPP, &[], &seven(), || ()).await.unwrap();
         held.still_held().await.unwrap();
         assert_eq!(terminate_lock_holders(&b), 1);
         let taken = tokio::time::timeout(Duration::from_secs(10), b.lock(OPP)).await;

@@ -21,7 +21,8 @@
 //! its batch committed, without blocking an async thread during the fsync.
 //!
 //! Modules: this one (schema, intake), [`intake`] (the group commit's intake inserts: a batch's
-//! webhooks as one multi-row insert per table), [`locks`] (named locks across every host on the
+//! webhooks as one multi-row insert per table; on PostgreSQL one statement per chunk for the three
+//! tables, `pg_intake`), [`locks`] (named locks across every host on the
 //! database: writes to one opportunity, one OAuth refresh per integration, a holder checking
 //! its lock still holds before each effect; transaction-scoped ones for Gem key rotations and
 //! deployment changes), [`leader`] (which host leads housekeeping: a row with a TTL; the
@@ -106,6 +107,7 @@ pub mod migrations;
 pub mod oauth;
 pub mod pg;
 mod pg_direct;
+mod pg_intake;
 mod readers;
 pub(in crate::store) mod sql;
 #[cfg(test)]
@@ -632,7 +634,8 @@ impl Store {
             })
             .await?;
         if matches!(enqueued, Enqueued::New(_)) {
-            self.notify_queued();
+            // Its batch woke a worker of this host already.
+            self.notify_intake();
         }
         Ok(enqueued)
     }

@@ -13,6 +13,12 @@
 //! dead run or handed back by a stopping one) notifies. The LISTEN connection is opened again after
 //! a loss, with a backoff, and wakes the workers once connected (events may have been queued
 //! while it was down). SQLite is one process per file: the in-process wake-up is enough.
+//!
+//! A host hears its own NOTIFYs too. An intake commit already woke one of its workers in
+//! process (the group commit's `Store::queued`), who claims for the others: its NOTIFY then
+//! names the sending host ([`Throttle::token`]), whose listener drops it. A NOTIFY covering any
+//! other commit (a retry, a take-back: nothing woke this host's workers for those) has no
+//! payload and wakes every host, the sender too.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,14 +39,30 @@ pub const THROTTLE_MS: i64 = 5;
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// When a host sends its next NOTIFY: at once, or once at the end of the throttle window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(in crate::store) struct Throttle {
     /// When the last NOTIFY was sent (unix ms).
     last: AtomicI64,
     /// A trailing NOTIFY is scheduled and not sent yet: it covers every commit until it is.
     trailing: AtomicBool,
+    /// A commit since the last NOTIFY was sent needs this host's workers woken by it too.
+    here_too: AtomicBool,
+    /// This host's payload: a NOTIFY its own listener drops.
+    token: String,
     /// NOTIFYs spawned whose round trip is not counted yet ([`Store::notifies_counted`]).
     uncounted: AtomicUsize,
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle {
+            last: AtomicI64::default(),
+            trailing: AtomicBool::default(),
+            here_too: AtomicBool::default(),
+            token: format!("{:016x}", rand::random::<u64>()),
+            uncounted: AtomicUsize::default(),
+        }
+    }
 }
 
 /// What to do for a commit that queued events.
@@ -78,16 +100,40 @@ impl Throttle {
         self.last.store(now, Ordering::SeqCst);
         self.trailing.store(false, Ordering::SeqCst);
     }
+
+    /// The payload of a NOTIFY sent now, covering every commit offered before: empty (every
+    /// host wakes) if one of them needs this host woken too, else this host's token. Taken at
+    /// the send, after those commits: a commit offered later is covered by its own NOTIFY.
+    fn payload(&self) -> &str {
+        match self.here_too.swap(false, Ordering::SeqCst) {
+            true => "",
+            false => &self.token,
+        }
+    }
 }
 
 impl Store {
     /// Tells every host listening that events were queued or made due (after their commit);
     /// throttled, never dropped. Nothing on SQLite.
     pub(in crate::store) fn notify_queued(&self) {
+        self.notify_hosts(true);
+    }
+
+    /// [`Store::notify_queued`] for an intake commit, whose batch woke one of this host's
+    /// workers already: the NOTIFY may skip this host.
+    pub(in crate::store) fn notify_intake(&self) {
+        self.notify_hosts(false);
+    }
+
+    /// Tells other hosts, and this one if `here_too`, that events were queued or made due.
+    fn notify_hosts(&self, here_too: bool) {
         let Backend::Postgres { pg, .. } = &self.backend else {
             return;
         };
         pg.looked.changed();
+        if here_too {
+            pg.notify.here_too.store(true, Ordering::SeqCst);
+        }
         let delay = match pg.notify.offer(now_ms()) {
             Next::Now => None,
             Next::After(ms) => Some(ms),
@@ -106,7 +152,7 @@ impl Store {
             throttle.uncounted.fetch_sub(1, Ordering::SeqCst);
             let sent = match pool.get().await {
                 Ok(conn) => conn
-                    .batch_execute(&format!("NOTIFY {CHANNEL}"))
+                    .batch_execute(&format!("NOTIFY {CHANNEL}, '{}'", throttle.payload()))
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -150,18 +196,24 @@ impl Store {
             return None;
         };
         let (tx, rx) = mpsc::channel(1);
-        pg.spawn(listen_loop(pg.config(), tx, pg.looked.clone()));
+        let own = pg.notify.token.clone();
+        pg.spawn(listen_loop(pg.config(), tx, pg.looked.clone(), own));
         Some(rx)
     }
 }
 
 /// Keeps a LISTEN connection open until `tx`'s receiver is gone, reconnecting with a backoff;
 /// a loss and a recovery are logged once each.
-async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>, looked: Arc<Looked>) {
+async fn listen_loop(
+    config: tokio_postgres::Config,
+    tx: mpsc::Sender<()>,
+    looked: Arc<Looked>,
+    own: String,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut lost = false;
     loop {
-        let ended = listen_once(&config, &tx, &looked, &mut lost).await;
+        let ended = listen_once(&config, &tx, &looked, &own, &mut lost).await;
         if tx.is_closed() {
             return;
         }
@@ -183,20 +235,26 @@ async fn listen_loop(config: tokio_postgres::Config, tx: mpsc::Sender<()>, looke
 
 /// One LISTEN connection, forwarding its notifications until it ends or nobody listens; each
 /// one (and the connection's opening) first makes the last claim's list of queued integrations
-/// stale ([`Looked`]): another host queued events.
+/// stale ([`Looked`]): another host queued events. Those whose payload is `own` (this host's
+/// intake, which woke its workers itself) are dropped.
 async fn listen_once(
     config: &tokio_postgres::Config,
     tx: &mpsc::Sender<()>,
     looked: &Looked,
+    own: &str,
     lost: &mut bool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (seen, mut notified) = mpsc::unbounded_channel();
     // The connection must be polled for the client's statements and for its notifications.
+    let own = own.to_owned();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(_) = message {
+            let AsyncMessage::Notification(heard) = message else {
+                continue;
+            };
+            if heard.payload() != own {
                 if seen.send(()).is_err() {
                     break;
                 }
@@ -302,6 +360,45 @@ mod tests {
             .unwrap()
             .expect("b claims the retried event");
         assert_eq!(claimed.id, e.id);
+    }
+
+    /// An intake commit woke one of its host's workers already: its NOTIFY wakes the other
+    /// hosts, not its sender. A commit that woke nobody here (a plain enqueue, as a retry or a
+    /// take-back) wakes every host, the sender too.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_intake_notify_wakes_the_other_hosts_not_its_sender() {
+        let url = testing::postgres_url();
+        let a = Store::open_postgres(&url, None).unwrap();
+        let b = Store::open_postgres(&url, None).unwrap();
+        let mut own = a.listen().expect("a LISTEN connection on PostgreSQL");
+        let mut other = b.listen().expect("a LISTEN connection on PostgreSQL");
+        for wakes in [&mut own, &mut other] {
+            tokio::time::timeout(WITHIN, wakes.recv())
+                .await
+                .expect("woken once listening");
+            quiet(wakes).await;
+        }
+        a.enqueue_batched("acme", "lever.stage_change", "lever:1", "{}")
+            .await
+            .unwrap();
+        tokio::time::timeout(WITHIN, other.recv())
+            .await
+            .expect("host b is woken by host a's intake")
+            .expect("still listening");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), own.recv())
+                .await
+                .is_err(),
+            "host a's workers were woken by its batch, not by its NOTIFY"
+        );
+        a.enqueue("acme", "lever.stage_change", "lever:2", "{}")
+            .unwrap();
+        for wakes in [&mut own, &mut other] {
+            tokio::time::timeout(WITHIN, wakes.recv())
+                .await
+                .expect("every host is woken")
+                .expect("still listening");
+        }
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Store {
     ) -> Result<(HeldLock, Option<OAuthTokens>)> {
         let name = LockName::OAuthRefresh { integration };
         let (held, answers) = self
-            .lock_with(name, &[], &[tokens_statement(integration)])
+            .lock_with(name, &[], &[tokens_statement(integration)], || ())
             .await?;
         let tokens = answers
             .into_iter()

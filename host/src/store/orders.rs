@@ -543,12 +543,16 @@ impl Store {
     /// round trip, on its connection (the status needs no lock: it moves its order forward
     /// only), so a status and the lock of its ATS write-back are one round trip, not two (and
     /// no hop to the group commit's thread); on SQLite through the group commit, before the
-    /// lock. On an error the status may not be recorded.
+    /// lock. `recorded` runs once the status is committed, before anything can still fail: an
+    /// error after it (the wait for a lock another host holds failed, its reads failed) leaves
+    /// the status recorded, and the caller must neither record it again nor take it for
+    /// unrecorded. An error without it means the status may not be recorded.
     pub async fn lock_opportunity(
         &self,
         integration: &str,
         opportunity_id: &str,
         status: Option<(StatusRecord, Vec<super::kv::KvWrite>)>,
+        recorded: impl FnOnce() + Send,
     ) -> Result<(HeldLock, Vec<Order>, Vec<PendingNote>)> {
         let name = LockName::Opportunity {
             integration,
@@ -558,6 +562,7 @@ impl Store {
             orders_of_statement(integration, opportunity_id),
             unwritten_notes_statement(self.dialect(), integration, opportunity_id),
         ];
+        let mut recorded = Some(recorded);
         let writes = match (status, self.dialect()) {
             (Some((rec, state)), Dialect::Postgres) => {
                 // All sent together: a callback's status upserts its order, not advanced first.
@@ -565,11 +570,19 @@ impl Store {
             }
             (Some((rec, state)), Dialect::Sqlite) => {
                 self.record_status_with_state(rec, state).await?;
+                if let Some(recorded) = recorded.take() {
+                    recorded();
+                }
                 Vec::new()
             }
             (None, _) => Vec::new(),
         };
-        let (held, answers) = self.lock_with(name, &writes, &reads).await?;
+        let committed = || {
+            if let (Some(recorded), false) = (recorded, writes.is_empty()) {
+                recorded();
+            }
+        };
+        let (held, answers) = self.lock_with(name, &writes, &reads, committed).await?;
         let (orders, notes) = orders_and_notes(answers)?;
         Ok((held, orders, notes))
     }
@@ -724,7 +737,7 @@ mod tests {
             assert_eq!(orders, s.orders_of("i", "opp").unwrap());
             assert_eq!(together, notes);
             // And with the opportunity's lock.
-            let (held, locked, under) = s.lock_opportunity("i", "opp", None).await.unwrap();
+            let (held, locked, under) = s.lock_opportunity("i", "opp", None, || ()).await.unwrap();
             assert_eq!((locked, under), (orders, notes));
             held.still_held().await.unwrap();
         });
@@ -744,7 +757,7 @@ mod tests {
                 value: "7".into(),
             }];
             let first = Some((started("o1", "k1"), cursor));
-            let (held, orders, notes) = s.lock_opportunity("i", "opp", first).await.unwrap();
+            let (held, orders, notes) = s.lock_opportunity("i", "opp", first, || ()).await.unwrap();
             assert_eq!(orders.len(), 1);
             assert!(notes.is_empty());
             drop(held);
@@ -760,7 +773,7 @@ mod tests {
             };
             let update = status(complete, Some("Up"), 5, Some("report ready"));
             let (_held, orders, notes) = s
-                .lock_opportunity("i", "opp", Some((update, Vec::new())))
+                .lock_opportunity("i", "opp", Some((update, Vec::new())), || ())
                 .await
                 .unwrap();
             let o = &orders[0];
@@ -783,11 +796,11 @@ mod tests {
             ..pending()
         };
         let first = Some((status(o0, Some("Down"), 1, Some("hi")), Vec::new()));
-        drop(s.lock_opportunity("i", "opp", first).await.unwrap());
+        drop(s.lock_opportunity("i", "opp", first, || ()).await.unwrap());
         let trips = s.writer_stats().round_trips;
         let update = status(pending(), Some("Up"), 2, Some("hello"));
         let (held, orders, notes) = s
-            .lock_opportunity("i", "opp", Some((update, Vec::new())))
+            .lock_opportunity("i", "opp", Some((update, Vec::new())), || ())
             .await
             .unwrap();
         assert_eq!(s.writer_stats().round_trips - trips, 1);
@@ -802,12 +815,12 @@ mod tests {
     async fn on_postgres_a_status_with_the_lock_is_recorded_when_another_host_holds_it() {
         let url = crate::store::testing::postgres_url();
         let [a, b] = [(); 2].map(|_| Store::open_postgres(&url, None).unwrap());
-        let (held, _, _) = b.lock_opportunity("i", "opp", None).await.unwrap();
+        let (held, _, _) = b.lock_opportunity("i", "opp", None, || ()).await.unwrap();
         let waiter = tokio::spawn({
             let a = a.clone();
             async move {
                 let rec = Some((started("o1", "k1"), Vec::new()));
-                let (_held, orders, _) = a.lock_opportunity("i", "opp", rec).await?;
+                let (_held, orders, _) = a.lock_opportunity("i", "opp", rec, || ()).await?;
                 Ok::<_, StoreError>(orders.len())
             }
         });
@@ -835,10 +848,10 @@ mod tests {
             3,
             Some("hello"),
         );
-        let failed = a.lock_opportunity("i", "opp", Some((failing, Vec::new())));
+        let failed = a.lock_opportunity("i", "opp", Some((failing, Vec::new())), || ());
         assert!(failed.await.is_err());
         assert_eq!(a.order("i", "o2").unwrap(), None, "nothing half-recorded");
-        let free = b.lock_opportunity("i", "opp", None);
+        let free = b.lock_opportunity("i", "opp", None, || ());
         let taken = tokio::time::timeout(std::time::Duration::from_secs(10), free).await;
         assert!(taken.is_ok_and(|r| r.is_ok()), "the lock is free");
     }

@@ -473,11 +473,13 @@ impl Pg {
     /// in a transaction that commits after the reads (which see them): on `Ok` they are
     /// committed, the lock taken or not; on an error nothing of them is (the connection is
     /// closed, which rolls back), except if the error came after the commit's answer.
+    /// `committed` is set once the commit answered, error or not: the caller then knows.
     pub(in crate::store) fn try_lock_with(
         &self,
         key: i64,
         writes: &[Statement],
         reads: &[Statement],
+        committed: &mut bool,
     ) -> Result<Option<(DirectLock, Vec<Vec<Row>>)>> {
         let conn = self.take(&self.lock_direct, LOCK_POOL_SIZE, LOCK_POOL_WAIT)?;
         let sent = Instant::now();
@@ -492,7 +494,9 @@ impl Pg {
         let answers = if writes.is_empty() {
             conn.query_all(&statements)
         } else {
-            conn.query_all_committed(&statements)
+            let answers = conn.query_all_committed(&statements);
+            *committed = answers.is_ok();
+            answers
         };
         let answered = answers.and_then(|answers| {
             let mut answers = answers.into_iter();

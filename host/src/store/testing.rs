@@ -97,3 +97,18 @@ macro_rules! on_both_async {
     }};
 }
 pub(crate) use on_both_async;
+
+/// Ends every session of `store`'s PostgreSQL database that waits for a lock (as when the
+/// network drops a host's connection mid-wait); how many.
+pub(crate) fn end_lock_waiters(store: &Store) -> i64 {
+    store
+        .db(|db| {
+            db.query_one(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )?
+            .int(0)
+        })
+        .unwrap()
+}

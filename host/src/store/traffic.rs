@@ -59,7 +59,10 @@ impl Store {
                 inbound: Some((headers, signature)),
             })
             .await?;
-        self.notify_due(matches!(enqueued, Enqueued::New(_)));
+        if matches!(enqueued, Enqueued::New(_)) {
+            // Its batch woke a worker of this host already.
+            self.notify_intake();
+        }
         Ok(enqueued)
     }
 

@@ -16,8 +16,8 @@
 //! back and every job of the batch gets [`StoreError::Batch`]: nothing of it is half-written,
 //! and the next batch starts clean.
 //!
-//! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more become one
-//! multi-row insert per table, first in the transaction and without a savepoint (see
+//! Webhooks ([`Writer::enqueue`]) are jobs the batch merges first: two or more (on PostgreSQL one
+//! too) become one multi-row insert per table, first in the transaction and without a savepoint (see
 //! [`super::intake`]); if that fails the transaction is rolled back and begun again, and each
 //! runs alone, as any job. A committed batch that queued new
 //! webhooks signals the store's `queued` [`Notify`] once (`notify_one`), before any of them is
@@ -127,6 +127,8 @@ pub(in crate::store) trait Batching: Db {
     fn in_transaction(&self) -> bool;
     /// Jobs with a savepoint of their own a batch takes at most (webhooks share one).
     const MAX_SAVEPOINTS: usize = MAX_BATCH;
+    /// The fewest webhooks of a batch run as the merged intake insert ([`merge_intake`]).
+    const MERGE_FROM: usize = 2;
     /// Whether the next commits are flushed before they return (the default) or may wait for
     /// a later flushed commit. Called outside a transaction.
     fn flush_commits(&self, now: bool) -> Result<()>;
@@ -176,6 +178,10 @@ impl Batching for PgConn {
     /// 61 jobs, the webhooks' merged insert and the commit's deferred work stay within it (the
     /// per-webhook fallback after a failed merge may exceed it, once).
     const MAX_SAVEPOINTS: usize = 61;
+
+    /// A single webhook too: its merged insert is one statement (`pg_intake`), sent with the
+    /// batch's `COMMIT`, where alone it waited for its event's id before its body's insert.
+    const MERGE_FROM: usize = 1;
 
     /// Only `COMMIT` and `ROLLBACK` wait for the server: the rest (`BEGIN`, a job's
     /// `SAVEPOINT`/`RELEASE`/`ROLLBACK TO`) is sent with the next statement, in its round trip.
@@ -618,7 +624,7 @@ fn run_jobs<C: Batching>(
     Ok(())
 }
 
-/// The batch's webhooks (two or more), queued together by one multi-row insert per table. They
+/// The batch's webhooks (at least [`Batching::MERGE_FROM`]), queued together by one multi-row insert per table. They
 /// run first in the batch's transaction, without a savepoint of their own: a savepoint copies
 /// every page it first changes to the statement journal (the unique key's random leaves, the
 /// tables' and indexes' last pages: most of a batch's pages), and nothing before them needs
@@ -634,7 +640,7 @@ fn merge_intake<C: Batching>(
         .filter_map(|(n, job)| job.intake().map(|row| (n, row)))
         .unzip();
     let count = rows.len();
-    if count < 2 {
+    if count < C::MERGE_FROM {
         return Ok(());
     }
     let merged = catch_unwind(AssertUnwindSafe(|| enqueue_many_on(conn, &rows)))

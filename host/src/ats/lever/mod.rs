@@ -346,18 +346,22 @@ impl Ats for LeverAts {
     ) -> Result<(), AtsError> {
         // Every host on the database writes to this opportunity in turn (see `store::locks`);
         // what to write is read under the lock, with it, and the status is recorded with it
-        // (one round trip on PostgreSQL), before any write.
+        // (one round trip on PostgreSQL), before any write. Marked as soon as it is committed:
+        // a wait for the lock that fails after that leaves it recorded, and the flow must know.
+        let recorded = || {
+            if let Some(status) = status {
+                status.mark_recorded(cx.timeline);
+            }
+        };
         let (held, orders, notes) = cx
             .store
             .lock_opportunity(
                 cx.integration,
                 opportunity_id,
                 status.map(StatusToRecord::write),
+                recorded,
             )
             .await?;
-        if let Some(status) = status {
-            status.mark_recorded(cx.timeline);
-        }
         let client = self.client()?;
         // Under the lock: no write of this host to it can start until the reconciliation ends.
         let record = record(cx.integration, opportunity_id);
@@ -379,5 +383,106 @@ impl Ats for LeverAts {
         )
         .await
         .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::secret::Secret;
+    use crate::store::locks::LockName;
+    use crate::store::{testing, Order, StatusRecord, Store};
+    use crate::timeline::{Timeline, TimelineEvent};
+
+    /// An adapter whose Lever is unreachable: the step below fails before any Lever call.
+    fn adapter(store: &Store) -> LeverAts {
+        let config = LeverConfig {
+            api_base: "http://127.0.0.1:9".into(),
+            api_key: Some(Secret::new("key")),
+            oauth_access_token: None,
+            oauth: false,
+            signature_token: Secret::new("token"),
+            trigger_stage: None,
+        };
+        let http = reqwest::Client::new();
+        let metrics = Arc::new(Metrics::default());
+        let oauth =
+            oauth::LeverOAuth::new(None, "http://127.0.0.1:9", store.clone(), http, metrics);
+        let oauth = Arc::new(oauth.expect("no OAuth app"));
+        LeverAts::new(config, reqwest::Client::new(), &oauth, "i", Vec::new())
+    }
+
+    fn first_status() -> StatusRecord {
+        StatusRecord {
+            order: Order {
+                integration: "i".into(),
+                order_ref: "o1".into(),
+                connector: "certn".into(),
+                opportunity_id: "opp".into(),
+                seq: 0,
+                state: "pending".into(),
+                label: "Pending".into(),
+                report_url: None,
+                score: None,
+                verdict: None,
+            },
+            verdict: None,
+            seq: 1,
+            note: None,
+            idempotency_key: Some("lever:t1".into()),
+        }
+    }
+
+    /// On PostgreSQL a status goes out with its opportunity's lock and is committed whether or
+    /// not another host holds the lock. When the wait for that host's lock then fails (here its
+    /// session ends), the status is recorded, and is marked so and shown once: the flow then
+    /// takes the step as started (no second write of the call's `state`, and a revoked
+    /// integration's event waits for the connect instead of showing "not sent"), and the retry,
+    /// which finds the order, records and shows nothing again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn on_postgres_a_status_whose_lock_wait_fails_is_marked_recorded_once() {
+        let url = testing::postgres_url();
+        let [a, b] = [(); 2].map(|_| Store::open_postgres(&url, None).unwrap());
+        let opportunity = LockName::Opportunity {
+            integration: "i",
+            opportunity: "opp",
+        };
+        let held = b.lock(opportunity).await.unwrap();
+        let lever = adapter(&a);
+        let (timeline, wake, written) = (
+            Timeline::default(),
+            tokio::sync::Notify::new(),
+            crate::ats::written::Written::new(false),
+        );
+        let mut shown = timeline.subscribe();
+        let cx = AtsCx {
+            integration: "i",
+            enabled: true,
+            store: &a,
+            timeline: &timeline,
+            wake: &wake,
+            written: &written,
+        };
+        let status = StatusToRecord::new(first_status(), Vec::new(), "Pending".into());
+        let labels = ["Pending".to_string()];
+        let synced = lever.sync(&cx, "o1", "opp", &labels, &[], Some(&status));
+        let end_the_wait = tokio::task::spawn_blocking({
+            let b = b.clone();
+            move || {
+                testing::wait_for_lock_waiters(&b, 1);
+                testing::end_lock_waiters(&b)
+            }
+        });
+        let (synced, ended) = tokio::join!(synced, end_the_wait);
+        assert_eq!(ended.unwrap(), 1, "host a waited for b's lock");
+        assert!(synced.is_err(), "the wait failed");
+        assert!(a.order_for_key("i", "lever:t1").unwrap().is_some());
+        assert!(status.recorded(), "committed before the wait, and known so");
+        let recorded = std::iter::from_fn(|| shown.try_recv().ok())
+            .filter(|e| matches!(e, TimelineEvent::StatusRecorded { .. }))
+            .count();
+        assert_eq!(recorded, 1, "shown once");
+        drop(held);
     }
 }
