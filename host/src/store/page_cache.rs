@@ -15,6 +15,12 @@
 //! largest page number held apart from that temporary one (`Keys`). A truncation with no page
 //! at or past its limit is a no-op, and is not forwarded; any other is.
 //!
+//! A truncation of every page (a read connection's reset) drops the pages the cache was asked
+//! for one by one (`Held`), not by `pcache1`'s walk of its hash table nor by `xShrink`: this
+//! SQLite is built with `SQLITE_ENABLE_MEMORY_MANAGEMENT`, so every connection's cache is one
+//! group with one recently-used list, and `xShrink` of any cache drops the unpinned pages of
+//! all of them (the writer's 32 MiB at each reader's reset).
+//!
 //! [`install`] must run before SQLite is initialized (its first connection), with no other
 //! thread using SQLite: the binary calls it first thing. Without it (the library's tests, an
 //! embedding) SQLite keeps its default cache, which is correct, only slower.
@@ -39,7 +45,7 @@ unsafe impl Sync for Methods {}
 /// Truncations skipped where the default cache would have scanned its hash table.
 static WALKS_AVOIDED: AtomicU64 = AtomicU64::new(0);
 
-/// Truncations of every page done without the default cache's walk ([`emptied`]).
+/// Truncations of every page done without the default cache's walk ([`Cache::emptied`]).
 static EMPTIED: AtomicU64 = AtomicU64::new(0);
 
 /// Tests: each truncation the wrapper would skip is forwarded anyway, and counted in
@@ -131,6 +137,66 @@ enum Truncation {
 struct Cache {
     inner: *mut ffi::sqlite3_pcache,
     keys: Keys,
+    held: Held,
+}
+
+/// Most page numbers a cache tracks between resets: a read connection's reads under steady
+/// writes (a reset at each) ask for a few dozen; past this (a large read, the writer) the next
+/// reset walks the hash table as `pcache1` does.
+const TRACKED: usize = 128;
+
+/// The page numbers a cache was asked for since it was last emptied, `None` once more than
+/// [`TRACKED`]: every page the cache holds is among them while it is `Some`.
+struct Held(Option<Vec<u32>>);
+
+impl Held {
+    fn new() -> Held {
+        Held(Some(Vec::new()))
+    }
+
+    fn add(&mut self, key: u32) {
+        if let Some(keys) = &mut self.0 {
+            if keys.contains(&key) {
+                return;
+            }
+            if keys.len() == TRACKED {
+                self.0 = None;
+                return;
+            }
+            keys.push(key);
+        }
+    }
+}
+
+impl Cache {
+    /// Whether the default cache holds no page once the pages it was asked for are dropped,
+    /// each looked up and discarded (`xFetch` without creating, `xUnpin` discarding). A
+    /// truncation of every page (`limit` 1) comes with none pinned (SQLite keeps page 1 then).
+    ///
+    /// The default cache's own truncation walks every slot of its hash table, which keeps the
+    /// size it grew to for the connection's largest read, however few pages it holds now: most
+    /// of the CPU of a read of a few pages, for a read connection reset at nearly every read.
+    ///
+    /// # Safety
+    /// `self.inner` is a live handle of the default cache, used from its connection's thread,
+    /// with no page pinned.
+    unsafe fn emptied(&mut self) -> bool {
+        let i = inner();
+        let (Some(fetch), Some(unpin), Some(count)) = (i.xFetch, i.xUnpin, i.xPagecount) else {
+            return false;
+        };
+        let Some(keys) = self.held.0.as_mut() else {
+            return false;
+        };
+        for key in keys.drain(..) {
+            // A page another cache of the group recycled is gone already.
+            let page = unsafe { fetch(self.inner, key, 0) };
+            if !page.is_null() {
+                unsafe { unpin(self.inner, page, 1) };
+            }
+        }
+        unsafe { count(self.inner) == 0 }
+    }
 }
 
 fn inner() -> &'static ffi::sqlite3_pcache_methods2 {
@@ -178,6 +244,7 @@ unsafe extern "C" fn create(
     Box::into_raw(Box::new(Cache {
         inner: handle,
         keys,
+        held: Held::new(),
     })) as *mut ffi::sqlite3_pcache
 }
 
@@ -207,6 +274,7 @@ unsafe extern "C" fn fetch(
     // A lookup that found nothing (a swap checks its target first) adds no page.
     if !page.is_null() {
         c.keys.fetched(key);
+        c.held.add(key);
     }
     page
 }
@@ -232,6 +300,7 @@ unsafe extern "C" fn rekey(
         unsafe { f(c.inner, page, old, new) }
     }
     c.keys.rekeyed(old, new);
+    c.held.add(new);
 }
 
 unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
@@ -254,36 +323,18 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
             WALKS_AVOIDED.fetch_add(1, Ordering::Relaxed);
         }
         Truncation::Forwarded => {
-            if limit <= 1 && unsafe { emptied(c.inner) } {
+            if limit <= 1 && unsafe { c.emptied() } {
                 EMPTIED.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             if let Some(f) = inner().xTruncate {
                 unsafe { f(c.inner, limit) }
             }
+            if limit <= 1 {
+                // Empty now: tracked again from here.
+                c.held = Held::new();
+            }
         }
-    }
-}
-
-/// Whether the default cache `c` holds no page once its unpinned pages are dropped.
-///
-/// A truncation that drops every page (`limit` 1: a read connection's reset when another
-/// connection wrote since its last read, so under steady writes at each of its reads) walks
-/// every slot of the default cache's hash table, which keeps the size it grew to for the
-/// connection's largest read, however few pages it holds now: most of the CPU of a read of a
-/// few pages. `xShrink` drops the unpinned pages by walking them alone (its recently-used
-/// list); with none pinned (a reset pins none) nothing is left to truncate.
-///
-/// # Safety
-/// `c` is a live handle of the default cache, used from its connection's thread.
-unsafe fn emptied(c: *mut ffi::sqlite3_pcache) -> bool {
-    let i = inner();
-    match (i.xShrink, i.xPagecount) {
-        (Some(shrink), Some(count)) => unsafe {
-            shrink(c);
-            count(c) == 0
-        },
-        _ => false,
     }
 }
 
@@ -350,7 +401,7 @@ pub fn walks_avoided() -> u64 {
 }
 
 /// Truncations of every page done so far (process-wide) by dropping the cache's pages alone,
-/// where the default cache would have walked its whole hash table ([`emptied`]).
+/// where the default cache would have walked its whole hash table ([`Cache::emptied`]).
 pub fn resets_emptied() -> u64 {
     EMPTIED.load(Ordering::Relaxed)
 }
@@ -504,13 +555,63 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(reads(), (3000, 200));
-        let before = resets_emptied();
         conn.execute("DELETE FROM later WHERE rowid <= 50", [])
             .unwrap();
+        // Many pages read since the last reset: this one walks, as the default cache does.
         assert_eq!(reads(), (3000, 150));
+        // A read of a few pages, reset at each read after a write: its pages are dropped one
+        // by one, without the walk.
+        let few = || {
+            store
+                .read_db(|db| {
+                    db.query_one("SELECT length(b) FROM later WHERE rowid = 100", &[])?
+                        .int(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(few(), 3000);
+        conn.execute("DELETE FROM later WHERE rowid = 51", [])
+            .unwrap();
+        assert_eq!(few(), 3000);
+        let before = resets_emptied();
+        conn.execute("DELETE FROM later WHERE rowid = 52", [])
+            .unwrap();
+        assert_eq!(few(), 3000);
         assert!(
             resets_emptied() > before,
             "the reader's reset walked its cache"
+        );
+        // Every connection's cache is one group (SQLITE_ENABLE_MEMORY_MANAGEMENT): a reader's
+        // reset leaves the writer's pages cached (`xShrink` there dropped them all).
+        let misses = || {
+            let (mut now, mut high) = (0, 0);
+            // SAFETY: the connection is open and used by this thread only.
+            let rc = unsafe {
+                ffi::sqlite3_db_status(
+                    conn.handle(),
+                    ffi::SQLITE_DBSTATUS_CACHE_MISS,
+                    &mut now,
+                    &mut high,
+                    0,
+                )
+            };
+            assert_eq!(rc, ffi::SQLITE_OK);
+            now
+        };
+        let count = || -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+                .unwrap()
+        };
+        conn.execute("DELETE FROM later WHERE rowid = 53", [])
+            .unwrap();
+        assert_eq!(count(), 3000);
+        let cached = misses();
+        assert_eq!(few(), 3000);
+        assert_eq!(count(), 3000);
+        assert_eq!(
+            misses(),
+            cached,
+            "the writer read pages again after a reader's reset"
         );
         // Memory statistics off: SQLite counted none of the allocations above.
         assert_eq!(unsafe { ffi::sqlite3_memory_used() }, 0);
