@@ -254,10 +254,8 @@ async fn listen_once(
             let AsyncMessage::Notification(heard) = message else {
                 continue;
             };
-            if heard.payload() != own {
-                if seen.send(()).is_err() {
-                    break;
-                }
+            if heard.payload() != own && seen.send(()).is_err() {
+                break;
             }
         }
     });
